@@ -1,0 +1,817 @@
+/* rpc_conn.c: the connection state machine described in rpc_conn.h. */
+#include "rpc_conn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "smlt.pb-c.h"
+#include "smlt_error.h"
+#include "smlt_log.h"
+
+enum conn_state { ST_HDR, ST_DEST, ST_PAYLOAD, ST_DISCARD };
+
+#define DEFER_PROCESS 0x1u
+#define DEFER_FREE 0x2u
+
+/* Largest single read/write the bufferevent does per call: big enough that a referenced tensor
+ * goes out in few writev calls, bounded so one connection cannot hog a wakeup. */
+#define RPC_MAX_SINGLE_IO (4u << 20)
+#define RPC_FLUSH_TIMEOUT_S 5
+
+struct rpc_conn {
+    struct event_base *base;
+    struct bufferevent *bev;
+    struct event *raw_ev;   /* direct-read event on the socket, created on first use */
+    struct event *defer_ev; /* deferred processing and freeing */
+    struct rpc_conn_handler h;
+    void *arg;
+    struct rpc_limits lim;
+
+    enum conn_state st;
+    struct rpc_frame_hdr cur;
+    uint8_t *meta;
+    size_t meta_cap;
+    void *dest;       /* decoded payload destination */
+    uint8_t *wire;    /* where wire bytes go: dest, or zbuf when compressed */
+    uint64_t got;     /* wire bytes of the current payload received */
+    int direct;       /* reading the payload with recv() into wire */
+    uint8_t *scratch; /* payloads with no destination named */
+    size_t scratch_cap;
+    uint8_t *zbuf; /* compressed wire bytes */
+    size_t zbuf_cap;
+
+    unsigned pauses;   /* rpc_conn_pause() count */
+    int out_paused;    /* output over the high watermark */
+    int closing;
+    int freeing;
+    int close_err;
+    unsigned defer_flags;
+
+    uint64_t bytes_in, bytes_out, frames_bad;
+    char peer[64];
+};
+
+struct ref_ctx {
+    rpc_release_fn fn;
+    void *arg;
+};
+
+static void conn_process(struct rpc_conn *c);
+static void conn_update_read(struct rpc_conn *c);
+
+static void conn_defer(struct rpc_conn *c, unsigned flag)
+{
+    c->defer_flags |= flag;
+    event_active(c->defer_ev, EV_TIMEOUT, 0);
+}
+
+static void conn_free(struct rpc_conn *c)
+{
+    if (c->h.on_close)
+        c->h.on_close(c, c->close_err ? c->close_err : SMLT_ECLOSED, c->arg);
+    if (c->raw_ev)
+        event_free(c->raw_ev);
+    event_free(c->defer_ev);
+    /* Freeing the bufferevent runs the release callbacks of referenced payloads still queued. */
+    bufferevent_free(c->bev);
+    free(c->meta);
+    free(c->scratch);
+    free(c->zbuf);
+    free(c);
+}
+
+static void on_defer(evutil_socket_t fd, short what, void *arg)
+{
+    struct rpc_conn *c = arg;
+    unsigned flags = c->defer_flags;
+    c->defer_flags = 0;
+    if (flags & DEFER_FREE) {
+        conn_free(c);
+        return;
+    }
+    if ((flags & DEFER_PROCESS) && !c->closing)
+        conn_process(c);
+}
+
+void rpc_conn_abort(struct rpc_conn *c, int err)
+{
+    if (c->freeing)
+        return;
+    c->freeing = 1;
+    c->closing = 1;
+    if (!c->close_err)
+        c->close_err = err;
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    if (c->raw_ev)
+        event_del(c->raw_ev);
+    c->direct = 0;
+    conn_defer(c, DEFER_FREE);
+}
+
+void rpc_conn_close(struct rpc_conn *c, int err)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    c->close_err = err;
+    bufferevent_disable(c->bev, EV_READ);
+    if (c->raw_ev)
+        event_del(c->raw_ev);
+    c->direct = 0;
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        rpc_conn_abort(c, err);
+        return;
+    }
+    /* Flush what is queued (the error reply, typically), then free from the write callback. */
+    struct timeval tv = {RPC_FLUSH_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(c->bev, NULL, &tv);
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    bufferevent_enable(c->bev, EV_WRITE);
+}
+
+static void conn_bad_frame(struct rpc_conn *c, enum rpc_frame_status st, const char *why,
+                           uint64_t req_id)
+{
+    int code = st == RPC_FRAME_TOO_BIG ? SMLT_ETOOBIG : SMLT_EPROTO;
+    c->frames_bad++;
+    log_warn("conn %s: bad frame (%s): %s; closing", c->peer, rpc_frame_status_str(st),
+             why ? why : "?");
+    rpc_conn_send_error(c, req_id, code, "bad frame (%s): %s", rpc_frame_status_str(st),
+                        why ? why : "?");
+    rpc_conn_close(c, code);
+}
+
+static int grow(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (*cap >= need)
+        return 0;
+    uint8_t *p = realloc(*buf, need);
+    if (!p)
+        return SMLT_ENOMEM;
+    *buf = p;
+    *cap = need;
+    return 0;
+}
+
+static void conn_deliver(struct rpc_conn *c, void *payload)
+{
+    c->st = ST_HDR;
+    if (c->h.on_frame)
+        c->h.on_frame(c, &c->cur, c->meta, payload, c->arg);
+}
+
+/* The payload's wire bytes are all in: decode and deliver, or drop a discarded one. */
+static void conn_finish_payload(struct rpc_conn *c)
+{
+    if (c->st == ST_DISCARD) {
+        c->st = ST_HDR;
+        return;
+    }
+    if (c->cur.flags & RPC_FLAG_LZ4) {
+        if (rpc_payload_decode(&c->cur, c->zbuf, c->dest) != 0) {
+            conn_bad_frame(c, RPC_FRAME_CORRUPT, "lz4 payload does not decode", c->cur.req_id);
+            return;
+        }
+    }
+    conn_deliver(c, c->dest);
+}
+
+static void on_raw_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct rpc_conn *c = arg;
+    uint8_t sink[64 << 10];
+    size_t budget = SMLT_DIRECT_READ_BUDGET;
+    while (c->got < c->cur.payload_len && budget > 0) {
+        size_t want = (size_t)(c->cur.payload_len - c->got);
+        if (want > budget)
+            want = budget;
+        uint8_t *to = c->wire + c->got;
+        if (c->st == ST_DISCARD) {
+            to = sink;
+            if (want > sizeof sink)
+                want = sizeof sink;
+        }
+        ssize_t n = recv(fd, to, want, 0);
+        if (n > 0) {
+            c->got += (uint64_t)n;
+            c->bytes_in += (uint64_t)n;
+            budget -= (size_t)n;
+            continue;
+        }
+        if (n == 0) {
+            rpc_conn_abort(c, SMLT_ECLOSED);
+            return;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            break;
+        log_warn("conn %s: recv: %s", c->peer, strerror(errno));
+        rpc_conn_abort(c, SMLT_EIO);
+        return;
+    }
+    if (c->got < c->cur.payload_len)
+        return; /* the persistent event fires again when more arrives */
+    event_del(c->raw_ev);
+    c->direct = 0;
+    conn_finish_payload(c);
+    if (!c->closing)
+        conn_process(c);
+}
+
+static void conn_start_direct(struct rpc_conn *c)
+{
+    if (!c->raw_ev) {
+        c->raw_ev = event_new(c->base, bufferevent_getfd(c->bev), EV_READ | EV_PERSIST, on_raw_read,
+                              c);
+        if (!c->raw_ev) {
+            rpc_conn_abort(c, SMLT_ENOMEM);
+            return;
+        }
+    }
+    c->direct = 1;
+    conn_update_read(c);
+    event_add(c->raw_ev, NULL);
+}
+
+/* Asks the handler where the current frame's payload goes and sets up receiving it.
+ * Returns 0 to go on, 1 to stop processing (waiting for a destination, or closing). */
+static int conn_pick_dest(struct rpc_conn *c)
+{
+    void *dest = NULL;
+    int rc = c->h.on_payload ? c->h.on_payload(c, &c->cur, c->meta, &dest, c->arg) : 0;
+    if (c->closing)
+        return 1;
+    if (rc == RPC_CONN_WAIT) {
+        c->st = ST_DEST;
+        conn_update_read(c);
+        return 1;
+    }
+    c->got = 0;
+    if (rc < 0) {
+        c->st = ST_DISCARD;
+        return 0;
+    }
+    if (!dest) {
+        if (grow(&c->scratch, &c->scratch_cap, (size_t)c->cur.raw_len) != 0) {
+            rpc_conn_send_error(c, c->cur.req_id, SMLT_ENOMEM, "no memory for a payload of %llu bytes",
+                                (unsigned long long)c->cur.raw_len);
+            c->st = ST_DISCARD;
+            return 0;
+        }
+        dest = c->scratch;
+    }
+    c->dest = dest;
+    c->wire = dest;
+    if (c->cur.flags & RPC_FLAG_LZ4) {
+        if (grow(&c->zbuf, &c->zbuf_cap, (size_t)c->cur.payload_len) != 0) {
+            rpc_conn_send_error(c, c->cur.req_id, SMLT_ENOMEM, "no memory for a payload");
+            c->st = ST_DISCARD;
+            return 0;
+        }
+        c->wire = c->zbuf;
+    }
+    c->st = ST_PAYLOAD;
+    return 0;
+}
+
+static void conn_process(struct rpc_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    unsigned frames = 0;
+    while (!c->closing && !c->direct) {
+        if (frames >= SMLT_FRAMES_PER_WAKEUP) {
+            /* Yield to the other connections; come back from a deferred event. */
+            if (evbuffer_get_length(in) > 0)
+                conn_defer(c, DEFER_PROCESS);
+            break;
+        }
+        if (c->st == ST_HDR) {
+            if (c->pauses || c->out_paused)
+                break;
+            size_t len = evbuffer_get_length(in);
+            if (len == 0)
+                break;
+            uint8_t hb[SMLT_FRAME_HDR_LEN];
+            size_t n = len < sizeof hb ? len : sizeof hb;
+            evbuffer_copyout(in, hb, n);
+            const char *why = NULL;
+            enum rpc_frame_status st = rpc_frame_parse_hdr(hb, n, &c->lim, &c->cur, &why);
+            if (st == RPC_FRAME_NEED_MORE)
+                break;
+            if (st != RPC_FRAME_COMPLETE) {
+                conn_bad_frame(c, st, why, n == sizeof hb ? c->cur.req_id : 0);
+                return;
+            }
+            if (len < SMLT_FRAME_HDR_LEN + (size_t)c->cur.meta_len)
+                break;
+            if (grow(&c->meta, &c->meta_cap, c->cur.meta_len ? c->cur.meta_len : 1) != 0) {
+                rpc_conn_abort(c, SMLT_ENOMEM);
+                return;
+            }
+            evbuffer_drain(in, SMLT_FRAME_HDR_LEN);
+            evbuffer_remove(in, c->meta, c->cur.meta_len);
+            c->bytes_in += SMLT_FRAME_HDR_LEN + (uint64_t)c->cur.meta_len;
+            if (c->cur.payload_len == 0) {
+                frames++;
+                conn_deliver(c, NULL);
+                continue;
+            }
+            c->st = ST_DEST;
+        }
+        if (c->st == ST_DEST) {
+            if (conn_pick_dest(c))
+                break;
+        }
+        /* ST_PAYLOAD or ST_DISCARD: first what the bufferevent already holds. */
+        size_t avail = evbuffer_get_length(in);
+        uint64_t need = c->cur.payload_len - c->got;
+        size_t take = avail < need ? avail : (size_t)need;
+        if (take) {
+            if (c->st == ST_DISCARD)
+                evbuffer_drain(in, take);
+            else
+                evbuffer_remove(in, c->wire + c->got, take);
+            c->got += take;
+            c->bytes_in += take;
+        }
+        if (c->got < c->cur.payload_len) {
+            if (c->cur.payload_len - c->got >= SMLT_DIRECT_READ_MIN)
+                conn_start_direct(c);
+            break;
+        }
+        frames++;
+        conn_finish_payload(c);
+    }
+    conn_update_read(c);
+}
+
+static void conn_update_read(struct rpc_conn *c)
+{
+    int want = !c->closing && !c->direct && c->st != ST_DEST &&
+               !((c->pauses || c->out_paused) && c->st == ST_HDR);
+    if (want)
+        bufferevent_enable(c->bev, EV_READ);
+    else
+        bufferevent_disable(c->bev, EV_READ);
+}
+
+static void on_bev_read(struct bufferevent *bev, void *arg)
+{
+    conn_process(arg);
+}
+
+static void on_bev_write(struct bufferevent *bev, void *arg)
+{
+    struct rpc_conn *c = arg;
+    size_t len = evbuffer_get_length(bufferevent_get_output(bev));
+    if (c->closing) {
+        if (len == 0)
+            rpc_conn_abort(c, c->close_err);
+        return;
+    }
+    if (c->out_paused && len <= SMLT_OUTBUF_HIGH / 2) {
+        c->out_paused = 0;
+        conn_update_read(c);
+        conn_defer(c, DEFER_PROCESS);
+    }
+}
+
+static void on_bev_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct rpc_conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        if (c->h.on_connected)
+            c->h.on_connected(c, c->arg);
+        return;
+    }
+    if (what & BEV_EVENT_EOF) {
+        rpc_conn_abort(c, SMLT_ECLOSED);
+    } else if (what & BEV_EVENT_TIMEOUT) {
+        rpc_conn_abort(c, SMLT_ETIMEDOUT);
+    } else if (what & BEV_EVENT_ERROR) {
+        int e = EVUTIL_SOCKET_ERROR();
+        log_debug("conn %s: %s", c->peer, evutil_socket_error_to_string(e));
+        rpc_conn_abort(c, e == ECONNREFUSED ? SMLT_ECLOSED : SMLT_EIO);
+    }
+}
+
+static struct rpc_conn *conn_alloc(struct event_base *base, struct bufferevent *bev,
+                                   const struct rpc_limits *lim, const struct rpc_conn_handler *h,
+                                   void *arg)
+{
+    struct rpc_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->defer_ev = event_new(base, -1, 0, on_defer, c);
+    if (!c->defer_ev) {
+        free(c);
+        return NULL;
+    }
+    c->base = base;
+    c->bev = bev;
+    c->h = *h;
+    c->arg = arg;
+    c->lim = *lim;
+    c->st = ST_HDR;
+    bufferevent_set_max_single_read(bev, RPC_MAX_SINGLE_IO);
+    bufferevent_set_max_single_write(bev, RPC_MAX_SINGLE_IO);
+    bufferevent_setcb(bev, on_bev_read, on_bev_write, on_bev_event, c);
+    bufferevent_setwatermark(bev, EV_WRITE, SMLT_OUTBUF_HIGH / 2, 0);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    return c;
+}
+
+static void fd_tune(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static void peer_name(const struct sockaddr *sa, char *out, size_t cap)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const void *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+        port = ntohs(s4->sin_port);
+        snprintf(out, cap, "%s:%d", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const void *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+        port = ntohs(s6->sin6_port);
+        snprintf(out, cap, "[%s]:%d", host, port);
+    } else {
+        snprintf(out, cap, "?");
+    }
+}
+
+struct rpc_conn *rpc_conn_new_fd(struct event_base *base, int fd, const struct rpc_limits *lim,
+                                 const struct rpc_conn_handler *h, void *arg)
+{
+    evutil_make_socket_nonblocking(fd);
+    evutil_make_socket_closeonexec(fd);
+    fd_tune(fd);
+    struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        close(fd);
+        return NULL;
+    }
+    struct rpc_conn *c = conn_alloc(base, bev, lim, h, arg);
+    if (!c) {
+        bufferevent_free(bev);
+        return NULL;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+        peer_name((struct sockaddr *)&ss, c->peer, sizeof c->peer);
+    else
+        snprintf(c->peer, sizeof c->peer, "fd%d", fd);
+    return c;
+}
+
+struct rpc_conn *rpc_conn_connect(struct event_base *base, const char *addr,
+                                  const struct rpc_limits *lim, const struct rpc_conn_handler *h,
+                                  void *arg, int *err)
+{
+    struct sockaddr_storage ss;
+    int sl;
+    int rc = rpc_net_resolve(addr, &ss, &sl);
+    if (rc) {
+        *err = rc;
+        return NULL;
+    }
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        *err = SMLT_ENOMEM;
+        return NULL;
+    }
+    struct rpc_conn *c = conn_alloc(base, bev, lim, h, arg);
+    if (!c) {
+        bufferevent_free(bev);
+        *err = SMLT_ENOMEM;
+        return NULL;
+    }
+    snprintf(c->peer, sizeof c->peer, "%s", addr);
+    if (bufferevent_socket_connect(bev, (struct sockaddr *)&ss, sl) != 0) {
+        /* libevent reports an immediate failure through the event callback as well; treat it
+         * as a dead connection that the caller learns of from on_close. */
+        rpc_conn_abort(c, SMLT_EIO);
+        return c;
+    }
+    int fd = bufferevent_getfd(bev);
+    if (fd >= 0) {
+        fd_tune(fd);
+        evutil_make_socket_closeonexec(fd);
+    }
+    return c;
+}
+
+static void on_ref_cleanup(const void *data, size_t len, void *extra)
+{
+    struct ref_ctx *r = extra;
+    if (r->fn)
+        r->fn(data, len, r->arg);
+    free(r);
+}
+
+static void on_free_cleanup(const void *data, size_t len, void *extra)
+{
+    free((void *)data);
+}
+
+int rpc_conn_send(struct rpc_conn *c, uint8_t type, uint64_t req_id, const ProtobufCMessage *meta,
+                  const void *payload, size_t len, unsigned opts, rpc_release_fn release,
+                  void *release_arg)
+{
+    int rc = 0;
+    int released = 0;
+    if (c->closing && !(type == SMLT__MSG_TYPE__MSG_ERROR && !c->freeing)) {
+        rc = SMLT_ECLOSED;
+        goto out;
+    }
+    size_t mlen = meta ? protobuf_c_message_get_packed_size(meta) : 0;
+    if (mlen > SMLT_MAX_META_LEN || len > SMLT_MAX_PAYLOAD) {
+        rc = SMLT_ETOOBIG;
+        goto out;
+    }
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct rpc_frame_hdr h = {.version = SMLT_PROTO_VERSION,
+                              .type = type,
+                              .req_id = req_id,
+                              .meta_len = (uint32_t)mlen,
+                              .payload_len = len,
+                              .raw_len = len};
+    void *zdata = NULL;
+    if (len && (opts & RPC_SEND_MAY_COMPRESS) && rpc_payload_should_compress(payload, len)) {
+        size_t bound = rpc_payload_bound(len);
+        zdata = bound ? malloc(bound) : NULL;
+        size_t zlen = zdata ? rpc_payload_compress(payload, len, zdata, bound) : 0;
+        if (zlen && zlen < len) {
+            h.flags |= RPC_FLAG_LZ4;
+            h.payload_len = zlen;
+        } else {
+            free(zdata);
+            zdata = NULL;
+        }
+    }
+    uint8_t hb[SMLT_FRAME_HDR_LEN];
+    rpc_frame_hdr_encode(hb, &h);
+    evbuffer_add(out, hb, sizeof hb);
+    if (mlen) {
+        struct evbuffer_iovec vec;
+        if (evbuffer_reserve_space(out, (ev_ssize_t)mlen, &vec, 1) < 1) {
+            free(zdata);
+            rc = SMLT_ENOMEM;
+            goto out;
+        }
+        protobuf_c_message_pack(meta, vec.iov_base);
+        vec.iov_len = mlen;
+        evbuffer_commit_space(out, &vec, 1);
+    }
+    if (zdata) {
+        evbuffer_add_reference(out, zdata, (size_t)h.payload_len, on_free_cleanup, NULL);
+    } else if (len && (opts & RPC_SEND_REF)) {
+        struct ref_ctx *r = malloc(sizeof *r);
+        if (!r) {
+            rc = SMLT_ENOMEM;
+            goto out;
+        }
+        r->fn = release;
+        r->arg = release_arg;
+        evbuffer_add_reference(out, payload, len, on_ref_cleanup, r);
+        released = 1; /* release now belongs to the evbuffer */
+    } else if (len) {
+        evbuffer_add(out, payload, len);
+    }
+    c->bytes_out += SMLT_FRAME_HDR_LEN + mlen + h.payload_len;
+    if (!c->out_paused && evbuffer_get_length(out) > SMLT_OUTBUF_HIGH)
+        c->out_paused = 1;
+out:
+    if (!released && release)
+        release(payload, len, release_arg);
+    return rc;
+}
+
+int rpc_conn_send_error(struct rpc_conn *c, uint64_t req_id, int code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    Smlt__ErrorReply er = SMLT__ERROR_REPLY__INIT;
+    er.code = code;
+    er.message = msg;
+    return rpc_conn_send(c, SMLT__MSG_TYPE__MSG_ERROR, req_id, &er.base, NULL, 0, 0, NULL, NULL);
+}
+
+void rpc_conn_resume_dest(struct rpc_conn *c)
+{
+    if (c->st == ST_DEST && !c->closing)
+        conn_defer(c, DEFER_PROCESS);
+}
+
+void rpc_conn_pause(struct rpc_conn *c)
+{
+    c->pauses++;
+    conn_update_read(c);
+}
+
+void rpc_conn_resume(struct rpc_conn *c)
+{
+    if (c->pauses && --c->pauses == 0 && !c->closing) {
+        conn_update_read(c);
+        conn_defer(c, DEFER_PROCESS);
+    }
+}
+
+void rpc_conn_set_limits(struct rpc_conn *c, const struct rpc_limits *lim)
+{
+    c->lim = *lim;
+}
+
+size_t rpc_conn_outbuf_len(const struct rpc_conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+const char *rpc_conn_peer(const struct rpc_conn *c)
+{
+    return c->peer;
+}
+
+void *rpc_conn_arg(const struct rpc_conn *c)
+{
+    return c->arg;
+}
+
+void rpc_conn_set_arg(struct rpc_conn *c, void *arg)
+{
+    c->arg = arg;
+}
+
+int rpc_conn_is_closing(const struct rpc_conn *c)
+{
+    return c->closing;
+}
+
+uint64_t rpc_conn_bytes_in(const struct rpc_conn *c)
+{
+    return c->bytes_in;
+}
+
+uint64_t rpc_conn_bytes_out(const struct rpc_conn *c)
+{
+    return c->bytes_out;
+}
+
+uint64_t rpc_conn_frames_bad(const struct rpc_conn *c)
+{
+    return c->frames_bad;
+}
+
+const ProtobufCMessageDescriptor *rpc_msg_descriptor(uint8_t type)
+{
+    switch (type) {
+    case SMLT__MSG_TYPE__MSG_HELLO:
+        return &smlt__hello__descriptor;
+    case SMLT__MSG_TYPE__MSG_HELLO_OK:
+        return &smlt__hello_ok__descriptor;
+    case SMLT__MSG_TYPE__MSG_ERROR:
+        return &smlt__error_reply__descriptor;
+    case SMLT__MSG_TYPE__MSG_PING:
+    case SMLT__MSG_TYPE__MSG_PONG:
+        return &smlt__ping__descriptor;
+    case SMLT__MSG_TYPE__MSG_GET_MAP:
+        return &smlt__get_map__descriptor;
+    case SMLT__MSG_TYPE__MSG_MAP:
+        return &smlt__partition_map__descriptor;
+    case SMLT__MSG_TYPE__MSG_PUSH:
+        return &smlt__push_req__descriptor;
+    case SMLT__MSG_TYPE__MSG_PUSH_ACK:
+        return &smlt__push_ack__descriptor;
+    case SMLT__MSG_TYPE__MSG_PULL:
+        return &smlt__pull_req__descriptor;
+    case SMLT__MSG_TYPE__MSG_PULL_REPLY:
+        return &smlt__pull_reply__descriptor;
+    case SMLT__MSG_TYPE__MSG_CONFIGURE:
+        return &smlt__shard_config__descriptor;
+    case SMLT__MSG_TYPE__MSG_SET_PARAMS:
+        return &smlt__set_params__descriptor;
+    case SMLT__MSG_TYPE__MSG_UPDATE_CONF:
+        return &smlt__update_conf__descriptor;
+    case SMLT__MSG_TYPE__MSG_OK:
+        return &smlt__ok__descriptor;
+    case SMLT__MSG_TYPE__MSG_GET_STATS:
+        return &smlt__get_stats__descriptor;
+    case SMLT__MSG_TYPE__MSG_STATS:
+        return &smlt__shard_stats__descriptor;
+    case SMLT__MSG_TYPE__MSG_SHUTDOWN:
+        return &smlt__shutdown__descriptor;
+    default:
+        return NULL;
+    }
+}
+
+ProtobufCMessage *rpc_msg_unpack(const struct rpc_frame_hdr *h, const uint8_t *meta)
+{
+    const ProtobufCMessageDescriptor *d = rpc_msg_descriptor(h->type);
+    if (!d)
+        return NULL;
+    return protobuf_c_message_unpack(d, NULL, h->meta_len, meta);
+}
+
+int rpc_net_resolve(const char *addr, struct sockaddr_storage *ss, int *sslen)
+{
+    char host[256];
+    const char *port;
+    if (!addr)
+        return SMLT_EINVAL;
+    if (addr[0] == '[') {
+        const char *e = strchr(addr, ']');
+        if (!e || e[1] != ':' || (size_t)(e - addr - 1) >= sizeof host)
+            return SMLT_EINVAL;
+        memcpy(host, addr + 1, (size_t)(e - addr - 1));
+        host[e - addr - 1] = '\0';
+        port = e + 2;
+    } else {
+        const char *e = strrchr(addr, ':');
+        if (!e || (size_t)(e - addr) >= sizeof host)
+            return SMLT_EINVAL;
+        memcpy(host, addr, (size_t)(e - addr));
+        host[e - addr] = '\0';
+        port = e + 1;
+    }
+    if (!*port)
+        return SMLT_EINVAL;
+    for (const char *p = port; *p; p++)
+        if (*p < '0' || *p > '9')
+            return SMLT_EINVAL;
+    if (atol(port) > 65535)
+        return SMLT_EINVAL;
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | (host[0] ? 0 : AI_PASSIVE);
+    if (getaddrinfo(host[0] && strcmp(host, "*") ? host : NULL, port, &hints, &res) != 0 || !res)
+        return SMLT_EINVAL;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *sslen = (int)res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+int rpc_net_listen(const char *addr, int backlog, int *port)
+{
+    struct sockaddr_storage ss;
+    int sl;
+    int rc = rpc_net_resolve(addr, &ss, &sl);
+    if (rc)
+        return rc;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return SMLT_ESYS;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, (socklen_t)sl) != 0 || listen(fd, backlog) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return SMLT_ESYS;
+    }
+    struct sockaddr_storage b;
+    socklen_t bl = sizeof b;
+    getsockname(fd, (struct sockaddr *)&b, &bl);
+    if (port)
+        *port = ntohs(b.ss_family == AF_INET ? ((struct sockaddr_in *)&b)->sin_port
+                                             : ((struct sockaddr_in6 *)&b)->sin6_port);
+    return fd;
+}
+
+int rpc_token_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+    const unsigned char *x = a, *y = b;
+    size_t n = alen > blen ? alen : blen;
+    volatile unsigned char d = (unsigned char)(alen != blen);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char xa = i < alen ? x[i] : 0;
+        unsigned char yb = i < blen ? y[i] : 0;
+        d |= (unsigned char)(xa ^ yb);
+    }
+    return d == 0;
+}
