@@ -1,0 +1,951 @@
+/* ps_server.c: connections, handshake and request dispatch of one shard (see ps_server.h). */
+#include "ps_server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+
+#include "ps_map.h"
+#include "ps_shard.h"
+#include "rpc_conn.h"
+#include "smlt.pb-c.h"
+#include "smlt_error.h"
+#include "smlt_limits.h"
+#include "smlt_log.h"
+
+/* Pull replies smaller than this are copied into the output buffer; larger ones are sent by
+ * reference to the parameter buffer, which the shard then keeps unchanged until written. */
+#define PS_PULL_COPY_MAX (64u << 10)
+
+struct ps_client;
+
+struct ps_pull_wait {
+    struct ps_client *cl;
+    uint64_t req_id;
+    uint64_t lo, hi, min_clock;
+    int may_compress;
+    struct event *timer;
+    struct ps_pull_wait *next, *prev;
+};
+
+struct ps_set_wait {
+    struct ps_client *cl;
+    uint64_t req_id;
+    uint64_t seq;
+    struct ps_set_wait *next;
+};
+
+struct ps_client {
+    struct ps_server *srv;
+    struct rpc_conn *conn;
+    int authed;
+    int admin;
+    uint32_t worker;
+    struct event *hs_timer;
+    float *recv_buf;     /* a shard buffer the current payload is being read into */
+    int waiting_buf;     /* on the server's list of connections waiting for a buffer */
+    uint32_t pulls_waiting;
+    struct ps_client *next, *prev;
+    struct ps_client *wnext;
+};
+
+struct ps_server {
+    struct event_base *base;
+    struct evconnlistener *lis;
+    struct ps_shard *shard;
+    struct ps_server_conf conf;
+    char *token;
+    char *admin_token;
+    int port;
+    uint32_t nconns;
+    struct ps_client *clients;
+    struct ps_client *buf_waiters;
+    struct ps_pull_wait *pulls;
+    struct ps_set_wait *sets;
+    struct ps_client *conf_client; /* a Configure waiting for initialization to finish */
+    uint64_t conf_req;
+    int shutdown;
+    /* counters for /stats (connections add theirs when they close) */
+    uint64_t pulls_served, pulls_timed_out, bytes_in, bytes_out, frames_bad, auth_failures;
+    uint64_t stale_map_errors, conns_refused, payloads_compressed;
+};
+
+static const struct rpc_limits lim_preauth = {SMLT_MAX_META_PREAUTH, SMLT_MAX_PAYLOAD_PREAUTH};
+static const struct rpc_limits lim_authed = {SMLT_MAX_META_LEN, SMLT_MAX_PAYLOAD};
+
+/* ---- replies ----------------------------------------------------------------------------- */
+
+/* Sends an error reply; with SMLT_ESTALEMAP it carries the current map, with SMLT_ESTEP the
+ * shard's version and clock, so the client can recover without another round trip. */
+static void reply_error(struct ps_client *cl, uint64_t req_id, int code, const char *msg)
+{
+    struct ps_server *srv = cl->srv;
+    Smlt__ErrorReply er = SMLT__ERROR_REPLY__INIT;
+    Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
+    er.code = code;
+    er.message = (char *)(msg && *msg ? msg : smlt_strerror(code));
+    const struct ps_map *map = ps_shard_map(srv->shard);
+    int have_pm = 0;
+    if (code == SMLT_ESTALEMAP && map && ps_map_to_pb(map, &pm) == 0) {
+        er.map = &pm;
+        have_pm = 1;
+        srv->stale_map_errors++;
+    }
+    if (code == SMLT_ESTEP || code == SMLT_ETIMEDOUT) {
+        er.has_version = er.has_clock = 1;
+        er.version = ps_shard_version(srv->shard);
+        er.clock = ps_shard_clock(srv->shard);
+    }
+    rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_ERROR, req_id, &er.base, NULL, 0, 0, NULL, NULL);
+    if (have_pm)
+        ps_map_pb_clear(&pm);
+}
+
+static void reply_ok(struct ps_client *cl, uint64_t req_id)
+{
+    Smlt__Ok ok = SMLT__OK__INIT;
+    const struct ps_map *map = ps_shard_map(cl->srv->shard);
+    ok.has_version = 1;
+    ok.version = ps_shard_version(cl->srv->shard);
+    if (map) {
+        ok.has_map_version = 1;
+        ok.map_version = map->version;
+    }
+    rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_OK, req_id, &ok.base, NULL, 0, 0, NULL, NULL);
+}
+
+static void on_params_sent(const void *data, size_t len, void *arg)
+{
+    ps_shard_params_unref(arg, data);
+}
+
+static void send_pull(struct ps_client *cl, uint64_t req_id, uint64_t lo, uint64_t hi,
+                      int may_compress)
+{
+    struct ps_server *srv = cl->srv;
+    uint64_t version, clock;
+    const float *p = ps_shard_params_ref(srv->shard, &version, &clock);
+    if (!p) {
+        reply_error(cl, req_id, SMLT_ENOTCONF, "no parameters");
+        return;
+    }
+    Smlt__PullReply pr = SMLT__PULL_REPLY__INIT;
+    pr.version = version;
+    pr.clock = clock;
+    pr.lo = lo;
+    pr.hi = hi;
+    const float *data = p + (lo - ps_shard_lo(srv->shard));
+    size_t len = (size_t)(hi - lo) * sizeof(float);
+    unsigned opts = (len > PS_PULL_COPY_MAX ? RPC_SEND_REF : RPC_SEND_COPY) |
+                    (may_compress ? RPC_SEND_MAY_COMPRESS : 0);
+    rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_PULL_REPLY, req_id, &pr.base, data, len, opts,
+                  on_params_sent, srv->shard);
+    srv->pulls_served++;
+}
+
+/* ---- waiting pulls and writes ------------------------------------------------------------ */
+
+static void pull_wait_free(struct ps_server *srv, struct ps_pull_wait *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        srv->pulls = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->cl->pulls_waiting--;
+    event_free(w->timer);
+    free(w);
+}
+
+static void on_pull_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct ps_pull_wait *w = arg;
+    struct ps_server *srv = w->cl->srv;
+    char msg[160];
+    snprintf(msg, sizeof msg, "clock %llu not reached in time (shard %u at clock %llu)",
+             (unsigned long long)w->min_clock, srv->conf.shard,
+             (unsigned long long)ps_shard_clock(srv->shard));
+    reply_error(w->cl, w->req_id, SMLT_ETIMEDOUT, msg);
+    srv->pulls_timed_out++;
+    pull_wait_free(srv, w);
+}
+
+static void on_shard_advance(struct ps_shard *sh, void *arg)
+{
+    struct ps_server *srv = arg;
+    uint64_t clock = ps_shard_clock(sh);
+    for (struct ps_pull_wait *w = srv->pulls, *next; w; w = next) {
+        next = w->next;
+        if (w->min_clock <= clock) {
+            send_pull(w->cl, w->req_id, w->lo, w->hi, w->may_compress);
+            pull_wait_free(srv, w);
+        }
+    }
+    uint64_t done = ps_shard_seq_done(sh);
+    for (struct ps_set_wait **pp = &srv->sets; *pp;) {
+        struct ps_set_wait *w = *pp;
+        if (w->seq <= done) {
+            *pp = w->next;
+            reply_ok(w->cl, w->req_id);
+            free(w);
+        } else {
+            pp = &w->next;
+        }
+    }
+}
+
+static void on_shard_buffer_free(struct ps_shard *sh, void *arg)
+{
+    struct ps_server *srv = arg;
+    struct ps_client *cl = srv->buf_waiters;
+    srv->buf_waiters = NULL;
+    for (struct ps_client *next; cl; cl = next) {
+        next = cl->wnext;
+        cl->wnext = NULL;
+        cl->waiting_buf = 0;
+        rpc_conn_resume_dest(cl->conn);
+    }
+}
+
+static void on_shard_configured(struct ps_shard *sh, int err, void *arg)
+{
+    struct ps_server *srv = arg;
+    struct ps_client *cl = srv->conf_client;
+    srv->conf_client = NULL;
+    if (err == 0) {
+        const struct ps_map *m = ps_shard_map(sh);
+        log_info("shard %u: configured: job \"%s\" map v%llu range [%llu, %llu) %s, %u workers, %s",
+                 srv->conf.shard, m->job, (unsigned long long)m->version,
+                 (unsigned long long)ps_shard_lo(sh), (unsigned long long)ps_shard_hi(sh),
+                 ps_sync_name(ps_shard_conf(sh)->mode), ps_shard_conf(sh)->workers,
+                 ps_optim_name(ps_shard_conf(sh)->optim.kind));
+    }
+    if (!cl)
+        return;
+    if (err)
+        reply_error(cl, srv->conf_req, err, "parameter initialization failed");
+    else
+        reply_ok(cl, srv->conf_req);
+}
+
+/* ---- requests ---------------------------------------------------------------------------- */
+
+static void handle_hello(struct ps_client *cl, const struct rpc_frame_hdr *h, const uint8_t *meta)
+{
+    struct ps_server *srv = cl->srv;
+    Smlt__Hello *m = (Smlt__Hello *)rpc_msg_unpack(h, meta);
+    if (!m) {
+        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed Hello");
+        rpc_conn_close(cl->conn, SMLT_EPROTO);
+        return;
+    }
+    if (m->proto_version != SMLT_PROTO_VERSION) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "protocol version %u not supported (server speaks %u)",
+                 m->proto_version, SMLT_PROTO_VERSION);
+        reply_error(cl, h->req_id, SMLT_EVERSION, msg);
+        rpc_conn_close(cl->conn, SMLT_EVERSION);
+        goto out;
+    }
+    int is_admin_role = m->has_role && m->role == SMLT__ROLE__ROLE_ADMIN;
+    const char *want = is_admin_role && srv->admin_token ? srv->admin_token : srv->token;
+    if (!rpc_token_equal(m->token.data, m->token.len, want, strlen(want))) {
+        srv->auth_failures++;
+        log_warn("shard %u: %s: wrong token (%s role); closing", srv->conf.shard,
+                 rpc_conn_peer(cl->conn), is_admin_role ? "admin" : "worker");
+        reply_error(cl, h->req_id, SMLT_EAUTH, "wrong token");
+        rpc_conn_close(cl->conn, SMLT_EAUTH);
+        goto out;
+    }
+    cl->authed = 1;
+    cl->admin = is_admin_role;
+    cl->worker = m->has_worker ? m->worker : 0;
+    if (cl->hs_timer) {
+        event_free(cl->hs_timer);
+        cl->hs_timer = NULL;
+    }
+    rpc_conn_set_limits(cl->conn, &lim_authed);
+    Smlt__HelloOk ok = SMLT__HELLO_OK__INIT;
+    ok.proto_version = SMLT_PROTO_VERSION;
+    ok.shard = srv->conf.shard;
+    const struct ps_map *map = ps_shard_map(srv->shard);
+    ok.has_map_version = 1;
+    ok.map_version = map && ps_shard_ready(srv->shard) ? map->version : 0;
+    ok.server = "smlt-ps " SMLT_VERSION_STRING;
+    rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_HELLO_OK, h->req_id, &ok.base, NULL, 0, 0, NULL,
+                  NULL);
+    log_debug("shard %u: %s authenticated (%s, rank %u)", srv->conf.shard, rpc_conn_peer(cl->conn),
+              cl->admin ? "admin" : "worker", cl->worker);
+out:
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
+
+static void handle_get_map(struct ps_client *cl, uint64_t req_id)
+{
+    const struct ps_map *map = ps_shard_map(cl->srv->shard);
+    if (!map || !ps_shard_ready(cl->srv->shard)) {
+        reply_error(cl, req_id, map ? SMLT_EAGAIN : SMLT_ENOTCONF,
+                    map ? "shard initializing" : "shard has no job configured");
+        return;
+    }
+    Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
+    if (ps_map_to_pb(map, &pm) != 0) {
+        reply_error(cl, req_id, SMLT_ENOMEM, NULL);
+        return;
+    }
+    rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_MAP, req_id, &pm.base, NULL, 0, 0, NULL, NULL);
+    ps_map_pb_clear(&pm);
+}
+
+static void handle_pull(struct ps_client *cl, const struct rpc_frame_hdr *h, const uint8_t *meta)
+{
+    struct ps_server *srv = cl->srv;
+    Smlt__PullReq *m = (Smlt__PullReq *)rpc_msg_unpack(h, meta);
+    char err[256] = "";
+    if (!m) {
+        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed PullReq");
+        return;
+    }
+    int rc = ps_shard_pull_check(srv->shard, m->map_version, m->lo, m->hi, err, sizeof err);
+    if (rc) {
+        reply_error(cl, h->req_id, rc, err);
+        goto out;
+    }
+    int may_compress = !m->has_may_compress || m->may_compress;
+    uint64_t min_clock = m->has_min_clock ? m->min_clock : 0;
+    if (min_clock <= ps_shard_clock(srv->shard)) {
+        send_pull(cl, h->req_id, m->lo, m->hi, may_compress);
+        goto out;
+    }
+    uint32_t wait_ms = m->has_wait_ms ? m->wait_ms : 0;
+    if (wait_ms == 0) {
+        snprintf(err, sizeof err, "clock %llu not reached (shard at %llu) and no wait asked",
+                 (unsigned long long)min_clock, (unsigned long long)ps_shard_clock(srv->shard));
+        reply_error(cl, h->req_id, SMLT_ETIMEDOUT, err);
+        goto out;
+    }
+    if (cl->pulls_waiting >= SMLT_MAX_PENDING_PULLS) {
+        reply_error(cl, h->req_id, SMLT_EBUSY, "too many waiting pulls on this connection");
+        goto out;
+    }
+    if (wait_ms > SMLT_MAX_PULL_WAIT_MS)
+        wait_ms = SMLT_MAX_PULL_WAIT_MS;
+    struct ps_pull_wait *w = calloc(1, sizeof *w);
+    if (!w) {
+        reply_error(cl, h->req_id, SMLT_ENOMEM, NULL);
+        goto out;
+    }
+    w->cl = cl;
+    w->req_id = h->req_id;
+    w->lo = m->lo;
+    w->hi = m->hi;
+    w->min_clock = min_clock;
+    w->may_compress = may_compress;
+    w->timer = evtimer_new(srv->base, on_pull_timeout, w);
+    struct timeval tv = {wait_ms / 1000, (wait_ms % 1000) * 1000};
+    evtimer_add(w->timer, &tv);
+    w->next = srv->pulls;
+    if (srv->pulls)
+        srv->pulls->prev = w;
+    srv->pulls = w;
+    cl->pulls_waiting++;
+out:
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
+
+static void handle_push_done(struct ps_client *cl, const struct rpc_frame_hdr *h,
+                             const uint8_t *meta)
+{
+    struct ps_server *srv = cl->srv;
+    Smlt__PushReq *m = (Smlt__PushReq *)rpc_msg_unpack(h, meta);
+    float *buf = cl->recv_buf;
+    cl->recv_buf = NULL;
+    if (!m || !buf) {
+        ps_shard_buf_put(srv->shard, buf);
+        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed PushReq");
+        if (m)
+            protobuf_c_message_free_unpacked(&m->base, NULL);
+        return;
+    }
+    char err[256] = "";
+    int rc = ps_shard_push_commit(srv->shard, m->worker, m->step, buf, err, sizeof err);
+    if (rc < 0) {
+        reply_error(cl, h->req_id, rc, err);
+    } else {
+        Smlt__PushAck ack = SMLT__PUSH_ACK__INIT;
+        ack.step = m->step;
+        ack.has_duplicate = 1;
+        ack.duplicate = rc == 1;
+        ack.has_version = ack.has_clock = 1;
+        ack.version = ps_shard_version(srv->shard);
+        ack.clock = ps_shard_clock(srv->shard);
+        rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_PUSH_ACK, h->req_id, &ack.base, NULL, 0, 0,
+                      NULL, NULL);
+    }
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
+
+static int fill_conf(const Smlt__ShardConfig *m, struct ps_shard_conf *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    c->mode = PS_SYNC_BSP;
+    c->workers = 1;
+    ps_optim_conf_default(&c->optim);
+    if (m->sync) {
+        if (m->sync->has_mode)
+            c->mode = (enum ps_sync_mode)m->sync->mode;
+        if (m->sync->has_workers)
+            c->workers = m->sync->workers;
+        if (m->sync->has_staleness)
+            c->staleness = m->sync->staleness;
+    }
+    const Smlt__OptimConf *o = m->optim;
+    if (o) {
+        if (o->has_kind)
+            c->optim.kind = (enum ps_optim_kind)o->kind;
+        if (o->has_lr)
+            c->optim.lr = o->lr;
+        if (o->has_momentum)
+            c->optim.momentum = o->momentum;
+        if (o->has_nesterov)
+            c->optim.nesterov = o->nesterov;
+        if (o->has_beta1)
+            c->optim.beta1 = o->beta1;
+        if (o->has_beta2)
+            c->optim.beta2 = o->beta2;
+        if (o->has_eps)
+            c->optim.eps = o->eps;
+        if (o->has_weight_decay)
+            c->optim.weight_decay = o->weight_decay;
+        if (o->has_decoupled)
+            c->optim.decoupled = o->decoupled;
+    }
+    if (c->mode < PS_SYNC_BSP || c->mode > PS_SYNC_ASP) {
+        snprintf(err, errlen, "sync.mode: unknown value %d", (int)c->mode);
+        return SMLT_EINVAL;
+    }
+    return 0;
+}
+
+/* Answers every waiting pull with an error: the job they waited on changed. */
+static void cancel_pulls(struct ps_server *srv, int code, const char *why)
+{
+    while (srv->pulls) {
+        reply_error(srv->pulls->cl, srv->pulls->req_id, code, why);
+        pull_wait_free(srv, srv->pulls);
+    }
+}
+
+static void handle_configure(struct ps_client *cl, const struct rpc_frame_hdr *h,
+                             const uint8_t *meta)
+{
+    struct ps_server *srv = cl->srv;
+    char err[256] = "";
+    Smlt__ShardConfig *m = (Smlt__ShardConfig *)rpc_msg_unpack(h, meta);
+    if (!m) {
+        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed ShardConfig");
+        return;
+    }
+    struct ps_shard_conf conf;
+    struct ps_map *map = NULL;
+    int rc = 0;
+    if (m->shard != srv->conf.shard) {
+        snprintf(err, sizeof err, "configuration for shard %u sent to shard %u", m->shard,
+                 srv->conf.shard);
+        rc = SMLT_EINVAL;
+    } else if (srv->conf_client) {
+        snprintf(err, sizeof err, "another configuration is in progress");
+        rc = SMLT_EBUSY;
+    } else if ((rc = fill_conf(m, &conf, err, sizeof err)) == 0) {
+        map = ps_map_from_pb(m->map, err, sizeof err);
+        if (!map)
+            rc = SMLT_EINVAL;
+    }
+    if (rc == 0) {
+        rc = ps_shard_configure(srv->shard, map, &conf, err, sizeof err);
+        map = NULL; /* taken */
+    }
+    if (rc) {
+        ps_map_free(map);
+        log_warn("shard %u: configure refused: %s", srv->conf.shard, err);
+        reply_error(cl, h->req_id, rc, err);
+    } else {
+        cancel_pulls(srv, SMLT_ECANCELED, "the shard was reconfigured");
+        if (ps_shard_ready(srv->shard)) {
+            reply_ok(cl, h->req_id);
+        } else {
+            srv->conf_client = cl;
+            srv->conf_req = h->req_id;
+        }
+    }
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
+
+static void handle_set_params_done(struct ps_client *cl, const struct rpc_frame_hdr *h,
+                                   const uint8_t *meta, void *payload)
+{
+    struct ps_server *srv = cl->srv;
+    Smlt__SetParams *m = (Smlt__SetParams *)rpc_msg_unpack(h, meta);
+    float *owned = cl->recv_buf;
+    cl->recv_buf = NULL;
+    char err[256] = "";
+    if (!m) {
+        ps_shard_buf_put(srv->shard, owned);
+        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed SetParams");
+        return;
+    }
+    uint64_t seq = 0;
+    int reset = !m->has_reset_state || m->reset_state;
+    int rc = ps_shard_set_params(srv->shard, m->map_version, m->lo, m->hi,
+                                 owned ? owned : (float *)payload, owned != NULL, reset, &seq, err,
+                                 sizeof err);
+    if (rc) {
+        reply_error(cl, h->req_id, rc, err);
+    } else if (seq <= ps_shard_seq_done(srv->shard)) {
+        reply_ok(cl, h->req_id);
+    } else {
+        struct ps_set_wait *w = calloc(1, sizeof *w);
+        if (w) {
+            w->cl = cl;
+            w->req_id = h->req_id;
+            w->seq = seq;
+            w->next = srv->sets;
+            srv->sets = w;
+        } else {
+            reply_ok(cl, h->req_id);
+        }
+    }
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
+
+static void handle_update_conf(struct ps_client *cl, const struct rpc_frame_hdr *h,
+                               const uint8_t *meta)
+{
+    struct ps_server *srv = cl->srv;
+    Smlt__UpdateConf *m = (Smlt__UpdateConf *)rpc_msg_unpack(h, meta);
+    char err[256] = "";
+    if (!m) {
+        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed UpdateConf");
+        return;
+    }
+    if (!ps_shard_map(srv->shard)) {
+        reply_error(cl, h->req_id, SMLT_ENOTCONF, "shard has no job configured");
+        goto out;
+    }
+    int rc = ps_shard_update(srv->shard, m->has_lr ? &m->lr : NULL,
+                             m->has_weight_decay ? &m->weight_decay : NULL,
+                             m->has_workers ? &m->workers : NULL,
+                             m->has_staleness ? &m->staleness : NULL, err, sizeof err);
+    if (rc)
+        reply_error(cl, h->req_id, rc, err);
+    else {
+        log_info("shard %u: conf updated:%s%s%s", srv->conf.shard, m->has_lr ? " lr" : "",
+                 m->has_weight_decay ? " weight_decay" : "", m->has_workers ? " workers" : "");
+        reply_ok(cl, h->req_id);
+    }
+out:
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
+
+static void handle_stats(struct ps_client *cl, uint64_t req_id)
+{
+    struct ps_server *srv = cl->srv;
+    struct ps_shard_stats st;
+    ps_shard_stats(srv->shard, &st);
+    Smlt__ShardStats m = SMLT__SHARD_STATS__INIT;
+    const struct ps_map *map = ps_shard_map(srv->shard);
+    const struct ps_shard_conf *c = ps_shard_conf(srv->shard);
+    uint64_t bin = srv->bytes_in, bout = srv->bytes_out, bad = srv->frames_bad;
+    for (struct ps_client *x = srv->clients; x; x = x->next) {
+        bin += rpc_conn_bytes_in(x->conn);
+        bout += rpc_conn_bytes_out(x->conn);
+        bad += rpc_conn_frames_bad(x->conn);
+    }
+    uint64_t waiting = 0;
+    for (struct ps_pull_wait *w = srv->pulls; w; w = w->next)
+        waiting++;
+    m.shard = srv->conf.shard;
+#define SET(f, v)                                                                                  \
+    do {                                                                                           \
+        m.has_##f = 1;                                                                             \
+        m.f = (v);                                                                                 \
+    } while (0)
+    SET(map_version, map ? map->version : 0);
+    SET(version, ps_shard_version(srv->shard));
+    SET(clock, ps_shard_clock(srv->shard));
+    SET(lo, ps_shard_lo(srv->shard));
+    SET(hi, ps_shard_hi(srv->shard));
+    SET(workers, c->workers);
+    SET(mode, (Smlt__SyncMode)c->mode);
+    SET(pushes_received, st.pushes_received);
+    SET(pushes_counted, st.pushes_counted);
+    SET(pushes_duplicate, st.pushes_duplicate);
+    SET(pushes_rejected, st.pushes_rejected);
+    SET(updates_applied, st.updates_applied);
+    SET(pulls_served, srv->pulls_served);
+    SET(pulls_waiting, waiting);
+    SET(pulls_timed_out, srv->pulls_timed_out);
+    SET(bytes_in, bin);
+    SET(bytes_out, bout);
+    SET(frames_bad, bad);
+    SET(auth_failures, srv->auth_failures);
+    SET(stale_map_errors, srv->stale_map_errors);
+    SET(connections, srv->nconns);
+    SET(apply_seconds, st.apply_seconds);
+    SET(conns_refused, srv->conns_refused);
+    SET(lr, c->optim.lr);
+#undef SET
+    rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_STATS, req_id, &m.base, NULL, 0, 0, NULL, NULL);
+}
+
+/* ---- connection callbacks ---------------------------------------------------------------- */
+
+static int on_payload(struct rpc_conn *c, const struct rpc_frame_hdr *h, const uint8_t *meta,
+                      void **dest, void *arg)
+{
+    struct ps_client *cl = arg;
+    struct ps_server *srv = cl->srv;
+    char err[256] = "";
+    int rc = 0;
+    if (h->type == SMLT__MSG_TYPE__MSG_PUSH) {
+        Smlt__PushReq *m = (Smlt__PushReq *)rpc_msg_unpack(h, meta);
+        if (!m) {
+            reply_error(cl, h->req_id, SMLT_EPROTO, "malformed PushReq");
+            return SMLT_EPROTO;
+        }
+        rc = ps_shard_push_check(srv->shard, m->map_version, m->worker, m->step, m->lo, m->hi,
+                                 err, sizeof err);
+        if (rc == 0 && h->raw_len != (m->hi - m->lo) * sizeof(float)) {
+            snprintf(err, sizeof err, "payload of %llu bytes for %llu floats",
+                     (unsigned long long)h->raw_len, (unsigned long long)(m->hi - m->lo));
+            rc = SMLT_EPROTO;
+        }
+        if (rc == 1) {
+            /* A retried push already counted: acknowledge, drop the bytes, apply nothing. */
+            Smlt__PushAck ack = SMLT__PUSH_ACK__INIT;
+            ack.step = m->step;
+            ack.has_duplicate = ack.duplicate = 1;
+            ack.has_version = ack.has_clock = 1;
+            ack.version = ps_shard_version(srv->shard);
+            ack.clock = ps_shard_clock(srv->shard);
+            rpc_conn_send(c, SMLT__MSG_TYPE__MSG_PUSH_ACK, h->req_id, &ack.base, NULL, 0, 0, NULL,
+                          NULL);
+            protobuf_c_message_free_unpacked(&m->base, NULL);
+            ps_shard_count_duplicate(srv->shard);
+            return SMLT_ECANCELED;
+        }
+        protobuf_c_message_free_unpacked(&m->base, NULL);
+        if (rc < 0) {
+            reply_error(cl, h->req_id, rc, err);
+            return rc;
+        }
+    } else if (h->type == SMLT__MSG_TYPE__MSG_SET_PARAMS) {
+        if (!cl->admin && srv->admin_token) {
+            reply_error(cl, h->req_id, SMLT_EPERM, "SetParams needs the admin token");
+            return SMLT_EPERM;
+        }
+        Smlt__SetParams *m = (Smlt__SetParams *)rpc_msg_unpack(h, meta);
+        if (!m) {
+            reply_error(cl, h->req_id, SMLT_EPROTO, "malformed SetParams");
+            return SMLT_EPROTO;
+        }
+        rc = ps_shard_pull_check(srv->shard, m->map_version, m->lo, m->hi, err, sizeof err);
+        if (rc == 0 && h->raw_len != (m->hi - m->lo) * sizeof(float)) {
+            snprintf(err, sizeof err, "payload of %llu bytes for %llu floats",
+                     (unsigned long long)h->raw_len, (unsigned long long)(m->hi - m->lo));
+            rc = SMLT_EPROTO;
+        }
+        int whole = m->lo == ps_shard_lo(srv->shard) && m->hi == ps_shard_hi(srv->shard);
+        protobuf_c_message_free_unpacked(&m->base, NULL);
+        if (rc) {
+            reply_error(cl, h->req_id, rc, err);
+            return rc;
+        }
+        if (!whole)
+            return 0; /* into the connection's scratch, copied by the shard */
+    } else {
+        reply_error(cl, h->req_id, SMLT_EPROTO, "this message type carries no payload");
+        return SMLT_EPROTO;
+    }
+    float *buf = ps_shard_buf_get(srv->shard);
+    if (!buf) {
+        if (!cl->waiting_buf) {
+            cl->waiting_buf = 1;
+            cl->wnext = srv->buf_waiters;
+            srv->buf_waiters = cl;
+        }
+        return RPC_CONN_WAIT;
+    }
+    cl->recv_buf = buf;
+    *dest = buf;
+    return 0;
+}
+
+static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const uint8_t *meta,
+                     void *payload, void *arg)
+{
+    struct ps_client *cl = arg;
+    struct ps_server *srv = cl->srv;
+    if (!cl->authed) {
+        if (h->type == SMLT__MSG_TYPE__MSG_HELLO) {
+            handle_hello(cl, h, meta);
+        } else {
+            srv->auth_failures++;
+            reply_error(cl, h->req_id, SMLT_EAUTH, "send Hello with the job token first");
+            rpc_conn_close(c, SMLT_EAUTH);
+        }
+        return;
+    }
+    int admin_ok = cl->admin || !srv->admin_token;
+    switch (h->type) {
+    case SMLT__MSG_TYPE__MSG_PING: {
+        Smlt__Ping *p = (Smlt__Ping *)rpc_msg_unpack(h, meta);
+        Smlt__Ping pong = SMLT__PING__INIT;
+        if (p && p->has_nonce) {
+            pong.has_nonce = 1;
+            pong.nonce = p->nonce;
+        }
+        if (p)
+            protobuf_c_message_free_unpacked(&p->base, NULL);
+        rpc_conn_send(c, SMLT__MSG_TYPE__MSG_PONG, h->req_id, &pong.base, NULL, 0, 0, NULL, NULL);
+        break;
+    }
+    case SMLT__MSG_TYPE__MSG_GET_MAP:
+        handle_get_map(cl, h->req_id);
+        break;
+    case SMLT__MSG_TYPE__MSG_PUSH:
+        handle_push_done(cl, h, meta);
+        break;
+    case SMLT__MSG_TYPE__MSG_PULL:
+        handle_pull(cl, h, meta);
+        break;
+    case SMLT__MSG_TYPE__MSG_GET_STATS:
+        handle_stats(cl, h->req_id);
+        break;
+    case SMLT__MSG_TYPE__MSG_CONFIGURE:
+    case SMLT__MSG_TYPE__MSG_SET_PARAMS:
+    case SMLT__MSG_TYPE__MSG_UPDATE_CONF:
+    case SMLT__MSG_TYPE__MSG_SHUTDOWN:
+        if (!admin_ok) {
+            reply_error(cl, h->req_id, SMLT_EPERM, "this request needs the admin token");
+            break;
+        }
+        if (h->type == SMLT__MSG_TYPE__MSG_CONFIGURE)
+            handle_configure(cl, h, meta);
+        else if (h->type == SMLT__MSG_TYPE__MSG_SET_PARAMS)
+            handle_set_params_done(cl, h, meta, payload);
+        else if (h->type == SMLT__MSG_TYPE__MSG_UPDATE_CONF)
+            handle_update_conf(cl, h, meta);
+        else {
+            log_info("shard %u: shutdown requested by %s", srv->conf.shard, rpc_conn_peer(c));
+            reply_ok(cl, h->req_id);
+            srv->shutdown = 1;
+            struct timeval tv = {0, 100000}; /* let the reply go out */
+            event_base_loopexit(srv->base, &tv);
+        }
+        break;
+    case SMLT__MSG_TYPE__MSG_HELLO:
+        reply_error(cl, h->req_id, SMLT_EPROTO, "already authenticated");
+        break;
+    default:
+        /* A reply type sent to a server: a confused or hostile peer. */
+        srv->frames_bad++;
+        reply_error(cl, h->req_id, SMLT_EPROTO, "unexpected message type for a shard");
+        rpc_conn_close(c, SMLT_EPROTO);
+        break;
+    }
+}
+
+static void client_free(struct ps_client *cl)
+{
+    struct ps_server *srv = cl->srv;
+    if (cl->prev)
+        cl->prev->next = cl->next;
+    else
+        srv->clients = cl->next;
+    if (cl->next)
+        cl->next->prev = cl->prev;
+    for (struct ps_client **pp = &srv->buf_waiters; *pp; pp = &(*pp)->wnext) {
+        if (*pp == cl) {
+            *pp = cl->wnext;
+            break;
+        }
+    }
+    for (struct ps_pull_wait *w = srv->pulls, *next; w; w = next) {
+        next = w->next;
+        if (w->cl == cl)
+            pull_wait_free(srv, w);
+    }
+    for (struct ps_set_wait **pp = &srv->sets; *pp;) {
+        if ((*pp)->cl == cl) {
+            struct ps_set_wait *w = *pp;
+            *pp = w->next;
+            free(w);
+        } else {
+            pp = &(*pp)->next;
+        }
+    }
+    if (srv->conf_client == cl)
+        srv->conf_client = NULL;
+    if (cl->recv_buf)
+        ps_shard_buf_put(srv->shard, cl->recv_buf);
+    if (cl->hs_timer)
+        event_free(cl->hs_timer);
+    srv->nconns--;
+    free(cl);
+}
+
+static void on_close(struct rpc_conn *c, int err, void *arg)
+{
+    struct ps_client *cl = arg;
+    struct ps_server *srv = cl->srv;
+    srv->bytes_in += rpc_conn_bytes_in(c);
+    srv->bytes_out += rpc_conn_bytes_out(c);
+    srv->frames_bad += rpc_conn_frames_bad(c);
+    log_debug("shard %u: %s closed: %s", srv->conf.shard, rpc_conn_peer(c), smlt_strerror(err));
+    client_free(cl);
+}
+
+static void on_handshake_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct ps_client *cl = arg;
+    cl->srv->auth_failures++;
+    log_warn("shard %u: %s sent no Hello within %d s; closing", cl->srv->conf.shard,
+             rpc_conn_peer(cl->conn), SMLT_HANDSHAKE_TIMEOUT_S);
+    reply_error(cl, 0, SMLT_ETIMEDOUT, "no Hello in time");
+    rpc_conn_close(cl->conn, SMLT_ETIMEDOUT);
+}
+
+static const struct rpc_conn_handler ps_handler = {
+    .on_payload = on_payload,
+    .on_frame = on_frame,
+    .on_close = on_close,
+};
+
+static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    struct ps_server *srv = arg;
+    uint32_t max = srv->conf.max_conns ? srv->conf.max_conns : SMLT_MAX_CONNS;
+    struct ps_client *cl = calloc(1, sizeof *cl);
+    if (!cl) {
+        close(fd);
+        return;
+    }
+    cl->srv = srv;
+    cl->conn = rpc_conn_new_fd(srv->base, fd, &lim_preauth, &ps_handler, cl);
+    if (!cl->conn) {
+        free(cl);
+        return;
+    }
+    srv->nconns++;
+    cl->next = srv->clients;
+    if (srv->clients)
+        srv->clients->prev = cl;
+    srv->clients = cl;
+    if (srv->nconns > max) {
+        srv->conns_refused++;
+        log_warn("shard %u: connection limit %u reached; refusing %s", srv->conf.shard, max,
+                 rpc_conn_peer(cl->conn));
+        reply_error(cl, 0, SMLT_EBUSY, "connection limit reached");
+        rpc_conn_close(cl->conn, SMLT_EBUSY);
+        return;
+    }
+    cl->hs_timer = evtimer_new(srv->base, on_handshake_timeout, cl);
+    struct timeval tv = {SMLT_HANDSHAKE_TIMEOUT_S, 0};
+    evtimer_add(cl->hs_timer, &tv);
+}
+
+static void on_accept_error(struct evconnlistener *lis, void *arg)
+{
+    int e = EVUTIL_SOCKET_ERROR();
+    log_warn("accept: %s", evutil_socket_error_to_string(e));
+}
+
+struct ps_server *ps_server_new(struct event_base *base, const struct ps_server_conf *conf,
+                                char *err, size_t errlen)
+{
+    if (!conf->token || !conf->token[0] || strlen(conf->token) > SMLT_MAX_TOKEN) {
+        snprintf(err, errlen, "a job token of 1..%u bytes is required", SMLT_MAX_TOKEN);
+        return NULL;
+    }
+    if (conf->admin_token && strlen(conf->admin_token) > SMLT_MAX_TOKEN) {
+        snprintf(err, errlen, "admin token longer than %u bytes", SMLT_MAX_TOKEN);
+        return NULL;
+    }
+    struct ps_server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return NULL;
+    srv->base = base;
+    srv->conf = *conf;
+    srv->token = strdup(conf->token);
+    srv->admin_token = conf->admin_token && conf->admin_token[0] ? strdup(conf->admin_token) : NULL;
+    srv->conf.token = srv->token;
+    srv->conf.admin_token = srv->admin_token;
+    srv->conf.listen = NULL;
+    struct ps_shard_cbs cbs = {
+        .on_advance = on_shard_advance,
+        .on_buffer_free = on_shard_buffer_free,
+        .on_configured = on_shard_configured,
+    };
+    srv->shard = ps_shard_new(conf->shard, base, &cbs, srv);
+    if (!srv->shard) {
+        snprintf(err, errlen, "cannot start the shard's apply thread");
+        goto fail;
+    }
+    int fd = rpc_net_listen(conf->listen ? conf->listen : "127.0.0.1:0", 1024, &srv->port);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", conf->listen ? conf->listen : "?",
+                 fd == SMLT_ESYS ? strerror(errno) : smlt_strerror(fd));
+        goto fail;
+    }
+    srv->lis = evconnlistener_new(base, on_accept, srv, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+    if (!srv->lis) {
+        close(fd);
+        snprintf(err, errlen, "cannot set up the listener");
+        goto fail;
+    }
+    evconnlistener_set_error_cb(srv->lis, on_accept_error);
+    return srv;
+fail:
+    ps_server_free(srv);
+    return NULL;
+}
+
+int ps_server_port(const struct ps_server *s)
+{
+    return s->port;
+}
+
+int ps_server_shutdown_requested(const struct ps_server *s)
+{
+    return s->shutdown;
+}
+
+void ps_server_free(struct ps_server *srv)
+{
+    if (!srv)
+        return;
+    if (srv->lis)
+        evconnlistener_free(srv->lis);
+    /* Abort every connection and let their deferred frees run, so referenced parameter
+     * buffers are released before the shard goes. */
+    for (struct ps_client *cl = srv->clients; cl; cl = cl->next)
+        rpc_conn_abort(cl->conn, SMLT_ECANCELED);
+    while (srv->clients)
+        event_base_loop(srv->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    while (srv->sets) {
+        struct ps_set_wait *w = srv->sets;
+        srv->sets = w->next;
+        free(w);
+    }
+    ps_shard_free(srv->shard);
+    free(srv->token);
+    free(srv->admin_token);
+    free(srv);
+}

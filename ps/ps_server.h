@@ -1,0 +1,43 @@
+/* ps_server.h: the network side of one smlt-ps shard.
+ *
+ * Accepts connections, runs the handshake (job token, compared in constant time; an optional
+ * admin token for configuration), and serves the data plane on a ps_shard: pushes are read
+ * straight into the shard's gradient buffers, pulls are answered from the current parameters
+ * by reference, long-polling pulls wait for the clock they ask for. One event loop thread; the
+ * shard's apply thread does the math.
+ *
+ * Per-connection state machine: NEW (only Hello accepted, tight limits, 10 s to send it) ->
+ * READY (every request). A request that is wrong gets an ErrorReply and the connection goes on;
+ * a frame that is malformed gets an ErrorReply and closes that connection only. */
+#ifndef PS_SERVER_H
+#define PS_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+struct ps_server;
+
+struct ps_server_conf {
+    const char *listen;      /* "127.0.0.1:0" */
+    uint32_t shard;          /* this shard's id in the partition map */
+    const char *token;       /* the job token every client presents */
+    const char *admin_token; /* if set, needed for configuration; else the job token is enough */
+    uint32_t max_conns;      /* 0: SMLT_MAX_CONNS */
+};
+
+/* Returns a server listening on conf->listen on base, or NULL with a message in err. */
+struct ps_server *ps_server_new(struct event_base *base, const struct ps_server_conf *conf,
+                                char *err, size_t errlen);
+
+/* The bound TCP port. */
+int ps_server_port(const struct ps_server *s);
+
+/* 1 once a client asked the server to shut down (the loop has been told to exit). */
+int ps_server_shutdown_requested(const struct ps_server *s);
+
+/* Closes every connection and the listener, stops the shard's thread, frees everything. */
+void ps_server_free(struct ps_server *s);
+
+#endif

@@ -1,0 +1,995 @@
+/* ps_shard.c: a shard's parameters, aggregation and apply thread (see ps_shard.h). */
+#include "ps_shard.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "smlt_error.h"
+#include "smlt_log.h"
+
+/* Buffers of range size the pool may hold: gradients in flight plus parameters. */
+#define PS_POOL_CAP (SMLT_MAX_GRAD_BUFS + 4u)
+#define NO_STEP UINT64_MAX
+
+struct ps_buf {
+    float *data;
+    size_t bytes;
+    int refs;    /* holders: current params, accumulator, a receiving connection, a job, pulls */
+    int retired; /* from an earlier configuration: unmap when the last holder lets go */
+};
+
+enum job_kind { JOB_INIT, JOB_ALLOC, JOB_ACCUM, JOB_APPLY, JOB_SET };
+
+struct ps_job {
+    enum job_kind kind;
+    struct ps_job *next;
+    /* apply / set / accum */
+    float *dst;
+    float *src;
+    float *grad;
+    float scale;
+    uint64_t t;
+    struct ps_optim_conf optim;
+    float *state;
+    size_t n;
+    /* apply bookkeeping for the completion: which rank's step this was (SSP/ASP) */
+    uint32_t worker;
+    uint64_t step;
+    int bsp;
+    uint64_t seq;
+    /* set */
+    float *vals; /* malloc'd copy of a partial range, or NULL */
+    size_t off, len;
+    int reset_state;
+    size_t state_floats;
+    /* init / alloc: buffers made on the thread */
+    struct ps_map *map;
+    uint64_t lo;
+    size_t nbufs;
+    float *bufs[PS_POOL_CAP];
+    size_t buf_bytes;
+    float *new_state;
+    size_t new_state_bytes;
+    int err;
+    double secs;
+};
+
+struct ps_shard {
+    uint32_t id;
+    struct event_base *base;
+    struct ps_shard_cbs cbs;
+    void *arg;
+
+    /* configuration */
+    struct ps_map *map;
+    struct ps_shard_conf conf;
+    uint64_t lo, hi;
+    size_t n;
+    int ready;
+    int configuring;
+
+    /* buffers */
+    struct ps_buf pool[PS_POOL_CAP * 2];
+    uint32_t npool;
+    uint32_t allocating;
+    float *cur;  /* published parameters */
+    float *head; /* parameters after every submitted job ran (== cur when idle) */
+    float *state;
+    size_t state_bytes;
+
+    /* aggregation */
+    uint64_t version, clock;
+    uint64_t updates_submitted;
+    uint64_t seq_submitted, seq_done; /* parameter writes: submitted, visible */
+    float *accum;
+    uint32_t count;    /* BSP: pushes counted into this step */
+    int step_closed;   /* BSP: apply for `version` submitted */
+    uint64_t *last_counted; /* per rank, NO_STEP if none */
+    uint64_t *last_applied; /* per rank (SSP clock) */
+    uint32_t nranks;
+
+    struct ps_shard_stats st;
+
+    /* apply thread */
+    pthread_t thr;
+    int have_thr;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct ps_job *q_head, *q_tail;     /* to the thread */
+    struct ps_job *done_head, *done_tail; /* back from it */
+    int busy;
+    int stop;
+    int efd;
+    struct event *wake_ev;
+    int pumping;
+    unsigned jobs_out;
+};
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- memory ------------------------------------------------------------------------------ */
+
+/* Maps and pre-faults a buffer (huge pages where the kernel allows: first touch of fresh pages
+ * costs about 11 us per 4 KiB page on these machines, so it is paid once, on the apply thread). */
+static float *big_alloc(size_t bytes)
+{
+    if (bytes == 0)
+        bytes = 64;
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    memset(p, 0, bytes);
+    return p;
+}
+
+static void big_free(void *p, size_t bytes)
+{
+    if (p)
+        munmap(p, bytes ? bytes : 64);
+}
+
+static struct ps_buf *pool_find(struct ps_shard *s, const float *p)
+{
+    for (uint32_t i = 0; i < s->npool; i++)
+        if (s->pool[i].data && p >= s->pool[i].data &&
+            (const char *)p < (const char *)s->pool[i].data + (s->pool[i].bytes ? s->pool[i].bytes : 64))
+            return &s->pool[i];
+    return NULL;
+}
+
+static void pool_add(struct ps_shard *s, float *data, size_t bytes, int refs)
+{
+    if (s->npool >= sizeof s->pool / sizeof s->pool[0]) {
+        big_free(data, bytes);
+        return;
+    }
+    s->pool[s->npool++] = (struct ps_buf){.data = data, .bytes = bytes, .refs = refs};
+    s->st.bufs_allocated++;
+}
+
+static void buf_ref(struct ps_shard *s, float *p)
+{
+    struct ps_buf *b = pool_find(s, p);
+    if (b)
+        b->refs++;
+}
+
+static void buf_unref(struct ps_shard *s, const float *p)
+{
+    if (!p)
+        return;
+    struct ps_buf *b = pool_find(s, p);
+    if (!b || b->refs <= 0) {
+        log_error("shard %u: unref of a buffer not held (%p)", s->id, (const void *)p);
+        return;
+    }
+    if (--b->refs > 0)
+        return;
+    if (b->retired || s->npool > PS_POOL_CAP) {
+        big_free(b->data, b->bytes);
+        s->st.bufs_allocated--;
+        *b = s->pool[--s->npool];
+        return;
+    }
+    if (s->cbs.on_buffer_free)
+        s->cbs.on_buffer_free(s, s->arg);
+}
+
+/* ---- the apply thread -------------------------------------------------------------------- */
+
+static void job_run(struct ps_job *j)
+{
+    double t0 = now_s();
+    switch (j->kind) {
+    case JOB_INIT: {
+        size_t bytes = j->n * sizeof(float);
+        j->bufs[0] = big_alloc(bytes);
+        j->new_state = j->new_state_bytes ? big_alloc(j->new_state_bytes) : NULL;
+        if (!j->bufs[0] || (j->new_state_bytes && !j->new_state)) {
+            j->err = SMLT_ENOMEM;
+            break;
+        }
+        ps_map_init_values(j->map, j->lo, j->lo + j->n, j->bufs[0]);
+        for (size_t i = 1; i < j->nbufs; i++)
+            if (!(j->bufs[i] = big_alloc(bytes)))
+                break;
+        j->buf_bytes = bytes;
+        break;
+    }
+    case JOB_ALLOC:
+        for (size_t i = 0; i < j->nbufs; i++)
+            if (!(j->bufs[i] = big_alloc(j->buf_bytes)))
+                break;
+        break;
+    case JOB_ACCUM:
+        ps_optim_accumulate(j->dst, j->grad, j->n);
+        break;
+    case JOB_APPLY:
+        ps_optim_apply(&j->optim, j->t, j->dst, j->src, j->grad, j->scale, j->state, j->n);
+        break;
+    case JOB_SET:
+        if (j->vals) {
+            if (j->dst != j->src)
+                memcpy(j->dst, j->src, j->n * sizeof(float));
+            memcpy(j->dst + j->off, j->vals, j->len * sizeof(float));
+        }
+        if (j->reset_state && j->state) {
+            for (size_t k = 0; k < j->state_floats; k++)
+                memset(j->state + k * j->n + j->off, 0, j->len * sizeof(float));
+        }
+        break;
+    }
+    j->secs = now_s() - t0;
+}
+
+static void *apply_thread(void *arg)
+{
+    struct ps_shard *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->q_head && !s->stop)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (!s->q_head && s->stop)
+            break;
+        struct ps_job *j = s->q_head;
+        s->q_head = j->next;
+        if (!s->q_head)
+            s->q_tail = NULL;
+        s->busy = 1;
+        pthread_mutex_unlock(&s->mu);
+        job_run(j);
+        pthread_mutex_lock(&s->mu);
+        s->busy = 0;
+        j->next = NULL;
+        if (s->done_tail)
+            s->done_tail->next = j;
+        else
+            s->done_head = j;
+        s->done_tail = j;
+        uint64_t one = 1;
+        ssize_t w = write(s->efd, &one, sizeof one);
+        (void)w;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+static void job_complete(struct ps_shard *s, struct ps_job *j);
+
+/* Runs completions of finished jobs (loop thread). */
+static void run_done(struct ps_shard *s)
+{
+    pthread_mutex_lock(&s->mu);
+    struct ps_job *j = s->done_head;
+    s->done_head = s->done_tail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    while (j) {
+        struct ps_job *next = j->next;
+        job_complete(s, j);
+        j = next;
+    }
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct ps_shard *s = arg;
+    uint64_t v;
+    ssize_t r = read(s->efd, &v, sizeof v);
+    (void)r;
+    run_done(s);
+}
+
+static void submit(struct ps_shard *s, struct ps_job *j)
+{
+    j->next = NULL;
+    s->jobs_out++;
+    if (!s->have_thr) {
+        /* Inline mode: queue, and run from pump() once the caller's state is consistent. */
+        if (s->q_tail)
+            s->q_tail->next = j;
+        else
+            s->q_head = j;
+        s->q_tail = j;
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (s->q_tail)
+        s->q_tail->next = j;
+    else
+        s->q_head = j;
+    s->q_tail = j;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Inline mode: runs queued jobs and their completions. Called at the end of public functions. */
+static void pump(struct ps_shard *s)
+{
+    if (s->have_thr || s->pumping)
+        return;
+    s->pumping = 1;
+    while (s->q_head) {
+        struct ps_job *j = s->q_head;
+        s->q_head = j->next;
+        if (!s->q_head)
+            s->q_tail = NULL;
+        job_run(j);
+        job_complete(s, j);
+    }
+    s->pumping = 0;
+}
+
+/* ---- lifecycle --------------------------------------------------------------------------- */
+
+struct ps_shard *ps_shard_new(uint32_t id, struct event_base *base, const struct ps_shard_cbs *cbs,
+                              void *arg)
+{
+    struct ps_shard *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->id = id;
+    s->base = base;
+    if (cbs)
+        s->cbs = *cbs;
+    s->arg = arg;
+    s->efd = -1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    if (base) {
+        s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (s->efd < 0)
+            goto fail;
+        s->wake_ev = event_new(base, s->efd, EV_READ | EV_PERSIST, on_wake, s);
+        if (!s->wake_ev || event_add(s->wake_ev, NULL) != 0)
+            goto fail;
+        if (pthread_create(&s->thr, NULL, apply_thread, s) != 0)
+            goto fail;
+        s->have_thr = 1;
+    }
+    return s;
+fail:
+    ps_shard_free(s);
+    return NULL;
+}
+
+void ps_shard_drain(struct ps_shard *s)
+{
+    if (!s->have_thr) {
+        pump(s);
+        return;
+    }
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (s->q_head || s->busy)
+            pthread_cond_wait(&s->cv, &s->mu);
+        pthread_mutex_unlock(&s->mu);
+        run_done(s);
+        pthread_mutex_lock(&s->mu);
+        int idle = !s->q_head && !s->busy && !s->done_head;
+        pthread_mutex_unlock(&s->mu);
+        if (idle)
+            break;
+    }
+}
+
+void ps_shard_free(struct ps_shard *s)
+{
+    if (!s)
+        return;
+    if (s->have_thr) {
+        ps_shard_drain(s);
+        pthread_mutex_lock(&s->mu);
+        s->stop = 1;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thr, NULL);
+    }
+    if (s->wake_ev)
+        event_free(s->wake_ev);
+    if (s->efd >= 0)
+        close(s->efd);
+    for (uint32_t i = 0; i < s->npool; i++)
+        big_free(s->pool[i].data, s->pool[i].bytes);
+    big_free(s->state, s->state_bytes);
+    free(s->last_counted);
+    free(s->last_applied);
+    ps_map_free(s->map);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
+static int ranks_resize(struct ps_shard *s, uint32_t n)
+{
+    if (n <= s->nranks)
+        return 0;
+    uint64_t *a = realloc(s->last_counted, sizeof *a * n);
+    if (!a)
+        return SMLT_ENOMEM;
+    s->last_counted = a;
+    uint64_t *b = realloc(s->last_applied, sizeof *b * n);
+    if (!b)
+        return SMLT_ENOMEM;
+    s->last_applied = b;
+    for (uint32_t i = s->nranks; i < n; i++)
+        s->last_counted[i] = s->last_applied[i] = NO_STEP;
+    s->nranks = n;
+    return 0;
+}
+
+static int conf_check(const struct ps_shard_conf *c, char *err, size_t errlen)
+{
+    if (c->mode < PS_SYNC_BSP || c->mode > PS_SYNC_ASP) {
+        seterr(err, errlen, "sync: unknown mode %d", (int)c->mode);
+        return SMLT_EINVAL;
+    }
+    if (c->workers == 0 || c->workers > SMLT_MAX_WORKERS) {
+        seterr(err, errlen, "workers: %u outside 1..%u", c->workers, SMLT_MAX_WORKERS);
+        return SMLT_EINVAL;
+    }
+    return ps_optim_conf_check(&c->optim, err, errlen);
+}
+
+int ps_shard_configure(struct ps_shard *s, struct ps_map *map, const struct ps_shard_conf *conf,
+                       char *err, size_t errlen)
+{
+    int rc;
+    if (!map || s->id >= map->nshards) {
+        seterr(err, errlen, "shard id %u not in the map (%u shards)", s->id, map ? map->nshards : 0);
+        rc = SMLT_EINVAL;
+        goto fail;
+    }
+    if ((rc = conf_check(conf, err, errlen)) != 0)
+        goto fail;
+    if (s->jobs_out || s->configuring) {
+        seterr(err, errlen, "shard busy applying updates; configure again when idle");
+        rc = SMLT_EBUSY;
+        goto fail;
+    }
+    /* Retire the old configuration's buffers; those still sending to clients go when done. */
+    for (uint32_t i = 0; i < s->npool;) {
+        struct ps_buf *b = &s->pool[i];
+        if (b->data == s->cur || b->data == s->accum) {
+            b->refs--;
+        }
+        if (b->refs <= 0) {
+            big_free(b->data, b->bytes);
+            s->st.bufs_allocated--;
+            *b = s->pool[--s->npool];
+            continue;
+        }
+        b->retired = 1;
+        i++;
+    }
+    big_free(s->state, s->state_bytes);
+    s->state = NULL;
+    s->state_bytes = 0;
+    s->cur = s->head = s->accum = NULL;
+    ps_map_free(s->map);
+    s->map = map;
+    s->conf = *conf;
+    s->lo = map->shards[s->id].lo;
+    s->hi = map->shards[s->id].hi;
+    s->n = (size_t)(s->hi - s->lo);
+    s->version = s->clock = 0;
+    s->updates_submitted = 0;
+    s->seq_submitted = s->seq_done = 0;
+    s->count = 0;
+    s->step_closed = 0;
+    for (uint32_t i = 0; i < s->nranks; i++)
+        s->last_counted[i] = s->last_applied[i] = NO_STEP;
+    if ((rc = ranks_resize(s, conf->workers)) != 0)
+        return rc;
+    s->ready = 0;
+    s->configuring = 1;
+
+    struct ps_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return SMLT_ENOMEM;
+    j->kind = JOB_INIT;
+    j->map = map;
+    j->lo = s->lo;
+    j->n = s->n;
+    /* Parameters plus buffers for one step's pushes, so the first steps do not wait. */
+    size_t want = 1 + (conf->workers < 4 ? conf->workers : 4) + 1;
+    j->nbufs = want;
+    j->new_state_bytes = (size_t)ps_optim_state_per_param(conf->optim.kind) * s->n * sizeof(float);
+    submit(s, j);
+    pump(s);
+    return 0;
+fail:
+    ps_map_free(map);
+    return rc;
+}
+
+int ps_shard_ready(const struct ps_shard *s)
+{
+    return s->ready;
+}
+
+/* ---- aggregation ------------------------------------------------------------------------- */
+
+static uint64_t ssp_clock(const struct ps_shard *s)
+{
+    uint64_t c = UINT64_MAX;
+    for (uint32_t r = 0; r < s->conf.workers && r < s->nranks; r++) {
+        uint64_t v = s->last_applied[r] == NO_STEP ? 0 : s->last_applied[r] + 1;
+        if (v < c)
+            c = v;
+    }
+    return c == UINT64_MAX ? 0 : c;
+}
+
+static void submit_apply(struct ps_shard *s, float *grad, float scale, uint32_t worker,
+                         uint64_t step, int bsp)
+{
+    struct ps_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        log_error("shard %u: out of memory for an update; dropping it", s->id);
+        buf_unref(s, grad);
+        return;
+    }
+    j->kind = JOB_APPLY;
+    j->src = s->head;
+    j->dst = grad; /* the new parameters overwrite the gradient buffer */
+    j->grad = grad;
+    j->scale = scale;
+    j->optim = s->conf.optim;
+    j->t = ++s->updates_submitted; /* Adam's step count: updates in the order they apply */
+    j->seq = ++s->seq_submitted;
+    j->state = s->state;
+    j->n = s->n;
+    j->worker = worker;
+    j->step = step;
+    j->bsp = bsp;
+    buf_ref(s, j->src);
+    s->head = grad;
+    submit(s, j);
+}
+
+/* BSP: the step has all its pushes; apply their average once the sums are in (FIFO). */
+static void bsp_close_step(struct ps_shard *s)
+{
+    if (s->step_closed || !s->accum || s->count == 0)
+        return;
+    s->step_closed = 1;
+    float *acc = s->accum;
+    s->accum = NULL;
+    submit_apply(s, acc, 1.0f / (float)s->count, 0, s->version, 1);
+}
+
+static void job_complete(struct ps_shard *s, struct ps_job *j)
+{
+    s->jobs_out--;
+    switch (j->kind) {
+    case JOB_INIT:
+        s->configuring = 0;
+        if (j->err) {
+            log_error("shard %u: configure failed: %s", s->id, smlt_strerror(j->err));
+            for (size_t i = 0; i < j->nbufs; i++)
+                big_free(j->bufs[i], j->buf_bytes);
+            big_free(j->new_state, j->new_state_bytes);
+            if (s->cbs.on_configured)
+                s->cbs.on_configured(s, j->err, s->arg);
+            break;
+        }
+        pool_add(s, j->bufs[0], j->buf_bytes, 1);
+        s->cur = s->head = j->bufs[0];
+        for (size_t i = 1; i < j->nbufs; i++)
+            if (j->bufs[i])
+                pool_add(s, j->bufs[i], j->buf_bytes, 0);
+        s->state = j->new_state;
+        s->state_bytes = j->new_state_bytes;
+        s->ready = 1;
+        if (s->cbs.on_configured)
+            s->cbs.on_configured(s, 0, s->arg);
+        if (s->cbs.on_buffer_free)
+            s->cbs.on_buffer_free(s, s->arg);
+        break;
+    case JOB_ALLOC:
+        s->allocating = 0;
+        for (size_t i = 0; i < j->nbufs; i++) {
+            if (!j->bufs[i])
+                continue;
+            if (j->buf_bytes == s->n * sizeof(float))
+                pool_add(s, j->bufs[i], j->buf_bytes, 0);
+            else
+                big_free(j->bufs[i], j->buf_bytes);
+        }
+        if (s->cbs.on_buffer_free)
+            s->cbs.on_buffer_free(s, s->arg);
+        break;
+    case JOB_ACCUM:
+        buf_unref(s, j->grad);
+        break;
+    case JOB_APPLY:
+    case JOB_SET: {
+        /* New parameters: dst becomes current; the job's hold on src and the current role's
+         * hold on the old buffer go (pulls still sending it keep it alive). */
+        float *old = s->cur;
+        s->cur = j->dst;
+        s->seq_done = j->seq;
+        buf_unref(s, j->src);
+        if (old)
+            buf_unref(s, old);
+        if (j->kind == JOB_APPLY) {
+            s->version++;
+            s->st.updates_applied++;
+            s->st.apply_seconds += j->secs;
+            if (j->bsp) {
+                s->count = 0;
+                s->step_closed = 0;
+                s->clock = s->version;
+            } else {
+                if (j->worker < s->nranks &&
+                    (s->last_applied[j->worker] == NO_STEP || j->step > s->last_applied[j->worker]))
+                    s->last_applied[j->worker] = j->step;
+                s->clock = ssp_clock(s);
+            }
+        }
+        free(j->vals);
+        if (s->cbs.on_advance)
+            s->cbs.on_advance(s, s->arg);
+        break;
+    }
+    }
+    free(j);
+}
+
+static int range_check(struct ps_shard *s, uint64_t map_version, char *err, size_t errlen)
+{
+    if (!s->map && !s->configuring) {
+        seterr(err, errlen, "shard %u has no job configured", s->id);
+        return SMLT_ENOTCONF;
+    }
+    if (!s->ready) {
+        seterr(err, errlen, "shard %u is initializing its parameters", s->id);
+        return SMLT_EAGAIN;
+    }
+    if (map_version != s->map->version) {
+        seterr(err, errlen, "partition map version %llu is stale; current is %llu",
+               (unsigned long long)map_version, (unsigned long long)s->map->version);
+        return SMLT_ESTALEMAP;
+    }
+    return 0;
+}
+
+int ps_shard_push_check(struct ps_shard *s, uint64_t map_version, uint32_t worker, uint64_t step,
+                        uint64_t lo, uint64_t hi, char *err, size_t errlen)
+{
+    int rc = range_check(s, map_version, err, errlen);
+    if (rc)
+        return rc;
+    if (lo != s->lo || hi != s->hi) {
+        seterr(err, errlen, "push range [%llu, %llu) is not shard %u's range [%llu, %llu)",
+               (unsigned long long)lo, (unsigned long long)hi, s->id, (unsigned long long)s->lo,
+               (unsigned long long)s->hi);
+        return SMLT_ERANGE;
+    }
+    if (worker >= s->conf.workers) {
+        seterr(err, errlen, "worker rank %u outside 0..%u", worker, s->conf.workers - 1);
+        return SMLT_EINVAL;
+    }
+    uint64_t last = s->last_counted[worker];
+    if (last != NO_STEP && step <= last)
+        return 1;
+    switch (s->conf.mode) {
+    case PS_SYNC_BSP:
+        if (step != s->version || s->step_closed) {
+            seterr(err, errlen, "BSP step %llu not open: shard %u is at step %llu%s",
+                   (unsigned long long)step, s->id, (unsigned long long)s->version,
+                   s->step_closed ? " (being applied)" : "");
+            return SMLT_ESTEP;
+        }
+        break;
+    case PS_SYNC_SSP:
+        if (step > s->clock + s->conf.staleness) {
+            seterr(err, errlen, "SSP step %llu too far ahead: clock %llu, staleness %u",
+                   (unsigned long long)step, (unsigned long long)s->clock, s->conf.staleness);
+            return SMLT_ESTEP;
+        }
+        break;
+    case PS_SYNC_ASP:
+        break;
+    }
+    return 0;
+}
+
+float *ps_shard_buf_get(struct ps_shard *s)
+{
+    if (!s->ready)
+        return NULL;
+    size_t bytes = s->n * sizeof(float);
+    for (uint32_t i = 0; i < s->npool; i++) {
+        struct ps_buf *b = &s->pool[i];
+        if (b->refs == 0 && !b->retired && b->bytes == bytes) {
+            b->refs = 1;
+            return b->data;
+        }
+    }
+    if (!s->allocating && s->npool < PS_POOL_CAP) {
+        struct ps_job *j = calloc(1, sizeof *j);
+        if (j) {
+            j->kind = JOB_ALLOC;
+            j->buf_bytes = bytes;
+            j->nbufs = PS_POOL_CAP - s->npool < 2 ? PS_POOL_CAP - s->npool : 2;
+            s->allocating = 1;
+            submit(s, j);
+            pump(s);
+            /* Inline mode allocated already: try once more. */
+            if (!s->have_thr) {
+                for (uint32_t i = 0; i < s->npool; i++) {
+                    struct ps_buf *b = &s->pool[i];
+                    if (b->refs == 0 && !b->retired && b->bytes == bytes) {
+                        b->refs = 1;
+                        return b->data;
+                    }
+                }
+            }
+        }
+    }
+    return NULL;
+}
+
+void ps_shard_buf_put(struct ps_shard *s, float *buf)
+{
+    if (buf)
+        buf_unref(s, buf);
+}
+
+int ps_shard_push_commit(struct ps_shard *s, uint32_t worker, uint64_t step, float *buf,
+                         char *err, size_t errlen)
+{
+    s->st.pushes_received++;
+    int rc = ps_shard_push_check(s, s->map ? s->map->version : 0, worker, step, s->lo, s->hi,
+                                 err, errlen);
+    if (rc != 0) {
+        buf_unref(s, buf);
+        if (rc == 1)
+            s->st.pushes_duplicate++;
+        else
+            s->st.pushes_rejected++;
+        return rc;
+    }
+    s->last_counted[worker] = step;
+    s->st.pushes_counted++;
+    if (s->conf.mode == PS_SYNC_BSP) {
+        if (!s->accum) {
+            s->accum = buf; /* the first push of a step becomes the sum: no copy */
+        } else {
+            struct ps_job *j = calloc(1, sizeof *j);
+            if (!j) {
+                buf_unref(s, buf);
+                s->last_counted[worker] = step ? step - 1 : NO_STEP;
+                s->st.pushes_counted--;
+                return SMLT_ENOMEM;
+            }
+            j->kind = JOB_ACCUM;
+            j->dst = s->accum;
+            j->grad = buf;
+            j->n = s->n;
+            submit(s, j);
+        }
+        s->count++;
+        if (s->count >= s->conf.workers)
+            bsp_close_step(s);
+    } else {
+        submit_apply(s, buf, 1.0f, worker, step, 0);
+    }
+    pump(s);
+    return 0;
+}
+
+void ps_shard_count_duplicate(struct ps_shard *s)
+{
+    s->st.pushes_received++;
+    s->st.pushes_duplicate++;
+}
+
+int ps_shard_pull_check(struct ps_shard *s, uint64_t map_version, uint64_t lo, uint64_t hi,
+                        char *err, size_t errlen)
+{
+    int rc = range_check(s, map_version, err, errlen);
+    if (rc)
+        return rc;
+    if (lo < s->lo || hi > s->hi || lo > hi) {
+        seterr(err, errlen, "range [%llu, %llu) outside shard %u's [%llu, %llu)",
+               (unsigned long long)lo, (unsigned long long)hi, s->id, (unsigned long long)s->lo,
+               (unsigned long long)s->hi);
+        return SMLT_ERANGE;
+    }
+    return 0;
+}
+
+const float *ps_shard_params_ref(struct ps_shard *s, uint64_t *version, uint64_t *clock)
+{
+    if (version)
+        *version = s->version;
+    if (clock)
+        *clock = s->clock;
+    if (!s->cur)
+        return NULL;
+    buf_ref(s, s->cur);
+    return s->cur;
+}
+
+void ps_shard_params_unref(struct ps_shard *s, const float *p)
+{
+    if (p)
+        buf_unref(s, p);
+}
+
+int ps_shard_set_params(struct ps_shard *s, uint64_t map_version, uint64_t lo, uint64_t hi,
+                        float *vals, int owned_buf, int reset_state, uint64_t *seq, char *err,
+                        size_t errlen)
+{
+    int rc = ps_shard_pull_check(s, map_version, lo, hi, err, errlen);
+    if (rc) {
+        if (owned_buf)
+            buf_unref(s, vals);
+        return rc;
+    }
+    struct ps_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        if (owned_buf)
+            buf_unref(s, vals);
+        return SMLT_ENOMEM;
+    }
+    j->kind = JOB_SET;
+    j->src = s->head;
+    j->n = s->n;
+    j->off = (size_t)(lo - s->lo);
+    j->len = (size_t)(hi - lo);
+    j->reset_state = reset_state;
+    j->state = s->state;
+    j->state_floats = (size_t)ps_optim_state_per_param(s->conf.optim.kind);
+    if (owned_buf && lo == s->lo && hi == s->hi) {
+        j->dst = vals; /* install the received buffer as the parameters */
+    } else {
+        /* A partial write: copy the current parameters into a free buffer, then the values. */
+        j->dst = ps_shard_buf_get(s);
+        j->vals = j->dst ? malloc(j->len * sizeof(float) + 1) : NULL;
+        if (!j->vals) {
+            if (j->dst)
+                buf_unref(s, j->dst);
+            free(j);
+            if (owned_buf)
+                buf_unref(s, vals);
+            seterr(err, errlen, "no free buffer for a partial parameter write; retry");
+            return SMLT_EAGAIN;
+        }
+        memcpy(j->vals, vals, j->len * sizeof(float));
+        if (owned_buf)
+            buf_unref(s, vals);
+    }
+    buf_ref(s, j->src);
+    s->head = j->dst;
+    j->seq = ++s->seq_submitted;
+    if (seq)
+        *seq = j->seq;
+    submit(s, j);
+    pump(s);
+    return 0;
+}
+
+int ps_shard_update(struct ps_shard *s, const float *lr, const float *weight_decay,
+                    const uint32_t *workers, const uint32_t *staleness, char *err, size_t errlen)
+{
+    struct ps_shard_conf c = s->conf;
+    if (lr)
+        c.optim.lr = *lr;
+    if (weight_decay)
+        c.optim.weight_decay = *weight_decay;
+    if (workers)
+        c.workers = *workers;
+    if (staleness)
+        c.staleness = *staleness;
+    int rc = conf_check(&c, err, errlen);
+    if (rc)
+        return rc;
+    if ((rc = ranks_resize(s, c.workers)) != 0)
+        return rc;
+    s->conf = c;
+    if (s->ready && c.mode == PS_SYNC_BSP && s->count >= c.workers)
+        bsp_close_step(s);
+    else if (s->ready && c.mode == PS_SYNC_SSP) {
+        uint64_t old = s->clock;
+        s->clock = ssp_clock(s);
+        if (s->clock != old && s->cbs.on_advance)
+            s->cbs.on_advance(s, s->arg);
+    }
+    pump(s);
+    return 0;
+}
+
+/* ---- accessors --------------------------------------------------------------------------- */
+
+const struct ps_map *ps_shard_map(const struct ps_shard *s)
+{
+    return s->map;
+}
+
+uint32_t ps_shard_id(const struct ps_shard *s)
+{
+    return s->id;
+}
+
+uint64_t ps_shard_version(const struct ps_shard *s)
+{
+    return s->version;
+}
+
+uint64_t ps_shard_seq_done(const struct ps_shard *s)
+{
+    return s->seq_done;
+}
+
+uint64_t ps_shard_clock(const struct ps_shard *s)
+{
+    return s->clock;
+}
+
+uint64_t ps_shard_lo(const struct ps_shard *s)
+{
+    return s->lo;
+}
+
+uint64_t ps_shard_hi(const struct ps_shard *s)
+{
+    return s->hi;
+}
+
+const struct ps_shard_conf *ps_shard_conf(const struct ps_shard *s)
+{
+    return &s->conf;
+}
+
+void ps_shard_stats(const struct ps_shard *s, struct ps_shard_stats *st)
+{
+    *st = s->st;
+}
+
+const char *ps_sync_name(enum ps_sync_mode m)
+{
+    static const char *names[] = {"bsp", "ssp", "asp"};
+    return m >= PS_SYNC_BSP && m <= PS_SYNC_ASP ? names[m] : "?";
+}
+
+int ps_sync_parse(const char *str, enum ps_sync_mode *m)
+{
+    for (int i = PS_SYNC_BSP; i <= PS_SYNC_ASP; i++) {
+        if (str && !strcasecmp(str, ps_sync_name((enum ps_sync_mode)i))) {
+            *m = (enum ps_sync_mode)i;
+            return 0;
+        }
+    }
+    return SMLT_EINVAL;
+}

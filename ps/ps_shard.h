@@ -1,0 +1,147 @@
+/* ps_shard.h: one shard's state and semantics, without the network.
+ *
+ * A shard holds the parameters of its key range [lo, hi) of the partition map, the optimizer
+ * state for them, and the aggregation of pushed gradients under the job's sync mode:
+ *   BSP  pushes of step s (s == version) from ranks 0..workers-1 are summed; when `workers` of
+ *        them are in, their average is applied once, version and clock advance to s+1.
+ *   SSP  every push is applied as it comes; a rank may push step s only while
+ *        s <= clock + staleness, where clock is the slowest rank's count of pushes.
+ *   ASP  every push is applied as it comes, with no bound.
+ * Exactly once: each (rank, step) is counted at most once. A retried push is recognised from
+ * the rank's last counted step and acknowledged as a duplicate without being applied again.
+ *
+ * Memory: every buffer of range size (parameters, gradients) comes from one pool of
+ * pre-faulted buffers, allocated once and reused. Parameters are double-buffered: an update
+ * reads the current buffer and writes a free one, then the two swap, so pulls are served from
+ * memory no update is writing (a pull sends its bytes by reference and holds the buffer until
+ * they are written). Heavy math (initialization, summing, optimizer steps) runs on the shard's
+ * apply thread; the event loop only hands jobs over and takes the results back.
+ *
+ * Threading: every function here must be called from the event loop thread (or, with a NULL
+ * event base, the only thread: jobs then run inline, which the unit tests use). */
+#ifndef PS_SHARD_H
+#define PS_SHARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "ps_map.h"
+#include "ps_optim.h"
+
+enum ps_sync_mode { PS_SYNC_BSP = 0, PS_SYNC_SSP = 1, PS_SYNC_ASP = 2 };
+
+struct ps_shard_conf {
+    enum ps_sync_mode mode;
+    uint32_t workers;    /* BSP: pushes per step; SSP: ranks whose clocks bound the others */
+    uint32_t staleness;  /* SSP bound */
+    struct ps_optim_conf optim;
+};
+
+struct ps_shard_stats {
+    uint64_t pushes_received, pushes_counted, pushes_duplicate, pushes_rejected;
+    uint64_t updates_applied;
+    double apply_seconds;
+    uint32_t bufs_allocated;
+};
+
+struct ps_shard;
+
+struct ps_shard_cbs {
+    /* The version or clock advanced (an update was applied). Optional. */
+    void (*on_advance)(struct ps_shard *s, void *arg);
+    /* A range-sized buffer became free: pushes that were told to wait may retry. Optional. */
+    void (*on_buffer_free)(struct ps_shard *s, void *arg);
+    /* Configuration finished (parameters initialized): err 0 or a negative code. Optional. */
+    void (*on_configured)(struct ps_shard *s, int err, void *arg);
+};
+
+/* Returns a new, unconfigured shard with id `id`. base: the event loop whose thread calls in;
+ * the shard starts its apply thread and registers a wakeup event on base. base NULL: no thread,
+ * jobs run inline. NULL on failure. */
+struct ps_shard *ps_shard_new(uint32_t id, struct event_base *base, const struct ps_shard_cbs *cbs,
+                              void *arg);
+
+/* Stops the apply thread (after its current job) and frees everything. Buffers still referenced
+ * by pulls in flight must have been released (free the connections first). */
+void ps_shard_free(struct ps_shard *s);
+
+/* Configures the shard for a job: takes map (owned by the shard now, also on failure), serves
+ * range map->shards[id]. Parameters are initialized from the map's per-tensor init on the apply
+ * thread; until on_configured fires, ps_shard_ready() is 0 and requests get SMLT_EAGAIN.
+ * Returns 0, or SMLT_EINVAL / SMLT_EBUSY (jobs in flight) with a message in err. */
+int ps_shard_configure(struct ps_shard *s, struct ps_map *map, const struct ps_shard_conf *conf,
+                       char *err, size_t errlen);
+
+/* 1 when configured and initialized. */
+int ps_shard_ready(const struct ps_shard *s);
+
+/* Changes settings while training; NULL pointers leave a setting as it is. A lower worker
+ * count completes a BSP step that already has enough pushes. Returns 0 or SMLT_EINVAL. */
+int ps_shard_update(struct ps_shard *s, const float *lr, const float *weight_decay,
+                    const uint32_t *workers, const uint32_t *staleness, char *err, size_t errlen);
+
+/* Checks a push before its payload is read. Returns 0 (receive it), 1 (a duplicate: drop it and
+ * acknowledge), or SMLT_ENOTCONF, SMLT_EAGAIN, SMLT_ESTALEMAP, SMLT_ERANGE (must be the whole
+ * range), SMLT_EINVAL (rank out of range), SMLT_ESTEP (with a message in err). */
+int ps_shard_push_check(struct ps_shard *s, uint64_t map_version, uint32_t worker, uint64_t step,
+                        uint64_t lo, uint64_t hi, char *err, size_t errlen);
+
+/* Returns a free range-sized buffer to receive a push into, or NULL when the pool is exhausted
+ * (on_buffer_free fires when one frees; more are allocated in the background up to the cap). */
+float *ps_shard_buf_get(struct ps_shard *s);
+
+/* Gives back a buffer from ps_shard_buf_get() that was not committed (connection died). */
+void ps_shard_buf_put(struct ps_shard *s, float *buf);
+
+/* Counts a fully received push; takes buf. Re-checks exactly-once (another connection may
+ * have counted the same (worker, step) meanwhile). Returns 0 (counted), 1 (duplicate, dropped)
+ * or a negative code as ps_shard_push_check() (buf is then returned to the pool). */
+int ps_shard_push_commit(struct ps_shard *s, uint32_t worker, uint64_t step, float *buf,
+                         char *err, size_t errlen);
+
+/* Counts a push that ps_shard_push_check() found to be a duplicate and that was dropped
+ * unread (for the exactly-once counters). */
+void ps_shard_count_duplicate(struct ps_shard *s);
+
+/* Checks a pull of [lo, hi). Returns 0, SMLT_ENOTCONF, SMLT_EAGAIN, SMLT_ESTALEMAP, SMLT_ERANGE. */
+int ps_shard_pull_check(struct ps_shard *s, uint64_t map_version, uint64_t lo, uint64_t hi,
+                        char *err, size_t errlen);
+
+/* Returns the current parameters (the range's first element) and takes a reference that keeps
+ * them unchanged until ps_shard_params_unref(s, p). Stores version and clock. */
+const float *ps_shard_params_ref(struct ps_shard *s, uint64_t *version, uint64_t *clock);
+void ps_shard_params_unref(struct ps_shard *s, const float *p);
+
+/* Writes [lo, hi) of the parameters from vals (borrowed for the call unless owned_buf: then vals
+ * is a buffer from ps_shard_buf_get() covering the whole range, which is taken and installed
+ * without a copy). reset_state zeroes the optimizer state of the range. The write is applied
+ * in order with updates; returns 0 or a negative code (as ps_shard_pull_check()). */
+int ps_shard_set_params(struct ps_shard *s, uint64_t map_version, uint64_t lo, uint64_t hi,
+                        float *vals, int owned_buf, int reset_state, uint64_t *seq, char *err,
+                        size_t errlen);
+
+/* Parameter writes (updates and ps_shard_set_params()) are numbered in submission order:
+ * ps_shard_set_params() returns 0 and the number of its write in *seq if seq is non-NULL;
+ * ps_shard_seq_done() is the number of the last write whose result is visible to pulls. */
+uint64_t ps_shard_seq_done(const struct ps_shard *s);
+
+/* Accessors. map: NULL before configure. */
+const struct ps_map *ps_shard_map(const struct ps_shard *s);
+uint32_t ps_shard_id(const struct ps_shard *s);
+uint64_t ps_shard_version(const struct ps_shard *s);
+uint64_t ps_shard_clock(const struct ps_shard *s);
+uint64_t ps_shard_lo(const struct ps_shard *s);
+uint64_t ps_shard_hi(const struct ps_shard *s);
+const struct ps_shard_conf *ps_shard_conf(const struct ps_shard *s);
+void ps_shard_stats(const struct ps_shard *s, struct ps_shard_stats *st);
+
+/* Blocks until every job handed to the apply thread has finished and its completion ran
+ * (runs the completions itself). For tests and shutdown. */
+void ps_shard_drain(struct ps_shard *s);
+
+const char *ps_sync_name(enum ps_sync_mode m);
+int ps_sync_parse(const char *s, enum ps_sync_mode *m);
+
+#endif
