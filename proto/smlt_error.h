@@ -10,6 +10,11 @@
 extern "C" {
 #endif
 
+/* Marks the functions libsmlt exports; everything else is built with -fvisibility=hidden. */
+#ifndef SMLT_API
+#define SMLT_API __attribute__((visibility("default")))
+#endif
+
 enum smlt_err {
     SMLT_OK = 0,
     SMLT_EINVAL = -1,      /* invalid argument */
@@ -37,10 +42,10 @@ enum smlt_err {
 };
 
 /* Returns a static, human-readable description of code (0 or a negative SMLT_E*). Never NULL. */
-const char *smlt_strerror(int code);
+SMLT_API const char *smlt_strerror(int code);
 
 /* Returns the short symbolic name of code ("SMLT_ESTALEMAP"); "SMLT_E?" for unknown codes. */
-const char *smlt_errname(int code);
+SMLT_API const char *smlt_errname(int code);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,1164 @@
+/* smlt_client.c: libsmlt, the client side of the parameter server (see include/smlt.h).
+ *
+ * A client keeps one connection per shard on a private event loop. Every public call builds a
+ * batch of operations (one or two per shard), sends them all, and runs the loop until each has
+ * its reply, so all shards work in parallel. Pull replies are read straight into the caller's
+ * model buffer and pushes are sent by reference from the caller's gradient: no copies.
+ *
+ * Failures: a broken connection is re-established with backoff and its unanswered operations
+ * are resent (a push carries (rank, step), which the shard counts once, so a resend is safe); a
+ * "stale map" reply carries the new map, which is installed before the whole call is retried;
+ * a shard that is still initializing ("try again") is asked again after a short pause. */
+#include "smlt.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "ps_map.h"
+#include "rpc_conn.h"
+#include "smlt.pb-c.h"
+#include "smlt_limits.h"
+#include "smlt_log.h"
+
+#define CLIENT_DEFAULT_TIMEOUT_MS 60000
+#define CLIENT_DEFAULT_RETRIES 5
+#define CLIENT_MAP_RETRIES 4
+#define CLIENT_BACKOFF_MS 50
+
+enum op_kind { OP_MAP, OP_PUSH, OP_PULL, OP_CONF, OP_SET, OP_UPDATE, OP_STATS, OP_SHUTDOWN };
+
+struct op {
+    enum op_kind kind;
+    uint32_t link;    /* index into c->links */
+    uint64_t req_id;  /* of the latest send; 0 before */
+    int sent;
+    int done;
+    int rc;
+    int ref_out;      /* payload bytes still referenced by an output buffer */
+    int duplicate;
+    /* push / set */
+    const float *src;
+    uint64_t step;
+    /* pull */
+    float *dst;
+    uint64_t lo, hi, min_clock;
+    uint64_t version, clock;
+    /* update */
+    int has_lr, has_wd, has_workers;
+    float lr, wd;
+    uint32_t workers;
+    /* stats */
+    struct smlt_shard_stats *stats;
+};
+
+struct link {
+    struct smlt_client *c;
+    uint32_t idx;
+    uint32_t shard; /* id in the map; UINT32_MAX for a bootstrap link */
+    char *addr;
+    struct rpc_conn *conn;
+    uint64_t hello_req;
+    int ready;
+    int fatal;      /* authentication refused: do not retry */
+    int attempts;   /* reconnects during the current call */
+    struct event *retry_ev;
+    uint64_t lo, hi;
+};
+
+struct smlt_client {
+    struct event_base *base;
+    struct smlt_client_opts opts;
+    char *token;
+    struct ps_map *map;
+    struct ps_map *new_map; /* from a stale-map reply, installed between attempts */
+    struct link *links;
+    uint32_t nlinks;
+    uint64_t next_req;
+    struct op *ops;
+    size_t nops;
+    struct event *timeout_ev;
+    int timed_out;
+    struct smlt_job_conf job;
+    char err[512];
+};
+
+static const struct rpc_limits client_limits = {SMLT_MAX_META_LEN, SMLT_MAX_PAYLOAD};
+
+static void cl_seterr(struct smlt_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void cl_seterr(struct smlt_client *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+}
+
+static void link_connect(struct link *l);
+static void send_op(struct smlt_client *c, struct op *o);
+
+/* ---- operations -------------------------------------------------------------------------- */
+
+static struct op *op_find(struct smlt_client *c, uint32_t link, uint64_t req_id)
+{
+    for (size_t i = 0; i < c->nops; i++)
+        if (c->ops[i].link == link && c->ops[i].req_id == req_id && c->ops[i].sent)
+            return &c->ops[i];
+    return NULL;
+}
+
+static void op_finish(struct smlt_client *c, struct op *o, int rc)
+{
+    if (o->done)
+        return;
+    o->done = 1;
+    o->rc = rc;
+}
+
+static int op_complete(const struct op *o)
+{
+    return o->done && o->ref_out == 0;
+}
+
+static void on_payload_released(const void *data, size_t len, void *arg)
+{
+    struct op *o = arg;
+    o->ref_out--;
+}
+
+/* ---- connection callbacks ---------------------------------------------------------------- */
+
+static void handle_error_reply(struct smlt_client *c, struct link *l, const struct rpc_frame_hdr *h,
+                               const uint8_t *meta)
+{
+    Smlt__ErrorReply *er = (Smlt__ErrorReply *)rpc_msg_unpack(h, meta);
+    int code = er && er->code < 0 && er->code >= SMLT_ERR_MIN ? er->code : SMLT_EPROTO;
+    const char *msg = er && er->message ? er->message : smlt_strerror(code);
+    if (code == SMLT_ESTALEMAP && er && er->map) {
+        char e[256];
+        struct ps_map *m = ps_map_from_pb(er->map, e, sizeof e);
+        if (m && (!c->new_map || m->version > c->new_map->version) &&
+            (!c->map || m->version > c->map->version)) {
+            ps_map_free(c->new_map);
+            c->new_map = m;
+        } else {
+            ps_map_free(m);
+        }
+    }
+    if (h->req_id == l->hello_req) {
+        /* The handshake failed: every operation waiting on this shard fails with it. */
+        if (code == SMLT_EAUTH || code == SMLT_EVERSION)
+            l->fatal = 1;
+        cl_seterr(c, "shard %s: %s", l->addr, msg);
+        for (size_t i = 0; i < c->nops; i++)
+            if (c->ops[i].link == l->idx && !c->ops[i].done)
+                op_finish(c, &c->ops[i], code);
+    } else {
+        struct op *o = op_find(c, l->idx, h->req_id);
+        if (o && !o->done) {
+            if (code == SMLT_EAGAIN) {
+                /* Shard initializing: ask again shortly (within the call's deadline). */
+                o->sent = 0;
+                struct timeval tv = {0, 20000};
+                evtimer_add(l->retry_ev, &tv);
+            } else {
+                cl_seterr(c, "shard %s: %s", l->addr, msg);
+                op_finish(c, o, code);
+            }
+        } else if (!o) {
+            log_debug("client: shard %s: error for unknown request %llu: %s", l->addr,
+                      (unsigned long long)h->req_id, msg);
+            if (h->req_id == 0)
+                cl_seterr(c, "shard %s: %s", l->addr, msg);
+        }
+    }
+    if (er)
+        protobuf_c_message_free_unpacked(&er->base, NULL);
+}
+
+static void fill_stats(struct smlt_shard_stats *o, const Smlt__ShardStats *m)
+{
+    memset(o, 0, sizeof *o);
+    o->shard = m->shard;
+    o->map_version = m->map_version;
+    o->version = m->version;
+    o->clock = m->clock;
+    o->lo = m->lo;
+    o->hi = m->hi;
+    o->workers = m->workers;
+    o->pushes_received = m->pushes_received;
+    o->pushes_counted = m->pushes_counted;
+    o->pushes_duplicate = m->pushes_duplicate;
+    o->pushes_rejected = m->pushes_rejected;
+    o->updates_applied = m->updates_applied;
+    o->pulls_served = m->pulls_served;
+    o->pulls_waiting = m->pulls_waiting;
+    o->pulls_timed_out = m->pulls_timed_out;
+    o->bytes_in = m->bytes_in;
+    o->bytes_out = m->bytes_out;
+    o->frames_bad = m->frames_bad;
+    o->auth_failures = m->auth_failures;
+    o->stale_map_errors = m->stale_map_errors;
+    o->connections = m->connections;
+    o->apply_seconds = m->apply_seconds;
+    o->lr = m->lr;
+}
+
+static int on_payload(struct rpc_conn *conn, const struct rpc_frame_hdr *h, const uint8_t *meta,
+                      void **dest, void *arg)
+{
+    struct link *l = arg;
+    if (!l)
+        return SMLT_ECANCELED; /* a connection being dropped (see link_close()) */
+    struct smlt_client *c = l->c;
+    if (h->type != SMLT__MSG_TYPE__MSG_PULL_REPLY)
+        return SMLT_EPROTO;
+    struct op *o = op_find(c, l->idx, h->req_id);
+    Smlt__PullReply *r = (Smlt__PullReply *)rpc_msg_unpack(h, meta);
+    int rc = 0;
+    if (!o || o->kind != OP_PULL || o->done || !r) {
+        rc = SMLT_EPROTO; /* a reply nobody waits for (an earlier, timed-out call): drop it */
+    } else if (r->lo != o->lo || r->hi != o->hi ||
+               h->raw_len != (r->hi - r->lo) * sizeof(float)) {
+        cl_seterr(c, "shard %s: pull reply for [%llu, %llu) does not match the request", l->addr,
+                  (unsigned long long)r->lo, (unsigned long long)r->hi);
+        op_finish(c, o, SMLT_EPROTO);
+        rc = SMLT_EPROTO;
+    } else {
+        *dest = o->dst;
+    }
+    if (r)
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    return rc;
+}
+
+static void on_frame(struct rpc_conn *conn, const struct rpc_frame_hdr *h, const uint8_t *meta,
+                     void *payload, void *arg)
+{
+    struct link *l = arg;
+    if (!l)
+        return;
+    struct smlt_client *c = l->c;
+    if (h->type == SMLT__MSG_TYPE__MSG_ERROR) {
+        handle_error_reply(c, l, h, meta);
+        return;
+    }
+    if (h->type == SMLT__MSG_TYPE__MSG_HELLO_OK) {
+        l->ready = 1;
+        return;
+    }
+    struct op *o = op_find(c, l->idx, h->req_id);
+    if (!o || o->done)
+        return; /* late reply to an operation that already failed or timed out */
+    ProtobufCMessage *m = rpc_msg_unpack(h, meta);
+    if (!m) {
+        cl_seterr(c, "shard %s: malformed reply", l->addr);
+        op_finish(c, o, SMLT_EPROTO);
+        return;
+    }
+    int rc = 0;
+    switch (h->type) {
+    case SMLT__MSG_TYPE__MSG_PUSH_ACK: {
+        Smlt__PushAck *a = (Smlt__PushAck *)m;
+        if (o->kind != OP_PUSH)
+            rc = SMLT_EPROTO;
+        o->duplicate = a->has_duplicate && a->duplicate;
+        o->clock = a->clock;
+        break;
+    }
+    case SMLT__MSG_TYPE__MSG_PULL_REPLY: {
+        Smlt__PullReply *r = (Smlt__PullReply *)m;
+        if (o->kind != OP_PULL)
+            rc = SMLT_EPROTO;
+        o->version = r->version;
+        o->clock = r->clock;
+        break;
+    }
+    case SMLT__MSG_TYPE__MSG_MAP: {
+        char e[256];
+        struct ps_map *map = ps_map_from_pb((Smlt__PartitionMap *)m, e, sizeof e);
+        if (!map) {
+            cl_seterr(c, "shard %s sent a bad map: %s", l->addr, e);
+            rc = SMLT_EPROTO;
+        } else {
+            ps_map_free(c->new_map);
+            c->new_map = map;
+        }
+        break;
+    }
+    case SMLT__MSG_TYPE__MSG_OK:
+        break;
+    case SMLT__MSG_TYPE__MSG_STATS:
+        if (o->stats)
+            fill_stats(o->stats, (Smlt__ShardStats *)m);
+        break;
+    default:
+        rc = SMLT_EPROTO;
+        break;
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    op_finish(c, o, rc);
+}
+
+static void on_close(struct rpc_conn *conn, int err, void *arg)
+{
+    struct link *l = arg;
+    if (!l)
+        return; /* detached by link_close() or install_map() */
+    struct smlt_client *c = l->c;
+    l->conn = NULL;
+    l->ready = 0;
+    int pending = 0;
+    for (size_t i = 0; i < c->nops; i++) {
+        struct op *o = &c->ops[i];
+        if (o->link == l->idx && !o->done) {
+            o->sent = 0;
+            pending = 1;
+        }
+    }
+    if (!pending)
+        return;
+    int max = c->opts.retries == 0 ? CLIENT_DEFAULT_RETRIES : c->opts.retries < 0 ? 0 : c->opts.retries;
+    if (l->fatal || l->attempts >= max) {
+        if (!l->fatal)
+            cl_seterr(c, "shard %s: connection lost (%s) after %d reconnects", l->addr,
+                      smlt_strerror(err), l->attempts);
+        for (size_t i = 0; i < c->nops; i++)
+            if (c->ops[i].link == l->idx && !c->ops[i].done)
+                op_finish(c, &c->ops[i], l->fatal ? c->ops[i].rc ? c->ops[i].rc : SMLT_EAUTH : SMLT_EIO);
+        return;
+    }
+    /* Reconnect after a backoff that grows with each attempt; unanswered operations follow. */
+    int ms = CLIENT_BACKOFF_MS << (l->attempts < 6 ? l->attempts : 6);
+    l->attempts++;
+    log_debug("client: shard %s: connection lost (%s); reconnect %d in %d ms", l->addr,
+              smlt_strerror(err), l->attempts, ms);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(l->retry_ev, &tv);
+}
+
+static const struct rpc_conn_handler client_handler = {
+    .on_payload = on_payload,
+    .on_frame = on_frame,
+    .on_close = on_close,
+};
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct link *l = arg;
+    struct smlt_client *c = l->c;
+    if (!l->conn)
+        link_connect(l);
+    if (!l->conn)
+        return;
+    for (size_t i = 0; i < c->nops; i++)
+        if (c->ops[i].link == l->idx && !c->ops[i].done && !c->ops[i].sent)
+            send_op(c, &c->ops[i]);
+}
+
+/* ---- links ------------------------------------------------------------------------------- */
+
+static void link_connect(struct link *l)
+{
+    struct smlt_client *c = l->c;
+    int err = 0;
+    l->ready = 0;
+    l->conn = rpc_conn_connect(c->base, l->addr, &client_limits, &client_handler, l, &err);
+    if (!l->conn) {
+        cl_seterr(c, "shard %s: %s", l->addr, smlt_strerror(err));
+        l->fatal = 1;
+        for (size_t i = 0; i < c->nops; i++)
+            if (c->ops[i].link == l->idx && !c->ops[i].done)
+                op_finish(c, &c->ops[i], err);
+        return;
+    }
+    /* Requests may follow the Hello at once: the shard handles frames in order. */
+    Smlt__Hello hello = SMLT__HELLO__INIT;
+    hello.proto_version = SMLT_PROTO_VERSION;
+    hello.token.data = (uint8_t *)c->token;
+    hello.token.len = strlen(c->token);
+    hello.has_role = 1;
+    hello.role = c->opts.admin ? SMLT__ROLE__ROLE_ADMIN : SMLT__ROLE__ROLE_WORKER;
+    hello.has_worker = 1;
+    hello.worker = c->opts.worker;
+    hello.client = "libsmlt " SMLT_VERSION;
+    l->hello_req = ++c->next_req;
+    rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_HELLO, l->hello_req, &hello.base, NULL, 0, 0, NULL,
+                  NULL);
+}
+
+static void link_close(struct link *l)
+{
+    if (l->conn) {
+        rpc_conn_set_arg(l->conn, NULL);
+        rpc_conn_abort(l->conn, SMLT_ECANCELED);
+    }
+    if (l->retry_ev)
+        event_free(l->retry_ev);
+    free(l->addr);
+    memset(l, 0, sizeof *l);
+}
+
+static int links_resize(struct smlt_client *c, uint32_t n)
+{
+    struct link *nl = calloc(n ? n : 1, sizeof *nl);
+    if (!nl)
+        return SMLT_ENOMEM;
+    c->links = nl;
+    c->nlinks = n;
+    return 0;
+}
+
+/* Makes the links match map m: one per shard; connections to an address already open are kept. */
+static int install_map(struct smlt_client *c, struct ps_map *m)
+{
+    struct link *old = c->links;
+    uint32_t nold = c->nlinks;
+    if (links_resize(c, m->nshards) != 0) {
+        c->links = old;
+        c->nlinks = nold;
+        return SMLT_ENOMEM;
+    }
+    for (uint32_t i = 0; i < m->nshards; i++) {
+        struct link *l = &c->links[i];
+        l->c = c;
+        l->idx = i;
+        l->shard = m->shards[i].id;
+        l->lo = m->shards[i].lo;
+        l->hi = m->shards[i].hi;
+        for (uint32_t k = 0; k < nold; k++) {
+            if (old[k].addr && old[k].conn && !strcmp(old[k].addr, m->shards[i].addr)) {
+                l->conn = old[k].conn;
+                l->ready = old[k].ready;
+                l->hello_req = old[k].hello_req;
+                old[k].conn = NULL;
+                rpc_conn_set_arg(l->conn, l);
+                break;
+            }
+        }
+        l->addr = strdup(m->shards[i].addr);
+        l->retry_ev = evtimer_new(c->base, on_retry, l);
+    }
+    for (uint32_t k = 0; k < nold; k++) {
+        if (old[k].conn) {
+            /* No longer a shard of the job: close it quietly. */
+            rpc_conn_set_arg(old[k].conn, NULL);
+            rpc_conn_abort(old[k].conn, SMLT_ECANCELED);
+        }
+        old[k].conn = NULL;
+        link_close(&old[k]);
+    }
+    free(old);
+    if (c->map != m)
+        ps_map_free(c->map);
+    c->map = m;
+    return 0;
+}
+
+/* ---- sending ----------------------------------------------------------------------------- */
+
+static void fill_optim(const struct smlt_job_conf *j, Smlt__OptimConf *o)
+{
+    o->has_kind = 1;
+    o->kind = (Smlt__OptimKind)j->optim;
+    o->has_lr = 1;
+    o->lr = j->lr;
+    o->has_momentum = 1;
+    o->momentum = j->momentum;
+    o->has_nesterov = 1;
+    o->nesterov = j->nesterov;
+    o->has_beta1 = 1;
+    o->beta1 = j->beta1;
+    o->has_beta2 = 1;
+    o->beta2 = j->beta2;
+    o->has_eps = 1;
+    o->eps = j->eps;
+    o->has_weight_decay = 1;
+    o->weight_decay = j->weight_decay;
+    o->has_decoupled = 1;
+    o->decoupled = j->decoupled;
+}
+
+static void send_op(struct smlt_client *c, struct op *o)
+{
+    struct link *l = &c->links[o->link];
+    if (!l->conn) {
+        if (!evtimer_pending(l->retry_ev, NULL))
+            link_connect(l);
+        if (!l->conn)
+            return;
+    }
+    uint64_t mv = c->map ? c->map->version : 0;
+    o->req_id = ++c->next_req;
+    o->sent = 1;
+    int rc = 0;
+    switch (o->kind) {
+    case OP_MAP: {
+        Smlt__GetMap g = SMLT__GET_MAP__INIT;
+        rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_GET_MAP, o->req_id, &g.base, NULL, 0, 0,
+                           NULL, NULL);
+        break;
+    }
+    case OP_PUSH: {
+        Smlt__PushReq p = SMLT__PUSH_REQ__INIT;
+        p.map_version = mv;
+        p.worker = c->opts.worker;
+        p.step = o->step;
+        p.lo = l->lo;
+        p.hi = l->hi;
+        o->ref_out++;
+        rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_PUSH, o->req_id, &p.base, o->src + l->lo,
+                           (size_t)(l->hi - l->lo) * sizeof(float),
+                           RPC_SEND_REF | (c->opts.no_compress ? 0 : RPC_SEND_MAY_COMPRESS),
+                           on_payload_released, o);
+        break;
+    }
+    case OP_PULL: {
+        Smlt__PullReq p = SMLT__PULL_REQ__INIT;
+        p.map_version = mv;
+        p.lo = o->lo;
+        p.hi = o->hi;
+        if (o->min_clock) {
+            p.has_min_clock = 1;
+            p.min_clock = o->min_clock;
+            p.has_wait_ms = 1;
+            p.wait_ms = (uint32_t)(c->opts.timeout_ms > 0 ? c->opts.timeout_ms : CLIENT_DEFAULT_TIMEOUT_MS);
+        }
+        rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_PULL, o->req_id, &p.base, NULL, 0, 0, NULL,
+                           NULL);
+        break;
+    }
+    case OP_CONF: {
+        Smlt__ShardConfig sc = SMLT__SHARD_CONFIG__INIT;
+        Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
+        Smlt__SyncConf sy = SMLT__SYNC_CONF__INIT;
+        Smlt__OptimConf oc = SMLT__OPTIM_CONF__INIT;
+        if (ps_map_to_pb(c->map, &pm) != 0) {
+            rc = SMLT_ENOMEM;
+            break;
+        }
+        sc.map = &pm;
+        sc.shard = l->shard;
+        sy.has_mode = sy.has_workers = sy.has_staleness = 1;
+        sy.mode = (Smlt__SyncMode)c->job.sync;
+        sy.workers = c->job.workers;
+        sy.staleness = c->job.staleness;
+        sc.sync = &sy;
+        fill_optim(&c->job, &oc);
+        sc.optim = &oc;
+        rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_CONFIGURE, o->req_id, &sc.base, NULL, 0, 0,
+                           NULL, NULL);
+        ps_map_pb_clear(&pm);
+        break;
+    }
+    case OP_SET: {
+        Smlt__SetParams sp = SMLT__SET_PARAMS__INIT;
+        sp.map_version = mv;
+        sp.lo = l->lo;
+        sp.hi = l->hi;
+        o->ref_out++;
+        rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_SET_PARAMS, o->req_id, &sp.base,
+                           o->src + l->lo, (size_t)(l->hi - l->lo) * sizeof(float), RPC_SEND_REF,
+                           on_payload_released, o);
+        break;
+    }
+    case OP_UPDATE: {
+        Smlt__UpdateConf u = SMLT__UPDATE_CONF__INIT;
+        u.has_lr = o->has_lr;
+        u.lr = o->lr;
+        u.has_weight_decay = o->has_wd;
+        u.weight_decay = o->wd;
+        u.has_workers = o->has_workers;
+        u.workers = o->workers;
+        rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_UPDATE_CONF, o->req_id, &u.base, NULL, 0, 0,
+                           NULL, NULL);
+        break;
+    }
+    case OP_STATS: {
+        Smlt__GetStats g = SMLT__GET_STATS__INIT;
+        rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_GET_STATS, o->req_id, &g.base, NULL, 0, 0,
+                           NULL, NULL);
+        break;
+    }
+    case OP_SHUTDOWN: {
+        Smlt__Shutdown s = SMLT__SHUTDOWN__INIT;
+        rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_SHUTDOWN, o->req_id, &s.base, NULL, 0, 0,
+                           NULL, NULL);
+        break;
+    }
+    }
+    if (rc == SMLT_ECLOSED)
+        o->sent = 0; /* the connection is going; on_close schedules the resend */
+    else if (rc)
+        op_finish(c, o, rc);
+}
+
+/* ---- running a batch --------------------------------------------------------------------- */
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct smlt_client *c = arg;
+    c->timed_out = 1;
+}
+
+static int batch_alloc(struct smlt_client *c, size_t n)
+{
+    free(c->ops);
+    c->ops = calloc(n ? n : 1, sizeof *c->ops);
+    c->nops = c->ops ? n : 0;
+    return c->ops ? 0 : SMLT_ENOMEM;
+}
+
+/* Sends every operation of the batch and runs the loop until all are answered, failed or the
+ * call's time is up. Returns 0 or the first failure's code (stale map first, so the caller can
+ * refresh and retry). */
+static int batch_run(struct smlt_client *c)
+{
+    int timeout = c->opts.timeout_ms > 0 ? c->opts.timeout_ms : CLIENT_DEFAULT_TIMEOUT_MS;
+    struct timeval tv = {timeout / 1000, (timeout % 1000) * 1000};
+    c->timed_out = 0;
+    c->err[0] = '\0';
+    for (uint32_t i = 0; i < c->nlinks; i++) {
+        c->links[i].attempts = 0;
+        c->links[i].fatal = 0;
+    }
+    evtimer_add(c->timeout_ev, &tv);
+    for (size_t i = 0; i < c->nops; i++)
+        send_op(c, &c->ops[i]);
+    for (;;) {
+        int all = 1;
+        for (size_t i = 0; i < c->nops && all; i++)
+            all = op_complete(&c->ops[i]);
+        if (all || c->timed_out)
+            break;
+        event_base_loop(c->base, EVLOOP_ONCE);
+    }
+    evtimer_del(c->timeout_ev);
+    for (uint32_t i = 0; i < c->nlinks; i++)
+        evtimer_del(c->links[i].retry_ev);
+    int rc = 0, stale = 0;
+    for (size_t i = 0; i < c->nops; i++) {
+        struct op *o = &c->ops[i];
+        if (!o->done) {
+            op_finish(c, o, SMLT_ETIMEDOUT);
+            if (!c->err[0])
+                cl_seterr(c, "shard %s: no reply within %d ms", c->links[o->link].addr, timeout);
+        }
+        if (o->rc == SMLT_ESTALEMAP)
+            stale = 1;
+        if (o->rc && !rc)
+            rc = o->rc;
+    }
+    /* Payloads still referenced (a timed-out push): drop those connections so no output buffer
+     * points into the caller's memory after we return. */
+    for (size_t i = 0; i < c->nops; i++) {
+        struct op *o = &c->ops[i];
+        if (o->ref_out > 0 && c->links[o->link].conn) {
+            rpc_conn_abort(c->links[o->link].conn, SMLT_ECANCELED);
+        }
+    }
+    for (;;) {
+        int refs = 0;
+        for (size_t i = 0; i < c->nops; i++)
+            refs += c->ops[i].ref_out;
+        if (!refs)
+            break;
+        event_base_loop(c->base, EVLOOP_ONCE);
+    }
+    return stale ? SMLT_ESTALEMAP : rc;
+}
+
+/* Runs a call (a function that fills the batch) and retries it after installing a newer map
+ * when a shard said ours was stale. */
+static int call_with_map_retry(struct smlt_client *c, int (*fill)(struct smlt_client *, void *),
+                               void *arg)
+{
+    int rc = 0;
+    for (int attempt = 0; attempt <= CLIENT_MAP_RETRIES; attempt++) {
+        rc = fill(c, arg);
+        if (rc)
+            return rc;
+        rc = batch_run(c);
+        if (rc != SMLT_ESTALEMAP || !c->new_map)
+            return rc;
+        struct ps_map *m = c->new_map;
+        c->new_map = NULL;
+        log_debug("client: installing partition map v%llu", (unsigned long long)m->version);
+        if ((rc = install_map(c, m)) != 0) {
+            ps_map_free(m);
+            return rc;
+        }
+    }
+    return rc;
+}
+
+/* ---- public API -------------------------------------------------------------------------- */
+
+void smlt_job_conf_default(struct smlt_job_conf *j)
+{
+    memset(j, 0, sizeof *j);
+    j->job = "job";
+    j->sync = SMLT_SYNC_BSP;
+    j->workers = 1;
+    j->optim = SMLT_OPT_SGD;
+    j->lr = 0.01f;
+    j->momentum = 0.9f;
+    j->beta1 = 0.9f;
+    j->beta2 = 0.999f;
+    j->eps = 1e-8f;
+}
+
+static struct smlt_client *client_new(const struct smlt_client_opts *opts, char *errmsg,
+                                      size_t errlen)
+{
+    if (!opts || !opts->token || !opts->token[0] || strlen(opts->token) > SMLT_MAX_TOKEN) {
+        if (errmsg && errlen)
+            snprintf(errmsg, errlen, "a token of 1..%u bytes is required", SMLT_MAX_TOKEN);
+        return NULL;
+    }
+    struct smlt_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->opts = *opts;
+    c->token = strdup(opts->token);
+    c->opts.token = c->token;
+    c->base = event_base_new();
+    if (!c->base || !c->token) {
+        smlt_client_close(c);
+        return NULL;
+    }
+    c->timeout_ev = evtimer_new(c->base, on_timeout, c);
+    return c;
+}
+
+static int fill_map_op(struct smlt_client *c, void *arg)
+{
+    if (batch_alloc(c, 1))
+        return SMLT_ENOMEM;
+    c->ops[0].kind = OP_MAP;
+    c->ops[0].link = 0;
+    return 0;
+}
+
+int smlt_client_connect(struct smlt_client **out, const char *addrs,
+                        const struct smlt_client_opts *opts, char *errmsg, size_t errlen)
+{
+    *out = NULL;
+    if (!addrs || !addrs[0]) {
+        if (errmsg && errlen)
+            snprintf(errmsg, errlen, "no shard address given");
+        return SMLT_EINVAL;
+    }
+    struct smlt_client *c = client_new(opts, errmsg, errlen);
+    if (!c)
+        return SMLT_EINVAL;
+    char *list = strdup(addrs), *save = NULL;
+    int rc = SMLT_EINVAL;
+    for (char *a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
+        while (*a == ' ')
+            a++;
+        /* A bootstrap link to this address; install_map() keeps its connection if the map
+         * names the same address. */
+        free(c->links);
+        c->links = NULL;
+        if (links_resize(c, 1) != 0) {
+            rc = SMLT_ENOMEM;
+            break;
+        }
+        c->links[0] = (struct link){.c = c, .idx = 0, .shard = UINT32_MAX, .addr = strdup(a)};
+        c->links[0].retry_ev = evtimer_new(c->base, on_retry, &c->links[0]);
+        rc = fill_map_op(c, NULL);
+        if (!rc)
+            rc = batch_run(c);
+        if (rc == 0 && c->new_map) {
+            struct ps_map *m = c->new_map;
+            c->new_map = NULL;
+            rc = install_map(c, m);
+            break;
+        }
+        if (rc == SMLT_EAUTH || rc == SMLT_ENOTCONF)
+            break;
+        link_close(&c->links[0]);
+    }
+    free(list);
+    if (rc == 0 && !c->map)
+        rc = SMLT_EIO;
+    if (rc) {
+        if (errmsg && errlen)
+            snprintf(errmsg, errlen, "%s", c->err[0] ? c->err : smlt_strerror(rc));
+        smlt_client_close(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+static int fill_per_shard(struct smlt_client *c, enum op_kind kind)
+{
+    if (batch_alloc(c, c->nlinks))
+        return SMLT_ENOMEM;
+    for (uint32_t i = 0; i < c->nlinks; i++) {
+        c->ops[i].kind = kind;
+        c->ops[i].link = i;
+    }
+    return 0;
+}
+
+static int fill_conf(struct smlt_client *c, void *arg)
+{
+    return fill_per_shard(c, OP_CONF);
+}
+
+int smlt_job_setup(struct smlt_client **out, const char *addrs, const struct smlt_client_opts *opts,
+                   const struct smlt_tensor_def *t, size_t ntensors, const struct smlt_job_conf *conf,
+                   char *errmsg, size_t errlen)
+{
+    *out = NULL;
+    if (!addrs || !t || !conf || ntensors == 0 || ntensors > SMLT_MAX_TENSORS) {
+        if (errmsg && errlen)
+            snprintf(errmsg, errlen, "addresses, tensors (1..%u) and a job configuration are required",
+                     SMLT_MAX_TENSORS);
+        return SMLT_EINVAL;
+    }
+    struct smlt_client *c = client_new(opts, errmsg, errlen);
+    if (!c)
+        return SMLT_EINVAL;
+    char *list = strdup(addrs), *save = NULL;
+    const char *addr[SMLT_MAX_SHARDS];
+    uint32_t n = 0;
+    for (char *a = strtok_r(list, ",", &save); a && n < SMLT_MAX_SHARDS; a = strtok_r(NULL, ",", &save)) {
+        while (*a == ' ')
+            a++;
+        addr[n++] = a;
+    }
+    struct ps_tensor_spec *spec = calloc(ntensors, sizeof *spec);
+    int rc = 0;
+    char e[256] = "";
+    if (!spec) {
+        rc = SMLT_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < ntensors; i++) {
+        spec[i].name = t[i].name;
+        spec[i].ndims = t[i].ndims;
+        spec[i].shape = t[i].shape;
+        spec[i].init = t[i].init;
+        spec[i].init_scale = t[i].init_scale;
+    }
+    struct ps_map *m = ps_map_build(spec, (uint32_t)ntensors, n, addr, 1, conf->seed, conf->job, e,
+                                    sizeof e);
+    if (!m) {
+        snprintf(c->err, sizeof c->err, "%s", e);
+        rc = SMLT_EINVAL;
+        goto out;
+    }
+    c->job = *conf;
+    if ((rc = install_map(c, m)) != 0)
+        goto out;
+    rc = fill_conf(c, NULL);
+    if (!rc)
+        rc = batch_run(c);
+out:
+    free(spec);
+    free(list);
+    if (rc) {
+        if (errmsg && errlen)
+            snprintf(errmsg, errlen, "%s", c->err[0] ? c->err : smlt_strerror(rc));
+        smlt_client_close(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void smlt_client_close(struct smlt_client *c)
+{
+    if (!c)
+        return;
+    for (uint32_t i = 0; i < c->nlinks; i++) {
+        if (c->links[i].conn)
+            rpc_conn_abort(c->links[i].conn, SMLT_ECANCELED);
+    }
+    /* Let the deferred frees run (they call on_close with the links still valid). */
+    if (c->base) {
+        free(c->ops);
+        c->ops = NULL;
+        c->nops = 0;
+        for (;;) {
+            int open = 0;
+            for (uint32_t i = 0; i < c->nlinks; i++)
+                open |= c->links[i].conn != NULL;
+            if (!open)
+                break;
+            event_base_loop(c->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        }
+    }
+    for (uint32_t i = 0; i < c->nlinks; i++)
+        link_close(&c->links[i]);
+    free(c->links);
+    free(c->ops);
+    if (c->timeout_ev)
+        event_free(c->timeout_ev);
+    if (c->base)
+        event_base_free(c->base);
+    ps_map_free(c->map);
+    ps_map_free(c->new_map);
+    free(c->token);
+    free(c);
+}
+
+const char *smlt_client_errmsg(const struct smlt_client *c)
+{
+    return c && c->err[0] ? c->err : "";
+}
+
+uint64_t smlt_client_num_params(const struct smlt_client *c)
+{
+    return c->map ? c->map->total : 0;
+}
+
+uint32_t smlt_client_num_tensors(const struct smlt_client *c)
+{
+    return c->map ? c->map->ntensors : 0;
+}
+
+int smlt_client_tensor(const struct smlt_client *c, uint32_t i, struct smlt_tensor_info *out)
+{
+    if (!c->map || i >= c->map->ntensors)
+        return SMLT_ERANGE;
+    const struct ps_tensor *t = &c->map->tensors[i];
+    memset(out, 0, sizeof *out);
+    out->name = t->name;
+    out->ndims = t->ndims;
+    for (uint32_t d = 0; d < t->ndims && d < 8; d++)
+        out->shape[d] = t->shape[d];
+    out->offset = t->offset;
+    out->length = t->length;
+    return 0;
+}
+
+uint32_t smlt_client_num_shards(const struct smlt_client *c)
+{
+    return c->map ? c->map->nshards : 0;
+}
+
+uint64_t smlt_client_map_version(const struct smlt_client *c)
+{
+    return c->map ? c->map->version : 0;
+}
+
+struct xfer_args {
+    uint64_t step;
+    const float *grad;
+    float *out;        /* pull destination, for the element range [lo, hi) */
+    uint64_t lo, hi;
+    uint64_t min_clock;
+    int push, pull;
+};
+
+/* Fills the batch for pushes and/or pulls over the current map: one push per shard (the
+ * whole range), one pull per shard overlapping [lo, hi). Pushes go first on each connection. */
+static int fill_xfer(struct smlt_client *c, void *arg)
+{
+    struct xfer_args *x = arg;
+    if (batch_alloc(c, (size_t)c->nlinks * 2))
+        return SMLT_ENOMEM;
+    size_t n = 0;
+    for (uint32_t i = 0; i < c->nlinks; i++) {
+        struct link *l = &c->links[i];
+        if (x->push) {
+            struct op *o = &c->ops[n++];
+            o->kind = OP_PUSH;
+            o->link = i;
+            o->src = x->grad;
+            o->step = x->step;
+        }
+        if (x->pull) {
+            uint64_t a = x->lo > l->lo ? x->lo : l->lo, b = x->hi < l->hi ? x->hi : l->hi;
+            if (a >= b)
+                continue;
+            struct op *o = &c->ops[n++];
+            o->kind = OP_PULL;
+            o->link = i;
+            o->lo = a;
+            o->hi = b;
+            o->dst = x->out + (a - x->lo);
+            o->min_clock = x->min_clock;
+        }
+    }
+    c->nops = n;
+    return 0;
+}
+
+static uint64_t min_pull_clock(const struct smlt_client *c)
+{
+    uint64_t m = UINT64_MAX;
+    for (size_t i = 0; i < c->nops; i++)
+        if (c->ops[i].kind == OP_PULL && c->ops[i].clock < m)
+            m = c->ops[i].clock;
+    return m == UINT64_MAX ? 0 : m;
+}
+
+static int need_map(struct smlt_client *c)
+{
+    if (!c || !c->map)
+        return SMLT_ENOTCONF;
+    return 0;
+}
+
+int smlt_push(struct smlt_client *c, uint64_t step, const float *grad)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    struct xfer_args x = {.step = step, .grad = grad, .push = 1};
+    return call_with_map_retry(c, fill_xfer, &x);
+}
+
+int smlt_pull_range(struct smlt_client *c, uint64_t lo, uint64_t hi, uint64_t min_clock,
+                    int wait_ms, float *out, uint64_t *clock)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    if (lo > hi || hi > c->map->total) {
+        cl_seterr(c, "range [%llu, %llu) outside the model's %llu elements",
+                  (unsigned long long)lo, (unsigned long long)hi,
+                  (unsigned long long)c->map->total);
+        return SMLT_ERANGE;
+    }
+    int saved = c->opts.timeout_ms;
+    if (min_clock && wait_ms > 0)
+        c->opts.timeout_ms = wait_ms;
+    struct xfer_args x = {.out = out, .lo = lo, .hi = hi, .min_clock = min_clock, .pull = 1};
+    rc = call_with_map_retry(c, fill_xfer, &x);
+    c->opts.timeout_ms = saved;
+    if (clock)
+        *clock = min_pull_clock(c);
+    return rc;
+}
+
+int smlt_pull(struct smlt_client *c, uint64_t min_clock, int wait_ms, float *model, uint64_t *clock)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    return smlt_pull_range(c, 0, c->map->total, min_clock, wait_ms, model, clock);
+}
+
+int smlt_sync(struct smlt_client *c, uint64_t step, const float *grad, float *model,
+              uint64_t *clock)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    struct xfer_args x = {.step = step,
+                          .grad = grad,
+                          .out = model,
+                          .lo = 0,
+                          .hi = c->map->total,
+                          .min_clock = step + 1,
+                          .push = 1,
+                          .pull = 1};
+    rc = call_with_map_retry(c, fill_xfer, &x);
+    if (clock)
+        *clock = min_pull_clock(c);
+    return rc;
+}
+
+static int fill_set(struct smlt_client *c, void *arg)
+{
+    int rc = fill_per_shard(c, OP_SET);
+    for (size_t i = 0; !rc && i < c->nops; i++)
+        c->ops[i].src = arg;
+    return rc;
+}
+
+int smlt_set_params(struct smlt_client *c, const float *model)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    return call_with_map_retry(c, fill_set, (void *)model);
+}
+
+struct update_args {
+    const float *lr, *wd;
+    const uint32_t *workers;
+};
+
+static int fill_update(struct smlt_client *c, void *arg)
+{
+    struct update_args *u = arg;
+    int rc = fill_per_shard(c, OP_UPDATE);
+    for (size_t i = 0; !rc && i < c->nops; i++) {
+        struct op *o = &c->ops[i];
+        if (u->lr) {
+            o->has_lr = 1;
+            o->lr = *u->lr;
+        }
+        if (u->wd) {
+            o->has_wd = 1;
+            o->wd = *u->wd;
+        }
+        if (u->workers) {
+            o->has_workers = 1;
+            o->workers = *u->workers;
+        }
+    }
+    return rc;
+}
+
+int smlt_update_conf(struct smlt_client *c, const float *lr, const float *weight_decay,
+                     const uint32_t *workers)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    struct update_args u = {lr, weight_decay, workers};
+    return call_with_map_retry(c, fill_update, &u);
+}
+
+struct stats_args {
+    uint32_t shard;
+    struct smlt_shard_stats *out;
+};
+
+static int fill_stats_op(struct smlt_client *c, void *arg)
+{
+    struct stats_args *s = arg;
+    if (s->shard >= c->nlinks)
+        return SMLT_ERANGE;
+    if (batch_alloc(c, 1))
+        return SMLT_ENOMEM;
+    c->ops[0].kind = OP_STATS;
+    c->ops[0].link = s->shard;
+    c->ops[0].stats = s->out;
+    return 0;
+}
+
+int smlt_shard_stats(struct smlt_client *c, uint32_t shard, struct smlt_shard_stats *out)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    struct stats_args s = {shard, out};
+    return call_with_map_retry(c, fill_stats_op, &s);
+}
+
+static int fill_shutdown(struct smlt_client *c, void *arg)
+{
+    return fill_per_shard(c, OP_SHUTDOWN);
+}
+
+int smlt_shutdown_shards(struct smlt_client *c)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    return call_with_map_retry(c, fill_shutdown, NULL);
+}
