@@ -1,0 +1,330 @@
+/* data_fetch.c: dataset files from a local directory or an HTTP(S) URL prefix, with an
+ * on-disk cache written atomically (temporary file + fsync + rename).
+ *
+ * Used by the worker's loading phase and by smlt-bench; the parsing is data_load.c's job.
+ * libcurl's easy interface does the transfer, restricted to http and https (also across
+ * redirects), with connect and low-speed timeouts and a size cap. */
+#include "data_fetch.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data_load.h"
+#include "data_set.h"
+#include "smlt_error.h"
+#include "smlt_log.h"
+
+#define FETCH_CONNECT_TIMEOUT_S 15L
+#define FETCH_LOW_SPEED_BYTES 1024L
+#define FETCH_LOW_SPEED_TIME_S 60L
+
+static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+static int fetch_curl_rc;
+static atomic_uint_fast64_t fetch_downloads;
+static atomic_uint_fast64_t fetch_tmp_seq;
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static void fetch_init(void)
+{
+    fetch_curl_rc = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+}
+
+uint64_t data_fetch_downloads(void)
+{
+    return (uint64_t)atomic_load(&fetch_downloads);
+}
+
+static int is_url(const char *s)
+{
+    return !strncmp(s, "http://", 7) || !strncmp(s, "https://", 8);
+}
+
+/* Length of s without trailing slashes (but at least 1 when s is not empty). */
+static size_t trimmed_len(const char *s)
+{
+    size_t n = strlen(s);
+    while (n > 1 && s[n - 1] == '/')
+        n--;
+    return n;
+}
+
+static int name_ok(const char *name)
+{
+    return name && *name && name[0] != '.' && !strchr(name, '/') && strlen(name) < 256;
+}
+
+/* FNV-1a, 64 bits: a stable, dependency-free name for a URL prefix. */
+static uint64_t fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+int data_fetch_cache_dir(const char *source, const char *cache_dir, char *out, size_t outlen)
+{
+    if (!source || !is_url(source) || !out)
+        return SMLT_EINVAL;
+    const char *root = cache_dir && *cache_dir ? cache_dir : getenv("SMLT_CACHE_DIR");
+    if (!root || !*root)
+        root = "/tmp/smlt-cache";
+    int n = snprintf(out, outlen, "%.*s/%016llx", (int)trimmed_len(root), root,
+                     (unsigned long long)fnv1a(source, trimmed_len(source)));
+    return n < 0 || (size_t)n >= outlen ? SMLT_EINVAL : 0;
+}
+
+/* mkdir -p with mode 0755. Returns 0 or -1 with errno. */
+static int mkdirs(const char *path)
+{
+    char tmp[DATA_FETCH_PATH_MAX];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(tmp, path, n + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+        return -1;
+    struct stat st;
+    if (stat(tmp, &st) < 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+struct sink {
+    FILE *f;
+    uint64_t bytes;
+    int too_big;
+};
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct sink *s = arg;
+    size_t len = size * nmemb;
+    if (s->bytes + len > DATA_FETCH_MAX_BYTES) {
+        s->too_big = 1;
+        return 0; /* aborts the transfer */
+    }
+    if (fwrite(ptr, 1, len, s->f) != len)
+        return 0;
+    s->bytes += len;
+    return len;
+}
+
+/* Downloads url to dst through a temporary file in the same directory. */
+static int download(const char *url, const char *dst, char *err, size_t errlen)
+{
+    char tmp[DATA_FETCH_PATH_MAX];
+    int rc = SMLT_EIO;
+    CURL *c = NULL;
+    struct sink s = {0};
+    char cerr[CURL_ERROR_SIZE] = "";
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp.%d.%llu", dst, (int)getpid(),
+                     (unsigned long long)atomic_fetch_add(&fetch_tmp_seq, 1));
+    if (n < 0 || (size_t)n >= sizeof tmp) {
+        set_err(err, errlen, "%s: path too long", dst);
+        return SMLT_EINVAL;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 || !(s.f = fdopen(fd, "wb"))) {
+        set_err(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return SMLT_EIO;
+    }
+    if (!(c = curl_easy_init())) {
+        set_err(err, errlen, "%s: curl_easy_init failed", url);
+        goto out;
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, FETCH_CONNECT_TIMEOUT_S);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, FETCH_LOW_SPEED_BYTES);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, FETCH_LOW_SPEED_TIME_S);
+    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)DATA_FETCH_MAX_BYTES);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "smlt-worker");
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+    CURLcode cc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    if (cc != CURLE_OK) {
+        if (s.too_big) {
+            rc = SMLT_ETOOBIG;
+            set_err(err, errlen, "%s: larger than %llu bytes", url,
+                    (unsigned long long)DATA_FETCH_MAX_BYTES);
+        } else if (cc == CURLE_HTTP_RETURNED_ERROR) {
+            rc = status == 404 || status == 410 ? SMLT_ENOTFOUND : SMLT_EIO;
+            set_err(err, errlen, "%s: HTTP %ld", url, status);
+        } else {
+            set_err(err, errlen, "%s: download failed: %s", url,
+                    cerr[0] ? cerr : curl_easy_strerror(cc));
+        }
+        goto out;
+    }
+    curl_off_t clen = -1;
+    if (curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen) == CURLE_OK &&
+        clen >= 0 && (uint64_t)clen != s.bytes) {
+        set_err(err, errlen, "%s: got %llu bytes, Content-Length said %lld", url,
+                (unsigned long long)s.bytes, (long long)clen);
+        goto out;
+    }
+    if (fflush(s.f) != 0 || fsync(fileno(s.f)) != 0) {
+        set_err(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (fclose(s.f) != 0) {
+        s.f = NULL;
+        set_err(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
+        goto out;
+    }
+    s.f = NULL;
+    if (rename(tmp, dst) < 0) {
+        set_err(err, errlen, "%s: rename to %s failed: %s", tmp, dst, strerror(errno));
+        goto out;
+    }
+    atomic_fetch_add(&fetch_downloads, 1);
+    log_info("fetched %s (%llu bytes) into %s", url, (unsigned long long)s.bytes, dst);
+    rc = 0;
+out:
+    if (c)
+        curl_easy_cleanup(c);
+    if (s.f)
+        fclose(s.f);
+    if (rc < 0)
+        unlink(tmp);
+    return rc;
+}
+
+int data_fetch_file(const char *source, const char *name, const char *cache_dir, char *out,
+                    size_t outlen, char *err, size_t errlen)
+{
+    struct stat st;
+    if (!source || !*source || !out || !outlen) {
+        set_err(err, errlen, "data_fetch_file: missing argument");
+        return SMLT_EINVAL;
+    }
+    if (!name_ok(name)) {
+        set_err(err, errlen, "bad dataset file name '%s'", name ? name : "");
+        return SMLT_EINVAL;
+    }
+    if (!strncmp(source, "file://", 7))
+        source += 7;
+    if (!is_url(source)) {
+        if (strstr(source, "://")) {
+            set_err(err, errlen, "%s: unsupported scheme (expected a directory, http:// or "
+                    "https://)", source);
+            return SMLT_EINVAL;
+        }
+        int n = snprintf(out, outlen, "%.*s/%s", (int)trimmed_len(source), source, name);
+        if (n < 0 || (size_t)n >= outlen) {
+            set_err(err, errlen, "%s/%s: path too long", source, name);
+            return SMLT_EINVAL;
+        }
+        if (stat(out, &st) < 0) {
+            int e = errno;
+            set_err(err, errlen, "%s: %s", out, strerror(e));
+            return e == ENOENT ? SMLT_ENOTFOUND : SMLT_EIO;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            set_err(err, errlen, "%s: not a regular file", out);
+            return SMLT_EIO;
+        }
+        return 0;
+    }
+    char dir[DATA_FETCH_PATH_MAX], url[DATA_FETCH_PATH_MAX];
+    if (data_fetch_cache_dir(source, cache_dir, dir, sizeof dir) < 0) {
+        set_err(err, errlen, "%s: cache path too long", source);
+        return SMLT_EINVAL;
+    }
+    int n = snprintf(out, outlen, "%s/%s", dir, name);
+    int u = snprintf(url, sizeof url, "%.*s/%s", (int)trimmed_len(source), source, name);
+    if (n < 0 || (size_t)n >= outlen || u < 0 || (size_t)u >= sizeof url) {
+        set_err(err, errlen, "%s/%s: path too long", source, name);
+        return SMLT_EINVAL;
+    }
+    if (stat(out, &st) == 0 && S_ISREG(st.st_mode)) {
+        log_debug("cache hit %s for %s", out, url);
+        return 0;
+    }
+    if (mkdirs(dir) < 0) {
+        set_err(err, errlen, "%s: cannot create cache directory: %s", dir, strerror(errno));
+        return SMLT_EIO;
+    }
+    pthread_once(&fetch_once, fetch_init);
+    if (fetch_curl_rc < 0) {
+        set_err(err, errlen, "curl_global_init failed");
+        return SMLT_EIO;
+    }
+    return download(url, out, err, errlen);
+}
+
+int data_fetch_idx(const char *source, const char *split, const char *cache_dir,
+                   const struct data_load_opts *o, struct data_set **out, char *err,
+                   size_t errlen)
+{
+    char names[2][128], paths[2][DATA_FETCH_PATH_MAX];
+    static const char *kinds[2] = {"images-idx3", "labels-idx1"};
+    if (!split || !name_ok(split) || strlen(split) > 64 || !out) {
+        set_err(err, errlen, "bad dataset split '%s'", split ? split : "");
+        return SMLT_EINVAL;
+    }
+    for (int k = 0; k < 2; k++) {
+        snprintf(names[k], sizeof names[k], "%s-%s-ubyte.gz", split, kinds[k]);
+        int rc = data_fetch_file(source, names[k], cache_dir, paths[k], sizeof paths[k], err,
+                                 errlen);
+        if (rc == SMLT_ENOTFOUND) {
+            names[k][strlen(names[k]) - 3] = '\0'; /* the uncompressed name */
+            char err2[512];
+            rc = data_fetch_file(source, names[k], cache_dir, paths[k], sizeof paths[k], err2,
+                                 sizeof err2);
+            if (rc != SMLT_ENOTFOUND && rc < 0)
+                set_err(err, errlen, "%s", err2);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return data_load_idx(paths[0], paths[1], o, out, err, errlen);
+}

@@ -1,0 +1,51 @@
+/* data_fetch.h: finds a dataset's files in a local directory or fetches them over HTTP(S)
+ * into an on-disk cache.
+ *
+ * A dataset source is either a local directory or an http:// or https:// URL prefix under
+ * which the files live (file:// URLs name a directory). Fetched files go to
+ *   <cache root>/<16 hex digits of a hash of the URL prefix>/<file name>
+ * where the cache root is the cache_dir argument, else $SMLT_CACHE_DIR, else
+ * /tmp/smlt-cache. A file is downloaded to a temporary name in the same directory and renamed
+ * into place only when complete, so a reader never sees a partial file and a warm function
+ * instance (or any later process on the machine) finds it and does not fetch again.
+ *
+ * These calls block (file I/O and libcurl's easy interface): use them in the worker's loading
+ * phase, not on an event loop thread. They are thread-safe. */
+#ifndef DATA_FETCH_H
+#define DATA_FETCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct data_set;
+struct data_load_opts;
+
+/* Largest file fetched (4 GiB); longest path built. */
+#define DATA_FETCH_MAX_BYTES ((uint64_t)4 << 30)
+#define DATA_FETCH_PATH_MAX 4096
+
+/* Writes to out (outlen bytes) the local path of file name under source: source/name for a
+ * directory (the file must exist), the cached copy for a URL, downloading it first when it is
+ * not in the cache. name is a plain file name (no '/', not starting with '.'). Borrows every
+ * argument for the call. cache_dir may be NULL. Returns 0, -SMLT_ENOTFOUND (no such file or
+ * HTTP 404), -SMLT_EIO (network, HTTP or file error), -SMLT_ETOOBIG, -SMLT_EINVAL (bad
+ * source or name) with a message in err. */
+int data_fetch_file(const char *source, const char *name, const char *cache_dir, char *out,
+                    size_t outlen, char *err, size_t errlen);
+
+/* Loads the IDX pair of split ("train", "t10k") from source: <split>-images-idx3-ubyte.gz and
+ * <split>-labels-idx1-ubyte.gz, or the same names without .gz when those are absent, through
+ * data_fetch_file() and data_load_idx(o). Stores a new set in *out (free it with
+ * data_set_free()). Returns 0 or a negative SMLT_E* code with a message in err. */
+int data_fetch_idx(const char *source, const char *split, const char *cache_dir,
+                   const struct data_load_opts *o, struct data_set **out, char *err,
+                   size_t errlen);
+
+/* Writes the cache directory used for a URL source to out. Returns 0 or -SMLT_EINVAL (not a
+ * URL, or the path does not fit). */
+int data_fetch_cache_dir(const char *source, const char *cache_dir, char *out, size_t outlen);
+
+/* Returns how many files this process has downloaded (successfully) so far. */
+uint64_t data_fetch_downloads(void);
+
+#endif
