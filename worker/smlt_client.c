@@ -849,7 +849,8 @@ int smlt_job_setup(struct smlt_client **out, const char *addrs, const struct sml
         spec[i].init = t[i].init;
         spec[i].init_scale = t[i].init_scale;
     }
-    struct ps_map *m = ps_map_build(spec, (uint32_t)ntensors, n, addr, 1, conf->seed, conf->job, e,
+    struct ps_map *m = ps_map_build(spec, (uint32_t)ntensors, n, addr,
+                                    conf->map_version ? conf->map_version : 1, conf->seed, conf->job, e,
                                     sizeof e);
     if (!m) {
         snprintf(c->err, sizeof c->err, "%s", e);

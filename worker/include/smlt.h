@@ -71,6 +71,8 @@ struct smlt_job_conf {
     float weight_decay;
     int decoupled;
     uint64_t seed;        /* for random initializations */
+    uint64_t map_version; /* version of the partition map to publish; 0 means 1. Reconfiguring a
+                             running job with a higher version makes clients refresh their map */
 };
 
 struct smlt_shard_stats {
