@@ -32,9 +32,12 @@ enum conn_state { ST_HDR, ST_DEST, ST_PAYLOAD, ST_DISCARD };
 
 struct rpc_conn {
     struct event_base *base;
-    struct bufferevent *bev;
-    struct event *raw_ev;   /* direct-read event on the socket, created on first use */
-    struct event *defer_ev; /* deferred processing and freeing */
+    struct bufferevent *bev; /* output only: its reading is never enabled */
+    uint8_t *ib;             /* input buffer: headers, metadata, small payloads; bytes */
+    size_t ib_cap, ib_head, ib_tail; /* [ib_head, ib_tail) not yet consumed */
+    struct event *read_ev;   /* the one read event on the socket */
+    int read_on;             /* read_ev is added */
+    struct event *defer_ev;  /* deferred processing and freeing */
     struct rpc_conn_handler h;
     void *arg;
     struct rpc_limits lim;
@@ -46,7 +49,7 @@ struct rpc_conn {
     void *dest;       /* decoded payload destination */
     uint8_t *wire;    /* where wire bytes go: dest, or zbuf when compressed */
     uint64_t got;     /* wire bytes of the current payload received */
-    int direct;       /* reading the payload with recv() into wire */
+    int direct;       /* the rest of the payload is read with recv() straight into wire */
     uint8_t *scratch; /* payloads with no destination named */
     size_t scratch_cap;
     uint8_t *zbuf; /* compressed wire bytes */
@@ -81,9 +84,10 @@ static void conn_free(struct rpc_conn *c)
 {
     if (c->h.on_close)
         c->h.on_close(c, c->close_err ? c->close_err : SMLT_ECLOSED, c->arg);
-    if (c->raw_ev)
-        event_free(c->raw_ev);
+    if (c->read_ev)
+        event_free(c->read_ev);
     event_free(c->defer_ev);
+    free(c->ib);
     /* Freeing the bufferevent runs the release callbacks of referenced payloads still queued. */
     bufferevent_free(c->bev);
     free(c->meta);
@@ -113,9 +117,8 @@ void rpc_conn_abort(struct rpc_conn *c, int err)
     c->closing = 1;
     if (!c->close_err)
         c->close_err = err;
-    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-    if (c->raw_ev)
-        event_del(c->raw_ev);
+    bufferevent_disable(c->bev, EV_WRITE);
+    conn_update_read(c);
     c->direct = 0;
     conn_defer(c, DEFER_FREE);
 }
@@ -126,9 +129,7 @@ void rpc_conn_close(struct rpc_conn *c, int err)
         return;
     c->closing = 1;
     c->close_err = err;
-    bufferevent_disable(c->bev, EV_READ);
-    if (c->raw_ev)
-        event_del(c->raw_ev);
+    conn_update_read(c);
     c->direct = 0;
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
         rpc_conn_abort(c, err);
@@ -188,9 +189,47 @@ static void conn_finish_payload(struct rpc_conn *c)
     conn_deliver(c, c->dest);
 }
 
-static void on_raw_read(evutil_socket_t fd, short what, void *arg)
+/* The input buffer: allocated once per connection, consumed from the front, compacted when the
+ * free room at the end runs low. It grows only to hold a whole header + metadata (at most
+ * SMLT_MAX_META_LEN past the header). */
+#define RPC_IB_INIT (128u << 10)
+
+static size_t ib_len(const struct rpc_conn *c)
 {
-    struct rpc_conn *c = arg;
+    return c->ib_tail - c->ib_head;
+}
+
+/* Makes room at the end for at least a read's worth. Returns 0 or SMLT_ENOMEM. */
+static int ib_room(struct rpc_conn *c)
+{
+    if (c->ib_head == c->ib_tail)
+        c->ib_head = c->ib_tail = 0;
+    if (c->ib_cap - c->ib_tail >= RPC_IB_INIT / 4)
+        return 0;
+    if (c->ib_head > 0) {
+        memmove(c->ib, c->ib + c->ib_head, ib_len(c));
+        c->ib_tail -= c->ib_head;
+        c->ib_head = 0;
+        if (c->ib_cap - c->ib_tail >= RPC_IB_INIT / 4)
+            return 0;
+    }
+    size_t cap = c->ib_cap ? c->ib_cap * 2 : RPC_IB_INIT;
+    if (cap > SMLT_FRAME_HDR_LEN + SMLT_MAX_META_LEN + RPC_IB_INIT)
+        cap = SMLT_FRAME_HDR_LEN + SMLT_MAX_META_LEN + RPC_IB_INIT;
+    if (cap <= c->ib_cap)
+        return 0; /* full at the largest size: a frame's header + metadata always fit */
+    uint8_t *p = realloc(c->ib, cap);
+    if (!p)
+        return SMLT_ENOMEM;
+    c->ib = p;
+    c->ib_cap = cap;
+    return 0;
+}
+
+/* Reads the rest of the current payload straight into its buffer. Returns 0 to go on reading
+ * frames, 1 if the payload is still incomplete (or the connection died). */
+static int conn_read_direct(struct rpc_conn *c, int fd)
+{
     uint8_t sink[64 << 10];
     size_t budget = SMLT_DIRECT_READ_BUDGET;
     while (c->got < c->cur.payload_len && budget > 0) {
@@ -212,38 +251,60 @@ static void on_raw_read(evutil_socket_t fd, short what, void *arg)
         }
         if (n == 0) {
             rpc_conn_abort(c, SMLT_ECLOSED);
-            return;
+            return 1;
         }
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             break;
-        log_warn("conn %s: recv: %s", c->peer, strerror(errno));
+        log_debug("conn %s: recv: %s", c->peer, strerror(errno));
         rpc_conn_abort(c, SMLT_EIO);
-        return;
+        return 1;
     }
     if (c->got < c->cur.payload_len)
-        return; /* the persistent event fires again when more arrives */
-    event_del(c->raw_ev);
+        return 1; /* the persistent read event fires again when more arrives */
     c->direct = 0;
     conn_finish_payload(c);
-    if (!c->closing)
-        conn_process(c);
+    return c->closing;
 }
 
-static void conn_start_direct(struct rpc_conn *c)
+/* The socket is readable: a payload in direct mode is read into its buffer; otherwise bytes go
+ * into the input buffer and whole frames are handled from there. */
+static void on_read(evutil_socket_t fd, short what, void *arg)
 {
-    if (!c->raw_ev) {
-        c->raw_ev = event_new(c->base, bufferevent_getfd(c->bev), EV_READ | EV_PERSIST, on_raw_read,
-                              c);
-        if (!c->raw_ev) {
+    struct rpc_conn *c = arg;
+    if (c->closing)
+        return;
+    if (c->direct) {
+        if (conn_read_direct(c, fd))
+            return;
+    } else {
+        if (ib_room(c) != 0) {
             rpc_conn_abort(c, SMLT_ENOMEM);
             return;
         }
+        if (c->ib_tail == c->ib_cap) {
+            /* Full and nothing consumable: cannot happen for valid frames (a header and its
+             * metadata always fit); process what is there rather than read 0 bytes. */
+            conn_process(c);
+            return;
+        }
+        ssize_t n = recv(fd, c->ib + c->ib_tail, c->ib_cap - c->ib_tail, 0);
+        if (n == 0) {
+            rpc_conn_abort(c, SMLT_ECLOSED);
+            return;
+        }
+        if (n < 0) {
+            int e = errno;
+            if (e == EINTR || e == EAGAIN || e == EWOULDBLOCK)
+                return;
+            log_debug("conn %s: read: %s", c->peer, strerror(e));
+            rpc_conn_abort(c, e == ECONNREFUSED || e == ECONNRESET ? SMLT_ECLOSED : SMLT_EIO);
+            return;
+        }
+        c->ib_tail += (size_t)n;
     }
-    c->direct = 1;
-    conn_update_read(c);
-    event_add(c->raw_ev, NULL);
+    conn_process(c);
 }
 
 /* Asks the handler where the current frame's payload goes and sets up receiving it.
@@ -289,40 +350,45 @@ static int conn_pick_dest(struct rpc_conn *c)
 
 static void conn_process(struct rpc_conn *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
     unsigned frames = 0;
     while (!c->closing && !c->direct) {
         if (frames >= SMLT_FRAMES_PER_WAKEUP) {
             /* Yield to the other connections; come back from a deferred event. */
-            if (evbuffer_get_length(in) > 0)
+            if (ib_len(c) > 0)
                 conn_defer(c, DEFER_PROCESS);
             break;
         }
         if (c->st == ST_HDR) {
             if (c->pauses || c->out_paused)
                 break;
-            size_t len = evbuffer_get_length(in);
+            size_t len = ib_len(c);
             if (len == 0)
                 break;
-            uint8_t hb[SMLT_FRAME_HDR_LEN];
-            size_t n = len < sizeof hb ? len : sizeof hb;
-            evbuffer_copyout(in, hb, n);
+            const uint8_t *hb = c->ib + c->ib_head;
+            size_t n = len < SMLT_FRAME_HDR_LEN ? len : SMLT_FRAME_HDR_LEN;
             const char *why = NULL;
             enum rpc_frame_status st = rpc_frame_parse_hdr(hb, n, &c->lim, &c->cur, &why);
             if (st == RPC_FRAME_NEED_MORE)
                 break;
             if (st != RPC_FRAME_COMPLETE) {
-                conn_bad_frame(c, st, why, n == sizeof hb ? c->cur.req_id : 0);
+                conn_bad_frame(c, st, why, n == SMLT_FRAME_HDR_LEN ? c->cur.req_id : 0);
                 return;
             }
-            if (len < SMLT_FRAME_HDR_LEN + (size_t)c->cur.meta_len)
+            if (len < SMLT_FRAME_HDR_LEN + (size_t)c->cur.meta_len) {
+                /* Make sure the whole header + metadata can sit in the buffer. */
+                if (grow(&c->ib, &c->ib_cap,
+                         c->ib_head + SMLT_FRAME_HDR_LEN + (size_t)c->cur.meta_len) != 0) {
+                    rpc_conn_abort(c, SMLT_ENOMEM);
+                    return;
+                }
                 break;
+            }
             if (grow(&c->meta, &c->meta_cap, c->cur.meta_len ? c->cur.meta_len : 1) != 0) {
                 rpc_conn_abort(c, SMLT_ENOMEM);
                 return;
             }
-            evbuffer_drain(in, SMLT_FRAME_HDR_LEN);
-            evbuffer_remove(in, c->meta, c->cur.meta_len);
+            memcpy(c->meta, hb + SMLT_FRAME_HDR_LEN, c->cur.meta_len);
+            c->ib_head += SMLT_FRAME_HDR_LEN + (size_t)c->cur.meta_len;
             c->bytes_in += SMLT_FRAME_HDR_LEN + (uint64_t)c->cur.meta_len;
             if (c->cur.payload_len == 0) {
                 frames++;
@@ -335,21 +401,20 @@ static void conn_process(struct rpc_conn *c)
             if (conn_pick_dest(c))
                 break;
         }
-        /* ST_PAYLOAD or ST_DISCARD: first what the bufferevent already holds. */
-        size_t avail = evbuffer_get_length(in);
+        /* ST_PAYLOAD or ST_DISCARD: first what the input buffer already holds. */
+        size_t avail = ib_len(c);
         uint64_t need = c->cur.payload_len - c->got;
         size_t take = avail < need ? avail : (size_t)need;
         if (take) {
-            if (c->st == ST_DISCARD)
-                evbuffer_drain(in, take);
-            else
-                evbuffer_remove(in, c->wire + c->got, take);
+            if (c->st != ST_DISCARD)
+                memcpy(c->wire + c->got, c->ib + c->ib_head, take);
+            c->ib_head += take;
             c->got += take;
             c->bytes_in += take;
         }
         if (c->got < c->cur.payload_len) {
             if (c->cur.payload_len - c->got >= SMLT_DIRECT_READ_MIN)
-                conn_start_direct(c);
+                c->direct = 1;
             break;
         }
         frames++;
@@ -360,17 +425,13 @@ static void conn_process(struct rpc_conn *c)
 
 static void conn_update_read(struct rpc_conn *c)
 {
-    int want = !c->closing && !c->direct && c->st != ST_DEST &&
+    int want = !c->closing && c->read_ev && c->st != ST_DEST &&
                !((c->pauses || c->out_paused) && c->st == ST_HDR);
-    if (want)
-        bufferevent_enable(c->bev, EV_READ);
-    else
-        bufferevent_disable(c->bev, EV_READ);
-}
-
-static void on_bev_read(struct bufferevent *bev, void *arg)
-{
-    conn_process(arg);
+    if (want && !c->read_on)
+        event_add(c->read_ev, NULL);
+    else if (!want && c->read_on)
+        event_del(c->read_ev);
+    c->read_on = want;
 }
 
 static void on_bev_write(struct bufferevent *bev, void *arg)
@@ -426,12 +487,21 @@ static struct rpc_conn *conn_alloc(struct event_base *base, struct bufferevent *
     c->arg = arg;
     c->lim = *lim;
     c->st = ST_HDR;
-    bufferevent_set_max_single_read(bev, RPC_MAX_SINGLE_IO);
     bufferevent_set_max_single_write(bev, RPC_MAX_SINGLE_IO);
-    bufferevent_setcb(bev, on_bev_read, on_bev_write, on_bev_event, c);
+    bufferevent_setcb(bev, NULL, on_bev_write, on_bev_event, c);
     bufferevent_setwatermark(bev, EV_WRITE, SMLT_OUTBUF_HIGH / 2, 0);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    bufferevent_enable(bev, EV_WRITE);
     return c;
+}
+
+/* Creates the read event once the socket exists. Returns 0 or SMLT_ENOMEM. */
+static int conn_arm_read(struct rpc_conn *c, int fd)
+{
+    c->read_ev = event_new(c->base, fd, EV_READ | EV_PERSIST, on_read, c);
+    if (!c->read_ev)
+        return SMLT_ENOMEM;
+    conn_update_read(c);
+    return 0;
 }
 
 static void fd_tune(int fd)
@@ -475,6 +545,11 @@ struct rpc_conn *rpc_conn_new_fd(struct event_base *base, int fd, const struct r
         bufferevent_free(bev);
         return NULL;
     }
+    if (conn_arm_read(c, fd) != 0) {
+        c->h.on_close = NULL; /* the caller learns of the failure from the NULL return */
+        conn_free(c);
+        return NULL;
+    }
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
@@ -514,10 +589,12 @@ struct rpc_conn *rpc_conn_connect(struct event_base *base, const char *addr,
         return c;
     }
     int fd = bufferevent_getfd(bev);
-    if (fd >= 0) {
-        fd_tune(fd);
-        evutil_make_socket_closeonexec(fd);
+    if (fd < 0 || conn_arm_read(c, fd) != 0) {
+        rpc_conn_abort(c, SMLT_EIO);
+        return c;
     }
+    fd_tune(fd);
+    evutil_make_socket_closeonexec(fd);
     return c;
 }
 

@@ -1,11 +1,14 @@
-/* rpc_conn.h: one SMLT-C connection on a libevent bufferevent: frames in, frames out.
+/* rpc_conn.h: one SMLT-C connection on libevent: frames in, frames out.
  *
- * Headers and metadata go through the bufferevent's buffers. Tensor payloads do not: a payload
- * of at least SMLT_DIRECT_READ_MIN bytes is read with recv(2) straight from the socket into the
- * buffer the handler names (the bufferevent's reading is suspended meanwhile), and a payload
- * being sent is added to the output by reference (evbuffer_add_reference), so megabytes of
- * floats are copied only by the kernel. lz4-compressed payloads land in a per-connection
- * scratch buffer and are decoded into the handler's buffer.
+ * Output goes through a bufferevent (its write side only). Input is read by one persistent
+ * read event into an evbuffer for headers and metadata; tensor payloads do not go through it: a
+ * payload of at least SMLT_DIRECT_READ_MIN bytes is read with recv(2) straight from the socket
+ * into the buffer the handler names, and a payload being sent is added to the output by
+ * reference (evbuffer_add_reference), so megabytes of floats are copied only by the kernel.
+ * (Reading with the bufferevent itself would mean toggling its read event around every direct
+ * read - four epoll_ctl calls per tensor - and an extra copy for everything else.)
+ * lz4-compressed payloads land in a per-connection scratch buffer and are decoded into the
+ * handler's buffer.
  *
  * Each connection is a state machine: HDR (waiting for header + metadata) -> DEST (waiting for
  * the handler to name a payload buffer) -> PAYLOAD (receiving, buffered or direct) -> HDR.

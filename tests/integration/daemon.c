@@ -1,16 +1,12 @@
-/* daemon.c: see daemon.h. */
+/* daemon.c: see daemon.h. Process handling is proto/smlt_proc.c's. */
 #include "daemon.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "smlt_proc.h"
 
 const char *test_bin(const char *name)
 {
@@ -20,12 +16,6 @@ const char *test_bin(const char *name)
     char *b = buf[slot++ % 4];
     snprintf(b, sizeof buf[0], "%s/%s", dir ? dir : ".", name);
     return b;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 int test_daemon_start(struct test_daemon *d, const char *name, const char *const *args,
@@ -48,63 +38,31 @@ int test_daemon_start(struct test_daemon *d, const char *name, const char *const
     argv[n++] = "--port-file";
     argv[n++] = port_file;
     argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid < 0)
+    struct smlt_proc_opts o = {.log_path = log_file,
+                               .watchdog_s = watchdog_s ? watchdog_s : 300,
+                               .die_with_parent = 1};
+    d->pid = smlt_proc_spawn(argv, &o);
+    if (d->pid <= 0) {
+        d->pid = 0;
         return -1;
-    if (pid == 0) {
-        int fd = open(log_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 2);
-            close(fd);
-        }
-        alarm(watchdog_s ? watchdog_s : 300);
-        execv(argv[0], (char *const *)argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
     }
-    d->pid = pid;
-    for (int waited = 0; waited < 10000; waited += 10) {
-        FILE *f = fopen(port_file, "r");
-        if (f) {
-            int ok = fscanf(f, "%d", &d->port) == 1;
-            fclose(f);
-            if (ok && d->port > 0) {
-                snprintf(d->addr, sizeof d->addr, "127.0.0.1:%d", d->port);
-                return 0;
-            }
-        }
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            d->pid = 0;
-            test_daemon_dump_log(d);
-            return -1;
-        }
-        sleep_ms(10);
+    int port = smlt_proc_wait_port(d->pid, port_file, 10000);
+    if (port <= 0) {
+        test_daemon_dump_log(d);
+        test_daemon_stop(d);
+        return -1;
     }
-    test_daemon_stop(d);
-    return -1;
+    d->port = port;
+    snprintf(d->addr, sizeof d->addr, "127.0.0.1:%d", d->port);
+    return 0;
 }
 
 int test_daemon_stop(struct test_daemon *d)
 {
     int status = -1;
-    if (d->pid > 0) {
-        kill(d->pid, SIGTERM);
-        int waited = 0;
-        for (;;) {
-            pid_t r = waitpid(d->pid, &status, WNOHANG);
-            if (r == d->pid || (r < 0 && errno == ECHILD))
-                break;
-            if (waited >= 5000) {
-                kill(d->pid, SIGKILL);
-                waitpid(d->pid, &status, 0);
-                break;
-            }
-            sleep_ms(10);
-            waited += 10;
-        }
-        d->pid = 0;
-    }
+    if (d->pid > 0)
+        status = smlt_proc_stop(d->pid, 5000);
+    d->pid = 0;
     if (d->dir[0]) {
         char path[300];
         snprintf(path, sizeof path, "%s/port", d->dir);

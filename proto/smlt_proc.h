@@ -1,0 +1,36 @@
+/* smlt_proc.h: starting and stopping SMLT-C daemons as child processes.
+ *
+ * Used by everything that runs shards or workers locally (smlt-bench, the coordinator's local
+ * backend, the integration tests). A daemon child listens on port 0 and writes the port it
+ * bound to a port file; the parent waits for that file. Children are always stopped by their
+ * process id (SIGTERM, a grace period, SIGKILL) and reaped; nothing is killed by name. */
+#ifndef SMLT_PROC_H
+#define SMLT_PROC_H
+
+#include <sys/types.h>
+
+struct smlt_proc_opts {
+    const char *log_path;   /* stderr (and stdout) of the child go here; NULL: inherited */
+    unsigned watchdog_s;    /* alarm(2) in the child before exec (survives exec); 0: none */
+    int die_with_parent;    /* PR_SET_PDEATHSIG(SIGTERM) in the child */
+    int new_pgrp;           /* put the child in its own process group */
+};
+
+/* Forks and execs argv[0] with argv (NULL-terminated; argv[0] a path). Returns the pid, or a
+ * negative SMLT_E* code. */
+pid_t smlt_proc_spawn(const char *const *argv, const struct smlt_proc_opts *o);
+
+/* Waits up to timeout_ms for path to hold a port number (written by the child with
+ * --port-file), while checking that pid is still alive. Returns the port, SMLT_ETIMEDOUT, or
+ * SMLT_ECLOSED if the child exited first. */
+int smlt_proc_wait_port(pid_t pid, const char *path, int timeout_ms);
+
+/* Stops pid: SIGTERM, up to grace_ms for it to exit, then SIGKILL; reaps it. Returns the wait
+ * status, or -1 if it was not our child. */
+int smlt_proc_stop(pid_t pid, int grace_ms);
+
+/* Returns the directory holding the running executable (static buffer), for finding sibling
+ * programs such as smlt-ps next to smlt-bench. */
+const char *smlt_proc_self_dir(void);
+
+#endif

@@ -1,0 +1,644 @@
+/* bench_ps.c: `smlt-bench ps`: one BSP sync (push a full gradient + pull the full updated model)
+ * through S real smlt-ps shards by W worker processes, for models of several sizes; optionally
+ * side by side with the same bytes through a private redis-server (SET gradient, GET model, the
+ * store sync of SMLT, LambdaML and MLLess) and over one raw loopback TCP connection (the
+ * ceiling). Also the latency of small pulls while a big push is in flight on the same shards.
+ *
+ * Gradients are random floats (incompressible, as dense gradients are), so lz4 stays off and
+ * the figures are those of the data plane itself. Every process this starts is stopped by pid. */
+#include "bench_ps.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench_peers.h"
+#include "smlt.h"
+#include "smlt_limits.h"
+#include "smlt_log.h"
+#include "smlt_proc.h"
+
+#define BENCH_TOKEN "smlt-bench-token"
+#define BENCH_MAX_SIZES 8
+#define BENCH_MAX_WLIST 8
+
+struct bench_opts {
+    uint32_t shards;
+    uint32_t workers[BENCH_MAX_WLIST];
+    int nworkers;
+    size_t sizes[BENCH_MAX_SIZES];
+    int nsizes;
+    int reps; /* 0: by size */
+    int vs_redis, vs_tcp, latency, json;
+    const char *addrs; /* use running shards instead of starting them */
+    const char *token, *admin_token;
+    const char *ps_bin;
+};
+
+struct shard_procs {
+    pid_t pid[SMLT_MAX_SHARDS];
+    uint32_t n;
+    char addrs[SMLT_MAX_SHARDS * 24];
+    char dir[128];
+};
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: smlt-bench ps [options]\n"
+            "Time one BSP sync (push a full gradient + pull the full model) through smlt-ps shards.\n\n"
+            "  --shards S        shards to start (default 2)\n"
+            "  --workers LIST    worker process counts to run, e.g. 1,4 (default 1,4)\n"
+            "  --sizes LIST      model sizes, e.g. 1MB,10MB,100MB (default; MB = 10^6 bytes)\n"
+            "  --reps N          timed syncs per worker (default: 100 / 30 / 11 for <=1 / <=10 / more MB)\n"
+            "  --vs-redis        also sync the same bytes through a private redis-server (raw RESP)\n"
+            "  --vs-tcp          also push+pull the same bytes over one raw loopback TCP connection\n"
+            "  --latency         p50/p99 of 4 KB pulls, idle and while a 100 MB push is in flight\n"
+            "  --all             --vs-redis --vs-tcp --latency\n"
+            "  --addrs LIST      use running shards (host:port,...) instead of starting them\n"
+            "  --token T         job token for --addrs shards (default: %s)\n"
+            "  --admin-token T   admin token for --addrs shards (default: the job token)\n"
+            "  --ps-bin PATH     smlt-ps to start (default: next to smlt-bench)\n"
+            "  --json            one JSON object per line per measured case\n",
+            BENCH_TOKEN);
+}
+
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || v <= 0)
+        return -1;
+    double mul = 1;
+    if (!strcasecmp(end, "MB") || !strcasecmp(end, "M"))
+        mul = 1e6;
+    else if (!strcasecmp(end, "KB") || !strcasecmp(end, "K"))
+        mul = 1e3;
+    else if (!strcasecmp(end, "GB") || !strcasecmp(end, "G"))
+        mul = 1e9;
+    else if (*end && strcasecmp(end, "B"))
+        return -1;
+    size_t b = (size_t)(v * mul);
+    b -= b % 4;
+    if (b < 4 || b > BENCH_PEERS_MAX_BYTES)
+        return -1;
+    *out = b;
+    return 0;
+}
+
+/* ---- shards ------------------------------------------------------------------------------ */
+
+static void shards_stop(struct shard_procs *sp)
+{
+    for (uint32_t i = 0; i < sp->n; i++)
+        if (sp->pid[i] > 0)
+            smlt_proc_stop(sp->pid[i], 3000);
+    sp->n = 0;
+    if (sp->dir[0]) {
+        char cmd[256];
+        for (uint32_t i = 0; i < SMLT_MAX_SHARDS; i++) {
+            snprintf(cmd, sizeof cmd, "%s/port%u", sp->dir, i);
+            if (unlink(cmd) != 0 && errno == ENOENT && i > 8)
+                break;
+        }
+        snprintf(cmd, sizeof cmd, "%s/ps.log", sp->dir);
+        unlink(cmd);
+        rmdir(sp->dir);
+    }
+}
+
+static int shards_start(struct shard_procs *sp, const struct bench_opts *o)
+{
+    memset(sp, 0, sizeof *sp);
+    snprintf(sp->dir, sizeof sp->dir, "/tmp/smlt-bench.XXXXXX");
+    if (!mkdtemp(sp->dir)) {
+        sp->dir[0] = '\0';
+        return SMLT_ESYS;
+    }
+    char bin[1024], log[256];
+    if (o->ps_bin)
+        snprintf(bin, sizeof bin, "%s", o->ps_bin);
+    else
+        snprintf(bin, sizeof bin, "%s/smlt-ps", smlt_proc_self_dir());
+    snprintf(log, sizeof log, "%s/ps.log", sp->dir);
+    size_t off = 0;
+    for (uint32_t i = 0; i < o->shards; i++) {
+        char id[16], pf[256];
+        snprintf(id, sizeof id, "%u", i);
+        snprintf(pf, sizeof pf, "%s/port%u", sp->dir, i);
+        const char *argv[] = {bin, "--shard", id, "--token", BENCH_TOKEN, "--listen", "127.0.0.1:0",
+                              "--port-file", pf, "--log-level", "warn", NULL};
+        struct smlt_proc_opts po = {.log_path = log, .die_with_parent = 1, .watchdog_s = 3600};
+        pid_t pid = smlt_proc_spawn(argv, &po);
+        if (pid <= 0) {
+            shards_stop(sp);
+            return SMLT_ESYS;
+        }
+        sp->pid[sp->n++] = pid;
+        int port = smlt_proc_wait_port(pid, pf, 10000);
+        if (port <= 0) {
+            log_error("smlt-ps %s did not start (see %s)", bin, log);
+            shards_stop(sp);
+            return port;
+        }
+        off += (size_t)snprintf(sp->addrs + off, sizeof sp->addrs - off, "%s127.0.0.1:%d",
+                                i ? "," : "", port);
+    }
+    return 0;
+}
+
+/* ---- a job of `bytes` bytes ---------------------------------------------------------------- */
+
+static int job_setup(const char *addrs, const struct bench_opts *o, size_t bytes, uint32_t workers,
+                     int sync)
+{
+    uint64_t shape[1] = {bytes / 4};
+    struct smlt_tensor_def t = {.name = "blob", .ndims = 1, .shape = shape, .init = SMLT_INIT_ZERO};
+    struct smlt_job_conf jc;
+    smlt_job_conf_default(&jc);
+    jc.job = "bench";
+    jc.sync = sync;
+    jc.workers = workers;
+    jc.lr = 1e-6f; /* plain SGD; tiny so the model stays bounded over many steps */
+    struct smlt_client_opts co = {.token = o->admin_token ? o->admin_token : o->token,
+                                  .admin = 1,
+                                  .timeout_ms = 120000};
+    struct smlt_client *c = NULL;
+    char err[256];
+    int rc = smlt_job_setup(&c, addrs, &co, &t, 1, &jc, err, sizeof err);
+    if (rc)
+        log_error("job setup on %s: %s", addrs, err);
+    smlt_client_close(c);
+    return rc;
+}
+
+static float *prefaulted(size_t bytes, unsigned seed)
+{
+    float *p = malloc(bytes);
+    if (!p)
+        return NULL;
+    size_t n = bytes / 4;
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (float)(int32_t)(x >> 32) * (1.0f / 2147483648.0f);
+    }
+    return p;
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t k = write(fd, c, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        c += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static int read_all(int fd, void *p, size_t n)
+{
+    char *c = p;
+    while (n) {
+        ssize_t k = read(fd, c, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        c += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* A worker process: connect, warm up, say ready, wait for go, time reps syncs, send them. */
+static void sync_worker(const char *addrs, const struct bench_opts *o, uint32_t rank, size_t bytes,
+                        int reps, int ready_fd, int go_fd, int out_fd)
+{
+    struct smlt_client_opts co = {.token = o->token, .worker = rank, .timeout_ms = 120000};
+    struct smlt_client *c = NULL;
+    char err[256];
+    int rc = smlt_client_connect(&c, addrs, &co, err, sizeof err);
+    double *ms = calloc((size_t)reps, sizeof *ms);
+    float *g = prefaulted(bytes, rank + 1), *m = prefaulted(bytes, 99);
+    if (rc || !ms || !g || !m) {
+        log_error("worker %u: %s", rank, rc ? err : "out of memory");
+        _exit(1);
+    }
+    uint64_t step = 0, clock;
+    rc = smlt_pull(c, 0, 0, m, &clock); /* step = the shards' clock, in case of earlier runs */
+    step = clock;
+    if (!rc)
+        rc = smlt_sync(c, step++, g, m, &clock); /* warm-up: connections, page tables */
+    char r = rc ? 'x' : 'r';
+    if (write_all(ready_fd, &r, 1) || read_all(go_fd, &r, 1) || rc) {
+        log_error("worker %u: warm-up: %s", rank, smlt_client_errmsg(c));
+        _exit(1);
+    }
+    for (int i = 0; i < reps; i++) {
+        double t0 = now_ms();
+        rc = smlt_sync(c, step++, g, m, &clock);
+        ms[i] = now_ms() - t0;
+        if (rc) {
+            log_error("worker %u: sync: %s: %s", rank, smlt_strerror(rc), smlt_client_errmsg(c));
+            _exit(1);
+        }
+    }
+    write_all(out_fd, ms, sizeof *ms * (size_t)reps);
+    smlt_client_close(c);
+    _exit(0);
+}
+
+/* Runs W worker processes doing reps syncs each; fills ms (W * reps, worker-major). */
+static int run_syncs(const char *addrs, const struct bench_opts *o, size_t bytes, uint32_t W,
+                     int reps, double *ms)
+{
+    pid_t pids[BENCH_PEERS_MAX_WORKERS];
+    int ready[BENCH_PEERS_MAX_WORKERS], go[BENCH_PEERS_MAX_WORKERS], out[BENCH_PEERS_MAX_WORKERS];
+    int rc = 0;
+    uint32_t started = 0;
+    for (uint32_t w = 0; w < W; w++) {
+        int pr[2], pg[2], po[2];
+        if (pipe(pr) || pipe(pg) || pipe(po)) {
+            rc = SMLT_ESYS;
+            break;
+        }
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(pr[0]);
+            close(pg[1]);
+            close(po[0]);
+            sync_worker(addrs, o, w, bytes, reps, pr[1], pg[0], po[1]);
+        }
+        close(pr[1]);
+        close(pg[0]);
+        close(po[1]);
+        if (pid < 0) {
+            close(pr[0]);
+            close(pg[1]);
+            close(po[0]);
+            rc = SMLT_ESYS;
+            break;
+        }
+        pids[w] = pid;
+        ready[w] = pr[0];
+        go[w] = pg[1];
+        out[w] = po[0];
+        started++;
+    }
+    /* All warmed up, then all go together. */
+    for (uint32_t w = 0; w < started && !rc; w++) {
+        char r;
+        if (read_all(ready[w], &r, 1) || r != 'r')
+            rc = SMLT_EIO;
+    }
+    for (uint32_t w = 0; w < started; w++) {
+        char g = 'g';
+        if (!rc)
+            write_all(go[w], &g, 1);
+        close(go[w]);
+    }
+    for (uint32_t w = 0; w < started; w++) {
+        if (!rc && read_all(out[w], ms + (size_t)w * reps, sizeof *ms * (size_t)reps))
+            rc = SMLT_EIO;
+        close(out[w]);
+        close(ready[w]);
+    }
+    for (uint32_t w = 0; w < started; w++) {
+        int st;
+        if (rc)
+            kill(pids[w], SIGTERM);
+        waitpid(pids[w], &st, 0);
+        if (!rc && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+            rc = SMLT_EIO;
+    }
+    return rc;
+}
+
+/* ---- small pulls while a big push is in flight ------------------------------------------ */
+
+#define LAT_PULL_FLOATS 1024 /* 4 KB */
+
+static int measure_pulls(const char *addrs, const struct bench_opts *o, int n, double *ms)
+{
+    struct smlt_client_opts co = {.token = o->token, .worker = 1, .timeout_ms = 60000};
+    struct smlt_client *c = NULL;
+    char err[256];
+    int rc = smlt_client_connect(&c, addrs, &co, err, sizeof err);
+    if (rc) {
+        log_error("latency client: %s", err);
+        return rc;
+    }
+    float buf[LAT_PULL_FLOATS];
+    for (int i = 0; i < n && !rc; i++) {
+        double t0 = now_ms();
+        rc = smlt_pull_range(c, 4096, 4096 + LAT_PULL_FLOATS, 0, 0, buf, NULL);
+        ms[i] = now_ms() - t0;
+    }
+    smlt_client_close(c);
+    return rc;
+}
+
+static int bench_latency(const char *addrs, const struct bench_opts *o)
+{
+    const size_t bytes = 100000000;
+    const int n = 2000;
+    int rc = job_setup(addrs, o, bytes, 1, SMLT_SYNC_ASP);
+    if (rc)
+        return rc;
+    double *idle = calloc(n, sizeof *idle), *busy = calloc(n, sizeof *busy);
+    if (!idle || !busy)
+        return SMLT_ENOMEM;
+    rc = measure_pulls(addrs, o, n, idle);
+    /* A pusher process sends 100 MB gradients back to back (ASP: each is applied at once)
+     * while this process times 4 KB pulls on the same shards. */
+    int stop[2];
+    if (!rc && pipe(stop) == 0) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(stop[1]);
+            struct smlt_client_opts co = {.token = o->token, .worker = 0, .timeout_ms = 60000};
+            struct smlt_client *c = NULL;
+            char err[256];
+            float *g = prefaulted(bytes, 5);
+            if (!g || smlt_client_connect(&c, addrs, &co, err, sizeof err))
+                _exit(1);
+            struct pollfd p = {stop[0], POLLIN, 0};
+            uint64_t step = 0, pushes = 0;
+            while (poll(&p, 1, 0) == 0) {
+                if (smlt_push(c, step++, g))
+                    _exit(1);
+                pushes++;
+            }
+            smlt_client_close(c);
+            _exit(pushes > 0 ? 0 : 2);
+        }
+        close(stop[0]);
+        struct timespec ts = {0, 200000000}; /* let the pushes get going */
+        nanosleep(&ts, NULL);
+        rc = measure_pulls(addrs, o, n, busy);
+        write_all(stop[1], "s", 1);
+        close(stop[1]);
+        int st;
+        waitpid(pid, &st, 0);
+        if (!rc && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+            rc = SMLT_EIO;
+    }
+    if (!rc) {
+        double ip50 = bench_peers_percentile(idle, n, 50), ip99 = bench_peers_percentile(idle, n, 99);
+        double bp50 = bench_peers_percentile(busy, n, 50), bp99 = bench_peers_percentile(busy, n, 99);
+        if (o->json)
+            printf("{\"case\":\"pull_latency\",\"pull_bytes\":%d,\"push_bytes\":%zu,\"shards\":%u,"
+                   "\"pulls\":%d,\"idle_ms_p50\":%.4f,\"idle_ms_p99\":%.4f,\"loaded_ms_p50\":%.4f,"
+                   "\"loaded_ms_p99\":%.4f}\n",
+                   LAT_PULL_FLOATS * 4, bytes, o->shards, n, ip50, ip99, bp50, bp99);
+        else
+            printf("4 KB pull latency: idle p50 %.3f ms p99 %.3f ms | while 100 MB pushes stream "
+                   "in: p50 %.3f ms p99 %.3f ms (%d pulls each)\n",
+                   ip50, ip99, bp50, bp99, n);
+        fflush(stdout);
+    }
+    free(idle);
+    free(busy);
+    return rc;
+}
+
+/* ---- main -------------------------------------------------------------------------------- */
+
+static int reps_for(const struct bench_opts *o, size_t bytes)
+{
+    if (o->reps > 0)
+        return o->reps;
+    return bytes <= 1000000 ? 100 : bytes <= 10000000 ? 30 : 11;
+}
+
+static int bench_case(const char *addrs, const struct bench_opts *o, struct bench_redis *redis,
+                      size_t bytes, uint32_t W)
+{
+    int reps = reps_for(o, bytes);
+    size_t n = (size_t)W * (size_t)reps;
+    double *ms = calloc(n, sizeof *ms), *peer = calloc(n, sizeof *peer);
+    if (!ms || !peer)
+        return SMLT_ENOMEM;
+    int rc = job_setup(addrs, o, bytes, W, SMLT_SYNC_BSP);
+    if (!rc)
+        rc = run_syncs(addrs, o, bytes, W, reps, ms);
+    if (rc) {
+        log_error("sync benchmark %zu bytes x %u workers failed: %s", bytes, W, smlt_strerror(rc));
+        free(ms);
+        free(peer);
+        return rc;
+    }
+    double p50 = bench_peers_percentile(ms, (int)n, 50), p99 = bench_peers_percentile(ms, (int)n, 99);
+    double gbps = 2.0 * (double)bytes / (p50 * 1e-3) / 1e9;
+    double rp50 = NAN, rp99 = NAN, tp50 = NAN, tp99 = NAN;
+    if (redis) {
+        int prc = bench_peers_redis_sync(redis, bytes, (int)W, reps, peer);
+        if (prc == 0) {
+            rp50 = bench_peers_percentile(peer, (int)n, 50);
+            rp99 = bench_peers_percentile(peer, (int)n, 99);
+        } else {
+            log_warn("redis peer failed: %s", smlt_strerror(prc));
+        }
+    }
+    if (o->vs_tcp) {
+        int prc = W == 1 ? bench_peers_tcp_sync(bytes, reps, peer)
+                         : bench_peers_tcp_sync_multi(bytes, (int)W, reps, peer);
+        if (prc == 0) {
+            tp50 = bench_peers_percentile(peer, (int)n, 50);
+            tp99 = bench_peers_percentile(peer, (int)n, 99);
+        } else {
+            log_warn("tcp peer failed: %s", smlt_strerror(prc));
+        }
+    }
+    if (o->json) {
+        printf("{\"case\":\"sync\",\"size_bytes\":%zu,\"workers\":%u,\"shards\":%u,\"reps\":%d,"
+               "\"sync_ms_p50\":%.4f,\"sync_ms_p99\":%.4f,\"gb_per_s\":%.3f",
+               bytes, W, o->shards, reps, p50, p99, gbps);
+        if (!isnan(rp50))
+            printf(",\"redis_sync_ms_p50\":%.4f,\"redis_sync_ms_p99\":%.4f,\"vs_redis\":%.3f", rp50,
+                   rp99, rp50 / p50);
+        if (!isnan(tp50))
+            printf(",\"tcp_sync_ms_p50\":%.4f,\"tcp_sync_ms_p99\":%.4f,\"vs_tcp\":%.3f", tp50, tp99,
+                   p50 / tp50);
+        printf("}\n");
+    } else {
+        printf("%7.1f MB  W=%-2u S=%-2u  sync p50 %9.3f ms  p99 %9.3f ms  %6.2f GB/s", bytes / 1e6,
+               W, o->shards, p50, p99, gbps);
+        if (!isnan(tp50))
+            printf(" | tcp %9.3f ms (x%.2f)", tp50, p50 / tp50);
+        if (!isnan(rp50))
+            printf(" | redis %9.3f ms (%.1fx faster)", rp50, rp50 / p50);
+        printf("\n");
+    }
+    fflush(stdout);
+    free(ms);
+    free(peer);
+    return 0;
+}
+
+int bench_ps_main(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"shards", required_argument, 0, 's'},   {"workers", required_argument, 0, 'w'},
+        {"sizes", required_argument, 0, 'z'},    {"reps", required_argument, 0, 'r'},
+        {"vs-redis", no_argument, 0, 'R'},       {"vs-tcp", no_argument, 0, 'T'},
+        {"latency", no_argument, 0, 'L'},        {"all", no_argument, 0, 'A'},
+        {"addrs", required_argument, 0, 'a'},    {"token", required_argument, 0, 't'},
+        {"admin-token", required_argument, 0, 'k'}, {"ps-bin", required_argument, 0, 'p'},
+        {"json", no_argument, 0, 'j'},           {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    struct bench_opts o = {.shards = 2, .workers = {1, 4}, .nworkers = 2, .token = BENCH_TOKEN};
+    o.sizes[0] = 1000000;
+    o.sizes[1] = 10000000;
+    o.sizes[2] = 100000000;
+    o.nsizes = 3;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case 's': {
+            long v = atol(optarg);
+            if (v < 1 || v > 64) {
+                fprintf(stderr, "smlt-bench ps: --shards: want 1..64\n");
+                return 2;
+            }
+            o.shards = (uint32_t)v;
+            break;
+        }
+        case 'w': {
+            o.nworkers = 0;
+            char *save = NULL, *list = strdup(optarg);
+            for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                long v = atol(t);
+                if (v < 1 || v > BENCH_PEERS_MAX_WORKERS || o.nworkers >= BENCH_MAX_WLIST) {
+                    fprintf(stderr, "smlt-bench ps: --workers: want up to %d counts in 1..%d\n",
+                            BENCH_MAX_WLIST, BENCH_PEERS_MAX_WORKERS);
+                    free(list);
+                    return 2;
+                }
+                o.workers[o.nworkers++] = (uint32_t)v;
+            }
+            free(list);
+            break;
+        }
+        case 'z': {
+            o.nsizes = 0;
+            char *save = NULL, *list = strdup(optarg);
+            for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if (o.nsizes >= BENCH_MAX_SIZES || parse_size(t, &o.sizes[o.nsizes])) {
+                    fprintf(stderr, "smlt-bench ps: --sizes: bad size \"%s\" (e.g. 10MB; at most %d)\n",
+                            t, BENCH_MAX_SIZES);
+                    free(list);
+                    return 2;
+                }
+                o.nsizes++;
+            }
+            free(list);
+            break;
+        }
+        case 'r':
+            o.reps = atoi(optarg);
+            if (o.reps < 1) {
+                fprintf(stderr, "smlt-bench ps: --reps: want >= 1\n");
+                return 2;
+            }
+            break;
+        case 'R':
+            o.vs_redis = 1;
+            break;
+        case 'T':
+            o.vs_tcp = 1;
+            break;
+        case 'L':
+            o.latency = 1;
+            break;
+        case 'A':
+            o.vs_redis = o.vs_tcp = o.latency = 1;
+            break;
+        case 'a':
+            o.addrs = optarg;
+            break;
+        case 't':
+            o.token = optarg;
+            break;
+        case 'k':
+            o.admin_token = optarg;
+            break;
+        case 'p':
+            o.ps_bin = optarg;
+            break;
+        case 'j':
+            o.json = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    struct shard_procs sp = {0};
+    const char *addrs = o.addrs;
+    int rc = 0;
+    if (addrs) {
+        o.shards = 1;
+        for (const char *p = addrs; *p; p++)
+            o.shards += *p == ',';
+    } else {
+        if ((rc = shards_start(&sp, &o)) != 0) {
+            fprintf(stderr, "smlt-bench ps: cannot start %u shards: %s\n", o.shards, smlt_strerror(rc));
+            return 1;
+        }
+        addrs = sp.addrs;
+    }
+    struct bench_redis *redis = NULL;
+    if (o.vs_redis) {
+        rc = bench_peers_redis_start(&redis);
+        if (rc) {
+            fprintf(stderr, "smlt-bench ps: --vs-redis: cannot start redis-server: %s\n",
+                    smlt_strerror(rc));
+            shards_stop(&sp);
+            return 1;
+        }
+    }
+    if (!o.json)
+        printf("smlt-bench ps: %u shards at %s; BSP, plain SGD, random (incompressible) gradients\n",
+               o.shards, addrs);
+    for (int wi = 0; wi < o.nworkers && !rc; wi++)
+        for (int si = 0; si < o.nsizes && !rc; si++)
+            rc = bench_case(addrs, &o, redis, o.sizes[si], o.workers[wi]);
+    if (!rc && o.latency)
+        rc = bench_latency(addrs, &o);
+    bench_peers_redis_stop(redis);
+    shards_stop(&sp);
+    if (rc) {
+        fprintf(stderr, "smlt-bench ps: failed: %s\n", smlt_strerror(rc));
+        return 1;
+    }
+    return 0;
+}

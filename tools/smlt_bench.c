@@ -1,0 +1,37 @@
+/* smlt_bench.c: `smlt-bench`, the benchmark command: dispatches to its subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench_ps.h"
+#ifdef SMLT_HAVE_BENCH_TRAIN
+#include "bench_train.h"
+#endif
+#include "smlt_log.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: smlt-bench COMMAND [options]\n\n"
+               "  ps      parameter-server sync: push+pull through smlt-ps shards, vs Redis and raw TCP\n"
+#ifdef SMLT_HAVE_BENCH_TRAIN
+               "  train   training throughput (samples/s) of the models vs PyTorch\n"
+#endif
+               "\n`smlt-bench COMMAND --help` for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    smlt_log_init("smlt-bench", SMLT_LOG_WARN);
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "ps"))
+        return bench_ps_main(argc - 1, argv + 1);
+#ifdef SMLT_HAVE_BENCH_TRAIN
+    if (!strcmp(argv[1], "train"))
+        return bench_train_main(argc - 1, argv + 1);
+#endif
+    fprintf(stderr, "smlt-bench: unknown command \"%s\"\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
