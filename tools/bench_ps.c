@@ -342,7 +342,11 @@ static int run_syncs(const char *addrs, const struct bench_opts *o, size_t bytes
 
 #define LAT_PULL_FLOATS 1024 /* 4 KB */
 
-static int measure_pulls(const char *addrs, const struct bench_opts *o, int n, double *ms)
+/* Times 4 KB pulls. With progress_fd >= 0, keeps going until at least n pulls are done and the
+ * pusher has reported min_pushes more completed pushes on progress_fd (one byte each), up to
+ * max pulls; returns the count in *done. */
+static int measure_pulls(const char *addrs, const struct bench_opts *o, int n, int max,
+                         int progress_fd, int min_pushes, double *ms, int *done)
 {
     struct smlt_client_opts co = {.token = o->token, .worker = 1, .timeout_ms = 60000};
     struct smlt_client *c = NULL;
@@ -353,11 +357,27 @@ static int measure_pulls(const char *addrs, const struct bench_opts *o, int n, d
         return rc;
     }
     float buf[LAT_PULL_FLOATS];
-    for (int i = 0; i < n && !rc; i++) {
+    int i = 0, pushes = 0;
+    while (!rc && i < max) {
+        if (i >= n && (progress_fd < 0 || pushes >= min_pushes))
+            break;
         double t0 = now_ms();
         rc = smlt_pull_range(c, 4096, 4096 + LAT_PULL_FLOATS, 0, 0, buf, NULL);
-        ms[i] = now_ms() - t0;
+        ms[i++] = now_ms() - t0;
+        if (progress_fd >= 0) {
+            char b[64];
+            struct pollfd p = {progress_fd, POLLIN, 0};
+            while (poll(&p, 1, 0) > 0) {
+                ssize_t k = read(progress_fd, b, sizeof b);
+                if (k <= 0)
+                    break;
+                pushes += (int)k;
+            }
+        }
     }
+    if (rc)
+        log_error("latency client: pull: %s", smlt_client_errmsg(c));
+    *done = i;
     smlt_client_close(c);
     return rc;
 }
@@ -365,60 +385,79 @@ static int measure_pulls(const char *addrs, const struct bench_opts *o, int n, d
 static int bench_latency(const char *addrs, const struct bench_opts *o)
 {
     const size_t bytes = 100000000;
-    const int n = 2000;
+    const int n = 2000, max = 1000000;
     int rc = job_setup(addrs, o, bytes, 1, SMLT_SYNC_ASP);
     if (rc)
         return rc;
-    double *idle = calloc(n, sizeof *idle), *busy = calloc(n, sizeof *busy);
+    double *idle = calloc(n, sizeof *idle), *busy = calloc(max, sizeof *busy);
     if (!idle || !busy)
         return SMLT_ENOMEM;
-    rc = measure_pulls(addrs, o, n, idle);
-    /* A pusher process sends 100 MB gradients back to back (ASP: each is applied at once)
-     * while this process times 4 KB pulls on the same shards. */
-    int stop[2];
-    if (!rc && pipe(stop) == 0) {
+    int nidle = 0, nbusy = 0, pushes_seen = 0;
+    rc = measure_pulls(addrs, o, n, n, -1, 0, idle, &nidle);
+    /* A pusher process sends 100 MB gradients back to back (ASP: each is applied at once) and
+     * reports each completed push; pulls are timed from its first push until it has completed
+     * at least 5 more. */
+    int stop[2], prog[2];
+    if (!rc && pipe(stop) == 0 && pipe(prog) == 0) {
         pid_t pid = fork();
         if (pid == 0) {
             close(stop[1]);
+            close(prog[0]);
             struct smlt_client_opts co = {.token = o->token, .worker = 0, .timeout_ms = 60000};
             struct smlt_client *c = NULL;
             char err[256];
             float *g = prefaulted(bytes, 5);
-            if (!g || smlt_client_connect(&c, addrs, &co, err, sizeof err))
+            if (!g || smlt_client_connect(&c, addrs, &co, err, sizeof err)) {
+                log_error("pusher: %s", g ? err : "out of memory");
                 _exit(1);
+            }
             struct pollfd p = {stop[0], POLLIN, 0};
-            uint64_t step = 0, pushes = 0;
+            uint64_t step = 0;
             while (poll(&p, 1, 0) == 0) {
-                if (smlt_push(c, step++, g))
+                int prc = smlt_push(c, step++, g);
+                if (prc) {
+                    log_error("pusher: push: %s", smlt_client_errmsg(c));
                     _exit(1);
-                pushes++;
+                }
+                if (write(prog[1], "p", 1) != 1)
+                    break;
             }
             smlt_client_close(c);
-            _exit(pushes > 0 ? 0 : 2);
+            _exit(0);
         }
         close(stop[0]);
-        struct timespec ts = {0, 200000000}; /* let the pushes get going */
-        nanosleep(&ts, NULL);
-        rc = measure_pulls(addrs, o, n, busy);
+        close(prog[1]);
+        char b;
+        if (read_all(prog[0], &b, 1) == 0) { /* the first push is through: shards are busy */
+            rc = measure_pulls(addrs, o, n, max, prog[0], 5, busy, &nbusy);
+            pushes_seen = 1;
+        } else {
+            rc = SMLT_EIO;
+        }
         write_all(stop[1], "s", 1);
         close(stop[1]);
+        close(prog[0]);
         int st;
         waitpid(pid, &st, 0);
-        if (!rc && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
-            rc = SMLT_EIO;
+        if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+            log_error("pusher process failed (%s %d)", WIFSIGNALED(st) ? "signal" : "exit status",
+                      WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+            if (!rc)
+                rc = SMLT_EIO;
+        }
     }
-    if (!rc) {
-        double ip50 = bench_peers_percentile(idle, n, 50), ip99 = bench_peers_percentile(idle, n, 99);
-        double bp50 = bench_peers_percentile(busy, n, 50), bp99 = bench_peers_percentile(busy, n, 99);
+    if (!rc && pushes_seen) {
+        double ip50 = bench_peers_percentile(idle, nidle, 50), ip99 = bench_peers_percentile(idle, nidle, 99);
+        double bp50 = bench_peers_percentile(busy, nbusy, 50), bp99 = bench_peers_percentile(busy, nbusy, 99);
         if (o->json)
             printf("{\"case\":\"pull_latency\",\"pull_bytes\":%d,\"push_bytes\":%zu,\"shards\":%u,"
-                   "\"pulls\":%d,\"idle_ms_p50\":%.4f,\"idle_ms_p99\":%.4f,\"loaded_ms_p50\":%.4f,"
-                   "\"loaded_ms_p99\":%.4f}\n",
-                   LAT_PULL_FLOATS * 4, bytes, o->shards, n, ip50, ip99, bp50, bp99);
+                   "\"pulls_idle\":%d,\"pulls_loaded\":%d,\"idle_ms_p50\":%.4f,\"idle_ms_p99\":%.4f,"
+                   "\"loaded_ms_p50\":%.4f,\"loaded_ms_p99\":%.4f}\n",
+                   LAT_PULL_FLOATS * 4, bytes, o->shards, nidle, nbusy, ip50, ip99, bp50, bp99);
         else
-            printf("4 KB pull latency: idle p50 %.3f ms p99 %.3f ms | while 100 MB pushes stream "
-                   "in: p50 %.3f ms p99 %.3f ms (%d pulls each)\n",
-                   ip50, ip99, bp50, bp99, n);
+            printf("4 KB pull latency: idle p50 %.3f ms p99 %.3f ms (%d pulls) | while 100 MB pushes "
+                   "stream in: p50 %.3f ms p99 %.3f ms (%d pulls)\n",
+                   ip50, ip99, nidle, bp50, bp99, nbusy);
         fflush(stdout);
     }
     free(idle);

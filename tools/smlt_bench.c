@@ -1,5 +1,6 @@
 /* smlt_bench.c: `smlt-bench`, the benchmark command: dispatches to its subcommands. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench_ps.h"
@@ -20,7 +21,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    smlt_log_init("smlt-bench", SMLT_LOG_WARN);
+    smlt_log_init("smlt-bench", getenv("SMLT_LOG_LEVEL") ? smlt_log_parse_level(getenv("SMLT_LOG_LEVEL")) : SMLT_LOG_WARN);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

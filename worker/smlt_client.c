@@ -11,6 +11,7 @@
  * a shard that is still initializing ("try again") is asked again after a short pause. */
 #include "smlt.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -720,6 +721,11 @@ static struct smlt_client *client_new(const struct smlt_client_opts *opts, char 
             snprintf(errmsg, errlen, "a token of 1..%u bytes is required", SMLT_MAX_TOKEN);
         return NULL;
     }
+    /* A write to a connection the peer has closed must come back as an error, not kill the
+     * process: ignore SIGPIPE unless the application has its own handler. */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
     struct smlt_client *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;

@@ -9,7 +9,9 @@
  * The model is a flat array of float32 (every tensor back to back, in the job's tensor order);
  * smlt_client_num_params() gives its length. Every call blocks until done or timed out.
  * Errors: 0 or a negative SMLT_E* code (smlt_strerror()); smlt_client_errmsg() tells the
- * details of the last failure. A client is not thread-safe: use one per thread. */
+ * details of the last failure. A client is not thread-safe: use one per thread.
+ * Creating a client sets SIGPIPE to be ignored if it still has the default action (a peer
+ * that closes its end must give an error, not end the process). */
 #ifndef SMLT_H
 #define SMLT_H
 
