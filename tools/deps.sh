@@ -1,0 +1,54 @@
+#!/bin/bash
+# shellcheck disable=SC2034  # the package lists are used by the scripts that source this
+# tools/deps.sh: installs the Debian packages SMLT-C needs that are missing (sourced by
+# tools/quickstart.sh and tools/test.sh). Runs apt-get update at most once, only when
+# something is missing. Needs root (or sudo) on Debian 12.
+
+# Build and library dependencies (see README: Dependencies).
+SMLT_BUILD_PKGS="gcc make cmake pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
+  libopenblas-dev liblz4-dev check zlib1g-dev libcurl4-openssl-dev libjansson-dev"
+# What the tests and benchmarks run against: Redis (the store peer), Fashion-MNIST.
+SMLT_TEST_PKGS="redis-server dataset-fashion-mnist"
+# The PyTorch peer of the training benchmark (large: only for the main job / benchmarks).
+SMLT_BENCH_PKGS="python3-torch python3-numpy"
+
+smlt_missing_pkgs() {
+    local missing=""
+    for p in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+            missing="$missing $p"
+        fi
+    done
+    echo "$missing"
+}
+
+# smlt_install_deps PKG...: installs the given packages if any is missing.
+smlt_install_deps() {
+    local missing
+    missing=$(smlt_missing_pkgs "$@")
+    [ -z "$missing" ] && return 0
+    local SUDO=""
+    if [ "$(id -u)" != 0 ]; then
+        if command -v sudo >/dev/null; then SUDO=sudo; else
+            echo "smlt: missing packages:$missing (run as root to install them)" >&2
+            return 1
+        fi
+    fi
+    echo "smlt: installing:$missing" >&2
+    $SUDO apt-get update -qq || return 1
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing \
+        >/dev/null || return 1
+}
+
+# smlt_build DIR [cmake args...]: configures and builds into DIR.
+smlt_build() {
+    local dir=$1 rc=0
+    shift
+    mkdir -p "$dir"
+    cmake -S "$SMLT_ROOT" -B "$dir" "$@" >"$dir/configure.log" 2>&1 || { cat "$dir/configure.log"; return 1; }
+    cmake --build "$dir" -j "$(nproc)" >"$dir/build.log" 2>&1 || rc=$?
+    # Show warnings and errors only; the whole log stays in $dir/build.log.
+    grep -E -A3 "warning:|error:|Error " "$dir/build.log" || true
+    return $rc
+}
