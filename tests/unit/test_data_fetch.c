@@ -1,0 +1,377 @@
+/* test_data_fetch.c: dataset files from a local directory and over HTTP with the on-disk
+ * cache. The HTTP tests fork a tiny HTTP/1.0 file server on 127.0.0.1, port 0 (the kernel
+ * picks a free one), which logs every request path to a file; each test stops its server by
+ * pid, and the server kills itself after 60 s in any case. Checked: a cold fetch downloads,
+ * a warm one does not (not even with the server gone), the uncompressed-name fallback, 404,
+ * a body shorter than its Content-Length, a refused connection, and that a failed download
+ * leaves nothing in the cache. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "data_fetch.h"
+#include "data_load.h"
+#include "data_set.h"
+#include "smlt_error.h"
+
+#define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+static char tmpdir[256];
+
+static void setup(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/smlt-test-data-fetch.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void teardown(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+}
+
+struct srv {
+    pid_t pid;
+    int port;
+    char root[256];
+    char log[300];
+};
+
+static void write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w <= 0)
+            return;
+        p += w;
+        len -= (size_t)w;
+    }
+}
+
+/* Serves one request on c: GET /<prefix>/<name> maps to root/<name>. A name starting with
+ * "short-" is sent with a Content-Length 100 bytes larger than the body. */
+static void serve_one(const struct srv *s, int c)
+{
+    char req[8192];
+    size_t len = 0;
+    while (len < sizeof req - 1) {
+        ssize_t r = read(c, req + len, sizeof req - 1 - len);
+        if (r <= 0)
+            return;
+        len += (size_t)r;
+        req[len] = '\0';
+        if (strstr(req, "\r\n\r\n"))
+            break;
+    }
+    char path[1024];
+    if (sscanf(req, "GET %1023s", path) != 1)
+        return;
+    int lf = open(s->log, O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (lf >= 0) {
+        write_all(lf, path, strlen(path));
+        write_all(lf, "\n", 1);
+        close(lf);
+    }
+    const char *name = strrchr(path, '/');
+    name = name ? name + 1 : path;
+    char file[1400];
+    snprintf(file, sizeof file, "%s/%s", s->root, name);
+    int fd = strstr(name, "..") ? -1 : open(file, O_RDONLY);
+    char hdr[256];
+    if (fd < 0) {
+        const char *nf = "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+        write_all(c, nf, strlen(nf));
+        return;
+    }
+    struct stat st;
+    fstat(fd, &st);
+    long long clen = (long long)st.st_size + (strncmp(name, "short-", 6) ? 0 : 100);
+    int n = snprintf(hdr, sizeof hdr, "HTTP/1.0 200 OK\r\nContent-Length: %lld\r\n"
+                     "Connection: close\r\n\r\n", clen);
+    write_all(c, hdr, (size_t)n);
+    char buf[65536];
+    ssize_t r;
+    while ((r = read(fd, buf, sizeof buf)) > 0)
+        write_all(c, buf, (size_t)r);
+    close(fd);
+}
+
+static void srv_start(struct srv *s, const char *root)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->root, sizeof s->root, "%s", root);
+    snprintf(s->log, sizeof s->log, "%s/requests.log", tmpdir);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(fd, 16), 0);
+    socklen_t al = sizeof a;
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    s->port = ntohs(a.sin_port);
+    s->pid = fork();
+    ck_assert_int_ge(s->pid, 0);
+    if (s->pid == 0) {
+        /* Check's handlers (inherited through the test process) would turn our SIGTERM into
+         * a kill of the whole test process group: restore the defaults. */
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGALRM, SIG_DFL);
+        alarm(60); /* watchdog: never outlive a stuck test */
+        for (;;) {
+            int c = accept(fd, NULL, NULL);
+            if (c < 0) {
+                if (errno == EINTR)
+                    continue;
+                _exit(1);
+            }
+            serve_one(s, c);
+            close(c);
+        }
+    }
+    close(fd);
+}
+
+static void srv_stop(struct srv *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        waitpid(s->pid, NULL, 0);
+        s->pid = 0;
+    }
+}
+
+static int srv_requests(const struct srv *s)
+{
+    FILE *f = fopen(s->log, "r");
+    if (!f)
+        return 0;
+    int n = 0, ch;
+    while ((ch = fgetc(f)) != EOF)
+        n += ch == '\n';
+    fclose(f);
+    return n;
+}
+
+/* Number of entries (other than . and ..) in dir, or -1 when it does not exist. */
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return n;
+}
+
+START_TEST(local_directory)
+{
+    char path[DATA_FETCH_PATH_MAX], err[512];
+    ck_assert_int_eq(data_fetch_file(FMNIST_DIR "/", "t10k-labels-idx1-ubyte.gz", NULL, path,
+                                     sizeof path, err, sizeof err), 0);
+    ck_assert_str_eq(path, FMNIST_DIR "/t10k-labels-idx1-ubyte.gz");
+    ck_assert_int_eq(data_fetch_file("file://" FMNIST_DIR, "t10k-labels-idx1-ubyte.gz", NULL,
+                                     path, sizeof path, err, sizeof err), 0);
+    ck_assert_int_eq(data_fetch_file(FMNIST_DIR, "nope.gz", NULL, path, sizeof path, err,
+                                     sizeof err), SMLT_ENOTFOUND);
+    ck_assert_ptr_nonnull(strstr(err, "nope.gz"));
+    ck_assert_int_eq(data_fetch_file(FMNIST_DIR, "../etc/passwd", NULL, path, sizeof path, err,
+                                     sizeof err), SMLT_EINVAL);
+    ck_assert_int_eq(data_fetch_file(FMNIST_DIR, ".hidden", NULL, path, sizeof path, err,
+                                     sizeof err), SMLT_EINVAL);
+    ck_assert_int_eq(data_fetch_file("ftp://example/x", "a", NULL, path, sizeof path, err,
+                                     sizeof err), SMLT_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "unsupported scheme"));
+    ck_assert_int_eq(data_fetch_file(FMNIST_DIR, "t10k-labels-idx1-ubyte.gz", NULL, path, 10,
+                                     err, sizeof err), SMLT_EINVAL);
+    struct data_set *ds = NULL;
+    ck_assert_msg(data_fetch_idx(FMNIST_DIR, "t10k", NULL, NULL, &ds, err, sizeof err) == 0,
+                  "%s", err);
+    ck_assert_int_eq(data_set_size(ds), 10000);
+    data_set_free(ds);
+    ck_assert_int_eq(data_fetch_idx(FMNIST_DIR, "valid", NULL, NULL, &ds, err, sizeof err),
+                     SMLT_ENOTFOUND);
+    ck_assert_int_eq(data_fetch_idx(FMNIST_DIR, "../x", NULL, NULL, &ds, err, sizeof err),
+                     SMLT_EINVAL);
+}
+END_TEST
+
+START_TEST(http_cold_then_warm)
+{
+    struct srv s;
+    char url[128], cache[300], dir[DATA_FETCH_PATH_MAX], err[512];
+    srv_start(&s, FMNIST_DIR);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/fmnist/", s.port);
+    snprintf(cache, sizeof cache, "%s/cache", tmpdir);
+    const uint64_t d0 = data_fetch_downloads();
+    struct data_set *a = NULL, *b = NULL, *c = NULL, *local = NULL;
+    ck_assert_msg(data_fetch_idx(url, "t10k", cache, NULL, &a, err, sizeof err) == 0, "%s",
+                  err);
+    ck_assert_int_eq(data_fetch_downloads() - d0, 2);
+    ck_assert_int_eq(srv_requests(&s), 2);
+    /* The cache directory holds exactly the two files, no temporaries. */
+    ck_assert_int_eq(data_fetch_cache_dir(url, cache, dir, sizeof dir), 0);
+    ck_assert_int_eq(count_entries(dir), 2);
+    /* warm: no request at all */
+    ck_assert_msg(data_fetch_idx(url, "t10k", cache, NULL, &b, err, sizeof err) == 0, "%s",
+                  err);
+    ck_assert_int_eq(srv_requests(&s), 2);
+    ck_assert_int_eq(data_fetch_downloads() - d0, 2);
+    /* and still none needed with the server gone */
+    srv_stop(&s);
+    ck_assert_msg(data_fetch_idx(url, "t10k", cache, NULL, &c, err, sizeof err) == 0, "%s",
+                  err);
+    ck_assert_int_eq(data_fetch_idx(FMNIST_DIR, "t10k", NULL, NULL, &local, err, sizeof err),
+                     0);
+    ck_assert_int_eq(data_set_size(a), 10000);
+    ck_assert_int_eq(memcmp(data_set_x(a), data_set_x(local), sizeof(float) * 10000 * 784), 0);
+    ck_assert_int_eq(memcmp(data_set_y(c), data_set_y(local), sizeof(int32_t) * 10000), 0);
+    /* an uncached file with the server gone: a clear error */
+    char path[DATA_FETCH_PATH_MAX];
+    ck_assert_int_eq(data_fetch_file(url, "train-labels-idx1-ubyte.gz", cache, path,
+                                     sizeof path, err, sizeof err), SMLT_EIO);
+    ck_assert_msg(strstr(err, "download failed") != NULL, "%s", err);
+    ck_assert_int_eq(count_entries(dir), 2);
+    data_set_free(a);
+    data_set_free(b);
+    data_set_free(c);
+    data_set_free(local);
+}
+END_TEST
+
+/* Writes a small valid IDX pair (uncompressed names) under dir. */
+static void write_small_idx(const char *dir, const char *split)
+{
+    unsigned char img[16 + 3 * 4], lab[8 + 3];
+    memset(img, 0, sizeof img);
+    memset(lab, 0, sizeof lab);
+    img[2] = 8;
+    img[3] = 3;
+    img[7] = 3;
+    img[11] = 2;
+    img[15] = 2;
+    for (int i = 0; i < 12; i++)
+        img[16 + i] = (unsigned char)(i * 20);
+    lab[2] = 8;
+    lab[3] = 1;
+    lab[7] = 3;
+    lab[8] = 0;
+    lab[9] = 1;
+    lab[10] = 2;
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", dir, split);
+    FILE *f = fopen(p, "wb");
+    fwrite(img, 1, sizeof img, f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", dir, split);
+    f = fopen(p, "wb");
+    fwrite(lab, 1, sizeof lab, f);
+    fclose(f);
+}
+
+START_TEST(http_fallback_404_and_short)
+{
+    struct srv s;
+    char root[300], url[128], cache[300], dir[DATA_FETCH_PATH_MAX], err[512], path[4096];
+    snprintf(root, sizeof root, "%s/www", tmpdir);
+    ck_assert_int_eq(mkdir(root, 0755), 0);
+    write_small_idx(root, "mini");
+    /* a file whose response claims 100 more bytes than it sends */
+    char p[400];
+    snprintf(p, sizeof p, "%s/short-file", root);
+    FILE *f = fopen(p, "wb");
+    fputs("0123456789", f);
+    fclose(f);
+    srv_start(&s, root);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/data", s.port);
+    snprintf(cache, sizeof cache, "%s/cache", tmpdir);
+    ck_assert_int_eq(data_fetch_cache_dir(url, cache, dir, sizeof dir), 0);
+
+    /* .gz names are absent: 404 each, then the plain names */
+    struct data_set *ds = NULL;
+    ck_assert_msg(data_fetch_idx(url, "mini", cache, NULL, &ds, err, sizeof err) == 0, "%s",
+                  err);
+    ck_assert_int_eq(data_set_size(ds), 3);
+    ck_assert_int_eq(data_set_dim(ds), 4);
+    ck_assert_int_eq(data_set_y(ds)[2], 2);
+    ck_assert_int_eq(srv_requests(&s), 4);
+    data_set_free(ds);
+
+    ck_assert_int_eq(data_fetch_file(url, "missing.gz", cache, path, sizeof path, err,
+                                     sizeof err), SMLT_ENOTFOUND);
+    ck_assert_msg(strstr(err, "HTTP 404") != NULL, "%s", err);
+    ck_assert_int_eq(data_fetch_file(url, "short-file", cache, path, sizeof path, err,
+                                     sizeof err), SMLT_EIO);
+    ck_assert_msg(strstr(err, "short-file") != NULL, "%s", err);
+    /* neither left a file (or a temporary) behind */
+    ck_assert_int_eq(count_entries(dir), 2);
+    srv_stop(&s);
+}
+END_TEST
+
+START_TEST(cache_dir_choice)
+{
+    char dir[DATA_FETCH_PATH_MAX], dir2[DATA_FETCH_PATH_MAX];
+    ck_assert_int_eq(data_fetch_cache_dir("http://h/x", "/c/", dir, sizeof dir), 0);
+    ck_assert_int_eq(strncmp(dir, "/c/", 3), 0);
+    ck_assert_int_eq(strlen(dir), 3 + 16);
+    /* a trailing slash does not change the key; another URL does */
+    ck_assert_int_eq(data_fetch_cache_dir("http://h/x/", "/c", dir2, sizeof dir2), 0);
+    ck_assert_str_eq(dir, dir2);
+    ck_assert_int_eq(data_fetch_cache_dir("http://h/y", "/c", dir2, sizeof dir2), 0);
+    ck_assert_str_ne(dir, dir2);
+    setenv("SMLT_CACHE_DIR", "/env/cache", 1);
+    ck_assert_int_eq(data_fetch_cache_dir("https://h/x", NULL, dir, sizeof dir), 0);
+    ck_assert_int_eq(strncmp(dir, "/env/cache/", 11), 0);
+    unsetenv("SMLT_CACHE_DIR");
+    ck_assert_int_eq(data_fetch_cache_dir("https://h/x", NULL, dir, sizeof dir), 0);
+    ck_assert_int_eq(strncmp(dir, "/tmp/smlt-cache/", 16), 0);
+    ck_assert_int_eq(data_fetch_cache_dir("/local/dir", NULL, dir, sizeof dir), SMLT_EINVAL);
+    ck_assert_int_eq(data_fetch_cache_dir("http://h/x", "/c", dir, 8), SMLT_EINVAL);
+    /* a cache root that cannot be created */
+    char err[512], path[512];
+    ck_assert_int_eq(data_fetch_file("http://127.0.0.1:1/x", "f", "/proc/nope", path,
+                                     sizeof path, err, sizeof err), SMLT_EIO);
+    ck_assert_ptr_nonnull(strstr(err, "cache directory"));
+}
+END_TEST
+
+static Suite *data_fetch_suite(void)
+{
+    Suite *s = suite_create("data_fetch");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, local_directory);
+    tcase_add_test(tc, http_cold_then_warm);
+    tcase_add_test(tc, http_fallback_404_and_short);
+    tcase_add_test(tc, cache_dir_choice);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(data_fetch_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
