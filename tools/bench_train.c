@@ -147,6 +147,18 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             o->torch = 0;
             continue;
         }
+        static const char *valued[] = {"--model", "--mlp-spec", "--cnn-spec", "--batch",
+                                       "--batches", "--warmup", "--reps", "--rounds",
+                                       "--threads", "--lr", "--data", "--torch-script",
+                                       "--python"};
+        int known = 0;
+        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
+            known |= !strcmp(key, valued[k]);
+        if (!known) {
+            fprintf(stderr, "smlt-bench train: unknown option '%s'\n", key);
+            usage(stderr);
+            return -1;
+        }
         if (!val) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "smlt-bench train: %s needs a value\n", key);
