@@ -47,6 +47,9 @@
 /* Long-poll timeout a pull may ask for, in ms. */
 #define SMLT_MAX_PULL_WAIT_MS 600000u
 
+/* SO_SNDBUF / SO_RCVBUF of every connection (the kernel doubles it). */
+#define SMLT_SOCK_BUF (4 << 20)
+
 /* Frames a connection handles per wakeup before yielding to the others (memcached's budget). */
 #define SMLT_FRAMES_PER_WAKEUP 32u
 /* Bytes read straight from one socket per wakeup in direct-read mode before yielding. */

@@ -1,0 +1,203 @@
+/* worker_main.c: smlt-worker started by hand or by a script: trains one rank of a job through
+ * the parameter server and prints progress per epoch. (The coordinator starts the same binary as
+ * a function with its invocation on stdin: see the --invoke mode in later issues.) */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cblas.h>
+
+#include "data_set.h"
+#include "nn_model.h"
+#include "ps_optim.h"
+#include "smlt_log.h"
+#include "worker_train.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: smlt-worker --ps ADDRS --token T --model SPEC --data SRC --rank R --workers N [options]\n"
+            "Train one rank of a job through smlt-ps shards.\n\n"
+            "  --ps ADDRS          shard addresses, host:port,... (any one is enough without --setup)\n"
+            "  --token T           the job token\n"
+            "  --model SPEC        mlp:784-256-128-10, lenet5, logreg:784-10, ...\n"
+            "  --data SRC          dataset directory or URL with the IDX files, or csv:F[,T] / libsvm:F[,T]\n"
+            "  --rank R --workers N  this worker's rank and the job's worker count\n"
+            "  --batch B           batch size per worker (default 64)\n"
+            "  --epochs E          epochs to train (default 1)\n"
+            "  --sync MODE         bsp (default), ssp or asp\n"
+            "  --staleness K       SSP bound (default 2)\n"
+            "  --seed S            data shuffling and initialization seed (default 1)\n"
+            "  --setup             set the job up on the shards first (needs --admin-token); with\n"
+            "                      it: --optim sgd|momentum|adam|adagrad, --lr, --momentum,\n"
+            "                      --weight-decay, --nesterov\n"
+            "  --admin-token T     admin token of the shards (default: the job token)\n"
+            "  --no-eval           do not evaluate on the test set at epoch ends\n"
+            "  --cache-dir DIR     cache for datasets fetched over HTTP\n"
+            "  --log-level LEVEL   error, warn, info (default), debug\n"
+            "  --json              print one JSON object per epoch and one at the end\n");
+}
+
+struct progress_ctx {
+    int json;
+    uint32_t rank;
+    int64_t last_epoch;
+    double t0;
+    uint64_t steps_at_epoch;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int on_progress(const struct worker_report *r, void *arg)
+{
+    struct progress_ctx *p = arg;
+    if (r->eval_epoch > p->last_epoch) {
+        p->last_epoch = r->eval_epoch;
+        double el = now_s() - p->t0;
+        if (p->json)
+            printf("{\"event\":\"epoch\",\"rank\":%u,\"epoch\":%lld,\"step\":%llu,\"train_loss\":%.5f,"
+                   "\"test_accuracy\":%.5f,\"test_loss\":%.5f,\"elapsed_s\":%.3f,\"compute_s\":%.3f,"
+                   "\"comm_s\":%.3f}\n",
+                   p->rank, (long long)r->eval_epoch, (unsigned long long)r->next_step, r->loss,
+                   r->test_acc, r->test_loss, el, r->compute_s, r->comm_s);
+        else
+            printf("rank %u epoch %lld: step %llu, train loss %.4f, test accuracy %.2f%%, %.1f s "
+                   "(compute %.1f s, communication %.1f s)\n",
+                   p->rank, (long long)r->eval_epoch, (unsigned long long)r->next_step, r->loss,
+                   100 * r->test_acc, el, r->compute_s, r->comm_s);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"ps", required_argument, 0, 'p'},        {"token", required_argument, 0, 't'},
+        {"model", required_argument, 0, 'm'},     {"data", required_argument, 0, 'd'},
+        {"rank", required_argument, 0, 'r'},      {"workers", required_argument, 0, 'w'},
+        {"batch", required_argument, 0, 'b'},     {"epochs", required_argument, 0, 'e'},
+        {"sync", required_argument, 0, 's'},      {"staleness", required_argument, 0, 'k'},
+        {"seed", required_argument, 0, 'S'},      {"setup", no_argument, 0, 'U'},
+        {"admin-token", required_argument, 0, 'a'}, {"optim", required_argument, 0, 'o'},
+        {"lr", required_argument, 0, 'l'},        {"momentum", required_argument, 0, 'M'},
+        {"weight-decay", required_argument, 0, 'W'}, {"nesterov", no_argument, 0, 'N'},
+        {"no-eval", no_argument, 0, 'E'},         {"cache-dir", required_argument, 0, 'c'},
+        {"log-level", required_argument, 0, 'L'}, {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+    struct worker_task t = {.batch = 64, .sync = SMLT_SYNC_BSP, .staleness = 2, .seed = 1,
+                            .workers = 1, .evaluate = 1};
+    int epochs = 1, setup = 0, json = 0, level = SMLT_LOG_INFO;
+    const char *admin = NULL;
+    struct smlt_job_conf jc;
+    smlt_job_conf_default(&jc);
+    jc.lr = 0.1f;
+    int c;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case 'p': t.ps_addrs = optarg; break;
+        case 't': t.token = optarg; break;
+        case 'm': t.model = optarg; break;
+        case 'd': t.data = optarg; break;
+        case 'r': t.rank = (uint32_t)atoi(optarg); break;
+        case 'w': t.workers = (uint32_t)atoi(optarg); break;
+        case 'b': t.batch = atoi(optarg); break;
+        case 'e': epochs = atoi(optarg); break;
+        case 's':
+            if (!strcmp(optarg, "bsp")) t.sync = SMLT_SYNC_BSP;
+            else if (!strcmp(optarg, "ssp")) t.sync = SMLT_SYNC_SSP;
+            else if (!strcmp(optarg, "asp")) t.sync = SMLT_SYNC_ASP;
+            else { fprintf(stderr, "smlt-worker: --sync: want bsp, ssp or asp\n"); return 2; }
+            break;
+        case 'k': t.staleness = (uint32_t)atoi(optarg); break;
+        case 'S': t.seed = strtoull(optarg, NULL, 10); break;
+        case 'U': setup = 1; break;
+        case 'a': admin = optarg; break;
+        case 'o': {
+            enum ps_optim_kind k;
+            if (ps_optim_parse(optarg, &k)) {
+                fprintf(stderr, "smlt-worker: --optim: want sgd, momentum, adam or adagrad\n");
+                return 2;
+            }
+            jc.optim = (int)k;
+            break;
+        }
+        case 'l': jc.lr = strtof(optarg, NULL); break;
+        case 'M': jc.momentum = strtof(optarg, NULL); break;
+        case 'W': jc.weight_decay = strtof(optarg, NULL); break;
+        case 'N': jc.nesterov = 1; break;
+        case 'E': t.evaluate = 0; break;
+        case 'c': t.cache_dir = optarg; break;
+        case 'L':
+            level = smlt_log_parse_level(optarg);
+            if (level < 0) { fprintf(stderr, "smlt-worker: --log-level: bad level\n"); return 2; }
+            break;
+        case 'j': json = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!t.ps_addrs || !t.token || !t.model || !t.data || t.workers < 1 || t.rank >= t.workers ||
+        t.batch < 1 || epochs < 1) {
+        fprintf(stderr, "smlt-worker: --ps, --token, --model, --data are required, and rank < workers, "
+                        "batch >= 1, epochs >= 1\n");
+        usage(stderr);
+        return 2;
+    }
+    smlt_log_init("smlt-worker", level);
+    openblas_set_num_threads(1);
+    char err[256];
+    if (setup) {
+        jc.job = "manual";
+        jc.sync = t.sync;
+        jc.workers = t.workers;
+        jc.staleness = t.staleness;
+        jc.seed = t.seed;
+        int rc = worker_setup_job(t.ps_addrs, admin ? admin : t.token, t.model, &jc, err, sizeof err);
+        if (rc) {
+            fprintf(stderr, "smlt-worker: setup: %s\n", err);
+            return 1;
+        }
+    }
+    /* Size the job in steps from the data: load it once here (the run below reuses it). */
+    struct worker *w = worker_new();
+    struct data_set *train = NULL, *test = NULL;
+    if (!w || worker_load_data(t.data, t.cache_dir, &train, &test, err, sizeof err)) {
+        fprintf(stderr, "smlt-worker: %s\n", err);
+        return 1;
+    }
+    uint64_t spe = worker_steps_per_epoch(data_set_size(train), t.workers, t.batch);
+    data_set_free(train);
+    data_set_free(test);
+    t.total_steps = spe * (uint64_t)epochs;
+    struct progress_ctx p = {.json = json, .rank = t.rank, .last_epoch = -1, .t0 = now_s()};
+    struct worker_report r;
+    int rc = worker_run(w, &t, &r, on_progress, &p);
+    if (rc) {
+        fprintf(stderr, "smlt-worker: rank %u: %s\n", t.rank, r.err);
+        worker_free(w);
+        return 1;
+    }
+    double sps = r.elapsed_s > 0 ? (double)r.samples / r.elapsed_s : 0;
+    if (json)
+        printf("{\"event\":\"done\",\"rank\":%u,\"steps\":%llu,\"samples\":%llu,\"train_loss\":%.5f,"
+               "\"test_accuracy\":%.5f,\"elapsed_s\":%.3f,\"init_s\":%.3f,\"compute_s\":%.3f,"
+               "\"comm_s\":%.3f,\"eval_s\":%.3f,\"samples_per_s\":%.1f}\n",
+               t.rank, (unsigned long long)r.steps, (unsigned long long)r.samples, r.loss,
+               r.test_acc, r.elapsed_s, r.init_s, r.compute_s, r.comm_s, r.eval_s, sps);
+    else
+        printf("rank %u done: %llu steps, %llu samples in %.1f s (%.0f samples/s; init %.2f s, "
+               "compute %.1f s, communication %.1f s, eval %.1f s), last test accuracy %.2f%%\n",
+               t.rank, (unsigned long long)r.steps, (unsigned long long)r.samples, r.elapsed_s, sps,
+               r.init_s, r.compute_s, r.comm_s, r.eval_s, 100 * r.test_acc);
+    worker_free(w);
+    return 0;
+}

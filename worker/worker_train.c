@@ -1,0 +1,453 @@
+/* worker_train.c: the training loop of a worker (see worker_train.h). */
+#include "worker_train.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "data_fetch.h"
+#include "data_load.h"
+#include "data_set.h"
+#include "nn_model.h"
+#include "smlt_log.h"
+
+struct worker {
+    char *data_src;
+    struct data_set *train, *test;
+    char *model_spec;
+    int batch;
+    struct nn_model *m;
+    struct data_set_iter *it;
+    uint32_t it_rank, it_workers;
+    uint64_t it_seed;
+    char *ps_addrs, *token;
+    uint32_t client_rank;
+    struct smlt_client *c;
+    float *xb;
+    int32_t *yb;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void rep_err(struct worker_report *r, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void rep_err(struct worker_report *r, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err, sizeof r->err, fmt, ap);
+    va_end(ap);
+    r->err_code = code;
+    r->status = WORKER_FAILED;
+}
+
+static int streq(const char *a, const char *b)
+{
+    return a && b && !strcmp(a, b);
+}
+
+static void set_str(char **dst, const char *src)
+{
+    free(*dst);
+    *dst = src ? strdup(src) : NULL;
+}
+
+struct worker *worker_new(void)
+{
+    return calloc(1, sizeof(struct worker));
+}
+
+void worker_free(struct worker *w)
+{
+    if (!w)
+        return;
+    smlt_client_close(w->c);
+    data_set_iter_free(w->it);
+    nn_model_free(w->m);
+    data_set_free(w->train);
+    data_set_free(w->test);
+    free(w->data_src);
+    free(w->model_spec);
+    free(w->ps_addrs);
+    free(w->token);
+    free(w->xb);
+    free(w->yb);
+    free(w);
+}
+
+struct nn_model *worker_model(struct worker *w)
+{
+    return w->m;
+}
+
+const struct data_set *worker_test_set(const struct worker *w)
+{
+    return w->test;
+}
+
+uint64_t worker_steps_per_epoch(size_t n, uint32_t workers, int batch)
+{
+    if (workers == 0 || batch <= 0)
+        return 0;
+    return (uint64_t)(n / workers) / (uint64_t)batch;
+}
+
+/* Resolves a path or http(s) URL to a local file (downloading URLs into the cache). */
+static int local_file(const char *path, const char *cache_dir, char *out, size_t outlen, char *err,
+                      size_t errlen)
+{
+    const char *slash = strrchr(path, '/');
+    if (strncmp(path, "http://", 7) && strncmp(path, "https://", 8)) {
+        snprintf(out, outlen, "%s", path);
+        return 0;
+    }
+    if (!slash || !slash[1]) {
+        snprintf(err, errlen, "%s: not a file URL", path);
+        return SMLT_EINVAL;
+    }
+    char dir[2048];
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    return data_fetch_file(dir, slash + 1, cache_dir, out, outlen, err, errlen);
+}
+
+int worker_load_data(const char *source, const char *cache_dir, struct data_set **train,
+                     struct data_set **test, char *err, size_t errlen)
+{
+    *train = *test = NULL;
+    if (!source || !source[0]) {
+        snprintf(err, errlen, "no dataset given");
+        return SMLT_EINVAL;
+    }
+    int csv = !strncmp(source, "csv:", 4), svm = !strncmp(source, "libsvm:", 7);
+    if (!csv && !svm) {
+        int rc = data_fetch_idx(source, "train", cache_dir, NULL, train, err, errlen);
+        if (rc)
+            return rc;
+        rc = data_fetch_idx(source, "t10k", cache_dir, NULL, test, err, errlen);
+        if (rc == SMLT_ENOTFOUND) {
+            *test = NULL; /* a source without a test split: no evaluation */
+            return 0;
+        }
+        if (rc) {
+            data_set_free(*train);
+            *train = NULL;
+        }
+        return rc;
+    }
+    char list[4096], files[2][4096];
+    snprintf(list, sizeof list, "%s", source + (csv ? 4 : 7));
+    char *comma = strchr(list, ',');
+    if (comma)
+        *comma = '\0';
+    struct data_load_opts o;
+    data_load_opts_init(&o);
+    int rc = local_file(list, cache_dir, files[0], sizeof files[0], err, errlen);
+    if (!rc)
+        rc = csv ? data_load_csv(files[0], &o, train, err, errlen)
+                 : data_load_libsvm(files[0], &o, train, err, errlen);
+    if (rc || !comma)
+        return rc;
+    /* The test file must match the training set's shape. */
+    o.dim = data_set_dim(*train);
+    o.num_classes = data_set_num_classes(*train);
+    rc = local_file(comma + 1, cache_dir, files[1], sizeof files[1], err, errlen);
+    if (!rc)
+        rc = csv ? data_load_csv(files[1], &o, test, err, errlen)
+                 : data_load_libsvm(files[1], &o, test, err, errlen);
+    if (rc) {
+        data_set_free(*train);
+        *train = NULL;
+    }
+    return rc;
+}
+
+void worker_tensor_defs(struct nn_model *m, struct smlt_tensor_def *defs, uint64_t *shapes)
+{
+    int n = nn_model_num_tensors(m);
+    for (int i = 0; i < n; i++) {
+        const struct nn_tensor_info *ti = nn_model_tensor(m, i);
+        uint64_t *sh = shapes + 4 * i;
+        for (int d = 0; d < ti->ndim && d < 4; d++)
+            sh[d] = (uint64_t)ti->shape[d];
+        defs[i].name = ti->name;
+        defs[i].ndims = (uint32_t)ti->ndim;
+        defs[i].shape = sh;
+        defs[i].init = (int)ti->init; /* enum nn_init_kind matches enum smlt_init */
+        defs[i].init_scale = ti->scale;
+    }
+}
+
+int worker_setup_job(const char *addrs, const char *admin_token, const char *model_spec,
+                     const struct smlt_job_conf *conf, char *err, size_t errlen)
+{
+    struct nn_model *m = nn_model_new(model_spec, 1, err, errlen);
+    if (!m)
+        return SMLT_EINVAL;
+    int n = nn_model_num_tensors(m);
+    struct smlt_tensor_def *defs = calloc((size_t)n, sizeof *defs);
+    uint64_t *shapes = calloc((size_t)n * 4, sizeof *shapes);
+    int rc = SMLT_ENOMEM;
+    if (defs && shapes) {
+        worker_tensor_defs(m, defs, shapes);
+        struct smlt_client_opts o = {.token = admin_token, .admin = 1, .timeout_ms = 60000};
+        struct smlt_client *c = NULL;
+        rc = smlt_job_setup(&c, addrs, &o, defs, (size_t)n, conf, err, errlen);
+        smlt_client_close(c);
+    }
+    free(defs);
+    free(shapes);
+    nn_model_free(m);
+    return rc;
+}
+
+/* Checks that the job on the shards is this model: same tensors, same layout. */
+static int check_layout(struct worker *w, struct worker_report *r)
+{
+    size_t n = nn_model_num_params(w->m);
+    if (smlt_client_num_params(w->c) != n) {
+        rep_err(r, SMLT_EINVAL, "the job on the shards has %llu parameters, model %s has %zu",
+                (unsigned long long)smlt_client_num_params(w->c), w->model_spec, n);
+        return SMLT_EINVAL;
+    }
+    uint32_t nt = smlt_client_num_tensors(w->c);
+    if ((int)nt != nn_model_num_tensors(w->m)) {
+        rep_err(r, SMLT_EINVAL, "the job on the shards has %u tensors, the model %d", nt,
+                nn_model_num_tensors(w->m));
+        return SMLT_EINVAL;
+    }
+    for (uint32_t i = 0; i < nt; i++) {
+        struct smlt_tensor_info ti;
+        const struct nn_tensor_info *mi = nn_model_tensor(w->m, (int)i);
+        smlt_client_tensor(w->c, i, &ti);
+        if (strcmp(ti.name, mi->name) || ti.offset != mi->offset || ti.length != mi->length) {
+            rep_err(r, SMLT_EINVAL, "tensor %u is %s on the shards, %s in the model", i, ti.name,
+                    mi->name);
+            return SMLT_EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Makes data, model, iterator and connection match the task, reusing what it can. */
+static int prepare(struct worker *w, const struct worker_task *t, struct worker_report *r)
+{
+    char err[256] = "";
+    int rc;
+    if (!w->train || !streq(w->data_src, t->data)) {
+        data_set_free(w->train);
+        data_set_free(w->test);
+        w->train = w->test = NULL;
+        data_set_iter_free(w->it);
+        w->it = NULL;
+        r->cold = 1;
+        rc = worker_load_data(t->data, t->cache_dir, &w->train, &w->test, err, sizeof err);
+        if (rc) {
+            rep_err(r, rc, "dataset %s: %s", t->data, err);
+            return rc;
+        }
+        set_str(&w->data_src, t->data);
+    }
+    if (!w->m || !streq(w->model_spec, t->model) || w->batch != t->batch) {
+        nn_model_free(w->m);
+        data_set_iter_free(w->it);
+        w->it = NULL;
+        r->cold = 1;
+        w->m = nn_model_new(t->model, t->batch, err, sizeof err);
+        if (!w->m) {
+            rep_err(r, SMLT_EINVAL, "model %s: %s", t->model, err);
+            return SMLT_EINVAL;
+        }
+        set_str(&w->model_spec, t->model);
+        w->batch = t->batch;
+        free(w->xb);
+        free(w->yb);
+        w->xb = malloc(sizeof *w->xb * (size_t)t->batch * (size_t)nn_model_input_dim(w->m));
+        w->yb = malloc(sizeof *w->yb * (size_t)t->batch);
+        if (!w->xb || !w->yb) {
+            rep_err(r, SMLT_ENOMEM, "out of memory for batch buffers");
+            return SMLT_ENOMEM;
+        }
+    }
+    if (data_set_dim(w->train) != nn_model_input_dim(w->m) ||
+        data_set_num_classes(w->train) > nn_model_num_classes(w->m)) {
+        rep_err(r, SMLT_EINVAL, "dataset %s (%d features, %d classes) does not fit model %s",
+                t->data, data_set_dim(w->train), data_set_num_classes(w->train), t->model);
+        return SMLT_EINVAL;
+    }
+    if (!w->it || w->it_rank != t->rank || w->it_workers != t->workers || w->it_seed != t->seed) {
+        data_set_iter_free(w->it);
+        w->it = data_set_iter_new(w->train, (int)t->rank, (int)t->workers, t->seed, t->batch,
+                                  DATA_SET_DROP_LAST);
+        if (!w->it) {
+            rep_err(r, SMLT_EINVAL, "cannot split %zu rows into %u partitions of batches of %d",
+                    data_set_size(w->train), t->workers, t->batch);
+            return SMLT_EINVAL;
+        }
+        w->it_rank = t->rank;
+        w->it_workers = t->workers;
+        w->it_seed = t->seed;
+    }
+    if (!w->c || !streq(w->ps_addrs, t->ps_addrs) || !streq(w->token, t->token) ||
+        w->client_rank != t->rank) {
+        smlt_client_close(w->c);
+        w->c = NULL;
+        r->cold = 1;
+        struct smlt_client_opts o = {.token = t->token, .worker = t->rank,
+                                     .timeout_ms = t->timeout_ms};
+        rc = smlt_client_connect(&w->c, t->ps_addrs, &o, err, sizeof err);
+        if (rc) {
+            rep_err(r, rc, "parameter server %s: %s", t->ps_addrs, err);
+            return rc;
+        }
+        set_str(&w->ps_addrs, t->ps_addrs);
+        set_str(&w->token, t->token);
+        w->client_rank = t->rank;
+        if ((rc = check_layout(w, r)) != 0) {
+            smlt_client_close(w->c);
+            w->c = NULL;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* The clock a pull must wait for before computing step s. */
+static uint64_t need_clock(const struct worker_task *t, uint64_t s)
+{
+    if (t->sync == SMLT_SYNC_BSP)
+        return s;
+    if (t->sync == SMLT_SYNC_SSP)
+        return s > t->staleness ? s - t->staleness : 0;
+    return 0;
+}
+
+int worker_run(struct worker *w, const struct worker_task *t, struct worker_report *r,
+               worker_progress_fn progress, void *arg)
+{
+    double t0 = now_s();
+    memset(r, 0, sizeof *r);
+    r->eval_epoch = -1;
+    r->next_step = t->start_step;
+    if (!t->model || !t->data || !t->ps_addrs || !t->token || t->batch < 1 || t->workers < 1 ||
+        t->rank >= t->workers || t->sync < SMLT_SYNC_BSP || t->sync > SMLT_SYNC_ASP) {
+        rep_err(r, SMLT_EINVAL, "task needs model, data, PS addresses, token, batch >= 1, "
+                                "rank < workers and a sync mode");
+        return SMLT_EINVAL;
+    }
+    int rc = prepare(w, t, r);
+    r->init_s = now_s() - t0;
+    if (rc) {
+        r->elapsed_s = now_s() - t0;
+        return rc;
+    }
+    uint64_t spe = worker_steps_per_epoch(data_set_size(w->train), t->workers, t->batch);
+    r->steps_per_epoch = spe;
+    if (spe == 0) {
+        rep_err(r, SMLT_EINVAL, "%zu rows over %u workers give no full batch of %d",
+                data_set_size(w->train), t->workers, t->batch);
+        return SMLT_EINVAL;
+    }
+    uint64_t s = t->start_step;
+    uint64_t end = t->total_steps;
+    if (t->max_steps && s + t->max_steps < end)
+        end = s + t->max_steps;
+    float *params = nn_model_params(w->m), *grads = nn_model_grads(w->m);
+    uint64_t clock = 0;
+    int wait_ms = t->timeout_ms > 0 ? t->timeout_ms : 60000;
+    double tc = now_s();
+    rc = smlt_pull(w->c, need_clock(t, s), wait_ms, params, &clock);
+    r->comm_s += now_s() - tc;
+    if (rc) {
+        rep_err(r, rc, "initial pull: %s", smlt_client_errmsg(w->c));
+        r->elapsed_s = now_s() - t0;
+        return rc;
+    }
+    double loss_sum = 0, step_ema = 0;
+    int time_up = 0, stop = 0;
+    while (s < end && !stop) {
+        double ts = now_s();
+        /* Stop cleanly while there is surely time for one more step and the report. */
+        if (t->deadline > 0 && ts + 2.0 * step_ema + 0.05 > t->deadline) {
+            time_up = 1;
+            break;
+        }
+        int64_t e = (int64_t)(s / spe), b = (int64_t)(s % spe), ce, cb;
+        data_set_iter_cursor(w->it, &ce, &cb);
+        if ((ce != e || cb != b) && (rc = data_set_iter_seek(w->it, e, b)) != 0) {
+            rep_err(r, rc, "cannot seek the data to epoch %lld batch %lld", (long long)e, (long long)b);
+            break;
+        }
+        int n = data_set_iter_next(w->it, w->xb, w->yb, NULL);
+        if (n < 1) {
+            rep_err(r, n, "no batch at epoch %lld batch %lld", (long long)e, (long long)b);
+            rc = n;
+            break;
+        }
+        float loss = 0;
+        rc = nn_model_train_batch(w->m, w->xb, w->yb, n, &loss);
+        double tb = now_s();
+        r->compute_s += tb - ts;
+        if (rc) {
+            rep_err(r, rc, "training step failed");
+            break;
+        }
+        if (t->sync == SMLT_SYNC_BSP) {
+            rc = smlt_sync(w->c, s, grads, params, &clock);
+        } else {
+            rc = smlt_push(w->c, s, grads);
+            if (!rc)
+                rc = smlt_pull(w->c, need_clock(t, s + 1), wait_ms, params, &clock);
+        }
+        r->comm_s += now_s() - tb;
+        if (rc == SMLT_ESTEP) {
+            /* The step closed without us (the job moved on, e.g. the worker count changed):
+             * catch up with the current model and continue from its clock. */
+            rc = smlt_pull(w->c, 0, wait_ms, params, &clock);
+            if (!rc && clock > s) {
+                log_info("worker %u: step %llu closed without us; continuing at %llu", t->rank,
+                         (unsigned long long)s, (unsigned long long)clock);
+                s = clock;
+                continue;
+            }
+            rc = rc ? rc : SMLT_ESTEP;
+        }
+        if (rc) {
+            rep_err(r, rc, "step %llu: %s", (unsigned long long)s, smlt_client_errmsg(w->c));
+            break;
+        }
+        s++;
+        r->steps++;
+        r->samples += (uint64_t)n;
+        loss_sum += loss;
+        r->loss = loss_sum / (double)r->steps;
+        double dt = now_s() - ts;
+        step_ema = step_ema == 0 ? dt : 0.8 * step_ema + 0.2 * dt;
+        r->next_step = s;
+        if (t->evaluate && w->test && s % spe == 0) {
+            double te = now_s();
+            rc = nn_model_evaluate(w->m, w->test, &r->test_acc, &r->test_loss);
+            r->eval_s += now_s() - te;
+            if (rc) {
+                rep_err(r, rc, "evaluation failed");
+                break;
+            }
+            r->eval_epoch = (int64_t)(s / spe) - 1;
+        }
+        r->elapsed_s = now_s() - t0;
+        if (progress && progress(r, arg))
+            stop = 1;
+    }
+    r->elapsed_s = now_s() - t0;
+    r->next_step = s;
+    if (r->status == WORKER_FAILED)
+        return r->err_code;
+    r->status = s >= t->total_steps ? WORKER_DONE : time_up ? WORKER_TIME_UP : WORKER_SLICE_END;
+    return 0;
+}
