@@ -87,6 +87,7 @@ struct peer {
     int close_err;
     uint64_t bad_at_close;
     int close_on_frame;
+    int pause_on_frame;
 };
 
 static int h_payload(struct rpc_conn *c, const struct rpc_frame_hdr *h, const uint8_t *meta,
@@ -144,6 +145,10 @@ static void h_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const uin
     }
     if (p->close_on_frame)
         rpc_conn_close(c, SMLT_ECANCELED);
+    if (p->pause_on_frame) {
+        p->pause_on_frame = 0;
+        rpc_conn_pause(c);
+    }
 }
 
 static void h_close(struct rpc_conn *c, int err, void *arg)
@@ -731,6 +736,40 @@ START_TEST(test_pause_resume)
 }
 END_TEST
 
+/* Pausing from inside on_frame holds the frames already read in behind it. */
+START_TEST(test_pause_in_on_frame)
+{
+    struct event_base *base = event_base_new();
+    int fds[2];
+    pair_unix(fds);
+    struct peer b = {0};
+    b.c = rpc_conn_new_fd(base, fds[1], &lim_full, &handler, &b);
+    ck_assert_ptr_nonnull(b.c);
+    b.pause_on_frame = 1;
+    uint8_t buf[4 * 64];
+    size_t all = 0;
+    for (uint64_t i = 0; i < 4; i++) {
+        size_t fl;
+        uint8_t *f = frame_build(SMLT__MSG_TYPE__MSG_PING, 0, i, NULL, "pay", 3, 3, &fl);
+        memcpy(buf + all, f, fl);
+        all += fl;
+        free(f);
+    }
+    ck_assert_uint_eq(raw_write(base, fds[0], buf, all), all);
+    WAIT_UNTIL(base, b.nrecs >= 1);
+    spin(base, 5);
+    ck_assert_int_eq(b.nrecs, 1);
+    rpc_conn_resume(b.c);
+    WAIT_UNTIL(base, b.nrecs == 4);
+    for (int i = 0; i < 4; i++)
+        ck_assert_uint_eq(b.recs[i].req_id, (uint64_t)i);
+    close(fds[0]);
+    WAIT_UNTIL(base, b.closes == 1);
+    peer_free(&b);
+    event_base_free(base);
+}
+END_TEST
+
 /* Many frames in one write: the per-wakeup budget must defer, never drop. */
 START_TEST(test_many_frames_one_write)
 {
@@ -1256,6 +1295,7 @@ static Suite *rpc_conn_suite(void)
     tcase_add_test(tc, test_wait_resume_small);
     tcase_add_test(tc, test_wait_resume_large);
     tcase_add_test(tc, test_pause_resume);
+    tcase_add_test(tc, test_pause_in_on_frame);
     tcase_add_test(tc, test_many_frames_one_write);
     tcase_add_test(tc, test_large_meta);
     tcase_add_test(tc, test_crossing_big_frames);
