@@ -1068,6 +1068,46 @@ START_TEST(test_threaded_bsp)
 }
 END_TEST
 
+/* With an event base but a small range, updates may run on the loop thread; the results and the
+ * BSP rules are the same. */
+START_TEST(test_threaded_small_range)
+{
+    struct event_base *base = event_base_new();
+    struct ctx ctx = {0};
+    struct ps_shard *s = ps_shard_new(0, base, &cbs, &ctx);
+    ck_assert_ptr_nonnull(s);
+    struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 2, 0, PS_OPT_SGD, 0.25f);
+    char err[256];
+    ck_assert_int_eq(ps_shard_configure(s, mkmap(1, 1000, 2), &c, err, sizeof err), 0);
+    ps_shard_drain(s);
+    ck_assert_int_eq(ps_shard_ready(s), 1);
+    size_t n = nof(s);
+    float *ref = params_copy(s);
+    rng_seed(47);
+    for (uint64_t step = 0; step < 5; step++) {
+        float *g0 = grad_new(n), *g1 = grad_new(n);
+        for (uint32_t r = 0; r < 2; r++) {
+            ck_assert_int_eq(ps_shard_push_check(s, 1, r, step, ps_shard_lo(s), ps_shard_hi(s),
+                                                 err, sizeof err),
+                             0);
+            float *b = buf_get_wait(s);
+            memcpy(b, r ? g1 : g0, n * 4);
+            ck_assert_int_eq(ps_shard_push_commit(s, r, step, b, err, sizeof err), 0);
+        }
+        ps_shard_drain(s);
+        ck_assert_uint_eq(ps_shard_version(s), step + 1);
+        for (size_t i = 0; i < n; i++)
+            ref[i] = ref[i] - 0.125f * (g0[i] + g1[i]);
+        assert_params_eq(s, ref, "small range with an event base");
+        free(g0);
+        free(g1);
+    }
+    free(ref);
+    ps_shard_free(s);
+    event_base_free(base);
+}
+END_TEST
+
 static Suite *ps_shard_suite(void)
 {
     Suite *s = suite_create("ps_shard");
@@ -1097,6 +1137,7 @@ static Suite *ps_shard_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("thread");
     tcase_add_test(tc, test_threaded_bsp);
+    tcase_add_test(tc, test_threaded_small_range);
     suite_add_tcase(s, tc);
     return s;
 }
