@@ -817,6 +817,16 @@ const ProtobufCMessageDescriptor *rpc_msg_descriptor(uint8_t type)
         return &smlt__shard_stats__descriptor;
     case SMLT__MSG_TYPE__MSG_SHUTDOWN:
         return &smlt__shutdown__descriptor;
+    case SMLT__MSG_TYPE__MSG_WORKER_HELLO:
+        return &smlt__worker_hello__descriptor;
+    case SMLT__MSG_TYPE__MSG_ASSIGNMENT:
+        return &smlt__assignment__descriptor;
+    case SMLT__MSG_TYPE__MSG_PROGRESS:
+        return &smlt__progress__descriptor;
+    case SMLT__MSG_TYPE__MSG_PROGRESS_ACK:
+        return &smlt__progress_ack__descriptor;
+    case SMLT__MSG_TYPE__MSG_DONE:
+        return &smlt__done__descriptor;
     default:
         return NULL;
     }

@@ -77,6 +77,11 @@ int rpc_frame_type_known(uint8_t type)
     case SMLT__MSG_TYPE__MSG_GET_STATS:
     case SMLT__MSG_TYPE__MSG_STATS:
     case SMLT__MSG_TYPE__MSG_SHUTDOWN:
+    case SMLT__MSG_TYPE__MSG_WORKER_HELLO:
+    case SMLT__MSG_TYPE__MSG_ASSIGNMENT:
+    case SMLT__MSG_TYPE__MSG_PROGRESS:
+    case SMLT__MSG_TYPE__MSG_PROGRESS_ACK:
+    case SMLT__MSG_TYPE__MSG_DONE:
         return 1;
     default:
         return 0;

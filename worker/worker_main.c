@@ -14,6 +14,7 @@
 #include "nn_model.h"
 #include "ps_optim.h"
 #include "smlt_log.h"
+#include "worker_invoke.h"
 #include "worker_train.h"
 
 static void usage(FILE *f)
@@ -38,7 +39,10 @@ static void usage(FILE *f)
             "  --no-eval           do not evaluate on the test set at epoch ends\n"
             "  --cache-dir DIR     cache for datasets fetched over HTTP\n"
             "  --log-level LEVEL   error, warn, info (default), debug\n"
-            "  --json              print one JSON object per epoch and one at the end\n");
+            "  --json              print one JSON object per epoch and one at the end\n"
+            "\n       smlt-worker --invoke\n"
+            "Serve function invocations: one JSON line per invocation on stdin, one JSON response\n"
+            "line per invocation on stdout (the coordinator's platform backends start it so).\n");
 }
 
 struct progress_ctx {
@@ -100,6 +104,8 @@ int main(int argc, char **argv)
     struct smlt_job_conf jc;
     smlt_job_conf_default(&jc);
     jc.lr = 0.1f;
+    if (argc == 2 && !strcmp(argv[1], "--invoke"))
+        return worker_invoke_main();
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {

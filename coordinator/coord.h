@@ -1,0 +1,72 @@
+/* coord.h: the coordinator: it owns jobs and runs them on function workers.
+ *
+ * For each job it starts (or is given) the parameter-server shards, configures them, invokes
+ * one worker function per rank through the platform backend in slices that fit the function's
+ * time limit, re-invokes continuations and failed invocations from the last reported data
+ * cursor, aggregates progress, meters cost into the job's ledger, records everything in the
+ * job's journal, saves the trained model, and stops the shards. The HTTP API (coord_http.c)
+ * and the worker RPC (coord_rpc.c) call in here. Single-threaded: the event loop's thread. */
+#ifndef COORD_H
+#define COORD_H
+
+#include <stddef.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <jansson.h>
+
+struct coord;
+
+struct coord_conf {
+    const char *data_dir;    /* jobs/<id>/ journals, logs, models */
+    const char *bin_dir;     /* where smlt-ps and smlt-worker are */
+    const char *rpc_listen;  /* worker RPC address, default 127.0.0.1:0 */
+    unsigned concurrency;    /* local backend: instances at once (default 64) */
+    double keep_warm_s;      /* local backend: idle instance lifetime (default 60) */
+    int no_memory_limit;     /* local backend: do not enforce memory_mb */
+};
+
+/* Returns a coordinator on base, with the history of earlier jobs restored from their
+ * journals, or NULL with a message in err. */
+struct coord *coord_new(struct event_base *base, const struct coord_conf *conf, char *err,
+                        size_t errlen);
+
+/* Submits a job spec (JSON). Returns 0 and the new job's id in id, or a negative code with a
+ * message in err that names the offending field. */
+int coord_submit(struct coord *c, const char *json, size_t len, char *id, size_t idlen, char *err,
+                 size_t errlen);
+
+/* The jobs, newest first, as a JSON array of summaries (new reference). */
+json_t *coord_jobs_json(struct coord *c);
+
+/* One job in detail, with its time series and decisions (new reference), or NULL. */
+json_t *coord_job_json(struct coord *c, const char *id);
+
+/* Cancels a job (its model so far is saved). Returns 0, SMLT_ENOTFOUND or SMLT_EINVAL (already
+ * ended) with a message in err. */
+int coord_cancel(struct coord *c, const char *id, char *err, size_t errlen);
+
+/* Manual override of a running job's worker count (0: unchanged) and shard count (0:
+ * unchanged). Returns 0 or a negative code with a message in err. */
+int coord_scale(struct coord *c, const char *id, unsigned workers, unsigned shards, char *err,
+                size_t errlen);
+
+/* Saves the job's current model now (running jobs) and stores the file's path in path.
+ * Returns 0 or a negative code with a message in err. */
+int coord_checkpoint(struct coord *c, const char *id, char *path, size_t pathlen, char *err,
+                     size_t errlen);
+
+/* The path of the job's saved model file (may not exist yet) and of its log. NULL if no job. */
+const char *coord_job_model_path(struct coord *c, const char *id);
+const char *coord_job_log_path(struct coord *c, const char *id);
+
+/* Appends Prometheus text exposition of the coordinator's metrics to out. */
+void coord_metrics(struct coord *c, struct evbuffer *out);
+
+/* The worker RPC address (for logs). */
+const char *coord_rpc_address(const struct coord *c);
+
+/* Cancels every running job (saving their models), stops shards and instances, frees c. */
+void coord_free(struct coord *c);
+
+#endif

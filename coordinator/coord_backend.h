@@ -1,0 +1,92 @@
+/* coord_backend.h: the function platform a coordinator invokes workers on.
+ *
+ * A backend runs invocations of a function: it is given a payload (a JSON line the worker
+ * bootstrap reads) and, when the invocation ends, reports how: the function's response (a
+ * JSON line), a kill at the time limit, a crash, or a failure to start; and what to bill: the
+ * duration and the memory size. Like real platforms it enforces a concurrency limit (excess
+ * invocations queue), a memory limit and a time limit, and may serve an invocation from a warm
+ * instance that already ran the same function (keeping its process state: data, buffers,
+ * connections) instead of a cold start.
+ *
+ * This issue ships the embedded local backend (coord_backend_local.c): worker processes on this
+ * machine. The AWS Lambda, OpenFaaS and Knative backends implement the same interface.
+ * Single-threaded: call from the coordinator's event loop thread; callbacks come from it. */
+#ifndef COORD_BACKEND_H
+#define COORD_BACKEND_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <event2/event.h>
+
+enum coord_inv_status {
+    COORD_INV_OK = 0,       /* the function returned a response */
+    COORD_INV_TIMEOUT = 1,  /* killed at the time limit */
+    COORD_INV_CRASHED = 2,  /* the instance died (signal, exit, out of memory) */
+    COORD_INV_CANCELED = 3, /* coord_backend_cancel() */
+    COORD_INV_FAILED = 4    /* could not be started */
+};
+
+struct coord_inv_req {
+    const char *function;   /* warm instances are reused only for the same function name */
+    const char *payload;    /* one line of JSON, no newline (copied) */
+    uint32_t memory_mb;
+    uint32_t time_limit_s;
+    const char *log_path;   /* the instance's stderr is appended here (NULL: inherited) */
+};
+
+struct coord_inv_result {
+    enum coord_inv_status status;
+    const char *response;   /* the response line (borrowed for the callback), or NULL */
+    double duration_s;      /* wall time from start (cold: including the process start) to end */
+    double queued_s;        /* time spent waiting for a concurrency slot */
+    int cold;               /* served by a new instance */
+    pid_t pid;
+    int exit_status;        /* waitpid status when the instance ended, else -1 */
+    char detail[160];       /* plain words: "killed at the 10 s time limit", "exit status 1" */
+};
+
+/* Called once per invocation when it ends (never from inside coord_backend_invoke()). */
+typedef void (*coord_inv_fn)(uint64_t inv, const struct coord_inv_result *r, void *arg);
+
+struct coord_backend_stats {
+    uint64_t invocations, cold_starts, warm_starts, timeouts, crashes, queued;
+    uint32_t running, idle, waiting;
+    double gb_s;
+};
+
+struct coord_backend;
+
+struct coord_backend_local_conf {
+    const char *worker_bin;  /* the worker bootstrap executable (smlt-worker) */
+    uint32_t concurrency;    /* instances running at once; further invocations queue */
+    double keep_warm_s;      /* an idle instance is kept this long for reuse, then stopped */
+    int memory_limit;        /* enforce memory_mb with RLIMIT_AS (default on) */
+};
+
+/* Returns the local backend on base (copies conf), or NULL. */
+struct coord_backend *coord_backend_local_new(struct event_base *base,
+                                              const struct coord_backend_local_conf *conf);
+
+/* Starts (or queues) an invocation; *inv gets its id. cb is called when it ends. Returns 0 or a
+ * negative code (then cb is never called). */
+int coord_backend_invoke(struct coord_backend *b, const struct coord_inv_req *req, coord_inv_fn cb,
+                         void *arg, uint64_t *inv);
+
+/* Ends a running or queued invocation now (the instance is killed); its callback follows with
+ * COORD_INV_CANCELED. Returns 0 or SMLT_ENOTFOUND. */
+int coord_backend_cancel(struct coord_backend *b, uint64_t inv);
+
+/* The pid of the instance running invocation inv, or 0 (queued / unknown). For tests that
+ * kill a worker mid-slice, and for logs. */
+pid_t coord_backend_pid(struct coord_backend *b, uint64_t inv);
+
+/* Stops the idle instances of a function (its job ended). */
+void coord_backend_drop_function(struct coord_backend *b, const char *function);
+
+void coord_backend_stats(const struct coord_backend *b, struct coord_backend_stats *st);
+
+/* Kills every instance (by pid), fails queued invocations with COORD_INV_CANCELED, frees b. */
+void coord_backend_free(struct coord_backend *b);
+
+#endif

@@ -1,0 +1,322 @@
+/* coord_http.c: see coord_http.h. */
+#include "coord_http.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "rpc_conn.h"
+#include "smlt_error.h"
+#include "smlt_log.h"
+
+#define HTTP_MAX_BODY (1u << 20)
+#define HTTP_MAX_TAIL 100000
+
+struct coord_http {
+    struct evhttp *http;
+    struct coord *c;
+    char *admin_token;
+    int port;
+};
+
+static void send_json(struct evhttp_request *req, int code, json_t *body)
+{
+    struct evbuffer *out = evhttp_request_get_output_buffer(req);
+    char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    evbuffer_add_printf(out, "%s\n", s ? s : "{}");
+    free(s);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, code, code == 200 ? "OK" : code == 201 ? "Created" : "Error", out);
+}
+
+static void send_error(struct evhttp_request *req, int code, const char *msg)
+{
+    json_t *o = json_pack("{s:s}", "error", msg);
+    send_json(req, code, o);
+    json_decref(o);
+}
+
+static int authorized(struct coord_http *h, struct evhttp_request *req)
+{
+    const char *a = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (!a || strncmp(a, "Bearer ", 7))
+        return 0;
+    return rpc_token_equal(a + 7, strlen(a + 7), h->admin_token, strlen(h->admin_token));
+}
+
+/* Reads the request body (capped). Returns a NUL-terminated copy or NULL (replied already). */
+static char *read_body(struct evhttp_request *req, size_t *len)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(in);
+    if (n > HTTP_MAX_BODY) {
+        send_error(req, 413, "request body over 1 MiB");
+        return NULL;
+    }
+    char *b = malloc(n + 1);
+    if (!b) {
+        send_error(req, 500, "out of memory");
+        return NULL;
+    }
+    evbuffer_remove(in, b, n);
+    b[n] = '\0';
+    *len = n;
+    return b;
+}
+
+static void send_file(struct evhttp_request *req, const char *path, const char *ctype, int tail)
+{
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        if (fd >= 0)
+            close(fd);
+        send_error(req, 404, "not saved yet");
+        return;
+    }
+    struct evbuffer *out = evhttp_request_get_output_buffer(req);
+    off_t start = 0;
+    if (tail > 0 && st.st_size > 0) {
+        /* The last `tail` lines: scan back from the end in chunks. */
+        char buf[8192];
+        int lines = 0;
+        off_t pos = st.st_size;
+        while (pos > 0 && lines <= tail) {
+            size_t k = pos > (off_t)sizeof buf ? sizeof buf : (size_t)pos;
+            pos -= (off_t)k;
+            if (pread(fd, buf, k, pos) != (ssize_t)k)
+                break;
+            for (size_t i = k; i-- > 0;) {
+                if (buf[i] == '\n' && pos + (off_t)i != st.st_size - 1 && ++lines > tail) {
+                    start = pos + (off_t)i + 1;
+                    break;
+                }
+            }
+        }
+    }
+    /* evbuffer_add_file takes the fd and sends the file without copying it through us. */
+    if (evbuffer_add_file(out, fd, start, st.st_size - start) != 0) {
+        close(fd);
+        send_error(req, 500, "cannot read the file");
+        return;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+    evhttp_send_reply(req, 200, "OK", out);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    struct coord_http *h = arg;
+    const char *uri = evhttp_request_get_uri(req);
+    struct evhttp_uri *u = evhttp_uri_parse(uri);
+    const char *path = u ? evhttp_uri_get_path(u) : NULL;
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    char err[512] = "";
+    char id[128] = "", sub[32] = "";
+    if (!path) {
+        send_error(req, 400, "bad request URI");
+        goto out;
+    }
+    int is_get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD, is_post = cmd == EVHTTP_REQ_POST;
+    if (!strcmp(path, "/api/health")) {
+        json_t *o = json_pack("{s:b, s:s, s:s}", "ok", 1, "version", SMLT_VERSION_STRING, "rpc",
+                              coord_rpc_address(h->c));
+        send_json(req, 200, o);
+        json_decref(o);
+        goto out;
+    }
+    if (!strcmp(path, "/metrics")) {
+        if (!is_get) {
+            send_error(req, 405, "use GET");
+            goto out;
+        }
+        struct evbuffer *o = evhttp_request_get_output_buffer(req);
+        coord_metrics(h->c, o);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                          "text/plain; version=0.0.4");
+        evhttp_send_reply(req, 200, "OK", o);
+        goto out;
+    }
+    if (!strcmp(path, "/api/jobs") || !strcmp(path, "/api/jobs/")) {
+        if (is_get) {
+            json_t *o = json_pack("{s:o}", "jobs", coord_jobs_json(h->c));
+            send_json(req, 200, o);
+            json_decref(o);
+        } else if (is_post) {
+            if (!authorized(h, req)) {
+                send_error(req, 401, "this call needs the admin token (Authorization: Bearer ...)");
+                goto out;
+            }
+            size_t len;
+            char *body = read_body(req, &len);
+            if (!body)
+                goto out;
+            char jid[128];
+            int rc = coord_submit(h->c, body, len, jid, sizeof jid, err, sizeof err);
+            free(body);
+            if (rc) {
+                send_error(req, rc == SMLT_EINVAL ? 400 : 500, err[0] ? err : smlt_strerror(rc));
+            } else {
+                json_t *o = json_pack("{s:s}", "id", jid);
+                send_json(req, 201, o);
+                json_decref(o);
+            }
+        } else {
+            send_error(req, 405, "use GET or POST");
+        }
+        goto out;
+    }
+    /* /api/jobs/ID[/sub] */
+    if (strncmp(path, "/api/jobs/", 10) || sscanf(path + 10, "%127[^/]/%31s", id, sub) < 1) {
+        send_error(req, 404, "no such resource");
+        goto out;
+    }
+    if (!sub[0]) {
+        if (!is_get) {
+            send_error(req, 405, "use GET");
+            goto out;
+        }
+        json_t *o = coord_job_json(h->c, id);
+        if (!o)
+            send_error(req, 404, "no such job");
+        else
+            send_json(req, 200, o);
+        json_decref(o);
+        goto out;
+    }
+    if (!strcmp(sub, "model") || !strcmp(sub, "logs")) {
+        if (!is_get) {
+            send_error(req, 405, "use GET");
+            goto out;
+        }
+        int model = !strcmp(sub, "model");
+        const char *p = model ? coord_job_model_path(h->c, id) : coord_job_log_path(h->c, id);
+        if (!p) {
+            send_error(req, 404, "no such job");
+            goto out;
+        }
+        int tail = 0;
+        if (!model) {
+            struct evkeyvalq q;
+            tail = 200;
+            if (evhttp_parse_query_str(evhttp_uri_get_query(u) ? evhttp_uri_get_query(u) : "", &q) == 0) {
+                const char *t = evhttp_find_header(&q, "tail");
+                if (t)
+                    tail = atoi(t);
+                evhttp_clear_headers(&q);
+            }
+            if (tail < 0 || tail > HTTP_MAX_TAIL)
+                tail = HTTP_MAX_TAIL;
+        }
+        send_file(req, p, model ? "application/octet-stream" : "text/plain; charset=utf-8", tail);
+        goto out;
+    }
+    if (!is_post) {
+        send_error(req, 405, "use POST");
+        goto out;
+    }
+    if (!authorized(h, req)) {
+        send_error(req, 401, "this call needs the admin token (Authorization: Bearer ...)");
+        goto out;
+    }
+    int rc;
+    if (!strcmp(sub, "cancel")) {
+        rc = coord_cancel(h->c, id, err, sizeof err);
+    } else if (!strcmp(sub, "scale")) {
+        size_t len;
+        char *body = read_body(req, &len);
+        if (!body)
+            goto out;
+        json_error_t je;
+        json_t *b = json_loads(body, 0, &je);
+        free(body);
+        json_int_t w = 0, s = 0;
+        if (!b || json_unpack_ex(b, &je, JSON_STRICT, "{s?I, s?I}", "workers", &w, "shards", &s) ||
+            w < 0 || s < 0 || w > 1000000 || s > 1000000) {
+            json_decref(b);
+            send_error(req, 400, "body must be {\"workers\": N, \"shards\": M} with N, M >= 0");
+            goto out;
+        }
+        json_decref(b);
+        rc = coord_scale(h->c, id, (unsigned)w, (unsigned)s, err, sizeof err);
+    } else if (!strcmp(sub, "checkpoint")) {
+        char p[1024];
+        rc = coord_checkpoint(h->c, id, p, sizeof p, err, sizeof err);
+        if (!rc) {
+            json_t *o = json_pack("{s:s}", "path", p);
+            send_json(req, 200, o);
+            json_decref(o);
+            goto out;
+        }
+    } else {
+        send_error(req, 404, "no such resource");
+        goto out;
+    }
+    if (rc) {
+        send_error(req, rc == SMLT_ENOTFOUND ? 404 : rc == SMLT_EINVAL ? 409 : 500,
+                   err[0] ? err : smlt_strerror(rc));
+    } else {
+        json_t *o = coord_job_json(h->c, id);
+        send_json(req, 200, o);
+        json_decref(o);
+    }
+out:
+    if (u)
+        evhttp_uri_free(u);
+}
+
+struct coord_http *coord_http_new(struct event_base *base, struct coord *c, const char *addr,
+                                  const char *admin_token, char *err, size_t errlen)
+{
+    if (!admin_token || !admin_token[0]) {
+        snprintf(err, errlen, "an admin token is required");
+        return NULL;
+    }
+    struct coord_http *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->c = c;
+    h->admin_token = strdup(admin_token);
+    h->http = evhttp_new(base);
+    if (!h->http) {
+        coord_http_free(h);
+        snprintf(err, errlen, "cannot create the HTTP server");
+        return NULL;
+    }
+    evhttp_set_max_body_size(h->http, HTTP_MAX_BODY + 1);
+    evhttp_set_timeout(h->http, 60);
+    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD);
+    evhttp_set_gencb(h->http, on_request, h);
+    int fd = rpc_net_listen(addr, 128, &h->port);
+    if (fd < 0 || !evhttp_accept_socket_with_handle(h->http, fd)) {
+        snprintf(err, errlen, "cannot listen on %s: %s", addr, fd < 0 ? smlt_strerror(fd) : "accept");
+        if (fd >= 0)
+            close(fd);
+        coord_http_free(h);
+        return NULL;
+    }
+    return h;
+}
+
+int coord_http_port(const struct coord_http *h)
+{
+    return h->port;
+}
+
+void coord_http_free(struct coord_http *h)
+{
+    if (!h)
+        return;
+    if (h->http)
+        evhttp_free(h->http);
+    free(h->admin_token);
+    free(h);
+}

@@ -1,0 +1,1161 @@
+/* coord_job.c: jobs: their lifecycle, invocations, progress, cost and history (see coord.h).
+ *
+ * A job's life: QUEUED -> STARTING (shards started and configured) -> RUNNING (one worker
+ * function per rank, invoked slice after slice) -> SUCCEEDED | FAILED | CANCELED. A job that was
+ * running when the coordinator stopped is INTERRUPTED when its journal is read back.
+ *
+ * Each rank has a data cursor: the global step its next invocation starts at, taken from the
+ * worker's last Progress or Done. A continuation (the worker stopped at its slice's end or
+ * before the time limit) is invoked at once; an invocation that ended without reporting (killed
+ * at the limit, crashed) is re-invoked from the last reported cursor after a short backoff. The
+ * parameter server counts each (rank, step) once, so steps the lost invocation had already
+ * pushed are recognised as duplicates and not applied again. */
+#include "coord.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "coord_backend.h"
+#include "coord_journal.h"
+#include "coord_ledger.h"
+#include "coord_rpc.h"
+#include "coord_shards.h"
+#include "coord_spec.h"
+#include "rpc_conn.h"
+#include "smlt.h"
+#include "smlt_error.h"
+#include "smlt_log.h"
+#include "worker_train.h"
+
+#define JOB_ID_MAX 64
+#define INV_ID_MAX 96
+#define JOB_MAX_FAILURES 5        /* consecutive failed invocations of one rank before giving up */
+#define JOB_EVENTS_MAX 200        /* events kept in memory per job */
+#define JOB_PROGRESS_EVERY_S 5.0  /* journal a progress record at most this often */
+#define JOB_TICK_S 1.0
+
+enum job_state {
+    JOB_QUEUED,
+    JOB_STARTING,
+    JOB_RUNNING,
+    JOB_SUCCEEDED,
+    JOB_FAILED,
+    JOB_CANCELED,
+    JOB_INTERRUPTED
+};
+
+static const char *state_names[] = {"queued",   "starting", "running",    "succeeded",
+                                    "failed",   "canceled", "interrupted"};
+
+struct coord_job;
+
+struct rank {
+    struct coord_job *job;
+    uint32_t rank;
+    uint64_t next_step;     /* the cursor */
+    int finished;
+    uint64_t inv;           /* backend invocation, 0 when none */
+    char inv_id[INV_ID_MAX];
+    char inv_token[65];
+    double inv_started;
+    int done_seen;          /* Done arrived for the current invocation */
+    int done_status;        /* Smlt__DoneStatus */
+    char done_error[256];
+    int failures;
+    struct event *retry_ev;
+    /* the current invocation's progress */
+    double loss, compute_s, comm_s, init_s;
+    uint64_t steps;
+    int cold;
+    /* over the job */
+    uint64_t invocations, cold_starts, lost;
+    double sum_compute_s, sum_comm_s, sum_init_s, sum_elapsed_s;
+};
+
+struct coord_job {
+    struct coord *c;
+    char id[JOB_ID_MAX];
+    struct coord_spec spec;
+    int have_spec;          /* restored jobs may only have spec_json */
+    json_t *spec_json;      /* canonical, tokens redacted: what the API shows */
+    enum job_state state;
+    char error[1300];
+    char reason[256];       /* why it ended (target accuracy reached, ...) */
+    struct coord_journal *journal;
+    char dir[1024], model_path[1100], log_path[1100];
+    int log_fd;
+    struct coord_ledger ledger;
+    double submitted_unix, started_unix, ended_unix;
+    double t_start, deadline_mono; /* CLOCK_MONOTONIC */
+    struct coord_shards shards;
+    uint32_t workers;
+    struct rank *ranks;
+    uint64_t spe, total_steps, step;
+    int64_t epoch_done;
+    double train_loss, test_acc, test_loss, best_acc;
+    double epoch_started;
+    double compute_at_epoch, comm_at_epoch; /* rank sums when the epoch started */
+    json_t *series, *events;
+    double ps_charged_at;
+    double last_progress_journal;
+    struct event *tick_ev, *start_ev;
+    int stopping;
+    int model_saved;
+    uint64_t model_step;
+    struct coord_job *next;
+};
+
+struct coord {
+    struct event_base *base;
+    char *data_dir;
+    char ps_bin[1024], worker_bin[1024];
+    struct coord_backend *backend;
+    struct coord_rpc *rpc;
+    struct coord_job *jobs;
+    unsigned next_seq;
+    unsigned long long submitted, refused;
+};
+
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double now_unix(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int job_ended(const struct coord_job *j)
+{
+    return j->state >= JOB_SUCCEEDED;
+}
+
+/* ---- logs, events, journal ------------------------------------------------------------- */
+
+static void job_log(struct coord_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void job_log(struct coord_job *j, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_info("job %s: %s", j->id, msg);
+    if (j->log_fd >= 0) {
+        char line[1200];
+        time_t t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02dZ coordinator: %s\n",
+                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                         tm.tm_sec, msg);
+        ssize_t w = write(j->log_fd, line, (size_t)(n < (int)sizeof line ? n : (int)sizeof line - 1));
+        (void)w;
+    }
+}
+
+/* Records an event (a decision, a failure, a restart) in memory and in the journal. */
+static void job_event(struct coord_job *j, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void job_event(struct coord_job *j, const char *kind, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *e = json_pack("{s:f, s:s, s:s}", "at", now_unix(), "kind", kind, "message", msg);
+    if (!e)
+        return;
+    if (json_array_size(j->events) >= JOB_EVENTS_MAX)
+        json_array_remove(j->events, 0);
+    json_array_append(j->events, e);
+    if (j->journal)
+        coord_journal_append(j->journal, "event", e, 0);
+    json_decref(e);
+    job_log(j, "%s: %s", kind, msg);
+}
+
+/* The cost so far, with invocations still running charged up to now. */
+static double job_cost(const struct coord_job *j)
+{
+    double c = coord_ledger_total(&j->ledger);
+    if (!j->have_spec)
+        return c;
+    double t = now_mono();
+    for (uint32_t r = 0; r < j->workers; r++)
+        if (j->ranks[r].inv && j->ranks[r].inv_started > 0)
+            c += coord_ledger_invocation_cost(&j->spec.prices, j->spec.platform.memory_mb,
+                                              t - j->ranks[r].inv_started);
+    if (j->shards.n && !job_ended(j) && j->ps_charged_at > 0)
+        c += (t - j->ps_charged_at) / 3600.0 * j->spec.prices.ps_node_hour * j->shards.n;
+    return c;
+}
+
+static void job_set_state(struct coord_job *j, enum job_state st, const char *why)
+{
+    j->state = st;
+    if (why && st == JOB_FAILED)
+        snprintf(j->error, sizeof j->error, "%s", why);
+    json_t *rec = json_pack("{s:s}", "state", state_names[st]);
+    if (rec && why)
+        json_object_set_new(rec, st == JOB_FAILED ? "error" : "reason", json_string(why));
+    if (rec && job_ended(j)) {
+        json_object_set_new(rec, "ledger", coord_ledger_to_json(&j->ledger));
+        json_object_set_new(rec, "step", json_integer((json_int_t)j->step));
+        json_object_set_new(rec, "test_accuracy", json_real(j->test_acc));
+    }
+    if (j->journal && rec)
+        coord_journal_append(j->journal, "state", rec, 1);
+    json_decref(rec);
+    job_log(j, "state %s%s%s", state_names[st], why ? ": " : "", why ? why : "");
+}
+
+/* ---- invocations ------------------------------------------------------------------------- */
+
+static void rank_invoke(struct rank *r);
+static void job_finish(struct coord_job *j, enum job_state st, const char *why);
+static void job_check_done(struct coord_job *j);
+
+static struct coord_job *job_find(struct coord *c, const char *id)
+{
+    for (struct coord_job *j = c->jobs; j; j = j->next)
+        if (!strcmp(j->id, id))
+            return j;
+    return NULL;
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    rank_invoke(arg);
+}
+
+static void charge_ps(struct coord_job *j)
+{
+    double t = now_mono();
+    if (j->shards.n && j->ps_charged_at > 0 && j->have_spec) {
+        coord_ledger_charge_ps(&j->ledger, &j->spec.prices, j->shards.n, t - j->ps_charged_at);
+        j->ps_charged_at = t;
+    }
+}
+
+/* Takes the figures of a Progress (or Done's progress) into the rank and the job. */
+static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progress *p)
+{
+    if (p->next_step > r->next_step || (p->next_step < r->next_step && p->next_step > 0))
+        r->next_step = p->next_step;
+    r->loss = p->loss;
+    r->compute_s = p->compute_s;
+    r->comm_s = p->comm_s;
+    r->init_s = p->init_s;
+    r->steps = p->steps;
+    r->cold = p->cold;
+    if (p->has_steps_per_epoch && p->steps_per_epoch && !j->spe) {
+        j->spe = p->steps_per_epoch;
+        j->total_steps = j->spe * j->spec.max_epochs;
+        job_log(j, "%llu steps per epoch, %llu steps in %u epochs", (unsigned long long)j->spe,
+                (unsigned long long)j->total_steps, j->spec.max_epochs);
+    }
+    uint64_t step = UINT64_MAX;
+    double loss = 0;
+    for (uint32_t k = 0; k < j->workers; k++) {
+        if (j->ranks[k].next_step < step)
+            step = j->ranks[k].next_step;
+        loss += j->ranks[k].loss;
+    }
+    j->step = step == UINT64_MAX ? 0 : step;
+    j->train_loss = loss / (j->workers ? j->workers : 1);
+    if (p->has_eval_epoch && p->eval_epoch > j->epoch_done && p->has_test_acc) {
+        double t = now_mono();
+        j->epoch_done = p->eval_epoch;
+        j->test_acc = p->test_acc;
+        j->test_loss = p->test_loss;
+        if (p->test_acc > j->best_acc)
+            j->best_acc = p->test_acc;
+        double compute = 0, comm = 0;
+        for (uint32_t k = 0; k < j->workers; k++) {
+            compute += j->ranks[k].sum_compute_s + j->ranks[k].compute_s;
+            comm += j->ranks[k].sum_comm_s + j->ranks[k].comm_s;
+        }
+        json_t *e = json_pack("{s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:f}",
+                              "epoch", (json_int_t)j->epoch_done, "step", (json_int_t)p->next_step,
+                              "elapsed_s", t - j->t_start, "epoch_time_s", t - j->epoch_started,
+                              "train_loss", j->train_loss, "test_accuracy", p->test_acc,
+                              "test_loss", p->test_loss, "compute_s",
+                              (compute - j->compute_at_epoch) / (j->workers ? j->workers : 1),
+                              "comm_s", (comm - j->comm_at_epoch) / (j->workers ? j->workers : 1),
+                              "workers", (int)j->workers, "shards", (int)j->shards.n, "cost_usd",
+                              job_cost(j));
+        if (e) {
+            json_array_append(j->series, e);
+            coord_journal_append(j->journal, "epoch", e, 0);
+            json_decref(e);
+        }
+        job_log(j, "epoch %lld: test accuracy %.4f, train loss %.4f, %.1f s, $%.5f",
+                (long long)j->epoch_done, p->test_acc, j->train_loss, t - j->epoch_started,
+                job_cost(j));
+        j->epoch_started = t;
+        j->compute_at_epoch = compute;
+        j->comm_at_epoch = comm;
+        if (j->spec.target_accuracy > 0 && p->test_acc >= j->spec.target_accuracy && !j->stopping) {
+            snprintf(j->reason, sizeof j->reason, "target accuracy %.4f reached at epoch %lld (%.4f)",
+                     j->spec.target_accuracy, (long long)j->epoch_done, p->test_acc);
+            job_event(j, "target", "%s", j->reason);
+            j->stopping = 1;
+        }
+    }
+    double t = now_mono();
+    if (t - j->last_progress_journal >= JOB_PROGRESS_EVERY_S) {
+        j->last_progress_journal = t;
+        json_t *rec = json_pack("{s:I, s:f, s:f, s:i, s:i, s:f}", "step", (json_int_t)j->step,
+                                "elapsed_s", t - j->t_start, "train_loss", j->train_loss, "workers",
+                                (int)j->workers, "shards", (int)j->shards.n, "cost_usd", job_cost(j));
+        if (rec)
+            coord_journal_append(j->journal, "progress", rec, 0);
+        json_decref(rec);
+    }
+}
+
+static void rank_close_invocation(struct coord_job *j, struct rank *r)
+{
+    r->sum_compute_s += r->compute_s;
+    r->sum_comm_s += r->comm_s;
+    r->sum_init_s += r->init_s;
+    r->compute_s = r->comm_s = r->init_s = 0;
+    r->inv = 0;
+    r->inv_id[0] = '\0';
+}
+
+/* The backend reports an invocation's end: bill it and decide what comes next for the rank. */
+static void on_inv_end(uint64_t inv, const struct coord_inv_result *res, void *arg)
+{
+    struct rank *r = arg;
+    struct coord_job *j = r->job;
+    if (r->inv != inv)
+        return;
+    coord_ledger_charge_invocation(&j->ledger, &j->spec.prices, j->spec.platform.memory_mb,
+                                   res->duration_s);
+    r->sum_elapsed_s += res->duration_s;
+    int status = -1; /* Smlt__DoneStatus, -1: unknown (lost) */
+    char err[300] = "";
+    if (r->done_seen) {
+        status = r->done_status;
+        snprintf(err, sizeof err, "%s", r->done_error);
+    } else if (res->status == COORD_INV_OK && res->response) {
+        /* No Done over RPC (its connection failed): the response line says how it ended. */
+        json_error_t je;
+        json_t *o = json_loads(res->response, 0, &je);
+        const char *st = o ? json_string_value(json_object_get(o, "status")) : NULL;
+        json_int_t next = o ? json_integer_value(json_object_get(o, "next_step")) : 0;
+        const char *e = o ? json_string_value(json_object_get(o, "error")) : NULL;
+        if (st && next > 0 && (uint64_t)next > r->next_step)
+            r->next_step = (uint64_t)next;
+        status = !st                         ? -1
+                 : !strcmp(st, "finished")   ? SMLT__DONE_STATUS__DONE_FINISHED
+                 : !strcmp(st, "slice")      ? SMLT__DONE_STATUS__DONE_SLICE
+                 : !strcmp(st, "time_up")    ? SMLT__DONE_STATUS__DONE_TIME_UP
+                                             : SMLT__DONE_STATUS__DONE_FAILED;
+        snprintf(err, sizeof err, "%s", e ? e : "");
+        json_decref(o);
+    }
+    rank_close_invocation(j, r);
+    if (res->status == COORD_INV_CANCELED || job_ended(j))
+        return;
+    if (status == SMLT__DONE_STATUS__DONE_FINISHED ||
+        (j->spe && r->next_step >= j->total_steps && status != SMLT__DONE_STATUS__DONE_FAILED)) {
+        r->finished = 1;
+        r->failures = 0;
+        job_check_done(j);
+        return;
+    }
+    if (j->stopping) {
+        /* Asked to stop (target reached, cancel): this rank is done. */
+        r->finished = 1;
+        job_check_done(j);
+        return;
+    }
+    if (status == SMLT__DONE_STATUS__DONE_SLICE || status == SMLT__DONE_STATUS__DONE_TIME_UP) {
+        r->failures = 0;
+        rank_invoke(r); /* the continuation, from the reported cursor */
+        return;
+    }
+    /* Failed, killed at the limit, crashed: again from the last reported cursor. */
+    r->failures++;
+    r->lost++;
+    const char *why = status == SMLT__DONE_STATUS__DONE_FAILED && err[0] ? err : res->detail;
+    job_event(j, "retry", "rank %u: invocation %llu ended without finishing its slice (%s); "
+                          "re-invoking from step %llu (failure %d of %d)",
+              r->rank, (unsigned long long)inv, why, (unsigned long long)r->next_step, r->failures,
+              JOB_MAX_FAILURES);
+    if (r->failures >= JOB_MAX_FAILURES) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "rank %u failed %d times in a row; last: %s", r->rank,
+                 r->failures, why);
+        job_finish(j, JOB_FAILED, msg);
+        return;
+    }
+    double delay = 0.1 * (1 << (r->failures < 6 ? r->failures : 6));
+    struct timeval tv = {(time_t)delay, (suseconds_t)((delay - (time_t)delay) * 1e6)};
+    evtimer_add(r->retry_ev, &tv);
+}
+
+static void rank_invoke(struct rank *r)
+{
+    struct coord_job *j = r->job;
+    struct coord *c = j->c;
+    if (job_ended(j) || r->finished || r->inv)
+        return;
+    if (j->stopping) {
+        r->finished = 1;
+        job_check_done(j);
+        return;
+    }
+    snprintf(r->inv_id, sizeof r->inv_id, "%s/%u/%llu", j->id, r->rank,
+             (unsigned long long)(r->invocations + 1));
+    coord_random_hex(r->inv_token, 32);
+    r->done_seen = 0;
+    r->done_error[0] = '\0';
+    char payload[512];
+    snprintf(payload, sizeof payload,
+             "{\"coordinator\":\"%s\",\"invocation\":\"%s\",\"token\":\"%s\"}", coord_rpc_addr(c->rpc),
+             r->inv_id, r->inv_token);
+    struct coord_inv_req req = {.function = j->id,
+                                .payload = payload,
+                                .memory_mb = j->spec.platform.memory_mb,
+                                .time_limit_s = j->spec.platform.time_limit_s,
+                                .log_path = j->log_path};
+    uint64_t inv = 0;
+    int rc = coord_backend_invoke(c->backend, &req, on_inv_end, r, &inv);
+    if (rc) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "cannot invoke rank %u: %s", r->rank, smlt_strerror(rc));
+        job_finish(j, JOB_FAILED, msg);
+        return;
+    }
+    r->inv = inv;
+    r->inv_started = now_mono();
+    r->invocations++;
+}
+
+/* ---- worker RPC -------------------------------------------------------------------------- */
+
+/* Finds the rank whose current invocation is inv ("JOB/RANK/SEQ"). */
+static struct rank *rank_of_inv(struct coord *c, const char *inv, struct coord_job **jo)
+{
+    char id[JOB_ID_MAX];
+    const char *slash = strchr(inv, '/');
+    if (!slash || (size_t)(slash - inv) >= sizeof id)
+        return NULL;
+    memcpy(id, inv, (size_t)(slash - inv));
+    id[slash - inv] = '\0';
+    struct coord_job *j = job_find(c, id);
+    if (!j || !j->ranks)
+        return NULL;
+    unsigned rk = (unsigned)strtoul(slash + 1, NULL, 10);
+    if (rk >= j->workers || strcmp(j->ranks[rk].inv_id, inv))
+        return NULL;
+    *jo = j;
+    return &j->ranks[rk];
+}
+
+static int rpc_hello(const char *inv, const uint8_t *token, size_t toklen, int warm,
+                     Smlt__Assignment *a, char *err, size_t errlen, void *arg)
+{
+    struct coord *c = arg;
+    struct coord_job *j = NULL;
+    struct rank *r = rank_of_inv(c, inv, &j);
+    if (!r || !rpc_token_equal(token, toklen, r->inv_token, strlen(r->inv_token))) {
+        snprintf(err, errlen, "unknown invocation or wrong token");
+        return SMLT_EAUTH;
+    }
+    if (job_ended(j)) {
+        snprintf(err, errlen, "job %s has ended", j->id);
+        return SMLT_ECANCELED;
+    }
+    const struct coord_spec *s = &j->spec;
+    static char ps_token[COORD_SPEC_TOKEN_MAX];
+    snprintf(ps_token, sizeof ps_token, "%s", j->shards.token);
+    a->job = j->id;
+    a->invocation = r->inv_id;
+    a->model = (char *)s->model;
+    a->dataset = (char *)s->dataset;
+    a->batch = s->batch_size;
+    a->sync = (Smlt__SyncMode)s->sync;
+    a->has_staleness = 1;
+    a->staleness = s->staleness;
+    a->rank = r->rank;
+    a->workers = j->workers;
+    a->has_seed = 1;
+    a->seed = s->seed;
+    a->ps_addrs = j->shards.addrs;
+    a->ps_token.data = (uint8_t *)ps_token;
+    a->ps_token.len = strlen(ps_token);
+    a->start_step = r->next_step;
+    a->has_total_steps = 1;
+    a->total_steps = j->total_steps;
+    a->has_epochs = 1;
+    a->epochs = s->max_epochs;
+    /* Stop cleanly well inside the platform's limit, counted from the invocation's start. */
+    double limit = s->platform.time_limit_s;
+    double margin = limit * 0.1 > 0.5 ? limit * 0.1 : 0.5;
+    if (margin > 10)
+        margin = 10;
+    double left = limit - (now_mono() - r->inv_started) - margin;
+    a->has_deadline_ms = 1;
+    a->deadline_ms = left > 0.2 ? (uint64_t)(left * 1000) : 200;
+    a->has_evaluate = 1;
+    a->evaluate = r->rank == 0;
+    a->has_progress_ms = 1;
+    a->progress_ms = 1000;
+    a->has_timeout_ms = 1;
+    a->timeout_ms = 120000;
+    if (s->cache_dir[0])
+        a->cache_dir = (char *)s->cache_dir;
+    if (warm)
+        log_debug("job %s: rank %u invocation %s on a warm instance", j->id, r->rank, inv);
+    return 0;
+}
+
+static int rpc_progress(const char *inv, const Smlt__Progress *p, void *arg)
+{
+    struct coord *c = arg;
+    struct coord_job *j = NULL;
+    struct rank *r = rank_of_inv(c, inv, &j);
+    if (!r)
+        return 1;
+    take_progress(j, r, p);
+    return j->stopping || job_ended(j);
+}
+
+static void rpc_done(const char *inv, const Smlt__Done *d, void *arg)
+{
+    struct coord *c = arg;
+    struct coord_job *j = NULL;
+    struct rank *r = rank_of_inv(c, inv, &j);
+    if (!r)
+        return;
+    if (d->progress)
+        take_progress(j, r, d->progress);
+    r->done_seen = 1;
+    r->done_status = d->status;
+    if (d->status == SMLT__DONE_STATUS__DONE_FINISHED && !r->cold)
+        r->cold = 0;
+    if (r->cold)
+        r->cold_starts++;
+    snprintf(r->done_error, sizeof r->done_error, "%s", d->error ? d->error : "");
+    if (d->status == SMLT__DONE_STATUS__DONE_FAILED)
+        job_log(j, "rank %u: worker failed: %s", r->rank, d->error ? d->error : "?");
+}
+
+/* ---- lifecycle --------------------------------------------------------------------------- */
+
+/* Saves the model from the shards to the job's model file. Returns 0 or a negative code. */
+static int job_save_model(struct coord_job *j, char *err, size_t errlen)
+{
+    if (!j->shards.addrs[0])
+        return SMLT_ENOTCONF;
+    struct smlt_client_opts o = {.token = j->shards.admin_token[0] ? j->shards.admin_token
+                                                                    : j->shards.token,
+                                 .admin = 1,
+                                 .timeout_ms = 30000};
+    struct smlt_client *cl = NULL;
+    int rc = smlt_client_connect(&cl, j->shards.addrs, &o, err, errlen);
+    if (!rc)
+        rc = smlt_model_save(cl, j->model_path, j->step, err, errlen);
+    smlt_client_close(cl);
+    if (!rc) {
+        j->model_saved = 1;
+        j->model_step = j->step;
+        json_t *rec = json_pack("{s:s, s:I}", "path", j->model_path, "step", (json_int_t)j->step);
+        coord_journal_append(j->journal, "model", rec, 1);
+        json_decref(rec);
+    }
+    return rc;
+}
+
+static void job_finish(struct coord_job *j, enum job_state st, const char *why)
+{
+    if (job_ended(j))
+        return;
+    struct coord *c = j->c;
+    j->stopping = 1;
+    if (j->tick_ev)
+        evtimer_del(j->tick_ev);
+    for (uint32_t k = 0; k < j->workers; k++) {
+        struct rank *r = &j->ranks[k];
+        evtimer_del(r->retry_ev);
+        if (r->inv)
+            coord_backend_cancel(c->backend, r->inv);
+    }
+    /* The model first: a finished job is worth nothing if its model is lost. */
+    char err[256] = "";
+    if (j->state == JOB_RUNNING || j->state == JOB_STARTING) {
+        int rc = job_save_model(j, err, sizeof err);
+        if (rc == 0)
+            job_log(j, "model saved at step %llu to %s", (unsigned long long)j->step, j->model_path);
+        else if (rc != SMLT_ENOTCONF)
+            job_event(j, "model", "could not save the model: %s", err);
+    }
+    charge_ps(j);
+    coord_shards_stop(&j->shards);
+    coord_backend_drop_function(c->backend, j->id);
+    j->ended_unix = now_unix();
+    job_set_state(j, st, why);
+}
+
+static void job_check_done(struct coord_job *j)
+{
+    if (job_ended(j))
+        return;
+    for (uint32_t k = 0; k < j->workers; k++)
+        if (!j->ranks[k].finished)
+            return;
+    job_finish(j, JOB_SUCCEEDED, j->reason[0] ? j->reason : "all epochs trained");
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct coord_job *j = arg;
+    if (job_ended(j))
+        return;
+    int dead = coord_shards_check(&j->shards);
+    if (dead >= 0) {
+        char msg[1200];
+        snprintf(msg, sizeof msg, "parameter-server shard %d exited (see %s/shards.log)", dead,
+                 j->dir);
+        job_finish(j, JOB_FAILED, msg);
+        return;
+    }
+    charge_ps(j);
+    struct timeval tv = {(time_t)JOB_TICK_S, 0};
+    evtimer_add(j->tick_ev, &tv);
+}
+
+static void job_start(evutil_socket_t fd, short what, void *arg)
+{
+    struct coord_job *j = arg;
+    struct coord *c = j->c;
+    char err[512] = "";
+    int rc;
+    job_set_state(j, JOB_STARTING, NULL);
+    j->t_start = now_mono();
+    j->started_unix = now_unix();
+    if (j->spec.deadline_s > 0)
+        j->deadline_mono = j->t_start - (j->started_unix - j->submitted_unix) + j->spec.deadline_s;
+    if (j->spec.ps.addrs[0])
+        rc = coord_shards_external(&j->shards, j->spec.ps.addrs, j->spec.ps.token,
+                                   j->spec.ps.admin_token[0] ? j->spec.ps.admin_token : NULL, err,
+                                   sizeof err);
+    else
+        rc = coord_shards_start(&j->shards, j->spec.shards, c->ps_bin, j->dir, err, sizeof err);
+    if (rc) {
+        job_finish(j, JOB_FAILED, err);
+        return;
+    }
+    j->ps_charged_at = now_mono();
+    struct smlt_job_conf conf;
+    coord_spec_job_conf(&j->spec, &conf);
+    conf.job = j->id;
+    rc = worker_setup_job(j->shards.addrs, j->shards.admin_token[0] ? j->shards.admin_token
+                                                                     : j->shards.token,
+                          j->spec.model, &conf, err, sizeof err);
+    if (rc) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "configuring the shards: %s", err);
+        job_finish(j, JOB_FAILED, msg);
+        return;
+    }
+    job_log(j, "%u shards at %s configured for %s (%llu parameters), %s, %s lr %g",
+            j->shards.n, j->shards.addrs, j->spec.model, (unsigned long long)j->spec.model_params,
+            coord_spec_sync_name(j->spec.sync), coord_spec_optim_name(j->spec.optimizer.kind),
+            j->spec.optimizer.lr);
+    j->workers = j->spec.workers;
+    j->ranks = calloc(j->workers, sizeof *j->ranks);
+    if (!j->ranks) {
+        job_finish(j, JOB_FAILED, "out of memory");
+        return;
+    }
+    for (uint32_t k = 0; k < j->workers; k++) {
+        j->ranks[k].job = j;
+        j->ranks[k].rank = k;
+        j->ranks[k].retry_ev = evtimer_new(c->base, on_retry, &j->ranks[k]);
+    }
+    job_set_state(j, JOB_RUNNING, NULL);
+    j->epoch_started = now_mono();
+    for (uint32_t k = 0; k < j->workers; k++)
+        rank_invoke(&j->ranks[k]);
+    j->tick_ev = evtimer_new(c->base, on_tick, j);
+    struct timeval tv = {(time_t)JOB_TICK_S, 0};
+    evtimer_add(j->tick_ev, &tv);
+}
+
+static struct coord_job *job_alloc(struct coord *c, const char *id)
+{
+    struct coord_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->c = c;
+    snprintf(j->id, sizeof j->id, "%s", id);
+    j->epoch_done = -1;
+    j->log_fd = -1;
+    j->series = json_array();
+    j->events = json_array();
+    j->state = JOB_QUEUED;
+    snprintf(j->dir, sizeof j->dir, "%s/jobs/%s", c->data_dir, id);
+    snprintf(j->model_path, sizeof j->model_path, "%s/model.smlt", j->dir);
+    snprintf(j->log_path, sizeof j->log_path, "%s/job.log", j->dir);
+    j->next = c->jobs;
+    c->jobs = j;
+    return j;
+}
+
+static void job_free(struct coord_job *j)
+{
+    for (uint32_t k = 0; j->ranks && k < j->workers; k++)
+        if (j->ranks[k].retry_ev)
+            event_free(j->ranks[k].retry_ev);
+    free(j->ranks);
+    if (j->tick_ev)
+        event_free(j->tick_ev);
+    if (j->start_ev)
+        event_free(j->start_ev);
+    coord_journal_close(j->journal);
+    if (j->log_fd >= 0)
+        close(j->log_fd);
+    json_decref(j->series);
+    json_decref(j->events);
+    json_decref(j->spec_json);
+    free(j);
+}
+
+int coord_submit(struct coord *c, const char *json, size_t len, char *id, size_t idlen, char *err,
+                 size_t errlen)
+{
+    struct coord_spec *spec = malloc(sizeof *spec);
+    if (!spec)
+        return SMLT_ENOMEM;
+    int rc = coord_spec_parse(json, len, spec, err, errlen);
+    if (rc) {
+        c->refused++;
+        free(spec);
+        return rc == SMLT_ETOOBIG ? SMLT_EINVAL : rc;
+    }
+    if (spec->platform.kind != COORD_PLATFORM_LOCAL) {
+        snprintf(err, errlen, "platform.kind: \"%s\" is not available from this coordinator; "
+                              "use \"local\"", coord_spec_platform_name(spec->platform.kind));
+        c->refused++;
+        free(spec);
+        return SMLT_EINVAL;
+    }
+    char jid[JOB_ID_MAX];
+    snprintf(jid, sizeof jid, "job-%04u", ++c->next_seq);
+    struct coord_job *j = job_alloc(c, jid);
+    if (!j) {
+        free(spec);
+        return SMLT_ENOMEM;
+    }
+    j->spec = *spec;
+    free(spec);
+    j->have_spec = 1;
+    j->spec_json = coord_spec_to_json_redacted(&j->spec);
+    coord_ledger_init(&j->ledger);
+    j->journal = coord_journal_open(c->data_dir, jid, err, errlen);
+    if (!j->journal) {
+        c->jobs = j->next;
+        job_free(j);
+        return SMLT_EIO;
+    }
+    j->log_fd = open(j->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    j->submitted_unix = now_unix();
+    json_t *full = coord_spec_to_json(&j->spec);
+    json_t *rec = json_pack("{s:s, s:o, s:f}", "id", jid, "spec", full, "submitted", j->submitted_unix);
+    coord_journal_append(j->journal, "submitted", rec, 1);
+    json_decref(rec);
+    job_log(j, "submitted: %s on %s, %u workers, %u shards%s%s", j->spec.model, j->spec.dataset,
+            j->spec.workers, j->spec.shards, j->spec.deadline_s > 0 ? ", with a deadline" : "",
+            j->spec.budget_usd > 0 ? ", with a budget" : "");
+    c->submitted++;
+    j->start_ev = evtimer_new(c->base, job_start, j);
+    struct timeval tv = {0, 0};
+    evtimer_add(j->start_ev, &tv);
+    snprintf(id, idlen, "%s", jid);
+    return 0;
+}
+
+/* ---- views ------------------------------------------------------------------------------- */
+
+static json_t *job_summary(struct coord_job *j)
+{
+    double el = 0;
+    if (j->started_unix > 0)
+        el = (j->ended_unix > 0 ? j->ended_unix : now_unix()) - j->started_unix;
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:i, s:i, s:f, s:f}", "id",
+                     j->id, "name", j->have_spec ? j->spec.name : "", "state", state_names[j->state],
+                     "epoch", (json_int_t)(j->epoch_done + 1), "step", (json_int_t)j->step,
+                     "total_steps", (json_int_t)j->total_steps, "train_loss", j->train_loss,
+                     "test_accuracy", j->test_acc, "cost_usd", job_cost(j), "workers",
+                     (int)j->workers, "shards", (int)j->shards.n, "elapsed_s", el, "submitted",
+                     j->submitted_unix);
+}
+
+json_t *coord_jobs_json(struct coord *c)
+{
+    json_t *a = json_array();
+    for (struct coord_job *j = c->jobs; j; j = j->next)
+        json_array_append_new(a, job_summary(j));
+    return a;
+}
+
+json_t *coord_job_json(struct coord *c, const char *id)
+{
+    struct coord_job *j = job_find(c, id);
+    if (!j)
+        return NULL;
+    json_t *o = job_summary(j);
+    json_object_set_new(o, "best_accuracy", json_real(j->best_acc));
+    json_object_set_new(o, "test_loss", json_real(j->test_loss));
+    json_object_set_new(o, "steps_per_epoch", json_integer((json_int_t)j->spe));
+    json_object_set_new(o, "error", json_string(j->error));
+    json_object_set_new(o, "reason", json_string(j->reason));
+    if (j->spec_json)
+        json_object_set(o, "spec", j->spec_json);
+    json_object_set_new(o, "ledger", coord_ledger_to_json(&j->ledger));
+    if (j->have_spec) {
+        json_object_set_new(o, "budget_usd", json_real(j->spec.budget_usd));
+        json_object_set_new(o, "deadline_s", json_real(j->spec.deadline_s));
+        json_object_set_new(o, "max_epochs", json_integer(j->spec.max_epochs));
+        json_object_set_new(o, "target_accuracy", json_real(j->spec.target_accuracy));
+        if (j->spec.deadline_s > 0 && !job_ended(j))
+            json_object_set_new(o, "deadline_in_s",
+                                json_real(j->spec.deadline_s - (now_unix() - j->submitted_unix)));
+    }
+    uint64_t inv = 0, cold = 0, lost = 0, running = 0;
+    double compute = 0, comm = 0, init = 0, busy = 0;
+    json_t *ranks = json_array();
+    for (uint32_t k = 0; j->ranks && k < j->workers; k++) {
+        struct rank *r = &j->ranks[k];
+        inv += r->invocations;
+        cold += r->cold_starts;
+        lost += r->lost;
+        running += r->inv != 0;
+        compute += r->sum_compute_s + r->compute_s;
+        comm += r->sum_comm_s + r->comm_s;
+        init += r->sum_init_s + r->init_s;
+        busy += r->sum_elapsed_s;
+        json_array_append_new(ranks, json_pack("{s:i, s:I, s:b, s:b, s:i, s:I}", "rank", (int)k,
+                                               "next_step", (json_int_t)r->next_step, "running",
+                                               r->inv != 0, "finished", r->finished, "failures",
+                                               r->failures, "invocations",
+                                               (json_int_t)r->invocations));
+    }
+    json_object_set_new(o, "ranks", ranks);
+    json_object_set_new(o, "invocations",
+                        json_pack("{s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f}", "total",
+                                  (json_int_t)inv, "cold", (json_int_t)cold, "lost",
+                                  (json_int_t)lost, "running", (json_int_t)running, "compute_s",
+                                  compute, "comm_s", comm, "init_s", init, "billed_s", busy));
+    json_object_set(o, "series", j->series);
+    json_object_set(o, "events", j->events);
+    json_object_set_new(o, "model", j->model_saved ? json_string(j->model_path) : json_null());
+    json_object_set_new(o, "model_step", json_integer((json_int_t)j->model_step));
+    json_object_set_new(o, "ps_addrs", json_string(j->shards.addrs));
+    return o;
+}
+
+int coord_cancel(struct coord *c, const char *id, char *err, size_t errlen)
+{
+    struct coord_job *j = job_find(c, id);
+    if (!j) {
+        snprintf(err, errlen, "no job %s", id);
+        return SMLT_ENOTFOUND;
+    }
+    if (job_ended(j)) {
+        snprintf(err, errlen, "job %s has already ended (%s)", id, state_names[j->state]);
+        return SMLT_EINVAL;
+    }
+    if (j->state == JOB_QUEUED && j->start_ev)
+        evtimer_del(j->start_ev);
+    job_event(j, "cancel", "canceled on request at step %llu", (unsigned long long)j->step);
+    job_finish(j, JOB_CANCELED, "canceled on request");
+    return 0;
+}
+
+int coord_scale(struct coord *c, const char *id, unsigned workers, unsigned shards, char *err,
+                size_t errlen)
+{
+    struct coord_job *j = job_find(c, id);
+    if (!j) {
+        snprintf(err, errlen, "no job %s", id);
+        return SMLT_ENOTFOUND;
+    }
+    if (j->state != JOB_RUNNING) {
+        snprintf(err, errlen, "job %s is %s, not running", id, state_names[j->state]);
+        return SMLT_EINVAL;
+    }
+    if ((workers && workers != j->workers) || (shards && shards != j->shards.n)) {
+        snprintf(err, errlen, "changing the worker or shard count of a running job comes with "
+                              "live rescaling (not in this build)");
+        return SMLT_EINVAL;
+    }
+    return 0;
+}
+
+int coord_checkpoint(struct coord *c, const char *id, char *path, size_t pathlen, char *err,
+                     size_t errlen)
+{
+    struct coord_job *j = job_find(c, id);
+    if (!j) {
+        snprintf(err, errlen, "no job %s", id);
+        return SMLT_ENOTFOUND;
+    }
+    if (j->state != JOB_RUNNING) {
+        if (j->model_saved) {
+            snprintf(path, pathlen, "%s", j->model_path);
+            return 0;
+        }
+        snprintf(err, errlen, "job %s is %s and has no saved model", id, state_names[j->state]);
+        return SMLT_EINVAL;
+    }
+    int rc = job_save_model(j, err, errlen);
+    if (!rc)
+        snprintf(path, pathlen, "%s", j->model_path);
+    return rc;
+}
+
+const char *coord_job_model_path(struct coord *c, const char *id)
+{
+    struct coord_job *j = job_find(c, id);
+    return j ? j->model_path : NULL;
+}
+
+const char *coord_job_log_path(struct coord *c, const char *id)
+{
+    struct coord_job *j = job_find(c, id);
+    return j ? j->log_path : NULL;
+}
+
+const char *coord_rpc_address(const struct coord *c)
+{
+    return coord_rpc_addr(c->rpc);
+}
+
+void coord_metrics(struct coord *c, struct evbuffer *out)
+{
+    unsigned counts[7] = {0};
+    double cost = 0, gb_s = 0;
+    for (struct coord_job *j = c->jobs; j; j = j->next) {
+        counts[j->state]++;
+        cost += job_cost(j);
+        gb_s += j->ledger.gb_s;
+    }
+    struct coord_backend_stats bs;
+    coord_backend_stats(c->backend, &bs);
+    struct coord_rpc_stats rs;
+    coord_rpc_stats(c->rpc, &rs);
+    evbuffer_add_printf(out, "# HELP smlt_jobs Jobs known to the coordinator, by state.\n"
+                             "# TYPE smlt_jobs gauge\n");
+    for (int s = 0; s < 7; s++)
+        evbuffer_add_printf(out, "smlt_jobs{state=\"%s\"} %u\n", state_names[s], counts[s]);
+#define COUNTER(name, help, v)                                                                     \
+    evbuffer_add_printf(out, "# HELP smlt_" name " " help "\n# TYPE smlt_" name " counter\nsmlt_" name " %llu\n", \
+                        (unsigned long long)(v))
+#define GAUGE(name, help, fmt, v)                                                                  \
+    evbuffer_add_printf(out, "# HELP smlt_" name " " help "\n# TYPE smlt_" name " gauge\nsmlt_" name " " fmt "\n", (v))
+    COUNTER("jobs_submitted_total", "Jobs accepted.", c->submitted);
+    COUNTER("jobs_refused_total", "Job specs refused as invalid.", c->refused);
+    COUNTER("invocations_total", "Function invocations started.", bs.invocations);
+    COUNTER("cold_starts_total", "Invocations served by a new instance.", bs.cold_starts);
+    COUNTER("warm_starts_total", "Invocations served by a warm instance.", bs.warm_starts);
+    COUNTER("invocation_timeouts_total", "Invocations killed at the time limit.", bs.timeouts);
+    COUNTER("invocation_crashes_total", "Invocations whose instance died.", bs.crashes);
+    COUNTER("rpc_connections_total", "Worker RPC connections accepted.", rs.conns);
+    COUNTER("rpc_auth_failures_total", "Worker RPC handshakes refused.", rs.auth_failures);
+    COUNTER("rpc_frames_bad_total", "Malformed frames on the worker RPC.", rs.frames_bad);
+    GAUGE("invocations_running", "Invocations running now.", "%u", bs.running);
+    GAUGE("invocations_waiting", "Invocations waiting for a concurrency slot.", "%u", bs.waiting);
+    GAUGE("instances_idle", "Warm instances kept for reuse.", "%u", bs.idle);
+    evbuffer_add_printf(out, "# HELP smlt_function_gb_seconds_total Function GB-seconds used.\n"
+                             "# TYPE smlt_function_gb_seconds_total counter\n"
+                             "smlt_function_gb_seconds_total %.6f\n",
+                        gb_s);
+    evbuffer_add_printf(out, "# HELP smlt_cost_usd Spend of all jobs so far, in US dollars.\n"
+                             "# TYPE smlt_cost_usd gauge\nsmlt_cost_usd %.6f\n",
+                        cost);
+#undef COUNTER
+#undef GAUGE
+}
+
+/* ---- restoring history ------------------------------------------------------------------- */
+
+struct replay_ctx {
+    struct coord_job *j;
+};
+
+static int on_replay(const char *type, json_t *rec, void *arg)
+{
+    struct replay_ctx *x = arg;
+    struct coord_job *j = x->j;
+    if (!strcmp(type, "submitted")) {
+        json_t *spec = json_object_get(rec, "spec");
+        j->submitted_unix = json_real_value(json_object_get(rec, "submitted"));
+        if (spec) {
+            /* Shown as recorded; secrets are masked like coord_spec_to_json_redacted(). */
+            j->spec_json = json_deep_copy(spec);
+            json_t *ps = json_object_get(j->spec_json, "ps");
+            if (ps && json_object_get(ps, "token"))
+                json_object_set_new(ps, "token", json_string("***"));
+            if (ps && json_object_get(ps, "admin_token"))
+                json_object_set_new(ps, "admin_token", json_string("***"));
+            json_t *w = json_object_get(spec, "workers");
+            j->workers = w ? (uint32_t)json_integer_value(w) : 0;
+        }
+    } else if (!strcmp(type, "state")) {
+        const char *st = json_string_value(json_object_get(rec, "state"));
+        for (int s = 0; st && s < 7; s++)
+            if (!strcmp(st, state_names[s]))
+                j->state = (enum job_state)s;
+        const char *e = json_string_value(json_object_get(rec, "error"));
+        const char *why = json_string_value(json_object_get(rec, "reason"));
+        if (e)
+            snprintf(j->error, sizeof j->error, "%s", e);
+        if (why)
+            snprintf(j->reason, sizeof j->reason, "%s", why);
+        json_t *l = json_object_get(rec, "ledger");
+        if (l) {
+            j->ledger.total_usd = json_real_value(json_object_get(l, "total_usd"));
+            j->ledger.function_usd = json_real_value(json_object_get(l, "function_usd"));
+            j->ledger.request_usd = json_real_value(json_object_get(l, "request_usd"));
+            j->ledger.ps_usd = json_real_value(json_object_get(l, "ps_usd"));
+            j->ledger.gb_s = json_real_value(json_object_get(l, "gb_s"));
+            j->ledger.invocations = (uint64_t)json_integer_value(json_object_get(l, "invocations"));
+        }
+        if (json_object_get(rec, "step"))
+            j->step = (uint64_t)json_integer_value(json_object_get(rec, "step"));
+        if (st && !strcmp(st, "running"))
+            j->started_unix = json_real_value(json_object_get(rec, "t")) / 1000.0;
+        if (job_ended(j))
+            j->ended_unix = json_real_value(json_object_get(rec, "t")) / 1000.0;
+    } else if (!strcmp(type, "epoch")) {
+        json_array_append(j->series, rec);
+        j->epoch_done = json_integer_value(json_object_get(rec, "epoch"));
+        j->test_acc = json_real_value(json_object_get(rec, "test_accuracy"));
+        j->test_loss = json_real_value(json_object_get(rec, "test_loss"));
+        j->train_loss = json_real_value(json_object_get(rec, "train_loss"));
+        if (j->test_acc > j->best_acc)
+            j->best_acc = j->test_acc;
+        j->step = (uint64_t)json_integer_value(json_object_get(rec, "step"));
+        j->workers = (uint32_t)json_integer_value(json_object_get(rec, "workers"));
+        j->shards.n = (uint32_t)json_integer_value(json_object_get(rec, "shards"));
+    } else if (!strcmp(type, "progress")) {
+        j->step = (uint64_t)json_integer_value(json_object_get(rec, "step"));
+        j->train_loss = json_real_value(json_object_get(rec, "train_loss"));
+    } else if (!strcmp(type, "event")) {
+        if (json_array_size(j->events) >= JOB_EVENTS_MAX)
+            json_array_remove(j->events, 0);
+        json_array_append(j->events, rec);
+    } else if (!strcmp(type, "model")) {
+        j->model_saved = 1;
+        j->model_step = (uint64_t)json_integer_value(json_object_get(rec, "step"));
+    }
+    return 0;
+}
+
+static int on_list(const char *job_id, void *arg)
+{
+    struct coord *c = arg;
+    struct coord_job *j = job_alloc(c, job_id);
+    if (!j)
+        return 0;
+    struct replay_ctx x = {j};
+    coord_journal_replay(c->data_dir, job_id, on_replay, &x);
+    unsigned seq = 0;
+    if (sscanf(job_id, "job-%u", &seq) == 1 && seq > c->next_seq)
+        c->next_seq = seq;
+    if (!job_ended(j)) {
+        /* It was running when the coordinator went away; its shards and workers went with it
+         * (they die with their parent). Its history stays; it does not run again. */
+        char err[256];
+        j->journal = coord_journal_open(c->data_dir, job_id, err, sizeof err);
+        j->log_fd = open(j->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        job_set_state(j, JOB_INTERRUPTED, "the coordinator restarted while the job ran");
+    }
+    return 0;
+}
+
+struct coord *coord_new(struct event_base *base, const struct coord_conf *conf, char *err,
+                        size_t errlen)
+{
+    struct coord *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->base = base;
+    c->data_dir = strdup(conf->data_dir ? conf->data_dir : "/tmp/smlt");
+    const char *bin = conf->bin_dir ? conf->bin_dir : ".";
+    snprintf(c->ps_bin, sizeof c->ps_bin, "%s/smlt-ps", bin);
+    snprintf(c->worker_bin, sizeof c->worker_bin, "%s/smlt-worker", bin);
+    if (access(c->ps_bin, X_OK) != 0 || access(c->worker_bin, X_OK) != 0) {
+        snprintf(err, errlen, "smlt-ps and smlt-worker must be executables in %s", bin);
+        goto fail;
+    }
+    char jobs[1100];
+    snprintf(jobs, sizeof jobs, "%s/jobs", c->data_dir);
+    if ((mkdir(c->data_dir, 0755) != 0 && errno != EEXIST) ||
+        (mkdir(jobs, 0755) != 0 && errno != EEXIST)) {
+        snprintf(err, errlen, "cannot create %s: %s", jobs, strerror(errno));
+        goto fail;
+    }
+    struct coord_backend_local_conf bc = {.worker_bin = c->worker_bin,
+                                          .concurrency = conf->concurrency ? conf->concurrency : 64,
+                                          .keep_warm_s = conf->keep_warm_s > 0 ? conf->keep_warm_s : 60,
+                                          .memory_limit = !conf->no_memory_limit};
+    c->backend = coord_backend_local_new(base, &bc);
+    if (!c->backend) {
+        snprintf(err, errlen, "cannot create the local function runtime");
+        goto fail;
+    }
+    static const struct coord_rpc_handler h = {rpc_hello, rpc_progress, rpc_done};
+    c->rpc = coord_rpc_new(base, conf->rpc_listen ? conf->rpc_listen : "127.0.0.1:0", &h, c, err,
+                           errlen);
+    if (!c->rpc)
+        goto fail;
+    /* The history of earlier jobs, newest last in the list walk (jobs are prepended). */
+    coord_journal_list(c->data_dir, on_list, c);
+    return c;
+fail:
+    coord_free(c);
+    return NULL;
+}
+
+void coord_free(struct coord *c)
+{
+    if (!c)
+        return;
+    for (struct coord_job *j = c->jobs; j; j = j->next) {
+        if (!job_ended(j) && j->state != JOB_QUEUED)
+            job_finish(j, JOB_INTERRUPTED, "the coordinator was stopped");
+        else if (j->state == JOB_QUEUED)
+            job_set_state(j, JOB_CANCELED, "the coordinator was stopped before the job started");
+    }
+    coord_backend_free(c->backend);
+    coord_rpc_free(c->rpc);
+    while (c->jobs) {
+        struct coord_job *j = c->jobs;
+        c->jobs = j->next;
+        job_free(j);
+    }
+    free(c->data_dir);
+    free(c);
+}

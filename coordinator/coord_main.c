@@ -1,0 +1,199 @@
+/* coord_main.c: smlt-coordinator, the daemon that owns jobs.
+ *
+ * Serves the JSON API over HTTP (127.0.0.1 by default; mutating calls need the admin token) and
+ * the worker RPC, runs jobs on the embedded local function runtime, and keeps every job's
+ * journal under --data-dir so their history survives a restart. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "coord.h"
+#include "coord_http.h"
+#include "coord_shards.h"
+#include "smlt_log.h"
+#include "smlt_proc.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: smlt-coordinator [options]\n"
+            "Run training jobs on function workers with a sharded parameter server.\n\n"
+            "  --listen HOST:PORT      HTTP API (default 127.0.0.1:8080; port 0 picks one)\n"
+            "  --rpc-listen HOST:PORT  worker RPC (default 127.0.0.1:0)\n"
+            "  --data-dir DIR          journals, logs and models of jobs (default /tmp/smlt-data)\n"
+            "  --admin-token T         token for mutating API calls (or env SMLT_ADMIN_TOKEN)\n"
+            "  --admin-token-file F    read it from F; without any, one is generated and written\n"
+            "                          to DATA_DIR/admin-token (mode 0600)\n"
+            "  --bin-dir DIR           where smlt-ps and smlt-worker are (default: next to this)\n"
+            "  --concurrency N         local runtime: instances running at once (default 64)\n"
+            "  --keep-warm S           local runtime: seconds an idle instance is kept (default 60)\n"
+            "  --no-memory-limit       local runtime: do not enforce the functions' memory size\n"
+            "  --port-file FILE        write the HTTP port to FILE once listening\n"
+            "  --log-level LEVEL       error, warn, info (default), debug\n"
+            "  --help, --version\n");
+}
+
+static char *read_file_line(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char buf[512];
+    char *r = fgets(buf, sizeof buf, f);
+    fclose(f);
+    if (!r)
+        return NULL;
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return strdup(buf);
+}
+
+static int write_file(const char *path, const char *text, mode_t mode)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    fchmod(fileno(f), mode);
+    fprintf(f, "%s\n", text);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    log_info("signal %d: shutting down", (int)sig);
+    event_base_loopexit(arg, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"listen", required_argument, 0, 'l'},    {"rpc-listen", required_argument, 0, 'r'},
+        {"data-dir", required_argument, 0, 'd'},  {"admin-token", required_argument, 0, 'a'},
+        {"admin-token-file", required_argument, 0, 'A'}, {"bin-dir", required_argument, 0, 'b'},
+        {"concurrency", required_argument, 0, 'c'}, {"keep-warm", required_argument, 0, 'k'},
+        {"no-memory-limit", no_argument, 0, 'M'}, {"port-file", required_argument, 0, 'p'},
+        {"log-level", required_argument, 0, 'L'}, {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},         {0, 0, 0, 0}};
+    const char *listen = "127.0.0.1:8080", *port_file = NULL;
+    char *token = getenv("SMLT_ADMIN_TOKEN") ? strdup(getenv("SMLT_ADMIN_TOKEN")) : NULL;
+    struct coord_conf conf = {.data_dir = "/tmp/smlt-data", .bin_dir = smlt_proc_self_dir()};
+    int level = SMLT_LOG_INFO, c;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case 'l': listen = optarg; break;
+        case 'r': conf.rpc_listen = optarg; break;
+        case 'd': conf.data_dir = optarg; break;
+        case 'a':
+            free(token);
+            token = strdup(optarg);
+            break;
+        case 'A':
+            free(token);
+            token = read_file_line(optarg);
+            if (!token) {
+                fprintf(stderr, "smlt-coordinator: --admin-token-file: cannot read %s\n", optarg);
+                return 2;
+            }
+            break;
+        case 'b': conf.bin_dir = optarg; break;
+        case 'c': {
+            long v = atol(optarg);
+            if (v < 1 || v > 10000) {
+                fprintf(stderr, "smlt-coordinator: --concurrency: want 1..10000\n");
+                return 2;
+            }
+            conf.concurrency = (unsigned)v;
+            break;
+        }
+        case 'k': conf.keep_warm_s = atof(optarg); break;
+        case 'M': conf.no_memory_limit = 1; break;
+        case 'p': port_file = optarg; break;
+        case 'L':
+            level = smlt_log_parse_level(optarg);
+            if (level < 0) {
+                fprintf(stderr, "smlt-coordinator: --log-level: want error, warn, info or debug\n");
+                return 2;
+            }
+            break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("smlt-coordinator %s\n", SMLT_VERSION_STRING); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "smlt-coordinator: unexpected argument \"%s\"\n", argv[optind]);
+        return 2;
+    }
+    smlt_log_init("smlt-coordinator", level);
+    signal(SIGPIPE, SIG_IGN);
+    if (mkdir(conf.data_dir, 0755) != 0 && errno != EEXIST) {
+        log_error("cannot create %s: %s", conf.data_dir, strerror(errno));
+        return 1;
+    }
+    if (!token) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/admin-token", conf.data_dir);
+        token = read_file_line(path);
+        if (!token) {
+            char t[65];
+            coord_random_hex(t, 32);
+            token = strdup(t);
+            if (write_file(path, token, 0600) != 0) {
+                log_error("cannot write %s", path);
+                return 1;
+            }
+            log_info("generated an admin token in %s", path);
+        }
+    }
+    struct event_base *base = event_base_new();
+    char err[512] = "";
+    struct coord *co = base ? coord_new(base, &conf, err, sizeof err) : NULL;
+    if (!co) {
+        log_error("%s", err[0] ? err : "cannot start");
+        return 1;
+    }
+    struct coord_http *http = coord_http_new(base, co, listen, token, err, sizeof err);
+    if (!http) {
+        log_error("%s", err);
+        coord_free(co);
+        return 1;
+    }
+    log_info("API on http://%s:%d/api, worker RPC on %s, data in %s",
+             strncmp(listen, "0.0.0.0", 7) ? "127.0.0.1" : "0.0.0.0", coord_http_port(http),
+             coord_rpc_address(co), conf.data_dir);
+    if (port_file) {
+        char p[32];
+        snprintf(p, sizeof p, "%d", coord_http_port(http));
+        if (write_file(port_file, p, 0644) != 0) {
+            log_error("cannot write %s", port_file);
+            coord_http_free(http);
+            coord_free(co);
+            return 1;
+        }
+    }
+    struct event *sigint = evsignal_new(base, SIGINT, on_signal, base);
+    struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, base);
+    event_add(sigint, NULL);
+    event_add(sigterm, NULL);
+    event_base_dispatch(base);
+    coord_http_free(http);
+    coord_free(co);
+    event_free(sigint);
+    event_free(sigterm);
+    event_base_free(base);
+    free(token);
+    log_info("stopped");
+    return 0;
+}

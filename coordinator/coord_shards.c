@@ -1,0 +1,150 @@
+/* coord_shards.c: see coord_shards.h. */
+#include "coord_shards.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "smlt.h"
+#include "smlt_error.h"
+#include "smlt_log.h"
+#include "smlt_proc.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void coord_random_hex(char *buf, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[128];
+    size_t need = (n + 1) / 2;
+    if (need > sizeof raw)
+        need = sizeof raw;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, raw, need) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (got != (ssize_t)need) {
+        /* No urandom: still unique per process and time, not secret. Logged loudly. */
+        log_error("cannot read /dev/urandom; tokens are weak");
+        uint64_t x = (uint64_t)now_s() * 1000003u ^ (uint64_t)getpid() << 32;
+        for (size_t i = 0; i < need; i++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            raw[i] = (unsigned char)(x >> 56);
+        }
+    }
+    size_t i;
+    for (i = 0; i < n && i / 2 < need; i++)
+        buf[i] = hex[(raw[i / 2] >> (i % 2 ? 0 : 4)) & 15];
+    buf[i] = '\0';
+}
+
+int coord_shards_start(struct coord_shards *s, uint32_t n, const char *ps_bin, const char *dir,
+                       char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    if (n == 0 || n > COORD_SHARDS_MAX) {
+        snprintf(err, errlen, "shards: %u outside 1..%u", n, COORD_SHARDS_MAX);
+        return SMLT_EINVAL;
+    }
+    s->local = 1;
+    coord_random_hex(s->token, 32);
+    coord_random_hex(s->admin_token, 32);
+    char log[1024];
+    snprintf(log, sizeof log, "%s/shards.log", dir);
+    size_t off = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        char id[16], pf[1024];
+        snprintf(id, sizeof id, "%u", i);
+        snprintf(pf, sizeof pf, "%s/shard%u.port", dir, i);
+        unlink(pf);
+        const char *argv[] = {ps_bin, "--shard", id, "--token", s->token, "--admin-token",
+                              s->admin_token, "--listen", "127.0.0.1:0", "--port-file", pf,
+                              "--log-level", "info", NULL};
+        struct smlt_proc_opts o = {.log_path = log, .die_with_parent = 1};
+        pid_t pid = smlt_proc_spawn(argv, &o);
+        if (pid <= 0) {
+            snprintf(err, errlen, "cannot start %s: %s", ps_bin, strerror(errno));
+            coord_shards_stop(s);
+            return SMLT_ESYS;
+        }
+        s->pid[i] = pid;
+        s->n = i + 1;
+        int port = smlt_proc_wait_port(pid, pf, 10000);
+        if (port <= 0) {
+            snprintf(err, errlen, "shard %u did not start (see %s)", i, log);
+            coord_shards_stop(s);
+            return port < 0 ? port : SMLT_EIO;
+        }
+        off += (size_t)snprintf(s->addrs + off, sizeof s->addrs - off, "%s127.0.0.1:%d",
+                                i ? "," : "", port);
+    }
+    s->started = now_s();
+    return 0;
+}
+
+int coord_shards_external(struct coord_shards *s, const char *addrs, const char *token,
+                          const char *admin_token, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    if (!addrs || !token || strlen(addrs) >= sizeof s->addrs || strlen(token) >= sizeof s->token ||
+        (admin_token && strlen(admin_token) >= sizeof s->admin_token)) {
+        snprintf(err, errlen, "ps: addresses and a token (at most 64 characters) are required");
+        return SMLT_EINVAL;
+    }
+    snprintf(s->addrs, sizeof s->addrs, "%s", addrs);
+    snprintf(s->token, sizeof s->token, "%s", token);
+    snprintf(s->admin_token, sizeof s->admin_token, "%s", admin_token ? admin_token : token);
+    s->n = 1;
+    for (const char *p = addrs; *p; p++)
+        s->n += *p == ',';
+    s->started = now_s();
+    return 0;
+}
+
+int coord_shards_check(struct coord_shards *s)
+{
+    for (uint32_t i = 0; i < s->n && s->local; i++) {
+        if (s->pid[i] <= 0)
+            continue;
+        int st;
+        if (waitpid(s->pid[i], &st, WNOHANG) == s->pid[i]) {
+            s->pid[i] = 0;
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+void coord_shards_stop(struct coord_shards *s)
+{
+    if (!s->local)
+        return;
+    int alive = 0;
+    for (uint32_t i = 0; i < s->n; i++)
+        alive |= s->pid[i] > 0;
+    if (alive && s->addrs[0]) {
+        /* Orderly first: every shard exits on an admin Shutdown; then make sure by pid. */
+        struct smlt_client_opts o = {.token = s->admin_token, .admin = 1, .timeout_ms = 2000,
+                                     .retries = -1};
+        struct smlt_client *c = NULL;
+        char e[256];
+        if (smlt_client_connect(&c, s->addrs, &o, e, sizeof e) == 0)
+            smlt_shutdown_shards(c);
+        smlt_client_close(c);
+    }
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (s->pid[i] > 0)
+            smlt_proc_stop(s->pid[i], 3000);
+        s->pid[i] = 0;
+    }
+}

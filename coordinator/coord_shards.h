@@ -1,0 +1,43 @@
+/* coord_shards.h: the parameter-server shards of one job.
+ *
+ * Locally the coordinator starts one `smlt-ps` child per shard on 127.0.0.1 port 0 (each
+ * writes its port to a file in the job's directory), with a random job token and a random
+ * admin token, and supervises them: a shard that exits is noticed by its pid. Elsewhere
+ * (Kubernetes, given addresses) it only records the addresses and tokens it was given. Shards
+ * are stopped with an admin Shutdown, then by pid. */
+#ifndef COORD_SHARDS_H
+#define COORD_SHARDS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#define COORD_SHARDS_MAX 256
+
+struct coord_shards {
+    uint32_t n;
+    int local;                       /* started by us */
+    pid_t pid[COORD_SHARDS_MAX];     /* local shards; 0 once reaped */
+    char addrs[COORD_SHARDS_MAX * 24]; /* "host:port,..." in shard order */
+    char token[65], admin_token[65];
+    double started;                  /* CLOCK_MONOTONIC seconds */
+};
+
+/* Starts n local shards with `ps_bin`, ports and logs under dir. Returns 0 or a negative code
+ * with a message in err (shards already started are stopped). */
+int coord_shards_start(struct coord_shards *s, uint32_t n, const char *ps_bin, const char *dir,
+                       char *err, size_t errlen);
+
+/* Records shards started elsewhere. */
+int coord_shards_external(struct coord_shards *s, const char *addrs, const char *token,
+                          const char *admin_token, char *err, size_t errlen);
+
+/* Returns the index of a local shard that has exited (and reaps it), or -1 if all are up. */
+int coord_shards_check(struct coord_shards *s);
+
+/* Stops local shards (Shutdown over the wire, then SIGTERM/SIGKILL by pid). */
+void coord_shards_stop(struct coord_shards *s);
+
+/* Fills buf with n random hex characters (from /dev/urandom) and a NUL. */
+void coord_random_hex(char *buf, size_t n);
+
+#endif

@@ -1,0 +1,366 @@
+/* worker_invoke.c: see worker_invoke.h. */
+#include "worker_invoke.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cblas.h>
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "rpc_conn.h"
+#include "smlt.pb-c.h"
+#include "smlt_limits.h"
+#include "smlt_log.h"
+#include "worker_train.h"
+
+#define INVOKE_MAX_LINE 65536
+#define INVOKE_RPC_TIMEOUT_S 30
+
+/* The link to the coordinator for one invocation: a private loop and one connection. */
+struct link {
+    struct event_base *base;
+    struct rpc_conn *conn;
+    char addr[200];
+    uint64_t next_req;
+    /* the reply being waited for */
+    uint64_t want_req;
+    int got;
+    int err;
+    char errmsg[512];
+    Smlt__Assignment *assignment;
+    int stop; /* a ProgressAck asked us to stop */
+    int closed;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const uint8_t *meta,
+                     void *payload, void *arg)
+{
+    struct link *l = arg;
+    if (!l)
+        return;
+    if (h->type == SMLT__MSG_TYPE__MSG_PROGRESS_ACK) {
+        Smlt__ProgressAck *a = (Smlt__ProgressAck *)rpc_msg_unpack(h, meta);
+        if (a && a->has_stop && a->stop)
+            l->stop = 1;
+        if (a)
+            protobuf_c_message_free_unpacked(&a->base, NULL);
+    } else if (h->type == SMLT__MSG_TYPE__MSG_ERROR && h->req_id == l->want_req) {
+        Smlt__ErrorReply *e = (Smlt__ErrorReply *)rpc_msg_unpack(h, meta);
+        l->err = e && e->code < 0 ? e->code : SMLT_EPROTO;
+        snprintf(l->errmsg, sizeof l->errmsg, "coordinator: %s",
+                 e && e->message ? e->message : smlt_strerror(l->err));
+        if (e)
+            protobuf_c_message_free_unpacked(&e->base, NULL);
+        l->got = 1;
+    } else if (h->type == SMLT__MSG_TYPE__MSG_ASSIGNMENT && h->req_id == l->want_req) {
+        l->assignment = (Smlt__Assignment *)rpc_msg_unpack(h, meta);
+        if (!l->assignment) {
+            l->err = SMLT_EPROTO;
+            snprintf(l->errmsg, sizeof l->errmsg, "coordinator sent a malformed Assignment");
+        }
+        l->got = 1;
+    } else if (h->type == SMLT__MSG_TYPE__MSG_OK && h->req_id == l->want_req) {
+        l->got = 1;
+    }
+}
+
+static void on_close(struct rpc_conn *c, int err, void *arg)
+{
+    struct link *l = arg;
+    if (!l)
+        return;
+    l->conn = NULL;
+    l->closed = 1;
+    if (!l->got) {
+        l->err = err ? err : SMLT_ECLOSED;
+        snprintf(l->errmsg, sizeof l->errmsg, "coordinator %s: connection lost (%s)", l->addr,
+                 smlt_strerror(l->err));
+        l->got = 1;
+    }
+}
+
+static const struct rpc_conn_handler link_handler = {.on_frame = on_frame, .on_close = on_close};
+
+/* Sends a frame and, with wait, runs the loop until its reply (or an error) arrives. */
+static int link_call(struct link *l, uint8_t type, const ProtobufCMessage *m, int wait)
+{
+    if (!l->conn) {
+        int err = 0;
+        static const struct rpc_limits lim = {SMLT_MAX_META_LEN, 0};
+        l->closed = 0;
+        l->conn = rpc_conn_connect(l->base, l->addr, &lim, &link_handler, l, &err);
+        if (!l->conn) {
+            snprintf(l->errmsg, sizeof l->errmsg, "coordinator %s: %s", l->addr, smlt_strerror(err));
+            return err;
+        }
+    }
+    uint64_t req = ++l->next_req;
+    if (wait) {
+        l->want_req = req;
+        l->got = 0;
+        l->err = 0;
+    }
+    int rc = rpc_conn_send(l->conn, type, req, m, NULL, 0, 0, NULL, NULL);
+    if (rc)
+        return rc;
+    if (!wait) {
+        event_base_loop(l->base, EVLOOP_NONBLOCK);
+        return 0;
+    }
+    double until = now_s() + INVOKE_RPC_TIMEOUT_S;
+    while (!l->got && now_s() < until) {
+        struct timeval tv = {1, 0};
+        event_base_loopexit(l->base, &tv);
+        event_base_loop(l->base, EVLOOP_ONCE);
+    }
+    if (!l->got) {
+        snprintf(l->errmsg, sizeof l->errmsg, "coordinator %s: no reply in %d s", l->addr,
+                 INVOKE_RPC_TIMEOUT_S);
+        return SMLT_ETIMEDOUT;
+    }
+    return l->err;
+}
+
+struct run_ctx {
+    struct link *l;
+    const char *inv;
+    double last_sent;
+    double every_s;
+};
+
+static void fill_progress(Smlt__Progress *p, const char *inv, const struct worker_report *r)
+{
+    p->invocation = (char *)inv;
+    p->next_step = r->next_step;
+    p->has_steps = p->has_samples = p->has_loss = p->has_compute_s = p->has_comm_s = 1;
+    p->has_init_s = p->has_eval_s = p->has_elapsed_s = p->has_eval_epoch = 1;
+    p->has_test_acc = p->has_test_loss = p->has_cold = p->has_steps_per_epoch = 1;
+    p->steps = r->steps;
+    p->samples = r->samples;
+    p->loss = r->loss;
+    p->compute_s = r->compute_s;
+    p->comm_s = r->comm_s;
+    p->init_s = r->init_s;
+    p->eval_s = r->eval_s;
+    p->elapsed_s = r->elapsed_s;
+    p->eval_epoch = r->eval_epoch;
+    p->test_acc = r->test_acc;
+    p->test_loss = r->test_loss;
+    p->cold = r->cold;
+    p->steps_per_epoch = r->steps_per_epoch;
+}
+
+static int on_progress(const struct worker_report *r, void *arg)
+{
+    struct run_ctx *x = arg;
+    double t = now_s();
+    static int64_t last_eval = -1;
+    /* Send at the configured pace, and at once when an evaluation result is new. */
+    if (t - x->last_sent >= x->every_s || r->eval_epoch != last_eval) {
+        last_eval = r->eval_epoch;
+        Smlt__Progress p = SMLT__PROGRESS__INIT;
+        fill_progress(&p, x->inv, r);
+        link_call(x->l, SMLT__MSG_TYPE__MSG_PROGRESS, &p.base, 0);
+        x->last_sent = t;
+    } else {
+        event_base_loop(x->l->base, EVLOOP_NONBLOCK);
+    }
+    return x->l->stop;
+}
+
+static const char *status_name(enum worker_status s)
+{
+    switch (s) {
+    case WORKER_DONE:
+        return "finished";
+    case WORKER_SLICE_END:
+        return "slice";
+    case WORKER_TIME_UP:
+        return "time_up";
+    default:
+        return "failed";
+    }
+}
+
+static void respond(const char *inv, const struct worker_report *r, const char *err)
+{
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:b}", "invocation", inv ? inv : "",
+                          "status", err ? "failed" : status_name(r->status), "next_step",
+                          (json_int_t)r->next_step, "steps", (json_int_t)r->steps, "samples",
+                          (json_int_t)r->samples, "loss", r->loss, "elapsed_s", r->elapsed_s,
+                          "init_s", r->init_s, "cold", r->cold);
+    if (o && err)
+        json_object_set_new(o, "error", json_string(err));
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    printf("%s\n", s ? s : "{\"status\":\"failed\",\"error\":\"out of memory\"}");
+    fflush(stdout);
+    free(s);
+    json_decref(o);
+}
+
+/* Runs one invocation described by a payload line. */
+static void serve_one(struct worker *w, struct link *l, const char *line, int served)
+{
+    struct worker_report r;
+    memset(&r, 0, sizeof r);
+    r.eval_epoch = -1;
+    json_error_t je;
+    json_t *req = json_loads(line, 0, &je);
+    const char *coord = NULL, *inv = NULL, *token = NULL;
+    if (!req || json_unpack(req, "{s:s, s:s, s:s}", "coordinator", &coord, "invocation", &inv,
+                            "token", &token) != 0) {
+        respond(NULL, &r, "invocation payload must be {\"coordinator\", \"invocation\", \"token\"}");
+        json_decref(req);
+        return;
+    }
+    double t_recv = now_s();
+    if (strcmp(l->addr, coord) != 0) {
+        if (l->conn) {
+            rpc_conn_set_arg(l->conn, NULL);
+            rpc_conn_abort(l->conn, SMLT_ECANCELED);
+            l->conn = NULL;
+        }
+        snprintf(l->addr, sizeof l->addr, "%s", coord);
+    }
+    l->stop = 0;
+    Smlt__WorkerHello hello = SMLT__WORKER_HELLO__INIT;
+    hello.proto_version = SMLT_PROTO_VERSION;
+    hello.invocation = (char *)inv;
+    hello.token.data = (uint8_t *)token;
+    hello.token.len = strlen(token);
+    hello.has_pid = hello.has_warm = 1;
+    hello.pid = (uint32_t)getpid();
+    hello.warm = served > 0;
+    int rc = link_call(l, SMLT__MSG_TYPE__MSG_WORKER_HELLO, &hello.base, 1);
+    if (rc || !l->assignment) {
+        respond(inv, &r, l->errmsg[0] ? l->errmsg : smlt_strerror(rc ? rc : SMLT_EPROTO));
+        json_decref(req);
+        return;
+    }
+    Smlt__Assignment *a = l->assignment;
+    l->assignment = NULL;
+    struct worker_task t = {0};
+    t.job = a->job;
+    t.model = a->model;
+    t.data = a->dataset;
+    t.cache_dir = a->cache_dir && a->cache_dir[0] ? a->cache_dir : NULL;
+    t.batch = (int)a->batch;
+    t.sync = (int)a->sync;
+    t.staleness = a->staleness;
+    t.rank = a->rank;
+    t.workers = a->workers;
+    t.seed = a->seed;
+    t.ps_addrs = a->ps_addrs;
+    char ps_token[SMLT_MAX_TOKEN + 1];
+    size_t tl = a->ps_token.len < SMLT_MAX_TOKEN ? a->ps_token.len : SMLT_MAX_TOKEN;
+    memcpy(ps_token, a->ps_token.data, tl);
+    ps_token[tl] = '\0';
+    t.token = ps_token;
+    t.start_step = a->start_step;
+    t.max_steps = a->max_steps;
+    t.total_steps = a->total_steps;
+    t.deadline = a->has_deadline_ms && a->deadline_ms ? t_recv + a->deadline_ms / 1000.0 : 0;
+    t.evaluate = a->has_evaluate && a->evaluate;
+    t.timeout_ms = a->has_timeout_ms ? (int)a->timeout_ms : 0;
+    if (!t.total_steps) {
+        /* epochs * steps per epoch: needs the dataset size, which the run loads anyway; a
+         * first zero-step run prepares everything and reports steps_per_epoch. */
+        struct worker_task probe = t;
+        probe.total_steps = probe.start_step;
+        probe.max_steps = 0;
+        rc = worker_run(w, &probe, &r, NULL, NULL);
+        if (rc) {
+            Smlt__Done d = SMLT__DONE__INIT;
+            Smlt__Progress p = SMLT__PROGRESS__INIT;
+            fill_progress(&p, inv, &r);
+            d.invocation = (char *)inv;
+            d.status = SMLT__DONE_STATUS__DONE_FAILED;
+            d.progress = &p;
+            d.has_error_code = 1;
+            d.error_code = r.err_code;
+            d.error = r.err;
+            link_call(l, SMLT__MSG_TYPE__MSG_DONE, &d.base, 1);
+            respond(inv, &r, r.err);
+            smlt__assignment__free_unpacked(a, NULL);
+            json_decref(req);
+            return;
+        }
+        t.total_steps = r.steps_per_epoch * (a->has_epochs ? a->epochs : 1);
+    }
+    struct run_ctx x = {.l = l, .inv = inv, .last_sent = now_s(),
+                        .every_s = (a->has_progress_ms && a->progress_ms ? a->progress_ms : 1000) / 1000.0};
+    double init_before = r.init_s;
+    int cold_before = r.cold;
+    rc = worker_run(w, &t, &r, on_progress, &x);
+    r.init_s += init_before;
+    r.cold |= cold_before;
+    Smlt__Done d = SMLT__DONE__INIT;
+    Smlt__Progress p = SMLT__PROGRESS__INIT;
+    fill_progress(&p, inv, &r);
+    d.invocation = (char *)inv;
+    d.progress = &p;
+    switch (r.status) {
+    case WORKER_DONE:
+        d.status = SMLT__DONE_STATUS__DONE_FINISHED;
+        break;
+    case WORKER_SLICE_END:
+        d.status = SMLT__DONE_STATUS__DONE_SLICE;
+        break;
+    case WORKER_TIME_UP:
+        d.status = SMLT__DONE_STATUS__DONE_TIME_UP;
+        break;
+    default:
+        d.status = SMLT__DONE_STATUS__DONE_FAILED;
+        d.has_error_code = 1;
+        d.error_code = r.err_code;
+        d.error = r.err;
+        break;
+    }
+    int drc = link_call(l, SMLT__MSG_TYPE__MSG_DONE, &d.base, 1);
+    if (drc)
+        log_warn("invocation %s: reporting Done: %s", inv, l->errmsg);
+    respond(inv, &r, rc ? r.err : NULL);
+    smlt__assignment__free_unpacked(a, NULL);
+    json_decref(req);
+}
+
+int worker_invoke_main(void)
+{
+    smlt_log_init("smlt-worker", SMLT_LOG_INFO);
+    openblas_set_num_threads(1);
+    struct worker *w = worker_new();
+    struct link l = {0};
+    l.base = event_base_new();
+    if (!w || !l.base)
+        return 1;
+    char *line = malloc(INVOKE_MAX_LINE);
+    int served = 0;
+    while (line && fgets(line, INVOKE_MAX_LINE, stdin)) {
+        size_t n = strlen(line);
+        if (n && line[n - 1] == '\n')
+            line[--n] = '\0';
+        if (!n)
+            continue;
+        serve_one(w, &l, line, served++);
+    }
+    free(line);
+    if (l.conn) {
+        rpc_conn_set_arg(l.conn, NULL);
+        rpc_conn_abort(l.conn, SMLT_ECANCELED);
+        event_base_loop(l.base, EVLOOP_NONBLOCK);
+    }
+    event_base_free(l.base);
+    worker_free(w);
+    return 0;
+}

@@ -1,0 +1,19 @@
+/* worker_invoke.h: smlt-worker as a function's bootstrap (`smlt-worker --invoke`).
+ *
+ * The platform hands the process one invocation per line of standard input, a JSON object:
+ *   {"coordinator": "host:port", "invocation": "ID", "token": "..."}
+ * The bootstrap connects to the coordinator over the protobuf-c RPC, proves the invocation with
+ * its token, receives its Assignment (what to train, where the shards are, from which step, for
+ * how long), trains it with worker_run() while sending Progress, reports Done, and writes its
+ * response, one JSON line, to standard output:
+ *   {"invocation": "ID", "status": "finished"|"slice"|"time_up"|"failed", "next_step": N,
+ *    "steps": N, "samples": N, "loss": x, "elapsed_s": x, "cold": true|false, "error": "..."}
+ * then waits for the next line: a warm instance keeps its data, model and shard connections.
+ * End of input ends the process. */
+#ifndef WORKER_INVOKE_H
+#define WORKER_INVOKE_H
+
+/* Serves invocations from stdin until it closes. Returns the process exit code. */
+int worker_invoke_main(void);
+
+#endif
