@@ -75,8 +75,11 @@ struct rank {
     double loss, compute_s, comm_s, init_s;
     uint64_t steps;
     int cold;
+    double hello_at;        /* when the current invocation's worker said hello */
+    int warm;               /* its instance had served before */
     /* over the job */
-    uint64_t invocations, cold_starts, lost;
+    uint64_t invocations, cold_starts, warm_starts, lost;
+    double sum_cold_start_s, sum_warm_start_s; /* invoke -> Assignment handed out */
     double sum_compute_s, sum_comm_s, sum_init_s, sum_elapsed_s;
 };
 
@@ -524,8 +527,17 @@ static int rpc_hello(const char *inv, const uint8_t *token, size_t toklen, int w
     a->timeout_ms = 120000;
     if (s->cache_dir[0])
         a->cache_dir = (char *)s->cache_dir;
-    if (warm)
-        log_debug("job %s: rank %u invocation %s on a warm instance", j->id, r->rank, inv);
+    /* Start latency: from invoking to the worker asking for its work. A cold start pays for
+     * starting the process; loading data and connecting come after (init_s). */
+    r->hello_at = now_mono();
+    r->warm = warm;
+    if (warm) {
+        r->warm_starts++;
+        r->sum_warm_start_s += r->hello_at - r->inv_started;
+    } else {
+        r->cold_starts++;
+        r->sum_cold_start_s += r->hello_at - r->inv_started;
+    }
     return 0;
 }
 
@@ -551,10 +563,6 @@ static void rpc_done(const char *inv, const Smlt__Done *d, void *arg)
         take_progress(j, r, d->progress);
     r->done_seen = 1;
     r->done_status = d->status;
-    if (d->status == SMLT__DONE_STATUS__DONE_FINISHED && !r->cold)
-        r->cold = 0;
-    if (r->cold)
-        r->cold_starts++;
     snprintf(r->done_error, sizeof r->done_error, "%s", d->error ? d->error : "");
     if (d->status == SMLT__DONE_STATUS__DONE_FAILED)
         job_log(j, "rank %u: worker failed: %s", r->rank, d->error ? d->error : "?");
@@ -842,13 +850,16 @@ json_t *coord_job_json(struct coord *c, const char *id)
             json_object_set_new(o, "deadline_in_s",
                                 json_real(j->spec.deadline_s - (now_unix() - j->submitted_unix)));
     }
-    uint64_t inv = 0, cold = 0, lost = 0, running = 0;
-    double compute = 0, comm = 0, init = 0, busy = 0;
+    uint64_t inv = 0, cold = 0, warm = 0, lost = 0, running = 0;
+    double compute = 0, comm = 0, init = 0, busy = 0, cold_s = 0, warm_s = 0;
     json_t *ranks = json_array();
     for (uint32_t k = 0; j->ranks && k < j->workers; k++) {
         struct rank *r = &j->ranks[k];
         inv += r->invocations;
         cold += r->cold_starts;
+        warm += r->warm_starts;
+        cold_s += r->sum_cold_start_s;
+        warm_s += r->sum_warm_start_s;
         lost += r->lost;
         running += r->inv != 0;
         compute += r->sum_compute_s + r->compute_s;
@@ -863,10 +874,22 @@ json_t *coord_job_json(struct coord *c, const char *id)
     }
     json_object_set_new(o, "ranks", ranks);
     json_object_set_new(o, "invocations",
-                        json_pack("{s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f}", "total",
-                                  (json_int_t)inv, "cold", (json_int_t)cold, "lost",
-                                  (json_int_t)lost, "running", (json_int_t)running, "compute_s",
-                                  compute, "comm_s", comm, "init_s", init, "billed_s", busy));
+                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f}",
+                                  "total", (json_int_t)inv, "cold", (json_int_t)cold, "warm",
+                                  (json_int_t)warm, "lost", (json_int_t)lost, "running",
+                                  (json_int_t)running, "compute_s", compute, "comm_s", comm,
+                                  "init_s", init, "billed_s", busy, "cold_start_s",
+                                  cold ? cold_s / (double)cold : 0.0, "warm_start_s",
+                                  warm ? warm_s / (double)warm : 0.0));
+    /* The share of the job's time its workers spent outside training steps (starting,
+     * loading, evaluating, waiting for invocations): 1 - (compute + communication) per rank
+     * over the job's running time. */
+    if (j->workers && j->started_unix > 0) {
+        double el = (j->ended_unix > 0 ? j->ended_unix : now_unix()) - j->started_unix;
+        double in_steps = (compute + comm) / j->workers;
+        json_object_set_new(o, "overhead_share",
+                            json_real(el > 0 ? fmax(0.0, 1.0 - in_steps / el) : 0.0));
+    }
     json_object_set(o, "series", j->series);
     json_object_set(o, "events", j->events);
     json_object_set_new(o, "model", j->model_saved ? json_string(j->model_path) : json_null());
