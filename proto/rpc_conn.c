@@ -827,6 +827,16 @@ const ProtobufCMessageDescriptor *rpc_msg_descriptor(uint8_t type)
         return &smlt__progress_ack__descriptor;
     case SMLT__MSG_TYPE__MSG_DONE:
         return &smlt__done__descriptor;
+    case SMLT__MSG_TYPE__MSG_RESHARD_PREPARE:
+        return &smlt__reshard_prepare__descriptor;
+    case SMLT__MSG_TYPE__MSG_EXPORT:
+        return &smlt__export_req__descriptor;
+    case SMLT__MSG_TYPE__MSG_EXPORT_REPLY:
+        return &smlt__export_reply__descriptor;
+    case SMLT__MSG_TYPE__MSG_IMPORT:
+        return &smlt__import_req__descriptor;
+    case SMLT__MSG_TYPE__MSG_RETIRE:
+        return &smlt__retire__descriptor;
     default:
         return NULL;
     }

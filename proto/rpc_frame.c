@@ -82,6 +82,11 @@ int rpc_frame_type_known(uint8_t type)
     case SMLT__MSG_TYPE__MSG_PROGRESS:
     case SMLT__MSG_TYPE__MSG_PROGRESS_ACK:
     case SMLT__MSG_TYPE__MSG_DONE:
+    case SMLT__MSG_TYPE__MSG_RESHARD_PREPARE:
+    case SMLT__MSG_TYPE__MSG_EXPORT:
+    case SMLT__MSG_TYPE__MSG_EXPORT_REPLY:
+    case SMLT__MSG_TYPE__MSG_IMPORT:
+    case SMLT__MSG_TYPE__MSG_RETIRE:
         return 1;
     default:
         return 0;

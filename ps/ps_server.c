@@ -68,6 +68,9 @@ struct ps_server {
     struct ps_set_wait *sets;
     struct ps_client *conf_client; /* a Configure waiting for initialization to finish */
     uint64_t conf_req;
+    struct ps_client *freeze_client; /* a ReshardPrepare waiting for the shard to freeze */
+    uint64_t freeze_req;
+    struct ps_map *retired;          /* not in the job's map any more: every request is told so */
     int shutdown;
     /* counters for /stats (connections add theirs when they close) */
     uint64_t pulls_served, pulls_timed_out, bytes_in, bytes_out, frames_bad, auth_failures;
@@ -185,6 +188,11 @@ static void on_shard_advance(struct ps_shard *sh, void *arg)
             send_pull(w->cl, w->req_id, w->lo, w->hi, w->may_compress);
             pull_wait_free(srv, w);
         }
+    }
+    if (srv->freeze_client && ps_shard_frozen(sh)) {
+        struct ps_client *fc = srv->freeze_client;
+        srv->freeze_client = NULL;
+        reply_ok(fc, srv->freeze_req);
     }
     uint64_t done = ps_shard_seq_done(sh);
     for (struct ps_set_wait **pp = &srv->sets; *pp;) {
@@ -429,6 +437,7 @@ static int fill_conf(const Smlt__ShardConfig *m, struct ps_shard_conf *c, char *
         snprintf(err, errlen, "sync.mode: unknown value %d", (int)c->mode);
         return SMLT_EINVAL;
     }
+    c->await_import = m->has_await_import && m->await_import;
     return 0;
 }
 
@@ -454,17 +463,25 @@ static void handle_configure(struct ps_client *cl, const struct rpc_frame_hdr *h
     struct ps_shard_conf conf;
     struct ps_map *map = NULL;
     int rc = 0;
-    if (m->shard != srv->conf.shard) {
-        snprintf(err, sizeof err, "configuration for shard %u sent to shard %u", m->shard,
-                 srv->conf.shard);
-        rc = SMLT_EINVAL;
-    } else if (srv->conf_client) {
+    if (srv->conf_client) {
         snprintf(err, sizeof err, "another configuration is in progress");
         rc = SMLT_EBUSY;
     } else if ((rc = fill_conf(m, &conf, err, sizeof err)) == 0) {
         map = ps_map_from_pb(m->map, err, sizeof err);
         if (!map)
             rc = SMLT_EINVAL;
+    }
+    if (rc == 0 && m->shard >= map->nshards) {
+        snprintf(err, sizeof err, "shard id %u is not in the map (%u shards)", m->shard, map->nshards);
+        rc = SMLT_EINVAL;
+    }
+    if (rc == 0 && ps_shard_id(srv->shard) != m->shard) {
+        /* A process's id is its position in the map it serves; a reshard can move it. */
+        if (srv->conf_client || ps_shard_ready(srv->shard) || !ps_shard_map(srv->shard))
+            log_info("shard %u: now shard %u of map v%llu", srv->conf.shard, m->shard,
+                     (unsigned long long)map->version);
+        ps_shard_set_id(srv->shard, m->shard);
+        srv->conf.shard = m->shard;
     }
     if (rc == 0) {
         rc = ps_shard_configure(srv->shard, map, &conf, err, sizeof err);
@@ -476,6 +493,8 @@ static void handle_configure(struct ps_client *cl, const struct rpc_frame_hdr *h
         reply_error(cl, h->req_id, rc, err);
     } else {
         cancel_pulls(srv, SMLT_ECANCELED, "the shard was reconfigured");
+        ps_map_free(srv->retired);
+        srv->retired = NULL;
         if (ps_shard_ready(srv->shard)) {
             reply_ok(cl, h->req_id);
         } else {
@@ -603,6 +622,203 @@ static void handle_stats(struct ps_client *cl, uint64_t req_id)
     rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_STATS, req_id, &m.base, NULL, 0, 0, NULL, NULL);
 }
 
+/* ---- live resharding -------------------------------------------------------------------- */
+
+static void handle_prepare(struct ps_client *cl, const struct rpc_frame_hdr *h, const uint8_t *meta)
+{
+    struct ps_server *srv = cl->srv;
+    Smlt__ReshardPrepare *m = (Smlt__ReshardPrepare *)rpc_msg_unpack(h, meta);
+    char err[256] = "";
+    if (!m) {
+        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed ReshardPrepare");
+        return;
+    }
+    const struct ps_map *map = ps_shard_map(srv->shard);
+    if (!map || !ps_shard_ready(srv->shard)) {
+        reply_error(cl, h->req_id, map ? SMLT_EAGAIN : SMLT_ENOTCONF, "shard not ready");
+        goto out;
+    }
+    if (m->map_version != map->version) {
+        snprintf(err, sizeof err, "reshard of map %llu; shard has %llu",
+                 (unsigned long long)m->map_version, (unsigned long long)map->version);
+        reply_error(cl, h->req_id, SMLT_ESTALEMAP, err);
+        goto out;
+    }
+    uint64_t clock = m->has_freeze_clock ? m->freeze_clock : 0;
+    uint64_t at = ps_shard_freeze(srv->shard, clock);
+    if (clock == UINT64_MAX) {
+        log_info("shard %u: resharding called off; pushes accepted again", srv->conf.shard);
+        reply_ok(cl, h->req_id);
+        goto out;
+    }
+    if (clock == 0) {
+        /* Tentative: say where we would freeze; the coordinator picks the latest of all. */
+        Smlt__Ok ok = SMLT__OK__INIT;
+        ok.has_version = 1;
+        ok.version = at;
+        ok.has_map_version = 1;
+        ok.map_version = map->version;
+        rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_OK, h->req_id, &ok.base, NULL, 0, 0, NULL, NULL);
+        goto out;
+    }
+    log_info("shard %u: freezing at clock %llu for resharding", srv->conf.shard,
+             (unsigned long long)at);
+    if (ps_shard_frozen(srv->shard)) {
+        reply_ok(cl, h->req_id);
+    } else if (srv->freeze_client) {
+        reply_error(cl, h->req_id, SMLT_EBUSY, "another reshard is waiting for this shard");
+    } else {
+        srv->freeze_client = cl;
+        srv->freeze_req = h->req_id;
+    }
+out:
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
+
+static void handle_export(struct ps_client *cl, const struct rpc_frame_hdr *h, const uint8_t *meta)
+{
+    struct ps_server *srv = cl->srv;
+    Smlt__ExportReq *m = (Smlt__ExportReq *)rpc_msg_unpack(h, meta);
+    char err[256] = "";
+    if (!m) {
+        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed ExportReq");
+        return;
+    }
+    struct ps_shard_export e;
+    int rc = ps_shard_pull_check(srv->shard, m->map_version, m->lo, m->hi, err, sizeof err);
+    if (!rc)
+        rc = ps_shard_export(srv->shard, &e);
+    if (rc) {
+        reply_error(cl, h->req_id, rc, err[0] ? err : "updates in flight; export again shortly");
+        goto out;
+    }
+    size_t n = (size_t)(m->hi - m->lo), off = (size_t)(m->lo - ps_shard_lo(srv->shard));
+    size_t rn = (size_t)(ps_shard_hi(srv->shard) - ps_shard_lo(srv->shard));
+    size_t bytes = (size_t)(1 + e.nstate) * n * sizeof(float);
+    if (bytes > SMLT_MAX_PAYLOAD) {
+        reply_error(cl, h->req_id, SMLT_ETOOBIG, "export larger than one frame; ask for less");
+        goto out;
+    }
+    float *buf = malloc(bytes ? bytes : 1);
+    if (!buf) {
+        reply_error(cl, h->req_id, SMLT_ENOMEM, NULL);
+        goto out;
+    }
+    memcpy(buf, e.params + off, n * sizeof(float));
+    for (uint32_t k = 0; k < e.nstate; k++)
+        memcpy(buf + (size_t)(k + 1) * n, e.state + (size_t)k * rn + off, n * sizeof(float));
+    Smlt__ExportReply r = SMLT__EXPORT_REPLY__INIT;
+    r.lo = m->lo;
+    r.hi = m->hi;
+    r.version = e.version;
+    r.clock = e.clock;
+    r.updates = e.updates;
+    r.nstate = e.nstate;
+    r.n_last_counted = r.n_last_applied = e.nranks;
+    r.last_counted = (uint64_t *)e.last_counted;
+    r.last_applied = (uint64_t *)e.last_applied;
+    const struct ps_shard_conf *sc = ps_shard_conf(srv->shard);
+    Smlt__SyncConf sy = SMLT__SYNC_CONF__INIT;
+    Smlt__OptimConf oc = SMLT__OPTIM_CONF__INIT;
+    sy.has_mode = sy.has_workers = sy.has_staleness = 1;
+    sy.mode = (Smlt__SyncMode)sc->mode;
+    sy.workers = sc->workers;
+    sy.staleness = sc->staleness;
+    oc.has_kind = oc.has_lr = oc.has_momentum = oc.has_nesterov = oc.has_beta1 = 1;
+    oc.has_beta2 = oc.has_eps = oc.has_weight_decay = oc.has_decoupled = 1;
+    oc.kind = (Smlt__OptimKind)sc->optim.kind;
+    oc.lr = sc->optim.lr;
+    oc.momentum = sc->optim.momentum;
+    oc.nesterov = sc->optim.nesterov;
+    oc.beta1 = sc->optim.beta1;
+    oc.beta2 = sc->optim.beta2;
+    oc.eps = sc->optim.eps;
+    oc.weight_decay = sc->optim.weight_decay;
+    oc.decoupled = sc->optim.decoupled;
+    r.sync = &sy;
+    r.optim = &oc;
+    rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_EXPORT_REPLY, h->req_id, &r.base, buf, bytes, 0,
+                  NULL, NULL);
+    free(buf);
+out:
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
+
+static void handle_import(struct ps_client *cl, const struct rpc_frame_hdr *h, const uint8_t *meta,
+                          void *payload)
+{
+    struct ps_server *srv = cl->srv;
+    Smlt__ImportReq *m = (Smlt__ImportReq *)rpc_msg_unpack(h, meta);
+    char err[256] = "";
+    if (!m) {
+        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed ImportReq");
+        return;
+    }
+    struct ps_shard_export e = {.version = m->version,
+                                .clock = m->clock,
+                                .updates = m->updates,
+                                .nstate = m->nstate,
+                                .last_counted = m->last_counted,
+                                .last_applied = m->last_applied,
+                                .nranks = (uint32_t)(m->n_last_counted < m->n_last_applied
+                                                         ? m->n_last_counted
+                                                         : m->n_last_applied)};
+    int rc = 0;
+    if (m->hi < m->lo || m->nstate > 4 ||
+        h->raw_len != (uint64_t)(1 + m->nstate) * (m->hi - m->lo) * sizeof(float)) {
+        snprintf(err, sizeof err, "import payload of %llu bytes does not hold %u arrays of %llu floats",
+                 (unsigned long long)h->raw_len, 1 + m->nstate, (unsigned long long)(m->hi - m->lo));
+        rc = SMLT_EPROTO;
+    } else {
+        rc = ps_shard_import(srv->shard, m->map_version, m->lo, m->hi, payload, &e,
+                             m->has_final && m->final, err, sizeof err);
+    }
+    if (rc)
+        reply_error(cl, h->req_id, rc, err);
+    else {
+        if (m->has_final && m->final)
+            log_info("shard %u: import complete at clock %llu; ready", srv->conf.shard,
+                     (unsigned long long)m->clock);
+        reply_ok(cl, h->req_id);
+    }
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
+
+static void handle_retire(struct ps_client *cl, const struct rpc_frame_hdr *h, const uint8_t *meta)
+{
+    struct ps_server *srv = cl->srv;
+    Smlt__Retire *m = (Smlt__Retire *)rpc_msg_unpack(h, meta);
+    char err[256] = "";
+    struct ps_map *map = m ? ps_map_from_pb(m->map, err, sizeof err) : NULL;
+    if (!map) {
+        reply_error(cl, h->req_id, SMLT_EPROTO, m ? err : "malformed Retire");
+        if (m)
+            protobuf_c_message_free_unpacked(&m->base, NULL);
+        return;
+    }
+    ps_map_free(srv->retired);
+    srv->retired = map;
+    log_info("shard %u: retired; clients are sent to map v%llu", srv->conf.shard,
+             (unsigned long long)map->version);
+    cancel_pulls(srv, SMLT_ESTALEMAP, "this shard was retired");
+    reply_ok(cl, h->req_id);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
+
+/* A retired shard answers every data-plane request with the map that replaced it. */
+static void reply_retired(struct ps_client *cl, uint64_t req_id)
+{
+    Smlt__ErrorReply er = SMLT__ERROR_REPLY__INIT;
+    Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
+    er.code = SMLT_ESTALEMAP;
+    er.message = "this shard is no longer part of the job: use the new partition map";
+    if (ps_map_to_pb(cl->srv->retired, &pm) == 0)
+        er.map = &pm;
+    cl->srv->stale_map_errors++;
+    rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_ERROR, req_id, &er.base, NULL, 0, 0, NULL, NULL);
+    ps_map_pb_clear(&pm);
+}
+
 /* ---- connection callbacks ---------------------------------------------------------------- */
 
 static int on_payload(struct rpc_conn *c, const struct rpc_frame_hdr *h, const uint8_t *meta,
@@ -612,6 +828,17 @@ static int on_payload(struct rpc_conn *c, const struct rpc_frame_hdr *h, const u
     struct ps_server *srv = cl->srv;
     char err[256] = "";
     int rc = 0;
+    if (srv->retired && (h->type == SMLT__MSG_TYPE__MSG_PUSH || h->type == SMLT__MSG_TYPE__MSG_SET_PARAMS)) {
+        reply_retired(cl, h->req_id);
+        return SMLT_ESTALEMAP;
+    }
+    if (h->type == SMLT__MSG_TYPE__MSG_IMPORT) {
+        if (!cl->admin && srv->admin_token) {
+            reply_error(cl, h->req_id, SMLT_EPERM, "Import needs the admin token");
+            return SMLT_EPERM;
+        }
+        return 0; /* into the connection's scratch; ps_shard_import() copies it */
+    }
     if (h->type == SMLT__MSG_TYPE__MSG_PUSH) {
         Smlt__PushReq *m = (Smlt__PushReq *)rpc_msg_unpack(h, meta);
         if (!m) {
@@ -702,6 +929,18 @@ static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const ui
         return;
     }
     int admin_ok = cl->admin || !srv->admin_token;
+    if (srv->retired && (h->type == SMLT__MSG_TYPE__MSG_PULL || h->type == SMLT__MSG_TYPE__MSG_GET_MAP ||
+                         h->type == SMLT__MSG_TYPE__MSG_PUSH)) {
+        if (h->type == SMLT__MSG_TYPE__MSG_GET_MAP) {
+            Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
+            if (ps_map_to_pb(srv->retired, &pm) == 0)
+                rpc_conn_send(c, SMLT__MSG_TYPE__MSG_MAP, h->req_id, &pm.base, NULL, 0, 0, NULL, NULL);
+            ps_map_pb_clear(&pm);
+        } else if (h->type == SMLT__MSG_TYPE__MSG_PULL) {
+            reply_retired(cl, h->req_id);
+        }
+        return;
+    }
     switch (h->type) {
     case SMLT__MSG_TYPE__MSG_PING: {
         Smlt__Ping *p = (Smlt__Ping *)rpc_msg_unpack(h, meta);
@@ -731,11 +970,23 @@ static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const ui
     case SMLT__MSG_TYPE__MSG_SET_PARAMS:
     case SMLT__MSG_TYPE__MSG_UPDATE_CONF:
     case SMLT__MSG_TYPE__MSG_SHUTDOWN:
+    case SMLT__MSG_TYPE__MSG_RESHARD_PREPARE:
+    case SMLT__MSG_TYPE__MSG_EXPORT:
+    case SMLT__MSG_TYPE__MSG_IMPORT:
+    case SMLT__MSG_TYPE__MSG_RETIRE:
         if (!admin_ok) {
             reply_error(cl, h->req_id, SMLT_EPERM, "this request needs the admin token");
             break;
         }
-        if (h->type == SMLT__MSG_TYPE__MSG_CONFIGURE)
+        if (h->type == SMLT__MSG_TYPE__MSG_RESHARD_PREPARE)
+            handle_prepare(cl, h, meta);
+        else if (h->type == SMLT__MSG_TYPE__MSG_EXPORT)
+            handle_export(cl, h, meta);
+        else if (h->type == SMLT__MSG_TYPE__MSG_IMPORT)
+            handle_import(cl, h, meta, payload);
+        else if (h->type == SMLT__MSG_TYPE__MSG_RETIRE)
+            handle_retire(cl, h, meta);
+        else if (h->type == SMLT__MSG_TYPE__MSG_CONFIGURE)
             handle_configure(cl, h, meta);
         else if (h->type == SMLT__MSG_TYPE__MSG_SET_PARAMS)
             handle_set_params_done(cl, h, meta, payload);
@@ -792,6 +1043,8 @@ static void client_free(struct ps_client *cl)
     }
     if (srv->conf_client == cl)
         srv->conf_client = NULL;
+    if (srv->freeze_client == cl)
+        srv->freeze_client = NULL;
     if (cl->recv_buf)
         ps_shard_buf_put(srv->shard, cl->recv_buf);
     if (cl->hs_timer)
@@ -945,6 +1198,7 @@ void ps_server_free(struct ps_server *srv)
         free(w);
     }
     ps_shard_free(srv->shard);
+    ps_map_free(srv->retired);
     free(srv->token);
     free(srv->admin_token);
     free(srv);

@@ -91,6 +91,10 @@ struct ps_shard {
     float *state;
     size_t state_bytes;
 
+    /* resharding */
+    uint64_t freeze_at;    /* UINT64_MAX: not frozen */
+    int importing;         /* configured with await_import, final import not yet in */
+
     /* aggregation */
     uint64_t version, clock;
     uint64_t updates_submitted;
@@ -370,6 +374,7 @@ struct ps_shard *ps_shard_new(uint32_t id, struct event_base *base, const struct
         return NULL;
     s->id = id;
     s->base = base;
+    s->freeze_at = UINT64_MAX;
     if (cbs)
         s->cbs = *cbs;
     s->arg = arg;
@@ -522,6 +527,8 @@ int ps_shard_configure(struct ps_shard *s, struct ps_map *map, const struct ps_s
         return rc;
     s->ready = 0;
     s->configuring = 1;
+    s->freeze_at = UINT64_MAX;
+    s->importing = conf->await_import;
 
     struct ps_job *j = calloc(1, sizeof *j);
     if (!j)
@@ -540,6 +547,11 @@ int ps_shard_configure(struct ps_shard *s, struct ps_map *map, const struct ps_s
 fail:
     ps_map_free(map);
     return rc;
+}
+
+void ps_shard_set_id(struct ps_shard *s, uint32_t id)
+{
+    s->id = id;
 }
 
 int ps_shard_ready(const struct ps_shard *s)
@@ -620,7 +632,7 @@ static void job_complete(struct ps_shard *s, struct ps_job *j)
                 pool_add(s, j->bufs[i], j->buf_bytes, 0);
         s->state = j->new_state;
         s->state_bytes = j->new_state_bytes;
-        s->ready = 1;
+        s->ready = !s->importing;
         if (s->cbs.on_configured)
             s->cbs.on_configured(s, 0, s->arg);
         if (s->cbs.on_buffer_free)
@@ -713,6 +725,10 @@ int ps_shard_push_check(struct ps_shard *s, uint64_t map_version, uint32_t worke
     uint64_t last = s->last_counted[worker];
     if (last != NO_STEP && step <= last)
         return 1;
+    if (s->freeze_at != UINT64_MAX && (s->conf.mode != PS_SYNC_BSP || step >= s->freeze_at)) {
+        seterr(err, errlen, "shard %u is frozen for resharding; push again shortly", s->id);
+        return SMLT_EAGAIN;
+    }
     switch (s->conf.mode) {
     case PS_SYNC_BSP:
         if (step != s->version || s->step_closed) {
@@ -957,6 +973,115 @@ uint32_t ps_shard_id(const struct ps_shard *s)
 uint64_t ps_shard_version(const struct ps_shard *s)
 {
     return s->version;
+}
+
+uint64_t ps_shard_freeze(struct ps_shard *s, uint64_t clock)
+{
+    if (clock == UINT64_MAX) {
+        s->freeze_at = UINT64_MAX;
+        return UINT64_MAX;
+    }
+    if (s->conf.mode != PS_SYNC_BSP) {
+        s->freeze_at = 0;
+        return 0;
+    }
+    /* A step that has pushes already completes; nothing after it is accepted. With no step
+     * open the shard freezes where it is (workers stopped at a boundary never have to push
+     * again for the move to happen). */
+    uint64_t open = s->count > 0 || s->step_closed ? 1 : 0;
+    uint64_t at = clock ? clock : s->version + open;
+    if (at < s->version + open)
+        at = s->version + open;
+    if (s->freeze_at == UINT64_MAX || at > s->freeze_at)
+        s->freeze_at = at;
+    return s->freeze_at;
+}
+
+int ps_shard_frozen(const struct ps_shard *s)
+{
+    if (s->freeze_at == UINT64_MAX || !s->ready || s->jobs_out)
+        return 0;
+    if (s->conf.mode == PS_SYNC_BSP)
+        return s->version >= s->freeze_at && s->count == 0 && !s->step_closed;
+    return 1;
+}
+
+int ps_shard_export(struct ps_shard *s, struct ps_shard_export *e)
+{
+    if (!s->map)
+        return SMLT_ENOTCONF;
+    if (!s->ready || s->jobs_out || (s->conf.mode == PS_SYNC_BSP && s->count > 0))
+        return SMLT_EAGAIN;
+    memset(e, 0, sizeof *e);
+    e->version = s->version;
+    e->clock = s->clock;
+    e->updates = s->updates_submitted;
+    e->nstate = (uint32_t)ps_optim_state_per_param(s->conf.optim.kind);
+    e->last_counted = s->last_counted;
+    e->last_applied = s->last_applied;
+    e->nranks = s->nranks;
+    e->params = s->cur;
+    e->state = s->state;
+    return 0;
+}
+
+int ps_shard_import(struct ps_shard *s, uint64_t map_version, uint64_t lo, uint64_t hi,
+                    const float *data, const struct ps_shard_export *m, int final, char *err,
+                    size_t errlen)
+{
+    if (!s->map || s->configuring) {
+        seterr(err, errlen, "shard %u has no job configured yet", s->id);
+        return s->map ? SMLT_EAGAIN : SMLT_ENOTCONF;
+    }
+    if (!s->importing) {
+        seterr(err, errlen, "shard %u was not configured to await an import", s->id);
+        return SMLT_EINVAL;
+    }
+    if (map_version != s->map->version) {
+        seterr(err, errlen, "import for map version %llu; shard has %llu",
+               (unsigned long long)map_version, (unsigned long long)s->map->version);
+        return SMLT_ESTALEMAP;
+    }
+    if (lo < s->lo || hi > s->hi || lo > hi) {
+        seterr(err, errlen, "import range [%llu, %llu) outside [%llu, %llu)", (unsigned long long)lo,
+               (unsigned long long)hi, (unsigned long long)s->lo, (unsigned long long)s->hi);
+        return SMLT_ERANGE;
+    }
+    if (m->nstate != (uint32_t)ps_optim_state_per_param(s->conf.optim.kind)) {
+        seterr(err, errlen, "import carries %u optimizer state arrays; %s keeps %d", m->nstate,
+               ps_optim_name(s->conf.optim.kind), ps_optim_state_per_param(s->conf.optim.kind));
+        return SMLT_EINVAL;
+    }
+    if (m->nranks > SMLT_MAX_WORKERS) {
+        seterr(err, errlen, "import names %u ranks, over %u", m->nranks, SMLT_MAX_WORKERS);
+        return SMLT_EINVAL;
+    }
+    int rc = ranks_resize(s, m->nranks);
+    if (rc)
+        return rc;
+    size_t n = (size_t)(hi - lo), off = (size_t)(lo - s->lo);
+    memcpy(s->cur + off, data, n * sizeof(float));
+    for (uint32_t k = 0; k < m->nstate; k++)
+        memcpy(s->state + (size_t)k * s->n + off, data + (size_t)(k + 1) * n, n * sizeof(float));
+    /* Every source range was frozen at the same step: take the counters as they are, and the
+     * latest of every rank's steps, so a retried push of an old step stays a duplicate. */
+    s->version = m->version;
+    s->clock = m->clock;
+    s->updates_submitted = m->updates;
+    for (uint32_t r = 0; r < m->nranks; r++) {
+        uint64_t c = m->last_counted[r], a = m->last_applied[r];
+        if (c != NO_STEP && (s->last_counted[r] == NO_STEP || c > s->last_counted[r]))
+            s->last_counted[r] = c;
+        if (a != NO_STEP && (s->last_applied[r] == NO_STEP || a > s->last_applied[r]))
+            s->last_applied[r] = a;
+    }
+    if (final) {
+        s->importing = 0;
+        s->ready = 1;
+        if (s->cbs.on_advance)
+            s->cbs.on_advance(s, s->arg);
+    }
+    return 0;
 }
 
 uint64_t ps_shard_seq_done(const struct ps_shard *s)

@@ -37,6 +37,18 @@ struct ps_shard_conf {
     uint32_t workers;    /* BSP: pushes per step; SSP: ranks whose clocks bound the others */
     uint32_t staleness;  /* SSP bound */
     struct ps_optim_conf optim;
+    int await_import;    /* resharding: not ready until ps_shard_import(..., final = 1) */
+};
+
+/* A range's state as it moves between shards when the shard count changes. */
+struct ps_shard_export {
+    uint64_t version, clock, updates;
+    uint32_t nstate;              /* optimizer state arrays per parameter */
+    const uint64_t *last_counted; /* per rank (UINT64_MAX: none), nranks entries */
+    const uint64_t *last_applied;
+    uint32_t nranks;
+    const float *params;          /* the whole range: hi - lo floats */
+    const float *state;           /* nstate arrays of hi - lo floats, back to back */
 };
 
 struct ps_shard_stats {
@@ -73,6 +85,10 @@ void ps_shard_free(struct ps_shard *s);
  * Returns 0, or SMLT_EINVAL / SMLT_EBUSY (jobs in flight) with a message in err. */
 int ps_shard_configure(struct ps_shard *s, struct ps_map *map, const struct ps_shard_conf *conf,
                        char *err, size_t errlen);
+
+/* Gives the shard a new id (its position in the map it is configured with next: resharding
+ * moves processes between positions). Only between jobs or before ps_shard_configure(). */
+void ps_shard_set_id(struct ps_shard *s, uint32_t id);
 
 /* 1 when configured and initialized. */
 int ps_shard_ready(const struct ps_shard *s);
@@ -121,6 +137,27 @@ void ps_shard_params_unref(struct ps_shard *s, const float *p);
 int ps_shard_set_params(struct ps_shard *s, uint64_t map_version, uint64_t lo, uint64_t hi,
                         float *vals, int owned_buf, int reset_state, uint64_t *seq, char *err,
                         size_t errlen);
+
+/* Live resharding. ps_shard_freeze() stops accepting pushes for steps >= clock (BSP; clock 0
+ * means "the step after the one now open", which it returns) or every push (SSP, ASP); such
+ * pushes get SMLT_EAGAIN. A later call may move the BSP freeze point forward, never back;
+ * UINT64_MAX lifts the freeze. Returns the freeze clock in use. */
+uint64_t ps_shard_freeze(struct ps_shard *s, uint64_t clock);
+
+/* 1 when frozen: every step before the freeze clock applied (BSP), nothing in flight. */
+int ps_shard_frozen(const struct ps_shard *s);
+
+/* Fills e with the shard's whole range, borrowed until the next call that changes the shard.
+ * Returns 0, or SMLT_EAGAIN while updates are in flight, SMLT_ENOTCONF. */
+int ps_shard_export(struct ps_shard *s, struct ps_shard_export *e);
+
+/* Writes [lo, hi) of a range exported elsewhere into this shard (configured with
+ * await_import): data holds (1 + nstate) * (hi - lo) floats (parameters, then each state array);
+ * the counters and exactly-once tables are merged (versions and clocks must agree). final makes
+ * the shard ready. Returns 0 or SMLT_EINVAL / SMLT_ERANGE / SMLT_ESTALEMAP with a message. */
+int ps_shard_import(struct ps_shard *s, uint64_t map_version, uint64_t lo, uint64_t hi,
+                    const float *data, const struct ps_shard_export *meta, int final, char *err,
+                    size_t errlen);
 
 /* Parameter writes (updates and ps_shard_set_params()) are numbered in submission order:
  * ps_shard_set_params() returns 0 and the number of its write in *seq if seq is non-NULL;

@@ -31,7 +31,30 @@
 #define CLIENT_MAP_RETRIES 4
 #define CLIENT_BACKOFF_MS 50
 
-enum op_kind { OP_MAP, OP_PUSH, OP_PULL, OP_CONF, OP_SET, OP_UPDATE, OP_STATS, OP_SHUTDOWN };
+enum op_kind {
+    OP_MAP,
+    OP_PUSH,
+    OP_PULL,
+    OP_CONF,
+    OP_SET,
+    OP_UPDATE,
+    OP_STATS,
+    OP_SHUTDOWN,
+    OP_PREPARE,
+    OP_EXPORT,
+    OP_IMPORT,
+    OP_RETIRE
+};
+
+/* What an export brings back besides the floats. */
+struct xmeta {
+    uint64_t version, clock, updates;
+    uint32_t nstate;
+    uint64_t *last_counted, *last_applied; /* malloc'd, nranks each */
+    uint32_t nranks;
+    int have_conf;
+    struct smlt_job_conf conf;
+};
 
 struct op {
     enum op_kind kind;
@@ -55,6 +78,14 @@ struct op {
     uint32_t workers;
     /* stats */
     struct smlt_shard_stats *stats;
+    /* resharding */
+    uint64_t freeze;          /* OP_PREPARE: 0 tentative, N freeze at N, UINT64_MAX call off */
+    float *xbuf;              /* OP_EXPORT: the payload (malloc'd on arrival) */
+    size_t xlen;
+    struct xmeta xm;          /* OP_EXPORT: what came back; OP_IMPORT: what to send */
+    int final;                /* OP_IMPORT */
+    int await_import;         /* OP_CONF */
+    const struct ps_map *retire_map; /* OP_RETIRE */
 };
 
 struct link {
@@ -216,6 +247,20 @@ static int on_payload(struct rpc_conn *conn, const struct rpc_frame_hdr *h, cons
     if (!l)
         return SMLT_ECANCELED; /* a connection being dropped (see link_close()) */
     struct smlt_client *c = l->c;
+    if (h->type == SMLT__MSG_TYPE__MSG_EXPORT_REPLY) {
+        struct op *xo = op_find(c, l->idx, h->req_id);
+        if (!xo || xo->kind != OP_EXPORT || xo->done)
+            return SMLT_EPROTO;
+        free(xo->xbuf);
+        xo->xbuf = malloc(h->raw_len ? (size_t)h->raw_len : 1);
+        if (!xo->xbuf) {
+            op_finish(c, xo, SMLT_ENOMEM);
+            return SMLT_ENOMEM;
+        }
+        xo->xlen = (size_t)h->raw_len;
+        *dest = xo->xbuf;
+        return 0;
+    }
     if (h->type != SMLT__MSG_TYPE__MSG_PULL_REPLY)
         return SMLT_EPROTO;
     struct op *o = op_find(c, l->idx, h->req_id);
@@ -291,8 +336,53 @@ static void on_frame(struct rpc_conn *conn, const struct rpc_frame_hdr *h, const
         }
         break;
     }
-    case SMLT__MSG_TYPE__MSG_OK:
+    case SMLT__MSG_TYPE__MSG_OK: {
+        Smlt__Ok *ok = (Smlt__Ok *)m;
+        if (ok->has_version)
+            o->clock = ok->version;
         break;
+    }
+    case SMLT__MSG_TYPE__MSG_EXPORT_REPLY: {
+        Smlt__ExportReply *x = (Smlt__ExportReply *)m;
+        uint32_t nr = (uint32_t)(x->n_last_counted < x->n_last_applied ? x->n_last_counted
+                                                                       : x->n_last_applied);
+        if (o->kind != OP_EXPORT || x->lo != o->lo || x->hi != o->hi || nr > SMLT_MAX_WORKERS ||
+            x->nstate > 4 || o->xlen != (size_t)(1 + x->nstate) * (x->hi - x->lo) * sizeof(float)) {
+            rc = SMLT_EPROTO;
+            break;
+        }
+        o->xm.version = x->version;
+        o->xm.clock = x->clock;
+        o->xm.updates = x->updates;
+        o->xm.nstate = x->nstate;
+        o->xm.nranks = nr;
+        o->xm.last_counted = malloc(sizeof(uint64_t) * (nr ? nr : 1));
+        o->xm.last_applied = malloc(sizeof(uint64_t) * (nr ? nr : 1));
+        if (!o->xm.last_counted || !o->xm.last_applied) {
+            rc = SMLT_ENOMEM;
+            break;
+        }
+        memcpy(o->xm.last_counted, x->last_counted, sizeof(uint64_t) * nr);
+        memcpy(o->xm.last_applied, x->last_applied, sizeof(uint64_t) * nr);
+        if (x->sync && x->optim) {
+            struct smlt_job_conf *jc = &o->xm.conf;
+            smlt_job_conf_default(jc);
+            jc->sync = x->sync->mode;
+            jc->workers = x->sync->workers;
+            jc->staleness = x->sync->staleness;
+            jc->optim = x->optim->kind;
+            jc->lr = x->optim->lr;
+            jc->momentum = x->optim->momentum;
+            jc->nesterov = x->optim->nesterov;
+            jc->beta1 = x->optim->beta1;
+            jc->beta2 = x->optim->beta2;
+            jc->eps = x->optim->eps;
+            jc->weight_decay = x->optim->weight_decay;
+            jc->decoupled = x->optim->decoupled;
+            o->xm.have_conf = 1;
+        }
+        break;
+    }
     case SMLT__MSG_TYPE__MSG_STATS:
         if (o->stats)
             fill_stats(o->stats, (Smlt__ShardStats *)m);
@@ -551,6 +641,10 @@ static void send_op(struct smlt_client *c, struct op *o)
         sc.sync = &sy;
         fill_optim(&c->job, &oc);
         sc.optim = &oc;
+        if (o->await_import) {
+            sc.has_await_import = 1;
+            sc.await_import = 1;
+        }
         rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_CONFIGURE, o->req_id, &sc.base, NULL, 0, 0,
                            NULL, NULL);
         ps_map_pb_clear(&pm);
@@ -591,6 +685,57 @@ static void send_op(struct smlt_client *c, struct op *o)
                            NULL, NULL);
         break;
     }
+    case OP_PREPARE: {
+        Smlt__ReshardPrepare p = SMLT__RESHARD_PREPARE__INIT;
+        p.map_version = mv;
+        p.has_freeze_clock = 1;
+        p.freeze_clock = o->freeze;
+        rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_RESHARD_PREPARE, o->req_id, &p.base, NULL,
+                           0, 0, NULL, NULL);
+        break;
+    }
+    case OP_EXPORT: {
+        Smlt__ExportReq x = SMLT__EXPORT_REQ__INIT;
+        x.map_version = mv;
+        x.lo = o->lo;
+        x.hi = o->hi;
+        rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_EXPORT, o->req_id, &x.base, NULL, 0, 0,
+                           NULL, NULL);
+        break;
+    }
+    case OP_IMPORT: {
+        Smlt__ImportReq x = SMLT__IMPORT_REQ__INIT;
+        x.map_version = mv;
+        x.lo = o->lo;
+        x.hi = o->hi;
+        x.version = o->xm.version;
+        x.clock = o->xm.clock;
+        x.updates = o->xm.updates;
+        x.nstate = o->xm.nstate;
+        x.n_last_counted = x.n_last_applied = o->xm.nranks;
+        x.last_counted = o->xm.last_counted;
+        x.last_applied = o->xm.last_applied;
+        x.has_final = 1;
+        x.final = o->final;
+        o->ref_out++;
+        rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_IMPORT, o->req_id, &x.base, o->src,
+                           (size_t)(1 + o->xm.nstate) * (size_t)(o->hi - o->lo) * sizeof(float),
+                           RPC_SEND_REF, on_payload_released, o);
+        break;
+    }
+    case OP_RETIRE: {
+        Smlt__Retire r = SMLT__RETIRE__INIT;
+        Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
+        if (ps_map_to_pb(o->retire_map, &pm) != 0) {
+            rc = SMLT_ENOMEM;
+            break;
+        }
+        r.map = &pm;
+        rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_RETIRE, o->req_id, &r.base, NULL, 0, 0,
+                           NULL, NULL);
+        ps_map_pb_clear(&pm);
+        break;
+    }
     }
     if (rc == SMLT_ECLOSED)
         o->sent = 0; /* the connection is going; on_close schedules the resend */
@@ -606,9 +751,23 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     c->timed_out = 1;
 }
 
+static void ops_free(struct smlt_client *c)
+{
+    for (size_t i = 0; i < c->nops; i++) {
+        free(c->ops[i].xbuf);
+        if (c->ops[i].kind == OP_EXPORT) {
+            free(c->ops[i].xm.last_counted);
+            free(c->ops[i].xm.last_applied);
+        }
+    }
+    free(c->ops);
+    c->ops = NULL;
+    c->nops = 0;
+}
+
 static int batch_alloc(struct smlt_client *c, size_t n)
 {
-    free(c->ops);
+    ops_free(c);
     c->ops = calloc(n ? n : 1, sizeof *c->ops);
     c->nops = c->ops ? n : 0;
     return c->ops ? 0 : SMLT_ENOMEM;
@@ -892,9 +1051,7 @@ void smlt_client_close(struct smlt_client *c)
     }
     /* Let the deferred frees run (they call on_close with the links still valid). */
     if (c->base) {
-        free(c->ops);
-        c->ops = NULL;
-        c->nops = 0;
+        ops_free(c);
         for (;;) {
             int open = 0;
             for (uint32_t i = 0; i < c->nlinks; i++)
@@ -907,7 +1064,7 @@ void smlt_client_close(struct smlt_client *c)
     for (uint32_t i = 0; i < c->nlinks; i++)
         link_close(&c->links[i]);
     free(c->links);
-    free(c->ops);
+    ops_free(c);
     if (c->timeout_ev)
         event_free(c->timeout_ev);
     if (c->base)
@@ -1168,4 +1325,257 @@ int smlt_shutdown_shards(struct smlt_client *c)
     if (rc)
         return rc;
     return call_with_map_retry(c, fill_shutdown, NULL);
+}
+
+/* ---- live resharding ------------------------------------------------------------------- */
+
+static int fill_prepare(struct smlt_client *c, uint64_t freeze)
+{
+    int rc = fill_per_shard(c, OP_PREPARE);
+    for (size_t i = 0; !rc && i < c->nops; i++)
+        c->ops[i].freeze = freeze;
+    return rc;
+}
+
+static int fill_export(struct smlt_client *c)
+{
+    int rc = fill_per_shard(c, OP_EXPORT);
+    for (size_t i = 0; !rc && i < c->nops; i++) {
+        c->ops[i].lo = c->links[i].lo;
+        c->ops[i].hi = c->links[i].hi;
+    }
+    return rc;
+}
+
+/* Exports every shard's range into params (total floats) and state (nstate arrays of total),
+ * merging the counters into *m (arrays malloc'd). state may be NULL to get only params and
+ * the metadata. Runs with the current map; the shards need not be frozen (each export is a
+ * consistent cut of its shard: nothing in flight). */
+static int export_all(struct smlt_client *c, float *params, float **state_out, struct xmeta *m)
+{
+    int rc = fill_export(c);
+    if (!rc)
+        rc = batch_run(c);
+    if (rc)
+        return rc;
+    uint64_t total = c->map->total;
+    memset(m, 0, sizeof *m);
+    m->nstate = c->ops[0].xm.nstate;
+    for (size_t i = 0; i < c->nops; i++) {
+        struct op *o = &c->ops[i];
+        if (o->xm.nstate != m->nstate) {
+            cl_seterr(c, "shards disagree on the optimizer state (%u vs %u arrays)", o->xm.nstate,
+                      m->nstate);
+            return SMLT_EPROTO;
+        }
+        if (o->xm.nranks > m->nranks)
+            m->nranks = o->xm.nranks;
+        if (o->xm.have_conf && !m->have_conf) {
+            m->conf = o->xm.conf;
+            m->have_conf = 1;
+        }
+    }
+    float *state = NULL;
+    if (state_out) {
+        state = malloc(sizeof(float) * (size_t)total * (m->nstate ? m->nstate : 1));
+        if (!state)
+            return SMLT_ENOMEM;
+        *state_out = state;
+    }
+    m->last_counted = malloc(sizeof(uint64_t) * (m->nranks ? m->nranks : 1));
+    m->last_applied = malloc(sizeof(uint64_t) * (m->nranks ? m->nranks : 1));
+    if (!m->last_counted || !m->last_applied)
+        return SMLT_ENOMEM;
+    for (uint32_t r = 0; r < m->nranks; r++)
+        m->last_counted[r] = m->last_applied[r] = UINT64_MAX;
+    for (size_t i = 0; i < c->nops; i++) {
+        struct op *o = &c->ops[i];
+        size_t n = (size_t)(o->hi - o->lo);
+        memcpy(params + o->lo, o->xbuf, n * sizeof(float));
+        for (uint32_t k = 0; state && k < m->nstate; k++)
+            memcpy(state + (size_t)k * total + o->lo, o->xbuf + (size_t)(k + 1) * n,
+                   n * sizeof(float));
+        /* Frozen shards agree on these; ASP shards may not: the latest of each is kept. */
+        if (o->xm.version > m->version)
+            m->version = o->xm.version;
+        if (o->xm.clock > m->clock)
+            m->clock = o->xm.clock;
+        if (o->xm.updates > m->updates)
+            m->updates = o->xm.updates;
+        for (uint32_t r = 0; r < o->xm.nranks; r++) {
+            uint64_t a = o->xm.last_counted[r], b = o->xm.last_applied[r];
+            if (a != UINT64_MAX && (m->last_counted[r] == UINT64_MAX || a > m->last_counted[r]))
+                m->last_counted[r] = a;
+            if (b != UINT64_MAX && (m->last_applied[r] == UINT64_MAX || b > m->last_applied[r]))
+                m->last_applied[r] = b;
+        }
+    }
+    return 0;
+}
+
+int smlt_export(struct smlt_client *c, float *params, float *state, uint32_t *nstate)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    struct xmeta m;
+    float *st = NULL;
+    rc = export_all(c, params, state ? &st : NULL, &m);
+    if (!rc && state && st)
+        memcpy(state, st, sizeof(float) * (size_t)c->map->total * m.nstate);
+    if (!rc && nstate)
+        *nstate = m.nstate;
+    free(st);
+    free(m.last_counted);
+    free(m.last_applied);
+    return rc;
+}
+
+int smlt_reshard(struct smlt_client *c, const char *new_addrs, uint64_t *clock, char *err,
+                 size_t errlen)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    const char *addr[SMLT_MAX_SHARDS];
+    uint32_t n = 0;
+    char *list = strdup(new_addrs ? new_addrs : ""), *save = NULL;
+    for (char *a = strtok_r(list, ",", &save); a && n < SMLT_MAX_SHARDS; a = strtok_r(NULL, ",", &save)) {
+        while (*a == ' ')
+            a++;
+        if (*a)
+            addr[n++] = a;
+    }
+    float *params = NULL, *state = NULL, *slice = NULL;
+    struct xmeta m = {0};
+    struct ps_map *nm = NULL;
+    uint64_t total = c->map->total;
+    int frozen = 0;
+    if (n == 0) {
+        cl_seterr(c, "no shard addresses for the new map");
+        rc = SMLT_EINVAL;
+        goto out;
+    }
+    /* 1. Where can every shard freeze? Then all freeze at the latest of those steps. */
+    if ((rc = fill_prepare(c, 0)) || (rc = batch_run(c)))
+        goto out;
+    uint64_t at = 1;
+    for (size_t i = 0; i < c->nops; i++)
+        if (c->ops[i].clock > at)
+            at = c->ops[i].clock;
+    frozen = 1;
+    if ((rc = fill_prepare(c, at)) || (rc = batch_run(c)))
+        goto out;
+    /* 2. Everything the shards hold. */
+    params = malloc(sizeof(float) * (size_t)total);
+    if (!params) {
+        rc = SMLT_ENOMEM;
+        goto out;
+    }
+    if ((rc = export_all(c, params, &state, &m)))
+        goto out;
+    if (!m.have_conf) {
+        cl_seterr(c, "the shards did not say how the job is configured");
+        rc = SMLT_EPROTO;
+        goto out;
+    }
+    /* 3. The new map, and the shards leaving it told where to send their clients. */
+    char e[256];
+    nm = ps_map_reshard(c->map, n, addr, e, sizeof e);
+    if (!nm) {
+        cl_seterr(c, "%s", e);
+        rc = SMLT_EINVAL;
+        goto out;
+    }
+    size_t nret = 0;
+    for (uint32_t i = 0; i < c->nlinks; i++) {
+        int kept = 0;
+        for (uint32_t k = 0; k < n && !kept; k++)
+            kept = !strcmp(c->links[i].addr, addr[k]);
+        nret += !kept;
+    }
+    if (nret) {
+        if ((rc = batch_alloc(c, nret)))
+            goto out;
+        size_t k = 0;
+        for (uint32_t i = 0; i < c->nlinks; i++) {
+            int kept = 0;
+            for (uint32_t q = 0; q < n && !kept; q++)
+                kept = !strcmp(c->links[i].addr, addr[q]);
+            if (!kept) {
+                c->ops[k].kind = OP_RETIRE;
+                c->ops[k].link = i;
+                c->ops[k].retire_map = nm;
+                k++;
+            }
+        }
+        if ((rc = batch_run(c)))
+            goto out;
+    }
+    /* 4. The new shards: configured to wait for their ranges, then given them. */
+    struct ps_map *keep = nm;
+    nm = NULL;
+    if ((rc = install_map(c, keep))) {
+        ps_map_free(keep);
+        goto out;
+    }
+    frozen = 0; /* the old map's shards are reconfigured or retired from here on */
+    c->job = m.conf;
+    c->job.job = c->map->job;
+    if ((rc = fill_per_shard(c, OP_CONF)))
+        goto out;
+    for (size_t i = 0; i < c->nops; i++)
+        c->ops[i].await_import = 1;
+    if ((rc = batch_run(c)))
+        goto out;
+    size_t maxn = 0;
+    for (uint32_t i = 0; i < c->nlinks; i++)
+        if (c->links[i].hi - c->links[i].lo > maxn)
+            maxn = (size_t)(c->links[i].hi - c->links[i].lo);
+    slice = malloc(sizeof(float) * (1 + m.nstate) * (maxn ? maxn : 1) * c->nlinks);
+    if (!slice || (rc = fill_per_shard(c, OP_IMPORT))) {
+        rc = rc ? rc : SMLT_ENOMEM;
+        goto out;
+    }
+    for (uint32_t i = 0; i < c->nlinks; i++) {
+        struct op *o = &c->ops[i];
+        size_t len = (size_t)(c->links[i].hi - c->links[i].lo);
+        float *dst = slice + (size_t)i * (1 + m.nstate) * (maxn ? maxn : 1);
+        memcpy(dst, params + c->links[i].lo, len * sizeof(float));
+        for (uint32_t k = 0; k < m.nstate; k++)
+            memcpy(dst + (size_t)(k + 1) * len, state + (size_t)k * total + c->links[i].lo,
+                   len * sizeof(float));
+        o->lo = c->links[i].lo;
+        o->hi = c->links[i].hi;
+        o->src = dst;
+        o->xm = m;
+        o->final = 1;
+    }
+    if ((rc = batch_run(c)))
+        goto out;
+    if (clock)
+        *clock = m.clock;
+out:
+    if (rc && frozen) {
+        /* Call the move off: the old shards take pushes again. */
+        int saved = rc;
+        char msg[sizeof c->err];
+        snprintf(msg, sizeof msg, "%s", c->err);
+        if (!fill_prepare(c, UINT64_MAX))
+            batch_run(c);
+        rc = saved;
+        snprintf(c->err, sizeof c->err, "%s", msg);
+    }
+    if (rc && err && errlen)
+        snprintf(err, errlen, "%s", c->err[0] ? c->err : smlt_strerror(rc));
+    /* The import ops borrowed m's arrays and slice: drop the batch before freeing them. */
+    ops_free(c);
+    free(list);
+    free(params);
+    free(state);
+    free(slice);
+    free(m.last_counted);
+    free(m.last_applied);
+    ps_map_free(nm);
+    return rc;
 }

@@ -155,6 +155,88 @@ SMLT_API int smlt_shard_stats(struct smlt_client *c, uint32_t shard, struct smlt
 /* Asks every shard process to exit. */
 SMLT_API int smlt_shutdown_shards(struct smlt_client *c);
 
+/* Live resharding (admin): moves the job to the shards at new_addrs (comma-separated, in shard
+ * order; addresses of current shards may reappear: those shards are kept and reconfigured) at a
+ * step boundary, with no parameter, optimizer state or exactly-once record lost. Every shard is
+ * frozen at the same step (two rounds: each says where it can freeze, then all freeze at the
+ * latest), every range is exported with its optimizer state, the new map (version + 1, ranges
+ * rebalanced) is configured on the new shards, the ranges are imported, and shards that are
+ * not in the new map are retired (they tell clients the new map until they are stopped).
+ * Workers see "try again" while frozen and "stale map" afterwards, and carry on. On return
+ * the client uses the new map. *clock (if non-NULL) gets the step the move happened at. */
+SMLT_API int smlt_reshard(struct smlt_client *c, const char *new_addrs, uint64_t *clock,
+                          char *err, size_t errlen);
+
+/* Reads the whole model with its optimizer state (admin): params gets smlt_client_num_params()
+ * floats; state, if non-NULL, gets *nstate arrays of as many floats back to back (room for 2:
+ * Adam keeps 2, momentum and AdaGrad 1, SGD 0). For checkpoints and checks. */
+SMLT_API int smlt_export(struct smlt_client *c, float *params, float *state, uint32_t *nstate);
+
+/* ==== Model files (worker/smlt_model.c) ======================================================
+ *
+ * A trained model on disk, as `smltctl model JOB -o FILE` downloads it: the tensors' names and
+ * shapes, the job's name and the step it was saved at, and the float32 values. All integers
+ * and floats are little-endian.
+ *
+ *   0  magic "SMLTMODL"            8  format version (u32, 1)     12  flags (u32, 0)
+ *  16  tensor count (u32)         20  job name length (u32)
+ *  24  total elements (u64)       32  step (u64)
+ *  40  index length (u64): bytes of the index that follows the header
+ *  48  data offset (u64): 64 + index length rounded up to a multiple of 64
+ *  56  index CRC32 (u32)          60  header CRC32 (u32) of bytes 0..59
+ *  64  index: the job name, then per tensor: name length (u32), name, ndims (u32),
+ *      shape (ndims x u64), offset (u64, in elements)
+ *      zero padding up to the data offset
+ *      values: total elements x float32
+ *      CRC32 (u32) of every byte before it
+ *
+ * CRCs are zlib's crc32. Tensors are back to back in order (each offset is the sum of the
+ * lengths before it) and their lengths add up to the total. Readers check the header CRC and
+ * every count against proto/smlt_limits.h (SMLT_MAX_TENSORS, SMLT_MAX_NAME, SMLT_MAX_DIMS,
+ * SMLT_MAX_MODEL_ELEMS) and the file size against the sizes the header gives before
+ * allocating anything, so a corrupt or truncated file is refused with a message. */
+
+struct smlt_model;
+
+/* Writes a model file: ntensors tensors (names, ndims, shapes; init fields ignored) laid back
+ * to back over values (n floats, the sum of the tensors' lengths), the job's name (NULL: "";
+ * at most SMLT_MAX_NAME bytes) and the step it was saved at. Writes path.tmp, fsyncs it and
+ * renames it to path (then fsyncs the directory), so a reader never sees a partial file.
+ * Borrows everything for the call. Returns 0, SMLT_EINVAL (bad arguments) or SMLT_ESYS, with
+ * a message in err (errlen bytes; may be NULL). */
+SMLT_API int smlt_model_write(const char *path, const struct smlt_tensor_def *t,
+                              size_t ntensors, const float *values, uint64_t n, const char *job,
+                              uint64_t step, char *err, size_t errlen);
+
+/* Reads and checks a model file. Returns 0 and *out (free it with smlt_model_free()), or
+ * SMLT_ENOTFOUND (no such file), SMLT_EPROTO (not a model file), SMLT_EVERSION (a newer
+ * format), SMLT_ECORRUPT (a CRC mismatch, truncated, inconsistent), SMLT_ETOOBIG (a count
+ * beyond the limits), SMLT_ENOMEM or SMLT_ESYS, with a message in err; *out is then NULL. */
+SMLT_API int smlt_model_read(const char *path, struct smlt_model **out, char *err,
+                             size_t errlen);
+
+SMLT_API uint32_t smlt_model_num_tensors(const struct smlt_model *m);
+/* Describes tensor i (out->name is valid until smlt_model_free()). Returns 0 or SMLT_ERANGE. */
+SMLT_API int smlt_model_tensor(const struct smlt_model *m, uint32_t i,
+                               struct smlt_tensor_info *out);
+/* The flat values (smlt_model_num_params() floats; borrowed until smlt_model_free()). */
+SMLT_API const float *smlt_model_values(const struct smlt_model *m);
+SMLT_API uint64_t smlt_model_num_params(const struct smlt_model *m);
+/* The job's name ("" if none; borrowed) and the step the model was saved at. */
+SMLT_API const char *smlt_model_job(const struct smlt_model *m);
+SMLT_API uint64_t smlt_model_step(const struct smlt_model *m);
+/* Returns the index of the tensor called name, or -1. */
+SMLT_API int smlt_model_find(const struct smlt_model *m, const char *name);
+/* Frees m. NULL is a no-op. */
+SMLT_API void smlt_model_free(struct smlt_model *m);
+
+/* Pulls the whole current model through c (smlt_pull, min_clock 0, no wait) and writes it to
+ * path with the partition map's tensor names and shapes, recording `step`. The job name in
+ * the file is empty (the client does not expose it; use smlt_model_write() to record one).
+ * Returns 0 or a negative SMLT_E* code with a message in err. */
+SMLT_API int smlt_model_save(struct smlt_client *c, const char *path, uint64_t step, char *err,
+                             size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif
