@@ -14,6 +14,14 @@
 #include "smlt_error.h"
 #include "smlt_limits.h"
 
+/* A check for hot loops: Check's ck_assert_* record a checkpoint per call (a pipe write each),
+ * which makes element-wise asserts over large arrays slow; this one costs nothing on success. */
+#define REQUIRE(expr, ...)                                                                         \
+    do {                                                                                           \
+        if (!(expr))                                                                               \
+            ck_abort_msg(__VA_ARGS__);                                                             \
+    } while (0)
+
 /* ---- helpers -------------------------------------------------------------------------------- */
 
 static const uint64_t shp_w1[] = {30, 20};    /* 600 */
@@ -81,13 +89,13 @@ static void check_split(uint64_t total, uint32_t n)
     ps_map_split(total, n, lo, hi);
     uint64_t prev = 0, mn = UINT64_MAX, mx = 0;
     for (uint32_t i = 0; i < n; i++) {
-        ck_assert_msg(lo[i] == prev, "T=%llu n=%u: shard %u starts at %llu, not %llu",
+        REQUIRE(lo[i] == prev, "T=%llu n=%u: shard %u starts at %llu, not %llu",
                       (unsigned long long)total, n, i, (unsigned long long)lo[i],
                       (unsigned long long)prev);
-        ck_assert_msg(hi[i] >= lo[i], "T=%llu n=%u: shard %u negative", (unsigned long long)total,
+        REQUIRE(hi[i] >= lo[i], "T=%llu n=%u: shard %u negative", (unsigned long long)total,
                       n, i);
         /* every cut is aligned unless it is the end of the model */
-        ck_assert_msg(hi[i] % SMLT_PS_MAP_ALIGN == 0 || hi[i] == total,
+        REQUIRE(hi[i] % SMLT_PS_MAP_ALIGN == 0 || hi[i] == total,
                       "T=%llu n=%u: boundary %llu not aligned", (unsigned long long)total, n,
                       (unsigned long long)hi[i]);
         uint64_t sz = hi[i] - lo[i];
@@ -95,15 +103,15 @@ static void check_split(uint64_t total, uint32_t n)
         mx = sz > mx ? sz : mx;
         if (total >= (uint64_t)n * SMLT_PS_MAP_ALIGN) {
             double ideal = (double)total / n;
-            ck_assert_msg(fabs((double)sz - ideal) <= SMLT_PS_MAP_ALIGN,
+            REQUIRE(fabs((double)sz - ideal) <= SMLT_PS_MAP_ALIGN,
                           "T=%llu n=%u: shard %u has %llu elements, ideal %.1f",
                           (unsigned long long)total, n, i, (unsigned long long)sz, ideal);
         }
         prev = hi[i];
     }
-    ck_assert_msg(prev == total, "T=%llu n=%u: ends at %llu", (unsigned long long)total, n,
+    REQUIRE(prev == total, "T=%llu n=%u: ends at %llu", (unsigned long long)total, n,
                   (unsigned long long)prev);
-    ck_assert_msg(mx - mn <= 2 * SMLT_PS_MAP_ALIGN, "T=%llu n=%u: sizes %llu..%llu",
+    REQUIRE(mx - mn <= 2 * SMLT_PS_MAP_ALIGN, "T=%llu n=%u: sizes %llu..%llu",
                   (unsigned long long)total, n, (unsigned long long)mn, (unsigned long long)mx);
     free(lo);
     free(hi);
@@ -551,9 +559,9 @@ static void check_shard_of_all(const struct ps_map *m)
 {
     for (uint64_t idx = 0; idx < m->total; idx++) {
         int s = ps_map_shard_of(m, idx);
-        ck_assert_msg(s >= 0 && (uint32_t)s < m->nshards, "idx %llu: shard %d",
+        REQUIRE(s >= 0 && (uint32_t)s < m->nshards, "idx %llu: shard %d",
                       (unsigned long long)idx, s);
-        ck_assert_msg(m->shards[s].lo <= idx && idx < m->shards[s].hi,
+        REQUIRE(m->shards[s].lo <= idx && idx < m->shards[s].hi,
                       "idx %llu in shard %d [%llu, %llu)", (unsigned long long)idx, s,
                       (unsigned long long)m->shards[s].lo, (unsigned long long)m->shards[s].hi);
     }
@@ -624,7 +632,7 @@ START_TEST(test_init_split_independent)
         ps_map_init_values(seven, lo, hi, part + lo);
     }
     for (uint32_t i = 0; i < TOTAL4; i++)
-        ck_assert_msg(memcmp(&whole[i], &part[i], sizeof(float)) == 0,
+        REQUIRE(memcmp(&whole[i], &part[i], sizeof(float)) == 0,
                       "element %u: %.9g (1 shard) vs %.9g (7 shards)", i, whole[i], part[i]);
     /* arbitrary sub-ranges, cutting through tensors, write exactly hi-lo floats */
     const uint64_t r[][2] = {{0, 1}, {5, 601}, {599, 621}, {620, 687}, {686, 687}, {300, 300}};
@@ -641,7 +649,7 @@ START_TEST(test_init_split_independent)
     }
     /* per kind: uniform within its scale, zero, normal not constant, const */
     for (uint32_t i = 0; i < 600; i++)
-        ck_assert(whole[i] >= -0.25f && whole[i] < 0.25f);
+        REQUIRE(whole[i] >= -0.25f && whole[i] < 0.25f, "uniform value %u: %g", i, whole[i]);
     for (uint32_t i = 600; i < 620; i++)
         ck_assert_float_eq(whole[i], 0.0f);
     int distinct = 0;
@@ -688,7 +696,7 @@ START_TEST(test_init_distribution)
     ps_map_init_values(m, 0, 2 * n, v);
     double s = 0, s2 = 0;
     for (size_t i = 0; i < n; i++) {
-        ck_assert(isfinite(v[i]));
+        REQUIRE(isfinite(v[i]), "normal value %zu: %g", i, v[i]);
         s += v[i];
         s2 += (double)v[i] * v[i];
     }
@@ -698,7 +706,7 @@ START_TEST(test_init_distribution)
     ck_assert_msg(fabs(sd - 0.5) < 0.01, "normal sd %.5f", sd);
     s = s2 = 0;
     for (size_t i = n; i < 2 * n; i++) {
-        ck_assert(v[i] >= -2.0f && v[i] < 2.0f);
+        REQUIRE(v[i] >= -2.0f && v[i] < 2.0f, "uniform value %zu: %g", i, v[i]);
         s += v[i];
         s2 += (double)v[i] * v[i];
     }
