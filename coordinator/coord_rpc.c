@@ -28,7 +28,7 @@ struct coord_rpc {
     struct evconnlistener *lis;
     struct coord_rpc_handler h;
     void *arg;
-    char addr[64];
+    char addr[96];
     struct wconn *conns;
     unsigned nconns;
     struct coord_rpc_stats st;

@@ -48,21 +48,14 @@ void coord_random_hex(char *buf, size_t n)
     buf[i] = '\0';
 }
 
-int coord_shards_start(struct coord_shards *s, uint32_t n, const char *ps_bin, const char *dir,
-                       char *err, size_t errlen)
+/* Starts shards s->n .. n-1. */
+static int start_more(struct coord_shards *s, uint32_t n, const char *ps_bin, const char *dir,
+                      char *err, size_t errlen)
 {
-    memset(s, 0, sizeof *s);
-    if (n == 0 || n > COORD_SHARDS_MAX) {
-        snprintf(err, errlen, "shards: %u outside 1..%u", n, COORD_SHARDS_MAX);
-        return SMLT_EINVAL;
-    }
-    s->local = 1;
-    coord_random_hex(s->token, 32);
-    coord_random_hex(s->admin_token, 32);
     char log[1024];
     snprintf(log, sizeof log, "%s/shards.log", dir);
-    size_t off = 0;
-    for (uint32_t i = 0; i < n; i++) {
+    size_t off = strlen(s->addrs);
+    for (uint32_t i = s->n; i < n; i++) {
         char id[16], pf[1024];
         snprintf(id, sizeof id, "%u", i);
         snprintf(pf, sizeof pf, "%s/shard%u.port", dir, i);
@@ -74,7 +67,6 @@ int coord_shards_start(struct coord_shards *s, uint32_t n, const char *ps_bin, c
         pid_t pid = smlt_proc_spawn(argv, &o);
         if (pid <= 0) {
             snprintf(err, errlen, "cannot start %s: %s", ps_bin, strerror(errno));
-            coord_shards_stop(s);
             return SMLT_ESYS;
         }
         s->pid[i] = pid;
@@ -82,14 +74,69 @@ int coord_shards_start(struct coord_shards *s, uint32_t n, const char *ps_bin, c
         int port = smlt_proc_wait_port(pid, pf, 10000);
         if (port <= 0) {
             snprintf(err, errlen, "shard %u did not start (see %s)", i, log);
-            coord_shards_stop(s);
+            smlt_proc_stop(pid, 1000);
+            s->pid[i] = 0;
+            s->n = i;
             return port < 0 ? port : SMLT_EIO;
         }
         off += (size_t)snprintf(s->addrs + off, sizeof s->addrs - off, "%s127.0.0.1:%d",
                                 i ? "," : "", port);
     }
+    return 0;
+}
+
+int coord_shards_start(struct coord_shards *s, uint32_t n, const char *ps_bin, const char *dir,
+                       char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    if (n == 0 || n > COORD_SHARDS_MAX) {
+        snprintf(err, errlen, "shards: %u outside 1..%u", n, COORD_SHARDS_MAX);
+        return SMLT_EINVAL;
+    }
+    s->local = 1;
+    coord_random_hex(s->token, 32);
+    coord_random_hex(s->admin_token, 32);
+    int rc = start_more(s, n, ps_bin, dir, err, errlen);
+    if (rc)
+        return rc;
     s->started = now_s();
     return 0;
+}
+
+int coord_shards_grow(struct coord_shards *s, uint32_t n, const char *ps_bin, const char *dir,
+                      char *err, size_t errlen)
+{
+    if (!s->local || n > COORD_SHARDS_MAX || n <= s->n) {
+        snprintf(err, errlen, "cannot grow %s shards from %u to %u", s->local ? "local" : "external",
+                 s->n, n);
+        return SMLT_EINVAL;
+    }
+    return start_more(s, n, ps_bin, dir, err, errlen);
+}
+
+void coord_shards_shrink(struct coord_shards *s, uint32_t n)
+{
+    if (!s->local || n >= s->n)
+        return;
+    for (uint32_t i = n; i < s->n; i++) {
+        if (s->pid[i] > 0)
+            smlt_proc_stop(s->pid[i], 3000);
+        s->pid[i] = 0;
+    }
+    s->n = n;
+    coord_shards_addrs(s, n, s->addrs, sizeof s->addrs);
+}
+
+void coord_shards_addrs(const struct coord_shards *s, uint32_t n, char *out, size_t len)
+{
+    char tmp[sizeof s->addrs];
+    snprintf(tmp, sizeof tmp, "%s", s->addrs);
+    size_t off = 0;
+    out[0] = '\0';
+    char *save = NULL;
+    uint32_t k = 0;
+    for (char *a = strtok_r(tmp, ",", &save); a && k < n; a = strtok_r(NULL, ",", &save), k++)
+        off += (size_t)snprintf(out + off, len - off, "%s%s", k ? "," : "", a);
 }
 
 int coord_shards_external(struct coord_shards *s, const char *addrs, const char *token,

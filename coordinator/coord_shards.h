@@ -31,6 +31,18 @@ int coord_shards_start(struct coord_shards *s, uint32_t n, const char *ps_bin, c
 int coord_shards_external(struct coord_shards *s, const char *addrs, const char *token,
                           const char *admin_token, char *err, size_t errlen);
 
+/* Starts more local shards so there are n (same tokens); their addresses are appended.
+ * Returns 0 or a negative code with a message in err. */
+int coord_shards_grow(struct coord_shards *s, uint32_t n, const char *ps_bin, const char *dir,
+                      char *err, size_t errlen);
+
+/* Keeps the first n local shards and stops the others by pid (after they were retired by a
+ * reshard). */
+void coord_shards_shrink(struct coord_shards *s, uint32_t n);
+
+/* Writes the addresses of the first n shards to out ("host:port,..."). */
+void coord_shards_addrs(const struct coord_shards *s, uint32_t n, char *out, size_t len);
+
 /* Returns the index of a local shard that has exited (and reaps it), or -1 if all are up. */
 int coord_shards_check(struct coord_shards *s);
 

@@ -56,7 +56,9 @@ struct rpc_conn {
     size_t zbuf_cap;
 
     unsigned pauses;   /* rpc_conn_pause() count */
-    int out_paused;    /* output over the high watermark */
+    int out_paused;    /* copied output over the high watermark (with backpressure on) */
+    int backpressure;  /* rpc_conn_set_backpressure() */
+    size_t ref_bytes;  /* queued output that references memory instead of copying it */
     int closing;
     int freeing;
     int close_err;
@@ -67,12 +69,14 @@ struct rpc_conn {
 };
 
 struct ref_ctx {
+    struct rpc_conn *c; /* to count referenced bytes; NULL once the connection is freed */
     rpc_release_fn fn;
     void *arg;
 };
 
 static void conn_process(struct rpc_conn *c);
 static void conn_update_read(struct rpc_conn *c);
+static size_t copied_out(const struct rpc_conn *c);
 
 static void conn_defer(struct rpc_conn *c, unsigned flag)
 {
@@ -367,13 +371,17 @@ static void conn_process(struct rpc_conn *c)
             const uint8_t *hb = c->ib + c->ib_head;
             size_t n = len < SMLT_FRAME_HDR_LEN ? len : SMLT_FRAME_HDR_LEN;
             const char *why = NULL;
-            enum rpc_frame_status st = rpc_frame_parse_hdr(hb, n, &c->lim, &c->cur, &why);
+            /* Parsed into a fresh header: on a refusal its request id is the refused frame's
+             * (when the header's check passed) or 0, never the previous frame's. */
+            struct rpc_frame_hdr fh = {0};
+            enum rpc_frame_status st = rpc_frame_parse_hdr(hb, n, &c->lim, &fh, &why);
             if (st == RPC_FRAME_NEED_MORE)
                 break;
             if (st != RPC_FRAME_COMPLETE) {
-                conn_bad_frame(c, st, why, n == SMLT_FRAME_HDR_LEN ? c->cur.req_id : 0);
+                conn_bad_frame(c, st, why, fh.req_id);
                 return;
             }
+            c->cur = fh;
             if (len < SMLT_FRAME_HDR_LEN + (size_t)c->cur.meta_len) {
                 /* Make sure the whole header + metadata can sit in the buffer. */
                 if (grow(&c->ib, &c->ib_cap,
@@ -443,7 +451,8 @@ static void on_bev_write(struct bufferevent *bev, void *arg)
             rpc_conn_abort(c, c->close_err);
         return;
     }
-    if (c->out_paused && len <= SMLT_OUTBUF_HIGH / 2) {
+    (void)len;
+    if (c->out_paused && copied_out(c) <= SMLT_OUTBUF_HIGH / 2) {
         c->out_paused = 0;
         conn_update_read(c);
         conn_defer(c, DEFER_PROCESS);
@@ -454,6 +463,10 @@ static void on_bev_event(struct bufferevent *bev, short what, void *arg)
 {
     struct rpc_conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
+        /* A refused connect can be seen first by our read (which takes the socket error and
+         * aborts); libevent then reports "connected": ignore it on a closing connection. */
+        if (c->closing)
+            return;
         if (c->h.on_connected)
             c->h.on_connected(c, c->arg);
         return;
@@ -618,14 +631,23 @@ struct rpc_conn *rpc_conn_connect(struct event_base *base, const char *addr,
 static void on_ref_cleanup(const void *data, size_t len, void *extra)
 {
     struct ref_ctx *r = extra;
+    if (r->c)
+        r->c->ref_bytes -= len;
     if (r->fn)
         r->fn(data, len, r->arg);
     free(r);
 }
 
-static void on_free_cleanup(const void *data, size_t len, void *extra)
+static void free_zdata(const void *data, size_t len, void *arg)
 {
     free((void *)data);
+}
+
+/* Queued output the connection holds a copy of (references pin memory that exists anyway). */
+static size_t copied_out(const struct rpc_conn *c)
+{
+    size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+    return n > c->ref_bytes ? n - c->ref_bytes : 0;
 }
 
 int rpc_conn_send(struct rpc_conn *c, uint8_t type, uint64_t req_id, const ProtobufCMessage *meta,
@@ -678,22 +700,30 @@ int rpc_conn_send(struct rpc_conn *c, uint8_t type, uint64_t req_id, const Proto
         evbuffer_commit_space(out, &vec, 1);
     }
     if (zdata) {
-        evbuffer_add_reference(out, zdata, (size_t)h.payload_len, on_free_cleanup, NULL);
+        struct ref_ctx *r = malloc(sizeof *r);
+        if (!r) {
+            free(zdata);
+            rc = SMLT_ENOMEM;
+            goto out;
+        }
+        *r = (struct ref_ctx){.c = c, .fn = free_zdata, .arg = NULL};
+        c->ref_bytes += (size_t)h.payload_len;
+        evbuffer_add_reference(out, zdata, (size_t)h.payload_len, on_ref_cleanup, r);
     } else if (len && (opts & RPC_SEND_REF)) {
         struct ref_ctx *r = malloc(sizeof *r);
         if (!r) {
             rc = SMLT_ENOMEM;
             goto out;
         }
-        r->fn = release;
-        r->arg = release_arg;
+        *r = (struct ref_ctx){.c = c, .fn = release, .arg = release_arg};
+        c->ref_bytes += len;
         evbuffer_add_reference(out, payload, len, on_ref_cleanup, r);
         released = 1; /* release now belongs to the evbuffer */
     } else if (len) {
         evbuffer_add(out, payload, len);
     }
     c->bytes_out += SMLT_FRAME_HDR_LEN + mlen + h.payload_len;
-    if (!c->out_paused && evbuffer_get_length(out) > SMLT_OUTBUF_HIGH)
+    if (c->backpressure && !c->out_paused && copied_out(c) > SMLT_OUTBUF_HIGH)
         c->out_paused = 1;
 out:
     if (!released && release)
@@ -729,6 +759,16 @@ void rpc_conn_pause(struct rpc_conn *c)
 void rpc_conn_resume(struct rpc_conn *c)
 {
     if (c->pauses && --c->pauses == 0 && !c->closing) {
+        conn_update_read(c);
+        conn_defer(c, DEFER_PROCESS);
+    }
+}
+
+void rpc_conn_set_backpressure(struct rpc_conn *c, int on)
+{
+    c->backpressure = on;
+    if (!on && c->out_paused) {
+        c->out_paused = 0;
         conn_update_read(c);
         conn_defer(c, DEFER_PROCESS);
     }

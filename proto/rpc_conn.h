@@ -104,6 +104,13 @@ void rpc_conn_resume_dest(struct rpc_conn *c);
 void rpc_conn_pause(struct rpc_conn *c);
 void rpc_conn_resume(struct rpc_conn *c);
 
+/* Backpressure for servers: with it on, a connection whose queued output holds more than
+ * SMLT_OUTBUF_HIGH copied bytes (referenced payloads do not count: they pin memory that exists
+ * anyway) stops reading new frames until that drops below half. Off by default: if both ends of
+ * a connection did this while sending each other big frames, neither would read again. Our
+ * clients always read, so a server may turn it on. */
+void rpc_conn_set_backpressure(struct rpc_conn *c, int on);
+
 /* Replaces the limits on incoming frames (e.g. after authentication). */
 void rpc_conn_set_limits(struct rpc_conn *c, const struct rpc_limits *lim);
 

@@ -156,8 +156,11 @@ enum rpc_frame_status rpc_frame_parse_hdr(const uint8_t *buf, size_t len,
     }
     if (h->flags & RPC_FLAG_LZ4) {
         /* An lz4 block never grows past its bound, and one holds at most LZ4_MAX_INPUT_SIZE. */
+        /* lz4 expands at most about 255:1, so a tiny body cannot claim a huge raw size (the
+         * receiver sizes its buffer from raw_len before the body is in). */
         if (h->raw_len == 0 || h->raw_len > LZ4_MAX_INPUT_SIZE ||
-            h->payload_len > (uint64_t)LZ4_compressBound((int)h->raw_len) || h->payload_len == 0) {
+            h->payload_len > (uint64_t)LZ4_compressBound((int)h->raw_len) || h->payload_len == 0 ||
+            h->raw_len > h->payload_len * 255 + 64) {
             *why = "compressed payload lengths inconsistent";
             return RPC_FRAME_CORRUPT;
         }
@@ -212,8 +215,7 @@ size_t rpc_payload_compress(const void *raw, size_t n, void *dst, size_t cap)
 {
     if (n == 0 || n > LZ4_MAX_INPUT_SIZE)
         return 0;
-    int c = LZ4_compress_default(raw, dst, (int)n, cap > (size_t)LZ4_MAX_INPUT_SIZE * 2 ? INT32_MAX
-                                                                                      : (int)cap);
+    int c = LZ4_compress_default(raw, dst, (int)n, cap > (size_t)INT32_MAX ? INT32_MAX : (int)cap);
     return c > 0 ? (size_t)c : 0;
 }
 
@@ -225,10 +227,14 @@ int rpc_payload_should_compress(const void *raw, size_t n)
     /* Stage 1, nearly free: probe 1024 32-bit words spread over the payload. Dense float data
      * (gradients, parameters) has almost no zero words and no word equal to its neighbour; only
      * when a quarter of the probes are zeros or repeats is lz4 worth a sample. */
-    const uint32_t *w = raw;
+    const unsigned char *w = raw; /* any alignment: words are read with memcpy */
     size_t nw = n / 4, stride = nw / PROBES ? nw / PROBES : 1, hits = 0, probes = 0;
-    for (size_t i = 0; i + 1 < nw && probes < PROBES; i += stride, probes++)
-        hits += w[i] == 0 || w[i] == w[i + 1];
+    for (size_t i = 0; i + 1 < nw && probes < PROBES; i += stride, probes++) {
+        uint32_t a, b;
+        memcpy(&a, w + 4 * i, 4);
+        memcpy(&b, w + 4 * (i + 1), 4);
+        hits += a == 0 || a == b;
+    }
     if (hits * 4 < probes)
         return 0;
     /* Stage 2: compress four samples spread over the payload, each at most 1/16 of it. */

@@ -55,8 +55,9 @@
 /* Bytes read straight from one socket per wakeup in direct-read mode before yielding. */
 #define SMLT_DIRECT_READ_BUDGET (16u << 20)
 
-/* Output watermark: a connection with more queued output than this (excluding zero-copy tensor
- * references) stops being read until it drains below half of it. */
+/* Output watermark of a server connection (rpc_conn_set_backpressure()): with more copied
+ * bytes queued than this (zero-copy tensor references excluded) it stops reading new frames
+ * until the output drains below half. */
 #define SMLT_OUTBUF_HIGH (8u << 20)
 
 /* Gradient receive buffers a shard may hold at once (each the size of its key range). Pushes

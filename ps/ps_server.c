@@ -1096,6 +1096,7 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
         free(cl);
         return;
     }
+    rpc_conn_set_backpressure(cl->conn, 1);
     srv->nconns++;
     cl->next = srv->clients;
     if (srv->clients)

@@ -799,6 +799,13 @@ int ps_shard_push_commit(struct ps_shard *s, uint32_t worker, uint64_t step, flo
     s->st.pushes_received++;
     int rc = ps_shard_push_check(s, s->map ? s->map->version : 0, worker, step, s->lo, s->hi,
                                  err, errlen);
+    /* A push read into a buffer of an earlier configuration (the shard was reconfigured or
+     * resharded while its payload arrived) belongs to a range that no longer exists here. */
+    struct ps_buf *b = buf ? pool_find(s, buf) : NULL;
+    if (rc == 0 && (!b || b->retired || b->bytes != s->n * sizeof(float))) {
+        seterr(err, errlen, "shard %u was reconfigured while this push arrived; push again", s->id);
+        rc = SMLT_ESTALEMAP;
+    }
     if (rc != 0) {
         buf_unref(s, buf);
         if (rc == 1)

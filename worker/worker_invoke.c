@@ -273,12 +273,16 @@ static void serve_one(struct worker *w, struct link *l, const char *line, int se
     t.deadline = a->has_deadline_ms && a->deadline_ms ? t_recv + a->deadline_ms / 1000.0 : 0;
     t.evaluate = a->has_evaluate && a->evaluate;
     t.timeout_ms = a->has_timeout_ms ? (int)a->timeout_ms : 0;
+    t.step_base = a->has_step_base ? a->step_base : 0;
+    t.epoch_base = a->has_epoch_base ? a->epoch_base : 0;
+    t.stop_at_epoch_end = a->has_stop_at_epoch_end && a->stop_at_epoch_end;
     if (!t.total_steps) {
         /* epochs * steps per epoch: needs the dataset size, which the run loads anyway; a
          * first zero-step run prepares everything and reports steps_per_epoch. */
         struct worker_task probe = t;
         probe.total_steps = probe.start_step;
         probe.max_steps = 0;
+        probe.stop_at_epoch_end = 0;
         rc = worker_run(w, &probe, &r, NULL, NULL);
         if (rc) {
             Smlt__Done d = SMLT__DONE__INIT;
@@ -296,7 +300,8 @@ static void serve_one(struct worker *w, struct link *l, const char *line, int se
             json_decref(req);
             return;
         }
-        t.total_steps = r.steps_per_epoch * (a->has_epochs ? a->epochs : 1);
+        uint32_t epochs = a->has_epochs ? a->epochs : 1;
+        t.total_steps = t.step_base + r.steps_per_epoch * (epochs > t.epoch_base ? epochs - t.epoch_base : 0);
     }
     struct run_ctx x = {.l = l, .inv = inv, .last_sent = now_s(),
                         .every_s = (a->has_progress_ms && a->progress_ms ? a->progress_ms : 1000) / 1000.0};

@@ -318,6 +318,15 @@ static int prepare(struct worker *w, const struct worker_task *t, struct worker_
     return 0;
 }
 
+/* The step schedule's learning rate for step s (worker_task.lr_decay_step). */
+static float scheduled_lr(const struct worker_task *t, uint64_t s)
+{
+    float lr = t->lr;
+    for (uint64_t k = s / t->lr_decay_step; k > 0; k--)
+        lr *= t->lr_decay;
+    return lr;
+}
+
 /* The clock a pull must wait for before computing step s. */
 static uint64_t need_clock(const struct worker_task *t, uint64_t s)
 {
@@ -354,6 +363,11 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
                 data_set_size(w->train), t->workers, t->batch);
         return SMLT_EINVAL;
     }
+    if (t->start_step < t->step_base) {
+        rep_err(r, SMLT_EINVAL, "start step %llu is before the phase's first step %llu",
+                (unsigned long long)t->start_step, (unsigned long long)t->step_base);
+        return SMLT_EINVAL;
+    }
     uint64_t s = t->start_step;
     uint64_t end = t->total_steps;
     if (t->max_steps && s + t->max_steps < end)
@@ -378,7 +392,20 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
             time_up = 1;
             break;
         }
-        int64_t e = (int64_t)(s / spe), b = (int64_t)(s % spe), ce, cb;
+        /* Rank 0 sets the schedule's rate before pushing step s, and step s cannot be applied
+         * without that push, so every update from step s on uses it. Idempotent: a replacement
+         * rank 0 that starts mid-schedule sets the same value again. */
+        if (t->lr_decay_step && t->rank == 0 && s >= t->lr_decay_step &&
+            (s % t->lr_decay_step == 0 || s == t->start_step)) {
+            float lr = scheduled_lr(t, s);
+            if ((rc = smlt_update_conf(w->c, &lr, NULL, NULL)) != 0) {
+                rep_err(r, rc, "step %llu: setting the learning rate: %s", (unsigned long long)s,
+                        smlt_client_errmsg(w->c));
+                break;
+            }
+        }
+        uint64_t local = s - t->step_base;
+        int64_t e = (int64_t)(t->epoch_base + local / spe), b = (int64_t)(local % spe), ce, cb;
         data_set_iter_cursor(w->it, &ce, &cb);
         if ((ce != e || cb != b) && (rc = data_set_iter_seek(w->it, e, b)) != 0) {
             rep_err(r, rc, "cannot seek the data to epoch %lld batch %lld", (long long)e, (long long)b);
@@ -430,7 +457,9 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
         double dt = now_s() - ts;
         step_ema = step_ema == 0 ? dt : 0.8 * step_ema + 0.2 * dt;
         r->next_step = s;
-        if (t->evaluate && w->test && s % spe == 0) {
+        int epoch_end = (s - t->step_base) % spe == 0;
+        if (t->evaluate && w->test &&
+            (epoch_end || (t->eval_every && s % t->eval_every == 0))) {
             double te = now_s();
             rc = nn_model_evaluate(w->m, w->test, &r->test_acc, &r->test_loss);
             r->eval_s += now_s() - te;
@@ -438,8 +467,12 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
                 rep_err(r, rc, "evaluation failed");
                 break;
             }
-            r->eval_epoch = (int64_t)(s / spe) - 1;
+            r->eval_step = s;
+            if (epoch_end)
+                r->eval_epoch = (int64_t)(t->epoch_base + (s - t->step_base) / spe) - 1;
         }
+        if (t->stop_at_epoch_end && epoch_end)
+            stop = 1;
         r->elapsed_s = now_s() - t0;
         if (progress && progress(r, arg))
             stop = 1;

@@ -7,10 +7,12 @@
  * cold start pays for initialization.
  *
  * Steps and data: every rank runs the same number of steps per epoch,
- * steps_per_epoch = floor(floor(N / workers) / batch), and step s reads batch (s mod spe) of
- * epoch (s / spe) of its partition (data_set_iter; deterministic in (rank, workers, seed,
- * epoch)), so the data cursor is the step itself: a replacement worker given start_step
- * continues with exactly the batches its predecessor would have seen.
+ * steps_per_epoch = floor(floor(N / workers) / batch), and step s reads batch
+ * (s - step_base) mod spe of epoch epoch_base + (s - step_base) / spe of its partition
+ * (data_set_iter; deterministic in (rank, workers, seed, epoch)), so the data cursor is the
+ * step itself: a replacement worker given start_step continues with exactly the batches its
+ * predecessor would have seen. When the coordinator changes the worker count it does so at an
+ * epoch boundary and starts a new phase there (step_base, epoch_base).
  *
  * Per step: BSP pushes the gradient of step s and pulls the model of clock s+1 in one
  * exchange (smlt_sync); SSP pushes then pulls waiting until the slowest rank is within the
@@ -46,6 +48,18 @@ struct worker_task {
     double deadline;        /* CLOCK_MONOTONIC seconds by which to return; 0: none */
     int evaluate;           /* evaluate on the test set at the end of every epoch */
     int timeout_ms;         /* per PS call; 0: 60000 */
+    uint64_t eval_every;    /* with evaluate: also evaluate after every step s with
+                               s % eval_every == 0; 0: at epoch ends only */
+    uint64_t lr_decay_step; /* step learning-rate schedule, kept by rank 0: before step s with
+                               s % lr_decay_step == 0 (and when a slice starts past one) it sets
+                               the job's rate to lr * lr_decay^(s / lr_decay_step) on the shards
+                               (smlt_update_conf: shards without an admin token); 0: none */
+    float lr, lr_decay;
+    /* The job's current phase: since step_base (the first step of epoch epoch_base) it runs
+     * with `workers` ranks. 0, 0 for a job that never changed its worker count. */
+    uint64_t step_base;
+    uint32_t epoch_base;
+    int stop_at_epoch_end;  /* end the slice at the next epoch boundary (WORKER_SLICE_END) */
 };
 
 enum worker_status {
@@ -72,6 +86,7 @@ struct worker_report {
     int64_t eval_epoch;     /* last epoch evaluated in this invocation, -1 if none */
     double test_acc, test_loss;
     uint64_t steps_per_epoch;
+    uint64_t eval_step;     /* global step after which the last evaluation ran; 0 if none */
 };
 
 /* Progress callback, called after every step (and after evaluations) with the report so far.

@@ -182,12 +182,12 @@ START_TEST(test_hdr_roundtrip)
     }
     ck_assert_int_eq(checked, ntypes * 64);
     /* compressed: payload_len differs from raw_len */
-    struct rpc_frame_hdr in = mkhdr(SMLT__MSG_TYPE__MSG_PULL_REPLY, RPC_FLAG_LZ4, 77, 12, 100,
+    struct rpc_frame_hdr in = mkhdr(SMLT__MSG_TYPE__MSG_PULL_REPLY, RPC_FLAG_LZ4, 77, 12, 5000,
                                     1u << 20);
     struct rpc_frame_hdr out;
     ck_assert_int_eq(parse_hdr_of(&in, &lim_full, &out), RPC_FRAME_COMPLETE);
     ck_assert_uint_eq(out.flags, RPC_FLAG_LZ4);
-    ck_assert_uint_eq(out.payload_len, 100);
+    ck_assert_uint_eq(out.payload_len, 5000);
     ck_assert_uint_eq(out.raw_len, 1u << 20);
     ck_assert_uint_eq(out.req_id, 77);
     ck_assert_uint_eq(out.meta_len, 12);
@@ -455,8 +455,13 @@ START_TEST(test_lz4_lengths)
     ck_assert_int_eq(parse_hdr_of(&h, &lim_full, NULL), RPC_FRAME_CORRUPT);
     h = mkhdr(SMLT__MSG_TYPE__MSG_PUSH, RPC_FLAG_LZ4, 1, 0, bound, raw);
     ck_assert_int_eq(parse_hdr_of(&h, &lim_full, NULL), RPC_FRAME_COMPLETE);
+    /* lz4 cannot expand more than about 255:1: a body that small cannot decode to raw bytes */
     h = mkhdr(SMLT__MSG_TYPE__MSG_PUSH, RPC_FLAG_LZ4, 1, 0, 1, raw);
+    ck_assert_int_eq(parse_hdr_of(&h, &lim_full, NULL), RPC_FRAME_CORRUPT);
+    h = mkhdr(SMLT__MSG_TYPE__MSG_PUSH, RPC_FLAG_LZ4, 1, 0, raw / 255, raw);
     ck_assert_int_eq(parse_hdr_of(&h, &lim_full, NULL), RPC_FRAME_COMPLETE);
+    h = mkhdr(SMLT__MSG_TYPE__MSG_PUSH, RPC_FLAG_LZ4, 1, 0, raw / 300, raw);
+    ck_assert_int_eq(parse_hdr_of(&h, &lim_full, NULL), RPC_FRAME_CORRUPT);
     /* tiny raw sizes: bound(1) is 17 */
     h = mkhdr(SMLT__MSG_TYPE__MSG_PUSH, RPC_FLAG_LZ4, 1, 0, 17, 1);
     ck_assert_int_eq(parse_hdr_of(&h, &lim_full, NULL), RPC_FRAME_COMPLETE);
