@@ -9,7 +9,13 @@
  * parameter server). Both do the same arithmetic as PyTorch's forward/backward/optimizer step.
  * Each side runs warm-up steps and then --reps timed runs of --batches steps; the median run
  * is reported (this machine is shared and noisy). The peer's OpenBLAS uses the same
- * OPENBLAS_CORETYPE as ours: the environment's, unchanged. */
+ * OPENBLAS_CORETYPE as ours: the environment's, unchanged.
+ *
+ * Then the same model through the parameter server: one worker (the worker's own loop,
+ * worker_run(): gradient, then one BSP push+pull of the whole model per step) through 1 and
+ * 2 local smlt-ps shards applying the same plain SGD (bench_train_ps.c), reported as
+ * ps_samples_per_s with the per-step split into compute and communication.
+ * `smlt-bench train --accuracy` is the time-to-accuracy mode (bench_train_ps.c). */
 #include "bench_train.h"
 
 #include <cblas.h>
@@ -27,6 +33,7 @@
 #include "nn_model.h"
 
 #define BENCH_MAX_REPS 100
+#define BENCH_MAX_PS_RUNS 4
 
 struct bench_opts {
     int do_mlp, do_cnn;
@@ -37,6 +44,7 @@ struct bench_opts {
     const char *script;
     const char *python;
     int json, torch;
+    int ps_shards[BENCH_MAX_PS_RUNS], nps; /* shard counts for the runs through the PS */
 };
 
 struct bench_result {
@@ -45,6 +53,7 @@ struct bench_result {
     double loss;
     double torch, torch_best; /* 0 when not run */
     size_t params;
+    struct bench_ps_rate ps[BENCH_MAX_PS_RUNS];
 };
 
 static double now_s(void)
@@ -83,10 +92,15 @@ static void usage(FILE *f)
             "  --data DIR|URL        Fashion-MNIST source (default "
             "/usr/share/datasets/fashion-mnist)\n"
             "  --no-torch            skip the PyTorch peer\n"
+            "  --ps-shards N[,N]     also train through a local PS with N shards, one worker\n"
+            "                        (default 1,2; needs smlt-ps next to smlt-bench)\n"
+            "  --no-ps               compute only\n"
             "  --torch-script PATH   the peer script (default: tools/peer_torch_fmnist.py under\n"
             "                        $SMLT_SOURCE_DIR, beside the binary, or the source tree)\n"
             "  --python PATH         interpreter for the peer (default /usr/bin/python3)\n"
-            "  --json                one JSON object per model on stdout\n");
+            "  --json                one JSON object per model on stdout\n"
+            "\n       smlt-bench train --accuracy [options]   (--accuracy --help for its options)\n"
+            "Time to a test accuracy: 2 smlt-worker processes and 2 shards (BSP) vs PyTorch DDP.\n");
 }
 
 /* Parses a positive int option value in [lo, hi]. */
@@ -121,6 +135,9 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
     o->data = "/usr/share/datasets/fashion-mnist";
     o->python = "/usr/bin/python3";
     o->torch = 1;
+    o->ps_shards[0] = 1;
+    o->ps_shards[1] = 2;
+    o->nps = 2;
     int batches = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -147,10 +164,14 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             o->torch = 0;
             continue;
         }
+        if (!strcmp(key, "--no-ps")) {
+            o->nps = 0;
+            continue;
+        }
         static const char *valued[] = {"--model", "--mlp-spec", "--cnn-spec", "--batch",
                                        "--batches", "--warmup", "--reps", "--rounds",
                                        "--threads", "--lr", "--data", "--torch-script",
-                                       "--python"};
+                                       "--python", "--ps-shards"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
             known |= !strcmp(key, valued[k]);
@@ -203,6 +224,19 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             o->script = val;
         } else if (!strcmp(key, "--python")) {
             o->python = val;
+        } else if (!strcmp(key, "--ps-shards")) {
+            char buf[64];
+            snprintf(buf, sizeof buf, "%s", val);
+            o->nps = 0;
+            for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok && rc == 0;
+                 tok = strtok_r(NULL, ",", &save)) {
+                if (o->nps == BENCH_MAX_PS_RUNS) {
+                    fprintf(stderr, "smlt-bench train: at most %d shard counts\n",
+                            BENCH_MAX_PS_RUNS);
+                    return -1;
+                }
+                rc = opt_int(key, tok, 1, 8, &o->ps_shards[o->nps++]);
+            }
         } else {
             fprintf(stderr, "smlt-bench train: unknown option '%s'\n", key);
             usage(stderr);
@@ -411,6 +445,16 @@ static int bench_model(const struct bench_opts *o, const char *spec, const char 
     free(tb);
     data_set_iter_free(it);
     nn_model_free(m);
+    for (int k = 0; k < o->nps && rc == 0; k++) {
+        struct bench_ps_rate_opts po = {.spec = spec, .data = o->data, .batch = o->batch,
+                                        .shards = o->ps_shards[k], .warmup = o->warmup,
+                                        .batches = batches, .reps = o->reps, .lr = o->lr};
+        if (bench_train_ps_rate(&po, &res->ps[k]) != 0) {
+            fprintf(stderr, "smlt-bench train: %s through %d shard(s) failed\n", spec,
+                    o->ps_shards[k]);
+            rc = -1;
+        }
+    }
     return rc;
 }
 
@@ -430,19 +474,42 @@ static void print_result(const struct bench_opts *o, const char *name, const cha
                    r->fused / r->torch, r->split / r->torch);
         else
             printf("\"torch_samples_per_s\":null,\"ratio\":null,\"split_ratio\":null,");
+        if (o->nps > 0) {
+            printf("\"ps_samples_per_s\":%.1f,\"ps_shards\":%d,\"ps_ratio\":%.3f,\"ps_runs\":[",
+                   r->ps[0].samples_per_s, o->ps_shards[0],
+                   r->split > 0 ? r->ps[0].samples_per_s / r->split : 0);
+            for (int k = 0; k < o->nps; k++)
+                printf("%s{\"shards\":%d,\"samples_per_s\":%.1f,\"best_samples_per_s\":%.1f,"
+                       "\"compute_ms_per_step\":%.4f,\"comm_ms_per_step\":%.4f}",
+                       k ? "," : "", o->ps_shards[k], r->ps[k].samples_per_s, r->ps[k].best,
+                       r->ps[k].compute_ms, r->ps[k].comm_ms);
+            printf("],");
+        } else {
+            printf("\"ps_samples_per_s\":null,");
+        }
         printf("\"loss\":%.4f,\"openblas_coretype\":\"%s\"}\n", r->loss, core ? core : "");
     } else {
         printf("%-20s %8zu %12.0f %12.0f ", spec, r->params, r->fused, r->split);
         if (r->torch > 0)
-            printf("%12.0f %7.2fx %7.2fx\n", r->torch, r->fused / r->torch, r->split / r->torch);
+            printf("%12.0f %7.2fx %7.2fx", r->torch, r->fused / r->torch, r->split / r->torch);
         else
-            printf("%12s %8s %8s\n", "-", "-", "-");
+            printf("%12s %8s %8s", "-", "-", "-");
+        for (int k = 0; k < o->nps; k++)
+            printf(" %12.0f", r->ps[k].samples_per_s);
+        printf("\n");
+        for (int k = 0; k < o->nps; k++)
+            printf("%-20s through %d shard(s): %.3f ms compute + %.3f ms push/pull per step "
+                   "(%.2fx of grads+sgd)\n", "", o->ps_shards[k], r->ps[k].compute_ms,
+                   r->ps[k].comm_ms, r->split > 0 ? r->ps[k].samples_per_s / r->split : 0);
     }
     fflush(stdout);
 }
 
 int bench_train_main(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--accuracy"))
+            return bench_train_accuracy_main(argc, argv);
     struct bench_opts o;
     int rc = parse_opts(argc, argv, &o);
     if (rc)
@@ -473,8 +540,14 @@ int bench_train_main(int argc, char **argv)
         printf("samples/s: median of %d run(s) x %d round(s) after %d warm-up steps; fused = "
                "SGD written by backward, grads+sgd = gradient array then SGD\n", o.reps,
                o.rounds, o.warmup);
-        printf("%-20s %8s %12s %12s %12s %8s %8s\n", "model", "params", "smlt fused",
+        printf("%-20s %8s %12s %12s %12s %8s %8s", "model", "params", "smlt fused",
                "grads+sgd", "torch", "ratio", "ratio2");
+        for (int k = 0; k < o.nps; k++) {
+            char h[32];
+            snprintf(h, sizeof h, "PS %d shard%s", o.ps_shards[k], o.ps_shards[k] > 1 ? "s" : "");
+            printf(" %12s", h);
+        }
+        printf("\n");
     }
     int failed = 0;
     struct bench_result r;

@@ -37,6 +37,11 @@ static void usage(FILE *f)
             "                      --weight-decay, --nesterov\n"
             "  --admin-token T     admin token of the shards (default: the job token)\n"
             "  --no-eval           do not evaluate on the test set at epoch ends\n"
+            "  --eval-every S      also evaluate every S steps (reported as \"eval\" events with\n"
+            "                      the training time so far, evaluation and setup excluded)\n"
+            "  --lr-decay-epochs E --lr-decay F\n"
+            "                      rank 0 multiplies the job's learning rate (--lr) by F every E\n"
+            "                      epochs on the shards (default F 0.1; shards without --admin-token)\n"
             "  --cache-dir DIR     cache for datasets fetched over HTTP\n"
             "  --log-level LEVEL   error, warn, info (default), debug\n"
             "  --json              print one JSON object per epoch and one at the end\n"
@@ -51,6 +56,8 @@ struct progress_ctx {
     int64_t last_epoch;
     double t0;
     uint64_t steps_at_epoch;
+    uint64_t last_eval_step;
+    int every;
 };
 
 static double now_s(void)
@@ -79,6 +86,20 @@ static int on_progress(const struct worker_report *r, void *arg)
                    100 * r->test_acc, el, r->compute_s, r->comm_s);
         fflush(stdout);
     }
+    if (p->every && r->eval_step > p->last_eval_step) {
+        /* Training time as the PyTorch peers measure it: without evaluation and setup. */
+        p->last_eval_step = r->eval_step;
+        double train_s = r->elapsed_s - r->init_s - r->eval_s;
+        if (p->json)
+            printf("{\"event\":\"eval\",\"rank\":%u,\"step\":%llu,\"test_accuracy\":%.5f,"
+                   "\"test_loss\":%.5f,\"train_s\":%.4f,\"compute_s\":%.4f,\"comm_s\":%.4f}\n",
+                   p->rank, (unsigned long long)r->eval_step, r->test_acc, r->test_loss, train_s,
+                   r->compute_s, r->comm_s);
+        else
+            printf("rank %u step %llu: test accuracy %.2f%% after %.2f s of training\n", p->rank,
+                   (unsigned long long)r->eval_step, 100 * r->test_acc, train_s);
+        fflush(stdout);
+    }
     return 0;
 }
 
@@ -96,10 +117,13 @@ int main(int argc, char **argv)
         {"weight-decay", required_argument, 0, 'W'}, {"nesterov", no_argument, 0, 'N'},
         {"no-eval", no_argument, 0, 'E'},         {"cache-dir", required_argument, 0, 'c'},
         {"log-level", required_argument, 0, 'L'}, {"json", no_argument, 0, 'j'},
+        {"eval-every", required_argument, 0, 'V'},
+        {"lr-decay-epochs", required_argument, 0, 'D'}, {"lr-decay", required_argument, 0, 'F'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     struct worker_task t = {.batch = 64, .sync = SMLT_SYNC_BSP, .staleness = 2, .seed = 1,
                             .workers = 1, .evaluate = 1};
     int epochs = 1, setup = 0, json = 0, level = SMLT_LOG_INFO;
+    uint64_t decay_epochs = 0;
     const char *admin = NULL;
     struct smlt_job_conf jc;
     smlt_job_conf_default(&jc);
@@ -141,6 +165,9 @@ int main(int argc, char **argv)
         case 'W': jc.weight_decay = strtof(optarg, NULL); break;
         case 'N': jc.nesterov = 1; break;
         case 'E': t.evaluate = 0; break;
+        case 'V': t.eval_every = strtoull(optarg, NULL, 10); break;
+        case 'D': decay_epochs = strtoull(optarg, NULL, 10); break;
+        case 'F': t.lr_decay = strtof(optarg, NULL); break;
         case 'c': t.cache_dir = optarg; break;
         case 'L':
             level = smlt_log_parse_level(optarg);
@@ -184,7 +211,12 @@ int main(int argc, char **argv)
     data_set_free(train);
     data_set_free(test);
     t.total_steps = spe * (uint64_t)epochs;
-    struct progress_ctx p = {.json = json, .rank = t.rank, .last_epoch = -1, .t0 = now_s()};
+    t.lr = jc.lr;
+    t.lr_decay_step = decay_epochs * spe;
+    if (t.lr_decay_step && t.lr_decay == 0.0f)
+        t.lr_decay = 0.1f;
+    struct progress_ctx p = {.json = json, .rank = t.rank, .last_epoch = -1, .t0 = now_s(),
+                             .every = t.eval_every > 0};
     struct worker_report r;
     int rc = worker_run(w, &t, &r, on_progress, &p);
     if (rc) {
