@@ -33,6 +33,8 @@ struct coord_inv_req {
     uint32_t memory_mb;
     uint32_t time_limit_s;
     const char *log_path;   /* the instance's stderr is appended here (NULL: inherited) */
+    pid_t avoid_pid;        /* do not serve this invocation on that instance, and retire it
+                               (a straggler's host); 0: any warm instance will do */
 };
 
 struct coord_inv_result {

@@ -40,6 +40,7 @@ struct inv {
     char *payload;
     char *log_path;
     uint32_t memory_mb, time_limit_s;
+    pid_t avoid_pid;
     coord_inv_fn cb;
     void *arg;
     double t_queued, t_start;
@@ -351,8 +352,15 @@ static void inv_start(struct coord_backend *b, struct inv *v)
 {
     struct instance *in = NULL;
     for (struct instance *x = b->insts; x; x = x->next) {
-        if (x->state == INST_IDLE && x->in_fd >= 0 && x->memory_mb == v->memory_mb &&
-            !strcmp(x->function, v->function)) {
+        if (x->state != INST_IDLE || x->in_fd < 0)
+            continue;
+        if (v->avoid_pid && x->pid == v->avoid_pid) {
+            /* A slow host: retire it rather than serve anything on it again. */
+            evtimer_del(x->idle_ev);
+            on_idle_timeout(-1, 0, x);
+            continue;
+        }
+        if (x->memory_mb == v->memory_mb && !strcmp(x->function, v->function)) {
             in = x;
             break;
         }
@@ -441,6 +449,7 @@ int coord_backend_invoke(struct coord_backend *b, const struct coord_inv_req *re
     v->log_path = req->log_path ? strdup(req->log_path) : NULL;
     v->memory_mb = req->memory_mb;
     v->time_limit_s = req->time_limit_s;
+    v->avoid_pid = req->avoid_pid;
     v->cb = cb;
     v->arg = arg;
     v->t_queued = now_s();

@@ -49,11 +49,13 @@ enum job_state {
     JOB_SUCCEEDED,
     JOB_FAILED,
     JOB_CANCELED,
-    JOB_INTERRUPTED
+    JOB_INTERRUPTED,
+    JOB_STOPPED, /* stopped early on purpose: the budget ran out */
+    JOB_NSTATES
 };
 
-static const char *state_names[] = {"queued",   "starting", "running",    "succeeded",
-                                    "failed",   "canceled", "interrupted"};
+static const char *state_names[] = {"queued",   "starting", "running",     "succeeded",
+                                    "failed",   "canceled", "interrupted", "stopped"};
 
 struct coord_job;
 
@@ -77,6 +79,12 @@ struct rank {
     int cold;
     double hello_at;        /* when the current invocation's worker said hello */
     int warm;               /* its instance had served before */
+    pid_t pid;              /* the instance serving the current (or last) invocation */
+    uint32_t inv_mb;        /* memory size the current invocation runs with */
+    pid_t slow_pid;         /* chaos: the slow host this rank first ran on */
+    int at_boundary;        /* parked at the epoch boundary, waiting for the others */
+    int replace_next;       /* a straggler: its next invocation avoids the current instance */
+    double last_cps;        /* compute seconds per step in its last invocation */
     /* over the job */
     uint64_t invocations, cold_starts, warm_starts, lost;
     double sum_cold_start_s, sum_warm_start_s; /* invoke -> Assignment handed out */
@@ -99,8 +107,17 @@ struct coord_job {
     double submitted_unix, started_unix, ended_unix;
     double t_start, deadline_mono; /* CLOCK_MONOTONIC */
     struct coord_shards shards;
-    uint32_t workers;
+    uint32_t workers;       /* ranks active in this phase */
+    uint32_t cap;           /* ranks allocated (the most the job may use) */
     struct rank *ranks;
+    uint32_t memory_mb;     /* function memory size now (the scheduler may change it) */
+    /* The phase: since phase_step (the first step of epoch phase_epoch) `workers` ranks run. */
+    uint64_t phase_step;
+    uint32_t phase_epoch;
+    uint32_t pending_workers, pending_shards; /* a manual scale, applied at the next boundary */
+    enum job_state end_state;  /* what stopping leads to (JOB_STOPPED on budget) */
+    int deadline_warned;
+    double boundary_at;     /* when the last epoch boundary was passed */
     uint64_t spe, total_steps, step;
     int64_t epoch_done;
     double train_loss, test_acc, test_loss, best_acc;
@@ -143,7 +160,7 @@ static double now_unix(void)
 
 static int job_ended(const struct coord_job *j)
 {
-    return j->state >= JOB_SUCCEEDED;
+    return j->state >= JOB_SUCCEEDED && j->state < JOB_NSTATES;
 }
 
 /* ---- logs, events, journal ------------------------------------------------------------- */
@@ -201,7 +218,7 @@ static double job_cost(const struct coord_job *j)
     double t = now_mono();
     for (uint32_t r = 0; r < j->workers; r++)
         if (j->ranks[r].inv && j->ranks[r].inv_started > 0)
-            c += coord_ledger_invocation_cost(&j->spec.prices, j->spec.platform.memory_mb,
+            c += coord_ledger_invocation_cost(&j->spec.prices, j->ranks[r].inv_mb,
                                               t - j->ranks[r].inv_started);
     if (j->shards.n && !job_ended(j) && j->ps_charged_at > 0)
         c += (t - j->ps_charged_at) / 3600.0 * j->spec.prices.ps_node_hour * j->shards.n;
@@ -232,6 +249,7 @@ static void job_set_state(struct coord_job *j, enum job_state st, const char *wh
 static void rank_invoke(struct rank *r);
 static void job_finish(struct coord_job *j, enum job_state st, const char *why);
 static void job_check_done(struct coord_job *j);
+static void job_boundary(struct coord_job *j);
 
 static struct coord_job *job_find(struct coord *c, const char *id)
 {
@@ -268,7 +286,7 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
     r->cold = p->cold;
     if (p->has_steps_per_epoch && p->steps_per_epoch && !j->spe) {
         j->spe = p->steps_per_epoch;
-        j->total_steps = j->spe * j->spec.max_epochs;
+        j->total_steps = j->phase_step + j->spe * (j->spec.max_epochs - j->phase_epoch);
         job_log(j, "%llu steps per epoch, %llu steps in %u epochs", (unsigned long long)j->spe,
                 (unsigned long long)j->total_steps, j->spec.max_epochs);
     }
@@ -334,6 +352,8 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
 
 static void rank_close_invocation(struct coord_job *j, struct rank *r)
 {
+    if (r->steps > 0)
+        r->last_cps = r->compute_s / (double)r->steps;
     r->sum_compute_s += r->compute_s;
     r->sum_comm_s += r->comm_s;
     r->sum_init_s += r->init_s;
@@ -349,7 +369,7 @@ static void on_inv_end(uint64_t inv, const struct coord_inv_result *res, void *a
     struct coord_job *j = r->job;
     if (r->inv != inv)
         return;
-    coord_ledger_charge_invocation(&j->ledger, &j->spec.prices, j->spec.platform.memory_mb,
+    coord_ledger_charge_invocation(&j->ledger, &j->spec.prices, r->inv_mb,
                                    res->duration_s);
     r->sum_elapsed_s += res->duration_s;
     int status = -1; /* Smlt__DoneStatus, -1: unknown (lost) */
@@ -392,6 +412,12 @@ static void on_inv_end(uint64_t inv, const struct coord_inv_result *res, void *a
     }
     if (status == SMLT__DONE_STATUS__DONE_SLICE || status == SMLT__DONE_STATUS__DONE_TIME_UP) {
         r->failures = 0;
+        if (j->spe && r->next_step > j->phase_step && (r->next_step - j->phase_step) % j->spe == 0) {
+            /* At an epoch boundary: wait there for the other ranks (changes happen here). */
+            r->at_boundary = 1;
+            job_boundary(j);
+            return;
+        }
         rank_invoke(r); /* the continuation, from the reported cursor */
         return;
     }
@@ -437,9 +463,12 @@ static void rank_invoke(struct rank *r)
              r->inv_id, r->inv_token);
     struct coord_inv_req req = {.function = j->id,
                                 .payload = payload,
-                                .memory_mb = j->spec.platform.memory_mb,
+                                .memory_mb = j->memory_mb,
                                 .time_limit_s = j->spec.platform.time_limit_s,
-                                .log_path = j->log_path};
+                                .log_path = j->log_path,
+                                .avoid_pid = r->replace_next ? r->pid : 0};
+    r->replace_next = 0;
+    r->inv_mb = j->memory_mb;
     uint64_t inv = 0;
     int rc = coord_backend_invoke(c->backend, &req, on_inv_end, r, &inv);
     if (rc) {
@@ -474,7 +503,7 @@ static struct rank *rank_of_inv(struct coord *c, const char *inv, struct coord_j
     return &j->ranks[rk];
 }
 
-static int rpc_hello(const char *inv, const uint8_t *token, size_t toklen, int warm,
+static int rpc_hello(const char *inv, const uint8_t *token, size_t toklen, int warm, uint32_t pid,
                      Smlt__Assignment *a, char *err, size_t errlen, void *arg)
 {
     struct coord *c = arg;
@@ -527,6 +556,19 @@ static int rpc_hello(const char *inv, const uint8_t *token, size_t toklen, int w
     a->timeout_ms = 120000;
     if (s->cache_dir[0])
         a->cache_dir = (char *)s->cache_dir;
+    a->has_step_base = a->has_epoch_base = a->has_stop_at_epoch_end = 1;
+    a->step_base = j->phase_step;
+    a->epoch_base = j->phase_epoch;
+    a->stop_at_epoch_end = 1;
+    r->pid = (pid_t)pid;
+    if (s->chaos.slow_rank == (int)r->rank && pid) {
+        if (!r->slow_pid)
+            r->slow_pid = (pid_t)pid; /* the host this rank first landed on is the slow one */
+        if (r->slow_pid == (pid_t)pid) {
+            a->has_chaos_delay_us = 1;
+            a->chaos_delay_us = (uint32_t)(s->chaos.slow_ms * 1000.0);
+        }
+    }
     /* Start latency: from invoking to the worker asking for its work. A cold start pays for
      * starting the process; loading data and connecting come after (init_s). */
     r->hello_at = now_mono();
@@ -549,7 +591,9 @@ static int rpc_progress(const char *inv, const Smlt__Progress *p, void *arg)
     if (!r)
         return 1;
     take_progress(j, r, p);
-    return j->stopping || job_ended(j);
+    /* Not j->stopping: under BSP the ranks must all end at the same step, which the shards
+     * see to (smlt_stop_at()); a rank stopping on its own would leave the others waiting. */
+    return job_ended(j);
 }
 
 static void rpc_done(const char *inv, const Smlt__Done *d, void *arg)
@@ -602,7 +646,7 @@ static void job_finish(struct coord_job *j, enum job_state st, const char *why)
     j->stopping = 1;
     if (j->tick_ev)
         evtimer_del(j->tick_ev);
-    for (uint32_t k = 0; k < j->workers; k++) {
+    for (uint32_t k = 0; j->ranks && k < j->cap; k++) {
         struct rank *r = &j->ranks[k];
         evtimer_del(r->retry_ev);
         if (r->inv)
@@ -631,7 +675,165 @@ static void job_check_done(struct coord_job *j)
     for (uint32_t k = 0; k < j->workers; k++)
         if (!j->ranks[k].finished)
             return;
-    job_finish(j, JOB_SUCCEEDED, j->reason[0] ? j->reason : "all epochs trained");
+    job_finish(j, j->end_state, j->reason[0] ? j->reason : "all epochs trained");
+}
+
+/* An admin client for the job's shards (NULL with a message in err). */
+static struct smlt_client *admin_client(struct coord_job *j, char *err, size_t errlen)
+{
+    struct smlt_client_opts o = {.token = j->shards.admin_token[0] ? j->shards.admin_token
+                                                                    : j->shards.token,
+                                 .admin = 1,
+                                 .timeout_ms = 120000};
+    struct smlt_client *c = NULL;
+    if (smlt_client_connect(&c, j->shards.addrs, &o, err, errlen) != 0)
+        return NULL;
+    return c;
+}
+
+/* Moves the job to `shards` shards (live reshard). Returns 0 or a negative code. */
+static int job_reshard(struct coord_job *j, uint32_t shards, char *err, size_t errlen)
+{
+    struct coord *c = j->c;
+    if (!j->shards.local) {
+        snprintf(err, errlen, "the shards run elsewhere (spec \"ps\"): their count is fixed");
+        return SMLT_EINVAL;
+    }
+    uint32_t old = j->shards.n;
+    int rc = 0;
+    if (shards > old && (rc = coord_shards_grow(&j->shards, shards, c->ps_bin, j->dir, err, errlen)))
+        return rc;
+    char addrs[sizeof j->shards.addrs], all[sizeof j->shards.addrs];
+    snprintf(all, sizeof all, "%s", j->shards.addrs);
+    coord_shards_addrs(&j->shards, shards, addrs, sizeof addrs);
+    /* The admin client must know the old map's shards only: connect before the new ones join. */
+    char old_addrs[sizeof j->shards.addrs];
+    coord_shards_addrs(&j->shards, old, old_addrs, sizeof old_addrs);
+    snprintf(j->shards.addrs, sizeof j->shards.addrs, "%s", old_addrs);
+    struct smlt_client *cl = admin_client(j, err, errlen);
+    snprintf(j->shards.addrs, sizeof j->shards.addrs, "%s", all);
+    if (!cl) {
+        if (shards > old)
+            coord_shards_shrink(&j->shards, old);
+        return SMLT_EIO;
+    }
+    uint64_t at = 0;
+    double t0 = now_mono();
+    rc = smlt_reshard(cl, addrs, &at, err, errlen);
+    smlt_client_close(cl);
+    if (rc) {
+        if (shards > old)
+            coord_shards_shrink(&j->shards, old);
+        return rc;
+    }
+    charge_ps(j);
+    if (shards < old)
+        coord_shards_shrink(&j->shards, shards);
+    snprintf(j->shards.addrs, sizeof j->shards.addrs, "%s", addrs);
+    job_log(j, "resharded %u -> %u shards at step %llu in %.3f s", old, shards,
+            (unsigned long long)at, now_mono() - t0);
+    return 0;
+}
+
+/* Replaces the instances of ranks much slower than the others in BSP (measured: compute time
+ * per step in their last invocation over the median of all). */
+static void job_check_stragglers(struct coord_job *j)
+{
+    if (j->workers < 2)
+        return;
+    double v[COORD_SPEC_MAX_WORKERS];
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < j->workers; k++)
+        if (j->ranks[k].last_cps > 0)
+            v[n++] = j->ranks[k].last_cps;
+    if (n < 2)
+        return;
+    for (uint32_t a = 1; a < n; a++)
+        for (uint32_t b = a; b > 0 && v[b - 1] > v[b]; b--) {
+            double t = v[b];
+            v[b] = v[b - 1];
+            v[b - 1] = t;
+        }
+    double med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    for (uint32_t k = 0; k < j->workers; k++) {
+        struct rank *r = &j->ranks[k];
+        if (r->last_cps > 1.5 * med && r->last_cps - med > 0.002) {
+            r->replace_next = 1;
+            job_event(j, "straggler",
+                      "rank %u computes %.1f ms per step against a median of %.1f ms: its "
+                      "instance (pid %d) is replaced",
+                      k, r->last_cps * 1e3, med * 1e3, (int)r->pid);
+        }
+        r->last_cps = 0;
+    }
+}
+
+/* Every active rank is parked at the epoch boundary: apply changes, start the next epoch. */
+static void job_boundary(struct coord_job *j)
+{
+    if (job_ended(j) || !j->ranks)
+        return;
+    for (uint32_t k = 0; k < j->workers; k++)
+        if (!j->ranks[k].at_boundary && !j->ranks[k].finished)
+            return;
+    if (j->stopping) {
+        for (uint32_t k = 0; k < j->workers; k++)
+            j->ranks[k].finished = 1;
+        job_check_done(j);
+        return;
+    }
+    uint64_t at = j->ranks[0].next_step;
+    uint32_t epoch = j->phase_epoch + (uint32_t)((at - j->phase_step) / (j->spe ? j->spe : 1));
+    double t = now_mono();
+    j->boundary_at = t;
+    job_check_stragglers(j);
+    uint32_t nw = j->pending_workers ? j->pending_workers : j->workers;
+    uint32_t ns = j->pending_shards ? j->pending_shards : j->shards.n;
+    j->pending_workers = j->pending_shards = 0;
+    char err[512] = "";
+    if (ns != j->shards.n) {
+        uint32_t before = j->shards.n;
+        int rc = job_reshard(j, ns, err, sizeof err);
+        if (rc)
+            job_event(j, "scale", "resharding %u -> %u at step %llu failed (%s); keeping %u",
+                      before, ns, (unsigned long long)at, err, before);
+        else
+            job_event(j, "scale", "epoch %u: %u -> %u shards at step %llu", epoch, before, ns,
+                      (unsigned long long)at);
+    }
+    if (nw != j->workers) {
+        struct smlt_client *cl = admin_client(j, err, sizeof err);
+        int rc = cl ? smlt_update_conf(cl, NULL, NULL, &nw) : SMLT_EIO;
+        if (rc && cl)
+            snprintf(err, sizeof err, "%s", smlt_client_errmsg(cl));
+        smlt_client_close(cl);
+        if (rc) {
+            job_event(j, "scale", "changing to %u workers failed (%s); keeping %u", nw, err,
+                      j->workers);
+        } else {
+            job_event(j, "scale", "epoch %u: %u -> %u workers at step %llu", epoch, j->workers,
+                      nw, (unsigned long long)at);
+            /* A new phase: partitions of the data over nw ranks from this epoch on. */
+            j->phase_step = at;
+            j->phase_epoch = epoch;
+            j->spe = 0;
+            j->total_steps = 0;
+            for (uint32_t k = 0; k < nw; k++) {
+                struct rank *r = &j->ranks[k];
+                if (k >= j->workers) {
+                    r->finished = 0;
+                    r->failures = 0;
+                    r->loss = 0;
+                }
+                r->next_step = at;
+            }
+            j->workers = nw;
+        }
+    }
+    for (uint32_t k = 0; k < j->workers; k++) {
+        j->ranks[k].at_boundary = 0;
+        rank_invoke(&j->ranks[k]);
+    }
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -648,6 +850,39 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     charge_ps(j);
+    if (j->spec.budget_usd > 0 && !j->stopping) {
+        /* The budget is a hard limit: stop while the workers' next progress reports (at most
+         * a couple of seconds away) and the shutdown still fit in it. */
+        double rate = j->workers * (j->memory_mb / 1024.0) * j->spec.prices.gb_s +
+                      j->shards.n * j->spec.prices.ps_node_hour / 3600.0;
+        double spent = job_cost(j);
+        if (spent + rate * 3.0 >= j->spec.budget_usd) {
+            snprintf(j->reason, sizeof j->reason,
+                     "budget of $%.6f reached ($%.6f spent at step %llu): stopped after the "
+                     "current step, model saved",
+                     j->spec.budget_usd, spent, (unsigned long long)j->step);
+            job_event(j, "budget", "%s", j->reason);
+            j->stopping = 1;
+            j->end_state = JOB_STOPPED;
+            /* Every worker must end at the same step (BSP): the shards refuse the next one. */
+            char err[256] = "";
+            struct smlt_client *cl = admin_client(j, err, sizeof err);
+            uint64_t at = 0;
+            if (!cl || smlt_stop_at(cl, &at) != 0)
+                job_log(j, "could not stop the shards at one step (%s); workers stop on their own",
+                        cl ? smlt_client_errmsg(cl) : err);
+            else
+                job_log(j, "the workers stop at step %llu", (unsigned long long)at);
+            smlt_client_close(cl);
+            job_boundary(j); /* ranks already parked at a boundary end now */
+        }
+    }
+    if (j->spec.deadline_s > 0 && !j->deadline_warned &&
+        now_unix() - j->submitted_unix > j->spec.deadline_s) {
+        j->deadline_warned = 1;
+        job_event(j, "deadline", "the deadline of %.0f s has passed at step %llu of %llu",
+                  j->spec.deadline_s, (unsigned long long)j->step, (unsigned long long)j->total_steps);
+    }
     struct timeval tv = {(time_t)JOB_TICK_S, 0};
     evtimer_add(j->tick_ev, &tv);
 }
@@ -691,18 +926,20 @@ static void job_start(evutil_socket_t fd, short what, void *arg)
             coord_spec_sync_name(j->spec.sync), coord_spec_optim_name(j->spec.optimizer.kind),
             j->spec.optimizer.lr);
     j->workers = j->spec.workers;
-    j->ranks = calloc(j->workers, sizeof *j->ranks);
+    j->cap = j->spec.max_workers > j->spec.workers ? j->spec.max_workers : j->spec.workers;
+    j->memory_mb = j->spec.platform.memory_mb;
+    j->ranks = calloc(j->cap, sizeof *j->ranks);
     if (!j->ranks) {
         job_finish(j, JOB_FAILED, "out of memory");
         return;
     }
-    for (uint32_t k = 0; k < j->workers; k++) {
+    for (uint32_t k = 0; k < j->cap; k++) {
         j->ranks[k].job = j;
         j->ranks[k].rank = k;
         j->ranks[k].retry_ev = evtimer_new(c->base, on_retry, &j->ranks[k]);
     }
     job_set_state(j, JOB_RUNNING, NULL);
-    j->epoch_started = now_mono();
+    j->epoch_started = j->boundary_at = now_mono();
     for (uint32_t k = 0; k < j->workers; k++)
         rank_invoke(&j->ranks[k]);
     j->tick_ev = evtimer_new(c->base, on_tick, j);
@@ -719,6 +956,7 @@ static struct coord_job *job_alloc(struct coord *c, const char *id)
     snprintf(j->id, sizeof j->id, "%s", id);
     j->epoch_done = -1;
     j->log_fd = -1;
+    j->end_state = JOB_SUCCEEDED;
     j->series = json_array();
     j->events = json_array();
     j->state = JOB_QUEUED;
@@ -732,7 +970,7 @@ static struct coord_job *job_alloc(struct coord *c, const char *id)
 
 static void job_free(struct coord_job *j)
 {
-    for (uint32_t k = 0; j->ranks && k < j->workers; k++)
+    for (uint32_t k = 0; j->ranks && k < j->cap; k++)
         if (j->ranks[k].retry_ev)
             event_free(j->ranks[k].retry_ev);
     free(j->ranks);
@@ -928,11 +1166,27 @@ int coord_scale(struct coord *c, const char *id, unsigned workers, unsigned shar
         snprintf(err, errlen, "job %s is %s, not running", id, state_names[j->state]);
         return SMLT_EINVAL;
     }
-    if ((workers && workers != j->workers) || (shards && shards != j->shards.n)) {
-        snprintf(err, errlen, "changing the worker or shard count of a running job comes with "
-                              "live rescaling (not in this build)");
+    if (workers && (workers < 1 || workers > j->cap)) {
+        snprintf(err, errlen, "workers: %u is outside 1..%u (the job's max_workers)", workers,
+                 j->cap);
         return SMLT_EINVAL;
     }
+    if (shards && (shards > j->spec.max_shards || shards > COORD_SHARDS_MAX)) {
+        snprintf(err, errlen, "shards: %u is more than the job's max_shards (%u)", shards,
+                 j->spec.max_shards);
+        return SMLT_EINVAL;
+    }
+    if (shards && shards != j->shards.n && !j->shards.local) {
+        snprintf(err, errlen, "shards: the job's shards run elsewhere; their count is fixed");
+        return SMLT_EINVAL;
+    }
+    if (workers)
+        j->pending_workers = workers;
+    if (shards)
+        j->pending_shards = shards;
+    job_event(j, "scale", "manual override: %u workers, %u shards requested; applied at the next "
+                          "epoch boundary",
+              workers ? workers : j->workers, shards ? shards : j->shards.n);
     return 0;
 }
 
@@ -977,7 +1231,7 @@ const char *coord_rpc_address(const struct coord *c)
 
 void coord_metrics(struct coord *c, struct evbuffer *out)
 {
-    unsigned counts[7] = {0};
+    unsigned counts[JOB_NSTATES] = {0};
     double cost = 0, gb_s = 0;
     for (struct coord_job *j = c->jobs; j; j = j->next) {
         counts[j->state]++;
@@ -990,7 +1244,7 @@ void coord_metrics(struct coord *c, struct evbuffer *out)
     coord_rpc_stats(c->rpc, &rs);
     evbuffer_add_printf(out, "# HELP smlt_jobs Jobs known to the coordinator, by state.\n"
                              "# TYPE smlt_jobs gauge\n");
-    for (int s = 0; s < 7; s++)
+    for (int s = 0; s < JOB_NSTATES; s++)
         evbuffer_add_printf(out, "smlt_jobs{state=\"%s\"} %u\n", state_names[s], counts[s]);
 #define COUNTER(name, help, v)                                                                     \
     evbuffer_add_printf(out, "# HELP smlt_" name " " help "\n# TYPE smlt_" name " counter\nsmlt_" name " %llu\n", \
@@ -1047,7 +1301,7 @@ static int on_replay(const char *type, json_t *rec, void *arg)
         }
     } else if (!strcmp(type, "state")) {
         const char *st = json_string_value(json_object_get(rec, "state"));
-        for (int s = 0; st && s < 7; s++)
+        for (int s = 0; st && s < JOB_NSTATES; s++)
             if (!strcmp(st, state_names[s]))
                 j->state = (enum job_state)s;
         const char *e = json_string_value(json_object_get(rec, "error"));

@@ -21,7 +21,7 @@ struct coord_rpc_handler {
     /* A worker claims invocation `inv` with token. Returns 0 and fills *a (the strings it
      * points at must stay valid until the call returns), or a negative code with a message
      * in err (SMLT_EAUTH for an unknown invocation or a wrong token). */
-    int (*hello)(const char *inv, const uint8_t *token, size_t toklen, int warm,
+    int (*hello)(const char *inv, const uint8_t *token, size_t toklen, int warm, uint32_t pid,
                  Smlt__Assignment *a, char *err, size_t errlen, void *arg);
     /* Progress of a claimed invocation. Returns 1 to ask the worker to stop. */
     int (*progress)(const char *inv, const Smlt__Progress *p, void *arg);

@@ -144,19 +144,20 @@ static const char *const top_keys[] = {
     "name", "model", "dataset", "cache_dir", "sync", "staleness", "optimizer", "batch_size",
     "epochs", "target_accuracy", "max_epochs", "workers", "min_workers", "max_workers", "shards",
     "max_shards", "deadline_s", "budget_usd", "platform", "prices", "ps", "seed",
-    "evaluate_every_epochs", NULL};
+    "evaluate_every_epochs", "chaos", NULL};
 static const char *const optim_keys[] = {"kind", "lr", "momentum", "nesterov", "beta1", "beta2",
                                          "eps", "weight_decay", "decoupled", NULL};
 static const char *const platform_keys[] = {"kind", "memory_mb", "time_limit_s", "concurrency",
                                             "region", "arch", NULL};
 static const char *const prices_keys[] = {"gb_s", "request", "ps_node_hour", NULL};
 static const char *const ps_keys[] = {"addrs", "token", "admin_token", NULL};
+static const char *const chaos_keys[] = {"slow_rank", "slow_ms", NULL};
 
 static const struct {
     const char *name;
     const char *const *keys;
 } nested[] = {{"optimizer", optim_keys}, {"platform", platform_keys}, {"prices", prices_keys},
-              {"ps", ps_keys}};
+              {"ps", ps_keys}, {"chaos", chaos_keys}};
 
 /* Levenshtein distance, capped: anything above 3 is reported as 4. */
 static int distance(const char *a, const char *b)
@@ -668,6 +669,28 @@ static int parse_prices(struct pctx *c, json_t *root, struct coord_spec *s)
     return 0;
 }
 
+/* Fault injection for tests and demonstrations: the first instance that serves rank slow_rank
+ * is a slow host (every step takes slow_ms longer there). */
+static int parse_chaos(struct pctx *c, json_t *root, struct coord_spec *s)
+{
+    json_t *obj;
+    s->chaos.slow_rank = -1;
+    int rc = get_obj(c, root, "chaos", chaos_keys, &obj);
+    if (rc <= 0)
+        return rc;
+    uint32_t r = 0;
+    if ((rc = get_u32(c, obj, "slow_rank", "chaos.slow_rank", 0, COORD_SPEC_MAX_WORKERS - 1, &r)) < 0)
+        return rc;
+    if (rc == 0)
+        return fail(c, "chaos.slow_rank: required with \"chaos\"");
+    s->chaos.slow_rank = (int)r;
+    if ((rc = get_num(c, obj, "slow_ms", "chaos.slow_ms", 0.0, 60000.0, 0, &s->chaos.slow_ms)) < 0)
+        return rc;
+    if (rc == 0)
+        s->chaos.slow_ms = 20;
+    return 0;
+}
+
 /* Returns the number of external shards (0 without "ps") or SMLT_EINVAL. */
 static int parse_ps(struct pctx *c, json_t *root, struct coord_spec *s)
 {
@@ -785,6 +808,8 @@ static int parse_root(struct pctx *c, json_t *root, struct coord_spec *s)
     int nps = parse_ps(c, root, s);
     if (nps < 0)
         return nps;
+    if ((rc = parse_chaos(c, root, s)))
+        return rc;
 
     /* Workers and the scheduler's bounds. */
     s->workers = COORD_SPEC_DEF_WORKERS < s->platform.concurrency ? COORD_SPEC_DEF_WORKERS
@@ -975,6 +1000,12 @@ json_t *coord_spec_to_json(const struct coord_spec *s)
         put(o, "seed", json_string(buf), &nbad);
     }
     put(o, "evaluate_every_epochs", json_integer(s->evaluate_every_epochs), &nbad);
+    if (s->chaos.slow_rank >= 0) {
+        json_t *ch = json_object();
+        put(ch, "slow_rank", json_integer(s->chaos.slow_rank), &nbad);
+        put(ch, "slow_ms", json_real(s->chaos.slow_ms), &nbad);
+        put(o, "chaos", ch, &nbad);
+    }
     if (nbad) {
         json_decref(o);
         return NULL;

@@ -47,6 +47,9 @@
  *               shards that run elsewhere; shards must equal the number of addresses
  *   seed        integer 0..2^63-1, or a decimal string for the whole uint64 range [1]
  *   evaluate_every_epochs integer 1..10000 [1]
+ *   chaos       object {slow_rank integer, slow_ms number 0..60000 [20]}: fault injection for
+ *               tests and demonstrations: the first instance that serves rank slow_rank is a
+ *               slow host, every step there takes slow_ms longer
  *
  * Memory: struct coord_spec holds only fixed-size arrays (no heap), so it may be copied with
  * `=` or memcpy and needs no free. */
@@ -156,6 +159,10 @@ struct coord_spec {
     struct coord_spec_ps ps;
     uint64_t seed;
     uint32_t evaluate_every_epochs;
+    struct {
+        int slow_rank;     /* -1: none */
+        double slow_ms;
+    } chaos;               /* fault injection: the first instance serving slow_rank is slow */
 };
 
 /* Parses and validates len bytes of JSON (need not be NUL-terminated; borrowed for the call)

@@ -492,7 +492,8 @@ static void handle_configure(struct ps_client *cl, const struct rpc_frame_hdr *h
         log_warn("shard %u: configure refused: %s", srv->conf.shard, err);
         reply_error(cl, h->req_id, rc, err);
     } else {
-        cancel_pulls(srv, SMLT_ECANCELED, "the shard was reconfigured");
+        /* Waiting pulls were for the old configuration: tell them the new map. */
+        cancel_pulls(srv, SMLT_ESTALEMAP, "the shard was reconfigured with a new map");
         ps_map_free(srv->retired);
         srv->retired = NULL;
         if (ps_shard_ready(srv->shard)) {
@@ -645,14 +646,19 @@ static void handle_prepare(struct ps_client *cl, const struct rpc_frame_hdr *h, 
         goto out;
     }
     uint64_t clock = m->has_freeze_clock ? m->freeze_clock : 0;
-    uint64_t at = ps_shard_freeze(srv->shard, clock);
+    int stop = m->has_stop && m->stop;
+    uint64_t at = stop && clock != UINT64_MAX ? ps_shard_freeze_stop(srv->shard, clock)
+                                              : ps_shard_freeze(srv->shard, clock);
     if (clock == UINT64_MAX) {
         log_info("shard %u: resharding called off; pushes accepted again", srv->conf.shard);
         reply_ok(cl, h->req_id);
         goto out;
     }
-    if (clock == 0) {
-        /* Tentative: say where we would freeze; the coordinator picks the latest of all. */
+    if (clock == 0 || stop) {
+        /* Tentative (or a stop, which needs no wait): say where we freeze; the coordinator
+         * picks the latest of all. */
+        if (stop && clock)
+            log_info("shard %u: the job stops at step %llu", srv->conf.shard, (unsigned long long)at);
         Smlt__Ok ok = SMLT__OK__INIT;
         ok.has_version = 1;
         ok.version = at;
@@ -784,6 +790,8 @@ static void handle_import(struct ps_client *cl, const struct rpc_frame_hdr *h, c
     protobuf_c_message_free_unpacked(&m->base, NULL);
 }
 
+static void reply_retired(struct ps_client *cl, uint64_t req_id);
+
 static void handle_retire(struct ps_client *cl, const struct rpc_frame_hdr *h, const uint8_t *meta)
 {
     struct ps_server *srv = cl->srv;
@@ -800,7 +808,11 @@ static void handle_retire(struct ps_client *cl, const struct rpc_frame_hdr *h, c
     srv->retired = map;
     log_info("shard %u: retired; clients are sent to map v%llu", srv->conf.shard,
              (unsigned long long)map->version);
-    cancel_pulls(srv, SMLT_ESTALEMAP, "this shard was retired");
+    /* Waiting pulls learn the new map with their answer. */
+    while (srv->pulls) {
+        reply_retired(srv->pulls->cl, srv->pulls->req_id);
+        pull_wait_free(srv, srv->pulls);
+    }
     reply_ok(cl, h->req_id);
     protobuf_c_message_free_unpacked(&m->base, NULL);
 }

@@ -93,6 +93,7 @@ struct ps_shard {
 
     /* resharding */
     uint64_t freeze_at;    /* UINT64_MAX: not frozen */
+    int freeze_stop;       /* frozen because the job stops: pushes get SMLT_ECANCELED */
     int importing;         /* configured with await_import, final import not yet in */
 
     /* aggregation */
@@ -528,6 +529,7 @@ int ps_shard_configure(struct ps_shard *s, struct ps_map *map, const struct ps_s
     s->ready = 0;
     s->configuring = 1;
     s->freeze_at = UINT64_MAX;
+    s->freeze_stop = 0;
     s->importing = conf->await_import;
 
     struct ps_job *j = calloc(1, sizeof *j);
@@ -726,6 +728,10 @@ int ps_shard_push_check(struct ps_shard *s, uint64_t map_version, uint32_t worke
     if (last != NO_STEP && step <= last)
         return 1;
     if (s->freeze_at != UINT64_MAX && (s->conf.mode != PS_SYNC_BSP || step >= s->freeze_at)) {
+        if (s->freeze_stop) {
+            seterr(err, errlen, "the job is stopping at step %llu", (unsigned long long)s->freeze_at);
+            return SMLT_ECANCELED;
+        }
         seterr(err, errlen, "shard %u is frozen for resharding; push again shortly", s->id);
         return SMLT_EAGAIN;
     }
@@ -982,10 +988,18 @@ uint64_t ps_shard_version(const struct ps_shard *s)
     return s->version;
 }
 
+uint64_t ps_shard_freeze_stop(struct ps_shard *s, uint64_t clock)
+{
+    uint64_t at = ps_shard_freeze(s, clock);
+    s->freeze_stop = at != UINT64_MAX;
+    return at;
+}
+
 uint64_t ps_shard_freeze(struct ps_shard *s, uint64_t clock)
 {
     if (clock == UINT64_MAX) {
         s->freeze_at = UINT64_MAX;
+        s->freeze_stop = 0;
         return UINT64_MAX;
     }
     if (s->conf.mode != PS_SYNC_BSP) {

@@ -144,6 +144,10 @@ int ps_shard_set_params(struct ps_shard *s, uint64_t map_version, uint64_t lo, u
  * UINT64_MAX lifts the freeze. Returns the freeze clock in use. */
 uint64_t ps_shard_freeze(struct ps_shard *s, uint64_t clock);
 
+/* Like ps_shard_freeze(), for a job that is stopping: pushes from the freeze clock on are
+ * refused with SMLT_ECANCELED (the workers end there) instead of SMLT_EAGAIN. */
+uint64_t ps_shard_freeze_stop(struct ps_shard *s, uint64_t clock);
+
 /* 1 when frozen: every step before the freeze clock applied (BSP), nothing in flight. */
 int ps_shard_frozen(const struct ps_shard *s);
 

@@ -80,6 +80,7 @@ struct op {
     struct smlt_shard_stats *stats;
     /* resharding */
     uint64_t freeze;          /* OP_PREPARE: 0 tentative, N freeze at N, UINT64_MAX call off */
+    int stop;                 /* OP_PREPARE: the job stops there */
     float *xbuf;              /* OP_EXPORT: the payload (malloc'd on arrival) */
     size_t xlen;
     struct xmeta xm;          /* OP_EXPORT: what came back; OP_IMPORT: what to send */
@@ -132,6 +133,7 @@ static void cl_seterr(struct smlt_client *c, const char *fmt, ...)
 
 static void link_connect(struct link *l);
 static void send_op(struct smlt_client *c, struct op *o);
+static int fill_per_shard(struct smlt_client *c, enum op_kind kind);
 
 /* ---- operations -------------------------------------------------------------------------- */
 
@@ -192,8 +194,9 @@ static void handle_error_reply(struct smlt_client *c, struct link *l, const stru
     } else {
         struct op *o = op_find(c, l->idx, h->req_id);
         if (o && !o->done) {
-            if (code == SMLT_EAGAIN) {
-                /* Shard initializing: ask again shortly (within the call's deadline). */
+            if (code == SMLT_EAGAIN || (code == SMLT_ENOTCONF && c->map && c->map->version > 1)) {
+                /* Shard initializing, frozen, or (during a reshard) not configured yet: ask
+                 * again shortly, within the call's deadline. */
                 o->sent = 0;
                 struct timeval tv = {0, 20000};
                 evtimer_add(l->retry_ev, &tv);
@@ -330,9 +333,11 @@ static void on_frame(struct rpc_conn *conn, const struct rpc_frame_hdr *h, const
         if (!map) {
             cl_seterr(c, "shard %s sent a bad map: %s", l->addr, e);
             rc = SMLT_EPROTO;
-        } else {
+        } else if (!c->new_map || map->version > c->new_map->version) {
             ps_map_free(c->new_map);
-            c->new_map = map;
+            c->new_map = map; /* the newest of the maps the shards know */
+        } else {
+            ps_map_free(map);
         }
         break;
     }
@@ -690,6 +695,10 @@ static void send_op(struct smlt_client *c, struct op *o)
         p.map_version = mv;
         p.has_freeze_clock = 1;
         p.freeze_clock = o->freeze;
+        if (o->stop) {
+            p.has_stop = 1;
+            p.stop = 1;
+        }
         rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_RESHARD_PREPARE, o->req_id, &p.base, NULL,
                            0, 0, NULL, NULL);
         break;
@@ -790,10 +799,15 @@ static int batch_run(struct smlt_client *c)
     for (size_t i = 0; i < c->nops; i++)
         send_op(c, &c->ops[i]);
     for (;;) {
-        int all = 1;
-        for (size_t i = 0; i < c->nops && all; i++)
-            all = op_complete(&c->ops[i]);
-        if (all || c->timed_out)
+        int all = 1, failed = 0;
+        for (size_t i = 0; i < c->nops; i++) {
+            all &= op_complete(&c->ops[i]);
+            failed |= c->ops[i].done && c->ops[i].rc != 0;
+        }
+        /* One failure decides the call: do not sit out the others (a pull may be waiting for
+         * a clock that the failed push would have brought). Late replies to the operations
+         * left behind are recognised by their request ids and dropped. */
+        if (all || failed || c->timed_out)
             break;
         event_base_loop(c->base, EVLOOP_ONCE);
     }
@@ -804,13 +818,13 @@ static int batch_run(struct smlt_client *c)
     for (size_t i = 0; i < c->nops; i++) {
         struct op *o = &c->ops[i];
         if (!o->done) {
-            op_finish(c, o, SMLT_ETIMEDOUT);
-            if (!c->err[0])
+            op_finish(c, o, c->timed_out ? SMLT_ETIMEDOUT : SMLT_ECANCELED);
+            if (!c->err[0] && c->timed_out)
                 cl_seterr(c, "shard %s: no reply within %d ms", c->links[o->link].addr, timeout);
         }
         if (o->rc == SMLT_ESTALEMAP)
             stale = 1;
-        if (o->rc && !rc)
+        if (o->rc && (!rc || rc == SMLT_ECANCELED))
             rc = o->rc;
     }
     /* Payloads still referenced (a timed-out push): drop those connections so no output buffer
@@ -843,8 +857,19 @@ static int call_with_map_retry(struct smlt_client *c, int (*fill)(struct smlt_cl
         if (rc)
             return rc;
         rc = batch_run(c);
-        if (rc != SMLT_ESTALEMAP || !c->new_map)
+        if (rc != SMLT_ESTALEMAP)
             return rc;
+        if (!c->new_map) {
+            /* Told "stale" without a newer map attached: ask every shard for its map. */
+            int mrc = fill_per_shard(c, OP_MAP);
+            if (!mrc)
+                batch_run(c);
+            if (!c->new_map || (c->map && c->new_map->version <= c->map->version)) {
+                ps_map_free(c->new_map);
+                c->new_map = NULL;
+                return rc;
+            }
+        }
         struct ps_map *m = c->new_map;
         c->new_map = NULL;
         log_debug("client: installing partition map v%llu", (unsigned long long)m->version);
@@ -1431,6 +1456,53 @@ int smlt_export(struct smlt_client *c, float *params, float *state, uint32_t *ns
     return rc;
 }
 
+/* Sends Retire{map} to the shards at addrs through a short-lived client of their own (they are
+ * not in c's map any more). Returns 0 or the first failure. */
+static int retire_shards(struct smlt_client *c, char **addrs, uint32_t n, const struct ps_map *map)
+{
+    char e[256];
+    struct smlt_client *t = client_new(&c->opts, e, sizeof e);
+    if (!t)
+        return SMLT_ENOMEM;
+    int rc = links_resize(t, n);
+    for (uint32_t i = 0; !rc && i < n; i++) {
+        t->links[i] = (struct link){.c = t, .idx = i, .shard = UINT32_MAX, .addr = strdup(addrs[i])};
+        t->links[i].retry_ev = evtimer_new(t->base, on_retry, &t->links[i]);
+    }
+    if (!rc)
+        rc = fill_per_shard(t, OP_RETIRE);
+    for (size_t i = 0; !rc && i < t->nops; i++)
+        t->ops[i].retire_map = map;
+    if (!rc)
+        rc = batch_run(t);
+    if (rc)
+        cl_seterr(c, "retiring the old shards: %s", t->err[0] ? t->err : smlt_strerror(rc));
+    smlt_client_close(t);
+    return rc;
+}
+
+int smlt_stop_at(struct smlt_client *c, uint64_t *step)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    if ((rc = fill_prepare(c, 0)) || (rc = batch_run(c)))
+        return rc;
+    uint64_t at = 1;
+    for (size_t i = 0; i < c->nops; i++)
+        if (c->ops[i].clock > at)
+            at = c->ops[i].clock;
+    if ((rc = fill_prepare(c, at)))
+        return rc;
+    for (size_t i = 0; i < c->nops; i++)
+        c->ops[i].stop = 1;
+    if ((rc = batch_run(c)))
+        return rc;
+    if (step)
+        *step = at;
+    return 0;
+}
+
 int smlt_reshard(struct smlt_client *c, const char *new_addrs, uint64_t *clock, char *err,
                  size_t errlen)
 {
@@ -1449,6 +1521,8 @@ int smlt_reshard(struct smlt_client *c, const char *new_addrs, uint64_t *clock, 
     float *params = NULL, *state = NULL, *slice = NULL;
     struct xmeta m = {0};
     struct ps_map *nm = NULL;
+    char *retired[SMLT_MAX_SHARDS];
+    uint32_t nret = 0;
     uint64_t total = c->map->total;
     int frozen = 0;
     if (n == 0) {
@@ -1487,30 +1561,14 @@ int smlt_reshard(struct smlt_client *c, const char *new_addrs, uint64_t *clock, 
         rc = SMLT_EINVAL;
         goto out;
     }
-    size_t nret = 0;
+    /* The shards leaving are told only at the end, once the new map's shards are ready:
+     * telling them sends their clients to the new map. */
     for (uint32_t i = 0; i < c->nlinks; i++) {
         int kept = 0;
-        for (uint32_t k = 0; k < n && !kept; k++)
-            kept = !strcmp(c->links[i].addr, addr[k]);
-        nret += !kept;
-    }
-    if (nret) {
-        if ((rc = batch_alloc(c, nret)))
-            goto out;
-        size_t k = 0;
-        for (uint32_t i = 0; i < c->nlinks; i++) {
-            int kept = 0;
-            for (uint32_t q = 0; q < n && !kept; q++)
-                kept = !strcmp(c->links[i].addr, addr[q]);
-            if (!kept) {
-                c->ops[k].kind = OP_RETIRE;
-                c->ops[k].link = i;
-                c->ops[k].retire_map = nm;
-                k++;
-            }
-        }
-        if ((rc = batch_run(c)))
-            goto out;
+        for (uint32_t q = 0; q < n && !kept; q++)
+            kept = !strcmp(c->links[i].addr, addr[q]);
+        if (!kept)
+            retired[nret++] = strdup(c->links[i].addr);
     }
     /* 4. The new shards: configured to wait for their ranges, then given them. */
     struct ps_map *keep = nm;
@@ -1553,9 +1611,13 @@ int smlt_reshard(struct smlt_client *c, const char *new_addrs, uint64_t *clock, 
     }
     if ((rc = batch_run(c)))
         goto out;
+    if (nret && (rc = retire_shards(c, retired, nret, c->map)) != 0)
+        goto out;
     if (clock)
         *clock = m.clock;
 out:
+    for (uint32_t i = 0; i < nret; i++)
+        free(retired[i]);
     if (rc && frozen) {
         /* Call the move off: the old shards take pushes again. */
         int saved = rc;

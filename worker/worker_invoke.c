@@ -276,6 +276,7 @@ static void serve_one(struct worker *w, struct link *l, const char *line, int se
     t.step_base = a->has_step_base ? a->step_base : 0;
     t.epoch_base = a->has_epoch_base ? a->epoch_base : 0;
     t.stop_at_epoch_end = a->has_stop_at_epoch_end && a->stop_at_epoch_end;
+    t.chaos_delay_us = a->has_chaos_delay_us ? a->chaos_delay_us : 0;
     if (!t.total_steps) {
         /* epochs * steps per epoch: needs the dataset size, which the run loads anyway; a
          * first zero-step run prepares everything and reports steps_per_epoch. */

@@ -419,6 +419,10 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
         }
         float loss = 0;
         rc = nn_model_train_batch(w->m, w->xb, w->yb, n, &loss);
+        if (t->chaos_delay_us) {
+            struct timespec d = {t->chaos_delay_us / 1000000, (long)(t->chaos_delay_us % 1000000) * 1000};
+            nanosleep(&d, NULL);
+        }
         double tb = now_s();
         r->compute_s += tb - ts;
         if (rc) {
@@ -433,6 +437,13 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
                 rc = smlt_pull(w->c, need_clock(t, s + 1), wait_ms, params, &clock);
         }
         r->comm_s += now_s() - tb;
+        if (rc == SMLT_ECANCELED) {
+            /* The job stops here (the shards refuse this step for every worker): a clean end
+             * of the slice at step s, which is not done. */
+            log_info("worker %u: the job stops at step %llu", t->rank, (unsigned long long)s);
+            rc = 0;
+            break;
+        }
         if (rc == SMLT_ESTEP) {
             /* The step closed without us (the job moved on, e.g. the worker count changed):
              * catch up with the current model and continue from its clock. */

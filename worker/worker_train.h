@@ -60,6 +60,7 @@ struct worker_task {
     uint64_t step_base;
     uint32_t epoch_base;
     int stop_at_epoch_end;  /* end the slice at the next epoch boundary (WORKER_SLICE_END) */
+    uint32_t chaos_delay_us; /* fault injection: every step takes this much longer (a slow host) */
 };
 
 enum worker_status {

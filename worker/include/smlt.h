@@ -167,6 +167,12 @@ SMLT_API int smlt_shutdown_shards(struct smlt_client *c);
 SMLT_API int smlt_reshard(struct smlt_client *c, const char *new_addrs, uint64_t *clock,
                           char *err, size_t errlen);
 
+/* Stops the job's training at one step for every worker (admin): the shards agree on the first
+ * step they will not accept (the step after any that is partly pushed), then refuse pushes
+ * from it with SMLT_ECANCELED, so every worker ends at that same step (under BSP a worker
+ * stopping alone would leave the others waiting). *step gets that step. Returns at once. */
+SMLT_API int smlt_stop_at(struct smlt_client *c, uint64_t *step);
+
 /* Reads the whole model with its optimizer state (admin): params gets smlt_client_num_params()
  * floats; state, if non-NULL, gets *nstate arrays of as many floats back to back (room for 2:
  * Adam keeps 2, momentum and AdaGrad 1, SGD 0). For checkpoints and checks. */
