@@ -30,6 +30,7 @@
 #include "coord_shards.h"
 #include "coord_spec.h"
 #include "rpc_conn.h"
+#include "sched.h"
 #include "smlt.h"
 #include "smlt_error.h"
 #include "smlt_log.h"
@@ -99,7 +100,7 @@ struct coord_job {
     json_t *spec_json;      /* canonical, tokens redacted: what the API shows */
     enum job_state state;
     char error[1300];
-    char reason[256];       /* why it ended (target accuracy reached, ...) */
+    char reason[600];       /* why it ended (target accuracy reached, ...) */
     struct coord_journal *journal;
     char dir[1024], model_path[1100], log_path[1100];
     int log_fd;
@@ -118,6 +119,10 @@ struct coord_job {
     enum job_state end_state;  /* what stopping leads to (JOB_STOPPED on budget) */
     int deadline_warned;
     double boundary_at;     /* when the last epoch boundary was passed */
+    double bd_compute, bd_comm; /* rank sums of compute / communication at that boundary */
+    struct sched *sched;    /* with a deadline or a budget: the adaptive scheduler */
+    double changed_at;      /* when the configuration last changed */
+    double cold_start_s;    /* measured: a cold start plus initialization */
     uint64_t spe, total_steps, step;
     int64_t epoch_done;
     double train_loss, test_acc, test_loss, best_acc;
@@ -768,6 +773,121 @@ static void job_check_stragglers(struct coord_job *j)
     }
 }
 
+/* The adaptive scheduler at an epoch boundary: feeds it the epoch's measurements and asks
+ * it for the next configuration. Returns 1 when the budget forces the job to stop. */
+static int job_schedule(struct coord_job *j, uint32_t epoch, double t, uint32_t *nw, uint32_t *ns)
+{
+    if (!(j->spec.deadline_s > 0 || j->spec.budget_usd > 0) || !j->spe)
+        return 0;
+    double compute = 0, comm = 0, slowest = 0;
+    for (uint32_t k = 0; k < j->workers; k++) {
+        struct rank *r = &j->ranks[k];
+        compute += r->sum_compute_s;
+        comm += r->sum_comm_s;
+    }
+    double steps = (double)j->spe;
+    double epoch_s = t - j->boundary_at;
+    double dc = (compute - j->bd_compute) / j->workers / steps;
+    double dm = (comm - j->bd_comm) / j->workers / steps;
+    j->bd_compute = compute;
+    j->bd_comm = comm;
+    for (uint32_t k = 0; k < j->workers; k++)
+        if (j->ranks[k].last_cps > slowest)
+            slowest = j->ranks[k].last_cps;
+    if (!j->sched) {
+        struct sched_job sj = {0};
+        sj.model_bytes = j->spec.model_params * 4;
+        sj.samples_per_epoch = j->spe * j->workers * j->spec.batch_size;
+        sj.batch = j->spec.batch_size;
+        sj.total_epochs = j->spec.max_epochs;
+        sj.deadline_s = j->spec.deadline_s > 0
+                            ? j->spec.deadline_s - (j->started_unix - j->submitted_unix)
+                            : 0;
+        sj.budget_usd = j->spec.budget_usd;
+        sj.min_workers = j->spec.min_workers;
+        sj.max_workers = j->cap;
+        sj.min_shards = 1;
+        sj.max_shards = j->shards.local ? j->spec.max_shards : j->shards.n;
+        if (!j->shards.local)
+            sj.min_shards = j->shards.n;
+        /* Locally every instance gets the machine's CPU whatever its memory size: memory is a
+         * knob only where the platform ties CPU and network to it (Lambda). */
+        sj.memory_options[0] = j->memory_mb;
+        sj.n_memory_options = 1;
+        sj.time_limit_s = j->spec.platform.time_limit_s;
+        sj.price_gb_s = j->spec.prices.gb_s;
+        sj.price_request = j->spec.prices.request;
+        sj.price_ps_node_hour = j->spec.prices.ps_node_hour;
+        double cold = 0;
+        uint64_t ncold = 0;
+        for (uint32_t k = 0; k < j->cap; k++) {
+            cold += j->ranks[k].sum_cold_start_s + j->ranks[k].sum_init_s;
+            ncold += j->ranks[k].cold_starts;
+        }
+        sj.cold_start_s = ncold ? cold / (double)ncold : 1.0;
+        sj.reshard_s_per_gb = 2.0;
+        j->sched = sched_new(&sj);
+        if (!j->sched) {
+            job_event(j, "schedule", "the scheduler refused the job's bounds; keeping %u workers, "
+                                     "%u shards",
+                      j->workers, j->shards.n);
+            return 0;
+        }
+    }
+    struct sched_obs o = {.workers = j->workers,
+                          .shards = j->shards.n,
+                          .memory_mb = j->memory_mb,
+                          .steps = j->spe,
+                          .step_s = epoch_s / steps,
+                          .compute_s = dc,
+                          .comm_s = dm,
+                          .slowest_compute_s = slowest > 0 ? slowest : dc};
+    sched_observe(j->sched, &o);
+    struct sched_state st = {.elapsed_s = now_unix() - j->started_unix,
+                             .epochs_done = (double)epoch,
+                             .spent_usd = job_cost(j),
+                             .workers = j->workers,
+                             .shards = j->shards.n,
+                             .memory_mb = j->memory_mb,
+                             .since_change_s = t - (j->changed_at > 0 ? j->changed_at : j->t_start)};
+    struct sched_decision d;
+    sched_decide(j->sched, &st, &d);
+    json_t *rec = json_pack("{s:i, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:b, s:b, s:s}", "epoch",
+                            (int)epoch, "verdict",
+                            d.verdict == SCHED_CHANGE       ? "change"
+                            : d.verdict == SCHED_STOP_BUDGET ? "stop"
+                                                             : "keep",
+                            "workers", (int)d.next.workers, "shards", (int)d.next.shards,
+                            "memory_mb", (int)d.next.memory_mb, "predicted_step_s",
+                            d.predicted_step_s, "predicted_finish_s", d.predicted_finish_s,
+                            "predicted_cost_usd", d.predicted_cost_usd, "deadline_ok",
+                            d.deadline_ok, "budget_ok", d.budget_ok, "reason", d.reason);
+    if (rec) {
+        json_object_set_new(rec, "at", json_real(now_unix()));
+        json_object_set_new(rec, "kind", json_string("decision"));
+        json_object_set_new(rec, "message", json_string(d.reason));
+        if (json_array_size(j->events) >= JOB_EVENTS_MAX)
+            json_array_remove(j->events, 0);
+        json_array_append(j->events, rec);
+        coord_journal_append(j->journal, "event", rec, 0);
+        json_decref(rec);
+    }
+    job_log(j, "decision at epoch %u: %s", epoch, d.reason);
+    if (d.verdict == SCHED_STOP_BUDGET) {
+        snprintf(j->reason, sizeof j->reason, "%s", d.reason);
+        j->stopping = 1;
+        j->end_state = JOB_STOPPED;
+        return 1;
+    }
+    if (d.verdict == SCHED_CHANGE) {
+        *nw = d.next.workers;
+        *ns = d.next.shards;
+        if (d.next.memory_mb && d.next.memory_mb != j->memory_mb)
+            j->memory_mb = d.next.memory_mb;
+    }
+    return 0;
+}
+
 /* Every active rank is parked at the epoch boundary: apply changes, start the next epoch. */
 static void job_boundary(struct coord_job *j)
 {
@@ -785,11 +905,21 @@ static void job_boundary(struct coord_job *j)
     uint64_t at = j->ranks[0].next_step;
     uint32_t epoch = j->phase_epoch + (uint32_t)((at - j->phase_step) / (j->spe ? j->spe : 1));
     double t = now_mono();
-    j->boundary_at = t;
     job_check_stragglers(j);
     uint32_t nw = j->pending_workers ? j->pending_workers : j->workers;
     uint32_t ns = j->pending_shards ? j->pending_shards : j->shards.n;
+    int manual = j->pending_workers || j->pending_shards;
     j->pending_workers = j->pending_shards = 0;
+    if (!manual && job_schedule(j, epoch, t, &nw, &ns)) {
+        /* The budget does not allow another epoch: end here, model saved. */
+        for (uint32_t k = 0; k < j->workers; k++)
+            j->ranks[k].finished = 1;
+        job_check_done(j);
+        return;
+    }
+    j->boundary_at = t;
+    if (nw != j->workers || ns != j->shards.n)
+        j->changed_at = t;
     char err[512] = "";
     if (ns != j->shards.n) {
         uint32_t before = j->shards.n;
@@ -978,6 +1108,7 @@ static void job_free(struct coord_job *j)
         event_free(j->tick_ev);
     if (j->start_ev)
         event_free(j->start_ev);
+    sched_free(j->sched);
     coord_journal_close(j->journal);
     if (j->log_fd >= 0)
         close(j->log_fd);
