@@ -1,0 +1,316 @@
+/* coord_test.c: see coord_test.h. */
+#include "coord_test.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <zlib.h>
+
+int ct_quick(void)
+{
+    const char *q = getenv("SMLT_TEST_QUICK");
+    return q && *q && strcmp(q, "0");
+}
+
+/* ---- the dataset subset ------------------------------------------------------------------- */
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Copies the first n records of the IDX file src (gzip or plain) into dst, with the count in
+ * the header changed to n. */
+static int idx_head(const char *src, const char *dst, unsigned n)
+{
+    int rc = -1;
+    gzFile in = gzopen(src, "rb");
+    FILE *out = fopen(dst, "wb");
+    unsigned char hdr[4 + 4 * 4], *rec = NULL;
+    if (!in || !out || gzread(in, hdr, 4) != 4 || hdr[0] || hdr[1] || hdr[2] != 8)
+        goto out;
+    int ndims = hdr[3];
+    if (ndims < 1 || ndims > 4 || gzread(in, hdr + 4, (unsigned)(4 * ndims)) != 4 * ndims)
+        goto out;
+    uint32_t count = be32(hdr + 4);
+    size_t recsz = 1;
+    for (int i = 1; i < ndims; i++)
+        recsz *= be32(hdr + 4 + 4 * i);
+    if (n > count)
+        n = count;
+    hdr[4] = (unsigned char)(n >> 24);
+    hdr[5] = (unsigned char)(n >> 16);
+    hdr[6] = (unsigned char)(n >> 8);
+    hdr[7] = (unsigned char)n;
+    rec = malloc(recsz * n);
+    if (!rec || fwrite(hdr, 1, 4 + 4 * (size_t)ndims, out) != 4 + 4 * (size_t)ndims)
+        goto out;
+    if (gzread(in, rec, (unsigned)(recsz * n)) != (int)(recsz * n) ||
+        fwrite(rec, 1, recsz * n, out) != recsz * n)
+        goto out;
+    rc = 0;
+out:
+    free(rec);
+    if (in)
+        gzclose(in);
+    if (out && fclose(out) != 0)
+        rc = -1;
+    return rc;
+}
+
+int ct_subset_dataset(char *dir, size_t dirlen, unsigned ntrain, unsigned ntest)
+{
+    snprintf(dir, dirlen, "/tmp/smlt-fmnist.XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    static const char *names[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+    for (int i = 0; i < 4; i++) {
+        char src[512], dst[512];
+        snprintf(src, sizeof src, "%s/%s.gz", CT_FMNIST, names[i]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, names[i]);
+        if (idx_head(src, dst, i < 2 ? ntrain : ntest) != 0) {
+            fprintf(stderr, "cannot make a Fashion-MNIST subset from %s\n", src);
+            ct_rm_rf(dir);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void ct_rm_rf(const char *dir)
+{
+    if (strncmp(dir, "/tmp/", 5) || strstr(dir, ".."))
+        return;
+    DIR *d = opendir(dir);
+    if (!d) {
+        unlink(dir);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char p[1024];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+            ct_rm_rf(p);
+        else
+            unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* ---- the coordinator ------------------------------------------------------------------------ */
+
+int ct_coord_start(struct test_daemon *d, const char *data_dir, const char *const *extra)
+{
+    const char *args[32];
+    int n = 0;
+    args[n++] = "--data-dir";
+    args[n++] = data_dir;
+    args[n++] = "--admin-token";
+    args[n++] = CT_ADMIN;
+    args[n++] = "--log-level";
+    args[n++] = "warn";
+    for (int i = 0; extra && extra[i] && n < 30; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    return test_daemon_start(d, "smlt-coordinator", args, 600);
+}
+
+/* ---- HTTP ------------------------------------------------------------------------------------ */
+
+struct body {
+    char *p;
+    size_t n;
+};
+
+static size_t on_data(char *p, size_t size, size_t nmemb, void *arg)
+{
+    struct body *b = arg;
+    size_t n = size * nmemb;
+    char *q = realloc(b->p, b->n + n + 1);
+    if (!q)
+        return 0;
+    memcpy(q + b->n, p, n);
+    b->p = q;
+    b->n += n;
+    q[b->n] = '\0';
+    return n;
+}
+
+long ct_http(int port, const char *method, const char *path, const char *token, const char *body,
+             char **out)
+{
+    char url[1024], auth[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    CURL *h = curl_easy_init();
+    if (!h)
+        return -1;
+    struct body b = {0};
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Expect:");
+    if (token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        hdrs = curl_slist_append(hdrs, auth);
+    }
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    if (body) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    } else if (!strcmp(method, "POST")) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+    long code = -1;
+    if (curl_easy_perform(h) == CURLE_OK)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(h);
+    curl_slist_free_all(hdrs);
+    if (out)
+        *out = b.p ? b.p : strdup("");
+    else
+        free(b.p);
+    return code;
+}
+
+long ct_http_json(int port, const char *method, const char *path, const char *token,
+                  const char *body, json_t **json)
+{
+    char *out = NULL;
+    long code = ct_http(port, method, path, token, body, &out);
+    json_error_t je;
+    *json = out ? json_loads(out, 0, &je) : NULL;
+    free(out);
+    return code;
+}
+
+char *ct_submit(int port, const char *spec, char *err, size_t errlen)
+{
+    json_t *o = NULL;
+    long code = ct_http_json(port, "POST", "/api/jobs", CT_ADMIN, spec, &o);
+    char *id = NULL;
+    if (code == 201 && json_string_value(json_object_get(o, "id")))
+        id = strdup(json_string_value(json_object_get(o, "id")));
+    else
+        snprintf(err, errlen, "HTTP %ld: %s", code, o ? ct_str(o, "error") : "(no JSON)");
+    json_decref(o);
+    return id;
+}
+
+int ct_job_over(const char *state)
+{
+    return !strcmp(state, "succeeded") || !strcmp(state, "failed") ||
+           !strcmp(state, "canceled") || !strcmp(state, "interrupted");
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+json_t *ct_wait_until(int port, const char *id, double timeout_s, int (*fn)(const json_t *job))
+{
+    char path[256];
+    snprintf(path, sizeof path, "/api/jobs/%s", id);
+    double end = now_s() + timeout_s;
+    json_t *j = NULL;
+    for (;;) {
+        json_decref(j);
+        j = NULL;
+        long code = ct_http_json(port, "GET", path, NULL, NULL, &j);
+        if (code == 200 && j && (ct_job_over(ct_str(j, "state")) || (fn && fn(j))))
+            return j;
+        if (now_s() > end)
+            return j;
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+json_t *ct_wait_job(int port, const char *id, double timeout_s)
+{
+    return ct_wait_until(port, id, timeout_s, NULL);
+}
+
+/* ---- /proc --------------------------------------------------------------------------------- */
+
+int ct_children(pid_t ppid, const char *prog, const char *arg, pid_t *out, int max)
+{
+    DIR *d = opendir("/proc");
+    int n = 0;
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0)
+            continue;
+        char path[64], buf[4096];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        int fd = open(path, O_RDONLY);
+        if (fd < 0)
+            continue;
+        ssize_t k = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (k <= 0)
+            continue;
+        buf[k] = '\0';
+        const char *rp = strrchr(buf, ')');
+        char state;
+        int pp;
+        if (!rp || sscanf(rp + 1, " %c %d", &state, &pp) != 2 || pp != ppid || state == 'Z')
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+        fd = open(path, O_RDONLY);
+        if (fd < 0)
+            continue;
+        k = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (k <= 0)
+            continue;
+        buf[k] = '\0';
+        const char *base = strrchr(buf, '/');
+        base = base ? base + 1 : buf;
+        size_t l0 = strlen(buf);
+        const char *a1 = (ssize_t)(l0 + 1) < k ? buf + l0 + 1 : NULL;
+        if (strcmp(base, prog))
+            continue;
+        if (arg && (!a1 || strcmp(a1, arg) || (ssize_t)(l0 + 1 + strlen(a1) + 1) < k))
+            continue;
+        out[n++] = (pid_t)pid;
+    }
+    closedir(d);
+    return n;
+}
+
+double ct_num(const json_t *o, const char *key)
+{
+    return json_number_value(json_object_get(o, key));
+}
+
+const char *ct_str(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
+}

@@ -1,0 +1,68 @@
+/* coord_test.h: what the coordinator and smltctl integration tests share.
+ *
+ * A small Fashion-MNIST (the first N training and test images of the Debian package, written
+ * uncompressed so that a worker loads it in milliseconds), an smlt-coordinator started on
+ * loopback port 0 with its own data directory (daemon.h: stopped by pid), a blocking HTTP
+ * client for its JSON API (libcurl, jansson), and /proc helpers that find the coordinator's
+ * worker processes by their parent pid. */
+#ifndef TEST_COORD_TEST_H
+#define TEST_COORD_TEST_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "daemon.h"
+
+#define CT_ADMIN "test-coordinator-admin-token"
+#define CT_FMNIST "/usr/share/datasets/fashion-mnist"
+
+/* 1 when SMLT_TEST_QUICK is set (the sanitizer run): tests use fewer epochs. */
+int ct_quick(void);
+
+/* Writes train-{images,labels}-idx?-ubyte with the first ntrain training examples of
+ * Fashion-MNIST and t10k-* with the first ntest test examples into a new temporary directory,
+ * stored in dir. Returns 0 or -1. */
+int ct_subset_dataset(char *dir, size_t dirlen, unsigned ntrain, unsigned ntest);
+
+/* Removes a directory tree (only paths under /tmp/). */
+void ct_rm_rf(const char *dir);
+
+/* Starts smlt-coordinator with --data-dir data_dir and the admin token CT_ADMIN (plus extra
+ * args, NULL-terminated, may be NULL). Returns 0 or -1. */
+int ct_coord_start(struct test_daemon *d, const char *data_dir, const char *const *extra);
+
+/* One HTTP request to 127.0.0.1:port. token: sent as a bearer token (NULL: none). body: sent
+ * with POST (NULL: none). Returns the HTTP status, or -1 if the request failed; the body
+ * (malloc'd, NUL-terminated) goes to *out when out is not NULL. */
+long ct_http(int port, const char *method, const char *path, const char *token, const char *body,
+             char **out);
+
+/* The same, parsing the answer as JSON (*json: a new reference or NULL). */
+long ct_http_json(int port, const char *method, const char *path, const char *token,
+                  const char *body, json_t **json);
+
+/* Submits a spec (JSON text) with the admin token; returns the job id (malloc'd) or NULL with
+ * the error in err. */
+char *ct_submit(int port, const char *spec, char *err, size_t errlen);
+
+/* Polls GET /api/jobs/ID until the job has ended or timeout_s passed; returns the last job
+ * object (a new reference) or NULL. */
+json_t *ct_wait_job(int port, const char *id, double timeout_s);
+
+/* Polls until fn(job) returns non-zero or the job ends or timeout_s passes; returns the job. */
+json_t *ct_wait_until(int port, const char *id, double timeout_s, int (*fn)(const json_t *job));
+
+/* 1 if the state names a job that has ended. */
+int ct_job_over(const char *state);
+
+/* The pids of the processes whose parent is ppid and whose command line is `prog ARG`
+ * (argv[0]'s base name prog, then exactly arg; arg NULL: any), up to max. Returns the count. */
+int ct_children(pid_t ppid, const char *prog, const char *arg, pid_t *out, int max);
+
+/* Values from a JSON object; 0 / "" when absent. */
+double ct_num(const json_t *o, const char *key);
+const char *ct_str(const json_t *o, const char *key);
+
+#endif
