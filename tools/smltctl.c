@@ -49,7 +49,8 @@ static const char main_help[] =
     "\n"
     "Exit codes:\n"
     "  0  success (for watch and demo: the job succeeded)\n"
-    "  1  error: the job failed or was canceled, the coordinator refused the request\n"
+    "  1  error: the job failed, was canceled or stopped (budget), or the coordinator\n"
+    "     refused the request\n"
     "  2  usage: a bad command line\n"
     "  3  not found: no such job\n"
     "  4  cannot reach the coordinator (or no local cluster is up)\n"
@@ -64,7 +65,8 @@ struct help_entry {
 };
 
 static const struct help_entry helps[] = {
-    {"up", "usage: smltctl up [--concurrency N] [--keep-warm S] [--log-level L]\n"
+    {"up", "usage: smltctl up [--concurrency N] [--keep-warm S] [--no-memory-limit]\n"
+           "                  [--log-level L]\n"
            "Start a local cluster: smlt-coordinator (found next to smltctl) in the background,\n"
            "detached, on 127.0.0.1 with a free port and a fresh random admin token. It runs jobs\n"
            "on its embedded local function runtime. Its address, token and pid go to\n"
@@ -72,6 +74,8 @@ static const struct help_entry helps[] = {
            "STATE_DIR/data. If a cluster is already up, says so and exits 0.\n"
            "  --concurrency N   function instances running at once (default 64)\n"
            "  --keep-warm S     seconds an idle instance is kept warm (default 60)\n"
+           "  --no-memory-limit do not enforce the functions' memory size (RLIMIT_AS), e.g. for\n"
+           "                    sanitizer builds\n"
            "  --log-level L     the coordinator's: error, warn, info (default), debug\n"},
     {"down", "usage: smltctl down\n"
              "Stop the local cluster started by `smltctl up` (SIGTERM to its pid, then SIGKILL\n"
@@ -114,8 +118,8 @@ static const struct help_entry helps[] = {
               "Show a job's progress live until it ends: epoch, step, loss, accuracy, spend vs\n"
               "budget, time vs deadline, workers and shards, redrawn in place on a terminal and\n"
               "as plain lines otherwise (--json: one JSON object per change), then a summary.\n"
-              "Exits 0 if the job succeeded, 1 if it failed or was canceled. Ctrl-C stops\n"
-              "watching, not the job.\n"
+              "Exits 0 if the job succeeded, 1 if it failed, was canceled or was stopped (its\n"
+              "budget ran out). Ctrl-C stops watching, not the job.\n"
               "  --interval S   seconds between polls (default 0.5)\n"},
     {"cancel", "usage: smltctl cancel JOB\n"
                "Stop a job; its model so far is saved (fetch it with `smltctl model`).\n"},

@@ -260,7 +260,7 @@ int smltctl_cluster_up(struct smltctl *c, const char *const *extra, int quiet)
 
 int smltctl_cmd_up(struct smltctl *c, int argc, char **argv)
 {
-    const char *extra[8];
+    const char *extra[10];
     int n = 0;
     for (int i = 0; i < argc; i++) {
         const char *v;
@@ -269,6 +269,10 @@ int smltctl_cmd_up(struct smltctl *c, int argc, char **argv)
             return SMLTCTL_USAGE;
         if (r > 0)
             continue;
+        if (!strcmp(argv[i], "--no-memory-limit")) {
+            extra[n++] = argv[i];
+            continue;
+        }
         const char *flags[] = {"--concurrency", "--keep-warm", "--log-level"};
         int matched = 0;
         for (int k = 0; k < 3 && !matched; k++) {

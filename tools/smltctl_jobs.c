@@ -471,6 +471,9 @@ static void print_job(const json_t *j)
                    "initialization %.0f%%\n",
                    busy, 100 * comp / busy, 100 * comm / busy, 100 * init / busy);
     }
+    if (json_object_get(j, "overhead_share"))
+        printf("  overhead     %.1f%% of the job's time outside training steps\n",
+               100 * smltctl_jnum(j, "overhead_share"));
     const json_t *model = json_object_get(j, "model");
     if (json_is_string(model))
         printf("  model        saved at step %lld: `smltctl model %s -o FILE`\n",
@@ -558,7 +561,8 @@ static int term_width(void)
 static int job_over(const char *state)
 {
     return !strcmp(state, "succeeded") || !strcmp(state, "failed") ||
-           !strcmp(state, "canceled") || !strcmp(state, "interrupted");
+           !strcmp(state, "canceled") || !strcmp(state, "interrupted") ||
+           !strcmp(state, "stopped");
 }
 
 /* The two progress lines of a job. */
@@ -698,9 +702,13 @@ static void print_summary(const json_t *j)
         printf("  accuracy  %.4f test (best %.4f) after %lld epochs; train loss %.4f\n", acc,
                smltctl_jnum(j, "best_accuracy"), smltctl_jint(j, "epoch"),
                smltctl_jnum(j, "train_loss"));
-    printf("  time      %s; step %lld of %lld; %lld workers, %lld shards\n", el,
+    printf("  time      %s; step %lld of %lld; %lld workers, %lld shards", el,
            smltctl_jint(j, "step"), smltctl_jint(j, "total_steps"), smltctl_jint(j, "workers"),
            smltctl_jint(j, "shards"));
+    if (json_object_get(j, "overhead_share"))
+        printf("; %.1f%% of the time outside training steps",
+               100 * smltctl_jnum(j, "overhead_share"));
+    printf("\n");
     fmt_usd(cost, sizeof cost, smltctl_jnum(j, "cost_usd"));
     fmt_usd(fn, sizeof fn, smltctl_jnum(ledger, "function_usd"));
     fmt_usd(ps, sizeof ps, smltctl_jnum(ledger, "ps_usd"));

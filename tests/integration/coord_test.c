@@ -124,6 +124,10 @@ int ct_coord_start(struct test_daemon *d, const char *data_dir, const char *cons
     args[n++] = CT_ADMIN;
     args[n++] = "--log-level";
     args[n++] = "warn";
+#if defined(__SANITIZE_ADDRESS__)
+    /* An ASan worker reserves terabytes of shadow address space: RLIMIT_AS would stop it. */
+    args[n++] = "--no-memory-limit";
+#endif
     for (int i = 0; extra && extra[i] && n < 30; i++)
         args[n++] = extra[i];
     args[n] = NULL;
@@ -218,7 +222,8 @@ char *ct_submit(int port, const char *spec, char *err, size_t errlen)
 int ct_job_over(const char *state)
 {
     return !strcmp(state, "succeeded") || !strcmp(state, "failed") ||
-           !strcmp(state, "canceled") || !strcmp(state, "interrupted");
+           !strcmp(state, "canceled") || !strcmp(state, "interrupted") ||
+           !strcmp(state, "stopped");
 }
 
 static double now_s(void)

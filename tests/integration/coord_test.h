@@ -30,7 +30,8 @@ int ct_subset_dataset(char *dir, size_t dirlen, unsigned ntrain, unsigned ntest)
 void ct_rm_rf(const char *dir);
 
 /* Starts smlt-coordinator with --data-dir data_dir and the admin token CT_ADMIN (plus extra
- * args, NULL-terminated, may be NULL). Returns 0 or -1. */
+ * args, NULL-terminated, may be NULL; in a sanitizer build also --no-memory-limit). Returns 0
+ * or -1. */
 int ct_coord_start(struct test_daemon *d, const char *data_dir, const char *const *extra);
 
 /* One HTTP request to 127.0.0.1:port. token: sent as a bearer token (NULL: none). body: sent

@@ -420,10 +420,16 @@ static void up_teardown(void)
     ct_rm_rf(work);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define UP "up", "--no-memory-limit" /* see ct_coord_start() */
+#else
+#define UP "up"
+#endif
+
 START_TEST(up_status_down)
 {
     struct run *r = calloc(1, sizeof *r);
-    CTL(r, "up");
+    CTL(r, UP);
     EXPECT(r, 0);
     ck_assert_ptr_nonnull(strstr(r->out, "/api"));
     ck_assert_ptr_nonnull(strstr(r->out, "coordinator.log"));
@@ -456,7 +462,7 @@ START_TEST(up_status_down)
     /* It is in its own session: smltctl's exit did not take it along. */
     ck_assert_int_eq(getsid(up_pid), up_pid);
 
-    CTL(r, "up");
+    CTL(r, UP);
     EXPECT(r, 0);
     ck_assert_ptr_nonnull(strstr(r->out, "already up"));
     json_t *c2 = json_load_file(cj, 0, &je);
@@ -494,7 +500,7 @@ START_TEST(up_status_down)
     /* A stale cluster.json (its pid gone) does not stop a new `up`; the history is kept. */
     json_object_set_new(c, "pid", json_integer(999999));
     ck_assert_int_eq(json_dump_file(c, cj, 0), 0);
-    CTL(r, "up");
+    CTL(r, UP);
     EXPECT(r, 0);
     c2 = json_load_file(cj, 0, &je);
     up_pid = (pid_t)ct_num(c2, "pid");
