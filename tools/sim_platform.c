@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "coord_ledger.h"
+#include "sim_bo.h"
 #include "sim_platform.h"
 
 /* ---- seeded randomness -------------------------------------------------------------------- */
@@ -545,4 +546,187 @@ void sim_run_adaptive(const struct sim_platform *p, const struct sim_job *j,
     finish(&r);
     result(&r, res);
     sched_free(s);
+}
+
+#define SIM_BO_MAX_CAND 1024
+#define SIM_BO_PROBES 10       /* SMLT profiles for about 10 % of the job; 10 short probes */
+#define SIM_BO_PROBE_STEPS 4   /* as long as each of our profile's probes */
+
+/* ---- the SMLT-style baseline: Bayesian optimisation over whole intervals -------------------- */
+
+/* What the BO scheduler minimises for a configuration measured at step_s, given where the job
+ * is: with a deadline, the cost of the rest; with only a budget, its time; in the log (which
+ * the GP models), plus a steep penalty for projected lateness and overspend. */
+static double bo_objective(const struct sim_platform *p, const struct sim_job *j,
+                           const struct sched_config *c, double step_s, double epochs_left,
+                           double elapsed, double spent, double deadline_s, double budget_usd)
+{
+    double steps = epochs_left * j->samples / ((double)c->workers * j->batch);
+    double t = steps * step_s;
+    double cost = t * ((double)c->workers * c->memory_mb / 1024.0 * p->price_gb_s +
+                       (double)c->shards * p->price_ps_node_hour / 3600.0) +
+                  (double)c->workers * t / p->time_limit_s * p->price_request;
+    double late = deadline_s > 0 ? (elapsed + t) / deadline_s - 1 : 0;
+    double over = budget_usd > 0 ? (spent + cost) / budget_usd - 1 : 0;
+    double f = deadline_s > 0 || budget_usd <= 0 ? cost : t;
+    /* In the log: 10 % late or over adds 10 ln 2 (a factor 1024), so a configuration that
+     * breaks a constraint loses to any that keeps it; growing only logarithmically beyond, so
+     * that hopeless probes (a week late) do not flatten everything else for the GP. */
+    return log(f > 1e-12 ? f : 1e-12) + 10 * log1p(10 * (late > 0 ? late : 0)) +
+           10 * log1p(10 * (over > 0 ? over : 0));
+}
+
+void sim_run_bo(const struct sim_platform *p, const struct sim_job *j,
+                const struct sched_config *start, double deadline_s, double budget_usd,
+                double decide_every, uint64_t seed, struct sim_result *res)
+{
+    struct run r;
+    memset(res, 0, sizeof(*res));
+    run_init(&r, p, j, start, seed ^ 0xb0b0ull);
+    /* The candidates: the fixed grid's workers and shards, every memory option. */
+    static struct sched_config cand[SIM_BO_MAX_CAND];
+    static double cx[SIM_BO_MAX_CAND][SIM_BO_DIM];
+    int nc = 0;
+    double lw = log2((double)p->max_workers), ls = log2((double)p->max_shards);
+    for (uint32_t w = 1;; w *= 2) {
+        uint32_t W = w < p->max_workers ? w : p->max_workers;
+        for (uint32_t sh = 1;; sh *= 2) {
+            uint32_t S = sh < p->max_shards ? sh : p->max_shards;
+            for (uint32_t m = 0; m < j->n_mem && nc < SIM_BO_MAX_CAND; m++) {
+                cand[nc] = (struct sched_config){W, S, j->mem_options[m]};
+                cx[nc][0] = lw > 0 ? log2((double)W) / lw : 0;
+                cx[nc][1] = ls > 0 ? log2((double)S) / ls : 0;
+                cx[nc][2] = j->n_mem > 1 ? (double)m / (j->n_mem - 1) : 0;
+                nc++;
+            }
+            if (S == p->max_shards)
+                break;
+        }
+        if (W == p->max_workers)
+            break;
+    }
+    /* Measured configurations: their last interval's mean step time. */
+    static struct sched_config seen[SIM_BO_MAX_OBS];
+    static double sx[SIM_BO_MAX_OBS][SIM_BO_DIM], step_of[SIM_BO_MAX_OBS], y[SIM_BO_MAX_OBS];
+    int ns = 0, probes = 0;
+    double every = decide_every > 0 && decide_every <= 1 ? decide_every : 1.0;
+    double next_at = r.samples + (double)SIM_BO_PROBE_STEPS * start->workers * j->batch;
+    struct sched_obs o;
+    while (r.samples < r.total_samples) {
+        if (r.samples >= next_at) {
+            take_obs(&r, &o);
+            int k = 0;
+            while (k < ns && !(seen[k].workers == r.c.workers && seen[k].shards == r.c.shards &&
+                               seen[k].memory_mb == r.c.memory_mb))
+                k++;
+            if (k == ns && ns < SIM_BO_MAX_OBS) {
+                seen[ns] = r.c;
+                uint32_t mi = 0;
+                while (mi + 1 < j->n_mem && j->mem_options[mi] < r.c.memory_mb)
+                    mi++;
+                sx[ns][0] = lw > 0 ? log2((double)r.c.workers) / lw : 0;
+                sx[ns][1] = ls > 0 ? log2((double)r.c.shards) / ls : 0;
+                sx[ns][2] = j->n_mem > 1 ? (double)mi / (j->n_mem - 1) : 0;
+                ns++;
+            }
+            if (k < SIM_BO_MAX_OBS)
+                step_of[k] = o.step_s;
+            double left = j->epochs - r.samples / j->samples;
+            for (int i = 0; i < ns; i++)
+                y[i] = bo_objective(p, j, &seen[i], step_of[i], left, r.t, r.spent, deadline_s,
+                                    budget_usd);
+            /* Profiling: SIM_BO_PROBES short probes picked by the lower confidence bound
+             * (exploration); afterwards every decision runs the incumbent: the measured
+             * configuration with the best objective as of now. */
+            int profiling = probes < SIM_BO_PROBES;
+            int pick = -1;
+            if (profiling) {
+                pick = sim_bo_suggest((const double (*)[SIM_BO_DIM])sx, y, ns,
+                                      (const double (*)[SIM_BO_DIM])cx, nc, 0.25, 0.01, 2.0);
+            } else {
+                int inc = 0;
+                for (int i = 1; i < ns; i++)
+                    if (y[i] < y[inc])
+                        inc = i;
+                for (int c = 0; c < nc; c++)
+                    if (cand[c].workers == seen[inc].workers &&
+                        cand[c].shards == seen[inc].shards &&
+                        cand[c].memory_mb == seen[inc].memory_mb)
+                        pick = c;
+            }
+            if (!profiling && probes == SIM_BO_PROBES) {
+                res->profile_s = r.t;
+                probes++;
+            }
+            if (pick >= 0 && (cand[pick].workers != r.c.workers ||
+                              cand[pick].shards != r.c.shards ||
+                              cand[pick].memory_mb != r.c.memory_mb)) {
+                reconfigure(&r, &cand[pick]);
+                if (!profiling)
+                    res->changes++;
+            }
+            if (profiling) {
+                probes++;
+                next_at = r.samples + (double)SIM_BO_PROBE_STEPS * r.c.workers * j->batch;
+            } else {
+                next_at = (floor(r.samples / (every * j->samples)) + 1) * every * j->samples;
+            }
+        }
+        /* The same hard stop as ours: no step unless a step and a half more fit. */
+        if (budget_usd > 0 && r.last_step > 0) {
+            double rate = (double)r.c.workers * r.c.memory_mb / 1024.0 * p->price_gb_s +
+                          (double)r.c.shards * p->price_ps_node_hour / 3600.0;
+            if (r.spent + 2.5 * r.last_step * rate > budget_usd) {
+                res->stopped_budget = 1;
+                break;
+            }
+        }
+        step(&r);
+    }
+    finish(&r);
+    result(&r, res);
+}
+
+/* ---- model accuracy ------------------------------------------------------------------------ */
+
+double sim_mean_step(const struct sim_platform *p, const struct sim_job *j,
+                     const struct sched_config *c, uint64_t seed, uint32_t nsteps)
+{
+    struct run r;
+    run_init(&r, p, j, c, seed ^ 0xacc0ull);
+    double sum = 0;
+    r.total_samples = INFINITY;
+    for (uint32_t i = 0; i < nsteps; i++) {
+        r.epoch = 1; /* no per-epoch network drift: the platform's average */
+        r.net = 1.0;
+        step(&r);
+        sum += r.last_step;
+    }
+    return nsteps ? sum / nsteps : 0;
+}
+
+struct sched *sim_profiled_sched(const struct sim_platform *p, const struct sim_job *j,
+                                 const struct sched_config *start, uint64_t seed)
+{
+    struct sched_job sj;
+    sim_sched_job(p, j, 0, 0, &sj);
+    struct sched *s = sched_new(&sj);
+    if (!s)
+        return NULL;
+    struct run r;
+    run_init(&r, p, j, start, seed ^ 0x5eedull);
+    struct sched_config next;
+    uint32_t nsteps;
+    struct sched_obs o;
+    while (sched_profile_next(s, &r.c, &next, &nsteps)) {
+        if (next.workers != r.c.workers || next.shards != r.c.shards ||
+            next.memory_mb != r.c.memory_mb)
+            reconfigure(&r, &next);
+        take_obs(&r, &o); /* drop the reconfiguration's cold starts from the steps */
+        for (uint32_t i = 0; i < nsteps; i++)
+            step(&r);
+        take_obs(&r, &o);
+        sched_observe(s, &o);
+    }
+    return s;
 }

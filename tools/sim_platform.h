@@ -101,6 +101,25 @@ void sim_run_adaptive(const struct sim_platform *p, const struct sim_job *j,
                       double decide_every, uint64_t seed, sim_trace_fn trace, void *trace_arg,
                       struct sim_result *r);
 
+/* Runs the job under the SMLT-style baseline (sim_bo.h) over the grid's workers and shards
+ * and every memory size: a profile of 10 probes of 4 steps each, each picked by a GP lower
+ * confidence bound (kappa 2) on what was measured so far, then every decide_every epochs the
+ * incumbent: the measured configuration with the best objective as of then. The objective is the projected cost of the
+ * rest (deadline; lateness penalised) or its time (budget; overspend penalised), from the
+ * measured step times and the prices. The same budget hard stop as the adaptive run. */
+void sim_run_bo(const struct sim_platform *p, const struct sim_job *j,
+                const struct sched_config *start, double deadline_s, double budget_usd,
+                double decide_every, uint64_t seed, struct sim_result *r);
+
+/* The platform's mean step time for c (nsteps simulated steps without the per-epoch network
+ * drift): the truth the model's predictions are scored against. */
+double sim_mean_step(const struct sim_platform *p, const struct sim_job *j,
+                     const struct sched_config *c, uint64_t seed, uint32_t nsteps);
+
+/* A scheduler (sched_free() it) that has seen only the profile, run from start. */
+struct sched *sim_profiled_sched(const struct sim_platform *p, const struct sim_job *j,
+                                 const struct sched_config *start, uint64_t seed);
+
 /* The sched_job a coordinator would hand the scheduler for this job on this platform: sizes,
  * bounds, prices and the time limit (public facts), no measured platform parameter. */
 void sim_sched_job(const struct sim_platform *p, const struct sim_job *j, double deadline_s,

@@ -38,7 +38,7 @@ struct scen {
 };
 
 struct opts {
-    int json, verbose, all, model;
+    int json, verbose, all, model, accuracy;
     uint64_t seed;
     const char *job;
     double deadline_s, budget_usd, decide_every;
@@ -48,7 +48,7 @@ struct opts {
 };
 
 struct outcome {
-    struct sim_result ad, bf, mf;
+    struct sim_result ad, bf, mf, bo;
     int bf_idx;
     int t_deadline, t_cost, t_fanout; /* 1 met, 0 missed, -1 not applicable */
 };
@@ -63,30 +63,43 @@ static void usage(FILE *f)
             "  --job NAME             resnet50 (25.6 M params, 1.28 M samples) | bert-small (66 M)\n"
             "  --params N --samples N --flops-per-sample X --epochs E --batch B\n"
             "                         a job of your own (or overrides of the named one)\n"
-            "  --deadline T           seconds, or with a suffix: 90m, 2h\n"
+            "  --deadline T           seconds, or with units: 90m, 2h, 1h30m\n"
             "  --budget USD           a hard budget\n"
             "  --start W,S,MB         the configuration the adaptive run starts from [4,2,default]\n"
             "  --decide-every E       epochs between decisions, in (0, 1] [0.25]\n"
             "  --seed N               noise seed [1]\n"
             "  --json                 one JSON object per line per scenario and configuration\n"
             "  -v, --verbose          with --all: also every adaptive schedule\n"
-            "  --model                with each decision, the fitted model (sched_describe)\n");
+            "  --model                with each decision, the fitted model (sched_describe)\n"
+            "  --accuracy             how well the model predicts every grid configuration at\n"
+            "                         every memory size after the profile alone, per job\n");
 }
 
+/* "5400", "90m", "1h30m", "2h", "45s": seconds, or -1. */
 static double parse_time(const char *s)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || !(v > 0))
-        return -1;
-    if (*end == 'h')
-        v *= 3600, end++;
-    else if (*end == 'm')
-        v *= 60, end++;
-    else if (*end == 's')
-        end++;
-    return *end ? -1 : v;
+    double total = 0;
+    int parts = 0;
+    while (*s) {
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (errno || end == s || !(v >= 0))
+            return -1;
+        double unit = 1;
+        if (*end == 'h')
+            unit = 3600, end++;
+        else if (*end == 'm')
+            unit = 60, end++;
+        else if (*end == 's')
+            end++;
+        else if (*end)
+            return -1;
+        total += v * unit;
+        parts++;
+        s = end;
+    }
+    return parts && total > 0 ? total : -1;
 }
 
 static void fmt_t(char *b, size_t n, double s)
@@ -235,6 +248,7 @@ static void run_scenario(const struct sim_platform *p, const struct sim_job *j,
     }
     sim_run_adaptive(p, j, &start, sc->deadline_s, sc->budget_usd, o->decide_every, o->seed,
                      on_trace, &tc, &out->ad);
+    sim_run_bo(p, j, &start, sc->deadline_s, sc->budget_usd, o->decide_every, o->seed, &out->bo);
     out->bf_idx = best_fixed(g, sc);
     int mf = g->n - 1; /* the grid ends with (max workers, max shards) */
     out->mf = g->r[mf];
@@ -260,6 +274,7 @@ static void run_scenario(const struct sim_platform *p, const struct sim_job *j,
         if (out->bf_idx >= 0)
             json_line(j->name, sc, "best_fixed", &g->c[out->bf_idx], &out->bf);
         json_line(j->name, sc, "max_fanout", &g->c[mf], &out->mf);
+        json_line(j->name, sc, "smlt_bo", &out->bo.final, &out->bo);
         return;
     }
     if (!tc.print)
@@ -274,6 +289,7 @@ static void run_scenario(const struct sim_platform *p, const struct sim_job *j,
     else
         printf("  best fixed  none of the grid qualifies\n");
     print_result("max fan-out", &g->c[mf], &out->mf, sc);
+    print_result("SMLT-BO", &out->bo.final, &out->bo, sc);
 }
 
 static void print_grid(const struct sim_job *j, const struct grid *g, const struct sim_platform *p)
@@ -337,9 +353,10 @@ static int make_scenarios(const struct grid *g, struct scen *sc)
 static void print_summary_head(void)
 {
     printf("\n| job | scenario | deadline | budget | adaptive: finish, cost | best fixed (W x S): "
-           "finish, cost | max fan-out: finish, cost | adaptive / best | fan-out / adaptive | "
-           "fan-out / best fixed | deadline met | within 15%% | 2x cheaper |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "finish, cost | max fan-out: finish, cost | SMLT-style BO: finish, cost | "
+           "adaptive / best | fan-out / adaptive | fan-out / best fixed | deadline met | "
+           "within 15%% | 2x cheaper |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
 }
 
 static void print_summary_row(const struct sim_job *j, const struct grid *g, const struct scen *sc,
@@ -365,11 +382,16 @@ static void print_summary_row(const struct sim_job *j, const struct grid *g, con
     char bound[16] = "-";
     if (o->bf_idx >= 0)
         snprintf(bound, sizeof(bound), "%.2f", o->mf.cost_usd / o->bf.cost_usd);
-    printf("| %s | %s | %s | %s | %s, $%.2f%s%s | %s | %s, $%.2f | %s | %.2f | %s | %s | %s | %s "
-           "|\n",
+    char bo[64], bot[32];
+    fmt_t(bot, sizeof(bot), o->bo.finish_s);
+    snprintf(bo, sizeof(bo), "%s, $%.2f%s%s", bot, o->bo.cost_usd,
+             sc->deadline_s > 0 && !met_deadline(&o->bo, sc) ? " (late)" : "",
+             o->bo.completed ? "" : " (stopped)");
+    printf("| %s | %s | %s | %s | %s, $%.2f%s%s | %s | %s, $%.2f | %s | %s | %.2f | %s | %s | %s "
+           "| %s |\n",
            j->name, sc->name, d, b, at, o->ad.cost_usd,
            sc->deadline_s > 0 && !met_deadline(&o->ad, sc) ? " (late)" : "",
-           o->ad.completed ? "" : " (stopped)", bf, mt, o->mf.cost_usd, ratio,
+           o->ad.completed ? "" : " (stopped)", bf, mt, o->mf.cost_usd, bo, ratio,
            o->mf.cost_usd / o->ad.cost_usd, bound, mark(o->t_deadline), mark(o->t_cost),
            mark(o->t_fanout));
 }
@@ -387,6 +409,54 @@ static int apply_overrides(const struct opts *o, struct sim_job *j)
     if (o->batch > 0)
         j->batch = o->batch;
     return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* After the three-probe profile only: the model's step-time error over the whole grid (every
+ * W, S and memory size), against the platform's mean step. */
+static void accuracy(const struct sim_platform *p, const struct sim_job *j,
+                     const struct opts *o)
+{
+    struct sched_config start = o->start;
+    if (start.memory_mb == 0)
+        start.memory_mb = j->mem_default;
+    struct sched *s = sim_profiled_sched(p, j, &start, o->seed);
+    if (!s)
+        return;
+    static double err[4096];
+    int n = 0, within10 = 0;
+    for (uint32_t w = 1;; w *= 2) {
+        uint32_t W = w < p->max_workers ? w : p->max_workers;
+        for (uint32_t sh = 1;; sh *= 2) {
+            uint32_t S = sh < p->max_shards ? sh : p->max_shards;
+            for (uint32_t m = 0; m < j->n_mem && n < 4096; m++) {
+                struct sched_config c = {W, S, j->mem_options[m]};
+                double truth = sim_mean_step(p, j, &c, o->seed, 200);
+                double pred = sched_predict_step(s, &c, NULL, NULL);
+                err[n] = fabs(pred - truth) / truth;
+                within10 += err[n] <= 0.10;
+                n++;
+            }
+            if (S == p->max_shards)
+                break;
+        }
+        if (W == p->max_workers)
+            break;
+    }
+    qsort(err, (size_t)n, sizeof(err[0]), cmp_double);
+    char desc[768];
+    sched_describe(s, desc, sizeof(desc));
+    printf("%s: after a profile of %u configurations (12 steps), step-time error over %d "
+           "configurations: median %.1f%%, 90th percentile %.1f%%, max %.1f%%; within 10%%: %d\n"
+           "  %s\n",
+           j->name, sched_n_configs(s), n, 100 * err[n / 2], 100 * err[(n * 9) / 10],
+           100 * err[n - 1], within10, desc);
+    sched_free(s);
 }
 
 int main(int argc, char **argv)
@@ -418,6 +488,8 @@ int main(int argc, char **argv)
             o.verbose = 1;
         } else if (!strcmp(a, "--model")) {
             o.model = 1;
+        } else if (!strcmp(a, "--accuracy")) {
+            o.accuracy = 1;
         } else if (!strcmp(a, "--job")) {
             NEED();
             o.job = v;
@@ -494,6 +566,17 @@ int main(int argc, char **argv)
     }
     static struct grid g;
     struct sim_job j;
+    if (o.accuracy) {
+        static const char *names[] = {"resnet50", "bert-small"};
+        for (int k = 0; k < 2; k++) {
+            if (o.job && strcmp(o.job, names[k]))
+                continue;
+            sim_job_named(names[k], &j);
+            apply_overrides(&o, &j);
+            accuracy(&p, &j, &o);
+        }
+        return 0;
+    }
     if (!o.all) {
         const char *name = o.job ? o.job : "resnet50";
         if (sim_job_named(name, &j) != 0) {
@@ -525,6 +608,8 @@ int main(int argc, char **argv)
     static struct grid grids[2];
     int nsc[2];
     int n_t[3] = {0}, met_t[3] = {0}, fanout_unreachable = 0;
+    int bo_n = 0, bo_worse = 0, bo_missed = 0, ad_missed = 0, bo_total = 0, bo_stopped = 0;
+    double bo_ratio_sum = 0;
     for (int ji = 0; ji < 2; ji++) {
         struct sim_job jj;
         sim_job_named(jobs[ji], &jj);
@@ -542,6 +627,23 @@ int main(int argc, char **argv)
                     n_t[q]++;
                     met_t[q] += t[q];
                 }
+            /* Against the SMLT-style BO: the deadline (where anything could meet it) and the
+             * cost (deadline scenarios) or time (budget only). */
+            const struct scen *sc = &scs[ji][k];
+            if (oc->bf_idx >= 0 && sc->deadline_s > 0 && met_deadline(&oc->bf, sc)) {
+                bo_missed += !met_deadline(&oc->bo, sc);
+                ad_missed += !met_deadline(&oc->ad, sc);
+            }
+            double ra = sc->deadline_s > 0 || sc->budget_usd <= 0
+                            ? oc->bo.cost_usd / oc->ad.cost_usd
+                            : oc->bo.finish_s / oc->ad.finish_s;
+            if (oc->bo.completed) {
+                bo_n++;
+                bo_ratio_sum += ra;
+            }
+            bo_worse += ra > 1.0 || !oc->bo.completed;
+            bo_total++;
+            bo_stopped += !oc->bo.completed;
             /* A 2x miss no fixed configuration in hindsight could have avoided either. */
             if (oc->t_fanout == 0 && oc->bf_idx >= 0 && oc->mf.cost_usd < 2 * oc->bf.cost_usd)
                 fanout_unreachable++;
@@ -563,6 +665,12 @@ int main(int argc, char **argv)
            "within 15%% of the best fixed configuration (cost, or time with only a budget): "
            "%d of %d; at least 2x cheaper than max fan-out: %d of %d",
            met_t[0], n_t[0], met_t[1], n_t[1], met_t[2], n_t[2]);
+    printf("\nSMLT-style BO on the same platform: worse than adaptive in %d of %d scenarios; "
+           "stopped by the budget before the end in %d; where it finished, BO/adaptive cost "
+           "(or time with only a budget) %.2f on average; deadlines missed where the best "
+           "fixed configuration meets them: BO %d, adaptive %d\n",
+           bo_worse, bo_total, bo_stopped, bo_n ? bo_ratio_sum / bo_n : 0.0, bo_missed,
+           ad_missed);
     if (n_t[2] > met_t[2])
         printf(" (in %d of the %d misses even the best fixed configuration is not 2x cheaper "
                "than max fan-out)", fanout_unreachable, n_t[2] - met_t[2]);
