@@ -9,6 +9,7 @@
  *   best_fixed   the grid's best in hindsight: the cheapest that met the deadline (and the
  *                budget), or with only a budget the fastest within it
  *   max_fanout   the naive choice: the most workers and the most shards
+ *   smlt_bo      an SMLT-style Bayesian-optimisation scheduler (sim_bo.h), for comparison
  * and checks the targets: the deadline met whenever the best fixed configuration meets it, cost
  * within 15 % of the best fixed configuration's (with only a budget: finish time within 15 %),
  * and at least 2x cheaper than max fan-out.
@@ -59,7 +60,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: smlt-sim [options]\n"
             "Runs the adaptive scheduler against a simulated serverless platform and compares it\n"
-            "with fixed configurations, the best fixed one in hindsight and max fan-out.\n\n"
+            "with fixed configurations, the best fixed one in hindsight, max fan-out and an\n"
+            "SMLT-style Bayesian-optimisation scheduler (docs/SCHEDULER.md).\n\n"
             "  --all                  several scenarios for both jobs and a summary (default)\n"
             "  --job NAME             resnet50 (25.6 M params, 1.28 M samples) | bert-small (66 M)\n"
             "  --params N --samples N --flops-per-sample X --epochs E --batch B\n"
