@@ -255,7 +255,7 @@ static void describe_measurement(const struct sched *s, const struct sched_state
     struct sched_config c = {o->workers, o->shards, o->memory_mb};
     fmt_cfg(cfg, sizeof(cfg), &c);
     fmt_dur(took, sizeof(took), (double)o->steps * o->step_s);
-    if (s->n_decisions == 0)
+    if (s->n_decisions == 0 && st->epochs_done < 0.5)
         put(buf, len, "profiling: %llu steps at %s took %s (step %.3f s: compute %.3f, "
                  "wait %.3f, comm %.3f)", (unsigned long long)o->steps, cfg, took, o->step_s,
                  o->compute_s, wait, comm);
