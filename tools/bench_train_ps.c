@@ -236,10 +236,12 @@ struct acc_opts {
     float lr, momentum, lr_decay;
     int decay_mlp, decay_cnn;   /* epochs between decays; 0: constant rate */
     float target_mlp, target_cnn;
-    int eval_every;
+    int eval_every_mlp, eval_every_cnn;
+    int eval_every;               /* the current model's */
     uint64_t seed;
     const char *data, *python, *script;
     int json, torch, keep_logs;
+    int rounds;
 };
 
 static void acc_usage(FILE *f)
@@ -254,14 +256,17 @@ static void acc_usage(FILE *f)
             "  --workers N             worker processes / DDP ranks (default 2)\n"
             "  --shards N[,N...]       shard counts to run, one run each (default 2)\n"
             "  --batch N               batch per worker (default 64; global = workers x batch)\n"
-            "  --epochs N              epochs (default mlp 8, cnn 12; both if given)\n"
+            "  --epochs N              epochs (default mlp 8, cnn 15; both if given)\n"
             "  --lr X --momentum M     SGD with momentum (default 0.05, 0.9)\n"
             "  --lr-decay-epochs N     multiply the rate by --lr-decay every N epochs (default\n"
-            "                          mlp 4, cnn 6; 0: constant)\n"
+            "                          mlp 4, cnn 8; 0: constant)\n"
             "  --lr-decay F            (default 0.1)\n"
             "  --target A              accuracy to time (default mlp 0.88, cnn 0.90)\n"
-            "  --eval-every N          evaluate every N steps on both sides (default 50)\n"
+            "  --eval-every N          evaluate every N steps on both sides (default mlp 50,\n"
+            "                          cnn 100)\n"
             "  --seed S                (default 1)\n"
+            "  --rounds N              repeat everything N times, each round with its own DDP\n"
+            "                          run and ratio (default 1)\n"
             "  --data DIR              Fashion-MNIST (default /usr/share/datasets/fashion-mnist)\n"
             "  --no-torch              skip the DDP peer\n"
             "  --ddp-script PATH       the peer (default tools/peer_torch_ddp_fmnist.py)\n"
@@ -308,19 +313,21 @@ static int acc_parse(int argc, char **argv, struct acc_opts *o)
     o->nshards = 1;
     o->batch = 64;
     o->epochs_mlp = 8;
-    o->epochs_cnn = 12;
+    o->epochs_cnn = 15;
     o->lr = 0.05f;
     o->momentum = 0.9f;
     o->lr_decay = 0.1f;
     o->decay_mlp = 4;
-    o->decay_cnn = 6;
+    o->decay_cnn = 8;
     o->target_mlp = 0.88f;
     o->target_cnn = 0.90f;
-    o->eval_every = 50;
+    o->eval_every_mlp = 50;
+    o->eval_every_cnn = 100;
     o->seed = 1;
     o->data = "/usr/share/datasets/fashion-mnist";
     o->python = "/usr/bin/python3";
     o->torch = 1;
+    o->rounds = 1;
     for (int i = 1; i < argc; i++) {
         char key[64];
         const char *a = argv[i], *val = NULL, *eq = strchr(a, '=');
@@ -352,7 +359,7 @@ static int acc_parse(int argc, char **argv, struct acc_opts *o)
         static const char *valued[] = {
             "--model", "--mlp-spec", "--cnn-spec", "--workers", "--shards", "--batch",
             "--epochs", "--lr", "--momentum", "--lr-decay-epochs", "--lr-decay", "--target",
-            "--eval-every", "--seed", "--data", "--ddp-script", "--python"};
+            "--eval-every", "--seed", "--data", "--ddp-script", "--python", "--rounds"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++)
             known |= !strcmp(key, valued[k]);
@@ -416,10 +423,13 @@ static int acc_parse(int argc, char **argv, struct acc_opts *o)
             rc = parse_float(key, val, 0.0f, 1.0f, &f);
             o->target_mlp = o->target_cnn = f;
         } else if (!strcmp(key, "--eval-every")) {
-            rc = parse_int(key, val, 1, 1 << 24, &o->eval_every);
+            rc = parse_int(key, val, 1, 1 << 24, &o->eval_every_mlp);
+            o->eval_every_cnn = o->eval_every_mlp;
         } else if (!strcmp(key, "--seed")) {
             rc = parse_int(key, val, 0, INT_MAX, &v);
             o->seed = (uint64_t)v;
+        } else if (!strcmp(key, "--rounds")) {
+            rc = parse_int(key, val, 1, 20, &o->rounds);
         } else if (!strcmp(key, "--data")) {
             o->data = val;
         } else if (!strcmp(key, "--ddp-script")) {
@@ -725,8 +735,8 @@ static void print_num(const char *key, double v, int valid, int last)
 }
 
 static void acc_print(const struct acc_opts *o, const char *name, const char *spec, int epochs,
-                      int decay_epochs, double target, int nshards, const struct acc_result *r,
-                      const struct ddp_result *p)
+                      int decay_epochs, double target, int nshards, int rnd,
+                      const struct acc_result *r, const struct ddp_result *p)
 {
     const int hit = r->time_to >= 0, phit = p->ok && p->time_to >= 0;
     const double sps = r->train_s > 0 ? (double)r->samples * o->workers / r->train_s : 0;
@@ -737,10 +747,10 @@ static void acc_print(const struct acc_opts *o, const char *name, const char *sp
         printf("{\"mode\":\"accuracy\",\"model\":\"%s\",\"spec\":\"%s\",\"workers\":%d,"
                "\"shards\":%d,\"sync\":\"bsp\",\"batch\":%d,\"global_batch\":%d,\"epochs\":%d,"
                "\"optim\":\"momentum\",\"lr\":%g,\"momentum\":%g,\"lr_decay_epochs\":%d,"
-               "\"lr_decay\":%g,\"eval_every\":%d,\"target\":%.4g,",
+               "\"lr_decay\":%g,\"eval_every\":%d,\"target\":%.4g,\"round\":%d,",
                name, spec, o->workers, nshards, o->batch, o->batch * o->workers, epochs,
                (double)o->lr, (double)o->momentum, decay_epochs, (double)o->lr_decay,
-               o->eval_every, target);
+               o->eval_every, target, rnd);
         printf("\"test_accuracy\":%.4f,\"best_test_accuracy\":%.4f,", r->acc, r->best);
         print_num("time_to_target_s", r->time_to, hit, 0);
         print_num(tkey, r->time_to, hit, 0);
@@ -802,9 +812,10 @@ int bench_train_accuracy_main(int argc, char **argv)
     openblas_set_num_threads(1);
     if (!o.json)
         printf("smlt-bench train --accuracy: BSP, %d smlt-worker processes x batch %d, momentum "
-               "SGD lr %g momentum %g, decay x%g every N epochs; evaluation every %d steps\n",
+               "SGD lr %g momentum %g, x%g every %d (mlp) / %d (cnn) epochs; evaluation every "
+               "%d / %d steps, training clocks stopped around it\n",
                o.workers, o.batch, (double)o.lr, (double)o.momentum, (double)o.lr_decay,
-               o.eval_every);
+               o.decay_mlp, o.decay_cnn, o.eval_every_mlp, o.eval_every_cnn);
     int failed = 0;
     for (int m = 0; m < 2; m++) {
         if (!(m == 0 ? o.do_mlp : o.do_cnn))
@@ -814,23 +825,26 @@ int bench_train_accuracy_main(int argc, char **argv)
         int epochs = m == 0 ? o.epochs_mlp : o.epochs_cnn;
         int decay = m == 0 ? o.decay_mlp : o.decay_cnn;
         double target = m == 0 ? o.target_mlp : o.target_cnn;
-        struct ddp_result p = {0};
-        int have_ddp = 0;
-        for (int k = 0; k < o.nshards; k++) {
-            struct acc_result r;
-            if (run_ours(&o, spec, epochs, decay, target, o.shards[k], &r) != 0) {
-                failed = 1;
-                continue;
-            }
-            /* The peer runs once per model, right after our first run. */
-            if (script && !have_ddp) {
-                have_ddp = 1;
-                if (run_ddp(&o, script, name, epochs, decay, target, &p) != 0)
+        o.eval_every = m == 0 ? o.eval_every_mlp : o.eval_every_cnn;
+        for (int round = 0; round < o.rounds; round++) {
+            struct ddp_result p = {0};
+            int have_ddp = 0;
+            for (int k = 0; k < o.nshards; k++) {
+                struct acc_result r;
+                if (run_ours(&o, spec, epochs, decay, target, o.shards[k], &r) != 0) {
+                    failed = 1;
+                    continue;
+                }
+                /* The peer runs once per model and round, right after our first run. */
+                if (script && !have_ddp) {
+                    have_ddp = 1;
+                    if (run_ddp(&o, script, name, epochs, decay, target, &p) != 0)
+                        failed = 1;
+                }
+                acc_print(&o, name, spec, epochs, decay, target, o.shards[k], round, &r, &p);
+                if (r.best < target)
                     failed = 1;
             }
-            acc_print(&o, name, spec, epochs, decay, target, o.shards[k], &r, &p);
-            if (r.best < target)
-                failed = 1;
         }
     }
     return failed;
