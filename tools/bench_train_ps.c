@@ -572,16 +572,30 @@ static int run_ours(const struct acc_opts *o, const char *spec, int epochs, int 
             goto out;
         }
     }
-    for (int r = 0; r < o->workers; r++) {
-        int st = 0;
-        if (waitpid(pid[r], &st, 0) != pid[r] || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            char log[128];
-            snprintf(log, sizeof log, "%s/worker%d.log", d.path, r);
-            log_error("smlt-worker rank %d failed", r);
-            dump_file(log);
-            rc = SMLT_EINTERNAL;
+    /* Reap the ranks as they end; when one fails, the others would only wait for it at the
+     * next barrier until their calls time out: stop them (below, by pid). */
+    for (int left = o->workers; left > 0 && rc == 0;) {
+        int progressed = 0;
+        for (int r = 0; r < o->workers && rc == 0; r++) {
+            int st = 0;
+            if (pid[r] <= 0)
+                continue;
+            pid_t got = waitpid(pid[r], &st, WNOHANG);
+            if (got == 0)
+                continue;
+            pid[r] = 0;
+            left--;
+            progressed = 1;
+            if (got < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                char log[128];
+                snprintf(log, sizeof log, "%s/worker%d.log", d.path, r);
+                log_error("smlt-worker rank %d failed", r);
+                dump_file(log);
+                rc = SMLT_EINTERNAL;
+            }
         }
-        pid[r] = 0;
+        if (!progressed)
+            usleep(20000);
     }
     if (rc)
         goto out;
