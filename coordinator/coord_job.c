@@ -410,8 +410,10 @@ static void on_inv_end(uint64_t inv, const struct coord_inv_result *res, void *a
         return;
     }
     if (j->stopping) {
-        /* Asked to stop (target reached, cancel): this rank is done. */
+        /* Stopping (target reached, budget): this rank is done, and so are those already
+         * parked at the boundary (job_boundary() finishes them). */
         r->finished = 1;
+        job_boundary(j);
         job_check_done(j);
         return;
     }

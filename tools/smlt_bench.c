@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_invoke.h"
 #include "bench_ps.h"
 #ifdef SMLT_HAVE_BENCH_TRAIN
 #include "bench_train.h"
@@ -13,6 +14,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: smlt-bench COMMAND [options]\n\n"
                "  ps      parameter-server sync: push+pull through smlt-ps shards, vs Redis and raw TCP\n"
+               "  invoke  function invocation overhead: cold vs warm starts, time outside training\n"
 #ifdef SMLT_HAVE_BENCH_TRAIN
                "  train   training throughput (samples/s) of the models vs PyTorch\n"
 #endif
@@ -28,6 +30,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "ps"))
         return bench_ps_main(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "invoke"))
+        return bench_invoke_main(argc - 1, argv + 1);
 #ifdef SMLT_HAVE_BENCH_TRAIN
     if (!strcmp(argv[1], "train"))
         return bench_train_main(argc - 1, argv + 1);
