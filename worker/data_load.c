@@ -271,7 +271,7 @@ int data_load_idx(const char *images_path, const char *labels_path,
     if (whole && (rc = expect_eof(fi, images_path, hdr_i + total, err, errlen)) < 0)
         goto out;
     /* Only now, with every byte in hand, the float arrays. */
-    x = malloc(sizeof(float) * (total ? total : 1));
+    x = data_set_alloc(sizeof(float) * (total ? total : 1));
     y = malloc(sizeof(int32_t) * (n ? n : 1));
     if (!x || !y) {
         rc = SMLT_ENOMEM;
@@ -804,7 +804,10 @@ int data_load_libsvm(const char *path, const struct data_load_opts *oin, struct 
         goto out;
     }
     r.n = r.cap = sp.n;
-    r.x = calloc(sp.n * r.dim, sizeof(float));
+    size_t xbytes = sizeof(float) * (sp.n * (size_t)r.dim > 0 ? sp.n * (size_t)r.dim : 1);
+    r.x = data_set_alloc(xbytes);
+    if (r.x)
+        memset(r.x, 0, xbytes);
     r.y = malloc(sizeof(int32_t) * sp.n);
     if (!r.x || !r.y) {
         set_err(err, errlen, "%s: out of memory for %zu x %zu floats", path, sp.n, r.dim);

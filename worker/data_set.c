@@ -7,6 +7,7 @@
 #include "data_set.h"
 
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 
 #include "smlt_error.h"
@@ -57,7 +58,10 @@ struct data_set *data_set_new(size_t n, int dim, int num_classes)
 {
     if (!sizes_ok(n, dim, num_classes))
         return NULL;
-    float *x = calloc(n ? n * (size_t)dim : 1, sizeof(float));
+    size_t xbytes = sizeof(float) * (n ? n * (size_t)dim : 1);
+    float *x = data_set_alloc(xbytes);
+    if (x)
+        memset(x, 0, xbytes);
     int32_t *y = calloc(n ? n : 1, sizeof(int32_t));
     if (!x || !y) {
         free(x);
@@ -65,6 +69,20 @@ struct data_set *data_set_new(size_t n, int dim, int num_classes)
         return NULL;
     }
     return data_set_wrap(n, dim, num_classes, x, y);
+}
+
+void *data_set_alloc(size_t n)
+{
+    const size_t huge = 2u << 20;
+    if (n < 4 * huge)
+        return malloc(n ? n : 1);
+    void *p = NULL;
+    if (posix_memalign(&p, huge, (n + huge - 1) / huge * huge) != 0)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, (n + huge - 1) / huge * huge, MADV_HUGEPAGE);
+#endif
+    return p;
 }
 
 void data_set_free(struct data_set *ds)

@@ -16,6 +16,7 @@
 struct worker {
     char *data_src;
     struct data_set *train, *test;
+    int test_loaded;         /* the test split was asked for (test may still be NULL: none) */
     char *model_spec;
     int batch;
     struct nn_model *m;
@@ -120,22 +121,25 @@ static int local_file(const char *path, const char *cache_dir, char *out, size_t
 int worker_load_data(const char *source, const char *cache_dir, struct data_set **train,
                      struct data_set **test, char *err, size_t errlen)
 {
-    *train = *test = NULL;
+    if (train)
+        *train = NULL;
+    if (test)
+        *test = NULL;
     if (!source || !source[0]) {
         snprintf(err, errlen, "no dataset given");
         return SMLT_EINVAL;
     }
     int csv = !strncmp(source, "csv:", 4), svm = !strncmp(source, "libsvm:", 7);
     if (!csv && !svm) {
-        int rc = data_fetch_idx(source, "train", cache_dir, NULL, train, err, errlen);
-        if (rc)
+        int rc = train ? data_fetch_idx(source, "train", cache_dir, NULL, train, err, errlen) : 0;
+        if (rc || !test)
             return rc;
         rc = data_fetch_idx(source, "t10k", cache_dir, NULL, test, err, errlen);
         if (rc == SMLT_ENOTFOUND) {
             *test = NULL; /* a source without a test split: no evaluation */
             return 0;
         }
-        if (rc) {
+        if (rc && train) {
             data_set_free(*train);
             *train = NULL;
         }
@@ -148,23 +152,31 @@ int worker_load_data(const char *source, const char *cache_dir, struct data_set 
         *comma = '\0';
     struct data_load_opts o;
     data_load_opts_init(&o);
+    struct data_set *tr = NULL;
     int rc = local_file(list, cache_dir, files[0], sizeof files[0], err, errlen);
     if (!rc)
-        rc = csv ? data_load_csv(files[0], &o, train, err, errlen)
-                 : data_load_libsvm(files[0], &o, train, err, errlen);
-    if (rc || !comma)
+        rc = csv ? data_load_csv(files[0], &o, &tr, err, errlen)
+                 : data_load_libsvm(files[0], &o, &tr, err, errlen);
+    if (rc || !comma || !test) {
+        if (train)
+            *train = tr;
+        else
+            data_set_free(tr);
         return rc;
+    }
     /* The test file must match the training set's shape. */
-    o.dim = data_set_dim(*train);
-    o.num_classes = data_set_num_classes(*train);
+    o.dim = data_set_dim(tr);
+    o.num_classes = data_set_num_classes(tr);
     rc = local_file(comma + 1, cache_dir, files[1], sizeof files[1], err, errlen);
     if (!rc)
         rc = csv ? data_load_csv(files[1], &o, test, err, errlen)
                  : data_load_libsvm(files[1], &o, test, err, errlen);
-    if (rc) {
-        data_set_free(*train);
-        *train = NULL;
+    if (rc || !train) {
+        data_set_free(tr);
+        tr = NULL;
     }
+    if (train)
+        *train = tr;
     return rc;
 }
 
@@ -244,15 +256,27 @@ static int prepare(struct worker *w, const struct worker_task *t, struct worker_
         data_set_free(w->train);
         data_set_free(w->test);
         w->train = w->test = NULL;
+        w->test_loaded = 0;
         data_set_iter_free(w->it);
         w->it = NULL;
         r->cold = 1;
-        rc = worker_load_data(t->data, t->cache_dir, &w->train, &w->test, err, sizeof err);
+        /* The test split only where this task evaluates (rank 0): the others skip it. */
+        rc = worker_load_data(t->data, t->cache_dir, &w->train, t->evaluate ? &w->test : NULL,
+                              err, sizeof err);
         if (rc) {
             rep_err(r, rc, "dataset %s: %s", t->data, err);
             return rc;
         }
+        w->test_loaded = t->evaluate;
         set_str(&w->data_src, t->data);
+    }
+    if (t->evaluate && !w->test_loaded) {
+        rc = worker_load_data(t->data, t->cache_dir, NULL, &w->test, err, sizeof err);
+        if (rc) {
+            rep_err(r, rc, "dataset %s: %s", t->data, err);
+            return rc;
+        }
+        w->test_loaded = 1;
     }
     if (!w->m || !streq(w->model_spec, t->model) || w->batch != t->batch) {
         nn_model_free(w->m);

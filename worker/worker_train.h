@@ -114,7 +114,8 @@ const struct data_set *worker_test_set(const struct worker *w);
 uint64_t worker_steps_per_epoch(size_t n, uint32_t workers, int batch);
 
 /* Loads a dataset source (as worker_task.data) into train and test sets (test may come back
- * NULL when the source has none). Returns 0 or a negative code with a message in err. */
+ * NULL when the source has none). Either pointer may be NULL to skip that split. Returns 0 or
+ * a negative code with a message in err. */
 int worker_load_data(const char *source, const char *cache_dir, struct data_set **train,
                      struct data_set **test, char *err, size_t errlen);
 
