@@ -494,8 +494,9 @@ static void print_job(const json_t *j)
             }
             fmt_duration(a, sizeof a, smltctl_jnum(e, "elapsed_s"));
             fmt_usd(b, sizeof b, smltctl_jnum(e, "cost_usd"));
+            /* Numbered from 1, as `watch` and the "epoch" count of the job say it. */
             printf("               %5lld %7lld %8s %8.4f %8.4f %7.2fs %11s\n",
-                   smltctl_jint(e, "epoch"), smltctl_jint(e, "step"), a,
+                   smltctl_jint(e, "epoch") + 1, smltctl_jint(e, "step"), a,
                    smltctl_jnum(e, "test_accuracy"), smltctl_jnum(e, "train_loss"),
                    smltctl_jnum(e, "comm_s"), b);
         }
@@ -671,8 +672,8 @@ static void print_news(struct watch_state *w, const json_t *j)
         char t[32], cost[32];
         fmt_duration(t, sizeof t, smltctl_jnum(e, "elapsed_s"));
         fmt_usd(cost, sizeof cost, smltctl_jnum(e, "cost_usd"));
-        printf("epoch %lld done at %s: test accuracy %.4f, train loss %.4f, epoch %.1f s "
-               "(compute %.2f s, comm %.2f s per worker), spend %s\n",
+        printf("epoch %lld done at %s: test accuracy %.4f, train loss %.4f, took %.1f s "
+               "(%.2f s compute, %.2f s comm a worker), %s\n",
                smltctl_jint(e, "epoch") + 1, t, smltctl_jnum(e, "test_accuracy"),
                smltctl_jnum(e, "train_loss"), smltctl_jnum(e, "epoch_time_s"),
                smltctl_jnum(e, "compute_s"), smltctl_jnum(e, "comm_s"), cost);

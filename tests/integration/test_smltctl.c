@@ -10,10 +10,12 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pty.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -340,6 +342,74 @@ START_TEST(jobs_through_smltctl)
 }
 END_TEST
 
+/* watch on a terminal: the two progress lines are redrawn in place, then the summary. */
+START_TEST(watch_on_a_terminal)
+{
+    char spec[512], err[512];
+    snprintf(spec, sizeof spec,
+             "{\"model\": \"mlp:784-256-128-10\", \"dataset\": \"%s\", \"epochs\": 3, "
+             "\"workers\": 2, \"shards\": 1, \"batch_size\": 16}", dataset);
+    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    int master = -1;
+    struct winsize ws = {.ws_row = 24, .ws_col = 120};
+    pid_t pid = forkpty(&master, NULL, NULL, &ws);
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGALRM, SIG_DFL);
+        alarm(240);
+        setenv("SMLT_HOME", home, 1);
+        execl(test_bin("smltctl"), "smltctl", "--url", url, "watch", id, "--interval", "0.1",
+              (char *)NULL);
+        _exit(121);
+    }
+    size_t cap = 1 << 20, n = 0;
+    char *out = malloc(cap);
+    for (;;) {
+        ssize_t k = read(master, out + n, cap - 1 - n);
+        if (k <= 0)
+            break; /* EIO once the child has exited and the pty is closed */
+        n += (size_t)k;
+        if (n >= cap - 1)
+            break;
+    }
+    out[n] = '\0';
+    close(master);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "watch on a pty: status %d\n%s", st, out);
+    ck_assert_ptr_nonnull(strstr(out, "\033[1A"));  /* redrawn in place */
+    ck_assert_ptr_nonnull(strstr(out, "\033[2K"));
+    ck_assert_ptr_nonnull(strstr(out, "epoch 3 done"));
+    char done[64];
+    snprintf(done, sizeof done, "%s succeeded", id);
+    ck_assert_ptr_nonnull(strstr(out, done));
+    /* The progress lines fit the terminal (a wrapped line would break the redraw). */
+    size_t widest = 0;
+    char line[1024];
+    size_t col = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i == n || out[i] == '\n' || out[i] == '\r') {
+            line[col] = '\0';
+            if ((!strncmp(line, id, strlen(id)) && line[strlen(id)] == ' ') ||
+                !strncmp(line, "  loss ", 7))
+                widest = col > widest ? col : widest;
+            col = 0;
+        } else if (out[i] == '\033') {
+            while (i < n && !((out[i] >= 'A' && out[i] <= 'Z') || (out[i] >= 'a' && out[i] <= 'z')))
+                i++;
+        } else if (col < sizeof line - 1) {
+            line[col++] = out[i];
+        }
+    }
+    ck_assert_int_gt(widest, 40);
+    ck_assert_int_le(widest, 120);
+    free(out);
+    free(id);
+}
+END_TEST
+
 /* ---- up / down on a private state directory ------------------------------------------------- */
 
 static pid_t up_pid;   /* the coordinator `smltctl up` started */
@@ -359,13 +429,15 @@ static int is_coordinator(pid_t pid)
 }
 
 /* A child that waits (up to timeout_s) for SIGTERM from us; if instead we die (PDEATHSIG) or the
- * time runs out, it kills the coordinator by its pid. */
+ * time runs out, it kills the coordinator by its pid. It leaves our process group, which Check
+ * kills when a test ends. */
 static pid_t guard_start(pid_t victim, unsigned timeout_s)
 {
     pid_t parent = getpid();
     pid_t g = fork();
     if (g != 0)
         return g;
+    setpgid(0, 0);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -529,6 +601,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, jobs_through_smltctl);
+    tcase_add_test(tc, watch_on_a_terminal);
     suite_add_tcase(s, tc);
     TCase *up = tcase_create("local cluster");
     tcase_add_checked_fixture(up, up_setup, up_teardown);
