@@ -112,6 +112,33 @@ void ct_rm_rf(const char *dir)
     rmdir(dir);
 }
 
+void ct_note_dir(const char *root, const char *dir)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/.dirs", root);
+    FILE *f = fopen(path, "a");
+    if (f) {
+        fprintf(f, "%s\n", dir);
+        fclose(f);
+    }
+}
+
+void ct_clean_noted(const char *root)
+{
+    char path[600], line[1024];
+    snprintf(path, sizeof path, "%s/.dirs", root);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0])
+            ct_rm_rf(line);
+    }
+    fclose(f);
+    unlink(path);
+}
+
 /* ---- the coordinator ------------------------------------------------------------------------ */
 
 int ct_coord_start(struct test_daemon *d, const char *data_dir, const char *const *extra)
@@ -131,7 +158,16 @@ int ct_coord_start(struct test_daemon *d, const char *data_dir, const char *cons
     for (int i = 0; extra && extra[i] && n < 30; i++)
         args[n++] = extra[i];
     args[n] = NULL;
-    return test_daemon_start(d, "smlt-coordinator", args, 600);
+    int rc = test_daemon_start(d, "smlt-coordinator", args, 600);
+    /* data_dir's parent is the test's root: note the daemon's own directory there. */
+    char root[512];
+    snprintf(root, sizeof root, "%s", data_dir);
+    char *slash = strrchr(root, '/');
+    if (rc == 0 && slash && slash != root) {
+        *slash = '\0';
+        ct_note_dir(root, d->dir);
+    }
+    return rc;
 }
 
 /* ---- HTTP ------------------------------------------------------------------------------------ */

@@ -29,9 +29,16 @@ int ct_subset_dataset(char *dir, size_t dirlen, unsigned ntrain, unsigned ntest)
 /* Removes a directory tree (only paths under /tmp/). */
 void ct_rm_rf(const char *dir);
 
+/* A failed Check test ends its process without running its teardown. ct_note_dir() records a
+ * directory (such as a test_daemon's) in ROOT/.dirs from the test's process; ct_clean_noted()
+ * removes every recorded directory, from main() after the run. */
+void ct_note_dir(const char *root, const char *dir);
+void ct_clean_noted(const char *root);
+
 /* Starts smlt-coordinator with --data-dir data_dir and the admin token CT_ADMIN (plus extra
- * args, NULL-terminated, may be NULL; in a sanitizer build also --no-memory-limit). Returns 0
- * or -1. */
+ * args, NULL-terminated, may be NULL; in a sanitizer build also --no-memory-limit), and notes
+ * the daemon's directory (ct_note_dir) in data_dir's parent, the test's root. Returns 0 or
+ * -1. */
 int ct_coord_start(struct test_daemon *d, const char *data_dir, const char *const *extra);
 
 /* One HTTP request to 127.0.0.1:port. token: sent as a bearer token (NULL: none). body: sent

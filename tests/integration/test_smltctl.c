@@ -627,6 +627,7 @@ int main(void)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     ct_rm_rf(dataset);
+    ct_clean_noted(root);
     ct_rm_rf(root);
     curl_global_cleanup();
     return failed ? 1 : 0;
