@@ -95,7 +95,7 @@ static void send_file(struct evhttp_request *req, const char *path, const char *
             if (pread(fd, buf, k, pos) != (ssize_t)k)
                 break;
             for (size_t i = k; i-- > 0;) {
-                if (buf[i] == '\n' && pos + (off_t)i != st.st_size - 1 && ++lines > tail) {
+                if (buf[i] == '\n' && pos + (off_t)i != st.st_size - 1 && ++lines >= tail) {
                     start = pos + (off_t)i + 1;
                     break;
                 }

@@ -73,6 +73,7 @@ struct rank {
     int done_status;        /* Smlt__DoneStatus */
     char done_error[256];
     int failures;
+    uint64_t steps_at_fail; /* the cursor when the current run of failures began */
     struct event *retry_ev;
     /* the current invocation's progress */
     double loss, compute_s, comm_s, init_s;
@@ -129,6 +130,7 @@ struct coord_job {
     double epoch_started;
     double compute_at_epoch, comm_at_epoch; /* rank sums when the epoch started */
     json_t *series, *events;
+    json_t *ps_stats;       /* the shards' counters at the end (exactly-once evidence) */
     double ps_charged_at;
     double last_progress_journal;
     struct event *tick_ev, *start_ev;
@@ -242,6 +244,10 @@ static void job_set_state(struct coord_job *j, enum job_state st, const char *wh
         json_object_set_new(rec, "ledger", coord_ledger_to_json(&j->ledger));
         json_object_set_new(rec, "step", json_integer((json_int_t)j->step));
         json_object_set_new(rec, "test_accuracy", json_real(j->test_acc));
+        json_object_set_new(rec, "steps_per_epoch", json_integer((json_int_t)j->spe));
+        json_object_set_new(rec, "total_steps", json_integer((json_int_t)j->total_steps));
+        if (j->ps_stats)
+            json_object_set(rec, "ps_stats", j->ps_stats);
     }
     if (j->journal && rec)
         coord_journal_append(j->journal, "state", rec, 1);
@@ -331,14 +337,14 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
             json_decref(e);
         }
         job_log(j, "epoch %lld: test accuracy %.4f, train loss %.4f, %.1f s, $%.5f",
-                (long long)j->epoch_done, p->test_acc, j->train_loss, t - j->epoch_started,
+                (long long)j->epoch_done + 1, p->test_acc, j->train_loss, t - j->epoch_started,
                 job_cost(j));
         j->epoch_started = t;
         j->compute_at_epoch = compute;
         j->comm_at_epoch = comm;
         if (j->spec.target_accuracy > 0 && p->test_acc >= j->spec.target_accuracy && !j->stopping) {
             snprintf(j->reason, sizeof j->reason, "target accuracy %.4f reached at epoch %lld (%.4f)",
-                     j->spec.target_accuracy, (long long)j->epoch_done, p->test_acc);
+                     j->spec.target_accuracy, (long long)j->epoch_done + 1, p->test_acc);
             job_event(j, "target", "%s", j->reason);
             j->stopping = 1;
         }
@@ -429,6 +435,8 @@ static void on_inv_end(uint64_t inv, const struct coord_inv_result *res, void *a
         return;
     }
     /* Failed, killed at the limit, crashed: again from the last reported cursor. */
+    if (r->failures == 0)
+        r->steps_at_fail = r->next_step;
     r->failures++;
     r->lost++;
     const char *why = status == SMLT__DONE_STATUS__DONE_FAILED && err[0] ? err : res->detail;
@@ -438,8 +446,15 @@ static void on_inv_end(uint64_t inv, const struct coord_inv_result *res, void *a
               JOB_MAX_FAILURES);
     if (r->failures >= JOB_MAX_FAILURES) {
         char msg[512];
-        snprintf(msg, sizeof msg, "rank %u failed %d times in a row; last: %s", r->rank,
-                 r->failures, why);
+        if (res->status == COORD_INV_TIMEOUT && r->steps_at_fail == r->next_step)
+            snprintf(msg, sizeof msg,
+                     "rank %u made no progress in %d invocations: each was killed at the %u s "
+                     "time limit before finishing a step (a worker's start - loading the data, "
+                     "connecting - may take longer than that; raise platform.time_limit_s)",
+                     r->rank, r->failures, j->spec.platform.time_limit_s);
+        else
+            snprintf(msg, sizeof msg, "rank %u failed %d times in a row; last: %s", r->rank,
+                     r->failures, why);
         job_finish(j, JOB_FAILED, msg);
         return;
     }
@@ -645,6 +660,38 @@ static int job_save_model(struct coord_job *j, char *err, size_t errlen)
     return rc;
 }
 
+/* The shards' counters, sampled before they stop: every (rank, step) counted once is visible
+ * as pushes_counted == workers * steps under BSP, retries as pushes_duplicate. */
+static void job_collect_ps_stats(struct coord_job *j)
+{
+    if (!j->shards.addrs[0] || j->state == JOB_QUEUED)
+        return;
+    struct smlt_client_opts o = {.token = j->shards.admin_token[0] ? j->shards.admin_token
+                                                                    : j->shards.token,
+                                 .admin = 1, .timeout_ms = 5000, .retries = -1};
+    struct smlt_client *cl = NULL;
+    char err[256];
+    if (smlt_client_connect(&cl, j->shards.addrs, &o, err, sizeof err) != 0)
+        return;
+    json_t *a = json_array();
+    for (uint32_t k = 0; k < smlt_client_num_shards(cl); k++) {
+        struct smlt_shard_stats st;
+        if (smlt_shard_stats(cl, k, &st) != 0)
+            continue;
+        json_array_append_new(a, json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "shard",
+                                           (int)k, "version", (json_int_t)st.version, "clock",
+                                           (json_int_t)st.clock, "pushes_counted",
+                                           (json_int_t)st.pushes_counted, "pushes_duplicate",
+                                           (json_int_t)st.pushes_duplicate, "pushes_rejected",
+                                           (json_int_t)st.pushes_rejected, "updates_applied",
+                                           (json_int_t)st.updates_applied, "map_version",
+                                           (json_int_t)st.map_version));
+    }
+    smlt_client_close(cl);
+    json_decref(j->ps_stats);
+    j->ps_stats = a;
+}
+
 static void job_finish(struct coord_job *j, enum job_state st, const char *why)
 {
     if (job_ended(j))
@@ -669,6 +716,7 @@ static void job_finish(struct coord_job *j, enum job_state st, const char *why)
             job_event(j, "model", "could not save the model: %s", err);
     }
     charge_ps(j);
+    job_collect_ps_stats(j);
     coord_shards_stop(&j->shards);
     coord_backend_drop_function(c->backend, j->id);
     j->ended_unix = now_unix();
@@ -1116,6 +1164,7 @@ static void job_free(struct coord_job *j)
         close(j->log_fd);
     json_decref(j->series);
     json_decref(j->events);
+    json_decref(j->ps_stats);
     json_decref(j->spec_json);
     free(j);
 }
@@ -1212,6 +1261,17 @@ json_t *coord_job_json(struct coord *c, const char *id)
     if (j->spec_json)
         json_object_set(o, "spec", j->spec_json);
     json_object_set_new(o, "ledger", coord_ledger_to_json(&j->ledger));
+    if (!j->have_spec && j->spec_json) {
+        /* A restored job: its settings as the spec recorded them. */
+        static const char *keys[] = {"budget_usd", "deadline_s", "max_epochs", "target_accuracy"};
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+            json_t *v = json_object_get(j->spec_json, keys[k]);
+            json_object_set(o, keys[k], v ? v : json_real(0));
+        }
+        json_t *ep = json_object_get(j->spec_json, "epochs");
+        if (ep && !json_object_get(j->spec_json, "max_epochs"))
+            json_object_set(o, "max_epochs", ep);
+    }
     if (j->have_spec) {
         json_object_set_new(o, "budget_usd", json_real(j->spec.budget_usd));
         json_object_set_new(o, "deadline_s", json_real(j->spec.deadline_s));
@@ -1266,6 +1326,8 @@ json_t *coord_job_json(struct coord *c, const char *id)
     json_object_set_new(o, "model", j->model_saved ? json_string(j->model_path) : json_null());
     json_object_set_new(o, "model_step", json_integer((json_int_t)j->model_step));
     json_object_set_new(o, "ps_addrs", json_string(j->shards.addrs));
+    if (j->ps_stats)
+        json_object_set(o, "ps_stats", j->ps_stats);
     return o;
 }
 
@@ -1418,6 +1480,11 @@ static int on_replay(const char *type, json_t *rec, void *arg)
 {
     struct replay_ctx *x = arg;
     struct coord_job *j = x->j;
+    /* The journal's own keys are not part of what was recorded. */
+    json_t *copy = json_copy(rec);
+    json_object_del(copy, "t");
+    json_object_del(copy, "type");
+    rec = copy;
     if (!strcmp(type, "submitted")) {
         json_t *spec = json_object_get(rec, "spec");
         j->submitted_unix = json_real_value(json_object_get(rec, "submitted"));
@@ -1454,10 +1521,20 @@ static int on_replay(const char *type, json_t *rec, void *arg)
         }
         if (json_object_get(rec, "step"))
             j->step = (uint64_t)json_integer_value(json_object_get(rec, "step"));
+        double t = json_number_value(json_object_get(rec, "t")) / 1000.0;
         if (st && !strcmp(st, "running"))
-            j->started_unix = json_real_value(json_object_get(rec, "t")) / 1000.0;
+            j->started_unix = t;
         if (job_ended(j))
-            j->ended_unix = json_real_value(json_object_get(rec, "t")) / 1000.0;
+            j->ended_unix = t;
+        if (json_object_get(rec, "steps_per_epoch"))
+            j->spe = (uint64_t)json_integer_value(json_object_get(rec, "steps_per_epoch"));
+        if (json_object_get(rec, "total_steps"))
+            j->total_steps = (uint64_t)json_integer_value(json_object_get(rec, "total_steps"));
+        json_t *ps = json_object_get(rec, "ps_stats");
+        if (ps) {
+            json_decref(j->ps_stats);
+            j->ps_stats = json_incref(ps);
+        }
     } else if (!strcmp(type, "epoch")) {
         json_array_append(j->series, rec);
         j->epoch_done = json_integer_value(json_object_get(rec, "epoch"));
@@ -1480,6 +1557,7 @@ static int on_replay(const char *type, json_t *rec, void *arg)
         j->model_saved = 1;
         j->model_step = (uint64_t)json_integer_value(json_object_get(rec, "step"));
     }
+    json_decref(copy);
     return 0;
 }
 

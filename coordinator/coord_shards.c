@@ -60,10 +60,15 @@ static int start_more(struct coord_shards *s, uint32_t n, const char *ps_bin, co
         snprintf(id, sizeof id, "%u", i);
         snprintf(pf, sizeof pf, "%s/shard%u.port", dir, i);
         unlink(pf);
-        const char *argv[] = {ps_bin, "--shard", id, "--token", s->token, "--admin-token",
-                              s->admin_token, "--listen", "127.0.0.1:0", "--port-file", pf,
+        /* The tokens go through the environment: a command line is readable by every local
+         * user (/proc/PID/cmdline), the environment only by the owner. */
+        char tok_env[128], adm_env[128];
+        snprintf(tok_env, sizeof tok_env, "SMLT_TOKEN=%s", s->token);
+        snprintf(adm_env, sizeof adm_env, "SMLT_ADMIN_TOKEN=%s", s->admin_token);
+        const char *env[] = {tok_env, adm_env, NULL};
+        const char *argv[] = {ps_bin, "--shard", id, "--listen", "127.0.0.1:0", "--port-file", pf,
                               "--log-level", "info", NULL};
-        struct smlt_proc_opts o = {.log_path = log, .die_with_parent = 1};
+        struct smlt_proc_opts o = {.log_path = log, .die_with_parent = 1, .env = env};
         pid_t pid = smlt_proc_spawn(argv, &o);
         if (pid <= 0) {
             snprintf(err, errlen, "cannot start %s: %s", ps_bin, strerror(errno));

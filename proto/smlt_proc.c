@@ -46,6 +46,8 @@ pid_t smlt_proc_spawn(const char *const *argv, const struct smlt_proc_opts *o)
             }
         }
         signal(SIGPIPE, SIG_DFL);
+        for (int i = 0; o && o->env && o->env[i]; i++)
+            putenv((char *)o->env[i]);
         if (o && o->watchdog_s)
             alarm(o->watchdog_s);
         execv(argv[0], (char *const *)argv);

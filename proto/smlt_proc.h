@@ -14,6 +14,8 @@ struct smlt_proc_opts {
     unsigned watchdog_s;    /* alarm(2) in the child before exec (survives exec); 0: none */
     int die_with_parent;    /* PR_SET_PDEATHSIG(SIGTERM) in the child */
     int new_pgrp;           /* put the child in its own process group */
+    const char *const *env; /* NAME=VALUE strings added to the child's environment (secrets go
+                               here, not on a command line other users can read) */
 };
 
 /* Forks and execs argv[0] with argv (NULL-terminated; argv[0] a path). Returns the pid, or a

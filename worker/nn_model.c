@@ -247,7 +247,7 @@ static int model_add(struct nn_model *m, struct nn_layer *l, const char *name, c
     }
     for (int i = 0; i < nn_layer_num_tensors(l); i++) {
         struct nn_tensor_info *ti = &m->tensors[m->ntensors];
-        char suffix[8];
+        char suffix[NN_TENSOR_NAME_MAX];
         nn_layer_tensor(l, i, ti);
         snprintf(suffix, sizeof suffix, "%s", ti->name);
         snprintf(ti->name, sizeof ti->name, "%.15s.%.7s", name, suffix);
