@@ -875,6 +875,12 @@ static int job_schedule(struct coord_job *j, uint32_t epoch, double t, uint32_t 
             ncold += j->ranks[k].cold_starts;
         }
         sj.cold_start_s = ncold ? cold / (double)ncold : 1.0;
+        if (j->spec.platform.kind == COORD_PLATFORM_LOCAL) {
+            /* The local runtime's workers reach the shards over loopback: no per-function link
+             * limit worth the name (the Lambda prior of 600 Mbit/s would make every
+             * communication-bound job look link-bound, where more shards cannot help). */
+            sj.link_mbps = 40000;
+        }
         sj.reshard_s_per_gb = 2.0;
         j->sched = sched_new(&sj);
         if (!j->sched) {
