@@ -282,7 +282,7 @@ static void describe_pred(const struct ctx *x, const struct cand *k, char *buf, 
 {
     char t[32];
     fmt_dur(t, sizeof(t), x->st->elapsed_s + k->time_s);
-    snprintf(buf, len, "finish at %s, $%.2f in total", t, x->st->spent_usd + k->cost);
+    snprintf(buf, len, "finish at %s, $%.4g in total", t, x->st->spent_usd + k->cost);
 }
 
 static void fill(struct sched_decision *d, const struct ctx *x, const struct cand *k,
@@ -456,8 +456,8 @@ void sched_decide(struct sched *s, const struct sched_state *st, struct sched_de
                        j->budget_usd) {
         fill(d, &x, &kc, SCHED_STOP_BUDGET);
         put(d->reason, sizeof(d->reason),
-                 "%s; spent $%.2f of the $%.2f budget and even the cheapest configuration needs "
-                 "$%.2f for the next %.2g epoch: stopping at the budget (finish the step, "
+                 "%s; spent $%.4g of the $%.4g budget and even the cheapest configuration needs "
+                 "$%.4g for the next %.2g epoch: stopping at the budget (finish the step, "
                  "checkpoint, end) with %.2f of %.2f epochs done",
                  meas, st->spent_usd, j->budget_usd, cheapest_next, next_e, st->epochs_done,
                  j->total_epochs);
@@ -473,13 +473,13 @@ void sched_decide(struct sched *s, const struct sched_state *st, struct sched_de
         char goal[160];
         if (x.has_d && x.has_b)
             put(goal, sizeof(goal), "the cheapest configuration predicted to meet the "
-                     "deadline at %s within the $%.2f budget", t1, j->budget_usd);
+                     "deadline at %s within the $%.4g budget", t1, j->budget_usd);
         else if (x.has_d)
             put(goal, sizeof(goal), "the cheapest configuration predicted to meet the "
                      "deadline at %s", t1);
         else if (x.has_b)
             put(goal, sizeof(goal), "the fastest configuration predicted to stay within "
-                     "the $%.2f budget", j->budget_usd);
+                     "the $%.4g budget", j->budget_usd);
         else
             put(goal, sizeof(goal), "no deadline or budget: the cheapest configuration "
                      "no slower than now");
@@ -561,8 +561,8 @@ void sched_decide(struct sched *s, const struct sched_state *st, struct sched_de
             put(what, sizeof(what), "a configuration meeting the deadline at %s within the "
                 "budget is more than %.0fx away; moving toward it: %s", t1, F, act);
         else if (x.has_d && x.has_b && have_dl)
-            put(what, sizeof(what), "the deadline at %s and the $%.2f budget cannot both be "
-                "met: meeting the deadline needs $%.2f; the budget is a hard limit, so the job "
+            put(what, sizeof(what), "the deadline at %s and the $%.4g budget cannot both be "
+                "met: meeting the deadline needs $%.4g; the budget is a hard limit, so the job "
                 "keeps to it and will finish late: %s", t1, j->budget_usd,
                 st->spent_usd + dl_cheap_full.cost, act);
         else if (x.has_d && x.has_b)
@@ -577,11 +577,11 @@ void sched_decide(struct sched *s, const struct sched_state *st, struct sched_de
                 "finishes at %s, late by %.0f s): %s", t1, t2,
                 st->elapsed_s + fast_full.time_s - j->deadline_s, act);
         else if (have_aff_full)
-            put(what, sizeof(what), "the fastest configuration within the $%.2f budget is more "
+            put(what, sizeof(what), "the fastest configuration within the $%.4g budget is more "
                 "than %.0fx away; moving toward it: %s", j->budget_usd, F, act);
         else
-            put(what, sizeof(what), "the $%.2f budget cannot pay for the %.2f epochs left (the "
-                "cheapest configuration needs $%.2f more): %s", j->budget_usd, x.E,
+            put(what, sizeof(what), "the $%.4g budget cannot pay for the %.2f epochs left (the "
+                "cheapest configuration needs $%.4g more): %s", j->budget_usd, x.E,
                 cheap_full.cost, act);
     }
     fill(d, &x, pick, v);

@@ -12,68 +12,14 @@
  * Warm start: the same on an instance that kept all of that. */
 #include "bench_invoke.h"
 
-#include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
-#include "smlt_log.h"
-#include "smlt_proc.h"
-
-#define OUT_MAX (4u << 20)
-
-/* Runs argv with SMLT_HOME=home; stdout captured into *out (malloc'd, NUL-terminated) unless
- * out is NULL (then it goes to stderr, so progress stays visible). Returns the exit status. */
-static int run(const char *home, const char *const *argv, char **out)
-{
-    int p[2] = {-1, -1};
-    if (out && pipe(p) != 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        setenv("SMLT_HOME", home, 1);
-        if (out) {
-            dup2(p[1], 1);
-            close(p[0]);
-            close(p[1]);
-        } else {
-            dup2(2, 1);
-        }
-        execv(argv[0], (char *const *)argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    if (out) {
-        close(p[1]);
-        size_t cap = 65536, len = 0;
-        char *b = malloc(cap);
-        for (;;) {
-            if (len + 4096 > cap && cap < OUT_MAX) {
-                cap *= 2;
-                b = realloc(b, cap);
-            }
-            ssize_t k = b ? read(p[0], b + len, cap - len - 1) : -1;
-            if (k <= 0)
-                break;
-            len += (size_t)k;
-        }
-        close(p[0]);
-        if (b)
-            b[len] = '\0';
-        *out = b;
-    }
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
+#include "bench_cluster.h"
 
 struct figures {
     const char *name;
@@ -83,19 +29,8 @@ struct figures {
     int ok;
 };
 
-static int job_figures(const char *home, const char *ctl, const char *id, struct figures *f)
+static void take(const json_t *j, struct figures *f)
 {
-    char *out = NULL;
-    const char *argv[] = {ctl, "status", id, "--json", NULL};
-    if (run(home, argv, &out) != 0 || !out) {
-        free(out);
-        return -1;
-    }
-    json_error_t je;
-    json_t *j = json_loads(out, 0, &je);
-    free(out);
-    if (!j)
-        return -1;
     json_t *inv = json_object_get(j, "invocations");
     f->elapsed_s = json_number_value(json_object_get(j, "elapsed_s"));
     f->overhead = json_number_value(json_object_get(j, "overhead_share"));
@@ -112,33 +47,6 @@ static int job_figures(const char *home, const char *ctl, const char *id, struct
     f->init_s = f->cold ? init / (double)f->cold : 0;
     const char *st = json_string_value(json_object_get(j, "state"));
     f->ok = st && !strcmp(st, "succeeded");
-    json_decref(j);
-    return 0;
-}
-
-/* The id of the newest job. */
-static int newest_job(const char *home, const char *ctl, char *id, size_t len)
-{
-    char *out = NULL;
-    const char *argv[] = {ctl, "status", "--json", NULL};
-    if (run(home, argv, &out) != 0 || !out) {
-        free(out);
-        return -1;
-    }
-    json_error_t je;
-    json_t *j = json_loads(out, 0, &je);
-    free(out);
-    json_t *jobs = json_is_array(j) ? j : json_object_get(j, "jobs");
-    const char *best = NULL;
-    for (size_t i = 0; i < json_array_size(jobs); i++) {
-        const char *x = json_string_value(json_object_get(json_array_get(jobs, i), "id"));
-        if (x && (!best || strcmp(x, best) > 0))
-            best = x;
-    }
-    if (best)
-        snprintf(id, len, "%s", best);
-    json_decref(j);
-    return best ? 0 : -1;
 }
 
 static void print(const struct figures *f, int json)
@@ -184,56 +92,48 @@ int bench_invoke_main(int argc, char **argv)
         default: return 2;
         }
     }
-    char home[] = "/tmp/smlt-bench-invoke.XXXXXX";
-    if (!mkdtemp(home)) {
-        perror("mkdtemp");
+    struct bench_cluster cl;
+    if (bench_cluster_up(&cl) != 0)
         return 1;
-    }
-    char ctl[1024];
-    snprintf(ctl, sizeof ctl, "%s/smltctl", smlt_proc_self_dir());
     int rc = 1;
-    const char *up[] = {ctl, "up", NULL};
-    if (run(home, up, NULL) != 0) {
-        fprintf(stderr, "smlt-bench invoke: smltctl up failed\n");
-        goto out;
-    }
     struct figures demo = {.name = "demo"}, cut = {.name = "cut-3s"};
-    const char *demo_argv[] = {ctl, "demo", "--data", data, NULL};
-    int drc = run(home, demo_argv, NULL);
-    if (newest_job(home, ctl, demo.id, sizeof demo.id) || job_figures(home, ctl, demo.id, &demo)) {
+    const char *dargs[] = {"demo", "--data", data, NULL};
+    int drc = bench_cluster_ctl(&cl, dargs, NULL);
+    char *out = NULL;
+    json_t *j = NULL;
+    if (bench_cluster_newest(&cl, demo.id, sizeof demo.id) == 0) {
+        const char *st[] = {"status", demo.id, "--json", NULL};
+        if (bench_cluster_ctl(&cl, st, &out) == 0 && out) {
+            json_error_t je;
+            j = json_loads(out, 0, &je);
+        }
+        free(out);
+    }
+    if (!j) {
         fprintf(stderr, "smlt-bench invoke: cannot read the demo job (smltctl demo exit %d)\n", drc);
         goto down;
     }
+    take(j, &demo);
+    json_decref(j);
     print(&demo, json);
-    char *out = NULL;
-    const char *sub[] = {ctl, "submit", "--model", "mlp:784-256-128-10", "--data", data,
-                         "--epochs", "3", "--workers", "2", "--shards", "1", "--time-limit", "3",
-                         NULL};
-    if (run(home, sub, &out) != 0 || !out) {
-        fprintf(stderr, "smlt-bench invoke: submit failed\n");
-        free(out);
+    char spec[1024];
+    snprintf(spec, sizeof spec,
+             "{\"name\":\"cut-3s\",\"model\":\"mlp:784-256-128-10\",\"dataset\":\"%s\","
+             "\"epochs\":3,\"workers\":2,\"shards\":1,\"platform\":{\"time_limit_s\":3}}",
+             data);
+    if (bench_cluster_submit(&cl, spec, cut.id, sizeof cut.id) != 0 ||
+        !(j = bench_cluster_wait(&cl, cut.id))) {
+        fprintf(stderr, "smlt-bench invoke: the time-limited job did not run\n");
         goto down;
     }
-    snprintf(cut.id, sizeof cut.id, "%.*s", (int)strcspn(out, "\r\n"), out);
-    free(out);
-    const char *watch[] = {ctl, "watch", cut.id, NULL};
-    run(home, watch, NULL);
-    if (job_figures(home, ctl, cut.id, &cut)) {
-        fprintf(stderr, "smlt-bench invoke: cannot read job %s\n", cut.id);
-        goto down;
-    }
+    take(j, &cut);
+    json_decref(j);
     print(&cut, json);
     if (!json)
         printf("target: the demo job spends under 10%% of its time outside training steps: %s\n",
                demo.overhead < 0.10 ? "met" : "missed");
     rc = demo.ok && cut.ok ? 0 : 1;
-down:;
-    const char *dn[] = {ctl, "down", NULL};
-    run(home, dn, NULL);
-out:;
-    char cmd[1100];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", home);
-    if (system(cmd) != 0)
-        fprintf(stderr, "smlt-bench invoke: could not remove %s\n", home);
+down:
+    bench_cluster_down(&cl);
     return rc;
 }

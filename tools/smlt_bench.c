@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_adapt.h"
 #include "bench_invoke.h"
 #include "bench_ps.h"
 #ifdef SMLT_HAVE_BENCH_TRAIN
@@ -15,6 +16,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: smlt-bench COMMAND [options]\n\n"
                "  ps      parameter-server sync: push+pull through smlt-ps shards, vs Redis and raw TCP\n"
                "  invoke  function invocation overhead: cold vs warm starts, time outside training\n"
+               "  adapt   the scheduler on real jobs: scale out for a deadline, in for a budget,\n"
+               "          more shards for a shard bottleneck\n"
 #ifdef SMLT_HAVE_BENCH_TRAIN
                "  train   training throughput (samples/s) of the models vs PyTorch\n"
 #endif
@@ -32,6 +35,8 @@ int main(int argc, char **argv)
         return bench_ps_main(argc - 1, argv + 1);
     if (!strcmp(argv[1], "invoke"))
         return bench_invoke_main(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "adapt"))
+        return bench_adapt_main(argc - 1, argv + 1);
 #ifdef SMLT_HAVE_BENCH_TRAIN
     if (!strcmp(argv[1], "train"))
         return bench_train_main(argc - 1, argv + 1);
