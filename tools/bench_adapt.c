@@ -33,7 +33,7 @@ static const struct scenario scenarios[] = {
     {"budget", "starts on 4 workers; the budget affords fewer", "mlp:784-256-128-10", 6, 4, 2, 4,
      2, 0, 0.0012, 0.05},
     {"shards", "1 shard is the bottleneck of a 23 MB model", "mlp:784-2048-2048-10", 3, 2, 1, 2,
-     4, 120.0, 0, 0.02},
+     4, 65.0, 0, 0.02},
 };
 
 static int run_one(struct bench_cluster *cl, const struct scenario *sc, const char *data,
