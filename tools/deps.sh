@@ -52,3 +52,16 @@ smlt_build() {
     grep -E -A3 "warning:|error:|Error " "$dir/build.log" || true
     return $rc
 }
+
+# Run as a command: `bash tools/deps.sh [build|test|bench]...` installs those groups.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    # shellcheck disable=SC2086  # the package lists are word lists on purpose
+    for group in "${@:-build}"; do
+        case $group in
+        build) smlt_install_deps $SMLT_BUILD_PKGS ;;
+        test) smlt_install_deps $SMLT_BUILD_PKGS $SMLT_TEST_PKGS ;;
+        bench) smlt_install_deps $SMLT_BUILD_PKGS $SMLT_TEST_PKGS $SMLT_BENCH_PKGS ;;
+        *) echo "usage: bash tools/deps.sh [build|test|bench]..." >&2; exit 2 ;;
+        esac
+    done
+fi
