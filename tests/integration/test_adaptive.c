@@ -1,0 +1,158 @@
+/* test_adaptive.c: a running job changes shape, through a real coordinator.
+ *
+ * Live fan-out: a job asked (mid-run, by the scale API) to go from 2 to 3 workers and 1 to 2
+ * shards does so at the next epoch boundary; it finishes every step of every epoch, its
+ * shards' counters show every (rank, step) counted exactly once (BSP: pushes counted =
+ * workers x steps per shard over the phases), and it reaches an accuracy it could miss.
+ * Budget hard stop: a job whose budget cannot pay for its epochs stops on its own before
+ * spending past it, with every worker at the same step, its model saved, state "stopped".
+ * Both use a small uncompressed Fashion-MNIST subset so workers start in milliseconds. */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "coord_test.h"
+#include "smlt.h"
+
+static char root[256], data[512];
+static struct test_daemon coord;
+
+static void setup(void)
+{
+    snprintf(root, sizeof root, "/tmp/smlt-test-adaptive.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(root));
+    char dd[600];
+    snprintf(dd, sizeof dd, "%s/data", root);
+    ck_assert_int_eq(ct_subset_dataset(data, sizeof data, 6000, 2000), 0);
+    ct_note_dir(root, data);
+    ck_assert_int_eq(ct_coord_start(&coord, dd, NULL), 0);
+}
+
+static void teardown(void)
+{
+    test_daemon_stop(&coord);
+    ct_rm_rf(data);
+    ct_rm_rf(root);
+}
+
+static int epoch_done(const json_t *job)
+{
+    return ct_num(job, "epoch") >= 1;
+}
+
+START_TEST(live_fanout_and_shards)
+{
+    int epochs = ct_quick() ? 3 : 4;
+    char spec[1024], err[512];
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"mlp:784-64-10\",\"dataset\":\"%s\",\"epochs\":%d,\"workers\":2,"
+             "\"shards\":1,\"max_workers\":4,\"max_shards\":2,\"batch_size\":32,"
+             "\"optimizer\":{\"kind\":\"momentum\",\"lr\":0.05}}",
+             data, epochs);
+    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    /* Once the first epoch is done, ask for 3 workers and 2 shards. */
+    json_t *j = ct_wait_until(coord.port, id, 120, epoch_done);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(ct_str(j, "state"), "running");
+    json_decref(j);
+    char path[128];
+    snprintf(path, sizeof path, "/api/jobs/%s/scale", id);
+    ck_assert_int_eq(ct_http(coord.port, "POST", path, CT_ADMIN, "{\"workers\":3,\"shards\":2}", NULL),
+                     200);
+    j = ct_wait_job(coord.port, id, 240);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "state %s: %s", ct_str(j, "state"),
+                  ct_str(j, "error"));
+    ck_assert_int_eq((int)ct_num(j, "workers"), 3);
+    ck_assert_int_eq((int)ct_num(j, "shards"), 2);
+    ck_assert_int_eq((int)ct_num(j, "epoch"), epochs);
+    ck_assert_int_eq((long long)ct_num(j, "step"), (long long)ct_num(j, "total_steps"));
+    ck_assert_msg(ct_num(j, "test_accuracy") >= 0.75, "accuracy %.4f", ct_num(j, "test_accuracy"));
+    /* The series shows both shapes: 2 workers x 1 shard, then 3 x 2. */
+    json_t *series = json_object_get(j, "series");
+    ck_assert_int_eq((int)json_array_size(series), epochs);
+    json_t *first = json_array_get(series, 0), *last = json_array_get(series, epochs - 1);
+    ck_assert_int_eq((int)ct_num(first, "workers"), 2);
+    ck_assert_int_eq((int)ct_num(first, "shards"), 1);
+    ck_assert_int_eq((int)ct_num(last, "workers"), 3);
+    ck_assert_int_eq((int)ct_num(last, "shards"), 2);
+    /* Exactly once: the shards at the end counted every push once and none twice. Shard 0 is
+     * the process kept from the first phase (its counters cover every step); shard 1 joined at
+     * the reshard. Steps per phase: (step at the change) * 2 workers + the rest * 3. */
+    json_t *ps = json_object_get(j, "ps_stats");
+    ck_assert_int_eq((int)json_array_size(ps), 2);
+    long long total = (long long)ct_num(j, "total_steps");
+    for (int s = 0; s < 2; s++) {
+        json_t *x = json_array_get(ps, s);
+        ck_assert_int_eq((long long)ct_num(x, "clock"), total);
+        ck_assert_int_eq((long long)ct_num(x, "pushes_duplicate"), 0);
+        ck_assert_int_eq((long long)ct_num(x, "pushes_rejected"), 0);
+        ck_assert_int_eq((int)ct_num(x, "map_version"), 2);
+    }
+    json_t *s0 = json_array_get(ps, 0), *s1 = json_array_get(ps, 1);
+    long long applied1 = (long long)ct_num(s1, "updates_applied");
+    long long at = total - applied1; /* the step of the reshard */
+    ck_assert_int_gt(at, 0);
+    ck_assert_int_eq((long long)ct_num(s0, "updates_applied"), total);
+    ck_assert_int_eq((long long)ct_num(s1, "pushes_counted"), applied1 * 3);
+    ck_assert_int_eq((long long)ct_num(s0, "pushes_counted"), at * 2 + applied1 * 3);
+    json_decref(j);
+    free(id);
+}
+END_TEST
+
+START_TEST(budget_hard_stop)
+{
+    /* 4 workers at 1769 MB cost about $0.00012 a second: a $0.0004 budget lasts a few seconds
+     * of a job that would need far more. */
+    char spec[1024], err[512];
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"mlp:784-256-128-10\",\"dataset\":\"%s\",\"epochs\":200,\"workers\":4,"
+             "\"shards\":2,\"min_workers\":4,\"batch_size\":16,\"budget_usd\":0.0004}",
+             data);
+    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    json_t *j = ct_wait_job(coord.port, id, 180);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(!strcmp(ct_str(j, "state"), "stopped"), "state %s (%s)", ct_str(j, "state"),
+                  ct_str(j, "error"));
+    double cost = ct_num(j, "cost_usd");
+    ck_assert_msg(cost > 0 && cost <= 0.0004, "cost $%.6f past the $0.0004 budget", cost);
+    ck_assert_msg(strstr(ct_str(j, "reason"), "budget") != NULL, "reason: %s", ct_str(j, "reason"));
+    ck_assert_msg(ct_num(j, "step") < ct_num(j, "total_steps") || ct_num(j, "total_steps") == 0,
+                  "the job should have stopped early");
+    /* Every worker ended at the same step, and the model of that step was saved. */
+    json_t *ranks = json_object_get(j, "ranks");
+    long long step0 = (long long)ct_num(json_array_get(ranks, 0), "next_step");
+    for (size_t r = 0; r < json_array_size(ranks); r++)
+        ck_assert_int_eq((long long)ct_num(json_array_get(ranks, r), "next_step"), step0);
+    ck_assert(json_is_string(json_object_get(j, "model")));
+    const char *mp = ct_str(j, "model");
+    struct smlt_model *m = NULL;
+    ck_assert_int_eq(smlt_model_read(mp, &m, err, sizeof err), 0);
+    ck_assert_int_eq(smlt_model_step(m), (uint64_t)step0);
+    smlt_model_free(m);
+    json_decref(j);
+    free(id);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("adaptive");
+    TCase *tc = tcase_create("adaptive");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 400);
+    tcase_add_test(tc, live_fanout_and_shards);
+    tcase_add_test(tc, budget_hard_stop);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
