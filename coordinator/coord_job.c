@@ -823,6 +823,43 @@ static void job_check_stragglers(struct coord_job *j)
     }
 }
 
+/* Epochs still expected for a job that trains to a target accuracy, from the trend of its
+ * test accuracy: a least-squares fit of acc(e) = A - B / e over the recorded epochs (e from
+ * 1), solved for the target. 0 when there is no target, too little history or no trend (the
+ * scheduler then plans for the epoch bound). */
+static double job_epochs_left_hint(const struct coord_job *j, double done)
+{
+    double target = j->spec.target_accuracy;
+    size_t n = json_array_size(j->series);
+    if (target <= 0 || n < 3)
+        return 0;
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    size_t from = n > 8 ? n - 8 : 0, m = 0;
+    for (size_t i = from; i < n; i++) {
+        json_t *e = json_array_get(j->series, i);
+        double x = 1.0 / (double)(json_integer_value(json_object_get(e, "epoch")) + 1);
+        double y = json_number_value(json_object_get(e, "test_accuracy"));
+        sx += x;
+        sy += y;
+        sxx += x * x;
+        sxy += x * y;
+        m++;
+    }
+    double det = m * sxx - sx * sx;
+    if (det <= 0)
+        return 0;
+    double slope = (m * sxy - sx * sy) / det; /* -B */
+    double a = (sy - slope * sx) / m;
+    if (slope >= 0 || a <= target)
+        return 0; /* flat or falling, or the trend never gets there: plan for the bound */
+    double e_star = -slope / (a - target); /* A - B / e = target */
+    double left = e_star - done;
+    double bound = j->spec.max_epochs - done;
+    if (left < 1)
+        left = 1;
+    return left < bound ? left : 0;
+}
+
 /* The adaptive scheduler at an epoch boundary: feeds it the epoch's measurements and asks
  * it for the next configuration. Returns 1 when the budget forces the job to stop. */
 static int job_schedule(struct coord_job *j, uint32_t epoch, double t, uint32_t *nw, uint32_t *ns)
@@ -905,7 +942,8 @@ static int job_schedule(struct coord_job *j, uint32_t epoch, double t, uint32_t 
                              .workers = j->workers,
                              .shards = j->shards.n,
                              .memory_mb = j->memory_mb,
-                             .since_change_s = t - (j->changed_at > 0 ? j->changed_at : j->t_start)};
+                             .since_change_s = t - (j->changed_at > 0 ? j->changed_at : j->t_start),
+                             .epochs_left_hint = job_epochs_left_hint(j, (double)epoch)};
     struct sched_decision d;
     sched_decide(j->sched, &st, &d);
     json_t *rec = json_pack("{s:i, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:b, s:b, s:s}", "epoch",
