@@ -59,6 +59,7 @@ struct rpc_conn {
     int out_paused;    /* copied output over the high watermark (with backpressure on) */
     int backpressure;  /* rpc_conn_set_backpressure() */
     size_t ref_bytes;  /* queued output that references memory instead of copying it */
+    struct ref_ctx *refs; /* their contexts (orphaned when the connection goes first) */
     int closing;
     int freeing;
     int close_err;
@@ -72,6 +73,7 @@ struct ref_ctx {
     struct rpc_conn *c; /* to count referenced bytes; NULL once the connection is freed */
     rpc_release_fn fn;
     void *arg;
+    struct ref_ctx *next, *prev; /* the connection's outstanding references */
 };
 
 static void conn_process(struct rpc_conn *c);
@@ -92,7 +94,16 @@ static void conn_free(struct rpc_conn *c)
         event_free(c->read_ev);
     event_free(c->defer_ev);
     free(c->ib);
-    /* Freeing the bufferevent runs the release callbacks of referenced payloads still queued. */
+    /* Drop what is still queued now: that runs the release callbacks of referenced payloads
+     * while the connection exists (bufferevent_free() may finalize the buffer later, from the
+     * loop, after c is gone). */
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_drain(out, evbuffer_get_length(out));
+    /* Any reference libevent still holds (it may finalize buffers from the loop later) must
+     * not reach back into this connection. */
+    for (struct ref_ctx *r = c->refs; r; r = r->next)
+        r->c = NULL;
+    c->refs = NULL;
     bufferevent_free(c->bev);
     free(c->meta);
     free(c->scratch);
@@ -631,8 +642,15 @@ struct rpc_conn *rpc_conn_connect(struct event_base *base, const char *addr,
 static void on_ref_cleanup(const void *data, size_t len, void *extra)
 {
     struct ref_ctx *r = extra;
-    if (r->c)
+    if (r->c) {
         r->c->ref_bytes -= len;
+        if (r->prev)
+            r->prev->next = r->next;
+        else
+            r->c->refs = r->next;
+        if (r->next)
+            r->next->prev = r->prev;
+    }
     if (r->fn)
         r->fn(data, len, r->arg);
     free(r);
@@ -706,7 +724,10 @@ int rpc_conn_send(struct rpc_conn *c, uint8_t type, uint64_t req_id, const Proto
             rc = SMLT_ENOMEM;
             goto out;
         }
-        *r = (struct ref_ctx){.c = c, .fn = free_zdata, .arg = NULL};
+        *r = (struct ref_ctx){.c = c, .fn = free_zdata, .arg = NULL, .next = c->refs};
+        if (c->refs)
+            c->refs->prev = r;
+        c->refs = r;
         c->ref_bytes += (size_t)h.payload_len;
         evbuffer_add_reference(out, zdata, (size_t)h.payload_len, on_ref_cleanup, r);
     } else if (len && (opts & RPC_SEND_REF)) {
@@ -715,7 +736,10 @@ int rpc_conn_send(struct rpc_conn *c, uint8_t type, uint64_t req_id, const Proto
             rc = SMLT_ENOMEM;
             goto out;
         }
-        *r = (struct ref_ctx){.c = c, .fn = release, .arg = release_arg};
+        *r = (struct ref_ctx){.c = c, .fn = release, .arg = release_arg, .next = c->refs};
+        if (c->refs)
+            c->refs->prev = r;
+        c->refs = r;
         c->ref_bytes += len;
         evbuffer_add_reference(out, payload, len, on_ref_cleanup, r);
         released = 1; /* release now belongs to the evbuffer */
