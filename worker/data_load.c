@@ -270,21 +270,19 @@ int data_load_idx(const char *images_path, const char *labels_path,
         goto out;
     if (whole && (rc = expect_eof(fi, images_path, hdr_i + total, err, errlen)) < 0)
         goto out;
-    /* Only now, with every byte in hand, the float arrays. */
-    x = data_set_alloc(sizeof(float) * (total ? total : 1));
+    /* Only now, with every byte in hand, the set: the pixels stay bytes (read as byte / 255
+     * when batches are gathered), a quarter of the memory of floats and no conversion pass. */
     y = malloc(sizeof(int32_t) * (n ? n : 1));
-    if (!x || !y) {
+    if (!y) {
         rc = SMLT_ENOMEM;
-        set_err(err, errlen, "%s: out of memory for %llu x %llu floats", images_path,
-                (unsigned long long)n, (unsigned long long)dim);
+        set_err(err, errlen, "%s: out of memory for %llu labels", labels_path,
+                (unsigned long long)n);
         goto out;
     }
-    for (uint64_t i = 0; i < total; i++)
-        x[i] = (float)pix[i] * (1.0f / 255.0f);
     for (uint64_t i = 0; i < n; i++)
         y[i] = lab[i];
-    *out = data_set_wrap((size_t)n, (int)dim, classes, x, y);
-    x = NULL;
+    *out = data_set_wrap_u8((size_t)n, (int)dim, classes, pix, 1.0f / 255.0f, y);
+    pix = NULL;
     y = NULL;
     if (!*out) {
         rc = SMLT_ENOMEM;

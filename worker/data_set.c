@@ -16,7 +16,9 @@
 struct data_set {
     size_t n;
     int dim, classes;
-    float *x;
+    float *x;        /* features as floats; for a byte set, made on first data_set_x() */
+    uint8_t *x8;     /* or: features as bytes, each scaled by x8_scale when read */
+    float x8_scale;
     int32_t *y;
 };
 
@@ -85,11 +87,44 @@ void *data_set_alloc(size_t n)
     return p;
 }
 
+struct data_set *data_set_wrap_u8(size_t n, int dim, int num_classes, uint8_t *x8, float scale,
+                                  int32_t *y)
+{
+    struct data_set *ds = NULL;
+    if (!sizes_ok(n, dim, num_classes) || (n && (!x8 || !y)) ||
+        !(ds = calloc(1, sizeof *ds))) {
+        free(x8);
+        free(y);
+        return NULL;
+    }
+    ds->n = n;
+    ds->dim = dim;
+    ds->classes = num_classes;
+    ds->x8 = x8;
+    ds->x8_scale = scale;
+    ds->y = y;
+    return ds;
+}
+
+void data_set_rows(const struct data_set *ds, size_t first, size_t n, float *out)
+{
+    const size_t dim = (size_t)ds->dim;
+    if (ds->x) {
+        memcpy(out, ds->x + first * dim, sizeof(float) * n * dim);
+        return;
+    }
+    const uint8_t *src = ds->x8 + first * dim;
+    const float k = ds->x8_scale;
+    for (size_t i = 0; i < n * dim; i++)
+        out[i] = (float)src[i] * k;
+}
+
 void data_set_free(struct data_set *ds)
 {
     if (!ds)
         return;
     free(ds->x);
+    free(ds->x8);
     free(ds->y);
     free(ds);
 }
@@ -111,6 +146,15 @@ int data_set_num_classes(const struct data_set *ds)
 
 const float *data_set_x(const struct data_set *ds)
 {
+    if (!ds->x && ds->x8 && ds->n) {
+        /* A byte set asked for its whole float matrix: made once, on demand (the set is a
+         * single-threaded object; this is its only lazily filled member). */
+        struct data_set *w = (struct data_set *)ds;
+        float *x = data_set_alloc(sizeof(float) * ds->n * (size_t)ds->dim);
+        if (x)
+            data_set_rows(ds, 0, ds->n, x); /* from the bytes: x is not the set's yet */
+        w->x = x;
+    }
     return ds->x;
 }
 
@@ -121,7 +165,7 @@ const int32_t *data_set_y(const struct data_set *ds)
 
 float *data_set_x_mut(struct data_set *ds)
 {
-    return ds->x;
+    return (float *)data_set_x(ds);
 }
 
 int32_t *data_set_y_mut(struct data_set *ds)
@@ -147,11 +191,26 @@ struct data_set *data_set_slice(const struct data_set *ds, size_t first, size_t 
         first = ds->n;
     if (n > ds->n - first)
         n = ds->n - first;
+    if (ds->x8 && !ds->x) {
+        size_t bytes = n * (size_t)ds->dim;
+        uint8_t *x8 = malloc(bytes ? bytes : 1);
+        int32_t *y = malloc(sizeof(int32_t) * (n ? n : 1));
+        if (x8 && n)
+            memcpy(x8, ds->x8 + first * (size_t)ds->dim, bytes);
+        if (y && n)
+            memcpy(y, ds->y + first, sizeof(int32_t) * n);
+        if (!x8 || !y) {
+            free(x8);
+            free(y);
+            return NULL;
+        }
+        return data_set_wrap_u8(n, ds->dim, ds->classes, x8, ds->x8_scale, y);
+    }
     struct data_set *out = data_set_new(n, ds->dim, ds->classes);
     if (!out)
         return NULL;
     if (n) {
-        memcpy(out->x, ds->x + first * (size_t)ds->dim, sizeof(float) * n * (size_t)ds->dim);
+        data_set_rows(ds, first, n, out->x);
         memcpy(out->y, ds->y + first, sizeof(int32_t) * n);
     }
     return out;
@@ -293,7 +352,7 @@ int data_set_iter_next(struct data_set_iter *it, float *x, int32_t *y, uint32_t 
     const uint32_t *rows = it->order + first;
     for (size_t i = 0; i < n; i++) {
         const uint32_t r = rows[i];
-        memcpy(x + i * dim, ds->x + (size_t)r * dim, sizeof(float) * dim);
+        data_set_rows(ds, r, 1, x + i * dim);
         y[i] = ds->y[r];
         if (idx)
             idx[i] = r;

@@ -34,6 +34,7 @@ struct nn_model {
     struct nn_tensor_info tensors[2 * NN_MODEL_MAX_LAYERS];
     size_t nparams;
     float *params, *grads;
+    float *eval_buf; /* one batch of inputs for nn_model_evaluate(), made on first use */
     int max_batch, input_dim, classes;
     float *acts[NN_MODEL_MAX_LAYERS + 1];
     int act_owned[NN_MODEL_MAX_LAYERS + 1];
@@ -416,6 +417,7 @@ void nn_model_free(struct nn_model *m)
 {
     if (!m)
         return;
+    free(m->eval_buf);
     for (int i = 0; i < m->nlayers; i++)
         nn_layer_free(m->layers[i]);
     for (int i = 0; i <= NN_MODEL_MAX_LAYERS; i++)
@@ -592,13 +594,20 @@ int nn_model_evaluate(struct nn_model *m, const struct data_set *ds, double *acc
         return SMLT_EINVAL;
     if (data_set_check(ds, NULL) < 0)
         return SMLT_EINVAL;
-    const float *x = data_set_x(ds);
     const int32_t *y = data_set_y(ds);
     double lsum = 0.0;
     long correct = 0;
+    /* Rows are read a batch at a time (a byte-valued set converts them on the way). The
+     * buffer is made once per model, outside the training loop. */
+    if (!m->eval_buf) {
+        m->eval_buf = malloc(sizeof(float) * (size_t)m->max_batch * (size_t)m->input_dim);
+        if (!m->eval_buf)
+            return SMLT_ENOMEM;
+    }
     for (size_t i = 0; i < total; i += (size_t)m->max_batch) {
         int n = total - i < (size_t)m->max_batch ? (int)(total - i) : m->max_batch;
-        model_forward(m, x + i * (size_t)m->input_dim, n, 0);
+        data_set_rows(ds, i, (size_t)n, m->eval_buf);
+        model_forward(m, m->eval_buf, n, 0);
         lsum += n * nn_layer_softmax_xent(m->acts[m->nlayers], y + i, n, m->classes, NULL,
                                           &correct);
     }

@@ -254,6 +254,55 @@ START_TEST(drop_last_and_bad_args)
 }
 END_TEST
 
+/* A set of bytes reads exactly like the same set of floats: rows, batches, slices, the
+ * whole matrix made on demand. */
+START_TEST(byte_set_matches_float_set)
+{
+    const size_t n = 37;
+    const int dim = 5;
+    uint8_t *x8 = malloc(n * dim);
+    int32_t *y8 = malloc(sizeof(int32_t) * n), *yf = malloc(sizeof(int32_t) * n);
+    float *xf = malloc(sizeof(float) * n * dim);
+    for (size_t i = 0; i < n * dim; i++) {
+        x8[i] = (uint8_t)(i * 7 + 3);
+        xf[i] = (float)x8[i] * (1.0f / 255.0f);
+    }
+    for (size_t i = 0; i < n; i++)
+        y8[i] = yf[i] = (int32_t)(i % 4);
+    struct data_set *a = data_set_wrap_u8(n, dim, 4, x8, 1.0f / 255.0f, y8);
+    struct data_set *b = data_set_wrap(n, dim, 4, xf, yf);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    float ra[3 * 5], rb[3 * 5];
+    data_set_rows(a, 10, 3, ra);
+    data_set_rows(b, 10, 3, rb);
+    ck_assert_mem_eq(ra, rb, sizeof ra);
+    struct data_set_iter *ia = data_set_iter_new(a, 1, 3, 9, 4, 0);
+    struct data_set_iter *ib = data_set_iter_new(b, 1, 3, 9, 4, 0);
+    float xa[4 * 5], xb[4 * 5];
+    int32_t la[4], lb[4];
+    for (int k = 0; k < 7; k++) {
+        int na = data_set_iter_next(ia, xa, la, NULL), nb = data_set_iter_next(ib, xb, lb, NULL);
+        ck_assert_int_eq(na, nb);
+        ck_assert_mem_eq(xa, xb, sizeof(float) * (size_t)na * dim);
+        ck_assert_mem_eq(la, lb, sizeof(int32_t) * (size_t)na);
+    }
+    data_set_iter_free(ia);
+    data_set_iter_free(ib);
+    struct data_set *sa = data_set_slice(a, 5, 6), *sb = data_set_slice(b, 5, 6);
+    data_set_rows(sa, 0, 3, ra);
+    data_set_rows(sb, 0, 3, rb);
+    ck_assert_mem_eq(ra, rb, sizeof ra);
+    /* The whole float matrix, made from the bytes on the first call. */
+    ck_assert_mem_eq(data_set_x(a), data_set_x(b), sizeof(float) * n * dim);
+    ck_assert_mem_eq(data_set_x(sa), data_set_x(sb), sizeof(float) * 6 * dim);
+    data_set_free(sa);
+    data_set_free(sb);
+    data_set_free(a);
+    data_set_free(b);
+}
+END_TEST
+
 static Suite *data_set_suite(void)
 {
     Suite *s = suite_create("data_set");
@@ -263,6 +312,7 @@ static Suite *data_set_suite(void)
     tcase_add_test(tc, shuffle_deterministic_per_epoch);
     tcase_add_test(tc, cursor_resume);
     tcase_add_test(tc, drop_last_and_bad_args);
+    tcase_add_test(tc, byte_set_matches_float_set);
     suite_add_tcase(s, tc);
     return s;
 }
