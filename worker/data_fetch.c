@@ -3,7 +3,9 @@
  *
  * Used by the worker's loading phase and by smlt-bench; the parsing is data_load.c's job.
  * libcurl's easy interface does the transfer, restricted to http and https (also across
- * redirects), with connect and low-speed timeouts and a size cap. */
+ * redirects), with connect and low-speed timeouts and a size cap. Gzip IDX files are unpacked
+ * once into the cache (data_fetch_unpacked()), so a cold worker reads plain bytes instead of
+ * inflating tens of megabytes on every start. */
 #include "data_fetch.h"
 
 #include <curl/curl.h>
@@ -15,8 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "data_load.h"
 #include "data_set.h"
@@ -301,6 +305,111 @@ int data_fetch_file(const char *source, const char *name, const char *cache_dir,
     return download(url, out, err, errlen);
 }
 
+/* Inflates the gzip file src into dst through a temporary file renamed into place. Returns 0
+ * or -1 (dst untouched). */
+static int unpack_to(const char *src, const char *dst, uint64_t *bytes)
+{
+    char tmp[DATA_FETCH_PATH_MAX];
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%llu", dst, (long)getpid(),
+                     (unsigned long long)atomic_fetch_add(&fetch_tmp_seq, 1));
+    if (n < 0 || (size_t)n >= sizeof tmp)
+        return -1;
+    enum { CHUNK = 1 << 17 };
+    char *buf = malloc(CHUNK);
+    gzFile in = buf ? gzopen(src, "rb") : NULL;
+    FILE *out = in ? fopen(tmp, "wb") : NULL;
+    if (!out) {
+        if (in)
+            gzclose(in);
+        free(buf);
+        return -1;
+    }
+    gzbuffer(in, CHUNK);
+    int r, bad = 0;
+    *bytes = 0;
+    while ((r = gzread(in, buf, CHUNK)) > 0) {
+        if (fwrite(buf, 1, (size_t)r, out) != (size_t)r) {
+            bad = 1;
+            break;
+        }
+        *bytes += (uint64_t)r;
+        if (*bytes > DATA_FETCH_MAX_BYTES) {
+            bad = 1;
+            break;
+        }
+    }
+    int zerr = Z_OK;
+    gzerror(in, &zerr);
+    /* A truncated stream reads as a short file with Z_BUF_ERROR: not a good copy. */
+    bad |= r < 0 || (zerr != Z_OK && zerr != Z_STREAM_END) || !gzeof(in);
+    gzclose(in);
+    free(buf);
+    bad |= fclose(out) != 0;
+    if (bad || rename(tmp, dst) < 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+int data_fetch_unpacked(const char *path, const char *cache_dir, char *out, size_t outlen)
+{
+    size_t len = path ? strlen(path) : 0;
+    struct stat st;
+    if (!out || !outlen || len < 4 || strcmp(path + len - 3, ".gz") || stat(path, &st) < 0 ||
+        !S_ISREG(st.st_mode))
+        goto keep;
+    const char *root = cache_dir && *cache_dir ? cache_dir : getenv("SMLT_CACHE_DIR");
+    if (!root || !*root)
+        root = "/tmp/smlt-cache";
+    /* The key names the file and its version: a changed source gets a new copy. */
+    char id[DATA_FETCH_PATH_MAX + 64], dir[DATA_FETCH_PATH_MAX];
+    int k = snprintf(id, sizeof id, "%s|%lld|%lld.%09ld", path, (long long)st.st_size,
+                     (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    if (k < 0 || (size_t)k >= sizeof id)
+        goto keep;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    k = snprintf(dir, sizeof dir, "%.*s/unpacked-%016llx", (int)trimmed_len(root), root,
+                 (unsigned long long)fnv1a(id, (size_t)k));
+    if (k < 0 || (size_t)k >= sizeof dir)
+        goto keep;
+    k = snprintf(out, outlen, "%s/%.*s", dir, (int)(strlen(base) - 3), base);
+    if (k < 0 || (size_t)k >= outlen)
+        goto keep;
+    if (stat(out, &st) == 0 && S_ISREG(st.st_mode))
+        return 1;
+    if (mkdirs(dir) < 0)
+        goto keep;
+    /* One process inflates, the others (cold workers starting together) wait for its copy:
+     * on a small machine that is several times faster than each inflating its own. */
+    char lock[DATA_FETCH_PATH_MAX + 8];
+    snprintf(lock, sizeof lock, "%s/.lock", dir);
+    int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lfd >= 0)
+        while (flock(lfd, LOCK_EX) < 0 && errno == EINTR)
+            ;
+    int made = 0;
+    uint64_t bytes = 0;
+    if (stat(out, &st) == 0 && S_ISREG(st.st_mode))
+        made = 1;
+    else if (unpack_to(path, out, &bytes) == 0)
+        made = 2;
+    if (lfd >= 0)
+        close(lfd); /* releases the lock */
+    if (!made) {
+        log_debug("could not unpack %s into %s; reading it compressed", path, dir);
+        goto keep;
+    }
+    if (made == 2)
+        log_debug("unpacked %s into %s (%llu bytes)", path, out, (unsigned long long)bytes);
+    return made;
+keep:
+    if (out && outlen && path && snprintf(out, outlen, "%s", path) >= (int)outlen)
+        return -1;
+    return 0;
+}
+
 int data_fetch_idx(const char *source, const char *split, const char *cache_dir,
                    const struct data_load_opts *o, struct data_set **out, char *err,
                    size_t errlen)
@@ -325,6 +434,9 @@ int data_fetch_idx(const char *source, const char *split, const char *cache_dir,
         }
         if (rc < 0)
             return rc;
+        char plain[DATA_FETCH_PATH_MAX];
+        if (data_fetch_unpacked(paths[k], cache_dir, plain, sizeof plain) > 0)
+            snprintf(paths[k], sizeof paths[k], "%s", plain);
     }
     return data_load_idx(paths[0], paths[1], o, out, err, errlen);
 }

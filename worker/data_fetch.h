@@ -35,11 +35,20 @@ int data_fetch_file(const char *source, const char *name, const char *cache_dir,
 
 /* Loads the IDX pair of split ("train", "t10k") from source: <split>-images-idx3-ubyte.gz and
  * <split>-labels-idx1-ubyte.gz, or the same names without .gz when those are absent, through
- * data_fetch_file() and data_load_idx(o). Stores a new set in *out (free it with
+ * data_fetch_file(), data_fetch_unpacked() and data_load_idx(o). Stores a new set in *out (free it with
  * data_set_free()). Returns 0 or a negative SMLT_E* code with a message in err. */
 int data_fetch_idx(const char *source, const char *split, const char *cache_dir,
                    const struct data_load_opts *o, struct data_set **out, char *err,
                    size_t errlen);
+
+/* The plain copy of a gzip file (path ending in .gz): inflated once into
+ *   <cache root>/unpacked-<16 hex digits of a hash of path, size and mtime>/<name without .gz>
+ * through a temporary file renamed into place, found there by every later call while the
+ * source is unchanged. Writes its path to out and returns 1 (found) or 2 (just made). When
+ * path is not gzip, or the copy cannot be made (a corrupt stream, no room), writes path itself
+ * and returns 0: the caller reads the original and its parser reports what is wrong. -1 when
+ * path does not fit in out. */
+int data_fetch_unpacked(const char *path, const char *cache_dir, char *out, size_t outlen);
 
 /* Writes the cache directory used for a URL source to out. Returns 0 or -SMLT_EINVAL (not a
  * URL, or the path does not fit). */

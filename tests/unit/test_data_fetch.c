@@ -4,7 +4,8 @@
  * pid, and the server kills itself after 60 s in any case. Checked: a cold fetch downloads,
  * a warm one does not (not even with the server gone), the uncompressed-name fallback, 404,
  * a body shorter than its Content-Length, a refused connection, and that a failed download
- * leaves nothing in the cache. */
+ * leaves nothing in the cache. Unpacked copies: made once, found again, remade when the
+ * source changes, never made from a truncated stream (whose error the parser then reports). */
 #include <arpa/inet.h>
 #include <check.h>
 #include <dirent.h>
@@ -33,6 +34,8 @@ static void setup(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/smlt-test-data-fetch.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    /* Unpacked copies of local gzip files land under the test's directory. */
+    setenv("SMLT_CACHE_DIR", tmpdir, 1);
 }
 
 static void teardown(void)
@@ -353,6 +356,84 @@ START_TEST(cache_dir_choice)
 }
 END_TEST
 
+/* Copies src to dst byte for byte. */
+static void copy_file(const char *src, const char *dst, size_t keep)
+{
+    FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+    ck_assert_ptr_nonnull(in);
+    ck_assert_ptr_nonnull(out);
+    char buf[65536];
+    size_t n, total = 0;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0 && total < keep) {
+        if (n > keep - total)
+            n = keep - total;
+        ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
+        total += n;
+    }
+    fclose(in);
+    ck_assert_int_eq(fclose(out), 0);
+}
+
+START_TEST(unpacked_copy)
+{
+    char src[512], cache[512], plain[DATA_FETCH_PATH_MAX], again[DATA_FETCH_PATH_MAX], err[512];
+    snprintf(src, sizeof src, "%s/t10k-labels-idx1-ubyte.gz", tmpdir);
+    snprintf(cache, sizeof cache, "%s/cache", tmpdir);
+    copy_file(FMNIST_DIR "/t10k-labels-idx1-ubyte.gz", src, (size_t)-1);
+    /* made once: the IDX header's magic (labels: 0x00000801) and 8 + 10000 bytes */
+    ck_assert_int_eq(data_fetch_unpacked(src, cache, plain, sizeof plain), 2);
+    ck_assert_int_eq(strncmp(plain, cache, strlen(cache)), 0);
+    ck_assert_ptr_nonnull(strstr(plain, "/t10k-labels-idx1-ubyte"));
+    ck_assert_ptr_null(strstr(plain, ".gz"));
+    struct stat st, st2;
+    ck_assert_int_eq(stat(plain, &st), 0);
+    ck_assert_int_eq(st.st_size, 8 + 10000);
+    unsigned char head[4];
+    FILE *f = fopen(plain, "rb");
+    ck_assert_uint_eq(fread(head, 1, 4, f), 4);
+    fclose(f);
+    ck_assert(head[0] == 0 && head[1] == 0 && head[2] == 8 && head[3] == 1);
+    /* found again, the same file (not rewritten) */
+    ck_assert_int_eq(data_fetch_unpacked(src, cache, again, sizeof again), 1);
+    ck_assert_str_eq(plain, again);
+    ck_assert_int_eq(stat(again, &st2), 0);
+    ck_assert_uint_eq(st.st_ino, st2.st_ino);
+    /* a changed source (here shorter by one byte: a truncated stream) is not the same key,
+     * and a truncated stream leaves no copy: the caller reads the original */
+    copy_file(FMNIST_DIR "/t10k-labels-idx1-ubyte.gz", src, 4000);
+    ck_assert_int_eq(data_fetch_unpacked(src, cache, again, sizeof again), 0);
+    ck_assert_str_eq(again, src);
+    ck_assert_int_eq(count_entries(cache), 2); /* the first copy's and the empty new key's */
+    struct data_set *ds = NULL;
+    char lab[600];
+    snprintf(lab, sizeof lab, "%s/t10k-images-idx3-ubyte.gz", tmpdir);
+    copy_file(FMNIST_DIR "/t10k-images-idx3-ubyte.gz", lab, (size_t)-1);
+    int rc = data_fetch_idx(tmpdir, "t10k", cache, NULL, &ds, err, sizeof err);
+    ck_assert_int_lt(rc, 0);
+    ck_assert_ptr_nonnull(strstr(err, "t10k-labels-idx1-ubyte.gz"));
+    /* whole again: loads from the plain copies, the same set as from the gzip files */
+    copy_file(FMNIST_DIR "/t10k-labels-idx1-ubyte.gz", src, (size_t)-1);
+    ck_assert_msg(data_fetch_idx(tmpdir, "t10k", cache, NULL, &ds, err, sizeof err) == 0, "%s",
+                  err);
+    struct data_set *ref = NULL;
+    ck_assert_int_eq(data_load_idx(FMNIST_DIR "/t10k-images-idx3-ubyte.gz",
+                                   FMNIST_DIR "/t10k-labels-idx1-ubyte.gz", NULL, &ref, err,
+                                   sizeof err), 0);
+    ck_assert_uint_eq(data_set_size(ds), data_set_size(ref));
+    ck_assert_int_eq(memcmp(data_set_y(ds), data_set_y(ref), data_set_size(ds) * sizeof(int32_t)),
+                     0);
+    ck_assert_int_eq(memcmp(data_set_x(ds), data_set_x(ref),
+                            data_set_size(ds) * (size_t)data_set_dim(ds) * sizeof(float)),
+                     0);
+    data_set_free(ds);
+    data_set_free(ref);
+    /* not gzip: the path itself */
+    ck_assert_int_eq(data_fetch_unpacked("/etc/hostname", cache, again, sizeof again), 0);
+    ck_assert_str_eq(again, "/etc/hostname");
+    ck_assert_int_eq(data_fetch_unpacked(src, cache, again, 5), -1);
+}
+END_TEST
+
 static Suite *data_fetch_suite(void)
 {
     Suite *s = suite_create("data_fetch");
@@ -363,6 +444,7 @@ static Suite *data_fetch_suite(void)
     tcase_add_test(tc, http_cold_then_warm);
     tcase_add_test(tc, http_fallback_404_and_short);
     tcase_add_test(tc, cache_dir_choice);
+    tcase_add_test(tc, unpacked_copy);
     suite_add_tcase(s, tc);
     return s;
 }
