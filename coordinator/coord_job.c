@@ -9,7 +9,12 @@
  * before the time limit) is invoked at once; an invocation that ended without reporting (killed
  * at the limit, crashed) is re-invoked from the last reported cursor after a short backoff. The
  * parameter server counts each (rank, step) once, so steps the lost invocation had already
- * pushed are recognised as duplicates and not applied again. */
+ * pushed are recognised as duplicates and not applied again.
+ *
+ * Changes (worker count, shard count, straggler replacement) happen with every rank parked at
+ * one epoch boundary. Jobs with a deadline or a budget park at every boundary (the scheduler
+ * decides at each); the others train through boundaries and get a barrier from the shards
+ * (smlt_freeze_at_boundary()) only when there is a change to make. */
 #include "coord.h"
 
 #include <errno.h>
@@ -117,6 +122,10 @@ struct coord_job {
     uint64_t phase_step;
     uint32_t phase_epoch;
     uint32_t pending_workers, pending_shards; /* a manual scale, applied at the next boundary */
+    int parks;              /* every rank parks at every epoch boundary (see job_parks()) */
+    int barrier_pending;    /* the shards stop every rank at barrier_step for a change */
+    uint64_t barrier_step;
+    double straggler_barrier_at; /* when a suspected straggler last asked for a barrier */
     enum job_state end_state;  /* what stopping leads to (JOB_STOPPED on budget) */
     int deadline_warned;
     double boundary_at;     /* when the last epoch boundary was passed */
@@ -261,6 +270,7 @@ static void rank_invoke(struct rank *r);
 static void job_finish(struct coord_job *j, enum job_state st, const char *why);
 static void job_check_done(struct coord_job *j);
 static void job_boundary(struct coord_job *j);
+static void job_halt_workers(struct coord_job *j);
 
 static struct coord_job *job_find(struct coord *c, const char *id)
 {
@@ -347,6 +357,8 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
                      j->spec.target_accuracy, (long long)j->epoch_done + 1, p->test_acc);
             job_event(j, "target", "%s", j->reason);
             j->stopping = 1;
+            if (!j->parks)
+                job_halt_workers(j); /* they would train on into the next epoch */
         }
     }
     double t = now_mono();
@@ -425,7 +437,8 @@ static void on_inv_end(uint64_t inv, const struct coord_inv_result *res, void *a
     }
     if (status == SMLT__DONE_STATUS__DONE_SLICE || status == SMLT__DONE_STATUS__DONE_TIME_UP) {
         r->failures = 0;
-        if (j->spe && r->next_step > j->phase_step && (r->next_step - j->phase_step) % j->spe == 0) {
+        if (j->spe && r->next_step > j->phase_step && (r->next_step - j->phase_step) % j->spe == 0 &&
+            (j->parks || (j->barrier_pending && r->next_step == j->barrier_step))) {
             /* At an epoch boundary: wait there for the other ranks (changes happen here). */
             r->at_boundary = 1;
             job_boundary(j);
@@ -581,7 +594,7 @@ static int rpc_hello(const char *inv, const uint8_t *token, size_t toklen, int w
     a->has_step_base = a->has_epoch_base = a->has_stop_at_epoch_end = 1;
     a->step_base = j->phase_step;
     a->epoch_base = j->phase_epoch;
-    a->stop_at_epoch_end = 1;
+    a->stop_at_epoch_end = j->parks;
     r->pid = (pid_t)pid;
     if (s->chaos.slow_rank == (int)r->rank && pid) {
         if (!r->slow_pid)
@@ -790,6 +803,110 @@ static int job_reshard(struct coord_job *j, uint32_t shards, char *err, size_t e
     return 0;
 }
 
+/* Asks the shards to stop every rank at the next epoch boundary, where job_boundary() makes
+ * a change (a job whose ranks do not park at every boundary). Quiet when it cannot be set yet
+ * (steps per epoch unknown, a shard just passing the step): on_tick() asks again. */
+static void job_request_barrier(struct coord_job *j, const char *why)
+{
+    if (j->parks || j->barrier_pending || !j->spe || j->stopping || job_ended(j))
+        return;
+    char err[256] = "";
+    struct smlt_client *cl = admin_client(j, err, sizeof err);
+    uint64_t at = 0;
+    int rc = cl ? smlt_freeze_at_boundary(cl, j->phase_step, j->spe, &at) : SMLT_EIO;
+    if (rc && cl)
+        snprintf(err, sizeof err, "%s", smlt_client_errmsg(cl));
+    smlt_client_close(cl);
+    if (rc) {
+        if (rc != SMLT_EAGAIN)
+            job_log(j, "could not set a barrier (%s); trying again", err);
+        return;
+    }
+    j->barrier_pending = 1;
+    j->barrier_step = at;
+    job_log(j, "barrier at step %llu (epoch %llu's end) for %s", (unsigned long long)at,
+            (unsigned long long)(j->phase_epoch + (at - j->phase_step) / j->spe), why);
+    /* Ranks already parked there (their slice ended at that very step) count as arrived. */
+    for (uint32_t k = 0; k < j->workers; k++) {
+        struct rank *r = &j->ranks[k];
+        if (!r->inv && !r->finished && r->next_step == at && !evtimer_pending(r->retry_ev, NULL))
+            r->at_boundary = 1;
+    }
+    job_boundary(j);
+}
+
+/* Lifts the barrier before the next phase starts. Returns 0 or a negative code. */
+static int job_lift_barrier(struct coord_job *j)
+{
+    if (!j->barrier_pending)
+        return 0;
+    char err[256] = "";
+    struct smlt_client *cl = admin_client(j, err, sizeof err);
+    int rc = cl ? smlt_unfreeze(cl) : SMLT_EIO;
+    if (rc && cl)
+        snprintf(err, sizeof err, "%s", smlt_client_errmsg(cl));
+    smlt_client_close(cl);
+    if (rc) {
+        job_log(j, "could not lift the barrier at step %llu (%s); trying again",
+                (unsigned long long)j->barrier_step, err);
+        return rc;
+    }
+    j->barrier_pending = 0;
+    return 0;
+}
+
+/* Stops every rank at one step (BSP needs them to end together; the shards refuse the next
+ * step to all). For a stop that cannot wait for a boundary: the budget, a reached target. */
+static void job_halt_workers(struct coord_job *j)
+{
+    char err[256] = "";
+    struct smlt_client *cl = admin_client(j, err, sizeof err);
+    uint64_t at = 0;
+    if (!cl || smlt_stop_at(cl, &at) != 0)
+        job_log(j, "could not stop the shards at one step (%s); workers stop on their own",
+                cl ? smlt_client_errmsg(cl) : err);
+    else
+        job_log(j, "the workers stop at step %llu", (unsigned long long)at);
+    smlt_client_close(cl);
+}
+
+/* A job whose ranks do not park: watches the current invocations' compute time per step and
+ * sets a barrier when one rank is much slower than the others, so that job_check_stragglers()
+ * can replace it at the boundary. At most once every 20 s. */
+static void job_watch_stragglers(struct coord_job *j, double t)
+{
+    if (j->parks || j->barrier_pending || j->workers < 2 || t - j->straggler_barrier_at < 20)
+        return;
+    double v[COORD_SPEC_MAX_WORKERS], slow = 0;
+    uint32_t n = 0, who = 0;
+    for (uint32_t k = 0; k < j->workers; k++) {
+        struct rank *r = &j->ranks[k];
+        if (!r->inv || r->steps < 20)
+            return;
+        v[n++] = r->compute_s / (double)r->steps;
+    }
+    for (uint32_t a = 1; a < n; a++)
+        for (uint32_t b = a; b > 0 && v[b - 1] > v[b]; b--) {
+            double x = v[b];
+            v[b] = v[b - 1];
+            v[b - 1] = x;
+        }
+    double med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    for (uint32_t k = 0; k < j->workers; k++) {
+        double cps = j->ranks[k].compute_s / (double)j->ranks[k].steps;
+        if (cps > slow) {
+            slow = cps;
+            who = k;
+        }
+    }
+    if (slow > 1.5 * med && slow - med > 0.002) {
+        j->straggler_barrier_at = t;
+        char why[96];
+        snprintf(why, sizeof why, "a suspected straggler (rank %u)", who);
+        job_request_barrier(j, why);
+    }
+}
+
 /* Replaces the instances of ranks much slower than the others in BSP (measured: compute time
  * per step in their last invocation over the median of all). */
 static void job_check_stragglers(struct coord_job *j)
@@ -996,6 +1113,8 @@ static void job_boundary(struct coord_job *j)
         job_check_done(j);
         return;
     }
+    if (j->barrier_pending && job_lift_barrier(j) != 0)
+        return; /* on_tick() tries again: invoked now, the ranks would be refused at once */
     uint64_t at = j->ranks[0].next_step;
     uint32_t epoch = j->phase_epoch + (uint32_t)((at - j->phase_step) / (j->spe ? j->spe : 1));
     double t = now_mono();
@@ -1088,18 +1207,17 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             job_event(j, "budget", "%s", j->reason);
             j->stopping = 1;
             j->end_state = JOB_STOPPED;
-            /* Every worker must end at the same step (BSP): the shards refuse the next one. */
-            char err[256] = "";
-            struct smlt_client *cl = admin_client(j, err, sizeof err);
-            uint64_t at = 0;
-            if (!cl || smlt_stop_at(cl, &at) != 0)
-                job_log(j, "could not stop the shards at one step (%s); workers stop on their own",
-                        cl ? smlt_client_errmsg(cl) : err);
-            else
-                job_log(j, "the workers stop at step %llu", (unsigned long long)at);
-            smlt_client_close(cl);
+            job_halt_workers(j);
             job_boundary(j); /* ranks already parked at a boundary end now */
         }
+    }
+    if (!j->stopping && !j->parks) {
+        if (j->barrier_pending)
+            job_boundary(j); /* a barrier that could not be lifted last time */
+        else if (j->pending_workers || j->pending_shards)
+            job_request_barrier(j, "a manual scale");
+        else
+            job_watch_stragglers(j, now_mono());
     }
     if (j->spec.deadline_s > 0 && !j->deadline_warned &&
         now_unix() - j->submitted_unix > j->spec.deadline_s) {
@@ -1162,6 +1280,12 @@ static void job_start(evutil_socket_t fd, short what, void *arg)
         j->ranks[k].rank = k;
         j->ranks[k].retry_ev = evtimer_new(c->base, on_retry, &j->ranks[k]);
     }
+    /* Ranks park at every epoch boundary where a decision is made at every one (a deadline
+     * or a budget) or where the shards cannot stop them at a step of our choosing (only BSP
+     * shards can, and only for an admin). The others train on through boundaries in one
+     * invocation, and the coordinator sets a barrier when it has a change to make. */
+    j->parks = j->spec.deadline_s > 0 || j->spec.budget_usd > 0 ||
+               j->spec.sync != SMLT_SYNC_BSP || !j->shards.admin_token[0];
     job_set_state(j, JOB_RUNNING, NULL);
     j->epoch_started = j->boundary_at = now_mono();
     for (uint32_t k = 0; k < j->workers; k++)
@@ -1426,6 +1550,7 @@ int coord_scale(struct coord *c, const char *id, unsigned workers, unsigned shar
     job_event(j, "scale", "manual override: %u workers, %u shards requested; applied at the next "
                           "epoch boundary",
               workers ? workers : j->workers, shards ? shards : j->shards.n);
+    job_request_barrier(j, "a manual scale");
     return 0;
 }
 

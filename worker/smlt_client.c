@@ -1481,6 +1481,52 @@ static int retire_shards(struct smlt_client *c, char **addrs, uint32_t n, const 
     return rc;
 }
 
+int smlt_freeze_at_boundary(struct smlt_client *c, uint64_t base, uint64_t align, uint64_t *step)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    if ((rc = fill_prepare(c, 0)) || (rc = batch_run(c)))
+        return rc;
+    uint64_t at = 0;
+    for (size_t i = 0; i < c->nops; i++)
+        if (c->ops[i].clock > at)
+            at = c->ops[i].clock;
+    uint64_t b = at <= base || !align ? (at > base ? at : base)
+                                      : base + (at - base + align - 1) / align * align;
+    if (b == 0)
+        b = align ? base + align : 1;
+    if ((rc = fill_prepare(c, b)))
+        return rc;
+    for (size_t i = 0; i < c->nops; i++)
+        c->ops[i].stop = 1;
+    if ((rc = batch_run(c)))
+        return rc;
+    for (size_t i = 0; i < c->nops; i++) {
+        if (c->ops[i].clock != b) {
+            /* A shard moved past the boundary between the two rounds: call it off. */
+            if (!fill_prepare(c, UINT64_MAX))
+                batch_run(c);
+            cl_seterr(c, "a shard passed step %llu before the barrier was set",
+                      (unsigned long long)b);
+            return SMLT_EAGAIN;
+        }
+    }
+    if (step)
+        *step = b;
+    return 0;
+}
+
+int smlt_unfreeze(struct smlt_client *c)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    if ((rc = fill_prepare(c, UINT64_MAX)))
+        return rc;
+    return batch_run(c);
+}
+
 int smlt_stop_at(struct smlt_client *c, uint64_t *step)
 {
     int rc = need_map(c);

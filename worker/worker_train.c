@@ -13,6 +13,8 @@
 #include "nn_model.h"
 #include "smlt_log.h"
 
+#define WORKER_EVAL_BATCH 512
+
 struct worker {
     char *data_src;
     struct data_set *train, *test;
@@ -283,7 +285,11 @@ static int prepare(struct worker *w, const struct worker_task *t, struct worker_
         data_set_iter_free(w->it);
         w->it = NULL;
         r->cold = 1;
-        w->m = nn_model_new(t->model, t->batch, err, sizeof err);
+        /* Buffers for batches of up to 512: training uses t->batch of them, evaluation all
+         * (a pass over the test set in big batches is several times faster, and rank 0's
+         * evaluation is time the other ranks wait for at an epoch's end). */
+        w->m = nn_model_new(t->model, t->batch > WORKER_EVAL_BATCH ? t->batch : WORKER_EVAL_BATCH,
+                            err, sizeof err);
         if (!w->m) {
             rep_err(r, SMLT_EINVAL, "model %s: %s", t->model, err);
             return SMLT_EINVAL;
@@ -408,6 +414,7 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
         return rc;
     }
     double loss_sum = 0, step_ema = 0;
+    uint64_t loss_n = 0;
     int time_up = 0, stop = 0;
     while (s < end && !stop) {
         double ts = now_s();
@@ -487,8 +494,10 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
         s++;
         r->steps++;
         r->samples += (uint64_t)n;
+        /* The mean over this epoch's steps so far (a slice may span epochs). */
         loss_sum += loss;
-        r->loss = loss_sum / (double)r->steps;
+        loss_n++;
+        r->loss = loss_sum / (double)loss_n;
         double dt = now_s() - ts;
         step_ema = step_ema == 0 ? dt : 0.8 * step_ema + 0.2 * dt;
         r->next_step = s;
@@ -505,6 +514,10 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
             r->eval_step = s;
             if (epoch_end)
                 r->eval_epoch = (int64_t)(t->epoch_base + (s - t->step_base) / spe) - 1;
+        }
+        if (epoch_end) { /* r->loss keeps the finished epoch's mean until the next step */
+            loss_sum = 0;
+            loss_n = 0;
         }
         if (t->stop_at_epoch_end && epoch_end)
             stop = 1;

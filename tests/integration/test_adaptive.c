@@ -1,9 +1,11 @@
 /* test_adaptive.c: a running job changes shape, through a real coordinator.
  *
  * Live fan-out: a job asked (mid-run, by the scale API) to go from 2 to 3 workers and 1 to 2
- * shards does so at the next epoch boundary; it finishes every step of every epoch, its
- * shards' counters show every (rank, step) counted exactly once (BSP: pushes counted =
- * workers x steps per shard over the phases), and it reaches an accuracy it could miss.
+ * shards does so at the next epoch boundary (where the coordinator sets a barrier: otherwise
+ * its ranks train through boundaries, one invocation each); it finishes every step of every
+ * epoch, its shards' counters show every (rank, step) counted exactly once (BSP: pushes
+ * counted = workers x steps per shard over the phases), and it reaches an accuracy it could
+ * miss.
  * Budget hard stop: a job whose budget cannot pay for its epochs stops on its own before
  * spending past it, with every worker at the same step, its model saved, state "stopped".
  * Both use a small uncompressed Fashion-MNIST subset so workers start in milliseconds. */
@@ -71,6 +73,9 @@ START_TEST(live_fanout_and_shards)
     ck_assert_int_eq((int)ct_num(j, "shards"), 2);
     ck_assert_int_eq((int)ct_num(j, "epoch"), epochs);
     ck_assert_int_eq((long long)ct_num(j, "step"), (long long)ct_num(j, "total_steps"));
+    /* One invocation per rank and phase (2, then 3), besides any lost and re-invoked. */
+    json_t *inv = json_object_get(j, "invocations");
+    ck_assert_int_eq((long long)(ct_num(inv, "total") - ct_num(inv, "lost")), 5);
     ck_assert_msg(ct_num(j, "test_accuracy") >= 0.75, "accuracy %.4f", ct_num(j, "test_accuracy"));
     /* The series shows both shapes: 2 workers x 1 shard, then 3 x 2. */
     json_t *series = json_object_get(j, "series");
@@ -90,9 +95,12 @@ START_TEST(live_fanout_and_shards)
         json_t *x = json_array_get(ps, s);
         ck_assert_int_eq((long long)ct_num(x, "clock"), total);
         ck_assert_int_eq((long long)ct_num(x, "pushes_duplicate"), 0);
-        ck_assert_int_eq((long long)ct_num(x, "pushes_rejected"), 0);
         ck_assert_int_eq((int)ct_num(x, "map_version"), 2);
     }
+    /* The change waits for a barrier at an epoch's end: shard 0 refuses that step's push of
+     * each of the 2 ranks at most once (they stop there); shard 1 came after it. */
+    ck_assert_int_le((long long)ct_num(json_array_get(ps, 0), "pushes_rejected"), 2);
+    ck_assert_int_eq((long long)ct_num(json_array_get(ps, 1), "pushes_rejected"), 0);
     json_t *s0 = json_array_get(ps, 0), *s1 = json_array_get(ps, 1);
     long long applied1 = (long long)ct_num(s1, "updates_applied");
     long long at = total - applied1; /* the step of the reshard */

@@ -173,6 +173,17 @@ SMLT_API int smlt_reshard(struct smlt_client *c, const char *new_addrs, uint64_t
  * stopping alone would leave the others waiting). *step gets that step. Returns at once. */
 SMLT_API int smlt_stop_at(struct smlt_client *c, uint64_t *step);
 
+/* A barrier at a step boundary (admin): like smlt_stop_at(), but the step is the first one
+ * at or after where the shards are now that lies on the grid base + k * align (an epoch
+ * boundary: base the phase's first step, align its steps per epoch). Every worker ends its slice
+ * exactly there; smlt_unfreeze() lets training go on. *step gets the step. SMLT_EAGAIN if a
+ * shard had already passed it (call again). */
+SMLT_API int smlt_freeze_at_boundary(struct smlt_client *c, uint64_t base, uint64_t align,
+                                     uint64_t *step);
+
+/* Lifts a freeze set by smlt_stop_at() or smlt_freeze_at_boundary(). */
+SMLT_API int smlt_unfreeze(struct smlt_client *c);
+
 /* Reads the whole model with its optimizer state (admin): params gets smlt_client_num_params()
  * floats; state, if non-NULL, gets *nstate arrays of as many floats back to back (room for 2:
  * Adam keeps 2, momentum and AdaGrad 1, SGD 0). For checkpoints and checks. */
