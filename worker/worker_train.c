@@ -471,7 +471,9 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
         if (rc == SMLT_ECANCELED) {
             /* The job stops here (the shards refuse this step for every worker): a clean end
              * of the slice at step s, which is not done. */
-            log_info("worker %u: the job stops at step %llu", t->rank, (unsigned long long)s);
+            log_info("worker %u: the shards end this slice at step %llu (the job stops or "
+                     "changes there)",
+                     t->rank, (unsigned long long)s);
             rc = 0;
             break;
         }
