@@ -415,6 +415,7 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
     }
     double loss_sum = 0, step_ema = 0;
     uint64_t loss_n = 0;
+    double prev_loss = -1;
     int time_up = 0, stop = 0;
     while (s < end && !stop) {
         double ts = now_s();
@@ -496,10 +497,13 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
         s++;
         r->steps++;
         r->samples += (uint64_t)n;
-        /* The mean over this epoch's steps so far (a slice may span epochs). */
+        /* The mean over this epoch's steps so far (a slice may span epochs); the last epoch's
+         * until a tenth of this one is done, so a report just past a boundary is not one
+         * step's loss. */
         loss_sum += loss;
         loss_n++;
-        r->loss = loss_sum / (double)loss_n;
+        if (prev_loss < 0 || loss_n * 10 >= spe)
+            r->loss = loss_sum / (double)loss_n;
         double dt = now_s() - ts;
         step_ema = step_ema == 0 ? dt : 0.8 * step_ema + 0.2 * dt;
         r->next_step = s;
@@ -517,7 +521,9 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
             if (epoch_end)
                 r->eval_epoch = (int64_t)(t->epoch_base + (s - t->step_base) / spe) - 1;
         }
-        if (epoch_end) { /* r->loss keeps the finished epoch's mean until the next step */
+        if (epoch_end) {
+            prev_loss = loss_sum / (double)loss_n;
+            r->loss = prev_loss;
             loss_sum = 0;
             loss_n = 0;
         }

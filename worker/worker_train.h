@@ -77,7 +77,8 @@ struct worker_report {
     uint64_t next_step;     /* the cursor: where the next invocation starts */
     uint64_t steps;         /* steps done in this invocation */
     uint64_t samples;
-    double loss;            /* mean training loss over the current epoch's steps (this slice's) */
+    double loss;            /* mean training loss over this slice's steps of the current epoch
+                             * (of the last epoch until a tenth of this one is done) */
     double compute_s;       /* forward + backward */
     double comm_s;          /* push + pull, including waiting for other ranks */
     double init_s;          /* loading data, building the model, connecting (0 when warm) */
