@@ -132,6 +132,8 @@ struct coord_job {
     double bd_compute, bd_comm; /* rank sums of compute / communication at that boundary */
     struct sched *sched;    /* with a deadline or a budget: the adaptive scheduler */
     double changed_at;      /* when the configuration last changed */
+    double worker_s;        /* workers x seconds before the last change of the worker count */
+    double workers_since;   /* unix time of that change (0: the job's start) */
     double cold_start_s;    /* measured: a cold start plus initialization */
     uint64_t spe, total_steps, step;
     int64_t epoch_done;
@@ -327,8 +329,10 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
         j->test_loss = p->test_loss;
         if (p->test_acc > j->best_acc)
             j->best_acc = p->test_acc;
+        /* Over every rank the job has had: one that left keeps its sums, so the epoch's
+         * difference is the active ranks' work. */
         double compute = 0, comm = 0;
-        for (uint32_t k = 0; k < j->workers; k++) {
+        for (uint32_t k = 0; k < j->cap; k++) {
             compute += j->ranks[k].sum_compute_s + j->ranks[k].compute_s;
             comm += j->ranks[k].sum_comm_s + j->ranks[k].comm_s;
         }
@@ -984,7 +988,7 @@ static int job_schedule(struct coord_job *j, uint32_t epoch, double t, uint32_t 
     if (!(j->spec.deadline_s > 0 || j->spec.budget_usd > 0) || !j->spe)
         return 0;
     double compute = 0, comm = 0, slowest = 0;
-    for (uint32_t k = 0; k < j->workers; k++) {
+    for (uint32_t k = 0; k < j->cap; k++) { /* see take_progress() */
         struct rank *r = &j->ranks[k];
         compute += r->sum_compute_s;
         comm += r->sum_comm_s;
@@ -1157,6 +1161,10 @@ static void job_boundary(struct coord_job *j)
             job_event(j, "scale", "epoch %u: %u -> %u workers at step %llu", epoch, j->workers,
                       nw, (unsigned long long)at);
             /* A new phase: partitions of the data over nw ranks from this epoch on. */
+            double tu = now_unix();
+            j->worker_s += j->workers * (tu - (j->workers_since > 0 ? j->workers_since
+                                                                    : j->started_unix));
+            j->workers_since = tu;
             j->phase_step = at;
             j->phase_epoch = epoch;
             j->spe = 0;
@@ -1452,8 +1460,10 @@ json_t *coord_job_json(struct coord *c, const char *id)
     uint64_t inv = 0, cold = 0, warm = 0, lost = 0, running = 0;
     double compute = 0, comm = 0, init = 0, busy = 0, cold_s = 0, warm_s = 0;
     json_t *ranks = json_array();
-    for (uint32_t k = 0; j->ranks && k < j->workers; k++) {
+    for (uint32_t k = 0; j->ranks && k < j->cap; k++) {
         struct rank *r = &j->ranks[k];
+        if (k >= j->workers && !r->invocations)
+            continue; /* never used */
         inv += r->invocations;
         cold += r->cold_starts;
         warm += r->warm_starts;
@@ -1481,13 +1491,14 @@ json_t *coord_job_json(struct coord *c, const char *id)
                                   cold ? cold_s / (double)cold : 0.0, "warm_start_s",
                                   warm ? warm_s / (double)warm : 0.0));
     /* The share of the job's time its workers spent outside training steps (starting,
-     * loading, evaluating, waiting for invocations): 1 - (compute + communication) per rank
-     * over the job's running time. */
+     * loading, evaluating, waiting for invocations): 1 - (compute + communication) over
+     * worker-seconds since the job started (workers x time, phase by phase). */
     if (j->workers && j->started_unix > 0) {
-        double el = (j->ended_unix > 0 ? j->ended_unix : now_unix()) - j->started_unix;
-        double in_steps = (compute + comm) / j->workers;
+        double since = j->workers_since > 0 ? j->workers_since : j->started_unix;
+        double end = j->ended_unix > 0 ? j->ended_unix : now_unix();
+        double ws = j->worker_s + j->workers * (end - since);
         json_object_set_new(o, "overhead_share",
-                            json_real(el > 0 ? fmax(0.0, 1.0 - in_steps / el) : 0.0));
+                            json_real(ws > 0 ? fmax(0.0, 1.0 - (compute + comm) / ws) : 0.0));
     }
     json_object_set(o, "series", j->series);
     json_object_set(o, "events", j->events);

@@ -92,8 +92,8 @@ static void check_completed(const json_t *j)
 }
 
 /* The job of (a) and (b): an MLP big enough that an epoch of its 12,000 images takes seconds
- * of compute (well over the 1.5 s a 2 s time limit leaves an invocation), sliced by the
- * coordinator at every epoch boundary too. */
+ * of compute (well over the 1.5 s a 2 s time limit leaves an invocation). With no deadline
+ * or budget its ranks train through epoch boundaries: only the limit ends an invocation. */
 static void big_spec(char *spec, size_t n, int epochs, int shards, const char *platform)
 {
     snprintf(spec, n,
@@ -119,8 +119,8 @@ START_TEST(time_limit_cuts_and_continues)
             ct_str(j, "state"), ct_num(j, "elapsed_s"), ct_num(inv, "total"),
             ct_num(inv, "warm"), ct_num(inv, "lost"), ct_num(j, "test_accuracy"));
     ck_assert_int_gt((long long)ct_num(inv, "total"), 2);
-    /* Each rank's invocations end at epoch boundaries and at the time limit: more than one per
-     * epoch means the limit cut it, at least twice. */
+    /* Only the time limit ends a rank's invocations before the last: epochs + 2 of them
+     * means the limit cut every rank more than once per epoch. */
     size_t i;
     const json_t *r;
     json_array_foreach(json_object_get(j, "ranks"), i, r)
