@@ -1253,7 +1253,8 @@ static void job_start(evutil_socket_t fd, short what, void *arg)
                                    j->spec.ps.admin_token[0] ? j->spec.ps.admin_token : NULL, err,
                                    sizeof err);
     else
-        rc = coord_shards_start(&j->shards, j->spec.shards, c->ps_bin, j->dir, err, sizeof err);
+        rc = coord_shards_start(&j->shards, j->spec.shards, j->spec.platform.ps_nic_mbps,
+                                c->ps_bin, j->dir, err, sizeof err);
     if (rc) {
         job_finish(j, JOB_FAILED, err);
         return;

@@ -66,8 +66,10 @@ static int start_more(struct coord_shards *s, uint32_t n, const char *ps_bin, co
         snprintf(tok_env, sizeof tok_env, "SMLT_TOKEN=%s", s->token);
         snprintf(adm_env, sizeof adm_env, "SMLT_ADMIN_TOKEN=%s", s->admin_token);
         const char *env[] = {tok_env, adm_env, NULL};
+        char nic[16];
+        snprintf(nic, sizeof nic, "%u", s->nic_mbps);
         const char *argv[] = {ps_bin, "--shard", id, "--listen", "127.0.0.1:0", "--port-file", pf,
-                              "--log-level", "info", NULL};
+                              "--log-level", "info", "--nic-mbps", nic, NULL};
         struct smlt_proc_opts o = {.log_path = log, .die_with_parent = 1, .env = env};
         pid_t pid = smlt_proc_spawn(argv, &o);
         if (pid <= 0) {
@@ -90,10 +92,11 @@ static int start_more(struct coord_shards *s, uint32_t n, const char *ps_bin, co
     return 0;
 }
 
-int coord_shards_start(struct coord_shards *s, uint32_t n, const char *ps_bin, const char *dir,
-                       char *err, size_t errlen)
+int coord_shards_start(struct coord_shards *s, uint32_t n, uint32_t nic_mbps, const char *ps_bin,
+                       const char *dir, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
+    s->nic_mbps = nic_mbps;
     if (n == 0 || n > COORD_SHARDS_MAX) {
         snprintf(err, errlen, "shards: %u outside 1..%u", n, COORD_SHARDS_MAX);
         return SMLT_EINVAL;

@@ -20,12 +20,14 @@ struct coord_shards {
     char addrs[COORD_SHARDS_MAX * 24]; /* "host:port,..." in shard order */
     char token[65], admin_token[65];
     double started;                  /* CLOCK_MONOTONIC seconds */
+    uint32_t nic_mbps;               /* local shards' emulated network card (0: none) */
 };
 
-/* Starts n local shards with `ps_bin`, ports and logs under dir. Returns 0 or a negative code
- * with a message in err (shards already started are stopped). */
-int coord_shards_start(struct coord_shards *s, uint32_t n, const char *ps_bin, const char *dir,
-                       char *err, size_t errlen);
+/* Starts n local shards with `ps_bin`, ports and logs under dir, each with an emulated network
+ * card of nic_mbps Mbit/s (0: none). Returns 0 or a negative code with a message in err
+ * (shards already started are stopped). */
+int coord_shards_start(struct coord_shards *s, uint32_t n, uint32_t nic_mbps, const char *ps_bin,
+                       const char *dir, char *err, size_t errlen);
 
 /* Records shards started elsewhere. */
 int coord_shards_external(struct coord_shards *s, const char *addrs, const char *token,

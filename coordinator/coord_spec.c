@@ -148,7 +148,7 @@ static const char *const top_keys[] = {
 static const char *const optim_keys[] = {"kind", "lr", "momentum", "nesterov", "beta1", "beta2",
                                          "eps", "weight_decay", "decoupled", NULL};
 static const char *const platform_keys[] = {"kind", "memory_mb", "time_limit_s", "concurrency",
-                                            "region", "arch", NULL};
+                                            "region", "arch", "ps_nic_mbps", NULL};
 static const char *const prices_keys[] = {"gb_s", "request", "ps_node_hour", NULL};
 static const char *const ps_keys[] = {"addrs", "token", "admin_token", NULL};
 static const char *const chaos_keys[] = {"slow_rank", "slow_ms", NULL};
@@ -644,8 +644,13 @@ static int parse_platform(struct pctx *c, json_t *root, struct coord_spec *s)
                       COORD_SPEC_MAX_CONCURRENCY, &p->concurrency)) < 0 ||
         (rc = get_str(c, obj, "region", "platform.region", p->region, sizeof p->region)) < 0 ||
         (rc = get_enum(c, obj, "arch", "platform.arch", arch_names, NNAMES(arch_names),
-                       &p->arch)) < 0)
+                       &p->arch)) < 0 ||
+        (rc = get_u32(c, obj, "ps_nic_mbps", "platform.ps_nic_mbps", 0, 400000,
+                      &p->ps_nic_mbps)) < 0)
         return rc;
+    if (p->ps_nic_mbps && p->kind != COORD_PLATFORM_LOCAL)
+        return fail(c, "platform.ps_nic_mbps: only the local platform emulates a shard's "
+                       "network card");
     for (const char *q = p->region; *q; q++)
         if (!(('a' <= *q && *q <= 'z') || ('0' <= *q && *q <= '9') || *q == '-'))
             return fail(c, "platform.region: '%s' must be lower-case letters, digits and '-'",
@@ -849,6 +854,9 @@ static int parse_root(struct pctx *c, json_t *root, struct coord_spec *s)
     if (nps > 0 && s->shards != (uint32_t)nps)
         return fail(c, "shards: %u, but ps.addrs names %d shard%s", s->shards, nps,
                     nps == 1 ? "" : "s");
+    if (nps > 0 && s->platform.ps_nic_mbps)
+        return fail(c, "platform.ps_nic_mbps: the shards of ps.addrs run elsewhere, on their "
+                       "own network");
     s->max_shards = nps > 0 ? s->shards
                             : (s->shards > COORD_SPEC_DEF_MAX_SHARDS ? s->shards
                                                                      : COORD_SPEC_DEF_MAX_SHARDS);
@@ -981,6 +989,8 @@ json_t *coord_spec_to_json(const struct coord_spec *s)
     put(plat, "concurrency", json_integer(pl->concurrency), &nbad);
     put(plat, "region", json_string(pl->region), &nbad);
     put(plat, "arch", json_string(coord_spec_arch_name(pl->arch)), &nbad);
+    if (pl->ps_nic_mbps)
+        put(plat, "ps_nic_mbps", json_integer(pl->ps_nic_mbps), &nbad);
     put(o, "platform", plat, &nbad);
     put(o, "prices", coord_prices_to_json(&s->prices), &nbad);
 

@@ -39,7 +39,9 @@
  *   budget_usd  number in (0, 1e9]: the most the job may cost (leave it out for no budget)
  *   platform    object {kind "local"|"lambda"|"openfaas"|"knative" ["local"], memory_mb
  *               128..10240 [1769], time_limit_s 1..900 [900], concurrency 1..10000 [1000],
- *               region [a-z0-9-]{1,63} ["us-east-1"], arch "x86_64"|"arm64" ["x86_64"]};
+ *               region [a-z0-9-]{1,63} ["us-east-1"], arch "x86_64"|"arm64" ["x86_64"],
+ *               ps_nic_mbps 0..400000 [0]: each local shard's emulated network card, Mbit/s
+ *               each way (0: loopback speed; local platform only)};
  *               workers must not exceed concurrency
  *   prices      object {gb_s, request, ps_node_hour: numbers >= 0}, each defaulting to
  *               coord_prices_default(platform.arch)
@@ -127,6 +129,7 @@ struct coord_spec_optim {
 struct coord_spec_platform {
     int kind;               /* enum coord_platform_kind */
     uint32_t memory_mb, time_limit_s, concurrency;
+    uint32_t ps_nic_mbps;   /* local shards' emulated NIC, 0: none */
     char region[COORD_SPEC_REGION_MAX];
     int arch;               /* enum coord_arch */
 };

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -67,7 +68,22 @@ struct rpc_conn {
 
     uint64_t bytes_in, bytes_out, frames_bad;
     char peer[64];
+
+    struct rpc_rate *rate;  /* the inbound/outbound cap, or NULL */
+    struct event *rate_ev;  /* resumes reading once the inbound bucket has refilled */
+    int rate_wait;          /* reading stopped until then */
 };
+
+/* Inbound: a token bucket of bytes checked before every recv(). Outbound: libevent's group. */
+struct rpc_rate {
+    double rate, burst, tokens, last;
+    struct ev_token_bucket_cfg *cfg;
+    struct bufferevent_rate_limit_group *out;
+    unsigned members;
+};
+
+#define RATE_TICK_MS 5
+#define RATE_MIN_READ (16u << 10) /* wait for this much credit rather than read in dribbles */
 
 struct ref_ctx {
     struct rpc_conn *c; /* to count referenced bytes; NULL once the connection is freed */
@@ -92,6 +108,14 @@ static void conn_free(struct rpc_conn *c)
         c->h.on_close(c, c->close_err ? c->close_err : SMLT_ECLOSED, c->arg);
     if (c->read_ev)
         event_free(c->read_ev);
+    if (c->rate_ev)
+        event_free(c->rate_ev);
+    if (c->rate) {
+        /* Leave the group now: the bufferevent may be finalized later, and the group freed
+         * before that. */
+        bufferevent_remove_from_rate_limit_group(c->bev);
+        c->rate->members--;
+    }
     event_free(c->defer_ev);
     free(c->ib);
     /* Drop what is still queued now: that runs the release callbacks of referenced payloads
@@ -243,6 +267,49 @@ static int ib_room(struct rpc_conn *c)
 
 /* Reads the rest of the current payload straight into its buffer. Returns 0 to go on reading
  * frames, 1 if the payload is still incomplete (or the connection died). */
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* How many of want bytes c may read now: all of them without a cap; else the inbound
+ * bucket's credit, and 0 (reading stopped, a timer set) when it has too little. */
+static size_t rate_allow(struct rpc_conn *c, size_t want)
+{
+    struct rpc_rate *r = c->rate;
+    if (!r || want == 0)
+        return want;
+    double t = mono_s();
+    r->tokens += (t - r->last) * r->rate;
+    if (r->tokens > r->burst)
+        r->tokens = r->burst;
+    r->last = t;
+    double need = want < RATE_MIN_READ ? (double)want : RATE_MIN_READ;
+    if (r->tokens >= need)
+        return r->tokens < (double)want ? (size_t)r->tokens : want;
+    double wait = (need - r->tokens) / r->rate;
+    struct timeval tv = {(time_t)wait, (suseconds_t)((wait - (time_t)wait) * 1e6) + 1};
+    c->rate_wait = 1;
+    evtimer_add(c->rate_ev, &tv);
+    conn_update_read(c);
+    return 0;
+}
+
+static void rate_spend(struct rpc_conn *c, size_t n)
+{
+    if (c->rate)
+        c->rate->tokens -= (double)n;
+}
+
+static void on_rate(evutil_socket_t fd, short what, void *arg)
+{
+    struct rpc_conn *c = arg;
+    c->rate_wait = 0;
+    conn_update_read(c);
+}
+
 static int conn_read_direct(struct rpc_conn *c, int fd)
 {
     uint8_t sink[64 << 10];
@@ -257,8 +324,11 @@ static int conn_read_direct(struct rpc_conn *c, int fd)
             if (want > sizeof sink)
                 want = sizeof sink;
         }
+        if ((want = rate_allow(c, want)) == 0)
+            return 1; /* on_rate() resumes reading */
         ssize_t n = recv(fd, to, want, 0);
         if (n > 0) {
+            rate_spend(c, (size_t)n);
             c->got += (uint64_t)n;
             c->bytes_in += (uint64_t)n;
             budget -= (size_t)n;
@@ -304,11 +374,16 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             conn_process(c);
             return;
         }
-        ssize_t n = recv(fd, c->ib + c->ib_tail, c->ib_cap - c->ib_tail, 0);
+        size_t want = rate_allow(c, c->ib_cap - c->ib_tail);
+        if (want == 0)
+            return; /* on_rate() resumes reading */
+        ssize_t n = recv(fd, c->ib + c->ib_tail, want, 0);
         if (n == 0) {
             rpc_conn_abort(c, SMLT_ECLOSED);
             return;
         }
+        if (n > 0)
+            rate_spend(c, (size_t)n);
         if (n < 0) {
             int e = errno;
             if (e == EINTR || e == EAGAIN || e == EWOULDBLOCK)
@@ -444,7 +519,7 @@ static void conn_process(struct rpc_conn *c)
 
 static void conn_update_read(struct rpc_conn *c)
 {
-    int want = !c->closing && c->read_ev && c->st != ST_DEST &&
+    int want = !c->closing && c->read_ev && c->st != ST_DEST && !c->rate_wait &&
                !((c->pauses || c->out_paused) && c->st == ST_HDR);
     if (want && !c->read_on)
         event_add(c->read_ev, NULL);
@@ -993,4 +1068,60 @@ int rpc_token_equal(const void *a, size_t alen, const void *b, size_t blen)
         d |= (unsigned char)(xa ^ yb);
     }
     return d == 0;
+}
+
+struct rpc_rate *rpc_rate_new(struct event_base *base, uint64_t bytes_per_s)
+{
+    if (!bytes_per_s)
+        return NULL;
+    struct rpc_rate *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->rate = (double)bytes_per_s;
+    /* A few milliseconds' worth of burst: enough for large reads, small enough that the
+     * average holds over a step. */
+    r->burst = r->rate * RATE_TICK_MS * 2 / 1000.0;
+    if (r->burst < 2.0 * RATE_MIN_READ)
+        r->burst = 2.0 * RATE_MIN_READ;
+    r->tokens = r->burst;
+    r->last = mono_s();
+    struct timeval tick = {0, RATE_TICK_MS * 1000};
+    size_t per_tick = (size_t)(r->rate * RATE_TICK_MS / 1000.0);
+    if (per_tick < 1)
+        per_tick = 1;
+    r->cfg = ev_token_bucket_cfg_new(EV_RATE_LIMIT_MAX, EV_RATE_LIMIT_MAX, per_tick,
+                                     (size_t)r->burst, &tick);
+    r->out = r->cfg ? bufferevent_rate_limit_group_new(base, r->cfg) : NULL;
+    if (!r->out) {
+        rpc_rate_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void rpc_rate_free(struct rpc_rate *r)
+{
+    if (!r)
+        return;
+    if (r->out)
+        bufferevent_rate_limit_group_free(r->out);
+    if (r->cfg)
+        ev_token_bucket_cfg_free(r->cfg);
+    free(r);
+}
+
+int rpc_conn_set_rate(struct rpc_conn *c, struct rpc_rate *r)
+{
+    if (!r || c->rate)
+        return 0;
+    c->rate_ev = evtimer_new(c->base, on_rate, c);
+    if (!c->rate_ev || bufferevent_add_to_rate_limit_group(c->bev, r->out) != 0) {
+        if (c->rate_ev)
+            event_free(c->rate_ev);
+        c->rate_ev = NULL;
+        return SMLT_ENOMEM;
+    }
+    c->rate = r;
+    r->members++;
+    return 0;
 }

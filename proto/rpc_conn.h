@@ -111,6 +111,17 @@ void rpc_conn_resume(struct rpc_conn *c);
  * clients always read, so a server may turn it on. */
 void rpc_conn_set_backpressure(struct rpc_conn *c, int on);
 
+/* A cap on the bytes per second that a set of connections moves in each direction: the
+ * emulated network card of a small node (a local cluster's shards on loopback otherwise move
+ * data at memory speed). Reading stops while the inbound bucket is empty and resumes when it
+ * refills; writing goes through libevent's rate-limit group. bytes_per_s 0: no cap (NULL). */
+struct rpc_rate;
+struct rpc_rate *rpc_rate_new(struct event_base *base, uint64_t bytes_per_s);
+/* Frees it; every connection given it must be gone. NULL is a no-op. */
+void rpc_rate_free(struct rpc_rate *r);
+/* Puts c under r (once, right after creating c). Returns 0 or SMLT_ENOMEM. */
+int rpc_conn_set_rate(struct rpc_conn *c, struct rpc_rate *r);
+
 /* Replaces the limits on incoming frames (e.g. after authentication). */
 void rpc_conn_set_limits(struct rpc_conn *c, const struct rpc_limits *lim);
 

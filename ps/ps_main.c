@@ -31,6 +31,8 @@ static void usage(FILE *f)
             "                         without one, the job token may configure\n"
             "  --port-file FILE       write the bound port to FILE once listening\n"
             "  --max-conns N          connection limit (default %u)\n"
+            "  --nic-mbps N           emulate a network card of N Mbit/s each way over all\n"
+            "                         connections (a small node's; default: no limit)\n"
             "  --log-level LEVEL      error, warn, info (default) or debug\n"
             "  --help                 this text\n"
             "  --version              print the version\n",
@@ -79,6 +81,7 @@ int main(int argc, char **argv)
         {"token", required_argument, 0, 't'},     {"token-file", required_argument, 0, 'T'},
         {"admin-token", required_argument, 0, 'a'}, {"port-file", required_argument, 0, 'p'},
         {"max-conns", required_argument, 0, 'm'}, {"log-level", required_argument, 0, 'L'},
+        {"nic-mbps", required_argument, 0, 'n'},
         {"help", no_argument, 0, 'h'},            {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
     struct ps_server_conf conf = {.listen = "127.0.0.1:7000"};
@@ -131,6 +134,16 @@ int main(int argc, char **argv)
             conf.max_conns = (uint32_t)v;
             break;
         }
+        case 'n': {
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*end || !*optarg || v > 400000) {
+                fprintf(stderr, "smlt-ps: --nic-mbps: want 0..400000 (Mbit/s), got \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            conf.nic_bytes_per_s = (uint64_t)v * 1000000 / 8;
+            break;
+        }
         case 'L':
             level = smlt_log_parse_level(optarg);
             if (level < 0) {
@@ -171,6 +184,9 @@ int main(int argc, char **argv)
         return 1;
     }
     log_info("shard %u listening on port %d", conf.shard, ps_server_port(srv));
+    if (conf.nic_bytes_per_s)
+        log_info("shard %u: emulated network card of %.0f Mbit/s each way", conf.shard,
+                 (double)conf.nic_bytes_per_s * 8 / 1e6);
     if (port_file && write_port_file(port_file, ps_server_port(srv)) != 0) {
         log_error("cannot write port file %s", port_file);
         ps_server_free(srv);

@@ -71,6 +71,7 @@ struct ps_server {
     struct ps_client *freeze_client; /* a ReshardPrepare waiting for the shard to freeze */
     uint64_t freeze_req;
     struct ps_map *retired;          /* not in the job's map any more: every request is told so */
+    struct rpc_rate *nic;            /* the emulated network card, or NULL */
     int shutdown;
     /* counters for /stats (connections add theirs when they close) */
     uint64_t pulls_served, pulls_timed_out, bytes_in, bytes_out, frames_bad, auth_failures;
@@ -1109,6 +1110,9 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
         return;
     }
     rpc_conn_set_backpressure(cl->conn, 1);
+    if (srv->nic && rpc_conn_set_rate(cl->conn, srv->nic) != 0)
+        log_warn("shard %u: %s is not rate-limited (out of memory)", srv->conf.shard,
+                 rpc_conn_peer(cl->conn));
     srv->nconns++;
     cl->next = srv->clients;
     if (srv->clients)
@@ -1164,6 +1168,10 @@ struct ps_server *ps_server_new(struct event_base *base, const struct ps_server_
         snprintf(err, errlen, "cannot start the shard's apply thread");
         goto fail;
     }
+    if (conf->nic_bytes_per_s && !(srv->nic = rpc_rate_new(base, conf->nic_bytes_per_s))) {
+        snprintf(err, errlen, "cannot set up the emulated network card");
+        goto fail;
+    }
     int fd = rpc_net_listen(conf->listen ? conf->listen : "127.0.0.1:0", 1024, &srv->port);
     if (fd < 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", conf->listen ? conf->listen : "?",
@@ -1211,6 +1219,7 @@ void ps_server_free(struct ps_server *srv)
         free(w);
     }
     ps_shard_free(srv->shard);
+    rpc_rate_free(srv->nic); /* every connection is gone */
     ps_map_free(srv->retired);
     free(srv->token);
     free(srv->admin_token);

@@ -25,6 +25,8 @@ struct ps_server_conf {
     const char *token;       /* the job token every client presents */
     const char *admin_token; /* if set, needed for configuration; else the job token is enough */
     uint32_t max_conns;      /* 0: SMLT_MAX_CONNS */
+    uint64_t nic_bytes_per_s; /* an emulated network card: bytes/s each way over all
+                               * connections (0: none; see rpc_rate_new()) */
 };
 
 /* Returns a server listening on conf->listen on base, or NULL with a message in err. */

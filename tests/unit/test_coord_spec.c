@@ -168,6 +168,10 @@ START_TEST(defaults)
     ck_assert_uint_eq(s.platform.time_limit_s, 900);
     ck_assert_uint_eq(s.platform.concurrency, 1000);
     ck_assert_str_eq(s.platform.region, "us-east-1");
+    ck_assert_uint_eq(s.platform.ps_nic_mbps, 0);
+    struct coord_spec nic;
+    parse_ok(MIN_SPEC ",'platform':{'ps_nic_mbps':2000}}", &nic);
+    ck_assert_uint_eq(nic.platform.ps_nic_mbps, 2000);
     ck_assert_int_eq(s.platform.arch, COORD_ARCH_X86_64);
     ck_assert(s.prices.gb_s == COORD_PRICE_GB_S_X86_64);
     ck_assert(s.prices.request == COORD_PRICE_REQUEST);
@@ -464,6 +468,9 @@ START_TEST(errors_name_the_field)
         {MIN_SPEC ",'platform':{'concurrency':10001}}", "platform.concurrency: must be an integer in 1..10000"},
         {MIN_SPEC ",'platform':{'region':'US East'}}", "platform.region: `US East` must be lower-case"},
         {MIN_SPEC ",'platform':{'arch':'riscv64'}}", "platform.arch: must be one of 'x86_64', 'arm64' (got 'riscv64')"},
+        {MIN_SPEC ",'platform':{'ps_nic_mbps':400001}}", "platform.ps_nic_mbps: must be an integer in 0..400000 (got 400001)"},
+        {MIN_SPEC ",'platform':{'kind':'lambda','ps_nic_mbps':1000}}", "platform.ps_nic_mbps: only the local platform"},
+        {MIN_SPEC ",'platform':{'ps_nic_mbps':1000},'ps':{'addrs':'a:1','token':'t'}}", "platform.ps_nic_mbps: the shards of ps.addrs run elsewhere"},
         /* prices */
         {MIN_SPEC ",'prices':{'gb_s':-1}}", "prices.gb_s: must be a number >= 0 (got -1)"},
         {MIN_SPEC ",'prices':{'request':'free'}}", "prices.request: must be a number >= 0 (got 'free')"},

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
@@ -519,6 +520,71 @@ START_TEST(test_large_direct_tcp)
 END_TEST
 
 /* Payloads of every size class into scratch: below and above the direct-read size. */
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The emulated network card: both directions of a rate-limited connection move their bytes
+ * intact and no faster than the rate (a lower bound only: a slow machine only adds time). */
+START_TEST(test_rate_cap)
+{
+    struct event_base *base = event_base_new();
+    int fds[2];
+    pair_tcp(fds);
+    struct peer a = {0}, b = {0};
+    conns_new(base, fds, &a, &b, &handler);
+    const uint64_t rate = 16u << 20; /* bytes/s each way */
+    struct rpc_rate *r = rpc_rate_new(base, rate);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_ptr_null(rpc_rate_new(base, 0));
+    ck_assert_int_eq(rpc_conn_set_rate(b.c, r), 0); /* b is "the shard" */
+    const size_t n = 6u << 20;
+    uint8_t *data = pattern(n, 3);
+    b.mode = P_DEST;
+    b.dest_cap = n;
+    b.dest = malloc(n);
+    a.mode = P_DEST;
+    a.dest_cap = n;
+    a.dest = malloc(n);
+    /* inbound to b: a big frame read directly into its destination, and a small one behind */
+    double t0 = now_s();
+    ck_assert_int_eq(rpc_conn_send(a.c, SMLT__MSG_TYPE__MSG_PUSH, 1, NULL, data, n, RPC_SEND_COPY,
+                                   NULL, NULL),
+                     0);
+    ck_assert_int_eq(rpc_conn_send(a.c, SMLT__MSG_TYPE__MSG_PUSH, 2, NULL, data + 9, 1000,
+                                   RPC_SEND_COPY, NULL, NULL),
+                     0);
+    WAIT_UNTIL(base, b.nrecs == 2);
+    double in_s = now_s() - t0;
+    ck_assert_msg(memcmp(b.recs[0].payload, data, n) == 0, "rate-limited payload differs");
+    ck_assert_mem_eq(b.recs[1].payload, data + 9, 1000);
+    /* outbound from b */
+    t0 = now_s();
+    ck_assert_int_eq(rpc_conn_send(b.c, SMLT__MSG_TYPE__MSG_PULL_REPLY, 3, NULL, data, n,
+                                   RPC_SEND_COPY, NULL, NULL),
+                     0);
+    WAIT_UNTIL(base, a.nrecs == 1);
+    double out_s = now_s() - t0;
+    ck_assert_msg(memcmp(a.recs[0].payload, data, n) == 0, "rate-limited reply differs");
+    /* 6 MiB at 16 MiB/s is 0.375 s; the bucket's burst is a few milliseconds' worth. */
+    double floor_s = 0.8 * (double)n / (double)rate;
+    fprintf(stderr, "rate cap 16 MiB/s: 6 MiB in %.3f s, out %.3f s\n", in_s, out_s);
+    ck_assert_msg(in_s >= floor_s, "6 MiB in %.3f s: faster than the 16 MiB/s cap", in_s);
+    ck_assert_msg(out_s >= floor_s, "6 MiB out %.3f s: faster than the 16 MiB/s cap", out_s);
+    conns_close(base, &a, &b);
+    rpc_rate_free(r);
+    free(a.dest);
+    free(b.dest);
+    free(data);
+    peer_free(&a);
+    peer_free(&b);
+    event_base_free(base);
+}
+END_TEST
+
 START_TEST(test_scratch_sizes)
 {
     struct event_base *base = event_base_new();
@@ -1300,6 +1366,7 @@ static Suite *rpc_conn_suite(void)
     tcase_add_test(tc, test_basic_tcp);
     tcase_add_test(tc, test_large_direct_unix);
     tcase_add_test(tc, test_large_direct_tcp);
+    tcase_add_test(tc, test_rate_cap);
     tcase_add_test(tc, test_scratch_sizes);
     tcase_add_test(tc, test_compressed);
     tcase_add_test(tc, test_payload_rejected);
