@@ -2,8 +2,9 @@
  * shard count on a private local cluster (through smltctl), in three scenarios:
  *   deadline  LeNet-5 starts on 1 worker; its deadline needs more: the job scales out;
  *   budget    the MLP starts on 4 workers; its budget affords fewer: the job scales in;
- *   shards    a 5.8 M-parameter MLP on 2 workers and 1 shard, where the shard is the
- *             bottleneck: the job gets more shards (resharded live).
+ *   shards    an MLP on 2 workers and 1 shard whose node has a gigabit network card
+ *             (emulated: platform.ps_nic_mbps), so the shard is the bottleneck: the job gets
+ *             more shards (resharded live).
  * Each prints the scheduler's decisions as the job's journal records them (the same lines
  * `smltctl status JOB` shows) and whether the deadline / budget was kept. On a 2-core machine
  * shared with other work the outcome depends on the load: the thresholds can be moved with
@@ -25,15 +26,16 @@ struct scenario {
     const char *model;
     unsigned epochs, workers, shards, max_workers, max_shards;
     double deadline_s, budget_usd, lr;
+    unsigned nic_mbps; /* the shards' emulated network card, 0: loopback speed */
 };
 
 static const struct scenario scenarios[] = {
-    {"deadline", "starts on 1 worker; the deadline needs more", "lenet5", 4, 1, 1, 4, 2, 22.0, 0,
-     0.02},
-    {"budget", "starts on 4 workers; the budget affords fewer", "mlp:784-256-128-10", 6, 4, 2, 4,
-     2, 0, 0.0012, 0.05},
-    {"shards", "1 shard is the bottleneck of a 23 MB model", "mlp:784-2048-2048-10", 3, 2, 1, 2,
-     4, 65.0, 0, 0.02},
+    {"deadline", "starts on 1 worker; the deadline needs more", "lenet5", 8, 1, 1, 4, 2, 30.0, 0,
+     0.02, 0},
+    {"budget", "starts on 4 workers; the budget affords fewer", "mlp:784-256-128-10", 10, 4, 2, 4,
+     2, 0, 0.0009, 0.05, 0},
+    {"shards", "1 shard on a 1 Gbit/s node is the bottleneck", "mlp:784-512-256-10", 3, 2, 1, 2,
+     4, 60.0, 0, 0.05, 1000},
 };
 
 static int run_one(struct bench_cluster *cl, const struct scenario *sc, const char *data,
@@ -51,6 +53,9 @@ static int run_one(struct bench_cluster *cl, const struct scenario *sc, const ch
                       sc->deadline_s * dscale);
     if (sc->budget_usd > 0)
         n += snprintf(spec + n, sizeof spec - (size_t)n, ",\"budget_usd\":%g", sc->budget_usd);
+    if (sc->nic_mbps)
+        n += snprintf(spec + n, sizeof spec - (size_t)n, ",\"platform\":{\"ps_nic_mbps\":%u}",
+                      sc->nic_mbps);
     snprintf(spec + n, sizeof spec - (size_t)n, "}");
     char id[64];
     json_t *j = NULL;
