@@ -1476,11 +1476,13 @@ json_t *coord_job_json(struct coord *c, const char *id)
         comm += r->sum_comm_s + r->comm_s;
         init += r->sum_init_s + r->init_s;
         busy += r->sum_elapsed_s;
-        json_array_append_new(ranks, json_pack("{s:i, s:I, s:b, s:b, s:i, s:I}", "rank", (int)k,
-                                               "next_step", (json_int_t)r->next_step, "running",
-                                               r->inv != 0, "finished", r->finished, "failures",
-                                               r->failures, "invocations",
-                                               (json_int_t)r->invocations));
+        /* Ranks past the current worker count left at a scale-in; they stay in the view
+         * (their invocations and spending are part of the job) marked "active": false. */
+        json_array_append_new(ranks, json_pack("{s:i, s:b, s:I, s:b, s:b, s:i, s:I}", "rank",
+                                               (int)k, "active", k < j->workers, "next_step",
+                                               (json_int_t)r->next_step, "running", r->inv != 0,
+                                               "finished", r->finished, "failures", r->failures,
+                                               "invocations", (json_int_t)r->invocations));
     }
     json_object_set_new(o, "ranks", ranks);
     json_object_set_new(o, "invocations",

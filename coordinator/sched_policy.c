@@ -534,10 +534,14 @@ void sched_decide(struct sched *s, const struct sched_state *st, struct sched_de
             target = &fast_hood;
         double ot = x.has_b && !have_af ? target->cost : target->time_s;
         double oc = x.has_b && !have_af ? kc.cost : kc.time_s;
-        /* Leaving a configuration that breaks the budget is never held back; otherwise the
-         * move must be worth it. */
-        int must = x.has_b && !ok_budget(&x, &kc, m_keep_b);
-        if (!cfg_eq(&target->c, &cur) && (must || oc - ot > j->hysteresis * oc / 2)) {
+        /* Leaving a configuration that breaks the budget for one that keeps it is never held
+         * back. When nothing in reach keeps it, the move is between two that break it and
+         * must save a full `hysteresis` of the cost to come (else a noisy tiny job hops from
+         * one cheapest-by-a-hair configuration to the next at every epoch); any other move
+         * half of it. */
+        int must = x.has_b && have_af && !ok_budget(&x, &kc, m_keep_b);
+        double gain = x.has_b && !have_af ? j->hysteresis : j->hysteresis / 2;
+        if (!cfg_eq(&target->c, &cur) && (must || oc - ot > gain * oc)) {
             pick = target;
             v = SCHED_CHANGE;
         }

@@ -8,7 +8,9 @@
  * miss.
  * Budget hard stop: a job whose budget cannot pay for its epochs stops on its own before
  * spending past it, with every worker at the same step, its model saved, state "stopped".
- * Both use a small uncompressed Fashion-MNIST subset so workers start in milliseconds. */
+ * Straggler: a rank whose first instance is slow (chaos) in a job that trains through epoch
+ * boundaries gets a barrier and a fresh instance, with every step counted once.
+ * All use a small uncompressed Fashion-MNIST subset so workers start in milliseconds. */
 #include <check.h>
 #include <signal.h>
 #include <stdio.h>
@@ -133,17 +135,70 @@ START_TEST(budget_hard_stop)
     ck_assert_msg(strstr(ct_str(j, "reason"), "budget") != NULL, "reason: %s", ct_str(j, "reason"));
     ck_assert_msg(ct_num(j, "step") < ct_num(j, "total_steps") || ct_num(j, "total_steps") == 0,
                   "the job should have stopped early");
-    /* Every worker ended at the same step, and the model of that step was saved. */
+    /* Every worker ended at the same step, and the model of that step was saved. Ranks that
+     * left at a scale-in (the scheduler may move within its bounds) stopped earlier. */
     json_t *ranks = json_object_get(j, "ranks");
     long long step0 = (long long)ct_num(json_array_get(ranks, 0), "next_step");
-    for (size_t r = 0; r < json_array_size(ranks); r++)
-        ck_assert_int_eq((long long)ct_num(json_array_get(ranks, r), "next_step"), step0);
+    ck_assert_int_eq(step0, (long long)ct_num(j, "step"));
+    int active = 0;
+    for (size_t r = 0; r < json_array_size(ranks); r++) {
+        json_t *x = json_array_get(ranks, r);
+        if (!json_is_true(json_object_get(x, "active"))) {
+            ck_assert_int_lt((long long)ct_num(x, "next_step"), step0);
+            continue;
+        }
+        active++;
+        ck_assert_int_eq((long long)ct_num(x, "next_step"), step0);
+    }
+    ck_assert_int_eq(active, (int)ct_num(j, "workers"));
     ck_assert(json_is_string(json_object_get(j, "model")));
     const char *mp = ct_str(j, "model");
     struct smlt_model *m = NULL;
     ck_assert_int_eq(smlt_model_read(mp, &m, err, sizeof err), 0);
     ck_assert_int_eq(smlt_model_step(m), (uint64_t)step0);
     smlt_model_free(m);
+    json_decref(j);
+    free(id);
+}
+END_TEST
+
+START_TEST(straggler_replaced)
+{
+    /* Rank 1's first instance is a slow host (10 ms more per step). The job has no deadline
+     * or budget, so its ranks do not stop at boundaries: the coordinator must notice the
+     * straggler from the progress reports, set a barrier and replace the instance there. */
+    char spec[1024], err[512];
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"mlp:784-64-10\",\"dataset\":\"%s\",\"epochs\":4,\"workers\":2,"
+             "\"shards\":1,\"batch_size\":32,\"optimizer\":{\"kind\":\"momentum\",\"lr\":0.05},"
+             "\"chaos\":{\"slow_rank\":1,\"slow_ms\":10}}",
+             data);
+    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    json_t *j = ct_wait_job(coord.port, id, 240);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "state %s: %s", ct_str(j, "state"),
+                  ct_str(j, "error"));
+    int seen = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(j, "events"), i, e)
+        if (!strcmp(ct_str(e, "kind"), "straggler")) {
+            seen++;
+            ck_assert_msg(strstr(ct_str(e, "message"), "rank 1") != NULL, "%s",
+                          ct_str(e, "message"));
+        }
+    ck_assert_msg(seen >= 1, "no straggler event");
+    /* Rank 1 ran on a second instance; rank 0 kept its one invocation. */
+    json_t *ranks = json_object_get(j, "ranks");
+    ck_assert_int_ge((long long)ct_num(json_array_get(ranks, 1), "invocations"), 2);
+    /* Nothing lost or doubled through the barrier. */
+    long long total = (long long)ct_num(j, "total_steps");
+    ck_assert_int_eq((long long)ct_num(j, "step"), total);
+    json_t *x = json_array_get(json_object_get(j, "ps_stats"), 0);
+    ck_assert_int_eq((long long)ct_num(x, "pushes_counted"), 2 * total);
+    ck_assert_int_eq((long long)ct_num(x, "pushes_duplicate"), 0);
+    ck_assert_int_eq((long long)ct_num(x, "updates_applied"), total);
     json_decref(j);
     free(id);
 }
@@ -157,6 +212,7 @@ int main(void)
     tcase_set_timeout(tc, 400);
     tcase_add_test(tc, live_fanout_and_shards);
     tcase_add_test(tc, budget_hard_stop);
+    tcase_add_test(tc, straggler_replaced);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
