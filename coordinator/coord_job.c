@@ -106,7 +106,7 @@ struct coord_job {
     json_t *spec_json;      /* canonical, tokens redacted: what the API shows */
     enum job_state state;
     char error[1300];
-    char reason[600];       /* why it ended (target accuracy reached, ...) */
+    char reason[SCHED_REASON_MAX + 64];       /* why it ended (target accuracy reached, ...) */
     struct coord_journal *journal;
     char dir[1024], model_path[1100], log_path[1100];
     int log_fd;

@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #define SCHED_MAX_MEMORY_OPTIONS 16
-#define SCHED_REASON_MAX 512
+#define SCHED_REASON_MAX 768
 
 /* What does not change while the job runs. */
 struct sched_job {
@@ -57,6 +57,12 @@ struct sched_job {
                                   * reconfiguration's own cost [0.05] */
     double max_change_factor;    /* after the first decision, W and S move at most by this
                                   * factor per decision, memory by at most two options [4] */
+    /* Statistical efficiency (optional): when non-zero, total_epochs is stated at the global
+     * batch ref_workers * batch (the configuration the user asked for), and a larger global
+     * batch needs more epochs to the same loss, as sched_epoch_factor() says once the
+     * gradient noise scale is measured (sched_obs.noise_scale). 0: epochs are passes over the
+     * data whatever the batch, and fan-out changes only speed and cost. */
+    uint32_t ref_workers;
 };
 
 /* One measurement: the mean over `steps` steps run with configuration (W, S, M). */
@@ -71,7 +77,19 @@ struct sched_obs {
      * starts seen in this interval (new workers, restarts on a cold container). It replaces
      * sched_job.cold_start_s as the price of adding workers once measured. */
     double cold_start_s;
+    /* Optional (0: not measured): the gradient noise scale B_simple = tr(Sigma) / |G|^2, in
+     * samples, estimated over this interval from the workers' gradients and their sum (the
+     * shards see both: McCandlish et al. 2018, appendix A.1). The scheduler keeps a smoothed
+     * value; it matters only with sched_job.ref_workers. */
+    double noise_scale;
 };
+
+/* How many epochs one epoch stated at the reference global batch (ref_workers * batch) takes
+ * at `workers` workers, for a gradient noise scale of noise_scale samples: the examples needed
+ * to reach a loss grow as (1 + B / B_noise) with the global batch B (McCandlish et al. 2018,
+ * "An Empirical Model of Large-Batch Training"). 1 when ref_workers or noise_scale is 0. */
+double sched_epoch_factor(uint32_t batch, uint32_t ref_workers, uint32_t workers,
+                          double noise_scale);
 
 /* Where the job is now. */
 struct sched_state {
@@ -81,7 +99,9 @@ struct sched_state {
     uint32_t workers, shards, memory_mb; /* current configuration */
     double since_change_s;   /* seconds since the configuration last changed */
     /* optional: convergence-driven jobs (target accuracy): epochs still expected, estimated
-     * by the caller from the accuracy curve; 0 means use total_epochs - epochs_done */
+     * by the caller from the accuracy curve; 0 means use total_epochs - epochs_done. With
+     * sched_job.ref_workers, epochs_done and the hint count reference epochs (each step at W
+     * workers adds W * batch / N / sched_epoch_factor(W)). */
     double epochs_left_hint;
 };
 
@@ -129,7 +149,8 @@ void sched_observe(struct sched *s, const struct sched_obs *o);
 double sched_predict_step(const struct sched *s, const struct sched_config *c, double *compute_s,
                           double *comm_s);
 
-/* Predicted time (s) and cost ($) to train `epochs` more epochs with configuration c. */
+/* Predicted time (s) and cost ($) to train `epochs` more epochs with configuration c (reference
+ * epochs with sched_job.ref_workers: the statistical efficiency of c's global batch counts). */
 void sched_predict_run(const struct sched *s, const struct sched_config *c, double epochs,
                        double *time_s, double *cost_usd);
 
@@ -169,5 +190,8 @@ uint32_t sched_n_configs(const struct sched *s);
 /* The cold-start latency the policy charges for adding workers: the measured mean once
  * sched_obs.cold_start_s was reported, else sched_job.cold_start_s. */
 double sched_cold_start(const struct sched *s);
+
+/* The smoothed gradient noise scale the scheduler plans with (samples; 0: none measured). */
+double sched_noise_scale(const struct sched *s);
 
 #endif

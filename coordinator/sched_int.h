@@ -74,6 +74,7 @@ struct sched {
     uint64_t seq;                 /* sched_observe() calls */
     struct sched_fit fit;
     double cold_sum, cold_n;      /* measured cold starts */
+    double noise_scale;           /* smoothed sched_obs.noise_scale (0: none yet) */
     double err_var;               /* EWMA of squared relative step-time prediction errors
                                    * at configurations measured before (noise and drift) */
     double resid_var;             /* weighted mean squared log misfit of the structured model
@@ -111,6 +112,8 @@ double sched__novelty(const struct sched *s, const struct sched_config *c);
 double sched__predict_nov(const struct sched *s, const struct sched_config *c, double *novelty);
 
 /* Cost of running c for run_s seconds (functions, requests, PS nodes), in $. */
+/* sched_epoch_factor() with the job's batch and reference and the smoothed noise scale. */
+double sched__epoch_factor(const struct sched *s, uint32_t workers);
 double sched__run_cost(const struct sched *s, const struct sched_config *c, double run_s);
 
 /* Solves min ||A x - b|| subject to x >= 0 (Lawson-Hanson). A is m x n, row-major, borrowed.

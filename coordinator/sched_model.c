@@ -580,6 +580,13 @@ void sched_observe(struct sched *s, const struct sched_obs *o)
     if (o->workers == 0 || o->shards == 0 || o->memory_mb == 0)
         return;
     struct sched_config c = {o->workers, o->shards, o->memory_mb};
+    if (o->noise_scale > 0 && isfinite(o->noise_scale)) {
+        /* The estimate is noisy and drifts as training goes on (it grows as the loss falls):
+         * an exponential average in the log, weighted toward the recent intervals. */
+        s->noise_scale = s->noise_scale > 0
+                             ? exp(0.7 * log(s->noise_scale) + 0.3 * log(o->noise_scale))
+                             : o->noise_scale;
+    }
     /* How wrong was the model about a configuration it had already measured? That error
      * (noise, drift, misfit) sizes the margins; the error of extrapolating to a configuration
      * never measured is the novelty term's business, not this one's. */
@@ -721,13 +728,32 @@ double sched__run_cost(const struct sched *s, const struct sched_config *c, doub
     return fn + req + ps;
 }
 
+double sched_epoch_factor(uint32_t batch, uint32_t ref_workers, uint32_t workers,
+                          double noise_scale)
+{
+    if (ref_workers == 0 || workers == 0 || !(noise_scale > 0))
+        return 1.0;
+    return (1.0 + (double)workers * batch / noise_scale) /
+           (1.0 + (double)ref_workers * batch / noise_scale);
+}
+
+double sched__epoch_factor(const struct sched *s, uint32_t workers)
+{
+    return sched_epoch_factor(s->job.batch, s->job.ref_workers, workers, s->noise_scale);
+}
+
+double sched_noise_scale(const struct sched *s)
+{
+    return s ? s->noise_scale : 0;
+}
+
 void sched_predict_run(const struct sched *s, const struct sched_config *c, double epochs,
                        double *time_s, double *cost_usd)
 {
     double t = 0, cost = 0;
     if (s && c && c->workers > 0 && c->shards > 0 && epochs > 0) {
-        double steps = epochs * (double)s->job.samples_per_epoch /
-                       ((double)c->workers * s->job.batch);
+        double steps = epochs * sched__epoch_factor(s, c->workers) *
+                       (double)s->job.samples_per_epoch / ((double)c->workers * s->job.batch);
         t = steps * sched__predict(s, c, NULL, NULL, NULL);
         cost = sched__run_cost(s, c, t);
     }

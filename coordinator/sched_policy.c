@@ -183,7 +183,8 @@ static void eval(const struct sched *s, const struct sched_config *cur,
     k->c = *c;
     double u;
     k->step_s = sched__predict_nov(s, c, &u);
-    double steps = epochs * (double)j->samples_per_epoch / ((double)c->workers * j->batch);
+    double steps = epochs * sched__epoch_factor(s, c->workers) * (double)j->samples_per_epoch /
+                   ((double)c->workers * j->batch);
     double run = steps * k->step_s;
     double rc_t, rc_usd;
     reconfig(s, cur, c, &rc_t, &rc_usd);
@@ -323,7 +324,7 @@ void sched_decide(struct sched *s, const struct sched_state *st, struct sched_de
     if (cur.memory_mb == 0)
         cur.memory_mb = j->memory_options[0];
     d->next = cur;
-    char cfgs[96], meas[256], what[320], chg[96], pred[96], t1[32], t2[32];
+    char cfgs[96], meas[400], what[640], chg[96], pred[96], t1[32], t2[32];
     fmt_cfg(cfgs, sizeof(cfgs), &cur);
     if (!s->fit.have_compute) {
         put(d->reason, sizeof(d->reason), "no measurements yet; keeping %s", cfgs);
@@ -535,20 +536,18 @@ void sched_decide(struct sched *s, const struct sched_state *st, struct sched_de
         double ot = x.has_b && !have_af ? target->cost : target->time_s;
         double oc = x.has_b && !have_af ? kc.cost : kc.time_s;
         /* Leaving a configuration that breaks the budget for one that keeps it is never held
-         * back. When nothing in reach keeps it, the move is between two that break it and
-         * must save a full `hysteresis` of the cost to come (else a noisy tiny job hops from
-         * one cheapest-by-a-hair configuration to the next at every epoch); any other move
-         * half of it. */
+         * back. Any other move must save half a `hysteresis` - also when nothing in reach
+         * keeps the budget and the move is between two that break it (else a noisy tiny job
+         * hops from one cheapest-by-a-hair configuration to the next at every epoch). */
         int must = x.has_b && have_af && !ok_budget(&x, &kc, m_keep_b);
-        double gain = x.has_b && !have_af ? j->hysteresis : j->hysteresis / 2;
-        if (!cfg_eq(&target->c, &cur) && (must || oc - ot > gain * oc)) {
+        if (!cfg_eq(&target->c, &cur) && (must || oc - ot > j->hysteresis / 2 * oc)) {
             pick = target;
             v = SCHED_CHANGE;
         }
         fmt_cfg(cfgs, sizeof(cfgs), &pick->c);
         describe_pred(&x, pick, pred, sizeof(pred));
         /* What cannot be met, then what the job does about it. */
-        char act[224];
+        char act[320];
         if (x.has_b && !have_af) {
             double afford = cheap_full.cost > 0
                                 ? x.E * (j->budget_usd - st->spent_usd) / cheap_full.cost : 0;
@@ -589,6 +588,13 @@ void sched_decide(struct sched *s, const struct sched_state *st, struct sched_de
                 cheap_full.cost, act);
     }
     fill(d, &x, pick, v);
+    if (j->ref_workers > 0 && s->noise_scale > 0) {
+        /* Statistical efficiency shaped the choice: say by how much. */
+        uint32_t w = pick->c.workers;
+        cat(meas, sizeof(meas), "; gradient noise scale %.0f samples: a global batch of %u "
+            "needs %.2fx the epochs of the reference %u", s->noise_scale, w * j->batch,
+            sched__epoch_factor(s, w), j->ref_workers * j->batch);
+    }
     if (v == SCHED_CHANGE) {
         describe_change(&cur, &pick->c, chg, sizeof(chg));
         put(d->reason, sizeof(d->reason), "%s; %s; %s", meas, what, chg);

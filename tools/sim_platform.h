@@ -28,6 +28,12 @@ struct sim_job {
     double epochs;
     double serial_frac;       /* the part of a step's compute that extra vCPUs do not speed up */
     double state_factor;      /* bytes of shard state moved per model byte when resharding */
+    /* Statistical efficiency: epochs are stated at the global batch ref_workers * batch, and
+     * at a global batch B the job needs (1 + B / noise_scale) / (1 + B_ref / noise_scale) as
+     * many (sched_epoch_factor()). noise_scale 0: epochs are passes over the data whatever
+     * the batch (fan-out changes only speed and cost). */
+    double noise_scale;       /* the true gradient noise scale, samples */
+    uint32_t ref_workers;
     uint32_t mem_default;     /* the memory size fixed configurations use */
     uint32_t mem_options[SCHED_MAX_MEMORY_OPTIONS];
     uint32_t n_mem;

@@ -45,6 +45,8 @@ struct opts {
     double deadline_s, budget_usd, decide_every;
     double params, samples, flops, epochs;
     uint32_t batch;
+    double noise_scale;   /* < 0: the job's own */
+    uint32_t ref_workers; /* 0: the job's own */
     struct sched_config start;
     uint32_t max_workers, max_shards;
 };
@@ -66,6 +68,12 @@ static void usage(FILE *f)
             "  --job NAME             resnet50 (25.6 M params, 1.28 M samples) | bert-small (66 M)\n"
             "  --params N --samples N --flops-per-sample X --epochs E --batch B\n"
             "                         a job of your own (or overrides of the named one)\n"
+            "  --noise-scale N        the job's gradient noise scale in samples; a global\n"
+            "                         batch B needs (1+B/N)/(1+B_ref/N) the epochs; 0: epochs\n"
+            "                         are data passes whatever the batch [resnet50 32768,\n"
+            "                         bert-small 4096]\n"
+            "  --ref-workers N        the epochs are stated at N workers' global batch\n"
+            "                         [resnet50 8 (256), bert-small 2 (32)]\n"
             "  --deadline T           seconds, or with units: 90m, 2h, 1h30m\n"
             "  --budget USD           a hard budget\n"
             "  --start W,S,MB         the configuration the adaptive run starts from [4,2,default]\n"
@@ -413,6 +421,12 @@ static int apply_overrides(const struct opts *o, struct sim_job *j)
         j->epochs = o->epochs;
     if (o->batch > 0)
         j->batch = o->batch;
+    if (o->noise_scale >= 0)
+        j->noise_scale = o->noise_scale;
+    if (o->ref_workers > 0)
+        j->ref_workers = o->ref_workers;
+    if (j->noise_scale > 0 && j->ref_workers == 0)
+        j->ref_workers = 1;
     return 0;
 }
 
@@ -467,6 +481,7 @@ static void accuracy(const struct sim_platform *p, const struct sim_job *j,
 int main(int argc, char **argv)
 {
     struct opts o = {0};
+    o.noise_scale = -1;
     o.seed = 1;
     o.decide_every = 0.25;
     o.start = (struct sched_config){4, 2, 0};
@@ -534,6 +549,20 @@ int main(int argc, char **argv)
             else
                 o.batch = (uint32_t)x;
             named_run = 1;
+        } else if (!strcmp(a, "--noise-scale") || !strcmp(a, "--ref-workers")) {
+            NEED();
+            char *end;
+            double x = strtod(v, &end);
+            int ref = !strcmp(a, "--ref-workers");
+            if (*end || !(ref ? x >= 1 && x <= 100000 : x >= 0 && x <= 1e9)) {
+                fprintf(stderr, "smlt-sim: %s: %s\n", a,
+                        ref ? "a worker count of at least 1" : "samples, at least 0");
+                return 2;
+            }
+            if (ref)
+                o.ref_workers = (uint32_t)x;
+            else
+                o.noise_scale = x;
         } else if (!strcmp(a, "--decide-every")) {
             NEED();
             o.decide_every = strtod(v, NULL);

@@ -547,7 +547,7 @@ START_TEST(hostile_measurements_ignored)
     sched_decide(s, &st, &d);
     ck_assert_int_eq(d.verdict, SCHED_KEEP);
     ck_assert_ptr_nonnull(strstr(d.reason, "no measurements"));
-    struct sched_obs o = {4, 2, 1769, 10, NAN, 1, 1, 1, 0};
+    struct sched_obs o = {4, 2, 1769, 10, NAN, 1, 1, 1, 0, 0};
     sched_observe(s, &o);
     o.step_s = INFINITY;
     sched_observe(s, &o);
@@ -563,7 +563,7 @@ START_TEST(hostile_measurements_ignored)
     sched_observe(NULL, &o);
     ck_assert_uint_eq(sched_n_configs(s), 0);
     /* NaN parts are dropped, the step is kept. */
-    struct sched_obs ok = {4, 2, 1769, 10, 2.0, NAN, -3, INFINITY, NAN};
+    struct sched_obs ok = {4, 2, 1769, 10, 2.0, NAN, -3, INFINITY, NAN, 0};
     sched_observe(s, &ok);
     ck_assert_uint_eq(sched_n_configs(s), 1);
     ck_assert(isfinite(sched_predict_step(s, &cur, NULL, NULL)));
@@ -584,7 +584,7 @@ START_TEST(hostile_measurements_ignored)
     sched_describe(s, NULL, 0);
     /* More distinct configurations than it remembers: the oldest go. */
     for (uint32_t w = 1; w <= SCHED_MAX_GROUPS + 10; w++) {
-        struct sched_obs q = {w, 1, 1769, 10, 1.0 + w * 0.01, 0.5, 0.5, 0.5, 0};
+        struct sched_obs q = {w, 1, 1769, 10, 1.0 + w * 0.01, 0.5, 0.5, 0.5, 0, 0};
         sched_observe(s, &q);
     }
     ck_assert_uint_eq(sched_n_configs(s), SCHED_MAX_GROUPS);
@@ -610,6 +610,78 @@ START_TEST(done_job_keeps)
 }
 END_TEST
 
+/* Statistical efficiency: with the epochs stated at a reference global batch and a measured
+ * gradient noise scale, a larger fan-out needs more epochs; the policy must count them. */
+START_TEST(policy_statistical_efficiency)
+{
+    ck_assert_double_eq(sched_epoch_factor(32, 2, 2, 2048), 1.0);
+    ck_assert_double_eq(sched_epoch_factor(32, 0, 64, 2048), 1.0);
+    ck_assert_double_eq(sched_epoch_factor(32, 2, 64, 0), 1.0);
+    ck_assert_rel(sched_epoch_factor(32, 2, 64, 2048), 2.0 / (1.0 + 64.0 / 2048), 1e-12);
+    ck_assert(sched_epoch_factor(32, 4, 2, 2048) < 1.0); /* a smaller batch needs fewer */
+
+    struct sched_job j;
+    job_init(&j);
+    j.deadline_s = 12 * 3600;
+    j.ref_workers = 2;
+    struct sched *plain = trained(&j);
+    struct sched *eff = trained(&j);
+    /* The shards' estimates, noisy around 1024 samples: a global batch of 64 workers' is
+     * worth a third of the reference's per sample. */
+    const double ns = 1024;
+    for (int i = 0; i < 8; i++) {
+        struct sched_config c = {8, 4, 1769};
+        struct sched_obs o;
+        memset(&o, 0, sizeof(o));
+        o.workers = c.workers;
+        o.shards = c.shards;
+        o.memory_mb = c.memory_mb;
+        o.steps = 50;
+        double cmp, slow, comm;
+        o.step_s = t_step(eff, &TRUTH, &c, &cmp, &slow, &comm);
+        o.compute_s = cmp;
+        o.slowest_compute_s = slow;
+        o.comm_s = comm;
+        o.noise_scale = ns * exp(0.2 * nrand());
+        sched_observe(eff, &o);
+    }
+    ck_assert_rel(sched_noise_scale(eff), ns, 0.25);
+    ck_assert_double_eq(sched_noise_scale(plain), 0);
+    struct sched_config cur = {2, 1, 1769};
+    struct sched_state st;
+    state_at(&st, &cur, 600, 1.0);
+    struct sched_decision dp, de;
+    sched_decide(plain, &st, &dp);
+    sched_decide(eff, &st, &de);
+    ck_assert_int_eq(de.verdict, SCHED_CHANGE);
+    ck_assert_ptr_nonnull(strstr(de.reason, "noise scale"));
+    ck_assert_ptr_null(strstr(dp.reason, "noise scale"));
+    /* Counting the extra epochs makes large fan-out dearer: it runs fewer workers ... */
+    ck_assert_msg(de.next.workers < dp.next.workers, "%u workers with the noise scale, %u without",
+                  de.next.workers, dp.next.workers);
+    /* ... and it is as cheap as the truth allows while meeting the deadline. */
+    double best = INFINITY, cost_of_choice = 0, t_choice = 0;
+    for (uint32_t w = j.min_workers; w <= j.max_workers; w++)
+        for (uint32_t sh = j.min_shards; sh <= j.max_shards; sh++)
+            for (uint32_t m = 0; m < j.n_memory_options; m++) {
+                struct sched_config c = {w, sh, j.memory_options[m]};
+                double f = sched_epoch_factor(j.batch, j.ref_workers, w, ns);
+                double t = t_time(eff, &TRUTH, &c, 2.0 * f), cost = sched__run_cost(eff, &c, t);
+                if (c.workers == de.next.workers && c.shards == de.next.shards &&
+                    c.memory_mb == de.next.memory_mb)
+                    cost_of_choice = cost, t_choice = t;
+                if (600 + t * 1.2 <= j.deadline_s && cost < best)
+                    best = cost;
+            }
+    ck_assert_msg(600 + t_choice <= j.deadline_s, "true finish %.0f s misses the deadline",
+                  600 + t_choice);
+    ck_assert_msg(cost_of_choice <= 1.03 * best, "chose $%.2f; $%.2f was possible", cost_of_choice,
+                  best);
+    sched_free(plain);
+    sched_free(eff);
+}
+END_TEST
+
 static Suite *sched_suite(void)
 {
     Suite *su = suite_create("sched");
@@ -627,6 +699,7 @@ static Suite *sched_suite(void)
     tcase_add_test(tc, policy_no_flapping_on_noise);
     tcase_add_test(tc, policy_min_interval_and_bounded_moves);
     tcase_add_test(tc, policy_budget_stop);
+    tcase_add_test(tc, policy_statistical_efficiency);
     suite_add_tcase(su, tc);
     tc = tcase_create("edges");
     tcase_add_test(tc, bad_bounds_refused);
