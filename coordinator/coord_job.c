@@ -142,6 +142,11 @@ struct coord_job {
     double compute_at_epoch, comm_at_epoch; /* rank sums when the epoch started */
     json_t *series, *events;
     json_t *ps_stats;       /* the shards' counters at the end (exactly-once evidence) */
+    /* Gradient noise scale: the shards' cumulative sums when last sampled (ns_shards shards),
+     * and the estimate over the interval since the sample before (0: none yet). */
+    double ns_g2, ns_s, noise_scale;
+    uint64_t ns_steps;
+    uint32_t ns_shards;
     double ps_charged_at;
     double last_progress_journal;
     struct event *tick_ev, *start_ev;
@@ -273,6 +278,7 @@ static void job_finish(struct coord_job *j, enum job_state st, const char *why);
 static void job_check_done(struct coord_job *j);
 static void job_boundary(struct coord_job *j);
 static void job_halt_workers(struct coord_job *j);
+static void job_sample_noise(struct coord_job *j);
 
 static struct coord_job *job_find(struct coord *c, const char *id)
 {
@@ -707,6 +713,7 @@ static void job_collect_ps_stats(struct coord_job *j)
     smlt_client_close(cl);
     json_decref(j->ps_stats);
     j->ps_stats = a;
+    job_sample_noise(j);
 }
 
 static void job_finish(struct coord_job *j, enum job_state st, const char *why)
@@ -761,6 +768,39 @@ static struct smlt_client *admin_client(struct coord_job *j, char *err, size_t e
     if (smlt_client_connect(&c, j->shards.addrs, &o, err, errlen) != 0)
         return NULL;
     return c;
+}
+
+/* Samples the shards' gradient-noise sums (a blocking round trip to each) and updates
+ * j->noise_scale from what they gathered since the last sample: B_simple = batch * sum of
+ * tr(Sigma)/b estimates / sum of |G|^2 estimates. An interval with a reshard in it (the
+ * sums restart on new shards and ranges move) only sets a new baseline; so does one whose
+ * |G|^2 estimate is not positive (a gradient lost in its noise). */
+static void job_sample_noise(struct coord_job *j)
+{
+    char err[256];
+    struct smlt_client *cl = admin_client(j, err, sizeof err);
+    if (!cl)
+        return;
+    double g2 = 0, sn = 0;
+    uint64_t steps = 0;
+    uint32_t n = smlt_client_num_shards(cl);
+    for (uint32_t k = 0; k < n; k++) {
+        struct smlt_shard_stats st;
+        if (smlt_shard_stats(cl, k, &st) != 0) {
+            smlt_client_close(cl);
+            return;
+        }
+        g2 += st.noise_g2;
+        sn += st.noise_s;
+        steps += st.noise_steps;
+    }
+    smlt_client_close(cl);
+    if ((n == j->ns_shards || j->ns_shards == 0) && steps > j->ns_steps && g2 - j->ns_g2 > 0 && sn - j->ns_s > 0)
+        j->noise_scale = (double)j->spec.batch_size * (sn - j->ns_s) / (g2 - j->ns_g2);
+    j->ns_g2 = g2;
+    j->ns_s = sn;
+    j->ns_steps = steps;
+    j->ns_shards = n;
 }
 
 /* Moves the job to `shards` shards (live reshard). Returns 0 or a negative code. */
@@ -1048,6 +1088,8 @@ static int job_schedule(struct coord_job *j, uint32_t epoch, double t, uint32_t 
             return 0;
         }
     }
+    double ns_before = j->noise_scale;
+    job_sample_noise(j);
     struct sched_obs o = {.workers = j->workers,
                           .shards = j->shards.n,
                           .memory_mb = j->memory_mb,
@@ -1055,7 +1097,8 @@ static int job_schedule(struct coord_job *j, uint32_t epoch, double t, uint32_t 
                           .step_s = epoch_s / steps,
                           .compute_s = dc,
                           .comm_s = dm,
-                          .slowest_compute_s = slowest > 0 ? slowest : dc};
+                          .slowest_compute_s = slowest > 0 ? slowest : dc,
+                          .noise_scale = j->noise_scale != ns_before ? j->noise_scale : 0};
     sched_observe(j->sched, &o);
     struct sched_state st = {.elapsed_s = now_unix() - j->started_unix,
                              .epochs_done = (double)epoch,
@@ -1493,6 +1536,10 @@ json_t *coord_job_json(struct coord *c, const char *id)
                                   "init_s", init, "billed_s", busy, "cold_start_s",
                                   cold ? cold_s / (double)cold : 0.0, "warm_start_s",
                                   warm ? warm_s / (double)warm : 0.0));
+    /* B_simple measured by the shards (BSP with 2+ workers), at the last epoch boundary the
+     * scheduler saw or at the end: the global batch beyond which more workers buy less. */
+    json_object_set_new(o, "noise_scale", j->noise_scale > 0 ? json_real(j->noise_scale)
+                                                             : json_null());
     /* The share of the job's time its workers spent outside training steps (starting,
      * loading, evaluating, waiting for invocations): 1 - (compute + communication) over
      * worker-seconds since the job started (workers x time, phase by phase). */

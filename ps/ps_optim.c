@@ -173,6 +173,20 @@ void ps_optim_accumulate(float *acc, const float *g, size_t n)
     }
 }
 
+double ps_optim_sumsq(const float *x, size_t n)
+{
+    /* Chunks small enough that a float partial sum keeps its precision. */
+    const size_t chunk = (size_t)1 << 16;
+    double total = 0;
+    while (n > 0) {
+        size_t k = n < chunk ? n : chunk;
+        total += (double)cblas_sdot((int)k, x, 1, x, 1);
+        x += k;
+        n -= k;
+    }
+    return total;
+}
+
 const char *ps_optim_name(enum ps_optim_kind k)
 {
     static const char *names[] = {"sgd", "momentum", "adam", "adagrad"};

@@ -45,6 +45,9 @@ void ps_optim_apply(const struct ps_optim_conf *c, uint64_t t, float *dst, const
 /* acc[i] += g[i] for n elements (OpenBLAS saxpy). */
 void ps_optim_accumulate(float *acc, const float *g, size_t n);
 
+/* Sum of squares of x[0..n) in double (cblas_sdot in chunks). */
+double ps_optim_sumsq(const float *x, size_t n);
+
 /* Returns the name of an optimizer kind ("sgd", "momentum", "adam", "adagrad"). */
 const char *ps_optim_name(enum ps_optim_kind k);
 

@@ -620,6 +620,9 @@ static void handle_stats(struct ps_client *cl, uint64_t req_id)
     SET(apply_seconds, st.apply_seconds);
     SET(conns_refused, srv->conns_refused);
     SET(lr, c->optim.lr);
+    SET(noise_g2, st.noise_g2);
+    SET(noise_s, st.noise_s);
+    SET(noise_steps, st.noise_steps);
 #undef SET
     rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_STATS, req_id, &m.base, NULL, 0, 0, NULL, NULL);
 }

@@ -66,7 +66,19 @@ struct ps_job {
     size_t new_state_bytes;
     int err;
     double secs;
+    /* accum: gradient noise statistics (PS_NOISE_*): squared norms of the sum before this
+     * push (the step's first gradient), of this push, and of the sum after it (the last) */
+    int noise;
+    uint32_t pushes; /* pushes in the step once this one is added */
+    double sq_acc, sq_g, sq_sum;
 };
+
+#define PS_NOISE_FIRST 1 /* the sum so far is the step's first gradient: its norm too */
+#define PS_NOISE_LAST 2  /* the step's last push: the norm of the whole sum */
+#define PS_NOISE_ON 4
+/* Large ranges measure the noise statistics on one step in this many (each costs two or three
+ * extra reads of the range per step); ranges small enough to be summed inline, every step. */
+#define PS_NOISE_EVERY 4
 
 struct ps_shard {
     uint32_t id;
@@ -103,6 +115,8 @@ struct ps_shard {
     float *accum;
     uint32_t count;    /* BSP: pushes counted into this step */
     int step_closed;   /* BSP: apply for `version` submitted */
+    int noise_step;         /* BSP: this step's gradient norms are measured */
+    double noise_small;     /* sum of the step's per-push squared norms so far */
     uint64_t *last_counted; /* per rank, NO_STEP if none */
     uint64_t *last_applied; /* per rank (SSP clock) */
     uint32_t nranks;
@@ -241,7 +255,13 @@ static void job_run(struct ps_job *j)
                 break;
         break;
     case JOB_ACCUM:
+        if (j->noise & PS_NOISE_FIRST)
+            j->sq_acc = ps_optim_sumsq(j->dst, j->n);
+        if (j->noise & PS_NOISE_ON)
+            j->sq_g = ps_optim_sumsq(j->grad, j->n);
         ps_optim_accumulate(j->dst, j->grad, j->n);
+        if (j->noise & PS_NOISE_LAST)
+            j->sq_sum = ps_optim_sumsq(j->dst, j->n);
         break;
     case JOB_APPLY:
         ps_optim_apply(&j->optim, j->t, j->dst, j->src, j->grad, j->scale, j->state, j->n);
@@ -655,6 +675,18 @@ static void job_complete(struct ps_shard *s, struct ps_job *j)
         break;
     case JOB_ACCUM:
         buf_unref(s, j->grad);
+        if (j->noise & PS_NOISE_ON) {
+            s->noise_small += j->sq_g + ((j->noise & PS_NOISE_FIRST) ? j->sq_acc : 0);
+            if ((j->noise & PS_NOISE_LAST) && j->pushes >= 2) {
+                /* W gradients of batch b and their sum: |mean g_i|^2 estimates
+                 * |G|^2 + tr(Sigma) / (W b), the mean |g_i|^2 estimates |G|^2 + tr(Sigma) / b. */
+                double W = (double)j->pushes;
+                double small = s->noise_small / W, big = j->sq_sum / (W * W);
+                s->st.noise_g2 += (W * big - small) / (W - 1);
+                s->st.noise_s += W * (small - big) / (W - 1);
+                s->st.noise_steps++;
+            }
+        }
         break;
     case JOB_APPLY:
     case JOB_SET: {
@@ -825,6 +857,9 @@ int ps_shard_push_commit(struct ps_shard *s, uint32_t worker, uint64_t step, flo
     if (s->conf.mode == PS_SYNC_BSP) {
         if (!s->accum) {
             s->accum = buf; /* the first push of a step becomes the sum: no copy */
+            s->noise_step = s->conf.workers >= 2 &&
+                            (s->n <= PS_INLINE_MAX_ELEMS || s->version % PS_NOISE_EVERY == 0);
+            s->noise_small = 0;
         } else {
             struct ps_job *j = calloc(1, sizeof *j);
             if (!j) {
@@ -837,6 +872,10 @@ int ps_shard_push_commit(struct ps_shard *s, uint32_t worker, uint64_t step, flo
             j->dst = s->accum;
             j->grad = buf;
             j->n = s->n;
+            j->pushes = s->count + 1;
+            if (s->noise_step)
+                j->noise = PS_NOISE_ON | (s->count == 1 ? PS_NOISE_FIRST : 0) |
+                           (s->count + 1 >= s->conf.workers ? PS_NOISE_LAST : 0);
             submit(s, j);
         }
         s->count++;

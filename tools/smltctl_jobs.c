@@ -474,6 +474,10 @@ static void print_job(const json_t *j)
     if (json_object_get(j, "overhead_share"))
         printf("  overhead     %.1f%% of the job's time outside training steps\n",
                100 * smltctl_jnum(j, "overhead_share"));
+    if (json_is_number(json_object_get(j, "noise_scale")))
+        printf("  noise scale  %.0f samples (gradient noise scale measured by the shards: "
+               "global batches well above it need more epochs)\n",
+               smltctl_jnum(j, "noise_scale"));
     const json_t *model = json_object_get(j, "model");
     if (json_is_string(model))
         printf("  model        saved at step %lld: `smltctl model %s -o FILE`\n",

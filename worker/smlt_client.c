@@ -241,6 +241,9 @@ static void fill_stats(struct smlt_shard_stats *o, const Smlt__ShardStats *m)
     o->connections = m->connections;
     o->apply_seconds = m->apply_seconds;
     o->lr = m->lr;
+    o->noise_g2 = m->noise_g2;
+    o->noise_s = m->noise_s;
+    o->noise_steps = m->noise_steps;
 }
 
 static int on_payload(struct rpc_conn *conn, const struct rpc_frame_hdr *h, const uint8_t *meta,

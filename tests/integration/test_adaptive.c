@@ -103,6 +103,10 @@ START_TEST(live_fanout_and_shards)
      * each of the 2 ranks at most once (they stop there); shard 1 came after it. */
     ck_assert_int_le((long long)ct_num(json_array_get(ps, 0), "pushes_rejected"), 2);
     ck_assert_int_eq((long long)ct_num(json_array_get(ps, 1), "pushes_rejected"), 0);
+    /* The shards measured the gradient noise scale (BSP, 2+ workers): a positive number of
+     * samples, within what a small MLP on Fashion-MNIST can have. */
+    double ns = ct_num(j, "noise_scale");
+    ck_assert_msg(ns > 1 && ns < 1e6, "noise scale %g", ns);
     json_t *s0 = json_array_get(ps, 0), *s1 = json_array_get(ps, 1);
     long long applied1 = (long long)ct_num(s1, "updates_applied");
     long long at = total - applied1; /* the step of the reshard */

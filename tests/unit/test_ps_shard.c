@@ -341,6 +341,77 @@ START_TEST(test_bsp_step)
 }
 END_TEST
 
+/* Gradient noise scale statistics: one step's sums match the estimator computed here in
+ * double, and over many steps of synthetic gradients (a true gradient plus independent noise)
+ * noise_s / noise_g2 recovers tr(Sigma) / b / |G|^2. One worker: nothing measured. */
+static double nrm(void)
+{
+    double u1 = ((double)(rng_next() >> 11) + 0.5) / 9007199254740992.0;
+    double u2 = ((double)(rng_next() >> 11) + 0.5) / 9007199254740992.0;
+    return sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+START_TEST(test_noise_scale_stats)
+{
+    struct ctx ctx;
+    struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 4, 0, PS_OPT_SGD, 0.01f);
+    struct ps_shard *s = mkshard(0, mkmap(1, 2000, 1), &c, &ctx);
+    size_t n = nof(s);
+    rng_seed(5);
+    float *g[4];
+    for (int r = 0; r < 4; r++)
+        g[r] = grad_new(n);
+    for (int r = 0; r < 4; r++)
+        ck_assert_int_eq(push(s, (uint32_t)r, 0, g[r]), 0);
+    double small = 0, big = 0;
+    for (size_t i = 0; i < n; i++) {
+        double sum = 0;
+        for (int r = 0; r < 4; r++) {
+            small += (double)g[r][i] * g[r][i];
+            sum += g[r][i];
+        }
+        big += sum * sum;
+    }
+    small /= 4;
+    big /= 16;
+    struct ps_shard_stats st;
+    stats(s, &st);
+    ck_assert_uint_eq(st.noise_steps, 1);
+    ck_assert_double_eq_tol(st.noise_g2, (4 * big - small) / 3, 1e-4 * fabs(small));
+    ck_assert_double_eq_tol(st.noise_s, 4 * (small - big) / 3, 1e-4 * fabs(small));
+
+    /* 60 steps of G + noise: per element G = 0.1, noise sd 0.2, so tr(Sigma)/b over the range
+     * is n * 0.04 and |G|^2 is n * 0.01: a ratio of 4. */
+    for (uint64_t step = 1; step <= 60; step++)
+        for (int r = 0; r < 4; r++) {
+            for (size_t i = 0; i < n; i++)
+                g[r][i] = (float)(0.1 + 0.2 * nrm());
+            ck_assert_int_eq(push(s, (uint32_t)r, step, g[r]), 0);
+        }
+    double g2_0 = st.noise_g2, s_0 = st.noise_s;
+    stats(s, &st);
+    ck_assert_uint_eq(st.noise_steps, 61);
+    double ratio = (st.noise_s - s_0) / (st.noise_g2 - g2_0);
+    ck_assert_msg(fabs(ratio - 4.0) < 0.4, "noise_s / noise_g2 = %.3f, want 4", ratio);
+    ck_assert_double_eq_tol((st.noise_g2 - g2_0) / 60, n * 0.01, 0.1 * n * 0.01);
+    for (int r = 0; r < 4; r++)
+        free(g[r]);
+    ps_shard_free(s);
+
+    /* One worker: no second batch size, no estimate. */
+    c = mkconf(PS_SYNC_BSP, 1, 0, PS_OPT_SGD, 0.01f);
+    s = mkshard(0, mkmap(1, 100, 1), &c, &ctx);
+    float *one = grad_new(nof(s));
+    for (uint64_t step = 0; step < 3; step++)
+        ck_assert_int_eq(push(s, 0, step, one), 0);
+    stats(s, &st);
+    ck_assert_uint_eq(st.noise_steps, 0);
+    ck_assert(st.noise_g2 == 0 && st.noise_s == 0);
+    free(one);
+    ps_shard_free(s);
+}
+END_TEST
+
 START_TEST(test_bsp_duplicate)
 {
     struct ctx ctx;
@@ -1145,6 +1216,7 @@ static Suite *ps_shard_suite(void)
     tc = tcase_create("thread");
     tcase_add_test(tc, test_threaded_bsp);
     tcase_add_test(tc, test_threaded_small_range);
+    tcase_add_test(tc, test_noise_scale_stats);
     suite_add_tcase(s, tc);
     return s;
 }

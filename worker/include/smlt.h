@@ -87,6 +87,10 @@ struct smlt_shard_stats {
     uint32_t connections;
     double apply_seconds;
     float lr;
+    /* gradient noise scale statistics: B_simple = batch * noise_s / noise_g2, summed over the
+     * shards (see ps/ps_shard.h) */
+    double noise_g2, noise_s;
+    uint64_t noise_steps;
 };
 
 SMLT_API void smlt_job_conf_default(struct smlt_job_conf *conf);
