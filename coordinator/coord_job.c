@@ -147,6 +147,13 @@ struct coord_job {
     double ns_g2, ns_s, noise_scale;
     uint64_t ns_steps;
     uint32_t ns_shards;
+    int ns_fresh;           /* noise_scale was measured at this boundary */
+    /* The data epochs the job trains: spec.max_epochs, or with spec.statistical_efficiency as
+     * many as match them at the current fan-out (ref_done reference epochs were done by data
+     * epoch ref_epoch; the reference is ref_workers' global batch). */
+    uint32_t epochs_target;
+    double ref_done;
+    uint32_t ref_epoch, ref_workers;
     double ps_charged_at;
     double last_progress_journal;
     struct event *tick_ev, *start_ev;
@@ -278,7 +285,8 @@ static void job_finish(struct coord_job *j, enum job_state st, const char *why);
 static void job_check_done(struct coord_job *j);
 static void job_boundary(struct coord_job *j);
 static void job_halt_workers(struct coord_job *j);
-static void job_sample_noise(struct coord_job *j);
+static int job_sample_noise(struct coord_job *j);
+static void job_account_ref(struct coord_job *j, uint32_t epoch);
 
 static struct coord_job *job_find(struct coord *c, const char *id)
 {
@@ -315,9 +323,9 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
     r->cold = p->cold;
     if (p->has_steps_per_epoch && p->steps_per_epoch && !j->spe) {
         j->spe = p->steps_per_epoch;
-        j->total_steps = j->phase_step + j->spe * (j->spec.max_epochs - j->phase_epoch);
+        j->total_steps = j->phase_step + j->spe * (j->epochs_target - j->phase_epoch);
         job_log(j, "%llu steps per epoch, %llu steps in %u epochs", (unsigned long long)j->spe,
-                (unsigned long long)j->total_steps, j->spec.max_epochs);
+                (unsigned long long)j->total_steps, j->epochs_target);
     }
     uint64_t step = UINT64_MAX;
     double loss = 0;
@@ -584,7 +592,7 @@ static int rpc_hello(const char *inv, const uint8_t *token, size_t toklen, int w
     a->has_total_steps = 1;
     a->total_steps = j->total_steps;
     a->has_epochs = 1;
-    a->epochs = s->max_epochs;
+    a->epochs = j->epochs_target;
     /* Stop cleanly well inside the platform's limit, counted from the invocation's start. */
     double limit = s->platform.time_limit_s;
     double margin = limit * 0.1 > 0.5 ? limit * 0.1 : 0.5;
@@ -741,6 +749,11 @@ static void job_finish(struct coord_job *j, enum job_state st, const char *why)
     }
     charge_ps(j);
     job_collect_ps_stats(j);
+    if (j->spec.statistical_efficiency && j->spe && j->step > j->phase_step) {
+        /* The epochs since the last boundary count too (at the fan-out they ran with). */
+        uint32_t epoch = j->phase_epoch + (uint32_t)((j->step - j->phase_step) / j->spe);
+        job_account_ref(j, epoch);
+    }
     coord_shards_stop(&j->shards);
     coord_backend_drop_function(c->backend, j->id);
     j->ended_unix = now_unix();
@@ -775,12 +788,12 @@ static struct smlt_client *admin_client(struct coord_job *j, char *err, size_t e
  * tr(Sigma)/b estimates / sum of |G|^2 estimates. An interval with a reshard in it (the
  * sums restart on new shards and ranges move) only sets a new baseline; so does one whose
  * |G|^2 estimate is not positive (a gradient lost in its noise). */
-static void job_sample_noise(struct coord_job *j)
+static int job_sample_noise(struct coord_job *j)
 {
     char err[256];
     struct smlt_client *cl = admin_client(j, err, sizeof err);
     if (!cl)
-        return;
+        return 0;
     double g2 = 0, sn = 0;
     uint64_t steps = 0;
     uint32_t n = smlt_client_num_shards(cl);
@@ -788,19 +801,40 @@ static void job_sample_noise(struct coord_job *j)
         struct smlt_shard_stats st;
         if (smlt_shard_stats(cl, k, &st) != 0) {
             smlt_client_close(cl);
-            return;
+            return 0;
         }
         g2 += st.noise_g2;
         sn += st.noise_s;
         steps += st.noise_steps;
     }
     smlt_client_close(cl);
-    if ((n == j->ns_shards || j->ns_shards == 0) && steps > j->ns_steps && g2 - j->ns_g2 > 0 && sn - j->ns_s > 0)
+    int fresh = 0;
+    if ((n == j->ns_shards || j->ns_shards == 0) && steps > j->ns_steps && g2 - j->ns_g2 > 0 &&
+        sn - j->ns_s > 0) {
         j->noise_scale = (double)j->spec.batch_size * (sn - j->ns_s) / (g2 - j->ns_g2);
+        fresh = 1;
+    }
     j->ns_g2 = g2;
     j->ns_s = sn;
     j->ns_steps = steps;
     j->ns_shards = n;
+    return fresh;
+}
+
+/* Statistical efficiency: one reference epoch takes this many data epochs at `workers`. */
+static double job_epoch_factor(const struct coord_job *j, uint32_t workers)
+{
+    return sched_epoch_factor(j->spec.batch_size, j->ref_workers, workers, j->noise_scale);
+}
+
+/* Counts the data epochs trained since the last count, at the current fan-out and the noise
+ * scale measured over them, as reference epochs. */
+static void job_account_ref(struct coord_job *j, uint32_t epoch)
+{
+    if (epoch <= j->ref_epoch)
+        return;
+    j->ref_done += (double)(epoch - j->ref_epoch) / job_epoch_factor(j, j->workers);
+    j->ref_epoch = epoch;
 }
 
 /* Moves the job to `shards` shards (live reshard). Returns 0 or a negative code. */
@@ -1015,7 +1049,7 @@ static double job_epochs_left_hint(const struct coord_job *j, double done)
         return 0; /* flat or falling, or the trend never gets there: plan for the bound */
     double e_star = -slope / (a - target); /* A - B / e = target */
     double left = e_star - done;
-    double bound = j->spec.max_epochs - done;
+    double bound = j->epochs_target - done;
     if (left < 1)
         left = 1;
     return left < bound ? left : 0;
@@ -1080,6 +1114,8 @@ static int job_schedule(struct coord_job *j, uint32_t epoch, double t, uint32_t 
             sj.link_mbps = 40000;
         }
         sj.reshard_s_per_gb = 2.0;
+        if (j->spec.statistical_efficiency)
+            sj.ref_workers = j->ref_workers;
         j->sched = sched_new(&sj);
         if (!j->sched) {
             job_event(j, "schedule", "the scheduler refused the job's bounds; keeping %u workers, "
@@ -1088,8 +1124,6 @@ static int job_schedule(struct coord_job *j, uint32_t epoch, double t, uint32_t 
             return 0;
         }
     }
-    double ns_before = j->noise_scale;
-    job_sample_noise(j);
     struct sched_obs o = {.workers = j->workers,
                           .shards = j->shards.n,
                           .memory_mb = j->memory_mb,
@@ -1098,16 +1132,22 @@ static int job_schedule(struct coord_job *j, uint32_t epoch, double t, uint32_t 
                           .compute_s = dc,
                           .comm_s = dm,
                           .slowest_compute_s = slowest > 0 ? slowest : dc,
-                          .noise_scale = j->noise_scale != ns_before ? j->noise_scale : 0};
+                          .noise_scale = j->ns_fresh ? j->noise_scale : 0};
     sched_observe(j->sched, &o);
+    /* With statistical efficiency the scheduler plans in reference epochs (ref_done, kept by
+     * job_boundary()); the accuracy curve's hint counts data epochs at the current fan-out. */
+    double hint = job_epochs_left_hint(j, (double)epoch);
+    if (j->spec.statistical_efficiency && hint > 0)
+        hint /= job_epoch_factor(j, j->workers);
     struct sched_state st = {.elapsed_s = now_unix() - j->started_unix,
-                             .epochs_done = (double)epoch,
+                             .epochs_done = j->spec.statistical_efficiency ? j->ref_done
+                                                                           : (double)epoch,
                              .spent_usd = job_cost(j),
                              .workers = j->workers,
                              .shards = j->shards.n,
                              .memory_mb = j->memory_mb,
                              .since_change_s = t - (j->changed_at > 0 ? j->changed_at : j->t_start),
-                             .epochs_left_hint = job_epochs_left_hint(j, (double)epoch)};
+                             .epochs_left_hint = hint};
     struct sched_decision d;
     sched_decide(j->sched, &st, &d);
     json_t *rec = json_pack("{s:i, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:b, s:b, s:s}", "epoch",
@@ -1147,6 +1187,36 @@ static int job_schedule(struct coord_job *j, uint32_t epoch, double t, uint32_t 
 }
 
 /* Every active rank is parked at the epoch boundary: apply changes, start the next epoch. */
+/* Statistical efficiency, at an epoch boundary (data epoch `epoch`, the fan-out for the next
+ * epochs already set): the data epochs that the reference epochs still to do take at the
+ * current fan-out and measured noise scale. A change is journaled; when nothing is left the
+ * job ends here (returns 1). */
+static int job_retarget(struct coord_job *j, uint32_t epoch)
+{
+    double left = (double)j->spec.max_epochs - j->ref_done;
+    double f = job_epoch_factor(j, j->workers);
+    double want = left > 1e-6 ? ceil(left * f - 1e-6) : 0;
+    uint32_t target = epoch + (want < COORD_SPEC_MAX_EPOCHS ? (uint32_t)want : COORD_SPEC_MAX_EPOCHS);
+    if (target != j->epochs_target) {
+        job_event(j, "efficiency",
+                  "epoch %u: %.2f of %u reference epochs (global batch %u) done; gradient noise "
+                  "scale %.0f samples, so at %u workers (global batch %u) an epoch counts %.2f "
+                  "of one: %u epochs in all instead of %u",
+                  epoch, j->ref_done, j->spec.max_epochs, j->ref_workers * j->spec.batch_size,
+                  j->noise_scale, j->workers, j->workers * j->spec.batch_size, 1.0 / f, target,
+                  j->epochs_target);
+        j->epochs_target = target;
+        if (j->spe)
+            j->total_steps = j->phase_step + j->spe * (target - j->phase_epoch);
+    }
+    if (target > epoch)
+        return 0;
+    for (uint32_t k = 0; k < j->workers; k++)
+        j->ranks[k].finished = 1;
+    job_check_done(j);
+    return 1;
+}
+
 static void job_boundary(struct coord_job *j)
 {
     if (job_ended(j) || !j->ranks)
@@ -1166,6 +1236,12 @@ static void job_boundary(struct coord_job *j)
     uint32_t epoch = j->phase_epoch + (uint32_t)((at - j->phase_step) / (j->spe ? j->spe : 1));
     double t = now_mono();
     job_check_stragglers(j);
+    /* The shards' noise-scale figures for the epoch that ended (one round trip per shard),
+     * where something uses them: the scheduler, or the epoch accounting below. */
+    int scheduled = j->spec.deadline_s > 0 || j->spec.budget_usd > 0;
+    j->ns_fresh = (scheduled || j->spec.statistical_efficiency) && job_sample_noise(j);
+    if (j->spec.statistical_efficiency)
+        job_account_ref(j, epoch);
     uint32_t nw = j->pending_workers ? j->pending_workers : j->workers;
     uint32_t ns = j->pending_shards ? j->pending_shards : j->shards.n;
     int manual = j->pending_workers || j->pending_shards;
@@ -1224,6 +1300,8 @@ static void job_boundary(struct coord_job *j)
             j->workers = nw;
         }
     }
+    if (j->spec.statistical_efficiency && job_retarget(j, epoch))
+        return; /* the reference epochs are done */
     for (uint32_t k = 0; k < j->workers; k++) {
         j->ranks[k].at_boundary = 0;
         rank_invoke(&j->ranks[k]);
@@ -1337,7 +1415,10 @@ static void job_start(evutil_socket_t fd, short what, void *arg)
      * shards can, and only for an admin). The others train on through boundaries in one
      * invocation, and the coordinator sets a barrier when it has a change to make. */
     j->parks = j->spec.deadline_s > 0 || j->spec.budget_usd > 0 ||
-               j->spec.sync != SMLT_SYNC_BSP || !j->shards.admin_token[0];
+               j->spec.statistical_efficiency || j->spec.sync != SMLT_SYNC_BSP ||
+               !j->shards.admin_token[0];
+    j->epochs_target = j->spec.max_epochs;
+    j->ref_workers = j->spec.workers;
     job_set_state(j, JOB_RUNNING, NULL);
     j->epoch_started = j->boundary_at = now_mono();
     for (uint32_t k = 0; k < j->workers; k++)
@@ -1496,6 +1577,11 @@ json_t *coord_job_json(struct coord *c, const char *id)
         json_object_set_new(o, "budget_usd", json_real(j->spec.budget_usd));
         json_object_set_new(o, "deadline_s", json_real(j->spec.deadline_s));
         json_object_set_new(o, "max_epochs", json_integer(j->spec.max_epochs));
+        /* The data epochs the job will train (more than max_epochs when statistical
+         * efficiency counts a larger global batch's epochs for less). */
+        json_object_set_new(o, "epochs_target", json_integer(j->epochs_target));
+        if (j->spec.statistical_efficiency)
+            json_object_set_new(o, "reference_epochs_done", json_real(j->ref_done));
         json_object_set_new(o, "target_accuracy", json_real(j->spec.target_accuracy));
         if (j->spec.deadline_s > 0 && !job_ended(j))
             json_object_set_new(o, "deadline_in_s",

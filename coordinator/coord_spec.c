@@ -144,7 +144,7 @@ static const char *const top_keys[] = {
     "name", "model", "dataset", "cache_dir", "sync", "staleness", "optimizer", "batch_size",
     "epochs", "target_accuracy", "max_epochs", "workers", "min_workers", "max_workers", "shards",
     "max_shards", "deadline_s", "budget_usd", "platform", "prices", "ps", "seed",
-    "evaluate_every_epochs", "chaos", NULL};
+    "evaluate_every_epochs", "chaos", "statistical_efficiency", NULL};
 static const char *const optim_keys[] = {"kind", "lr", "momentum", "nesterov", "beta1", "beta2",
                                          "eps", "weight_decay", "decoupled", NULL};
 static const char *const platform_keys[] = {"kind", "memory_mb", "time_limit_s", "concurrency",
@@ -891,6 +891,13 @@ static int parse_root(struct pctx *c, json_t *root, struct coord_spec *s)
         return rc;
     if (rc == 1)
         s->evaluate_every_epochs = (uint32_t)i64;
+    if ((rc = get_bool(c, root, "statistical_efficiency", "statistical_efficiency",
+                       &s->statistical_efficiency)) < 0)
+        return rc;
+    if (s->statistical_efficiency && s->sync != SMLT_SYNC_BSP)
+        return fail(c, "statistical_efficiency: needs sync \"bsp\" (the shards measure the "
+                       "gradient noise scale from each step's gradients and their sum; sync is "
+                       "\"%s\")", sync_names[s->sync]);
     return 0;
 }
 
@@ -993,6 +1000,8 @@ json_t *coord_spec_to_json(const struct coord_spec *s)
         put(plat, "ps_nic_mbps", json_integer(pl->ps_nic_mbps), &nbad);
     put(o, "platform", plat, &nbad);
     put(o, "prices", coord_prices_to_json(&s->prices), &nbad);
+    if (s->statistical_efficiency)
+        put(o, "statistical_efficiency", json_true(), &nbad);
 
     if (s->ps.addrs[0]) {
         json_t *ps = json_object();

@@ -162,6 +162,10 @@ struct coord_spec {
     struct coord_spec_ps ps;
     uint64_t seed;
     uint32_t evaluate_every_epochs;
+    /* 1: the epochs (max_epochs) are stated at the starting global batch, workers x
+     * batch_size; when the fan-out changes, the job trains as many data epochs as the
+     * gradient noise scale the shards measure says match them (BSP only; docs/SCHEDULER.md) */
+    int statistical_efficiency;
     struct {
         int slow_rank;     /* -1: none */
         double slow_ms;

@@ -403,8 +403,12 @@ static void print_job(const json_t *j)
                smltctl_jint(spec, "batch_size"));
     long long step = smltctl_jint(j, "step"), total = smltctl_jint(j, "total_steps");
     long long spe = smltctl_jint(j, "steps_per_epoch"), maxe = smltctl_jint(j, "max_epochs");
+    long long tgt = smltctl_jint(j, "epochs_target");
     printf("  progress     %lld epochs done", smltctl_jint(j, "epoch"));
-    if (maxe > 0)
+    if (tgt > 0 && tgt != maxe)
+        printf(" of at most %lld (%lld stated at the starting batch; %.2f of them done)", tgt,
+               maxe, smltctl_jnum(j, "reference_epochs_done"));
+    else if (maxe > 0)
         printf(" of at most %lld", maxe);
     if (total > 0)
         printf("; step %lld of %lld (%.0f%%), %lld steps per epoch", step, total,
@@ -576,6 +580,8 @@ static void render(const json_t *j, char *l1, size_t n1, char *l2, size_t n2)
     const char *state = smltctl_jstr(j, "state");
     long long step = smltctl_jint(j, "step"), total = smltctl_jint(j, "total_steps");
     long long spe = smltctl_jint(j, "steps_per_epoch"), maxe = smltctl_jint(j, "max_epochs");
+    if (smltctl_jint(j, "epochs_target") > 0)
+        maxe = smltctl_jint(j, "epochs_target");
     char bar[WATCH_BAR + 3];
     double frac = total > 0 ? (double)step / (double)total : 0;
     if (frac > 1)

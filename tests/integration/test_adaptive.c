@@ -10,6 +10,7 @@
  * spending past it, with every worker at the same step, its model saved, state "stopped".
  * Straggler: a rank whose first instance is slow (chaos) in a job that trains through epoch
  * boundaries gets a barrier and a fresh instance, with every step counted once.
+ * Statistical efficiency: epochs stated at the starting batch grow in number after a scale-out.
  * All use a small uncompressed Fashion-MNIST subset so workers start in milliseconds. */
 #include <check.h>
 #include <signal.h>
@@ -208,6 +209,59 @@ START_TEST(straggler_replaced)
 }
 END_TEST
 
+START_TEST(statistical_efficiency)
+{
+    /* 3 epochs stated at 2 workers x 32; after the first, 8 workers (a 4x larger global batch):
+     * with the noise scale the shards measure, each epoch now counts for less, so the job
+     * trains more than 3 data epochs, says why, and still counts every push once. */
+    char spec[1024], err[512];
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"mlp:784-64-10\",\"dataset\":\"%s\",\"epochs\":3,\"workers\":2,"
+             "\"shards\":1,\"max_workers\":8,\"batch_size\":32,\"statistical_efficiency\":true,"
+             "\"optimizer\":{\"kind\":\"momentum\",\"lr\":0.05}}",
+             data);
+    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    json_t *j = ct_wait_until(coord.port, id, 120, epoch_done);
+    ck_assert_ptr_nonnull(j);
+    json_decref(j);
+    char path[128];
+    snprintf(path, sizeof path, "/api/jobs/%s/scale", id);
+    ck_assert_int_eq(ct_http(coord.port, "POST", path, CT_ADMIN, "{\"workers\":8}", NULL), 200);
+    j = ct_wait_job(coord.port, id, 240);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "state %s: %s", ct_str(j, "state"),
+                  ct_str(j, "error"));
+    ck_assert_int_eq((int)ct_num(j, "workers"), 8);
+    int target = (int)ct_num(j, "epochs_target");
+    ck_assert_msg(target > 3, "trained %d epochs; a 4x batch needs more than 3", target);
+    ck_assert_int_eq((int)ct_num(j, "epoch"), target);
+    ck_assert_int_eq((int)ct_num(j, "max_epochs"), 3);
+    /* Counted in reference epochs, the job did its 3 (the last count may use a newer noise
+     * estimate than the plan did, so allow a little either way). */
+    double ref = ct_num(j, "reference_epochs_done");
+    ck_assert_msg(ref > 2.5 && ref < 4.0, "reference epochs done %.3f", ref);
+    ck_assert_msg(ct_num(j, "noise_scale") > 0, "no noise scale");
+    int seen = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(j, "events"), i, e)
+        if (!strcmp(ct_str(e, "kind"), "efficiency")) {
+            seen++;
+            ck_assert_msg(strstr(ct_str(e, "message"), "noise scale") != NULL, "%s",
+                          ct_str(e, "message"));
+        }
+    ck_assert_int_ge(seen, 1);
+    long long total = (long long)ct_num(j, "total_steps");
+    ck_assert_int_eq((long long)ct_num(j, "step"), total);
+    json_t *x = json_array_get(json_object_get(j, "ps_stats"), 0);
+    ck_assert_int_eq((long long)ct_num(x, "pushes_duplicate"), 0);
+    ck_assert_int_eq((long long)ct_num(x, "updates_applied"), total);
+    json_decref(j);
+    free(id);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("adaptive");
@@ -217,6 +271,7 @@ int main(void)
     tcase_add_test(tc, live_fanout_and_shards);
     tcase_add_test(tc, budget_hard_stop);
     tcase_add_test(tc, straggler_replaced);
+    tcase_add_test(tc, statistical_efficiency);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

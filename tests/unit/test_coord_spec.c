@@ -172,6 +172,13 @@ START_TEST(defaults)
     struct coord_spec nic;
     parse_ok(MIN_SPEC ",'platform':{'ps_nic_mbps':2000}}", &nic);
     ck_assert_uint_eq(nic.platform.ps_nic_mbps, 2000);
+    ck_assert_int_eq(s.statistical_efficiency, 0);
+    struct coord_spec se;
+    parse_ok(MIN_SPEC ",'statistical_efficiency':true}", &se);
+    ck_assert_int_eq(se.statistical_efficiency, 1);
+    json_t *sej = coord_spec_to_json(&se);
+    ck_assert(json_is_true(json_object_get(sej, "statistical_efficiency")));
+    json_decref(sej);
     ck_assert_int_eq(s.platform.arch, COORD_ARCH_X86_64);
     ck_assert(s.prices.gb_s == COORD_PRICE_GB_S_X86_64);
     ck_assert(s.prices.request == COORD_PRICE_REQUEST);
@@ -471,6 +478,8 @@ START_TEST(errors_name_the_field)
         {MIN_SPEC ",'platform':{'ps_nic_mbps':400001}}", "platform.ps_nic_mbps: must be an integer in 0..400000 (got 400001)"},
         {MIN_SPEC ",'platform':{'kind':'lambda','ps_nic_mbps':1000}}", "platform.ps_nic_mbps: only the local platform"},
         {MIN_SPEC ",'platform':{'ps_nic_mbps':1000},'ps':{'addrs':'a:1','token':'t'}}", "platform.ps_nic_mbps: the shards of ps.addrs run elsewhere"},
+        {MIN_SPEC ",'statistical_efficiency':1}", "statistical_efficiency: must be true or false (got 1)"},
+        {MIN_SPEC ",'sync':'asp','statistical_efficiency':true}", "statistical_efficiency: needs sync \"bsp\""},
         /* prices */
         {MIN_SPEC ",'prices':{'gb_s':-1}}", "prices.gb_s: must be a number >= 0 (got -1)"},
         {MIN_SPEC ",'prices':{'request':'free'}}", "prices.request: must be a number >= 0 (got 'free')"},
