@@ -269,6 +269,10 @@ static void job_set_state(struct coord_job *j, enum job_state st, const char *wh
         json_object_set_new(rec, "test_accuracy", json_real(j->test_acc));
         json_object_set_new(rec, "steps_per_epoch", json_integer((json_int_t)j->spe));
         json_object_set_new(rec, "total_steps", json_integer((json_int_t)j->total_steps));
+        json_object_set_new(rec, "epochs_target", json_integer(j->epochs_target));
+        json_object_set_new(rec, "reference_epochs_done", json_real(j->ref_done));
+        if (j->noise_scale > 0)
+            json_object_set_new(rec, "noise_scale", json_real(j->noise_scale));
         if (j->ps_stats)
             json_object_set(rec, "ps_stats", j->ps_stats);
     }
@@ -286,6 +290,7 @@ static void job_check_done(struct coord_job *j);
 static void job_boundary(struct coord_job *j);
 static void job_halt_workers(struct coord_job *j);
 static int job_sample_noise(struct coord_job *j);
+static int job_take_noise(struct coord_job *j, double g2, double sn, uint64_t steps, uint32_t n);
 static void job_account_ref(struct coord_job *j, uint32_t epoch);
 
 static struct coord_job *job_find(struct coord *c, const char *id)
@@ -438,6 +443,15 @@ static void on_inv_end(uint64_t inv, const struct coord_inv_result *res, void *a
     rank_close_invocation(j, r);
     if (res->status == COORD_INV_CANCELED || job_ended(j))
         return;
+    if (j->spec.statistical_efficiency && !j->stopping && j->spe &&
+        r->next_step >= j->total_steps && status != SMLT__DONE_STATUS__DONE_FAILED) {
+        /* The epochs planned are trained, but the last ones' noise scale may show that they
+         * were worth less than planned: the boundary decides (job_retarget()). */
+        r->failures = 0;
+        r->at_boundary = 1;
+        job_boundary(j);
+        return;
+    }
     if (status == SMLT__DONE_STATUS__DONE_FINISHED ||
         (j->spe && r->next_step >= j->total_steps && status != SMLT__DONE_STATUS__DONE_FAILED)) {
         r->finished = 1;
@@ -705,10 +719,17 @@ static void job_collect_ps_stats(struct coord_job *j)
     if (smlt_client_connect(&cl, j->shards.addrs, &o, err, sizeof err) != 0)
         return;
     json_t *a = json_array();
-    for (uint32_t k = 0; k < smlt_client_num_shards(cl); k++) {
+    double g2 = 0, sn = 0;
+    uint64_t steps = 0;
+    uint32_t n = smlt_client_num_shards(cl), got = 0;
+    for (uint32_t k = 0; k < n; k++) {
         struct smlt_shard_stats st;
         if (smlt_shard_stats(cl, k, &st) != 0)
             continue;
+        got++;
+        g2 += st.noise_g2;
+        sn += st.noise_s;
+        steps += st.noise_steps;
         json_array_append_new(a, json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "shard",
                                            (int)k, "version", (json_int_t)st.version, "clock",
                                            (json_int_t)st.clock, "pushes_counted",
@@ -721,7 +742,8 @@ static void job_collect_ps_stats(struct coord_job *j)
     smlt_client_close(cl);
     json_decref(j->ps_stats);
     j->ps_stats = a;
-    job_sample_noise(j);
+    if (got == n)
+        job_take_noise(j, g2, sn, steps, n); /* what the shards measured since the last sample */
 }
 
 static void job_finish(struct coord_job *j, enum job_state st, const char *why)
@@ -788,11 +810,38 @@ static struct smlt_client *admin_client(struct coord_job *j, char *err, size_t e
  * tr(Sigma)/b estimates / sum of |G|^2 estimates. An interval with a reshard in it (the
  * sums restart on new shards and ranges move) only sets a new baseline; so does one whose
  * |G|^2 estimate is not positive (a gradient lost in its noise). */
+/* Takes the shards' summed noise figures (n shards): returns 1 and sets j->noise_scale from
+ * what they gathered since the baseline, or 0 when they tell nothing new. */
+static int job_take_noise(struct coord_job *j, double g2, double sn, uint64_t steps, uint32_t n)
+{
+    if (j->ns_shards && n == j->ns_shards && steps >= j->ns_steps) {
+        if (steps == j->ns_steps || !(g2 - j->ns_g2 > 0 && sn - j->ns_s > 0))
+            return 0; /* nothing new, or |G|^2 lost in the noise: the baseline stays, so the
+                       * next interval covers this one too (no bias toward large |G|^2) */
+        j->noise_scale = (double)j->spec.batch_size * (sn - j->ns_s) / (g2 - j->ns_g2);
+        j->ns_g2 = g2;
+        j->ns_s = sn;
+        j->ns_steps = steps;
+        return 1;
+    }
+    /* A new baseline: the first sample (taken when the job starts, so shards that served
+     * another job before do not count it), a reshard (the sums restart on new shards and
+     * ranges move), or counters that went back (a restarted shard). */
+    j->ns_g2 = g2;
+    j->ns_s = sn;
+    j->ns_steps = steps;
+    j->ns_shards = n;
+    return 0;
+}
+
 static int job_sample_noise(struct coord_job *j)
 {
+    struct smlt_client_opts o = {.token = j->shards.admin_token[0] ? j->shards.admin_token
+                                                                    : j->shards.token,
+                                 .admin = 1, .timeout_ms = 5000, .retries = -1};
+    struct smlt_client *cl = NULL;
     char err[256];
-    struct smlt_client *cl = admin_client(j, err, sizeof err);
-    if (!cl)
+    if (!j->shards.addrs[0] || smlt_client_connect(&cl, j->shards.addrs, &o, err, sizeof err) != 0)
         return 0;
     double g2 = 0, sn = 0;
     uint64_t steps = 0;
@@ -808,17 +857,7 @@ static int job_sample_noise(struct coord_job *j)
         steps += st.noise_steps;
     }
     smlt_client_close(cl);
-    int fresh = 0;
-    if ((n == j->ns_shards || j->ns_shards == 0) && steps > j->ns_steps && g2 - j->ns_g2 > 0 &&
-        sn - j->ns_s > 0) {
-        j->noise_scale = (double)j->spec.batch_size * (sn - j->ns_s) / (g2 - j->ns_g2);
-        fresh = 1;
-    }
-    j->ns_g2 = g2;
-    j->ns_s = sn;
-    j->ns_steps = steps;
-    j->ns_shards = n;
-    return fresh;
+    return job_take_noise(j, g2, sn, steps, n);
 }
 
 /* Statistical efficiency: one reference epoch takes this many data epochs at `workers`. */
@@ -1186,16 +1225,18 @@ static int job_schedule(struct coord_job *j, uint32_t epoch, double t, uint32_t 
     return 0;
 }
 
-/* Every active rank is parked at the epoch boundary: apply changes, start the next epoch. */
 /* Statistical efficiency, at an epoch boundary (data epoch `epoch`, the fan-out for the next
  * epochs already set): the data epochs that the reference epochs still to do take at the
- * current fan-out and measured noise scale. A change is journaled; when nothing is left the
- * job ends here (returns 1). */
+ * current fan-out and measured noise scale, in whole epochs (rounded up, unless less than a
+ * tenth of an epoch would be missing: a whole epoch more for a sliver of one costs more than
+ * it buys). A change is journaled; when nothing is left the job ends here (returns 1). */
+#define JOB_EPOCH_SLACK 0.1
+
 static int job_retarget(struct coord_job *j, uint32_t epoch)
 {
     double left = (double)j->spec.max_epochs - j->ref_done;
     double f = job_epoch_factor(j, j->workers);
-    double want = left > 1e-6 ? ceil(left * f - 1e-6) : 0;
+    double want = left * f > JOB_EPOCH_SLACK ? ceil(left * f - JOB_EPOCH_SLACK) : 0;
     uint32_t target = epoch + (want < COORD_SPEC_MAX_EPOCHS ? (uint32_t)want : COORD_SPEC_MAX_EPOCHS);
     if (target != j->epochs_target) {
         job_event(j, "efficiency",
@@ -1217,6 +1258,7 @@ static int job_retarget(struct coord_job *j, uint32_t epoch)
     return 1;
 }
 
+/* Every active rank is parked at the epoch boundary: apply changes, start the next epoch. */
 static void job_boundary(struct coord_job *j)
 {
     if (job_ended(j) || !j->ranks)
@@ -1236,12 +1278,18 @@ static void job_boundary(struct coord_job *j)
     uint32_t epoch = j->phase_epoch + (uint32_t)((at - j->phase_step) / (j->spe ? j->spe : 1));
     double t = now_mono();
     job_check_stragglers(j);
-    /* The shards' noise-scale figures for the epoch that ended (one round trip per shard),
-     * where something uses them: the scheduler, or the epoch accounting below. */
-    int scheduled = j->spec.deadline_s > 0 || j->spec.budget_usd > 0;
-    j->ns_fresh = (scheduled || j->spec.statistical_efficiency) && job_sample_noise(j);
-    if (j->spec.statistical_efficiency)
+    /* The shards' noise-scale figures since the last sample (one round trip per shard), for
+     * the scheduler, the epoch accounting below and the view. */
+    j->ns_fresh = job_sample_noise(j);
+    if (j->spec.statistical_efficiency) {
         job_account_ref(j, epoch);
+        if (((double)j->spec.max_epochs - j->ref_done) * job_epoch_factor(j, j->workers) <=
+            JOB_EPOCH_SLACK) {
+            /* Every reference epoch is trained: nothing to change, the job is done. */
+            job_retarget(j, epoch);
+            return;
+        }
+    }
     uint32_t nw = j->pending_workers ? j->pending_workers : j->workers;
     uint32_t ns = j->pending_shards ? j->pending_shards : j->shards.n;
     int manual = j->pending_workers || j->pending_shards;
@@ -1266,6 +1314,8 @@ static void job_boundary(struct coord_job *j)
         else
             job_event(j, "scale", "epoch %u: %u -> %u shards at step %llu", epoch, before, ns,
                       (unsigned long long)at);
+        if (!rc)
+            job_sample_noise(j); /* a new baseline on the new shards */
     }
     if (nw != j->workers) {
         struct smlt_client *cl = admin_client(j, err, sizeof err);
@@ -1393,6 +1443,7 @@ static void job_start(evutil_socket_t fd, short what, void *arg)
         job_finish(j, JOB_FAILED, msg);
         return;
     }
+    job_sample_noise(j); /* the baseline for the noise-scale figures */
     job_log(j, "%u shards at %s configured for %s (%llu parameters), %s, %s lr %g",
             j->shards.n, j->shards.addrs, j->spec.model, (unsigned long long)j->spec.model_params,
             coord_spec_sync_name(j->spec.sync), coord_spec_optim_name(j->spec.optimizer.kind),
@@ -1417,8 +1468,6 @@ static void job_start(evutil_socket_t fd, short what, void *arg)
     j->parks = j->spec.deadline_s > 0 || j->spec.budget_usd > 0 ||
                j->spec.statistical_efficiency || j->spec.sync != SMLT_SYNC_BSP ||
                !j->shards.admin_token[0];
-    j->epochs_target = j->spec.max_epochs;
-    j->ref_workers = j->spec.workers;
     job_set_state(j, JOB_RUNNING, NULL);
     j->epoch_started = j->boundary_at = now_mono();
     for (uint32_t k = 0; k < j->workers; k++)
@@ -1499,6 +1548,8 @@ int coord_submit(struct coord *c, const char *json, size_t len, char *id, size_t
     j->spec = *spec;
     free(spec);
     j->have_spec = 1;
+    j->epochs_target = j->spec.max_epochs;
+    j->ref_workers = j->spec.workers;
     j->spec_json = coord_spec_to_json_redacted(&j->spec);
     coord_ledger_init(&j->ledger);
     j->journal = coord_journal_open(c->data_dir, jid, err, errlen);
@@ -1572,6 +1623,10 @@ json_t *coord_job_json(struct coord *c, const char *id)
         json_t *ep = json_object_get(j->spec_json, "epochs");
         if (ep && !json_object_get(j->spec_json, "max_epochs"))
             json_object_set(o, "max_epochs", ep);
+        if (j->epochs_target)
+            json_object_set_new(o, "epochs_target", json_integer(j->epochs_target));
+        if (json_is_true(json_object_get(j->spec_json, "statistical_efficiency")))
+            json_object_set_new(o, "reference_epochs_done", json_real(j->ref_done));
     }
     if (j->have_spec) {
         json_object_set_new(o, "budget_usd", json_real(j->spec.budget_usd));
@@ -1846,6 +1901,12 @@ static int on_replay(const char *type, json_t *rec, void *arg)
             j->spe = (uint64_t)json_integer_value(json_object_get(rec, "steps_per_epoch"));
         if (json_object_get(rec, "total_steps"))
             j->total_steps = (uint64_t)json_integer_value(json_object_get(rec, "total_steps"));
+        if (json_is_integer(json_object_get(rec, "epochs_target")))
+            j->epochs_target = (uint32_t)json_integer_value(json_object_get(rec, "epochs_target"));
+        if (json_is_number(json_object_get(rec, "reference_epochs_done")))
+            j->ref_done = json_number_value(json_object_get(rec, "reference_epochs_done"));
+        if (json_is_number(json_object_get(rec, "noise_scale")))
+            j->noise_scale = json_number_value(json_object_get(rec, "noise_scale"));
         json_t *ps = json_object_get(rec, "ps_stats");
         if (ps) {
             json_decref(j->ps_stats);

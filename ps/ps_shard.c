@@ -76,8 +76,9 @@ struct ps_job {
 #define PS_NOISE_FIRST 1 /* the sum so far is the step's first gradient: its norm too */
 #define PS_NOISE_LAST 2  /* the step's last push: the norm of the whole sum */
 #define PS_NOISE_ON 4
-/* Large ranges measure the noise statistics on one step in this many (each costs two or three
- * extra reads of the range per step); ranges small enough to be summed inline, every step. */
+/* The noise statistics are measured on one step in this many (each costs two or three extra
+ * reads of the range). Every shard samples the same steps (by version, which BSP keeps equal
+ * across shards), so the coordinator can add the shards' sums. */
 #define PS_NOISE_EVERY 4
 
 struct ps_shard {
@@ -857,8 +858,7 @@ int ps_shard_push_commit(struct ps_shard *s, uint32_t worker, uint64_t step, flo
     if (s->conf.mode == PS_SYNC_BSP) {
         if (!s->accum) {
             s->accum = buf; /* the first push of a step becomes the sum: no copy */
-            s->noise_step = s->conf.workers >= 2 &&
-                            (s->n <= PS_INLINE_MAX_ELEMS || s->version % PS_NOISE_EVERY == 0);
+            s->noise_step = s->conf.workers >= 2 && s->version % PS_NOISE_EVERY == 0;
             s->noise_small = 0;
         } else {
             struct ps_job *j = calloc(1, sizeof *j);

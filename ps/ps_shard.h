@@ -56,7 +56,8 @@ struct ps_shard_stats {
     uint64_t updates_applied;
     double apply_seconds;
     uint32_t bufs_allocated;
-    /* Gradient noise scale (BSP): sums over sampled steps with W >= 2 pushes of unbiased
+    /* Gradient noise scale (BSP): sums over sampled steps (every PS_NOISE_EVERY-th version,
+     * the same steps on every shard) with W >= 2 pushes of unbiased
      * estimates, over this shard's range, of |G|^2 (noise_g2) and of tr(Sigma) / b (noise_s),
      * from the mean |g_i|^2 of the workers' gradients (batch b each) and |mean g_i|^2 (batch
      * W b) (McCandlish et al. 2018, appendix A.1). Squared norms add over disjoint ranges: the

@@ -427,10 +427,10 @@ static void take_obs(struct run *r, struct sched_obs *o)
     }
     o->cold_start_s = r->cold_n > 0 ? r->cold_sum / r->cold_n : 0;
     /* The shards' estimate of the noise scale from the interval's W gradients and their sum:
-     * unbiased in the log, with a relative error that shrinks with the gradients seen. One
-     * worker gives no estimate (it needs two batch sizes). */
+     * unbiased in the log, with a relative error that shrinks with the gradients seen (they
+     * measure one step in four). One worker gives no estimate (it needs two batch sizes). */
     if (r->j->noise_scale > 0 && r->c.workers > 1 && r->n > 0) {
-        double sd = 1.5 / sqrt((double)r->n * (r->c.workers - 1));
+        double sd = 3.0 / sqrt((double)r->n * (r->c.workers - 1));
         if (sd > 0.5)
             sd = 0.5;
         o->noise_scale = r->j->noise_scale * exp(sd * rng_normal(&r->rng));
@@ -641,7 +641,9 @@ void sim_run_bo(const struct sim_platform *p, const struct sim_job *j,
     static double sx[SIM_BO_MAX_OBS][SIM_BO_DIM], step_of[SIM_BO_MAX_OBS], y[SIM_BO_MAX_OBS];
     int ns = 0, probes = 0;
     double every = decide_every > 0 && decide_every <= 1 ? decide_every : 1.0;
-    double next_at = r.samples + (double)SIM_BO_PROBE_STEPS * start->workers * j->batch;
+    /* Probes are counted in steps (progress per step shrinks with the batch's efficiency). */
+    double next_at = r.samples + (double)SIM_BO_PROBE_STEPS * start->workers * j->batch /
+                                     true_factor(j, start->workers);
     struct sched_obs o;
     while (r.samples < r.total_samples) {
         if (r.samples >= next_at) {
@@ -701,7 +703,8 @@ void sim_run_bo(const struct sim_platform *p, const struct sim_job *j,
             }
             if (profiling) {
                 probes++;
-                next_at = r.samples + (double)SIM_BO_PROBE_STEPS * r.c.workers * j->batch;
+                next_at = r.samples + (double)SIM_BO_PROBE_STEPS * r.c.workers * j->batch /
+                                          true_factor(j, r.c.workers);
             } else {
                 next_at = (floor(r.samples / (every * j->samples)) + 1) * every * j->samples;
             }
