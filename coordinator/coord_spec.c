@@ -545,12 +545,10 @@ static int parse_model(struct pctx *c, json_t *root, struct coord_spec *s)
     int rc = get_str(c, root, "model", "model", given, sizeof given);
     if (rc < 0)
         return rc;
-    struct nn_model *m = nn_model_new(given, 1, nerr, sizeof nerr);
-    if (!m)
+    size_t np = 0;
+    if (nn_model_check(given, s->model, sizeof s->model, &np, nerr, sizeof nerr) != 0)
         return fail(c, "model: %s", nerr[0] ? nerr : "invalid model spec");
-    snprintf(s->model, sizeof s->model, "%s", nn_model_spec(m));
-    s->model_params = nn_model_num_params(m);
-    nn_model_free(m);
+    s->model_params = np;
     return 0;
 }
 

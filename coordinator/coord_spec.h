@@ -175,8 +175,9 @@ struct coord_spec {
 /* Parses and validates len bytes of JSON (need not be NUL-terminated; borrowed for the call)
  * into *out, with every default filled in. Returns 0, or SMLT_EINVAL (bad spec; *out is
  * zeroed) / SMLT_ETOOBIG (more than COORD_SPEC_MAX_JSON bytes) / SMLT_ENOMEM with a message in
- * err (errlen bytes; may be NULL) that names the field. Builds the model once to check it
- * (allocates and frees its buffers) and stats the dataset's local files. */
+ * err (errlen bytes; may be NULL) that names the field. Checks the model spec's geometry
+ * (nn_model_check(): no buffers, so a large model is checked in microseconds) and stats the
+ * dataset's local files. */
 int coord_spec_parse(const char *json, size_t len, struct coord_spec *out, char *err,
                      size_t errlen);
 

@@ -4,6 +4,7 @@
 # -fsanitize=fuzzer) into build/fuzz, then runs each for SECONDS (default 30).
 #
 #   tools/fuzz.sh [SECONDS] [TARGET...]     targets: fuzz_frame fuzz_idx fuzz_csv fuzz_libsvm
+#                                                    fuzz_spec
 #
 # Corpora live in build/fuzz/corpus/TARGET (seeded with a few valid inputs on the first run and
 # kept between runs); a crashing input is written to build/fuzz/artifacts/ and makes the script
@@ -12,7 +13,7 @@ set -eu
 cd "$(dirname "$0")/.."
 secs=${1:-30}
 [ $# -gt 0 ] && shift
-targets=${*:-"fuzz_frame fuzz_idx fuzz_csv fuzz_libsvm"}
+targets=${*:-"fuzz_frame fuzz_idx fuzz_csv fuzz_libsvm fuzz_spec"}
 build=build/fuzz
 command -v clang >/dev/null || { echo "fuzz.sh: clang is needed (apt-get install clang)" >&2; exit 2; }
 
@@ -30,6 +31,7 @@ for t in $targets; do mkdir -p "$build/corpus/$t"; done
 import gzip, os, struct, sys
 root = sys.argv[1]
 def put(t, name, b):
+    os.makedirs(os.path.join(root, t), exist_ok=True)
     p = os.path.join(root, t, 'seed-' + name)
     if not os.path.exists(p):
         open(p, 'wb').write(b)
@@ -57,6 +59,13 @@ put('fuzz_csv', 'header', b'\x00label,a,b,c\n1,0.5,2,3\n0,1e-3,-4,5\n\n2,0,0,0\n
 put('fuzz_csv', 'gzip', b'\x08' + gzip.compress(b'0.5,1,2,3\n1,2,3,4\n'))
 put('fuzz_libsvm', 'plain', b'\x00' + b'1 1:0.5 3:2\n0 2:1 4:-1.5\n\n2 1:1\n')
 put('fuzz_libsvm', 'binary', b'\x03' + b'-1 1:0.5 2:2\n+1 3:1\n')
+put('fuzz_spec', 'full', b'{"model":"mlp:784-64-10","dataset":"/tmp","epochs":3,"workers":2,'
+    b'"max_workers":4,"shards":1,"max_shards":2,"batch_size":32,"sync":"bsp",'
+    b'"optimizer":{"kind":"adam","lr":0.001},"deadline_s":60,"budget_usd":0.5,'
+    b'"statistical_efficiency":true,"platform":{"kind":"local","memory_mb":2048},'
+    b'"chaos":{"slow_rank":1,"slow_ms":5}}')
+put('fuzz_spec', 'ssp', b'{"model":"lenet5","dataset":"http://127.0.0.1:1/d","target_accuracy":0.9,'
+    b'"sync":"ssp","staleness":2,"prices":{"gb_s":0.00001}}')
 PY
 
 failed=0

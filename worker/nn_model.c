@@ -413,6 +413,32 @@ fail:
     return NULL;
 }
 
+int nn_model_check(const char *spec, char *canon, size_t canonlen, size_t *nparams, char *err,
+                   size_t errlen)
+{
+    struct model_plan plan;
+    if (err && errlen)
+        err[0] = '\0';
+    if (parse_spec(&plan, spec, err, errlen) < 0)
+        return -1;
+    struct nn_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    m->max_batch = 1;
+    int rc = build_layers(m, &plan, err, errlen);
+    if (rc == 0) {
+        canonical_spec(m, &plan);
+        if (canon && canonlen)
+            snprintf(canon, canonlen, "%s", m->spec);
+        if (nparams)
+            *nparams = m->nparams;
+    }
+    nn_model_free(m); /* layers only: the buffers were never made */
+    return rc < 0 ? -1 : 0;
+}
+
 void nn_model_free(struct nn_model *m)
 {
     if (!m)

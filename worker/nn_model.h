@@ -40,6 +40,13 @@ struct nn_model;
  * the bad part in err (errlen bytes, may be NULL); NULL with "out of memory" likewise. */
 struct nn_model *nn_model_new(const char *spec, int max_batch, char *err, size_t errlen);
 
+/* Checks a model spec without allocating the model's buffers (what a coordinator validating a
+ * job spec needs: a 200 M-parameter model's buffers take seconds to pre-fault). Returns 0 and
+ * the canonical spec (canon, canonlen bytes; may be NULL) and the parameter count, or -1 with
+ * the same message nn_model_new() would give. */
+int nn_model_check(const char *spec, char *canon, size_t canonlen, size_t *nparams, char *err,
+                   size_t errlen);
+
 /* Frees m and every buffer it owns. NULL is a no-op. */
 void nn_model_free(struct nn_model *m);
 

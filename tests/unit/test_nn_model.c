@@ -24,6 +24,8 @@ static int quick(void)
     return q && *q && strcmp(q, "0");
 }
 
+static void check_agrees(const char *spec);
+
 START_TEST(spec_good)
 {
     char err[256];
@@ -66,8 +68,38 @@ START_TEST(spec_good)
     ck_assert_int_eq(nn_model_num_layers(m), 3); /* fc1+relu, dropout, fc2 */
     ck_assert_str_eq(nn_model_spec(m), "mlp:10-5-3:dropout=0.2");
     nn_model_free(m);
+
+    static const char *const specs[] = {"logreg:784-10", "mlp:784-256-128-10", "lenet5",
+                                        "lenet5:pad=0:in=32x32x3:classes=7:dropout=0.5",
+                                        "mlp:10-5-3:dropout=0.2"};
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
+        check_agrees(specs[i]);
+    /* A 225 M-parameter model is checked without its 1.8 GB of buffers. */
+    size_t np = 0;
+    ck_assert_int_eq(nn_model_check("mlp:784-15000-15000-10", NULL, 0, &np, err, sizeof err), 0);
+    ck_assert_uint_eq(np, (size_t)784 * 15000 + 15000 + (size_t)15000 * 15000 + 15000 +
+                              15000 * 10 + 10);
 }
 END_TEST
+
+/* nn_model_check() says what nn_model_new() would: the same canonical spec and parameter
+ * count, or the same refusal. */
+static void check_agrees(const char *spec)
+{
+    char err1[256] = "", err2[256] = "", canon[NN_MODEL_MAX_SPEC] = "";
+    size_t np = 0;
+    struct nn_model *m = nn_model_new(spec, 8, err1, sizeof err1);
+    int rc = nn_model_check(spec, canon, sizeof canon, &np, err2, sizeof err2);
+    if (m) {
+        ck_assert_int_eq(rc, 0);
+        ck_assert_str_eq(canon, nn_model_spec(m));
+        ck_assert_uint_eq(np, nn_model_num_params(m));
+        nn_model_free(m);
+    } else {
+        ck_assert_int_eq(rc, -1);
+        ck_assert_str_eq(err2, err1);
+    }
+}
 
 static void expect_bad(const char *spec, const char *needle)
 {
@@ -76,6 +108,7 @@ static void expect_bad(const char *spec, const char *needle)
     ck_assert_msg(m == NULL, "spec '%s' was accepted", spec ? spec : "(null)");
     ck_assert_msg(strstr(err, needle) != NULL, "spec '%s': message '%s' lacks '%s'",
                   spec ? spec : "(null)", err, needle);
+    check_agrees(spec);
 }
 
 START_TEST(spec_bad)
