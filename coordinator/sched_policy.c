@@ -19,7 +19,8 @@
  *     left plus the reconfiguration's own cost, and waits min_change_interval_s after the last
  *     change; a change needed to keep the deadline or the budget does not wait;
  *   - after the first decision, workers and shards move at most by max_change_factor and
- *     memory by two options per decision.
+ *     memory by two options per decision;
+ *   - a scale-up keeps 1 % of the budget back besides its margin (see eval()).
  * The budget is a hard limit: SCHED_STOP_BUDGET as soon as even the cheapest configuration
  * cannot pay for the next epoch, and sched_step_affordable() for the step-by-step stop. */
 #include <math.h>
