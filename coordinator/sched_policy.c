@@ -517,6 +517,13 @@ void sched_decide(struct sched *s, const struct sched_state *st, struct sched_de
                 if (cfg_eq(&best.c, &cur))
                     put(what, sizeof(what), "the current configuration is %s (%s)", goal,
                              cur_pred);
+                else if (oc - ob <= 0)
+                    /* It fits only within the band kept for the current configuration; the
+                     * best that fits with a new one's margin is worse. */
+                    put(what, sizeof(what), "the current configuration still suffices "
+                             "(%s); nothing in reach does better (the best that fits with a new "
+                             "configuration's margin, %s, is %.1f%% worse)", cur_pred, cfgs,
+                             oc > 0 ? 100.0 * (ob - oc) / oc : 0.0);
                 else
                     put(what, sizeof(what), "the current configuration still suffices "
                              "(%s); %s would save only %.1f%% (threshold %.1f%%)", cur_pred,
