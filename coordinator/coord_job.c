@@ -443,10 +443,13 @@ static void on_inv_end(uint64_t inv, const struct coord_inv_result *res, void *a
     rank_close_invocation(j, r);
     if (res->status == COORD_INV_CANCELED || job_ended(j))
         return;
-    if (j->spec.statistical_efficiency && !j->stopping && j->spe &&
-        r->next_step >= j->total_steps && status != SMLT__DONE_STATUS__DONE_FAILED) {
+    if (j->spec.statistical_efficiency && status != SMLT__DONE_STATUS__DONE_FAILED &&
+        (status == SMLT__DONE_STATUS__DONE_FINISHED ||
+         (j->spe && r->next_step >= j->total_steps))) {
         /* The epochs planned are trained, but the last ones' noise scale may show that they
-         * were worth less than planned: the boundary decides (job_retarget()). */
+         * were worth less than planned: the boundary decides (job_retarget()). A rank never
+         * finishes on its own here: when the others go on, a finished rank would leave BSP
+         * steps waiting; when the job is stopping, job_boundary() finishes every rank. */
         r->failures = 0;
         r->at_boundary = 1;
         job_boundary(j);
@@ -1625,7 +1628,8 @@ json_t *coord_job_json(struct coord *c, const char *id)
             json_object_set(o, "max_epochs", ep);
         if (j->epochs_target)
             json_object_set_new(o, "epochs_target", json_integer(j->epochs_target));
-        if (json_is_true(json_object_get(j->spec_json, "statistical_efficiency")))
+        if (j->epochs_target &&
+            json_is_true(json_object_get(j->spec_json, "statistical_efficiency")))
             json_object_set_new(o, "reference_epochs_done", json_real(j->ref_done));
     }
     if (j->have_spec) {

@@ -808,6 +808,13 @@ static int parse_root(struct pctx *c, json_t *root, struct coord_spec *s)
 
     if ((rc = parse_platform(c, root, s)))
         return rc;
+    /* A worker holds the parameters and their gradients (4 bytes each) at the least: a model
+     * that cannot fit the function's memory would only fail on every worker. */
+    if ((double)s->model_params * 8.0 > (double)s->platform.memory_mb * 1048576.0)
+        return fail(c, "model: %" PRIu64 " parameters need at least %.0f MB in each worker "
+                       "(parameters and gradients); platform.memory_mb is %u",
+                    s->model_params, (double)s->model_params * 8.0 / 1048576.0,
+                    s->platform.memory_mb);
     int nps = parse_ps(c, root, s);
     if (nps < 0)
         return nps;

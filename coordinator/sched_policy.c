@@ -46,6 +46,7 @@ struct cand {
     double time_s;   /* reconfiguration + run, seconds from now */
     double cost;     /* $ from now: reconfiguration + run */
     double next_cost; /* $ for the next epoch (or what is left of the job, if less) */
+    double next_e;    /* that interval in reference epochs: one data epoch at this batch */
     double reserve;  /* $ kept back for stopping: 1.5 steps and a checkpoint */
     double buffer;   /* $ a change keeps back besides (0 for the current configuration) */
     double m_d, m_b; /* margins a new configuration must meet the deadline / budget with */
@@ -187,9 +188,11 @@ static void eval(const struct sched *s, const struct sched_config *cur,
     k->step_s = sched__predict_nov(s, c, &u);
     double f = sched__epoch_factor(s, c->workers);
     double steps = epochs * f * (double)j->samples_per_epoch / ((double)c->workers * j->batch);
-    /* The next decision comes after one data epoch: 1/f reference epochs at c's batch. */
-    if (f > 0 && next_epochs / f < epochs)
-        next_epochs /= f;
+    /* The next decision comes after one data epoch: 1/f reference epochs at c's batch (or the
+     * rest of the job, if less); f is 1 unless the epochs are stated at a reference batch. */
+    if (f > 0)
+        next_epochs = fmin(1.0 / f, epochs);
+    k->next_e = next_epochs;
     double run = steps * k->step_s;
     double rc_t, rc_usd;
     reconfig(s, cur, c, &rc_t, &rc_usd);
@@ -198,12 +201,13 @@ static void eval(const struct sched *s, const struct sched_config *cur,
     k->cost = rc_usd + run_cost;
     k->next_cost = rc_usd + (epochs > 0 ? run_cost * next_epochs / epochs : 0);
     k->reserve = stop_reserve(s, c, k->step_s);
-    /* A scale-up keeps 1 % of the budget back: its own costs (cold starts, resharding, a new
-     * configuration's first measurements) are the least certain part of a plan, and late in a
+    /* A move to a configuration dearer per second keeps 1 % of the budget back: its own costs
+     * (cold starts, resharding, a new configuration's first measurements) are the least
+     * certain part of a plan, and late in a
      * job the relative margins shrink with the cost to come until a last speed-up can spend
      * the budget before the last step (seen in smlt-sim: stopped at 99.9 % of the work).
      * Moves to cheaper configurations keep no more than the current one. */
-    int up = c->workers > cur->workers || c->shards > cur->shards || c->memory_mb > cur->memory_mb;
+    int up = sched__run_cost(s, c, 1.0) > sched__run_cost(s, cur, 1.0); /* dearer per second */
     k->buffer = up ? 0.01 * j->budget_usd : 0;
     double e = margin_err(s, u);
     k->m_d = MARGIN_BASE_DEADLINE + e;
@@ -243,7 +247,8 @@ static int ok_budget(const struct ctx *x, const struct cand *k, double m)
         m_plan = m;
     if (k->cost * (1.0 + m_plan) > left)
         return 0;
-    return k->next_cost * (1.0 + m) + x->cheap_epoch * (x->E - x->next_e) <= left;
+    double rest = x->E - k->next_e;
+    return k->next_cost * (1.0 + m) + x->cheap_epoch * (rest > 0 ? rest : 0) <= left;
 }
 
 /* The objective: $ to come with a deadline or with no constraint, time to go with only a

@@ -59,7 +59,7 @@ put('fuzz_csv', 'header', b'\x00label,a,b,c\n1,0.5,2,3\n0,1e-3,-4,5\n\n2,0,0,0\n
 put('fuzz_csv', 'gzip', b'\x08' + gzip.compress(b'0.5,1,2,3\n1,2,3,4\n'))
 put('fuzz_libsvm', 'plain', b'\x00' + b'1 1:0.5 3:2\n0 2:1 4:-1.5\n\n2 1:1\n')
 put('fuzz_libsvm', 'binary', b'\x03' + b'-1 1:0.5 2:2\n+1 3:1\n')
-put('fuzz_spec', 'full', b'{"model":"mlp:784-64-10","dataset":"/tmp","epochs":3,"workers":2,'
+put('fuzz_spec', 'full', b'{"model":"mlp:784-64-10","dataset":"http://127.0.0.1:1/d","epochs":3,"workers":2,'
     b'"max_workers":4,"shards":1,"max_shards":2,"batch_size":32,"sync":"bsp",'
     b'"optimizer":{"kind":"adam","lr":0.001},"deadline_s":60,"budget_usd":0.5,'
     b'"statistical_efficiency":true,"platform":{"kind":"local","memory_mb":2048},'

@@ -25,6 +25,7 @@
 /* Caps on what a spec may ask for: a layer width, and the parameter count (1 Gi floats). */
 #define NN_MODEL_MAX_WIDTH (1 << 24)
 #define NN_MODEL_MAX_PARAMS ((size_t)1 << 30)
+#define NN_MODEL_MAX_INPUT (1 << 28) /* input values per sample (h x w x c) */
 
 struct nn_model {
     char spec[NN_MODEL_MAX_SPEC];
@@ -123,7 +124,8 @@ static int parse_option(struct model_plan *p, const char *tok, const char *spec,
         char *end;
         errno = 0;
         double d = strtod(v, &end);
-        if (!*v || *end || errno || !(d >= 0.0 && d < 1.0)) {
+        /* (float)d must stay below 1 too: 0.99999999 rounds to 1.0f. */
+        if (!*v || *end || errno || !(d >= 0.0 && d < 1.0) || !((float)d < 1.0f)) {
             set_err(err, errlen, "bad dropout '%s' in '%s' (expected 0 <= p < 1)", v, spec);
             return -1;
         }
@@ -289,6 +291,11 @@ static int build_layers(struct nn_model *m, const struct model_plan *p, char *er
         return build_dense_stack(m, p, p->sizes, p->nsizes, 1, err, errlen);
     }
     int h = p->in_h, w = p->in_w, c = p->in_c;
+    if ((long long)h * w * c > NN_MODEL_MAX_INPUT) {
+        set_err(err, errlen, "input shape %dx%dx%d too large (at most %d values)", h, w, c,
+                NN_MODEL_MAX_INPUT);
+        return -1;
+    }
     m->input_dim = h * w * c;
     m->classes = p->classes;
     if (model_add(m, nn_layer_new_conv(h, w, c, 6, 5, 1, p->pad, 1), "conv1", err, errlen))
@@ -322,8 +329,15 @@ static void canonical_spec(struct nn_model *m, const struct model_plan *p)
         n += snprintf(s + n, cap - (size_t)n, ":pad=%d", p->pad);
     if (p->have_classes && (size_t)n < cap)
         n += snprintf(s + n, cap - (size_t)n, ":classes=%d", p->classes);
-    if (p->dropout > 0.0f && (size_t)n < cap)
-        snprintf(s + n, cap - (size_t)n, ":dropout=%g", (double)p->dropout);
+    if (p->dropout > 0.0f && (size_t)n < cap) {
+        /* The shortest form that reads back as the same float (%g alone can round 0.99999994
+         * up to "1", which the parser refuses); read back as the parser does. */
+        char d[32];
+        snprintf(d, sizeof d, "%g", (double)p->dropout);
+        if ((float)strtod(d, NULL) != p->dropout)
+            snprintf(d, sizeof d, "%.9g", (double)p->dropout);
+        snprintf(s + n, cap - (size_t)n, ":dropout=%s", d);
+    }
 }
 
 /* Returns zeroed, pre-faulted memory for len floats (at least one), 64-byte aligned. */

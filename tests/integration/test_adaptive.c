@@ -262,6 +262,28 @@ START_TEST(statistical_efficiency)
 }
 END_TEST
 
+START_TEST(statistical_efficiency_target)
+{
+    /* The target is reached at the last planned epoch: rank 0 reports it after the other rank
+     * has parked at the boundary; the job must end there, not wait for it forever. */
+    char spec[1024], err[512];
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"mlp:784-64-10\",\"dataset\":\"%s\",\"epochs\":1,\"workers\":2,"
+             "\"shards\":1,\"batch_size\":32,\"statistical_efficiency\":true,"
+             "\"target_accuracy\":0.05,\"optimizer\":{\"kind\":\"momentum\",\"lr\":0.05}}",
+             data);
+    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    json_t *j = ct_wait_job(coord.port, id, 60);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "state %s: %s", ct_str(j, "state"),
+                  ct_str(j, "error"));
+    ck_assert_int_eq((int)ct_num(j, "epoch"), 1);
+    json_decref(j);
+    free(id);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("adaptive");
@@ -272,6 +294,7 @@ int main(void)
     tcase_add_test(tc, budget_hard_stop);
     tcase_add_test(tc, straggler_replaced);
     tcase_add_test(tc, statistical_efficiency);
+    tcase_add_test(tc, statistical_efficiency_target);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -478,6 +478,8 @@ START_TEST(errors_name_the_field)
         {MIN_SPEC ",'platform':{'ps_nic_mbps':400001}}", "platform.ps_nic_mbps: must be an integer in 0..400000 (got 400001)"},
         {MIN_SPEC ",'platform':{'kind':'lambda','ps_nic_mbps':1000}}", "platform.ps_nic_mbps: only the local platform"},
         {MIN_SPEC ",'platform':{'ps_nic_mbps':1000},'ps':{'addrs':'a:1','token':'t'}}", "platform.ps_nic_mbps: the shards of ps.addrs run elsewhere"},
+        {"{'model':'mlp:784-15000-15000-10','dataset':'@FM@','epochs':3}", "model: 236940010 parameters need at least 1808 MB in each worker"},
+        {"{'model':'mlp:784-15000-15000-10','dataset':'@FM@','epochs':3,'platform':{'memory_mb':1769}}", "platform.memory_mb is 1769"},
         {MIN_SPEC ",'statistical_efficiency':1}", "statistical_efficiency: must be true or false (got 1)"},
         {MIN_SPEC ",'sync':'asp','statistical_efficiency':true}", "statistical_efficiency: needs sync \"bsp\""},
         /* prices */

@@ -72,6 +72,16 @@ START_TEST(spec_good)
     static const char *const specs[] = {"logreg:784-10", "mlp:784-256-128-10", "lenet5",
                                         "lenet5:pad=0:in=32x32x3:classes=7:dropout=0.5",
                                         "mlp:10-5-3:dropout=0.2"};
+    /* The canonical form of a dropout just below 1 reads back as the same model. */
+    m = nn_model_new("mlp:10-5-3:dropout=0.99999994", 4, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    char canon[NN_MODEL_MAX_SPEC];
+    snprintf(canon, sizeof canon, "%s", nn_model_spec(m));
+    nn_model_free(m);
+    m = nn_model_new(canon, 4, err, sizeof err);
+    ck_assert_msg(m != NULL, "canonical '%s' refused: %s", canon, err);
+    ck_assert_str_eq(nn_model_spec(m), canon);
+    nn_model_free(m);
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
         check_agrees(specs[i]);
     /* A 225 M-parameter model is checked without its 1.8 GB of buffers. */
@@ -131,6 +141,8 @@ START_TEST(spec_bad)
     expect_bad("lenet5:in=4x4x1", "conv2");
     expect_bad("lenet5:784", "unexpected '784'");
     expect_bad("mlp:99999999999-10-10", "'99999999999'");
+    expect_bad("lenet5:in=4096x4096x4096", "too large");
+    expect_bad("mlp:10-5-3:dropout=0.99999999", "dropout '0.99999999'"); /* 1.0f as a float */
     char longspec[400];
     memset(longspec, '1', sizeof longspec - 1);
     longspec[sizeof longspec - 1] = '\0';
