@@ -708,18 +708,28 @@ static int job_save_model(struct coord_job *j, char *err, size_t errlen)
     return rc;
 }
 
-/* The shards' counters, sampled before they stop: every (rank, step) counted once is visible
- * as pushes_counted == workers * steps under BSP, retries as pushes_duplicate. */
-static void job_collect_ps_stats(struct coord_job *j)
+/* A client for reading the shards' stats: short timeouts and no retries, since a shard that
+ * does not answer must not hold up the coordinator's loop for long. NULL if none. */
+static struct smlt_client *stats_client(struct coord_job *j)
 {
-    if (!j->shards.addrs[0] || j->state == JOB_QUEUED)
-        return;
     struct smlt_client_opts o = {.token = j->shards.admin_token[0] ? j->shards.admin_token
                                                                     : j->shards.token,
                                  .admin = 1, .timeout_ms = 5000, .retries = -1};
     struct smlt_client *cl = NULL;
     char err[256];
-    if (smlt_client_connect(&cl, j->shards.addrs, &o, err, sizeof err) != 0)
+    if (!j->shards.addrs[0] || smlt_client_connect(&cl, j->shards.addrs, &o, err, sizeof err) != 0)
+        return NULL;
+    return cl;
+}
+
+/* The shards' counters, sampled before they stop: every (rank, step) counted once is visible
+ * as pushes_counted == workers * steps under BSP, retries as pushes_duplicate. */
+static void job_collect_ps_stats(struct coord_job *j)
+{
+    if (j->state == JOB_QUEUED)
+        return;
+    struct smlt_client *cl = stats_client(j);
+    if (!cl)
         return;
     json_t *a = json_array();
     double g2 = 0, sn = 0;
@@ -839,12 +849,8 @@ static int job_take_noise(struct coord_job *j, double g2, double sn, uint64_t st
 
 static int job_sample_noise(struct coord_job *j)
 {
-    struct smlt_client_opts o = {.token = j->shards.admin_token[0] ? j->shards.admin_token
-                                                                    : j->shards.token,
-                                 .admin = 1, .timeout_ms = 5000, .retries = -1};
-    struct smlt_client *cl = NULL;
-    char err[256];
-    if (!j->shards.addrs[0] || smlt_client_connect(&cl, j->shards.addrs, &o, err, sizeof err) != 0)
+    struct smlt_client *cl = stats_client(j);
+    if (!cl)
         return 0;
     double g2 = 0, sn = 0;
     uint64_t steps = 0;
@@ -990,6 +996,18 @@ static void job_halt_workers(struct coord_job *j)
     smlt_client_close(cl);
 }
 
+/* The median of v[0..n) (n >= 1; sorts v in place). */
+static double median(double *v, uint32_t n)
+{
+    for (uint32_t a = 1; a < n; a++)
+        for (uint32_t b = a; b > 0 && v[b - 1] > v[b]; b--) {
+            double x = v[b];
+            v[b] = v[b - 1];
+            v[b - 1] = x;
+        }
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 /* A job whose ranks do not park: watches the current invocations' compute time per step and
  * sets a barrier when one rank is much slower than the others, so that job_check_stragglers()
  * can replace it at the boundary. At most once every 20 s. */
@@ -1005,13 +1023,7 @@ static void job_watch_stragglers(struct coord_job *j, double t)
             return;
         v[n++] = r->compute_s / (double)r->steps;
     }
-    for (uint32_t a = 1; a < n; a++)
-        for (uint32_t b = a; b > 0 && v[b - 1] > v[b]; b--) {
-            double x = v[b];
-            v[b] = v[b - 1];
-            v[b - 1] = x;
-        }
-    double med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    double med = median(v, n);
     for (uint32_t k = 0; k < j->workers; k++) {
         double cps = j->ranks[k].compute_s / (double)j->ranks[k].steps;
         if (cps > slow) {
@@ -1040,13 +1052,7 @@ static void job_check_stragglers(struct coord_job *j)
             v[n++] = j->ranks[k].last_cps;
     if (n < 2)
         return;
-    for (uint32_t a = 1; a < n; a++)
-        for (uint32_t b = a; b > 0 && v[b - 1] > v[b]; b--) {
-            double t = v[b];
-            v[b] = v[b - 1];
-            v[b - 1] = t;
-        }
-    double med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    double med = median(v, n);
     for (uint32_t k = 0; k < j->workers; k++) {
         struct rank *r = &j->ranks[k];
         if (r->last_cps > 1.5 * med && r->last_cps - med > 0.002) {

@@ -179,8 +179,7 @@ static double stop_reserve(const struct sched *s, const struct sched_config *c, 
 }
 
 static void eval(const struct sched *s, const struct sched_config *cur,
-                 const struct sched_config *c, double epochs, double next_epochs,
-                 struct cand *k)
+                 const struct sched_config *c, double epochs, struct cand *k)
 {
     const struct sched_job *j = &s->job;
     k->c = *c;
@@ -190,16 +189,14 @@ static void eval(const struct sched *s, const struct sched_config *cur,
     double steps = epochs * f * (double)j->samples_per_epoch / ((double)c->workers * j->batch);
     /* The next decision comes after one data epoch: 1/f reference epochs at c's batch (or the
      * rest of the job, if less); f is 1 unless the epochs are stated at a reference batch. */
-    if (f > 0)
-        next_epochs = fmin(1.0 / f, epochs);
-    k->next_e = next_epochs;
+    k->next_e = fmin(1.0 / f, epochs);
     double run = steps * k->step_s;
     double rc_t, rc_usd;
     reconfig(s, cur, c, &rc_t, &rc_usd);
     double run_cost = sched__run_cost(s, c, run);
     k->time_s = rc_t + run;
     k->cost = rc_usd + run_cost;
-    k->next_cost = rc_usd + (epochs > 0 ? run_cost * next_epochs / epochs : 0);
+    k->next_cost = rc_usd + (epochs > 0 ? run_cost * k->next_e / epochs : 0);
     k->reserve = stop_reserve(s, c, k->step_s);
     /* A move to a configuration dearer per second keeps 1 % of the budget back: its own costs
      * (cold starts, resharding, a new configuration's first measurements) are the least
@@ -221,7 +218,6 @@ struct ctx {
     const struct sched_state *st;
     int has_d, has_b;
     double E;          /* epochs left */
-    double next_e;     /* epochs until the next decision: min(1, E) */
     double cheap_epoch; /* $ per epoch of the cheapest configuration, with its margin */
 };
 
@@ -347,7 +343,7 @@ void sched_decide(struct sched *s, const struct sched_state *st, struct sched_de
         put(d->reason, sizeof(d->reason), "no measurements yet; keeping %s", cfgs);
         return;
     }
-    struct ctx x = {s, st, j->deadline_s > 0, j->budget_usd > 0, 0, 0, 0};
+    struct ctx x = {s, st, j->deadline_s > 0, j->budget_usd > 0, 0, 0};
     x.E = st->epochs_left_hint > 0 ? st->epochs_left_hint : j->total_epochs - st->epochs_done;
     describe_measurement(s, st, meas, sizeof(meas));
     if (!(x.E > 0)) {
@@ -355,8 +351,7 @@ void sched_decide(struct sched *s, const struct sched_state *st, struct sched_de
                  cfgs);
         return;
     }
-    double next_e = x.E < 1.0 ? x.E : 1.0;
-    x.next_e = next_e;
+    double next_e = x.E < 1.0 ? x.E : 1.0; /* data epochs to the next decision (for reasons) */
     int first = s->n_decisions == 0;
     s->n_decisions++;
 
@@ -389,13 +384,13 @@ void sched_decide(struct sched *s, const struct sched_state *st, struct sched_de
             for (int a = 0; a < nw; a++)
                 for (int b = 0; b < ns; b++) {
                     struct sched_config c = {wl[a], sl[b], j->memory_options[mi]};
-                    eval(s, &c, &c, 1.0, 1.0, &k);
+                    eval(s, &c, &c, 1.0, &k);
                     double v = k.cost * (1.0 + k.m_b);
                     if (v < x.cheap_epoch)
                         x.cheap_epoch = v;
                 }
     }
-    eval(s, &cur, &cur, x.E, next_e, &kc);
+    eval(s, &cur, &cur, x.E, &kc);
     kc.in_hood = 1;
     double m_keep_d = MARGIN_BASE_DEADLINE / 2 + margin_err(s, 0) / 2;
     double m_keep_b = MARGIN_BASE_BUDGET / 2 + margin_err(s, 0) / 2;
@@ -412,7 +407,7 @@ void sched_decide(struct sched *s, const struct sched_state *st, struct sched_de
             for (int a = 0; a < nw; a++) {
                 for (int b = 0; b < ns; b++) {
                     struct sched_config c = {wl[a], sl[b], j->memory_options[mi]};
-                    eval(s, &cur, &c, x.E, next_e, &k);
+                    eval(s, &cur, &c, x.E, &k);
                     k.in_hood = mhood && c.workers >= hw_lo && c.workers <= hw_hi &&
                                 c.shards >= hs_lo && c.shards <= hs_hi;
                     int okd = ok_deadline(&x, &k, k.m_d), okb = ok_budget(&x, &k, k.m_b);

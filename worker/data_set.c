@@ -39,12 +39,15 @@ static int sizes_ok(size_t n, int dim, int classes)
            classes <= DATA_SET_MAX_CLASSES && (uint64_t)n * (uint64_t)dim <= DATA_SET_MAX_ELEMS;
 }
 
-struct data_set *data_set_wrap(size_t n, int dim, int num_classes, float *x, int32_t *y)
+/* A set over x (floats) or x8 (bytes times scale), taking ownership of them and of y. */
+static struct data_set *wrap(size_t n, int dim, int num_classes, float *x, uint8_t *x8,
+                             float scale, int32_t *y)
 {
     struct data_set *ds = NULL;
-    if (!sizes_ok(n, dim, num_classes) || (n && (!x || !y)) ||
+    if (!sizes_ok(n, dim, num_classes) || (n && (!(x || x8) || !y)) ||
         !(ds = calloc(1, sizeof *ds))) {
         free(x);
+        free(x8);
         free(y);
         return NULL;
     }
@@ -52,8 +55,15 @@ struct data_set *data_set_wrap(size_t n, int dim, int num_classes, float *x, int
     ds->dim = dim;
     ds->classes = num_classes;
     ds->x = x;
+    ds->x8 = x8;
+    ds->x8_scale = scale;
     ds->y = y;
     return ds;
+}
+
+struct data_set *data_set_wrap(size_t n, int dim, int num_classes, float *x, int32_t *y)
+{
+    return wrap(n, dim, num_classes, x, NULL, 0.0f, y);
 }
 
 struct data_set *data_set_new(size_t n, int dim, int num_classes)
@@ -90,20 +100,7 @@ void *data_set_alloc(size_t n)
 struct data_set *data_set_wrap_u8(size_t n, int dim, int num_classes, uint8_t *x8, float scale,
                                   int32_t *y)
 {
-    struct data_set *ds = NULL;
-    if (!sizes_ok(n, dim, num_classes) || (n && (!x8 || !y)) ||
-        !(ds = calloc(1, sizeof *ds))) {
-        free(x8);
-        free(y);
-        return NULL;
-    }
-    ds->n = n;
-    ds->dim = dim;
-    ds->classes = num_classes;
-    ds->x8 = x8;
-    ds->x8_scale = scale;
-    ds->y = y;
-    return ds;
+    return wrap(n, dim, num_classes, NULL, x8, scale, y);
 }
 
 void data_set_rows(const struct data_set *ds, size_t first, size_t n, float *out)
