@@ -96,6 +96,8 @@ struct rank {
     uint64_t invocations, cold_starts, warm_starts, lost;
     double sum_cold_start_s, sum_warm_start_s; /* invoke -> Assignment handed out */
     double sum_compute_s, sum_comm_s, sum_init_s, sum_elapsed_s;
+    double ep_compute_s, ep_comm_s; /* its compute / communication totals when the epoch began */
+    uint64_t ep_step;               /* and its reported step then */
 };
 
 struct coord_job {
@@ -140,6 +142,7 @@ struct coord_job {
     double train_loss, test_acc, test_loss, best_acc;
     double epoch_started;
     double compute_at_epoch, comm_at_epoch; /* rank sums when the epoch started */
+    uint64_t epoch_step0;   /* the step the current epoch started at */
     json_t *series, *events;
     json_t *ps_stats;       /* the shards' counters at the end (exactly-once evidence) */
     /* Gradient noise scale: the shards' cumulative sums when last sampled (ns_shards shards),
@@ -349,21 +352,51 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
         if (p->test_acc > j->best_acc)
             j->best_acc = p->test_acc;
         /* Over every rank the job has had: one that left keeps its sums, so the epoch's
-         * difference is the active ranks' work. */
-        double compute = 0, comm = 0;
+         * difference is the active ranks' work. Per active rank, its step time over the steps
+         * it reported since the last epoch (each rank reports about once a second, so its
+         * figures and step count come from the same report; null when none came); the wait is
+         * how long the mean rank waited each step for the slowest one's compute (under BSP the
+         * workers count it in their push + pull). */
+        double compute = 0, comm = 0, cmax = 0, csum = 0;
+        uint32_t nc = 0;
+        json_t *wst = json_array();
+        uint64_t steps = p->next_step > j->epoch_step0 ? p->next_step - j->epoch_step0 : 0;
         for (uint32_t k = 0; k < j->cap; k++) {
-            compute += j->ranks[k].sum_compute_s + j->ranks[k].compute_s;
-            comm += j->ranks[k].sum_comm_s + j->ranks[k].comm_s;
+            struct rank *rk = &j->ranks[k];
+            double ck = rk->sum_compute_s + rk->compute_s, mk = rk->sum_comm_s + rk->comm_s;
+            compute += ck;
+            comm += mk;
+            uint64_t ds = rk->next_step > rk->ep_step ? rk->next_step - rk->ep_step : 0;
+            if (k < j->workers) {
+                double dc = ds ? (ck - rk->ep_compute_s) / (double)ds : 0;
+                json_array_append_new(wst, ds ? json_real(dc + (mk - rk->ep_comm_s) / (double)ds)
+                                              : json_null());
+                if (ds) {
+                    csum += dc;
+                    nc++;
+                    if (dc > cmax)
+                        cmax = dc;
+                }
+            }
+            rk->ep_compute_s = ck;
+            rk->ep_comm_s = mk;
+            rk->ep_step = rk->next_step;
         }
-        json_t *e = json_pack("{s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:f}",
+        double w = j->workers ? j->workers : 1, ep_t = t - j->epoch_started;
+        double wait = nc ? (cmax - csum / nc) * (double)steps : 0;
+        double dcomm = (comm - j->comm_at_epoch) / w;
+        json_t *e = json_pack("{s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, "
+                              "s:i, s:i, s:f}",
                               "epoch", (json_int_t)j->epoch_done, "step", (json_int_t)p->next_step,
-                              "elapsed_s", t - j->t_start, "epoch_time_s", t - j->epoch_started,
+                              "elapsed_s", t - j->t_start, "epoch_time_s", ep_t,
                               "train_loss", j->train_loss, "test_accuracy", p->test_acc,
                               "test_loss", p->test_loss, "compute_s",
-                              (compute - j->compute_at_epoch) / (j->workers ? j->workers : 1),
-                              "comm_s", (comm - j->comm_at_epoch) / (j->workers ? j->workers : 1),
-                              "workers", (int)j->workers, "shards", (int)j->shards.n, "cost_usd",
-                              job_cost(j));
+                              (compute - j->compute_at_epoch) / w, "comm_s",
+                              dcomm > wait ? dcomm - wait : 0.0, "wait_s", wait,
+                              "step_s", steps ? ep_t / (double)steps : 0.0, "samples_per_s",
+                              ep_t > 0 ? (double)steps * w * j->spec.batch_size / ep_t : 0.0,
+                              "worker_step_s", wst, "workers", (int)j->workers, "shards",
+                              (int)j->shards.n, "cost_usd", job_cost(j));
         if (e) {
             json_array_append(j->series, e);
             coord_journal_append(j->journal, "epoch", e, 0);
@@ -373,6 +406,7 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
                 (long long)j->epoch_done + 1, p->test_acc, j->train_loss, t - j->epoch_started,
                 job_cost(j));
         j->epoch_started = t;
+        j->epoch_step0 = p->next_step;
         j->compute_at_epoch = compute;
         j->comm_at_epoch = comm;
         if (j->spec.target_accuracy > 0 && p->test_acc >= j->spec.target_accuracy && !j->stopping) {
@@ -1353,6 +1387,10 @@ static void job_boundary(struct coord_job *j)
                     r->finished = 0;
                     r->failures = 0;
                     r->loss = 0;
+                    /* Its epoch figures start here (a rank that left keeps its sums). */
+                    r->ep_step = at;
+                    r->ep_compute_s = r->sum_compute_s + r->compute_s;
+                    r->ep_comm_s = r->sum_comm_s + r->comm_s;
                 }
                 r->next_step = at;
             }
