@@ -127,11 +127,17 @@ struct coord_job {
     int parks;              /* every rank parks at every epoch boundary (see job_parks()) */
     int barrier_pending;    /* the shards stop every rank at barrier_step for a change */
     uint64_t barrier_step;
+    /* The profiling phase of a scheduled job: the first steps of epoch 1, after which the
+     * scheduler makes its first decision (see job_profile()). */
+    enum { PROFILE_NONE, PROFILE_SET, PROFILE_DONE } profile_state;
+    uint64_t profile_step;  /* where it ends (a barrier) */
+    json_t *profile;        /* its measurements (job_measure()), once taken */
     double straggler_barrier_at; /* when a suspected straggler last asked for a barrier */
     enum job_state end_state;  /* what stopping leads to (JOB_STOPPED on budget) */
     int deadline_warned;
     double boundary_at;     /* when the last epoch boundary was passed */
     double bd_compute, bd_comm; /* rank sums of compute / communication at that boundary */
+    uint64_t bd_step;       /* and the step (a decision point: an epoch's end or the profile's) */
     struct sched *sched;    /* with a deadline or a budget: the adaptive scheduler */
     double changed_at;      /* when the configuration last changed */
     double worker_s;        /* workers x seconds before the last change of the worker count */
@@ -295,6 +301,7 @@ static void job_halt_workers(struct coord_job *j);
 static int job_sample_noise(struct coord_job *j);
 static int job_take_noise(struct coord_job *j, double g2, double sn, uint64_t steps, uint32_t n);
 static void job_account_ref(struct coord_job *j, uint32_t epoch);
+static void job_profile(struct coord_job *j);
 
 static struct coord_job *job_find(struct coord *c, const char *id)
 {
@@ -318,6 +325,72 @@ static void charge_ps(struct coord_job *j)
     }
 }
 
+/* The measurements of the interval since the current epoch began, up to `step` at time t:
+ * its wall time (under time_key), per worker the mean compute, communication and waiting for
+ * the slowest worker, the step time, the throughput, each active rank's step time, the
+ * configuration and the cost so far. With `advance` the next interval starts here.
+ *
+ * Over every rank the job has had: one that left keeps its sums, so the difference is the
+ * active ranks' work. Per active rank, its step time over the steps it reported in the
+ * interval (each rank reports about once a second, so its figures and step count come from
+ * the same report; null when none came); the wait is how long the mean rank waited each step
+ * for the slowest one's compute (under BSP the workers count it in their push + pull). */
+static json_t *job_measure(struct coord_job *j, uint64_t step, double t, const char *time_key,
+                           int advance)
+{
+    double compute = 0, comm = 0, cmax = 0, csum = 0;
+    uint32_t nc = 0;
+    json_t *wst = json_array();
+    uint64_t steps = step > j->epoch_step0 ? step - j->epoch_step0 : 0;
+    for (uint32_t k = 0; k < j->cap; k++) {
+        struct rank *rk = &j->ranks[k];
+        double ck = rk->sum_compute_s + rk->compute_s, mk = rk->sum_comm_s + rk->comm_s;
+        compute += ck;
+        comm += mk;
+        uint64_t ds = rk->next_step > rk->ep_step ? rk->next_step - rk->ep_step : 0;
+        if (k < j->workers) {
+            double dc = ds ? (ck - rk->ep_compute_s) / (double)ds : 0;
+            json_array_append_new(wst, ds ? json_real(dc + (mk - rk->ep_comm_s) / (double)ds)
+                                          : json_null());
+            if (ds) {
+                csum += dc;
+                nc++;
+                if (dc > cmax)
+                    cmax = dc;
+            }
+        }
+        if (advance) {
+            rk->ep_compute_s = ck;
+            rk->ep_comm_s = mk;
+            rk->ep_step = rk->next_step;
+        }
+    }
+    double w = j->workers ? j->workers : 1, dt = t - j->epoch_started;
+    double wait = nc ? (cmax - csum / nc) * (double)steps : 0;
+    double dcomm = (comm - j->comm_at_epoch) / w;
+    json_t *e = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:i, s:i, s:f}", "step",
+                          (json_int_t)step, "elapsed_s", t - j->t_start, time_key, dt, "compute_s",
+                          (compute - j->compute_at_epoch) / w, "comm_s",
+                          dcomm > wait ? dcomm - wait : 0.0, "wait_s", wait, "step_s",
+                          steps ? dt / (double)steps : 0.0, "samples_per_s",
+                          dt > 0 ? (double)steps * w * j->spec.batch_size / dt : 0.0,
+                          "worker_step_s", wst, "workers", (int)j->workers, "shards",
+                          (int)j->shards.n, "cost_usd", job_cost(j));
+    if (advance) {
+        j->epoch_started = t;
+        j->epoch_step0 = step;
+        j->compute_at_epoch = compute;
+        j->comm_at_epoch = comm;
+    }
+    return e;
+}
+
+/* The next epoch's figures start at `step`, time t (job_measure() from here). */
+static void job_epoch_restart(struct coord_job *j, uint64_t step, double t)
+{
+    json_decref(job_measure(j, step, t, "time_s", 1));
+}
+
 /* Takes the figures of a Progress (or Done's progress) into the rank and the job. */
 static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progress *p)
 {
@@ -335,6 +408,8 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
         job_log(j, "%llu steps per epoch, %llu steps in %u epochs", (unsigned long long)j->spe,
                 (unsigned long long)j->total_steps, j->epochs_target);
     }
+    if (j->spe && j->profile_state == PROFILE_NONE)
+        job_profile(j);
     uint64_t step = UINT64_MAX;
     double loss = 0;
     for (uint32_t k = 0; k < j->workers; k++) {
@@ -351,64 +426,19 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
         j->test_loss = p->test_loss;
         if (p->test_acc > j->best_acc)
             j->best_acc = p->test_acc;
-        /* Over every rank the job has had: one that left keeps its sums, so the epoch's
-         * difference is the active ranks' work. Per active rank, its step time over the steps
-         * it reported since the last epoch (each rank reports about once a second, so its
-         * figures and step count come from the same report; null when none came); the wait is
-         * how long the mean rank waited each step for the slowest one's compute (under BSP the
-         * workers count it in their push + pull). */
-        double compute = 0, comm = 0, cmax = 0, csum = 0;
-        uint32_t nc = 0;
-        json_t *wst = json_array();
-        uint64_t steps = p->next_step > j->epoch_step0 ? p->next_step - j->epoch_step0 : 0;
-        for (uint32_t k = 0; k < j->cap; k++) {
-            struct rank *rk = &j->ranks[k];
-            double ck = rk->sum_compute_s + rk->compute_s, mk = rk->sum_comm_s + rk->comm_s;
-            compute += ck;
-            comm += mk;
-            uint64_t ds = rk->next_step > rk->ep_step ? rk->next_step - rk->ep_step : 0;
-            if (k < j->workers) {
-                double dc = ds ? (ck - rk->ep_compute_s) / (double)ds : 0;
-                json_array_append_new(wst, ds ? json_real(dc + (mk - rk->ep_comm_s) / (double)ds)
-                                              : json_null());
-                if (ds) {
-                    csum += dc;
-                    nc++;
-                    if (dc > cmax)
-                        cmax = dc;
-                }
-            }
-            rk->ep_compute_s = ck;
-            rk->ep_comm_s = mk;
-            rk->ep_step = rk->next_step;
-        }
-        double w = j->workers ? j->workers : 1, ep_t = t - j->epoch_started;
-        double wait = nc ? (cmax - csum / nc) * (double)steps : 0;
-        double dcomm = (comm - j->comm_at_epoch) / w;
-        json_t *e = json_pack("{s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, "
-                              "s:i, s:i, s:f}",
-                              "epoch", (json_int_t)j->epoch_done, "step", (json_int_t)p->next_step,
-                              "elapsed_s", t - j->t_start, "epoch_time_s", ep_t,
-                              "train_loss", j->train_loss, "test_accuracy", p->test_acc,
-                              "test_loss", p->test_loss, "compute_s",
-                              (compute - j->compute_at_epoch) / w, "comm_s",
-                              dcomm > wait ? dcomm - wait : 0.0, "wait_s", wait,
-                              "step_s", steps ? ep_t / (double)steps : 0.0, "samples_per_s",
-                              ep_t > 0 ? (double)steps * w * j->spec.batch_size / ep_t : 0.0,
-                              "worker_step_s", wst, "workers", (int)j->workers, "shards",
-                              (int)j->shards.n, "cost_usd", job_cost(j));
+        double ep_t = t - j->epoch_started;
+        json_t *e = job_measure(j, p->next_step, t, "epoch_time_s", 1);
         if (e) {
+            json_object_set_new(e, "epoch", json_integer((json_int_t)j->epoch_done));
+            json_object_set_new(e, "train_loss", json_real(j->train_loss));
+            json_object_set_new(e, "test_accuracy", json_real(p->test_acc));
+            json_object_set_new(e, "test_loss", json_real(p->test_loss));
             json_array_append(j->series, e);
             coord_journal_append(j->journal, "epoch", e, 0);
             json_decref(e);
         }
         job_log(j, "epoch %lld: test accuracy %.4f, train loss %.4f, %.1f s, $%.5f",
-                (long long)j->epoch_done + 1, p->test_acc, j->train_loss, t - j->epoch_started,
-                job_cost(j));
-        j->epoch_started = t;
-        j->epoch_step0 = p->next_step;
-        j->compute_at_epoch = compute;
-        j->comm_at_epoch = comm;
+                (long long)j->epoch_done + 1, p->test_acc, j->train_loss, ep_t, job_cost(j));
         if (j->spec.target_accuracy > 0 && p->test_acc >= j->spec.target_accuracy && !j->stopping) {
             snprintf(j->reason, sizeof j->reason, "target accuracy %.4f reached at epoch %lld (%.4f)",
                      j->spec.target_accuracy, (long long)j->epoch_done + 1, p->test_acc);
@@ -506,9 +536,11 @@ static void on_inv_end(uint64_t inv, const struct coord_inv_result *res, void *a
     }
     if (status == SMLT__DONE_STATUS__DONE_SLICE || status == SMLT__DONE_STATUS__DONE_TIME_UP) {
         r->failures = 0;
-        if (j->spe && r->next_step > j->phase_step && (r->next_step - j->phase_step) % j->spe == 0 &&
-            (j->parks || (j->barrier_pending && r->next_step == j->barrier_step))) {
-            /* At an epoch boundary: wait there for the other ranks (changes happen here). */
+        if ((j->parks && j->spe && r->next_step > j->phase_step &&
+             (r->next_step - j->phase_step) % j->spe == 0) ||
+            (j->barrier_pending && r->next_step == j->barrier_step)) {
+            /* At an epoch boundary, or at a barrier (an epoch's end, or the profile's inside
+             * the first epoch): wait there for the other ranks (changes happen here). */
             r->at_boundary = 1;
             job_boundary(j);
             return;
@@ -1015,6 +1047,65 @@ static int job_lift_barrier(struct coord_job *j)
     return 0;
 }
 
+/* The profiling phase of a job with a deadline or a budget: its first configuration trains
+ * the first tenth of epoch 1 (at least PROFILE_MIN_STEPS, or up to where the shards are when
+ * the first progress report tells the steps per epoch), and every rank stops at a barrier
+ * there, where job_boundary() gives the scheduler its first measurement and asks for a
+ * decision, instead of waiting for the epoch's end. A change there starts a new phase at that
+ * step: epoch 1 begins again over the new partitions, and the profile's steps count as extra
+ * training. Skipped (the first decision comes at epoch 1's end) when the barrier would fall
+ * past the first quarter of the epoch (short epochs), or where the shards cannot stop every
+ * rank at a step of our choosing (not BSP, or no admin token). Tried again at the next report
+ * when a shard passed the step while the barrier was being set. */
+#define PROFILE_SHARE 10
+#define PROFILE_MIN_STEPS 4
+
+static void job_profile(struct coord_job *j)
+{
+    if (j->profile_state != PROFILE_NONE || job_ended(j) || j->stopping || !j->spe)
+        return;
+    if (!(j->spec.deadline_s > 0 || j->spec.budget_usd > 0) || j->spec.sync != SMLT_SYNC_BSP ||
+        !j->shards.admin_token[0] || j->phase_step || j->phase_epoch || j->barrier_pending ||
+        j->step * 4 >= j->spe) {
+        j->profile_state = PROFILE_DONE;
+        return;
+    }
+    uint64_t want = (j->spe + PROFILE_SHARE - 1) / PROFILE_SHARE;
+    if (want < PROFILE_MIN_STEPS)
+        want = PROFILE_MIN_STEPS;
+    char err[256] = "";
+    struct smlt_client *cl = admin_client(j, err, sizeof err);
+    uint64_t at = 0;
+    /* Aligned to 1 from `want`: the barrier is at `want`, or where the shards already are. */
+    int rc = cl ? smlt_freeze_at_boundary(cl, want, 1, &at) : SMLT_EIO;
+    if (rc && cl)
+        snprintf(err, sizeof err, "%s", smlt_client_errmsg(cl));
+    if (!rc && at * 4 >= j->spe && smlt_unfreeze(cl) == 0) {
+        /* (When it cannot be lifted, the barrier stays where it is, as the profile's end.) */
+        smlt_client_close(cl);
+        j->profile_state = PROFILE_DONE;
+        job_log(j, "no profiling phase: the workers are at step %llu of %llu in epoch 1 "
+                   "already; the first decision comes at its end",
+                (unsigned long long)at, (unsigned long long)j->spe);
+        return;
+    }
+    smlt_client_close(cl);
+    if (rc) {
+        if (rc != SMLT_EAGAIN) {
+            job_log(j, "no profiling phase: could not set its barrier (%s)", err);
+            j->profile_state = PROFILE_DONE;
+        }
+        return;
+    }
+    j->profile_state = PROFILE_SET;
+    j->profile_step = at;
+    j->barrier_pending = 1;
+    j->barrier_step = at;
+    job_log(j, "profiling: %u workers, %u shards train to step %llu of the %llu in epoch 1; "
+               "the scheduler decides there",
+            j->workers, j->shards.n, (unsigned long long)at, (unsigned long long)j->spe);
+}
+
 /* Stops every rank at one step (BSP needs them to end together; the shards refuse the next
  * step to all). For a stop that cannot wait for a boundary: the budget, a reached target. */
 static void job_halt_workers(struct coord_job *j)
@@ -1137,24 +1228,37 @@ static double job_epochs_left_hint(const struct coord_job *j, double done)
     return left < bound ? left : 0;
 }
 
-/* The adaptive scheduler at an epoch boundary: feeds it the epoch's measurements and asks
- * it for the next configuration. Returns 1 when the budget forces the job to stop. */
-static int job_schedule(struct coord_job *j, uint32_t epoch, double t, uint32_t *nw, uint32_t *ns)
+/* A decision point at step `at` (every rank parked there): the steps since the last one and
+ * the mean compute and communication per step and worker over them; the next interval starts
+ * here. */
+static void job_decision_point(struct coord_job *j, uint64_t at, double *steps, double *dc,
+                               double *dm)
 {
-    if (!(j->spec.deadline_s > 0 || j->spec.budget_usd > 0) || !j->spe)
-        return 0;
-    double compute = 0, comm = 0, slowest = 0;
-    for (uint32_t k = 0; k < j->cap; k++) { /* see take_progress() */
+    double compute = 0, comm = 0;
+    for (uint32_t k = 0; k < j->cap; k++) { /* see job_measure() */
         struct rank *r = &j->ranks[k];
         compute += r->sum_compute_s;
         comm += r->sum_comm_s;
     }
-    double steps = (double)j->spe;
-    double epoch_s = t - j->boundary_at;
-    double dc = (compute - j->bd_compute) / j->workers / steps;
-    double dm = (comm - j->bd_comm) / j->workers / steps;
+    *steps = at > j->bd_step ? (double)(at - j->bd_step) : 0;
+    double per = *steps * (j->workers ? j->workers : 1);
+    *dc = per > 0 ? (compute - j->bd_compute) / per : 0;
+    *dm = per > 0 ? (comm - j->bd_comm) / per : 0;
+    j->bd_step = at;
     j->bd_compute = compute;
     j->bd_comm = comm;
+}
+
+/* The adaptive scheduler at an epoch boundary: feeds it the epoch's measurements and asks
+ * it for the next configuration. Returns 1 when the budget forces the job to stop. */
+static int job_schedule(struct coord_job *j, uint32_t epoch, uint64_t at, int profile, double t,
+                        uint32_t *nw, uint32_t *ns)
+{
+    double steps, dc, dm, slowest = 0;
+    job_decision_point(j, at, &steps, &dc, &dm);
+    if (!(j->spec.deadline_s > 0 || j->spec.budget_usd > 0) || !j->spe || !steps)
+        return 0;
+    double epoch_s = t - j->boundary_at;
     for (uint32_t k = 0; k < j->workers; k++)
         if (j->ranks[k].last_cps > slowest)
             slowest = j->ranks[k].last_cps;
@@ -1209,8 +1313,10 @@ static int job_schedule(struct coord_job *j, uint32_t epoch, double t, uint32_t 
     struct sched_obs o = {.workers = j->workers,
                           .shards = j->shards.n,
                           .memory_mb = j->memory_mb,
-                          .steps = j->spe,
-                          .step_s = epoch_s / steps,
+                          .steps = (uint64_t)steps,
+                          /* The profile's few steps would be dwarfed by the workers' start:
+                           * there the step is the workers' own (compute + communication). */
+                          .step_s = profile ? dc + dm : epoch_s / steps,
                           .compute_s = dc,
                           .comm_s = dm,
                           .slowest_compute_s = slowest > 0 ? slowest : dc,
@@ -1232,8 +1338,9 @@ static int job_schedule(struct coord_job *j, uint32_t epoch, double t, uint32_t 
                              .epochs_left_hint = hint};
     struct sched_decision d;
     sched_decide(j->sched, &st, &d);
-    json_t *rec = json_pack("{s:i, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:b, s:b, s:s}", "epoch",
-                            (int)epoch, "verdict",
+    json_t *rec = json_pack("{s:i, s:I, s:b, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:b, s:b, s:s}",
+                            "epoch", (int)epoch, "step", (json_int_t)at, "profile", profile,
+                            "verdict",
                             d.verdict == SCHED_CHANGE       ? "change"
                             : d.verdict == SCHED_STOP_BUDGET ? "stop"
                                                              : "keep",
@@ -1252,7 +1359,10 @@ static int job_schedule(struct coord_job *j, uint32_t epoch, double t, uint32_t 
         coord_journal_append(j->journal, "event", rec, 0);
         json_decref(rec);
     }
-    job_log(j, "decision at epoch %u: %s", epoch, d.reason);
+    if (profile)
+        job_log(j, "decision after the profile (step %llu): %s", (unsigned long long)at, d.reason);
+    else
+        job_log(j, "decision at epoch %u: %s", epoch, d.reason);
     if (d.verdict == SCHED_STOP_BUDGET) {
         snprintf(j->reason, sizeof j->reason, "%s", d.reason);
         j->stopping = 1;
@@ -1320,7 +1430,21 @@ static void job_boundary(struct coord_job *j)
     uint64_t at = j->ranks[0].next_step;
     uint32_t epoch = j->phase_epoch + (uint32_t)((at - j->phase_step) / (j->spe ? j->spe : 1));
     double t = now_mono();
-    job_check_stragglers(j);
+    /* The profile's end, inside epoch 1 (see job_profile()). */
+    int profile = j->profile_state == PROFILE_SET && at == j->profile_step && j->spe &&
+                  (at - j->phase_step) % j->spe != 0;
+    if (j->profile_state == PROFILE_SET && at >= j->profile_step)
+        j->profile_state = PROFILE_DONE;
+    char when[48];
+    if (profile) {
+        snprintf(when, sizeof when, "after the profile");
+        json_decref(j->profile);
+        j->profile = job_measure(j, at, t, "time_s", 0);
+        if (j->profile)
+            coord_journal_append(j->journal, "profile", j->profile, 0);
+    } else {
+        snprintf(when, sizeof when, "epoch %u", epoch);
+    }
     /* The shards' noise-scale figures since the last sample (one round trip per shard), for
      * the scheduler, the epoch accounting below and the view. */
     j->ns_fresh = job_sample_noise(j);
@@ -1337,13 +1461,18 @@ static void job_boundary(struct coord_job *j)
     uint32_t ns = j->pending_shards ? j->pending_shards : j->shards.n;
     int manual = j->pending_workers || j->pending_shards;
     j->pending_workers = j->pending_shards = 0;
-    if (!manual && job_schedule(j, epoch, t, &nw, &ns)) {
+    if (manual) {
+        double steps, dc, dm;
+        job_decision_point(j, at, &steps, &dc, &dm); /* the next interval starts here */
+    } else if (job_schedule(j, epoch, at, profile, t, &nw, &ns)) {
         /* The budget does not allow another epoch: end here, model saved. */
         for (uint32_t k = 0; k < j->workers; k++)
             j->ranks[k].finished = 1;
         job_check_done(j);
         return;
     }
+    /* After the scheduler has the last invocations' compute per step (the slowest rank's). */
+    job_check_stragglers(j);
     j->boundary_at = t;
     if (nw != j->workers || ns != j->shards.n)
         j->changed_at = t;
@@ -1355,7 +1484,7 @@ static void job_boundary(struct coord_job *j)
             job_event(j, "scale", "resharding %u -> %u at step %llu failed (%s); keeping %u",
                       before, ns, (unsigned long long)at, err, before);
         else
-            job_event(j, "scale", "epoch %u: %u -> %u shards at step %llu", epoch, before, ns,
+            job_event(j, "scale", "%s: %u -> %u shards at step %llu", when, before, ns,
                       (unsigned long long)at);
         if (!rc)
             job_sample_noise(j); /* a new baseline on the new shards */
@@ -1370,9 +1499,11 @@ static void job_boundary(struct coord_job *j)
             job_event(j, "scale", "changing to %u workers failed (%s); keeping %u", nw, err,
                       j->workers);
         } else {
-            job_event(j, "scale", "epoch %u: %u -> %u workers at step %llu", epoch, j->workers,
-                      nw, (unsigned long long)at);
-            /* A new phase: partitions of the data over nw ranks from this epoch on. */
+            job_event(j, "scale", "%s: %u -> %u workers at step %llu%s", when, j->workers, nw,
+                      (unsigned long long)at,
+                      profile ? " (epoch 1 starts again over the new partitions)" : "");
+            /* A new phase: partitions of the data over nw ranks from this epoch on (after the
+             * profile, from this epoch's start: its first steps were extra training). */
             double tu = now_unix();
             j->worker_s += j->workers * (tu - (j->workers_since > 0 ? j->workers_since
                                                                     : j->started_unix));
@@ -1395,6 +1526,8 @@ static void job_boundary(struct coord_job *j)
                 r->next_step = at;
             }
             j->workers = nw;
+            if (profile)
+                job_epoch_restart(j, at, now_mono());
         }
     }
     if (j->spec.statistical_efficiency && job_retarget(j, epoch))
@@ -1437,10 +1570,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             job_boundary(j); /* ranks already parked at a boundary end now */
         }
     }
-    if (!j->stopping && !j->parks) {
-        if (j->barrier_pending)
-            job_boundary(j); /* a barrier that could not be lifted last time */
-        else if (j->pending_workers || j->pending_shards)
+    if (!j->stopping && j->barrier_pending) {
+        job_boundary(j); /* a barrier that could not be lifted last time */
+    } else if (!j->stopping && !j->parks) {
+        if (j->pending_workers || j->pending_shards)
             job_request_barrier(j, "a manual scale");
         else
             job_watch_stragglers(j, now_mono());
@@ -1560,6 +1693,7 @@ static void job_free(struct coord_job *j)
     if (j->log_fd >= 0)
         close(j->log_fd);
     json_decref(j->series);
+    json_decref(j->profile);
     json_decref(j->events);
     json_decref(j->ps_stats);
     json_decref(j->spec_json);
@@ -1739,6 +1873,9 @@ json_t *coord_job_json(struct coord *c, const char *id)
         json_object_set_new(o, "overhead_share",
                             json_real(ws > 0 ? fmax(0.0, 1.0 - (compute + comm) / ws) : 0.0));
     }
+    /* The profiling phase's measurements (the first steps of epoch 1 at the first
+     * configuration; null when the job had none: see job_profile()). */
+    json_object_set_new(o, "profile", j->profile ? json_incref(j->profile) : json_null());
     json_object_set(o, "series", j->series);
     json_object_set(o, "events", j->events);
     json_object_set_new(o, "model", j->model_saved ? json_string(j->model_path) : json_null());
@@ -1971,6 +2108,9 @@ static int on_replay(const char *type, json_t *rec, void *arg)
         j->step = (uint64_t)json_integer_value(json_object_get(rec, "step"));
         j->workers = (uint32_t)json_integer_value(json_object_get(rec, "workers"));
         j->shards.n = (uint32_t)json_integer_value(json_object_get(rec, "shards"));
+    } else if (!strcmp(type, "profile")) {
+        json_decref(j->profile);
+        j->profile = json_incref(rec);
     } else if (!strcmp(type, "progress")) {
         j->step = (uint64_t)json_integer_value(json_object_get(rec, "step"));
         j->train_loss = json_real_value(json_object_get(rec, "train_loss"));

@@ -482,6 +482,19 @@ static void print_job(const json_t *j)
         printf("  noise scale  %.0f samples (gradient noise scale measured by the shards: "
                "global batches well above it need more epochs)\n",
                smltctl_jnum(j, "noise_scale"));
+    const json_t *prof = json_object_get(j, "profile");
+    if (json_is_object(prof)) {
+        /* compute_s, comm_s and wait_s are per worker over the profile's steps */
+        long long ps = smltctl_jint(prof, "step");
+        double per = ps > 0 ? 1e3 / (double)ps : 0;
+        printf("  profile      first %lld steps on %lld workers x %lld shards in %.1fs: step %.1f ms "
+               "(compute %.1f, comm %.1f, wait %.1f ms), %.0f samples/s; the first decision came "
+               "there\n",
+               ps, smltctl_jint(prof, "workers"), smltctl_jint(prof, "shards"),
+               smltctl_jnum(prof, "time_s"), smltctl_jnum(prof, "step_s") * 1e3,
+               smltctl_jnum(prof, "compute_s") * per, smltctl_jnum(prof, "comm_s") * per,
+               smltctl_jnum(prof, "wait_s") * per, smltctl_jnum(prof, "samples_per_s"));
+    }
     const json_t *model = json_object_get(j, "model");
     if (json_is_string(model))
         printf("  model        saved at step %lld: `smltctl model %s -o FILE`\n",

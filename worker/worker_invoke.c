@@ -137,6 +137,7 @@ struct run_ctx {
     const char *inv;
     double last_sent;
     double every_s;
+    int sent;          /* reports sent in this invocation */
 };
 
 static void fill_progress(Smlt__Progress *p, const char *inv, const struct worker_report *r)
@@ -166,13 +167,16 @@ static int on_progress(const struct worker_report *r, void *arg)
     struct run_ctx *x = arg;
     double t = now_s();
     static int64_t last_eval = -1;
-    /* Send at the configured pace, and at once when an evaluation result is new. */
-    if (t - x->last_sent >= x->every_s || r->eval_epoch != last_eval) {
+    /* Send at the configured pace, and at once when an evaluation result is new. The first
+     * report goes after the first step: it tells the coordinator the steps per epoch, which
+     * it needs before the workers pass the profile's end (see coord_job.c). */
+    if (!x->sent || t - x->last_sent >= x->every_s || r->eval_epoch != last_eval) {
         last_eval = r->eval_epoch;
         Smlt__Progress p = SMLT__PROGRESS__INIT;
         fill_progress(&p, x->inv, r);
         link_call(x->l, SMLT__MSG_TYPE__MSG_PROGRESS, &p.base, 0);
         x->last_sent = t;
+        x->sent++;
     } else {
         event_base_loop(x->l->base, EVLOOP_NONBLOCK);
     }

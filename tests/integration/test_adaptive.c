@@ -6,6 +6,8 @@
  * epoch, its shards' counters show every (rank, step) counted exactly once (BSP: pushes
  * counted = workers x steps per shard over the phases), and it reaches an accuracy it could
  * miss.
+ * Profile: a job with a deadline gets its first decision a few steps into epoch 1, scales out
+ * there, and starts epoch 1 again over the new partitions, every step counted once.
  * Budget hard stop: a job whose budget cannot pay for its epochs stops on its own before
  * spending past it, with every worker at the same step, its model saved, state "stopped".
  * Straggler: a rank whose first instance is slow (chaos) in a job that trains through epoch
@@ -131,6 +133,91 @@ START_TEST(live_fanout_and_shards)
     ck_assert_int_eq((long long)ct_num(s0, "updates_applied"), total);
     ck_assert_int_eq((long long)ct_num(s1, "pushes_counted"), applied1 * 3);
     ck_assert_int_eq((long long)ct_num(s0, "pushes_counted"), at * 2 + applied1 * 3);
+    json_decref(j);
+    free(id);
+}
+END_TEST
+
+START_TEST(profile_then_scale_out)
+{
+    /* A deadline no configuration can meet, on 1 worker of at most 4: the scheduler decides
+     * first after the profiling phase, a few steps into epoch 1, not at its end; it scales out
+     * (to the fastest it can), epoch 1 starts again over the new partitions, and every step
+     * of every phase is counted once. */
+    char spec[1024], err[512];
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"lenet5\",\"dataset\":\"%s\",\"epochs\":3,\"workers\":1,"
+             "\"shards\":1,\"max_workers\":4,\"batch_size\":32,\"deadline_s\":0.5,"
+             "\"optimizer\":{\"kind\":\"momentum\",\"lr\":0.02}}",
+             data);
+    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    json_t *j = ct_wait_job(coord.port, id, 240);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "state %s: %s", ct_str(j, "state"),
+                  ct_str(j, "error"));
+    /* The profile: the first configuration's first steps, within the first quarter of an
+     * epoch of 6000 / 32 = 187 steps, measured like an epoch. */
+    json_t *prof = json_object_get(j, "profile");
+    ck_assert_msg(json_is_object(prof), "no profile");
+    long long at = (long long)ct_num(prof, "step");
+    ck_assert_int_gt(at, 0);
+    ck_assert_int_le(at * 4, 187);
+    ck_assert_int_eq((int)ct_num(prof, "workers"), 1);
+    ck_assert(ct_num(prof, "compute_s") > 0 && ct_num(prof, "step_s") > 0 &&
+              ct_num(prof, "samples_per_s") > 0);
+    ck_assert_int_eq((int)json_array_size(json_object_get(prof, "worker_step_s")), 1);
+    /* The first decision is the profile's, and it scales out. Then the phases, from the scale
+     * events ("...: A -> B workers at step N"). */
+    json_t *first = NULL, *e;
+    size_t i;
+    long long pushes = 0, from = 0;
+    unsigned w = 1, changes = 0;
+    json_array_foreach(json_object_get(j, "events"), i, e) {
+        if (!first && !strcmp(ct_str(e, "kind"), "decision"))
+            first = e;
+        const char *m = ct_str(e, "message");
+        unsigned a, b;
+        long long step;
+        if (!strcmp(ct_str(e, "kind"), "scale") &&
+            sscanf(m, "%*[^:]: %u -> %u workers at step %lld", &a, &b, &step) == 3) {
+            ck_assert_int_eq(a, w);
+            if (changes++ == 0) {
+                ck_assert_int_eq(step, at);
+                ck_assert_msg(strstr(m, "after the profile") != NULL, "%s", m);
+            }
+            pushes += (step - from) * w;
+            from = step;
+            w = b;
+        }
+    }
+    ck_assert_ptr_nonnull(first);
+    ck_assert_msg(json_is_true(json_object_get(first, "profile")), "first decision: %s",
+                  ct_str(first, "message"));
+    ck_assert_int_eq((long long)ct_num(first, "step"), at);
+    ck_assert_msg(!strcmp(ct_str(first, "verdict"), "change"), "first decision: %s",
+                  ct_str(first, "message"));
+    ck_assert_int_gt((int)ct_num(first, "workers"), 1);
+    ck_assert_msg(strstr(ct_str(first, "message"), "profiling") != NULL, "%s",
+                  ct_str(first, "message"));
+    ck_assert_uint_ge(changes, 1);
+    ck_assert_int_eq((int)ct_num(j, "workers"), (int)w);
+    /* All 3 epochs were trained after the profile's extra steps (the last phase's epochs
+     * end at total_steps), each recorded once, the first already on the new fan-out. */
+    long long total = (long long)ct_num(j, "total_steps");
+    ck_assert_int_eq((long long)ct_num(j, "step"), total);
+    ck_assert_int_eq((int)ct_num(j, "epoch"), 3);
+    json_t *series = json_object_get(j, "series");
+    ck_assert_int_eq((int)json_array_size(series), 3);
+    ck_assert_int_gt((int)ct_num(json_array_get(series, 0), "workers"), 1);
+    if (changes == 1)
+        ck_assert_int_eq(total, at + 3 * (long long)ct_num(j, "steps_per_epoch"));
+    /* Exactly once over the phases. */
+    pushes += (total - from) * w;
+    json_t *x = json_array_get(json_object_get(j, "ps_stats"), 0);
+    ck_assert_int_eq((long long)ct_num(x, "pushes_counted"), pushes);
+    ck_assert_int_eq((long long)ct_num(x, "pushes_duplicate"), 0);
+    ck_assert_int_eq((long long)ct_num(x, "updates_applied"), total);
     json_decref(j);
     free(id);
 }
@@ -309,6 +396,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 400);
     tcase_add_test(tc, live_fanout_and_shards);
+    tcase_add_test(tc, profile_then_scale_out);
     tcase_add_test(tc, budget_hard_stop);
     tcase_add_test(tc, straggler_replaced);
     tcase_add_test(tc, statistical_efficiency);
