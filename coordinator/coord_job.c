@@ -13,7 +13,8 @@
  *
  * Changes (worker count, shard count, straggler replacement) happen with every rank parked at
  * one epoch boundary. Jobs with a deadline or a budget park at every boundary (the scheduler
- * decides at each); the others train through boundaries and get a barrier from the shards
+ * decides at each), and once inside epoch 1, at the end of a short profiling phase
+ * (job_profile()); the others train through boundaries and get a barrier from the shards
  * (smlt_freeze_at_boundary()) only when there is a change to make. */
 #include "coord.h"
 
