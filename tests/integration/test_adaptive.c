@@ -218,6 +218,19 @@ START_TEST(profile_then_scale_out)
     ck_assert_int_eq((long long)ct_num(x, "pushes_counted"), pushes);
     ck_assert_int_eq((long long)ct_num(x, "pushes_duplicate"), 0);
     ck_assert_int_eq((long long)ct_num(x, "updates_applied"), total);
+    /* The profile's record comes back from the journal after a restart. */
+    ck_assert_int_eq(test_daemon_stop(&coord), 0);
+    char dd[600], path[128];
+    snprintf(dd, sizeof dd, "%s/data", root);
+    ck_assert_int_eq(ct_coord_start(&coord, dd, NULL), 0);
+    json_t *after = NULL;
+    snprintf(path, sizeof path, "/api/jobs/%s", id);
+    ck_assert_int_eq(ct_http_json(coord.port, "GET", path, NULL, NULL, &after), 200);
+    json_t *p2 = json_object_get(after, "profile");
+    ck_assert_msg(json_is_object(p2), "no profile after the restart");
+    ck_assert_int_eq((long long)ct_num(p2, "step"), at);
+    ck_assert(ct_num(p2, "compute_s") == ct_num(prof, "compute_s"));
+    json_decref(after);
     json_decref(j);
     free(id);
 }
