@@ -75,6 +75,7 @@ struct rank {
     char inv_id[INV_ID_MAX];
     char inv_token[65];
     double inv_started;
+    uint64_t inv_step;      /* the cursor when the current invocation began */
     int done_seen;          /* Done arrived for the current invocation */
     int done_status;        /* Smlt__DoneStatus */
     char done_error[256];
@@ -99,6 +100,11 @@ struct rank {
     double sum_compute_s, sum_comm_s, sum_init_s, sum_elapsed_s;
     double ep_compute_s, ep_comm_s; /* its compute / communication totals when the epoch began */
     uint64_t ep_step;               /* and its reported step then */
+    /* The same after its first step in the profiling phase (its first report): the profile's
+     * steady rates leave out the start (the first pull waits for the last rank to start). */
+    double pf_compute_s, pf_comm_s;
+    uint64_t pf_step;
+    int pf_set;
 };
 
 struct coord_job {
@@ -409,6 +415,12 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
         job_log(j, "%llu steps per epoch, %llu steps in %u epochs", (unsigned long long)j->spe,
                 (unsigned long long)j->total_steps, j->epochs_target);
     }
+    if (j->profile_state != PROFILE_DONE && !r->pf_set && p->steps > 0) {
+        r->pf_set = 1;
+        r->pf_compute_s = r->sum_compute_s + r->compute_s;
+        r->pf_comm_s = r->sum_comm_s + r->comm_s;
+        r->pf_step = r->next_step;
+    }
     if (j->spe && j->profile_state == PROFILE_NONE)
         job_profile(j);
     uint64_t step = UINT64_MAX;
@@ -536,7 +548,8 @@ static void on_inv_end(uint64_t inv, const struct coord_inv_result *res, void *a
         return;
     }
     if (status == SMLT__DONE_STATUS__DONE_SLICE || status == SMLT__DONE_STATUS__DONE_TIME_UP) {
-        r->failures = 0;
+        if (r->next_step > r->inv_step)
+            r->failures = 0;
         if ((j->parks && j->spe && r->next_step > j->phase_step &&
              (r->next_step - j->phase_step) % j->spe == 0) ||
             (j->barrier_pending && r->next_step == j->barrier_step)) {
@@ -546,8 +559,16 @@ static void on_inv_end(uint64_t inv, const struct coord_inv_result *res, void *a
             job_boundary(j);
             return;
         }
-        rank_invoke(r); /* the continuation, from the reported cursor */
-        return;
+        if (r->next_step > r->inv_step) {
+            rank_invoke(r); /* the continuation, from the reported cursor */
+            return;
+        }
+        /* A slice that trained no step (refused by the shards at a barrier the coordinator
+         * does not know of, or out of time before its first step): again, with backoff,
+         * and the job fails if it keeps happening, rather than re-invoking at once forever. */
+        snprintf(err, sizeof err, "its slice ended at step %llu without training a step",
+                 (unsigned long long)r->next_step);
+        status = SMLT__DONE_STATUS__DONE_FAILED;
     }
     /* Failed, killed at the limit, crashed: again from the last reported cursor. */
     if (r->failures == 0)
@@ -615,6 +636,7 @@ static void rank_invoke(struct rank *r)
         return;
     }
     r->inv = inv;
+    r->inv_step = r->next_step;
     r->inv_started = now_mono();
     r->invocations++;
 }
@@ -996,6 +1018,29 @@ static int job_reshard(struct coord_job *j, uint32_t shards, char *err, size_t e
     return 0;
 }
 
+/* Asks every shard to lift any freeze. Returns 0 or a negative code (err says why). */
+static int job_unfreeze(struct coord_job *j, char *err, size_t errlen)
+{
+    struct smlt_client *cl = admin_client(j, err, errlen);
+    int rc = cl ? smlt_unfreeze(cl) : SMLT_EIO;
+    if (rc && cl)
+        snprintf(err, errlen, "%s", smlt_client_errmsg(cl));
+    smlt_client_close(cl);
+    return rc;
+}
+
+/* After a barrier could not be set: some shards may have taken it (a shard failed to answer
+ * the second round); call it off, so they do not refuse the step to ranks that will not
+ * park there. */
+static void job_barrier_failed(struct coord_job *j)
+{
+    char err[256] = "";
+    if (job_unfreeze(j, err, sizeof err) != 0)
+        job_log(j, "could not call off a barrier that failed to set (%s); ranks refused at it "
+                   "are retried with backoff",
+                err);
+}
+
 /* Asks the shards to stop every rank at the next epoch boundary, where job_boundary() makes
  * a change (a job whose ranks do not park at every boundary). Quiet when it cannot be set yet
  * (steps per epoch unknown, a shard just passing the step): on_tick() asks again. */
@@ -1011,8 +1056,10 @@ static void job_request_barrier(struct coord_job *j, const char *why)
         snprintf(err, sizeof err, "%s", smlt_client_errmsg(cl));
     smlt_client_close(cl);
     if (rc) {
-        if (rc != SMLT_EAGAIN)
+        if (rc != SMLT_EAGAIN) {
             job_log(j, "could not set a barrier (%s); trying again", err);
+            job_barrier_failed(j);
+        }
         return;
     }
     j->barrier_pending = 1;
@@ -1034,11 +1081,7 @@ static int job_lift_barrier(struct coord_job *j)
     if (!j->barrier_pending)
         return 0;
     char err[256] = "";
-    struct smlt_client *cl = admin_client(j, err, sizeof err);
-    int rc = cl ? smlt_unfreeze(cl) : SMLT_EIO;
-    if (rc && cl)
-        snprintf(err, sizeof err, "%s", smlt_client_errmsg(cl));
-    smlt_client_close(cl);
+    int rc = job_unfreeze(j, err, sizeof err);
     if (rc) {
         job_log(j, "could not lift the barrier at step %llu (%s); trying again",
                 (unsigned long long)j->barrier_step, err);
@@ -1095,6 +1138,7 @@ static void job_profile(struct coord_job *j)
         if (rc != SMLT_EAGAIN) {
             job_log(j, "no profiling phase: could not set its barrier (%s)", err);
             j->profile_state = PROFILE_DONE;
+            job_barrier_failed(j);
         }
         return;
     }
@@ -1111,6 +1155,10 @@ static void job_profile(struct coord_job *j)
  * step to all). For a stop that cannot wait for a boundary: the budget, a reached target. */
 static void job_halt_workers(struct coord_job *j)
 {
+    /* A barrier set ahead (the profile's) would hold the stop until the ranks reach it: the
+     * shards only ever move a freeze later. Lift it first, so they stop where they are. */
+    if (j->barrier_pending && job_lift_barrier(j) == 0 && j->profile_state == PROFILE_SET)
+        j->profile_state = PROFILE_DONE;
     char err[256] = "";
     struct smlt_client *cl = admin_client(j, err, sizeof err);
     uint64_t at = 0;
@@ -1229,6 +1277,35 @@ static double job_epochs_left_hint(const struct coord_job *j, double done)
     return left < bound ? left : 0;
 }
 
+/* The profile's steady rates: per worker and step, compute and communication (and the slowest
+ * worker's compute) over the steps after each rank's first, up to `at`. Returns 0 when fewer
+ * than two steps per rank were seen that way. */
+struct job_rates {
+    double compute_s, comm_s, slowest_s;
+};
+
+static int job_profile_rates(const struct coord_job *j, uint64_t at, struct job_rates *pr)
+{
+    double compute = 0, comm = 0, steps = 0;
+    memset(pr, 0, sizeof *pr);
+    for (uint32_t k = 0; k < j->workers; k++) {
+        const struct rank *r = &j->ranks[k];
+        if (!r->pf_set || at < r->pf_step + 2)
+            return 0;
+        double n = (double)(at - r->pf_step), c = r->sum_compute_s - r->pf_compute_s;
+        compute += c;
+        comm += r->sum_comm_s - r->pf_comm_s;
+        steps += n;
+        if (c / n > pr->slowest_s)
+            pr->slowest_s = c / n;
+    }
+    if (steps <= 0)
+        return 0;
+    pr->compute_s = compute / steps;
+    pr->comm_s = comm / steps;
+    return 1;
+}
+
 /* A decision point at step `at` (every rank parked there): the steps since the last one and
  * the mean compute and communication per step and worker over them; the next interval starts
  * here. */
@@ -1252,8 +1329,8 @@ static void job_decision_point(struct coord_job *j, uint64_t at, double *steps, 
 
 /* The adaptive scheduler at an epoch boundary: feeds it the epoch's measurements and asks
  * it for the next configuration. Returns 1 when the budget forces the job to stop. */
-static int job_schedule(struct coord_job *j, uint32_t epoch, uint64_t at, int profile, double t,
-                        uint32_t *nw, uint32_t *ns)
+static int job_schedule(struct coord_job *j, uint32_t epoch, uint64_t at, int profile,
+                        const struct job_rates *pr, double t, uint32_t *nw, uint32_t *ns)
 {
     double steps, dc, dm, slowest = 0;
     job_decision_point(j, at, &steps, &dc, &dm);
@@ -1263,6 +1340,12 @@ static int job_schedule(struct coord_job *j, uint32_t epoch, uint64_t at, int pr
     for (uint32_t k = 0; k < j->workers; k++)
         if (j->ranks[k].last_cps > slowest)
             slowest = j->ranks[k].last_cps;
+    if (pr) {
+        /* The profile: its steps after each worker's first (see job_profile_rates()). */
+        dc = pr->compute_s;
+        dm = pr->comm_s;
+        slowest = pr->slowest_s;
+    }
     if (!j->sched) {
         struct sched_job sj = {0};
         sj.model_bytes = j->spec.model_params * 4;
@@ -1437,10 +1520,20 @@ static void job_boundary(struct coord_job *j)
     if (j->profile_state == PROFILE_SET && at >= j->profile_step)
         j->profile_state = PROFILE_DONE;
     char when[48];
+    struct job_rates rates;
+    int have_rates = 0;
     if (profile) {
         snprintf(when, sizeof when, "after the profile");
         json_decref(j->profile);
         j->profile = job_measure(j, at, t, "time_s", 0);
+        have_rates = job_profile_rates(j, at, &rates);
+        if (j->profile && have_rates) {
+            /* What the scheduler is given: after each worker's first step, per step. */
+            json_object_set_new(j->profile, "steady_step_s",
+                                json_real(rates.compute_s + rates.comm_s));
+            json_object_set_new(j->profile, "steady_compute_s", json_real(rates.compute_s));
+            json_object_set_new(j->profile, "steady_comm_s", json_real(rates.comm_s));
+        }
         if (j->profile)
             coord_journal_append(j->journal, "profile", j->profile, 0);
     } else {
@@ -1465,7 +1558,7 @@ static void job_boundary(struct coord_job *j)
     if (manual) {
         double steps, dc, dm;
         job_decision_point(j, at, &steps, &dc, &dm); /* the next interval starts here */
-    } else if (job_schedule(j, epoch, at, profile, t, &nw, &ns)) {
+    } else if (job_schedule(j, epoch, at, profile, have_rates ? &rates : NULL, t, &nw, &ns)) {
         /* The budget does not allow another epoch: end here, model saved. */
         for (uint32_t k = 0; k < j->workers; k++)
             j->ranks[k].finished = 1;

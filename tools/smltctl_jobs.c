@@ -484,16 +484,20 @@ static void print_job(const json_t *j)
                smltctl_jnum(j, "noise_scale"));
     const json_t *prof = json_object_get(j, "profile");
     if (json_is_object(prof)) {
-        /* compute_s, comm_s and wait_s are per worker over the profile's steps */
-        long long ps = smltctl_jint(prof, "step");
-        double per = ps > 0 ? 1e3 / (double)ps : 0;
-        printf("  profile      first %lld steps on %lld workers x %lld shards in %.1fs: step %.1f ms "
-               "(compute %.1f, comm %.1f, wait %.1f ms), %.0f samples/s; the first decision came "
-               "there\n",
-               ps, smltctl_jint(prof, "workers"), smltctl_jint(prof, "shards"),
-               smltctl_jnum(prof, "time_s"), smltctl_jnum(prof, "step_s") * 1e3,
-               smltctl_jnum(prof, "compute_s") * per, smltctl_jnum(prof, "comm_s") * per,
-               smltctl_jnum(prof, "wait_s") * per, smltctl_jnum(prof, "samples_per_s"));
+        /* The steady figures (after each worker's first step) are what the scheduler used. */
+        printf("  profile      first %lld steps on %lld workers x %lld shards in %.1fs, %.0f "
+               "samples/s; ",
+               smltctl_jint(prof, "step"), smltctl_jint(prof, "workers"),
+               smltctl_jint(prof, "shards"), smltctl_jnum(prof, "time_s"),
+               smltctl_jnum(prof, "samples_per_s"));
+        if (json_object_get(prof, "steady_step_s"))
+            printf("after each worker's first step, step %.1f ms (compute %.1f, comm %.1f ms)",
+                   smltctl_jnum(prof, "steady_step_s") * 1e3,
+                   smltctl_jnum(prof, "steady_compute_s") * 1e3,
+                   smltctl_jnum(prof, "steady_comm_s") * 1e3);
+        else
+            printf("step %.1f ms with the start", smltctl_jnum(prof, "step_s") * 1e3);
+        printf("; the first decision came there\n");
     }
     const json_t *model = json_object_get(j, "model");
     if (json_is_string(model))

@@ -468,10 +468,15 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
             if (!rc)
                 rc = smlt_pull(w->c, need_clock(t, s + 1), wait_ms, params, &clock);
         }
-        r->comm_s += now_s() - tb;
+        double tn = now_s();
+        r->comm_s += tn - tb;
         if (rc == SMLT_ECANCELED) {
             /* The job stops here (the shards refuse this step for every worker): a clean end
-             * of the slice at step s, which is not done. */
+             * of the slice at step s, which is not done. The refused step's time is not a
+             * step's (compute and communication are reported per step trained): take it out,
+             * so it counts as time outside training steps. */
+            r->compute_s -= tb - ts;
+            r->comm_s -= tn - tb;
             log_info("worker %u: the shards end this slice at step %llu (the job stops or "
                      "changes there)",
                      t->rank, (unsigned long long)s);

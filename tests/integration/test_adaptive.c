@@ -283,6 +283,34 @@ START_TEST(budget_hard_stop)
 }
 END_TEST
 
+START_TEST(budget_stop_inside_profile)
+{
+    /* 50 ms a step (chaos), 750 steps an epoch: the profile's barrier is at step 75, 3.75 s
+     * away, but three seconds of burn ($0.000035 a second) already reach the budget at the
+     * first tick. The stop must not wait for the profile's barrier (the shards only ever move
+     * a freeze later): the job stops where it is, within its budget. */
+    char spec[1024], err[512];
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"mlp:784-64-10\",\"dataset\":\"%s\",\"epochs\":2,\"workers\":1,"
+             "\"shards\":1,\"batch_size\":8,\"budget_usd\":0.0001,"
+             "\"chaos\":{\"slow_rank\":0,\"slow_ms\":50}}",
+             data);
+    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    json_t *j = ct_wait_job(coord.port, id, 120);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(!strcmp(ct_str(j, "state"), "stopped"), "state %s (%s)", ct_str(j, "state"),
+                  ct_str(j, "error"));
+    double cost = ct_num(j, "cost_usd");
+    ck_assert_msg(cost > 0 && cost <= 0.0001, "cost $%.6f past the $0.0001 budget", cost);
+    ck_assert_msg(json_is_null(json_object_get(j, "profile")), "the profile ran to its end");
+    ck_assert_int_lt((long long)ct_num(j, "step"), 75);
+    ck_assert(json_is_string(json_object_get(j, "model")));
+    json_decref(j);
+    free(id);
+}
+END_TEST
+
 START_TEST(straggler_replaced)
 {
     /* Rank 1's first instance is a slow host (10 ms more per step). The job has no deadline
@@ -411,6 +439,7 @@ int main(void)
     tcase_add_test(tc, live_fanout_and_shards);
     tcase_add_test(tc, profile_then_scale_out);
     tcase_add_test(tc, budget_hard_stop);
+    tcase_add_test(tc, budget_stop_inside_profile);
     tcase_add_test(tc, straggler_replaced);
     tcase_add_test(tc, statistical_efficiency);
     tcase_add_test(tc, statistical_efficiency_target);
