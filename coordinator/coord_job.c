@@ -2130,7 +2130,8 @@ static int on_replay(const char *type, json_t *rec, void *arg)
 {
     struct replay_ctx *x = arg;
     struct coord_job *j = x->j;
-    /* The journal's own keys are not part of what was recorded. */
+    /* The journal's own keys are not part of what was recorded (but its time is when). */
+    double rec_t = json_number_value(json_object_get(rec, "t")) / 1000.0;
     json_t *copy = json_copy(rec);
     json_object_del(copy, "t");
     json_object_del(copy, "type");
@@ -2171,11 +2172,10 @@ static int on_replay(const char *type, json_t *rec, void *arg)
         }
         if (json_object_get(rec, "step"))
             j->step = (uint64_t)json_integer_value(json_object_get(rec, "step"));
-        double t = json_number_value(json_object_get(rec, "t")) / 1000.0;
         if (st && !strcmp(st, "running"))
-            j->started_unix = t;
+            j->started_unix = rec_t;
         if (job_ended(j))
-            j->ended_unix = t;
+            j->ended_unix = rec_t;
         if (json_object_get(rec, "steps_per_epoch"))
             j->spe = (uint64_t)json_integer_value(json_object_get(rec, "steps_per_epoch"));
         if (json_object_get(rec, "total_steps"))

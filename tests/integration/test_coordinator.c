@@ -396,6 +396,11 @@ START_TEST(journal_restores_history)
     ck_assert(ct_num(after, "test_accuracy") == ct_num(before, "test_accuracy"));
     ck_assert_int_eq((long long)ct_num(after, "step"), (long long)ct_num(before, "step"));
     ck_assert(fabs(ct_num(after, "cost_usd") - ct_num(before, "cost_usd")) < 1e-9);
+    /* How long it ran, from the journal's times (it read 0 once: the time was dropped). */
+    ck_assert_msg(ct_num(after, "elapsed_s") > 0 &&
+                      fabs(ct_num(after, "elapsed_s") - ct_num(before, "elapsed_s")) < 0.5,
+                  "elapsed %.3f s after the restart, %.3f s before", ct_num(after, "elapsed_s"),
+                  ct_num(before, "elapsed_s"));
     ck_assert_int_eq((long long)ct_num(after, "workers"), 2);
     ck_assert_int_eq((long long)ct_num(after, "shards"), 2);
     ck_assert(same_records(json_object_get(before, "events"), json_object_get(after, "events")));
