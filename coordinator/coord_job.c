@@ -104,7 +104,9 @@ struct rank {
      * steady rates leave out the start (the first pull waits for the last rank to start). */
     double pf_compute_s, pf_comm_s;
     uint64_t pf_step;
+    uint64_t pf_invocations; /* its invocations then: another since makes the rates unfit */
     int pf_set;
+    double last_report;      /* when its last Progress (or Done) came */
 };
 
 struct coord_job {
@@ -134,6 +136,7 @@ struct coord_job {
     int parks;              /* every rank parks at every epoch boundary (see job_parks()) */
     int barrier_pending;    /* the shards stop every rank at barrier_step for a change */
     uint64_t barrier_step;
+    int unfreeze_pending;   /* a barrier that failed to set may hold some shards: call it off */
     /* The profiling phase of a scheduled job: the first steps of epoch 1, after which the
      * scheduler makes its first decision (see job_profile()). */
     enum { PROFILE_NONE, PROFILE_SET, PROFILE_DONE } profile_state;
@@ -420,7 +423,9 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
         r->pf_compute_s = r->sum_compute_s + r->compute_s;
         r->pf_comm_s = r->sum_comm_s + r->comm_s;
         r->pf_step = r->next_step;
+        r->pf_invocations = r->invocations;
     }
+    r->last_report = now_mono();
     if (j->spe && j->profile_state == PROFILE_NONE)
         job_profile(j);
     uint64_t step = UINT64_MAX;
@@ -1035,10 +1040,9 @@ static int job_unfreeze(struct coord_job *j, char *err, size_t errlen)
 static void job_barrier_failed(struct coord_job *j)
 {
     char err[256] = "";
-    if (job_unfreeze(j, err, sizeof err) != 0)
-        job_log(j, "could not call off a barrier that failed to set (%s); ranks refused at it "
-                   "are retried with backoff",
-                err);
+    j->unfreeze_pending = job_unfreeze(j, err, sizeof err) != 0;
+    if (j->unfreeze_pending)
+        job_log(j, "could not call off a barrier that failed to set (%s); trying again", err);
 }
 
 /* Asks the shards to stop every rank at the next epoch boundary, where job_boundary() makes
@@ -1151,13 +1155,38 @@ static void job_profile(struct coord_job *j)
             j->workers, j->shards.n, (unsigned long long)at, (unsigned long long)j->spe);
 }
 
+/* Whether no active rank can have reached the pending barrier: each has reported within its
+ * current invocation, and from its last reported step, at its step time, cannot have come
+ * within two steps of the barrier since (with a second to spare). */
+static int job_barrier_far(const struct coord_job *j)
+{
+    double t = now_mono();
+    for (uint32_t k = 0; k < j->workers; k++) {
+        const struct rank *r = &j->ranks[k];
+        if (r->finished)
+            continue;
+        if (r->at_boundary || !r->inv || r->steps == 0 || r->last_report < r->inv_started)
+            return 0;
+        double step_s = (r->compute_s + r->comm_s) / (double)r->steps;
+        if (step_s <= 0)
+            return 0;
+        double reach = (double)r->next_step + (t - r->last_report + 1.0) / step_s + 2.0;
+        if (reach >= (double)j->barrier_step)
+            return 0;
+    }
+    return 1;
+}
+
 /* Stops every rank at one step (BSP needs them to end together; the shards refuse the next
  * step to all). For a stop that cannot wait for a boundary: the budget, a reached target. */
 static void job_halt_workers(struct coord_job *j)
 {
-    /* A barrier set ahead (the profile's) would hold the stop until the ranks reach it: the
-     * shards only ever move a freeze later. Lift it first, so they stop where they are. */
-    if (j->barrier_pending && job_lift_barrier(j) == 0 && j->profile_state == PROFILE_SET)
+    /* The profile's barrier, set ahead, would hold the stop until the ranks reach it: the
+     * shards only ever move a freeze later. Lift it first, so they stop where they are, when
+     * no rank can have reached it yet (one refused there would never push that step, and the
+     * others would wait for it). Otherwise the stop lands on it. */
+    if (j->barrier_pending && j->profile_state == PROFILE_SET && job_barrier_far(j) &&
+        job_lift_barrier(j) == 0)
         j->profile_state = PROFILE_DONE;
     char err[256] = "";
     struct smlt_client *cl = admin_client(j, err, sizeof err);
@@ -1279,7 +1308,7 @@ static double job_epochs_left_hint(const struct coord_job *j, double done)
 
 /* The profile's steady rates: per worker and step, compute and communication (and the slowest
  * worker's compute) over the steps after each rank's first, up to `at`. Returns 0 when fewer
- * than two steps per rank were seen that way. */
+ * than two steps per rank were seen that way, or a rank was invoked again in between. */
 struct job_rates {
     double compute_s, comm_s, slowest_s;
 };
@@ -1290,8 +1319,8 @@ static int job_profile_rates(const struct coord_job *j, uint64_t at, struct job_
     memset(pr, 0, sizeof *pr);
     for (uint32_t k = 0; k < j->workers; k++) {
         const struct rank *r = &j->ranks[k];
-        if (!r->pf_set || at < r->pf_step + 2)
-            return 0;
+        if (!r->pf_set || at < r->pf_step + 2 || r->invocations != r->pf_invocations)
+            return 0; /* (a rank re-invoked meanwhile: the others waited for its start) */
         double n = (double)(at - r->pf_step), c = r->sum_compute_s - r->pf_compute_s;
         compute += c;
         comm += r->sum_comm_s - r->pf_comm_s;
@@ -1527,6 +1556,10 @@ static void job_boundary(struct coord_job *j)
         json_decref(j->profile);
         j->profile = job_measure(j, at, t, "time_s", 0);
         have_rates = job_profile_rates(j, at, &rates);
+        if (j->profile)
+            json_object_set_new(j->profile, "decision",
+                                json_boolean(have_rates && !j->pending_workers &&
+                                             !j->pending_shards));
         if (j->profile && have_rates) {
             /* What the scheduler is given: after each worker's first step, per step. */
             json_object_set_new(j->profile, "steady_step_s",
@@ -1555,7 +1588,13 @@ static void job_boundary(struct coord_job *j)
     uint32_t ns = j->pending_shards ? j->pending_shards : j->shards.n;
     int manual = j->pending_workers || j->pending_shards;
     j->pending_workers = j->pending_shards = 0;
-    if (manual) {
+    if (profile && !have_rates && !manual) {
+        /* No fit measurement (a rank was invoked again inside the profile, or too few steps
+         * after the first): no decision here; the first comes at epoch 1's end, measured
+         * over the whole epoch. */
+        job_log(j, "the profile's steps do not measure the configuration cleanly (a rank was "
+                   "invoked again); the first decision comes at epoch 1's end");
+    } else if (manual) {
         double steps, dc, dm;
         job_decision_point(j, at, &steps, &dc, &dm); /* the next interval starts here */
     } else if (job_schedule(j, epoch, at, profile, have_rates ? &rates : NULL, t, &nw, &ns)) {
@@ -1567,7 +1606,8 @@ static void job_boundary(struct coord_job *j)
     }
     /* After the scheduler has the last invocations' compute per step (the slowest rank's). */
     job_check_stragglers(j);
-    j->boundary_at = t;
+    if (!profile || have_rates || manual)
+        j->boundary_at = t; /* the next interval starts here */
     if (nw != j->workers || ns != j->shards.n)
         j->changed_at = t;
     char err[512] = "";
@@ -1663,6 +1703,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             job_halt_workers(j);
             job_boundary(j); /* ranks already parked at a boundary end now */
         }
+    }
+    if (j->unfreeze_pending && !j->barrier_pending) {
+        char err[256] = "";
+        j->unfreeze_pending = job_unfreeze(j, err, sizeof err) != 0;
     }
     if (!j->stopping && j->barrier_pending) {
         job_boundary(j); /* a barrier that could not be lifted last time */
@@ -1960,7 +2004,7 @@ json_t *coord_job_json(struct coord *c, const char *id)
     /* The share of the job's time its workers spent outside training steps (starting,
      * loading, evaluating, waiting for invocations): 1 - (compute + communication) over
      * worker-seconds since the job started (workers x time, phase by phase). */
-    if (j->workers && j->started_unix > 0) {
+    if (j->workers && j->started_unix > 0 && j->ranks) { /* (restored jobs have no ranks) */
         double since = j->workers_since > 0 ? j->workers_since : j->started_unix;
         double end = j->ended_unix > 0 ? j->ended_unix : now_unix();
         double ws = j->worker_s + j->workers * (end - since);
@@ -2124,6 +2168,7 @@ void coord_metrics(struct coord *c, struct evbuffer *out)
 
 struct replay_ctx {
     struct coord_job *j;
+    double last_t; /* the last record's time, an "interrupted" state aside */
 };
 
 static int on_replay(const char *type, json_t *rec, void *arg)
@@ -2172,8 +2217,8 @@ static int on_replay(const char *type, json_t *rec, void *arg)
         }
         if (json_object_get(rec, "step"))
             j->step = (uint64_t)json_integer_value(json_object_get(rec, "step"));
-        if (st && !strcmp(st, "running"))
-            j->started_unix = rec_t;
+        if (st && !strcmp(st, "starting"))
+            j->started_unix = rec_t; /* as job_start() takes it */
         if (job_ended(j))
             j->ended_unix = rec_t;
         if (json_object_get(rec, "steps_per_epoch"))
@@ -2216,6 +2261,8 @@ static int on_replay(const char *type, json_t *rec, void *arg)
         j->model_saved = 1;
         j->model_step = (uint64_t)json_integer_value(json_object_get(rec, "step"));
     }
+    if (j->state != JOB_INTERRUPTED)
+        x->last_t = rec_t;
     json_decref(copy);
     return 0;
 }
@@ -2226,7 +2273,7 @@ static int on_list(const char *job_id, void *arg)
     struct coord_job *j = job_alloc(c, job_id);
     if (!j)
         return 0;
-    struct replay_ctx x = {j};
+    struct replay_ctx x = {.j = j};
     coord_journal_replay(c->data_dir, job_id, on_replay, &x);
     unsigned seq = 0;
     if (sscanf(job_id, "job-%u", &seq) == 1 && seq > c->next_seq)
@@ -2239,6 +2286,8 @@ static int on_list(const char *job_id, void *arg)
         j->log_fd = open(j->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         job_set_state(j, JOB_INTERRUPTED, "the coordinator restarted while the job ran");
     }
+    if (j->state == JOB_INTERRUPTED && x.last_t > 0)
+        j->ended_unix = x.last_t; /* last heard of, not when the coordinator came back */
     return 0;
 }
 

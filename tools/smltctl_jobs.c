@@ -497,7 +497,9 @@ static void print_job(const json_t *j)
                    smltctl_jnum(prof, "steady_comm_s") * 1e3);
         else
             printf("step %.1f ms with the start", smltctl_jnum(prof, "step_s") * 1e3);
-        printf("; the first decision came there\n");
+        printf(json_is_true(json_object_get(prof, "decision"))
+                   ? "; the scheduler's first decision came there\n"
+                   : "; no decision there (a manual scale, or no clean measurement)\n");
     }
     const json_t *model = json_object_get(j, "model");
     if (json_is_string(model))

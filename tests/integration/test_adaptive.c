@@ -167,6 +167,8 @@ START_TEST(profile_then_scale_out)
     ck_assert(ct_num(prof, "compute_s") > 0 && ct_num(prof, "step_s") > 0 &&
               ct_num(prof, "samples_per_s") > 0);
     ck_assert_int_eq((int)json_array_size(json_object_get(prof, "worker_step_s")), 1);
+    ck_assert(json_is_true(json_object_get(prof, "decision")));
+    ck_assert(ct_num(prof, "steady_step_s") > 0 && ct_num(prof, "steady_compute_s") > 0);
     /* The first decision is the profile's, and it scales out. Then the phases, from the scale
      * events ("...: A -> B workers at step N"). */
     json_t *first = NULL, *e;
