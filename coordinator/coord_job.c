@@ -66,6 +66,13 @@ static const char *state_names[] = {"queued",   "starting", "running",     "succ
 
 struct coord_job;
 
+/* A rank's compute and communication totals and its reported step at some moment: the start
+ * of an interval that its figures are measured over. */
+struct rank_mark {
+    double compute_s, comm_s;
+    uint64_t step;
+};
+
 struct rank {
     struct coord_job *job;
     uint32_t rank;
@@ -98,12 +105,10 @@ struct rank {
     uint64_t invocations, cold_starts, warm_starts, lost;
     double sum_cold_start_s, sum_warm_start_s; /* invoke -> Assignment handed out */
     double sum_compute_s, sum_comm_s, sum_init_s, sum_elapsed_s;
-    double ep_compute_s, ep_comm_s; /* its compute / communication totals when the epoch began */
-    uint64_t ep_step;               /* and its reported step then */
-    /* The same after its first step in the profiling phase (its first report): the profile's
-     * steady rates leave out the start (the first pull waits for the last rank to start). */
-    double pf_compute_s, pf_comm_s;
-    uint64_t pf_step;
+    struct rank_mark ep;    /* when the current epoch began */
+    /* After its first step in the profiling phase (its first report): the profile's steady
+     * rates leave out the start (the first pull waits for the last rank to start). */
+    struct rank_mark pf;
     uint64_t pf_invocations; /* its invocations then: another since makes the rates unfit */
     int pf_set;
     double last_report;      /* when its last Progress (or Done) came */
@@ -308,7 +313,7 @@ static void job_finish(struct coord_job *j, enum job_state st, const char *why);
 static void job_check_done(struct coord_job *j);
 static void job_boundary(struct coord_job *j);
 static void job_halt_workers(struct coord_job *j);
-static int job_sample_noise(struct coord_job *j);
+static int job_sample_noise(struct coord_job *j, json_t *counters);
 static int job_take_noise(struct coord_job *j, double g2, double sn, uint64_t steps, uint32_t n);
 static void job_account_ref(struct coord_job *j, uint32_t epoch);
 static void job_profile(struct coord_job *j);
@@ -335,70 +340,78 @@ static void charge_ps(struct coord_job *j)
     }
 }
 
-/* The measurements of the interval since the current epoch began, up to `step` at time t:
- * its wall time (under time_key), per worker the mean compute, communication and waiting for
- * the slowest worker, the step time, the throughput, each active rank's step time, the
- * configuration and the cost so far. With `advance` the next interval starts here.
- *
- * Over every rank the job has had: one that left keeps its sums, so the difference is the
- * active ranks' work. Per active rank, its step time over the steps it reported in the
- * interval (each rank reports about once a second, so its figures and step count come from
- * the same report; null when none came); the wait is how long the mean rank waited each step
- * for the slowest one's compute (under BSP the workers count it in their push + pull). */
-static json_t *job_measure(struct coord_job *j, uint64_t step, double t, const char *time_key,
-                           int advance)
+/* Marks where rank r is now. */
+static void rank_mark(struct rank_mark *m, const struct rank *r)
 {
-    double compute = 0, comm = 0, cmax = 0, csum = 0;
+    m->compute_s = r->sum_compute_s + r->compute_s;
+    m->comm_s = r->sum_comm_s + r->comm_s;
+    m->step = r->next_step;
+}
+
+/* The compute and communication totals over every rank the job has had (one that left keeps
+ * its sums, so a difference of two totals is the active ranks' work). */
+static void job_totals(const struct coord_job *j, double *compute, double *comm)
+{
+    *compute = *comm = 0;
+    for (uint32_t k = 0; k < j->cap; k++) {
+        *compute += j->ranks[k].sum_compute_s + j->ranks[k].compute_s;
+        *comm += j->ranks[k].sum_comm_s + j->ranks[k].comm_s;
+    }
+}
+
+/* The measurements of the interval since the current epoch began (job_epoch_mark()), up to
+ * `step` at time t: its wall time (under time_key), per worker the mean compute,
+ * communication and waiting for the slowest worker, the step time, the throughput, each
+ * active rank's step time, the configuration and the cost so far.
+ *
+ * Per active rank, its step time over the steps it reported in the interval (each rank
+ * reports about once a second, so its figures and step count come from the same report; null
+ * when none came); the wait is how long the mean rank waited each step for the slowest one's
+ * compute (under BSP the workers count it in their push + pull). */
+static json_t *job_measure(const struct coord_job *j, uint64_t step, double t,
+                           const char *time_key)
+{
+    double compute, comm, cmax = 0, csum = 0;
     uint32_t nc = 0;
+    job_totals(j, &compute, &comm);
     json_t *wst = json_array();
     uint64_t steps = step > j->epoch_step0 ? step - j->epoch_step0 : 0;
-    for (uint32_t k = 0; k < j->cap; k++) {
-        struct rank *rk = &j->ranks[k];
-        double ck = rk->sum_compute_s + rk->compute_s, mk = rk->sum_comm_s + rk->comm_s;
-        compute += ck;
-        comm += mk;
-        uint64_t ds = rk->next_step > rk->ep_step ? rk->next_step - rk->ep_step : 0;
-        if (k < j->workers) {
-            double dc = ds ? (ck - rk->ep_compute_s) / (double)ds : 0;
-            json_array_append_new(wst, ds ? json_real(dc + (mk - rk->ep_comm_s) / (double)ds)
-                                          : json_null());
-            if (ds) {
-                csum += dc;
-                nc++;
-                if (dc > cmax)
-                    cmax = dc;
-            }
-        }
-        if (advance) {
-            rk->ep_compute_s = ck;
-            rk->ep_comm_s = mk;
-            rk->ep_step = rk->next_step;
+    for (uint32_t k = 0; k < j->workers; k++) {
+        struct rank_mark now;
+        rank_mark(&now, &j->ranks[k]);
+        const struct rank_mark *m = &j->ranks[k].ep;
+        uint64_t ds = now.step > m->step ? now.step - m->step : 0;
+        double dc = ds ? (now.compute_s - m->compute_s) / (double)ds : 0;
+        json_array_append_new(wst, ds ? json_real(dc + (now.comm_s - m->comm_s) / (double)ds)
+                                      : json_null());
+        if (ds) {
+            csum += dc;
+            nc++;
+            if (dc > cmax)
+                cmax = dc;
         }
     }
     double w = j->workers ? j->workers : 1, dt = t - j->epoch_started;
     double wait = nc ? (cmax - csum / nc) * (double)steps : 0;
     double dcomm = (comm - j->comm_at_epoch) / w;
-    json_t *e = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:i, s:i, s:f}", "step",
-                          (json_int_t)step, "elapsed_s", t - j->t_start, time_key, dt, "compute_s",
-                          (compute - j->compute_at_epoch) / w, "comm_s",
-                          dcomm > wait ? dcomm - wait : 0.0, "wait_s", wait, "step_s",
-                          steps ? dt / (double)steps : 0.0, "samples_per_s",
-                          dt > 0 ? (double)steps * w * j->spec.batch_size / dt : 0.0,
-                          "worker_step_s", wst, "workers", (int)j->workers, "shards",
-                          (int)j->shards.n, "cost_usd", job_cost(j));
-    if (advance) {
-        j->epoch_started = t;
-        j->epoch_step0 = step;
-        j->compute_at_epoch = compute;
-        j->comm_at_epoch = comm;
-    }
-    return e;
+    return json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:i, s:i, s:f}", "step",
+                     (json_int_t)step, "elapsed_s", t - j->t_start, time_key, dt, "compute_s",
+                     (compute - j->compute_at_epoch) / w, "comm_s",
+                     dcomm > wait ? dcomm - wait : 0.0, "wait_s", wait, "step_s",
+                     steps ? dt / (double)steps : 0.0, "samples_per_s",
+                     dt > 0 ? (double)steps * w * j->spec.batch_size / dt : 0.0,
+                     "worker_step_s", wst, "workers", (int)j->workers, "shards",
+                     (int)j->shards.n, "cost_usd", job_cost(j));
 }
 
-/* The next epoch's figures start at `step`, time t (job_measure() from here). */
-static void job_epoch_restart(struct coord_job *j, uint64_t step, double t)
+/* The next epoch's figures (job_measure()) start at `step`, time t. */
+static void job_epoch_mark(struct coord_job *j, uint64_t step, double t)
 {
-    json_decref(job_measure(j, step, t, "time_s", 1));
+    for (uint32_t k = 0; k < j->cap; k++)
+        rank_mark(&j->ranks[k].ep, &j->ranks[k]);
+    job_totals(j, &j->compute_at_epoch, &j->comm_at_epoch);
+    j->epoch_started = t;
+    j->epoch_step0 = step;
 }
 
 /* Takes the figures of a Progress (or Done's progress) into the rank and the job. */
@@ -420,9 +433,7 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
     }
     if (j->profile_state != PROFILE_DONE && !r->pf_set && p->steps > 0) {
         r->pf_set = 1;
-        r->pf_compute_s = r->sum_compute_s + r->compute_s;
-        r->pf_comm_s = r->sum_comm_s + r->comm_s;
-        r->pf_step = r->next_step;
+        rank_mark(&r->pf, r);
         r->pf_invocations = r->invocations;
     }
     r->last_report = now_mono();
@@ -445,7 +456,8 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
         if (p->test_acc > j->best_acc)
             j->best_acc = p->test_acc;
         double ep_t = t - j->epoch_started;
-        json_t *e = job_measure(j, p->next_step, t, "epoch_time_s", 1);
+        json_t *e = job_measure(j, p->next_step, t, "epoch_time_s");
+        job_epoch_mark(j, p->next_step, t);
         if (e) {
             json_object_set_new(e, "epoch", json_integer((json_int_t)j->epoch_done));
             json_object_set_new(e, "train_loss", json_real(j->train_loss));
@@ -822,35 +834,13 @@ static void job_collect_ps_stats(struct coord_job *j)
 {
     if (j->state == JOB_QUEUED)
         return;
-    struct smlt_client *cl = stats_client(j);
-    if (!cl)
-        return;
     json_t *a = json_array();
-    double g2 = 0, sn = 0;
-    uint64_t steps = 0;
-    uint32_t n = smlt_client_num_shards(cl), got = 0;
-    for (uint32_t k = 0; k < n; k++) {
-        struct smlt_shard_stats st;
-        if (smlt_shard_stats(cl, k, &st) != 0)
-            continue;
-        got++;
-        g2 += st.noise_g2;
-        sn += st.noise_s;
-        steps += st.noise_steps;
-        json_array_append_new(a, json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "shard",
-                                           (int)k, "version", (json_int_t)st.version, "clock",
-                                           (json_int_t)st.clock, "pushes_counted",
-                                           (json_int_t)st.pushes_counted, "pushes_duplicate",
-                                           (json_int_t)st.pushes_duplicate, "pushes_rejected",
-                                           (json_int_t)st.pushes_rejected, "updates_applied",
-                                           (json_int_t)st.updates_applied, "map_version",
-                                           (json_int_t)st.map_version));
+    if (job_sample_noise(j, a) < 0) {
+        json_decref(a);
+        return;
     }
-    smlt_client_close(cl);
     json_decref(j->ps_stats);
     j->ps_stats = a;
-    if (got == n)
-        job_take_noise(j, g2, sn, steps, n); /* what the shards measured since the last sample */
 }
 
 static void job_finish(struct coord_job *j, enum job_state st, const char *why)
@@ -912,13 +902,9 @@ static struct smlt_client *admin_client(struct coord_job *j, char *err, size_t e
     return c;
 }
 
-/* Samples the shards' gradient-noise sums (a blocking round trip to each) and updates
- * j->noise_scale from what they gathered since the last sample: B_simple = batch * sum of
- * tr(Sigma)/b estimates / sum of |G|^2 estimates. An interval with a reshard in it (the
- * sums restart on new shards and ranges move) only sets a new baseline; so does one whose
- * |G|^2 estimate is not positive (a gradient lost in its noise). */
 /* Takes the shards' summed noise figures (n shards): returns 1 and sets j->noise_scale from
- * what they gathered since the baseline, or 0 when they tell nothing new. */
+ * what they gathered since the baseline (B_simple = batch * sum of tr(Sigma)/b estimates /
+ * sum of |G|^2 estimates), or 0 when they tell nothing new. */
 static int job_take_noise(struct coord_job *j, double g2, double sn, uint64_t steps, uint32_t n)
 {
     if (j->ns_shards && n == j->ns_shards && steps >= j->ns_steps) {
@@ -941,26 +927,42 @@ static int job_take_noise(struct coord_job *j, double g2, double sn, uint64_t st
     return 0;
 }
 
-static int job_sample_noise(struct coord_job *j)
+/* Samples the shards' stats (a blocking round trip to each) and takes their noise figures
+ * (job_take_noise()): returns 1 when j->noise_scale was measured anew, 0 if not, -1 when the
+ * shards could not be reached. With `counters`, appends each shard's exactly-once counters to
+ * it. */
+static int job_sample_noise(struct coord_job *j, json_t *counters)
 {
     struct smlt_client *cl = stats_client(j);
     if (!cl)
-        return 0;
+        return -1;
     double g2 = 0, sn = 0;
     uint64_t steps = 0;
-    uint32_t n = smlt_client_num_shards(cl);
+    uint32_t n = smlt_client_num_shards(cl), got = 0;
     for (uint32_t k = 0; k < n; k++) {
         struct smlt_shard_stats st;
         if (smlt_shard_stats(cl, k, &st) != 0) {
-            smlt_client_close(cl);
-            return 0;
+            if (!counters)
+                break; /* the noise figures need every shard */
+            continue;
         }
+        got++;
         g2 += st.noise_g2;
         sn += st.noise_s;
         steps += st.noise_steps;
+        if (counters)
+            json_array_append_new(
+                counters,
+                json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "shard", (int)k, "version",
+                          (json_int_t)st.version, "clock", (json_int_t)st.clock, "pushes_counted",
+                          (json_int_t)st.pushes_counted, "pushes_duplicate",
+                          (json_int_t)st.pushes_duplicate, "pushes_rejected",
+                          (json_int_t)st.pushes_rejected, "updates_applied",
+                          (json_int_t)st.updates_applied, "map_version",
+                          (json_int_t)st.map_version));
     }
     smlt_client_close(cl);
-    return job_take_noise(j, g2, sn, steps, n);
+    return got == n ? job_take_noise(j, g2, sn, steps, n) : 0;
 }
 
 /* Statistical efficiency: one reference epoch takes this many data epochs at `workers`. */
@@ -1319,11 +1321,11 @@ static int job_profile_rates(const struct coord_job *j, uint64_t at, struct job_
     memset(pr, 0, sizeof *pr);
     for (uint32_t k = 0; k < j->workers; k++) {
         const struct rank *r = &j->ranks[k];
-        if (!r->pf_set || at < r->pf_step + 2 || r->invocations != r->pf_invocations)
+        if (!r->pf_set || at < r->pf.step + 2 || r->invocations != r->pf_invocations)
             return 0; /* (a rank re-invoked meanwhile: the others waited for its start) */
-        double n = (double)(at - r->pf_step), c = r->sum_compute_s - r->pf_compute_s;
+        double n = (double)(at - r->pf.step), c = r->sum_compute_s - r->pf.compute_s;
         compute += c;
-        comm += r->sum_comm_s - r->pf_comm_s;
+        comm += r->sum_comm_s - r->pf.comm_s;
         steps += n;
         if (c / n > pr->slowest_s)
             pr->slowest_s = c / n;
@@ -1341,12 +1343,8 @@ static int job_profile_rates(const struct coord_job *j, uint64_t at, struct job_
 static void job_decision_point(struct coord_job *j, uint64_t at, double *steps, double *dc,
                                double *dm)
 {
-    double compute = 0, comm = 0;
-    for (uint32_t k = 0; k < j->cap; k++) { /* see job_measure() */
-        struct rank *r = &j->ranks[k];
-        compute += r->sum_compute_s;
-        comm += r->sum_comm_s;
-    }
+    double compute, comm;
+    job_totals(j, &compute, &comm);
     *steps = at > j->bd_step ? (double)(at - j->bd_step) : 0;
     double per = *steps * (j->workers ? j->workers : 1);
     *dc = per > 0 ? (compute - j->bd_compute) / per : 0;
@@ -1356,24 +1354,27 @@ static void job_decision_point(struct coord_job *j, uint64_t at, double *steps, 
     j->bd_comm = comm;
 }
 
-/* The adaptive scheduler at an epoch boundary: feeds it the epoch's measurements and asks
- * it for the next configuration. Returns 1 when the budget forces the job to stop. */
-static int job_schedule(struct coord_job *j, uint32_t epoch, uint64_t at, int profile,
+/* The adaptive scheduler at a decision point (an epoch boundary, or with pr the profile's
+ * end and its steady rates): feeds it the interval's measurements and asks it for the next
+ * configuration. Returns 1 when the budget forces the job to stop. */
+static int job_schedule(struct coord_job *j, uint32_t epoch, uint64_t at,
                         const struct job_rates *pr, double t, uint32_t *nw, uint32_t *ns)
 {
+    int profile = pr != NULL;
     double steps, dc, dm, slowest = 0;
     job_decision_point(j, at, &steps, &dc, &dm);
     if (!(j->spec.deadline_s > 0 || j->spec.budget_usd > 0) || !j->spe || !steps)
         return 0;
     double epoch_s = t - j->boundary_at;
-    for (uint32_t k = 0; k < j->workers; k++)
-        if (j->ranks[k].last_cps > slowest)
-            slowest = j->ranks[k].last_cps;
     if (pr) {
         /* The profile: its steps after each worker's first (see job_profile_rates()). */
         dc = pr->compute_s;
         dm = pr->comm_s;
         slowest = pr->slowest_s;
+    } else {
+        for (uint32_t k = 0; k < j->workers; k++)
+            if (j->ranks[k].last_cps > slowest)
+                slowest = j->ranks[k].last_cps;
     }
     if (!j->sched) {
         struct sched_job sj = {0};
@@ -1524,6 +1525,29 @@ static int job_retarget(struct coord_job *j, uint32_t epoch)
     return 1;
 }
 
+/* At the profile's end (step `at`, time t): records its measurements (the view's and the
+ * journal's `profile`) and returns 1 with its steady rates in *rates when they are fit for a
+ * decision, which `decision` says is made there. */
+static int job_profile_end(struct coord_job *j, uint64_t at, double t, int decision,
+                           struct job_rates *rates)
+{
+    int ok = job_profile_rates(j, at, rates);
+    json_decref(j->profile);
+    j->profile = job_measure(j, at, t, "time_s");
+    if (!j->profile)
+        return ok;
+    json_object_set_new(j->profile, "decision", json_boolean(ok && decision));
+    if (ok) {
+        /* What the scheduler is given: after each worker's first step, per step. */
+        json_object_set_new(j->profile, "steady_step_s",
+                            json_real(rates->compute_s + rates->comm_s));
+        json_object_set_new(j->profile, "steady_compute_s", json_real(rates->compute_s));
+        json_object_set_new(j->profile, "steady_comm_s", json_real(rates->comm_s));
+    }
+    coord_journal_append(j->journal, "profile", j->profile, 0);
+    return ok;
+}
+
 /* Every active rank is parked at the epoch boundary: apply changes, start the next epoch. */
 static void job_boundary(struct coord_job *j)
 {
@@ -1550,31 +1574,14 @@ static void job_boundary(struct coord_job *j)
         j->profile_state = PROFILE_DONE;
     char when[48];
     struct job_rates rates;
-    int have_rates = 0;
-    if (profile) {
-        snprintf(when, sizeof when, "after the profile");
-        json_decref(j->profile);
-        j->profile = job_measure(j, at, t, "time_s", 0);
-        have_rates = job_profile_rates(j, at, &rates);
-        if (j->profile)
-            json_object_set_new(j->profile, "decision",
-                                json_boolean(have_rates && !j->pending_workers &&
-                                             !j->pending_shards));
-        if (j->profile && have_rates) {
-            /* What the scheduler is given: after each worker's first step, per step. */
-            json_object_set_new(j->profile, "steady_step_s",
-                                json_real(rates.compute_s + rates.comm_s));
-            json_object_set_new(j->profile, "steady_compute_s", json_real(rates.compute_s));
-            json_object_set_new(j->profile, "steady_comm_s", json_real(rates.comm_s));
-        }
-        if (j->profile)
-            coord_journal_append(j->journal, "profile", j->profile, 0);
-    } else {
-        snprintf(when, sizeof when, "epoch %u", epoch);
-    }
+    int manual = j->pending_workers || j->pending_shards;
+    /* At the profile's end: a decision only on its steady rates (else at epoch 1's end). */
+    int fit = profile && job_profile_end(j, at, t, !manual, &rates);
+    int decide = !profile || manual || fit;
+    snprintf(when, sizeof when, profile ? "after the profile" : "epoch %u", epoch);
     /* The shards' noise-scale figures since the last sample (one round trip per shard), for
      * the scheduler, the epoch accounting below and the view. */
-    j->ns_fresh = job_sample_noise(j);
+    j->ns_fresh = job_sample_noise(j, NULL) > 0;
     if (j->spec.statistical_efficiency) {
         job_account_ref(j, epoch);
         if (((double)j->spec.max_epochs - j->ref_done) * job_epoch_factor(j, j->workers) <=
@@ -1586,18 +1593,14 @@ static void job_boundary(struct coord_job *j)
     }
     uint32_t nw = j->pending_workers ? j->pending_workers : j->workers;
     uint32_t ns = j->pending_shards ? j->pending_shards : j->shards.n;
-    int manual = j->pending_workers || j->pending_shards;
     j->pending_workers = j->pending_shards = 0;
-    if (profile && !have_rates && !manual) {
-        /* No fit measurement (a rank was invoked again inside the profile, or too few steps
-         * after the first): no decision here; the first comes at epoch 1's end, measured
-         * over the whole epoch. */
+    if (!decide) {
         job_log(j, "the profile's steps do not measure the configuration cleanly (a rank was "
                    "invoked again); the first decision comes at epoch 1's end");
     } else if (manual) {
         double steps, dc, dm;
         job_decision_point(j, at, &steps, &dc, &dm); /* the next interval starts here */
-    } else if (job_schedule(j, epoch, at, profile, have_rates ? &rates : NULL, t, &nw, &ns)) {
+    } else if (job_schedule(j, epoch, at, profile ? &rates : NULL, t, &nw, &ns)) {
         /* The budget does not allow another epoch: end here, model saved. */
         for (uint32_t k = 0; k < j->workers; k++)
             j->ranks[k].finished = 1;
@@ -1606,7 +1609,7 @@ static void job_boundary(struct coord_job *j)
     }
     /* After the scheduler has the last invocations' compute per step (the slowest rank's). */
     job_check_stragglers(j);
-    if (!profile || have_rates || manual)
+    if (decide)
         j->boundary_at = t; /* the next interval starts here */
     if (nw != j->workers || ns != j->shards.n)
         j->changed_at = t;
@@ -1621,7 +1624,7 @@ static void job_boundary(struct coord_job *j)
             job_event(j, "scale", "%s: %u -> %u shards at step %llu", when, before, ns,
                       (unsigned long long)at);
         if (!rc)
-            job_sample_noise(j); /* a new baseline on the new shards */
+            job_sample_noise(j, NULL); /* a new baseline on the new shards */
     }
     if (nw != j->workers) {
         struct smlt_client *cl = admin_client(j, err, sizeof err);
@@ -1652,16 +1655,14 @@ static void job_boundary(struct coord_job *j)
                     r->finished = 0;
                     r->failures = 0;
                     r->loss = 0;
-                    /* Its epoch figures start here (a rank that left keeps its sums). */
-                    r->ep_step = at;
-                    r->ep_compute_s = r->sum_compute_s + r->compute_s;
-                    r->ep_comm_s = r->sum_comm_s + r->comm_s;
                 }
                 r->next_step = at;
+                if (k >= j->workers)
+                    rank_mark(&r->ep, r); /* its epoch figures start here */
             }
             j->workers = nw;
             if (profile)
-                job_epoch_restart(j, at, now_mono());
+                job_epoch_mark(j, at, now_mono());
         }
     }
     if (j->spec.statistical_efficiency && job_retarget(j, epoch))
@@ -1761,7 +1762,7 @@ static void job_start(evutil_socket_t fd, short what, void *arg)
         job_finish(j, JOB_FAILED, msg);
         return;
     }
-    job_sample_noise(j); /* the baseline for the noise-scale figures */
+    job_sample_noise(j, NULL); /* the baseline for the noise-scale figures */
     job_log(j, "%u shards at %s configured for %s (%llu parameters), %s, %s lr %g",
             j->shards.n, j->shards.addrs, j->spec.model, (unsigned long long)j->spec.model_params,
             coord_spec_sync_name(j->spec.sync), coord_spec_optim_name(j->spec.optimizer.kind),
@@ -1942,21 +1943,19 @@ json_t *coord_job_json(struct coord *c, const char *id)
         json_t *ep = json_object_get(j->spec_json, "epochs");
         if (ep && !json_object_get(j->spec_json, "max_epochs"))
             json_object_set(o, "max_epochs", ep);
-        if (j->epochs_target)
-            json_object_set_new(o, "epochs_target", json_integer(j->epochs_target));
-        if (j->epochs_target &&
-            json_is_true(json_object_get(j->spec_json, "statistical_efficiency")))
-            json_object_set_new(o, "reference_epochs_done", json_real(j->ref_done));
     }
+    /* The data epochs the job will train (more than max_epochs when statistical efficiency
+     * counts a larger global batch's epochs for less; 0 in journals from before it). */
+    int se = j->have_spec ? j->spec.statistical_efficiency
+                          : json_is_true(json_object_get(j->spec_json, "statistical_efficiency"));
+    if (j->epochs_target)
+        json_object_set_new(o, "epochs_target", json_integer(j->epochs_target));
+    if (j->epochs_target && se)
+        json_object_set_new(o, "reference_epochs_done", json_real(j->ref_done));
     if (j->have_spec) {
         json_object_set_new(o, "budget_usd", json_real(j->spec.budget_usd));
         json_object_set_new(o, "deadline_s", json_real(j->spec.deadline_s));
         json_object_set_new(o, "max_epochs", json_integer(j->spec.max_epochs));
-        /* The data epochs the job will train (more than max_epochs when statistical
-         * efficiency counts a larger global batch's epochs for less). */
-        json_object_set_new(o, "epochs_target", json_integer(j->epochs_target));
-        if (j->spec.statistical_efficiency)
-            json_object_set_new(o, "reference_epochs_done", json_real(j->ref_done));
         json_object_set_new(o, "target_accuracy", json_real(j->spec.target_accuracy));
         if (j->spec.deadline_s > 0 && !job_ended(j))
             json_object_set_new(o, "deadline_in_s",

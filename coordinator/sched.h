@@ -194,4 +194,9 @@ double sched_cold_start(const struct sched *s);
 /* The smoothed gradient noise scale the scheduler plans with (samples; 0: none measured). */
 double sched_noise_scale(const struct sched *s);
 
+/* The smoothing sched_observe() applies to noise-scale measurements: the new smoothed value
+ * from the previous one (0: none yet) and a measurement (> 0). For other planners fed the
+ * same measurements (the simulator's Bayesian optimisation). */
+double sched_noise_smooth(double prev, double measured);
+
 #endif

@@ -111,9 +111,10 @@ double sched__novelty(const struct sched *s, const struct sched_config *c);
 /* sched__predict() and sched__novelty() in one pass over the measured configurations. */
 double sched__predict_nov(const struct sched *s, const struct sched_config *c, double *novelty);
 
-/* Cost of running c for run_s seconds (functions, requests, PS nodes), in $. */
 /* sched_epoch_factor() with the job's batch and reference and the smoothed noise scale. */
 double sched__epoch_factor(const struct sched *s, uint32_t workers);
+
+/* Cost of running c for run_s seconds (functions, requests, PS nodes), in $. */
 double sched__run_cost(const struct sched *s, const struct sched_config *c, double run_s);
 
 /* Solves min ||A x - b|| subject to x >= 0 (Lawson-Hanson). A is m x n, row-major, borrowed.

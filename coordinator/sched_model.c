@@ -580,13 +580,8 @@ void sched_observe(struct sched *s, const struct sched_obs *o)
     if (o->workers == 0 || o->shards == 0 || o->memory_mb == 0)
         return;
     struct sched_config c = {o->workers, o->shards, o->memory_mb};
-    if (o->noise_scale > 0 && isfinite(o->noise_scale)) {
-        /* The estimate is noisy and drifts as training goes on (it grows as the loss falls):
-         * an exponential average in the log, weighted toward the recent intervals. */
-        s->noise_scale = s->noise_scale > 0
-                             ? exp(0.7 * log(s->noise_scale) + 0.3 * log(o->noise_scale))
-                             : o->noise_scale;
-    }
+    if (o->noise_scale > 0 && isfinite(o->noise_scale))
+        s->noise_scale = sched_noise_smooth(s->noise_scale, o->noise_scale);
     /* How wrong was the model about a configuration it had already measured? That error
      * (noise, drift, misfit) sizes the margins; the error of extrapolating to a configuration
      * never measured is the novelty term's business, not this one's. */
@@ -745,6 +740,13 @@ double sched__epoch_factor(const struct sched *s, uint32_t workers)
 double sched_noise_scale(const struct sched *s)
 {
     return s ? s->noise_scale : 0;
+}
+
+double sched_noise_smooth(double prev, double measured)
+{
+    /* The estimate is noisy and drifts as training goes on (it grows as the loss falls): an
+     * exponential average in the log, weighted toward the recent intervals. */
+    return prev > 0 ? exp(0.7 * log(prev) + 0.3 * log(measured)) : measured;
 }
 
 void sched_predict_run(const struct sched *s, const struct sched_config *c, double epochs,

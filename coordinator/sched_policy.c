@@ -20,7 +20,8 @@
  *     change; a change needed to keep the deadline or the budget does not wait;
  *   - after the first decision, workers and shards move at most by max_change_factor and
  *     memory by two options per decision;
- *   - a scale-up keeps 1 % of the budget back besides its margin (see eval()).
+ *   - a move to a configuration dearer per second keeps 1 % of the budget back besides its
+ *     margin (see eval()).
  * The budget is a hard limit: SCHED_STOP_BUDGET as soon as even the cheapest configuration
  * cannot pay for the next epoch, and sched_step_affordable() for the step-by-step stop. */
 #include <math.h>
@@ -200,10 +201,10 @@ static void eval(const struct sched *s, const struct sched_config *cur,
     k->reserve = stop_reserve(s, c, k->step_s);
     /* A move to a configuration dearer per second keeps 1 % of the budget back: its own costs
      * (cold starts, resharding, a new configuration's first measurements) are the least
-     * certain part of a plan, and late in a
-     * job the relative margins shrink with the cost to come until a last speed-up can spend
-     * the budget before the last step (seen in smlt-sim: stopped at 99.9 % of the work).
-     * Moves to cheaper configurations keep no more than the current one. */
+     * certain part of a plan, and late in a job the relative margins shrink with the cost to
+     * come until a last speed-up can spend the budget before the last step (seen in smlt-sim:
+     * stopped at 99.9 % of the work). Moves to cheaper configurations keep no more than the
+     * current one. */
     int up = sched__run_cost(s, c, 1.0) > sched__run_cost(s, cur, 1.0); /* dearer per second */
     k->buffer = up ? 0.01 * j->budget_usd : 0;
     double e = margin_err(s, u);

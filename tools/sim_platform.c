@@ -665,8 +665,7 @@ void sim_run_bo(const struct sim_platform *p, const struct sim_job *j,
             if (k < SIM_BO_MAX_OBS)
                 step_of[k] = o.step_s;
             if (o.noise_scale > 0) /* the same measurement and smoothing as ours */
-                r.ns_est = r.ns_est > 0 ? exp(0.7 * log(r.ns_est) + 0.3 * log(o.noise_scale))
-                                        : o.noise_scale;
+                r.ns_est = sched_noise_smooth(r.ns_est, o.noise_scale);
             double left = j->epochs - r.samples / j->samples;
             for (int i = 0; i < ns; i++)
                 y[i] = bo_objective(p, j, &seen[i], step_of[i], left, r.ns_est, r.t, r.spent,

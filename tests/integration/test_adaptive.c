@@ -50,17 +50,62 @@ static int epoch_done(const json_t *job)
     return ct_num(job, "epoch") >= 1;
 }
 
+/* Submits spec; returns the job's id (free it). */
+static char *submit(const char *spec)
+{
+    char err[512];
+    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    return id;
+}
+
+/* Waits up to timeout_s for job id to end, in `state`; returns its view. */
+static json_t *wait_end(const char *id, double timeout_s, const char *state)
+{
+    json_t *j = ct_wait_job(coord.port, id, timeout_s);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(!strcmp(ct_str(j, "state"), state), "state %s (%s)", ct_str(j, "state"),
+                  ct_str(j, "error"));
+    return j;
+}
+
+/* Every step trained once: the job got to total_steps, and shard 0 (there from the start)
+ * applied each step once and counted no push twice; with pushes >= 0, it counted that many. */
+static void check_once(const json_t *j, long long pushes)
+{
+    long long total = (long long)ct_num(j, "total_steps");
+    ck_assert_int_eq((long long)ct_num(j, "step"), total);
+    json_t *x = json_array_get(json_object_get(j, "ps_stats"), 0);
+    if (pushes >= 0)
+        ck_assert_int_eq((long long)ct_num(x, "pushes_counted"), pushes);
+    ck_assert_int_eq((long long)ct_num(x, "pushes_duplicate"), 0);
+    ck_assert_int_eq((long long)ct_num(x, "updates_applied"), total);
+}
+
+/* The number of the job's events of `kind`; each one's message must contain `text`. */
+static int events_of(const json_t *j, const char *kind, const char *text)
+{
+    int n = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(j, "events"), i, e)
+        if (!strcmp(ct_str(e, "kind"), kind)) {
+            n++;
+            ck_assert_msg(strstr(ct_str(e, "message"), text) != NULL, "%s", ct_str(e, "message"));
+        }
+    return n;
+}
+
 START_TEST(live_fanout_and_shards)
 {
     int epochs = ct_quick() ? 3 : 4;
-    char spec[1024], err[512];
+    char spec[1024];
     snprintf(spec, sizeof spec,
              "{\"model\":\"mlp:784-64-10\",\"dataset\":\"%s\",\"epochs\":%d,\"workers\":2,"
              "\"shards\":1,\"max_workers\":4,\"max_shards\":2,\"batch_size\":32,"
              "\"optimizer\":{\"kind\":\"momentum\",\"lr\":0.05}}",
              data, epochs);
-    char *id = ct_submit(coord.port, spec, err, sizeof err);
-    ck_assert_msg(id != NULL, "submit: %s", err);
+    char *id = submit(spec);
     /* Once the first epoch is done, ask for 3 workers and 2 shards. */
     json_t *j = ct_wait_until(coord.port, id, 120, epoch_done);
     ck_assert_ptr_nonnull(j);
@@ -70,10 +115,7 @@ START_TEST(live_fanout_and_shards)
     snprintf(path, sizeof path, "/api/jobs/%s/scale", id);
     ck_assert_int_eq(ct_http(coord.port, "POST", path, CT_ADMIN, "{\"workers\":3,\"shards\":2}", NULL),
                      200);
-    j = ct_wait_job(coord.port, id, 240);
-    ck_assert_ptr_nonnull(j);
-    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "state %s: %s", ct_str(j, "state"),
-                  ct_str(j, "error"));
+    j = wait_end(id, 240, "succeeded");
     ck_assert_int_eq((int)ct_num(j, "workers"), 3);
     ck_assert_int_eq((int)ct_num(j, "shards"), 2);
     ck_assert_int_eq((int)ct_num(j, "epoch"), epochs);
@@ -144,18 +186,14 @@ START_TEST(profile_then_scale_out)
      * first after the profiling phase, a few steps into epoch 1, not at its end; it scales out
      * (to the fastest it can), epoch 1 starts again over the new partitions, and every step
      * of every phase is counted once. */
-    char spec[1024], err[512];
+    char spec[1024];
     snprintf(spec, sizeof spec,
              "{\"model\":\"lenet5\",\"dataset\":\"%s\",\"epochs\":3,\"workers\":1,"
              "\"shards\":1,\"max_workers\":4,\"batch_size\":32,\"deadline_s\":0.5,"
              "\"optimizer\":{\"kind\":\"momentum\",\"lr\":0.02}}",
              data);
-    char *id = ct_submit(coord.port, spec, err, sizeof err);
-    ck_assert_msg(id != NULL, "submit: %s", err);
-    json_t *j = ct_wait_job(coord.port, id, 240);
-    ck_assert_ptr_nonnull(j);
-    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "state %s: %s", ct_str(j, "state"),
-                  ct_str(j, "error"));
+    char *id = submit(spec);
+    json_t *j = wait_end(id, 240, "succeeded");
     /* The profile: the first configuration's first steps, within the first quarter of an
      * epoch of 6000 / 32 = 187 steps, measured like an epoch. */
     json_t *prof = json_object_get(j, "profile");
@@ -207,7 +245,6 @@ START_TEST(profile_then_scale_out)
     /* All 3 epochs were trained after the profile's extra steps (the last phase's epochs
      * end at total_steps), each recorded once, the first already on the new fan-out. */
     long long total = (long long)ct_num(j, "total_steps");
-    ck_assert_int_eq((long long)ct_num(j, "step"), total);
     ck_assert_int_eq((int)ct_num(j, "epoch"), 3);
     json_t *series = json_object_get(j, "series");
     ck_assert_int_eq((int)json_array_size(series), 3);
@@ -215,11 +252,7 @@ START_TEST(profile_then_scale_out)
     if (changes == 1)
         ck_assert_int_eq(total, at + 3 * (long long)ct_num(j, "steps_per_epoch"));
     /* Exactly once over the phases. */
-    pushes += (total - from) * w;
-    json_t *x = json_array_get(json_object_get(j, "ps_stats"), 0);
-    ck_assert_int_eq((long long)ct_num(x, "pushes_counted"), pushes);
-    ck_assert_int_eq((long long)ct_num(x, "pushes_duplicate"), 0);
-    ck_assert_int_eq((long long)ct_num(x, "updates_applied"), total);
+    check_once(j, pushes + (total - from) * w);
     /* The profile's record comes back from the journal after a restart. */
     ck_assert_int_eq(test_daemon_stop(&coord), 0);
     char dd[600], path[128];
@@ -242,17 +275,13 @@ START_TEST(budget_hard_stop)
 {
     /* 4 workers at 1769 MB cost about $0.00012 a second: a $0.0004 budget lasts a few seconds
      * of a job that would need far more. */
-    char spec[1024], err[512];
+    char spec[1024];
     snprintf(spec, sizeof spec,
              "{\"model\":\"mlp:784-256-128-10\",\"dataset\":\"%s\",\"epochs\":200,\"workers\":4,"
              "\"shards\":2,\"min_workers\":4,\"batch_size\":16,\"budget_usd\":0.0004}",
              data);
-    char *id = ct_submit(coord.port, spec, err, sizeof err);
-    ck_assert_msg(id != NULL, "submit: %s", err);
-    json_t *j = ct_wait_job(coord.port, id, 180);
-    ck_assert_ptr_nonnull(j);
-    ck_assert_msg(!strcmp(ct_str(j, "state"), "stopped"), "state %s (%s)", ct_str(j, "state"),
-                  ct_str(j, "error"));
+    char *id = submit(spec);
+    json_t *j = wait_end(id, 180, "stopped");
     double cost = ct_num(j, "cost_usd");
     ck_assert_msg(cost > 0 && cost <= 0.0004, "cost $%.6f past the $0.0004 budget", cost);
     ck_assert_msg(strstr(ct_str(j, "reason"), "budget") != NULL, "reason: %s", ct_str(j, "reason"));
@@ -278,6 +307,7 @@ START_TEST(budget_hard_stop)
     ck_assert(json_is_string(json_object_get(j, "model")));
     const char *mp = ct_str(j, "model");
     struct smlt_model *m = NULL;
+    char err[512];
     ck_assert_int_eq(smlt_model_read(mp, &m, err, sizeof err), 0);
     ck_assert_int_eq(smlt_model_step(m), (uint64_t)step0);
     smlt_model_free(m);
@@ -292,18 +322,14 @@ START_TEST(budget_stop_inside_profile)
      * away, but three seconds of burn ($0.000035 a second) already reach the budget at the
      * first tick. The stop must not wait for the profile's barrier (the shards only ever move
      * a freeze later): the job stops where it is, within its budget. */
-    char spec[1024], err[512];
+    char spec[1024];
     snprintf(spec, sizeof spec,
              "{\"model\":\"mlp:784-64-10\",\"dataset\":\"%s\",\"epochs\":2,\"workers\":1,"
              "\"shards\":1,\"batch_size\":8,\"budget_usd\":0.0001,"
              "\"chaos\":{\"slow_rank\":0,\"slow_ms\":50}}",
              data);
-    char *id = ct_submit(coord.port, spec, err, sizeof err);
-    ck_assert_msg(id != NULL, "submit: %s", err);
-    json_t *j = ct_wait_job(coord.port, id, 120);
-    ck_assert_ptr_nonnull(j);
-    ck_assert_msg(!strcmp(ct_str(j, "state"), "stopped"), "state %s (%s)", ct_str(j, "state"),
-                  ct_str(j, "error"));
+    char *id = submit(spec);
+    json_t *j = wait_end(id, 120, "stopped");
     double cost = ct_num(j, "cost_usd");
     ck_assert_msg(cost > 0 && cost <= 0.0001, "cost $%.6f past the $0.0001 budget", cost);
     ck_assert_msg(json_is_null(json_object_get(j, "profile")), "the profile ran to its end");
@@ -319,38 +345,20 @@ START_TEST(straggler_replaced)
     /* Rank 1's first instance is a slow host (10 ms more per step). The job has no deadline
      * or budget, so its ranks do not stop at boundaries: the coordinator must notice the
      * straggler from the progress reports, set a barrier and replace the instance there. */
-    char spec[1024], err[512];
+    char spec[1024];
     snprintf(spec, sizeof spec,
              "{\"model\":\"mlp:784-64-10\",\"dataset\":\"%s\",\"epochs\":4,\"workers\":2,"
              "\"shards\":1,\"batch_size\":32,\"optimizer\":{\"kind\":\"momentum\",\"lr\":0.05},"
              "\"chaos\":{\"slow_rank\":1,\"slow_ms\":10}}",
              data);
-    char *id = ct_submit(coord.port, spec, err, sizeof err);
-    ck_assert_msg(id != NULL, "submit: %s", err);
-    json_t *j = ct_wait_job(coord.port, id, 240);
-    ck_assert_ptr_nonnull(j);
-    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "state %s: %s", ct_str(j, "state"),
-                  ct_str(j, "error"));
-    int seen = 0;
-    size_t i;
-    json_t *e;
-    json_array_foreach(json_object_get(j, "events"), i, e)
-        if (!strcmp(ct_str(e, "kind"), "straggler")) {
-            seen++;
-            ck_assert_msg(strstr(ct_str(e, "message"), "rank 1") != NULL, "%s",
-                          ct_str(e, "message"));
-        }
-    ck_assert_msg(seen >= 1, "no straggler event");
+    char *id = submit(spec);
+    json_t *j = wait_end(id, 240, "succeeded");
+    ck_assert_msg(events_of(j, "straggler", "rank 1") >= 1, "no straggler event");
     /* Rank 1 ran on a second instance; rank 0 kept its one invocation. */
     json_t *ranks = json_object_get(j, "ranks");
     ck_assert_int_ge((long long)ct_num(json_array_get(ranks, 1), "invocations"), 2);
     /* Nothing lost or doubled through the barrier. */
-    long long total = (long long)ct_num(j, "total_steps");
-    ck_assert_int_eq((long long)ct_num(j, "step"), total);
-    json_t *x = json_array_get(json_object_get(j, "ps_stats"), 0);
-    ck_assert_int_eq((long long)ct_num(x, "pushes_counted"), 2 * total);
-    ck_assert_int_eq((long long)ct_num(x, "pushes_duplicate"), 0);
-    ck_assert_int_eq((long long)ct_num(x, "updates_applied"), total);
+    check_once(j, 2 * (long long)ct_num(j, "total_steps"));
     json_decref(j);
     free(id);
 }
@@ -363,24 +371,20 @@ START_TEST(statistical_efficiency)
      * global batch):
      * with the noise scale the shards measure, each epoch now counts for less, so the job
      * trains more than 5 data epochs, says why, and still counts every push once. */
-    char spec[1024], err[512];
+    char spec[1024];
     snprintf(spec, sizeof spec,
              "{\"model\":\"mlp:784-64-10\",\"dataset\":\"%s\",\"epochs\":5,\"workers\":2,"
              "\"shards\":1,\"max_workers\":8,\"batch_size\":32,\"statistical_efficiency\":true,"
              "\"optimizer\":{\"kind\":\"momentum\",\"lr\":0.05}}",
              data);
-    char *id = ct_submit(coord.port, spec, err, sizeof err);
-    ck_assert_msg(id != NULL, "submit: %s", err);
+    char *id = submit(spec);
     json_t *j = ct_wait_until(coord.port, id, 120, epoch_done);
     ck_assert_ptr_nonnull(j);
     json_decref(j);
     char path[128];
     snprintf(path, sizeof path, "/api/jobs/%s/scale", id);
     ck_assert_int_eq(ct_http(coord.port, "POST", path, CT_ADMIN, "{\"workers\":8}", NULL), 200);
-    j = ct_wait_job(coord.port, id, 240);
-    ck_assert_ptr_nonnull(j);
-    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "state %s: %s", ct_str(j, "state"),
-                  ct_str(j, "error"));
+    j = wait_end(id, 240, "succeeded");
     ck_assert_int_eq((int)ct_num(j, "workers"), 8);
     int target = (int)ct_num(j, "epochs_target");
     ck_assert_msg(target > 5, "trained %d epochs; a 4x batch needs more than 5", target);
@@ -391,21 +395,8 @@ START_TEST(statistical_efficiency)
     double ref = ct_num(j, "reference_epochs_done");
     ck_assert_msg(ref > 4.5 && ref < 6.0, "reference epochs done %.3f", ref);
     ck_assert_msg(ct_num(j, "noise_scale") > 0, "no noise scale");
-    int seen = 0;
-    size_t i;
-    json_t *e;
-    json_array_foreach(json_object_get(j, "events"), i, e)
-        if (!strcmp(ct_str(e, "kind"), "efficiency")) {
-            seen++;
-            ck_assert_msg(strstr(ct_str(e, "message"), "noise scale") != NULL, "%s",
-                          ct_str(e, "message"));
-        }
-    ck_assert_int_ge(seen, 1);
-    long long total = (long long)ct_num(j, "total_steps");
-    ck_assert_int_eq((long long)ct_num(j, "step"), total);
-    json_t *x = json_array_get(json_object_get(j, "ps_stats"), 0);
-    ck_assert_int_eq((long long)ct_num(x, "pushes_duplicate"), 0);
-    ck_assert_int_eq((long long)ct_num(x, "updates_applied"), total);
+    ck_assert_int_ge(events_of(j, "efficiency", "noise scale"), 1);
+    check_once(j, -1);
     json_decref(j);
     free(id);
 }
@@ -415,18 +406,14 @@ START_TEST(statistical_efficiency_target)
 {
     /* The target is reached at the last planned epoch: rank 0 reports it after the other rank
      * has parked at the boundary; the job must end there, not wait for it forever. */
-    char spec[1024], err[512];
+    char spec[1024];
     snprintf(spec, sizeof spec,
              "{\"model\":\"mlp:784-64-10\",\"dataset\":\"%s\",\"epochs\":1,\"workers\":2,"
              "\"shards\":1,\"batch_size\":32,\"statistical_efficiency\":true,"
              "\"target_accuracy\":0.05,\"optimizer\":{\"kind\":\"momentum\",\"lr\":0.05}}",
              data);
-    char *id = ct_submit(coord.port, spec, err, sizeof err);
-    ck_assert_msg(id != NULL, "submit: %s", err);
-    json_t *j = ct_wait_job(coord.port, id, 60);
-    ck_assert_ptr_nonnull(j);
-    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "state %s: %s", ct_str(j, "state"),
-                  ct_str(j, "error"));
+    char *id = submit(spec);
+    json_t *j = wait_end(id, 60, "succeeded");
     ck_assert_int_eq((int)ct_num(j, "epoch"), 1);
     json_decref(j);
     free(id);
