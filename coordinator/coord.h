@@ -5,7 +5,8 @@
  * time limit, re-invokes continuations and failed invocations from the last reported data
  * cursor, aggregates progress, meters cost into the job's ledger, records everything in the
  * job's journal, saves the trained model, and stops the shards. The HTTP API (coord_http.c)
- * and the worker RPC (coord_rpc.c) call in here. Single-threaded: the event loop's thread. */
+ * and the worker RPC (coord_rpc.c) call in here. Single-threaded: the event loop's thread,
+ * which never waits on the network (calls to the shards run through coord_admin.h). */
 #ifndef COORD_H
 #define COORD_H
 
@@ -42,19 +43,29 @@ json_t *coord_jobs_json(struct coord *c);
 /* One job in detail, with its time series and decisions (new reference), or NULL. */
 json_t *coord_job_json(struct coord *c, const char *id);
 
-/* Cancels a job (its model so far is saved). Returns 0, SMLT_ENOTFOUND or SMLT_EINVAL (already
- * ended) with a message in err. */
-int coord_cancel(struct coord *c, const char *id, char *err, size_t errlen);
+/* Tells the caller of an asynchronous request (coord_cancel(), coord_checkpoint()) that it is
+ * done: rc 0 or a negative code with a message in err; path, when not NULL, is the job's
+ * model file. Called on the loop, never from inside the call that started the request. */
+typedef void (*coord_done_fn)(struct coord *c, const char *id, int rc, const char *path,
+                              const char *err, void *arg);
+
+/* Cancels a job: its invocations end, its model so far is saved and its shards stop, which
+ * takes round trips to the shards, so the job ends later: returns 0 and cb follows once it
+ * has (then coord_job_json() shows it canceled). Or SMLT_ENOTFOUND, SMLT_EINVAL (already
+ * ended, or being stopped) with a message in err, and cb is not called. */
+int coord_cancel(struct coord *c, const char *id, coord_done_fn cb, void *arg, char *err,
+                 size_t errlen);
 
 /* Manual override of a running job's worker count (0: unchanged) and shard count (0:
  * unchanged). Returns 0 or a negative code with a message in err. */
 int coord_scale(struct coord *c, const char *id, unsigned workers, unsigned shards, char *err,
                 size_t errlen);
 
-/* Saves the job's current model now (running jobs) and stores the file's path in path.
- * Returns 0 or a negative code with a message in err. */
-int coord_checkpoint(struct coord *c, const char *id, char *path, size_t pathlen, char *err,
-                     size_t errlen);
+/* Saves a running job's current model (pulled from its shards, off the loop): returns 0 and
+ * cb follows with the file's path. A job that has ended: returns 1 with its saved model's path
+ * in path (cb is not called). Or a negative code with a message in err. */
+int coord_checkpoint(struct coord *c, const char *id, coord_done_fn cb, void *arg, char *path,
+                     size_t pathlen, char *err, size_t errlen);
 
 /* The path of the job's saved model file (may not exist yet) and of its log. NULL if no job. */
 const char *coord_job_model_path(struct coord *c, const char *id);

@@ -112,6 +112,36 @@ static void send_file(struct evhttp_request *req, const char *path, const char *
     evhttp_send_reply(req, 200, "OK", out);
 }
 
+static int error_status(int rc)
+{
+    return rc == SMLT_ENOTFOUND ? 404 : rc == SMLT_EINVAL ? 409 : 500;
+}
+
+/* The deferred replies of calls that wait for the shards. libevent keeps an unanswered request
+ * until it is answered; when its client goes away first, the request is detached from the
+ * connection and evhttp_send_reply() just frees it. */
+static void on_canceled(struct coord *c, const char *id, int rc, const char *path,
+                        const char *err, void *arg)
+{
+    struct evhttp_request *req = arg;
+    json_t *o = coord_job_json(c, id);
+    send_json(req, 200, o);
+    json_decref(o);
+}
+
+static void on_checkpointed(struct coord *c, const char *id, int rc, const char *path,
+                            const char *err, void *arg)
+{
+    struct evhttp_request *req = arg;
+    if (rc) {
+        send_error(req, error_status(rc), err && err[0] ? err : smlt_strerror(rc));
+        return;
+    }
+    json_t *o = json_pack("{s:s}", "path", path);
+    send_json(req, 200, o);
+    json_decref(o);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct coord_http *h = arg;
@@ -229,7 +259,12 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     int rc;
     if (!strcmp(sub, "cancel")) {
-        rc = coord_cancel(h->c, id, err, sizeof err);
+        rc = coord_cancel(h->c, id, on_canceled, req, err, sizeof err);
+        if (!rc) {
+            /* Replied when the job has ended; a client gone by then leaves libevent's request
+             * detached (evcon NULL), and the reply only frees it. */
+            goto out;
+        }
     } else if (!strcmp(sub, "scale")) {
         size_t len;
         char *body = read_body(req, &len);
@@ -249,11 +284,13 @@ static void on_request(struct evhttp_request *req, void *arg)
         rc = coord_scale(h->c, id, (unsigned)w, (unsigned)s, err, sizeof err);
     } else if (!strcmp(sub, "checkpoint")) {
         char p[1024];
-        rc = coord_checkpoint(h->c, id, p, sizeof p, err, sizeof err);
-        if (!rc) {
-            json_t *o = json_pack("{s:s}", "path", p);
-            send_json(req, 200, o);
-            json_decref(o);
+        rc = coord_checkpoint(h->c, id, on_checkpointed, req, p, sizeof p, err, sizeof err);
+        if (rc == 0) {
+            /* replied when the model is written (see cancel) */
+            goto out;
+        }
+        if (rc == 1) {
+            on_checkpointed(h->c, id, 0, p, NULL, req);
             goto out;
         }
     } else {
@@ -261,8 +298,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         goto out;
     }
     if (rc) {
-        send_error(req, rc == SMLT_ENOTFOUND ? 404 : rc == SMLT_EINVAL ? 409 : 500,
-                   err[0] ? err : smlt_strerror(rc));
+        send_error(req, error_status(rc), err[0] ? err : smlt_strerror(rc));
     } else {
         json_t *o = coord_job_json(h->c, id);
         send_json(req, 200, o);

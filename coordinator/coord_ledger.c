@@ -137,3 +137,16 @@ json_t *coord_prices_to_json(const struct coord_prices *p)
     return json_pack("{s:f, s:f, s:f}", "gb_s", p->gb_s, "request", p->request, "ps_node_hour",
                      p->ps_node_hour);
 }
+
+double coord_ledger_ps_cost(const struct coord_prices *p, uint32_t nodes, double seconds)
+{
+    if (!(seconds > 0))
+        return 0;
+    return seconds / 3600.0 * p->ps_node_hour * nodes;
+}
+
+double coord_ledger_burn_rate(const struct coord_prices *p, uint32_t workers, uint32_t memory_mb,
+                              uint32_t nodes)
+{
+    return workers * (memory_mb / 1024.0) * p->gb_s + coord_ledger_ps_cost(p, nodes, 1.0);
+}

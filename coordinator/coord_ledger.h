@@ -84,6 +84,15 @@ json_t *coord_ledger_to_json(const struct coord_ledger *l);
  * wrong type (l is then zeroed). */
 int coord_ledger_from_json(struct coord_ledger *l, const json_t *j);
 
+/* Returns what `nodes` PS nodes cost for `seconds` (negative or NaN: 0), in $, without
+ * charging it (a running bill's open interval). */
+double coord_ledger_ps_cost(const struct coord_prices *p, uint32_t nodes, double seconds);
+
+/* Returns the $ per second that `workers` functions of memory_mb MB and `nodes` PS nodes burn
+ * while they run (requests aside). */
+double coord_ledger_burn_rate(const struct coord_prices *p, uint32_t workers, uint32_t memory_mb,
+                              uint32_t nodes);
+
 /* Returns a new JSON object {"gb_s", "request", "ps_node_hour"}, or NULL when out of memory. */
 json_t *coord_prices_to_json(const struct coord_prices *p);
 

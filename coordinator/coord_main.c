@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "coord.h"
 #include "coord_http.h"
@@ -157,6 +158,8 @@ int main(int argc, char **argv)
             log_info("generated an admin token in %s", path);
         }
     }
+    /* The admin queues' threads wake their clients' loops from this thread. */
+    evthread_use_pthreads();
     struct event_base *base = event_base_new();
     char err[512] = "";
     struct coord *co = base ? coord_new(base, &conf, err, sizeof err) : NULL;

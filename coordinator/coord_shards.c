@@ -10,7 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "smlt.h"
 #include "smlt_error.h"
 #include "smlt_log.h"
 #include "smlt_proc.h"
@@ -184,19 +183,6 @@ void coord_shards_stop(struct coord_shards *s)
 {
     if (!s->local)
         return;
-    int alive = 0;
-    for (uint32_t i = 0; i < s->n; i++)
-        alive |= s->pid[i] > 0;
-    if (alive && s->addrs[0]) {
-        /* Orderly first: every shard exits on an admin Shutdown; then make sure by pid. */
-        struct smlt_client_opts o = {.token = s->admin_token, .admin = 1, .timeout_ms = 2000,
-                                     .retries = -1};
-        struct smlt_client *c = NULL;
-        char e[256];
-        if (smlt_client_connect(&c, s->addrs, &o, e, sizeof e) == 0)
-            smlt_shutdown_shards(c);
-        smlt_client_close(c);
-    }
     for (uint32_t i = 0; i < s->n; i++) {
         if (s->pid[i] > 0)
             smlt_proc_stop(s->pid[i], 3000);

@@ -3,8 +3,8 @@
  * Locally the coordinator starts one `smlt-ps` child per shard on 127.0.0.1 port 0 (each
  * writes its port to a file in the job's directory), with a random job token and a random
  * admin token, and supervises them: a shard that exits is noticed by its pid. Elsewhere
- * (Kubernetes, given addresses) it only records the addresses and tokens it was given. Shards
- * are stopped with an admin Shutdown, then by pid. */
+ * (Kubernetes, given addresses) it only records the addresses and tokens it was given. Local
+ * shards are stopped by pid (after the job's admin Shutdown). Nothing here talks to a shard. */
 #ifndef COORD_SHARDS_H
 #define COORD_SHARDS_H
 
@@ -48,7 +48,8 @@ void coord_shards_addrs(const struct coord_shards *s, uint32_t n, char *out, siz
 /* Returns the index of a local shard that has exited (and reaps it), or -1 if all are up. */
 int coord_shards_check(struct coord_shards *s);
 
-/* Stops local shards (Shutdown over the wire, then SIGTERM/SIGKILL by pid). */
+/* Stops local shards by pid (SIGTERM, then SIGKILL after 3 s). The orderly way first asks
+ * them to exit over the wire (an admin Shutdown: coord_admin.h), which the job does before. */
 void coord_shards_stop(struct coord_shards *s);
 
 /* Fills buf with n random hex characters (from /dev/urandom) and a NUL. */

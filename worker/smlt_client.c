@@ -12,6 +12,7 @@
 #include "smlt.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include "smlt.pb-c.h"
 #include "smlt_limits.h"
 #include "smlt_log.h"
+#include "smlt_client_int.h"
 
 #define CLIENT_DEFAULT_TIMEOUT_MS 60000
 #define CLIENT_DEFAULT_RETRIES 5
@@ -116,6 +118,8 @@ struct smlt_client {
     size_t nops;
     struct event *timeout_ev;
     int timed_out;
+    struct event *wake_ev;  /* made active by smlt_client_interrupt() from another thread */
+    atomic_int interrupted;
     struct smlt_job_conf job;
     char err[512];
 };
@@ -763,6 +767,18 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     c->timed_out = 1;
 }
 
+/* Nothing to do: waking the loop is enough, batch_run() sees the flag. */
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+}
+
+void smlt_client_interrupt(struct smlt_client *c)
+{
+    atomic_store(&c->interrupted, 1);
+    if (c->wake_ev)
+        event_active(c->wake_ev, EV_READ, 0);
+}
+
 static void ops_free(struct smlt_client *c)
 {
     for (size_t i = 0; i < c->nops; i++) {
@@ -790,6 +806,10 @@ static int batch_alloc(struct smlt_client *c, size_t n)
  * refresh and retry). */
 static int batch_run(struct smlt_client *c)
 {
+    if (atomic_load(&c->interrupted)) {
+        cl_seterr(c, "interrupted");
+        return SMLT_ECANCELED;
+    }
     int timeout = c->opts.timeout_ms > 0 ? c->opts.timeout_ms : CLIENT_DEFAULT_TIMEOUT_MS;
     struct timeval tv = {timeout / 1000, (timeout % 1000) * 1000};
     c->timed_out = 0;
@@ -810,7 +830,7 @@ static int batch_run(struct smlt_client *c)
         /* One failure decides the call: do not sit out the others (a pull may be waiting for
          * a clock that the failed push would have brought). Late replies to the operations
          * left behind are recognised by their request ids and dropped. */
-        if (all || failed || c->timed_out)
+        if (all || failed || c->timed_out || atomic_load(&c->interrupted))
             break;
         event_base_loop(c->base, EVLOOP_ONCE);
     }
@@ -822,6 +842,8 @@ static int batch_run(struct smlt_client *c)
         struct op *o = &c->ops[i];
         if (!o->done) {
             op_finish(c, o, c->timed_out ? SMLT_ETIMEDOUT : SMLT_ECANCELED);
+            if (!c->err[0] && !c->timed_out && atomic_load(&c->interrupted))
+                cl_seterr(c, "interrupted");
             if (!c->err[0] && c->timed_out)
                 cl_seterr(c, "shard %s: no reply within %d ms", c->links[o->link].addr, timeout);
         }
@@ -925,6 +947,8 @@ static struct smlt_client *client_new(const struct smlt_client_opts *opts, char 
         return NULL;
     }
     c->timeout_ev = evtimer_new(c->base, on_timeout, c);
+    c->wake_ev = event_new(c->base, -1, 0, on_wake, NULL);
+    atomic_init(&c->interrupted, 0);
     return c;
 }
 
@@ -1095,6 +1119,8 @@ void smlt_client_close(struct smlt_client *c)
     ops_free(c);
     if (c->timeout_ev)
         event_free(c->timeout_ev);
+    if (c->wake_ev)
+        event_free(c->wake_ev);
     if (c->base)
         event_base_free(c->base);
     ps_map_free(c->map);

@@ -1,5 +1,6 @@
 /* worker_invoke.c: see worker_invoke.h. */
 #include "worker_invoke.h"
+#include "worker_resp.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,34 +184,27 @@ static int on_progress(const struct worker_report *r, void *arg)
     return x->l->stop;
 }
 
-static const char *status_name(enum worker_status s)
-{
-    switch (s) {
-    case WORKER_DONE:
-        return "finished";
-    case WORKER_SLICE_END:
-        return "slice";
-    case WORKER_TIME_UP:
-        return "time_up";
-    default:
-        return "failed";
-    }
-}
-
 static void respond(const char *inv, const struct worker_report *r, const char *err)
 {
-    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:b}", "invocation", inv ? inv : "",
-                          "status", err ? "failed" : status_name(r->status), "next_step",
-                          (json_int_t)r->next_step, "steps", (json_int_t)r->steps, "samples",
-                          (json_int_t)r->samples, "loss", r->loss, "elapsed_s", r->elapsed_s,
-                          "init_s", r->init_s, "cold", r->cold);
-    if (o && err)
-        json_object_set_new(o, "error", json_string(err));
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    struct worker_resp o = {.invocation = inv,
+                            .status = err                            ? SMLT__DONE_STATUS__DONE_FAILED
+                                      : r->status == WORKER_DONE      ? SMLT__DONE_STATUS__DONE_FINISHED
+                                      : r->status == WORKER_SLICE_END ? SMLT__DONE_STATUS__DONE_SLICE
+                                      : r->status == WORKER_TIME_UP   ? SMLT__DONE_STATUS__DONE_TIME_UP
+                                                                      : SMLT__DONE_STATUS__DONE_FAILED,
+                            .next_step = r->next_step,
+                            .steps = r->steps,
+                            .samples = r->samples,
+                            .loss = r->loss,
+                            .elapsed_s = r->elapsed_s,
+                            .init_s = r->init_s,
+                            .cold = r->cold};
+    if (err)
+        snprintf(o.error, sizeof o.error, "%s", err);
+    char *s = worker_resp_format(&o);
     printf("%s\n", s ? s : "{\"status\":\"failed\",\"error\":\"out of memory\"}");
     fflush(stdout);
     free(s);
-    json_decref(o);
 }
 
 /* Runs one invocation described by a payload line. */

@@ -1,0 +1,327 @@
+/* coord.c: the coordinator's API (coord.h) and its list of jobs: submitting, cancelling,
+ * scaling and checkpointing a job, the paths of its files, and making and freeing the
+ * coordinator (which restores the history of earlier jobs: coord_restore.c). */
+#include "coord_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "smlt_error.h"
+#include "smlt_log.h"
+
+struct coord_job *job_find(struct coord *c, const char *id)
+{
+    for (struct coord_job *j = c->jobs; j; j = j->next)
+        if (!strcmp(j->id, id))
+            return j;
+    return NULL;
+}
+
+struct coord_job *job_alloc(struct coord *c, const char *id)
+{
+    struct coord_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->c = c;
+    j->admin = coord_admin_new(c->base);
+    if (!j->admin) {
+        free(j);
+        return NULL;
+    }
+    snprintf(j->id, sizeof j->id, "%s", id);
+    j->epoch_done = -1;
+    j->log_fd = -1;
+    j->end_state = JOB_SUCCEEDED;
+    j->series = json_array();
+    j->events = json_array();
+    j->state = JOB_QUEUED;
+    snprintf(j->dir, sizeof j->dir, "%s/jobs/%s", c->data_dir, id);
+    snprintf(j->model_path, sizeof j->model_path, "%s/model.smlt", j->dir);
+    snprintf(j->log_path, sizeof j->log_path, "%s/job.log", j->dir);
+    j->next = c->jobs;
+    c->jobs = j;
+    return j;
+}
+
+void job_free(struct coord_job *j)
+{
+    for (uint32_t k = 0; j->ranks && k < j->cap; k++)
+        if (j->ranks[k].retry_ev)
+            event_free(j->ranks[k].retry_ev);
+    free(j->ranks);
+    if (j->tick_ev)
+        event_free(j->tick_ev);
+    if (j->start_ev)
+        event_free(j->start_ev);
+    coord_admin_free(j->admin);
+    sched_free(j->sched);
+    coord_journal_close(j->journal);
+    if (j->log_fd >= 0)
+        close(j->log_fd);
+    json_decref(j->series);
+    json_decref(j->profile);
+    json_decref(j->events);
+    json_decref(j->ps_stats);
+    json_decref(j->spec_json);
+    free(j);
+}
+
+int coord_submit(struct coord *c, const char *json, size_t len, char *id, size_t idlen, char *err,
+                 size_t errlen)
+{
+    struct coord_spec *spec = malloc(sizeof *spec);
+    if (!spec)
+        return SMLT_ENOMEM;
+    int rc = coord_spec_parse(json, len, spec, err, errlen);
+    if (rc) {
+        c->refused++;
+        free(spec);
+        return rc == SMLT_ETOOBIG ? SMLT_EINVAL : rc;
+    }
+    if (spec->platform.kind != COORD_PLATFORM_LOCAL) {
+        snprintf(err, errlen, "platform.kind: \"%s\" is not available from this coordinator; "
+                              "use \"local\"", coord_spec_platform_name(spec->platform.kind));
+        c->refused++;
+        free(spec);
+        return SMLT_EINVAL;
+    }
+    char jid[JOB_ID_MAX];
+    snprintf(jid, sizeof jid, "job-%04u", ++c->next_seq);
+    struct coord_job *j = job_alloc(c, jid);
+    if (!j) {
+        free(spec);
+        return SMLT_ENOMEM;
+    }
+    j->spec = *spec;
+    free(spec);
+    j->have_spec = 1;
+    j->epochs_target = j->spec.max_epochs;
+    j->ref_workers = j->spec.workers;
+    j->spec_json = coord_spec_to_json_redacted(&j->spec);
+    coord_ledger_init(&j->ledger);
+    j->journal = coord_journal_open(c->data_dir, jid, err, errlen);
+    if (!j->journal) {
+        c->jobs = j->next;
+        job_free(j);
+        return SMLT_EIO;
+    }
+    j->log_fd = open(j->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    j->submitted_unix = now_unix();
+    json_t *full = coord_spec_to_json(&j->spec);
+    json_t *rec = json_pack("{s:s, s:o, s:f}", "id", jid, "spec", full, "submitted", j->submitted_unix);
+    coord_journal_append(j->journal, "submitted", rec, 1);
+    json_decref(rec);
+    job_log(j, "submitted: %s on %s, %u workers, %u shards%s%s", j->spec.model, j->spec.dataset,
+            j->spec.workers, j->spec.shards, j->spec.deadline_s > 0 ? ", with a deadline" : "",
+            j->spec.budget_usd > 0 ? ", with a budget" : "");
+    c->submitted++;
+    j->start_ev = evtimer_new(c->base, job_on_start, j);
+    struct timeval tv = {0, 0};
+    evtimer_add(j->start_ev, &tv);
+    snprintf(id, idlen, "%s", jid);
+    return 0;
+}
+
+int coord_cancel(struct coord *c, const char *id, coord_done_fn cb, void *arg, char *err,
+                 size_t errlen)
+{
+    struct coord_job *j = job_find(c, id);
+    if (!j) {
+        snprintf(err, errlen, "no job %s", id);
+        return SMLT_ENOTFOUND;
+    }
+    if (job_ended(j)) {
+        snprintf(err, errlen, "job %s has already ended (%s)", id, job_state_names[j->state]);
+        return SMLT_EINVAL;
+    }
+    if (j->finishing || j->end_cb) {
+        snprintf(err, errlen, "job %s is already being stopped", id);
+        return SMLT_EINVAL;
+    }
+    if (j->state == JOB_QUEUED && j->start_ev)
+        evtimer_del(j->start_ev);
+    j->end_cb = cb;
+    j->end_arg = arg;
+    job_event(j, "cancel", "canceled on request at step %llu", (unsigned long long)j->step);
+    job_finish(j, JOB_CANCELED, "canceled on request");
+    return 0;
+}
+
+int coord_scale(struct coord *c, const char *id, unsigned workers, unsigned shards, char *err,
+                size_t errlen)
+{
+    struct coord_job *j = job_find(c, id);
+    if (!j) {
+        snprintf(err, errlen, "no job %s", id);
+        return SMLT_ENOTFOUND;
+    }
+    if (j->state != JOB_RUNNING) {
+        snprintf(err, errlen, "job %s is %s, not running", id, job_state_names[j->state]);
+        return SMLT_EINVAL;
+    }
+    if (workers && (workers < 1 || workers > j->cap)) {
+        snprintf(err, errlen, "workers: %u is outside 1..%u (the job's max_workers)", workers,
+                 j->cap);
+        return SMLT_EINVAL;
+    }
+    if (shards && (shards > j->spec.max_shards || shards > COORD_SHARDS_MAX)) {
+        snprintf(err, errlen, "shards: %u is more than the job's max_shards (%u)", shards,
+                 j->spec.max_shards);
+        return SMLT_EINVAL;
+    }
+    if (shards && shards != j->shards.n && !j->shards.local) {
+        snprintf(err, errlen, "shards: the job's shards run elsewhere; their count is fixed");
+        return SMLT_EINVAL;
+    }
+    if (workers)
+        j->pending_workers = workers;
+    if (shards)
+        j->pending_shards = shards;
+    job_event(j, "scale", "manual override: %u workers, %u shards requested; applied at the next "
+                          "epoch boundary",
+              workers ? workers : j->workers, shards ? shards : j->shards.n);
+    job_request_barrier(j, "a manual scale");
+    return 0;
+}
+
+struct checkpoint_call {
+    coord_done_fn cb;
+    void *arg;
+};
+
+static void on_checkpoint_saved(struct coord_job *j, int rc, const char *err, void *arg)
+{
+    struct checkpoint_call cc = *(struct checkpoint_call *)arg;
+    free(arg);
+    cc.cb(j->c, j->id, rc, rc ? NULL : j->model_path, rc ? err : NULL, cc.arg);
+}
+
+int coord_checkpoint(struct coord *c, const char *id, coord_done_fn cb, void *arg, char *path,
+                     size_t pathlen, char *err, size_t errlen)
+{
+    struct coord_job *j = job_find(c, id);
+    if (!j) {
+        snprintf(err, errlen, "no job %s", id);
+        return SMLT_ENOTFOUND;
+    }
+    if (j->state != JOB_RUNNING || j->finishing) {
+        if (j->model_saved && job_ended(j)) {
+            snprintf(path, pathlen, "%s", j->model_path);
+            return 1;
+        }
+        snprintf(err, errlen, "job %s is %s and has no saved model", id,
+                 j->finishing ? "ending" : job_state_names[j->state]);
+        return SMLT_EINVAL;
+    }
+    struct checkpoint_call *cc = malloc(sizeof *cc);
+    if (!cc) {
+        snprintf(err, errlen, "out of memory");
+        return SMLT_ENOMEM;
+    }
+    *cc = (struct checkpoint_call){cb, arg};
+    job_save_model(j, on_checkpoint_saved, cc);
+    return 0;
+}
+
+const char *coord_job_model_path(struct coord *c, const char *id)
+{
+    struct coord_job *j = job_find(c, id);
+    return j ? j->model_path : NULL;
+}
+
+const char *coord_job_log_path(struct coord *c, const char *id)
+{
+    struct coord_job *j = job_find(c, id);
+    return j ? j->log_path : NULL;
+}
+
+const char *coord_rpc_address(const struct coord *c)
+{
+    return coord_rpc_addr(c->rpc);
+}
+
+struct coord *coord_new(struct event_base *base, const struct coord_conf *conf, char *err,
+                        size_t errlen)
+{
+    struct coord *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->base = base;
+    c->data_dir = strdup(conf->data_dir ? conf->data_dir : "/tmp/smlt");
+    const char *bin = conf->bin_dir ? conf->bin_dir : ".";
+    snprintf(c->ps_bin, sizeof c->ps_bin, "%s/smlt-ps", bin);
+    snprintf(c->worker_bin, sizeof c->worker_bin, "%s/smlt-worker", bin);
+    if (access(c->ps_bin, X_OK) != 0 || access(c->worker_bin, X_OK) != 0) {
+        snprintf(err, errlen, "smlt-ps and smlt-worker must be executables in %s", bin);
+        goto fail;
+    }
+    char jobs[1100];
+    snprintf(jobs, sizeof jobs, "%s/jobs", c->data_dir);
+    if ((mkdir(c->data_dir, 0755) != 0 && errno != EEXIST) ||
+        (mkdir(jobs, 0755) != 0 && errno != EEXIST)) {
+        snprintf(err, errlen, "cannot create %s: %s", jobs, strerror(errno));
+        goto fail;
+    }
+    struct coord_backend_local_conf bc = {.worker_bin = c->worker_bin,
+                                          .concurrency = conf->concurrency ? conf->concurrency : 64,
+                                          .keep_warm_s = conf->keep_warm_s > 0 ? conf->keep_warm_s : 60,
+                                          .memory_limit = !conf->no_memory_limit};
+    c->backend = coord_backend_local_new(base, &bc);
+    if (!c->backend) {
+        snprintf(err, errlen, "cannot create the local function runtime");
+        goto fail;
+    }
+    c->rpc = coord_rpc_new(base, conf->rpc_listen ? conf->rpc_listen : "127.0.0.1:0",
+                           &coord_rank_rpc, c, err, errlen);
+    if (!c->rpc)
+        goto fail;
+    /* The history of earlier jobs, newest last in the list walk (jobs are prepended). */
+    coord_restore_all(c);
+    return c;
+fail:
+    coord_free(c);
+    return NULL;
+}
+
+/* Whether a job is still saving its model or stopping its shards. */
+static int coord_finishing(const struct coord *c)
+{
+    for (const struct coord_job *j = c->jobs; j; j = j->next)
+        if (j->finishing)
+            return 1;
+    return 0;
+}
+
+void coord_free(struct coord *c)
+{
+    if (!c)
+        return;
+    for (struct coord_job *j = c->jobs; j; j = j->next) {
+        if (!job_ended(j) && j->state != JOB_QUEUED)
+            job_finish(j, JOB_INTERRUPTED, "the coordinator was stopped");
+        else if (j->state == JOB_QUEUED)
+            job_set_state(j, JOB_CANCELED, "the coordinator was stopped before the job started");
+    }
+    /* Running jobs save their models and stop their shards (admin calls, answered on the
+     * loop): run the loop until they are done, for at most a minute. */
+    double until = now_mono() + 60;
+    while (coord_finishing(c) && now_mono() < until) {
+        struct timeval tv = {0, 100000};
+        event_base_loopexit(c->base, &tv);
+        event_base_dispatch(c->base);
+    }
+    coord_backend_free(c->backend);
+    coord_rpc_free(c->rpc);
+    while (c->jobs) {
+        struct coord_job *j = c->jobs;
+        c->jobs = j->next;
+        job_free(j);
+    }
+    free(c->data_dir);
+    free(c);
+}

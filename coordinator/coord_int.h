@@ -1,0 +1,332 @@
+/* coord_int.h: the coordinator's private header: a job, its ranks, the coordinator, and the
+ * functions the job modules call in each other. Nothing outside coordinator/ includes it.
+ *
+ * The job code is split by concern (docs/ARCHITECTURE.md, "Reading the coordinator"):
+ *   coord.c          the API of coord.h and the job list: submit, cancel, scale, checkpoint,
+ *                    coord_new / coord_free
+ *   coord_job.c      the job state machine: start, tick, finish, events, the journal, cost
+ *   coord_rank.c     ranks and invocations: invoke, invocation end, the worker RPC handlers,
+ *                    progress
+ *   coord_phase.c    phases: barriers, the profile, epoch boundaries, resharding, halting
+ *   coord_adapt.c    adaptation: the scheduler's feed, statistical efficiency, the gradient
+ *                    noise scale, stragglers
+ *   coord_view.c     the JSON views and /metrics
+ *   coord_restore.c  journal replay after a restart
+ *   coord_admin.c    the asynchronous admin client every call to the shards goes through
+ *
+ * Everything here runs on the coordinator's event loop thread; nothing blocks it on the
+ * network (coord_admin.c runs the shards' admin calls off the loop and reports back on it). */
+#ifndef COORD_INT_H
+#define COORD_INT_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "coord.h"
+#include "coord_admin.h"
+#include "coord_backend.h"
+#include "coord_journal.h"
+#include "coord_ledger.h"
+#include "coord_rpc.h"
+#include "coord_shards.h"
+#include "coord_spec.h"
+#include "sched.h"
+#include "smlt.pb-c.h"
+
+#define JOB_ID_MAX 64
+#define INV_ID_MAX 96
+#define JOB_MAX_FAILURES 5        /* consecutive failed invocations of one rank before giving up */
+#define JOB_EVENTS_MAX 200        /* events kept in memory per job */
+#define JOB_PROGRESS_EVERY_S 5.0  /* journal a progress record at most this often */
+#define JOB_TICK_S 1.0
+#define JOB_EPOCH_SLACK 0.1       /* statistical efficiency: a sliver of an epoch not trained */
+
+enum job_state {
+    JOB_QUEUED,
+    JOB_STARTING,
+    JOB_RUNNING,
+    JOB_SUCCEEDED,
+    JOB_FAILED,
+    JOB_CANCELED,
+    JOB_INTERRUPTED,
+    JOB_STOPPED, /* stopped early on purpose: the budget ran out */
+    JOB_NSTATES
+};
+
+extern const char *const job_state_names[JOB_NSTATES];
+
+struct coord_job;
+
+/* A rank's compute and communication totals and its reported step at some moment: the start
+ * of an interval that its figures are measured over. */
+struct rank_mark {
+    double compute_s, comm_s;
+    uint64_t step;
+};
+
+/* The rank's current invocation (or its last one: id is 0 once it ended). */
+struct rank_inv {
+    uint64_t id;            /* backend invocation, 0 when none */
+    char name[INV_ID_MAX];  /* "JOB/RANK/SEQ", what the worker says hello with */
+    char token[65];
+    double started;         /* CLOCK_MONOTONIC */
+    uint64_t from_step;     /* the cursor when it began */
+    uint32_t memory_mb;     /* the memory size it runs with */
+    int done_seen;          /* Done arrived */
+    int done_status;        /* Smlt__DoneStatus */
+    char done_error[256];
+    /* its progress, from the worker's reports */
+    double loss, compute_s, comm_s, init_s;
+    uint64_t steps;
+    int cold;
+    double hello_at;        /* when its worker said hello */
+    int warm;               /* its instance had served before */
+    pid_t pid;              /* the instance serving it */
+};
+
+/* A rank's totals over the job (closed invocations; add cur for the running one). */
+struct rank_totals {
+    uint64_t invocations, cold_starts, warm_starts, lost;
+    double cold_start_s, warm_start_s; /* invoke -> Assignment handed out */
+    double compute_s, comm_s, init_s, elapsed_s;
+};
+
+struct rank {
+    struct coord_job *job;
+    uint32_t rank;
+    uint64_t next_step;     /* the cursor */
+    int finished;
+    int at_boundary;        /* parked at the epoch boundary, waiting for the others */
+    int failures;
+    uint64_t steps_at_fail; /* the cursor when the current run of failures began */
+    struct event *retry_ev;
+    pid_t slow_pid;         /* chaos: the slow host this rank first ran on */
+    int replace_next;       /* a straggler: its next invocation avoids the current instance */
+    double last_cps;        /* compute seconds per step in its last invocation */
+    double last_report;     /* when its last Progress (or Done) came */
+    struct rank_inv cur;
+    struct rank_totals tot;
+    /* marks */
+    struct rank_mark ep;    /* when the current epoch began */
+    /* After its first step in the profiling phase (its first report): the profile's steady
+     * rates leave out the start (the first pull waits for the last rank to start). */
+    struct rank_mark pf;
+    uint64_t pf_invocations; /* its invocations then: another since makes the rates unfit */
+    int pf_set;
+};
+
+/* The profile's steady rates per worker and step (job_profile_rates()). */
+struct job_rates {
+    double compute_s, comm_s, slowest_s;
+};
+
+/* What an epoch boundary is doing while it waits for the shards (coord_phase.c). */
+enum boundary_stage {
+    BD_IDLE,     /* no boundary in progress */
+    BD_LIFT,     /* lifting the barrier */
+    BD_NOISE,    /* sampling the noise figures */
+    BD_RESHARD,  /* moving to a new shard count */
+    BD_BASELINE, /* a new noise baseline on the new shards */
+    BD_WORKERS   /* changing the shards' expected worker count */
+};
+
+struct coord_job {
+    struct coord *c;
+    char id[JOB_ID_MAX];
+    struct coord_spec spec;
+    int have_spec;          /* 0 only for a restored job whose recorded spec no longer parses */
+    json_t *spec_json;      /* canonical, tokens redacted: what the API shows */
+    enum job_state state;
+    char error[1300];
+    char reason[SCHED_REASON_MAX + 64];       /* why it ended (target accuracy reached, ...) */
+    struct coord_journal *journal;
+    char dir[1024], model_path[1100], log_path[1100];
+    int log_fd;
+    struct coord_ledger ledger;
+    double submitted_unix, started_unix, ended_unix;
+    double t_start, deadline_mono; /* CLOCK_MONOTONIC */
+    struct coord_shards shards;
+    struct coord_admin *admin; /* the asynchronous admin client to the shards */
+    uint32_t workers;       /* ranks active in this phase */
+    uint32_t cap;           /* ranks allocated (the most the job may use) */
+    struct rank *ranks;
+    uint32_t memory_mb;     /* function memory size now (the scheduler may change it) */
+    /* The phase: since phase_step (the first step of epoch phase_epoch) `workers` ranks run. */
+    uint64_t phase_step;
+    uint32_t phase_epoch;
+    uint32_t pending_workers, pending_shards; /* a manual scale, applied at the next boundary */
+    int parks;              /* every rank parks at every epoch boundary (see job_start()) */
+    int barrier_pending;    /* the shards stop every rank at barrier_step for a change */
+    int barrier_setting;    /* a freeze is being set (admin call in flight) */
+    uint64_t barrier_step;
+    int unfreeze_pending;   /* a barrier that failed to set may hold some shards: call it off */
+    int unfreezing;         /* that call is in flight */
+    /* The epoch boundary in progress (coord_phase.c): its stage and what it decided. */
+    struct {
+        enum boundary_stage stage;
+        uint64_t at;
+        uint32_t epoch, nw, ns, shards_before;
+        int profile, decide, rates_ok;
+        struct job_rates rates;
+        double t;
+        char when[48];
+        char old_addrs[COORD_SHARDS_MAX * 24];
+    } bd;
+    /* The profiling phase of a scheduled job: the first steps of epoch 1, after which the
+     * scheduler makes its first decision (see job_profile()). */
+    enum { PROFILE_NONE, PROFILE_SETTING, PROFILE_SET, PROFILE_DONE } profile_state;
+    uint64_t profile_step;  /* where it ends (a barrier) */
+    json_t *profile;        /* its measurements (job_measure()), once taken */
+    double straggler_barrier_at; /* when a suspected straggler last asked for a barrier */
+    enum job_state end_state;  /* what stopping leads to (JOB_STOPPED on budget) */
+    int deadline_warned;
+    double boundary_at;     /* when the last epoch boundary was passed */
+    double bd_compute, bd_comm; /* rank sums of compute / communication at that boundary */
+    uint64_t bd_step;       /* and the step (a decision point: an epoch's end or the profile's) */
+    struct sched *sched;    /* with a deadline or a budget: the adaptive scheduler */
+    double changed_at;      /* when the configuration last changed */
+    double worker_s;        /* workers x seconds before the last change of the worker count */
+    double workers_since;   /* unix time of that change (0: the job's start) */
+    uint64_t spe, total_steps, step;
+    int64_t epoch_done;
+    double train_loss, test_acc, test_loss, best_acc;
+    double epoch_started;
+    double compute_at_epoch, comm_at_epoch; /* rank sums when the epoch started */
+    uint64_t epoch_step0;   /* the step the current epoch started at */
+    json_t *series, *events;
+    json_t *ps_stats;       /* the shards' counters at the end (exactly-once evidence) */
+    /* Gradient noise scale: the shards' cumulative sums when last sampled (ns_shards shards),
+     * and the estimate over the interval since the sample before (0: none yet). */
+    double ns_g2, ns_s, noise_scale;
+    uint64_t ns_steps;
+    uint32_t ns_shards;
+    int ns_fresh;           /* noise_scale was measured at this boundary */
+    /* The data epochs the job trains: spec.max_epochs, or with spec.statistical_efficiency as
+     * many as match them at the current fan-out (ref_done reference epochs were done by data
+     * epoch ref_epoch; the reference is ref_workers' global batch). */
+    uint32_t epochs_target;
+    double ref_done;
+    uint32_t ref_epoch, ref_workers;
+    double ps_charged_at;
+    double last_progress_journal;
+    struct event *tick_ev, *start_ev;
+    int stopping;
+    int halting;            /* a stop at one step (smlt_stop_at) is being set */
+    int finishing;          /* job_finish() is saving the model and stopping the shards */
+    enum job_state finish_state;
+    char finish_why[1300];
+    coord_done_fn end_cb;   /* coord_cancel()'s caller, told when the job has ended */
+    void *end_arg;
+    int model_saved;
+    uint64_t model_step;
+    struct coord_job *next;
+};
+
+struct coord {
+    struct event_base *base;
+    char *data_dir;
+    char ps_bin[1024], worker_bin[1024];
+    struct coord_backend *backend;
+    struct coord_rpc *rpc;
+    struct coord_job *jobs;
+    unsigned next_seq;
+    unsigned long long submitted, refused;
+};
+
+static inline double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static inline double now_unix(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static inline int job_ended(const struct coord_job *j)
+{
+    return j->state >= JOB_SUCCEEDED && j->state < JOB_NSTATES;
+}
+
+/* ---- coord.c ---- */
+struct coord_job *job_find(struct coord *c, const char *id);
+struct coord_job *job_alloc(struct coord *c, const char *id);
+void job_free(struct coord_job *j);
+
+/* ---- coord_job.c: the state machine ---- */
+void job_log(struct coord_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Records an event (a decision, a failure, a restart) in memory and in the journal. */
+void job_event(struct coord_job *j, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Appends a ready-made event record (takes nothing: e is borrowed). */
+void job_event_add(struct coord_job *j, json_t *e);
+/* The job's ledger as if charged this instant: its running invocations and its PS nodes'
+ * open interval charged up to now (what a platform would bill if it all stopped now). */
+void job_ledger_now(const struct coord_job *j, struct coord_ledger *l);
+/* The cost so far: job_ledger_now()'s total. */
+double job_cost(const struct coord_job *j);
+void job_set_state(struct coord_job *j, enum job_state st, const char *why);
+void job_charge_ps(struct coord_job *j);
+void job_on_start(evutil_socket_t fd, short what, void *arg);
+/* Ends the job: cancels its invocations, saves the model, reads the shards' counters, stops
+ * the shards, then sets state st. The last three wait for the shards (off the loop); the
+ * state is set when they are done (job->finishing meanwhile). */
+void job_finish(struct coord_job *j, enum job_state st, const char *why);
+void job_check_done(struct coord_job *j);
+/* Saves the model now (asynchronously); cb (may be NULL) gets 0 or a code and a message. */
+typedef void (*job_saved_fn)(struct coord_job *j, int rc, const char *err, void *arg);
+void job_save_model(struct coord_job *j, job_saved_fn cb, void *arg);
+/* The admin client's connection settings for this job's shards. */
+void job_admin_target(const struct coord_job *j, struct coord_admin_req *req);
+
+/* ---- coord_rank.c: ranks and invocations ---- */
+void rank_invoke(struct rank *r);
+void rank_on_retry(evutil_socket_t fd, short what, void *arg);
+void rank_mark(struct rank_mark *m, const struct rank *r);
+extern const struct coord_rpc_handler coord_rank_rpc;
+
+/* ---- coord_phase.c: phases ---- */
+void job_boundary(struct coord_job *j);
+void job_request_barrier(struct coord_job *j, const char *why);
+void job_profile(struct coord_job *j);
+void job_halt_workers(struct coord_job *j);
+void job_retry_unfreeze(struct coord_job *j);
+void job_epoch_mark(struct coord_job *j, uint64_t step, double t);
+
+/* ---- coord_adapt.c: adaptation ---- */
+void job_totals(const struct coord_job *j, double *compute, double *comm);
+int job_take_noise(struct coord_job *j, double g2, double sn, uint64_t steps, uint32_t n);
+/* Takes a shard stats round (coord_admin's ADMIN_STATS result) into the noise figures:
+ * returns 1 when j->noise_scale was measured anew, 0 if not, -1 when some shard did not
+ * answer. With counters, appends each shard's exactly-once counters to it. */
+int job_take_stats(struct coord_job *j, const struct coord_admin_res *res, json_t *counters);
+double job_epoch_factor(const struct coord_job *j, uint32_t workers);
+void job_account_ref(struct coord_job *j, uint32_t epoch);
+int job_retarget(struct coord_job *j, uint32_t epoch);
+void job_watch_stragglers(struct coord_job *j, double t);
+void job_check_stragglers(struct coord_job *j);
+double job_epochs_left_hint(const struct coord_job *j, double done);
+int job_profile_rates(const struct coord_job *j, uint64_t at, struct job_rates *pr);
+void job_decision_point(struct coord_job *j, uint64_t at, double *steps, double *dc, double *dm);
+int job_schedule(struct coord_job *j, uint32_t epoch, uint64_t at, const struct job_rates *pr,
+                 double t, uint32_t *nw, uint32_t *ns);
+
+/* ---- coord_view.c: views and metrics ---- */
+json_t *job_measure(const struct coord_job *j, uint64_t step, double t, const char *time_key);
+json_t *job_summary(struct coord_job *j);
+
+/* ---- coord_restore.c ---- */
+/* Restores every job recorded under c->data_dir (coord_new()). */
+void coord_restore_all(struct coord *c);
+/* Replays one job's journal into j (for coord_restore_all() and the unit suite). */
+void job_restore(struct coord *c, struct coord_job *j);
+
+#endif

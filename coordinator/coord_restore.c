@@ -1,0 +1,191 @@
+/* coord_restore.c: the history of earlier jobs, read back from their journals when the
+ * coordinator starts (coord_journal.h). A restored job has the same representation as a live
+ * one: its spec is parsed again from the one recorded at submission, its ledger is the last
+ * one recorded (progress records carry it, so the billed cost survives a crash of
+ * the coordinator), and its series, profile, events and model come back as they were. A job
+ * that was running when the coordinator went away is INTERRUPTED: its shards and workers went
+ * with it. */
+#include "coord_int.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The spec recorded at submission: parsed as a live job's, or, when it no longer parses (a
+ * dataset since removed, an older format), the fields the views show taken as recorded. */
+static void restore_spec(struct coord_job *j, json_t *spec)
+{
+    char *text = json_dumps(spec, JSON_COMPACT);
+    char err[512];
+    memset(&j->spec, 0, sizeof j->spec);
+    j->have_spec = text && coord_spec_parse(text, strlen(text), &j->spec, err, sizeof err) == 0;
+    free(text);
+    json_decref(j->spec_json);
+    if (j->have_spec) {
+        j->spec_json = coord_spec_to_json_redacted(&j->spec);
+        return;
+    }
+    memset(&j->spec, 0, sizeof j->spec);
+    /* Shown as recorded; secrets are masked like coord_spec_to_json_redacted(). */
+    j->spec_json = json_deep_copy(spec);
+    json_t *ps = json_object_get(j->spec_json, "ps");
+    if (ps && json_object_get(ps, "token"))
+        json_object_set_new(ps, "token", json_string("***"));
+    if (ps && json_object_get(ps, "admin_token"))
+        json_object_set_new(ps, "admin_token", json_string("***"));
+    const char *name = json_string_value(json_object_get(spec, "name"));
+    snprintf(j->spec.name, sizeof j->spec.name, "%s", name ? name : "");
+    json_t *ep = json_object_get(spec, "max_epochs");
+    if (!ep)
+        ep = json_object_get(spec, "epochs");
+    j->spec.max_epochs = (uint32_t)json_integer_value(ep);
+    j->spec.budget_usd = json_number_value(json_object_get(spec, "budget_usd"));
+    j->spec.deadline_s = json_number_value(json_object_get(spec, "deadline_s"));
+    j->spec.target_accuracy = json_number_value(json_object_get(spec, "target_accuracy"));
+    j->spec.statistical_efficiency = json_is_true(json_object_get(spec, "statistical_efficiency"));
+    j->spec.workers = (uint32_t)json_integer_value(json_object_get(spec, "workers"));
+}
+
+/* A ledger recorded with a record, when there is one. */
+static void restore_ledger(struct coord_job *j, json_t *rec)
+{
+    json_t *l = json_object_get(rec, "ledger");
+    struct coord_ledger led;
+    if (l && coord_ledger_from_json(&led, l) == 0)
+        j->ledger = led;
+}
+
+static void replay_state(struct coord_job *j, json_t *rec, double rec_t)
+{
+    const char *st = json_string_value(json_object_get(rec, "state"));
+    for (int s = 0; st && s < JOB_NSTATES; s++)
+        if (!strcmp(st, job_state_names[s]))
+            j->state = (enum job_state)s;
+    const char *e = json_string_value(json_object_get(rec, "error"));
+    const char *why = json_string_value(json_object_get(rec, "reason"));
+    if (e)
+        snprintf(j->error, sizeof j->error, "%s", e);
+    if (why)
+        snprintf(j->reason, sizeof j->reason, "%s", why);
+    restore_ledger(j, rec);
+    if (json_object_get(rec, "step"))
+        j->step = (uint64_t)json_integer_value(json_object_get(rec, "step"));
+    if (st && !strcmp(st, "starting"))
+        j->started_unix = rec_t; /* as job_on_start() takes it */
+    if (job_ended(j))
+        j->ended_unix = rec_t;
+    if (json_object_get(rec, "steps_per_epoch"))
+        j->spe = (uint64_t)json_integer_value(json_object_get(rec, "steps_per_epoch"));
+    if (json_object_get(rec, "total_steps"))
+        j->total_steps = (uint64_t)json_integer_value(json_object_get(rec, "total_steps"));
+    if (json_is_integer(json_object_get(rec, "epochs_target")))
+        j->epochs_target = (uint32_t)json_integer_value(json_object_get(rec, "epochs_target"));
+    if (json_is_number(json_object_get(rec, "reference_epochs_done")))
+        j->ref_done = json_number_value(json_object_get(rec, "reference_epochs_done"));
+    if (json_is_number(json_object_get(rec, "noise_scale")))
+        j->noise_scale = json_number_value(json_object_get(rec, "noise_scale"));
+    json_t *ps = json_object_get(rec, "ps_stats");
+    if (ps) {
+        json_decref(j->ps_stats);
+        j->ps_stats = json_incref(ps);
+    }
+}
+
+static void replay_epoch(struct coord_job *j, json_t *rec)
+{
+    json_array_append(j->series, rec);
+    j->epoch_done = json_integer_value(json_object_get(rec, "epoch"));
+    j->test_acc = json_real_value(json_object_get(rec, "test_accuracy"));
+    j->test_loss = json_real_value(json_object_get(rec, "test_loss"));
+    j->train_loss = json_real_value(json_object_get(rec, "train_loss"));
+    if (j->test_acc > j->best_acc)
+        j->best_acc = j->test_acc;
+    j->step = (uint64_t)json_integer_value(json_object_get(rec, "step"));
+    j->workers = (uint32_t)json_integer_value(json_object_get(rec, "workers"));
+    j->shards.n = (uint32_t)json_integer_value(json_object_get(rec, "shards"));
+}
+
+struct replay_ctx {
+    struct coord_job *j;
+    double last_t; /* the last record's time, an "interrupted" state aside */
+};
+
+static int on_replay(const char *type, json_t *rec, void *arg)
+{
+    struct replay_ctx *x = arg;
+    struct coord_job *j = x->j;
+    /* The journal's own keys are not part of what was recorded (but its time is when). */
+    double rec_t = json_number_value(json_object_get(rec, "t")) / 1000.0;
+    json_t *copy = json_copy(rec);
+    json_object_del(copy, "t");
+    json_object_del(copy, "type");
+    rec = copy;
+    if (!strcmp(type, "submitted")) {
+        json_t *spec = json_object_get(rec, "spec");
+        j->submitted_unix = json_real_value(json_object_get(rec, "submitted"));
+        if (spec) {
+            restore_spec(j, spec);
+            j->workers = j->spec.workers;
+            j->epochs_target = j->spec.max_epochs;
+        }
+    } else if (!strcmp(type, "state")) {
+        replay_state(j, rec, rec_t);
+    } else if (!strcmp(type, "epoch")) {
+        replay_epoch(j, rec);
+    } else if (!strcmp(type, "profile")) {
+        json_decref(j->profile);
+        j->profile = json_incref(rec);
+    } else if (!strcmp(type, "progress")) {
+        j->step = (uint64_t)json_integer_value(json_object_get(rec, "step"));
+        j->train_loss = json_real_value(json_object_get(rec, "train_loss"));
+        restore_ledger(j, rec);
+    } else if (!strcmp(type, "event")) {
+        if (json_array_size(j->events) >= JOB_EVENTS_MAX)
+            json_array_remove(j->events, 0);
+        json_array_append(j->events, rec);
+    } else if (!strcmp(type, "model")) {
+        j->model_saved = 1;
+        j->model_step = (uint64_t)json_integer_value(json_object_get(rec, "step"));
+    }
+    if (j->state != JOB_INTERRUPTED)
+        x->last_t = rec_t;
+    json_decref(copy);
+    return 0;
+}
+
+void job_restore(struct coord *c, struct coord_job *j)
+{
+    struct replay_ctx x = {.j = j};
+    coord_journal_replay(c->data_dir, j->id, on_replay, &x);
+    if (!job_ended(j)) {
+        /* It was running when the coordinator went away; its shards and workers went with it
+         * (they die with their parent). Its history stays; it does not run again. */
+        char err[256];
+        j->journal = coord_journal_open(c->data_dir, j->id, err, sizeof err);
+        j->log_fd = open(j->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        job_set_state(j, JOB_INTERRUPTED, "the coordinator restarted while the job ran");
+    }
+    if (j->state == JOB_INTERRUPTED && x.last_t > 0)
+        j->ended_unix = x.last_t; /* last heard of, not when the coordinator came back */
+}
+
+static int on_list(const char *job_id, void *arg)
+{
+    struct coord *c = arg;
+    struct coord_job *j = job_alloc(c, job_id);
+    if (!j)
+        return 0;
+    job_restore(c, j);
+    unsigned seq = 0;
+    if (sscanf(job_id, "job-%u", &seq) == 1 && seq > c->next_seq)
+        c->next_seq = seq;
+    return 0;
+}
+
+void coord_restore_all(struct coord *c)
+{
+    /* The history of earlier jobs, newest last in the list walk (jobs are prepended). */
+    coord_journal_list(c->data_dir, on_list, c);
+}

@@ -1,0 +1,228 @@
+/* test_coord_async.c: the coordinator's loop never waits on a shard, and what it billed
+ * survives a crash.
+ *
+ *   - One job's shard is stopped with SIGSTOP, and the job is asked for a change (a manual
+ *     scale: a barrier, an admin call to every shard) and a checkpoint (a model pull) that
+ *     cannot finish while the shard is stopped. Meanwhile the HTTP API answers every request
+ *     within a second (a generous bound: it answers in milliseconds; the latency is measured
+ *     by `smlt-bench api`), and a second job on its own shards trains to the end. With SIGCONT
+ *     the first job goes on, the checkpoint is answered, and a cancel ends it.
+ *   - The coordinator is killed with SIGKILL while a job runs; after a restart the job is
+ *     interrupted and shows the cost and GB-seconds billed until then (they read $0 once).
+ * Everything started is stopped by its pid. */
+#include <check.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "coord_test.h"
+
+static char root[256];
+static char dataset[256];
+static char data_dir[300];
+static struct test_daemon coord;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void setup(void)
+{
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGALRM, SIG_DFL);
+    snprintf(data_dir, sizeof data_dir, "%s/data.XXXXXX", root);
+    ck_assert_ptr_nonnull(mkdtemp(data_dir));
+    ck_assert_int_eq(ct_coord_start(&coord, data_dir, NULL), 0);
+}
+
+static void teardown(void)
+{
+    test_daemon_stop(&coord);
+    ct_rm_rf(data_dir);
+}
+
+static int running_with_progress(const json_t *j)
+{
+    return !strcmp(ct_str(j, "state"), "running") && ct_num(j, "step") >= 3;
+}
+
+/* A request that waits for the shards, made from its own thread. */
+struct slow_call {
+    char path[128];
+    long status;
+    char *body;
+};
+
+static void *slow_call_run(void *arg)
+{
+    struct slow_call *s = arg;
+    s->status = ct_http(coord.port, "POST", s->path, CT_ADMIN, "", &s->body);
+    return NULL;
+}
+
+START_TEST(api_answers_while_a_shard_is_stopped)
+{
+    char spec[1024], err[512];
+    snprintf(spec, sizeof spec,
+             "{\"model\": \"mlp:784-64-10\", \"dataset\": \"%s\", \"epochs\": 5000, "
+             "\"workers\": 2, \"shards\": 2, \"max_workers\": 3}",
+             dataset);
+    char *a = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(a != NULL, "submit: %s", err);
+    json_t *j = ct_wait_until(coord.port, a, 120, running_with_progress);
+    ck_assert_str_eq(ct_str(j, "state"), "running");
+    json_decref(j);
+    /* The job's shards are the coordinator's smlt-ps children: stop one. */
+    pid_t ps[8];
+    int n = ct_children(coord.pid, "smlt-ps", NULL, ps, 8);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(kill(ps[0], SIGSTOP), 0);
+    /* A change (the barrier's freeze waits for the stopped shard) and a checkpoint (its pull
+     * waits too), both from the API. */
+    char path[128];
+    snprintf(path, sizeof path, "/api/jobs/%s/scale", a);
+    ck_assert_int_eq(ct_http(coord.port, "POST", path, CT_ADMIN, "{\"workers\": 3}", NULL), 200);
+    struct slow_call ck = {.status = -1};
+    snprintf(ck.path, sizeof ck.path, "/api/jobs/%s/checkpoint", a);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, slow_call_run, &ck), 0);
+    usleep(300 * 1000);
+    /* A second job on its own shards, while the first one's shard stays stopped. */
+    snprintf(spec, sizeof spec,
+             "{\"model\": \"logreg:784-10\", \"dataset\": \"%s\", \"epochs\": 1, \"workers\": 1, "
+             "\"shards\": 1}",
+             dataset);
+    char *b = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(b != NULL, "submit: %s", err);
+    double worst = 0, t_end = now_s() + 6;
+    int requests = 0, b_done = 0;
+    char bpath[128], apath[128];
+    snprintf(apath, sizeof apath, "/api/jobs/%s", a);
+    snprintf(bpath, sizeof bpath, "/api/jobs/%s", b);
+    while (now_s() < t_end || (!b_done && now_s() < t_end + 120)) {
+        const char *paths[] = {"/api/jobs", apath, bpath, "/metrics"};
+        for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++) {
+            double t0 = now_s();
+            json_t *o = NULL;
+            long st = k == 3 ? ct_http(coord.port, "GET", paths[k], NULL, NULL, NULL)
+                             : ct_http_json(coord.port, "GET", paths[k], NULL, NULL, &o);
+            double dt = now_s() - t0;
+            if (dt > worst)
+                worst = dt;
+            requests++;
+            ck_assert_msg(st == 200, "GET %s: %ld", paths[k], st);
+            ck_assert_msg(dt < 1.0, "GET %s took %.3f s while a shard was stopped", paths[k], dt);
+            if (k == 2 && ct_job_over(ct_str(o, "state"))) {
+                ck_assert_str_eq(ct_str(o, "state"), "succeeded");
+                b_done = 1;
+            }
+            if (k == 1)
+                ck_assert_str_eq(ct_str(o, "state"), "running");
+            json_decref(o);
+        }
+        usleep(100 * 1000);
+    }
+    ck_assert_msg(b_done, "the second job did not finish while the first one's shard was stopped");
+    fprintf(stderr, "api_answers_while_a_shard_is_stopped: %d requests, slowest %.1f ms\n",
+            requests, worst * 1e3);
+    ck_assert_int_eq(ck.status, -1); /* still waiting for the stopped shard */
+    /* Back: the checkpoint is answered, and a cancel ends the job with its model saved. */
+    ck_assert_int_eq(kill(ps[0], SIGCONT), 0);
+    pthread_join(th, NULL);
+    ck_assert_msg(ck.status == 200, "checkpoint: %ld %s", ck.status, ck.body ? ck.body : "");
+    ck_assert_ptr_nonnull(strstr(ck.body, "model.smlt"));
+    free(ck.body);
+    snprintf(path, sizeof path, "/api/jobs/%s/cancel", a);
+    json_t *c = NULL;
+    ck_assert_int_eq(ct_http_json(coord.port, "POST", path, CT_ADMIN, "", &c), 200);
+    /* The reply comes once the job has ended. */
+    ck_assert_str_eq(ct_str(c, "state"), "canceled");
+    ck_assert(json_is_string(json_object_get(c, "model")));
+    json_decref(c);
+    free(a);
+    free(b);
+}
+END_TEST
+
+START_TEST(cost_survives_a_coordinator_crash)
+{
+    char spec[1024], err[512];
+    snprintf(spec, sizeof spec,
+             "{\"model\": \"mlp:784-64-10\", \"dataset\": \"%s\", \"epochs\": 5000, "
+             "\"workers\": 2, \"shards\": 1}",
+             dataset);
+    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    json_t *j = ct_wait_until(coord.port, id, 120, running_with_progress);
+    ck_assert_str_eq(ct_str(j, "state"), "running");
+    json_decref(j);
+    sleep(6); /* a progress record (at most every 5 s) with a fresh ledger */
+    char path[128];
+    snprintf(path, sizeof path, "/api/jobs/%s", id);
+    ck_assert_int_eq(ct_http_json(coord.port, "GET", path, NULL, NULL, &j), 200);
+    ck_assert_str_eq(ct_str(j, "state"), "running");
+    json_decref(j);
+    ck_assert_int_eq(kill(coord.pid, SIGKILL), 0);
+    int st;
+    waitpid(coord.pid, &st, 0);
+    coord.pid = 0;
+    test_daemon_stop(&coord);
+    ck_assert_int_eq(ct_coord_start(&coord, data_dir, NULL), 0);
+    ck_assert_int_eq(ct_http_json(coord.port, "GET", path, NULL, NULL, &j), 200);
+    ck_assert_str_eq(ct_str(j, "state"), "interrupted");
+    const json_t *l = json_object_get(j, "ledger");
+    fprintf(stderr, "cost_survives_a_coordinator_crash: $%.6f, %.3f GB-s, %.0f invocations\n",
+            ct_num(j, "cost_usd"), ct_num(l, "gb_s"), ct_num(l, "invocations"));
+    ck_assert(ct_num(j, "cost_usd") > 0);
+    ck_assert(ct_num(l, "gb_s") > 0);
+    ck_assert(ct_num(l, "ps_node_s") > 0);
+    ck_assert(ct_num(l, "total_usd") == ct_num(j, "cost_usd"));
+    json_decref(j);
+    free(id);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("coord_async");
+    TCase *tc = tcase_create("loop");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 400);
+    tcase_add_test(tc, api_answers_while_a_shard_is_stopped);
+    tcase_add_test(tc, cost_survives_a_coordinator_crash);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    snprintf(root, sizeof root, "/tmp/smlt-test-coord-async.XXXXXX");
+    if (!mkdtemp(root))
+        return 1;
+    if (ct_subset_dataset(dataset, sizeof dataset, 6000, 1000) != 0) {
+        ct_rm_rf(root);
+        fprintf(stderr, "test_coord_async: needs Fashion-MNIST in %s (Debian package "
+                        "dataset-fashion-mnist)\n", CT_FMNIST);
+        return 1;
+    }
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    ct_rm_rf(dataset);
+    ct_clean_noted(root);
+    ct_rm_rf(root);
+    curl_global_cleanup();
+    return failed ? 1 : 0;
+}
