@@ -107,38 +107,39 @@ static void res_err(struct coord_admin_res *r, int rc, const char *msg)
     snprintf(r->err, sizeof r->err, "%s", msg && msg[0] ? msg : smlt_strerror(rc));
 }
 
-/* Connects the call's client and publishes it for an interrupt. Returns it or NULL (res set). */
-static struct smlt_client *run_connect(struct admin_q *q, struct call *k, const char *addrs)
-{
-    struct smlt_client_opts o = {.token = k->req.token,
-                                 .admin = 1,
-                                 .timeout_ms = k->req.timeout_ms,
-                                 .retries = -1};
-    struct smlt_client *cl = NULL;
-    char err[512] = "";
-    int rc = smlt_client_connect(&cl, addrs, &o, err, sizeof err);
-    if (rc) {
-        res_err(&k->res, rc, err);
-        return NULL;
-    }
-    pthread_mutex_lock(&q->mu);
-    int canceled = k->canceled;
-    q->client = canceled ? NULL : cl;
-    pthread_mutex_unlock(&q->mu);
-    if (canceled) {
-        smlt_client_close(cl);
-        res_err(&k->res, SMLT_ECANCELED, "canceled");
-        return NULL;
-    }
-    return cl;
-}
-
 static void run_disconnect(struct admin_q *q, struct smlt_client *cl)
 {
     pthread_mutex_lock(&q->mu);
     q->client = NULL;
     pthread_mutex_unlock(&q->mu);
     smlt_client_close(cl);
+}
+
+/* Connects the call's client, published first so that a cancel can interrupt the connecting
+ * too. Returns it or NULL (res set). */
+static struct smlt_client *run_connect(struct admin_q *q, struct call *k, const char *addrs)
+{
+    struct smlt_client_opts o = {.token = k->req.token,
+                                 .admin = 1,
+                                 .timeout_ms = k->req.timeout_ms,
+                                 .retries = -1};
+    char err[512] = "";
+    struct smlt_client *cl = smlt_client_create(&o, err, sizeof err);
+    if (!cl) {
+        res_err(&k->res, SMLT_EINVAL, err);
+        return NULL;
+    }
+    pthread_mutex_lock(&q->mu);
+    int canceled = k->canceled;
+    q->client = canceled ? NULL : cl;
+    pthread_mutex_unlock(&q->mu);
+    int rc = canceled ? SMLT_ECANCELED : smlt_client_open(cl, addrs, err, sizeof err);
+    if (rc) {
+        run_disconnect(q, cl);
+        res_err(&k->res, rc, rc == SMLT_ECANCELED ? "canceled" : err);
+        return NULL;
+    }
+    return cl;
 }
 
 static void run_stats(struct smlt_client *cl, struct call *k)
@@ -343,6 +344,7 @@ uint64_t coord_admin_call(struct coord_admin *a, const struct coord_admin_req *r
     if (!k)
         return 0;
     k->req = *req;
+    k->res.op = req->op;
     if (k->req.timeout_ms <= 0)
         k->req.timeout_ms = ADMIN_DEFAULT_TIMEOUT_MS;
     k->cb = cb;

@@ -211,8 +211,15 @@ void coord_metrics(struct coord *c, struct evbuffer *out)
 {
     unsigned counts[JOB_NSTATES] = {0};
     double cost = 0, gb_s = 0;
+    struct coord_admin_stats admin = {0};
     for (struct coord_job *j = c->jobs; j; j = j->next) {
         counts[j->state]++;
+        struct coord_admin_stats as;
+        coord_admin_stats(j->admin, &as);
+        admin.calls += as.calls;
+        admin.failed += as.failed;
+        admin.canceled += as.canceled;
+        admin.queued += as.queued;
         struct coord_ledger led;
         job_ledger_now(j, &led);
         cost += coord_ledger_total(&led);
@@ -244,10 +251,17 @@ void coord_metrics(struct coord *c, struct evbuffer *out)
     GAUGE("invocations_running", "Invocations running now.", "%u", bs.running);
     GAUGE("invocations_waiting", "Invocations waiting for a concurrency slot.", "%u", bs.waiting);
     GAUGE("instances_idle", "Warm instances kept for reuse.", "%u", bs.idle);
-    evbuffer_add_printf(out, "# HELP smlt_function_gb_seconds_total Function GB-seconds used.\n"
-                             "# TYPE smlt_function_gb_seconds_total counter\n"
-                             "smlt_function_gb_seconds_total %.6f\n",
+    /* (promtool refuses abbreviated units such as "gb" in a name.) */
+    evbuffer_add_printf(out, "# HELP smlt_function_gigabyte_seconds_total Function memory "
+                             "size times duration billed, in GB-seconds.\n"
+                             "# TYPE smlt_function_gigabyte_seconds_total counter\n"
+                             "smlt_function_gigabyte_seconds_total %.6f\n",
                         gb_s);
+    COUNTER("admin_calls_total", "Calls to the shards made by the coordinator.", admin.calls);
+    COUNTER("admin_call_failures_total", "Calls to the shards that failed.", admin.failed);
+    COUNTER("admin_calls_canceled_total", "Calls to the shards canceled.", admin.canceled);
+    GAUGE("admin_calls_pending", "Calls to the shards queued or running now.", "%u",
+          admin.queued);
     evbuffer_add_printf(out, "# HELP smlt_cost_usd Spend of all jobs so far, in US dollars.\n"
                              "# TYPE smlt_cost_usd gauge\nsmlt_cost_usd %.6f\n",
                         cost);

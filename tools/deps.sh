@@ -7,8 +7,9 @@
 # Build and library dependencies (see README: Dependencies).
 SMLT_BUILD_PKGS="gcc make cmake pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
   libopenblas-dev liblz4-dev check zlib1g-dev libcurl4-openssl-dev libjansson-dev"
-# What the tests and benchmarks run against: Redis (the store peer), Fashion-MNIST.
-SMLT_TEST_PKGS="redis-server dataset-fashion-mnist"
+# What the tests and benchmarks run against: Redis (the store peer), Fashion-MNIST, promtool
+# (Debian prometheus: /metrics is checked with it).
+SMLT_TEST_PKGS="redis-server dataset-fashion-mnist prometheus"
 # The PyTorch peer of the training benchmark (large: only for the main job / benchmarks).
 SMLT_BENCH_PKGS="python3-torch python3-numpy"
 

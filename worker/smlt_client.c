@@ -961,18 +961,19 @@ static int fill_map_op(struct smlt_client *c, void *arg)
     return 0;
 }
 
-int smlt_client_connect(struct smlt_client **out, const char *addrs,
-                        const struct smlt_client_opts *opts, char *errmsg, size_t errlen)
+struct smlt_client *smlt_client_create(const struct smlt_client_opts *opts, char *errmsg,
+                                       size_t errlen)
 {
-    *out = NULL;
+    return client_new(opts, errmsg, errlen);
+}
+
+int smlt_client_open(struct smlt_client *c, const char *addrs, char *errmsg, size_t errlen)
+{
     if (!addrs || !addrs[0]) {
         if (errmsg && errlen)
             snprintf(errmsg, errlen, "no shard address given");
         return SMLT_EINVAL;
     }
-    struct smlt_client *c = client_new(opts, errmsg, errlen);
-    if (!c)
-        return SMLT_EINVAL;
     char *list = strdup(addrs), *save = NULL;
     int rc = SMLT_EINVAL;
     for (char *a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
@@ -997,16 +998,32 @@ int smlt_client_connect(struct smlt_client **out, const char *addrs,
             rc = install_map(c, m);
             break;
         }
-        if (rc == SMLT_EAUTH || rc == SMLT_ENOTCONF)
+        if (rc == SMLT_EAUTH || rc == SMLT_ENOTCONF || rc == SMLT_ECANCELED)
             break;
         link_close(&c->links[0]);
     }
     free(list);
     if (rc == 0 && !c->map)
         rc = SMLT_EIO;
-    if (rc) {
+    if (rc && errmsg && errlen)
+        snprintf(errmsg, errlen, "%s", c->err[0] ? c->err : smlt_strerror(rc));
+    return rc;
+}
+
+int smlt_client_connect(struct smlt_client **out, const char *addrs,
+                        const struct smlt_client_opts *opts, char *errmsg, size_t errlen)
+{
+    *out = NULL;
+    if (!addrs || !addrs[0]) {
         if (errmsg && errlen)
-            snprintf(errmsg, errlen, "%s", c->err[0] ? c->err : smlt_strerror(rc));
+            snprintf(errmsg, errlen, "no shard address given");
+        return SMLT_EINVAL;
+    }
+    struct smlt_client *c = client_new(opts, errmsg, errlen);
+    if (!c)
+        return SMLT_EINVAL;
+    int rc = smlt_client_open(c, addrs, errmsg, errlen);
+    if (rc) {
         smlt_client_close(c);
         return rc;
     }

@@ -3,7 +3,18 @@
 #ifndef SMLT_CLIENT_INT_H
 #define SMLT_CLIENT_INT_H
 
+#include <stddef.h>
+
 struct smlt_client;
+struct smlt_client_opts;
+
+/* smlt_client_connect() in two halves, so that another thread can interrupt the connecting:
+ * create returns an unconnected client (NULL with a message on bad options); open connects it
+ * to the job through addrs (0 or a code with a message; the client is then still to be
+ * closed with smlt_client_close()). */
+struct smlt_client *smlt_client_create(const struct smlt_client_opts *opts, char *errmsg,
+                                       size_t errlen);
+int smlt_client_open(struct smlt_client *c, const char *addrs, char *errmsg, size_t errlen);
 
 /* Makes the call running on c (in another thread) return SMLT_ECANCELED as soon as its event
  * loop wakes, and every later call on c too. The one function of a client that another thread

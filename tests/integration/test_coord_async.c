@@ -9,6 +9,7 @@
  *     the first job goes on, the checkpoint is answered, and a cancel ends it.
  *   - The coordinator is killed with SIGKILL while a job runs; after a restart the job is
  *     interrupted and shows the cost and GB-seconds billed until then (they read $0 once).
+ *   - /metrics passes `promtool check metrics` (it failed on an abbreviated unit once).
  * Everything started is stopped by its pid. */
 #include <check.h>
 #include <pthread.h>
@@ -192,6 +193,46 @@ START_TEST(cost_survives_a_coordinator_crash)
 }
 END_TEST
 
+/* /metrics, while a job runs, as Prometheus's own linter reads it (promtool check metrics:
+ * 0 clean, 3 lint problems, 1 unparsable). */
+START_TEST(metrics_pass_promtool)
+{
+    ck_assert_msg(access("/usr/bin/promtool", X_OK) == 0,
+                  "promtool is missing: install Debian's prometheus (tools/test.sh does)");
+    char spec[1024], err[512];
+    snprintf(spec, sizeof spec,
+             "{\"model\": \"logreg:784-10\", \"dataset\": \"%s\", \"epochs\": 5000, "
+             "\"workers\": 2, \"shards\": 1}",
+             dataset);
+    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    json_t *j = ct_wait_until(coord.port, id, 120, running_with_progress);
+    json_decref(j);
+    char *body = NULL;
+    ck_assert_int_eq(ct_http(coord.port, "GET", "/metrics", NULL, NULL, &body), 200);
+    ck_assert_ptr_nonnull(strstr(body, "smlt_function_gigabyte_seconds_total"));
+    ck_assert_ptr_nonnull(strstr(body, "smlt_admin_calls_total"));
+    char file[400], cmd[900], out[4096] = "";
+    snprintf(file, sizeof file, "%s/metrics.txt", data_dir);
+    FILE *f = fopen(file, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(body, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "/usr/bin/promtool check metrics < %s 2>&1", file);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "promtool check metrics: exit %d: %s\n%s",
+                  WIFEXITED(st) ? WEXITSTATUS(st) : -1, out, body);
+    free(body);
+    snprintf(cmd, sizeof cmd, "/api/jobs/%s/cancel", id);
+    ck_assert_int_eq(ct_http(coord.port, "POST", cmd, CT_ADMIN, "", NULL), 200);
+    free(id);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("coord_async");
@@ -200,6 +241,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 400);
     tcase_add_test(tc, api_answers_while_a_shard_is_stopped);
     tcase_add_test(tc, cost_survives_a_coordinator_crash);
+    tcase_add_test(tc, metrics_pass_promtool);
     suite_add_tcase(s, tc);
     return s;
 }

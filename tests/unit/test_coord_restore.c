@@ -1,0 +1,123 @@
+/* test_coord_restore.c: journal replay (coordinator/coord_restore.c) without daemons: a job
+ * that was running when the coordinator died comes back interrupted with the cost billed until
+ * its last record (it read $0 and 0 GB-s once), its spec parsed as a live job's, and a job
+ * whose recorded spec no longer parses still shows what was recorded. */
+#include <math.h>
+
+#include "coord_fake.h"
+
+static const char *SPEC = "{\"model\": \"logreg:784-10\", \"dataset\": \"" FAKE_DATASET "\", "
+                          "\"epochs\": 4, \"workers\": 2, \"shards\": 1, \"budget_usd\": 5}";
+
+/* Records what a live job writes: submitted, starting, running, progress with a ledger. */
+static void write_running_job(struct coord *c, const char *id, const struct coord_ledger *l)
+{
+    char err[256];
+    struct coord_journal *jr = coord_journal_open(c->data_dir, id, err, sizeof err);
+    ck_assert_ptr_nonnull(jr);
+    json_t *spec = json_loads(SPEC, 0, NULL);
+    json_t *rec = json_pack("{s:s, s:o, s:f}", "id", id, "spec", spec, "submitted", now_unix());
+    coord_journal_append(jr, "submitted", rec, 1);
+    json_decref(rec);
+    rec = json_pack("{s:s}", "state", "starting");
+    coord_journal_append(jr, "state", rec, 1);
+    json_decref(rec);
+    rec = json_pack("{s:s}", "state", "running");
+    coord_journal_append(jr, "state", rec, 1);
+    json_decref(rec);
+    rec = json_pack("{s:I, s:f, s:f, s:i, s:i, s:f, s:o}", "step", (json_int_t)120, "elapsed_s",
+                    6.0, "train_loss", 0.7, "workers", 2, "shards", 1, "cost_usd",
+                    coord_ledger_total(l), "ledger", coord_ledger_to_json(l));
+    coord_journal_append(jr, "progress", rec, 1);
+    json_decref(rec);
+    coord_journal_close(jr);
+}
+
+START_TEST(interrupted_job_keeps_its_cost)
+{
+    struct coord *c = fake_coord_new();
+    struct coord_prices p;
+    coord_prices_default(&p, NULL);
+    struct coord_ledger l;
+    coord_ledger_init(&l);
+    coord_ledger_charge_invocation(&l, &p, 2048, 4.5);
+    coord_ledger_charge_invocation(&l, &p, 2048, 4.4);
+    coord_ledger_charge_ps(&l, &p, 1, 6.0);
+    write_running_job(c, "job-0001", &l);
+
+    struct coord_job *j = job_alloc(c, "job-0001");
+    job_restore(c, j);
+    ck_assert_int_eq(j->state, JOB_INTERRUPTED);
+    ck_assert_int_eq(j->have_spec, 1); /* parsed as a live job's */
+    ck_assert_str_eq(j->spec.model, "logreg:784-10");
+    ck_assert(j->spec.budget_usd == 5);
+    ck_assert_int_eq(j->step, 120);
+    ck_assert(fabs(coord_ledger_total(&j->ledger) - coord_ledger_total(&l)) < 1e-12);
+    ck_assert(j->ledger.gb_s > 17);
+    json_t *o = coord_job_json(c, "job-0001");
+    ck_assert(fabs(json_number_value(json_object_get(o, "cost_usd")) - coord_ledger_total(&l)) <
+              1e-12);
+    ck_assert(json_number_value(json_object_get(json_object_get(o, "ledger"), "gb_s")) > 17);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "state")), "interrupted");
+    json_decref(o);
+    /* The interrupted state was journaled with that ledger: a second restart agrees. */
+    job_free(j);
+    c->jobs = NULL;
+    j = job_alloc(c, "job-0001");
+    job_restore(c, j);
+    ck_assert_int_eq(j->state, JOB_INTERRUPTED);
+    ck_assert(fabs(coord_ledger_total(&j->ledger) - coord_ledger_total(&l)) < 1e-12);
+    fake_coord_free(c);
+}
+END_TEST
+
+START_TEST(spec_that_no_longer_parses)
+{
+    struct coord *c = fake_coord_new();
+    char err[256];
+    struct coord_journal *jr = coord_journal_open(c->data_dir, "job-0002", err, sizeof err);
+    json_t *rec = json_pack("{s:s, s:{s:s, s:s, s:i, s:f, s:s, s:{s:s, s:s}}, s:f}", "id",
+                            "job-0002", "spec", "model", "logreg:784-10", "dataset",
+                            "/nonexistent/dir", "max_epochs", 7, "deadline_s", 60.0, "name",
+                            "old", "ps", "addrs", "127.0.0.1:5", "token", "secret", "submitted",
+                            now_unix());
+    coord_journal_append(jr, "submitted", rec, 1);
+    json_decref(rec);
+    rec = json_pack("{s:s, s:s}", "state", "succeeded", "reason", "all epochs trained");
+    coord_journal_append(jr, "state", rec, 1);
+    json_decref(rec);
+    coord_journal_close(jr);
+    struct coord_job *j = job_alloc(c, "job-0002");
+    job_restore(c, j);
+    ck_assert_int_eq(j->state, JOB_SUCCEEDED);
+    ck_assert_int_eq(j->have_spec, 0);
+    json_t *o = coord_job_json(c, "job-0002");
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "max_epochs")), 7);
+    ck_assert(json_number_value(json_object_get(o, "deadline_s")) == 60.0);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "name")), "old");
+    /* Secrets stay masked. */
+    json_t *ps = json_object_get(json_object_get(o, "spec"), "ps");
+    ck_assert_str_eq(json_string_value(json_object_get(ps, "token")), "***");
+    json_decref(o);
+    fake_coord_free(c);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("coord_restore");
+    TCase *tc = tcase_create("replay");
+    tcase_add_test(tc, interrupted_job_keeps_its_cost);
+    tcase_add_test(tc, spec_that_no_longer_parses);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
