@@ -346,7 +346,7 @@ static int prepare(struct worker *w, const struct worker_task *t, struct worker_
         rc = worker_load_data(t->data, t->cache_dir, &t->data_opts, &w->train,
                               t->evaluate ? &w->test : NULL, err, sizeof err);
         if (rc) {
-            rep_err(r, rc, "dataset %s: %s", t->data, err);
+            rep_err(r, rc, "dataset: %s", err); /* err names the file */
             return rc;
         }
         w->test_loaded = t->evaluate;
@@ -357,7 +357,7 @@ static int prepare(struct worker *w, const struct worker_task *t, struct worker_
         rc = worker_load_data(t->data, t->cache_dir, &t->data_opts, NULL, &w->test, err,
                               sizeof err);
         if (rc) {
-            rep_err(r, rc, "dataset %s: %s", t->data, err);
+            rep_err(r, rc, "dataset: %s", err);
             return rc;
         }
         w->test_loaded = 1;
@@ -388,7 +388,7 @@ static int prepare(struct worker *w, const struct worker_task *t, struct worker_
         }
     }
     if (worker_check_fit(w->m, t->model, w->train, err, sizeof err) < 0) {
-        rep_err(r, SMLT_EINVAL, "dataset %s: %s", t->data, err);
+        rep_err(r, SMLT_EINVAL, "%s", err);
         return SMLT_EINVAL;
     }
     if (!w->it || w->it_rank != t->rank || w->it_workers != t->workers || w->it_seed != t->seed) {
