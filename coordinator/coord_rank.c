@@ -358,6 +358,10 @@ static int rpc_hello(const char *inv, const uint8_t *token, size_t toklen, int w
     a->timeout_ms = 120000;
     if (s->cache_dir[0])
         a->cache_dir = (char *)s->cache_dir;
+    a->has_label_column = a->has_header = a->has_scale = 1;
+    a->label_column = s->dataset_options.label_column;
+    a->header = (Smlt__CsvHeader)s->dataset_options.header;
+    a->scale = (Smlt__FeatureScale)s->dataset_options.scale;
     a->has_step_base = a->has_epoch_base = a->has_stop_at_epoch_end = 1;
     a->step_base = j->phase_step;
     a->epoch_base = j->phase_epoch;

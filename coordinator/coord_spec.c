@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "nn_model.h"
+#include "smlt.pb-c.h"
 #include "smlt_error.h"
 
 _Static_assert(COORD_SPEC_MODEL_MAX == NN_MODEL_MAX_SPEC, "model spec sizes differ");
@@ -45,6 +46,7 @@ static const char *const sync_names[] = {"bsp", "ssp", "asp"};
 static const char *const optim_names[] = {"sgd", "momentum", "adam", "adagrad"};
 static const char *const platform_names[] = {"local", "lambda", "openfaas", "knative"};
 static const char *const arch_names[] = {"x86_64", "arm64"};
+static const char *const scale_names[] = {"none", "minmax", "standard"};
 #define NNAMES(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static const char *name_of(const char *const *names, int n, int v)
@@ -70,6 +72,11 @@ const char *coord_spec_platform_name(int kind)
 const char *coord_spec_arch_name(int arch)
 {
     return name_of(arch_names, NNAMES(arch_names), arch);
+}
+
+const char *coord_spec_scale_name(int scale)
+{
+    return name_of(scale_names, NNAMES(scale_names), scale);
 }
 
 /* ---- describing values in messages ---------------------------------------------------------- */
@@ -144,7 +151,8 @@ static const char *const top_keys[] = {
     "name", "model", "dataset", "cache_dir", "sync", "staleness", "optimizer", "batch_size",
     "epochs", "target_accuracy", "max_epochs", "workers", "min_workers", "max_workers", "shards",
     "max_shards", "deadline_s", "budget_usd", "platform", "prices", "ps", "seed",
-    "evaluate_every_epochs", "chaos", "statistical_efficiency", NULL};
+    "evaluate_every_epochs", "chaos", "statistical_efficiency", "dataset_options", NULL};
+static const char *const dataset_opt_keys[] = {"label_column", "header", "scale", NULL};
 static const char *const optim_keys[] = {"kind", "lr", "momentum", "nesterov", "beta1", "beta2",
                                          "eps", "weight_decay", "decoupled", NULL};
 static const char *const platform_keys[] = {"kind", "memory_mb", "time_limit_s", "concurrency",
@@ -157,7 +165,7 @@ static const struct {
     const char *name;
     const char *const *keys;
 } nested[] = {{"optimizer", optim_keys}, {"platform", platform_keys}, {"prices", prices_keys},
-              {"ps", ps_keys}, {"chaos", chaos_keys}};
+              {"ps", ps_keys}, {"chaos", chaos_keys}, {"dataset_options", dataset_opt_keys}};
 
 /* Levenshtein distance, capped: anything above 3 is reported as 4. */
 static int distance(const char *a, const char *b)
@@ -479,6 +487,52 @@ static int check_dataset(struct pctx *c, const char *d)
     return check_dir(c, d);
 }
 
+/* dataset_options: how the worker reads the files. label_column and header only mean something
+ * for a CSV file. */
+static int parse_dataset_options(struct pctx *c, json_t *root, struct coord_spec *s)
+{
+    struct coord_spec_dataset_opts *d = &s->dataset_options;
+    d->label_column = 0;
+    d->header = SMLT__CSV_HEADER__HEADER_AUTO;
+    d->scale = SMLT__FEATURE_SCALE__SCALE_NONE;
+    json_t *obj;
+    int rc = get_obj(c, root, "dataset_options", dataset_opt_keys, &obj);
+    if (rc <= 0)
+        return rc;
+    int csv = !strncmp(s->dataset, "csv:", 4);
+    json_t *v = field(obj, "label_column");
+    if (v) {
+        char want[96];
+        snprintf(want, sizeof want, "an integer in 0..%d or \"last\"",
+                 COORD_SPEC_MAX_LABEL_COLUMN);
+        if (json_is_string(v) && !strcmp(json_string_value(v), "last"))
+            d->label_column = -1;
+        else if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+                 json_integer_value(v) <= COORD_SPEC_MAX_LABEL_COLUMN)
+            d->label_column = (int)json_integer_value(v);
+        else
+            return bad(c, "dataset_options.label_column", want, v);
+        if (!csv)
+            return fail(c, "dataset_options.label_column: only meaningful with a csv: dataset "
+                           "(LIBSVM and IDX files say which value is the label)");
+    }
+    if ((v = field(obj, "header"))) {
+        if (json_is_string(v) && !strcmp(json_string_value(v), "auto"))
+            d->header = SMLT__CSV_HEADER__HEADER_AUTO;
+        else if (json_is_boolean(v))
+            d->header = json_is_true(v) ? SMLT__CSV_HEADER__HEADER_YES
+                                        : SMLT__CSV_HEADER__HEADER_NO;
+        else
+            return bad(c, "dataset_options.header", "\"auto\", true or false", v);
+        if (!csv)
+            return fail(c, "dataset_options.header: only meaningful with a csv: dataset");
+    }
+    if ((rc = get_enum(c, obj, "scale", "dataset_options.scale", scale_names,
+                       NNAMES(scale_names), &d->scale)) < 0)
+        return rc;
+    return 0;
+}
+
 /* ---- ps.addrs ------------------------------------------------------------------------------ */
 
 /* Checks "host:port,..." and returns the number of addresses, or SMLT_EINVAL. */
@@ -763,6 +817,8 @@ static int parse_root(struct pctx *c, json_t *root, struct coord_spec *s)
                        "csv:PATH or libsvm:PATH)");
     if ((rc = check_dataset(c, s->dataset)))
         return rc;
+    if ((rc = parse_dataset_options(c, root, s)))
+        return rc;
     if ((rc = get_str(c, root, "cache_dir", "cache_dir", s->cache_dir, sizeof s->cache_dir)) < 0)
         return rc;
 
@@ -951,6 +1007,18 @@ json_t *coord_spec_to_json(const struct coord_spec *s)
     put(o, "name", json_string(s->name), &nbad);
     put(o, "model", json_string(s->model), &nbad);
     put(o, "dataset", json_string(s->dataset), &nbad);
+    const struct coord_spec_dataset_opts *d = &s->dataset_options;
+    json_t *dopt = json_object();
+    if (!strncmp(s->dataset, "csv:", 4)) {
+        put(dopt, "label_column", d->label_column < 0 ? json_string("last")
+                                                      : json_integer(d->label_column), &nbad);
+        put(dopt, "header", d->header == SMLT__CSV_HEADER__HEADER_AUTO
+                                ? json_string("auto")
+                                : json_boolean(d->header == SMLT__CSV_HEADER__HEADER_YES),
+            &nbad);
+    }
+    put(dopt, "scale", json_string(coord_spec_scale_name(d->scale)), &nbad);
+    put(o, "dataset_options", dopt, &nbad);
     if (s->cache_dir[0])
         put(o, "cache_dir", json_string(s->cache_dir), &nbad);
     put(o, "sync", json_string(coord_spec_sync_name(s->sync)), &nbad);

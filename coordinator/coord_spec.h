@@ -20,6 +20,11 @@
  *               only), or "csv:TRAIN[,TEST]" / "libsvm:TRAIN[,TEST]" naming local files.
  *               Relative paths are checked against the parser's working directory; smltctl
  *               makes them absolute before submitting
+ *   dataset_options object {label_column integer 0..COORD_SPEC_MAX_LABEL_COLUMN or "last"
+ *               [0], header "auto"|true|false ["auto": the first line is a header when one
+ *               of its fields is not a number]: both only with a csv: dataset; scale
+ *               "none"|"minmax"|"standard" ["none"]: fitted on the training set, applied to
+ *               the test set alike}
  *   cache_dir   string [empty: the worker's default]
  *   sync        "bsp" | "ssp" | "asp" ["bsp"]
  *   staleness   integer 0..COORD_SPEC_MAX_STALENESS [2], only with sync "ssp"
@@ -76,6 +81,7 @@
 #define COORD_SPEC_REGION_MAX 64
 #define COORD_SPEC_TOKEN_MAX (SMLT_MAX_TOKEN + 1)
 
+#define COORD_SPEC_MAX_LABEL_COLUMN (1 << 24) /* rows hold at most 2^24 features */
 #define COORD_SPEC_MAX_STALENESS 1000000u
 #define COORD_SPEC_MIN_BATCH 1u
 #define COORD_SPEC_MAX_BATCH 65536u
@@ -134,6 +140,13 @@ struct coord_spec_platform {
     int arch;               /* enum coord_arch */
 };
 
+/* How the worker reads the dataset; the values are proto/smlt.proto's (Assignment). */
+struct coord_spec_dataset_opts {
+    int label_column;       /* CSV: 0-based; -1: the last column */
+    int header;             /* CSV: enum Smlt__CsvHeader: 0 auto, 1 true, 2 false */
+    int scale;              /* enum Smlt__FeatureScale: 0 none, 1 minmax, 2 standard */
+};
+
 struct coord_spec_ps {
     char addrs[COORD_SPEC_ADDRS_MAX]; /* "" when the coordinator runs the shards itself */
     char token[COORD_SPEC_TOKEN_MAX];
@@ -145,6 +158,7 @@ struct coord_spec {
     char model[COORD_SPEC_MODEL_MAX];  /* canonical nn_model spec */
     uint64_t model_params;             /* derived: the model's parameter count */
     char dataset[COORD_SPEC_PATH_MAX];
+    struct coord_spec_dataset_opts dataset_options;
     char cache_dir[COORD_SPEC_PATH_MAX]; /* "" = the worker's default */
     int sync;                          /* enum smlt_sync */
     uint32_t staleness;                /* COORD_SPEC_DEF_STALENESS for ssp, 0 otherwise */
@@ -202,5 +216,6 @@ const char *coord_spec_sync_name(int sync);
 const char *coord_spec_optim_name(int kind);
 const char *coord_spec_platform_name(int kind);
 const char *coord_spec_arch_name(int arch);
+const char *coord_spec_scale_name(int scale);
 
 #endif

@@ -57,6 +57,7 @@ lz = gzip.compress(labels)
 put('fuzz_idx', 'gzip', b'\x01' + struct.pack('<H', len(lz)) + lz + gzip.compress(images))
 put('fuzz_csv', 'header', b'\x00label,a,b,c\n1,0.5,2,3\n0,1e-3,-4,5\n\n2,0,0,0\n')
 put('fuzz_csv', 'gzip', b'\x08' + gzip.compress(b'0.5,1,2,3\n1,2,3,4\n'))
+put('fuzz_csv', 'train-last', b'\x0b' + b'5.1,3.5,0\n4.9,3.0,1\n6.2,2.9,2\n')
 put('fuzz_libsvm', 'plain', b'\x00' + b'1 1:0.5 3:2\n0 2:1 4:-1.5\n\n2 1:1\n')
 put('fuzz_libsvm', 'binary', b'\x03' + b'-1 1:0.5 2:2\n+1 3:1\n')
 put('fuzz_spec', 'full', b'{"model":"mlp:784-64-10","dataset":"http://127.0.0.1:1/d","epochs":3,"workers":2,'
@@ -64,6 +65,10 @@ put('fuzz_spec', 'full', b'{"model":"mlp:784-64-10","dataset":"http://127.0.0.1:
     b'"optimizer":{"kind":"adam","lr":0.001},"deadline_s":60,"budget_usd":0.5,'
     b'"statistical_efficiency":true,"platform":{"kind":"local","memory_mb":2048},'
     b'"chaos":{"slow_rank":1,"slow_ms":5}}')
+put('fuzz_spec', 'csv-options', b'{"model":"logreg:4-3","dataset":"csv:/etc/passwd,/etc/passwd",'
+    b'"epochs":2,"dataset_options":{"label_column":"last","header":true,"scale":"standard"}}')
+put('fuzz_spec', 'scale', b'{"model":"mlp:784-10-10","dataset":"https://127.0.0.1:1/d","epochs":1,'
+    b'"dataset_options":{"scale":"minmax"}}')
 put('fuzz_spec', 'ssp', b'{"model":"lenet5","dataset":"http://127.0.0.1:1/d","target_accuracy":0.9,'
     b'"sync":"ssp","staleness":2,"prices":{"gb_s":0.00001}}')
 PY

@@ -107,6 +107,11 @@ static const struct help_entry helps[] = {
      "  --time-limit D        the function time limit (platform.time_limit_s)\n"
      "  --memory MB           the function memory size (platform.memory_mb)\n"
      "  --seed N\n"
+     "  --label-column N|last CSV: the label's column, 0-based (default 0), or the last\n"
+     "  --header auto|true|false  CSV: the first line is a header (default auto: when one\n"
+     "                        of its fields is not a number)\n"
+     "  --scale none|minmax|standard  rescale features by the training set's statistics,\n"
+     "                        the test set by the same (default none)\n"
      "  --watch               watch the job after submitting it (exit code as `watch`)\n"
      "A refused spec prints the coordinator's reason (it names the field) and exits 1.\n"},
     {"status", "usage: smltctl status [JOB] [--json]\n"

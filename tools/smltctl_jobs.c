@@ -158,7 +158,9 @@ static void spec_set(json_t *spec, const char *key, json_t *v)
     json_object_set_new(o, dot + 1, v);
 }
 
-enum flag_kind { F_STR, F_INT, F_NUM, F_DUR, F_USD };
+/* F_COL: an integer or "last"; F_BOOL: "true"/"false" as JSON booleans, anything else as a
+ * string (the coordinator names what it accepts). */
+enum flag_kind { F_STR, F_INT, F_NUM, F_DUR, F_USD, F_COL, F_BOOL };
 
 struct spec_flag {
     const char *flag, *key;
@@ -185,6 +187,9 @@ static const struct spec_flag spec_flags[] = {
     {"--time-limit", "platform.time_limit_s", F_DUR},
     {"--memory", "platform.memory_mb", F_INT},
     {"--seed", "seed", F_INT},
+    {"--label-column", "dataset_options.label_column", F_COL},
+    {"--header", "dataset_options.header", F_BOOL},
+    {"--scale", "dataset_options.scale", F_STR},
     {NULL, NULL, F_STR}};
 
 /* Converts a flag's value into the JSON the spec wants. NULL after a usage message. */
@@ -209,6 +214,14 @@ static json_t *flag_value(const struct spec_flag *f, const char *v)
                    : json_real(d);
     case F_USD:
         return smltctl_parse_double(f->flag, v[0] == '$' ? v + 1 : v, &d) ? NULL : json_real(d);
+    case F_COL:
+        if (!strcmp(v, "last"))
+            return json_string(v);
+        return smltctl_parse_long(f->flag, v, -(1LL << 62), 1LL << 62, &i) ? NULL : json_integer(i);
+    case F_BOOL:
+        if (!strcmp(v, "true") || !strcmp(v, "false"))
+            return json_boolean(!strcmp(v, "true"));
+        return json_string(v);
     }
     return NULL;
 }

@@ -39,7 +39,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 void data_load_opts_init(struct data_load_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->header = -1;
+    o->header = DATA_LOAD_HEADER_AUTO;
     o->scale = 1.0f;
 }
 
@@ -265,6 +265,15 @@ int data_load_idx(const char *images_path, const char *labels_path,
             goto out;
         }
     }
+    uint64_t same = 1;
+    while (same < n && lab[same] == lab[0])
+        same++;
+    if (o.train && n && same == n) {
+        rc = SMLT_EINVAL;
+        set_err(err, errlen, "%s: every label is %u: a training set needs at least two classes",
+                labels_path, lab[0]);
+        goto out;
+    }
     const uint64_t total = n * dim;
     if (!(pix = read_body(fi, images_path, hdr_i, total, "the pixels", &rc, err, errlen)))
         goto out;
@@ -431,9 +440,10 @@ static int parse_label(const char *s, const char *end, long *out)
     return 0;
 }
 
-/* Decides the classes and validates labels. -1/+1 binary labels become 0/1. */
-static int finish_labels(struct rows *r, int want_classes, const char *path, int *classes,
-                         char *err, size_t errlen)
+/* Decides the classes and validates labels. -1/+1 binary labels become 0/1. where names the
+ * labels' place in messages ("label_column 0 (of columns 0..4)"); train refuses one class. */
+static int finish_labels(struct rows *r, int want_classes, int train, const char *where,
+                         const char *path, int *classes, char *err, size_t errlen)
 {
     int has_neg = 0, only_pm1 = 1;
     long mx = 1;
@@ -457,10 +467,19 @@ static int finish_labels(struct rows *r, int want_classes, const char *path, int
     *classes = want_classes > 0 ? want_classes : (int)mx + 1;
     for (size_t i = 0; i < r->n; i++) {
         if (r->y[i] >= *classes) {
-            set_err(err, errlen, "%s: row %zu: label %d is out of range [0, %d)", path, i + 1,
-                    (int)r->y[i], *classes);
+            set_err(err, errlen, "%s: row %zu: label %d is out of range [0, %d): the labels "
+                    "(%s) must lie in 0..%d, one per class of %d", path, i + 1, (int)r->y[i],
+                    *classes, where, *classes - 1, *classes);
             return SMLT_ERANGE;
         }
+    }
+    size_t i = 1;
+    while (i < r->n && r->y[i] == r->y[0])
+        i++;
+    if (train && r->n && i == r->n) {
+        set_err(err, errlen, "%s: every label (%s) is %d: a training set needs at least two "
+                "classes; is the label in another column?", path, where, (int)r->y[0]);
+        return SMLT_EINVAL;
     }
     return 0;
 }
@@ -537,8 +556,8 @@ int data_load_csv(const char *path, const struct data_load_opts *oin, struct dat
             nf += *p == ',';
         if (first) {
             first = 0;
-            int header = o.header;
-            if (header < 0) {
+            int header = o.header == DATA_LOAD_HEADER_YES;
+            if (o.header == DATA_LOAD_HEADER_AUTO) {
                 /* A header has a field that is not a number. */
                 header = 0;
                 const char *s = lr.buf;
@@ -562,6 +581,11 @@ int data_load_csv(const char *path, const struct data_load_opts *oin, struct dat
             }
             ncols = nf;
             r.dim = (size_t)nf - 1;
+            if (o.header < DATA_LOAD_HEADER_AUTO || o.header > DATA_LOAD_HEADER_NO) {
+                set_err(err, errlen, "%s: bad header option %d", path, o.header);
+                rc = SMLT_EINVAL;
+                goto out;
+            }
             if (o.label_col < -1 || o.label_col >= ncols) {
                 set_err(err, errlen, "%s: label column %d out of range (rows have %d fields)",
                         path, o.label_col, ncols);
@@ -631,7 +655,12 @@ int data_load_csv(const char *path, const struct data_load_opts *oin, struct dat
         rc = SMLT_ECORRUPT;
         goto out;
     }
-    if ((rc = finish_labels(&r, o.num_classes, path, &classes, err, errlen)) < 0)
+    char where[96];
+    snprintf(where, sizeof where, "label_column %d%s of columns 0..%d",
+             o.label_col < 0 ? ncols - 1 : o.label_col, o.label_col < 0 ? " (\"last\")" : "",
+             ncols - 1);
+    if ((rc = finish_labels(&r, o.num_classes, o.train, where, path, &classes, err,
+                            errlen)) < 0)
         goto out;
     rc = rows_to_set(&r, classes, path, out, err, errlen);
 out:
@@ -819,7 +848,8 @@ int data_load_libsvm(const char *path, const struct data_load_opts *oin, struct 
             xr[sp.idx[k] - 1] = sp.val[k];
         r.y[i] = sp.y[i];
     }
-    if ((rc = finish_labels(&r, o.num_classes, path, &classes, err, errlen)) < 0)
+    if ((rc = finish_labels(&r, o.num_classes, o.train, "the first token of each line", path,
+                            &classes, err, errlen)) < 0)
         goto out;
     rc = rows_to_set(&r, classes, path, out, err, errlen);
 out:

@@ -20,18 +20,27 @@ struct data_set;
 /* Longest text line accepted (CSV and LIBSVM): 64 MiB. */
 #define DATA_LOAD_MAX_LINE (64u << 20)
 
+/* CSV header lines (data_load_opts.header). */
+enum data_load_header {
+    DATA_LOAD_HEADER_AUTO = 0, /* the first line is a header when a field is not a number */
+    DATA_LOAD_HEADER_YES = 1,  /* skip the first line */
+    DATA_LOAD_HEADER_NO = 2    /* every line is a row */
+};
+
 struct data_load_opts {
     int num_classes;  /* labels must lie in [0, num_classes); 0: max label + 1 (at least 2) */
     int dim;          /* features per row: LIBSVM densifies to dim (0: largest index seen);
                        * CSV and IDX check it when nonzero */
     int label_col;    /* CSV: column holding the label, 0-based; -1 for the last column */
-    int header;       /* CSV: 1 skip the first line, 0 none, -1 detect (non-numeric field) */
+    int header;       /* CSV: enum data_load_header */
     float scale;      /* CSV and LIBSVM: features are multiplied by scale (0 means 1) */
     size_t max_rows;  /* read at most this many rows (0: all) */
+    int train;        /* a training set: refuse labels that are all one class (a label read
+                       * from the wrong column trains a one-class model that scores 100%) */
 };
 
-/* Fills o with the defaults: num_classes 0, dim 0, label_col 0, header -1, scale 1,
- * max_rows 0. */
+/* Fills o with the defaults: num_classes 0, dim 0, label_col 0, header auto, scale 1,
+ * max_rows 0, train 0. */
 void data_load_opts_init(struct data_load_opts *o);
 
 /* Loads an IDX images file (unsigned bytes, N x d1 x d2 ... dims) and an IDX labels file

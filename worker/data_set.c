@@ -6,6 +6,7 @@
  * Sits under the worker's training loop; loaders (data_load.c) create the sets. */
 #include "data_set.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <string.h>
@@ -211,6 +212,85 @@ struct data_set *data_set_slice(const struct data_set *ds, size_t first, size_t 
         memcpy(out->y, ds->y + first, sizeof(int32_t) * n);
     }
     return out;
+}
+
+/* Makes a byte set a float set: the floats from data_set_x(), the bytes freed. */
+static int to_floats(struct data_set *ds)
+{
+    if (!ds->x8)
+        return 0;
+    if (ds->n && !data_set_x(ds))
+        return SMLT_ENOMEM;
+    free(ds->x8);
+    ds->x8 = NULL;
+    return 0;
+}
+
+static void scale_rows(struct data_set *ds, const double *shift, const double *factor)
+{
+    const size_t dim = (size_t)ds->dim;
+    for (size_t i = 0; i < ds->n; i++) {
+        float *r = ds->x + i * dim;
+        for (size_t j = 0; j < dim; j++)
+            r[j] = (float)(((double)r[j] - shift[j]) * factor[j]);
+    }
+}
+
+int data_set_scale(struct data_set *train, struct data_set *test, int kind)
+{
+    if (!train || (test && test->dim != train->dim) ||
+        (kind != DATA_SET_SCALE_NONE && kind != DATA_SET_SCALE_MINMAX &&
+         kind != DATA_SET_SCALE_STANDARD))
+        return SMLT_EINVAL;
+    if (kind == DATA_SET_SCALE_NONE || train->n == 0)
+        return 0;
+    const size_t dim = (size_t)train->dim;
+    double *shift = calloc(dim, sizeof *shift), *factor = calloc(dim, sizeof *factor);
+    int rc = SMLT_ENOMEM;
+    if (!shift || !factor || to_floats(train) < 0 || (test && to_floats(test) < 0))
+        goto out;
+    /* shift: min or mean; factor: first the max or the sum of squared deviations */
+    const float *x = train->x;
+    for (size_t j = 0; j < dim; j++)
+        shift[j] = factor[j] = x[j];
+    if (kind == DATA_SET_SCALE_MINMAX) {
+        for (size_t i = 1; i < train->n; i++)
+            for (size_t j = 0; j < dim; j++) {
+                double v = x[i * dim + j];
+                if (v < shift[j])
+                    shift[j] = v;
+                if (v > factor[j])
+                    factor[j] = v;
+            }
+        for (size_t j = 0; j < dim; j++)
+            factor[j] = factor[j] > shift[j] ? 1.0 / (factor[j] - shift[j]) : 1.0;
+    } else {
+        for (size_t j = 0; j < dim; j++)
+            shift[j] = factor[j] = 0.0;
+        for (size_t i = 0; i < train->n; i++)
+            for (size_t j = 0; j < dim; j++)
+                shift[j] += x[i * dim + j];
+        for (size_t j = 0; j < dim; j++)
+            shift[j] /= (double)train->n;
+        /* Two passes: the squared deviations, not E[x^2] - E[x]^2, which cancels badly. */
+        for (size_t i = 0; i < train->n; i++)
+            for (size_t j = 0; j < dim; j++) {
+                double d = x[i * dim + j] - shift[j];
+                factor[j] += d * d;
+            }
+        for (size_t j = 0; j < dim; j++) {
+            double sd = sqrt(factor[j] / (double)train->n);
+            factor[j] = sd > 0.0 ? 1.0 / sd : 1.0;
+        }
+    }
+    scale_rows(train, shift, factor);
+    if (test)
+        scale_rows(test, shift, factor);
+    rc = 0;
+out:
+    free(shift);
+    free(factor);
+    return rc;
 }
 
 /* Uniform integer in [0, bound) from a 64-bit random word (bound < 2^32): the high half of

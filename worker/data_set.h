@@ -78,6 +78,20 @@ int32_t *data_set_y_mut(struct data_set *ds);
  * in *bad_row when bad_row is not NULL). */
 int data_set_check(const struct data_set *ds, size_t *bad_row);
 
+/* Feature scaling (data_set_scale()). */
+enum data_set_scaling {
+    DATA_SET_SCALE_NONE = 0,
+    DATA_SET_SCALE_MINMAX = 1,   /* (x - min) / (max - min): the training set into [0, 1] */
+    DATA_SET_SCALE_STANDARD = 2  /* (x - mean) / std (population std): mean 0, variance 1 */
+};
+
+/* Rescales each feature of train by statistics of train alone (per feature, in double), and
+ * test (NULL: none) by the same shift and factor, so no figure of the test set leaks into
+ * training. A constant feature keeps factor 1, as scikit-learn's scalers do. A byte set
+ * becomes a float set (4x the memory). Returns 0, or -SMLT_EINVAL (unknown kind, test's dim
+ * differs) / -SMLT_ENOMEM; on failure the values of neither set have changed. */
+int data_set_scale(struct data_set *train, struct data_set *test, int kind);
+
 /* Returns a new set with copies of rows [first, first + n) (clamped to the set), or NULL. */
 struct data_set *data_set_slice(const struct data_set *ds, size_t first, size_t n);
 

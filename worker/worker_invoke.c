@@ -12,11 +12,22 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "data_load.h"
+#include "data_set.h"
 #include "rpc_conn.h"
 #include "smlt.pb-c.h"
 #include "smlt_limits.h"
 #include "smlt_log.h"
 #include "worker_train.h"
+
+/* The Assignment's dataset options are the loader's values. */
+_Static_assert((int)SMLT__CSV_HEADER__HEADER_AUTO == DATA_LOAD_HEADER_AUTO &&
+               (int)SMLT__CSV_HEADER__HEADER_YES == DATA_LOAD_HEADER_YES &&
+               (int)SMLT__CSV_HEADER__HEADER_NO == DATA_LOAD_HEADER_NO, "CsvHeader");
+_Static_assert((int)SMLT__FEATURE_SCALE__SCALE_NONE == DATA_SET_SCALE_NONE &&
+               (int)SMLT__FEATURE_SCALE__SCALE_MINMAX == DATA_SET_SCALE_MINMAX &&
+               (int)SMLT__FEATURE_SCALE__SCALE_STANDARD == DATA_SET_SCALE_STANDARD,
+               "FeatureScale");
 
 #define INVOKE_MAX_LINE 65536
 #define INVOKE_RPC_TIMEOUT_S 30
@@ -275,6 +286,9 @@ static void serve_one(struct worker *w, struct link *l, const char *line, int se
     t.epoch_base = a->has_epoch_base ? a->epoch_base : 0;
     t.stop_at_epoch_end = a->has_stop_at_epoch_end && a->stop_at_epoch_end;
     t.chaos_delay_us = a->has_chaos_delay_us ? a->chaos_delay_us : 0;
+    t.data_opts.label_col = a->has_label_column ? a->label_column : 0;
+    t.data_opts.header = a->has_header ? (int)a->header : DATA_LOAD_HEADER_AUTO;
+    t.data_opts.scaling = a->has_scale ? (int)a->scale : DATA_SET_SCALE_NONE;
     if (!t.total_steps) {
         /* epochs * steps per epoch: needs the dataset size, which the run loads anyway; a
          * first zero-step run prepares everything and reports steps_per_epoch. */

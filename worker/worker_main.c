@@ -26,6 +26,11 @@ static void usage(FILE *f)
             "  --token T           the job token\n"
             "  --model SPEC        mlp:784-256-128-10, lenet5, logreg:784-10, ...\n"
             "  --data SRC          dataset directory or URL with the IDX files, or csv:F[,T] / libsvm:F[,T]\n"
+            "  --label-column N|last  CSV: the label's column, 0-based (default 0), or the last\n"
+            "  --header auto|true|false  CSV: a header line (default auto: skipped when a field\n"
+            "                      of the first line is not a number)\n"
+            "  --scale none|minmax|standard  rescale features by the training set's statistics,\n"
+            "                      the test set by the same (default none)\n"
             "  --rank R --workers N  this worker's rank and the job's worker count\n"
             "  --batch B           batch size per worker (default 64)\n"
             "  --epochs E          epochs to train (default 1)\n"
@@ -119,6 +124,8 @@ int main(int argc, char **argv)
         {"log-level", required_argument, 0, 'L'}, {"json", no_argument, 0, 'j'},
         {"eval-every", required_argument, 0, 'V'},
         {"lr-decay-epochs", required_argument, 0, 'D'}, {"lr-decay", required_argument, 0, 'F'},
+        {"label-column", required_argument, 0, 'C'}, {"header", required_argument, 0, 'H'},
+        {"scale", required_argument, 0, 'X'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     struct worker_task t = {.batch = 64, .sync = SMLT_SYNC_BSP, .staleness = 2, .seed = 1,
                             .workers = 1, .evaluate = 1};
@@ -169,6 +176,15 @@ int main(int argc, char **argv)
         case 'D': decay_epochs = strtoull(optarg, NULL, 10); break;
         case 'F': t.lr_decay = strtof(optarg, NULL); break;
         case 'c': t.cache_dir = optarg; break;
+        case 'C': case 'H': case 'X': {
+            char derr[160];
+            const char *key = c == 'C' ? "label_column" : c == 'H' ? "header" : "scale";
+            if (worker_data_opts_set(&t.data_opts, key, optarg, derr, sizeof derr)) {
+                fprintf(stderr, "smlt-worker: %s\n", derr);
+                return 2;
+            }
+            break;
+        }
         case 'L':
             level = smlt_log_parse_level(optarg);
             if (level < 0) { fprintf(stderr, "smlt-worker: --log-level: bad level\n"); return 2; }
@@ -203,7 +219,8 @@ int main(int argc, char **argv)
     /* Size the job in steps from the data: load it once here (the run below reuses it). */
     struct worker *w = worker_new();
     struct data_set *train = NULL, *test = NULL;
-    if (!w || worker_load_data(t.data, t.cache_dir, &train, &test, err, sizeof err)) {
+    if (!w || worker_load_data(t.data, t.cache_dir, &t.data_opts, &train, &test, err,
+                                  sizeof err)) {
         fprintf(stderr, "smlt-worker: %s\n", err);
         return 1;
     }

@@ -17,6 +17,7 @@
 
 struct worker {
     char *data_src;
+    struct worker_data_opts data_opts;
     struct data_set *train, *test;
     int test_loaded;         /* the test split was asked for (test may still be NULL: none) */
     char *model_spec;
@@ -120,9 +121,21 @@ static int local_file(const char *path, const char *cache_dir, char *out, size_t
     return data_fetch_file(dir, slash + 1, cache_dir, out, outlen, err, errlen);
 }
 
-int worker_load_data(const char *source, const char *cache_dir, struct data_set **train,
-                     struct data_set **test, char *err, size_t errlen)
+static int load_text(int csv, const char *path, const struct data_load_opts *o,
+                     struct data_set **out, char *err, size_t errlen)
 {
+    return csv ? data_load_csv(path, o, out, err, errlen)
+               : data_load_libsvm(path, o, out, err, errlen);
+}
+
+int worker_load_data(const char *source, const char *cache_dir, const struct worker_data_opts *d,
+                     struct data_set **train, struct data_set **test, char *err, size_t errlen)
+{
+    static const struct worker_data_opts defaults;
+    struct data_set *tr = NULL, *te = NULL;
+    int rc = 0;
+    if (!d)
+        d = &defaults;
     if (train)
         *train = NULL;
     if (test)
@@ -131,55 +144,121 @@ int worker_load_data(const char *source, const char *cache_dir, struct data_set 
         snprintf(err, errlen, "no dataset given");
         return SMLT_EINVAL;
     }
-    int csv = !strncmp(source, "csv:", 4), svm = !strncmp(source, "libsvm:", 7);
-    if (!csv && !svm) {
-        int rc = train ? data_fetch_idx(source, "train", cache_dir, NULL, train, err, errlen) : 0;
-        if (rc || !test)
-            return rc;
-        rc = data_fetch_idx(source, "t10k", cache_dir, NULL, test, err, errlen);
-        if (rc == SMLT_ENOTFOUND) {
-            *test = NULL; /* a source without a test split: no evaluation */
-            return 0;
-        }
-        if (rc && train) {
-            data_set_free(*train);
-            *train = NULL;
-        }
-        return rc;
-    }
-    char list[4096], files[2][4096];
-    snprintf(list, sizeof list, "%s", source + (csv ? 4 : 7));
-    char *comma = strchr(list, ',');
-    if (comma)
-        *comma = '\0';
     struct data_load_opts o;
     data_load_opts_init(&o);
-    struct data_set *tr = NULL;
-    int rc = local_file(list, cache_dir, files[0], sizeof files[0], err, errlen);
-    if (!rc)
-        rc = csv ? data_load_csv(files[0], &o, &tr, err, errlen)
-                 : data_load_libsvm(files[0], &o, &tr, err, errlen);
-    if (rc || !comma || !test) {
-        if (train)
-            *train = tr;
-        else
-            data_set_free(tr);
-        return rc;
+    o.label_col = d->label_col;
+    o.header = d->header;
+    o.train = 1;
+    int csv = !strncmp(source, "csv:", 4), svm = !strncmp(source, "libsvm:", 7);
+    if (!csv && !svm) {
+        /* Without scaling a test split alone needs nothing from the training split. */
+        if (train || d->scaling != DATA_SET_SCALE_NONE)
+            rc = data_fetch_idx(source, "train", cache_dir, &o, &tr, err, errlen);
+        if (!rc && test) {
+            o.train = 0;
+            rc = data_fetch_idx(source, "t10k", cache_dir, &o, &te, err, errlen);
+            if (rc == SMLT_ENOTFOUND)
+                rc = 0; /* a source without a test split: no evaluation */
+        }
+    } else {
+        char list[4096], file[4096];
+        snprintf(list, sizeof list, "%s", source + (csv ? 4 : 7));
+        char *comma = strchr(list, ',');
+        if (comma)
+            *comma = '\0';
+        rc = local_file(list, cache_dir, file, sizeof file, err, errlen);
+        if (!rc)
+            rc = load_text(csv, file, &o, &tr, err, errlen);
+        if (!rc && comma && test) {
+            /* The test file must match the training set's shape. */
+            o.train = 0;
+            o.dim = data_set_dim(tr);
+            o.num_classes = data_set_num_classes(tr);
+            rc = local_file(comma + 1, cache_dir, file, sizeof file, err, errlen);
+            if (!rc)
+                rc = load_text(csv, file, &o, &te, err, errlen);
+        }
     }
-    /* The test file must match the training set's shape. */
-    o.dim = data_set_dim(tr);
-    o.num_classes = data_set_num_classes(tr);
-    rc = local_file(comma + 1, cache_dir, files[1], sizeof files[1], err, errlen);
-    if (!rc)
-        rc = csv ? data_load_csv(files[1], &o, test, err, errlen)
-                 : data_load_libsvm(files[1], &o, test, err, errlen);
-    if (rc || !train) {
+    if (!rc && tr && (rc = data_set_scale(tr, te, d->scaling)) < 0)
+        snprintf(err, errlen, "scaling the features: %s", smlt_strerror(rc));
+    if (rc) {
         data_set_free(tr);
-        tr = NULL;
+        data_set_free(te);
+        return rc;
     }
     if (train)
         *train = tr;
-    return rc;
+    else
+        data_set_free(tr);
+    if (test)
+        *test = te;
+    else
+        data_set_free(te);
+    return 0;
+}
+
+int worker_data_opts_set(struct worker_data_opts *o, const char *key, const char *val,
+                         char *err, size_t errlen)
+{
+    static const char *const headers[] = {"auto", "true", "false"};   /* enum data_load_header */
+    static const char *const scales[] = {"none", "minmax", "standard"}; /* data_set_scaling */
+    const char *const *names = NULL;
+    int *dst = NULL;
+    if (!strcmp(key, "label_column")) {
+        if (!strcmp(val, "last")) {
+            o->label_col = -1;
+            return 0;
+        }
+        char *end;
+        long v = strtol(val, &end, 10);
+        if (end != val && !*end && v >= 0 && v < DATA_SET_MAX_DIM) {
+            o->label_col = (int)v;
+            return 0;
+        }
+        snprintf(err, errlen, "label_column: must be a column index >= 0 or \"last\" (got "
+                 "\"%.40s\")", val);
+        return SMLT_EINVAL;
+    }
+    if (!strcmp(key, "header")) {
+        names = headers;
+        dst = &o->header;
+    } else if (!strcmp(key, "scale")) {
+        names = scales;
+        dst = &o->scaling;
+    } else {
+        snprintf(err, errlen, "%.40s: unknown dataset option", key);
+        return SMLT_EINVAL;
+    }
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(val, names[i])) {
+            *dst = i;
+            return 0;
+        }
+    snprintf(err, errlen, "%s: must be \"%s\", \"%s\" or \"%s\" (got \"%.40s\")", key,
+             names[0], names[1], names[2], val);
+    return SMLT_EINVAL;
+}
+
+int worker_check_fit(const struct nn_model *m, const char *spec, const struct data_set *ds,
+                     char *err, size_t errlen)
+{
+    int dim = data_set_dim(ds), classes = data_set_num_classes(ds);
+    if (dim != nn_model_input_dim(m)) {
+        snprintf(err, errlen, "model %s takes %d features, the dataset's rows have %d", spec,
+                 nn_model_input_dim(m), dim);
+        return SMLT_EINVAL;
+    }
+    if (classes > nn_model_num_classes(m)) {
+        int top = 0;
+        const int32_t *y = data_set_y(ds);
+        for (size_t i = 0; i < data_set_size(ds); i++)
+            top = y[i] > top ? y[i] : top;
+        snprintf(err, errlen, "model %s has %d outputs (classes 0..%d), but the dataset's labels "
+                 "run up to %d: the model needs at least %d outputs", spec,
+                 nn_model_num_classes(m), nn_model_num_classes(m) - 1, top, classes);
+        return SMLT_EINVAL;
+    }
+    return 0;
 }
 
 void worker_tensor_defs(struct nn_model *m, struct smlt_tensor_def *defs, uint64_t *shapes)
@@ -254,7 +333,8 @@ static int prepare(struct worker *w, const struct worker_task *t, struct worker_
 {
     char err[256] = "";
     int rc;
-    if (!w->train || !streq(w->data_src, t->data)) {
+    if (!w->train || !streq(w->data_src, t->data) ||
+        memcmp(&w->data_opts, &t->data_opts, sizeof w->data_opts)) {
         data_set_free(w->train);
         data_set_free(w->test);
         w->train = w->test = NULL;
@@ -263,19 +343,21 @@ static int prepare(struct worker *w, const struct worker_task *t, struct worker_
         w->it = NULL;
         r->cold = 1;
         /* The test split only where this task evaluates (rank 0): the others skip it. */
-        rc = worker_load_data(t->data, t->cache_dir, &w->train, t->evaluate ? &w->test : NULL,
-                              err, sizeof err);
+        rc = worker_load_data(t->data, t->cache_dir, &t->data_opts, &w->train,
+                              t->evaluate ? &w->test : NULL, err, sizeof err);
         if (rc) {
-            rep_err(r, rc, "dataset %s: %s", t->data, err);
+            rep_err(r, rc, "dataset: %s", err); /* err names the file */
             return rc;
         }
         w->test_loaded = t->evaluate;
         set_str(&w->data_src, t->data);
+        w->data_opts = t->data_opts;
     }
     if (t->evaluate && !w->test_loaded) {
-        rc = worker_load_data(t->data, t->cache_dir, NULL, &w->test, err, sizeof err);
+        rc = worker_load_data(t->data, t->cache_dir, &t->data_opts, NULL, &w->test, err,
+                              sizeof err);
         if (rc) {
-            rep_err(r, rc, "dataset %s: %s", t->data, err);
+            rep_err(r, rc, "dataset: %s", err);
             return rc;
         }
         w->test_loaded = 1;
@@ -305,10 +387,8 @@ static int prepare(struct worker *w, const struct worker_task *t, struct worker_
             return SMLT_ENOMEM;
         }
     }
-    if (data_set_dim(w->train) != nn_model_input_dim(w->m) ||
-        data_set_num_classes(w->train) > nn_model_num_classes(w->m)) {
-        rep_err(r, SMLT_EINVAL, "dataset %s (%d features, %d classes) does not fit model %s",
-                t->data, data_set_dim(w->train), data_set_num_classes(w->train), t->model);
+    if (worker_check_fit(w->m, t->model, w->train, err, sizeof err) < 0) {
+        rep_err(r, SMLT_EINVAL, "%s", err);
         return SMLT_EINVAL;
     }
     if (!w->it || w->it_rank != t->rank || w->it_workers != t->workers || w->it_seed != t->seed) {

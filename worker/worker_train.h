@@ -29,12 +29,22 @@
 struct data_set;
 struct nn_model;
 
+/* How a dataset's files are read: the job spec's dataset_options. All zero: the defaults
+ * (label in column 0, header detected, no scaling). */
+struct worker_data_opts {
+    int label_col;          /* CSV: the label's column, 0-based; -1: the last */
+    int header;             /* CSV: enum data_load_header */
+    int scaling;            /* enum data_set_scaling: fitted on the training file, applied to
+                               the training and test files alike */
+};
+
 struct worker_task {
     const char *job;        /* job id, for logs */
     const char *model;      /* model spec (nn_model.h) */
     const char *data;       /* dataset: a directory or http(s) URL holding the IDX files
                                (train-*, t10k-*), or "csv:TRAIN[,TEST]" / "libsvm:TRAIN[,TEST]" */
     const char *cache_dir;  /* for URL datasets; NULL: default */
+    struct worker_data_opts data_opts;
     int batch;
     int sync;               /* SMLT_SYNC_* */
     uint32_t staleness;
@@ -115,10 +125,24 @@ const struct data_set *worker_test_set(const struct worker *w);
 uint64_t worker_steps_per_epoch(size_t n, uint32_t workers, int batch);
 
 /* Loads a dataset source (as worker_task.data) into train and test sets (test may come back
- * NULL when the source has none). Either pointer may be NULL to skip that split. Returns 0 or
- * a negative code with a message in err. */
-int worker_load_data(const char *source, const char *cache_dir, struct data_set **train,
-                     struct data_set **test, char *err, size_t errlen);
+ * NULL when the source has none), read as o says (NULL: the defaults). Either pointer may be
+ * NULL to skip that split; the training file is read either way, for its shape and its
+ * scaling statistics. Refuses a training set whose labels are all one class. Returns 0 or a
+ * negative code with a message in err. */
+int worker_load_data(const char *source, const char *cache_dir, const struct worker_data_opts *o,
+                     struct data_set **train, struct data_set **test, char *err,
+                     size_t errlen);
+
+/* Sets one of o's fields from its command-line or spec spelling: key "label_column" (an
+ * integer >= 0 or "last"), "header" ("auto", "true" or "false") or "scale" ("none",
+ * "minmax" or "standard"). Returns 0, or -SMLT_EINVAL with a message in err naming key. */
+int worker_data_opts_set(struct worker_data_opts *o, const char *key, const char *val,
+                         char *err, size_t errlen);
+
+/* Checks that model m (spec names it in messages) takes ds's rows and covers its labels.
+ * Returns 0 or -SMLT_EINVAL with a message in err. */
+int worker_check_fit(const struct nn_model *m, const char *spec, const struct data_set *ds,
+                     char *err, size_t errlen);
 
 /* Describes a model's tensors for the parameter server: fills defs (n = the model's tensor
  * count) and shapes (borrowed by defs; room for 4 per tensor). */

@@ -1,8 +1,9 @@
 /* fuzz_csv.c: libFuzzer target for the CSV loader (worker/data_load.c, data_load_csv).
  *
  * Input: byte 0 chooses the options (bits 0-1: header detect, none, skip the first line, or
- * detect; bits 2-3: label column 0, 1, last, or 3; bit 4: num_classes 10 instead of inferred;
- * bit 5: dim 4 checked; bit 6: scale 1/255; bit 7: max_rows 5), the rest is the file, read
+ * detect in a training set, which refuses one class; bits 2-3: label column 0, 1, last, or 3;
+ * bit 4: num_classes 10 instead of inferred; bit 5: dim 4 checked; bit 6: scale 1/255; bit 7:
+ * max_rows 5), the rest is the file, read
  * from a memfd (fuzz_file.h), plain or gzip as the bytes say. Checks besides the sanitizers:
  * a set that loads has labels in range and finite features; a failure gives a negative code
  * and a message. */
@@ -18,11 +19,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    static const int header[4] = {-1, 0, 1, -1};
+    static const int header[4] = {DATA_LOAD_HEADER_AUTO, DATA_LOAD_HEADER_NO,
+                                  DATA_LOAD_HEADER_YES, DATA_LOAD_HEADER_AUTO};
     static const int label_col[4] = {0, 1, -1, 3};
     struct data_load_opts o;
     data_load_opts_init(&o);
     o.header = header[data[0] & 3];
+    o.train = (data[0] & 3) == 3;
     o.label_col = label_col[(data[0] >> 2) & 3];
     o.num_classes = (data[0] & 16) ? 10 : 0;
     o.dim = (data[0] & 32) ? 4 : 0;

@@ -24,6 +24,8 @@
 #include "coord_test.h"
 #include "smlt.h"
 
+#define TRAIN_ROWS 6000 /* the subset's training images */
+
 static char root[256], data[512];
 static struct test_daemon coord;
 
@@ -33,7 +35,7 @@ static void setup(void)
     ck_assert_ptr_nonnull(mkdtemp(root));
     char dd[600];
     snprintf(dd, sizeof dd, "%s/data", root);
-    ck_assert_int_eq(ct_subset_dataset(data, sizeof data, 6000, 2000), 0);
+    ck_assert_int_eq(ct_subset_dataset(data, sizeof data, TRAIN_ROWS, 2000), 0);
     ct_note_dir(root, data);
     ck_assert_int_eq(ct_coord_start(&coord, dd, NULL), 0);
 }
@@ -211,7 +213,7 @@ START_TEST(profile_then_scale_out)
      * events ("...: A -> B workers at step N"). */
     json_t *first = NULL, *e;
     size_t i;
-    long long pushes = 0, from = 0;
+    long long pushes = 0, from = 0, epochs_done = 0;
     unsigned w = 1, changes = 0;
     json_array_foreach(json_object_get(j, "events"), i, e) {
         if (!first && !strcmp(ct_str(e, "kind"), "decision"))
@@ -225,6 +227,13 @@ START_TEST(profile_then_scale_out)
             if (changes++ == 0) {
                 ck_assert_int_eq(step, at);
                 ck_assert_msg(strstr(m, "after the profile") != NULL, "%s", m);
+            } else {
+                /* A later change comes at an epoch boundary of the phase it ends: whole
+                 * epochs of that phase's steps per epoch since the phase began. */
+                long long spe = (TRAIN_ROWS / w) / 32;
+                ck_assert_msg((step - from) % spe == 0, "%s: %lld steps since step %lld are "
+                              "not whole epochs of %lld", m, step - from, from, spe);
+                epochs_done += (step - from) / spe;
             }
             pushes += (step - from) * w;
             from = step;
@@ -249,8 +258,12 @@ START_TEST(profile_then_scale_out)
     json_t *series = json_object_get(j, "series");
     ck_assert_int_eq((int)json_array_size(series), 3);
     ck_assert_int_gt((int)ct_num(json_array_get(series, 0), "workers"), 1);
-    if (changes == 1)
-        ck_assert_int_eq(total, at + 3 * (long long)ct_num(j, "steps_per_epoch"));
+    /* The profile's steps came on top: from the profile on, the phases trained exactly the 3
+     * epochs, the last phase the epochs the earlier ones left, at its own steps per epoch. */
+    long long spe_last = (TRAIN_ROWS / w) / 32;
+    ck_assert_int_eq((long long)ct_num(j, "steps_per_epoch"), spe_last);
+    ck_assert_int_lt(epochs_done, 3);
+    ck_assert_int_eq(total, from + (3 - epochs_done) * spe_last);
     /* Exactly once over the phases. */
     check_once(j, pushes + (total - from) * w);
     /* The profile's record comes back from the journal after a restart. */

@@ -1,8 +1,8 @@
 /* test_smltctl.c: the smltctl command against a real smlt-coordinator.
  *
  * Runs the built smltctl as a child process (stdout and stderr captured, $SMLT_HOME private)
- * and checks what it prints and its exit codes: submit (flags, relative dataset paths, spec
- * files, refusals), status (table and --json), watch (exit code: 0 only for a job that
+ * and checks what it prints and its exit codes: submit (flags, dataset options, relative
+ * dataset paths, spec files, refusals), status (table and --json), watch (exit code: 0 only for a job that
  * succeeded), model -o (read back with libsmlt), logs, cancel, checkpoint, scale, and the codes
  * 2 (usage), 3 (no such job) and 4 (unreachable). A second test runs up / status / submit /
  * watch / down on a private state directory; the coordinator `up` leaves behind is found
@@ -297,6 +297,38 @@ START_TEST(jobs_through_smltctl)
     ck_assert_ptr_nonnull(strstr(r->err, "token"));
     CTL(r, "--url", url, "submit", "--model", "logreg:784-10", "--data", dataset, "--epochs", "1");
     EXPECT(r, 1); /* no token at all */
+    CTL(r, "--url", url, "--token", CT_ADMIN, "submit", "--model", "logreg:784-10", "--data",
+        dataset, "--epochs", "1", "--label-column", "last");
+    EXPECT(r, 1); /* an IDX dataset has no label column */
+    ck_assert_ptr_nonnull(strstr(r->err, "dataset_options.label_column: only meaningful with a "
+                                         "csv: dataset"));
+
+    /* the dataset options as flags: a CSV with a header and the label in the first and last
+     * column alike (the job trains whether or not the worker honours them) */
+    char csv[600], data[640];
+    snprintf(csv, sizeof csv, "%s/opts.csv", work);
+    f = fopen(csv, "w");
+    fputs("label,x,y,label\n", f);
+    for (int i = 0; i < 64; i++)
+        fprintf(f, "%d,%d,%d,%d\n", i % 2, 100 * (i % 2) + i % 7, i % 5, i % 2);
+    fclose(f);
+    snprintf(data, sizeof data, "csv:%s", csv);
+    CTL(r, "--url", url, "--token", CT_ADMIN, "submit", "--model", "logreg:3-2", "--data", data,
+        "--epochs", "1", "--workers", "1", "--shards", "1", "--header", "maybe");
+    EXPECT(r, 1);
+    ck_assert_ptr_nonnull(strstr(r->err, "dataset_options.header: must be \"auto\", true or "
+                                         "false (got \"maybe\")"));
+    CTL(r, "--url", url, "--token", CT_ADMIN, "submit", "--model", "logreg:3-2", "--data", data,
+        "--epochs", "1", "--workers", "1", "--shards", "1", "--label-column", "last", "--header",
+        "true", "--scale", "minmax", "--watch");
+    EXPECT(r, 0);
+    ck_assert_ptr_nonnull(strstr(r->out, "job-0004 succeeded"));
+    ck_assert_int_eq(ct_http_json(coord.port, "GET", "/api/jobs/job-0004", NULL, NULL, &j), 200);
+    const json_t *dopt = json_object_get(json_object_get(j, "spec"), "dataset_options");
+    ck_assert_str_eq(ct_str(dopt, "label_column"), "last");
+    ck_assert(json_is_true(json_object_get(dopt, "header")));
+    ck_assert_str_eq(ct_str(dopt, "scale"), "minmax");
+    json_decref(j);
 
     /* 3: no such job, whatever the command */
     const char *notfound[][4] = {{"status", "job-9999", NULL}, {"watch", "job-9999", NULL},

@@ -1,5 +1,6 @@
 /* test_coord_spec.c: Check suite for coordinator/coord_spec.c (defaults, every refusal naming
- * its field, datasets of each kind, ps addresses, canonical JSON round trips, job conf).
+ * its field, datasets of each kind and their dataset_options, ps addresses, canonical JSON round
+ * trips, job conf).
  *
  * Specs and messages are written with ' for " and ` for ', and @FM@ / @TMP@ for the Fashion-MNIST directory and a
  * scratch directory, expanded before parsing. The scratch directory holds an IDX directory
@@ -628,6 +629,97 @@ START_TEST(enum_names)
     ck_assert_str_eq(coord_spec_optim_name(-1), "?");
     ck_assert_str_eq(coord_spec_platform_name(COORD_PLATFORM_KNATIVE), "knative");
     ck_assert_str_eq(coord_spec_arch_name(COORD_ARCH_ARM64), "arm64");
+    ck_assert_str_eq(coord_spec_scale_name(2), "standard");
+    ck_assert_str_eq(coord_spec_scale_name(3), "?");
+}
+END_TEST
+
+START_TEST(dataset_options)
+{
+    /* Defaults: today's loader (label in column 0, header detected, no scaling). */
+    struct coord_spec s;
+    parse_ok("{'model':'mlp:4-3-2','dataset':'csv:@TMP@/train.csv','epochs':1}", &s);
+    ck_assert_int_eq(s.dataset_options.label_column, 0);
+    ck_assert_int_eq(s.dataset_options.header, 0);
+    ck_assert_int_eq(s.dataset_options.scale, 0);
+    json_t *j = coord_spec_to_json(&s);
+    json_t *d = json_object_get(j, "dataset_options");
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "label_column")), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(d, "header")), "auto");
+    ck_assert_str_eq(json_string_value(json_object_get(d, "scale")), "none");
+    json_decref(j);
+    round_trip(&s);
+    /* Given: each value, and the canonical form keeps it. */
+    parse_ok("{'model':'mlp:4-3-2','dataset':'csv:@TMP@/train.csv,@TMP@/test.csv','epochs':1,"
+             "'dataset_options':{'label_column':'last','header':true,'scale':'standard'}}", &s);
+    ck_assert_int_eq(s.dataset_options.label_column, -1);
+    ck_assert_int_eq(s.dataset_options.header, 1);
+    ck_assert_int_eq(s.dataset_options.scale, 2);
+    j = coord_spec_to_json(&s);
+    d = json_object_get(j, "dataset_options");
+    ck_assert_str_eq(json_string_value(json_object_get(d, "label_column")), "last");
+    ck_assert(json_is_true(json_object_get(d, "header")));
+    ck_assert_str_eq(json_string_value(json_object_get(d, "scale")), "standard");
+    json_decref(j);
+    round_trip(&s);
+    parse_ok("{'model':'mlp:4-3-2','dataset':'csv:@TMP@/train.csv','epochs':1,"
+             "'dataset_options':{'label_column':7,'header':false,'scale':'minmax'}}", &s);
+    ck_assert_int_eq(s.dataset_options.label_column, 7);
+    ck_assert_int_eq(s.dataset_options.header, 2);
+    ck_assert_int_eq(s.dataset_options.scale, 1);
+    round_trip(&s);
+    parse_ok("{'model':'mlp:4-3-2','dataset':'csv:@TMP@/train.csv','epochs':1,"
+             "'dataset_options':{'header':'auto','label_column':null}}", &s);
+    ck_assert_int_eq(s.dataset_options.header, 0);
+    ck_assert_int_eq(s.dataset_options.label_column, 0);
+    /* Scaling applies to any dataset; the CSV options are left out of other kinds. */
+    parse_ok(MIN_SPEC ",'dataset_options':{'scale':'standard'}}", &s);
+    ck_assert_int_eq(s.dataset_options.scale, 2);
+    j = coord_spec_to_json(&s);
+    d = json_object_get(j, "dataset_options");
+    ck_assert_ptr_null(json_object_get(d, "label_column"));
+    ck_assert_ptr_null(json_object_get(d, "header"));
+    json_decref(j);
+    round_trip(&s);
+    parse_ok("{'model':'mlp:4-3-2','dataset':'libsvm:@TMP@/train.csv','epochs':1,"
+             "'dataset_options':{'scale':'minmax'}}", &s);
+    round_trip(&s);
+
+    /* Refusals name the field. */
+#define CSV_SPEC "{'model':'mlp:4-3-2','dataset':'csv:@TMP@/train.csv','epochs':1,"
+    static const struct {
+        const char *spec, *want;
+    } bad[] = {
+        {CSV_SPEC "'dataset_options':{'label_column':-1}}",
+         "dataset_options.label_column: must be an integer in 0..16777216 or 'last' (got -1)"},
+        {CSV_SPEC "'dataset_options':{'label_column':16777217}}",
+         "dataset_options.label_column: must be an integer"},
+        {CSV_SPEC "'dataset_options':{'label_column':'first'}}",
+         "dataset_options.label_column: must be an integer in 0..16777216 or 'last' (got "
+         "'first')"},
+        {CSV_SPEC "'dataset_options':{'label_column':1.5}}",
+         "dataset_options.label_column: must be"},
+        {CSV_SPEC "'dataset_options':{'header':'true'}}",
+         "dataset_options.header: must be 'auto', true or false (got 'true')"},
+        {CSV_SPEC "'dataset_options':{'header':1}}", "dataset_options.header: must be"},
+        {CSV_SPEC "'dataset_options':{'scale':'max'}}",
+         "dataset_options.scale: must be one of 'none', 'minmax', 'standard' (got 'max')"},
+        {CSV_SPEC "'dataset_options':{'scale':true}}", "dataset_options.scale: must be one of"},
+        {CSV_SPEC "'dataset_options':{'label_colum':1}}",
+         "dataset_options.label_colum: unknown field (did you mean "
+         "'dataset_options.label_column'?)"},
+        {CSV_SPEC "'dataset_options':'last'}", "dataset_options: must be an object"},
+        {CSV_SPEC "'label_column':'last'}",
+         "label_column: unknown field (did you mean 'dataset_options.label_column'?)"},
+        {MIN_SPEC ",'dataset_options':{'label_column':3}}",
+         "dataset_options.label_column: only meaningful with a csv: dataset"},
+        {"{'model':'mlp:4-3-2','dataset':'libsvm:@TMP@/train.csv','epochs':1,"
+         "'dataset_options':{'header':false}}",
+         "dataset_options.header: only meaningful with a csv: dataset"},
+    };
+#undef CSV_SPEC
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        parse_fails(bad[i].spec, bad[i].want);
 }
 END_TEST
 
@@ -644,6 +736,7 @@ static Suite *coord_spec_suite(void)
     tcase_add_test(tc, sizes_and_lengths);
     tcase_add_test(tc, redacted_json);
     tcase_add_test(tc, enum_names);
+    tcase_add_test(tc, dataset_options);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -3,8 +3,11 @@
  * element type, images/labels count mismatch, labels out of range, trailing bytes, a header
  * claiming huge sizes, ragged CSV rows, bad numbers, bad LIBSVM tokens. Each must fail with a
  * message naming the file and the line or offset, and never crash (the sanitizer build runs
- * these too). */
+ * these too). Then the dataset options as the worker applies them (worker_load_data()): the
+ * label column, the header line, scaling fitted on the training file and applied to the test
+ * file, and the refusals of a one-class training set and of a model too small for the labels. */
 #include <check.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +17,9 @@
 
 #include "data_load.h"
 #include "data_set.h"
+#include "nn_model.h"
 #include "smlt_error.h"
+#include "worker_train.h"
 
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
 
@@ -418,6 +423,243 @@ START_TEST(libsvm_hostile)
 }
 END_TEST
 
+/* Loads "csv:TRAIN,TEST" (two texts) through the worker with options d; returns its code. */
+static int load_pair(const char *train_text, const char *test_text,
+                     const struct worker_data_opts *d, struct data_set **train,
+                     struct data_set **test, char *err, size_t errlen)
+{
+    char src[1200];
+    const char *a = put_text("train.csv", train_text);
+    if (test_text)
+        snprintf(src, sizeof src, "csv:%s,%s", a, put_text("test.csv", test_text));
+    else
+        snprintf(src, sizeof src, "csv:%s", a);
+    return worker_load_data(src, NULL, d, train, test, err, errlen);
+}
+
+START_TEST(options_label_column)
+{
+    /* The scikit-learn / UCI layout: features first, the label last. The first column is an
+     * integer feature that is always 1, so read as the label it looks like one class. */
+    const char *text = "1,5.1,3.5,0\n1,4.9,3.0,1\n1,6.2,2.9,2\n1,5.9,3.0,1\n";
+    char err[512] = "";
+    struct data_set *tr = NULL, *te = NULL;
+    ck_assert_int_eq(load_pair(text, NULL, NULL, &tr, &te, err, sizeof err), SMLT_EINVAL);
+    ck_assert_ptr_null(tr);
+    ck_assert_msg(strstr(err, "every label (label_column 0 of columns 0..3) is 1") &&
+                  strstr(err, "at least two classes"), "%s", err);
+    struct worker_data_opts d = {0};
+    ck_assert_int_eq(worker_data_opts_set(&d, "label_column", "last", err, sizeof err), 0);
+    ck_assert_int_eq(d.label_col, -1);
+    ck_assert_msg(load_pair(text, text, &d, &tr, &te, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(data_set_size(tr), 4);
+    ck_assert_int_eq(data_set_dim(tr), 3);
+    ck_assert_int_eq(data_set_num_classes(tr), 3);
+    ck_assert_int_eq(data_set_y(tr)[2], 2);
+    ck_assert_float_eq(data_set_x(tr)[3 * 2 + 1], 6.2f);
+    ck_assert_ptr_nonnull(te);
+    ck_assert_int_eq(data_set_size(te), 4);
+    data_set_free(tr);
+    data_set_free(te);
+    /* an index: column 3 is the last one too; column 4 does not exist */
+    ck_assert_int_eq(worker_data_opts_set(&d, "label_column", "3", err, sizeof err), 0);
+    ck_assert_msg(load_pair(text, NULL, &d, &tr, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(data_set_y(tr)[1], 1);
+    data_set_free(tr);
+    d.label_col = 4;
+    ck_assert_int_eq(load_pair(text, NULL, &d, &tr, NULL, err, sizeof err), SMLT_EINVAL);
+    ck_assert_msg(strstr(err, "label column 4 out of range (rows have 4 fields)"), "%s", err);
+    /* the one-class refusal names the column also when it is "last" */
+    d.label_col = -1;
+    ck_assert_int_eq(load_pair("0,1,7\n2,3,7\n", NULL, &d, &tr, NULL, err, sizeof err),
+                     SMLT_EINVAL);
+    ck_assert_msg(strstr(err, "every label (label_column 2 (\"last\") of columns 0..2) is 7"),
+                  "%s", err);
+    /* a test file may hold one class: only the training set must not */
+    ck_assert_msg(load_pair("0,1,0\n2,3,1\n", "0,1,1\n", &d, &tr, &te, err, sizeof err) == 0,
+                  "%s", err);
+    data_set_free(tr);
+    data_set_free(te);
+    /* the option's spellings */
+    const char *bad[] = {"-1", "x", "", "1.5", "2x", "first"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(worker_data_opts_set(&d, "label_column", bad[i], err, sizeof err),
+                         SMLT_EINVAL);
+        ck_assert_msg(strstr(err, "label_column: must be a column index >= 0 or \"last\""),
+                      "%s", err);
+    }
+    ck_assert_int_eq(worker_data_opts_set(&d, "lable_column", "1", err, sizeof err),
+                     SMLT_EINVAL);
+    ck_assert_msg(strstr(err, "lable_column: unknown dataset option"), "%s", err);
+}
+END_TEST
+
+START_TEST(options_header)
+{
+    char err[512] = "";
+    struct data_set *tr = NULL;
+    struct worker_data_opts d = {0};
+    /* auto: a non-numeric first line is a header, a numeric one is a row */
+    ck_assert_msg(load_pair("y,a,b\n0,1,2\n1,3,4\n", NULL, &d, &tr, NULL, err, sizeof err) == 0,
+                  "%s", err);
+    ck_assert_int_eq(data_set_size(tr), 2);
+    data_set_free(tr);
+    const char *numeric = "0,10,20\n0,1,2\n1,3,4\n";
+    ck_assert_msg(load_pair(numeric, NULL, &d, &tr, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(data_set_size(tr), 3);
+    data_set_free(tr);
+    /* true: the first line is skipped even when it reads as numbers */
+    ck_assert_int_eq(worker_data_opts_set(&d, "header", "true", err, sizeof err), 0);
+    ck_assert_int_eq(d.header, DATA_LOAD_HEADER_YES);
+    ck_assert_msg(load_pair(numeric, NULL, &d, &tr, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(data_set_size(tr), 2);
+    ck_assert_float_eq(data_set_x(tr)[0], 1.0f);
+    data_set_free(tr);
+    /* false: every line is a row, so a header line is a bad row */
+    ck_assert_int_eq(worker_data_opts_set(&d, "header", "false", err, sizeof err), 0);
+    ck_assert_int_eq(d.header, DATA_LOAD_HEADER_NO);
+    ck_assert_int_eq(load_pair("y,a,b\n0,1,2\n1,3,4\n", NULL, &d, &tr, NULL, err, sizeof err),
+                     SMLT_ECORRUPT);
+    ck_assert_msg(strstr(err, "line 1: column 1: label 'y'"), "%s", err);
+    ck_assert_int_eq(worker_data_opts_set(&d, "header", "auto", err, sizeof err), 0);
+    ck_assert_int_eq(d.header, DATA_LOAD_HEADER_AUTO);
+    ck_assert_int_eq(worker_data_opts_set(&d, "header", "yes", err, sizeof err), SMLT_EINVAL);
+    ck_assert_msg(strstr(err, "header: must be \"auto\", \"true\" or \"false\" (got \"yes\")"),
+                  "%s", err);
+    /* the loader refuses a value outside the enum */
+    struct data_load_opts o;
+    data_load_opts_init(&o);
+    o.header = 7;
+    expect_text_fail(0, "0,1\n", &o, SMLT_EINVAL, "bad header option 7");
+}
+END_TEST
+
+START_TEST(options_scale)
+{
+    /* label first; feature 1 takes 0, 5, 10 (min 0, max 10; mean 5, std sqrt(50/3)), feature
+     * 2 is constant 3 */
+    const char *train = "0,0,3\n1,5,3\n0,10,3\n";
+    const char *test = "1,20,4\n0,-10,3\n";
+    char err[512] = "";
+    struct data_set *tr = NULL, *te = NULL;
+    struct worker_data_opts d = {0};
+    ck_assert_int_eq(worker_data_opts_set(&d, "scale", "minmax", err, sizeof err), 0);
+    ck_assert_int_eq(d.scaling, DATA_SET_SCALE_MINMAX);
+    ck_assert_msg(load_pair(train, test, &d, &tr, &te, err, sizeof err) == 0, "%s", err);
+    const float *x = data_set_x(tr), *t = data_set_x(te);
+    ck_assert_float_eq_tol(x[0], 0.0f, 1e-6f);
+    ck_assert_float_eq_tol(x[2], 0.5f, 1e-6f);
+    ck_assert_float_eq_tol(x[4], 1.0f, 1e-6f);
+    ck_assert_float_eq_tol(x[1], 0.0f, 1e-6f); /* constant: x - min, factor 1 */
+    /* the test set by the training set's min and max, not its own */
+    ck_assert_float_eq_tol(t[0], 2.0f, 1e-6f);
+    ck_assert_float_eq_tol(t[1], 1.0f, 1e-6f);
+    ck_assert_float_eq_tol(t[2], -1.0f, 1e-6f);
+    data_set_free(tr);
+    data_set_free(te);
+
+    ck_assert_int_eq(worker_data_opts_set(&d, "scale", "standard", err, sizeof err), 0);
+    ck_assert_int_eq(d.scaling, DATA_SET_SCALE_STANDARD);
+    ck_assert_msg(load_pair(train, test, &d, &tr, &te, err, sizeof err) == 0, "%s", err);
+    x = data_set_x(tr);
+    t = data_set_x(te);
+    const double sd = sqrt(50.0 / 3.0);
+    ck_assert_float_eq_tol(x[0], (float)(-5.0 / sd), 1e-5f);
+    ck_assert_float_eq_tol(x[2], 0.0f, 1e-6f);
+    ck_assert_float_eq_tol(x[4], (float)(5.0 / sd), 1e-5f);
+    ck_assert_float_eq_tol(x[1], 0.0f, 1e-6f);
+    double mean = 0, var = 0;
+    for (int i = 0; i < 3; i++)
+        mean += x[2 * i] / 3.0;
+    for (int i = 0; i < 3; i++)
+        var += (x[2 * i] - mean) * (x[2 * i] - mean) / 3.0;
+    ck_assert_double_eq_tol(mean, 0.0, 1e-6);
+    ck_assert_double_eq_tol(var, 1.0, 1e-5);
+    ck_assert_float_eq_tol(t[0], (float)(15.0 / sd), 1e-5f);
+    ck_assert_float_eq_tol(t[1], 1.0f, 1e-6f);
+    ck_assert_float_eq_tol(t[2], (float)(-15.0 / sd), 1e-5f);
+    data_set_free(tr);
+    data_set_free(te);
+
+    /* the test split alone (a warm worker's rank 0) is scaled by the training file's figures */
+    ck_assert_msg(load_pair(train, test, &d, NULL, &te, err, sizeof err) == 0, "%s", err);
+    ck_assert_float_eq_tol(data_set_x(te)[0], (float)(15.0 / sd), 1e-5f);
+    data_set_free(te);
+
+    /* none leaves the values alone */
+    ck_assert_int_eq(worker_data_opts_set(&d, "scale", "none", err, sizeof err), 0);
+    ck_assert_msg(load_pair(train, NULL, &d, &tr, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_float_eq(data_set_x(tr)[2], 5.0f);
+    data_set_free(tr);
+    ck_assert_int_eq(worker_data_opts_set(&d, "scale", "max", err, sizeof err), SMLT_EINVAL);
+    ck_assert_msg(strstr(err, "scale: must be \"none\", \"minmax\" or \"standard\""), "%s",
+                  err);
+
+    /* a byte set (IDX pixels) becomes floats; a test set of another width is refused */
+    uint8_t *x8 = malloc(4);
+    int32_t *y = calloc(2, sizeof *y);
+    x8[0] = 0;
+    x8[1] = 255;
+    x8[2] = 255;
+    x8[3] = 255;
+    struct data_set *b = data_set_wrap_u8(2, 2, 2, x8, 1.0f / 255, y);
+    ck_assert_int_eq(data_set_scale(b, NULL, DATA_SET_SCALE_MINMAX), 0);
+    ck_assert_float_eq_tol(data_set_x(b)[0], 0.0f, 1e-6f);
+    ck_assert_float_eq_tol(data_set_x(b)[2], 1.0f, 1e-6f);
+    float row[2];
+    data_set_rows(b, 1, 1, row);
+    ck_assert_float_eq_tol(row[0], 1.0f, 1e-6f);
+    struct data_set *other = data_set_new(1, 3, 2);
+    ck_assert_int_eq(data_set_scale(b, other, DATA_SET_SCALE_STANDARD), SMLT_EINVAL);
+    ck_assert_int_eq(data_set_scale(b, NULL, 9), SMLT_EINVAL);
+    data_set_free(other);
+    data_set_free(b);
+}
+END_TEST
+
+START_TEST(options_classes)
+{
+    char err[512] = "";
+    struct data_load_opts o;
+    data_load_opts_init(&o);
+    /* the loader's refusals: a label past the classes, one class in a training set */
+    o.num_classes = 2;
+    expect_text_fail(0, "0,1\n1,2\n2,3\n", &o, SMLT_ERANGE, "row 3: label 2 is out of range "
+                     "[0, 2): the labels (label_column 0 of columns 0..1) must lie in 0..1");
+    o.num_classes = 0;
+    o.train = 1;
+    expect_text_fail(0, "4,1\n4,2\n", &o, SMLT_EINVAL, "every label (label_column 0 of "
+                     "columns 0..1) is 4: a training set needs at least two classes");
+    expect_text_fail(1, "1 1:2\n1 2:3\n", &o, SMLT_EINVAL, "every label (the first token of "
+                     "each line) is 1");
+    unsigned char img[16 + 3 * 4], lab[8 + 3];
+    make_images(img, 3, 2, 2);
+    make_labels(lab, 3, 1);
+    expect_idx_fail(put("i1", img, sizeof img, 0), put("l1", lab, sizeof lab, 0), &o,
+                    SMLT_EINVAL, "every label is 0: a training set needs at least two classes");
+
+    /* the model's outputs must cover the labels: logreg:2-2 on labels 0..2 */
+    struct data_set *tr = NULL;
+    ck_assert_msg(load_pair("0,1,1\n1,2,2\n2,3,3\n", NULL, NULL, &tr, NULL, err,
+                            sizeof err) == 0, "%s", err);
+    struct nn_model *m = nn_model_new("logreg:2-2", 4, err, sizeof err);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_int_eq(worker_check_fit(m, "logreg:2-2", tr, err, sizeof err), SMLT_EINVAL);
+    ck_assert_msg(strstr(err, "model logreg:2-2 has 2 outputs (classes 0..1), but the dataset's "
+                  "labels run up to 2: the model needs at least 3 outputs"), "%s", err);
+    nn_model_free(m);
+    m = nn_model_new("logreg:3-3", 4, err, sizeof err);
+    ck_assert_int_eq(worker_check_fit(m, "logreg:3-3", tr, err, sizeof err), SMLT_EINVAL);
+    ck_assert_msg(strstr(err, "model logreg:3-3 takes 3 features, the dataset's rows have 2"),
+                  "%s", err);
+    nn_model_free(m);
+    m = nn_model_new("mlp:2-4-3", 4, err, sizeof err);
+    ck_assert_int_eq(worker_check_fit(m, "mlp:2-4-3", tr, err, sizeof err), 0);
+    nn_model_free(m);
+    data_set_free(tr);
+}
+END_TEST
+
 static Suite *data_load_suite(void)
 {
     Suite *s = suite_create("data_load");
@@ -430,6 +672,10 @@ static Suite *data_load_suite(void)
     tcase_add_test(tc, csv_hostile);
     tcase_add_test(tc, libsvm_valid);
     tcase_add_test(tc, libsvm_hostile);
+    tcase_add_test(tc, options_label_column);
+    tcase_add_test(tc, options_header);
+    tcase_add_test(tc, options_scale);
+    tcase_add_test(tc, options_classes);
     suite_add_tcase(s, tc);
     return s;
 }
