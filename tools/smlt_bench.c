@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "bench_adapt.h"
+#include "bench_api.h"
 #include "bench_invoke.h"
 #include "bench_ps.h"
 #ifdef SMLT_HAVE_BENCH_TRAIN
@@ -18,6 +19,7 @@ static void usage(FILE *f)
                "  invoke  function invocation overhead: cold vs warm starts, time outside training\n"
                "  adapt   the scheduler on real jobs: scale out for a deadline, in for a budget,\n"
                "          more shards for a shard bottleneck\n"
+               "  api     the coordinator's HTTP API latency while one job's shard is stopped\n"
 #ifdef SMLT_HAVE_BENCH_TRAIN
                "  train   training throughput (samples/s) of the models vs PyTorch\n"
 #endif
@@ -37,6 +39,8 @@ int main(int argc, char **argv)
         return bench_invoke_main(argc - 1, argv + 1);
     if (!strcmp(argv[1], "adapt"))
         return bench_adapt_main(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "api"))
+        return bench_api_main(argc - 1, argv + 1);
 #ifdef SMLT_HAVE_BENCH_TRAIN
     if (!strcmp(argv[1], "train"))
         return bench_train_main(argc - 1, argv + 1);

@@ -520,8 +520,8 @@ static void print_job(const json_t *j)
                smltctl_jint(j, "model_step"), smltctl_jstr(j, "id"));
     const json_t *series = json_object_get(j, "series");
     if (json_array_size(series)) {
-        printf("  epochs       %5s %7s %8s %8s %8s %8s %8s %8s %9s %11s\n", "EPOCH", "STEP",
-               "TIME", "ACC", "LOSS", "COMPUTE", "COMM", "WAIT", "SAMPLES/S", "COST");
+        printf("  epochs       %5s %7s %8s %8s %8s %8s %8s %8s %8s %9s %11s\n", "EPOCH", "STEP",
+               "TIME", "ACC", "LOSS", "COMPUTE", "COMM", "WAIT", "OTHER", "SAMPLES/S", "COST");
         size_t i;
         const json_t *e;
         size_t n = json_array_size(series);
@@ -535,11 +535,13 @@ static void print_job(const json_t *j)
             fmt_duration(a, sizeof a, smltctl_jnum(e, "elapsed_s"));
             fmt_usd(b, sizeof b, smltctl_jnum(e, "cost_usd"));
             /* Numbered from 1, as `watch` and the "epoch" count of the job say it. */
-            printf("               %5lld %7lld %8s %8.4f %8.4f %7.2fs %7.2fs %7.2fs %9.0f %11s\n",
+            printf("               %5lld %7lld %8s %8.4f %8.4f %7.2fs %7.2fs %7.2fs %7.2fs %9.0f "
+                   "%11s\n",
                    smltctl_jint(e, "epoch") + 1, smltctl_jint(e, "step"), a,
                    smltctl_jnum(e, "test_accuracy"), smltctl_jnum(e, "train_loss"),
                    smltctl_jnum(e, "compute_s"), smltctl_jnum(e, "comm_s"),
-                   smltctl_jnum(e, "wait_s"), smltctl_jnum(e, "samples_per_s"), b);
+                   smltctl_jnum(e, "wait_s"), smltctl_jnum(e, "other_s"),
+                   smltctl_jnum(e, "samples_per_s"), b);
         }
     }
     const json_t *events = json_object_get(j, "events");
@@ -716,11 +718,13 @@ static void print_news(struct watch_state *w, const json_t *j)
         fmt_duration(t, sizeof t, smltctl_jnum(e, "elapsed_s"));
         fmt_usd(cost, sizeof cost, smltctl_jnum(e, "cost_usd"));
         printf("epoch %lld done at %s: test accuracy %.4f, train loss %.4f, took %.1f s "
-               "(%.2f s compute, %.2f s comm, %.2f s wait a worker; %.0f samples/s), %s\n",
+               "(a worker: %.2f s compute, %.2f s comm, %.2f s waiting for the slowest, %.2f s "
+               "other; %.0f samples/s), %s\n",
                smltctl_jint(e, "epoch") + 1, t, smltctl_jnum(e, "test_accuracy"),
                smltctl_jnum(e, "train_loss"), smltctl_jnum(e, "epoch_time_s"),
                smltctl_jnum(e, "compute_s"), smltctl_jnum(e, "comm_s"),
-               smltctl_jnum(e, "wait_s"), smltctl_jnum(e, "samples_per_s"), cost);
+               smltctl_jnum(e, "wait_s"), smltctl_jnum(e, "other_s"),
+               smltctl_jnum(e, "samples_per_s"), cost);
     }
     w->last_series = (long long)ns;
     for (size_t i = 0; i < ne; i++) {
