@@ -192,7 +192,7 @@ static int cluster_access(struct bench_cluster *c, char *url, size_t ulen, char 
 
 static int wait_running(const char *url, const char *id, double limit_s)
 {
-    char path[256];
+    char path[400];
     snprintf(path, sizeof path, "%s/api/jobs/%s", url, id);
     double until = now_s() + limit_s;
     while (now_s() < until) {
