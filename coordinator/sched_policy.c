@@ -214,9 +214,12 @@ static void eval(const struct sched *s, const struct sched_config *cur,
 
 /* ---- the decision ------------------------------------------------------------------------- */
 
+/* One decision's inputs, shared by the functions below. */
 struct ctx {
     const struct sched *s;
     const struct sched_state *st;
+    struct sched_config cur; /* the current configuration (defaults filled in) */
+    int first;         /* the first decision with measurements: the whole space is in reach */
     int has_d, has_b;
     double E;          /* epochs left */
     double cheap_epoch; /* $ per epoch of the cheapest configuration, with its margin */
@@ -318,6 +321,404 @@ static void fill(struct sched_decision *d, const struct ctx *x, const struct can
     }
 }
 
+/* The bounded neighbourhood of the current configuration and the grid the search walks. */
+struct grid {
+    uint32_t wl[MAX_LIST], sl[MAX_LIST]; /* worker and shard counts, ascending */
+    int nw, ns;
+    uint32_t hw_lo, hw_hi, hs_lo, hs_hi; /* the reach of one decision: workers, shards */
+    uint32_t mi_cur;                     /* the current memory option's index */
+};
+
+/* Fills g for a decision from x->cur: the whole space on the first decision, else workers and
+ * shards within max_change_factor of the current ones. Both lists cover the job's whole
+ * bounds and include the current values. */
+static void grid_init(const struct ctx *x, struct grid *g)
+{
+    const struct sched_job *j = &x->s->job;
+    const struct sched_config *cur = &x->cur;
+    double F = j->max_change_factor;
+    uint32_t wlo = j->min_workers, whi = j->max_workers, slo = j->min_shards, shi = j->max_shards;
+    g->hw_lo = wlo;
+    g->hw_hi = whi;
+    g->hs_lo = slo;
+    g->hs_hi = shi;
+    g->mi_cur = sched__mem_idx(x->s, cur->memory_mb);
+    if (!x->first) {
+        double a = ceil(cur->workers / F), b = floor(cur->workers * F);
+        g->hw_lo = a > wlo ? (uint32_t)a : wlo;
+        g->hw_hi = b < whi ? (uint32_t)b : whi;
+        a = ceil(cur->shards / F);
+        b = floor(cur->shards * F);
+        g->hs_lo = a > slo ? (uint32_t)a : slo;
+        g->hs_hi = b < shi ? (uint32_t)b : shi;
+    }
+    g->nw = build_list(wlo, whi, 1.06, 16, cur->workers, g->wl);
+    g->ns = build_list(slo, shi, 1.10, 16, cur->shards, g->sl);
+}
+
+/* Returns the $ one epoch costs, with its budget margin, with the configuration of g's grid
+ * (every memory option) that makes it cheapest, each evaluated as if already running: the
+ * floor ok_budget() assumes for the epochs after the next. */
+static double cheapest_epoch(const struct sched *s, const struct grid *g)
+{
+    const struct sched_job *j = &s->job;
+    double best = INFINITY;
+    struct cand k;
+    for (uint32_t mi = 0; mi < j->n_memory_options; mi++)
+        for (int a = 0; a < g->nw; a++)
+            for (int b = 0; b < g->ns; b++) {
+                struct sched_config c = {g->wl[a], g->sl[b], j->memory_options[mi]};
+                eval(s, &c, &c, 1.0, &k);
+                double v = k.cost * (1.0 + k.m_b);
+                if (v < best)
+                    best = v;
+            }
+    return best;
+}
+
+/* What search() found. "full": over the whole grid; "hood": within reach of one decision.
+ * Each candidate is valid only when its have_* flag is set. */
+struct found {
+    struct cand kc;            /* the current configuration */
+    struct cand best;          /* in reach and honours every constraint: the objective's best */
+    struct cand fast_hood;     /* the fastest in reach */
+    struct cand cheap_hood;    /* the fastest in reach within TIE of its cheapest cost */
+    struct cand aff_fast;      /* the fastest in reach within the budget */
+    struct cand dl_cheap_full; /* the cheapest meeting the deadline */
+    struct cand fast_full;     /* the fastest */
+    struct cand cheap_full;    /* the cheapest */
+    struct cand both_full;     /* the cheapest honouring both constraints */
+    int have_best;             /* 1; 2 while pass 1 holds a stash (see visit_pass1()) */
+    int have_fh, have_ch, have_af, have_dl, have_ff, have_cf, have_both;
+    int have_aff_full;         /* something in the grid is within the budget */
+    double cheapest_next;      /* the least $ any configuration needs for the next epoch */
+    double m_keep_d, m_keep_b; /* the margins the current configuration is kept with */
+    double best_obj;           /* pass 0: the best objective in reach honouring everything */
+    double cheap_cost;         /* pass 0: the least cost in reach */
+};
+
+/* Pass 0 for candidate k; okd, okb: k meets the deadline, the budget with a new
+ * configuration's margins; okn: without constraints, k is no slower than now. Records the
+ * optima over the whole grid and, in reach, the fastest, the cheapest cost, the fastest
+ * affordable and the best objective of those that honour every constraint. */
+static void visit_pass0(const struct ctx *x, const struct cand *k, int okd, int okb, int okn,
+                        struct found *f)
+{
+    if (k->next_cost < f->cheapest_next)
+        f->cheapest_next = k->next_cost;
+    if (!f->have_ff || k->time_s < f->fast_full.time_s)
+        f->fast_full = *k, f->have_ff = 1;
+    if (!f->have_cf || k->cost < f->cheap_full.cost)
+        f->cheap_full = *k, f->have_cf = 1;
+    if (okd && (!f->have_dl || k->cost < f->dl_cheap_full.cost))
+        f->dl_cheap_full = *k, f->have_dl = 1;
+    if (okd && okb && (!f->have_both || k->cost < f->both_full.cost))
+        f->both_full = *k, f->have_both = 1;
+    if (okb)
+        f->have_aff_full = 1;
+    if (!k->in_hood)
+        return;
+    if (!f->have_fh || k->time_s < f->fast_hood.time_s)
+        f->fast_hood = *k, f->have_fh = 1;
+    if (k->cost < f->cheap_cost)
+        f->cheap_cost = k->cost;
+    if (okb && (!f->have_af || k->time_s < f->aff_fast.time_s))
+        f->aff_fast = *k, f->have_af = 1;
+    if (okd && okb && okn && objective(x, k) < f->best_obj)
+        f->best_obj = objective(x, k);
+}
+
+/* Pass 1 for candidate k (flags as for visit_pass0()), in reach only: breaks near-ties toward
+ * speed. The fastest within TIE of the cheapest cost; the fastest within TIE of pass 0's best
+ * objective that honours every constraint; and, when nothing in reach fits the budget with a
+ * new configuration's margin, a stash (have_best 2) of the fastest that fits it with the
+ * current configuration's margin, which search() then resolves. */
+static void visit_pass1(const struct ctx *x, const struct cand *k, int okd, int okb, int okn,
+                        struct found *f)
+{
+    int cost_mode = !(x->has_b && !x->has_d);
+    if (!k->in_hood)
+        return;
+    if (k->cost <= f->cheap_cost * (1 + TIE) &&
+        (!f->have_ch || k->time_s < f->cheap_hood.time_s))
+        f->cheap_hood = *k, f->have_ch = 1;
+    if (!f->have_af && ok_budget(x, k, f->m_keep_b) &&
+        (!f->have_best || k->time_s < f->best.time_s))
+        f->best = *k, f->have_best = 2; /* stash: relaxed-margin affordable */
+    if (okd && okb && okn && f->have_best != 2 &&
+        objective(x, k) <= f->best_obj * (cost_mode ? 1 + TIE : 1) &&
+        (!f->have_best || k->time_s < f->best.time_s))
+        f->best = *k, f->have_best = 1;
+}
+
+/* Evaluates the current configuration and every configuration of g for the epochs left, in
+ * two passes, into f (overwritten). x->cheap_epoch must be set when there is a budget. On
+ * return have_best is 0 or 1: 1 when f->best honours every constraint. */
+static void search(const struct ctx *x, const struct grid *g, struct found *f)
+{
+    const struct sched *s = x->s;
+    const struct sched_job *j = &s->job;
+    memset(f, 0, sizeof(*f));
+    f->cheapest_next = INFINITY;
+    eval(s, &x->cur, &x->cur, x->E, &f->kc);
+    f->kc.in_hood = 1;
+    f->m_keep_d = MARGIN_BASE_DEADLINE / 2 + margin_err(s, 0) / 2;
+    f->m_keep_b = MARGIN_BASE_BUDGET / 2 + margin_err(s, 0) / 2;
+    /* Pass 0 finds the optima; pass 1 breaks near-ties toward speed: among configurations
+     * within TIE of the cheapest cost, the fastest (it buys margin for free). When nothing in
+     * reach is within the budget with a new configuration's margin, pass 1 also looks for the
+     * fastest within the budget with the current configuration's (smaller) margin, before
+     * falling back to the cheapest. */
+    f->best_obj = INFINITY;
+    f->cheap_cost = INFINITY;
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t mi = 0; mi < j->n_memory_options; mi++) {
+            int mhood = x->first || (mi + 2 >= g->mi_cur && mi <= g->mi_cur + 2);
+            for (int a = 0; a < g->nw; a++) {
+                for (int b = 0; b < g->ns; b++) {
+                    struct sched_config c = {g->wl[a], g->sl[b], j->memory_options[mi]};
+                    struct cand k;
+                    eval(s, &x->cur, &c, x->E, &k);
+                    k.in_hood = mhood && c.workers >= g->hw_lo && c.workers <= g->hw_hi &&
+                                c.shards >= g->hs_lo && c.shards <= g->hs_hi;
+                    int okd = ok_deadline(x, &k, k.m_d), okb = ok_budget(x, &k, k.m_b);
+                    /* Without constraints, never slower than now. */
+                    int okn = x->has_d || x->has_b || k.time_s <= f->kc.time_s;
+                    if (pass == 0)
+                        visit_pass0(x, &k, okd, okb, okn, f);
+                    else
+                        visit_pass1(x, &k, okd, okb, okn, f);
+                }
+            }
+        }
+    }
+    if (f->have_best == 2) {
+        /* Nothing in reach fits the budget with a new configuration's margin, but this one
+         * fits with the current one's: treat it as the budget's fastest (and only) choice. */
+        f->aff_fast = f->best;
+        f->have_af = 1;
+        f->have_best = 0;
+        if (ok_deadline(x, &f->aff_fast, f->aff_fast.m_d))
+            f->have_best = 1; /* it honours every constraint after all */
+    }
+}
+
+/* The hard stop: when not even the cheapest configuration pays for the next epoch, fills d
+ * with SCHED_STOP_BUDGET and a reason that starts with meas, and returns 1. Else returns 0
+ * and leaves d alone. */
+static int stop_at_budget(const struct ctx *x, const struct found *f, const char *meas,
+                          struct sched_decision *d)
+{
+    const struct sched_job *j = &x->s->job;
+    const struct sched_state *st = x->st;
+    double next_e = x->E < 1.0 ? x->E : 1.0; /* data epochs to the next decision (for reasons) */
+    if (x->has_b && st->spent_usd + f->cheapest_next * (1.0 + MARGIN_BASE_BUDGET) +
+                            f->cheap_full.reserve > j->budget_usd) {
+        fill(d, x, &f->kc, SCHED_STOP_BUDGET);
+        put(d->reason, sizeof(d->reason),
+                 "%s; spent $%.4g of the $%.4g budget and even the cheapest configuration needs "
+                 "$%.4g for the next %.2g epoch: stopping at the budget (finish the step, "
+                 "checkpoint, end) with %.2f of %.2f epochs done",
+                 meas, st->spent_usd, j->budget_usd, f->cheapest_next, next_e, st->epochs_done,
+                 j->total_epochs);
+        return 1;
+    }
+    return 0;
+}
+
+/* Writes what the search aimed at, for the constraints x has, into goal. */
+static void describe_goal(const struct ctx *x, char *goal, size_t len)
+{
+    const struct sched_job *j = &x->s->job;
+    char t1[32];
+    fmt_dur(t1, sizeof(t1), j->deadline_s);
+    if (x->has_d && x->has_b)
+        put(goal, len, "the cheapest configuration predicted to meet the "
+                 "deadline at %s within the $%.4g budget", t1, j->budget_usd);
+    else if (x->has_d)
+        put(goal, len, "the cheapest configuration predicted to meet the "
+                 "deadline at %s", t1);
+    else if (x->has_b)
+        put(goal, len, "the fastest configuration predicted to stay within "
+                 "the $%.4g budget", j->budget_usd);
+    else
+        put(goal, len, "no deadline or budget: the cheapest configuration "
+                 "no slower than now");
+}
+
+/* The decision when f->best honours every constraint: keep the current configuration (it
+ * still suffices and the gain is below the threshold), hold (a change to save money or time
+ * within min_change_interval_s of the last), or change (worth it, or the current one no
+ * longer suffices). Writes why into what, sets *v; returns the choice (borrowed from f). */
+static const struct cand *decide_fit(const struct ctx *x, const struct found *f, char *what,
+                                     size_t len, enum sched_verdict *v)
+{
+    const struct sched *s = x->s;
+    const struct sched_job *j = &s->job;
+    const struct sched_state *st = x->st;
+    const struct cand *kc = &f->kc, *best = &f->best;
+    int cur_ok = ok_deadline(x, kc, f->m_keep_d) && ok_budget(x, kc, f->m_keep_b);
+    char goal[160], cfgs[96], pred[96], cur_pred[96], t2[32];
+    describe_goal(x, goal, sizeof(goal));
+    fmt_cfg(cfgs, sizeof(cfgs), &best->c);
+    describe_pred(x, best, pred, sizeof(pred));
+    *v = SCHED_KEEP;
+    if (cur_ok && !x->first && st->since_change_s < j->min_change_interval_s &&
+        !cfg_eq(&best->c, &x->cur)) {
+        fmt_dur(t2, sizeof(t2), j->min_change_interval_s - st->since_change_s);
+        put(what, len, "%s is %s (%s) but the last change was %.0f s ago; "
+                 "holding for %s", goal, cfgs, pred, st->since_change_s, t2);
+        return kc;
+    }
+    if (!cur_ok) {
+        *v = SCHED_CHANGE;
+        describe_pred(x, kc, cur_pred, sizeof(cur_pred));
+        put(what, len, "the current configuration would %s (%s); %s is %s (%s)",
+                 !ok_deadline(x, kc, f->m_keep_d) ? "miss the deadline" : "exceed the budget",
+                 cur_pred, goal, cfgs, pred);
+        return best;
+    }
+    double oc = objective(x, kc), ob = objective(x, best);
+    /* Worth it: more than `hysteresis` of what is left, and more than half a minimum
+     * interval's worth (of time, or of the current configuration's spending). */
+    double floor_v = (x->has_b && !x->has_d)
+                         ? j->min_change_interval_s / 2
+                         : sched__run_cost(s, &x->cur, j->min_change_interval_s / 2);
+    double thr = j->hysteresis * oc > floor_v ? j->hysteresis * oc : floor_v;
+    if (cfg_eq(&best->c, &x->cur) || oc - ob <= thr) {
+        describe_pred(x, kc, cur_pred, sizeof(cur_pred));
+        if (cfg_eq(&best->c, &x->cur))
+            put(what, len, "the current configuration is %s (%s)", goal,
+                     cur_pred);
+        else if (oc - ob <= 0)
+            /* It fits only within the band kept for the current configuration; the
+             * best that fits with a new one's margin is worse. */
+            put(what, len, "the current configuration still suffices "
+                     "(%s); nothing in reach does better (the best that fits with a new "
+                     "configuration's margin, %s, is %.1f%% worse)", cur_pred, cfgs,
+                     oc > 0 ? 100.0 * (ob - oc) / oc : 0.0);
+        else
+            put(what, len, "the current configuration still suffices "
+                     "(%s); %s would save only %.1f%% (threshold %.1f%%)", cur_pred,
+                     cfgs, oc > 0 ? 100.0 * (oc - ob) / oc : 0.0,
+                     oc > 0 ? 100.0 * thr / oc : 0.0);
+        return kc;
+    }
+    *v = SCHED_CHANGE;
+    put(what, len, "%s is %s (%s; saves %.0f%% %s)", goal, cfgs, pred,
+             100.0 * (oc - ob) / oc, (x->has_b && !x->has_d) ? "of the time left"
+                                                              : "of the cost to come");
+    return best;
+}
+
+/* Writes what the job does when not every constraint can be met, running pick, into act. */
+static void describe_action(const struct ctx *x, const struct found *f, const struct cand *pick,
+                            char *act, size_t len)
+{
+    const struct sched_job *j = &x->s->job;
+    char cfgs[96], pred[96];
+    fmt_cfg(cfgs, sizeof(cfgs), &pick->c);
+    describe_pred(x, pick, pred, sizeof(pred));
+    if (x->has_b && !f->have_af) {
+        double afford = f->cheap_full.cost > 0
+                            ? x->E * (j->budget_usd - x->st->spent_usd) / f->cheap_full.cost : 0;
+        put(act, len, "running the cheapest in reach, %s (%s); the job will stop "
+            "when the budget is spent, after about %.2f more epochs", cfgs, pred,
+            afford < x->E ? afford : x->E);
+    } else if (x->has_b) {
+        put(act, len, "running the fastest it affords, %s (%s)", cfgs, pred);
+    } else {
+        put(act, len, "running the fastest in reach, %s (%s)", cfgs, pred);
+    }
+}
+
+/* The decision when nothing in reach honours every constraint: move toward the budget's
+ * fastest (or, when nothing in reach is affordable, its cheapest) or, without a budget, the
+ * fastest, if the move is needed or saves half a `hysteresis`. Writes what cannot be met and
+ * what the job does into what, sets *v; returns the choice (borrowed from f). */
+static const struct cand *decide_unmet(const struct ctx *x, const struct found *f, char *what,
+                                       size_t len, enum sched_verdict *v)
+{
+    const struct sched_job *j = &x->s->job;
+    const struct sched_state *st = x->st;
+    const struct cand *kc = &f->kc, *pick = kc, *target;
+    double F = j->max_change_factor;
+    *v = SCHED_KEEP;
+    if (x->has_b)
+        target = f->have_af ? &f->aff_fast : &f->cheap_hood;
+    else
+        target = &f->fast_hood;
+    double ot = x->has_b && !f->have_af ? target->cost : target->time_s;
+    double oc = x->has_b && !f->have_af ? kc->cost : kc->time_s;
+    /* Leaving a configuration that breaks the budget for one that keeps it is never held
+     * back. Any other move must save half a `hysteresis` - also when nothing in reach
+     * keeps the budget and the move is between two that break it (else a noisy tiny job
+     * hops from one cheapest-by-a-hair configuration to the next at every epoch). */
+    int must = x->has_b && f->have_af && !ok_budget(x, kc, f->m_keep_b);
+    if (!cfg_eq(&target->c, &x->cur) && (must || oc - ot > j->hysteresis / 2 * oc)) {
+        pick = target;
+        *v = SCHED_CHANGE;
+    }
+    /* What cannot be met, then what the job does about it. */
+    char act[320], t1[32], t2[32];
+    describe_action(x, f, pick, act, sizeof(act));
+    fmt_dur(t1, sizeof(t1), j->deadline_s);
+    fmt_dur(t2, sizeof(t2), st->elapsed_s + f->fast_full.time_s);
+    if (x->has_d && x->has_b && f->have_both)
+        put(what, len, "a configuration meeting the deadline at %s within the "
+            "budget is more than %.0fx away; moving toward it: %s", t1, F, act);
+    else if (x->has_d && x->has_b && f->have_dl)
+        put(what, len, "the deadline at %s and the $%.4g budget cannot both be "
+            "met: meeting the deadline needs $%.4g; the budget is a hard limit, so the job "
+            "keeps to it and will finish late: %s", t1, j->budget_usd,
+            st->spent_usd + f->dl_cheap_full.cost, act);
+    else if (x->has_d && x->has_b)
+        put(what, len, "no configuration can meet the deadline at %s (the fastest "
+            "finishes at %s); the budget is a hard limit, so the job keeps to it: %s", t1,
+            t2, act);
+    else if (x->has_d && f->have_dl)
+        put(what, len, "the configuration that meets the deadline at %s is more "
+            "than %.0fx away; moving toward it: %s", t1, F, act);
+    else if (x->has_d)
+        put(what, len, "no configuration can meet the deadline at %s (the fastest "
+            "finishes at %s, late by %.0f s): %s", t1, t2,
+            st->elapsed_s + f->fast_full.time_s - j->deadline_s, act);
+    else if (f->have_aff_full)
+        put(what, len, "the fastest configuration within the $%.4g budget is more "
+            "than %.0fx away; moving toward it: %s", j->budget_usd, F, act);
+    else
+        put(what, len, "the $%.4g budget cannot pay for the %.2f epochs left (the "
+            "cheapest configuration needs $%.4g more): %s", j->budget_usd, x->E,
+            f->cheap_full.cost, act);
+    return pick;
+}
+
+/* Fills d with the choice pick and verdict v, and its reason: meas (appended to, meas_len
+ * bytes), the gradient noise scale when statistical efficiency shaped the choice, what, and
+ * the change or "keeping it". */
+static void finish_decision(const struct ctx *x, const struct cand *pick, enum sched_verdict v,
+                            char *meas, size_t meas_len, const char *what,
+                            struct sched_decision *d)
+{
+    const struct sched *s = x->s;
+    const struct sched_job *j = &s->job;
+    fill(d, x, pick, v);
+    if (j->ref_workers > 0 && s->noise_scale > 0) {
+        /* Statistical efficiency shaped the choice: say by how much. */
+        uint32_t w = pick->c.workers;
+        cat(meas, meas_len, "; gradient noise scale %.0f samples: a global batch of %u "
+            "needs %.2fx the epochs of the reference %u", s->noise_scale, w * j->batch,
+            sched__epoch_factor(s, w), j->ref_workers * j->batch);
+    }
+    if (v == SCHED_CHANGE) {
+        char chg[96];
+        describe_change(&x->cur, &pick->c, chg, sizeof(chg));
+        put(d->reason, sizeof(d->reason), "%s; %s; %s", meas, what, chg);
+    } else {
+        put(d->reason, sizeof(d->reason), "%s; %s; keeping it", meas, what);
+    }
+}
+
 void sched_decide(struct sched *s, const struct sched_state *st, struct sched_decision *d)
 {
     if (!d)
@@ -338,13 +739,14 @@ void sched_decide(struct sched *s, const struct sched_state *st, struct sched_de
     if (cur.memory_mb == 0)
         cur.memory_mb = j->memory_options[0];
     d->next = cur;
-    char cfgs[96], meas[400], what[640], chg[96], pred[96], t1[32], t2[32];
+    char cfgs[96], meas[400], what[640];
     fmt_cfg(cfgs, sizeof(cfgs), &cur);
     if (!s->fit.have_compute) {
         put(d->reason, sizeof(d->reason), "no measurements yet; keeping %s", cfgs);
         return;
     }
-    struct ctx x = {s, st, j->deadline_s > 0, j->budget_usd > 0, 0, 0};
+    struct ctx x = {.s = s, .st = st, .has_d = j->deadline_s > 0, .has_b = j->budget_usd > 0,
+                    .cur = cur};
     x.E = st->epochs_left_hint > 0 ? st->epochs_left_hint : j->total_epochs - st->epochs_done;
     describe_measurement(s, st, meas, sizeof(meas));
     if (!(x.E > 0)) {
@@ -352,275 +754,25 @@ void sched_decide(struct sched *s, const struct sched_state *st, struct sched_de
                  cfgs);
         return;
     }
-    double next_e = x.E < 1.0 ? x.E : 1.0; /* data epochs to the next decision (for reasons) */
-    int first = s->n_decisions == 0;
+    x.first = s->n_decisions == 0;
     s->n_decisions++;
 
-    /* The bounded neighbourhood of cur (the whole space on the first decision). */
-    double F = j->max_change_factor;
-    uint32_t wlo = j->min_workers, whi = j->max_workers, slo = j->min_shards, shi = j->max_shards;
-    uint32_t hw_lo = wlo, hw_hi = whi, hs_lo = slo, hs_hi = shi, mi_cur = sched__mem_idx(s, cur.memory_mb);
-    if (!first) {
-        double a = ceil(cur.workers / F), b = floor(cur.workers * F);
-        hw_lo = a > wlo ? (uint32_t)a : wlo;
-        hw_hi = b < whi ? (uint32_t)b : whi;
-        a = ceil(cur.shards / F);
-        b = floor(cur.shards * F);
-        hs_lo = a > slo ? (uint32_t)a : slo;
-        hs_hi = b < shi ? (uint32_t)b : shi;
-    }
-    uint32_t wl[MAX_LIST], sl[MAX_LIST];
-    int nw = build_list(wlo, whi, 1.06, 16, cur.workers, wl);
-    int ns = build_list(slo, shi, 1.10, 16, cur.shards, sl);
-
-    struct cand kc, k, best = {0}, fast_hood = {0}, cheap_hood = {0}, aff_fast = {0};
-    struct cand dl_cheap_full = {0}, fast_full = {0}, cheap_full = {0}, both_full = {0};
-    int have_best = 0, have_fh = 0, have_ch = 0, have_af = 0, have_dl = 0, have_ff = 0,
-        have_cf = 0, have_both = 0, have_aff_full = 0;
-    double cheapest_next = INFINITY;
-    if (x.has_b) {
-        /* What an epoch costs with the cheapest configuration (for ok_budget). */
-        x.cheap_epoch = INFINITY;
-        for (uint32_t mi = 0; mi < j->n_memory_options; mi++)
-            for (int a = 0; a < nw; a++)
-                for (int b = 0; b < ns; b++) {
-                    struct sched_config c = {wl[a], sl[b], j->memory_options[mi]};
-                    eval(s, &c, &c, 1.0, &k);
-                    double v = k.cost * (1.0 + k.m_b);
-                    if (v < x.cheap_epoch)
-                        x.cheap_epoch = v;
-                }
-    }
-    eval(s, &cur, &cur, x.E, &kc);
-    kc.in_hood = 1;
-    double m_keep_d = MARGIN_BASE_DEADLINE / 2 + margin_err(s, 0) / 2;
-    double m_keep_b = MARGIN_BASE_BUDGET / 2 + margin_err(s, 0) / 2;
-    /* Pass 0 finds the optima; pass 1 breaks near-ties toward speed: among configurations
-     * within TIE of the cheapest cost, the fastest (it buys margin for free). When nothing in
-     * reach is within the budget with a new configuration's margin, pass 1 also looks for the
-     * fastest within the budget with the current configuration's (smaller) margin, before
-     * falling back to the cheapest. */
-    double best_obj = INFINITY, cheap_cost = INFINITY;
-    int cost_mode = !(x.has_b && !x.has_d);
-    for (int pass = 0; pass < 2; pass++) {
-        for (uint32_t mi = 0; mi < j->n_memory_options; mi++) {
-            int mhood = first || (mi + 2 >= mi_cur && mi <= mi_cur + 2);
-            for (int a = 0; a < nw; a++) {
-                for (int b = 0; b < ns; b++) {
-                    struct sched_config c = {wl[a], sl[b], j->memory_options[mi]};
-                    eval(s, &cur, &c, x.E, &k);
-                    k.in_hood = mhood && c.workers >= hw_lo && c.workers <= hw_hi &&
-                                c.shards >= hs_lo && c.shards <= hs_hi;
-                    int okd = ok_deadline(&x, &k, k.m_d), okb = ok_budget(&x, &k, k.m_b);
-                    /* Without constraints, never slower than now. */
-                    int okn = x.has_d || x.has_b || k.time_s <= kc.time_s;
-                    if (pass == 0) {
-                        if (k.next_cost < cheapest_next)
-                            cheapest_next = k.next_cost;
-                        if (!have_ff || k.time_s < fast_full.time_s)
-                            fast_full = k, have_ff = 1;
-                        if (!have_cf || k.cost < cheap_full.cost)
-                            cheap_full = k, have_cf = 1;
-                        if (okd && (!have_dl || k.cost < dl_cheap_full.cost))
-                            dl_cheap_full = k, have_dl = 1;
-                        if (okd && okb && (!have_both || k.cost < both_full.cost))
-                            both_full = k, have_both = 1;
-                        if (okb)
-                            have_aff_full = 1;
-                        if (!k.in_hood)
-                            continue;
-                        if (!have_fh || k.time_s < fast_hood.time_s)
-                            fast_hood = k, have_fh = 1;
-                        if (k.cost < cheap_cost)
-                            cheap_cost = k.cost;
-                        if (okb && (!have_af || k.time_s < aff_fast.time_s))
-                            aff_fast = k, have_af = 1;
-                        if (okd && okb && okn && objective(&x, &k) < best_obj)
-                            best_obj = objective(&x, &k);
-                        continue;
-                    }
-                    if (!k.in_hood)
-                        continue;
-                    if (k.cost <= cheap_cost * (1 + TIE) &&
-                        (!have_ch || k.time_s < cheap_hood.time_s))
-                        cheap_hood = k, have_ch = 1;
-                    if (!have_af && ok_budget(&x, &k, m_keep_b) &&
-                        (!have_best || k.time_s < best.time_s))
-                        best = k, have_best = 2; /* stash: relaxed-margin affordable */
-                    if (okd && okb && okn && have_best != 2 &&
-                        objective(&x, &k) <= best_obj * (cost_mode ? 1 + TIE : 1) &&
-                        (!have_best || k.time_s < best.time_s))
-                        best = k, have_best = 1;
-                }
-            }
-        }
-    }
-    if (have_best == 2) {
-        /* Nothing in reach fits the budget with a new configuration's margin, but this one
-         * fits with the current one's: treat it as the budget's fastest (and only) choice. */
-        aff_fast = best;
-        have_af = 1;
-        have_best = 0;
-        if (ok_deadline(&x, &aff_fast, aff_fast.m_d))
-            have_best = 1; /* it honours every constraint after all */
-    }
-
-    /* The hard stop: not even the cheapest configuration pays for the next epoch. */
-    if (x.has_b && st->spent_usd + cheapest_next * (1.0 + MARGIN_BASE_BUDGET) + cheap_full.reserve >
-                       j->budget_usd) {
-        fill(d, &x, &kc, SCHED_STOP_BUDGET);
-        put(d->reason, sizeof(d->reason),
-                 "%s; spent $%.4g of the $%.4g budget and even the cheapest configuration needs "
-                 "$%.4g for the next %.2g epoch: stopping at the budget (finish the step, "
-                 "checkpoint, end) with %.2f of %.2f epochs done",
-                 meas, st->spent_usd, j->budget_usd, cheapest_next, next_e, st->epochs_done,
-                 j->total_epochs);
+    struct grid g;
+    struct found f;
+    grid_init(&x, &g);
+    if (x.has_b)
+        x.cheap_epoch = cheapest_epoch(s, &g);
+    search(&x, &g, &f);
+    if (stop_at_budget(&x, &f, meas, d))
         return;
-    }
-
-    int cur_ok = ok_deadline(&x, &kc, m_keep_d) && ok_budget(&x, &kc, m_keep_b);
-    const struct cand *pick = &kc;
-    enum sched_verdict v = SCHED_KEEP;
+    enum sched_verdict v;
+    const struct cand *pick;
     what[0] = 0;
-    fmt_dur(t1, sizeof(t1), j->deadline_s);
-    if (have_best) {
-        char goal[160];
-        if (x.has_d && x.has_b)
-            put(goal, sizeof(goal), "the cheapest configuration predicted to meet the "
-                     "deadline at %s within the $%.4g budget", t1, j->budget_usd);
-        else if (x.has_d)
-            put(goal, sizeof(goal), "the cheapest configuration predicted to meet the "
-                     "deadline at %s", t1);
-        else if (x.has_b)
-            put(goal, sizeof(goal), "the fastest configuration predicted to stay within "
-                     "the $%.4g budget", j->budget_usd);
-        else
-            put(goal, sizeof(goal), "no deadline or budget: the cheapest configuration "
-                     "no slower than now");
-        fmt_cfg(cfgs, sizeof(cfgs), &best.c);
-        describe_pred(&x, &best, pred, sizeof(pred));
-        if (cur_ok && !first && st->since_change_s < j->min_change_interval_s &&
-            !cfg_eq(&best.c, &cur)) {
-            fmt_dur(t2, sizeof(t2), j->min_change_interval_s - st->since_change_s);
-            put(what, sizeof(what), "%s is %s (%s) but the last change was %.0f s ago; "
-                     "holding for %s", goal, cfgs, pred, st->since_change_s, t2);
-        } else if (cur_ok) {
-            double oc = objective(&x, &kc), ob = objective(&x, &best);
-            /* Worth it: more than `hysteresis` of what is left, and more than half a minimum
-             * interval's worth (of time, or of the current configuration's spending). */
-            double floor_v = (x.has_b && !x.has_d)
-                                 ? j->min_change_interval_s / 2
-                                 : sched__run_cost(s, &cur, j->min_change_interval_s / 2);
-            double thr = j->hysteresis * oc > floor_v ? j->hysteresis * oc : floor_v;
-            if (cfg_eq(&best.c, &cur) || oc - ob <= thr) {
-                char cur_pred[96];
-                describe_pred(&x, &kc, cur_pred, sizeof(cur_pred));
-                if (cfg_eq(&best.c, &cur))
-                    put(what, sizeof(what), "the current configuration is %s (%s)", goal,
-                             cur_pred);
-                else if (oc - ob <= 0)
-                    /* It fits only within the band kept for the current configuration; the
-                     * best that fits with a new one's margin is worse. */
-                    put(what, sizeof(what), "the current configuration still suffices "
-                             "(%s); nothing in reach does better (the best that fits with a new "
-                             "configuration's margin, %s, is %.1f%% worse)", cur_pred, cfgs,
-                             oc > 0 ? 100.0 * (ob - oc) / oc : 0.0);
-                else
-                    put(what, sizeof(what), "the current configuration still suffices "
-                             "(%s); %s would save only %.1f%% (threshold %.1f%%)", cur_pred,
-                             cfgs, oc > 0 ? 100.0 * (oc - ob) / oc : 0.0,
-                             oc > 0 ? 100.0 * thr / oc : 0.0);
-            } else {
-                pick = &best;
-                v = SCHED_CHANGE;
-                put(what, sizeof(what), "%s is %s (%s; saves %.0f%% %s)", goal, cfgs, pred,
-                         100.0 * (oc - ob) / oc, (x.has_b && !x.has_d) ? "of the time left"
-                                                                        : "of the cost to come");
-            }
-        } else {
-            pick = &best;
-            v = SCHED_CHANGE;
-            char cur_pred[96];
-            describe_pred(&x, &kc, cur_pred, sizeof(cur_pred));
-            put(what, sizeof(what), "the current configuration would %s (%s); %s is %s (%s)",
-                     !ok_deadline(&x, &kc, m_keep_d) ? "miss the deadline" : "exceed the budget",
-                     cur_pred, goal, cfgs, pred);
-        }
-    } else {
-        /* Nothing in reach honours every constraint: say which cannot be met and what now. */
-        const struct cand *target;
-        if (x.has_b)
-            target = have_af ? &aff_fast : &cheap_hood;
-        else
-            target = &fast_hood;
-        double ot = x.has_b && !have_af ? target->cost : target->time_s;
-        double oc = x.has_b && !have_af ? kc.cost : kc.time_s;
-        /* Leaving a configuration that breaks the budget for one that keeps it is never held
-         * back. Any other move must save half a `hysteresis` - also when nothing in reach
-         * keeps the budget and the move is between two that break it (else a noisy tiny job
-         * hops from one cheapest-by-a-hair configuration to the next at every epoch). */
-        int must = x.has_b && have_af && !ok_budget(&x, &kc, m_keep_b);
-        if (!cfg_eq(&target->c, &cur) && (must || oc - ot > j->hysteresis / 2 * oc)) {
-            pick = target;
-            v = SCHED_CHANGE;
-        }
-        fmt_cfg(cfgs, sizeof(cfgs), &pick->c);
-        describe_pred(&x, pick, pred, sizeof(pred));
-        /* What cannot be met, then what the job does about it. */
-        char act[320];
-        if (x.has_b && !have_af) {
-            double afford = cheap_full.cost > 0
-                                ? x.E * (j->budget_usd - st->spent_usd) / cheap_full.cost : 0;
-            put(act, sizeof(act), "running the cheapest in reach, %s (%s); the job will stop "
-                "when the budget is spent, after about %.2f more epochs", cfgs, pred,
-                afford < x.E ? afford : x.E);
-        } else if (x.has_b) {
-            put(act, sizeof(act), "running the fastest it affords, %s (%s)", cfgs, pred);
-        } else {
-            put(act, sizeof(act), "running the fastest in reach, %s (%s)", cfgs, pred);
-        }
-        fmt_dur(t2, sizeof(t2), st->elapsed_s + fast_full.time_s);
-        if (x.has_d && x.has_b && have_both)
-            put(what, sizeof(what), "a configuration meeting the deadline at %s within the "
-                "budget is more than %.0fx away; moving toward it: %s", t1, F, act);
-        else if (x.has_d && x.has_b && have_dl)
-            put(what, sizeof(what), "the deadline at %s and the $%.4g budget cannot both be "
-                "met: meeting the deadline needs $%.4g; the budget is a hard limit, so the job "
-                "keeps to it and will finish late: %s", t1, j->budget_usd,
-                st->spent_usd + dl_cheap_full.cost, act);
-        else if (x.has_d && x.has_b)
-            put(what, sizeof(what), "no configuration can meet the deadline at %s (the fastest "
-                "finishes at %s); the budget is a hard limit, so the job keeps to it: %s", t1,
-                t2, act);
-        else if (x.has_d && have_dl)
-            put(what, sizeof(what), "the configuration that meets the deadline at %s is more "
-                "than %.0fx away; moving toward it: %s", t1, F, act);
-        else if (x.has_d)
-            put(what, sizeof(what), "no configuration can meet the deadline at %s (the fastest "
-                "finishes at %s, late by %.0f s): %s", t1, t2,
-                st->elapsed_s + fast_full.time_s - j->deadline_s, act);
-        else if (have_aff_full)
-            put(what, sizeof(what), "the fastest configuration within the $%.4g budget is more "
-                "than %.0fx away; moving toward it: %s", j->budget_usd, F, act);
-        else
-            put(what, sizeof(what), "the $%.4g budget cannot pay for the %.2f epochs left (the "
-                "cheapest configuration needs $%.4g more): %s", j->budget_usd, x.E,
-                cheap_full.cost, act);
-    }
-    fill(d, &x, pick, v);
-    if (j->ref_workers > 0 && s->noise_scale > 0) {
-        /* Statistical efficiency shaped the choice: say by how much. */
-        uint32_t w = pick->c.workers;
-        cat(meas, sizeof(meas), "; gradient noise scale %.0f samples: a global batch of %u "
-            "needs %.2fx the epochs of the reference %u", s->noise_scale, w * j->batch,
-            sched__epoch_factor(s, w), j->ref_workers * j->batch);
-    }
-    if (v == SCHED_CHANGE) {
-        describe_change(&cur, &pick->c, chg, sizeof(chg));
-        put(d->reason, sizeof(d->reason), "%s; %s; %s", meas, what, chg);
-    } else {
-        put(d->reason, sizeof(d->reason), "%s; %s; keeping it", meas, what);
-    }
+    if (f.have_best)
+        pick = decide_fit(&x, &f, what, sizeof(what), &v);
+    else
+        pick = decide_unmet(&x, &f, what, sizeof(what), &v);
+    finish_decision(&x, pick, v, meas, sizeof(meas), what, d);
 }
 
 /* ---- profiling and the per-step budget check --------------------------------------------- */
