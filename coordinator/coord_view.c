@@ -163,8 +163,9 @@ json_t *coord_job_json(struct coord *c, const char *id)
     if (j->spec_json)
         json_object_set(o, "spec", j->spec_json);
     struct coord_ledger led;
-    job_ledger_now(j, &led); /* its parts add up to cost_usd */
+    job_ledger_now(j, &led); /* one reading: its parts add up to cost_usd */
     json_object_set_new(o, "ledger", coord_ledger_to_json(&led));
+    json_object_set_new(o, "cost_usd", json_real(coord_ledger_total(&led)));
     /* The data epochs the job will train (more than max_epochs when statistical efficiency
      * counts a larger global batch's epochs for less; 0 in journals from before it). */
     if (j->epochs_target)

@@ -1132,6 +1132,10 @@ void smlt_client_close(struct smlt_client *c)
     }
     for (uint32_t i = 0; i < c->nlinks; i++)
         link_close(&c->links[i]);
+    /* Connections detached by link_close() (here, or after a failed connect attempt) are freed
+     * from a deferred event: run it before the base goes. */
+    if (c->base)
+        event_base_loop(c->base, EVLOOP_NONBLOCK);
     free(c->links);
     ops_free(c);
     if (c->timeout_ev)
