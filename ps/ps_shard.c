@@ -57,7 +57,7 @@ struct ps_job {
     int reset_state;
     size_t state_floats;
     /* init / alloc: buffers made on the thread */
-    struct ps_map *map;
+    struct part_map *map;
     uint64_t lo;
     size_t nbufs;
     float *bufs[PS_POOL_CAP];
@@ -88,7 +88,7 @@ struct ps_shard {
     void *arg;
 
     /* configuration */
-    struct ps_map *map;
+    struct part_map *map;
     struct ps_shard_conf conf;
     uint64_t lo, hi;
     size_t n;
@@ -243,7 +243,7 @@ static void job_run(struct ps_job *j)
             j->err = SMLT_ENOMEM;
             break;
         }
-        ps_map_init_values(j->map, j->lo, j->lo + j->n, j->bufs[0]);
+        part_map_init_values(j->map, j->lo, j->lo + j->n, j->bufs[0]);
         for (size_t i = 1; i < j->nbufs; i++)
             if (!(j->bufs[i] = big_alloc(bytes)))
                 break;
@@ -460,7 +460,7 @@ void ps_shard_free(struct ps_shard *s)
     big_free(s->state, s->state_bytes);
     free(s->last_counted);
     free(s->last_applied);
-    ps_map_free(s->map);
+    part_map_free(s->map);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -497,7 +497,7 @@ static int conf_check(const struct ps_shard_conf *c, char *err, size_t errlen)
     return ps_optim_conf_check(&c->optim, err, errlen);
 }
 
-int ps_shard_configure(struct ps_shard *s, struct ps_map *map, const struct ps_shard_conf *conf,
+int ps_shard_configure(struct ps_shard *s, struct part_map *map, const struct ps_shard_conf *conf,
                        char *err, size_t errlen)
 {
     int rc;
@@ -532,7 +532,7 @@ int ps_shard_configure(struct ps_shard *s, struct ps_map *map, const struct ps_s
     s->state = NULL;
     s->state_bytes = 0;
     s->cur = s->head = s->accum = NULL;
-    ps_map_free(s->map);
+    part_map_free(s->map);
     s->map = map;
     s->conf = *conf;
     s->lo = map->shards[s->id].lo;
@@ -568,7 +568,7 @@ int ps_shard_configure(struct ps_shard *s, struct ps_map *map, const struct ps_s
     pump(s);
     return 0;
 fail:
-    ps_map_free(map);
+    part_map_free(map);
     return rc;
 }
 
@@ -1012,7 +1012,7 @@ int ps_shard_update(struct ps_shard *s, const float *lr, const float *weight_dec
 
 /* ---- accessors --------------------------------------------------------------------------- */
 
-const struct ps_map *ps_shard_map(const struct ps_shard *s)
+const struct part_map *ps_shard_map(const struct ps_shard *s)
 {
     return s->map;
 }

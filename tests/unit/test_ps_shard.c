@@ -16,7 +16,7 @@
 
 #include <event2/event.h>
 
-#include "ps_map.h"
+#include "part_map.h"
 #include "ps_optim.h"
 #include "ps_shard.h"
 #include "smlt_error.h"
@@ -88,12 +88,12 @@ static float *grad_new(size_t n)
 }
 
 /* One tensor of `total` elements, uniform init, split into nshards. */
-static struct ps_map *mkmap(uint64_t version, uint64_t total, uint32_t nshards)
+static struct part_map *mkmap(uint64_t version, uint64_t total, uint32_t nshards)
 {
     const uint64_t shape[1] = {total};
-    struct ps_tensor_spec t = {"w", 1, shape, SMLT__INIT_KIND__INIT_UNIFORM, 0.5f};
+    struct part_map_spec t = {"w", 1, shape, SMLT__INIT_KIND__INIT_UNIFORM, 0.5f};
     char err[256] = "";
-    struct ps_map *m = ps_map_build(&t, 1, nshards, NULL, version, 7, "job", err, sizeof err);
+    struct part_map *m = part_map_build(&t, 1, nshards, NULL, version, 7, "job", err, sizeof err);
     ck_assert_msg(m != NULL, "%s", err);
     return m;
 }
@@ -113,7 +113,7 @@ static struct ps_shard_conf mkconf(enum ps_sync_mode mode, uint32_t workers, uin
 }
 
 /* An inline shard `id`, configured with map (taken) and conf. */
-static struct ps_shard *mkshard(uint32_t id, struct ps_map *map, const struct ps_shard_conf *conf,
+static struct ps_shard *mkshard(uint32_t id, struct part_map *map, const struct ps_shard_conf *conf,
                                 struct ctx *ctx)
 {
     memset(ctx, 0, sizeof *ctx);
@@ -255,9 +255,9 @@ START_TEST(test_configure_init_values)
 {
     for (uint32_t id = 0; id < 2; id++) {
         struct ctx ctx;
-        struct ps_map *ref = mkmap(3, 100, 2);
+        struct part_map *ref = mkmap(3, 100, 2);
         struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 2, 0, PS_OPT_ADAM, 0.01f);
-        struct ps_shard *s = mkshard(id, ps_map_dup(ref), &c, &ctx);
+        struct ps_shard *s = mkshard(id, part_map_dup(ref), &c, &ctx);
         ck_assert_uint_eq(ps_shard_id(s), id);
         ck_assert_uint_eq(ps_shard_lo(s), ref->shards[id].lo);
         ck_assert_uint_eq(ps_shard_hi(s), ref->shards[id].hi);
@@ -270,11 +270,11 @@ START_TEST(test_configure_init_values)
         ck_assert_uint_eq(v, 0);
         ck_assert_uint_eq(cl, 0);
         float *want = malloc(nof(s) * sizeof *want);
-        ps_map_init_values(ref, ps_shard_lo(s), ps_shard_hi(s), want);
+        part_map_init_values(ref, ps_shard_lo(s), ps_shard_hi(s), want);
         ck_assert(memcmp(p, want, nof(s) * sizeof *want) == 0);
         ps_shard_params_unref(s, p);
         free(want);
-        ps_map_free(ref);
+        part_map_free(ref);
         ps_shard_free(s);
     }
 }
@@ -976,8 +976,8 @@ START_TEST(test_reconfigure)
     float *snap = malloc(nof(s) * 4);
     memcpy(snap, held, nof(s) * 4);
     char err[256];
-    struct ps_map *m2 = mkmap(2, 1000, 2);
-    struct ps_map *ref = ps_map_dup(m2);
+    struct part_map *m2 = mkmap(2, 1000, 2);
+    struct part_map *ref = part_map_dup(m2);
     ck_assert_int_eq(ps_shard_configure(s, m2, &c, err, sizeof err), 0);
     ck_assert_int_eq(ctx.configured, 2);
     ck_assert_uint_eq(ps_shard_version(s), 0);
@@ -986,7 +986,7 @@ START_TEST(test_reconfigure)
     ck_assert(memcmp(held, snap, 8 * 4) == 0); /* the old pull's bytes stay valid */
     ps_shard_params_unref(s, held);
     float *want = malloc(nof(s) * 4);
-    ps_map_init_values(ref, ps_shard_lo(s), ps_shard_hi(s), want);
+    part_map_init_values(ref, ps_shard_lo(s), ps_shard_hi(s), want);
     assert_params_eq(s, want, "reconfigured params");
     /* rank 0 starts again at step 0 in the new job */
     float *g2 = grad_new(nof(s));
@@ -999,7 +999,7 @@ START_TEST(test_reconfigure)
     free(g2);
     free(snap);
     free(want);
-    ps_map_free(ref);
+    part_map_free(ref);
     ps_shard_free(s);
 }
 END_TEST

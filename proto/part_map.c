@@ -1,5 +1,5 @@
-/* ps_map.c: building, validating, encoding and querying partition maps. */
-#include "ps_map.h"
+/* part_map.c: building, validating, encoding and querying partition maps. */
+#include "part_map.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,7 +18,7 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-void ps_map_split(uint64_t total, uint32_t nshards, uint64_t *lo, uint64_t *hi)
+void part_map_split(uint64_t total, uint32_t nshards, uint64_t *lo, uint64_t *hi)
 {
     uint64_t prev = 0;
     for (uint32_t i = 0; i < nshards; i++) {
@@ -28,8 +28,8 @@ void ps_map_split(uint64_t total, uint32_t nshards, uint64_t *lo, uint64_t *hi)
         } else {
             /* Ideal cut at total*(i+1)/nshards, rounded to the alignment (never past total). */
             unsigned __int128 cut = (unsigned __int128)total * (i + 1) / nshards;
-            end = (uint64_t)cut + SMLT_PS_MAP_ALIGN / 2;
-            end -= end % SMLT_PS_MAP_ALIGN;
+            end = (uint64_t)cut + SMLT_PART_MAP_ALIGN / 2;
+            end -= end % SMLT_PART_MAP_ALIGN;
             if (end < prev)
                 end = prev;
             if (end > total)
@@ -41,7 +41,7 @@ void ps_map_split(uint64_t total, uint32_t nshards, uint64_t *lo, uint64_t *hi)
     }
 }
 
-void ps_map_free(struct ps_map *m)
+void part_map_free(struct part_map *m)
 {
     if (!m)
         return;
@@ -60,7 +60,7 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int name_dup_check(const struct ps_map *m, char *err, size_t errlen)
+static int name_dup_check(const struct part_map *m, char *err, size_t errlen)
 {
     /* Sort pointers by name and compare neighbours: O(n log n) for up to 64 Ki tensors. */
     if (m->ntensors < 2)
@@ -83,7 +83,7 @@ static int name_dup_check(const struct ps_map *m, char *err, size_t errlen)
     return rc;
 }
 
-static int set_shards(struct ps_map *m, uint32_t nshards, const char *const *addrs, char *err,
+static int set_shards(struct part_map *m, uint32_t nshards, const char *const *addrs, char *err,
                       size_t errlen)
 {
     if (nshards == 0 || nshards > SMLT_MAX_SHARDS) {
@@ -99,7 +99,7 @@ static int set_shards(struct ps_map *m, uint32_t nshards, const char *const *add
         return -1;
     }
     m->nshards = nshards;
-    ps_map_split(m->total, nshards, lo, hi);
+    part_map_split(m->total, nshards, lo, hi);
     for (uint32_t i = 0; i < nshards; i++) {
         m->shards[i].id = i;
         m->shards[i].lo = lo[i];
@@ -111,7 +111,7 @@ static int set_shards(struct ps_map *m, uint32_t nshards, const char *const *add
     return 0;
 }
 
-struct ps_map *ps_map_build(const struct ps_tensor_spec *t, uint32_t ntensors, uint32_t nshards,
+struct part_map *part_map_build(const struct part_map_spec *t, uint32_t ntensors, uint32_t nshards,
                             const char *const *addrs, uint64_t version, uint64_t seed,
                             const char *job, char *err, size_t errlen)
 {
@@ -119,7 +119,7 @@ struct ps_map *ps_map_build(const struct ps_tensor_spec *t, uint32_t ntensors, u
         seterr(err, errlen, "tensor count %u outside 1..%u", ntensors, SMLT_MAX_TENSORS);
         return NULL;
     }
-    struct ps_map *m = calloc(1, sizeof *m);
+    struct part_map *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
     m->version = version;
@@ -131,7 +131,7 @@ struct ps_map *ps_map_build(const struct ps_tensor_spec *t, uint32_t ntensors, u
     m->ntensors = ntensors;
     uint64_t off = 0;
     for (uint32_t i = 0; i < ntensors; i++) {
-        struct ps_tensor *x = &m->tensors[i];
+        struct part_map_tensor *x = &m->tensors[i];
         if (!t[i].name || !t[i].name[0] || strlen(t[i].name) >= SMLT_MAX_NAME) {
             seterr(err, errlen, "tensor %u: name missing or longer than %u", i, SMLT_MAX_NAME - 1);
             goto fail;
@@ -170,13 +170,13 @@ struct ps_map *ps_map_build(const struct ps_tensor_spec *t, uint32_t ntensors, u
         goto fail;
     return m;
 fail:
-    ps_map_free(m);
+    part_map_free(m);
     return NULL;
 }
 
-struct ps_map *ps_map_dup(const struct ps_map *m)
+struct part_map *part_map_dup(const struct part_map *m)
 {
-    struct ps_map *d = calloc(1, sizeof *d);
+    struct part_map *d = calloc(1, sizeof *d);
     if (!d)
         return NULL;
     *d = *m;
@@ -185,7 +185,7 @@ struct ps_map *ps_map_dup(const struct ps_map *m)
     d->shards = calloc(m->nshards, sizeof *d->shards);
     if (!d->tensors || !d->shards) {
         d->ntensors = d->nshards = 0;
-        ps_map_free(d);
+        part_map_free(d);
         return NULL;
     }
     for (uint32_t i = 0; i < m->ntensors; i++) {
@@ -199,10 +199,10 @@ struct ps_map *ps_map_dup(const struct ps_map *m)
     return d;
 }
 
-struct ps_map *ps_map_reshard(const struct ps_map *m, uint32_t nshards, const char *const *addrs,
+struct part_map *part_map_reshard(const struct part_map *m, uint32_t nshards, const char *const *addrs,
                               char *err, size_t errlen)
 {
-    struct ps_map *d = ps_map_dup(m);
+    struct part_map *d = part_map_dup(m);
     if (!d)
         return NULL;
     for (uint32_t i = 0; i < d->nshards; i++)
@@ -212,13 +212,13 @@ struct ps_map *ps_map_reshard(const struct ps_map *m, uint32_t nshards, const ch
     d->nshards = 0;
     d->version = m->version + 1;
     if (set_shards(d, nshards, addrs, err, errlen)) {
-        ps_map_free(d);
+        part_map_free(d);
         return NULL;
     }
     return d;
 }
 
-struct ps_map *ps_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_t errlen)
+struct part_map *part_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_t errlen)
 {
     if (!pb) {
         seterr(err, errlen, "no map");
@@ -237,7 +237,7 @@ struct ps_map *ps_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_t er
                (unsigned long long)SMLT_MAX_MODEL_ELEMS);
         return NULL;
     }
-    struct ps_map *m = calloc(1, sizeof *m);
+    struct part_map *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
     m->version = pb->version;
@@ -253,7 +253,7 @@ struct ps_map *ps_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_t er
     uint64_t off = 0;
     for (size_t i = 0; i < pb->n_tensors; i++) {
         const Smlt__TensorInfo *t = pb->tensors[i];
-        struct ps_tensor *x = &m->tensors[i];
+        struct part_map_tensor *x = &m->tensors[i];
         m->ntensors = (uint32_t)i + 1;
         if (!t->name || !t->name[0] || strnlen(t->name, SMLT_MAX_NAME) >= SMLT_MAX_NAME) {
             seterr(err, errlen, "tensor %zu: name missing or longer than %u", i, SMLT_MAX_NAME - 1);
@@ -308,7 +308,7 @@ struct ps_map *ps_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_t er
     uint64_t prev = 0;
     for (size_t i = 0; i < pb->n_shards; i++) {
         const Smlt__ShardInfo *s = pb->shards[i];
-        struct ps_range *r = &m->shards[i];
+        struct part_map_range *r = &m->shards[i];
         m->nshards = (uint32_t)i + 1;
         if (s->id != i) {
             seterr(err, errlen, "shard %zu has id %u; ids must be 0..n-1 in order", i, s->id);
@@ -338,11 +338,11 @@ struct ps_map *ps_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_t er
         goto fail;
     return m;
 fail:
-    ps_map_free(m);
+    part_map_free(m);
     return NULL;
 }
 
-int ps_map_to_pb(const struct ps_map *m, Smlt__PartitionMap *pb)
+int part_map_to_pb(const struct part_map *m, Smlt__PartitionMap *pb)
 {
     pb->version = m->version;
     pb->total = m->total;
@@ -364,7 +364,7 @@ int ps_map_to_pb(const struct ps_map *m, Smlt__PartitionMap *pb)
     }
     Smlt__TensorInfo *tv = (Smlt__TensorInfo *)(tp + m->ntensors);
     for (uint32_t i = 0; i < m->ntensors; i++) {
-        const struct ps_tensor *x = &m->tensors[i];
+        const struct part_map_tensor *x = &m->tensors[i];
         Smlt__TensorInfo ti = SMLT__TENSOR_INFO__INIT;
         ti.name = x->name;
         ti.n_shape = x->ndims;
@@ -393,7 +393,7 @@ int ps_map_to_pb(const struct ps_map *m, Smlt__PartitionMap *pb)
     return 0;
 }
 
-void ps_map_pb_clear(Smlt__PartitionMap *pb)
+void part_map_pb_clear(Smlt__PartitionMap *pb)
 {
     free(pb->tensors);
     free(pb->shards);
@@ -402,7 +402,7 @@ void ps_map_pb_clear(Smlt__PartitionMap *pb)
     pb->n_tensors = pb->n_shards = 0;
 }
 
-int ps_map_shard_of(const struct ps_map *m, uint64_t idx)
+int part_map_shard_of(const struct part_map *m, uint64_t idx)
 {
     if (idx >= m->total || m->nshards == 0)
         return -1;
@@ -420,7 +420,7 @@ int ps_map_shard_of(const struct ps_map *m, uint64_t idx)
     return (int)a;
 }
 
-const struct ps_tensor *ps_map_tensor(const struct ps_map *m, const char *name)
+const struct part_map_tensor *part_map_tensor(const struct part_map *m, const char *name)
 {
     for (uint32_t i = 0; i < m->ntensors; i++)
         if (!strcmp(m->tensors[i].name, name))
@@ -428,12 +428,12 @@ const struct ps_tensor *ps_map_tensor(const struct ps_map *m, const char *name)
     return NULL;
 }
 
-int ps_map_same_model(const struct ps_map *a, const struct ps_map *b)
+int part_map_same_model(const struct part_map *a, const struct part_map *b)
 {
     if (a->total != b->total || a->ntensors != b->ntensors)
         return 0;
     for (uint32_t i = 0; i < a->ntensors; i++) {
-        const struct ps_tensor *x = &a->tensors[i], *y = &b->tensors[i];
+        const struct part_map_tensor *x = &a->tensors[i], *y = &b->tensors[i];
         if (strcmp(x->name, y->name) || x->ndims != y->ndims || x->offset != y->offset ||
             x->length != y->length || memcmp(x->shape, y->shape, sizeof x->shape[0] * x->ndims))
             return 0;
@@ -441,10 +441,10 @@ int ps_map_same_model(const struct ps_map *a, const struct ps_map *b)
     return 1;
 }
 
-void ps_map_init_values(const struct ps_map *m, uint64_t lo, uint64_t hi, float *out)
+void part_map_init_values(const struct part_map *m, uint64_t lo, uint64_t hi, float *out)
 {
     for (uint32_t i = 0; i < m->ntensors && lo < hi; i++) {
-        const struct ps_tensor *t = &m->tensors[i];
+        const struct part_map_tensor *t = &m->tensors[i];
         uint64_t a = t->offset, b = t->offset + t->length;
         if (b <= lo || a >= hi)
             continue;
