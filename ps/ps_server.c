@@ -231,8 +231,8 @@ static void on_shard_configured(struct ps_shard *sh, int err, void *arg)
         log_info("shard %u: configured: job \"%s\" map v%llu range [%llu, %llu) %s, %u workers, %s",
                  srv->conf.shard, m->job, (unsigned long long)m->version,
                  (unsigned long long)ps_shard_lo(sh), (unsigned long long)ps_shard_hi(sh),
-                 ps_sync_name(ps_shard_conf(sh)->mode), ps_shard_conf(sh)->workers,
-                 ps_optim_name(ps_shard_conf(sh)->optim.kind));
+                 smlt_enum_sync_name(ps_shard_conf(sh)->mode), ps_shard_conf(sh)->workers,
+                 smlt_enum_optim_name(ps_shard_conf(sh)->optim.kind));
     }
     if (!cl)
         return;
@@ -402,12 +402,12 @@ static void handle_push_done(struct ps_client *cl, const struct rpc_frame_hdr *h
 static int fill_conf(const Smlt__ShardConfig *m, struct ps_shard_conf *c, char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
-    c->mode = PS_SYNC_BSP;
+    c->mode = SMLT_SYNC_BSP;
     c->workers = 1;
     ps_optim_conf_default(&c->optim);
     if (m->sync) {
         if (m->sync->has_mode)
-            c->mode = (enum ps_sync_mode)m->sync->mode;
+            c->mode = (enum smlt_sync)m->sync->mode;
         if (m->sync->has_workers)
             c->workers = m->sync->workers;
         if (m->sync->has_staleness)
@@ -416,7 +416,7 @@ static int fill_conf(const Smlt__ShardConfig *m, struct ps_shard_conf *c, char *
     const Smlt__OptimConf *o = m->optim;
     if (o) {
         if (o->has_kind)
-            c->optim.kind = (enum ps_optim_kind)o->kind;
+            c->optim.kind = (enum smlt_optim)o->kind;
         if (o->has_lr)
             c->optim.lr = o->lr;
         if (o->has_momentum)
@@ -434,7 +434,7 @@ static int fill_conf(const Smlt__ShardConfig *m, struct ps_shard_conf *c, char *
         if (o->has_decoupled)
             c->optim.decoupled = o->decoupled;
     }
-    if (c->mode < PS_SYNC_BSP || c->mode > PS_SYNC_ASP) {
+    if (c->mode < SMLT_SYNC_BSP || c->mode > SMLT_SYNC_ASP) {
         snprintf(err, errlen, "sync.mode: unknown value %d", (int)c->mode);
         return SMLT_EINVAL;
     }

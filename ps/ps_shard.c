@@ -486,7 +486,7 @@ static int ranks_resize(struct ps_shard *s, uint32_t n)
 
 static int conf_check(const struct ps_shard_conf *c, char *err, size_t errlen)
 {
-    if (c->mode < PS_SYNC_BSP || c->mode > PS_SYNC_ASP) {
+    if (c->mode < SMLT_SYNC_BSP || c->mode > SMLT_SYNC_ASP) {
         seterr(err, errlen, "sync: unknown mode %d", (int)c->mode);
         return SMLT_EINVAL;
     }
@@ -760,7 +760,7 @@ int ps_shard_push_check(struct ps_shard *s, uint64_t map_version, uint32_t worke
     uint64_t last = s->last_counted[worker];
     if (last != NO_STEP && step <= last)
         return 1;
-    if (s->freeze_at != UINT64_MAX && (s->conf.mode != PS_SYNC_BSP || step >= s->freeze_at)) {
+    if (s->freeze_at != UINT64_MAX && (s->conf.mode != SMLT_SYNC_BSP || step >= s->freeze_at)) {
         if (s->freeze_stop) {
             seterr(err, errlen, "the job is stopping at step %llu", (unsigned long long)s->freeze_at);
             return SMLT_ECANCELED;
@@ -769,7 +769,7 @@ int ps_shard_push_check(struct ps_shard *s, uint64_t map_version, uint32_t worke
         return SMLT_EAGAIN;
     }
     switch (s->conf.mode) {
-    case PS_SYNC_BSP:
+    case SMLT_SYNC_BSP:
         if (step != s->version || s->step_closed) {
             seterr(err, errlen, "BSP step %llu not open: shard %u is at step %llu%s",
                    (unsigned long long)step, s->id, (unsigned long long)s->version,
@@ -777,14 +777,14 @@ int ps_shard_push_check(struct ps_shard *s, uint64_t map_version, uint32_t worke
             return SMLT_ESTEP;
         }
         break;
-    case PS_SYNC_SSP:
+    case SMLT_SYNC_SSP:
         if (step > s->clock + s->conf.staleness) {
             seterr(err, errlen, "SSP step %llu too far ahead: clock %llu, staleness %u",
                    (unsigned long long)step, (unsigned long long)s->clock, s->conf.staleness);
             return SMLT_ESTEP;
         }
         break;
-    case PS_SYNC_ASP:
+    case SMLT_SYNC_ASP:
         break;
     }
     return 0;
@@ -855,7 +855,7 @@ int ps_shard_push_commit(struct ps_shard *s, uint32_t worker, uint64_t step, flo
     }
     s->last_counted[worker] = step;
     s->st.pushes_counted++;
-    if (s->conf.mode == PS_SYNC_BSP) {
+    if (s->conf.mode == SMLT_SYNC_BSP) {
         if (!s->accum) {
             s->accum = buf; /* the first push of a step becomes the sum: no copy */
             s->noise_step = s->conf.workers >= 2 && s->version % PS_NOISE_EVERY == 0;
@@ -998,9 +998,9 @@ int ps_shard_update(struct ps_shard *s, const float *lr, const float *weight_dec
     if ((rc = ranks_resize(s, c.workers)) != 0)
         return rc;
     s->conf = c;
-    if (s->ready && c.mode == PS_SYNC_BSP && s->count >= c.workers)
+    if (s->ready && c.mode == SMLT_SYNC_BSP && s->count >= c.workers)
         bsp_close_step(s);
-    else if (s->ready && c.mode == PS_SYNC_SSP) {
+    else if (s->ready && c.mode == SMLT_SYNC_SSP) {
         uint64_t old = s->clock;
         s->clock = ssp_clock(s);
         if (s->clock != old && s->cbs.on_advance)
@@ -1041,7 +1041,7 @@ uint64_t ps_shard_freeze(struct ps_shard *s, uint64_t clock)
         s->freeze_stop = 0;
         return UINT64_MAX;
     }
-    if (s->conf.mode != PS_SYNC_BSP) {
+    if (s->conf.mode != SMLT_SYNC_BSP) {
         s->freeze_at = 0;
         return 0;
     }
@@ -1061,7 +1061,7 @@ int ps_shard_frozen(const struct ps_shard *s)
 {
     if (s->freeze_at == UINT64_MAX || !s->ready || s->jobs_out)
         return 0;
-    if (s->conf.mode == PS_SYNC_BSP)
+    if (s->conf.mode == SMLT_SYNC_BSP)
         return s->version >= s->freeze_at && s->count == 0 && !s->step_closed;
     return 1;
 }
@@ -1070,7 +1070,7 @@ int ps_shard_export(struct ps_shard *s, struct ps_shard_export *e)
 {
     if (!s->map)
         return SMLT_ENOTCONF;
-    if (!s->ready || s->jobs_out || (s->conf.mode == PS_SYNC_BSP && s->count > 0))
+    if (!s->ready || s->jobs_out || (s->conf.mode == SMLT_SYNC_BSP && s->count > 0))
         return SMLT_EAGAIN;
     memset(e, 0, sizeof *e);
     e->version = s->version;
@@ -1109,7 +1109,7 @@ int ps_shard_import(struct ps_shard *s, uint64_t map_version, uint64_t lo, uint6
     }
     if (m->nstate != (uint32_t)ps_optim_state_per_param(s->conf.optim.kind)) {
         seterr(err, errlen, "import carries %u optimizer state arrays; %s keeps %d", m->nstate,
-               ps_optim_name(s->conf.optim.kind), ps_optim_state_per_param(s->conf.optim.kind));
+               smlt_enum_optim_name(s->conf.optim.kind), ps_optim_state_per_param(s->conf.optim.kind));
         return SMLT_EINVAL;
     }
     if (m->nranks > SMLT_MAX_WORKERS) {
@@ -1172,21 +1172,4 @@ const struct ps_shard_conf *ps_shard_conf(const struct ps_shard *s)
 void ps_shard_stats(const struct ps_shard *s, struct ps_shard_stats *st)
 {
     *st = s->st;
-}
-
-const char *ps_sync_name(enum ps_sync_mode m)
-{
-    static const char *names[] = {"bsp", "ssp", "asp"};
-    return m >= PS_SYNC_BSP && m <= PS_SYNC_ASP ? names[m] : "?";
-}
-
-int ps_sync_parse(const char *str, enum ps_sync_mode *m)
-{
-    for (int i = PS_SYNC_BSP; i <= PS_SYNC_ASP; i++) {
-        if (str && !strcasecmp(str, ps_sync_name((enum ps_sync_mode)i))) {
-            *m = (enum ps_sync_mode)i;
-            return 0;
-        }
-    }
-    return SMLT_EINVAL;
 }

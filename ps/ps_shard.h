@@ -29,11 +29,10 @@
 
 #include "part_map.h"
 #include "ps_optim.h"
-
-enum ps_sync_mode { PS_SYNC_BSP = 0, PS_SYNC_SSP = 1, PS_SYNC_ASP = 2 };
+#include "smlt_enum.h"
 
 struct ps_shard_conf {
-    enum ps_sync_mode mode;
+    enum smlt_sync mode;
     uint32_t workers;    /* BSP: pushes per step; SSP: ranks whose clocks bound the others */
     uint32_t staleness;  /* SSP bound */
     struct ps_optim_conf optim;
@@ -189,8 +188,5 @@ void ps_shard_stats(const struct ps_shard *s, struct ps_shard_stats *st);
 /* Blocks until every job handed to the apply thread has finished and its completion ran
  * (runs the completions itself). For tests and shutdown. */
 void ps_shard_drain(struct ps_shard *s);
-
-const char *ps_sync_name(enum ps_sync_mode m);
-int ps_sync_parse(const char *s, enum ps_sync_mode *m);
 
 #endif

@@ -205,7 +205,7 @@ int nn_layer_tensor(const struct nn_layer *l, int i, struct nn_tensor_info *ti)
         ti->shape[0] = l->oc;
         ti->offset = layer_wlen(l);
         ti->length = (size_t)l->oc;
-        ti->init = NN_INIT_ZERO;
+        ti->init = SMLT_INIT_ZERO;
         ti->scale = 0.0f;
         return 0;
     }
@@ -228,7 +228,7 @@ int nn_layer_tensor(const struct nn_layer *l, int i, struct nn_tensor_info *ti)
     }
     ti->offset = 0;
     ti->length = layer_wlen(l);
-    ti->init = NN_INIT_UNIFORM;
+    ti->init = SMLT_INIT_UNIFORM;
     /* He-uniform before a ReLU, Glorot-uniform otherwise: both keep activation variance
      * roughly constant through the stack. */
     ti->scale = (float)(l->relu ? sqrt(6.0 / fan_in) : sqrt(6.0 / (fan_in + fan_out)));

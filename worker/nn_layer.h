@@ -21,13 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* How a tensor's initial values are drawn (see nn_model_init_fill()). */
-enum nn_init_kind {
-    NN_INIT_ZERO = 0,  /* 0 */
-    NN_INIT_UNIFORM,   /* uniform in [-scale, scale) */
-    NN_INIT_NORMAL,    /* normal(0, scale^2) */
-    NN_INIT_CONST      /* scale */
-};
+#include "smlt_enum.h" /* enum smlt_init: how a tensor's initial values are drawn */
 
 #define NN_TENSOR_NAME_MAX 32
 #define NN_TENSOR_MAX_DIMS 4
@@ -39,7 +33,7 @@ struct nn_tensor_info {
     int shape[NN_TENSOR_MAX_DIMS];   /* dense weight: {in, out}; conv weight: {kh, kw, in_c, out_c} */
     size_t offset;                   /* first element in the flat array */
     size_t length;                   /* elements (product of shape) */
-    enum nn_init_kind init;
+    enum smlt_init init;
     float scale;
 };
 

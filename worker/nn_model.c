@@ -525,23 +525,23 @@ float *nn_model_grads(struct nn_model *m)
     return m->grads;
 }
 
-void nn_model_init_fill(enum nn_init_kind kind, float scale, uint64_t seed, uint64_t first,
+void nn_model_init_fill(enum smlt_init kind, float scale, uint64_t seed, uint64_t first,
                         float *out, size_t n)
 {
     switch (kind) {
-    case NN_INIT_UNIFORM:
+    case SMLT_INIT_UNIFORM:
         for (size_t i = 0; i < n; i++)
             out[i] = smlt_rand_uniform(seed, first + i, scale);
         break;
-    case NN_INIT_NORMAL:
+    case SMLT_INIT_NORMAL:
         for (size_t i = 0; i < n; i++)
             out[i] = smlt_rand_normal(seed, first + i, scale);
         break;
-    case NN_INIT_CONST:
+    case SMLT_INIT_CONST:
         for (size_t i = 0; i < n; i++)
             out[i] = scale;
         break;
-    case NN_INIT_ZERO:
+    case SMLT_INIT_ZERO:
     default:
         memset(out, 0, sizeof(float) * n);
         break;

@@ -72,7 +72,7 @@ float *nn_model_grads(struct nn_model *m);
 /* Fills out[0, n) with the initial values of flat elements [first, first + n) of a tensor of
  * the given kind and scale: element i gets smlt_rand_uniform(seed, i, scale) (uniform),
  * smlt_rand_normal(seed, i, scale) (normal), scale (const) or 0 (zero). Borrows out. */
-void nn_model_init_fill(enum nn_init_kind kind, float scale, uint64_t seed, uint64_t first,
+void nn_model_init_fill(enum smlt_init kind, float scale, uint64_t seed, uint64_t first,
                         float *out, size_t n);
 
 /* Initializes every parameter from seed with nn_model_init_fill() per tensor; zeroes the

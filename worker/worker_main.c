@@ -12,7 +12,6 @@
 
 #include "data_set.h"
 #include "nn_model.h"
-#include "ps_optim.h"
 #include "smlt_log.h"
 #include "worker_invoke.h"
 #include "worker_train.h"
@@ -141,19 +140,22 @@ int main(int argc, char **argv)
         case 'w': t.workers = (uint32_t)atoi(optarg); break;
         case 'b': t.batch = atoi(optarg); break;
         case 'e': epochs = atoi(optarg); break;
-        case 's':
-            if (!strcmp(optarg, "bsp")) t.sync = SMLT_SYNC_BSP;
-            else if (!strcmp(optarg, "ssp")) t.sync = SMLT_SYNC_SSP;
-            else if (!strcmp(optarg, "asp")) t.sync = SMLT_SYNC_ASP;
-            else { fprintf(stderr, "smlt-worker: --sync: want bsp, ssp or asp\n"); return 2; }
+        case 's': {
+            enum smlt_sync m;
+            if (smlt_enum_sync_parse(optarg, &m)) {
+                fprintf(stderr, "smlt-worker: --sync: want bsp, ssp or asp\n");
+                return 2;
+            }
+            t.sync = (int)m;
             break;
+        }
         case 'k': t.staleness = (uint32_t)atoi(optarg); break;
         case 'S': t.seed = strtoull(optarg, NULL, 10); break;
         case 'U': setup = 1; break;
         case 'a': admin = optarg; break;
         case 'o': {
-            enum ps_optim_kind k;
-            if (ps_optim_parse(optarg, &k)) {
+            enum smlt_optim k;
+            if (smlt_enum_optim_parse(optarg, &k)) {
                 fprintf(stderr, "smlt-worker: --optim: want sgd, momentum, adam or adagrad\n");
                 return 2;
             }

@@ -193,7 +193,7 @@ void worker_tensor_defs(struct nn_model *m, struct smlt_tensor_def *defs, uint64
         defs[i].name = ti->name;
         defs[i].ndims = (uint32_t)ti->ndim;
         defs[i].shape = sh;
-        defs[i].init = (int)ti->init; /* enum nn_init_kind matches enum smlt_init */
+        defs[i].init = (int)ti->init; /* enum smlt_init matches enum smlt_init */
         defs[i].init_scale = ti->scale;
     }
 }

@@ -169,9 +169,9 @@ START_TEST(flat_layout_and_init)
         ck_assert_int_eq(prod, t->length);
         off += t->length;
         if (strstr(t->name, ".bias"))
-            ck_assert_int_eq(t->init, NN_INIT_ZERO);
+            ck_assert_int_eq(t->init, SMLT_INIT_ZERO);
         else
-            ck_assert(t->init == NN_INIT_UNIFORM && t->scale > 0.0f && t->scale < 1.0f);
+            ck_assert(t->init == SMLT_INIT_UNIFORM && t->scale > 0.0f && t->scale < 1.0f);
     }
     ck_assert_int_eq(off, nn_model_num_params(m));
     ck_assert_ptr_null(nn_model_tensor(m, -1));
@@ -183,7 +183,7 @@ START_TEST(flat_layout_and_init)
     for (int i = 0; i < nn_model_num_tensors(m); i++) {
         const struct nn_tensor_info *t = nn_model_tensor(m, i);
         for (size_t j = 0; j < t->length; j += 7) {
-            float want = t->init == NN_INIT_UNIFORM
+            float want = t->init == SMLT_INIT_UNIFORM
                              ? smlt_rand_uniform(42, t->offset + j, t->scale)
                              : 0.0f;
             ck_assert_float_eq(p[t->offset + j], want);
@@ -196,11 +196,11 @@ START_TEST(flat_layout_and_init)
     nn_model_init_fill(t->init, t->scale, 42, t->offset + 1000, part, 100);
     ck_assert_int_eq(memcmp(part, p + t->offset + 1000, sizeof part), 0);
     /* Other kinds. */
-    nn_model_init_fill(NN_INIT_CONST, 0.5f, 1, 0, part, 10);
+    nn_model_init_fill(SMLT_INIT_CONST, 0.5f, 1, 0, part, 10);
     ck_assert_float_eq(part[9], 0.5f);
-    nn_model_init_fill(NN_INIT_NORMAL, 2.0f, 1, 5, part, 10);
+    nn_model_init_fill(SMLT_INIT_NORMAL, 2.0f, 1, 5, part, 10);
     ck_assert_float_eq(part[0], smlt_rand_normal(1, 5, 2.0f));
-    nn_model_init_fill(NN_INIT_ZERO, 2.0f, 1, 5, part, 10);
+    nn_model_init_fill(SMLT_INIT_ZERO, 2.0f, 1, 5, part, 10);
     ck_assert_float_eq(part[3], 0.0f);
     /* A different seed gives different weights. */
     float w0 = p[0];

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "smlt_enum.h"
 #include "smlt_error.h"
 
 #ifdef __cplusplus
@@ -26,10 +27,8 @@ extern "C" {
 
 #define SMLT_VERSION "0.1.0"
 
-/* Sync modes, optimizers and parameter initializations (values match smlt.proto). */
-enum smlt_sync { SMLT_SYNC_BSP = 0, SMLT_SYNC_SSP = 1, SMLT_SYNC_ASP = 2 };
-enum smlt_optim { SMLT_OPT_SGD = 0, SMLT_OPT_MOMENTUM = 1, SMLT_OPT_ADAM = 2, SMLT_OPT_ADAGRAD = 3 };
-enum smlt_init { SMLT_INIT_ZERO = 0, SMLT_INIT_UNIFORM = 1, SMLT_INIT_NORMAL = 2, SMLT_INIT_CONST = 3 };
+/* Sync modes, optimizers and parameter initializations: enum smlt_sync, smlt_optim and
+ * smlt_init in smlt_enum.h (the wire's values, checked at compile time). */
 
 struct smlt_client;
 
