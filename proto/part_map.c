@@ -1,22 +1,12 @@
 /* part_map.c: building, validating, encoding and querying partition maps. */
 #include "part_map.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "smlt_rand.h"
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#include "smlt_util.h"
 
 void part_map_split(uint64_t total, uint32_t nshards, uint64_t *lo, uint64_t *hi)
 {
@@ -74,7 +64,7 @@ static int name_dup_check(const struct part_map *m, char *err, size_t errlen)
     int rc = 0;
     for (uint32_t i = 1; i < m->ntensors; i++) {
         if (!strcmp(names[i - 1], names[i])) {
-            seterr(err, errlen, "tensor name \"%s\" appears twice", names[i]);
+            smlt_set_err(err, errlen, "tensor name \"%s\" appears twice", names[i]);
             rc = -1;
             break;
         }
@@ -87,7 +77,7 @@ static int set_shards(struct part_map *m, uint32_t nshards, const char *const *a
                       size_t errlen)
 {
     if (nshards == 0 || nshards > SMLT_MAX_SHARDS) {
-        seterr(err, errlen, "shard count %u outside 1..%u", nshards, SMLT_MAX_SHARDS);
+        smlt_set_err(err, errlen, "shard count %u outside 1..%u", nshards, SMLT_MAX_SHARDS);
         return -1;
     }
     m->shards = calloc(nshards, sizeof *m->shards);
@@ -95,7 +85,7 @@ static int set_shards(struct part_map *m, uint32_t nshards, const char *const *a
     if (!m->shards || !lo || !hi) {
         free(lo);
         free(hi);
-        seterr(err, errlen, "out of memory");
+        smlt_set_err(err, errlen, "out of memory");
         return -1;
     }
     m->nshards = nshards;
@@ -116,7 +106,7 @@ struct part_map *part_map_build(const struct part_map_spec *t, uint32_t ntensors
                             const char *job, char *err, size_t errlen)
 {
     if (!t || ntensors == 0 || ntensors > SMLT_MAX_TENSORS) {
-        seterr(err, errlen, "tensor count %u outside 1..%u", ntensors, SMLT_MAX_TENSORS);
+        smlt_set_err(err, errlen, "tensor count %u outside 1..%u", ntensors, SMLT_MAX_TENSORS);
         return NULL;
     }
     struct part_map *m = calloc(1, sizeof *m);
@@ -133,26 +123,27 @@ struct part_map *part_map_build(const struct part_map_spec *t, uint32_t ntensors
     for (uint32_t i = 0; i < ntensors; i++) {
         struct part_map_tensor *x = &m->tensors[i];
         if (!t[i].name || !t[i].name[0] || strlen(t[i].name) >= SMLT_MAX_NAME) {
-            seterr(err, errlen, "tensor %u: name missing or longer than %u", i, SMLT_MAX_NAME - 1);
+            smlt_set_err(err, errlen, "tensor %u: name missing or longer than %u", i,
+                         SMLT_MAX_NAME - 1);
             goto fail;
         }
         if (t[i].ndims == 0 || t[i].ndims > SMLT_MAX_DIMS) {
-            seterr(err, errlen, "tensor %s: %u dimensions, want 1..%u", t[i].name, t[i].ndims,
-                   SMLT_MAX_DIMS);
+            smlt_set_err(err, errlen, "tensor %s: %u dimensions, want 1..%u", t[i].name, t[i].ndims,
+                         SMLT_MAX_DIMS);
             goto fail;
         }
         uint64_t len = 1;
         for (uint32_t d = 0; d < t[i].ndims; d++) {
             if (t[i].shape[d] == 0 || len > SMLT_MAX_MODEL_ELEMS / t[i].shape[d]) {
-                seterr(err, errlen, "tensor %s: bad shape", t[i].name);
+                smlt_set_err(err, errlen, "tensor %s: bad shape", t[i].name);
                 goto fail;
             }
             len *= t[i].shape[d];
             x->shape[d] = t[i].shape[d];
         }
         if (off + len > SMLT_MAX_MODEL_ELEMS) {
-            seterr(err, errlen, "model larger than %llu elements",
-                   (unsigned long long)SMLT_MAX_MODEL_ELEMS);
+            smlt_set_err(err, errlen, "model larger than %llu elements",
+                         (unsigned long long)SMLT_MAX_MODEL_ELEMS);
             goto fail;
         }
         x->name = strdup(t[i].name);
@@ -221,20 +212,21 @@ struct part_map *part_map_reshard(const struct part_map *m, uint32_t nshards, co
 struct part_map *part_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_t errlen)
 {
     if (!pb) {
-        seterr(err, errlen, "no map");
+        smlt_set_err(err, errlen, "no map");
         return NULL;
     }
     if (pb->n_tensors == 0 || pb->n_tensors > SMLT_MAX_TENSORS) {
-        seterr(err, errlen, "map has %zu tensors, want 1..%u", pb->n_tensors, SMLT_MAX_TENSORS);
+        smlt_set_err(err, errlen, "map has %zu tensors, want 1..%u", pb->n_tensors,
+                     SMLT_MAX_TENSORS);
         return NULL;
     }
     if (pb->n_shards == 0 || pb->n_shards > SMLT_MAX_SHARDS) {
-        seterr(err, errlen, "map has %zu shards, want 1..%u", pb->n_shards, SMLT_MAX_SHARDS);
+        smlt_set_err(err, errlen, "map has %zu shards, want 1..%u", pb->n_shards, SMLT_MAX_SHARDS);
         return NULL;
     }
     if (pb->total == 0 || pb->total > SMLT_MAX_MODEL_ELEMS) {
-        seterr(err, errlen, "map total %llu outside 1..%llu", (unsigned long long)pb->total,
-               (unsigned long long)SMLT_MAX_MODEL_ELEMS);
+        smlt_set_err(err, errlen, "map total %llu outside 1..%llu", (unsigned long long)pb->total,
+                     (unsigned long long)SMLT_MAX_MODEL_ELEMS);
         return NULL;
     }
     struct part_map *m = calloc(1, sizeof *m);
@@ -247,7 +239,7 @@ struct part_map *part_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_
     m->tensors = calloc(pb->n_tensors, sizeof *m->tensors);
     m->shards = calloc(pb->n_shards, sizeof *m->shards);
     if (!m->tensors || !m->shards || !m->job) {
-        seterr(err, errlen, "out of memory");
+        smlt_set_err(err, errlen, "out of memory");
         goto fail;
     }
     uint64_t off = 0;
@@ -256,19 +248,20 @@ struct part_map *part_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_
         struct part_map_tensor *x = &m->tensors[i];
         m->ntensors = (uint32_t)i + 1;
         if (!t->name || !t->name[0] || strnlen(t->name, SMLT_MAX_NAME) >= SMLT_MAX_NAME) {
-            seterr(err, errlen, "tensor %zu: name missing or longer than %u", i, SMLT_MAX_NAME - 1);
+            smlt_set_err(err, errlen, "tensor %zu: name missing or longer than %u", i,
+                         SMLT_MAX_NAME - 1);
             goto fail;
         }
         x->name = strdup(t->name);
         if (t->n_shape == 0 || t->n_shape > SMLT_MAX_DIMS) {
-            seterr(err, errlen, "tensor %s: %zu dimensions, want 1..%u", t->name, t->n_shape,
-                   SMLT_MAX_DIMS);
+            smlt_set_err(err, errlen, "tensor %s: %zu dimensions, want 1..%u", t->name, t->n_shape,
+                         SMLT_MAX_DIMS);
             goto fail;
         }
         uint64_t len = 1;
         for (size_t d = 0; d < t->n_shape; d++) {
             if (t->shape[d] == 0 || len > SMLT_MAX_MODEL_ELEMS / t->shape[d]) {
-                seterr(err, errlen, "tensor %s: bad shape", t->name);
+                smlt_set_err(err, errlen, "tensor %s: bad shape", t->name);
                 goto fail;
             }
             len *= t->shape[d];
@@ -276,17 +269,18 @@ struct part_map *part_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_
         }
         x->ndims = (uint32_t)t->n_shape;
         if (len != t->length) {
-            seterr(err, errlen, "tensor %s: shape holds %llu elements, length says %llu", t->name,
-                   (unsigned long long)len, (unsigned long long)t->length);
+            smlt_set_err(err, errlen, "tensor %s: shape holds %llu elements, length says %llu",
+                         t->name, (unsigned long long)len, (unsigned long long)t->length);
             goto fail;
         }
         if (t->offset != off) {
-            seterr(err, errlen, "tensor %s: offset %llu, expected %llu (tensors must tile the model)",
-                   t->name, (unsigned long long)t->offset, (unsigned long long)off);
+            smlt_set_err(err, errlen,
+                         "tensor %s: offset %llu, expected %llu (tensors must tile the model)",
+                         t->name, (unsigned long long)t->offset, (unsigned long long)off);
             goto fail;
         }
         if (t->has_init && (t->init < SMLT__INIT_KIND__INIT_ZERO || t->init > SMLT__INIT_KIND__INIT_CONST)) {
-            seterr(err, errlen, "tensor %s: unknown init kind %d", t->name, (int)t->init);
+            smlt_set_err(err, errlen, "tensor %s: unknown init kind %d", t->name, (int)t->init);
             goto fail;
         }
         x->offset = off;
@@ -295,14 +289,14 @@ struct part_map *part_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_
         x->init_scale = t->has_init_scale ? t->init_scale : 0.0f;
         off += len;
         if (off > m->total) {
-            seterr(err, errlen, "tensors hold more than the map's total of %llu elements",
-                   (unsigned long long)m->total);
+            smlt_set_err(err, errlen, "tensors hold more than the map's total of %llu elements",
+                         (unsigned long long)m->total);
             goto fail;
         }
     }
     if (off != m->total) {
-        seterr(err, errlen, "tensors hold %llu elements, map total says %llu",
-               (unsigned long long)off, (unsigned long long)m->total);
+        smlt_set_err(err, errlen, "tensors hold %llu elements, map total says %llu",
+                     (unsigned long long)off, (unsigned long long)m->total);
         goto fail;
     }
     uint64_t prev = 0;
@@ -311,16 +305,17 @@ struct part_map *part_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_
         struct part_map_range *r = &m->shards[i];
         m->nshards = (uint32_t)i + 1;
         if (s->id != i) {
-            seterr(err, errlen, "shard %zu has id %u; ids must be 0..n-1 in order", i, s->id);
+            smlt_set_err(err, errlen, "shard %zu has id %u; ids must be 0..n-1 in order", i, s->id);
             goto fail;
         }
         if (s->lo != prev || s->hi < s->lo || s->hi > m->total) {
-            seterr(err, errlen, "shard %zu range [%llu, %llu) does not continue at %llu", i,
-                   (unsigned long long)s->lo, (unsigned long long)s->hi, (unsigned long long)prev);
+            smlt_set_err(err, errlen, "shard %zu range [%llu, %llu) does not continue at %llu", i,
+                         (unsigned long long)s->lo, (unsigned long long)s->hi,
+                         (unsigned long long)prev);
             goto fail;
         }
         if (!s->addr || strnlen(s->addr, SMLT_MAX_NAME) >= SMLT_MAX_NAME) {
-            seterr(err, errlen, "shard %zu: address missing or too long", i);
+            smlt_set_err(err, errlen, "shard %zu: address missing or too long", i);
             goto fail;
         }
         r->id = s->id;
@@ -330,8 +325,8 @@ struct part_map *part_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_
         prev = s->hi;
     }
     if (prev != m->total) {
-        seterr(err, errlen, "shard ranges end at %llu, model has %llu elements",
-               (unsigned long long)prev, (unsigned long long)m->total);
+        smlt_set_err(err, errlen, "shard ranges end at %llu, model has %llu elements",
+                     (unsigned long long)prev, (unsigned long long)m->total);
         goto fail;
     }
     if (name_dup_check(m, err, errlen))

@@ -13,7 +13,6 @@
 #include <cblas.h>
 #include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include "data_set.h"
 #include "smlt_error.h"
 #include "smlt_rand.h"
+#include "smlt_util.h"
 
 /* Caps on what a spec may ask for: a layer width, and the parameter count (1 Gi floats). */
 #define NN_MODEL_MAX_WIDTH (1 << 24)
@@ -54,19 +54,6 @@ struct model_plan {
     int have_pad, have_in, have_classes;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Parses a decimal int in [lo, hi] spanning exactly [s, s + len). */
 static int parse_int(const char *s, size_t len, long lo, long hi, int *out)
 {
@@ -93,13 +80,13 @@ static int parse_sizes(struct model_plan *p, const char *tok, const char *spec, 
         const char *dash = strchr(s, '-');
         size_t len = dash ? (size_t)(dash - s) : strlen(s);
         if (p->nsizes >= NN_MODEL_MAX_LAYERS) {
-            set_err(err, errlen, "too many layers in '%s' (at most %d sizes)", spec,
-                    NN_MODEL_MAX_LAYERS);
+            smlt_set_err(err, errlen, "too many layers in '%s' (at most %d sizes)", spec,
+                         NN_MODEL_MAX_LAYERS);
             return -1;
         }
         if (parse_int(s, len, 1, NN_MODEL_MAX_WIDTH, &p->sizes[p->nsizes]) < 0) {
-            set_err(err, errlen, "bad layer size '%.*s' in '%s' (expected an integer 1..%d)",
-                    (int)len, s, spec, NN_MODEL_MAX_WIDTH);
+            smlt_set_err(err, errlen, "bad layer size '%.*s' in '%s' (expected an integer 1..%d)",
+                         (int)len, s, spec, NN_MODEL_MAX_WIDTH);
             return -1;
         }
         p->nsizes++;
@@ -114,7 +101,7 @@ static int parse_option(struct model_plan *p, const char *tok, const char *spec,
 {
     const char *eq = strchr(tok, '=');
     if (!eq) {
-        set_err(err, errlen, "unexpected '%s' in '%s' (options are key=value)", tok, spec);
+        smlt_set_err(err, errlen, "unexpected '%s' in '%s' (options are key=value)", tok, spec);
         return -1;
     }
     size_t klen = (size_t)(eq - tok);
@@ -126,7 +113,7 @@ static int parse_option(struct model_plan *p, const char *tok, const char *spec,
         double d = strtod(v, &end);
         /* (float)d must stay below 1 too: 0.99999999 rounds to 1.0f. */
         if (!*v || *end || errno || !(d >= 0.0 && d < 1.0) || !((float)d < 1.0f)) {
-            set_err(err, errlen, "bad dropout '%s' in '%s' (expected 0 <= p < 1)", v, spec);
+            smlt_set_err(err, errlen, "bad dropout '%s' in '%s' (expected 0 <= p < 1)", v, spec);
             return -1;
         }
         p->dropout = (float)d;
@@ -134,7 +121,7 @@ static int parse_option(struct model_plan *p, const char *tok, const char *spec,
     }
     if (is_lenet && klen == 3 && !strncmp(tok, "pad", 3)) {
         if (parse_int(v, strlen(v), 0, 64, &p->pad) < 0) {
-            set_err(err, errlen, "bad pad '%s' in '%s' (expected 0..64)", v, spec);
+            smlt_set_err(err, errlen, "bad pad '%s' in '%s' (expected 0..64)", v, spec);
             return -1;
         }
         p->have_pad = 1;
@@ -142,7 +129,8 @@ static int parse_option(struct model_plan *p, const char *tok, const char *spec,
     }
     if (is_lenet && klen == 7 && !strncmp(tok, "classes", 7)) {
         if (parse_int(v, strlen(v), 2, 1 << 20, &p->classes) < 0) {
-            set_err(err, errlen, "bad classes '%s' in '%s' (expected 2..%d)", v, spec, 1 << 20);
+            smlt_set_err(err, errlen, "bad classes '%s' in '%s' (expected 2..%d)", v, spec,
+                         1 << 20);
             return -1;
         }
         p->have_classes = 1;
@@ -155,7 +143,7 @@ static int parse_option(struct model_plan *p, const char *tok, const char *spec,
             const char *x = strchr(s, 'x');
             size_t len = x ? (size_t)(x - s) : strlen(s);
             if (nd == 3 || parse_int(s, len, 1, 4096, &dims[nd]) < 0) {
-                set_err(err, errlen, "bad input shape '%s' in '%s' (expected HxWxC)", v, spec);
+                smlt_set_err(err, errlen, "bad input shape '%s' in '%s' (expected HxWxC)", v, spec);
                 return -1;
             }
             nd++;
@@ -164,7 +152,7 @@ static int parse_option(struct model_plan *p, const char *tok, const char *spec,
             s = x + 1;
         }
         if (nd != 3) {
-            set_err(err, errlen, "bad input shape '%s' in '%s' (expected HxWxC)", v, spec);
+            smlt_set_err(err, errlen, "bad input shape '%s' in '%s' (expected HxWxC)", v, spec);
             return -1;
         }
         p->in_h = dims[0];
@@ -173,7 +161,8 @@ static int parse_option(struct model_plan *p, const char *tok, const char *spec,
         p->have_in = 1;
         return 0;
     }
-    set_err(err, errlen, "unknown option '%.*s' for %s in '%s'", (int)klen, tok, p->kind, spec);
+    smlt_set_err(err, errlen, "unknown option '%.*s' for %s in '%s'", (int)klen, tok, p->kind,
+                 spec);
     return -1;
 }
 
@@ -186,12 +175,13 @@ static int parse_spec(struct model_plan *p, const char *spec, char *err, size_t 
     p->in_c = 1;
     p->classes = 10;
     if (!spec || !*spec) {
-        set_err(err, errlen, "empty model spec (expected logreg:IN-K, mlp:IN-H-...-K or lenet5)");
+        smlt_set_err(err, errlen,
+                     "empty model spec (expected logreg:IN-K, mlp:IN-H-...-K or lenet5)");
         return -1;
     }
     if (strlen(spec) >= NN_MODEL_MAX_SPEC) {
-        set_err(err, errlen, "model spec too long (%zu bytes, at most %d)", strlen(spec),
-                NN_MODEL_MAX_SPEC - 1);
+        smlt_set_err(err, errlen, "model spec too long (%zu bytes, at most %d)", strlen(spec),
+                     NN_MODEL_MAX_SPEC - 1);
         return -1;
     }
     char buf[NN_MODEL_MAX_SPEC];
@@ -200,8 +190,8 @@ static int parse_spec(struct model_plan *p, const char *spec, char *err, size_t 
     char *tok = strtok_r(buf, ":", &save);
     if (!tok || strlen(tok) >= sizeof p->kind ||
         (strcmp(tok, "logreg") && strcmp(tok, "mlp") && strcmp(tok, "lenet5"))) {
-        set_err(err, errlen, "unknown model '%s' in '%s' (expected logreg, mlp or lenet5)",
-                tok ? tok : "", spec);
+        smlt_set_err(err, errlen, "unknown model '%s' in '%s' (expected logreg, mlp or lenet5)",
+                     tok ? tok : "", spec);
         return -1;
     }
     strcpy(p->kind, tok);
@@ -216,15 +206,17 @@ static int parse_spec(struct model_plan *p, const char *spec, char *err, size_t 
         first = 0;
     }
     if (!strcmp(p->kind, "logreg") && p->nsizes != 2) {
-        set_err(err, errlen, "logreg needs exactly two sizes IN-K, got '%s'", spec);
+        smlt_set_err(err, errlen, "logreg needs exactly two sizes IN-K, got '%s'", spec);
         return -1;
     }
     if (!strcmp(p->kind, "mlp") && p->nsizes < 3) {
-        set_err(err, errlen, "mlp needs IN-H...-K with at least one hidden layer, got '%s'", spec);
+        smlt_set_err(err, errlen, "mlp needs IN-H...-K with at least one hidden layer, got '%s'",
+                     spec);
         return -1;
     }
     if (p->nsizes >= 2 && p->sizes[p->nsizes - 1] < 2) {
-        set_err(err, errlen, "the last size in '%s' is the number of classes: at least 2", spec);
+        smlt_set_err(err, errlen, "the last size in '%s' is the number of classes: at least 2",
+                     spec);
         return -1;
     }
     return 0;
@@ -234,18 +226,18 @@ static int model_add(struct nn_model *m, struct nn_layer *l, const char *name, c
                      size_t errlen)
 {
     if (!l) {
-        set_err(err, errlen, "layer %s: bad geometry or out of memory", name ? name : "?");
+        smlt_set_err(err, errlen, "layer %s: bad geometry or out of memory", name ? name : "?");
         return -1;
     }
     if (m->nlayers >= NN_MODEL_MAX_LAYERS) {
         nn_layer_free(l);
-        set_err(err, errlen, "too many layers (at most %d)", NN_MODEL_MAX_LAYERS);
+        smlt_set_err(err, errlen, "too many layers (at most %d)", NN_MODEL_MAX_LAYERS);
         return -1;
     }
     if (m->nlayers > 0 && nn_layer_in_dim(l) != nn_layer_out_dim(m->layers[m->nlayers - 1])) {
         nn_layer_free(l);
-        set_err(err, errlen, "layer %s: input size does not match the previous layer",
-                name ? name : "?");
+        smlt_set_err(err, errlen, "layer %s: input size does not match the previous layer",
+                     name ? name : "?");
         return -1;
     }
     for (int i = 0; i < nn_layer_num_tensors(l); i++) {
@@ -260,7 +252,8 @@ static int model_add(struct nn_model *m, struct nn_layer *l, const char *name, c
     m->nparams += nn_layer_num_params(l);
     m->layers[m->nlayers++] = l;
     if (m->nparams > NN_MODEL_MAX_PARAMS) {
-        set_err(err, errlen, "model too large (more than %zu parameters)", NN_MODEL_MAX_PARAMS);
+        smlt_set_err(err, errlen, "model too large (more than %zu parameters)",
+                     NN_MODEL_MAX_PARAMS);
         return -1;
     }
     return 0;
@@ -292,8 +285,8 @@ static int build_layers(struct nn_model *m, const struct model_plan *p, char *er
     }
     int h = p->in_h, w = p->in_w, c = p->in_c;
     if ((long long)h * w * c > NN_MODEL_MAX_INPUT) {
-        set_err(err, errlen, "input shape %dx%dx%d too large (at most %d values)", h, w, c,
-                NN_MODEL_MAX_INPUT);
+        smlt_set_err(err, errlen, "input shape %dx%dx%d too large (at most %d values)", h, w, c,
+                     NN_MODEL_MAX_INPUT);
         return -1;
     }
     m->input_dim = h * w * c;
@@ -405,12 +398,12 @@ struct nn_model *nn_model_new(const char *spec, int max_batch, char *err, size_t
     if (parse_spec(&plan, spec, err, errlen) < 0)
         return NULL;
     if (max_batch < 1 || max_batch > 65536) {
-        set_err(err, errlen, "bad max batch %d (expected 1..65536)", max_batch);
+        smlt_set_err(err, errlen, "bad max batch %d (expected 1..65536)", max_batch);
         return NULL;
     }
     struct nn_model *m = calloc(1, sizeof *m);
     if (!m) {
-        set_err(err, errlen, "out of memory");
+        smlt_set_err(err, errlen, "out of memory");
         return NULL;
     }
     m->max_batch = max_batch;
@@ -418,7 +411,7 @@ struct nn_model *nn_model_new(const char *spec, int max_batch, char *err, size_t
         goto fail;
     canonical_spec(m, &plan);
     if (alloc_buffers(m) < 0) {
-        set_err(err, errlen, "out of memory for model '%s' with batch %d", spec, max_batch);
+        smlt_set_err(err, errlen, "out of memory for model '%s' with batch %d", spec, max_batch);
         goto fail;
     }
     return m;
@@ -437,7 +430,7 @@ int nn_model_check(const char *spec, char *canon, size_t canonlen, size_t *npara
         return -1;
     struct nn_model *m = calloc(1, sizeof *m);
     if (!m) {
-        set_err(err, errlen, "out of memory");
+        smlt_set_err(err, errlen, "out of memory");
         return -1;
     }
     m->max_batch = 1;

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cblas.h>
@@ -13,6 +12,7 @@
 #include "data_set.h"
 #include "nn_model.h"
 #include "smlt_log.h"
+#include "smlt_util.h"
 #include "worker_invoke.h"
 #include "worker_train.h"
 
@@ -59,19 +59,12 @@ struct progress_ctx {
     int every;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int on_progress(const struct worker_report *r, void *arg)
 {
     struct progress_ctx *p = arg;
     if (r->eval_epoch > p->last_epoch) {
         p->last_epoch = r->eval_epoch;
-        double el = now_s() - p->t0;
+        double el = smlt_now_mono() - p->t0;
         if (p->json)
             printf("{\"event\":\"epoch\",\"rank\":%u,\"epoch\":%lld,\"step\":%llu,\"train_loss\":%.5f,"
                    "\"test_accuracy\":%.5f,\"test_loss\":%.5f,\"elapsed_s\":%.3f,\"compute_s\":%.3f,"
@@ -217,7 +210,7 @@ int main(int argc, char **argv)
     t.lr_decay_step = decay_epochs * spe;
     if (t.lr_decay_step && t.lr_decay == 0.0f)
         t.lr_decay = 0.1f;
-    struct progress_ctx p = {.json = json, .rank = t.rank, .last_epoch = -1, .t0 = now_s(),
+    struct progress_ctx p = {.json = json, .rank = t.rank, .last_epoch = -1, .t0 = smlt_now_mono(),
                              .every = t.eval_every > 0};
     struct worker_report r;
     int rc = worker_run(w, &t, &r, on_progress, &p);

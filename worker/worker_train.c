@@ -12,6 +12,7 @@
 #include "data_set.h"
 #include "nn_model.h"
 #include "smlt_log.h"
+#include "smlt_util.h"
 
 #define WORKER_EVAL_BATCH 512
 
@@ -31,13 +32,6 @@ struct worker {
     float *xb;
     int32_t *yb;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void rep_err(struct worker_report *r, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -370,7 +364,7 @@ static uint64_t need_clock(const struct worker_task *t, uint64_t s)
 int worker_run(struct worker *w, const struct worker_task *t, struct worker_report *r,
                worker_progress_fn progress, void *arg)
 {
-    double t0 = now_s();
+    double t0 = smlt_now_mono();
     memset(r, 0, sizeof *r);
     r->eval_epoch = -1;
     r->next_step = t->start_step;
@@ -381,9 +375,9 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
         return SMLT_EINVAL;
     }
     int rc = prepare(w, t, r);
-    r->init_s = now_s() - t0;
+    r->init_s = smlt_now_mono() - t0;
     if (rc) {
-        r->elapsed_s = now_s() - t0;
+        r->elapsed_s = smlt_now_mono() - t0;
         return rc;
     }
     uint64_t spe = worker_steps_per_epoch(data_set_size(w->train), t->workers, t->batch);
@@ -405,12 +399,12 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
     float *params = nn_model_params(w->m), *grads = nn_model_grads(w->m);
     uint64_t clock = 0;
     int wait_ms = t->timeout_ms > 0 ? t->timeout_ms : 60000;
-    double tc = now_s();
+    double tc = smlt_now_mono();
     rc = smlt_pull(w->c, need_clock(t, s), wait_ms, params, &clock);
-    r->comm_s += now_s() - tc;
+    r->comm_s += smlt_now_mono() - tc;
     if (rc) {
         rep_err(r, rc, "initial pull: %s", smlt_client_errmsg(w->c));
-        r->elapsed_s = now_s() - t0;
+        r->elapsed_s = smlt_now_mono() - t0;
         return rc;
     }
     double loss_sum = 0, step_ema = 0;
@@ -418,7 +412,7 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
     double prev_loss = -1;
     int time_up = 0, stop = 0;
     while (s < end && !stop) {
-        double ts = now_s();
+        double ts = smlt_now_mono();
         /* Stop cleanly while there is surely time for one more step and the report. */
         if (t->deadline > 0 && ts + 2.0 * step_ema + 0.05 > t->deadline) {
             time_up = 1;
@@ -455,7 +449,7 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
             struct timespec d = {t->chaos_delay_us / 1000000, (long)(t->chaos_delay_us % 1000000) * 1000};
             nanosleep(&d, NULL);
         }
-        double tb = now_s();
+        double tb = smlt_now_mono();
         r->compute_s += tb - ts;
         if (rc) {
             rep_err(r, rc, "training step failed");
@@ -468,7 +462,7 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
             if (!rc)
                 rc = smlt_pull(w->c, need_clock(t, s + 1), wait_ms, params, &clock);
         }
-        double tn = now_s();
+        double tn = smlt_now_mono();
         r->comm_s += tn - tb;
         if (rc == SMLT_ECANCELED) {
             /* The job stops here (the shards refuse this step for every worker): a clean end
@@ -509,15 +503,15 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
         loss_n++;
         if (prev_loss < 0 || loss_n * 10 >= spe)
             r->loss = loss_sum / (double)loss_n;
-        double dt = now_s() - ts;
+        double dt = smlt_now_mono() - ts;
         step_ema = step_ema == 0 ? dt : 0.8 * step_ema + 0.2 * dt;
         r->next_step = s;
         int epoch_end = (s - t->step_base) % spe == 0;
         if (t->evaluate && w->test &&
             (epoch_end || (t->eval_every && s % t->eval_every == 0))) {
-            double te = now_s();
+            double te = smlt_now_mono();
             rc = nn_model_evaluate(w->m, w->test, &r->test_acc, &r->test_loss);
-            r->eval_s += now_s() - te;
+            r->eval_s += smlt_now_mono() - te;
             if (rc) {
                 rep_err(r, rc, "evaluation failed");
                 break;
@@ -534,11 +528,11 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
         }
         if (t->stop_at_epoch_end && epoch_end)
             stop = 1;
-        r->elapsed_s = now_s() - t0;
+        r->elapsed_s = smlt_now_mono() - t0;
         if (progress && progress(r, arg))
             stop = 1;
     }
-    r->elapsed_s = now_s() - t0;
+    r->elapsed_s = smlt_now_mono() - t0;
     r->next_step = s;
     if (r->status == WORKER_FAILED)
         return r->err_code;

@@ -220,7 +220,7 @@ struct smlt_model;
 
 /* Writes a model file: ntensors tensors (names, ndims, shapes; init fields ignored) laid back
  * to back over values (n floats, the sum of the tensors' lengths), the job's name (NULL: "";
- * at most SMLT_MAX_NAME bytes) and the step it was saved at. Writes path.tmp, fsyncs it and
+ * at most SMLT_MAX_NAME bytes) and the step it was saved at. Writes PATH.tmp.PID.N, fsyncs it,
  * renames it to path (then fsyncs the directory), so a reader never sees a partial file.
  * Borrows everything for the call. Returns 0, SMLT_EINVAL (bad arguments) or SMLT_ESYS, with
  * a message in err (errlen bytes; may be NULL). */
