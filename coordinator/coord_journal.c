@@ -58,12 +58,8 @@ static int build_path(char *out, size_t outlen, const char *data_dir, const char
 /* fsync()s a directory so that an entry just created in it survives a crash. */
 static void sync_dir(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    if (fsync(fd) < 0)
+    if (smlt_sync_dir(path) < 0)
         log_warn("journal: fsync %s: %s", path, strerror(errno));
-    close(fd);
 }
 
 /* mkdir -p with mode 0700 for what it creates. Returns 0 or -1 with errno. */

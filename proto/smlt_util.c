@@ -90,7 +90,18 @@ int smlt_atomic_rename(const char *tmp, const char *path)
 {
     if (rename(tmp, path) < 0)
         return -1;
-    (void)smlt_sync_dir(path); /* the data is safe; only the new name's durability is at stake */
+    /* The data is safe; only the new name's durability is at stake: the directory's fsync
+     * is best effort. */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        slash[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    (void)smlt_sync_dir(dir);
     return 0;
 }
 
@@ -117,22 +128,8 @@ int smlt_write_file_atomic(const char *path, const void *data, size_t len, unsig
     return smlt_atomic_commit(fd, tmp, path, NULL);
 }
 
-int smlt_sync_dir(const char *path)
+int smlt_sync_dir(const char *dir)
 {
-    char dir[4096];
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        snprintf(dir, sizeof dir, "%s", path);
-    } else {
-        snprintf(dir, sizeof dir, "%s", path);
-        char *slash = strrchr(dir, '/');
-        if (slash == dir)
-            slash[1] = '\0';
-        else if (slash)
-            *slash = '\0';
-        else
-            snprintf(dir, sizeof dir, ".");
-    }
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -1;

@@ -42,9 +42,9 @@ int smlt_atomic_rename(const char *tmp, const char *path);
  * secret is never readable by others). Returns 0, or -1 with errno. Borrows data. */
 int smlt_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
 
-/* fsync()s the directory that holds path (path itself if it is a directory), so that an entry
- * just created or renamed there survives a crash. Returns 0 or -1 with errno. */
-int smlt_sync_dir(const char *path);
+/* fsync()s the directory dir, so that an entry just created or renamed in it survives a
+ * crash. Returns 0 or -1 with errno. */
+int smlt_sync_dir(const char *dir);
 
 /* Reads a token from a file: the first line, without its line end and trailing blanks.
  * Returns a new string (free() it), or NULL with errno: the file cannot be read (its errno),
