@@ -546,7 +546,7 @@ static int parse_model(struct pctx *c, json_t *root, struct coord_spec *s)
     if (rc < 0)
         return rc;
     size_t np = 0;
-    if (nn_model_check(given, s->model, sizeof s->model, &np, nerr, sizeof nerr) != 0)
+    if (nn_spec_check(given, s->model, sizeof s->model, &np, nerr, sizeof nerr) != 0)
         return fail(c, "model: %s", nerr[0] ? nerr : "invalid model spec");
     s->model_params = np;
     return 0;

@@ -176,7 +176,7 @@ struct coord_spec {
  * into *out, with every default filled in. Returns 0, or SMLT_EINVAL (bad spec; *out is
  * zeroed) / SMLT_ETOOBIG (more than COORD_SPEC_MAX_JSON bytes) / SMLT_ENOMEM with a message in
  * err (errlen bytes; may be NULL) that names the field. Checks the model spec's geometry
- * (nn_model_check(): no buffers, so a large model is checked in microseconds) and stats the
+ * (nn_spec_check(): no buffers, so a large model is checked in microseconds) and stats the
  * dataset's local files. */
 int coord_spec_parse(const char *json, size_t len, struct coord_spec *out, char *err,
                      size_t errlen);

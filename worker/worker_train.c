@@ -176,45 +176,6 @@ int worker_load_data(const char *source, const char *cache_dir, struct data_set 
     return rc;
 }
 
-void worker_tensor_defs(struct nn_model *m, struct smlt_tensor_def *defs, uint64_t *shapes)
-{
-    int n = nn_model_num_tensors(m);
-    for (int i = 0; i < n; i++) {
-        const struct nn_tensor_info *ti = nn_model_tensor(m, i);
-        uint64_t *sh = shapes + 4 * i;
-        for (int d = 0; d < ti->ndim && d < 4; d++)
-            sh[d] = (uint64_t)ti->shape[d];
-        defs[i].name = ti->name;
-        defs[i].ndims = (uint32_t)ti->ndim;
-        defs[i].shape = sh;
-        defs[i].init = (int)ti->init; /* enum smlt_init matches enum smlt_init */
-        defs[i].init_scale = ti->scale;
-    }
-}
-
-int worker_setup_job(const char *addrs, const char *admin_token, const char *model_spec,
-                     const struct smlt_job_conf *conf, char *err, size_t errlen)
-{
-    struct nn_model *m = nn_model_new(model_spec, 1, err, errlen);
-    if (!m)
-        return SMLT_EINVAL;
-    int n = nn_model_num_tensors(m);
-    struct smlt_tensor_def *defs = calloc((size_t)n, sizeof *defs);
-    uint64_t *shapes = calloc((size_t)n * 4, sizeof *shapes);
-    int rc = SMLT_ENOMEM;
-    if (defs && shapes) {
-        worker_tensor_defs(m, defs, shapes);
-        struct smlt_client_opts o = {.token = admin_token, .admin = 1, .timeout_ms = 60000};
-        struct smlt_client *c = NULL;
-        rc = smlt_job_setup(&c, addrs, &o, defs, (size_t)n, conf, err, errlen);
-        smlt_client_close(c);
-    }
-    free(defs);
-    free(shapes);
-    nn_model_free(m);
-    return rc;
-}
-
 /* Checks that the job on the shards is this model: same tensors, same layout. */
 static int check_layout(struct worker *w, struct worker_report *r)
 {
@@ -232,7 +193,7 @@ static int check_layout(struct worker *w, struct worker_report *r)
     }
     for (uint32_t i = 0; i < nt; i++) {
         struct smlt_tensor_info ti;
-        const struct nn_tensor_info *mi = nn_model_tensor(w->m, (int)i);
+        const struct nn_spec_tensor *mi = nn_model_tensor(w->m, (int)i);
         smlt_client_tensor(w->c, i, &ti);
         if (strcmp(ti.name, mi->name) || ti.offset != mi->offset || ti.length != mi->length) {
             rep_err(r, SMLT_EINVAL, "tensor %u is %s on the shards, %s in the model", i, ti.name,

@@ -514,7 +514,7 @@ END_TEST
 START_TEST(tensor_info_and_bad_geometry)
 {
     struct nn_layer *l = nn_layer_new_dense(784, 256, 1);
-    struct nn_tensor_info ti;
+    struct nn_spec_tensor ti;
     ck_assert_int_eq(nn_layer_num_tensors(l), 2);
     ck_assert_int_eq(nn_layer_num_params(l), 784 * 256 + 256);
     ck_assert_int_eq(nn_layer_tensor(l, 0, &ti), 0);
