@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "smlt.h"
+#include "smlt_admin.h"
 #include "smlt_error.h"
 #include "smlt_log.h"
 #include "smlt_proc.h"

@@ -64,7 +64,7 @@
 #include <jansson.h>
 
 #include "coord_ledger.h"
-#include "smlt.h"
+#include "smlt_admin.h"
 #include "smlt_limits.h"
 
 /* ---- limits, in one place ------------------------------------------------------------------ */
@@ -191,7 +191,7 @@ json_t *coord_spec_to_json(const struct coord_spec *s);
 /* Same, with ps.token and ps.admin_token replaced by "***". */
 json_t *coord_spec_to_json_redacted(const struct coord_spec *s);
 
-/* Fills conf (a struct of libsmlt, worker/include/smlt.h) for the PS shards from s: sync,
+/* Fills conf (a struct of libsmlt, worker/include/smlt_admin.h) for the PS shards from s: sync,
  * workers, staleness, optimizer, seed. conf->job is set to s->name (borrowed from s);
  * map_version is left 0. */
 void coord_spec_job_conf(const struct coord_spec *s, struct smlt_job_conf *conf);

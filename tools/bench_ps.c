@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "bench_peers.h"
-#include "smlt.h"
+#include "smlt_admin.h"
 #include "smlt_limits.h"
 #include "smlt_log.h"
 #include "smlt_proc.h"

@@ -30,7 +30,7 @@
 
 #include <cblas.h>
 
-#include "smlt.h"
+#include "smlt_admin.h"
 #include "smlt_limits.h"
 #include "smlt_log.h"
 #include "smlt_proc.h"

@@ -9,7 +9,7 @@
  * are resent (a push carries (rank, step), which the shard counts once, so a resend is safe); a
  * "stale map" reply carries the new map, which is installed before the whole call is retried;
  * a shard that is still initializing ("try again") is asked again after a short pause. */
-#include "smlt.h"
+#include "smlt_admin.h"
 
 #include <signal.h>
 #include <stdarg.h>

@@ -11,6 +11,7 @@
 
 #include "data_set.h"
 #include "nn_model.h"
+#include "smlt_admin.h"
 #include "smlt_log.h"
 #include "smlt_util.h"
 #include "worker_invoke.h"

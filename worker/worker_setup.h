@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "smlt.h"
+#include "smlt_admin.h"
 
 /* Sets up a job for model spec on the shards at addrs (comma-separated, in shard order) with
  * the admin token: builds the partition map from the spec's tensors and configures every

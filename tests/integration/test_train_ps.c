@@ -22,7 +22,7 @@
 #include "data_load.h"
 #include "data_set.h"
 #include "nn_model.h"
-#include "smlt.h"
+#include "smlt_admin.h"
 #include "smlt_proc.h"
 
 #define TOKEN "train-ps-token"
