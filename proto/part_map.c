@@ -190,8 +190,8 @@ struct part_map *part_map_dup(const struct part_map *m)
     return d;
 }
 
-struct part_map *part_map_reshard(const struct part_map *m, uint32_t nshards, const char *const *addrs,
-                              char *err, size_t errlen)
+struct part_map *part_map_reshard(const struct part_map *m, uint32_t nshards,
+                                  const char *const *addrs, char *err, size_t errlen)
 {
     struct part_map *d = part_map_dup(m);
     if (!d)
@@ -279,7 +279,8 @@ struct part_map *part_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_
                          t->name, (unsigned long long)t->offset, (unsigned long long)off);
             goto fail;
         }
-        if (t->has_init && (t->init < SMLT__INIT_KIND__INIT_ZERO || t->init > SMLT__INIT_KIND__INIT_CONST)) {
+        if (t->has_init &&
+            (t->init < SMLT__INIT_KIND__INIT_ZERO || t->init > SMLT__INIT_KIND__INIT_CONST)) {
             smlt_set_err(err, errlen, "tensor %s: unknown init kind %d", t->name, (int)t->init);
             goto fail;
         }

@@ -65,8 +65,8 @@ struct part_map *part_map_build(const struct part_map_spec *t, uint32_t ntensors
 
 /* Returns a copy of m with the same tensors split into nshards ranges (addresses from addrs,
  * borrowed), version m->version + 1. NULL with err set on bad arguments. */
-struct part_map *part_map_reshard(const struct part_map *m, uint32_t nshards, const char *const *addrs,
-                              char *err, size_t errlen);
+struct part_map *part_map_reshard(const struct part_map *m, uint32_t nshards,
+                                  const char *const *addrs, char *err, size_t errlen);
 
 /* Computes the balanced split of total elements into nshards aligned ranges: lo[i], hi[i]. */
 void part_map_split(uint64_t total, uint32_t nshards, uint64_t *lo, uint64_t *hi);

@@ -10,17 +10,18 @@
 /* As ints: the two sides are different enum types (-Wenum-compare). */
 #define SAME(a, b) ((int)(a) == (int)(b))
 
-
 _Static_assert(SAME(SMLT_SYNC_BSP, SMLT__SYNC_MODE__SYNC_BSP), "sync: BSP differs from smlt.proto");
 _Static_assert(SAME(SMLT_SYNC_SSP, SMLT__SYNC_MODE__SYNC_SSP), "sync: SSP differs from smlt.proto");
 _Static_assert(SAME(SMLT_SYNC_ASP, SMLT__SYNC_MODE__SYNC_ASP), "sync: ASP differs from smlt.proto");
 _Static_assert(SAME(SMLT_OPT_SGD, SMLT__OPTIM_KIND__OPT_SGD), "optim: SGD differs from smlt.proto");
 _Static_assert(SAME(SMLT_OPT_MOMENTUM, SMLT__OPTIM_KIND__OPT_MOMENTUM),
                "optim: momentum differs from smlt.proto");
-_Static_assert(SAME(SMLT_OPT_ADAM, SMLT__OPTIM_KIND__OPT_ADAM), "optim: Adam differs from smlt.proto");
+_Static_assert(SAME(SMLT_OPT_ADAM, SMLT__OPTIM_KIND__OPT_ADAM),
+               "optim: Adam differs from smlt.proto");
 _Static_assert(SAME(SMLT_OPT_ADAGRAD, SMLT__OPTIM_KIND__OPT_ADAGRAD),
                "optim: AdaGrad differs from smlt.proto");
-_Static_assert(SAME(SMLT_INIT_ZERO, SMLT__INIT_KIND__INIT_ZERO), "init: zero differs from smlt.proto");
+_Static_assert(SAME(SMLT_INIT_ZERO, SMLT__INIT_KIND__INIT_ZERO),
+               "init: zero differs from smlt.proto");
 _Static_assert(SAME(SMLT_INIT_UNIFORM, SMLT__INIT_KIND__INIT_UNIFORM),
                "init: uniform differs from smlt.proto");
 _Static_assert(SAME(SMLT_INIT_NORMAL, SMLT__INIT_KIND__INIT_NORMAL),

@@ -12,9 +12,18 @@ extern "C" {
 #endif
 
 enum smlt_sync { SMLT_SYNC_BSP = 0, SMLT_SYNC_SSP = 1, SMLT_SYNC_ASP = 2 };
-enum smlt_optim { SMLT_OPT_SGD = 0, SMLT_OPT_MOMENTUM = 1, SMLT_OPT_ADAM = 2, SMLT_OPT_ADAGRAD = 3 };
-/* uniform: in [-scale, scale); normal: N(0, scale^2); const: every element = scale */
-enum smlt_init { SMLT_INIT_ZERO = 0, SMLT_INIT_UNIFORM = 1, SMLT_INIT_NORMAL = 2, SMLT_INIT_CONST = 3 };
+enum smlt_optim {
+    SMLT_OPT_SGD = 0,
+    SMLT_OPT_MOMENTUM = 1,
+    SMLT_OPT_ADAM = 2,
+    SMLT_OPT_ADAGRAD = 3
+};
+enum smlt_init {
+    SMLT_INIT_ZERO = 0,
+    SMLT_INIT_UNIFORM = 1, /* in [-scale, scale) */
+    SMLT_INIT_NORMAL = 2,  /* N(0, scale^2) */
+    SMLT_INIT_CONST = 3    /* every element = scale */
+};
 
 /* The names, for the project's own code: these are not exported by libsmlt.so.
  * Returns the name of a sync mode ("bsp", "ssp", "asp") or "?" (static). */

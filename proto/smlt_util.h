@@ -38,8 +38,8 @@ void smlt_atomic_abort(int fd, const char *tmp);
 int smlt_atomic_rename(const char *tmp, const char *path);
 
 /* Writes len bytes of data to path atomically as above (a temporary file, fsync, rename,
- * fsync the directory), with the given mode bits (0: 0644; the file has them from its creation, so a
- * secret is never readable by others). Returns 0, or -1 with errno. Borrows data. */
+ * fsync the directory), with the given mode bits (0: 0644; the file has them from its
+ * creation, so a secret is never readable by others). Returns 0, or -1 with errno. Borrows data. */
 int smlt_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
 
 /* fsync()s the directory dir, so that an entry just created or renamed in it survives a

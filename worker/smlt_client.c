@@ -1461,7 +1461,8 @@ int smlt_export(struct smlt_client *c, float *params, float *state, uint32_t *ns
 
 /* Sends Retire{map} to the shards at addrs through a short-lived client of their own (they are
  * not in c's map any more). Returns 0 or the first failure. */
-static int retire_shards(struct smlt_client *c, char **addrs, uint32_t n, const struct part_map *map)
+static int retire_shards(struct smlt_client *c, char **addrs, uint32_t n,
+                         const struct part_map *map)
 {
     char e[256];
     struct smlt_client *t = client_new(&c->opts, e, sizeof e);

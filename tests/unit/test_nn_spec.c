@@ -73,8 +73,9 @@ static void check_agrees_with_model(const char *spec)
 START_TEST(layout_agrees_with_the_engine)
 {
     static const char *specs[] = {
-        "logreg:784-10",           "mlp:784-128-10",        "mlp:10-5-4-3:dropout=0.25",
-        "lenet5",                  "lenet5:pad=0",          "lenet5:in=32x32x3:classes=7:dropout=0.5",
+        "logreg:784-10", "mlp:784-128-10",
+        "mlp:10-5-4-3:dropout=0.25", "lenet5",
+        "lenet5:pad=0", "lenet5:in=32x32x3:classes=7:dropout=0.5",
         "logreg:1-2",
     };
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)

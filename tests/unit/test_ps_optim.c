@@ -350,7 +350,8 @@ START_TEST(test_scale)
         sum[i] = rng_sym(4);
         mean[i] = sum[i] * 0.25f;
     }
-    const enum smlt_optim kinds[] = {SMLT_OPT_SGD, SMLT_OPT_MOMENTUM, SMLT_OPT_ADAM, SMLT_OPT_ADAGRAD};
+    const enum smlt_optim kinds[] = {SMLT_OPT_SGD, SMLT_OPT_MOMENTUM, SMLT_OPT_ADAM,
+                                     SMLT_OPT_ADAGRAD};
     for (int k = 0; k < 4; k++) {
         struct ps_optim_conf c = conf_of(kinds[k], 0.03f);
         c.weight_decay = 0.01f;
@@ -359,12 +360,14 @@ START_TEST(test_scale)
         memset(s2, 0, sizeof s2);
         ps_optim_apply(&c, 1, a, w, sum, 0.25f, s1, N);
         ps_optim_apply(&c, 1, b, w, mean, 1.0f, s2, N);
-        ck_assert_msg(!memcmp(a, b, sizeof a), "%s: scaled sum != mean", smlt_enum_optim_name(kinds[k]));
+        ck_assert_msg(!memcmp(a, b, sizeof a), "%s: scaled sum != mean",
+                      smlt_enum_optim_name(kinds[k]));
         ck_assert(!memcmp(s1, s2, sizeof s1));
         /* and the scale is really applied: scale 1 on the sum gives a different result */
         memset(s1, 0, sizeof s1);
         ps_optim_apply(&c, 1, a, w, sum, 1.0f, s1, N);
-        ck_assert_msg(memcmp(a, b, sizeof a) != 0, "%s: scale ignored", smlt_enum_optim_name(kinds[k]));
+        ck_assert_msg(memcmp(a, b, sizeof a) != 0, "%s: scale ignored",
+                      smlt_enum_optim_name(kinds[k]));
     }
 }
 END_TEST
