@@ -111,7 +111,7 @@ int coord_submit(struct coord *c, const char *json, size_t len, char *id, size_t
         return SMLT_EIO;
     }
     j->log_fd = open(j->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    j->submitted_unix = now_unix();
+    j->submitted_unix = smlt_now_unix();
     json_t *full = coord_spec_to_json(&j->spec);
     json_t *rec = json_pack("{s:s, s:o, s:f}", "id", jid, "spec", full, "submitted", j->submitted_unix);
     coord_journal_append(j->journal, "submitted", rec, 1);
@@ -309,8 +309,8 @@ void coord_free(struct coord *c)
     }
     /* Running jobs save their models and stop their shards (admin calls, answered on the
      * loop): run the loop until they are done, for at most a minute. */
-    double until = now_mono() + 60;
-    while (coord_finishing(c) && now_mono() < until) {
+    double until = smlt_now_mono() + 60;
+    while (coord_finishing(c) && smlt_now_mono() < until) {
         struct timeval tv = {0, 100000};
         event_base_loopexit(c->base, &tv);
         event_base_dispatch(c->base);

@@ -308,7 +308,7 @@ static void job_record_decision(struct coord_job *j, uint32_t epoch, uint64_t at
                             "predicted_cost_usd", d.predicted_cost_usd, "deadline_ok",
                             d.deadline_ok, "budget_ok", d.budget_ok, "reason", d.reason);
     if (rec) {
-        json_object_set_new(rec, "at", json_real(now_unix()));
+        json_object_set_new(rec, "at", json_real(smlt_now_unix()));
         json_object_set_new(rec, "kind", json_string("decision"));
         json_object_set_new(rec, "message", json_string(d.reason));
         job_event_add(j, rec);
@@ -356,7 +356,7 @@ int job_schedule(struct coord_job *j, uint32_t epoch, uint64_t at, const struct 
     double hint = job_epochs_left_hint(j, (double)epoch);
     if (j->spec.statistical_efficiency && hint > 0)
         hint /= job_epoch_factor(j, j->workers);
-    struct sched_state st = {.elapsed_s = now_unix() - j->started_unix,
+    struct sched_state st = {.elapsed_s = smlt_now_unix() - j->started_unix,
                              .epochs_done = j->spec.statistical_efficiency ? j->ref_done
                                                                            : (double)epoch,
                              .spent_usd = job_cost(j),

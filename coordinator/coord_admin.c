@@ -22,7 +22,8 @@
 #include "smlt_client_int.h"
 #include "smlt_error.h"
 #include "smlt_log.h"
-#include "worker_train.h"
+#include "smlt_util.h"
+#include "worker_setup.h"
 
 #define ADMIN_DEFAULT_TIMEOUT_MS 30000
 
@@ -58,13 +59,6 @@ struct coord_admin {
     uint64_t next_id;
     struct coord_admin_stats st;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void call_free(struct call *k)
 {
@@ -153,10 +147,10 @@ static void run_stats(struct smlt_client *cl, struct call *k)
         return;
     }
     r->nshards = n;
-    double t0 = now_s();
+    double t0 = smlt_now_mono();
     for (uint32_t i = 0; i < n; i++) {
         /* One dead shard costs one timeout; the call as a whole stops at its own bound. */
-        if ((now_s() - t0) * 1000 > k->req.timeout_ms) {
+        if ((smlt_now_mono() - t0) * 1000 > k->req.timeout_ms) {
             r->stats_rc[i] = SMLT_ETIMEDOUT;
             continue;
         }
@@ -256,12 +250,12 @@ static void *admin_thread(void *arg)
         q->running = k;
         int canceled = k->canceled;
         pthread_mutex_unlock(&q->mu);
-        double t0 = now_s();
+        double t0 = smlt_now_mono();
         if (canceled)
             res_err(&k->res, SMLT_ECANCELED, "canceled");
         else
             run_call(q, k);
-        k->res.seconds = now_s() - t0;
+        k->res.seconds = smlt_now_mono() - t0;
         pthread_mutex_lock(&q->mu);
         q->running = NULL;
         *q->done_tail = k;

@@ -28,6 +28,7 @@
 
 #include "coord_shards.h"
 #include "smlt.h"
+#include "smlt_admin.h"
 
 enum coord_admin_op {
     COORD_ADMIN_SETUP,       /* configure a new job on the shards (model, job conf) */

@@ -27,6 +27,7 @@
 
 #include "smlt_error.h"
 #include "smlt_log.h"
+#include "smlt_util.h"
 
 #define LOCAL_MAX_LINE (1u << 20)  /* longest response line accepted from an instance */
 #define LOCAL_FUNC_MAX 128
@@ -78,13 +79,6 @@ struct coord_backend {
     struct coord_backend_stats st;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void inv_free(struct inv *v)
 {
     if (v->limit_ev)
@@ -99,7 +93,7 @@ static void inv_finish(struct coord_backend *b, struct inv *v, enum coord_inv_st
                        const char *response, int exit_status, const char *detail)
 {
     struct coord_inv_result r = {0};
-    double end = now_s();
+    double end = smlt_now_mono();
     r.status = st;
     r.response = response;
     r.duration_s = v->t_start > 0 ? end - v->t_start : 0;
@@ -366,7 +360,7 @@ static void inv_start(struct coord_backend *b, struct inv *v)
         }
     }
     v->cold = in == NULL;
-    v->t_start = now_s();
+    v->t_start = smlt_now_mono();
     if (!in)
         in = inst_spawn(b, v);
     if (!in) {
@@ -452,7 +446,7 @@ int coord_backend_invoke(struct coord_backend *b, const struct coord_inv_req *re
     v->avoid_pid = req->avoid_pid;
     v->cb = cb;
     v->arg = arg;
-    v->t_queued = now_s();
+    v->t_queued = smlt_now_mono();
     v->limit_ev = evtimer_new(b->base, on_limit, v);
     if (!v->payload || !v->limit_ev) {
         inv_free(v);

@@ -21,7 +21,6 @@
 
 #include <stdint.h>
 #include <sys/types.h>
-#include <time.h>
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -36,6 +35,7 @@
 #include "coord_spec.h"
 #include "sched.h"
 #include "smlt.pb-c.h"
+#include "smlt_util.h"
 
 #define JOB_ID_MAX 64
 #define INV_ID_MAX 96
@@ -236,20 +236,6 @@ struct coord {
     unsigned next_seq;
     unsigned long long submitted, refused;
 };
-
-static inline double now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static inline double now_unix(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static inline int job_ended(const struct coord_job *j)
 {

@@ -65,7 +65,7 @@ void job_event(struct coord_job *j, const char *kind, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    json_t *e = json_pack("{s:f, s:s, s:s}", "at", now_unix(), "kind", kind, "message", msg);
+    json_t *e = json_pack("{s:f, s:s, s:s}", "at", smlt_now_unix(), "kind", kind, "message", msg);
     if (!e)
         return;
     job_event_add(j, e);
@@ -78,7 +78,7 @@ void job_ledger_now(const struct coord_job *j, struct coord_ledger *l)
     *l = j->ledger;
     if (job_ended(j))
         return;
-    double t = now_mono();
+    double t = smlt_now_mono();
     for (uint32_t k = 0; j->ranks && k < j->workers; k++)
         if (j->ranks[k].cur.id && j->ranks[k].cur.started > 0)
             coord_ledger_charge_invocation(l, &j->spec.prices, j->ranks[k].cur.memory_mb,
@@ -96,7 +96,7 @@ double job_cost(const struct coord_job *j)
 
 void job_charge_ps(struct coord_job *j)
 {
-    double t = now_mono();
+    double t = smlt_now_mono();
     if (j->shards.n && j->ps_charged_at > 0) {
         coord_ledger_charge_ps(&j->ledger, &j->spec.prices, j->shards.n, t - j->ps_charged_at);
         j->ps_charged_at = t;
@@ -293,7 +293,7 @@ static void finish_done(struct coord_job *j)
     job_charge_ps(j);
     coord_shards_stop(&j->shards);
     coord_backend_drop_function(j->c->backend, j->id);
-    j->ended_unix = now_unix();
+    j->ended_unix = smlt_now_unix();
     j->finishing = 0;
     job_set_state(j, j->finish_state, j->finish_why[0] ? j->finish_why : NULL);
 }
@@ -381,10 +381,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         if (j->pending_workers || j->pending_shards)
             job_request_barrier(j, "a manual scale");
         else
-            job_watch_stragglers(j, now_mono());
+            job_watch_stragglers(j, smlt_now_mono());
     }
     if (j->spec.deadline_s > 0 && !j->deadline_warned &&
-        now_unix() - j->submitted_unix > j->spec.deadline_s) {
+        smlt_now_unix() - j->submitted_unix > j->spec.deadline_s) {
         j->deadline_warned = 1;
         job_event(j, "deadline", "the deadline of %.0f s has passed at step %llu of %llu",
                   j->spec.deadline_s, (unsigned long long)j->step, (unsigned long long)j->total_steps);
@@ -424,7 +424,7 @@ static void job_run(struct coord_job *j)
                j->spec.statistical_efficiency || j->spec.sync != SMLT_SYNC_BSP ||
                !j->shards.admin_token[0];
     job_set_state(j, JOB_RUNNING, NULL);
-    j->epoch_started = j->boundary_at = now_mono();
+    j->epoch_started = j->boundary_at = smlt_now_mono();
     for (uint32_t k = 0; k < j->workers; k++)
         rank_invoke(&j->ranks[k]);
     j->tick_ev = evtimer_new(c->base, on_tick, j);
@@ -460,8 +460,8 @@ void job_on_start(evutil_socket_t fd, short what, void *arg)
     char err[512] = "";
     int rc;
     job_set_state(j, JOB_STARTING, NULL);
-    j->t_start = now_mono();
-    j->started_unix = now_unix();
+    j->t_start = smlt_now_mono();
+    j->started_unix = smlt_now_unix();
     if (j->spec.deadline_s > 0)
         j->deadline_mono = j->t_start - (j->started_unix - j->submitted_unix) + j->spec.deadline_s;
     /* (Local shards are child processes: starting one waits for its port file, not for the
@@ -477,7 +477,7 @@ void job_on_start(evutil_socket_t fd, short what, void *arg)
         job_finish(j, JOB_FAILED, err);
         return;
     }
-    j->ps_charged_at = now_mono();
+    j->ps_charged_at = smlt_now_mono();
     struct coord_admin_req req = {.op = COORD_ADMIN_SETUP, .timeout_ms = 60000};
     coord_spec_job_conf(&j->spec, &req.conf);
     snprintf(req.job, sizeof req.job, "%s", j->id);

@@ -5,17 +5,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "smlt_error.h"
 #include "smlt_log.h"
+#include "smlt_util.h"
 
 #define COORD_JOURNAL_MAX_TYPE 64
 
@@ -24,19 +23,6 @@ struct coord_journal {
     char *id;
     char *dir;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int coord_journal_id_valid(const char *id)
 {
@@ -72,12 +58,8 @@ static int build_path(char *out, size_t outlen, const char *data_dir, const char
 /* fsync()s a directory so that an entry just created in it survives a crash. */
 static void sync_dir(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    if (fsync(fd) < 0)
+    if (smlt_sync_dir(path) < 0)
         log_warn("journal: fsync %s: %s", path, strerror(errno));
-    close(fd);
 }
 
 /* mkdir -p with mode 0700 for what it creates. Returns 0 or -1 with errno. */
@@ -138,21 +120,22 @@ struct coord_journal *coord_journal_open(const char *data_dir, const char *job_i
 {
     char dir[PATH_MAX], file[PATH_MAX];
     if (!data_dir || !*data_dir) {
-        set_err(err, errlen, "journal: no data directory");
+        smlt_set_err(err, errlen, "journal: no data directory");
         return NULL;
     }
     if (!coord_journal_id_valid(job_id)) {
-        set_err(err, errlen, "journal: bad job id (expected [A-Za-z0-9._-]{1,%d} without '..')",
-                COORD_JOURNAL_MAX_ID);
+        smlt_set_err(err, errlen,
+                     "journal: bad job id (expected [A-Za-z0-9._-]{1,%d} without '..')",
+                     COORD_JOURNAL_MAX_ID);
         return NULL;
     }
     if (build_path(dir, sizeof dir, data_dir, job_id, NULL) < 0 ||
         build_path(file, sizeof file, data_dir, job_id, COORD_JOURNAL_FILE) < 0) {
-        set_err(err, errlen, "journal: data directory path too long");
+        smlt_set_err(err, errlen, "journal: data directory path too long");
         return NULL;
     }
     if (make_dirs(dir) < 0) {
-        set_err(err, errlen, "journal: mkdir %s: %s", dir, strerror(errno));
+        smlt_set_err(err, errlen, "journal: mkdir %s: %s", dir, strerror(errno));
         return NULL;
     }
     int created = 1;
@@ -162,7 +145,7 @@ struct coord_journal *coord_journal_open(const char *data_dir, const char *job_i
         fd = open(file, O_WRONLY | O_APPEND | O_CLOEXEC);
     }
     if (fd < 0) {
-        set_err(err, errlen, "journal: open %s: %s", file, strerror(errno));
+        smlt_set_err(err, errlen, "journal: open %s: %s", file, strerror(errno));
         return NULL;
     }
     if (created) {
@@ -189,7 +172,7 @@ struct coord_journal *coord_journal_open(const char *data_dir, const char *job_i
             free(j);
         }
         close(fd);
-        set_err(err, errlen, "journal: out of memory");
+        smlt_set_err(err, errlen, "journal: out of memory");
         return NULL;
     }
     j->fd = fd;
@@ -209,13 +192,6 @@ static int type_valid(const char *type)
     return 1;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int coord_journal_append(struct coord_journal *j, const char *type, json_t *fields, int durable)
 {
     if (!j || !type_valid(type) || (fields && !json_is_object(fields)) ||
@@ -224,7 +200,7 @@ int coord_journal_append(struct coord_journal *j, const char *type, json_t *fiel
     int rc = 0;
     char *line = NULL;
     json_t *rec = json_object();
-    if (!rec || json_object_set_new(rec, "t", json_integer(now_ms())) < 0 ||
+    if (!rec || json_object_set_new(rec, "t", json_integer((int64_t)(smlt_now_unix() * 1e3))) < 0 ||
         json_object_set_new(rec, "type", json_string(type)) < 0 ||
         (fields && json_object_update(rec, fields) < 0)) {
         rc = SMLT_ENOMEM;

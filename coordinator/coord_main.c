@@ -20,6 +20,7 @@
 #include "coord_shards.h"
 #include "smlt_log.h"
 #include "smlt_proc.h"
+#include "smlt_util.h"
 
 static void usage(FILE *f)
 {
@@ -41,34 +42,18 @@ static void usage(FILE *f)
             "  --help, --version\n");
 }
 
-static char *read_file_line(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    char buf[512];
-    char *r = fgets(buf, sizeof buf, f);
-    fclose(f);
-    if (!r)
-        return NULL;
-    buf[strcspn(buf, "\r\n")] = '\0';
-    return strdup(buf);
-}
-
+/* Writes text and a newline to path atomically, created with the given mode bits. */
 static int write_file(const char *path, const char *text, mode_t mode)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f)
+    size_t n = strlen(text);
+    char *line = malloc(n + 2);
+    if (!line)
         return -1;
-    fchmod(fileno(f), mode);
-    fprintf(f, "%s\n", text);
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    memcpy(line, text, n);
+    line[n] = '\n';
+    int rc = smlt_write_file_atomic(path, line, n + 1, (unsigned)mode);
+    free(line);
+    return rc;
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -102,7 +87,7 @@ int main(int argc, char **argv)
             break;
         case 'A':
             free(token);
-            token = read_file_line(optarg);
+            token = smlt_token_read(optarg);
             if (!token) {
                 fprintf(stderr, "smlt-coordinator: --admin-token-file: cannot read %s\n", optarg);
                 return 2;
@@ -146,7 +131,7 @@ int main(int argc, char **argv)
     if (!token) {
         char path[4096];
         snprintf(path, sizeof path, "%s/admin-token", conf.data_dir);
-        token = read_file_line(path);
+        token = smlt_token_read(path);
         if (!token) {
             char t[65];
             coord_random_hex(t, 32);

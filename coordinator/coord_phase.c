@@ -252,7 +252,7 @@ static int job_profile_end(struct coord_job *j, uint64_t at, double t, int decis
  * within two steps of the barrier since (with a second to spare). */
 static int job_barrier_far(const struct coord_job *j)
 {
-    double t = now_mono();
+    double t = smlt_now_mono();
     for (uint32_t k = 0; k < j->workers; k++) {
         const struct rank *r = &j->ranks[k];
         if (r->finished)
@@ -372,7 +372,7 @@ static void boundary_decide(struct coord_job *j)
 {
     uint64_t at = j->ranks[0].next_step;
     uint32_t epoch = j->phase_epoch + (uint32_t)((at - j->phase_step) / (j->spe ? j->spe : 1));
-    double t = now_mono();
+    double t = smlt_now_mono();
     /* The profile's end, inside epoch 1 (see job_profile()). */
     int profile = j->profile_state == PROFILE_SET && at == j->profile_step && j->spe &&
                   (at - j->phase_step) % j->spe != 0;
@@ -532,7 +532,7 @@ static void boundary_apply(struct coord_job *j)
 static void job_new_phase(struct coord_job *j, uint32_t nw)
 {
     uint64_t at = j->bd.at;
-    double tu = now_unix();
+    double tu = smlt_now_unix();
     j->worker_s += j->workers * (tu - (j->workers_since > 0 ? j->workers_since : j->started_unix));
     j->workers_since = tu;
     j->phase_step = at;
@@ -552,7 +552,7 @@ static void job_new_phase(struct coord_job *j, uint32_t nw)
     }
     j->workers = nw;
     if (j->bd.profile)
-        job_epoch_mark(j, at, now_mono());
+        job_epoch_mark(j, at, smlt_now_mono());
 }
 
 static void on_bd_workers(struct coord_job *j, const struct coord_admin_res *res)

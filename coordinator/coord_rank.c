@@ -26,7 +26,7 @@ void rank_mark(struct rank_mark *m, const struct rank *r)
 /* Rank 0 evaluated at an epoch's end: the epoch's record, and a reached target. */
 static void job_take_eval(struct coord_job *j, const Smlt__Progress *p)
 {
-    double t = now_mono();
+    double t = smlt_now_mono();
     j->epoch_done = p->eval_epoch;
     j->test_acc = p->test_acc;
     j->test_loss = p->test_loss;
@@ -78,7 +78,7 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
         rank_mark(&r->pf, r);
         r->pf_invocations = r->tot.invocations;
     }
-    r->last_report = now_mono();
+    r->last_report = smlt_now_mono();
     if (j->spe && j->profile_state == PROFILE_NONE)
         job_profile(j);
     uint64_t step = UINT64_MAX;
@@ -92,7 +92,7 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
     j->train_loss = loss / (j->workers ? j->workers : 1);
     if (p->has_eval_epoch && p->eval_epoch > j->epoch_done && p->has_test_acc)
         job_take_eval(j, p);
-    double t = now_mono();
+    double t = smlt_now_mono();
     if (t - j->last_progress_journal >= JOB_PROGRESS_EVERY_S) {
         j->last_progress_journal = t;
         json_t *rec = json_pack("{s:I, s:f, s:f, s:i, s:i, s:f}", "step", (json_int_t)j->step,
@@ -275,7 +275,7 @@ void rank_invoke(struct rank *r)
     }
     r->cur.id = inv;
     r->cur.from_step = r->next_step;
-    r->cur.started = now_mono();
+    r->cur.started = smlt_now_mono();
     r->tot.invocations++;
 }
 
@@ -347,7 +347,7 @@ static int rpc_hello(const char *inv, const uint8_t *token, size_t toklen, int w
     double margin = limit * 0.1 > 0.5 ? limit * 0.1 : 0.5;
     if (margin > 10)
         margin = 10;
-    double left = limit - (now_mono() - r->cur.started) - margin;
+    double left = limit - (smlt_now_mono() - r->cur.started) - margin;
     a->has_deadline_ms = 1;
     a->deadline_ms = left > 0.2 ? (uint64_t)(left * 1000) : 200;
     a->has_evaluate = 1;
@@ -377,7 +377,7 @@ static int rpc_hello(const char *inv, const uint8_t *token, size_t toklen, int w
     }
     /* Start latency: from invoking to the worker asking for its work. A cold start pays for
      * starting the process; loading data and connecting come after (init_s). */
-    r->cur.hello_at = now_mono();
+    r->cur.hello_at = smlt_now_mono();
     r->cur.warm = warm;
     if (warm) {
         r->tot.warm_starts++;

@@ -7,19 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "smlt_error.h"
 #include "smlt_log.h"
 #include "smlt_proc.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "smlt_util.h"
 
 void coord_random_hex(char *buf, size_t n)
 {
@@ -35,7 +28,7 @@ void coord_random_hex(char *buf, size_t n)
     if (got != (ssize_t)need) {
         /* No urandom: still unique per process and time, not secret. Logged loudly. */
         log_error("cannot read /dev/urandom; tokens are weak");
-        uint64_t x = (uint64_t)now_s() * 1000003u ^ (uint64_t)getpid() << 32;
+        uint64_t x = (uint64_t)smlt_now_mono() * 1000003u ^ (uint64_t)getpid() << 32;
         for (size_t i = 0; i < need; i++) {
             x = x * 6364136223846793005ull + 1442695040888963407ull;
             raw[i] = (unsigned char)(x >> 56);
@@ -106,7 +99,7 @@ int coord_shards_start(struct coord_shards *s, uint32_t n, uint32_t nic_mbps, co
     int rc = start_more(s, n, ps_bin, dir, err, errlen);
     if (rc)
         return rc;
-    s->started = now_s();
+    s->started = smlt_now_mono();
     return 0;
 }
 
@@ -161,7 +154,7 @@ int coord_shards_external(struct coord_shards *s, const char *addrs, const char 
     s->n = 1;
     for (const char *p = addrs; *p; p++)
         s->n += *p == ',';
-    s->started = now_s();
+    s->started = smlt_now_mono();
     return 0;
 }
 

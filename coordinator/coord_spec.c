@@ -16,11 +16,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "nn_model.h"
+#include "nn_spec.h"
 #include "smlt.pb-c.h"
 #include "smlt_error.h"
 
-_Static_assert(COORD_SPEC_MODEL_MAX == NN_MODEL_MAX_SPEC, "model spec sizes differ");
+_Static_assert(COORD_SPEC_MODEL_MAX == NN_SPEC_MAX, "model spec sizes differ");
 
 struct pctx {
     char *err;
@@ -600,7 +600,7 @@ static int parse_model(struct pctx *c, json_t *root, struct coord_spec *s)
     if (rc < 0)
         return rc;
     size_t np = 0;
-    if (nn_model_check(given, s->model, sizeof s->model, &np, nerr, sizeof nerr) != 0)
+    if (nn_spec_check(given, s->model, sizeof s->model, &np, nerr, sizeof nerr) != 0)
         return fail(c, "model: %s", nerr[0] ? nerr : "invalid model spec");
     s->model_params = np;
     return 0;

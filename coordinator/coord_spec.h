@@ -13,7 +13,7 @@
  *
  * The JSON fields, their types and defaults (everything but model and dataset is optional):
  *   name        string, 1..127 bytes, no control characters [derived from model]
- *   model       string: an nn_model spec (worker/nn_model.h), checked by building it; the
+ *   model       string: a model spec (worker/nn_spec.h), checked without building it; the
  *               struct holds the canonical spec
  *   dataset     string: a local directory holding train-images-idx3-ubyte(.gz) and
  *               train-labels-idx1-ubyte(.gz), "file://DIR", an http(s):// URL prefix (syntax
@@ -69,13 +69,13 @@
 #include <jansson.h>
 
 #include "coord_ledger.h"
-#include "smlt.h"
+#include "smlt_admin.h"
 #include "smlt_limits.h"
 
 /* ---- limits, in one place ------------------------------------------------------------------ */
 #define COORD_SPEC_MAX_JSON (64u << 10) /* bytes of spec JSON accepted */
 #define COORD_SPEC_NAME_MAX 128         /* name: bytes including the NUL */
-#define COORD_SPEC_MODEL_MAX 256        /* = NN_MODEL_MAX_SPEC */
+#define COORD_SPEC_MODEL_MAX 256        /* = NN_SPEC_MAX */
 #define COORD_SPEC_PATH_MAX 1024        /* dataset, cache_dir */
 #define COORD_SPEC_ADDRS_MAX 8192       /* ps.addrs */
 #define COORD_SPEC_REGION_MAX 64
@@ -190,7 +190,7 @@ struct coord_spec {
  * into *out, with every default filled in. Returns 0, or SMLT_EINVAL (bad spec; *out is
  * zeroed) / SMLT_ETOOBIG (more than COORD_SPEC_MAX_JSON bytes) / SMLT_ENOMEM with a message in
  * err (errlen bytes; may be NULL) that names the field. Checks the model spec's geometry
- * (nn_model_check(): no buffers, so a large model is checked in microseconds) and stats the
+ * (nn_spec_check(): no buffers, so a large model is checked in microseconds) and stats the
  * dataset's local files. */
 int coord_spec_parse(const char *json, size_t len, struct coord_spec *out, char *err,
                      size_t errlen);
@@ -205,7 +205,7 @@ json_t *coord_spec_to_json(const struct coord_spec *s);
 /* Same, with ps.token and ps.admin_token replaced by "***". */
 json_t *coord_spec_to_json_redacted(const struct coord_spec *s);
 
-/* Fills conf (a struct of libsmlt, worker/include/smlt.h) for the PS shards from s: sync,
+/* Fills conf (a struct of libsmlt, worker/include/smlt_admin.h) for the PS shards from s: sync,
  * workers, staleness, optimizer, seed. conf->job is set to s->name (borrowed from s);
  * map_version is left 0. */
 void coord_spec_job_conf(const struct coord_spec *s, struct smlt_job_conf *conf);

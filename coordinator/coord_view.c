@@ -90,7 +90,7 @@ json_t *job_summary(struct coord_job *j)
 {
     double el = 0;
     if (j->started_unix > 0)
-        el = (j->ended_unix > 0 ? j->ended_unix : now_unix()) - j->started_unix;
+        el = (j->ended_unix > 0 ? j->ended_unix : smlt_now_unix()) - j->started_unix;
     return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:i, s:i, s:f, s:f}", "id",
                      j->id, "name", j->spec.name, "state", job_state_names[j->state],
                      "epoch", (json_int_t)(j->epoch_done + 1), "step", (json_int_t)j->step,
@@ -178,7 +178,7 @@ json_t *coord_job_json(struct coord *c, const char *id)
     json_object_set_new(o, "target_accuracy", json_real(j->spec.target_accuracy));
     if (j->spec.deadline_s > 0 && !job_ended(j))
         json_object_set_new(o, "deadline_in_s",
-                            json_real(j->spec.deadline_s - (now_unix() - j->submitted_unix)));
+                            json_real(j->spec.deadline_s - (smlt_now_unix() - j->submitted_unix)));
     double compute, comm;
     job_ranks_json(j, o, &compute, &comm);
     /* B_simple measured by the shards (BSP with 2+ workers), at the last epoch boundary the
@@ -190,7 +190,7 @@ json_t *coord_job_json(struct coord *c, const char *id)
      * worker-seconds since the job started (workers x time, phase by phase). */
     if (j->workers && j->started_unix > 0 && j->ranks) { /* (restored jobs have no ranks) */
         double since = j->workers_since > 0 ? j->workers_since : j->started_unix;
-        double end = j->ended_unix > 0 ? j->ended_unix : now_unix();
+        double end = j->ended_unix > 0 ? j->ended_unix : smlt_now_unix();
         double ws = j->worker_s + j->workers * (end - since);
         json_object_set_new(o, "overhead_share",
                             json_real(ws > 0 ? fmax(0.0, 1.0 - (compute + comm) / ws) : 0.0));

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -20,6 +19,7 @@
 #include "smlt.pb-c.h"
 #include "smlt_error.h"
 #include "smlt_log.h"
+#include "smlt_util.h"
 
 enum conn_state { ST_HDR, ST_DEST, ST_PAYLOAD, ST_DISCARD };
 
@@ -265,15 +265,6 @@ static int ib_room(struct rpc_conn *c)
     return 0;
 }
 
-/* Reads the rest of the current payload straight into its buffer. Returns 0 to go on reading
- * frames, 1 if the payload is still incomplete (or the connection died). */
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* How many of want bytes c may read now: all of them without a cap; else the inbound
  * bucket's credit, and 0 (reading stopped, a timer set) when it has too little. */
 static size_t rate_allow(struct rpc_conn *c, size_t want)
@@ -281,7 +272,7 @@ static size_t rate_allow(struct rpc_conn *c, size_t want)
     struct rpc_rate *r = c->rate;
     if (!r || want == 0)
         return want;
-    double t = mono_s();
+    double t = smlt_now_mono();
     r->tokens += (t - r->last) * r->rate;
     if (r->tokens > r->burst)
         r->tokens = r->burst;
@@ -310,6 +301,8 @@ static void on_rate(evutil_socket_t fd, short what, void *arg)
     conn_update_read(c);
 }
 
+/* Reads the rest of the current payload straight into its buffer. Returns 0 to go on reading
+ * frames, 1 if the payload is still incomplete (or the connection died). */
 static int conn_read_direct(struct rpc_conn *c, int fd)
 {
     uint8_t sink[64 << 10];
@@ -1084,7 +1077,7 @@ struct rpc_rate *rpc_rate_new(struct event_base *base, uint64_t bytes_per_s)
     if (r->burst < 2.0 * RATE_MIN_READ)
         r->burst = 2.0 * RATE_MIN_READ;
     r->tokens = r->burst;
-    r->last = mono_s();
+    r->last = smlt_now_mono();
     struct timeval tick = {0, RATE_TICK_MS * 1000};
     size_t per_tick = (size_t)(r->rate * RATE_TICK_MS / 1000.0);
     if (per_tick < 1)

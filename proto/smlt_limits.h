@@ -2,7 +2,7 @@
  *
  * Each size that arrives from the network is checked against one of these before anything is
  * allocated for it. Limits before authentication are much tighter than after it. A hostile-input
- * unit test exists for each (tests/unit/test_rpc_frame.c, test_ps_shard.c, test_ps_map.c). */
+ * unit test exists for each (tests/unit/test_rpc_frame.c, test_ps_shard.c, test_part_map.c). */
 #ifndef SMLT_LIMITS_H
 #define SMLT_LIMITS_H
 

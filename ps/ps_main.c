@@ -17,6 +17,7 @@
 #include "smlt_error.h"
 #include "smlt_limits.h"
 #include "smlt_log.h"
+#include "smlt_util.h"
 
 static void usage(FILE *f)
 {
@@ -39,33 +40,11 @@ static void usage(FILE *f)
             SMLT_MAX_CONNS);
 }
 
-static char *read_token_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    char buf[SMLT_MAX_TOKEN + 2];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-        buf[--n] = '\0';
-    return strdup(buf);
-}
-
 static int write_port_file(const char *path, int port)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return -1;
-    fprintf(f, "%d\n", port);
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    char text[16];
+    int n = snprintf(text, sizeof text, "%d\n", port);
+    return smlt_write_file_atomic(path, text, (size_t)n, 0);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -112,7 +91,7 @@ int main(int argc, char **argv)
             break;
         case 'T':
             free(token);
-            token = read_token_file(optarg);
+            token = smlt_token_read(optarg);
             if (!token) {
                 fprintf(stderr, "smlt-ps: --token-file: cannot read %s\n", optarg);
                 return 2;

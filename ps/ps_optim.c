@@ -22,7 +22,7 @@
 void ps_optim_conf_default(struct ps_optim_conf *c)
 {
     memset(c, 0, sizeof *c);
-    c->kind = PS_OPT_SGD;
+    c->kind = SMLT_OPT_SGD;
     c->lr = 0.01f;
     c->momentum = 0.9f;
     c->beta1 = 0.9f;
@@ -30,13 +30,13 @@ void ps_optim_conf_default(struct ps_optim_conf *c)
     c->eps = 1e-8f;
 }
 
-int ps_optim_state_per_param(enum ps_optim_kind k)
+int ps_optim_state_per_param(enum smlt_optim k)
 {
     switch (k) {
-    case PS_OPT_MOMENTUM:
-    case PS_OPT_ADAGRAD:
+    case SMLT_OPT_MOMENTUM:
+    case SMLT_OPT_ADAGRAD:
         return 1;
-    case PS_OPT_ADAM:
+    case SMLT_OPT_ADAM:
         return 2;
     default:
         return 0;
@@ -46,19 +46,19 @@ int ps_optim_state_per_param(enum ps_optim_kind k)
 int ps_optim_conf_check(const struct ps_optim_conf *c, char *err, size_t errlen)
 {
     const char *bad = NULL;
-    if (c->kind < PS_OPT_SGD || c->kind > PS_OPT_ADAGRAD)
+    if (c->kind < SMLT_OPT_SGD || c->kind > SMLT_OPT_ADAGRAD)
         bad = "optimizer: unknown kind";
     else if (!(c->lr >= 0.0f) || !isfinite(c->lr))
         bad = "lr: must be a finite number >= 0";
     else if (!(c->weight_decay >= 0.0f) || !isfinite(c->weight_decay))
         bad = "weight_decay: must be a finite number >= 0";
-    else if (c->kind == PS_OPT_MOMENTUM && !(c->momentum >= 0.0f && c->momentum < 1.0f))
+    else if (c->kind == SMLT_OPT_MOMENTUM && !(c->momentum >= 0.0f && c->momentum < 1.0f))
         bad = "momentum: must be in [0, 1)";
-    else if (c->kind == PS_OPT_ADAM && !(c->beta1 >= 0.0f && c->beta1 < 1.0f))
+    else if (c->kind == SMLT_OPT_ADAM && !(c->beta1 >= 0.0f && c->beta1 < 1.0f))
         bad = "beta1: must be in [0, 1)";
-    else if (c->kind == PS_OPT_ADAM && !(c->beta2 >= 0.0f && c->beta2 < 1.0f))
+    else if (c->kind == SMLT_OPT_ADAM && !(c->beta2 >= 0.0f && c->beta2 < 1.0f))
         bad = "beta2: must be in [0, 1)";
-    else if ((c->kind == PS_OPT_ADAM || c->kind == PS_OPT_ADAGRAD) && !(c->eps > 0.0f))
+    else if ((c->kind == SMLT_OPT_ADAM || c->kind == SMLT_OPT_ADAGRAD) && !(c->eps > 0.0f))
         bad = "eps: must be > 0";
     if (bad) {
         if (err && errlen)
@@ -145,16 +145,16 @@ void ps_optim_apply(const struct ps_optim_conf *c, uint64_t t, float *dst, const
     if (t == 0)
         t = 1;
     switch (c->kind) {
-    case PS_OPT_SGD:
+    case SMLT_OPT_SGD:
         apply_sgd(c->lr, c->weight_decay, dst, src, grad, scale, n);
         break;
-    case PS_OPT_MOMENTUM:
+    case SMLT_OPT_MOMENTUM:
         apply_momentum(c, dst, src, grad, scale, state, n);
         break;
-    case PS_OPT_ADAM:
+    case SMLT_OPT_ADAM:
         apply_adam(c, t, dst, src, grad, scale, state, state + n, n);
         break;
-    case PS_OPT_ADAGRAD:
+    case SMLT_OPT_ADAGRAD:
         apply_adagrad(c, dst, src, grad, scale, state, n);
         break;
     }
@@ -185,21 +185,4 @@ double ps_optim_sumsq(const float *x, size_t n)
         n -= k;
     }
     return total;
-}
-
-const char *ps_optim_name(enum ps_optim_kind k)
-{
-    static const char *names[] = {"sgd", "momentum", "adam", "adagrad"};
-    return k >= PS_OPT_SGD && k <= PS_OPT_ADAGRAD ? names[k] : "?";
-}
-
-int ps_optim_parse(const char *s, enum ps_optim_kind *k)
-{
-    for (int i = PS_OPT_SGD; i <= PS_OPT_ADAGRAD; i++) {
-        if (s && !strcasecmp(s, ps_optim_name((enum ps_optim_kind)i))) {
-            *k = (enum ps_optim_kind)i;
-            return 0;
-        }
-    }
-    return SMLT_EINVAL;
 }

@@ -12,10 +12,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum ps_optim_kind { PS_OPT_SGD = 0, PS_OPT_MOMENTUM = 1, PS_OPT_ADAM = 2, PS_OPT_ADAGRAD = 3 };
+#include "smlt_enum.h" /* enum smlt_optim */
+
 
 struct ps_optim_conf {
-    enum ps_optim_kind kind;
+    enum smlt_optim kind;
     float lr;
     float momentum;
     int nesterov;
@@ -29,7 +30,7 @@ void ps_optim_conf_default(struct ps_optim_conf *c);
 
 /* Returns the number of state floats kept per parameter: 0 (SGD), 1 (momentum, AdaGrad),
  * 2 (Adam). The state of n parameters is that many arrays of n floats, back to back. */
-int ps_optim_state_per_param(enum ps_optim_kind k);
+int ps_optim_state_per_param(enum smlt_optim k);
 
 /* Returns 0 if c is usable, else SMLT_EINVAL with a message in err naming the field. */
 int ps_optim_conf_check(const struct ps_optim_conf *c, char *err, size_t errlen);
@@ -48,10 +49,5 @@ void ps_optim_accumulate(float *acc, const float *g, size_t n);
 /* Sum of squares of x[0..n) in double (cblas_sdot in chunks). */
 double ps_optim_sumsq(const float *x, size_t n);
 
-/* Returns the name of an optimizer kind ("sgd", "momentum", "adam", "adagrad"). */
-const char *ps_optim_name(enum ps_optim_kind k);
-
-/* Parses a name as returned by ps_optim_name(). Returns 0 or SMLT_EINVAL. */
-int ps_optim_parse(const char *s, enum ps_optim_kind *k);
 
 #endif

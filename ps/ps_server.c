@@ -9,7 +9,7 @@
 
 #include <event2/listener.h>
 
-#include "ps_map.h"
+#include "part_map.h"
 #include "ps_shard.h"
 #include "rpc_conn.h"
 #include "smlt.pb-c.h"
@@ -70,7 +70,7 @@ struct ps_server {
     uint64_t conf_req;
     struct ps_client *freeze_client; /* a ReshardPrepare waiting for the shard to freeze */
     uint64_t freeze_req;
-    struct ps_map *retired;          /* not in the job's map any more: every request is told so */
+    struct part_map *retired;          /* not in the job's map any more: every request is told so */
     struct rpc_rate *nic;            /* the emulated network card, or NULL */
     int shutdown;
     /* counters for /stats (connections add theirs when they close) */
@@ -92,9 +92,9 @@ static void reply_error(struct ps_client *cl, uint64_t req_id, int code, const c
     Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
     er.code = code;
     er.message = (char *)(msg && *msg ? msg : smlt_strerror(code));
-    const struct ps_map *map = ps_shard_map(srv->shard);
+    const struct part_map *map = ps_shard_map(srv->shard);
     int have_pm = 0;
-    if (code == SMLT_ESTALEMAP && map && ps_map_to_pb(map, &pm) == 0) {
+    if (code == SMLT_ESTALEMAP && map && part_map_to_pb(map, &pm) == 0) {
         er.map = &pm;
         have_pm = 1;
         srv->stale_map_errors++;
@@ -106,13 +106,13 @@ static void reply_error(struct ps_client *cl, uint64_t req_id, int code, const c
     }
     rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_ERROR, req_id, &er.base, NULL, 0, 0, NULL, NULL);
     if (have_pm)
-        ps_map_pb_clear(&pm);
+        part_map_pb_clear(&pm);
 }
 
 static void reply_ok(struct ps_client *cl, uint64_t req_id)
 {
     Smlt__Ok ok = SMLT__OK__INIT;
-    const struct ps_map *map = ps_shard_map(cl->srv->shard);
+    const struct part_map *map = ps_shard_map(cl->srv->shard);
     ok.has_version = 1;
     ok.version = ps_shard_version(cl->srv->shard);
     if (map) {
@@ -227,12 +227,12 @@ static void on_shard_configured(struct ps_shard *sh, int err, void *arg)
     struct ps_client *cl = srv->conf_client;
     srv->conf_client = NULL;
     if (err == 0) {
-        const struct ps_map *m = ps_shard_map(sh);
+        const struct part_map *m = ps_shard_map(sh);
         log_info("shard %u: configured: job \"%s\" map v%llu range [%llu, %llu) %s, %u workers, %s",
                  srv->conf.shard, m->job, (unsigned long long)m->version,
                  (unsigned long long)ps_shard_lo(sh), (unsigned long long)ps_shard_hi(sh),
-                 ps_sync_name(ps_shard_conf(sh)->mode), ps_shard_conf(sh)->workers,
-                 ps_optim_name(ps_shard_conf(sh)->optim.kind));
+                 smlt_enum_sync_name(ps_shard_conf(sh)->mode), ps_shard_conf(sh)->workers,
+                 smlt_enum_optim_name(ps_shard_conf(sh)->optim.kind));
     }
     if (!cl)
         return;
@@ -282,7 +282,7 @@ static void handle_hello(struct ps_client *cl, const struct rpc_frame_hdr *h, co
     Smlt__HelloOk ok = SMLT__HELLO_OK__INIT;
     ok.proto_version = SMLT_PROTO_VERSION;
     ok.shard = srv->conf.shard;
-    const struct ps_map *map = ps_shard_map(srv->shard);
+    const struct part_map *map = ps_shard_map(srv->shard);
     ok.has_map_version = 1;
     ok.map_version = map && ps_shard_ready(srv->shard) ? map->version : 0;
     ok.server = "smlt-ps " SMLT_VERSION_STRING;
@@ -296,19 +296,19 @@ out:
 
 static void handle_get_map(struct ps_client *cl, uint64_t req_id)
 {
-    const struct ps_map *map = ps_shard_map(cl->srv->shard);
+    const struct part_map *map = ps_shard_map(cl->srv->shard);
     if (!map || !ps_shard_ready(cl->srv->shard)) {
         reply_error(cl, req_id, map ? SMLT_EAGAIN : SMLT_ENOTCONF,
                     map ? "shard initializing" : "shard has no job configured");
         return;
     }
     Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
-    if (ps_map_to_pb(map, &pm) != 0) {
+    if (part_map_to_pb(map, &pm) != 0) {
         reply_error(cl, req_id, SMLT_ENOMEM, NULL);
         return;
     }
     rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_MAP, req_id, &pm.base, NULL, 0, 0, NULL, NULL);
-    ps_map_pb_clear(&pm);
+    part_map_pb_clear(&pm);
 }
 
 static void handle_pull(struct ps_client *cl, const struct rpc_frame_hdr *h, const uint8_t *meta)
@@ -402,12 +402,12 @@ static void handle_push_done(struct ps_client *cl, const struct rpc_frame_hdr *h
 static int fill_conf(const Smlt__ShardConfig *m, struct ps_shard_conf *c, char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
-    c->mode = PS_SYNC_BSP;
+    c->mode = SMLT_SYNC_BSP;
     c->workers = 1;
     ps_optim_conf_default(&c->optim);
     if (m->sync) {
         if (m->sync->has_mode)
-            c->mode = (enum ps_sync_mode)m->sync->mode;
+            c->mode = (enum smlt_sync)m->sync->mode;
         if (m->sync->has_workers)
             c->workers = m->sync->workers;
         if (m->sync->has_staleness)
@@ -416,7 +416,7 @@ static int fill_conf(const Smlt__ShardConfig *m, struct ps_shard_conf *c, char *
     const Smlt__OptimConf *o = m->optim;
     if (o) {
         if (o->has_kind)
-            c->optim.kind = (enum ps_optim_kind)o->kind;
+            c->optim.kind = (enum smlt_optim)o->kind;
         if (o->has_lr)
             c->optim.lr = o->lr;
         if (o->has_momentum)
@@ -434,7 +434,7 @@ static int fill_conf(const Smlt__ShardConfig *m, struct ps_shard_conf *c, char *
         if (o->has_decoupled)
             c->optim.decoupled = o->decoupled;
     }
-    if (c->mode < PS_SYNC_BSP || c->mode > PS_SYNC_ASP) {
+    if (c->mode < SMLT_SYNC_BSP || c->mode > SMLT_SYNC_ASP) {
         snprintf(err, errlen, "sync.mode: unknown value %d", (int)c->mode);
         return SMLT_EINVAL;
     }
@@ -462,13 +462,13 @@ static void handle_configure(struct ps_client *cl, const struct rpc_frame_hdr *h
         return;
     }
     struct ps_shard_conf conf;
-    struct ps_map *map = NULL;
+    struct part_map *map = NULL;
     int rc = 0;
     if (srv->conf_client) {
         snprintf(err, sizeof err, "another configuration is in progress");
         rc = SMLT_EBUSY;
     } else if ((rc = fill_conf(m, &conf, err, sizeof err)) == 0) {
-        map = ps_map_from_pb(m->map, err, sizeof err);
+        map = part_map_from_pb(m->map, err, sizeof err);
         if (!map)
             rc = SMLT_EINVAL;
     }
@@ -489,13 +489,13 @@ static void handle_configure(struct ps_client *cl, const struct rpc_frame_hdr *h
         map = NULL; /* taken */
     }
     if (rc) {
-        ps_map_free(map);
+        part_map_free(map);
         log_warn("shard %u: configure refused: %s", srv->conf.shard, err);
         reply_error(cl, h->req_id, rc, err);
     } else {
         /* Waiting pulls were for the old configuration: tell them the new map. */
         cancel_pulls(srv, SMLT_ESTALEMAP, "the shard was reconfigured with a new map");
-        ps_map_free(srv->retired);
+        part_map_free(srv->retired);
         srv->retired = NULL;
         if (ps_shard_ready(srv->shard)) {
             reply_ok(cl, h->req_id);
@@ -579,7 +579,7 @@ static void handle_stats(struct ps_client *cl, uint64_t req_id)
     struct ps_shard_stats st;
     ps_shard_stats(srv->shard, &st);
     Smlt__ShardStats m = SMLT__SHARD_STATS__INIT;
-    const struct ps_map *map = ps_shard_map(srv->shard);
+    const struct part_map *map = ps_shard_map(srv->shard);
     const struct ps_shard_conf *c = ps_shard_conf(srv->shard);
     uint64_t bin = srv->bytes_in, bout = srv->bytes_out, bad = srv->frames_bad;
     for (struct ps_client *x = srv->clients; x; x = x->next) {
@@ -638,7 +638,7 @@ static void handle_prepare(struct ps_client *cl, const struct rpc_frame_hdr *h, 
         reply_error(cl, h->req_id, SMLT_EPROTO, "malformed ReshardPrepare");
         return;
     }
-    const struct ps_map *map = ps_shard_map(srv->shard);
+    const struct part_map *map = ps_shard_map(srv->shard);
     if (!map || !ps_shard_ready(srv->shard)) {
         reply_error(cl, h->req_id, map ? SMLT_EAGAIN : SMLT_ENOTCONF, "shard not ready");
         goto out;
@@ -801,14 +801,14 @@ static void handle_retire(struct ps_client *cl, const struct rpc_frame_hdr *h, c
     struct ps_server *srv = cl->srv;
     Smlt__Retire *m = (Smlt__Retire *)rpc_msg_unpack(h, meta);
     char err[256] = "";
-    struct ps_map *map = m ? ps_map_from_pb(m->map, err, sizeof err) : NULL;
+    struct part_map *map = m ? part_map_from_pb(m->map, err, sizeof err) : NULL;
     if (!map) {
         reply_error(cl, h->req_id, SMLT_EPROTO, m ? err : "malformed Retire");
         if (m)
             protobuf_c_message_free_unpacked(&m->base, NULL);
         return;
     }
-    ps_map_free(srv->retired);
+    part_map_free(srv->retired);
     srv->retired = map;
     log_info("shard %u: retired; clients are sent to map v%llu", srv->conf.shard,
              (unsigned long long)map->version);
@@ -828,11 +828,11 @@ static void reply_retired(struct ps_client *cl, uint64_t req_id)
     Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
     er.code = SMLT_ESTALEMAP;
     er.message = "this shard is no longer part of the job: use the new partition map";
-    if (ps_map_to_pb(cl->srv->retired, &pm) == 0)
+    if (part_map_to_pb(cl->srv->retired, &pm) == 0)
         er.map = &pm;
     cl->srv->stale_map_errors++;
     rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_ERROR, req_id, &er.base, NULL, 0, 0, NULL, NULL);
-    ps_map_pb_clear(&pm);
+    part_map_pb_clear(&pm);
 }
 
 /* ---- connection callbacks ---------------------------------------------------------------- */
@@ -949,9 +949,9 @@ static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const ui
                          h->type == SMLT__MSG_TYPE__MSG_PUSH)) {
         if (h->type == SMLT__MSG_TYPE__MSG_GET_MAP) {
             Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
-            if (ps_map_to_pb(srv->retired, &pm) == 0)
+            if (part_map_to_pb(srv->retired, &pm) == 0)
                 rpc_conn_send(c, SMLT__MSG_TYPE__MSG_MAP, h->req_id, &pm.base, NULL, 0, 0, NULL, NULL);
-            ps_map_pb_clear(&pm);
+            part_map_pb_clear(&pm);
         } else if (h->type == SMLT__MSG_TYPE__MSG_PULL) {
             reply_retired(cl, h->req_id);
         }
@@ -1223,7 +1223,7 @@ void ps_server_free(struct ps_server *srv)
     }
     ps_shard_free(srv->shard);
     rpc_rate_free(srv->nic); /* every connection is gone */
-    ps_map_free(srv->retired);
+    part_map_free(srv->retired);
     free(srv->token);
     free(srv->admin_token);
     free(srv);

@@ -3,18 +3,17 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "smlt_error.h"
 #include "smlt_log.h"
+#include "smlt_util.h"
 
 /* Jobs on ranges up to this many elements run on the loop thread itself: their math takes tens
  * of microseconds, less than handing them to the apply thread and back (two context switches, a
@@ -57,7 +56,7 @@ struct ps_job {
     int reset_state;
     size_t state_floats;
     /* init / alloc: buffers made on the thread */
-    struct ps_map *map;
+    struct part_map *map;
     uint64_t lo;
     size_t nbufs;
     float *bufs[PS_POOL_CAP];
@@ -88,7 +87,7 @@ struct ps_shard {
     void *arg;
 
     /* configuration */
-    struct ps_map *map;
+    struct part_map *map;
     struct ps_shard_conf conf;
     uint64_t lo, hi;
     size_t n;
@@ -140,23 +139,6 @@ struct ps_shard {
     unsigned inline_out; /* of which queued to run inline */
     struct ps_job *l_head, *l_tail; /* inline queue */
 };
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* ---- memory ------------------------------------------------------------------------------ */
 
@@ -233,7 +215,7 @@ static void buf_unref(struct ps_shard *s, const float *p)
 
 static void job_run(struct ps_job *j)
 {
-    double t0 = now_s();
+    double t0 = smlt_now_mono();
     switch (j->kind) {
     case JOB_INIT: {
         size_t bytes = j->n * sizeof(float);
@@ -243,7 +225,7 @@ static void job_run(struct ps_job *j)
             j->err = SMLT_ENOMEM;
             break;
         }
-        ps_map_init_values(j->map, j->lo, j->lo + j->n, j->bufs[0]);
+        part_map_init_values(j->map, j->lo, j->lo + j->n, j->bufs[0]);
         for (size_t i = 1; i < j->nbufs; i++)
             if (!(j->bufs[i] = big_alloc(bytes)))
                 break;
@@ -279,7 +261,7 @@ static void job_run(struct ps_job *j)
         }
         break;
     }
-    j->secs = now_s() - t0;
+    j->secs = smlt_now_mono() - t0;
 }
 
 static void *apply_thread(void *arg)
@@ -460,7 +442,7 @@ void ps_shard_free(struct ps_shard *s)
     big_free(s->state, s->state_bytes);
     free(s->last_counted);
     free(s->last_applied);
-    ps_map_free(s->map);
+    part_map_free(s->map);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -486,30 +468,31 @@ static int ranks_resize(struct ps_shard *s, uint32_t n)
 
 static int conf_check(const struct ps_shard_conf *c, char *err, size_t errlen)
 {
-    if (c->mode < PS_SYNC_BSP || c->mode > PS_SYNC_ASP) {
-        seterr(err, errlen, "sync: unknown mode %d", (int)c->mode);
+    if (c->mode < SMLT_SYNC_BSP || c->mode > SMLT_SYNC_ASP) {
+        smlt_set_err(err, errlen, "sync: unknown mode %d", (int)c->mode);
         return SMLT_EINVAL;
     }
     if (c->workers == 0 || c->workers > SMLT_MAX_WORKERS) {
-        seterr(err, errlen, "workers: %u outside 1..%u", c->workers, SMLT_MAX_WORKERS);
+        smlt_set_err(err, errlen, "workers: %u outside 1..%u", c->workers, SMLT_MAX_WORKERS);
         return SMLT_EINVAL;
     }
     return ps_optim_conf_check(&c->optim, err, errlen);
 }
 
-int ps_shard_configure(struct ps_shard *s, struct ps_map *map, const struct ps_shard_conf *conf,
+int ps_shard_configure(struct ps_shard *s, struct part_map *map, const struct ps_shard_conf *conf,
                        char *err, size_t errlen)
 {
     int rc;
     if (!map || s->id >= map->nshards) {
-        seterr(err, errlen, "shard id %u not in the map (%u shards)", s->id, map ? map->nshards : 0);
+        smlt_set_err(err, errlen, "shard id %u not in the map (%u shards)", s->id,
+                     map ? map->nshards : 0);
         rc = SMLT_EINVAL;
         goto fail;
     }
     if ((rc = conf_check(conf, err, errlen)) != 0)
         goto fail;
     if (s->jobs_out || s->configuring) {
-        seterr(err, errlen, "shard busy applying updates; configure again when idle");
+        smlt_set_err(err, errlen, "shard busy applying updates; configure again when idle");
         rc = SMLT_EBUSY;
         goto fail;
     }
@@ -532,7 +515,7 @@ int ps_shard_configure(struct ps_shard *s, struct ps_map *map, const struct ps_s
     s->state = NULL;
     s->state_bytes = 0;
     s->cur = s->head = s->accum = NULL;
-    ps_map_free(s->map);
+    part_map_free(s->map);
     s->map = map;
     s->conf = *conf;
     s->lo = map->shards[s->id].lo;
@@ -568,7 +551,7 @@ int ps_shard_configure(struct ps_shard *s, struct ps_map *map, const struct ps_s
     pump(s);
     return 0;
 fail:
-    ps_map_free(map);
+    part_map_free(map);
     return rc;
 }
 
@@ -726,16 +709,16 @@ static void job_complete(struct ps_shard *s, struct ps_job *j)
 static int range_check(struct ps_shard *s, uint64_t map_version, char *err, size_t errlen)
 {
     if (!s->map && !s->configuring) {
-        seterr(err, errlen, "shard %u has no job configured", s->id);
+        smlt_set_err(err, errlen, "shard %u has no job configured", s->id);
         return SMLT_ENOTCONF;
     }
     if (!s->ready) {
-        seterr(err, errlen, "shard %u is initializing its parameters", s->id);
+        smlt_set_err(err, errlen, "shard %u is initializing its parameters", s->id);
         return SMLT_EAGAIN;
     }
     if (map_version != s->map->version) {
-        seterr(err, errlen, "partition map version %llu is stale; current is %llu",
-               (unsigned long long)map_version, (unsigned long long)s->map->version);
+        smlt_set_err(err, errlen, "partition map version %llu is stale; current is %llu",
+                     (unsigned long long)map_version, (unsigned long long)s->map->version);
         return SMLT_ESTALEMAP;
     }
     return 0;
@@ -748,43 +731,44 @@ int ps_shard_push_check(struct ps_shard *s, uint64_t map_version, uint32_t worke
     if (rc)
         return rc;
     if (lo != s->lo || hi != s->hi) {
-        seterr(err, errlen, "push range [%llu, %llu) is not shard %u's range [%llu, %llu)",
-               (unsigned long long)lo, (unsigned long long)hi, s->id, (unsigned long long)s->lo,
-               (unsigned long long)s->hi);
+        smlt_set_err(err, errlen, "push range [%llu, %llu) is not shard %u's range [%llu, %llu)",
+                     (unsigned long long)lo, (unsigned long long)hi, s->id,
+                     (unsigned long long)s->lo, (unsigned long long)s->hi);
         return SMLT_ERANGE;
     }
     if (worker >= s->conf.workers) {
-        seterr(err, errlen, "worker rank %u outside 0..%u", worker, s->conf.workers - 1);
+        smlt_set_err(err, errlen, "worker rank %u outside 0..%u", worker, s->conf.workers - 1);
         return SMLT_EINVAL;
     }
     uint64_t last = s->last_counted[worker];
     if (last != NO_STEP && step <= last)
         return 1;
-    if (s->freeze_at != UINT64_MAX && (s->conf.mode != PS_SYNC_BSP || step >= s->freeze_at)) {
+    if (s->freeze_at != UINT64_MAX && (s->conf.mode != SMLT_SYNC_BSP || step >= s->freeze_at)) {
         if (s->freeze_stop) {
-            seterr(err, errlen, "the job is stopping at step %llu", (unsigned long long)s->freeze_at);
+            smlt_set_err(err, errlen, "the job is stopping at step %llu",
+                         (unsigned long long)s->freeze_at);
             return SMLT_ECANCELED;
         }
-        seterr(err, errlen, "shard %u is frozen for resharding; push again shortly", s->id);
+        smlt_set_err(err, errlen, "shard %u is frozen for resharding; push again shortly", s->id);
         return SMLT_EAGAIN;
     }
     switch (s->conf.mode) {
-    case PS_SYNC_BSP:
+    case SMLT_SYNC_BSP:
         if (step != s->version || s->step_closed) {
-            seterr(err, errlen, "BSP step %llu not open: shard %u is at step %llu%s",
-                   (unsigned long long)step, s->id, (unsigned long long)s->version,
-                   s->step_closed ? " (being applied)" : "");
+            smlt_set_err(err, errlen, "BSP step %llu not open: shard %u is at step %llu%s",
+                         (unsigned long long)step, s->id, (unsigned long long)s->version,
+                         s->step_closed ? " (being applied)" : "");
             return SMLT_ESTEP;
         }
         break;
-    case PS_SYNC_SSP:
+    case SMLT_SYNC_SSP:
         if (step > s->clock + s->conf.staleness) {
-            seterr(err, errlen, "SSP step %llu too far ahead: clock %llu, staleness %u",
-                   (unsigned long long)step, (unsigned long long)s->clock, s->conf.staleness);
+            smlt_set_err(err, errlen, "SSP step %llu too far ahead: clock %llu, staleness %u",
+                         (unsigned long long)step, (unsigned long long)s->clock, s->conf.staleness);
             return SMLT_ESTEP;
         }
         break;
-    case PS_SYNC_ASP:
+    case SMLT_SYNC_ASP:
         break;
     }
     return 0;
@@ -842,7 +826,8 @@ int ps_shard_push_commit(struct ps_shard *s, uint32_t worker, uint64_t step, flo
      * resharded while its payload arrived) belongs to a range that no longer exists here. */
     struct ps_buf *b = buf ? pool_find(s, buf) : NULL;
     if (rc == 0 && (!b || b->retired || b->bytes != s->n * sizeof(float))) {
-        seterr(err, errlen, "shard %u was reconfigured while this push arrived; push again", s->id);
+        smlt_set_err(err, errlen, "shard %u was reconfigured while this push arrived; push again",
+                     s->id);
         rc = SMLT_ESTALEMAP;
     }
     if (rc != 0) {
@@ -855,7 +840,7 @@ int ps_shard_push_commit(struct ps_shard *s, uint32_t worker, uint64_t step, flo
     }
     s->last_counted[worker] = step;
     s->st.pushes_counted++;
-    if (s->conf.mode == PS_SYNC_BSP) {
+    if (s->conf.mode == SMLT_SYNC_BSP) {
         if (!s->accum) {
             s->accum = buf; /* the first push of a step becomes the sum: no copy */
             s->noise_step = s->conf.workers >= 2 && s->version % PS_NOISE_EVERY == 0;
@@ -901,9 +886,9 @@ int ps_shard_pull_check(struct ps_shard *s, uint64_t map_version, uint64_t lo, u
     if (rc)
         return rc;
     if (lo < s->lo || hi > s->hi || lo > hi) {
-        seterr(err, errlen, "range [%llu, %llu) outside shard %u's [%llu, %llu)",
-               (unsigned long long)lo, (unsigned long long)hi, s->id, (unsigned long long)s->lo,
-               (unsigned long long)s->hi);
+        smlt_set_err(err, errlen, "range [%llu, %llu) outside shard %u's [%llu, %llu)",
+                     (unsigned long long)lo, (unsigned long long)hi, s->id,
+                     (unsigned long long)s->lo, (unsigned long long)s->hi);
         return SMLT_ERANGE;
     }
     return 0;
@@ -963,7 +948,7 @@ int ps_shard_set_params(struct ps_shard *s, uint64_t map_version, uint64_t lo, u
             free(j);
             if (owned_buf)
                 buf_unref(s, vals);
-            seterr(err, errlen, "no free buffer for a partial parameter write; retry");
+            smlt_set_err(err, errlen, "no free buffer for a partial parameter write; retry");
             return SMLT_EAGAIN;
         }
         memcpy(j->vals, vals, j->len * sizeof(float));
@@ -998,9 +983,9 @@ int ps_shard_update(struct ps_shard *s, const float *lr, const float *weight_dec
     if ((rc = ranks_resize(s, c.workers)) != 0)
         return rc;
     s->conf = c;
-    if (s->ready && c.mode == PS_SYNC_BSP && s->count >= c.workers)
+    if (s->ready && c.mode == SMLT_SYNC_BSP && s->count >= c.workers)
         bsp_close_step(s);
-    else if (s->ready && c.mode == PS_SYNC_SSP) {
+    else if (s->ready && c.mode == SMLT_SYNC_SSP) {
         uint64_t old = s->clock;
         s->clock = ssp_clock(s);
         if (s->clock != old && s->cbs.on_advance)
@@ -1012,7 +997,7 @@ int ps_shard_update(struct ps_shard *s, const float *lr, const float *weight_dec
 
 /* ---- accessors --------------------------------------------------------------------------- */
 
-const struct ps_map *ps_shard_map(const struct ps_shard *s)
+const struct part_map *ps_shard_map(const struct ps_shard *s)
 {
     return s->map;
 }
@@ -1041,7 +1026,7 @@ uint64_t ps_shard_freeze(struct ps_shard *s, uint64_t clock)
         s->freeze_stop = 0;
         return UINT64_MAX;
     }
-    if (s->conf.mode != PS_SYNC_BSP) {
+    if (s->conf.mode != SMLT_SYNC_BSP) {
         s->freeze_at = 0;
         return 0;
     }
@@ -1061,7 +1046,7 @@ int ps_shard_frozen(const struct ps_shard *s)
 {
     if (s->freeze_at == UINT64_MAX || !s->ready || s->jobs_out)
         return 0;
-    if (s->conf.mode == PS_SYNC_BSP)
+    if (s->conf.mode == SMLT_SYNC_BSP)
         return s->version >= s->freeze_at && s->count == 0 && !s->step_closed;
     return 1;
 }
@@ -1070,7 +1055,7 @@ int ps_shard_export(struct ps_shard *s, struct ps_shard_export *e)
 {
     if (!s->map)
         return SMLT_ENOTCONF;
-    if (!s->ready || s->jobs_out || (s->conf.mode == PS_SYNC_BSP && s->count > 0))
+    if (!s->ready || s->jobs_out || (s->conf.mode == SMLT_SYNC_BSP && s->count > 0))
         return SMLT_EAGAIN;
     memset(e, 0, sizeof *e);
     e->version = s->version;
@@ -1090,30 +1075,32 @@ int ps_shard_import(struct ps_shard *s, uint64_t map_version, uint64_t lo, uint6
                     size_t errlen)
 {
     if (!s->map || s->configuring) {
-        seterr(err, errlen, "shard %u has no job configured yet", s->id);
+        smlt_set_err(err, errlen, "shard %u has no job configured yet", s->id);
         return s->map ? SMLT_EAGAIN : SMLT_ENOTCONF;
     }
     if (!s->importing) {
-        seterr(err, errlen, "shard %u was not configured to await an import", s->id);
+        smlt_set_err(err, errlen, "shard %u was not configured to await an import", s->id);
         return SMLT_EINVAL;
     }
     if (map_version != s->map->version) {
-        seterr(err, errlen, "import for map version %llu; shard has %llu",
-               (unsigned long long)map_version, (unsigned long long)s->map->version);
+        smlt_set_err(err, errlen, "import for map version %llu; shard has %llu",
+                     (unsigned long long)map_version, (unsigned long long)s->map->version);
         return SMLT_ESTALEMAP;
     }
     if (lo < s->lo || hi > s->hi || lo > hi) {
-        seterr(err, errlen, "import range [%llu, %llu) outside [%llu, %llu)", (unsigned long long)lo,
-               (unsigned long long)hi, (unsigned long long)s->lo, (unsigned long long)s->hi);
+        smlt_set_err(err, errlen, "import range [%llu, %llu) outside [%llu, %llu)",
+                     (unsigned long long)lo, (unsigned long long)hi, (unsigned long long)s->lo,
+                     (unsigned long long)s->hi);
         return SMLT_ERANGE;
     }
     if (m->nstate != (uint32_t)ps_optim_state_per_param(s->conf.optim.kind)) {
-        seterr(err, errlen, "import carries %u optimizer state arrays; %s keeps %d", m->nstate,
-               ps_optim_name(s->conf.optim.kind), ps_optim_state_per_param(s->conf.optim.kind));
+        smlt_set_err(err, errlen, "import carries %u optimizer state arrays; %s keeps %d",
+                     m->nstate, smlt_enum_optim_name(s->conf.optim.kind),
+                     ps_optim_state_per_param(s->conf.optim.kind));
         return SMLT_EINVAL;
     }
     if (m->nranks > SMLT_MAX_WORKERS) {
-        seterr(err, errlen, "import names %u ranks, over %u", m->nranks, SMLT_MAX_WORKERS);
+        smlt_set_err(err, errlen, "import names %u ranks, over %u", m->nranks, SMLT_MAX_WORKERS);
         return SMLT_EINVAL;
     }
     int rc = ranks_resize(s, m->nranks);
@@ -1172,21 +1159,4 @@ const struct ps_shard_conf *ps_shard_conf(const struct ps_shard *s)
 void ps_shard_stats(const struct ps_shard *s, struct ps_shard_stats *st)
 {
     *st = s->st;
-}
-
-const char *ps_sync_name(enum ps_sync_mode m)
-{
-    static const char *names[] = {"bsp", "ssp", "asp"};
-    return m >= PS_SYNC_BSP && m <= PS_SYNC_ASP ? names[m] : "?";
-}
-
-int ps_sync_parse(const char *str, enum ps_sync_mode *m)
-{
-    for (int i = PS_SYNC_BSP; i <= PS_SYNC_ASP; i++) {
-        if (str && !strcasecmp(str, ps_sync_name((enum ps_sync_mode)i))) {
-            *m = (enum ps_sync_mode)i;
-            return 0;
-        }
-    }
-    return SMLT_EINVAL;
 }

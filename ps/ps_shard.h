@@ -27,13 +27,12 @@
 
 #include <event2/event.h>
 
-#include "ps_map.h"
+#include "part_map.h"
 #include "ps_optim.h"
-
-enum ps_sync_mode { PS_SYNC_BSP = 0, PS_SYNC_SSP = 1, PS_SYNC_ASP = 2 };
+#include "smlt_enum.h"
 
 struct ps_shard_conf {
-    enum ps_sync_mode mode;
+    enum smlt_sync mode;
     uint32_t workers;    /* BSP: pushes per step; SSP: ranks whose clocks bound the others */
     uint32_t staleness;  /* SSP bound */
     struct ps_optim_conf optim;
@@ -91,7 +90,7 @@ void ps_shard_free(struct ps_shard *s);
  * range map->shards[id]. Parameters are initialized from the map's per-tensor init on the apply
  * thread; until on_configured fires, ps_shard_ready() is 0 and requests get SMLT_EAGAIN.
  * Returns 0, or SMLT_EINVAL / SMLT_EBUSY (jobs in flight) with a message in err. */
-int ps_shard_configure(struct ps_shard *s, struct ps_map *map, const struct ps_shard_conf *conf,
+int ps_shard_configure(struct ps_shard *s, struct part_map *map, const struct ps_shard_conf *conf,
                        char *err, size_t errlen);
 
 /* Gives the shard a new id (its position in the map it is configured with next: resharding
@@ -177,7 +176,7 @@ int ps_shard_import(struct ps_shard *s, uint64_t map_version, uint64_t lo, uint6
 uint64_t ps_shard_seq_done(const struct ps_shard *s);
 
 /* Accessors. map: NULL before configure. */
-const struct ps_map *ps_shard_map(const struct ps_shard *s);
+const struct part_map *ps_shard_map(const struct ps_shard *s);
 uint32_t ps_shard_id(const struct ps_shard *s);
 uint64_t ps_shard_version(const struct ps_shard *s);
 uint64_t ps_shard_clock(const struct ps_shard *s);
@@ -189,8 +188,5 @@ void ps_shard_stats(const struct ps_shard *s, struct ps_shard_stats *st);
 /* Blocks until every job handed to the apply thread has finished and its completion ran
  * (runs the completions itself). For tests and shutdown. */
 void ps_shard_drain(struct ps_shard *s);
-
-const char *ps_sync_name(enum ps_sync_mode m);
-int ps_sync_parse(const char *s, enum ps_sync_mode *m);
 
 #endif

@@ -31,11 +31,11 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "smlt_error.h"
 #include "smlt_log.h"
+#include "smlt_util.h"
 
 #ifndef PATH_MAX
 #define PATH_MAX 4096
@@ -53,13 +53,6 @@
 #define BP_RESP_LINE_MAX 512
 
 /* ---- plumbing ------------------------------------------------------------------------------ */
-
-static double bp_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
 
 /* Maps the errno of a failed socket call to an SMLT_E* code. */
 static int bp_errno_code(int err)
@@ -289,7 +282,7 @@ static int child_fork(pid_t *pid_out)
 static int child_reap(pid_t pid, int timeout_ms)
 {
     int st = 0;
-    double end = bp_now_ms() + timeout_ms;
+    double end = (smlt_now_mono() * 1e3) + timeout_ms;
     for (;;) {
         pid_t k = waitpid(pid, &st, WNOHANG);
         if (k == pid)
@@ -299,7 +292,7 @@ static int child_reap(pid_t pid, int timeout_ms)
                 continue;
             return -1;
         }
-        if (bp_now_ms() >= end) {
+        if ((smlt_now_mono() * 1e3) >= end) {
             kill(pid, SIGKILL);
             while (waitpid(pid, &st, 0) < 0)
                 if (errno != EINTR)
@@ -628,11 +621,11 @@ static int tcp_client_worker(void *arg, int w, int reps, double *ms, struct peer
         out[0] = (unsigned char)(k + 31 * w);
         in[0] = (unsigned char)~out[0];
         in[n - 1] = (unsigned char)~out[n - 1];
-        double t0 = bp_now_ms();
+        double t0 = (smlt_now_mono() * 1e3);
         rc = io_send_all(fd, out, n);
         if (rc == 0)
             rc = io_recv_all(fd, in, n);
-        double t1 = bp_now_ms();
+        double t1 = (smlt_now_mono() * 1e3);
         if (rc) {
             log_error("bench_peers: tcp client %d: sync %d: %s", w, k, smlt_strerror(rc));
             goto out;
@@ -1019,7 +1012,7 @@ static int redis_wait_ready(pid_t *pid, int port, int timeout_ms, int *status)
 {
     static const char ping[] = "*1\r\n$4\r\nPING\r\n";
     char last[128] = "";
-    double end = bp_now_ms() + timeout_ms;
+    double end = (smlt_now_mono() * 1e3) + timeout_ms;
     for (;;) {
         int st;
         pid_t k = waitpid(*pid, &st, WNOHANG);
@@ -1042,7 +1035,7 @@ static int redis_wait_ready(pid_t *pid, int port, int timeout_ms, int *status)
                 snprintf(last, sizeof last, "%s", line);
             resp_close(&c);
         }
-        if (bp_now_ms() >= end) {
+        if ((smlt_now_mono() * 1e3) >= end) {
             log_error("bench_peers: redis-server did not answer PING with +PONG within %d ms%s%s",
                       timeout_ms, last[0] ? "; last answer: " : "", last);
             return SMLT_ETIMEDOUT;
@@ -1195,11 +1188,11 @@ static int redis_worker(void *arg, int w, int reps, double *ms, struct peer_gate
         grad[0] = (float)k; /* a fresh gradient every step */
         for (int j = 0; j < 3; j++)
             model[probe[j]] = -1.0f; /* a GET that lands nothing fails the check below */
-        double t0 = bp_now_ms();
+        double t0 = (smlt_now_mono() * 1e3);
         rc = resp_set(&c, hdr, (size_t)hl, grad, n);
         if (rc == 0)
             rc = resp_get_into(&c, get_cmd, sizeof get_cmd - 1, model, n);
-        double t1 = bp_now_ms();
+        double t1 = (smlt_now_mono() * 1e3);
         if (rc) {
             log_error("bench_peers: redis worker %d: sync %d: %s", w, k, smlt_strerror(rc));
             goto out;

@@ -18,14 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench_peers.h"
-#include "smlt.h"
+#include "smlt_admin.h"
 #include "smlt_limits.h"
 #include "smlt_log.h"
 #include "smlt_proc.h"
+#include "smlt_util.h"
 
 #define BENCH_TOKEN "smlt-bench-token"
 #define BENCH_MAX_SIZES 8
@@ -50,13 +50,6 @@ struct shard_procs {
     char addrs[SMLT_MAX_SHARDS * 24];
     char dir[128];
 };
-
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
-}
 
 static void usage(FILE *f)
 {
@@ -259,9 +252,9 @@ static void sync_worker(const char *addrs, const struct bench_opts *o, uint32_t 
         _exit(1);
     }
     for (int i = 0; i < reps; i++) {
-        double t0 = now_ms();
+        double t0 = (smlt_now_mono() * 1e3);
         rc = smlt_sync(c, step++, g, m, &clock);
-        ms[i] = now_ms() - t0;
+        ms[i] = (smlt_now_mono() * 1e3) - t0;
         if (rc) {
             log_error("worker %u: sync: %s: %s", rank, smlt_strerror(rc), smlt_client_errmsg(c));
             _exit(1);
@@ -361,9 +354,9 @@ static int measure_pulls(const char *addrs, const struct bench_opts *o, int n, i
     while (!rc && i < max) {
         if (i >= n && (progress_fd < 0 || pushes >= min_pushes))
             break;
-        double t0 = now_ms();
+        double t0 = (smlt_now_mono() * 1e3);
         rc = smlt_pull_range(c, 4096, 4096 + LAT_PULL_FLOATS, 0, 0, buf, NULL);
-        ms[i++] = now_ms() - t0;
+        ms[i++] = (smlt_now_mono() * 1e3) - t0;
         if (progress_fd >= 0) {
             char b[64];
             struct pollfd p = {progress_fd, POLLIN, 0};

@@ -25,12 +25,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "data_fetch.h"
 #include "data_set.h"
 #include "nn_model.h"
+#include "smlt_util.h"
 
 #define BENCH_MAX_REPS 100
 #define BENCH_MAX_PS_RUNS 4
@@ -55,13 +55,6 @@ struct bench_result {
     size_t params;
     struct bench_ps_rate ps[BENCH_MAX_PS_RUNS];
 };
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -362,7 +355,7 @@ static int run_ours(struct nn_model *m, struct data_set_iter *it, const struct b
         const int steps = r < 0 ? o->warmup : batches;
         long samples = 0;
         lsum = 0;
-        double t0 = now_s();
+        double t0 = smlt_now_mono();
         for (int s = 0; s < steps; s++) {
             int n = data_set_iter_next(it, x, y, NULL);
             float loss = 0;
@@ -379,7 +372,7 @@ static int run_ours(struct nn_model *m, struct data_set_iter *it, const struct b
             samples += n;
             lsum += loss;
         }
-        double dt = now_s() - t0;
+        double dt = smlt_now_mono() - t0;
         if (r >= 0)
             rates[r] = (double)samples / dt;
     }
@@ -527,7 +520,7 @@ int bench_train_main(int argc, char **argv)
     openblas_set_num_threads(o.threads);
     char err[512];
     struct data_set *train = NULL;
-    double t0 = now_s();
+    double t0 = smlt_now_mono();
     if (data_fetch_idx(o.data, "train", NULL, NULL, &train, err, sizeof err) < 0) {
         fprintf(stderr, "smlt-bench train: %s\n", err);
         return 1;
@@ -535,8 +528,8 @@ int bench_train_main(int argc, char **argv)
     const char *core = getenv("OPENBLAS_CORETYPE");
     if (!o.json) {
         printf("smlt-bench train: Fashion-MNIST %zu samples (loaded in %.2f s), batch %d, %d "
-               "thread(s), OPENBLAS_CORETYPE=%s, lr %g\n", data_set_size(train), now_s() - t0,
-               o.batch, o.threads, core ? core : "(unset)", (double)o.lr);
+               "thread(s), OPENBLAS_CORETYPE=%s, lr %g\n", data_set_size(train),
+               smlt_now_mono() - t0, o.batch, o.threads, core ? core : "(unset)", (double)o.lr);
         printf("samples/s: median of %d run(s) x %d round(s) after %d warm-up steps; fused = "
                "SGD written by backward, grads+sgd = gradient array then SGD\n", o.reps,
                o.rounds, o.warmup);

@@ -26,15 +26,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cblas.h>
 
-#include "smlt.h"
+#include "smlt_admin.h"
 #include "smlt_limits.h"
 #include "smlt_log.h"
 #include "smlt_proc.h"
+#include "smlt_util.h"
 #include "worker_train.h"
 
 #define BTP_TOKEN "smlt-bench-train-token"
@@ -144,13 +144,6 @@ static int job_setup(const struct btp_shards *s, const char *spec, int workers, 
     if (rc)
         log_error("job setup for %s on %s: %s", spec, s->addrs, err);
     return rc;
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -532,7 +525,7 @@ static int run_ours(const struct acc_opts *o, const char *spec, int epochs, int 
     int rc = dir_make(&d);
     if (rc)
         return rc;
-    double t0 = now_s();
+    double t0 = smlt_now_mono();
     if ((rc = shards_start(&s, nshards, &d)) != 0)
         goto out;
     if ((rc = job_setup(&s, spec, o->workers, SMLT_OPT_MOMENTUM, o->lr, o->momentum,
@@ -599,7 +592,7 @@ static int run_ours(const struct acc_opts *o, const char *spec, int epochs, int 
     }
     if (rc)
         goto out;
-    res->wall_s = now_s() - t0;
+    res->wall_s = smlt_now_mono() - t0;
     for (int r = 0; r < o->workers && rc == 0; r++) {
         char log[128];
         snprintf(log, sizeof log, "%s/worker%d.log", d.path, r);

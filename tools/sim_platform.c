@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coord_ledger.h"
+#include "coord_prices.h"
 #include "sim_bo.h"
 #include "sim_platform.h"
 

@@ -20,6 +20,8 @@
 
 #include <curl/curl.h>
 
+#include "smlt_util.h"
+
 /* ---- help ---------------------------------------------------------------------------------- */
 
 static const char main_help[] =
@@ -388,26 +390,22 @@ int smltctl_cluster_read(const struct smltctl *c, struct smltctl_cluster *out)
 int smltctl_cluster_write(const struct smltctl *c, const struct smltctl_cluster *cl)
 {
     const char *path = smltctl_state_path(c, "cluster.json");
-    char tmp[PATH_MAX + 100];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s}", "url", cl->url, "token", cl->token, "pid",
                           (json_int_t)cl->pid, "log", cl->log, "data_dir", cl->data_dir);
     char *s = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
-    /* Created 0600 from the start: the file holds the admin token. */
-    int fd = s ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
-    int ok = fd >= 0;
+    char *text = s ? malloc(strlen(s) + 2) : NULL;
+    int ok = text != NULL;
     if (ok) {
         size_t n = strlen(s);
-        ok = fchmod(fd, 0600) == 0 && write(fd, s, n) == (ssize_t)n && write(fd, "\n", 1) == 1;
-        ok = fsync(fd) == 0 && ok;
-        ok = close(fd) == 0 && ok;
-        ok = ok && rename(tmp, path) == 0;
-        if (!ok)
-            unlink(tmp);
+        memcpy(text, s, n);
+        text[n] = '\n';
+        /* Created 0600 from the start: the file holds the admin token. */
+        ok = smlt_write_file_atomic(path, text, n + 1, 0600) == 0;
     }
     if (!ok)
         smltctl_err("cannot write %s: %s", path, strerror(errno));
+    free(text);
     free(s);
     return ok ? 0 : SMLTCTL_ERR;
 }

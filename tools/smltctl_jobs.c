@@ -18,17 +18,11 @@
 #include <unistd.h>
 
 #include "smlt.h"
+#include "smlt_util.h"
 
 #define WATCH_GIVE_UP_S 15.0  /* the coordinator unreachable this long ends `watch` */
 #define WATCH_PLAIN_EVERY_S 5.0
 #define WATCH_BAR 24
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Job ids go into URL paths: only the characters the coordinator's ids are made of. */
 static int check_job_id(const char *id)
@@ -830,7 +824,7 @@ int smltctl_watch_job(struct smltctl *c, const char *id, double interval_s)
         c->quiet_http = 0;
         if (rc == SMLTCTL_UNREACHABLE) {
             /* A busy or restarting coordinator gets a grace period. */
-            double t = now_s();
+            double t = smlt_now_mono();
             if (!lost_since)
                 lost_since = t;
             if (first || t - lost_since >= WATCH_GIVE_UP_S) {
@@ -865,7 +859,7 @@ int smltctl_watch_job(struct smltctl *c, const char *id, double interval_s)
                 print_json_line(&w, j, over);
             } else {
                 print_news(&w, j);
-                double t = now_s();
+                double t = smlt_now_mono();
                 if (w.tty || over || t - w.last_plain >= WATCH_PLAIN_EVERY_S) {
                     if (!w.tty || !over)
                         draw(&w, j);

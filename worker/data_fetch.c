@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,7 @@
 #include "data_set.h"
 #include "smlt_error.h"
 #include "smlt_log.h"
+#include "smlt_util.h"
 
 #define FETCH_CONNECT_TIMEOUT_S 15L
 #define FETCH_LOW_SPEED_BYTES 1024L
@@ -34,20 +34,6 @@
 static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
 static int fetch_curl_rc;
 static atomic_uint_fast64_t fetch_downloads;
-static atomic_uint_fast64_t fetch_tmp_seq;
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static void fetch_init(void)
 {
@@ -159,21 +145,19 @@ static int download(const char *url, const char *dst, char *err, size_t errlen)
     CURL *c = NULL;
     struct sink s = {0};
     char cerr[CURL_ERROR_SIZE] = "";
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp.%d.%llu", dst, (int)getpid(),
-                     (unsigned long long)atomic_fetch_add(&fetch_tmp_seq, 1));
-    if (n < 0 || (size_t)n >= sizeof tmp) {
-        set_err(err, errlen, "%s: path too long", dst);
+    int fd = smlt_atomic_open(dst, 0644, tmp, sizeof tmp);
+    if (fd < 0 && errno == ENAMETOOLONG) {
+        smlt_set_err(err, errlen, "%s: path too long", dst);
         return SMLT_EINVAL;
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0 || !(s.f = fdopen(fd, "wb"))) {
-        set_err(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        smlt_set_err(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
         if (fd >= 0)
             close(fd);
         return SMLT_EIO;
     }
     if (!(c = curl_easy_init())) {
-        set_err(err, errlen, "%s: curl_easy_init failed", url);
+        smlt_set_err(err, errlen, "%s: curl_easy_init failed", url);
         goto out;
     }
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -197,36 +181,36 @@ static int download(const char *url, const char *dst, char *err, size_t errlen)
     if (cc != CURLE_OK) {
         if (s.too_big) {
             rc = SMLT_ETOOBIG;
-            set_err(err, errlen, "%s: larger than %llu bytes", url,
-                    (unsigned long long)DATA_FETCH_MAX_BYTES);
+            smlt_set_err(err, errlen, "%s: larger than %llu bytes", url,
+                         (unsigned long long)DATA_FETCH_MAX_BYTES);
         } else if (cc == CURLE_HTTP_RETURNED_ERROR) {
             rc = status == 404 || status == 410 ? SMLT_ENOTFOUND : SMLT_EIO;
-            set_err(err, errlen, "%s: HTTP %ld", url, status);
+            smlt_set_err(err, errlen, "%s: HTTP %ld", url, status);
         } else {
-            set_err(err, errlen, "%s: download failed: %s", url,
-                    cerr[0] ? cerr : curl_easy_strerror(cc));
+            smlt_set_err(err, errlen, "%s: download failed: %s", url,
+                         cerr[0] ? cerr : curl_easy_strerror(cc));
         }
         goto out;
     }
     curl_off_t clen = -1;
     if (curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen) == CURLE_OK &&
         clen >= 0 && (uint64_t)clen != s.bytes) {
-        set_err(err, errlen, "%s: got %llu bytes, Content-Length said %lld", url,
-                (unsigned long long)s.bytes, (long long)clen);
+        smlt_set_err(err, errlen, "%s: got %llu bytes, Content-Length said %lld", url,
+                     (unsigned long long)s.bytes, (long long)clen);
         goto out;
     }
     if (fflush(s.f) != 0 || fsync(fileno(s.f)) != 0) {
-        set_err(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
+        smlt_set_err(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
         goto out;
     }
     if (fclose(s.f) != 0) {
         s.f = NULL;
-        set_err(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
+        smlt_set_err(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
         goto out;
     }
     s.f = NULL;
-    if (rename(tmp, dst) < 0) {
-        set_err(err, errlen, "%s: rename to %s failed: %s", tmp, dst, strerror(errno));
+    if (smlt_atomic_rename(tmp, dst) < 0) {
+        smlt_set_err(err, errlen, "%s: rename to %s failed: %s", tmp, dst, strerror(errno));
         goto out;
     }
     atomic_fetch_add(&fetch_downloads, 1);
@@ -247,46 +231,48 @@ int data_fetch_file(const char *source, const char *name, const char *cache_dir,
 {
     struct stat st;
     if (!source || !*source || !out || !outlen) {
-        set_err(err, errlen, "data_fetch_file: missing argument");
+        smlt_set_err(err, errlen, "data_fetch_file: missing argument");
         return SMLT_EINVAL;
     }
     if (!name_ok(name)) {
-        set_err(err, errlen, "bad dataset file name '%s'", name ? name : "");
+        smlt_set_err(err, errlen, "bad dataset file name '%s'", name ? name : "");
         return SMLT_EINVAL;
     }
     if (!strncmp(source, "file://", 7))
         source += 7;
     if (!is_url(source)) {
         if (strstr(source, "://")) {
-            set_err(err, errlen, "%s: unsupported scheme (expected a directory, http:// or "
-                    "https://)", source);
+            smlt_set_err(err, errlen,
+                         "%s: unsupported scheme (expected a directory, http:// or "
+                         "https://)",
+                         source);
             return SMLT_EINVAL;
         }
         int n = snprintf(out, outlen, "%.*s/%s", (int)trimmed_len(source), source, name);
         if (n < 0 || (size_t)n >= outlen) {
-            set_err(err, errlen, "%s/%s: path too long", source, name);
+            smlt_set_err(err, errlen, "%s/%s: path too long", source, name);
             return SMLT_EINVAL;
         }
         if (stat(out, &st) < 0) {
             int e = errno;
-            set_err(err, errlen, "%s: %s", out, strerror(e));
+            smlt_set_err(err, errlen, "%s: %s", out, strerror(e));
             return e == ENOENT ? SMLT_ENOTFOUND : SMLT_EIO;
         }
         if (!S_ISREG(st.st_mode)) {
-            set_err(err, errlen, "%s: not a regular file", out);
+            smlt_set_err(err, errlen, "%s: not a regular file", out);
             return SMLT_EIO;
         }
         return 0;
     }
     char dir[DATA_FETCH_PATH_MAX], url[DATA_FETCH_PATH_MAX];
     if (data_fetch_cache_dir(source, cache_dir, dir, sizeof dir) < 0) {
-        set_err(err, errlen, "%s: cache path too long", source);
+        smlt_set_err(err, errlen, "%s: cache path too long", source);
         return SMLT_EINVAL;
     }
     int n = snprintf(out, outlen, "%s/%s", dir, name);
     int u = snprintf(url, sizeof url, "%.*s/%s", (int)trimmed_len(source), source, name);
     if (n < 0 || (size_t)n >= outlen || u < 0 || (size_t)u >= sizeof url) {
-        set_err(err, errlen, "%s/%s: path too long", source, name);
+        smlt_set_err(err, errlen, "%s/%s: path too long", source, name);
         return SMLT_EINVAL;
     }
     if (stat(out, &st) == 0 && S_ISREG(st.st_mode)) {
@@ -294,12 +280,12 @@ int data_fetch_file(const char *source, const char *name, const char *cache_dir,
         return 0;
     }
     if (mkdirs(dir) < 0) {
-        set_err(err, errlen, "%s: cannot create cache directory: %s", dir, strerror(errno));
+        smlt_set_err(err, errlen, "%s: cannot create cache directory: %s", dir, strerror(errno));
         return SMLT_EIO;
     }
     pthread_once(&fetch_once, fetch_init);
     if (fetch_curl_rc < 0) {
-        set_err(err, errlen, "curl_global_init failed");
+        smlt_set_err(err, errlen, "curl_global_init failed");
         return SMLT_EIO;
     }
     return download(url, out, err, errlen);
@@ -310,15 +296,14 @@ int data_fetch_file(const char *source, const char *name, const char *cache_dir,
 static int unpack_to(const char *src, const char *dst, uint64_t *bytes)
 {
     char tmp[DATA_FETCH_PATH_MAX];
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%llu", dst, (long)getpid(),
-                     (unsigned long long)atomic_fetch_add(&fetch_tmp_seq, 1));
-    if (n < 0 || (size_t)n >= sizeof tmp)
-        return -1;
     enum { CHUNK = 1 << 17 };
     char *buf = malloc(CHUNK);
     gzFile in = buf ? gzopen(src, "rb") : NULL;
-    FILE *out = in ? fopen(tmp, "wb") : NULL;
+    int fd = in ? smlt_atomic_open(dst, 0644, tmp, sizeof tmp) : -1;
+    FILE *out = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!out) {
+        if (fd >= 0)
+            smlt_atomic_abort(fd, tmp);
         if (in)
             gzclose(in);
         free(buf);
@@ -345,7 +330,7 @@ static int unpack_to(const char *src, const char *dst, uint64_t *bytes)
     gzclose(in);
     free(buf);
     bad |= fclose(out) != 0;
-    if (bad || rename(tmp, dst) < 0) {
+    if (bad || smlt_atomic_rename(tmp, dst) < 0) {
         unlink(tmp);
         return -1;
     }
@@ -417,7 +402,7 @@ int data_fetch_idx(const char *source, const char *split, const char *cache_dir,
     char names[2][128], paths[2][DATA_FETCH_PATH_MAX];
     static const char *kinds[2] = {"images-idx3", "labels-idx1"};
     if (!split || !name_ok(split) || strlen(split) > 64 || !out) {
-        set_err(err, errlen, "bad dataset split '%s'", split ? split : "");
+        smlt_set_err(err, errlen, "bad dataset split '%s'", split ? split : "");
         return SMLT_EINVAL;
     }
     for (int k = 0; k < 2; k++) {
@@ -430,7 +415,7 @@ int data_fetch_idx(const char *source, const char *split, const char *cache_dir,
             rc = data_fetch_file(source, names[k], cache_dir, paths[k], sizeof paths[k], err2,
                                  sizeof err2);
             if (rc != SMLT_ENOTFOUND && rc < 0)
-                set_err(err, errlen, "%s", err2);
+                smlt_set_err(err, errlen, "%s", err2);
         }
         if (rc < 0)
             return rc;

@@ -9,28 +9,20 @@
 #include <cblas.h>
 #include <string.h>
 
+#include "nn_spec.h"
 #include "smlt_error.h"
 
 /* Target size of one block's im2col matrix: about a quarter of a 512 KiB L2, leaving room
  * for the weights, the output block and the sgemm packing buffers. */
 #define NN_CONV_COLS_BYTES (128u << 10)
-/* Per-dimension cap so that every product below fits comfortably in an int. */
-#define NN_CONV_MAX_SIDE 16384
-#define NN_CONV_MAX_ELEMS (1 << 28)
 
 #define NN_INLINE static inline __attribute__((always_inline))
 
 int nn_conv_geom_init(struct nn_conv_geom *g, int h, int w, int c, int oc, int k, int stride,
                       int pad)
 {
-    if (!g || h < 1 || w < 1 || c < 1 || oc < 1 || k < 1 || stride < 1 || pad < 0)
-        return SMLT_EINVAL;
-    if (h > NN_CONV_MAX_SIDE || w > NN_CONV_MAX_SIDE || c > NN_CONV_MAX_SIDE ||
-        oc > NN_CONV_MAX_SIDE || k > NN_CONV_MAX_SIDE || pad > k - 1 || k > h + 2 * pad ||
-        k > w + 2 * pad)
-        return SMLT_EINVAL;
-    if ((long long)h * w * c > NN_CONV_MAX_ELEMS || (long long)k * k * c > NN_CONV_MAX_ELEMS ||
-        (long long)k * k * c * oc > NN_CONV_MAX_ELEMS)
+    int oh, ow;
+    if (!g || nn_spec_conv_out(h, w, c, oc, k, stride, pad, &oh, &ow) != 0)
         return SMLT_EINVAL;
     memset(g, 0, sizeof *g);
     g->h = h;
@@ -40,10 +32,8 @@ int nn_conv_geom_init(struct nn_conv_geom *g, int h, int w, int c, int oc, int k
     g->k = k;
     g->stride = stride;
     g->pad = pad;
-    g->oh = (h + 2 * pad - k) / stride + 1;
-    g->ow = (w + 2 * pad - k) / stride + 1;
-    if ((long long)g->oh * g->ow * oc > NN_CONV_MAX_ELEMS)
-        return SMLT_EINVAL;
+    g->oh = oh;
+    g->ow = ow;
     g->kdim = k * k * c;
     size_t per_sample = (size_t)g->oh * g->ow * g->kdim * sizeof(float);
     size_t chunk = NN_CONV_COLS_BYTES / per_sample;
@@ -445,9 +435,8 @@ void nn_conv_backward(const struct nn_conv_geom *g, const float *x, const float 
 
 int nn_conv_pool_init(struct nn_conv_pool *p, int h, int w, int c, int k, int stride)
 {
-    if (!p || h < 1 || w < 1 || c < 1 || k < 1 || stride < 1 || k > h || k > w || k > 15)
-        return SMLT_EINVAL;
-    if (h > NN_CONV_MAX_SIDE || w > NN_CONV_MAX_SIDE || (long long)h * w * c > NN_CONV_MAX_ELEMS)
+    int oh, ow;
+    if (!p || nn_spec_pool_out(h, w, c, k, stride, &oh, &ow) != 0)
         return SMLT_EINVAL;
     memset(p, 0, sizeof *p);
     p->h = h;
@@ -455,8 +444,8 @@ int nn_conv_pool_init(struct nn_conv_pool *p, int h, int w, int c, int k, int st
     p->c = c;
     p->k = k;
     p->stride = stride;
-    p->oh = (h - k) / stride + 1;
-    p->ow = (w - k) / stride + 1;
+    p->oh = oh;
+    p->ow = ow;
     return 0;
 }
 

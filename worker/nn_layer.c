@@ -17,9 +17,8 @@
 #include "smlt_error.h"
 #include "smlt_rand.h"
 
-/* Largest feature count per sample, layer width and batch accepted: keeps every size_t
- * product of them far from overflow and every allocation sane. */
-#define NN_LAYER_MAX_DIM (1 << 26)
+/* Largest batch accepted; with the caps of nn_spec.h on feature counts (NN_SPEC_MAX_DIM) it
+ * keeps every size_t product of them far from overflow and every allocation sane. */
 #define NN_LAYER_MAX_BATCH 65536
 
 struct nn_layer {
@@ -41,7 +40,7 @@ struct nn_layer {
 
 static struct nn_layer *layer_alloc(enum nn_layer_kind kind, int in_dim, int out_dim)
 {
-    if (in_dim < 1 || out_dim < 1 || in_dim > NN_LAYER_MAX_DIM || out_dim > NN_LAYER_MAX_DIM)
+    if (in_dim < 1 || out_dim < 1 || in_dim > NN_SPEC_MAX_DIM || out_dim > NN_SPEC_MAX_DIM)
         return NULL;
     struct nn_layer *l = calloc(1, sizeof *l);
     if (!l)
@@ -57,7 +56,7 @@ static struct nn_layer *layer_alloc(enum nn_layer_kind kind, int in_dim, int out
 
 struct nn_layer *nn_layer_new_dense(int in, int out, int relu)
 {
-    if ((long long)in * out > NN_LAYER_MAX_DIM * 4LL)
+    if ((long long)in * out > NN_SPEC_MAX_DENSE)
         return NULL;
     struct nn_layer *l = layer_alloc(NN_LAYER_DENSE, in, out);
     if (l)
@@ -114,7 +113,7 @@ struct nn_layer *nn_layer_new_dropout(int dim, float p)
 
 struct nn_layer *nn_layer_new_flatten(int h, int w, int c)
 {
-    if (h < 1 || w < 1 || c < 1 || (long long)h * w * c > NN_LAYER_MAX_DIM)
+    if (h < 1 || w < 1 || c < 1 || (long long)h * w * c > NN_SPEC_MAX_DIM)
         return NULL;
     return layer_alloc(NN_LAYER_FLATTEN, h * w * c, h * w * c);
 }
@@ -194,7 +193,7 @@ size_t nn_layer_num_params(const struct nn_layer *l)
     return w ? w + (size_t)l->oc : 0;
 }
 
-int nn_layer_tensor(const struct nn_layer *l, int i, struct nn_tensor_info *ti)
+int nn_layer_tensor(const struct nn_layer *l, int i, struct nn_spec_tensor *ti)
 {
     if (!ti || i < 0 || i >= nn_layer_num_tensors(l))
         return SMLT_ERANGE;
@@ -205,7 +204,7 @@ int nn_layer_tensor(const struct nn_layer *l, int i, struct nn_tensor_info *ti)
         ti->shape[0] = l->oc;
         ti->offset = layer_wlen(l);
         ti->length = (size_t)l->oc;
-        ti->init = NN_INIT_ZERO;
+        ti->init = SMLT_INIT_ZERO;
         ti->scale = 0.0f;
         return 0;
     }
@@ -228,10 +227,8 @@ int nn_layer_tensor(const struct nn_layer *l, int i, struct nn_tensor_info *ti)
     }
     ti->offset = 0;
     ti->length = layer_wlen(l);
-    ti->init = NN_INIT_UNIFORM;
-    /* He-uniform before a ReLU, Glorot-uniform otherwise: both keep activation variance
-     * roughly constant through the stack. */
-    ti->scale = (float)(l->relu ? sqrt(6.0 / fan_in) : sqrt(6.0 / (fan_in + fan_out)));
+    ti->init = SMLT_INIT_UNIFORM;
+    ti->scale = nn_spec_init_scale(l->relu, fan_in, fan_out);
     return 0;
 }
 

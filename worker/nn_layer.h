@@ -21,27 +21,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* How a tensor's initial values are drawn (see nn_model_init_fill()). */
-enum nn_init_kind {
-    NN_INIT_ZERO = 0,  /* 0 */
-    NN_INIT_UNIFORM,   /* uniform in [-scale, scale) */
-    NN_INIT_NORMAL,    /* normal(0, scale^2) */
-    NN_INIT_CONST      /* scale */
-};
+#include "nn_spec.h"
 
-#define NN_TENSOR_NAME_MAX 32
-#define NN_TENSOR_MAX_DIMS 4
-
-/* One parameter tensor inside the flat parameter array. */
-struct nn_tensor_info {
-    char name[NN_TENSOR_NAME_MAX];   /* "fc1.weight", "conv2.bias" */
-    int ndim;
-    int shape[NN_TENSOR_MAX_DIMS];   /* dense weight: {in, out}; conv weight: {kh, kw, in_c, out_c} */
-    size_t offset;                   /* first element in the flat array */
-    size_t length;                   /* elements (product of shape) */
-    enum nn_init_kind init;
-    float scale;
-};
+/* A parameter tensor is described by struct nn_spec_tensor (nn_spec.h): name, shape
+ * (dense weight: {in, out}; conv weight: {kh, kw, in_c, out_c}), offset, length, init. */
 
 enum nn_layer_kind {
     NN_LAYER_DENSE = 0,
@@ -109,7 +92,7 @@ int nn_layer_num_tensors(const struct nn_layer *l);
 size_t nn_layer_num_params(const struct nn_layer *l);
 /* Fills ti for tensor i with name suffix ("weight"/"bias"), shape, length, init kind and scale;
  * ti->offset is relative to the layer's first parameter. Returns 0 or -SMLT_ERANGE. */
-int nn_layer_tensor(const struct nn_layer *l, int i, struct nn_tensor_info *ti);
+int nn_layer_tensor(const struct nn_layer *l, int i, struct nn_spec_tensor *ti);
 
 /* Binds the layer to its parameter slice and gradient slice (both borrowed for the layer's
  * life, nn_layer_num_params() floats each, tensors in nn_layer_tensor() order). */

@@ -11,9 +11,6 @@
 #include "nn_model.h"
 
 #include <cblas.h>
-#include <ctype.h>
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,323 +18,80 @@
 #include "data_set.h"
 #include "smlt_error.h"
 #include "smlt_rand.h"
-
-/* Caps on what a spec may ask for: a layer width, and the parameter count (1 Gi floats). */
-#define NN_MODEL_MAX_WIDTH (1 << 24)
-#define NN_MODEL_MAX_PARAMS ((size_t)1 << 30)
-#define NN_MODEL_MAX_INPUT (1 << 28) /* input values per sample (h x w x c) */
+#include "smlt_util.h"
 
 struct nn_model {
-    char spec[NN_MODEL_MAX_SPEC];
+    struct nn_spec plan;  /* the canonical spec, the layers' plan and the flat layout */
     int nlayers;
-    struct nn_layer *layers[NN_MODEL_MAX_LAYERS];
-    int ntensors;
-    struct nn_tensor_info tensors[2 * NN_MODEL_MAX_LAYERS];
-    size_t nparams;
+    struct nn_layer *layers[NN_SPEC_MAX_LAYERS];
     float *params, *grads;
     float *eval_buf; /* one batch of inputs for nn_model_evaluate(), made on first use */
-    int max_batch, input_dim, classes;
-    float *acts[NN_MODEL_MAX_LAYERS + 1];
-    int act_owned[NN_MODEL_MAX_LAYERS + 1];
-    float *dacts[NN_MODEL_MAX_LAYERS + 1];
+    int max_batch;
+    float *acts[NN_SPEC_MAX_LAYERS + 1];
+    int act_owned[NN_SPEC_MAX_LAYERS + 1];
+    float *dacts[NN_SPEC_MAX_LAYERS + 1];
     float *dbuf[2];
     uint64_t drop_seed, step;
 };
 
-/* What the spec parser produces before any layer exists. */
-struct model_plan {
-    char kind[16];
-    int sizes[NN_MODEL_MAX_LAYERS];
-    int nsizes;
-    float dropout;
-    int pad, in_h, in_w, in_c, classes;
-    int have_pad, have_in, have_classes;
-};
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+/* Returns the engine's layer for one layer of the plan, or NULL (out of memory: the plan has
+ * checked the geometry against the engine's caps). */
+static struct nn_layer *layer_new(const struct nn_spec_layer *l)
 {
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-/* Parses a decimal int in [lo, hi] spanning exactly [s, s + len). */
-static int parse_int(const char *s, size_t len, long lo, long hi, int *out)
-{
-    if (len == 0 || len > 9)
-        return -1;
-    long v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return -1;
-        v = v * 10 + (s[i] - '0');
+    switch (l->kind) {
+    case NN_SPEC_DENSE: return nn_layer_new_dense(l->in_dim, l->out_dim, l->relu);
+    case NN_SPEC_CONV:
+        return nn_layer_new_conv(l->h, l->w, l->c, l->oc, l->k, l->stride, l->pad, l->relu);
+    case NN_SPEC_MAXPOOL: return nn_layer_new_maxpool(l->h, l->w, l->c, l->k, l->stride);
+    case NN_SPEC_DROPOUT: return nn_layer_new_dropout(l->in_dim, l->dropout);
+    case NN_SPEC_FLATTEN: return nn_layer_new_flatten(l->h, l->w, l->c);
     }
-    if (v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
+    return NULL;
 }
 
-static int parse_sizes(struct model_plan *p, const char *tok, const char *spec, char *err,
-                       size_t errlen)
+/* Returns 1 if layer x describes the same sizes and tensors as the plan's layer l whose first
+ * tensor is the plan's tensor t0: the plan is what the shards are set up with, the layer is
+ * what binds to the flat array, and the two must never drift apart. */
+static int layer_matches(const struct nn_spec *sp, const struct nn_spec_layer *l, int t0,
+                         const struct nn_layer *x)
 {
-    const char *s = tok;
-    p->nsizes = 0;
-    for (;;) {
-        const char *dash = strchr(s, '-');
-        size_t len = dash ? (size_t)(dash - s) : strlen(s);
-        if (p->nsizes >= NN_MODEL_MAX_LAYERS) {
-            set_err(err, errlen, "too many layers in '%s' (at most %d sizes)", spec,
-                    NN_MODEL_MAX_LAYERS);
-            return -1;
-        }
-        if (parse_int(s, len, 1, NN_MODEL_MAX_WIDTH, &p->sizes[p->nsizes]) < 0) {
-            set_err(err, errlen, "bad layer size '%.*s' in '%s' (expected an integer 1..%d)",
-                    (int)len, s, spec, NN_MODEL_MAX_WIDTH);
-            return -1;
-        }
-        p->nsizes++;
-        if (!dash)
+    if (nn_layer_in_dim(x) != l->in_dim || nn_layer_out_dim(x) != l->out_dim ||
+        nn_layer_num_params(x) != l->nparams || t0 + nn_layer_num_tensors(x) > sp->ntensors)
+        return 0;
+    for (int i = 0; i < nn_layer_num_tensors(x); i++) {
+        struct nn_spec_tensor ti;
+        const struct nn_spec_tensor *t = &sp->tensors[t0 + i];
+        nn_layer_tensor(x, i, &ti);
+        if (ti.ndim != t->ndim || ti.length != t->length || ti.init != t->init ||
+            ti.scale != t->scale || t->offset - sp->tensors[t0].offset != ti.offset ||
+            memcmp(ti.shape, t->shape, sizeof ti.shape) ||
+            strcmp(strchr(t->name, '.') + 1, ti.name))
             return 0;
-        s = dash + 1;
     }
+    return 1;
 }
 
-static int parse_option(struct model_plan *p, const char *tok, const char *spec, char *err,
-                        size_t errlen)
+/* Makes the engine's layers for m->plan. Returns 0 or -1 with a message in err. */
+static int build_layers(struct nn_model *m, char *err, size_t errlen)
 {
-    const char *eq = strchr(tok, '=');
-    if (!eq) {
-        set_err(err, errlen, "unexpected '%s' in '%s' (options are key=value)", tok, spec);
-        return -1;
-    }
-    size_t klen = (size_t)(eq - tok);
-    const char *v = eq + 1;
-    int is_lenet = !strcmp(p->kind, "lenet5");
-    if (klen == 7 && !strncmp(tok, "dropout", 7)) {
-        char *end;
-        errno = 0;
-        double d = strtod(v, &end);
-        /* (float)d must stay below 1 too: 0.99999999 rounds to 1.0f. */
-        if (!*v || *end || errno || !(d >= 0.0 && d < 1.0) || !((float)d < 1.0f)) {
-            set_err(err, errlen, "bad dropout '%s' in '%s' (expected 0 <= p < 1)", v, spec);
+    const struct nn_spec *sp = &m->plan;
+    int t0 = 0;
+    for (int i = 0; i < sp->nlayers; i++) {
+        const struct nn_spec_layer *l = &sp->layers[i];
+        struct nn_layer *x = layer_new(l);
+        if (!x) {
+            smlt_set_err(err, errlen, "layer %s: out of memory", l->name);
             return -1;
         }
-        p->dropout = (float)d;
-        return 0;
-    }
-    if (is_lenet && klen == 3 && !strncmp(tok, "pad", 3)) {
-        if (parse_int(v, strlen(v), 0, 64, &p->pad) < 0) {
-            set_err(err, errlen, "bad pad '%s' in '%s' (expected 0..64)", v, spec);
+        m->layers[m->nlayers++] = x;
+        if (!layer_matches(sp, l, t0, x)) {
+            smlt_set_err(err, errlen, "layer %s: the engine's layer differs from the plan",
+                         l->name);
             return -1;
         }
-        p->have_pad = 1;
-        return 0;
-    }
-    if (is_lenet && klen == 7 && !strncmp(tok, "classes", 7)) {
-        if (parse_int(v, strlen(v), 2, 1 << 20, &p->classes) < 0) {
-            set_err(err, errlen, "bad classes '%s' in '%s' (expected 2..%d)", v, spec, 1 << 20);
-            return -1;
-        }
-        p->have_classes = 1;
-        return 0;
-    }
-    if (is_lenet && klen == 2 && !strncmp(tok, "in", 2)) {
-        int dims[3], nd = 0;
-        const char *s = v;
-        for (;;) {
-            const char *x = strchr(s, 'x');
-            size_t len = x ? (size_t)(x - s) : strlen(s);
-            if (nd == 3 || parse_int(s, len, 1, 4096, &dims[nd]) < 0) {
-                set_err(err, errlen, "bad input shape '%s' in '%s' (expected HxWxC)", v, spec);
-                return -1;
-            }
-            nd++;
-            if (!x)
-                break;
-            s = x + 1;
-        }
-        if (nd != 3) {
-            set_err(err, errlen, "bad input shape '%s' in '%s' (expected HxWxC)", v, spec);
-            return -1;
-        }
-        p->in_h = dims[0];
-        p->in_w = dims[1];
-        p->in_c = dims[2];
-        p->have_in = 1;
-        return 0;
-    }
-    set_err(err, errlen, "unknown option '%.*s' for %s in '%s'", (int)klen, tok, p->kind, spec);
-    return -1;
-}
-
-static int parse_spec(struct model_plan *p, const char *spec, char *err, size_t errlen)
-{
-    memset(p, 0, sizeof *p);
-    p->pad = 2;
-    p->in_h = 28;
-    p->in_w = 28;
-    p->in_c = 1;
-    p->classes = 10;
-    if (!spec || !*spec) {
-        set_err(err, errlen, "empty model spec (expected logreg:IN-K, mlp:IN-H-...-K or lenet5)");
-        return -1;
-    }
-    if (strlen(spec) >= NN_MODEL_MAX_SPEC) {
-        set_err(err, errlen, "model spec too long (%zu bytes, at most %d)", strlen(spec),
-                NN_MODEL_MAX_SPEC - 1);
-        return -1;
-    }
-    char buf[NN_MODEL_MAX_SPEC];
-    strcpy(buf, spec);
-    char *save = NULL;
-    char *tok = strtok_r(buf, ":", &save);
-    if (!tok || strlen(tok) >= sizeof p->kind ||
-        (strcmp(tok, "logreg") && strcmp(tok, "mlp") && strcmp(tok, "lenet5"))) {
-        set_err(err, errlen, "unknown model '%s' in '%s' (expected logreg, mlp or lenet5)",
-                tok ? tok : "", spec);
-        return -1;
-    }
-    strcpy(p->kind, tok);
-    int first = 1;
-    while ((tok = strtok_r(NULL, ":", &save))) {
-        if (first && strcmp(p->kind, "lenet5") && !strchr(tok, '=')) {
-            if (parse_sizes(p, tok, spec, err, errlen) < 0)
-                return -1;
-        } else if (parse_option(p, tok, spec, err, errlen) < 0) {
-            return -1;
-        }
-        first = 0;
-    }
-    if (!strcmp(p->kind, "logreg") && p->nsizes != 2) {
-        set_err(err, errlen, "logreg needs exactly two sizes IN-K, got '%s'", spec);
-        return -1;
-    }
-    if (!strcmp(p->kind, "mlp") && p->nsizes < 3) {
-        set_err(err, errlen, "mlp needs IN-H...-K with at least one hidden layer, got '%s'", spec);
-        return -1;
-    }
-    if (p->nsizes >= 2 && p->sizes[p->nsizes - 1] < 2) {
-        set_err(err, errlen, "the last size in '%s' is the number of classes: at least 2", spec);
-        return -1;
+        t0 += nn_layer_num_tensors(x);
     }
     return 0;
-}
-
-static int model_add(struct nn_model *m, struct nn_layer *l, const char *name, char *err,
-                     size_t errlen)
-{
-    if (!l) {
-        set_err(err, errlen, "layer %s: bad geometry or out of memory", name ? name : "?");
-        return -1;
-    }
-    if (m->nlayers >= NN_MODEL_MAX_LAYERS) {
-        nn_layer_free(l);
-        set_err(err, errlen, "too many layers (at most %d)", NN_MODEL_MAX_LAYERS);
-        return -1;
-    }
-    if (m->nlayers > 0 && nn_layer_in_dim(l) != nn_layer_out_dim(m->layers[m->nlayers - 1])) {
-        nn_layer_free(l);
-        set_err(err, errlen, "layer %s: input size does not match the previous layer",
-                name ? name : "?");
-        return -1;
-    }
-    for (int i = 0; i < nn_layer_num_tensors(l); i++) {
-        struct nn_tensor_info *ti = &m->tensors[m->ntensors];
-        char suffix[NN_TENSOR_NAME_MAX];
-        nn_layer_tensor(l, i, ti);
-        snprintf(suffix, sizeof suffix, "%s", ti->name);
-        snprintf(ti->name, sizeof ti->name, "%.15s.%.7s", name, suffix);
-        ti->offset += m->nparams;
-        m->ntensors++;
-    }
-    m->nparams += nn_layer_num_params(l);
-    m->layers[m->nlayers++] = l;
-    if (m->nparams > NN_MODEL_MAX_PARAMS) {
-        set_err(err, errlen, "model too large (more than %zu parameters)", NN_MODEL_MAX_PARAMS);
-        return -1;
-    }
-    return 0;
-}
-
-static int build_dense_stack(struct nn_model *m, const struct model_plan *p, const int *sizes,
-                             int nsizes, int first_fc, char *err, size_t errlen)
-{
-    for (int i = 0; i + 1 < nsizes; i++) {
-        char name[16];
-        int relu = i + 2 < nsizes;
-        snprintf(name, sizeof name, "fc%d", first_fc + i);
-        if (model_add(m, nn_layer_new_dense(sizes[i], sizes[i + 1], relu), name, err, errlen))
-            return -1;
-        if (relu && p->dropout > 0.0f &&
-            model_add(m, nn_layer_new_dropout(sizes[i + 1], p->dropout), "drop", err, errlen))
-            return -1;
-    }
-    return 0;
-}
-
-static int build_layers(struct nn_model *m, const struct model_plan *p, char *err,
-                        size_t errlen)
-{
-    if (strcmp(p->kind, "lenet5")) {
-        m->input_dim = p->sizes[0];
-        m->classes = p->sizes[p->nsizes - 1];
-        return build_dense_stack(m, p, p->sizes, p->nsizes, 1, err, errlen);
-    }
-    int h = p->in_h, w = p->in_w, c = p->in_c;
-    if ((long long)h * w * c > NN_MODEL_MAX_INPUT) {
-        set_err(err, errlen, "input shape %dx%dx%d too large (at most %d values)", h, w, c,
-                NN_MODEL_MAX_INPUT);
-        return -1;
-    }
-    m->input_dim = h * w * c;
-    m->classes = p->classes;
-    if (model_add(m, nn_layer_new_conv(h, w, c, 6, 5, 1, p->pad, 1), "conv1", err, errlen))
-        return -1;
-    nn_layer_out_shape(m->layers[m->nlayers - 1], &h, &w, &c);
-    if (model_add(m, nn_layer_new_maxpool(h, w, c, 2, 2), "pool1", err, errlen))
-        return -1;
-    nn_layer_out_shape(m->layers[m->nlayers - 1], &h, &w, &c);
-    if (model_add(m, nn_layer_new_conv(h, w, c, 16, 5, 1, 0, 1), "conv2", err, errlen))
-        return -1;
-    nn_layer_out_shape(m->layers[m->nlayers - 1], &h, &w, &c);
-    if (model_add(m, nn_layer_new_maxpool(h, w, c, 2, 2), "pool2", err, errlen))
-        return -1;
-    nn_layer_out_shape(m->layers[m->nlayers - 1], &h, &w, &c);
-    if (model_add(m, nn_layer_new_flatten(h, w, c), "flatten", err, errlen))
-        return -1;
-    int sizes[4] = {h * w * c, 120, 84, p->classes};
-    return build_dense_stack(m, p, sizes, 4, 1, err, errlen);
-}
-
-static void canonical_spec(struct nn_model *m, const struct model_plan *p)
-{
-    char *s = m->spec;
-    size_t cap = sizeof m->spec;
-    int n = snprintf(s, cap, "%s", p->kind);
-    for (int i = 0; i < p->nsizes && n > 0 && (size_t)n < cap; i++)
-        n += snprintf(s + n, cap - (size_t)n, "%c%d", i ? '-' : ':', p->sizes[i]);
-    if (p->have_in && (size_t)n < cap)
-        n += snprintf(s + n, cap - (size_t)n, ":in=%dx%dx%d", p->in_h, p->in_w, p->in_c);
-    if (p->have_pad && (size_t)n < cap)
-        n += snprintf(s + n, cap - (size_t)n, ":pad=%d", p->pad);
-    if (p->have_classes && (size_t)n < cap)
-        n += snprintf(s + n, cap - (size_t)n, ":classes=%d", p->classes);
-    if (p->dropout > 0.0f && (size_t)n < cap) {
-        /* The shortest form that reads back as the same float (%g alone can round 0.99999994
-         * up to "1", which the parser refuses); read back as the parser does. */
-        char d[32];
-        snprintf(d, sizeof d, "%g", (double)p->dropout);
-        if ((float)strtod(d, NULL) != p->dropout)
-            snprintf(d, sizeof d, "%.9g", (double)p->dropout);
-        snprintf(s + n, cap - (size_t)n, ":dropout=%s", d);
-    }
 }
 
 /* Returns zeroed, pre-faulted memory for len floats (at least one), 64-byte aligned. */
@@ -353,12 +107,12 @@ static float *alloc_floats(size_t len)
 
 static int alloc_buffers(struct nn_model *m)
 {
-    m->params = alloc_floats(m->nparams);
-    m->grads = alloc_floats(m->nparams);
+    m->params = alloc_floats(m->plan.nparams);
+    m->grads = alloc_floats(m->plan.nparams);
     if (!m->params || !m->grads)
         return -1;
     size_t off = 0;
-    size_t maxdim = (size_t)m->input_dim;
+    size_t maxdim = (size_t)m->plan.input_dim;
     for (int i = 0; i < m->nlayers; i++) {
         struct nn_layer *l = m->layers[i];
         nn_layer_bind(l, m->params + off, m->grads + off);
@@ -399,58 +153,31 @@ static int alloc_buffers(struct nn_model *m)
 
 struct nn_model *nn_model_new(const char *spec, int max_batch, char *err, size_t errlen)
 {
-    struct model_plan plan;
-    if (err && errlen)
-        err[0] = '\0';
-    if (parse_spec(&plan, spec, err, errlen) < 0)
-        return NULL;
-    if (max_batch < 1 || max_batch > 65536) {
-        set_err(err, errlen, "bad max batch %d (expected 1..65536)", max_batch);
-        return NULL;
-    }
     struct nn_model *m = calloc(1, sizeof *m);
     if (!m) {
-        set_err(err, errlen, "out of memory");
+        smlt_set_err(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (nn_spec_parse(&m->plan, spec, err, errlen) != 0) {
+        free(m);
+        return NULL;
+    }
+    if (max_batch < 1 || max_batch > 65536) {
+        smlt_set_err(err, errlen, "bad max batch %d (expected 1..65536)", max_batch);
+        free(m);
         return NULL;
     }
     m->max_batch = max_batch;
-    if (build_layers(m, &plan, err, errlen) < 0)
+    if (build_layers(m, err, errlen) < 0)
         goto fail;
-    canonical_spec(m, &plan);
     if (alloc_buffers(m) < 0) {
-        set_err(err, errlen, "out of memory for model '%s' with batch %d", spec, max_batch);
+        smlt_set_err(err, errlen, "out of memory for model '%s' with batch %d", spec, max_batch);
         goto fail;
     }
     return m;
 fail:
     nn_model_free(m);
     return NULL;
-}
-
-int nn_model_check(const char *spec, char *canon, size_t canonlen, size_t *nparams, char *err,
-                   size_t errlen)
-{
-    struct model_plan plan;
-    if (err && errlen)
-        err[0] = '\0';
-    if (parse_spec(&plan, spec, err, errlen) < 0)
-        return -1;
-    struct nn_model *m = calloc(1, sizeof *m);
-    if (!m) {
-        set_err(err, errlen, "out of memory");
-        return -1;
-    }
-    m->max_batch = 1;
-    int rc = build_layers(m, &plan, err, errlen);
-    if (rc == 0) {
-        canonical_spec(m, &plan);
-        if (canon && canonlen)
-            snprintf(canon, canonlen, "%s", m->spec);
-        if (nparams)
-            *nparams = m->nparams;
-    }
-    nn_model_free(m); /* layers only: the buffers were never made */
-    return rc < 0 ? -1 : 0;
 }
 
 void nn_model_free(struct nn_model *m)
@@ -460,7 +187,7 @@ void nn_model_free(struct nn_model *m)
     free(m->eval_buf);
     for (int i = 0; i < m->nlayers; i++)
         nn_layer_free(m->layers[i]);
-    for (int i = 0; i <= NN_MODEL_MAX_LAYERS; i++)
+    for (int i = 0; i <= NN_SPEC_MAX_LAYERS; i++)
         if (m->act_owned[i])
             free(m->acts[i]);
     free(m->dbuf[0]);
@@ -472,17 +199,17 @@ void nn_model_free(struct nn_model *m)
 
 const char *nn_model_spec(const struct nn_model *m)
 {
-    return m->spec;
+    return m->plan.canon;
 }
 
 int nn_model_input_dim(const struct nn_model *m)
 {
-    return m->input_dim;
+    return m->plan.input_dim;
 }
 
 int nn_model_num_classes(const struct nn_model *m)
 {
-    return m->classes;
+    return m->plan.classes;
 }
 
 int nn_model_max_batch(const struct nn_model *m)
@@ -492,7 +219,7 @@ int nn_model_max_batch(const struct nn_model *m)
 
 size_t nn_model_num_params(const struct nn_model *m)
 {
-    return m->nparams;
+    return m->plan.nparams;
 }
 
 int nn_model_num_layers(const struct nn_model *m)
@@ -507,12 +234,12 @@ const struct nn_layer *nn_model_layer(const struct nn_model *m, int i)
 
 int nn_model_num_tensors(const struct nn_model *m)
 {
-    return m->ntensors;
+    return m->plan.ntensors;
 }
 
-const struct nn_tensor_info *nn_model_tensor(const struct nn_model *m, int i)
+const struct nn_spec_tensor *nn_model_tensor(const struct nn_model *m, int i)
 {
-    return i >= 0 && i < m->ntensors ? &m->tensors[i] : NULL;
+    return i >= 0 && i < m->plan.ntensors ? &m->plan.tensors[i] : NULL;
 }
 
 float *nn_model_params(struct nn_model *m)
@@ -525,23 +252,23 @@ float *nn_model_grads(struct nn_model *m)
     return m->grads;
 }
 
-void nn_model_init_fill(enum nn_init_kind kind, float scale, uint64_t seed, uint64_t first,
+void nn_model_init_fill(enum smlt_init kind, float scale, uint64_t seed, uint64_t first,
                         float *out, size_t n)
 {
     switch (kind) {
-    case NN_INIT_UNIFORM:
+    case SMLT_INIT_UNIFORM:
         for (size_t i = 0; i < n; i++)
             out[i] = smlt_rand_uniform(seed, first + i, scale);
         break;
-    case NN_INIT_NORMAL:
+    case SMLT_INIT_NORMAL:
         for (size_t i = 0; i < n; i++)
             out[i] = smlt_rand_normal(seed, first + i, scale);
         break;
-    case NN_INIT_CONST:
+    case SMLT_INIT_CONST:
         for (size_t i = 0; i < n; i++)
             out[i] = scale;
         break;
-    case NN_INIT_ZERO:
+    case SMLT_INIT_ZERO:
     default:
         memset(out, 0, sizeof(float) * n);
         break;
@@ -550,12 +277,12 @@ void nn_model_init_fill(enum nn_init_kind kind, float scale, uint64_t seed, uint
 
 void nn_model_init_params(struct nn_model *m, uint64_t seed)
 {
-    for (int i = 0; i < m->ntensors; i++) {
-        const struct nn_tensor_info *ti = &m->tensors[i];
+    for (int i = 0; i < m->plan.ntensors; i++) {
+        const struct nn_spec_tensor *ti = &m->plan.tensors[i];
         nn_model_init_fill(ti->init, ti->scale, seed, ti->offset, m->params + ti->offset,
                            ti->length);
     }
-    memset(m->grads, 0, sizeof(float) * m->nparams);
+    memset(m->grads, 0, sizeof(float) * m->plan.nparams);
     m->drop_seed = smlt_rand_mix(seed ^ 0x64726f706f7574ull);
     m->step = 0;
 }
@@ -578,7 +305,7 @@ static int check_batch(const struct nn_model *m, const int32_t *y, int n)
     if (n < 1 || n > m->max_batch)
         return SMLT_EINVAL;
     for (int i = 0; i < n; i++)
-        if (y[i] < 0 || y[i] >= m->classes)
+        if (y[i] < 0 || y[i] >= m->plan.classes)
             return SMLT_EINVAL;
     return 0;
 }
@@ -591,7 +318,7 @@ static int model_step(struct nn_model *m, const float *x, const int32_t *y, int 
         return rc;
     model_forward(m, x, n, 1);
     const int L = m->nlayers;
-    double l = nn_layer_softmax_xent(m->acts[L], y, n, m->classes, m->dacts[L], NULL);
+    double l = nn_layer_softmax_xent(m->acts[L], y, n, m->plan.classes, m->dacts[L], NULL);
     for (int i = L - 1; i >= 0; i--)
         nn_layer_backward(m->layers[i], m->acts[i], m->acts[i + 1], m->dacts[i + 1], m->dacts[i],
                           n, upd);
@@ -609,7 +336,7 @@ int nn_model_train_batch(struct nn_model *m, const float *x, const int32_t *y, i
 
 void nn_model_sgd(struct nn_model *m, float lr)
 {
-    cblas_saxpy((int)m->nparams, -lr, m->grads, 1, m->params, 1);
+    cblas_saxpy((int)m->plan.nparams, -lr, m->grads, 1, m->params, 1);
 }
 
 int nn_model_train_step(struct nn_model *m, const float *x, const int32_t *y, int n, float lr,
@@ -630,7 +357,7 @@ const float *nn_model_forward(struct nn_model *m, const float *x, int n)
 int nn_model_evaluate(struct nn_model *m, const struct data_set *ds, double *acc, double *loss)
 {
     const size_t total = data_set_size(ds);
-    if (data_set_dim(ds) != m->input_dim || data_set_num_classes(ds) > m->classes)
+    if (data_set_dim(ds) != m->plan.input_dim || data_set_num_classes(ds) > m->plan.classes)
         return SMLT_EINVAL;
     if (data_set_check(ds, NULL) < 0)
         return SMLT_EINVAL;
@@ -640,7 +367,7 @@ int nn_model_evaluate(struct nn_model *m, const struct data_set *ds, double *acc
     /* Rows are read a batch at a time (a byte-valued set converts them on the way). The
      * buffer is made once per model, outside the training loop. */
     if (!m->eval_buf) {
-        m->eval_buf = malloc(sizeof(float) * (size_t)m->max_batch * (size_t)m->input_dim);
+        m->eval_buf = malloc(sizeof(float) * (size_t)m->max_batch * (size_t)m->plan.input_dim);
         if (!m->eval_buf)
             return SMLT_ENOMEM;
     }
@@ -648,7 +375,7 @@ int nn_model_evaluate(struct nn_model *m, const struct data_set *ds, double *acc
         int n = total - i < (size_t)m->max_batch ? (int)(total - i) : m->max_batch;
         data_set_rows(ds, i, (size_t)n, m->eval_buf);
         model_forward(m, m->eval_buf, n, 0);
-        lsum += n * nn_layer_softmax_xent(m->acts[m->nlayers], y + i, n, m->classes, NULL,
+        lsum += n * nn_layer_softmax_xent(m->acts[m->nlayers], y + i, n, m->plan.classes, NULL,
                                           &correct);
     }
     if (acc)

@@ -1,22 +1,12 @@
 /* nn_model.h: a trainable model built from a spec string, with all parameters in one flat
  * float array.
  *
- * Specs (sizes are decimal, options are ":key=value" after the model part):
- *   logreg:IN-K              softmax regression, IN inputs, K classes
- *   mlp:IN-H1-...-K          dense layers with ReLU between them (at least one hidden layer)
- *   lenet5                   LeNet-5 on 28x28x1 images: conv 5x5x6 (padding 2, as classic
- *                            LeNet-5 on MNIST and the PyTorch peer) + ReLU, maxpool 2,
- *                            conv 5x5x16 + ReLU, maxpool 2, fc 120 + ReLU, fc 84 + ReLU, fc 10
- *   options: dropout=P       dropout after every hidden ReLU of the dense part (0 <= P < 1)
- *            pad=N           lenet5 only: padding of the first convolution (default 2)
- *            in=HxWxC        lenet5 only: input image shape (default 28x28x1)
- *            classes=K       lenet5 only: number of classes (default 10)
- *
- * Flat layout: the tensors of the layers in order, each weight then its bias, back to back;
- * nn_model_tensor() describes each (name, shape, offset, length, init kind and scale). The
- * gradient array has the same layout. The parameter server splits this flat index space into
- * shard ranges and initializes its ranges with nn_model_init_fill(), which gives element i a
- * value that depends only on (seed, i) and the tensor's (kind, scale).
+ * The spec strings, their canonical form, the layers and the flat layout are nn_spec.h's:
+ * nn_model_new() parses the spec with nn_spec_parse() and makes the engine's layers from that
+ * plan. nn_model_tensor() describes each tensor (name, shape, offset, length, init kind and
+ * scale); the gradient array has the same layout. The parameter server splits this flat index
+ * space into shard ranges and initializes its ranges with nn_model_init_fill(), which gives
+ * element i a value that depends only on (seed, i) and the tensor's (kind, scale).
  *
  * Inputs are n x input_dim floats, row-major (images HWC), labels int32 in [0, classes).
  * Every buffer is allocated by nn_model_new() for max_batch samples; training and evaluation
@@ -28,24 +18,19 @@
 #include <stdint.h>
 
 #include "nn_layer.h"
+#include "nn_spec.h"
 
 struct data_set;
 struct nn_model;
 
-#define NN_MODEL_MAX_LAYERS 32
-#define NN_MODEL_MAX_SPEC 256
+/* The longest spec string, with its NUL (coordinator/coord_spec.c asserts its own size). */
+#define NN_MODEL_MAX_SPEC NN_SPEC_MAX
 
 /* Returns a model for spec with buffers for batches of up to max_batch samples, parameters
- * zero (call nn_model_init_params()). NULL on a bad spec or max_batch, with a message naming
- * the bad part in err (errlen bytes, may be NULL); NULL with "out of memory" likewise. */
+ * zero (call nn_model_init_params()). NULL on a bad spec (nn_spec_parse()) or max_batch, with
+ * a message naming the bad part in err (errlen bytes, may be NULL); NULL with "out of memory"
+ * likewise. */
 struct nn_model *nn_model_new(const char *spec, int max_batch, char *err, size_t errlen);
-
-/* Checks a model spec without allocating the model's buffers (what a coordinator validating a
- * job spec needs: a 200 M-parameter model's buffers take seconds to pre-fault). Returns 0 and
- * the canonical spec (canon, canonlen bytes; may be NULL) and the parameter count, or -1 with
- * the same message nn_model_new() would give. */
-int nn_model_check(const char *spec, char *canon, size_t canonlen, size_t *nparams, char *err,
-                   size_t errlen);
 
 /* Frees m and every buffer it owns. NULL is a no-op. */
 void nn_model_free(struct nn_model *m);
@@ -62,7 +47,7 @@ const struct nn_layer *nn_model_layer(const struct nn_model *m, int i);
 
 int nn_model_num_tensors(const struct nn_model *m);
 /* Returns tensor i's description (borrowed, valid until nn_model_free()) or NULL. */
-const struct nn_tensor_info *nn_model_tensor(const struct nn_model *m, int i);
+const struct nn_spec_tensor *nn_model_tensor(const struct nn_model *m, int i);
 
 /* Returns the flat parameter / gradient array (nn_model_num_params() floats, borrowed for the
  * model's life; the caller may read and write them, e.g. to copy a pulled model in). */
@@ -72,7 +57,7 @@ float *nn_model_grads(struct nn_model *m);
 /* Fills out[0, n) with the initial values of flat elements [first, first + n) of a tensor of
  * the given kind and scale: element i gets smlt_rand_uniform(seed, i, scale) (uniform),
  * smlt_rand_normal(seed, i, scale) (normal), scale (const) or 0 (zero). Borrows out. */
-void nn_model_init_fill(enum nn_init_kind kind, float scale, uint64_t seed, uint64_t first,
+void nn_model_init_fill(enum smlt_init kind, float scale, uint64_t seed, uint64_t first,
                         float *out, size_t n);
 
 /* Initializes every parameter from seed with nn_model_init_fill() per tensor; zeroes the

@@ -9,7 +9,7 @@
  * are resent (a push carries (rank, step), which the shard counts once, so a resend is safe); a
  * "stale map" reply carries the new map, which is installed before the whole call is retried;
  * a shard that is still initializing ("try again") is asked again after a short pause. */
-#include "smlt.h"
+#include "smlt_admin.h"
 
 #include <signal.h>
 #include <stdatomic.h>
@@ -21,7 +21,7 @@
 
 #include <event2/event.h>
 
-#include "ps_map.h"
+#include "part_map.h"
 #include "rpc_conn.h"
 #include "smlt.pb-c.h"
 #include "smlt_limits.h"
@@ -88,7 +88,7 @@ struct op {
     struct xmeta xm;          /* OP_EXPORT: what came back; OP_IMPORT: what to send */
     int final;                /* OP_IMPORT */
     int await_import;         /* OP_CONF */
-    const struct ps_map *retire_map; /* OP_RETIRE */
+    const struct part_map *retire_map; /* OP_RETIRE */
 };
 
 struct link {
@@ -109,8 +109,8 @@ struct smlt_client {
     struct event_base *base;
     struct smlt_client_opts opts;
     char *token;
-    struct ps_map *map;
-    struct ps_map *new_map; /* from a stale-map reply, installed between attempts */
+    struct part_map *map;
+    struct part_map *new_map; /* from a stale-map reply, installed between attempts */
     struct link *links;
     uint32_t nlinks;
     uint64_t next_req;
@@ -178,13 +178,13 @@ static void handle_error_reply(struct smlt_client *c, struct link *l, const stru
     const char *msg = er && er->message ? er->message : smlt_strerror(code);
     if (code == SMLT_ESTALEMAP && er && er->map) {
         char e[256];
-        struct ps_map *m = ps_map_from_pb(er->map, e, sizeof e);
+        struct part_map *m = part_map_from_pb(er->map, e, sizeof e);
         if (m && (!c->new_map || m->version > c->new_map->version) &&
             (!c->map || m->version > c->map->version)) {
-            ps_map_free(c->new_map);
+            part_map_free(c->new_map);
             c->new_map = m;
         } else {
-            ps_map_free(m);
+            part_map_free(m);
         }
     }
     if (h->req_id == l->hello_req) {
@@ -336,15 +336,15 @@ static void on_frame(struct rpc_conn *conn, const struct rpc_frame_hdr *h, const
     }
     case SMLT__MSG_TYPE__MSG_MAP: {
         char e[256];
-        struct ps_map *map = ps_map_from_pb((Smlt__PartitionMap *)m, e, sizeof e);
+        struct part_map *map = part_map_from_pb((Smlt__PartitionMap *)m, e, sizeof e);
         if (!map) {
             cl_seterr(c, "shard %s sent a bad map: %s", l->addr, e);
             rc = SMLT_EPROTO;
         } else if (!c->new_map || map->version > c->new_map->version) {
-            ps_map_free(c->new_map);
+            part_map_free(c->new_map);
             c->new_map = map; /* the newest of the maps the shards know */
         } else {
-            ps_map_free(map);
+            part_map_free(map);
         }
         break;
     }
@@ -517,7 +517,7 @@ static int links_resize(struct smlt_client *c, uint32_t n)
 }
 
 /* Makes the links match map m: one per shard; connections to an address already open are kept. */
-static int install_map(struct smlt_client *c, struct ps_map *m)
+static int install_map(struct smlt_client *c, struct part_map *m)
 {
     struct link *old = c->links;
     uint32_t nold = c->nlinks;
@@ -557,7 +557,7 @@ static int install_map(struct smlt_client *c, struct ps_map *m)
     }
     free(old);
     if (c->map != m)
-        ps_map_free(c->map);
+        part_map_free(c->map);
     c->map = m;
     return 0;
 }
@@ -640,7 +640,7 @@ static void send_op(struct smlt_client *c, struct op *o)
         Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
         Smlt__SyncConf sy = SMLT__SYNC_CONF__INIT;
         Smlt__OptimConf oc = SMLT__OPTIM_CONF__INIT;
-        if (ps_map_to_pb(c->map, &pm) != 0) {
+        if (part_map_to_pb(c->map, &pm) != 0) {
             rc = SMLT_ENOMEM;
             break;
         }
@@ -659,7 +659,7 @@ static void send_op(struct smlt_client *c, struct op *o)
         }
         rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_CONFIGURE, o->req_id, &sc.base, NULL, 0, 0,
                            NULL, NULL);
-        ps_map_pb_clear(&pm);
+        part_map_pb_clear(&pm);
         break;
     }
     case OP_SET: {
@@ -742,14 +742,14 @@ static void send_op(struct smlt_client *c, struct op *o)
     case OP_RETIRE: {
         Smlt__Retire r = SMLT__RETIRE__INIT;
         Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
-        if (ps_map_to_pb(o->retire_map, &pm) != 0) {
+        if (part_map_to_pb(o->retire_map, &pm) != 0) {
             rc = SMLT_ENOMEM;
             break;
         }
         r.map = &pm;
         rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_RETIRE, o->req_id, &r.base, NULL, 0, 0,
                            NULL, NULL);
-        ps_map_pb_clear(&pm);
+        part_map_pb_clear(&pm);
         break;
     }
     }
@@ -890,16 +890,16 @@ static int call_with_map_retry(struct smlt_client *c, int (*fill)(struct smlt_cl
             if (!mrc)
                 batch_run(c);
             if (!c->new_map || (c->map && c->new_map->version <= c->map->version)) {
-                ps_map_free(c->new_map);
+                part_map_free(c->new_map);
                 c->new_map = NULL;
                 return rc;
             }
         }
-        struct ps_map *m = c->new_map;
+        struct part_map *m = c->new_map;
         c->new_map = NULL;
         log_debug("client: installing partition map v%llu", (unsigned long long)m->version);
         if ((rc = install_map(c, m)) != 0) {
-            ps_map_free(m);
+            part_map_free(m);
             return rc;
         }
     }
@@ -993,7 +993,7 @@ int smlt_client_open(struct smlt_client *c, const char *addrs, char *errmsg, siz
         if (!rc)
             rc = batch_run(c);
         if (rc == 0 && c->new_map) {
-            struct ps_map *m = c->new_map;
+            struct part_map *m = c->new_map;
             c->new_map = NULL;
             rc = install_map(c, m);
             break;
@@ -1069,7 +1069,7 @@ int smlt_job_setup(struct smlt_client **out, const char *addrs, const struct sml
             a++;
         addr[n++] = a;
     }
-    struct ps_tensor_spec *spec = calloc(ntensors, sizeof *spec);
+    struct part_map_spec *spec = calloc(ntensors, sizeof *spec);
     int rc = 0;
     char e[256] = "";
     if (!spec) {
@@ -1083,7 +1083,7 @@ int smlt_job_setup(struct smlt_client **out, const char *addrs, const struct sml
         spec[i].init = t[i].init;
         spec[i].init_scale = t[i].init_scale;
     }
-    struct ps_map *m = ps_map_build(spec, (uint32_t)ntensors, n, addr,
+    struct part_map *m = part_map_build(spec, (uint32_t)ntensors, n, addr,
                                     conf->map_version ? conf->map_version : 1, conf->seed, conf->job, e,
                                     sizeof e);
     if (!m) {
@@ -1144,8 +1144,8 @@ void smlt_client_close(struct smlt_client *c)
         event_free(c->wake_ev);
     if (c->base)
         event_base_free(c->base);
-    ps_map_free(c->map);
-    ps_map_free(c->new_map);
+    part_map_free(c->map);
+    part_map_free(c->new_map);
     free(c->token);
     free(c);
 }
@@ -1169,7 +1169,7 @@ int smlt_client_tensor(const struct smlt_client *c, uint32_t i, struct smlt_tens
 {
     if (!c->map || i >= c->map->ntensors)
         return SMLT_ERANGE;
-    const struct ps_tensor *t = &c->map->tensors[i];
+    const struct part_map_tensor *t = &c->map->tensors[i];
     memset(out, 0, sizeof *out);
     out->name = t->name;
     out->ndims = t->ndims;
@@ -1508,7 +1508,8 @@ int smlt_export(struct smlt_client *c, float *params, float *state, uint32_t *ns
 
 /* Sends Retire{map} to the shards at addrs through a short-lived client of their own (they are
  * not in c's map any more). Returns 0 or the first failure. */
-static int retire_shards(struct smlt_client *c, char **addrs, uint32_t n, const struct ps_map *map)
+static int retire_shards(struct smlt_client *c, char **addrs, uint32_t n,
+                         const struct part_map *map)
 {
     char e[256];
     struct smlt_client *t = client_new(&c->opts, e, sizeof e);
@@ -1616,7 +1617,7 @@ int smlt_reshard(struct smlt_client *c, const char *new_addrs, uint64_t *clock, 
     }
     float *params = NULL, *state = NULL, *slice = NULL;
     struct xmeta m = {0};
-    struct ps_map *nm = NULL;
+    struct part_map *nm = NULL;
     char *retired[SMLT_MAX_SHARDS];
     uint32_t nret = 0;
     uint64_t total = c->map->total;
@@ -1651,7 +1652,7 @@ int smlt_reshard(struct smlt_client *c, const char *new_addrs, uint64_t *clock, 
     }
     /* 3. The new map, and the shards leaving it told where to send their clients. */
     char e[256];
-    nm = ps_map_reshard(c->map, n, addr, e, sizeof e);
+    nm = part_map_reshard(c->map, n, addr, e, sizeof e);
     if (!nm) {
         cl_seterr(c, "%s", e);
         rc = SMLT_EINVAL;
@@ -1667,10 +1668,10 @@ int smlt_reshard(struct smlt_client *c, const char *new_addrs, uint64_t *clock, 
             retired[nret++] = strdup(c->links[i].addr);
     }
     /* 4. The new shards: configured to wait for their ranges, then given them. */
-    struct ps_map *keep = nm;
+    struct part_map *keep = nm;
     nm = NULL;
     if ((rc = install_map(c, keep))) {
-        ps_map_free(keep);
+        part_map_free(keep);
         goto out;
     }
     frozen = 0; /* the old map's shards are reconfigured or retired from here on */
@@ -1734,6 +1735,6 @@ out:
     free(slice);
     free(m.last_counted);
     free(m.last_applied);
-    ps_map_free(nm);
+    part_map_free(nm);
     return rc;
 }

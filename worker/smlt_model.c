@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include <zlib.h>
 
 #include "smlt_limits.h"
+#include "smlt_util.h"
 
 #define MODEL_MAGIC "SMLTMODL"
 #define MODEL_VERSION 1u
@@ -45,19 +45,6 @@ struct smlt_model {
     uint64_t step, n;
     float *values;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- little-endian codec ------------------------------------------------------------------- */
 
@@ -201,51 +188,54 @@ int smlt_model_write(const char *path, const struct smlt_tensor_def *t, size_t n
                      size_t errlen)
 {
     if (!path || !*path || !t || (!values && n)) {
-        set_err(err, errlen, "model file: bad arguments");
+        smlt_set_err(err, errlen, "model file: bad arguments");
         return SMLT_EINVAL;
     }
     if (!job)
         job = "";
     size_t job_len = strlen(job);
     if (ntensors == 0 || ntensors > SMLT_MAX_TENSORS) {
-        set_err(err, errlen, "model file: %zu tensors (expected 1..%u)", ntensors,
-                SMLT_MAX_TENSORS);
+        smlt_set_err(err, errlen, "model file: %zu tensors (expected 1..%u)", ntensors,
+                     SMLT_MAX_TENSORS);
         return SMLT_EINVAL;
     }
     if (job_len > SMLT_MAX_NAME) {
-        set_err(err, errlen, "model file: job name longer than %u bytes", SMLT_MAX_NAME);
+        smlt_set_err(err, errlen, "model file: job name longer than %u bytes", SMLT_MAX_NAME);
         return SMLT_EINVAL;
     }
     uint64_t total = 0, index_len = job_len;
     for (size_t i = 0; i < ntensors; i++) {
         size_t nl = t[i].name ? strlen(t[i].name) : 0;
         if (nl == 0 || nl > SMLT_MAX_NAME) {
-            set_err(err, errlen, "model file: tensor %zu: name must be 1..%u bytes", i,
-                    SMLT_MAX_NAME);
+            smlt_set_err(err, errlen, "model file: tensor %zu: name must be 1..%u bytes", i,
+                         SMLT_MAX_NAME);
             return SMLT_EINVAL;
         }
         if (t[i].ndims == 0 || t[i].ndims > SMLT_MAX_DIMS || !t[i].shape) {
-            set_err(err, errlen, "model file: tensor '%s': %u dimensions (expected 1..%u)",
-                    t[i].name, t[i].ndims, SMLT_MAX_DIMS);
+            smlt_set_err(err, errlen, "model file: tensor '%s': %u dimensions (expected 1..%u)",
+                         t[i].name, t[i].ndims, SMLT_MAX_DIMS);
             return SMLT_EINVAL;
         }
         uint64_t len = shape_elems(t[i].shape, t[i].ndims);
         if (len == 0 || len > SMLT_MAX_MODEL_ELEMS - total) {
-            set_err(err, errlen, "model file: tensor '%s': empty shape or model larger than %llu "
-                    "elements", t[i].name, (unsigned long long)SMLT_MAX_MODEL_ELEMS);
+            smlt_set_err(err, errlen,
+                         "model file: tensor '%s': empty shape or model larger than %llu "
+                         "elements",
+                         t[i].name, (unsigned long long)SMLT_MAX_MODEL_ELEMS);
             return SMLT_EINVAL;
         }
         total += len;
         index_len += ENTRY_FIXED + nl + 8u * t[i].ndims;
     }
     if (total != n) {
-        set_err(err, errlen, "model file: the tensors hold %llu elements but %llu values given",
-                (unsigned long long)total, (unsigned long long)n);
+        smlt_set_err(err, errlen,
+                     "model file: the tensors hold %llu elements but %llu values given",
+                     (unsigned long long)total, (unsigned long long)n);
         return SMLT_EINVAL;
     }
     const char **names = malloc(ntensors * sizeof *names);
     if (!names) {
-        set_err(err, errlen, "model file: out of memory");
+        smlt_set_err(err, errlen, "model file: out of memory");
         return SMLT_ENOMEM;
     }
     for (size_t i = 0; i < ntensors; i++)
@@ -255,23 +245,23 @@ int smlt_model_write(const char *path, const struct smlt_tensor_def *t, size_t n
     free(names);
     if (dup || oom) {
         if (dup)
-            set_err(err, errlen, "model file: two tensors are called '%s'", dup);
+            smlt_set_err(err, errlen, "model file: two tensors are called '%s'", dup);
         else
-            set_err(err, errlen, "model file: out of memory");
+            smlt_set_err(err, errlen, "model file: out of memory");
         return dup ? SMLT_EINVAL : SMLT_ENOMEM;
     }
 
     /* Header, index and padding in one buffer. */
     uint64_t data_off = align_up(MODEL_HDR_LEN + index_len);
     unsigned char *head = calloc(1, data_off);
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) {
+    char tmp[4200];
+    if (strlen(path) >= 4096) {
         free(head);
-        set_err(err, errlen, "model file: path too long");
+        smlt_set_err(err, errlen, "model file: path too long");
         return SMLT_EINVAL;
     }
     if (!head) {
-        set_err(err, errlen, "model file: out of memory");
+        smlt_set_err(err, errlen, "model file: out of memory");
         return SMLT_ENOMEM;
     }
     unsigned char *p = head + MODEL_HDR_LEN;
@@ -307,7 +297,7 @@ int smlt_model_write(const char *path, const struct smlt_tensor_def *t, size_t n
     int rc = SMLT_ESYS;
     const char *what = "open";
     unsigned char *swapbuf = NULL;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = smlt_atomic_open(path, 0644, tmp, sizeof tmp);
     if (fd < 0)
         goto out;
     what = "write";
@@ -342,40 +332,18 @@ int smlt_model_write(const char *path, const struct smlt_tensor_def *t, size_t n
     put_u32(trailer, (uint32_t)crc);
     if (write_all(fd, trailer, 4) < 0)
         goto out;
-    what = "fsync";
-    if (fsync(fd) < 0)
-        goto out;
-    what = "close";
     int cfd = fd;
     fd = -1;
-    if (close(cfd) < 0)
+    if (smlt_atomic_commit(cfd, tmp, path, &what) < 0)
         goto out;
-    what = "rename";
-    if (rename(tmp, path) < 0)
-        goto out;
-    /* Make the rename durable: fsync the directory that holds path. */
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        slash[1] = 0;
-    else if (slash)
-        *slash = 0;
-    else
-        snprintf(dir, sizeof dir, ".");
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
     rc = 0;
 out:
     if (rc) {
         if (rc == SMLT_ENOMEM)
-            set_err(err, errlen, "model file %s: out of memory", path);
+            smlt_set_err(err, errlen, "model file %s: out of memory", path);
         else
-            set_err(err, errlen, "model file %s: %s: %s", !strcmp(what, "open") ? tmp : path,
-                    what, strerror(errno ? errno : EIO));
+            smlt_set_err(err, errlen, "model file %s: %s: %s", !strcmp(what, "open") ? tmp : path,
+                         what, strerror(errno ? errno : EIO));
         if (fd >= 0)
             close(fd);
         unlink(tmp);
@@ -405,7 +373,7 @@ static int parse_index(struct smlt_model *m, const unsigned char *idx, uint64_t 
 {
     const unsigned char *p = idx, *end = idx + index_len;
     if (memchr(p, 0, job_len)) {
-        set_err(err, errlen, "%s: corrupt model file (NUL in the job name)", path);
+        smlt_set_err(err, errlen, "%s: corrupt model file (NUL in the job name)", path);
         return SMLT_ECORRUPT;
     }
     if (!(m->job = malloc(job_len + 1)))
@@ -427,14 +395,14 @@ static int parse_index(struct smlt_model *m, const unsigned char *idx, uint64_t 
         uint32_t nl = get_u32(p);
         p += 4;
         if (nl == 0 || nl > SMLT_MAX_NAME) {
-            set_err(err, errlen, "%s: tensor %u: name length %u (expected 1..%u)", path, i, nl,
-                    SMLT_MAX_NAME);
+            smlt_set_err(err, errlen, "%s: tensor %u: name length %u (expected 1..%u)", path, i, nl,
+                         SMLT_MAX_NAME);
             return nl ? SMLT_ETOOBIG : SMLT_ECORRUPT;
         }
         if ((size_t)(end - p) < (size_t)nl + 4)
             goto short_index;
         if (memchr(p, 0, nl)) {
-            set_err(err, errlen, "%s: tensor %u: NUL in its name", path, i);
+            smlt_set_err(err, errlen, "%s: tensor %u: NUL in its name", path, i);
             return SMLT_ECORRUPT;
         }
         memcpy(np, p, nl);
@@ -445,8 +413,8 @@ static int parse_index(struct smlt_model *m, const unsigned char *idx, uint64_t 
         t->ndims = get_u32(p);
         p += 4;
         if (t->ndims == 0 || t->ndims > SMLT_MAX_DIMS) {
-            set_err(err, errlen, "%s: tensor '%s': %u dimensions (expected 1..%u)", path, t->name,
-                    t->ndims, SMLT_MAX_DIMS);
+            smlt_set_err(err, errlen, "%s: tensor '%s': %u dimensions (expected 1..%u)", path,
+                         t->name, t->ndims, SMLT_MAX_DIMS);
             return t->ndims ? SMLT_ETOOBIG : SMLT_ECORRUPT;
         }
         if ((size_t)(end - p) < 8u * t->ndims + 8u)
@@ -457,15 +425,17 @@ static int parse_index(struct smlt_model *m, const unsigned char *idx, uint64_t 
         p += 8;
         t->length = shape_elems(t->shape, t->ndims);
         if (t->length == 0 || t->offset != off || t->length > m->n - off) {
-            set_err(err, errlen, "%s: tensor '%s': shape or offset inconsistent with the model's "
-                    "%llu elements", path, t->name, (unsigned long long)m->n);
+            smlt_set_err(err, errlen,
+                         "%s: tensor '%s': shape or offset inconsistent with the model's "
+                         "%llu elements",
+                         path, t->name, (unsigned long long)m->n);
             return SMLT_ECORRUPT;
         }
         off += t->length;
     }
     if (off != m->n || p != end) {
-        set_err(err, errlen, "%s: corrupt model file (the tensors %s)", path,
-                off != m->n ? "do not cover the values" : "leave bytes in the index");
+        smlt_set_err(err, errlen, "%s: corrupt model file (the tensors %s)", path,
+                     off != m->n ? "do not cover the values" : "leave bytes in the index");
         return SMLT_ECORRUPT;
     }
     const char **names = malloc(m->ntensors * sizeof *names);
@@ -479,15 +449,15 @@ static int parse_index(struct smlt_model *m, const unsigned char *idx, uint64_t 
     if (nomem)
         goto oom;
     if (dup) {
-        set_err(err, errlen, "%s: two tensors are called '%s'", path, dup);
+        smlt_set_err(err, errlen, "%s: two tensors are called '%s'", path, dup);
         return SMLT_ECORRUPT;
     }
     return 0;
 short_index:
-    set_err(err, errlen, "%s: corrupt model file (the tensor index ends early)", path);
+    smlt_set_err(err, errlen, "%s: corrupt model file (the tensor index ends early)", path);
     return SMLT_ECORRUPT;
 oom:
-    set_err(err, errlen, "%s: out of memory", path);
+    smlt_set_err(err, errlen, "%s: out of memory", path);
     return SMLT_ENOMEM;
 }
 
@@ -496,7 +466,7 @@ int smlt_model_read(const char *path, struct smlt_model **out, char *err, size_t
     if (out)
         *out = NULL;
     if (!path || !out) {
-        set_err(err, errlen, "model file: bad arguments");
+        smlt_set_err(err, errlen, "model file: bad arguments");
         return SMLT_EINVAL;
     }
     int rc, r;
@@ -504,12 +474,12 @@ int smlt_model_read(const char *path, struct smlt_model **out, char *err, size_t
     struct smlt_model *m = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        smlt_set_err(err, errlen, "%s: %s", path, strerror(errno));
         return errno == ENOENT ? SMLT_ENOTFOUND : SMLT_ESYS;
     }
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file", path);
+        smlt_set_err(err, errlen, "%s: not a regular file", path);
         rc = SMLT_EPROTO;
         goto out;
     }
@@ -518,25 +488,27 @@ int smlt_model_read(const char *path, struct smlt_model **out, char *err, size_t
     if ((r = read_all(fd, hdr, first)) != 0)
         goto io;
     if (first < 8 || memcmp(hdr, MODEL_MAGIC, 8)) {
-        set_err(err, errlen, "%s: not an SMLT model file", path);
+        smlt_set_err(err, errlen, "%s: not an SMLT model file", path);
         rc = SMLT_EPROTO;
         goto out;
     }
     if (size < MODEL_HDR_LEN + 4) {
-        set_err(err, errlen, "%s: truncated model file (%llu bytes)", path,
-                (unsigned long long)size);
+        smlt_set_err(err, errlen, "%s: truncated model file (%llu bytes)", path,
+                     (unsigned long long)size);
         rc = SMLT_ECORRUPT;
         goto out;
     }
     if (get_u32(hdr + 60) != (uint32_t)crc_update(crc32_z(0, NULL, 0), hdr, 60)) {
-        set_err(err, errlen, "%s: corrupt model file header (CRC mismatch)", path);
+        smlt_set_err(err, errlen, "%s: corrupt model file header (CRC mismatch)", path);
         rc = SMLT_ECORRUPT;
         goto out;
     }
     uint32_t version = get_u32(hdr + 8), flags = get_u32(hdr + 12);
     if (version != MODEL_VERSION || flags != 0) {
-        set_err(err, errlen, "%s: model file format %u (flags 0x%x); this library reads format "
-                "%u", path, version, flags, MODEL_VERSION);
+        smlt_set_err(err, errlen,
+                     "%s: model file format %u (flags 0x%x); this library reads format "
+                     "%u",
+                     path, version, flags, MODEL_VERSION);
         rc = SMLT_EVERSION;
         goto out;
     }
@@ -544,16 +516,17 @@ int smlt_model_read(const char *path, struct smlt_model **out, char *err, size_t
     uint64_t n = get_u64(hdr + 24), step = get_u64(hdr + 32);
     uint64_t index_len = get_u64(hdr + 40), data_off = get_u64(hdr + 48);
     if (ntensors == 0 || n == 0) {
-        set_err(err, errlen, "%s: corrupt model file header (%u tensors, %llu elements)", path,
-                ntensors, (unsigned long long)n);
+        smlt_set_err(err, errlen, "%s: corrupt model file header (%u tensors, %llu elements)", path,
+                     ntensors, (unsigned long long)n);
         rc = SMLT_ECORRUPT;
         goto out;
     }
     if (ntensors > SMLT_MAX_TENSORS || job_len > SMLT_MAX_NAME || n > SMLT_MAX_MODEL_ELEMS) {
-        set_err(err, errlen, "%s: model file header out of limits (%u tensors, job name of %u "
-                "bytes, %llu elements; at most %u, %u, %llu)", path, ntensors, job_len,
-                (unsigned long long)n, SMLT_MAX_TENSORS, SMLT_MAX_NAME,
-                (unsigned long long)SMLT_MAX_MODEL_ELEMS);
+        smlt_set_err(err, errlen,
+                     "%s: model file header out of limits (%u tensors, job name of %u "
+                     "bytes, %llu elements; at most %u, %u, %llu)",
+                     path, ntensors, job_len, (unsigned long long)n, SMLT_MAX_TENSORS,
+                     SMLT_MAX_NAME, (unsigned long long)SMLT_MAX_MODEL_ELEMS);
         rc = SMLT_ETOOBIG;
         goto out;
     }
@@ -561,17 +534,18 @@ int smlt_model_read(const char *path, struct smlt_model **out, char *err, size_t
     if (index_len < job_len + (uint64_t)ntensors * ENTRY_MIN ||
         index_len > job_len + (uint64_t)ntensors * ENTRY_MAX ||
         data_off != align_up(MODEL_HDR_LEN + index_len)) {
-        set_err(err, errlen, "%s: corrupt model file header (index of %llu bytes for %u tensors, "
-                "data at %llu)", path, (unsigned long long)index_len, ntensors,
-                (unsigned long long)data_off);
+        smlt_set_err(err, errlen,
+                     "%s: corrupt model file header (index of %llu bytes for %u tensors, "
+                     "data at %llu)",
+                     path, (unsigned long long)index_len, ntensors, (unsigned long long)data_off);
         rc = SMLT_ECORRUPT;
         goto out;
     }
     uint64_t expect = data_off + n * 4 + 4;
     if (size != expect) {
-        set_err(err, errlen, "%s: %s model file (%llu bytes; the header says %llu)", path,
-                size < expect ? "truncated" : "oversized", (unsigned long long)size,
-                (unsigned long long)expect);
+        smlt_set_err(err, errlen, "%s: %s model file (%llu bytes; the header says %llu)", path,
+                     size < expect ? "truncated" : "oversized", (unsigned long long)size,
+                     (unsigned long long)expect);
         rc = SMLT_ECORRUPT;
         goto out;
     }
@@ -579,19 +553,19 @@ int smlt_model_read(const char *path, struct smlt_model **out, char *err, size_t
     /* The index and padding: at most about 22 MiB (the caps above), and within the file. */
     size_t rest = (size_t)(data_off - MODEL_HDR_LEN);
     if (!(idx = malloc(rest))) {
-        set_err(err, errlen, "%s: out of memory", path);
+        smlt_set_err(err, errlen, "%s: out of memory", path);
         rc = SMLT_ENOMEM;
         goto out;
     }
     if ((r = read_all(fd, idx, rest)) != 0)
         goto io;
     if (get_u32(hdr + 56) != (uint32_t)crc_update(crc32_z(0, NULL, 0), idx, (size_t)index_len)) {
-        set_err(err, errlen, "%s: corrupt model file tensor index (CRC mismatch)", path);
+        smlt_set_err(err, errlen, "%s: corrupt model file tensor index (CRC mismatch)", path);
         rc = SMLT_ECORRUPT;
         goto out;
     }
     if (!(m = calloc(1, sizeof *m))) {
-        set_err(err, errlen, "%s: out of memory", path);
+        smlt_set_err(err, errlen, "%s: out of memory", path);
         rc = SMLT_ENOMEM;
         goto out;
     }
@@ -602,7 +576,7 @@ int smlt_model_read(const char *path, struct smlt_model **out, char *err, size_t
         goto out;
     for (size_t i = (size_t)index_len; i < rest; i++)
         if (idx[i]) {
-            set_err(err, errlen, "%s: corrupt model file (nonzero padding)", path);
+            smlt_set_err(err, errlen, "%s: corrupt model file (nonzero padding)", path);
             rc = SMLT_ECORRUPT;
             goto out;
         }
@@ -611,7 +585,7 @@ int smlt_model_read(const char *path, struct smlt_model **out, char *err, size_t
     uLong crc = crc_update(crc32_z(0, NULL, 0), hdr, MODEL_HDR_LEN);
     crc = crc_update(crc, idx, rest);
     if (!(m->values = malloc((size_t)n * sizeof(float)))) {
-        set_err(err, errlen, "%s: out of memory for %llu values", path, (unsigned long long)n);
+        smlt_set_err(err, errlen, "%s: out of memory for %llu values", path, (unsigned long long)n);
         rc = SMLT_ENOMEM;
         goto out;
     }
@@ -627,7 +601,7 @@ int smlt_model_read(const char *path, struct smlt_model **out, char *err, size_t
     if ((r = read_all(fd, trailer, 4)) != 0)
         goto io;
     if (get_u32(trailer) != (uint32_t)crc) {
-        set_err(err, errlen, "%s: corrupt model file data (CRC mismatch)", path);
+        smlt_set_err(err, errlen, "%s: corrupt model file data (CRC mismatch)", path);
         rc = SMLT_ECORRUPT;
         goto out;
     }
@@ -639,10 +613,10 @@ int smlt_model_read(const char *path, struct smlt_model **out, char *err, size_t
     goto out;
 io:
     if (r > 0) {
-        set_err(err, errlen, "%s: truncated model file (changed while reading?)", path);
+        smlt_set_err(err, errlen, "%s: truncated model file (changed while reading?)", path);
         rc = SMLT_ECORRUPT;
     } else {
-        set_err(err, errlen, "%s: read: %s", path, strerror(errno));
+        smlt_set_err(err, errlen, "%s: read: %s", path, strerror(errno));
         rc = SMLT_ESYS;
     }
 out:
@@ -710,12 +684,12 @@ int smlt_model_save(struct smlt_client *c, const char *path, uint64_t step, char
                     size_t errlen)
 {
     if (!c || !path) {
-        set_err(err, errlen, "model save: bad arguments");
+        smlt_set_err(err, errlen, "model save: bad arguments");
         return SMLT_EINVAL;
     }
     uint64_t n = smlt_client_num_params(c);
     if (n == 0 || smlt_client_num_tensors(c) == 0) {
-        set_err(err, errlen, "model save: the client has no partition map");
+        smlt_set_err(err, errlen, "model save: the client has no partition map");
         return SMLT_ENOTCONF;
     }
     int rc;
@@ -723,25 +697,26 @@ int smlt_model_save(struct smlt_client *c, const char *path, uint64_t step, char
     uint64_t(*shapes)[SMLT_MAX_DIMS] = NULL;
     float *values = malloc((size_t)n * sizeof(float));
     if (!values) {
-        set_err(err, errlen, "model save: out of memory for %llu values", (unsigned long long)n);
+        smlt_set_err(err, errlen, "model save: out of memory for %llu values",
+                     (unsigned long long)n);
         return SMLT_ENOMEM;
     }
     if ((rc = smlt_pull(c, 0, 0, values, NULL))) {
-        set_err(err, errlen, "model save: pull: %s", smlt_client_errmsg(c));
+        smlt_set_err(err, errlen, "model save: pull: %s", smlt_client_errmsg(c));
         goto out;
     }
     /* The layout after the pull: a pull may have installed a newer map (same model, new
      * split), and names are valid until the map changes, which takes another call on c. */
     uint32_t nt = smlt_client_num_tensors(c);
     if (smlt_client_num_params(c) != n) {
-        set_err(err, errlen, "model save: the model changed size during the pull");
+        smlt_set_err(err, errlen, "model save: the model changed size during the pull");
         rc = SMLT_ESTALEMAP;
         goto out;
     }
     defs = calloc(nt, sizeof *defs);
     shapes = calloc(nt, sizeof *shapes);
     if (!defs || !shapes) {
-        set_err(err, errlen, "model save: out of memory");
+        smlt_set_err(err, errlen, "model save: out of memory");
         rc = SMLT_ENOMEM;
         goto out;
     }
@@ -751,8 +726,8 @@ int smlt_model_save(struct smlt_client *c, const char *path, uint64_t step, char
         if ((rc = smlt_client_tensor(c, i, &ti)))
             goto out;
         if (ti.offset != off || ti.ndims > SMLT_MAX_DIMS) {
-            set_err(err, errlen, "model save: tensor '%s' is not where the map layout puts it",
-                    ti.name);
+            smlt_set_err(err, errlen, "model save: tensor '%s' is not where the map layout puts it",
+                         ti.name);
             rc = SMLT_EINTERNAL;
             goto out;
         }

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cblas.h>
@@ -18,6 +17,7 @@
 #include "smlt.pb-c.h"
 #include "smlt_limits.h"
 #include "smlt_log.h"
+#include "smlt_util.h"
 #include "worker_train.h"
 
 /* The Assignment's dataset options are the loader's values. */
@@ -47,13 +47,6 @@ struct link {
     int stop; /* a ProgressAck asked us to stop */
     int closed;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const uint8_t *meta,
                      void *payload, void *arg)
@@ -130,8 +123,8 @@ static int link_call(struct link *l, uint8_t type, const ProtobufCMessage *m, in
         event_base_loop(l->base, EVLOOP_NONBLOCK);
         return 0;
     }
-    double until = now_s() + INVOKE_RPC_TIMEOUT_S;
-    while (!l->got && now_s() < until) {
+    double until = smlt_now_mono() + INVOKE_RPC_TIMEOUT_S;
+    while (!l->got && smlt_now_mono() < until) {
         struct timeval tv = {1, 0};
         event_base_loopexit(l->base, &tv);
         event_base_loop(l->base, EVLOOP_ONCE);
@@ -177,7 +170,7 @@ static void fill_progress(Smlt__Progress *p, const char *inv, const struct worke
 static int on_progress(const struct worker_report *r, void *arg)
 {
     struct run_ctx *x = arg;
-    double t = now_s();
+    double t = smlt_now_mono();
     static int64_t last_eval = -1;
     /* Send at the configured pace, and at once when an evaluation result is new. The first
      * report goes after the first step: it tells the coordinator the steps per epoch, which
@@ -233,7 +226,7 @@ static void serve_one(struct worker *w, struct link *l, const char *line, int se
         json_decref(req);
         return;
     }
-    double t_recv = now_s();
+    double t_recv = smlt_now_mono();
     if (strcmp(l->addr, coord) != 0) {
         if (l->conn) {
             rpc_conn_set_arg(l->conn, NULL);
@@ -316,7 +309,7 @@ static void serve_one(struct worker *w, struct link *l, const char *line, int se
         uint32_t epochs = a->has_epochs ? a->epochs : 1;
         t.total_steps = t.step_base + r.steps_per_epoch * (epochs > t.epoch_base ? epochs - t.epoch_base : 0);
     }
-    struct run_ctx x = {.l = l, .inv = inv, .last_sent = now_s(),
+    struct run_ctx x = {.l = l, .inv = inv, .last_sent = smlt_now_mono(),
                         .every_s = (a->has_progress_ms && a->progress_ms ? a->progress_ms : 1000) / 1000.0};
     double init_before = r.init_s;
     int cold_before = r.cold;

@@ -5,15 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cblas.h>
 
 #include "data_set.h"
 #include "nn_model.h"
-#include "ps_optim.h"
+#include "smlt_admin.h"
 #include "smlt_log.h"
+#include "smlt_util.h"
 #include "worker_invoke.h"
 #include "worker_train.h"
 
@@ -65,19 +65,12 @@ struct progress_ctx {
     int every;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int on_progress(const struct worker_report *r, void *arg)
 {
     struct progress_ctx *p = arg;
     if (r->eval_epoch > p->last_epoch) {
         p->last_epoch = r->eval_epoch;
-        double el = now_s() - p->t0;
+        double el = smlt_now_mono() - p->t0;
         if (p->json)
             printf("{\"event\":\"epoch\",\"rank\":%u,\"epoch\":%lld,\"step\":%llu,\"train_loss\":%.5f,"
                    "\"test_accuracy\":%.5f,\"test_loss\":%.5f,\"elapsed_s\":%.3f,\"compute_s\":%.3f,"
@@ -148,19 +141,22 @@ int main(int argc, char **argv)
         case 'w': t.workers = (uint32_t)atoi(optarg); break;
         case 'b': t.batch = atoi(optarg); break;
         case 'e': epochs = atoi(optarg); break;
-        case 's':
-            if (!strcmp(optarg, "bsp")) t.sync = SMLT_SYNC_BSP;
-            else if (!strcmp(optarg, "ssp")) t.sync = SMLT_SYNC_SSP;
-            else if (!strcmp(optarg, "asp")) t.sync = SMLT_SYNC_ASP;
-            else { fprintf(stderr, "smlt-worker: --sync: want bsp, ssp or asp\n"); return 2; }
+        case 's': {
+            enum smlt_sync m;
+            if (smlt_enum_sync_parse(optarg, &m)) {
+                fprintf(stderr, "smlt-worker: --sync: want bsp, ssp or asp\n");
+                return 2;
+            }
+            t.sync = (int)m;
             break;
+        }
         case 'k': t.staleness = (uint32_t)atoi(optarg); break;
         case 'S': t.seed = strtoull(optarg, NULL, 10); break;
         case 'U': setup = 1; break;
         case 'a': admin = optarg; break;
         case 'o': {
-            enum ps_optim_kind k;
-            if (ps_optim_parse(optarg, &k)) {
+            enum smlt_optim k;
+            if (smlt_enum_optim_parse(optarg, &k)) {
                 fprintf(stderr, "smlt-worker: --optim: want sgd, momentum, adam or adagrad\n");
                 return 2;
             }
@@ -232,7 +228,7 @@ int main(int argc, char **argv)
     t.lr_decay_step = decay_epochs * spe;
     if (t.lr_decay_step && t.lr_decay == 0.0f)
         t.lr_decay = 0.1f;
-    struct progress_ctx p = {.json = json, .rank = t.rank, .last_epoch = -1, .t0 = now_s(),
+    struct progress_ctx p = {.json = json, .rank = t.rank, .last_epoch = -1, .t0 = smlt_now_mono(),
                              .every = t.eval_every > 0};
     struct worker_report r;
     int rc = worker_run(w, &t, &r, on_progress, &p);

@@ -11,7 +11,9 @@
 #include "data_load.h"
 #include "data_set.h"
 #include "nn_model.h"
+#include "smlt_admin.h"
 #include "smlt_log.h"
+#include "smlt_util.h"
 
 #define WORKER_EVAL_BATCH 512
 
@@ -32,13 +34,6 @@ struct worker {
     float *xb;
     int32_t *yb;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void rep_err(struct worker_report *r, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -261,45 +256,6 @@ int worker_check_fit(const struct nn_model *m, const char *spec, const struct da
     return 0;
 }
 
-void worker_tensor_defs(struct nn_model *m, struct smlt_tensor_def *defs, uint64_t *shapes)
-{
-    int n = nn_model_num_tensors(m);
-    for (int i = 0; i < n; i++) {
-        const struct nn_tensor_info *ti = nn_model_tensor(m, i);
-        uint64_t *sh = shapes + 4 * i;
-        for (int d = 0; d < ti->ndim && d < 4; d++)
-            sh[d] = (uint64_t)ti->shape[d];
-        defs[i].name = ti->name;
-        defs[i].ndims = (uint32_t)ti->ndim;
-        defs[i].shape = sh;
-        defs[i].init = (int)ti->init; /* enum nn_init_kind matches enum smlt_init */
-        defs[i].init_scale = ti->scale;
-    }
-}
-
-int worker_setup_job(const char *addrs, const char *admin_token, const char *model_spec,
-                     const struct smlt_job_conf *conf, char *err, size_t errlen)
-{
-    struct nn_model *m = nn_model_new(model_spec, 1, err, errlen);
-    if (!m)
-        return SMLT_EINVAL;
-    int n = nn_model_num_tensors(m);
-    struct smlt_tensor_def *defs = calloc((size_t)n, sizeof *defs);
-    uint64_t *shapes = calloc((size_t)n * 4, sizeof *shapes);
-    int rc = SMLT_ENOMEM;
-    if (defs && shapes) {
-        worker_tensor_defs(m, defs, shapes);
-        struct smlt_client_opts o = {.token = admin_token, .admin = 1, .timeout_ms = 60000};
-        struct smlt_client *c = NULL;
-        rc = smlt_job_setup(&c, addrs, &o, defs, (size_t)n, conf, err, errlen);
-        smlt_client_close(c);
-    }
-    free(defs);
-    free(shapes);
-    nn_model_free(m);
-    return rc;
-}
-
 /* Checks that the job on the shards is this model: same tensors, same layout. */
 static int check_layout(struct worker *w, struct worker_report *r)
 {
@@ -317,7 +273,7 @@ static int check_layout(struct worker *w, struct worker_report *r)
     }
     for (uint32_t i = 0; i < nt; i++) {
         struct smlt_tensor_info ti;
-        const struct nn_tensor_info *mi = nn_model_tensor(w->m, (int)i);
+        const struct nn_spec_tensor *mi = nn_model_tensor(w->m, (int)i);
         smlt_client_tensor(w->c, i, &ti);
         if (strcmp(ti.name, mi->name) || ti.offset != mi->offset || ti.length != mi->length) {
             rep_err(r, SMLT_EINVAL, "tensor %u is %s on the shards, %s in the model", i, ti.name,
@@ -450,7 +406,7 @@ static uint64_t need_clock(const struct worker_task *t, uint64_t s)
 int worker_run(struct worker *w, const struct worker_task *t, struct worker_report *r,
                worker_progress_fn progress, void *arg)
 {
-    double t0 = now_s();
+    double t0 = smlt_now_mono();
     memset(r, 0, sizeof *r);
     r->eval_epoch = -1;
     r->next_step = t->start_step;
@@ -461,9 +417,9 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
         return SMLT_EINVAL;
     }
     int rc = prepare(w, t, r);
-    r->init_s = now_s() - t0;
+    r->init_s = smlt_now_mono() - t0;
     if (rc) {
-        r->elapsed_s = now_s() - t0;
+        r->elapsed_s = smlt_now_mono() - t0;
         return rc;
     }
     uint64_t spe = worker_steps_per_epoch(data_set_size(w->train), t->workers, t->batch);
@@ -485,12 +441,12 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
     float *params = nn_model_params(w->m), *grads = nn_model_grads(w->m);
     uint64_t clock = 0;
     int wait_ms = t->timeout_ms > 0 ? t->timeout_ms : 60000;
-    double tc = now_s();
+    double tc = smlt_now_mono();
     rc = smlt_pull(w->c, need_clock(t, s), wait_ms, params, &clock);
-    r->comm_s += now_s() - tc;
+    r->comm_s += smlt_now_mono() - tc;
     if (rc) {
         rep_err(r, rc, "initial pull: %s", smlt_client_errmsg(w->c));
-        r->elapsed_s = now_s() - t0;
+        r->elapsed_s = smlt_now_mono() - t0;
         return rc;
     }
     double loss_sum = 0, step_ema = 0;
@@ -498,7 +454,7 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
     double prev_loss = -1;
     int time_up = 0, stop = 0;
     while (s < end && !stop) {
-        double ts = now_s();
+        double ts = smlt_now_mono();
         /* Stop cleanly while there is surely time for one more step and the report. */
         if (t->deadline > 0 && ts + 2.0 * step_ema + 0.05 > t->deadline) {
             time_up = 1;
@@ -535,7 +491,7 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
             struct timespec d = {t->chaos_delay_us / 1000000, (long)(t->chaos_delay_us % 1000000) * 1000};
             nanosleep(&d, NULL);
         }
-        double tb = now_s();
+        double tb = smlt_now_mono();
         r->compute_s += tb - ts;
         if (rc) {
             rep_err(r, rc, "training step failed");
@@ -548,7 +504,7 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
             if (!rc)
                 rc = smlt_pull(w->c, need_clock(t, s + 1), wait_ms, params, &clock);
         }
-        double tn = now_s();
+        double tn = smlt_now_mono();
         r->comm_s += tn - tb;
         if (rc == SMLT_ECANCELED) {
             /* The job stops here (the shards refuse this step for every worker): a clean end
@@ -589,15 +545,15 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
         loss_n++;
         if (prev_loss < 0 || loss_n * 10 >= spe)
             r->loss = loss_sum / (double)loss_n;
-        double dt = now_s() - ts;
+        double dt = smlt_now_mono() - ts;
         step_ema = step_ema == 0 ? dt : 0.8 * step_ema + 0.2 * dt;
         r->next_step = s;
         int epoch_end = (s - t->step_base) % spe == 0;
         if (t->evaluate && w->test &&
             (epoch_end || (t->eval_every && s % t->eval_every == 0))) {
-            double te = now_s();
+            double te = smlt_now_mono();
             rc = nn_model_evaluate(w->m, w->test, &r->test_acc, &r->test_loss);
-            r->eval_s += now_s() - te;
+            r->eval_s += smlt_now_mono() - te;
             if (rc) {
                 rep_err(r, rc, "evaluation failed");
                 break;
@@ -614,11 +570,11 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
         }
         if (t->stop_at_epoch_end && epoch_end)
             stop = 1;
-        r->elapsed_s = now_s() - t0;
+        r->elapsed_s = smlt_now_mono() - t0;
         if (progress && progress(r, arg))
             stop = 1;
     }
-    r->elapsed_s = now_s() - t0;
+    r->elapsed_s = smlt_now_mono() - t0;
     r->next_step = s;
     if (r->status == WORKER_FAILED)
         return r->err_code;

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "smlt.h"
+#include "worker_setup.h" /* worker_setup_job(), which callers used to find here */
 
 struct data_set;
 struct nn_model;
@@ -143,14 +144,5 @@ int worker_data_opts_set(struct worker_data_opts *o, const char *key, const char
  * Returns 0 or -SMLT_EINVAL with a message in err. */
 int worker_check_fit(const struct nn_model *m, const char *spec, const struct data_set *ds,
                      char *err, size_t errlen);
-
-/* Describes a model's tensors for the parameter server: fills defs (n = the model's tensor
- * count) and shapes (borrowed by defs; room for 4 per tensor). */
-void worker_tensor_defs(struct nn_model *m, struct smlt_tensor_def *defs, uint64_t *shapes);
-
-/* Sets up a job for model spec on the shards at addrs (admin token), with the model's tensors
- * and initializations. Returns 0 or a negative code with a message in err. */
-int worker_setup_job(const char *addrs, const char *admin_token, const char *model_spec,
-                     const struct smlt_job_conf *conf, char *err, size_t errlen);
 
 #endif

@@ -15,6 +15,8 @@
 #include <curl/curl.h>
 #include <zlib.h>
 
+#include "smlt_util.h"
+
 int ct_quick(void)
 {
     const char *q = getenv("SMLT_TEST_QUICK");
@@ -262,18 +264,11 @@ int ct_job_over(const char *state)
            !strcmp(state, "stopped");
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 json_t *ct_wait_until(int port, const char *id, double timeout_s, int (*fn)(const json_t *job))
 {
     char path[256];
     snprintf(path, sizeof path, "/api/jobs/%s", id);
-    double end = now_s() + timeout_s;
+    double end = smlt_now_mono() + timeout_s;
     json_t *j = NULL;
     for (;;) {
         json_decref(j);
@@ -281,7 +276,7 @@ json_t *ct_wait_until(int port, const char *id, double timeout_s, int (*fn)(cons
         long code = ct_http_json(port, "GET", path, NULL, NULL, &j);
         if (code == 200 && j && (ct_job_over(ct_str(j, "state")) || (fn && fn(j))))
             return j;
-        if (now_s() > end)
+        if (smlt_now_mono() > end)
             return j;
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);

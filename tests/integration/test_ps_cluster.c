@@ -18,7 +18,7 @@
 
 #include "daemon.h"
 #include "rpc_frame.h"
-#include "smlt.h"
+#include "smlt_admin.h"
 #include "smlt.pb-c.h"
 
 #define TOKEN "test-job-token"

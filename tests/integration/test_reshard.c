@@ -16,6 +16,7 @@
 
 #include "daemon.h"
 #include "smlt.h"
+#include "smlt_admin.h"
 
 #define TOKEN "reshard-token"
 #define ADMIN "reshard-admin"

@@ -22,7 +22,7 @@
 #include "data_load.h"
 #include "data_set.h"
 #include "nn_model.h"
-#include "smlt.h"
+#include "smlt_admin.h"
 #include "smlt_proc.h"
 
 #define TOKEN "train-ps-token"
@@ -155,7 +155,7 @@ static struct smlt_client *setup_job(void)
     uint64_t shapes[8][4];
     ck_assert_int_le(n, 8);
     for (int i = 0; i < n; i++) {
-        const struct nn_tensor_info *ti = nn_model_tensor(m, i);
+        const struct nn_spec_tensor *ti = nn_model_tensor(m, i);
         for (int d = 0; d < ti->ndim && d < 4; d++)
             shapes[i][d] = (uint64_t)ti->shape[d];
         defs[i] = (struct smlt_tensor_def){.name = ti->name, .ndims = (uint32_t)ti->ndim,

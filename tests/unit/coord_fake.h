@@ -83,8 +83,8 @@ static inline struct coord_job *fake_job(struct coord *c, const char *id, const 
         j->ranks[k].rank = k;
         j->ranks[k].retry_ev = evtimer_new(c->base, rank_on_retry, &j->ranks[k]);
     }
-    j->submitted_unix = j->started_unix = now_unix();
-    j->t_start = now_mono();
+    j->submitted_unix = j->started_unix = smlt_now_unix();
+    j->t_start = smlt_now_mono();
     j->state = JOB_RUNNING;
     return j;
 }
@@ -92,8 +92,8 @@ static inline struct coord_job *fake_job(struct coord *c, const char *id, const 
 /* Runs c's loop until the job's admin calls are all answered (at most 20 s). */
 static inline void fake_settle(struct coord *c, struct coord_job *j)
 {
-    double until = now_mono() + 20;
-    while (coord_admin_pending(j->admin) && now_mono() < until)
+    double until = smlt_now_mono() + 20;
+    while (coord_admin_pending(j->admin) && smlt_now_mono() < until)
         event_base_loop(c->base, EVLOOP_ONCE);
     ck_assert_int_eq(coord_admin_pending(j->admin), 0);
 }

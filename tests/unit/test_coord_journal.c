@@ -9,12 +9,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "coord_journal.h"
 #include "smlt_error.h"
 #include "smlt_log.h"
+#include "smlt_util.h"
 
 static char data_dir[256];
 
@@ -30,13 +30,6 @@ static void teardown(void)
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
     ck_assert_int_eq(system(cmd), 0);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static struct coord_journal *open_ok(const char *id)
@@ -159,7 +152,7 @@ END_TEST
 
 START_TEST(append_and_replay)
 {
-    int64_t before = now_ms();
+    int64_t before = (int64_t)(smlt_now_unix() * 1e3);
     struct coord_journal *j = open_ok("j1");
     json_t *spec = json_pack("{s:s, s:i, s:s}", "model", "lenet5", "epochs", 3, "note",
                              "two\nlines");
@@ -172,7 +165,7 @@ START_TEST(append_and_replay)
         append_seq(j, "progress", i, 0);
     coord_journal_close(j);
     json_decref(spec);
-    int64_t after = now_ms();
+    int64_t after = (int64_t)(smlt_now_unix() * 1e3);
 
     /* One record per line: the newline in a string is escaped. */
     char path[512];

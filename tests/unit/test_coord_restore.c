@@ -16,7 +16,7 @@ static void write_running_job(struct coord *c, const char *id, const struct coor
     struct coord_journal *jr = coord_journal_open(c->data_dir, id, err, sizeof err);
     ck_assert_ptr_nonnull(jr);
     json_t *spec = json_loads(SPEC, 0, NULL);
-    json_t *rec = json_pack("{s:s, s:o, s:f}", "id", id, "spec", spec, "submitted", now_unix());
+    json_t *rec = json_pack("{s:s, s:o, s:f}", "id", id, "spec", spec, "submitted", smlt_now_unix());
     coord_journal_append(jr, "submitted", rec, 1);
     json_decref(rec);
     rec = json_pack("{s:s}", "state", "starting");
@@ -80,7 +80,7 @@ START_TEST(spec_that_no_longer_parses)
                             "job-0002", "spec", "model", "logreg:784-10", "dataset",
                             "/nonexistent/dir", "max_epochs", 7, "deadline_s", 60.0, "name",
                             "old", "ps", "addrs", "127.0.0.1:5", "token", "secret", "submitted",
-                            now_unix());
+                            smlt_now_unix());
     coord_journal_append(jr, "submitted", rec, 1);
     json_decref(rec);
     rec = json_pack("{s:s, s:s}", "state", "succeeded", "reason", "all epochs trained");

@@ -33,7 +33,7 @@ START_TEST(epoch_split_adds_up)
 {
     struct coord *c = fake_coord_new();
     struct coord_job *j = fake_job(c, "job-0001", SPEC);
-    double t = now_mono();
+    double t = smlt_now_mono();
     job_epoch_mark(j, 0, t - 2.0);
     j->ranks[0].next_step = j->ranks[1].next_step = 10;
     j->ranks[0].cur = (struct rank_inv){.compute_s = 0.5, .comm_s = 0.3, .steps = 10};
@@ -63,7 +63,7 @@ START_TEST(epoch_split_scaled_when_rates_overshoot)
 {
     struct coord *c = fake_coord_new();
     struct coord_job *j = fake_job(c, "job-0001", SPEC);
-    double t = now_mono();
+    double t = smlt_now_mono();
     job_epoch_mark(j, 0, t - 0.5);
     j->ranks[0].next_step = j->ranks[1].next_step = 20;
     j->ranks[0].cur = (struct rank_inv){.compute_s = 0.6, .comm_s = 0.4, .steps = 20};
@@ -88,7 +88,7 @@ START_TEST(epoch_split_without_a_report)
         j->ranks[k].next_step = 30;
         j->ranks[k].cur = (struct rank_inv){.compute_s = 0.3, .comm_s = 0.1, .steps = 30};
     }
-    double t = now_mono();
+    double t = smlt_now_mono();
     job_epoch_mark(j, 30, t - 0.8);
     json_t *e = job_measure(j, 40, t, "epoch_time_s");
     check_parts(e);
@@ -107,9 +107,9 @@ START_TEST(ledger_adds_up_to_cost)
     struct coord_job *j = fake_job(c, "job-0001", SPEC);
     coord_ledger_charge_invocation(&j->ledger, &j->spec.prices, 1024, 2.0);
     j->ranks[0].cur.id = 7;
-    j->ranks[0].cur.started = now_mono() - 1.5;
+    j->ranks[0].cur.started = smlt_now_mono() - 1.5;
     j->ranks[0].cur.memory_mb = 2048;
-    j->ps_charged_at = now_mono() - 3;
+    j->ps_charged_at = smlt_now_mono() - 3;
     json_t *o = coord_job_json(c, "job-0001");
     ck_assert_ptr_nonnull(o);
     json_t *l = json_object_get(o, "ledger");

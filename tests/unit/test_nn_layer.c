@@ -514,7 +514,7 @@ END_TEST
 START_TEST(tensor_info_and_bad_geometry)
 {
     struct nn_layer *l = nn_layer_new_dense(784, 256, 1);
-    struct nn_tensor_info ti;
+    struct nn_spec_tensor ti;
     ck_assert_int_eq(nn_layer_num_tensors(l), 2);
     ck_assert_int_eq(nn_layer_num_params(l), 784 * 256 + 256);
     ck_assert_int_eq(nn_layer_tensor(l, 0, &ti), 0);
@@ -522,12 +522,12 @@ START_TEST(tensor_info_and_bad_geometry)
     ck_assert_int_eq(ti.ndim, 2);
     ck_assert_int_eq(ti.shape[0], 784);
     ck_assert_int_eq(ti.shape[1], 256);
-    ck_assert_int_eq(ti.init, NN_INIT_UNIFORM);
+    ck_assert_int_eq(ti.init, SMLT_INIT_UNIFORM);
     ck_assert_float_eq_tol(ti.scale, sqrtf(6.0f / 784), 1e-6f);
     ck_assert_int_eq(nn_layer_tensor(l, 1, &ti), 0);
     ck_assert_str_eq(ti.name, "bias");
     ck_assert_int_eq(ti.offset, 784 * 256);
-    ck_assert_int_eq(ti.init, NN_INIT_ZERO);
+    ck_assert_int_eq(ti.init, SMLT_INIT_ZERO);
     ck_assert_int_eq(nn_layer_tensor(l, 2, &ti), SMLT_ERANGE);
     nn_layer_free(l);
 

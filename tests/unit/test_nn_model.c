@@ -75,7 +75,7 @@ START_TEST(spec_good)
     /* The canonical form of a dropout just below 1 reads back as the same model. */
     m = nn_model_new("mlp:10-5-3:dropout=0.99999994", 4, err, sizeof err);
     ck_assert_msg(m != NULL, "%s", err);
-    char canon[NN_MODEL_MAX_SPEC];
+    char canon[NN_SPEC_MAX];
     snprintf(canon, sizeof canon, "%s", nn_model_spec(m));
     nn_model_free(m);
     m = nn_model_new(canon, 4, err, sizeof err);
@@ -86,27 +86,27 @@ START_TEST(spec_good)
         check_agrees(specs[i]);
     /* A 225 M-parameter model is checked without its 1.8 GB of buffers. */
     size_t np = 0;
-    ck_assert_int_eq(nn_model_check("mlp:784-15000-15000-10", NULL, 0, &np, err, sizeof err), 0);
+    ck_assert_int_eq(nn_spec_check("mlp:784-15000-15000-10", NULL, 0, &np, err, sizeof err), 0);
     ck_assert_uint_eq(np, (size_t)784 * 15000 + 15000 + (size_t)15000 * 15000 + 15000 +
                               15000 * 10 + 10);
 }
 END_TEST
 
-/* nn_model_check() says what nn_model_new() would: the same canonical spec and parameter
+/* nn_spec_check() says what nn_model_new() would: the same canonical spec and parameter
  * count, or the same refusal. */
 static void check_agrees(const char *spec)
 {
-    char err1[256] = "", err2[256] = "", canon[NN_MODEL_MAX_SPEC] = "";
+    char err1[256] = "", err2[256] = "", canon[NN_SPEC_MAX] = "";
     size_t np = 0;
     struct nn_model *m = nn_model_new(spec, 8, err1, sizeof err1);
-    int rc = nn_model_check(spec, canon, sizeof canon, &np, err2, sizeof err2);
+    int rc = nn_spec_check(spec, canon, sizeof canon, &np, err2, sizeof err2);
     if (m) {
         ck_assert_int_eq(rc, 0);
         ck_assert_str_eq(canon, nn_model_spec(m));
         ck_assert_uint_eq(np, nn_model_num_params(m));
         nn_model_free(m);
     } else {
-        ck_assert_int_eq(rc, -1);
+        ck_assert_int_eq(rc, SMLT_EINVAL);
         ck_assert_str_eq(err2, err1);
     }
 }
@@ -161,7 +161,7 @@ START_TEST(flat_layout_and_init)
     ck_assert_ptr_nonnull(m);
     size_t off = 0;
     for (int i = 0; i < nn_model_num_tensors(m); i++) {
-        const struct nn_tensor_info *t = nn_model_tensor(m, i);
+        const struct nn_spec_tensor *t = nn_model_tensor(m, i);
         ck_assert_int_eq(t->offset, off); /* back to back, in order */
         size_t prod = 1;
         for (int d = 0; d < t->ndim; d++)
@@ -169,9 +169,9 @@ START_TEST(flat_layout_and_init)
         ck_assert_int_eq(prod, t->length);
         off += t->length;
         if (strstr(t->name, ".bias"))
-            ck_assert_int_eq(t->init, NN_INIT_ZERO);
+            ck_assert_int_eq(t->init, SMLT_INIT_ZERO);
         else
-            ck_assert(t->init == NN_INIT_UNIFORM && t->scale > 0.0f && t->scale < 1.0f);
+            ck_assert(t->init == SMLT_INIT_UNIFORM && t->scale > 0.0f && t->scale < 1.0f);
     }
     ck_assert_int_eq(off, nn_model_num_params(m));
     ck_assert_ptr_null(nn_model_tensor(m, -1));
@@ -181,9 +181,9 @@ START_TEST(flat_layout_and_init)
     const float *p = nn_model_params(m);
     /* Element i depends only on (seed, i) and its tensor's (kind, scale). */
     for (int i = 0; i < nn_model_num_tensors(m); i++) {
-        const struct nn_tensor_info *t = nn_model_tensor(m, i);
+        const struct nn_spec_tensor *t = nn_model_tensor(m, i);
         for (size_t j = 0; j < t->length; j += 7) {
-            float want = t->init == NN_INIT_UNIFORM
+            float want = t->init == SMLT_INIT_UNIFORM
                              ? smlt_rand_uniform(42, t->offset + j, t->scale)
                              : 0.0f;
             ck_assert_float_eq(p[t->offset + j], want);
@@ -191,16 +191,16 @@ START_TEST(flat_layout_and_init)
         }
     }
     /* A shard initializing any sub-range gets the same numbers. */
-    const struct nn_tensor_info *t = nn_model_tensor(m, 4);
+    const struct nn_spec_tensor *t = nn_model_tensor(m, 4);
     float part[100];
     nn_model_init_fill(t->init, t->scale, 42, t->offset + 1000, part, 100);
     ck_assert_int_eq(memcmp(part, p + t->offset + 1000, sizeof part), 0);
     /* Other kinds. */
-    nn_model_init_fill(NN_INIT_CONST, 0.5f, 1, 0, part, 10);
+    nn_model_init_fill(SMLT_INIT_CONST, 0.5f, 1, 0, part, 10);
     ck_assert_float_eq(part[9], 0.5f);
-    nn_model_init_fill(NN_INIT_NORMAL, 2.0f, 1, 5, part, 10);
+    nn_model_init_fill(SMLT_INIT_NORMAL, 2.0f, 1, 5, part, 10);
     ck_assert_float_eq(part[0], smlt_rand_normal(1, 5, 2.0f));
-    nn_model_init_fill(NN_INIT_ZERO, 2.0f, 1, 5, part, 10);
+    nn_model_init_fill(SMLT_INIT_ZERO, 2.0f, 1, 5, part, 10);
     ck_assert_float_eq(part[3], 0.0f);
     /* A different seed gives different weights. */
     float w0 = p[0];
@@ -253,7 +253,7 @@ static void model_grad_check(const char *spec, int n, int probes)
     int bad = 0, total = 0, skipped = 0;
     double num2 = 0, diff2 = 0;
     for (int t = 0; t < nn_model_num_tensors(m); t++) {
-        const struct nn_tensor_info *ti = nn_model_tensor(m, t);
+        const struct nn_spec_tensor *ti = nn_model_tensor(m, t);
         for (int q = 0; q < probes; q++) {
             size_t i = ti->offset + (size_t)(smlt_rand_mix((uint64_t)(t * 1000 + q)) % ti->length);
             const float keep = p[i];

@@ -46,7 +46,7 @@ static float rng_sym(float scale)
     return (float)((rng_unit() * 2.0 - 1.0) * scale);
 }
 
-static struct ps_optim_conf conf_of(enum ps_optim_kind k, float lr)
+static struct ps_optim_conf conf_of(enum smlt_optim k, float lr)
 {
     struct ps_optim_conf c;
     ps_optim_conf_default(&c);
@@ -73,16 +73,16 @@ static void ref_step(const struct ps_optim_conf *c, int t, struct ref *r, double
     double lr = c->lr, wd = c->weight_decay;
     g *= scale;
     switch (c->kind) {
-    case PS_OPT_SGD:
+    case SMLT_OPT_SGD:
         g += wd * r->w;
         r->w -= lr * g;
         break;
-    case PS_OPT_MOMENTUM:
+    case SMLT_OPT_MOMENTUM:
         g += wd * r->w;
         r->m = t == 1 ? g : c->momentum * r->m + g; /* PyTorch: buf = g on the first step */
         r->w -= lr * (c->nesterov ? g + c->momentum * r->m : r->m);
         break;
-    case PS_OPT_ADAM: {
+    case SMLT_OPT_ADAM: {
         if (c->decoupled)
             r->w *= 1.0 - lr * wd; /* AdamW: decay the weights, not the gradient */
         else
@@ -94,7 +94,7 @@ static void ref_step(const struct ps_optim_conf *c, int t, struct ref *r, double
         r->w -= lr * mh / (sqrt(vh) + c->eps);
         break;
     }
-    case PS_OPT_ADAGRAD:
+    case SMLT_OPT_ADAGRAD:
         g += wd * r->w;
         r->m += g * g;
         r->w -= lr * g / (sqrt(r->m) + c->eps);
@@ -154,7 +154,7 @@ static void assert_lits(const float got[3], const double want[3], const char *wh
 
 START_TEST(test_sgd_literals)
 {
-    struct ps_optim_conf c = conf_of(PS_OPT_SGD, 0.1f);
+    struct ps_optim_conf c = conf_of(SMLT_OPT_SGD, 0.1f);
     float got[3];
     three_steps(&c, 1.0f, 0.5f, got);
     assert_lits(got, (const double[]){0.95, 0.90, 0.85}, "sgd");
@@ -171,7 +171,7 @@ END_TEST
 
 START_TEST(test_momentum_literals)
 {
-    struct ps_optim_conf c = conf_of(PS_OPT_MOMENTUM, 0.1f);
+    struct ps_optim_conf c = conf_of(SMLT_OPT_MOMENTUM, 0.1f);
     c.momentum = 0.9f;
     float got[3];
     /* v: 1, 1.9, 2.71; w: -0.1, -0.29, -0.561 */
@@ -196,7 +196,7 @@ START_TEST(test_adam_literals)
     /* Constant gradient: with bias correction m_hat = g and v_hat = g^2 at every t, so each step
      * moves by lr * g / (|g| + eps) = 0.1 (to 1e-9). Without the correction the first step would
      * be 0.1 * 0.2 / sqrt(0.004) = 0.316. */
-    struct ps_optim_conf c = conf_of(PS_OPT_ADAM, 0.1f);
+    struct ps_optim_conf c = conf_of(SMLT_OPT_ADAM, 0.1f);
     float got[3];
     three_steps(&c, 1.0f, 2.0f, got);
     assert_lits(got, (const double[]){0.9, 0.8, 0.7}, "adam const g");
@@ -221,7 +221,7 @@ END_TEST
 
 START_TEST(test_adagrad_literals)
 {
-    struct ps_optim_conf c = conf_of(PS_OPT_ADAGRAD, 0.1f);
+    struct ps_optim_conf c = conf_of(SMLT_OPT_ADAGRAD, 0.1f);
     c.eps = 1e-10f;
     float got[3];
     /* h = 1, 2, 3: w = 0.9, 0.9 - 0.1/sqrt(2), ... - 0.1/sqrt(3) */
@@ -255,13 +255,13 @@ static void varied_case(struct ps_optim_conf c, const char *what, float scale)
 START_TEST(test_all_against_reference)
 {
     struct ps_optim_conf c;
-    c = conf_of(PS_OPT_SGD, 0.05f);
+    c = conf_of(SMLT_OPT_SGD, 0.05f);
     varied_case(c, "sgd", 1.0f);
     c.weight_decay = 0.01f;
     varied_case(c, "sgd wd", 1.0f);
     varied_case(c, "sgd wd scale", 1.0f / 3.0f);
 
-    c = conf_of(PS_OPT_MOMENTUM, 0.05f);
+    c = conf_of(SMLT_OPT_MOMENTUM, 0.05f);
     c.momentum = 0.8f;
     varied_case(c, "momentum", 1.0f);
     c.weight_decay = 0.02f;
@@ -271,7 +271,7 @@ START_TEST(test_all_against_reference)
     c.weight_decay = 0.0f;
     varied_case(c, "nesterov", 0.5f);
 
-    c = conf_of(PS_OPT_ADAM, 0.01f);
+    c = conf_of(SMLT_OPT_ADAM, 0.01f);
     varied_case(c, "adam", 1.0f);
     c.beta1 = 0.5f;
     c.beta2 = 0.9f;
@@ -282,7 +282,7 @@ START_TEST(test_all_against_reference)
     c.decoupled = 1;
     varied_case(c, "adamw", 1.0f);
 
-    c = conf_of(PS_OPT_ADAGRAD, 0.1f);
+    c = conf_of(SMLT_OPT_ADAGRAD, 0.1f);
     c.eps = 1e-2f;
     varied_case(c, "adagrad", 1.0f);
     c.weight_decay = 0.05f;
@@ -296,21 +296,21 @@ START_TEST(test_state_layout)
     enum { N = 5 };
     float w[N] = {1, 2, 3, 4, 5}, g[N] = {1, -2, 0.5f, 0, 4}, dst[N];
     float st[2 * N];
-    struct ps_optim_conf c = conf_of(PS_OPT_ADAM, 0.01f);
+    struct ps_optim_conf c = conf_of(SMLT_OPT_ADAM, 0.01f);
     memset(st, 0, sizeof st);
     ps_optim_apply(&c, 1, dst, w, g, 1.0f, st, N);
     for (int i = 0; i < N; i++) {
         ck_assert_float_eq_tol(st[i], (1.0f - c.beta1) * g[i], 1e-7f);
         ck_assert_float_eq_tol(st[N + i], (1.0f - c.beta2) * g[i] * g[i], 1e-9f);
     }
-    c = conf_of(PS_OPT_MOMENTUM, 0.01f);
+    c = conf_of(SMLT_OPT_MOMENTUM, 0.01f);
     memset(st, 0, sizeof st);
     st[N] = 123.0f; /* only n state floats: the one after must stay */
     ps_optim_apply(&c, 1, dst, w, g, 2.0f, st, N);
     for (int i = 0; i < N; i++)
         ck_assert_float_eq(st[i], 2.0f * g[i]);
     ck_assert_float_eq(st[N], 123.0f);
-    c = conf_of(PS_OPT_ADAGRAD, 0.01f);
+    c = conf_of(SMLT_OPT_ADAGRAD, 0.01f);
     memset(st, 0, sizeof st);
     st[N] = 123.0f;
     ps_optim_apply(&c, 1, dst, w, g, 1.0f, st, N);
@@ -319,7 +319,7 @@ START_TEST(test_state_layout)
         ck_assert_float_eq(st[i], 2.0f * g[i] * g[i]);
     ck_assert_float_eq(st[N], 123.0f);
     /* SGD keeps no state and must not touch the pointer's memory */
-    c = conf_of(PS_OPT_SGD, 0.01f);
+    c = conf_of(SMLT_OPT_SGD, 0.01f);
     st[0] = 77.0f;
     ps_optim_apply(&c, 1, dst, w, g, 1.0f, st, N);
     ck_assert_float_eq(st[0], 77.0f);
@@ -329,7 +329,7 @@ END_TEST
 /* t = 0 is taken as 1 (no division by 1 - beta^0 = 0) */
 START_TEST(test_adam_t0)
 {
-    struct ps_optim_conf c = conf_of(PS_OPT_ADAM, 0.1f);
+    struct ps_optim_conf c = conf_of(SMLT_OPT_ADAM, 0.1f);
     float w = 1.0f, g = 2.0f, st0[2] = {0, 0}, st1[2] = {0, 0}, d0, d1;
     ps_optim_apply(&c, 0, &d0, &w, &g, 1.0f, st0, 1);
     ps_optim_apply(&c, 1, &d1, &w, &g, 1.0f, st1, 1);
@@ -350,7 +350,8 @@ START_TEST(test_scale)
         sum[i] = rng_sym(4);
         mean[i] = sum[i] * 0.25f;
     }
-    const enum ps_optim_kind kinds[] = {PS_OPT_SGD, PS_OPT_MOMENTUM, PS_OPT_ADAM, PS_OPT_ADAGRAD};
+    const enum smlt_optim kinds[] = {SMLT_OPT_SGD, SMLT_OPT_MOMENTUM, SMLT_OPT_ADAM,
+                                     SMLT_OPT_ADAGRAD};
     for (int k = 0; k < 4; k++) {
         struct ps_optim_conf c = conf_of(kinds[k], 0.03f);
         c.weight_decay = 0.01f;
@@ -359,12 +360,14 @@ START_TEST(test_scale)
         memset(s2, 0, sizeof s2);
         ps_optim_apply(&c, 1, a, w, sum, 0.25f, s1, N);
         ps_optim_apply(&c, 1, b, w, mean, 1.0f, s2, N);
-        ck_assert_msg(!memcmp(a, b, sizeof a), "%s: scaled sum != mean", ps_optim_name(kinds[k]));
+        ck_assert_msg(!memcmp(a, b, sizeof a), "%s: scaled sum != mean",
+                      smlt_enum_optim_name(kinds[k]));
         ck_assert(!memcmp(s1, s2, sizeof s1));
         /* and the scale is really applied: scale 1 on the sum gives a different result */
         memset(s1, 0, sizeof s1);
         ps_optim_apply(&c, 1, a, w, sum, 1.0f, s1, N);
-        ck_assert_msg(memcmp(a, b, sizeof a) != 0, "%s: scale ignored", ps_optim_name(kinds[k]));
+        ck_assert_msg(memcmp(a, b, sizeof a) != 0, "%s: scale ignored",
+                      smlt_enum_optim_name(kinds[k]));
     }
 }
 END_TEST
@@ -400,9 +403,9 @@ static void alias_case(const struct ps_optim_conf *c)
         ps_optim_apply(c, (uint64_t)s + 1, gc, pc, gc, 0.5f, sc, n);
         memcpy(pc, gc, n * 4);
         ck_assert_msg(!memcmp(pa, pb, n * 4), "%s: dst == src differs at step %d",
-                      ps_optim_name(c->kind), s + 1);
+                      smlt_enum_optim_name(c->kind), s + 1);
         ck_assert_msg(!memcmp(pa, pc, n * 4), "%s: dst == grad differs at step %d",
-                      ps_optim_name(c->kind), s + 1);
+                      smlt_enum_optim_name(c->kind), s + 1);
         ck_assert(!memcmp(sa, sb, sn * 4));
         ck_assert(!memcmp(sa, sc, sn * 4));
         /* it moved */
@@ -427,20 +430,20 @@ static void alias_case(const struct ps_optim_conf *c)
 
 START_TEST(test_aliasing_bit_identical)
 {
-    struct ps_optim_conf c = conf_of(PS_OPT_SGD, 0.1f);
+    struct ps_optim_conf c = conf_of(SMLT_OPT_SGD, 0.1f);
     c.weight_decay = 0.01f;
     alias_case(&c);
-    c = conf_of(PS_OPT_MOMENTUM, 0.1f);
+    c = conf_of(SMLT_OPT_MOMENTUM, 0.1f);
     c.weight_decay = 0.01f;
     alias_case(&c);
     c.nesterov = 1;
     alias_case(&c);
-    c = conf_of(PS_OPT_ADAM, 0.01f);
+    c = conf_of(SMLT_OPT_ADAM, 0.01f);
     c.weight_decay = 0.01f;
     alias_case(&c);
     c.decoupled = 1;
     alias_case(&c);
-    c = conf_of(PS_OPT_ADAGRAD, 0.1f);
+    c = conf_of(SMLT_OPT_ADAGRAD, 0.1f);
     c.weight_decay = 0.01f;
     alias_case(&c);
 }
@@ -462,7 +465,7 @@ START_TEST(test_conf_check)
     struct ps_optim_conf c;
     char err[128];
     ps_optim_conf_default(&c);
-    ck_assert_int_eq(c.kind, PS_OPT_SGD);
+    ck_assert_int_eq(c.kind, SMLT_OPT_SGD);
     ck_assert_float_eq(c.lr, 0.01f);
     ck_assert_float_eq(c.momentum, 0.9f);
     ck_assert_float_eq(c.beta1, 0.9f);
@@ -471,8 +474,8 @@ START_TEST(test_conf_check)
     ck_assert_float_eq(c.weight_decay, 0.0f);
     ck_assert_int_eq(c.nesterov, 0);
     ck_assert_int_eq(c.decoupled, 0);
-    for (int k = PS_OPT_SGD; k <= PS_OPT_ADAGRAD; k++) {
-        c = conf_of((enum ps_optim_kind)k, 0.01f);
+    for (int k = SMLT_OPT_SGD; k <= SMLT_OPT_ADAGRAD; k++) {
+        c = conf_of((enum smlt_optim)k, 0.01f);
         ck_assert_int_eq(ps_optim_conf_check(&c, err, sizeof err), 0);
         c.lr = 0.0f; /* lr 0 is allowed (frozen) */
         ck_assert_int_eq(ps_optim_conf_check(&c, err, sizeof err), 0);
@@ -489,7 +492,7 @@ START_TEST(test_conf_check)
         }
         c.weight_decay = 0.0f;
     }
-    c = conf_of(PS_OPT_MOMENTUM, 0.01f);
+    c = conf_of(SMLT_OPT_MOMENTUM, 0.01f);
     const float badmu[] = {1.0f, 1.5f, -0.1f, NAN};
     for (int i = 0; i < 4; i++) {
         c.momentum = badmu[i];
@@ -500,7 +503,7 @@ START_TEST(test_conf_check)
     c.momentum = 0.999f;
     ck_assert_int_eq(ps_optim_conf_check(&c, err, sizeof err), 0);
 
-    c = conf_of(PS_OPT_ADAM, 0.01f);
+    c = conf_of(SMLT_OPT_ADAM, 0.01f);
     const float badb[] = {1.0f, 2.0f, -0.5f, NAN};
     for (int i = 0; i < 4; i++) {
         c.beta1 = badb[i];
@@ -517,13 +520,13 @@ START_TEST(test_conf_check)
         c.eps = bade[i];
         expect_bad(&c, "eps");
     }
-    c = conf_of(PS_OPT_ADAGRAD, 0.01f);
+    c = conf_of(SMLT_OPT_ADAGRAD, 0.01f);
     for (int i = 0; i < 3; i++) {
         c.eps = bade[i];
         expect_bad(&c, "eps");
     }
-    c = conf_of(PS_OPT_SGD, 0.01f);
-    c.kind = (enum ps_optim_kind)7;
+    c = conf_of(SMLT_OPT_SGD, 0.01f);
+    c.kind = (enum smlt_optim)7;
     expect_bad(&c, "kind");
 }
 END_TEST
@@ -557,26 +560,26 @@ END_TEST
 START_TEST(test_names)
 {
     const char *names[] = {"sgd", "momentum", "adam", "adagrad"};
-    for (int k = PS_OPT_SGD; k <= PS_OPT_ADAGRAD; k++) {
-        ck_assert_str_eq(ps_optim_name((enum ps_optim_kind)k), names[k]);
-        enum ps_optim_kind got = (enum ps_optim_kind)99;
-        ck_assert_int_eq(ps_optim_parse(ps_optim_name((enum ps_optim_kind)k), &got), 0);
+    for (int k = SMLT_OPT_SGD; k <= SMLT_OPT_ADAGRAD; k++) {
+        ck_assert_str_eq(smlt_enum_optim_name((enum smlt_optim)k), names[k]);
+        enum smlt_optim got = (enum smlt_optim)99;
+        ck_assert_int_eq(smlt_enum_optim_parse(smlt_enum_optim_name((enum smlt_optim)k), &got), 0);
         ck_assert_int_eq(got, k);
     }
-    enum ps_optim_kind got = PS_OPT_SGD;
-    ck_assert_int_eq(ps_optim_parse("ADAM", &got), 0);
-    ck_assert_int_eq(got, PS_OPT_ADAM);
-    got = PS_OPT_MOMENTUM;
-    ck_assert_int_eq(ps_optim_parse("adamw", &got), SMLT_EINVAL);
-    ck_assert_int_eq(ps_optim_parse("", &got), SMLT_EINVAL);
-    ck_assert_int_eq(ps_optim_parse("sg", &got), SMLT_EINVAL);
-    ck_assert_int_eq(ps_optim_parse(NULL, &got), SMLT_EINVAL);
-    ck_assert_int_eq(got, PS_OPT_MOMENTUM); /* untouched on failure */
-    ck_assert_str_eq(ps_optim_name((enum ps_optim_kind)9), "?");
-    ck_assert_int_eq(ps_optim_state_per_param(PS_OPT_SGD), 0);
-    ck_assert_int_eq(ps_optim_state_per_param(PS_OPT_MOMENTUM), 1);
-    ck_assert_int_eq(ps_optim_state_per_param(PS_OPT_ADAM), 2);
-    ck_assert_int_eq(ps_optim_state_per_param(PS_OPT_ADAGRAD), 1);
+    enum smlt_optim got = SMLT_OPT_SGD;
+    ck_assert_int_eq(smlt_enum_optim_parse("ADAM", &got), 0);
+    ck_assert_int_eq(got, SMLT_OPT_ADAM);
+    got = SMLT_OPT_MOMENTUM;
+    ck_assert_int_eq(smlt_enum_optim_parse("adamw", &got), SMLT_EINVAL);
+    ck_assert_int_eq(smlt_enum_optim_parse("", &got), SMLT_EINVAL);
+    ck_assert_int_eq(smlt_enum_optim_parse("sg", &got), SMLT_EINVAL);
+    ck_assert_int_eq(smlt_enum_optim_parse(NULL, &got), SMLT_EINVAL);
+    ck_assert_int_eq(got, SMLT_OPT_MOMENTUM); /* untouched on failure */
+    ck_assert_str_eq(smlt_enum_optim_name((enum smlt_optim)9), "?");
+    ck_assert_int_eq(ps_optim_state_per_param(SMLT_OPT_SGD), 0);
+    ck_assert_int_eq(ps_optim_state_per_param(SMLT_OPT_MOMENTUM), 1);
+    ck_assert_int_eq(ps_optim_state_per_param(SMLT_OPT_ADAM), 2);
+    ck_assert_int_eq(ps_optim_state_per_param(SMLT_OPT_ADAGRAD), 1);
 }
 END_TEST
 

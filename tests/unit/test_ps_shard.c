@@ -16,7 +16,7 @@
 
 #include <event2/event.h>
 
-#include "ps_map.h"
+#include "part_map.h"
 #include "ps_optim.h"
 #include "ps_shard.h"
 #include "smlt_error.h"
@@ -88,18 +88,18 @@ static float *grad_new(size_t n)
 }
 
 /* One tensor of `total` elements, uniform init, split into nshards. */
-static struct ps_map *mkmap(uint64_t version, uint64_t total, uint32_t nshards)
+static struct part_map *mkmap(uint64_t version, uint64_t total, uint32_t nshards)
 {
     const uint64_t shape[1] = {total};
-    struct ps_tensor_spec t = {"w", 1, shape, SMLT__INIT_KIND__INIT_UNIFORM, 0.5f};
+    struct part_map_spec t = {"w", 1, shape, SMLT__INIT_KIND__INIT_UNIFORM, 0.5f};
     char err[256] = "";
-    struct ps_map *m = ps_map_build(&t, 1, nshards, NULL, version, 7, "job", err, sizeof err);
+    struct part_map *m = part_map_build(&t, 1, nshards, NULL, version, 7, "job", err, sizeof err);
     ck_assert_msg(m != NULL, "%s", err);
     return m;
 }
 
-static struct ps_shard_conf mkconf(enum ps_sync_mode mode, uint32_t workers, uint32_t staleness,
-                                   enum ps_optim_kind k, float lr)
+static struct ps_shard_conf mkconf(enum smlt_sync mode, uint32_t workers, uint32_t staleness,
+                                   enum smlt_optim k, float lr)
 {
     struct ps_shard_conf c;
     memset(&c, 0, sizeof c);
@@ -113,7 +113,7 @@ static struct ps_shard_conf mkconf(enum ps_sync_mode mode, uint32_t workers, uin
 }
 
 /* An inline shard `id`, configured with map (taken) and conf. */
-static struct ps_shard *mkshard(uint32_t id, struct ps_map *map, const struct ps_shard_conf *conf,
+static struct ps_shard *mkshard(uint32_t id, struct part_map *map, const struct ps_shard_conf *conf,
                                 struct ctx *ctx)
 {
     memset(ctx, 0, sizeof *ctx);
@@ -222,7 +222,7 @@ START_TEST(test_configure_errors)
     struct ctx ctx = {0};
     struct ps_shard *s = ps_shard_new(2, NULL, &cbs, &ctx);
     char err[256] = "";
-    struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 2, 0, PS_OPT_SGD, 0.1f);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 2, 0, SMLT_OPT_SGD, 0.1f);
     /* shard 2 of a 2-shard map: the map is taken (freed) even on failure (ASan: no leak) */
     ck_assert_int_eq(ps_shard_configure(s, mkmap(1, 100, 2), &c, err, sizeof err), SMLT_EINVAL);
     ck_assert(err[0] != 0);
@@ -236,9 +236,9 @@ START_TEST(test_configure_errors)
     c.workers = SMLT_MAX_WORKERS + 1;
     ck_assert_int_eq(ps_shard_configure(s, mkmap(1, 100, 2), &c, err, sizeof err), SMLT_EINVAL);
     c.workers = 2;
-    c.mode = (enum ps_sync_mode)3;
+    c.mode = (enum smlt_sync)3;
     ck_assert_int_eq(ps_shard_configure(s, mkmap(1, 100, 2), &c, err, sizeof err), SMLT_EINVAL);
-    c.mode = PS_SYNC_BSP;
+    c.mode = SMLT_SYNC_BSP;
     c.optim.lr = -1.0f;
     ck_assert_int_eq(ps_shard_configure(s, mkmap(1, 100, 2), &c, err, sizeof err), SMLT_EINVAL);
     ck_assert_int_eq(ps_shard_ready(s), 0);
@@ -255,26 +255,26 @@ START_TEST(test_configure_init_values)
 {
     for (uint32_t id = 0; id < 2; id++) {
         struct ctx ctx;
-        struct ps_map *ref = mkmap(3, 100, 2);
-        struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 2, 0, PS_OPT_ADAM, 0.01f);
-        struct ps_shard *s = mkshard(id, ps_map_dup(ref), &c, &ctx);
+        struct part_map *ref = mkmap(3, 100, 2);
+        struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 2, 0, SMLT_OPT_ADAM, 0.01f);
+        struct ps_shard *s = mkshard(id, part_map_dup(ref), &c, &ctx);
         ck_assert_uint_eq(ps_shard_id(s), id);
         ck_assert_uint_eq(ps_shard_lo(s), ref->shards[id].lo);
         ck_assert_uint_eq(ps_shard_hi(s), ref->shards[id].hi);
         ck_assert_uint_gt(nof(s), 0);
         ck_assert_uint_eq(mapv(s), 3);
-        ck_assert_int_eq(ps_shard_conf(s)->optim.kind, PS_OPT_ADAM);
+        ck_assert_int_eq(ps_shard_conf(s)->optim.kind, SMLT_OPT_ADAM);
         ck_assert_uint_eq(ps_shard_conf(s)->workers, 2);
         uint64_t v = 9, cl = 9;
         const float *p = ps_shard_params_ref(s, &v, &cl);
         ck_assert_uint_eq(v, 0);
         ck_assert_uint_eq(cl, 0);
         float *want = malloc(nof(s) * sizeof *want);
-        ps_map_init_values(ref, ps_shard_lo(s), ps_shard_hi(s), want);
+        part_map_init_values(ref, ps_shard_lo(s), ps_shard_hi(s), want);
         ck_assert(memcmp(p, want, nof(s) * sizeof *want) == 0);
         ps_shard_params_unref(s, p);
         free(want);
-        ps_map_free(ref);
+        part_map_free(ref);
         ps_shard_free(s);
     }
 }
@@ -286,7 +286,7 @@ START_TEST(test_bsp_step)
 {
     for (uint32_t id = 0; id < 2; id++) {
         struct ctx ctx;
-        struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 3, 0, PS_OPT_SGD, 0.1f);
+        struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 3, 0, SMLT_OPT_SGD, 0.1f);
         struct ps_shard *s = mkshard(id, mkmap(1, 100, 2), &c, &ctx);
         size_t n = nof(s);
         rng_seed(100 + id);
@@ -354,7 +354,7 @@ static double nrm(void)
 START_TEST(test_noise_scale_stats)
 {
     struct ctx ctx;
-    struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 4, 0, PS_OPT_SGD, 0.01f);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 4, 0, SMLT_OPT_SGD, 0.01f);
     struct ps_shard *s = mkshard(0, mkmap(1, 2000, 1), &c, &ctx);
     size_t n = nof(s);
     rng_seed(5);
@@ -400,7 +400,7 @@ START_TEST(test_noise_scale_stats)
     ps_shard_free(s);
 
     /* One worker: no second batch size, no estimate. */
-    c = mkconf(PS_SYNC_BSP, 1, 0, PS_OPT_SGD, 0.01f);
+    c = mkconf(SMLT_SYNC_BSP, 1, 0, SMLT_OPT_SGD, 0.01f);
     s = mkshard(0, mkmap(1, 100, 1), &c, &ctx);
     float *one = grad_new(nof(s));
     for (uint64_t step = 0; step < 3; step++)
@@ -416,7 +416,7 @@ END_TEST
 START_TEST(test_bsp_duplicate)
 {
     struct ctx ctx;
-    struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 3, 0, PS_OPT_SGD, 0.5f);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 3, 0, SMLT_OPT_SGD, 0.5f);
     struct ps_shard *s = mkshard(1, mkmap(1, 100, 2), &c, &ctx);
     size_t n = nof(s);
     rng_seed(7);
@@ -473,7 +473,7 @@ END_TEST
 START_TEST(test_push_errors)
 {
     struct ctx ctx;
-    struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 2, 0, PS_OPT_SGD, 0.5f);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 2, 0, SMLT_OPT_SGD, 0.5f);
     struct ps_shard *s = mkshard(0, mkmap(4, 100, 2), &c, &ctx);
     size_t n = nof(s);
     uint64_t lo = ps_shard_lo(s), hi = ps_shard_hi(s);
@@ -523,7 +523,7 @@ END_TEST
 START_TEST(test_bsp_lower_workers)
 {
     struct ctx ctx;
-    struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 3, 0, PS_OPT_SGD, 0.25f);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 3, 0, SMLT_OPT_SGD, 0.25f);
     struct ps_shard *s = mkshard(0, mkmap(1, 100, 2), &c, &ctx);
     size_t n = nof(s);
     rng_seed(11);
@@ -583,7 +583,7 @@ END_TEST
 START_TEST(test_ssp_bound)
 {
     struct ctx ctx;
-    struct ps_shard_conf c = mkconf(PS_SYNC_SSP, 2, 1, PS_OPT_SGD, 0.5f);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_SSP, 2, 1, SMLT_OPT_SGD, 0.5f);
     struct ps_shard *s = mkshard(1, mkmap(1, 100, 2), &c, &ctx);
     size_t n = nof(s);
     rng_seed(13);
@@ -638,7 +638,7 @@ END_TEST
 START_TEST(test_asp_each_push)
 {
     struct ctx ctx;
-    struct ps_shard_conf c = mkconf(PS_SYNC_ASP, 2, 0, PS_OPT_SGD, 0.25f);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_ASP, 2, 0, SMLT_OPT_SGD, 0.25f);
     struct ps_shard *s = mkshard(0, mkmap(1, 100, 2), &c, &ctx);
     size_t n = nof(s);
     rng_seed(17);
@@ -670,7 +670,7 @@ END_TEST
 START_TEST(test_adam_matches_optim)
 {
     struct ctx ctx;
-    struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 2, 0, PS_OPT_ADAM, 0.01f);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 2, 0, SMLT_OPT_ADAM, 0.01f);
     c.optim.weight_decay = 0.01f;
     c.optim.decoupled = 1;
     struct ps_shard *s = mkshard(1, mkmap(1, 1000, 2), &c, &ctx);
@@ -698,7 +698,7 @@ START_TEST(test_adam_matches_optim)
     ps_shard_free(s);
 
     /* ASP: Adam's t counts the updates, one per push */
-    c = mkconf(PS_SYNC_ASP, 2, 0, PS_OPT_ADAM, 0.01f);
+    c = mkconf(SMLT_SYNC_ASP, 2, 0, SMLT_OPT_ADAM, 0.01f);
     s = mkshard(0, mkmap(1, 1000, 2), &c, &ctx);
     n = nof(s);
     ref = params_copy(s);
@@ -724,7 +724,7 @@ END_TEST
 START_TEST(test_params_ref_snapshot)
 {
     struct ctx ctx;
-    struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 2, 0, PS_OPT_MOMENTUM, 0.25f);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 2, 0, SMLT_OPT_MOMENTUM, 0.25f);
     struct ps_shard *s = mkshard(0, mkmap(1, 100, 2), &c, &ctx);
     size_t n = nof(s);
     rng_seed(23);
@@ -774,7 +774,7 @@ END_TEST
 START_TEST(test_buf_pool_cap)
 {
     struct ctx ctx;
-    struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 3, 0, PS_OPT_SGD, 0.25f);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 3, 0, SMLT_OPT_SGD, 0.25f);
     struct ps_shard *s = mkshard(1, mkmap(1, 1000, 2), &c, &ctx);
     size_t n = nof(s);
     float *p0 = params_copy(s);
@@ -829,7 +829,7 @@ END_TEST
 START_TEST(test_buf_no_leak_on_reject)
 {
     struct ctx ctx;
-    struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 2, 0, PS_OPT_SGD, 0.25f);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 2, 0, SMLT_OPT_SGD, 0.25f);
     struct ps_shard *s = mkshard(0, mkmap(1, 100, 2), &c, &ctx);
     size_t n = nof(s);
     rng_seed(31);
@@ -855,7 +855,7 @@ END_TEST
 START_TEST(test_set_params)
 {
     struct ctx ctx;
-    struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 1, 0, PS_OPT_SGD, 0.25f);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 1, 0, SMLT_OPT_SGD, 0.25f);
     struct ps_shard *s = mkshard(1, mkmap(6, 100, 2), &c, &ctx);
     size_t n = nof(s);
     uint64_t lo = ps_shard_lo(s), hi = ps_shard_hi(s);
@@ -936,7 +936,7 @@ END_TEST
 START_TEST(test_set_params_reset_state)
 {
     struct ctx ctx;
-    struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 1, 0, PS_OPT_MOMENTUM, 0.25f);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 1, 0, SMLT_OPT_MOMENTUM, 0.25f);
     c.optim.momentum = 0.5f;
     struct ps_shard *s = mkshard(0, mkmap(2, 100, 2), &c, &ctx);
     size_t n = nof(s);
@@ -966,7 +966,7 @@ END_TEST
 START_TEST(test_reconfigure)
 {
     struct ctx ctx;
-    struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 1, 0, PS_OPT_SGD, 0.25f);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 1, 0, SMLT_OPT_SGD, 0.25f);
     struct ps_shard *s = mkshard(0, mkmap(1, 100, 2), &c, &ctx);
     rng_seed(41);
     float *g = grad_new(nof(s));
@@ -976,8 +976,8 @@ START_TEST(test_reconfigure)
     float *snap = malloc(nof(s) * 4);
     memcpy(snap, held, nof(s) * 4);
     char err[256];
-    struct ps_map *m2 = mkmap(2, 1000, 2);
-    struct ps_map *ref = ps_map_dup(m2);
+    struct part_map *m2 = mkmap(2, 1000, 2);
+    struct part_map *ref = part_map_dup(m2);
     ck_assert_int_eq(ps_shard_configure(s, m2, &c, err, sizeof err), 0);
     ck_assert_int_eq(ctx.configured, 2);
     ck_assert_uint_eq(ps_shard_version(s), 0);
@@ -986,7 +986,7 @@ START_TEST(test_reconfigure)
     ck_assert(memcmp(held, snap, 8 * 4) == 0); /* the old pull's bytes stay valid */
     ps_shard_params_unref(s, held);
     float *want = malloc(nof(s) * 4);
-    ps_map_init_values(ref, ps_shard_lo(s), ps_shard_hi(s), want);
+    part_map_init_values(ref, ps_shard_lo(s), ps_shard_hi(s), want);
     assert_params_eq(s, want, "reconfigured params");
     /* rank 0 starts again at step 0 in the new job */
     float *g2 = grad_new(nof(s));
@@ -999,7 +999,7 @@ START_TEST(test_reconfigure)
     free(g2);
     free(snap);
     free(want);
-    ps_map_free(ref);
+    part_map_free(ref);
     ps_shard_free(s);
 }
 END_TEST
@@ -1010,7 +1010,7 @@ END_TEST
 START_TEST(test_commit_across_reconfigure)
 {
     struct ctx ctx;
-    struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 2, 0, PS_OPT_SGD, 0.25f);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 2, 0, SMLT_OPT_SGD, 0.25f);
     struct ps_shard *s = mkshard(0, mkmap(1, 64, 2), &c, &ctx); /* range of 32 floats */
     char err[256];
     ck_assert_int_eq(ps_shard_push_check(s, 1, 0, 0, ps_shard_lo(s), ps_shard_hi(s), err,
@@ -1038,18 +1038,18 @@ END_TEST
 START_TEST(test_sync_names)
 {
     const char *names[] = {"bsp", "ssp", "asp"};
-    for (int m = PS_SYNC_BSP; m <= PS_SYNC_ASP; m++) {
-        ck_assert_str_eq(ps_sync_name((enum ps_sync_mode)m), names[m]);
-        enum ps_sync_mode got = (enum ps_sync_mode)9;
-        ck_assert_int_eq(ps_sync_parse(names[m], &got), 0);
+    for (int m = SMLT_SYNC_BSP; m <= SMLT_SYNC_ASP; m++) {
+        ck_assert_str_eq(smlt_enum_sync_name((enum smlt_sync)m), names[m]);
+        enum smlt_sync got = (enum smlt_sync)9;
+        ck_assert_int_eq(smlt_enum_sync_parse(names[m], &got), 0);
         ck_assert_int_eq(got, m);
     }
-    enum ps_sync_mode got = PS_SYNC_SSP;
-    ck_assert_int_eq(ps_sync_parse("BSP", &got), 0);
-    ck_assert_int_eq(got, PS_SYNC_BSP);
-    ck_assert_int_eq(ps_sync_parse("sync", &got), SMLT_EINVAL);
-    ck_assert_int_eq(ps_sync_parse(NULL, &got), SMLT_EINVAL);
-    ck_assert_str_eq(ps_sync_name((enum ps_sync_mode)5), "?");
+    enum smlt_sync got = SMLT_SYNC_SSP;
+    ck_assert_int_eq(smlt_enum_sync_parse("BSP", &got), 0);
+    ck_assert_int_eq(got, SMLT_SYNC_BSP);
+    ck_assert_int_eq(smlt_enum_sync_parse("sync", &got), SMLT_EINVAL);
+    ck_assert_int_eq(smlt_enum_sync_parse(NULL, &got), SMLT_EINVAL);
+    ck_assert_str_eq(smlt_enum_sync_name((enum smlt_sync)5), "?");
 }
 END_TEST
 
@@ -1074,7 +1074,7 @@ START_TEST(test_threaded_bsp)
     struct ctx ctx = {0};
     struct ps_shard *s = ps_shard_new(1, base, &cbs, &ctx);
     ck_assert_ptr_nonnull(s);
-    struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 2, 0, PS_OPT_SGD, 0.125f);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 2, 0, SMLT_OPT_SGD, 0.125f);
     char err[256];
     /* a range above the size the shard applies inline on the loop thread (256 Ki elements) */
     ck_assert_int_eq(ps_shard_configure(s, mkmap(3, 600000, 2), &c, err, sizeof err), 0);
@@ -1155,7 +1155,7 @@ START_TEST(test_threaded_small_range)
     struct ctx ctx = {0};
     struct ps_shard *s = ps_shard_new(0, base, &cbs, &ctx);
     ck_assert_ptr_nonnull(s);
-    struct ps_shard_conf c = mkconf(PS_SYNC_BSP, 2, 0, PS_OPT_SGD, 0.25f);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 2, 0, SMLT_OPT_SGD, 0.25f);
     char err[256];
     ck_assert_int_eq(ps_shard_configure(s, mkmap(1, 1000, 2), &c, err, sizeof err), 0);
     ps_shard_drain(s);

@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
@@ -28,6 +27,7 @@
 #include "smlt.pb-c.h"
 #include "smlt_error.h"
 #include "smlt_limits.h"
+#include "smlt_util.h"
 
 static const struct rpc_limits lim_full = {SMLT_MAX_META_LEN, SMLT_MAX_PAYLOAD};
 static const struct rpc_limits lim_preauth = {SMLT_MAX_META_PREAUTH, SMLT_MAX_PAYLOAD_PREAUTH};
@@ -519,14 +519,6 @@ START_TEST(test_large_direct_tcp)
 }
 END_TEST
 
-/* Payloads of every size class into scratch: below and above the direct-read size. */
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* The emulated network card: both directions of a rate-limited connection move their bytes
  * intact and no faster than the rate (a lower bound only: a slow machine only adds time). */
 START_TEST(test_rate_cap)
@@ -550,7 +542,7 @@ START_TEST(test_rate_cap)
     a.dest_cap = n;
     a.dest = malloc(n);
     /* inbound to b: a big frame read directly into its destination, and a small one behind */
-    double t0 = now_s();
+    double t0 = smlt_now_mono();
     ck_assert_int_eq(rpc_conn_send(a.c, SMLT__MSG_TYPE__MSG_PUSH, 1, NULL, data, n, RPC_SEND_COPY,
                                    NULL, NULL),
                      0);
@@ -558,16 +550,16 @@ START_TEST(test_rate_cap)
                                    RPC_SEND_COPY, NULL, NULL),
                      0);
     WAIT_UNTIL(base, b.nrecs == 2);
-    double in_s = now_s() - t0;
+    double in_s = smlt_now_mono() - t0;
     ck_assert_msg(memcmp(b.recs[0].payload, data, n) == 0, "rate-limited payload differs");
     ck_assert_mem_eq(b.recs[1].payload, data + 9, 1000);
     /* outbound from b */
-    t0 = now_s();
+    t0 = smlt_now_mono();
     ck_assert_int_eq(rpc_conn_send(b.c, SMLT__MSG_TYPE__MSG_PULL_REPLY, 3, NULL, data, n,
                                    RPC_SEND_COPY, NULL, NULL),
                      0);
     WAIT_UNTIL(base, a.nrecs == 1);
-    double out_s = now_s() - t0;
+    double out_s = smlt_now_mono() - t0;
     ck_assert_msg(memcmp(a.recs[0].payload, data, n) == 0, "rate-limited reply differs");
     /* 6 MiB at 16 MiB/s is 0.375 s; the bucket's burst is a few milliseconds' worth. */
     double floor_s = 0.8 * (double)n / (double)rate;
@@ -585,6 +577,7 @@ START_TEST(test_rate_cap)
 }
 END_TEST
 
+/* Payloads of every size class into scratch: below and above the direct-read size. */
 START_TEST(test_scratch_sizes)
 {
     struct event_base *base = event_base_new();

@@ -20,6 +20,7 @@
 #include <zlib.h>
 
 #include "smlt.h"
+#include "smlt_admin.h"
 #include "smlt_limits.h"
 #include "smlt_proc.h"
 

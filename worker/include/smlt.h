@@ -11,13 +11,17 @@
  * Errors: 0 or a negative SMLT_E* code (smlt_strerror()); smlt_client_errmsg() tells the
  * details of the last failure. A client is not thread-safe: use one per thread.
  * Creating a client sets SIGPIPE to be ignored if it still has the default action (a peer
- * that closes its end must give an error, not end the process). */
+ * that closes its end must give an error, not end the process).
+ *
+ * This header is the data plane. Setting up and steering a job (smlt_job_setup(),
+ * smlt_update_conf(), smlt_reshard(), ...) is in smlt_admin.h. */
 #ifndef SMLT_H
 #define SMLT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "smlt_enum.h"
 #include "smlt_error.h"
 
 #ifdef __cplusplus
@@ -26,10 +30,8 @@ extern "C" {
 
 #define SMLT_VERSION "0.1.0"
 
-/* Sync modes, optimizers and parameter initializations (values match smlt.proto). */
-enum smlt_sync { SMLT_SYNC_BSP = 0, SMLT_SYNC_SSP = 1, SMLT_SYNC_ASP = 2 };
-enum smlt_optim { SMLT_OPT_SGD = 0, SMLT_OPT_MOMENTUM = 1, SMLT_OPT_ADAM = 2, SMLT_OPT_ADAGRAD = 3 };
-enum smlt_init { SMLT_INIT_ZERO = 0, SMLT_INIT_UNIFORM = 1, SMLT_INIT_NORMAL = 2, SMLT_INIT_CONST = 3 };
+/* Sync modes, optimizers and parameter initializations: enum smlt_sync, smlt_optim and
+ * smlt_init in smlt_enum.h (the wire's values, checked at compile time). */
 
 struct smlt_client;
 
@@ -59,24 +61,6 @@ struct smlt_tensor_info {
     uint64_t offset, length;
 };
 
-/* How the shards aggregate and apply updates. Zero-initialize, then set what you need;
- * smlt_job_conf_default() gives the defaults spelled out. */
-struct smlt_job_conf {
-    const char *job;      /* a name for logs */
-    int sync;             /* enum smlt_sync */
-    uint32_t workers;     /* pushes per BSP step / ranks */
-    uint32_t staleness;   /* SSP bound */
-    int optim;            /* enum smlt_optim */
-    float lr, momentum;
-    int nesterov;
-    float beta1, beta2, eps;
-    float weight_decay;
-    int decoupled;
-    uint64_t seed;        /* for random initializations */
-    uint64_t map_version; /* version of the partition map to publish; 0 means 1. Reconfiguring a
-                             running job with a higher version makes clients refresh their map */
-};
-
 struct smlt_shard_stats {
     uint32_t shard;
     uint64_t map_version, version, clock, lo, hi;
@@ -93,22 +77,12 @@ struct smlt_shard_stats {
     uint64_t noise_steps;
 };
 
-SMLT_API void smlt_job_conf_default(struct smlt_job_conf *conf);
-
 /* Connects to a configured job through any of its shards: addrs is a comma-separated list of
  * "host:port" (one is enough; the partition map names the rest). Returns 0 and *out, or a
  * negative code (SMLT_ENOTCONF if no job is set up on the shard yet, SMLT_EAUTH for a wrong
  * token); *out is then NULL and errmsg (if non-NULL, errlen bytes) says why. */
 SMLT_API int smlt_client_connect(struct smlt_client **out, const char *addrs,
                                  const struct smlt_client_opts *opts, char *errmsg, size_t errlen);
-
-/* Sets up a job on every shard: addrs lists all shard addresses, in shard order. Builds the
- * partition map (tensors back to back, balanced contiguous ranges), configures each shard
- * (which initializes its parameters) and returns a connected admin client. */
-SMLT_API int smlt_job_setup(struct smlt_client **out, const char *addrs,
-                            const struct smlt_client_opts *opts, const struct smlt_tensor_def *t,
-                            size_t ntensors, const struct smlt_job_conf *conf, char *errmsg,
-                            size_t errlen);
 
 /* Closes every connection and frees the client. NULL is fine. */
 SMLT_API void smlt_client_close(struct smlt_client *c);
@@ -145,53 +119,8 @@ SMLT_API int smlt_pull_range(struct smlt_client *c, uint64_t lo, uint64_t hi, ui
 SMLT_API int smlt_sync(struct smlt_client *c, uint64_t step, const float *grad, float *model,
                        uint64_t *clock);
 
-/* Administration (admin token). Writes the whole model's values (optimizer state reset). */
-SMLT_API int smlt_set_params(struct smlt_client *c, const float *model);
-
-/* Changes the learning rate, weight decay and/or the worker count on every shard; NULL leaves
- * a setting unchanged. */
-SMLT_API int smlt_update_conf(struct smlt_client *c, const float *lr, const float *weight_decay,
-                              const uint32_t *workers);
-
 /* Reads one shard's counters. */
 SMLT_API int smlt_shard_stats(struct smlt_client *c, uint32_t shard, struct smlt_shard_stats *out);
-
-/* Asks every shard process to exit. */
-SMLT_API int smlt_shutdown_shards(struct smlt_client *c);
-
-/* Live resharding (admin): moves the job to the shards at new_addrs (comma-separated, in shard
- * order; addresses of current shards may reappear: those shards are kept and reconfigured) at a
- * step boundary, with no parameter, optimizer state or exactly-once record lost. Every shard is
- * frozen at the same step (two rounds: each says where it can freeze, then all freeze at the
- * latest), every range is exported with its optimizer state, the new map (version + 1, ranges
- * rebalanced) is configured on the new shards, the ranges are imported, and shards that are
- * not in the new map are retired (they tell clients the new map until they are stopped).
- * Workers see "try again" while frozen and "stale map" afterwards, and carry on. On return
- * the client uses the new map. *clock (if non-NULL) gets the step the move happened at. */
-SMLT_API int smlt_reshard(struct smlt_client *c, const char *new_addrs, uint64_t *clock,
-                          char *err, size_t errlen);
-
-/* Stops the job's training at one step for every worker (admin): the shards agree on the first
- * step they will not accept (the step after any that is partly pushed), then refuse pushes
- * from it with SMLT_ECANCELED, so every worker ends at that same step (under BSP a worker
- * stopping alone would leave the others waiting). *step gets that step. Returns at once. */
-SMLT_API int smlt_stop_at(struct smlt_client *c, uint64_t *step);
-
-/* A barrier at a step boundary (admin): like smlt_stop_at(), but the step is the first one
- * at or after where the shards are now that lies on the grid base + k * align (an epoch
- * boundary: base the phase's first step, align its steps per epoch). Every worker ends its slice
- * exactly there; smlt_unfreeze() lets training go on. *step gets the step. SMLT_EAGAIN if a
- * shard had already passed it (call again). */
-SMLT_API int smlt_freeze_at_boundary(struct smlt_client *c, uint64_t base, uint64_t align,
-                                     uint64_t *step);
-
-/* Lifts a freeze set by smlt_stop_at() or smlt_freeze_at_boundary(). */
-SMLT_API int smlt_unfreeze(struct smlt_client *c);
-
-/* Reads the whole model with its optimizer state (admin): params gets smlt_client_num_params()
- * floats; state, if non-NULL, gets *nstate arrays of as many floats back to back (room for 2:
- * Adam keeps 2, momentum and AdaGrad 1, SGD 0). For checkpoints and checks. */
-SMLT_API int smlt_export(struct smlt_client *c, float *params, float *state, uint32_t *nstate);
 
 /* ==== Model files (worker/smlt_model.c) ======================================================
  *
@@ -221,7 +150,7 @@ struct smlt_model;
 
 /* Writes a model file: ntensors tensors (names, ndims, shapes; init fields ignored) laid back
  * to back over values (n floats, the sum of the tensors' lengths), the job's name (NULL: "";
- * at most SMLT_MAX_NAME bytes) and the step it was saved at. Writes path.tmp, fsyncs it and
+ * at most SMLT_MAX_NAME bytes) and the step it was saved at. Writes PATH.tmp.PID.N, fsyncs it,
  * renames it to path (then fsyncs the directory), so a reader never sees a partial file.
  * Borrows everything for the call. Returns 0, SMLT_EINVAL (bad arguments) or SMLT_ESYS, with
  * a message in err (errlen bytes; may be NULL). */

@@ -1,24 +1,14 @@
-/* ps_map.c: building, validating, encoding and querying partition maps. */
-#include "ps_map.h"
+/* part_map.c: building, validating, encoding and querying partition maps. */
+#include "part_map.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "smlt_rand.h"
+#include "smlt_util.h"
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-void ps_map_split(uint64_t total, uint32_t nshards, uint64_t *lo, uint64_t *hi)
+void part_map_split(uint64_t total, uint32_t nshards, uint64_t *lo, uint64_t *hi)
 {
     uint64_t prev = 0;
     for (uint32_t i = 0; i < nshards; i++) {
@@ -28,8 +18,8 @@ void ps_map_split(uint64_t total, uint32_t nshards, uint64_t *lo, uint64_t *hi)
         } else {
             /* Ideal cut at total*(i+1)/nshards, rounded to the alignment (never past total). */
             unsigned __int128 cut = (unsigned __int128)total * (i + 1) / nshards;
-            end = (uint64_t)cut + SMLT_PS_MAP_ALIGN / 2;
-            end -= end % SMLT_PS_MAP_ALIGN;
+            end = (uint64_t)cut + SMLT_PART_MAP_ALIGN / 2;
+            end -= end % SMLT_PART_MAP_ALIGN;
             if (end < prev)
                 end = prev;
             if (end > total)
@@ -41,7 +31,7 @@ void ps_map_split(uint64_t total, uint32_t nshards, uint64_t *lo, uint64_t *hi)
     }
 }
 
-void ps_map_free(struct ps_map *m)
+void part_map_free(struct part_map *m)
 {
     if (!m)
         return;
@@ -60,7 +50,7 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int name_dup_check(const struct ps_map *m, char *err, size_t errlen)
+static int name_dup_check(const struct part_map *m, char *err, size_t errlen)
 {
     /* Sort pointers by name and compare neighbours: O(n log n) for up to 64 Ki tensors. */
     if (m->ntensors < 2)
@@ -74,7 +64,7 @@ static int name_dup_check(const struct ps_map *m, char *err, size_t errlen)
     int rc = 0;
     for (uint32_t i = 1; i < m->ntensors; i++) {
         if (!strcmp(names[i - 1], names[i])) {
-            seterr(err, errlen, "tensor name \"%s\" appears twice", names[i]);
+            smlt_set_err(err, errlen, "tensor name \"%s\" appears twice", names[i]);
             rc = -1;
             break;
         }
@@ -83,11 +73,11 @@ static int name_dup_check(const struct ps_map *m, char *err, size_t errlen)
     return rc;
 }
 
-static int set_shards(struct ps_map *m, uint32_t nshards, const char *const *addrs, char *err,
+static int set_shards(struct part_map *m, uint32_t nshards, const char *const *addrs, char *err,
                       size_t errlen)
 {
     if (nshards == 0 || nshards > SMLT_MAX_SHARDS) {
-        seterr(err, errlen, "shard count %u outside 1..%u", nshards, SMLT_MAX_SHARDS);
+        smlt_set_err(err, errlen, "shard count %u outside 1..%u", nshards, SMLT_MAX_SHARDS);
         return -1;
     }
     m->shards = calloc(nshards, sizeof *m->shards);
@@ -95,11 +85,11 @@ static int set_shards(struct ps_map *m, uint32_t nshards, const char *const *add
     if (!m->shards || !lo || !hi) {
         free(lo);
         free(hi);
-        seterr(err, errlen, "out of memory");
+        smlt_set_err(err, errlen, "out of memory");
         return -1;
     }
     m->nshards = nshards;
-    ps_map_split(m->total, nshards, lo, hi);
+    part_map_split(m->total, nshards, lo, hi);
     for (uint32_t i = 0; i < nshards; i++) {
         m->shards[i].id = i;
         m->shards[i].lo = lo[i];
@@ -111,15 +101,15 @@ static int set_shards(struct ps_map *m, uint32_t nshards, const char *const *add
     return 0;
 }
 
-struct ps_map *ps_map_build(const struct ps_tensor_spec *t, uint32_t ntensors, uint32_t nshards,
+struct part_map *part_map_build(const struct part_map_spec *t, uint32_t ntensors, uint32_t nshards,
                             const char *const *addrs, uint64_t version, uint64_t seed,
                             const char *job, char *err, size_t errlen)
 {
     if (!t || ntensors == 0 || ntensors > SMLT_MAX_TENSORS) {
-        seterr(err, errlen, "tensor count %u outside 1..%u", ntensors, SMLT_MAX_TENSORS);
+        smlt_set_err(err, errlen, "tensor count %u outside 1..%u", ntensors, SMLT_MAX_TENSORS);
         return NULL;
     }
-    struct ps_map *m = calloc(1, sizeof *m);
+    struct part_map *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
     m->version = version;
@@ -131,28 +121,29 @@ struct ps_map *ps_map_build(const struct ps_tensor_spec *t, uint32_t ntensors, u
     m->ntensors = ntensors;
     uint64_t off = 0;
     for (uint32_t i = 0; i < ntensors; i++) {
-        struct ps_tensor *x = &m->tensors[i];
+        struct part_map_tensor *x = &m->tensors[i];
         if (!t[i].name || !t[i].name[0] || strlen(t[i].name) >= SMLT_MAX_NAME) {
-            seterr(err, errlen, "tensor %u: name missing or longer than %u", i, SMLT_MAX_NAME - 1);
+            smlt_set_err(err, errlen, "tensor %u: name missing or longer than %u", i,
+                         SMLT_MAX_NAME - 1);
             goto fail;
         }
         if (t[i].ndims == 0 || t[i].ndims > SMLT_MAX_DIMS) {
-            seterr(err, errlen, "tensor %s: %u dimensions, want 1..%u", t[i].name, t[i].ndims,
-                   SMLT_MAX_DIMS);
+            smlt_set_err(err, errlen, "tensor %s: %u dimensions, want 1..%u", t[i].name, t[i].ndims,
+                         SMLT_MAX_DIMS);
             goto fail;
         }
         uint64_t len = 1;
         for (uint32_t d = 0; d < t[i].ndims; d++) {
             if (t[i].shape[d] == 0 || len > SMLT_MAX_MODEL_ELEMS / t[i].shape[d]) {
-                seterr(err, errlen, "tensor %s: bad shape", t[i].name);
+                smlt_set_err(err, errlen, "tensor %s: bad shape", t[i].name);
                 goto fail;
             }
             len *= t[i].shape[d];
             x->shape[d] = t[i].shape[d];
         }
         if (off + len > SMLT_MAX_MODEL_ELEMS) {
-            seterr(err, errlen, "model larger than %llu elements",
-                   (unsigned long long)SMLT_MAX_MODEL_ELEMS);
+            smlt_set_err(err, errlen, "model larger than %llu elements",
+                         (unsigned long long)SMLT_MAX_MODEL_ELEMS);
             goto fail;
         }
         x->name = strdup(t[i].name);
@@ -170,13 +161,13 @@ struct ps_map *ps_map_build(const struct ps_tensor_spec *t, uint32_t ntensors, u
         goto fail;
     return m;
 fail:
-    ps_map_free(m);
+    part_map_free(m);
     return NULL;
 }
 
-struct ps_map *ps_map_dup(const struct ps_map *m)
+struct part_map *part_map_dup(const struct part_map *m)
 {
-    struct ps_map *d = calloc(1, sizeof *d);
+    struct part_map *d = calloc(1, sizeof *d);
     if (!d)
         return NULL;
     *d = *m;
@@ -185,7 +176,7 @@ struct ps_map *ps_map_dup(const struct ps_map *m)
     d->shards = calloc(m->nshards, sizeof *d->shards);
     if (!d->tensors || !d->shards) {
         d->ntensors = d->nshards = 0;
-        ps_map_free(d);
+        part_map_free(d);
         return NULL;
     }
     for (uint32_t i = 0; i < m->ntensors; i++) {
@@ -199,10 +190,10 @@ struct ps_map *ps_map_dup(const struct ps_map *m)
     return d;
 }
 
-struct ps_map *ps_map_reshard(const struct ps_map *m, uint32_t nshards, const char *const *addrs,
-                              char *err, size_t errlen)
+struct part_map *part_map_reshard(const struct part_map *m, uint32_t nshards,
+                                  const char *const *addrs, char *err, size_t errlen)
 {
-    struct ps_map *d = ps_map_dup(m);
+    struct part_map *d = part_map_dup(m);
     if (!d)
         return NULL;
     for (uint32_t i = 0; i < d->nshards; i++)
@@ -212,32 +203,33 @@ struct ps_map *ps_map_reshard(const struct ps_map *m, uint32_t nshards, const ch
     d->nshards = 0;
     d->version = m->version + 1;
     if (set_shards(d, nshards, addrs, err, errlen)) {
-        ps_map_free(d);
+        part_map_free(d);
         return NULL;
     }
     return d;
 }
 
-struct ps_map *ps_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_t errlen)
+struct part_map *part_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_t errlen)
 {
     if (!pb) {
-        seterr(err, errlen, "no map");
+        smlt_set_err(err, errlen, "no map");
         return NULL;
     }
     if (pb->n_tensors == 0 || pb->n_tensors > SMLT_MAX_TENSORS) {
-        seterr(err, errlen, "map has %zu tensors, want 1..%u", pb->n_tensors, SMLT_MAX_TENSORS);
+        smlt_set_err(err, errlen, "map has %zu tensors, want 1..%u", pb->n_tensors,
+                     SMLT_MAX_TENSORS);
         return NULL;
     }
     if (pb->n_shards == 0 || pb->n_shards > SMLT_MAX_SHARDS) {
-        seterr(err, errlen, "map has %zu shards, want 1..%u", pb->n_shards, SMLT_MAX_SHARDS);
+        smlt_set_err(err, errlen, "map has %zu shards, want 1..%u", pb->n_shards, SMLT_MAX_SHARDS);
         return NULL;
     }
     if (pb->total == 0 || pb->total > SMLT_MAX_MODEL_ELEMS) {
-        seterr(err, errlen, "map total %llu outside 1..%llu", (unsigned long long)pb->total,
-               (unsigned long long)SMLT_MAX_MODEL_ELEMS);
+        smlt_set_err(err, errlen, "map total %llu outside 1..%llu", (unsigned long long)pb->total,
+                     (unsigned long long)SMLT_MAX_MODEL_ELEMS);
         return NULL;
     }
-    struct ps_map *m = calloc(1, sizeof *m);
+    struct part_map *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
     m->version = pb->version;
@@ -247,28 +239,29 @@ struct ps_map *ps_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_t er
     m->tensors = calloc(pb->n_tensors, sizeof *m->tensors);
     m->shards = calloc(pb->n_shards, sizeof *m->shards);
     if (!m->tensors || !m->shards || !m->job) {
-        seterr(err, errlen, "out of memory");
+        smlt_set_err(err, errlen, "out of memory");
         goto fail;
     }
     uint64_t off = 0;
     for (size_t i = 0; i < pb->n_tensors; i++) {
         const Smlt__TensorInfo *t = pb->tensors[i];
-        struct ps_tensor *x = &m->tensors[i];
+        struct part_map_tensor *x = &m->tensors[i];
         m->ntensors = (uint32_t)i + 1;
         if (!t->name || !t->name[0] || strnlen(t->name, SMLT_MAX_NAME) >= SMLT_MAX_NAME) {
-            seterr(err, errlen, "tensor %zu: name missing or longer than %u", i, SMLT_MAX_NAME - 1);
+            smlt_set_err(err, errlen, "tensor %zu: name missing or longer than %u", i,
+                         SMLT_MAX_NAME - 1);
             goto fail;
         }
         x->name = strdup(t->name);
         if (t->n_shape == 0 || t->n_shape > SMLT_MAX_DIMS) {
-            seterr(err, errlen, "tensor %s: %zu dimensions, want 1..%u", t->name, t->n_shape,
-                   SMLT_MAX_DIMS);
+            smlt_set_err(err, errlen, "tensor %s: %zu dimensions, want 1..%u", t->name, t->n_shape,
+                         SMLT_MAX_DIMS);
             goto fail;
         }
         uint64_t len = 1;
         for (size_t d = 0; d < t->n_shape; d++) {
             if (t->shape[d] == 0 || len > SMLT_MAX_MODEL_ELEMS / t->shape[d]) {
-                seterr(err, errlen, "tensor %s: bad shape", t->name);
+                smlt_set_err(err, errlen, "tensor %s: bad shape", t->name);
                 goto fail;
             }
             len *= t->shape[d];
@@ -276,17 +269,19 @@ struct ps_map *ps_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_t er
         }
         x->ndims = (uint32_t)t->n_shape;
         if (len != t->length) {
-            seterr(err, errlen, "tensor %s: shape holds %llu elements, length says %llu", t->name,
-                   (unsigned long long)len, (unsigned long long)t->length);
+            smlt_set_err(err, errlen, "tensor %s: shape holds %llu elements, length says %llu",
+                         t->name, (unsigned long long)len, (unsigned long long)t->length);
             goto fail;
         }
         if (t->offset != off) {
-            seterr(err, errlen, "tensor %s: offset %llu, expected %llu (tensors must tile the model)",
-                   t->name, (unsigned long long)t->offset, (unsigned long long)off);
+            smlt_set_err(err, errlen,
+                         "tensor %s: offset %llu, expected %llu (tensors must tile the model)",
+                         t->name, (unsigned long long)t->offset, (unsigned long long)off);
             goto fail;
         }
-        if (t->has_init && (t->init < SMLT__INIT_KIND__INIT_ZERO || t->init > SMLT__INIT_KIND__INIT_CONST)) {
-            seterr(err, errlen, "tensor %s: unknown init kind %d", t->name, (int)t->init);
+        if (t->has_init &&
+            (t->init < SMLT__INIT_KIND__INIT_ZERO || t->init > SMLT__INIT_KIND__INIT_CONST)) {
+            smlt_set_err(err, errlen, "tensor %s: unknown init kind %d", t->name, (int)t->init);
             goto fail;
         }
         x->offset = off;
@@ -295,32 +290,33 @@ struct ps_map *ps_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_t er
         x->init_scale = t->has_init_scale ? t->init_scale : 0.0f;
         off += len;
         if (off > m->total) {
-            seterr(err, errlen, "tensors hold more than the map's total of %llu elements",
-                   (unsigned long long)m->total);
+            smlt_set_err(err, errlen, "tensors hold more than the map's total of %llu elements",
+                         (unsigned long long)m->total);
             goto fail;
         }
     }
     if (off != m->total) {
-        seterr(err, errlen, "tensors hold %llu elements, map total says %llu",
-               (unsigned long long)off, (unsigned long long)m->total);
+        smlt_set_err(err, errlen, "tensors hold %llu elements, map total says %llu",
+                     (unsigned long long)off, (unsigned long long)m->total);
         goto fail;
     }
     uint64_t prev = 0;
     for (size_t i = 0; i < pb->n_shards; i++) {
         const Smlt__ShardInfo *s = pb->shards[i];
-        struct ps_range *r = &m->shards[i];
+        struct part_map_range *r = &m->shards[i];
         m->nshards = (uint32_t)i + 1;
         if (s->id != i) {
-            seterr(err, errlen, "shard %zu has id %u; ids must be 0..n-1 in order", i, s->id);
+            smlt_set_err(err, errlen, "shard %zu has id %u; ids must be 0..n-1 in order", i, s->id);
             goto fail;
         }
         if (s->lo != prev || s->hi < s->lo || s->hi > m->total) {
-            seterr(err, errlen, "shard %zu range [%llu, %llu) does not continue at %llu", i,
-                   (unsigned long long)s->lo, (unsigned long long)s->hi, (unsigned long long)prev);
+            smlt_set_err(err, errlen, "shard %zu range [%llu, %llu) does not continue at %llu", i,
+                         (unsigned long long)s->lo, (unsigned long long)s->hi,
+                         (unsigned long long)prev);
             goto fail;
         }
         if (!s->addr || strnlen(s->addr, SMLT_MAX_NAME) >= SMLT_MAX_NAME) {
-            seterr(err, errlen, "shard %zu: address missing or too long", i);
+            smlt_set_err(err, errlen, "shard %zu: address missing or too long", i);
             goto fail;
         }
         r->id = s->id;
@@ -330,19 +326,19 @@ struct ps_map *ps_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_t er
         prev = s->hi;
     }
     if (prev != m->total) {
-        seterr(err, errlen, "shard ranges end at %llu, model has %llu elements",
-               (unsigned long long)prev, (unsigned long long)m->total);
+        smlt_set_err(err, errlen, "shard ranges end at %llu, model has %llu elements",
+                     (unsigned long long)prev, (unsigned long long)m->total);
         goto fail;
     }
     if (name_dup_check(m, err, errlen))
         goto fail;
     return m;
 fail:
-    ps_map_free(m);
+    part_map_free(m);
     return NULL;
 }
 
-int ps_map_to_pb(const struct ps_map *m, Smlt__PartitionMap *pb)
+int part_map_to_pb(const struct part_map *m, Smlt__PartitionMap *pb)
 {
     pb->version = m->version;
     pb->total = m->total;
@@ -364,7 +360,7 @@ int ps_map_to_pb(const struct ps_map *m, Smlt__PartitionMap *pb)
     }
     Smlt__TensorInfo *tv = (Smlt__TensorInfo *)(tp + m->ntensors);
     for (uint32_t i = 0; i < m->ntensors; i++) {
-        const struct ps_tensor *x = &m->tensors[i];
+        const struct part_map_tensor *x = &m->tensors[i];
         Smlt__TensorInfo ti = SMLT__TENSOR_INFO__INIT;
         ti.name = x->name;
         ti.n_shape = x->ndims;
@@ -393,7 +389,7 @@ int ps_map_to_pb(const struct ps_map *m, Smlt__PartitionMap *pb)
     return 0;
 }
 
-void ps_map_pb_clear(Smlt__PartitionMap *pb)
+void part_map_pb_clear(Smlt__PartitionMap *pb)
 {
     free(pb->tensors);
     free(pb->shards);
@@ -402,7 +398,7 @@ void ps_map_pb_clear(Smlt__PartitionMap *pb)
     pb->n_tensors = pb->n_shards = 0;
 }
 
-int ps_map_shard_of(const struct ps_map *m, uint64_t idx)
+int part_map_shard_of(const struct part_map *m, uint64_t idx)
 {
     if (idx >= m->total || m->nshards == 0)
         return -1;
@@ -420,7 +416,7 @@ int ps_map_shard_of(const struct ps_map *m, uint64_t idx)
     return (int)a;
 }
 
-const struct ps_tensor *ps_map_tensor(const struct ps_map *m, const char *name)
+const struct part_map_tensor *part_map_tensor(const struct part_map *m, const char *name)
 {
     for (uint32_t i = 0; i < m->ntensors; i++)
         if (!strcmp(m->tensors[i].name, name))
@@ -428,12 +424,12 @@ const struct ps_tensor *ps_map_tensor(const struct ps_map *m, const char *name)
     return NULL;
 }
 
-int ps_map_same_model(const struct ps_map *a, const struct ps_map *b)
+int part_map_same_model(const struct part_map *a, const struct part_map *b)
 {
     if (a->total != b->total || a->ntensors != b->ntensors)
         return 0;
     for (uint32_t i = 0; i < a->ntensors; i++) {
-        const struct ps_tensor *x = &a->tensors[i], *y = &b->tensors[i];
+        const struct part_map_tensor *x = &a->tensors[i], *y = &b->tensors[i];
         if (strcmp(x->name, y->name) || x->ndims != y->ndims || x->offset != y->offset ||
             x->length != y->length || memcmp(x->shape, y->shape, sizeof x->shape[0] * x->ndims))
             return 0;
@@ -441,10 +437,10 @@ int ps_map_same_model(const struct ps_map *a, const struct ps_map *b)
     return 1;
 }
 
-void ps_map_init_values(const struct ps_map *m, uint64_t lo, uint64_t hi, float *out)
+void part_map_init_values(const struct part_map *m, uint64_t lo, uint64_t hi, float *out)
 {
     for (uint32_t i = 0; i < m->ntensors && lo < hi; i++) {
-        const struct ps_tensor *t = &m->tensors[i];
+        const struct part_map_tensor *t = &m->tensors[i];
         uint64_t a = t->offset, b = t->offset + t->length;
         if (b <= lo || a >= hi)
             continue;

@@ -1,7 +1,7 @@
-/* test_ps_map.c: Check suite for ps/ps_map.c (partition map build, split, protobuf round trip,
+/* test_part_map.c: Check suite for proto/part_map.c (partition map build, split, protobuf round trip,
  * validation of hostile maps, shard lookup, split-independent initial values, reshard).
  *
- * Hostile maps are built by hand as protobuf-c structs (a valid map encoded with ps_map_to_pb,
+ * Hostile maps are built by hand as protobuf-c structs (a valid map encoded with part_map_to_pb,
  * then one field broken at a time), so each limit and each tiling rule is exercised alone. */
 #include <check.h>
 #include <math.h>
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ps_map.h"
+#include "part_map.h"
 #include "smlt_error.h"
 #include "smlt_limits.h"
 
@@ -30,7 +30,7 @@ static const uint64_t shp_w2[] = {5, 4, 3};   /* 60 */
 static const uint64_t shp_c[] = {7};          /* 7 */
 
 /* Four tensors, one per init kind, 687 elements: total is not a multiple of the alignment. */
-static const struct ps_tensor_spec specs4[] = {
+static const struct part_map_spec specs4[] = {
     {"layer1.weight", 2, shp_w1, SMLT__INIT_KIND__INIT_UNIFORM, 0.25f},
     {"layer1.bias", 1, shp_b1, SMLT__INIT_KIND__INIT_ZERO, 0.0f},
     {"layer2.weight", 3, shp_w2, SMLT__INIT_KIND__INIT_NORMAL, 0.5f},
@@ -38,30 +38,30 @@ static const struct ps_tensor_spec specs4[] = {
 };
 #define TOTAL4 687u
 
-static struct ps_map *build4(uint32_t nshards, uint64_t version, uint64_t seed)
+static struct part_map *build4(uint32_t nshards, uint64_t version, uint64_t seed)
 {
     char err[256] = "";
-    struct ps_map *m = ps_map_build(specs4, 4, nshards, NULL, version, seed, "job-x", err,
+    struct part_map *m = part_map_build(specs4, 4, nshards, NULL, version, seed, "job-x", err,
                                     sizeof err);
     ck_assert_msg(m != NULL, "build: %s", err);
     return m;
 }
 
-/* Asserts ps_map_build() refuses and says why. */
-static void build_fails(const struct ps_tensor_spec *t, uint32_t nt, uint32_t ns)
+/* Asserts part_map_build() refuses and says why. */
+static void build_fails(const struct part_map_spec *t, uint32_t nt, uint32_t ns)
 {
     char err[256] = "";
-    struct ps_map *m = ps_map_build(t, nt, ns, NULL, 1, 1, "j", err, sizeof err);
+    struct part_map *m = part_map_build(t, nt, ns, NULL, 1, 1, "j", err, sizeof err);
     ck_assert_msg(m == NULL, "build of a bad map succeeded");
     ck_assert_msg(err[0] != 0, "no error message");
 }
 
 /* Checks the invariants every valid map has. */
-static void check_invariants(const struct ps_map *m)
+static void check_invariants(const struct part_map *m)
 {
     uint64_t off = 0;
     for (uint32_t i = 0; i < m->ntensors; i++) {
-        const struct ps_tensor *t = &m->tensors[i];
+        const struct part_map_tensor *t = &m->tensors[i];
         ck_assert_uint_eq(t->offset, off);
         uint64_t len = 1;
         for (uint32_t d = 0; d < t->ndims; d++)
@@ -86,7 +86,7 @@ static void check_invariants(const struct ps_map *m)
 static void check_split(uint64_t total, uint32_t n)
 {
     uint64_t *lo = malloc(n * sizeof *lo), *hi = malloc(n * sizeof *hi);
-    ps_map_split(total, n, lo, hi);
+    part_map_split(total, n, lo, hi);
     uint64_t prev = 0, mn = UINT64_MAX, mx = 0;
     for (uint32_t i = 0; i < n; i++) {
         REQUIRE(lo[i] == prev, "T=%llu n=%u: shard %u starts at %llu, not %llu",
@@ -95,15 +95,15 @@ static void check_split(uint64_t total, uint32_t n)
         REQUIRE(hi[i] >= lo[i], "T=%llu n=%u: shard %u negative", (unsigned long long)total,
                       n, i);
         /* every cut is aligned unless it is the end of the model */
-        REQUIRE(hi[i] % SMLT_PS_MAP_ALIGN == 0 || hi[i] == total,
+        REQUIRE(hi[i] % SMLT_PART_MAP_ALIGN == 0 || hi[i] == total,
                       "T=%llu n=%u: boundary %llu not aligned", (unsigned long long)total, n,
                       (unsigned long long)hi[i]);
         uint64_t sz = hi[i] - lo[i];
         mn = sz < mn ? sz : mn;
         mx = sz > mx ? sz : mx;
-        if (total >= (uint64_t)n * SMLT_PS_MAP_ALIGN) {
+        if (total >= (uint64_t)n * SMLT_PART_MAP_ALIGN) {
             double ideal = (double)total / n;
-            REQUIRE(fabs((double)sz - ideal) <= SMLT_PS_MAP_ALIGN,
+            REQUIRE(fabs((double)sz - ideal) <= SMLT_PART_MAP_ALIGN,
                           "T=%llu n=%u: shard %u has %llu elements, ideal %.1f",
                           (unsigned long long)total, n, i, (unsigned long long)sz, ideal);
         }
@@ -111,7 +111,7 @@ static void check_split(uint64_t total, uint32_t n)
     }
     REQUIRE(prev == total, "T=%llu n=%u: ends at %llu", (unsigned long long)total, n,
                   (unsigned long long)prev);
-    REQUIRE(mx - mn <= 2 * SMLT_PS_MAP_ALIGN, "T=%llu n=%u: sizes %llu..%llu",
+    REQUIRE(mx - mn <= 2 * SMLT_PART_MAP_ALIGN, "T=%llu n=%u: sizes %llu..%llu",
                   (unsigned long long)total, n, (unsigned long long)mn, (unsigned long long)mx);
     free(lo);
     free(hi);
@@ -134,18 +134,18 @@ END_TEST
 START_TEST(test_split_edges)
 {
     uint64_t lo[8], hi[8];
-    ps_map_split(1000, 1, lo, hi);
+    part_map_split(1000, 1, lo, hi);
     ck_assert_uint_eq(lo[0], 0);
     ck_assert_uint_eq(hi[0], 1000);
     /* more shards than elements: still contiguous, covering, every element owned once */
-    ps_map_split(5, 8, lo, hi);
+    part_map_split(5, 8, lo, hi);
     uint64_t owned = 0;
     for (int i = 0; i < 8; i++)
         owned += hi[i] - lo[i];
     ck_assert_uint_eq(owned, 5);
     ck_assert_uint_eq(hi[7], 5);
     /* 64 over 4: exactly 16 each */
-    ps_map_split(64, 4, lo, hi);
+    part_map_split(64, 4, lo, hi);
     for (int i = 0; i < 4; i++) {
         ck_assert_uint_eq(lo[i], 16u * (unsigned)i);
         ck_assert_uint_eq(hi[i], 16u * (unsigned)i + 16);
@@ -160,7 +160,7 @@ START_TEST(test_build_layout)
     char addr0[32] = "127.0.0.1:7001";
     const char *addrs[3] = {addr0, NULL, "127.0.0.1:7003"};
     char err[256];
-    struct ps_map *m = ps_map_build(specs4, 4, 3, addrs, 9, 1234, "job-x", err, sizeof err);
+    struct part_map *m = part_map_build(specs4, 4, 3, addrs, 9, 1234, "job-x", err, sizeof err);
     ck_assert_ptr_nonnull(m);
     strcpy(addr0, "changed"); /* addresses are copied */
     ck_assert_uint_eq(m->version, 9);
@@ -183,12 +183,12 @@ START_TEST(test_build_layout)
     ck_assert_str_eq(m->shards[1].addr, "");
     ck_assert_str_eq(m->shards[2].addr, "127.0.0.1:7003");
     check_invariants(m);
-    const struct ps_tensor *t = ps_map_tensor(m, "layer2.weight");
+    const struct part_map_tensor *t = part_map_tensor(m, "layer2.weight");
     ck_assert_ptr_eq(t, &m->tensors[2]);
-    ck_assert_ptr_null(ps_map_tensor(m, "layer2"));
-    ck_assert_ptr_null(ps_map_tensor(m, ""));
-    ps_map_free(m);
-    ps_map_free(NULL);
+    ck_assert_ptr_null(part_map_tensor(m, "layer2"));
+    ck_assert_ptr_null(part_map_tensor(m, ""));
+    part_map_free(m);
+    part_map_free(NULL);
 }
 END_TEST
 
@@ -196,11 +196,11 @@ START_TEST(test_build_errors)
 {
     const uint64_t s10[] = {10}, s0[] = {10, 0}, huge[] = {SMLT_MAX_MODEL_ELEMS + 1};
     const uint64_t half[] = {SMLT_MAX_MODEL_ELEMS / 2 + 1};
-    struct ps_tensor_spec t[3] = {{"a", 1, s10, 0, 0}, {"b", 1, s10, 0, 0}, {"c", 1, s10, 0, 0}};
+    struct part_map_spec t[3] = {{"a", 1, s10, 0, 0}, {"b", 1, s10, 0, 0}, {"c", 1, s10, 0, 0}};
     char err[256];
-    struct ps_map *ok = ps_map_build(t, 3, 2, NULL, 1, 1, "j", err, sizeof err);
+    struct part_map *ok = part_map_build(t, 3, 2, NULL, 1, 1, "j", err, sizeof err);
     ck_assert_ptr_nonnull(ok);
-    ps_map_free(ok);
+    part_map_free(ok);
     /* duplicate names, adjacent or not */
     t[2].name = "a";
     build_fails(t, 3, 2);
@@ -218,9 +218,9 @@ START_TEST(test_build_errors)
     t[1].name = longname;
     build_fails(t, 3, 2);
     longname[SMLT_MAX_NAME - 1] = 0; /* 255 characters: fine */
-    ok = ps_map_build(t, 3, 2, NULL, 1, 1, "j", err, sizeof err);
+    ok = part_map_build(t, 3, 2, NULL, 1, 1, "j", err, sizeof err);
     ck_assert_ptr_nonnull(ok);
-    ps_map_free(ok);
+    part_map_free(ok);
     t[1].name = "b";
     /* zero dimension, no dimensions, too many dimensions */
     t[0].shape = s0;
@@ -236,18 +236,18 @@ START_TEST(test_build_errors)
     t[0].ndims = SMLT_MAX_DIMS + 1;
     build_fails(t, 3, 2);
     t[0].ndims = SMLT_MAX_DIMS; /* exactly the maximum is fine */
-    ok = ps_map_build(t, 3, 2, NULL, 1, 1, "j", err, sizeof err);
+    ok = part_map_build(t, 3, 2, NULL, 1, 1, "j", err, sizeof err);
     ck_assert_ptr_nonnull(ok);
-    ps_map_free(ok);
+    part_map_free(ok);
     t[0].shape = s10;
     t[0].ndims = 1;
     /* shard counts */
     build_fails(t, 3, 0);
     build_fails(t, 3, SMLT_MAX_SHARDS + 1);
-    ok = ps_map_build(t, 3, SMLT_MAX_SHARDS, NULL, 1, 1, "j", err, sizeof err);
+    ok = part_map_build(t, 3, SMLT_MAX_SHARDS, NULL, 1, 1, "j", err, sizeof err);
     ck_assert_ptr_nonnull(ok);
     check_invariants(ok);
-    ps_map_free(ok);
+    part_map_free(ok);
     /* tensor counts */
     build_fails(t, 0, 1);
     build_fails(NULL, 3, 1);
@@ -263,7 +263,7 @@ END_TEST
 
 /* ---- protobuf --------------------------------------------------------------------------------- */
 
-static void assert_maps_equal(const struct ps_map *a, const struct ps_map *b)
+static void assert_maps_equal(const struct part_map *a, const struct part_map *b)
 {
     ck_assert_uint_eq(a->version, b->version);
     ck_assert_uint_eq(a->total, b->total);
@@ -272,7 +272,7 @@ static void assert_maps_equal(const struct ps_map *a, const struct ps_map *b)
     ck_assert_uint_eq(a->ntensors, b->ntensors);
     ck_assert_uint_eq(a->nshards, b->nshards);
     for (uint32_t i = 0; i < a->ntensors; i++) {
-        const struct ps_tensor *x = &a->tensors[i], *y = &b->tensors[i];
+        const struct part_map_tensor *x = &a->tensors[i], *y = &b->tensors[i];
         ck_assert_str_eq(x->name, y->name);
         ck_assert_uint_eq(x->ndims, y->ndims);
         for (uint32_t d = 0; d < x->ndims; d++)
@@ -294,35 +294,35 @@ START_TEST(test_pb_roundtrip)
 {
     const char *addrs[5] = {"127.0.0.1:1", "127.0.0.1:2", "[::1]:3", "127.0.0.1:4", "x:5"};
     char err[256] = "";
-    struct ps_map *m = ps_map_build(specs4, 4, 5, addrs, 42, 0xfeedull << 20, "job-y", err,
+    struct part_map *m = part_map_build(specs4, 4, 5, addrs, 42, 0xfeedull << 20, "job-y", err,
                                     sizeof err);
     ck_assert_ptr_nonnull(m);
     Smlt__PartitionMap pb = SMLT__PARTITION_MAP__INIT;
-    ck_assert_int_eq(ps_map_to_pb(m, &pb), 0);
+    ck_assert_int_eq(part_map_to_pb(m, &pb), 0);
     ck_assert_uint_eq(pb.n_tensors, 4);
     ck_assert_uint_eq(pb.n_shards, 5);
     /* directly */
-    struct ps_map *d = ps_map_from_pb(&pb, err, sizeof err);
+    struct part_map *d = part_map_from_pb(&pb, err, sizeof err);
     ck_assert_msg(d != NULL, "from_pb: %s", err);
     assert_maps_equal(m, d);
-    ps_map_free(d);
+    part_map_free(d);
     /* through the wire encoding */
     size_t len = smlt__partition_map__get_packed_size(&pb);
     uint8_t *buf = malloc(len);
     ck_assert_uint_eq(smlt__partition_map__pack(&pb, buf), len);
-    ps_map_pb_clear(&pb);
+    part_map_pb_clear(&pb);
     ck_assert_ptr_null(pb.tensors);
     ck_assert_uint_eq(pb.n_tensors, 0);
     Smlt__PartitionMap *u = smlt__partition_map__unpack(NULL, len, buf);
     ck_assert_ptr_nonnull(u);
-    d = ps_map_from_pb(u, err, sizeof err);
+    d = part_map_from_pb(u, err, sizeof err);
     ck_assert_msg(d != NULL, "from_pb after unpack: %s", err);
     assert_maps_equal(m, d);
     check_invariants(d);
     smlt__partition_map__free_unpacked(u, NULL);
     free(buf);
-    ps_map_free(d);
-    ps_map_free(m);
+    part_map_free(d);
+    part_map_free(m);
 }
 END_TEST
 
@@ -388,16 +388,16 @@ static void pbmap_init(struct pbmap *p)
 static void pb_ok(struct pbmap *p)
 {
     char err[256] = "";
-    struct ps_map *m = ps_map_from_pb(&p->pm, err, sizeof err);
+    struct part_map *m = part_map_from_pb(&p->pm, err, sizeof err);
     ck_assert_msg(m != NULL, "valid map refused: %s", err);
     check_invariants(m);
-    ps_map_free(m);
+    part_map_free(m);
 }
 
 static void pb_bad(struct pbmap *p, const char *what)
 {
     char err[256] = "";
-    struct ps_map *m = ps_map_from_pb(&p->pm, err, sizeof err);
+    struct part_map *m = part_map_from_pb(&p->pm, err, sizeof err);
     ck_assert_msg(m == NULL, "%s: accepted", what);
     ck_assert_msg(err[0] != 0, "%s: no message", what);
     pbmap_init(p);
@@ -409,7 +409,7 @@ START_TEST(test_from_pb_rejects)
     pbmap_init(&p);
     pb_ok(&p);
     char err[256];
-    ck_assert_ptr_null(ps_map_from_pb(NULL, err, sizeof err));
+    ck_assert_ptr_null(part_map_from_pb(NULL, err, sizeof err));
 
     /* tensors that do not tile [0, total) */
     p.ti[1].offset = 11;
@@ -468,10 +468,10 @@ START_TEST(test_from_pb_rejects)
     pb_ok(&p);
     p.ti[0].has_init = 0; /* absent: zero */
     {
-        struct ps_map *m = ps_map_from_pb(&p.pm, err, sizeof err);
+        struct part_map *m = part_map_from_pb(&p.pm, err, sizeof err);
         ck_assert_ptr_nonnull(m);
         ck_assert_int_eq(m->tensors[0].init, SMLT__INIT_KIND__INIT_ZERO);
-        ps_map_free(m);
+        part_map_free(m);
     }
     pbmap_init(&p);
 
@@ -555,65 +555,65 @@ END_TEST
 
 /* ---- queries ---------------------------------------------------------------------------------- */
 
-static void check_shard_of_all(const struct ps_map *m)
+static void check_shard_of_all(const struct part_map *m)
 {
     for (uint64_t idx = 0; idx < m->total; idx++) {
-        int s = ps_map_shard_of(m, idx);
+        int s = part_map_shard_of(m, idx);
         REQUIRE(s >= 0 && (uint32_t)s < m->nshards, "idx %llu: shard %d",
                       (unsigned long long)idx, s);
         REQUIRE(m->shards[s].lo <= idx && idx < m->shards[s].hi,
                       "idx %llu in shard %d [%llu, %llu)", (unsigned long long)idx, s,
                       (unsigned long long)m->shards[s].lo, (unsigned long long)m->shards[s].hi);
     }
-    ck_assert_int_eq(ps_map_shard_of(m, m->total), -1);
-    ck_assert_int_eq(ps_map_shard_of(m, m->total + 1), -1);
-    ck_assert_int_eq(ps_map_shard_of(m, UINT64_MAX), -1);
+    ck_assert_int_eq(part_map_shard_of(m, m->total), -1);
+    ck_assert_int_eq(part_map_shard_of(m, m->total + 1), -1);
+    ck_assert_int_eq(part_map_shard_of(m, UINT64_MAX), -1);
 }
 
 START_TEST(test_shard_of)
 {
     for (uint32_t n = 1; n <= 50; n++) {
-        struct ps_map *m = build4(n, 1, 1);
+        struct part_map *m = build4(n, 1, 1);
         check_invariants(m);
         check_shard_of_all(m);
         /* at every boundary, both sides */
         for (uint32_t i = 0; i < n; i++) {
             if (m->shards[i].lo == m->shards[i].hi)
                 continue;
-            ck_assert_int_eq(ps_map_shard_of(m, m->shards[i].lo), (int)i);
-            ck_assert_int_eq(ps_map_shard_of(m, m->shards[i].hi - 1), (int)i);
+            ck_assert_int_eq(part_map_shard_of(m, m->shards[i].lo), (int)i);
+            ck_assert_int_eq(part_map_shard_of(m, m->shards[i].hi - 1), (int)i);
         }
-        ps_map_free(m);
+        part_map_free(m);
     }
     /* more shards than elements: empty ranges everywhere */
     const uint64_t s3[] = {3};
-    struct ps_tensor_spec t = {"tiny", 1, s3, 0, 0};
+    struct part_map_spec t = {"tiny", 1, s3, 0, 0};
     char err[256];
-    struct ps_map *m = ps_map_build(&t, 1, 9, NULL, 1, 1, "j", err, sizeof err);
+    struct part_map *m = part_map_build(&t, 1, 9, NULL, 1, 1, "j", err, sizeof err);
     ck_assert_ptr_nonnull(m);
     check_invariants(m);
     check_shard_of_all(m);
-    ps_map_free(m);
+    part_map_free(m);
     /* hand-made ranges with empty shards in the middle and at the start */
     struct pbmap p;
     pbmap_init(&p);
     p.si[0].hi = 0;
     p.si[1].lo = 0;
     p.si[1].hi = 32;
-    m = ps_map_from_pb(&p.pm, err, sizeof err);
+    m = part_map_from_pb(&p.pm, err, sizeof err);
     ck_assert_ptr_nonnull(m);
     check_shard_of_all(m);
-    ck_assert_int_eq(ps_map_shard_of(m, 0), 1);
-    ps_map_free(m);
+    ck_assert_int_eq(part_map_shard_of(m, 0), 1);
+    part_map_free(m);
     pbmap_init(&p);
     p.si[1].lo = p.si[1].hi = 16;
     p.si[2].lo = 16;
-    m = ps_map_from_pb(&p.pm, err, sizeof err);
+    m = part_map_from_pb(&p.pm, err, sizeof err);
     ck_assert_ptr_nonnull(m);
     check_shard_of_all(m);
-    ck_assert_int_eq(ps_map_shard_of(m, 16), 2);
-    ck_assert_int_eq(ps_map_shard_of(m, 15), 0);
-    ps_map_free(m);
+    ck_assert_int_eq(part_map_shard_of(m, 16), 2);
+    ck_assert_int_eq(part_map_shard_of(m, 15), 0);
+    part_map_free(m);
 }
 END_TEST
 
@@ -621,15 +621,15 @@ END_TEST
 
 START_TEST(test_init_split_independent)
 {
-    struct ps_map *one = build4(1, 1, 99);
-    struct ps_map *seven = build4(7, 1, 99);
+    struct part_map *one = build4(1, 1, 99);
+    struct part_map *seven = build4(7, 1, 99);
     float *whole = malloc(TOTAL4 * sizeof *whole);
-    ps_map_init_values(one, 0, TOTAL4, whole);
+    part_map_init_values(one, 0, TOTAL4, whole);
     float *part = malloc(TOTAL4 * sizeof *part);
     memset(part, 0xff, TOTAL4 * sizeof *part);
     for (uint32_t i = 0; i < seven->nshards; i++) {
         uint64_t lo = seven->shards[i].lo, hi = seven->shards[i].hi;
-        ps_map_init_values(seven, lo, hi, part + lo);
+        part_map_init_values(seven, lo, hi, part + lo);
     }
     for (uint32_t i = 0; i < TOTAL4; i++)
         REQUIRE(memcmp(&whole[i], &part[i], sizeof(float)) == 0,
@@ -641,7 +641,7 @@ START_TEST(test_init_split_independent)
         float *o = malloc((n + 4) * sizeof *o);
         for (size_t j = 0; j < n + 4; j++)
             o[j] = -12345.0f;
-        ps_map_init_values(one, r[k][0], r[k][1], o);
+        part_map_init_values(one, r[k][0], r[k][1], o);
         ck_assert(memcmp(o, whole + r[k][0], n * sizeof *o) == 0);
         for (size_t j = n; j < n + 4; j++)
             ck_assert_float_eq(o[j], -12345.0f);
@@ -659,41 +659,41 @@ START_TEST(test_init_split_independent)
     for (uint32_t i = 680; i < 687; i++)
         ck_assert_float_eq(whole[i], 1.5f);
     /* the seed matters */
-    struct ps_map *other = build4(1, 1, 100);
+    struct part_map *other = build4(1, 1, 100);
     float *w2 = malloc(TOTAL4 * sizeof *w2);
-    ps_map_init_values(other, 0, TOTAL4, w2);
+    part_map_init_values(other, 0, TOTAL4, w2);
     ck_assert(memcmp(w2, whole, 600 * sizeof(float)) != 0);
     ck_assert(memcmp(w2 + 680, whole + 680, 7 * sizeof(float)) == 0);
     /* and survives the wire */
     Smlt__PartitionMap pb = SMLT__PARTITION_MAP__INIT;
-    ck_assert_int_eq(ps_map_to_pb(seven, &pb), 0);
+    ck_assert_int_eq(part_map_to_pb(seven, &pb), 0);
     char err[256];
-    struct ps_map *dec = ps_map_from_pb(&pb, err, sizeof err);
+    struct part_map *dec = part_map_from_pb(&pb, err, sizeof err);
     ck_assert_ptr_nonnull(dec);
-    ps_map_init_values(dec, 0, TOTAL4, w2);
+    part_map_init_values(dec, 0, TOTAL4, w2);
     ck_assert(memcmp(w2, whole, TOTAL4 * sizeof(float)) == 0);
-    ps_map_free(dec);
-    ps_map_pb_clear(&pb);
+    part_map_free(dec);
+    part_map_pb_clear(&pb);
     free(w2);
     free(whole);
     free(part);
-    ps_map_free(other);
-    ps_map_free(one);
-    ps_map_free(seven);
+    part_map_free(other);
+    part_map_free(one);
+    part_map_free(seven);
 }
 END_TEST
 
 START_TEST(test_init_distribution)
 {
     const uint64_t shp[] = {200, 500};
-    struct ps_tensor_spec t[2] = {{"n", 2, shp, SMLT__INIT_KIND__INIT_NORMAL, 0.5f},
+    struct part_map_spec t[2] = {{"n", 2, shp, SMLT__INIT_KIND__INIT_NORMAL, 0.5f},
                                   {"u", 2, shp, SMLT__INIT_KIND__INIT_UNIFORM, 2.0f}};
     char err[256];
-    struct ps_map *m = ps_map_build(t, 2, 3, NULL, 1, 2024, "j", err, sizeof err);
+    struct part_map *m = part_map_build(t, 2, 3, NULL, 1, 2024, "j", err, sizeof err);
     ck_assert_ptr_nonnull(m);
     const size_t n = 100000;
     float *v = malloc(2 * n * sizeof *v);
-    ps_map_init_values(m, 0, 2 * n, v);
+    part_map_init_values(m, 0, 2 * n, v);
     double s = 0, s2 = 0;
     for (size_t i = 0; i < n; i++) {
         REQUIRE(isfinite(v[i]), "normal value %zu: %g", i, v[i]);
@@ -715,7 +715,7 @@ START_TEST(test_init_distribution)
     ck_assert_msg(fabs(mean) < 0.02, "uniform mean %.5f", mean);
     ck_assert_msg(fabs(sd - 2.0 / sqrt(3.0)) < 0.02, "uniform sd %.5f", sd);
     free(v);
-    ps_map_free(m);
+    part_map_free(m);
 }
 END_TEST
 
@@ -723,21 +723,21 @@ END_TEST
 
 START_TEST(test_reshard)
 {
-    struct ps_map *m = build4(3, 7, 5);
+    struct part_map *m = build4(3, 7, 5);
     const char *addrs[5] = {"a:1", "b:2", "c:3", "d:4", "e:5"};
     char err[256];
-    struct ps_map *r = ps_map_reshard(m, 5, addrs, err, sizeof err);
+    struct part_map *r = part_map_reshard(m, 5, addrs, err, sizeof err);
     ck_assert_ptr_nonnull(r);
     ck_assert_uint_eq(r->version, 8);
     ck_assert_uint_eq(r->nshards, 5);
     ck_assert_uint_eq(r->seed, 5);
     ck_assert_str_eq(r->job, "job-x");
     ck_assert_str_eq(r->shards[4].addr, "e:5");
-    ck_assert_int_eq(ps_map_same_model(m, r), 1);
+    ck_assert_int_eq(part_map_same_model(m, r), 1);
     check_invariants(r);
-    /* the split is the same one ps_map_split computes */
+    /* the split is the same one part_map_split computes */
     uint64_t lo[5], hi[5];
-    ps_map_split(TOTAL4, 5, lo, hi);
+    part_map_split(TOTAL4, 5, lo, hi);
     for (int i = 0; i < 5; i++) {
         ck_assert_uint_eq(r->shards[i].lo, lo[i]);
         ck_assert_uint_eq(r->shards[i].hi, hi[i]);
@@ -748,63 +748,63 @@ START_TEST(test_reshard)
     check_invariants(m);
     /* and initial values did not move */
     float a[TOTAL4], b[TOTAL4];
-    ps_map_init_values(m, 0, TOTAL4, a);
-    ps_map_init_values(r, 0, TOTAL4, b);
+    part_map_init_values(m, 0, TOTAL4, a);
+    part_map_init_values(r, 0, TOTAL4, b);
     ck_assert(memcmp(a, b, sizeof a) == 0);
-    struct ps_map *r2 = ps_map_reshard(r, 1, NULL, err, sizeof err);
+    struct part_map *r2 = part_map_reshard(r, 1, NULL, err, sizeof err);
     ck_assert_ptr_nonnull(r2);
     ck_assert_uint_eq(r2->version, 9);
     ck_assert_str_eq(r2->shards[0].addr, "");
-    ps_map_free(r2);
+    part_map_free(r2);
     err[0] = 0;
-    ck_assert_ptr_null(ps_map_reshard(m, 0, NULL, err, sizeof err));
+    ck_assert_ptr_null(part_map_reshard(m, 0, NULL, err, sizeof err));
     ck_assert(err[0] != 0);
-    ck_assert_ptr_null(ps_map_reshard(m, SMLT_MAX_SHARDS + 1, NULL, err, sizeof err));
-    ps_map_free(r);
-    ps_map_free(m);
+    ck_assert_ptr_null(part_map_reshard(m, SMLT_MAX_SHARDS + 1, NULL, err, sizeof err));
+    part_map_free(r);
+    part_map_free(m);
 }
 END_TEST
 
 START_TEST(test_dup_and_same_model)
 {
-    struct ps_map *m = build4(4, 3, 3);
-    struct ps_map *d = ps_map_dup(m);
+    struct part_map *m = build4(4, 3, 3);
+    struct part_map *d = part_map_dup(m);
     ck_assert_ptr_nonnull(d);
     assert_maps_equal(m, d);
     ck_assert_ptr_ne(d->tensors, m->tensors);
     ck_assert_ptr_ne(d->tensors[0].name, m->tensors[0].name);
     ck_assert_ptr_ne(d->shards[0].addr, m->shards[0].addr);
-    ck_assert_int_eq(ps_map_same_model(m, d), 1);
+    ck_assert_int_eq(part_map_same_model(m, d), 1);
     d->tensors[0].name[0] = 'X';
     ck_assert_str_eq(m->tensors[0].name, "layer1.weight");
-    ck_assert_int_eq(ps_map_same_model(m, d), 0);
-    ps_map_free(d);
+    ck_assert_int_eq(part_map_same_model(m, d), 0);
+    part_map_free(d);
 
     /* same total, shape transposed */
     const uint64_t a46[] = {4, 6}, a64[] = {6, 4}, a24[] = {24};
-    struct ps_tensor_spec t1 = {"w", 2, a46, 0, 0}, t2 = {"w", 2, a64, 0, 0},
+    struct part_map_spec t1 = {"w", 2, a46, 0, 0}, t2 = {"w", 2, a64, 0, 0},
                           t3 = {"w", 1, a24, 0, 0}, t4 = {"w", 2, a46, 1, 3.0f};
     char err[256];
-    struct ps_map *x = ps_map_build(&t1, 1, 1, NULL, 1, 1, "j", err, sizeof err);
-    struct ps_map *y = ps_map_build(&t2, 1, 2, NULL, 2, 1, "j", err, sizeof err);
-    struct ps_map *z = ps_map_build(&t3, 1, 1, NULL, 1, 1, "j", err, sizeof err);
-    struct ps_map *w = ps_map_build(&t4, 1, 3, NULL, 9, 4, "k", err, sizeof err);
-    ck_assert_int_eq(ps_map_same_model(x, y), 0);
-    ck_assert_int_eq(ps_map_same_model(x, z), 0);
+    struct part_map *x = part_map_build(&t1, 1, 1, NULL, 1, 1, "j", err, sizeof err);
+    struct part_map *y = part_map_build(&t2, 1, 2, NULL, 2, 1, "j", err, sizeof err);
+    struct part_map *z = part_map_build(&t3, 1, 1, NULL, 1, 1, "j", err, sizeof err);
+    struct part_map *w = part_map_build(&t4, 1, 3, NULL, 9, 4, "k", err, sizeof err);
+    ck_assert_int_eq(part_map_same_model(x, y), 0);
+    ck_assert_int_eq(part_map_same_model(x, z), 0);
     /* version, shards, seed, job and init do not make a different model */
-    ck_assert_int_eq(ps_map_same_model(x, w), 1);
-    ck_assert_int_eq(ps_map_same_model(x, m), 0);
-    ps_map_free(x);
-    ps_map_free(y);
-    ps_map_free(z);
-    ps_map_free(w);
-    ps_map_free(m);
+    ck_assert_int_eq(part_map_same_model(x, w), 1);
+    ck_assert_int_eq(part_map_same_model(x, m), 0);
+    part_map_free(x);
+    part_map_free(y);
+    part_map_free(z);
+    part_map_free(w);
+    part_map_free(m);
 }
 END_TEST
 
-static Suite *ps_map_suite(void)
+static Suite *part_map_suite(void)
 {
-    Suite *s = suite_create("ps_map");
+    Suite *s = suite_create("part_map");
     TCase *tc = tcase_create("split");
     tcase_add_test(tc, test_split_balanced);
     tcase_add_test(tc, test_split_edges);
@@ -829,7 +829,7 @@ static Suite *ps_map_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(ps_map_suite());
+    SRunner *sr = srunner_create(part_map_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -1,15 +1,15 @@
-/* ps_map.h: the versioned partition map: named float32 tensors in one global index space,
+/* part_map.h: the versioned partition map: named float32 tensors in one global index space,
  * split into one contiguous key range per shard.
  *
  * Tensors are laid out back to back (tensor i occupies [offset, offset+length)); the shards'
  * ranges [lo, hi) are contiguous, in shard-id order, and together cover [0, total). Ranges are
  * balanced by size, not by tensor: a boundary may cut through a tensor. Boundaries are rounded to
- * SMLT_PS_MAP_ALIGN elements so that every shard's slice starts 64-byte aligned.
+ * SMLT_PART_MAP_ALIGN elements so that every shard's slice starts 64-byte aligned.
  *
- * A map is plain data owned by whoever built or decoded it (ps_map_free()). It is shared by the
+ * A map is plain data owned by whoever built or decoded it (part_map_free()). It is shared by the
  * shard daemon, the client library and the coordinator. Not thread-safe; copy it to share. */
-#ifndef PS_MAP_H
-#define PS_MAP_H
+#ifndef PART_MAP_H
+#define PART_MAP_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -17,9 +17,9 @@
 #include "smlt.pb-c.h"
 #include "smlt_limits.h"
 
-#define SMLT_PS_MAP_ALIGN 16u
+#define SMLT_PART_MAP_ALIGN 16u
 
-struct ps_tensor {
+struct part_map_tensor {
     char *name;
     uint32_t ndims;
     uint64_t shape[SMLT_MAX_DIMS];
@@ -29,25 +29,25 @@ struct ps_tensor {
     float init_scale;
 };
 
-struct ps_range {
+struct part_map_range {
     uint32_t id;
     char *addr;        /* "host:port" */
     uint64_t lo, hi;
 };
 
-struct ps_map {
+struct part_map {
     uint64_t version;
     uint64_t total;
     uint64_t seed;
     char *job;
     uint32_t ntensors;
-    struct ps_tensor *tensors;
+    struct part_map_tensor *tensors;
     uint32_t nshards;
-    struct ps_range *shards;
+    struct part_map_range *shards;
 };
 
-/* A tensor description for ps_map_build(): name and shape (borrowed), init kind and scale. */
-struct ps_tensor_spec {
+/* A tensor description for part_map_build(): name and shape (borrowed), init kind and scale. */
+struct part_map_spec {
     const char *name;
     uint32_t ndims;
     const uint64_t *shape;
@@ -59,46 +59,46 @@ struct ps_tensor_spec {
  * nshards balanced ranges; addrs[i] (borrowed, copied; may be NULL) is shard i's address.
  * NULL with a message in err on a bad argument (no tensors, a zero-sized or unnamed tensor,
  * a duplicate name, too many tensors or shards, total over SMLT_MAX_MODEL_ELEMS). */
-struct ps_map *ps_map_build(const struct ps_tensor_spec *t, uint32_t ntensors, uint32_t nshards,
+struct part_map *part_map_build(const struct part_map_spec *t, uint32_t ntensors, uint32_t nshards,
                             const char *const *addrs, uint64_t version, uint64_t seed,
                             const char *job, char *err, size_t errlen);
 
 /* Returns a copy of m with the same tensors split into nshards ranges (addresses from addrs,
  * borrowed), version m->version + 1. NULL with err set on bad arguments. */
-struct ps_map *ps_map_reshard(const struct ps_map *m, uint32_t nshards, const char *const *addrs,
-                              char *err, size_t errlen);
+struct part_map *part_map_reshard(const struct part_map *m, uint32_t nshards,
+                                  const char *const *addrs, char *err, size_t errlen);
 
 /* Computes the balanced split of total elements into nshards aligned ranges: lo[i], hi[i]. */
-void ps_map_split(uint64_t total, uint32_t nshards, uint64_t *lo, uint64_t *hi);
+void part_map_split(uint64_t total, uint32_t nshards, uint64_t *lo, uint64_t *hi);
 
 /* Decodes and validates a map received from the network (borrowed). Returns a new map, or NULL
  * with a message in err naming what is wrong: counts over the limits, tensors that do not tile
  * [0, total), shape products that differ from lengths, shard ranges that are not contiguous or do
  * not cover [0, total), names missing, too long or repeated. */
-struct ps_map *ps_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_t errlen);
+struct part_map *part_map_from_pb(const Smlt__PartitionMap *pb, char *err, size_t errlen);
 
 /* Fills pb (initialized by the caller with SMLT__PARTITION_MAP__INIT) from m. pb borrows m's
- * strings; arrays are allocated: release them with ps_map_pb_clear(pb) while m is alive. */
-int ps_map_to_pb(const struct ps_map *m, Smlt__PartitionMap *pb);
-void ps_map_pb_clear(Smlt__PartitionMap *pb);
+ * strings; arrays are allocated: release them with part_map_pb_clear(pb) while m is alive. */
+int part_map_to_pb(const struct part_map *m, Smlt__PartitionMap *pb);
+void part_map_pb_clear(Smlt__PartitionMap *pb);
 
 /* Returns a deep copy of m, or NULL on out-of-memory. */
-struct ps_map *ps_map_dup(const struct ps_map *m);
+struct part_map *part_map_dup(const struct part_map *m);
 
-void ps_map_free(struct ps_map *m);
+void part_map_free(struct part_map *m);
 
 /* Returns the index of the shard whose range holds element idx (binary search), or -1. */
-int ps_map_shard_of(const struct ps_map *m, uint64_t idx);
+int part_map_shard_of(const struct part_map *m, uint64_t idx);
 
 /* Returns the tensor named name, or NULL. */
-const struct ps_tensor *ps_map_tensor(const struct ps_map *m, const char *name);
+const struct part_map_tensor *part_map_tensor(const struct part_map *m, const char *name);
 
 /* Returns 1 if a and b have the same tensors (names, shapes, layout) — a reshard or an address
  * change keeps them, a different model does not. */
-int ps_map_same_model(const struct ps_map *a, const struct ps_map *b);
+int part_map_same_model(const struct part_map *a, const struct part_map *b);
 
 /* Writes the initial values of elements [lo, hi) into out (hi-lo floats), per tensor init kind,
  * from (seed, global index) only, so any split computes the same values. */
-void ps_map_init_values(const struct ps_map *m, uint64_t lo, uint64_t hi, float *out);
+void part_map_init_values(const struct part_map *m, uint64_t lo, uint64_t hi, float *out);
 
 #endif
