@@ -4,7 +4,7 @@
 # -fsanitize=fuzzer) into build/fuzz, then runs each for SECONDS (default 30).
 #
 #   tools/fuzz.sh [SECONDS] [TARGET...]     targets: fuzz_frame fuzz_idx fuzz_csv fuzz_libsvm
-#                                                    fuzz_spec
+#                                                    fuzz_spec fuzz_resp
 #
 # Corpora live in build/fuzz/corpus/TARGET (seeded with a few valid inputs on the first run and
 # kept between runs); a crashing input is written to build/fuzz/artifacts/ and makes the script
@@ -13,7 +13,7 @@ set -eu
 cd "$(dirname "$0")/.."
 secs=${1:-30}
 [ $# -gt 0 ] && shift
-targets=${*:-"fuzz_frame fuzz_idx fuzz_csv fuzz_libsvm fuzz_spec"}
+targets=${*:-"fuzz_frame fuzz_idx fuzz_csv fuzz_libsvm fuzz_spec fuzz_resp"}
 build=build/fuzz
 command -v clang >/dev/null || { echo "fuzz.sh: clang is needed (apt-get install clang)" >&2; exit 2; }
 
@@ -60,6 +60,9 @@ put('fuzz_csv', 'gzip', b'\x08' + gzip.compress(b'0.5,1,2,3\n1,2,3,4\n'))
 put('fuzz_csv', 'train-last', b'\x0b' + b'5.1,3.5,0\n4.9,3.0,1\n6.2,2.9,2\n')
 put('fuzz_libsvm', 'plain', b'\x00' + b'1 1:0.5 3:2\n0 2:1 4:-1.5\n\n2 1:1\n')
 put('fuzz_libsvm', 'binary', b'\x03' + b'-1 1:0.5 2:2\n+1 3:1\n')
+put('fuzz_resp', 'slice', b'{"invocation":"job-0001/0/3","status":"slice","next_step":120,"steps":40,'
+    b'"samples":1280,"loss":0.5,"elapsed_s":1.5,"init_s":0.2,"cold":false}')
+put('fuzz_resp', 'failed', b'{"status":"failed","error":"label column 9 out of range"}')
 put('fuzz_spec', 'full', b'{"model":"mlp:784-64-10","dataset":"http://127.0.0.1:1/d","epochs":3,"workers":2,'
     b'"max_workers":4,"shards":1,"max_shards":2,"batch_size":32,"sync":"bsp",'
     b'"optimizer":{"kind":"adam","lr":0.001},"deadline_s":60,"budget_usd":0.5,'
