@@ -28,11 +28,6 @@ struct coord_job *job_alloc(struct coord *c, const char *id)
     if (!j)
         return NULL;
     j->c = c;
-    j->admin = coord_admin_new(c->base);
-    if (!j->admin) {
-        free(j);
-        return NULL;
-    }
     snprintf(j->id, sizeof j->id, "%s", id);
     j->epoch_done = -1;
     j->log_fd = -1;
@@ -58,6 +53,8 @@ void job_free(struct coord_job *j)
         event_free(j->tick_ev);
     if (j->start_ev)
         event_free(j->start_ev);
+    if (j->admin_free_ev)
+        event_free(j->admin_free_ev);
     coord_admin_free(j->admin);
     sched_free(j->sched);
     coord_journal_close(j->journal);

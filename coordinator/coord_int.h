@@ -150,7 +150,9 @@ struct coord_job {
     double submitted_unix, started_unix, ended_unix;
     double t_start, deadline_mono; /* CLOCK_MONOTONIC */
     struct coord_shards shards;
-    struct coord_admin *admin; /* the asynchronous admin client to the shards */
+    struct coord_admin *admin; /* the asynchronous admin client to the shards (job_admin()),
+                                  made at the first call, freed once the job has ended */
+    struct event *admin_free_ev;
     uint32_t workers;       /* ranks active in this phase */
     uint32_t cap;           /* ranks allocated (the most the job may use) */
     struct rank *ranks;
@@ -235,6 +237,7 @@ struct coord {
     struct coord_job *jobs;
     unsigned next_seq;
     unsigned long long submitted, refused;
+    struct coord_admin_stats admin_done; /* the admin queues of jobs that have ended */
 };
 
 static inline int job_ended(const struct coord_job *j)
@@ -270,6 +273,14 @@ void job_check_done(struct coord_job *j);
 /* Saves the model now (asynchronously); cb (may be NULL) gets 0 or a code and a message. */
 typedef void (*job_saved_fn)(struct coord_job *j, int rc, const char *err, void *arg);
 void job_save_model(struct coord_job *j, job_saved_fn cb, void *arg);
+/* The job's admin queue, made at the first call (a restored job never needs one). NULL only
+ * when out of memory. */
+struct coord_admin *job_admin(struct coord_job *j);
+/* Folds the job's admin queue's counters into j->c->admin_done and frees it, from a
+ * deferred event (this may run inside one of its callbacks). */
+void job_release_admin(struct coord_job *j);
+/* The job's admin counters (0 when it has no queue). */
+void job_admin_stats(const struct coord_job *j, struct coord_admin_stats *st);
 /* The admin client's connection settings for this job's shards. */
 void job_admin_target(const struct coord_job *j, struct coord_admin_req *req);
 

@@ -103,6 +103,44 @@ void job_charge_ps(struct coord_job *j)
     }
 }
 
+struct coord_admin *job_admin(struct coord_job *j)
+{
+    if (!j->admin)
+        j->admin = coord_admin_new(j->c->base);
+    return j->admin;
+}
+
+static void on_admin_free(evutil_socket_t fd, short what, void *arg)
+{
+    struct coord_job *j = arg;
+    struct coord_admin_stats st;
+    job_admin_stats(j, &st);
+    struct coord_admin_stats *d = &j->c->admin_done;
+    d->calls += st.calls;
+    d->failed += st.failed;
+    d->canceled += st.canceled;
+    coord_admin_free(j->admin);
+    j->admin = NULL;
+}
+
+void job_release_admin(struct coord_job *j)
+{
+    if (!j->admin)
+        return;
+    if (!j->admin_free_ev)
+        j->admin_free_ev = evtimer_new(j->c->base, on_admin_free, j);
+    struct timeval now = {0, 0};
+    if (j->admin_free_ev)
+        evtimer_add(j->admin_free_ev, &now);
+}
+
+void job_admin_stats(const struct coord_job *j, struct coord_admin_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    if (j->admin)
+        coord_admin_stats(j->admin, st);
+}
+
 void job_admin_target(const struct coord_job *j, struct coord_admin_req *req)
 {
     snprintf(req->addrs, sizeof req->addrs, "%s", j->shards.addrs);
@@ -170,7 +208,7 @@ static void job_call(struct coord_job *j, struct coord_admin_req *req, job_step_
         jc->fn = fn;
         if (!req->addrs[0])
             job_admin_target(j, req);
-        if (coord_admin_call(j->admin, req, on_job_call, jc))
+        if (job_admin(j) && coord_admin_call(j->admin, req, on_job_call, jc))
             return;
         free(jc);
     }
@@ -217,7 +255,7 @@ void job_save_model(struct coord_job *j, job_saved_fn cb, void *arg)
     *sc = (struct save_call){j, j->step, cb, arg};
     snprintf(req.path, sizeof req.path, "%s", j->model_path);
     job_admin_target(j, &req);
-    if (!coord_admin_call(j->admin, &req, on_saved, sc)) {
+    if (!job_admin(j) || !coord_admin_call(j->admin, &req, on_saved, sc)) {
         free(sc);
         if (cb)
             cb(j, SMLT_ENOMEM, "out of memory", arg);
@@ -295,6 +333,7 @@ static void finish_done(struct coord_job *j)
     coord_backend_drop_function(j->c->backend, j->id);
     j->ended_unix = smlt_now_unix();
     j->finishing = 0;
+    job_release_admin(j); /* its thread and pipe are not needed any more */
     job_set_state(j, j->finish_state, j->finish_why[0] ? j->finish_why : NULL);
 }
 
@@ -316,7 +355,8 @@ void job_finish(struct coord_job *j, enum job_state st, const char *why)
             coord_backend_cancel(c->backend, r->cur.id);
     }
     /* Whatever the job was waiting for from its shards no longer matters. */
-    coord_admin_cancel_all(j->admin);
+    if (j->admin)
+        coord_admin_cancel_all(j->admin);
     /* The model first: a finished job is worth nothing if its model is lost. */
     if (j->state == JOB_RUNNING || j->state == JOB_STARTING)
         job_save_model(j, on_finish_saved, NULL);

@@ -36,15 +36,16 @@ static void on_phase_call(const struct coord_admin_res *res, void *arg)
     pc.fn(pc.j, res);
 }
 
-/* Queues an admin call of op on the job's shards; fn gets the result on the loop. */
-static void job_admin(struct coord_job *j, struct coord_admin_req *req, job_admin_cb fn)
+/* Queues an admin call on the job's shards; fn gets the result on the loop (at once when it
+ * could not be queued). */
+static void phase_call(struct coord_job *j, struct coord_admin_req *req, job_admin_cb fn)
 {
     struct phase_call *pc = malloc(sizeof *pc);
     if (pc) {
         pc->j = j;
         pc->fn = fn;
         job_admin_target(j, req);
-        if (coord_admin_call(j->admin, req, on_phase_call, pc))
+        if (job_admin(j) && coord_admin_call(j->admin, req, on_phase_call, pc))
             return;
         free(pc);
     }
@@ -103,7 +104,7 @@ void job_retry_unfreeze(struct coord_job *j)
         return;
     j->unfreezing = 1;
     struct coord_admin_req req = {.op = COORD_ADMIN_UNFREEZE};
-    job_admin(j, &req, on_unfrozen_late);
+    phase_call(j, &req, on_unfrozen_late);
 }
 
 static void on_barrier_set(struct coord_job *j, const struct coord_admin_res *res)
@@ -139,7 +140,7 @@ void job_request_barrier(struct coord_job *j, const char *why)
     j->barrier_setting = 1;
     job_log(j, "asking the shards for a barrier at the next epoch boundary for %s", why);
     struct coord_admin_req req = {.op = COORD_ADMIN_FREEZE, .base = j->phase_step, .align = j->spe};
-    job_admin(j, &req, on_barrier_set);
+    phase_call(j, &req, on_barrier_set);
 }
 
 /* ---- the profile ------------------------------------------------------------------------- */
@@ -180,7 +181,7 @@ static void on_profile_set(struct coord_job *j, const struct coord_admin_res *re
     j->profile_step = at;
     if (at * 4 >= j->spe) {
         struct coord_admin_req req = {.op = COORD_ADMIN_UNFREEZE};
-        job_admin(j, &req, on_profile_lifted);
+        phase_call(j, &req, on_profile_lifted);
         return;
     }
     j->profile_state = PROFILE_SET;
@@ -219,7 +220,7 @@ void job_profile(struct coord_job *j)
     j->profile_state = PROFILE_SETTING;
     /* Aligned to 1 from `want`: the barrier is at `want`, or where the shards already are. */
     struct coord_admin_req req = {.op = COORD_ADMIN_FREEZE, .base = want, .align = 1};
-    job_admin(j, &req, on_profile_set);
+    phase_call(j, &req, on_profile_set);
 }
 
 /* At the profile's end (step `at`, time t): records its measurements (the view's and the
@@ -303,10 +304,10 @@ void job_halt_workers(struct coord_job *j)
      * in order. */
     if (j->barrier_pending && j->profile_state == PROFILE_SET && job_barrier_far(j)) {
         struct coord_admin_req lift = {.op = COORD_ADMIN_UNFREEZE};
-        job_admin(j, &lift, on_profile_barrier_lifted);
+        phase_call(j, &lift, on_profile_barrier_lifted);
     }
     struct coord_admin_req req = {.op = COORD_ADMIN_STOP_AT};
-    job_admin(j, &req, on_stopped_at);
+    phase_call(j, &req, on_stopped_at);
 }
 
 /* ---- epoch boundaries -------------------------------------------------------------------- */
@@ -352,7 +353,7 @@ void job_boundary(struct coord_job *j)
     }
     j->bd.stage = BD_LIFT;
     struct coord_admin_req req = {.op = COORD_ADMIN_UNFREEZE};
-    job_admin(j, &req, on_bd_lifted);
+    phase_call(j, &req, on_bd_lifted);
 }
 
 static void on_bd_noise(struct coord_job *j, const struct coord_admin_res *res)
@@ -393,7 +394,7 @@ static void boundary_decide(struct coord_job *j)
     snprintf(j->bd.when, sizeof j->bd.when, profile ? "after the profile" : "epoch %u", epoch);
     j->bd.stage = BD_NOISE;
     struct coord_admin_req req = {.op = COORD_ADMIN_STATS, .timeout_ms = 5000};
-    job_admin(j, &req, on_bd_noise);
+    phase_call(j, &req, on_bd_noise);
 }
 
 static void on_bd_baseline(struct coord_job *j, const struct coord_admin_res *res)
@@ -435,7 +436,7 @@ static void on_bd_resharded(struct coord_job *j, const struct coord_admin_res *r
               (unsigned long long)j->bd.at);
     j->bd.stage = BD_BASELINE;
     struct coord_admin_req req = {.op = COORD_ADMIN_STATS, .timeout_ms = 5000};
-    job_admin(j, &req, on_bd_baseline);
+    phase_call(j, &req, on_bd_baseline);
 }
 
 /* Moves the job to bd.ns shards (live reshard): starts the new local shards, then has the
@@ -469,7 +470,7 @@ static void boundary_reshard(struct coord_job *j)
     if (pc) {
         pc->j = j;
         pc->fn = on_bd_resharded;
-        if (coord_admin_call(j->admin, &req, on_phase_call, pc))
+        if (job_admin(j) && coord_admin_call(j->admin, &req, on_phase_call, pc))
             return;
         free(pc);
     }
@@ -583,7 +584,7 @@ static void boundary_workers(struct coord_job *j)
     }
     j->bd.stage = BD_WORKERS;
     struct coord_admin_req req = {.op = COORD_ADMIN_UPDATE_CONF, .workers = j->bd.nw};
-    job_admin(j, &req, on_bd_workers);
+    phase_call(j, &req, on_bd_workers);
 }
 
 /* The boundary is done: the next phase's invocations. */

@@ -212,11 +212,11 @@ void coord_metrics(struct coord *c, struct evbuffer *out)
 {
     unsigned counts[JOB_NSTATES] = {0};
     double cost = 0, gb_s = 0;
-    struct coord_admin_stats admin = {0};
+    struct coord_admin_stats admin = c->admin_done;
     for (struct coord_job *j = c->jobs; j; j = j->next) {
         counts[j->state]++;
         struct coord_admin_stats as;
-        coord_admin_stats(j->admin, &as);
+        job_admin_stats(j, &as);
         admin.calls += as.calls;
         admin.failed += as.failed;
         admin.canceled += as.canceled;

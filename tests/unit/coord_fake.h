@@ -93,9 +93,9 @@ static inline struct coord_job *fake_job(struct coord *c, const char *id, const 
 static inline void fake_settle(struct coord *c, struct coord_job *j)
 {
     double until = smlt_now_mono() + 20;
-    while (coord_admin_pending(j->admin) && smlt_now_mono() < until)
+    while (j->admin && coord_admin_pending(j->admin) && smlt_now_mono() < until)
         event_base_loop(c->base, EVLOOP_ONCE);
-    ck_assert_int_eq(coord_admin_pending(j->admin), 0);
+    ck_assert(!j->admin || coord_admin_pending(j->admin) == 0);
 }
 
 /* A dataset the spec parser accepts without touching the disk. */

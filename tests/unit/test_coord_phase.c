@@ -20,7 +20,7 @@ START_TEST(boundary_waits_for_every_rank)
     job_boundary(j);
     ck_assert_int_eq(j->bd.stage, BD_IDLE);
     struct coord_admin_stats st;
-    coord_admin_stats(j->admin, &st);
+    job_admin_stats(j, &st);
     ck_assert_int_eq(st.calls, 0);
     fake_coord_free(c);
 }
@@ -41,7 +41,7 @@ START_TEST(barrier_not_lifted_keeps_ranks_parked)
     ck_assert_int_eq(j->bd.stage, BD_LIFT); /* waiting for the shards, the loop free */
     job_boundary(j);                        /* a second park meanwhile starts nothing */
     struct coord_admin_stats st;
-    coord_admin_stats(j->admin, &st);
+    job_admin_stats(j, &st);
     ck_assert_int_eq(st.calls, 1);
     fake_settle(c, j);
     ck_assert_int_eq(j->bd.stage, BD_IDLE);
@@ -50,7 +50,7 @@ START_TEST(barrier_not_lifted_keeps_ranks_parked)
         ck_assert_int_eq(j->ranks[k].at_boundary, 1);
         ck_assert(j->ranks[k].cur.id == 0); /* not invoked into a refusal */
     }
-    coord_admin_stats(j->admin, &st);
+    job_admin_stats(j, &st);
     ck_assert_int_eq(st.failed, 1);
     fake_coord_free(c);
 }
@@ -71,7 +71,7 @@ START_TEST(barrier_that_fails_is_called_off)
     /* The freeze failed; the call-off failed too: it stays pending for on_tick(). */
     ck_assert_int_eq(j->unfreeze_pending, 1);
     struct coord_admin_stats st;
-    coord_admin_stats(j->admin, &st);
+    job_admin_stats(j, &st);
     ck_assert_int_eq(st.calls, 2);
     /* A parking job never asks for one. */
     j->parks = 1;
@@ -91,7 +91,7 @@ START_TEST(halt_clears_when_it_fails)
     fake_settle(c, j);
     ck_assert_int_eq(j->halting, 0);
     struct coord_admin_stats st;
-    coord_admin_stats(j->admin, &st);
+    job_admin_stats(j, &st);
     ck_assert_int_eq(st.calls, 1);
     fake_coord_free(c);
 }
