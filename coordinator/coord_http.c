@@ -142,169 +142,228 @@ static void on_checkpointed(struct coord *c, const char *id, int rc, const char 
     json_decref(o);
 }
 
+/* Returns 1 when req carries the admin token, else replies 401 and returns 0. */
+static int require_admin(struct coord_http *h, struct evhttp_request *req)
+{
+    if (authorized(h, req))
+        return 1;
+    send_error(req, 401, "this call needs the admin token (Authorization: Bearer ...)");
+    return 0;
+}
+
+/* The reply of a call that is answered now: the job's view, or the error rc with err. */
+static void reply_job(struct coord_http *h, struct evhttp_request *req, const char *id, int rc,
+                      const char *err)
+{
+    if (rc) {
+        send_error(req, error_status(rc), err[0] ? err : smlt_strerror(rc));
+        return;
+    }
+    json_t *o = coord_job_json(h->c, id);
+    send_json(req, 200, o);
+    json_decref(o);
+}
+
+/* ---- one handler per resource; each replies (or arranges a deferred reply) ---------------- */
+
+static void serve_health(struct coord_http *h, struct evhttp_request *req)
+{
+    json_t *o = json_pack("{s:b, s:s, s:s}", "ok", 1, "version", SMLT_VERSION_STRING, "rpc",
+                          coord_rpc_address(h->c));
+    send_json(req, 200, o);
+    json_decref(o);
+}
+
+/* /metrics: Prometheus text. */
+static void serve_metrics(struct coord_http *h, struct evhttp_request *req, int is_get)
+{
+    if (!is_get) {
+        send_error(req, 405, "use GET");
+        return;
+    }
+    struct evbuffer *o = evhttp_request_get_output_buffer(req);
+    coord_metrics(h->c, o);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; version=0.0.4");
+    evhttp_send_reply(req, 200, "OK", o);
+}
+
+/* POST /api/jobs: a new job from the spec in the body; 201 with its id. */
+static void submit_job(struct coord_http *h, struct evhttp_request *req)
+{
+    if (!require_admin(h, req))
+        return;
+    size_t len;
+    char *body = read_body(req, &len);
+    if (!body)
+        return;
+    char jid[128], err[512] = "";
+    int rc = coord_submit(h->c, body, len, jid, sizeof jid, err, sizeof err);
+    free(body);
+    if (rc) {
+        send_error(req, rc == SMLT_EINVAL ? 400 : 500, err[0] ? err : smlt_strerror(rc));
+        return;
+    }
+    json_t *o = json_pack("{s:s}", "id", jid);
+    send_json(req, 201, o);
+    json_decref(o);
+}
+
+/* /api/jobs: GET lists the jobs, POST submits one. */
+static void serve_jobs(struct coord_http *h, struct evhttp_request *req, int is_get,
+                       int is_post)
+{
+    if (is_get) {
+        json_t *o = json_pack("{s:o}", "jobs", coord_jobs_json(h->c));
+        send_json(req, 200, o);
+        json_decref(o);
+    } else if (is_post) {
+        submit_job(h, req);
+    } else {
+        send_error(req, 405, "use GET or POST");
+    }
+}
+
+/* GET /api/jobs/ID: the job's view. */
+static void serve_job(struct coord_http *h, struct evhttp_request *req, const char *id,
+                      int is_get)
+{
+    if (!is_get) {
+        send_error(req, 405, "use GET");
+        return;
+    }
+    json_t *o = coord_job_json(h->c, id);
+    if (!o)
+        send_error(req, 404, "no such job");
+    else
+        send_json(req, 200, o);
+    json_decref(o);
+}
+
+/* The ?tail=N of a log download: 200 lines unless given, at most HTTP_MAX_TAIL. */
+static int log_tail(const struct evhttp_uri *u)
+{
+    struct evkeyvalq q;
+    int tail = 200;
+    if (evhttp_parse_query_str(evhttp_uri_get_query(u) ? evhttp_uri_get_query(u) : "", &q) == 0) {
+        const char *t = evhttp_find_header(&q, "tail");
+        if (t)
+            tail = atoi(t);
+        evhttp_clear_headers(&q);
+    }
+    if (tail < 0 || tail > HTTP_MAX_TAIL)
+        tail = HTTP_MAX_TAIL;
+    return tail;
+}
+
+/* GET /api/jobs/ID/model (the saved model) or /api/jobs/ID/logs (the log's last lines). */
+static void serve_job_file(struct coord_http *h, struct evhttp_request *req,
+                           const struct evhttp_uri *u, const char *id, int model, int is_get)
+{
+    if (!is_get) {
+        send_error(req, 405, "use GET");
+        return;
+    }
+    const char *p = model ? coord_job_model_path(h->c, id) : coord_job_log_path(h->c, id);
+    if (!p) {
+        send_error(req, 404, "no such job");
+        return;
+    }
+    int tail = model ? 0 : log_tail(u);
+    send_file(req, p, model ? "application/octet-stream" : "text/plain; charset=utf-8", tail);
+}
+
+static void post_cancel(struct coord_http *h, struct evhttp_request *req, const char *id)
+{
+    char err[512] = "";
+    int rc = coord_cancel(h->c, id, on_canceled, req, err, sizeof err);
+    /* On success on_canceled replies when the job has ended; a client gone by then leaves
+     * libevent's request detached (evcon NULL), and the reply only frees it. */
+    if (rc)
+        reply_job(h, req, id, rc, err);
+}
+
+/* The body is {"workers": N, "shards": M}, either optional, 0 meaning unchanged. */
+static void post_scale(struct coord_http *h, struct evhttp_request *req, const char *id)
+{
+    size_t len;
+    char *body = read_body(req, &len);
+    if (!body)
+        return;
+    json_error_t je;
+    json_t *b = json_loads(body, 0, &je);
+    free(body);
+    json_int_t w = 0, s = 0;
+    if (!b || json_unpack_ex(b, &je, JSON_STRICT, "{s?I, s?I}", "workers", &w, "shards", &s) ||
+        w < 0 || s < 0 || w > 1000000 || s > 1000000) {
+        json_decref(b);
+        send_error(req, 400, "body must be {\"workers\": N, \"shards\": M} with N, M >= 0");
+        return;
+    }
+    json_decref(b);
+    char err[512] = "";
+    int rc = coord_scale(h->c, id, (unsigned)w, (unsigned)s, err, sizeof err);
+    reply_job(h, req, id, rc, err);
+}
+
+static void post_checkpoint(struct coord_http *h, struct evhttp_request *req, const char *id)
+{
+    char p[1024], err[512] = "";
+    int rc = coord_checkpoint(h->c, id, on_checkpointed, req, p, sizeof p, err, sizeof err);
+    if (rc == 0)
+        return; /* replied when the model is written (see post_cancel) */
+    if (rc == 1)
+        on_checkpointed(h->c, id, 0, p, NULL, req); /* the job has ended: its saved model */
+    else
+        reply_job(h, req, id, rc, err);
+}
+
+/* POST /api/jobs/ID/{cancel,scale,checkpoint}, with the admin token. */
+static void serve_job_action(struct coord_http *h, struct evhttp_request *req, const char *id,
+                             const char *sub, int is_post)
+{
+    if (!is_post) {
+        send_error(req, 405, "use POST");
+        return;
+    }
+    if (!require_admin(h, req))
+        return;
+    if (!strcmp(sub, "cancel"))
+        post_cancel(h, req, id);
+    else if (!strcmp(sub, "scale"))
+        post_scale(h, req, id);
+    else if (!strcmp(sub, "checkpoint"))
+        post_checkpoint(h, req, id);
+    else
+        send_error(req, 404, "no such resource");
+}
+
+/* The router: every request is answered by exactly one handler (or the deferred reply it
+ * arranges). */
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct coord_http *h = arg;
-    const char *uri = evhttp_request_get_uri(req);
-    struct evhttp_uri *u = evhttp_uri_parse(uri);
+    struct evhttp_uri *u = evhttp_uri_parse(evhttp_request_get_uri(req));
     const char *path = u ? evhttp_uri_get_path(u) : NULL;
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-    char err[512] = "";
-    char id[128] = "", sub[32] = "";
-    if (!path) {
-        send_error(req, 400, "bad request URI");
-        goto out;
-    }
     int is_get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD, is_post = cmd == EVHTTP_REQ_POST;
-    if (!strcmp(path, "/api/health")) {
-        json_t *o = json_pack("{s:b, s:s, s:s}", "ok", 1, "version", SMLT_VERSION_STRING, "rpc",
-                              coord_rpc_address(h->c));
-        send_json(req, 200, o);
-        json_decref(o);
-        goto out;
-    }
-    if (!strcmp(path, "/metrics")) {
-        if (!is_get) {
-            send_error(req, 405, "use GET");
-            goto out;
-        }
-        struct evbuffer *o = evhttp_request_get_output_buffer(req);
-        coord_metrics(h->c, o);
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                          "text/plain; version=0.0.4");
-        evhttp_send_reply(req, 200, "OK", o);
-        goto out;
-    }
-    if (!strcmp(path, "/api/jobs") || !strcmp(path, "/api/jobs/")) {
-        if (is_get) {
-            json_t *o = json_pack("{s:o}", "jobs", coord_jobs_json(h->c));
-            send_json(req, 200, o);
-            json_decref(o);
-        } else if (is_post) {
-            if (!authorized(h, req)) {
-                send_error(req, 401, "this call needs the admin token (Authorization: Bearer ...)");
-                goto out;
-            }
-            size_t len;
-            char *body = read_body(req, &len);
-            if (!body)
-                goto out;
-            char jid[128];
-            int rc = coord_submit(h->c, body, len, jid, sizeof jid, err, sizeof err);
-            free(body);
-            if (rc) {
-                send_error(req, rc == SMLT_EINVAL ? 400 : 500, err[0] ? err : smlt_strerror(rc));
-            } else {
-                json_t *o = json_pack("{s:s}", "id", jid);
-                send_json(req, 201, o);
-                json_decref(o);
-            }
-        } else {
-            send_error(req, 405, "use GET or POST");
-        }
-        goto out;
-    }
-    /* /api/jobs/ID[/sub] */
-    if (strncmp(path, "/api/jobs/", 10) || sscanf(path + 10, "%127[^/]/%31s", id, sub) < 1) {
-        send_error(req, 404, "no such resource");
-        goto out;
-    }
-    if (!sub[0]) {
-        if (!is_get) {
-            send_error(req, 405, "use GET");
-            goto out;
-        }
-        json_t *o = coord_job_json(h->c, id);
-        if (!o)
-            send_error(req, 404, "no such job");
-        else
-            send_json(req, 200, o);
-        json_decref(o);
-        goto out;
-    }
-    if (!strcmp(sub, "model") || !strcmp(sub, "logs")) {
-        if (!is_get) {
-            send_error(req, 405, "use GET");
-            goto out;
-        }
-        int model = !strcmp(sub, "model");
-        const char *p = model ? coord_job_model_path(h->c, id) : coord_job_log_path(h->c, id);
-        if (!p) {
-            send_error(req, 404, "no such job");
-            goto out;
-        }
-        int tail = 0;
-        if (!model) {
-            struct evkeyvalq q;
-            tail = 200;
-            if (evhttp_parse_query_str(evhttp_uri_get_query(u) ? evhttp_uri_get_query(u) : "", &q) == 0) {
-                const char *t = evhttp_find_header(&q, "tail");
-                if (t)
-                    tail = atoi(t);
-                evhttp_clear_headers(&q);
-            }
-            if (tail < 0 || tail > HTTP_MAX_TAIL)
-                tail = HTTP_MAX_TAIL;
-        }
-        send_file(req, p, model ? "application/octet-stream" : "text/plain; charset=utf-8", tail);
-        goto out;
-    }
-    if (!is_post) {
-        send_error(req, 405, "use POST");
-        goto out;
-    }
-    if (!authorized(h, req)) {
-        send_error(req, 401, "this call needs the admin token (Authorization: Bearer ...)");
-        goto out;
-    }
-    int rc;
-    if (!strcmp(sub, "cancel")) {
-        rc = coord_cancel(h->c, id, on_canceled, req, err, sizeof err);
-        if (!rc) {
-            /* Replied when the job has ended; a client gone by then leaves libevent's request
-             * detached (evcon NULL), and the reply only frees it. */
-            goto out;
-        }
-    } else if (!strcmp(sub, "scale")) {
-        size_t len;
-        char *body = read_body(req, &len);
-        if (!body)
-            goto out;
-        json_error_t je;
-        json_t *b = json_loads(body, 0, &je);
-        free(body);
-        json_int_t w = 0, s = 0;
-        if (!b || json_unpack_ex(b, &je, JSON_STRICT, "{s?I, s?I}", "workers", &w, "shards", &s) ||
-            w < 0 || s < 0 || w > 1000000 || s > 1000000) {
-            json_decref(b);
-            send_error(req, 400, "body must be {\"workers\": N, \"shards\": M} with N, M >= 0");
-            goto out;
-        }
-        json_decref(b);
-        rc = coord_scale(h->c, id, (unsigned)w, (unsigned)s, err, sizeof err);
-    } else if (!strcmp(sub, "checkpoint")) {
-        char p[1024];
-        rc = coord_checkpoint(h->c, id, on_checkpointed, req, p, sizeof p, err, sizeof err);
-        if (rc == 0) {
-            /* replied when the model is written (see cancel) */
-            goto out;
-        }
-        if (rc == 1) {
-            on_checkpointed(h->c, id, 0, p, NULL, req);
-            goto out;
-        }
-    } else {
-        send_error(req, 404, "no such resource");
-        goto out;
-    }
-    if (rc) {
-        send_error(req, error_status(rc), err[0] ? err : smlt_strerror(rc));
-    } else {
-        json_t *o = coord_job_json(h->c, id);
-        send_json(req, 200, o);
-        json_decref(o);
-    }
-out:
+    char id[128] = "", sub[32] = "";
+    if (!path)
+        send_error(req, 400, "bad request URI");
+    else if (!strcmp(path, "/api/health"))
+        serve_health(h, req);
+    else if (!strcmp(path, "/metrics"))
+        serve_metrics(h, req, is_get);
+    else if (!strcmp(path, "/api/jobs") || !strcmp(path, "/api/jobs/"))
+        serve_jobs(h, req, is_get, is_post);
+    else if (strncmp(path, "/api/jobs/", 10) || sscanf(path + 10, "%127[^/]/%31s", id, sub) < 1)
+        send_error(req, 404, "no such resource"); /* not /api/jobs/ID[/sub] */
+    else if (!sub[0])
+        serve_job(h, req, id, is_get);
+    else if (!strcmp(sub, "model") || !strcmp(sub, "logs"))
+        serve_job_file(h, req, u, id, !strcmp(sub, "model"), is_get);
+    else
+        serve_job_action(h, req, id, sub, is_post);
     if (u)
         evhttp_uri_free(u);
 }

@@ -62,7 +62,17 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(arg, NULL);
 }
 
-int main(int argc, char **argv)
+/* The command line, and the admin token it or the environment gives. */
+struct options {
+    const char *listen, *port_file;
+    char *token; /* owned; NULL when none was given */
+    struct coord_conf conf;
+    int level;
+};
+
+/* Fills o from the environment and argv. Returns -1 to go on, else the exit status: 0 after
+ * --help or --version, 2 for a bad command line (said on stderr). */
+static int parse_options(int argc, char **argv, struct options *o)
 {
     static const struct option lo[] = {
         {"listen", required_argument, 0, 'l'},    {"rpc-listen", required_argument, 0, 'r'},
@@ -72,43 +82,45 @@ int main(int argc, char **argv)
         {"no-memory-limit", no_argument, 0, 'M'}, {"port-file", required_argument, 0, 'p'},
         {"log-level", required_argument, 0, 'L'}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},         {0, 0, 0, 0}};
-    const char *listen = "127.0.0.1:8080", *port_file = NULL;
-    char *token = getenv("SMLT_ADMIN_TOKEN") ? strdup(getenv("SMLT_ADMIN_TOKEN")) : NULL;
-    struct coord_conf conf = {.data_dir = "/tmp/smlt-data", .bin_dir = smlt_proc_self_dir()};
-    int level = SMLT_LOG_INFO, c;
+    *o = (struct options){
+        .listen = "127.0.0.1:8080",
+        .token = getenv("SMLT_ADMIN_TOKEN") ? strdup(getenv("SMLT_ADMIN_TOKEN")) : NULL,
+        .conf = {.data_dir = "/tmp/smlt-data", .bin_dir = smlt_proc_self_dir()},
+        .level = SMLT_LOG_INFO};
+    int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
-        case 'l': listen = optarg; break;
-        case 'r': conf.rpc_listen = optarg; break;
-        case 'd': conf.data_dir = optarg; break;
+        case 'l': o->listen = optarg; break;
+        case 'r': o->conf.rpc_listen = optarg; break;
+        case 'd': o->conf.data_dir = optarg; break;
         case 'a':
-            free(token);
-            token = strdup(optarg);
+            free(o->token);
+            o->token = strdup(optarg);
             break;
         case 'A':
-            free(token);
-            token = smlt_token_read(optarg);
-            if (!token) {
+            free(o->token);
+            o->token = smlt_token_read(optarg);
+            if (!o->token) {
                 fprintf(stderr, "smlt-coordinator: --admin-token-file: cannot read %s\n", optarg);
                 return 2;
             }
             break;
-        case 'b': conf.bin_dir = optarg; break;
+        case 'b': o->conf.bin_dir = optarg; break;
         case 'c': {
             long v = atol(optarg);
             if (v < 1 || v > 10000) {
                 fprintf(stderr, "smlt-coordinator: --concurrency: want 1..10000\n");
                 return 2;
             }
-            conf.concurrency = (unsigned)v;
+            o->conf.concurrency = (unsigned)v;
             break;
         }
-        case 'k': conf.keep_warm_s = atof(optarg); break;
-        case 'M': conf.no_memory_limit = 1; break;
-        case 'p': port_file = optarg; break;
+        case 'k': o->conf.keep_warm_s = atof(optarg); break;
+        case 'M': o->conf.no_memory_limit = 1; break;
+        case 'p': o->port_file = optarg; break;
         case 'L':
-            level = smlt_log_parse_level(optarg);
-            if (level < 0) {
+            o->level = smlt_log_parse_level(optarg);
+            if (o->level < 0) {
                 fprintf(stderr, "smlt-coordinator: --log-level: want error, warn, info or debug\n");
                 return 2;
             }
@@ -122,50 +134,56 @@ int main(int argc, char **argv)
         fprintf(stderr, "smlt-coordinator: unexpected argument \"%s\"\n", argv[optind]);
         return 2;
     }
-    smlt_log_init("smlt-coordinator", level);
-    signal(SIGPIPE, SIG_IGN);
-    if (mkdir(conf.data_dir, 0755) != 0 && errno != EEXIST) {
-        log_error("cannot create %s: %s", conf.data_dir, strerror(errno));
-        return 1;
+    return -1;
+}
+
+/* Without a token on the command line or in the environment: the one in DATA_DIR/admin-token,
+ * generated and written there (mode 0600) on the first start. Returns 0, or -1 (logged). */
+static int load_admin_token(struct options *o)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/admin-token", o->conf.data_dir);
+    o->token = smlt_token_read(path);
+    if (o->token)
+        return 0;
+    char t[65];
+    coord_random_hex(t, 32);
+    o->token = strdup(t);
+    if (write_file(path, o->token, 0600) != 0) {
+        log_error("cannot write %s", path);
+        return -1;
     }
-    if (!token) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/admin-token", conf.data_dir);
-        token = smlt_token_read(path);
-        if (!token) {
-            char t[65];
-            coord_random_hex(t, 32);
-            token = strdup(t);
-            if (write_file(path, token, 0600) != 0) {
-                log_error("cannot write %s", path);
-                return 1;
-            }
-            log_info("generated an admin token in %s", path);
-        }
-    }
+    log_info("generated an admin token in %s", path);
+    return 0;
+}
+
+/* Starts the coordinator and its HTTP API, writes the port file and runs the loop until
+ * SIGINT or SIGTERM. Returns the exit status. */
+static int serve(const struct options *o)
+{
     /* The admin queues' threads wake their clients' loops from this thread. */
     evthread_use_pthreads();
     struct event_base *base = event_base_new();
     char err[512] = "";
-    struct coord *co = base ? coord_new(base, &conf, err, sizeof err) : NULL;
+    struct coord *co = base ? coord_new(base, &o->conf, err, sizeof err) : NULL;
     if (!co) {
         log_error("%s", err[0] ? err : "cannot start");
         return 1;
     }
-    struct coord_http *http = coord_http_new(base, co, listen, token, err, sizeof err);
+    struct coord_http *http = coord_http_new(base, co, o->listen, o->token, err, sizeof err);
     if (!http) {
         log_error("%s", err);
         coord_free(co);
         return 1;
     }
     log_info("API on http://%s:%d/api, worker RPC on %s, data in %s",
-             strncmp(listen, "0.0.0.0", 7) ? "127.0.0.1" : "0.0.0.0", coord_http_port(http),
-             coord_rpc_address(co), conf.data_dir);
-    if (port_file) {
+             strncmp(o->listen, "0.0.0.0", 7) ? "127.0.0.1" : "0.0.0.0", coord_http_port(http),
+             coord_rpc_address(co), o->conf.data_dir);
+    if (o->port_file) {
         char p[32];
         snprintf(p, sizeof p, "%d", coord_http_port(http));
-        if (write_file(port_file, p, 0644) != 0) {
-            log_error("cannot write %s", port_file);
+        if (write_file(o->port_file, p, 0644) != 0) {
+            log_error("cannot write %s", o->port_file);
             coord_http_free(http);
             coord_free(co);
             return 1;
@@ -181,7 +199,26 @@ int main(int argc, char **argv)
     event_free(sigint);
     event_free(sigterm);
     event_base_free(base);
-    free(token);
-    log_info("stopped");
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    int rc = parse_options(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    smlt_log_init("smlt-coordinator", o.level);
+    signal(SIGPIPE, SIG_IGN);
+    if (mkdir(o.conf.data_dir, 0755) != 0 && errno != EEXIST) {
+        log_error("cannot create %s: %s", o.conf.data_dir, strerror(errno));
+        return 1;
+    }
+    if (!o.token && load_admin_token(&o) != 0)
+        return 1;
+    rc = serve(&o);
+    free(o.token);
+    if (rc == 0)
+        log_info("stopped");
+    return rc;
 }

@@ -1,4 +1,5 @@
-/* coord_spec.c: parsing and validation of job specs (see coord_spec.h for the fields).
+/* coord_spec.c: parsing and validation of job specs (see coord_spec.h for the fields), and
+ * the names of their enums. Writing a parsed spec back out is coord_spec_json.c's.
  *
  * The parser walks the fields in a fixed order and stops at the first problem, so a message
  * always names one field. Unknown keys are looked for first, at every level, so a typo is
@@ -797,12 +798,10 @@ static int parse_seed(struct pctx *c, json_t *root, struct coord_spec *s)
     return 0;
 }
 
-static int parse_root(struct pctx *c, json_t *root, struct coord_spec *s)
+/* model, name, dataset, dataset_options and cache_dir: what to train, on what. */
+static int parse_source(struct pctx *c, json_t *root, struct coord_spec *s)
 {
     int rc;
-    int64_t i64;
-    if ((rc = check_keys(c, root, "", top_keys)))
-        return rc;
     if ((rc = parse_model(c, root, s)))
         return rc;
     if ((rc = get_str(c, root, "name", "name", s->name, sizeof s->name)) < 0)
@@ -821,7 +820,13 @@ static int parse_root(struct pctx *c, json_t *root, struct coord_spec *s)
         return rc;
     if ((rc = get_str(c, root, "cache_dir", "cache_dir", s->cache_dir, sizeof s->cache_dir)) < 0)
         return rc;
+    return 0;
+}
 
+/* sync and staleness: a staleness bound only with "ssp", which has a default one. */
+static int parse_sync(struct pctx *c, json_t *root, struct coord_spec *s)
+{
+    int rc;
     s->sync = SMLT_SYNC_BSP;
     if ((rc = get_enum(c, root, "sync", "sync", sync_names, NNAMES(sync_names), &s->sync)) < 0)
         return rc;
@@ -833,15 +838,12 @@ static int parse_root(struct pctx *c, json_t *root, struct coord_spec *s)
                     sync_names[s->sync]);
     if (rc == 0)
         s->staleness = s->sync == SMLT_SYNC_SSP ? COORD_SPEC_DEF_STALENESS : 0;
+    return 0;
+}
 
-    if ((rc = parse_optimizer(c, root, s)))
-        return rc;
-    s->batch_size = COORD_SPEC_DEF_BATCH;
-    if ((rc = get_u32(c, root, "batch_size", "batch_size", COORD_SPEC_MIN_BATCH,
-                      COORD_SPEC_MAX_BATCH, &s->batch_size)) < 0)
-        return rc;
-
-    /* How long: epochs, target_accuracy or both; max_epochs bounds a target-only job. */
+/* How long: epochs, target_accuracy or both; max_epochs bounds a target-only job. */
+static int parse_length(struct pctx *c, json_t *root, struct coord_spec *s)
+{
     int have_epochs, have_target, have_max;
     if ((have_epochs = get_u32(c, root, "epochs", "epochs", 1, COORD_SPEC_MAX_EPOCHS,
                                &s->epochs)) < 0)
@@ -861,7 +863,28 @@ static int parse_root(struct pctx *c, json_t *root, struct coord_spec *s)
                        "job)");
     if (have_epochs)
         s->max_epochs = s->epochs;
+    return 0;
+}
 
+/* The training settings: sync, optimizer, batch_size and how long. */
+static int parse_training(struct pctx *c, json_t *root, struct coord_spec *s)
+{
+    int rc;
+    if ((rc = parse_sync(c, root, s)))
+        return rc;
+    if ((rc = parse_optimizer(c, root, s)))
+        return rc;
+    s->batch_size = COORD_SPEC_DEF_BATCH;
+    if ((rc = get_u32(c, root, "batch_size", "batch_size", COORD_SPEC_MIN_BATCH,
+                      COORD_SPEC_MAX_BATCH, &s->batch_size)) < 0)
+        return rc;
+    return parse_length(c, root, s);
+}
+
+/* The platform, then whether the model fits its functions. */
+static int parse_platform_fit(struct pctx *c, json_t *root, struct coord_spec *s)
+{
+    int rc;
     if ((rc = parse_platform(c, root, s)))
         return rc;
     /* A worker holds the parameters and their gradients (4 bytes each) at the least: a model
@@ -871,13 +894,13 @@ static int parse_root(struct pctx *c, json_t *root, struct coord_spec *s)
                        "(parameters and gradients); platform.memory_mb is %u",
                     s->model_params, (double)s->model_params * 8.0 / 1048576.0,
                     s->platform.memory_mb);
-    int nps = parse_ps(c, root, s);
-    if (nps < 0)
-        return nps;
-    if ((rc = parse_chaos(c, root, s)))
-        return rc;
+    return 0;
+}
 
-    /* Workers and the scheduler's bounds. */
+/* Workers and the scheduler's bounds, within platform.concurrency. */
+static int parse_workers(struct pctx *c, json_t *root, struct coord_spec *s)
+{
+    int rc;
     s->workers = COORD_SPEC_DEF_WORKERS < s->platform.concurrency ? COORD_SPEC_DEF_WORKERS
                                                                   : s->platform.concurrency;
     if ((rc = get_u32(c, root, "workers", "workers", COORD_SPEC_MIN_WORKERS,
@@ -906,8 +929,13 @@ static int parse_root(struct pctx *c, json_t *root, struct coord_spec *s)
     if (s->max_workers > s->platform.concurrency)
         return fail(c, "max_workers: %u is more than platform.concurrency (%u)", s->max_workers,
                     s->platform.concurrency);
+    return 0;
+}
 
-    /* Shards: external ones fix the count. */
+/* Shards and max_shards; nps external shards (ps.addrs, 0 for none) fix the count. */
+static int parse_shards(struct pctx *c, json_t *root, struct coord_spec *s, int nps)
+{
+    int rc;
     s->shards = nps > 0 ? (uint32_t)nps : COORD_SPEC_DEF_SHARDS;
     if ((rc = get_u32(c, root, "shards", "shards", COORD_SPEC_MIN_SHARDS, COORD_SPEC_MAX_SHARDS,
                       &s->shards)) < 0)
@@ -926,8 +954,13 @@ static int parse_root(struct pctx *c, json_t *root, struct coord_spec *s)
         return rc;
     if (s->max_shards < s->shards)
         return fail(c, "max_shards: %u is less than shards (%u)", s->max_shards, s->shards);
+    return 0;
+}
 
-    /* Deadline and budget: either, both or neither. */
+/* Deadline and budget: either, both or neither. */
+static int parse_constraints(struct pctx *c, json_t *root, struct coord_spec *s)
+{
+    int rc;
     if ((rc = get_num(c, root, "deadline_s", "deadline_s", 0.0, COORD_SPEC_MAX_DEADLINE_S,
                       OPEN_LO, &s->deadline_s)) < 0)
         return rc;
@@ -941,11 +974,14 @@ static int parse_root(struct pctx *c, json_t *root, struct coord_spec *s)
     if ((rc = get_num(c, root, "budget_usd", "budget_usd", 0.0, COORD_SPEC_MAX_BUDGET_USD,
                       OPEN_LO, &s->budget_usd)) < 0)
         return rc;
+    return 0;
+}
 
-    if ((rc = parse_prices(c, root, s)))
-        return rc;
-    if ((rc = parse_seed(c, root, s)))
-        return rc;
+/* evaluate_every_epochs and statistical_efficiency (which needs "bsp"). */
+static int parse_evaluation(struct pctx *c, json_t *root, struct coord_spec *s)
+{
+    int rc;
+    int64_t i64;
     s->evaluate_every_epochs = 1;
     if ((rc = get_int(c, root, "evaluate_every_epochs", "evaluate_every_epochs", 1,
                       COORD_SPEC_MAX_EPOCHS, &i64)) < 0)
@@ -959,6 +995,25 @@ static int parse_root(struct pctx *c, json_t *root, struct coord_spec *s)
         return fail(c, "statistical_efficiency: needs sync \"bsp\" (the shards measure the "
                        "gradient noise scale from each step's gradients and their sum; sync is "
                        "\"%s\")", sync_names[s->sync]);
+    return 0;
+}
+
+/* The sections in the order their fields are checked: the first refusal wins, and a later
+ * section may depend on an earlier one (the workers on the platform, the shards on ps). */
+static int parse_root(struct pctx *c, json_t *root, struct coord_spec *s)
+{
+    int rc;
+    if ((rc = check_keys(c, root, "", top_keys)) || (rc = parse_source(c, root, s)) ||
+        (rc = parse_training(c, root, s)) || (rc = parse_platform_fit(c, root, s)))
+        return rc;
+    int nps = parse_ps(c, root, s);
+    if (nps < 0)
+        return nps;
+    if ((rc = parse_chaos(c, root, s)) || (rc = parse_workers(c, root, s)) ||
+        (rc = parse_shards(c, root, s, nps)) || (rc = parse_constraints(c, root, s)) ||
+        (rc = parse_prices(c, root, s)) || (rc = parse_seed(c, root, s)) ||
+        (rc = parse_evaluation(c, root, s)))
+        return rc;
     return 0;
 }
 
@@ -989,154 +1044,4 @@ int coord_spec_parse(const char *json, size_t len, struct coord_spec *out, char 
     if (rc)
         memset(out, 0, sizeof *out);
     return rc;
-}
-
-/* ---- canonical JSON ------------------------------------------------------------------------ */
-
-/* Sets key to val (taken) and counts failures, so a chain of sets is checked once at the end. */
-static void put(json_t *obj, const char *key, json_t *val, int *bad_count)
-{
-    if (!obj || !val || json_object_set_new(obj, key, val) < 0)
-        (*bad_count)++;
-}
-
-json_t *coord_spec_to_json(const struct coord_spec *s)
-{
-    int nbad = 0;
-    json_t *o = json_object();
-    put(o, "name", json_string(s->name), &nbad);
-    put(o, "model", json_string(s->model), &nbad);
-    put(o, "dataset", json_string(s->dataset), &nbad);
-    const struct coord_spec_dataset_opts *d = &s->dataset_options;
-    json_t *dopt = json_object();
-    if (!strncmp(s->dataset, "csv:", 4)) {
-        put(dopt, "label_column", d->label_column < 0 ? json_string("last")
-                                                      : json_integer(d->label_column), &nbad);
-        put(dopt, "header", d->header == SMLT__CSV_HEADER__HEADER_AUTO
-                                ? json_string("auto")
-                                : json_boolean(d->header == SMLT__CSV_HEADER__HEADER_YES),
-            &nbad);
-    }
-    put(dopt, "scale", json_string(coord_spec_scale_name(d->scale)), &nbad);
-    put(o, "dataset_options", dopt, &nbad);
-    if (s->cache_dir[0])
-        put(o, "cache_dir", json_string(s->cache_dir), &nbad);
-    put(o, "sync", json_string(coord_spec_sync_name(s->sync)), &nbad);
-    if (s->sync == SMLT_SYNC_SSP)
-        put(o, "staleness", json_integer(s->staleness), &nbad);
-
-    const struct coord_spec_optim *op = &s->optimizer;
-    json_t *opt = json_object();
-    put(opt, "kind", json_string(coord_spec_optim_name(op->kind)), &nbad);
-    put(opt, "lr", json_real(op->lr), &nbad);
-    if (op->kind == SMLT_OPT_MOMENTUM) {
-        put(opt, "momentum", json_real(op->momentum), &nbad);
-        put(opt, "nesterov", json_boolean(op->nesterov), &nbad);
-    }
-    if (op->kind == SMLT_OPT_ADAM) {
-        put(opt, "beta1", json_real(op->beta1), &nbad);
-        put(opt, "beta2", json_real(op->beta2), &nbad);
-    }
-    if (op->kind == SMLT_OPT_ADAM || op->kind == SMLT_OPT_ADAGRAD)
-        put(opt, "eps", json_real(op->eps), &nbad);
-    put(opt, "weight_decay", json_real(op->weight_decay), &nbad);
-    if (op->kind == SMLT_OPT_ADAM)
-        put(opt, "decoupled", json_boolean(op->decoupled), &nbad);
-    put(o, "optimizer", opt, &nbad);
-
-    put(o, "batch_size", json_integer(s->batch_size), &nbad);
-    if (s->epochs)
-        put(o, "epochs", json_integer(s->epochs), &nbad);
-    if (s->target_accuracy > 0.0)
-        put(o, "target_accuracy", json_real(s->target_accuracy), &nbad);
-    if (!s->epochs)
-        put(o, "max_epochs", json_integer(s->max_epochs), &nbad);
-    put(o, "workers", json_integer(s->workers), &nbad);
-    put(o, "min_workers", json_integer(s->min_workers), &nbad);
-    put(o, "max_workers", json_integer(s->max_workers), &nbad);
-    put(o, "shards", json_integer(s->shards), &nbad);
-    put(o, "max_shards", json_integer(s->max_shards), &nbad);
-    if (s->deadline_s > 0.0)
-        put(o, "deadline_s", json_real(s->deadline_s), &nbad);
-    if (s->budget_usd > 0.0)
-        put(o, "budget_usd", json_real(s->budget_usd), &nbad);
-
-    const struct coord_spec_platform *pl = &s->platform;
-    json_t *plat = json_object();
-    put(plat, "kind", json_string(coord_spec_platform_name(pl->kind)), &nbad);
-    put(plat, "memory_mb", json_integer(pl->memory_mb), &nbad);
-    put(plat, "time_limit_s", json_integer(pl->time_limit_s), &nbad);
-    put(plat, "concurrency", json_integer(pl->concurrency), &nbad);
-    put(plat, "region", json_string(pl->region), &nbad);
-    put(plat, "arch", json_string(coord_spec_arch_name(pl->arch)), &nbad);
-    if (pl->ps_nic_mbps)
-        put(plat, "ps_nic_mbps", json_integer(pl->ps_nic_mbps), &nbad);
-    put(o, "platform", plat, &nbad);
-    put(o, "prices", coord_prices_to_json(&s->prices), &nbad);
-    if (s->statistical_efficiency)
-        put(o, "statistical_efficiency", json_true(), &nbad);
-
-    if (s->ps.addrs[0]) {
-        json_t *ps = json_object();
-        put(ps, "addrs", json_string(s->ps.addrs), &nbad);
-        put(ps, "token", json_string(s->ps.token), &nbad);
-        if (s->ps.admin_token[0])
-            put(ps, "admin_token", json_string(s->ps.admin_token), &nbad);
-        put(o, "ps", ps, &nbad);
-    }
-    if (s->seed <= (uint64_t)INT64_MAX) {
-        put(o, "seed", json_integer((json_int_t)s->seed), &nbad);
-    } else {
-        char buf[24];
-        snprintf(buf, sizeof buf, "%" PRIu64, s->seed);
-        put(o, "seed", json_string(buf), &nbad);
-    }
-    put(o, "evaluate_every_epochs", json_integer(s->evaluate_every_epochs), &nbad);
-    if (s->chaos.slow_rank >= 0) {
-        json_t *ch = json_object();
-        put(ch, "slow_rank", json_integer(s->chaos.slow_rank), &nbad);
-        put(ch, "slow_ms", json_real(s->chaos.slow_ms), &nbad);
-        put(o, "chaos", ch, &nbad);
-    }
-    if (nbad) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
-}
-
-json_t *coord_spec_to_json_redacted(const struct coord_spec *s)
-{
-    json_t *o = coord_spec_to_json(s);
-    json_t *ps = o ? json_object_get(o, "ps") : NULL;
-    int nbad = 0;
-    if (ps) {
-        put(ps, "token", json_string("***"), &nbad);
-        if (json_object_get(ps, "admin_token"))
-            put(ps, "admin_token", json_string("***"), &nbad);
-    }
-    if (nbad) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
-}
-
-void coord_spec_job_conf(const struct coord_spec *s, struct smlt_job_conf *conf)
-{
-    memset(conf, 0, sizeof *conf);
-    conf->job = s->name;
-    conf->sync = s->sync;
-    conf->workers = s->workers;
-    conf->staleness = s->staleness;
-    conf->optim = s->optimizer.kind;
-    conf->lr = (float)s->optimizer.lr;
-    conf->momentum = (float)s->optimizer.momentum;
-    conf->nesterov = s->optimizer.nesterov;
-    conf->beta1 = (float)s->optimizer.beta1;
-    conf->beta2 = (float)s->optimizer.beta2;
-    conf->eps = (float)s->optimizer.eps;
-    conf->weight_decay = (float)s->optimizer.weight_decay;
-    conf->decoupled = s->optimizer.decoupled;
-    conf->seed = s->seed;
 }
