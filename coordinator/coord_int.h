@@ -281,6 +281,10 @@ struct coord_admin *job_admin(struct coord_job *j);
 void job_release_admin(struct coord_job *j);
 /* The job's admin counters (0 when it has no queue). */
 void job_admin_stats(const struct coord_job *j, struct coord_admin_stats *st);
+/* Queues req on the job's shards (their addresses and token, unless req names addresses
+ * already); fn gets the result on the loop, at once when it could not be queued. */
+typedef void (*job_step_fn)(struct coord_job *j, const struct coord_admin_res *res);
+void job_call(struct coord_job *j, struct coord_admin_req *req, job_step_fn fn);
 /* The admin client's connection settings for this job's shards. */
 void job_admin_target(const struct coord_job *j, struct coord_admin_req *req);
 

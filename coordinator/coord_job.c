@@ -182,13 +182,9 @@ void job_set_state(struct coord_job *j, enum job_state st, const char *why)
 
 /* ---- admin calls of the state machine ----------------------------------------------------- */
 
-typedef void (*job_step_fn)(struct coord_job *j, const struct coord_admin_res *res);
-
 struct job_call {
     struct coord_job *j;
     job_step_fn fn;
-    job_saved_fn saved;   /* job_save_model()'s caller */
-    void *saved_arg;
 };
 
 static void on_job_call(const struct coord_admin_res *res, void *arg)
@@ -198,9 +194,7 @@ static void on_job_call(const struct coord_admin_res *res, void *arg)
     jc.fn(jc.j, res);
 }
 
-/* Queues req on the job's shards; fn gets the result on the loop (at once when it could not
- * be queued). */
-static void job_call(struct coord_job *j, struct coord_admin_req *req, job_step_fn fn)
+void job_call(struct coord_job *j, struct coord_admin_req *req, job_step_fn fn)
 {
     struct job_call *jc = calloc(1, sizeof *jc);
     if (jc) {

@@ -22,38 +22,6 @@
 #define PROFILE_SHARE 10
 #define PROFILE_MIN_STEPS 4
 
-typedef void (*job_admin_cb)(struct coord_job *j, const struct coord_admin_res *res);
-
-struct phase_call {
-    struct coord_job *j;
-    job_admin_cb fn;
-};
-
-static void on_phase_call(const struct coord_admin_res *res, void *arg)
-{
-    struct phase_call pc = *(struct phase_call *)arg;
-    free(arg);
-    pc.fn(pc.j, res);
-}
-
-/* Queues an admin call on the job's shards; fn gets the result on the loop (at once when it
- * could not be queued). */
-static void phase_call(struct coord_job *j, struct coord_admin_req *req, job_admin_cb fn)
-{
-    struct phase_call *pc = malloc(sizeof *pc);
-    if (pc) {
-        pc->j = j;
-        pc->fn = fn;
-        job_admin_target(j, req);
-        if (job_admin(j) && coord_admin_call(j->admin, req, on_phase_call, pc))
-            return;
-        free(pc);
-    }
-    struct coord_admin_res res = {.op = req->op, .rc = SMLT_ENOMEM};
-    snprintf(res.err, sizeof res.err, "out of memory");
-    fn(j, &res);
-}
-
 /* Whether an admin call's result still matters: not when the job ended or is ending. */
 static int job_gone(const struct coord_job *j)
 {
@@ -104,7 +72,7 @@ void job_retry_unfreeze(struct coord_job *j)
         return;
     j->unfreezing = 1;
     struct coord_admin_req req = {.op = COORD_ADMIN_UNFREEZE};
-    phase_call(j, &req, on_unfrozen_late);
+    job_call(j, &req, on_unfrozen_late);
 }
 
 static void on_barrier_set(struct coord_job *j, const struct coord_admin_res *res)
@@ -140,7 +108,7 @@ void job_request_barrier(struct coord_job *j, const char *why)
     j->barrier_setting = 1;
     job_log(j, "asking the shards for a barrier at the next epoch boundary for %s", why);
     struct coord_admin_req req = {.op = COORD_ADMIN_FREEZE, .base = j->phase_step, .align = j->spe};
-    phase_call(j, &req, on_barrier_set);
+    job_call(j, &req, on_barrier_set);
 }
 
 /* ---- the profile ------------------------------------------------------------------------- */
@@ -181,7 +149,7 @@ static void on_profile_set(struct coord_job *j, const struct coord_admin_res *re
     j->profile_step = at;
     if (at * 4 >= j->spe) {
         struct coord_admin_req req = {.op = COORD_ADMIN_UNFREEZE};
-        phase_call(j, &req, on_profile_lifted);
+        job_call(j, &req, on_profile_lifted);
         return;
     }
     j->profile_state = PROFILE_SET;
@@ -220,7 +188,7 @@ void job_profile(struct coord_job *j)
     j->profile_state = PROFILE_SETTING;
     /* Aligned to 1 from `want`: the barrier is at `want`, or where the shards already are. */
     struct coord_admin_req req = {.op = COORD_ADMIN_FREEZE, .base = want, .align = 1};
-    phase_call(j, &req, on_profile_set);
+    job_call(j, &req, on_profile_set);
 }
 
 /* At the profile's end (step `at`, time t): records its measurements (the view's and the
@@ -304,10 +272,10 @@ void job_halt_workers(struct coord_job *j)
      * in order. */
     if (j->barrier_pending && j->profile_state == PROFILE_SET && job_barrier_far(j)) {
         struct coord_admin_req lift = {.op = COORD_ADMIN_UNFREEZE};
-        phase_call(j, &lift, on_profile_barrier_lifted);
+        job_call(j, &lift, on_profile_barrier_lifted);
     }
     struct coord_admin_req req = {.op = COORD_ADMIN_STOP_AT};
-    phase_call(j, &req, on_stopped_at);
+    job_call(j, &req, on_stopped_at);
 }
 
 /* ---- epoch boundaries -------------------------------------------------------------------- */
@@ -353,7 +321,7 @@ void job_boundary(struct coord_job *j)
     }
     j->bd.stage = BD_LIFT;
     struct coord_admin_req req = {.op = COORD_ADMIN_UNFREEZE};
-    phase_call(j, &req, on_bd_lifted);
+    job_call(j, &req, on_bd_lifted);
 }
 
 static void on_bd_noise(struct coord_job *j, const struct coord_admin_res *res)
@@ -394,7 +362,7 @@ static void boundary_decide(struct coord_job *j)
     snprintf(j->bd.when, sizeof j->bd.when, profile ? "after the profile" : "epoch %u", epoch);
     j->bd.stage = BD_NOISE;
     struct coord_admin_req req = {.op = COORD_ADMIN_STATS, .timeout_ms = 5000};
-    phase_call(j, &req, on_bd_noise);
+    job_call(j, &req, on_bd_noise);
 }
 
 static void on_bd_baseline(struct coord_job *j, const struct coord_admin_res *res)
@@ -436,7 +404,7 @@ static void on_bd_resharded(struct coord_job *j, const struct coord_admin_res *r
               (unsigned long long)j->bd.at);
     j->bd.stage = BD_BASELINE;
     struct coord_admin_req req = {.op = COORD_ADMIN_STATS, .timeout_ms = 5000};
-    phase_call(j, &req, on_bd_baseline);
+    job_call(j, &req, on_bd_baseline);
 }
 
 /* Moves the job to bd.ns shards (live reshard): starts the new local shards, then has the
@@ -463,20 +431,10 @@ static void boundary_reshard(struct coord_job *j)
     j->bd.stage = BD_RESHARD;
     struct coord_admin_req req = {.op = COORD_ADMIN_RESHARD, .timeout_ms = 120000};
     coord_shards_addrs(&j->shards, shards, req.new_addrs, sizeof req.new_addrs);
-    job_admin_target(j, &req);
+    job_admin_target(j, &req); /* (the token; job_call() keeps addresses already set) */
     /* The admin client must know the old map's shards only: connect before the new ones join. */
     coord_shards_addrs(&j->shards, old, req.addrs, sizeof req.addrs);
-    struct phase_call *pc = malloc(sizeof *pc);
-    if (pc) {
-        pc->j = j;
-        pc->fn = on_bd_resharded;
-        if (job_admin(j) && coord_admin_call(j->admin, &req, on_phase_call, pc))
-            return;
-        free(pc);
-    }
-    struct coord_admin_res res = {.op = req.op, .rc = SMLT_ENOMEM};
-    snprintf(res.err, sizeof res.err, "out of memory");
-    on_bd_resharded(j, &res);
+    job_call(j, &req, on_bd_resharded);
 }
 
 /* After the decision: statistical efficiency's count, the scheduler (or a manual scale), the
@@ -584,7 +542,7 @@ static void boundary_workers(struct coord_job *j)
     }
     j->bd.stage = BD_WORKERS;
     struct coord_admin_req req = {.op = COORD_ADMIN_UPDATE_CONF, .workers = j->bd.nw};
-    phase_call(j, &req, on_bd_workers);
+    job_call(j, &req, on_bd_workers);
 }
 
 /* The boundary is done: the next phase's invocations. */
