@@ -221,6 +221,7 @@ struct coord_job {
     int finishing;          /* job_finish() is saving the model and stopping the shards */
     enum job_state finish_state;
     char finish_why[1300];
+    double resume_from_unix; /* a resumed job: when it was last heard of before the restart */
     coord_done_fn end_cb;   /* coord_cancel()'s caller, told when the job has ended */
     void *end_arg;
     int model_saved;
@@ -265,6 +266,15 @@ double job_cost(const struct coord_job *j);
 void job_set_state(struct coord_job *j, enum job_state st, const char *why);
 void job_charge_ps(struct coord_job *j);
 void job_on_start(evutil_socket_t fd, short what, void *arg);
+void job_on_tick(evutil_socket_t fd, short what, void *arg);
+/* Allocates the ranks (spec.max_workers) and sets j->parks. Returns 0 or SMLT_ENOMEM. */
+int job_ranks_new(struct coord_job *j);
+/* RUNNING: invokes the active ranks and starts the tick. */
+void job_go(struct coord_job *j);
+/* Journal records a restarted coordinator resumes from: the shards (addresses, pids,
+ * tokens), and each phase (its first step and epoch, the workers, the memory size). */
+void job_journal_shards(struct coord_job *j);
+void job_journal_phase(struct coord_job *j);
 /* Ends the job: cancels its invocations, saves the model, reads the shards' counters, stops
  * the shards, then sets state st. The last three wait for the shards (off the loop); the
  * state is set when they are done (job->finishing meanwhile). */
@@ -327,7 +337,14 @@ json_t *job_summary(struct coord_job *j);
 /* ---- coord_restore.c ---- */
 /* Restores every job recorded under c->data_dir (coord_new()). */
 void coord_restore_all(struct coord *c);
-/* Replays one job's journal into j (for coord_restore_all() and the unit suite). */
+/* Replays one job's journal into j (for coord_restore_all() and the unit suite); a job that
+ * had not ended is resumed (job_resume()). */
 void job_restore(struct coord *c, struct coord_job *j);
+
+/* ---- coord_resume.c ---- */
+/* A job that had not ended when the coordinator went away: a queued one starts; a running one
+ * adopts its shards (after checking their processes, their tokens and their step) and goes on
+ * from the shards' step, the ledger continuing; otherwise it is INTERRUPTED with the reason. */
+void job_resume(struct coord_job *j, int have_shards);
 
 #endif

@@ -148,6 +148,33 @@ void job_admin_target(const struct coord_job *j, struct coord_admin_req *req)
              j->shards.admin_token[0] ? j->shards.admin_token : j->shards.token);
 }
 
+void job_journal_shards(struct coord_job *j)
+{
+    json_t *pids = json_array();
+    for (uint32_t i = 0; i < j->shards.n; i++)
+        json_array_append_new(pids, json_integer(j->shards.local ? j->shards.pid[i] : 0));
+    /* The tokens too: a restarted coordinator adopts the shards with them (the journal is
+     * the owner's only, mode 0600). */
+    json_t *rec = json_pack("{s:b, s:i, s:s, s:o, s:s, s:s, s:i}", "local", j->shards.local, "n",
+                            (int)j->shards.n, "addrs", j->shards.addrs, "pids", pids, "token",
+                            j->shards.token, "admin_token", j->shards.admin_token, "nic_mbps",
+                            (int)j->shards.nic_mbps);
+    if (rec && j->journal)
+        coord_journal_append(j->journal, "shards", rec, 1);
+    json_decref(rec);
+}
+
+void job_journal_phase(struct coord_job *j)
+{
+    json_t *rec = json_pack("{s:I, s:i, s:i, s:i, s:i}", "phase_step", (json_int_t)j->phase_step,
+                            "phase_epoch", (int)j->phase_epoch, "workers", (int)j->workers,
+                            "memory_mb", (int)j->memory_mb, "epochs_target",
+                            (int)j->epochs_target);
+    if (rec && j->journal)
+        coord_journal_append(j->journal, "phase", rec, 1);
+    json_decref(rec);
+}
+
 void job_set_state(struct coord_job *j, enum job_state st, const char *why)
 {
     j->state = st;
@@ -391,7 +418,7 @@ static void job_check_budget(struct coord_job *j)
     job_boundary(j); /* ranks already parked at a boundary end now */
 }
 
-static void on_tick(evutil_socket_t fd, short what, void *arg)
+void job_on_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct coord_job *j = arg;
     if (job_ended(j) || j->finishing)
@@ -429,22 +456,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- starting ---------------------------------------------------------------------------- */
 
-/* The shards are configured and the noise baseline taken: the ranks' first invocations. */
-static void job_run(struct coord_job *j)
+/* Allocates the job's ranks (the most it may use) and decides whether they park at every
+ * epoch boundary. Returns 0 or SMLT_ENOMEM. */
+int job_ranks_new(struct coord_job *j)
 {
     struct coord *c = j->c;
-    job_log(j, "%u shards at %s configured for %s (%llu parameters), %s, %s lr %g",
-            j->shards.n, j->shards.addrs, j->spec.model, (unsigned long long)j->spec.model_params,
-            coord_spec_sync_name(j->spec.sync), coord_spec_optim_name(j->spec.optimizer.kind),
-            j->spec.optimizer.lr);
-    j->workers = j->spec.workers;
     j->cap = j->spec.max_workers > j->spec.workers ? j->spec.max_workers : j->spec.workers;
-    j->memory_mb = j->spec.platform.memory_mb;
     j->ranks = calloc(j->cap, sizeof *j->ranks);
-    if (!j->ranks) {
-        job_finish(j, JOB_FAILED, "out of memory");
-        return;
-    }
+    if (!j->ranks)
+        return SMLT_ENOMEM;
     for (uint32_t k = 0; k < j->cap; k++) {
         j->ranks[k].job = j;
         j->ranks[k].rank = k;
@@ -457,13 +477,37 @@ static void job_run(struct coord_job *j)
     j->parks = j->spec.deadline_s > 0 || j->spec.budget_usd > 0 ||
                j->spec.statistical_efficiency || j->spec.sync != SMLT_SYNC_BSP ||
                !j->shards.admin_token[0];
+    return 0;
+}
+
+/* RUNNING: every active rank invoked, the tick started. */
+void job_go(struct coord_job *j)
+{
     job_set_state(j, JOB_RUNNING, NULL);
     j->epoch_started = j->boundary_at = smlt_now_mono();
     for (uint32_t k = 0; k < j->workers; k++)
         rank_invoke(&j->ranks[k]);
-    j->tick_ev = evtimer_new(c->base, on_tick, j);
+    if (!j->tick_ev)
+        j->tick_ev = evtimer_new(j->c->base, job_on_tick, j);
     struct timeval tv = {(time_t)JOB_TICK_S, 0};
     evtimer_add(j->tick_ev, &tv);
+}
+
+/* The shards are configured and the noise baseline taken: the ranks' first invocations. */
+static void job_run(struct coord_job *j)
+{
+    job_log(j, "%u shards at %s configured for %s (%llu parameters), %s, %s lr %g",
+            j->shards.n, j->shards.addrs, j->spec.model, (unsigned long long)j->spec.model_params,
+            coord_spec_sync_name(j->spec.sync), coord_spec_optim_name(j->spec.optimizer.kind),
+            j->spec.optimizer.lr);
+    j->workers = j->spec.workers;
+    j->memory_mb = j->spec.platform.memory_mb;
+    if (job_ranks_new(j) != 0) {
+        job_finish(j, JOB_FAILED, "out of memory");
+        return;
+    }
+    job_journal_phase(j);
+    job_go(j);
 }
 
 static void on_start_baseline(struct coord_job *j, const struct coord_admin_res *res)
@@ -512,6 +556,7 @@ void job_on_start(evutil_socket_t fd, short what, void *arg)
         return;
     }
     j->ps_charged_at = smlt_now_mono();
+    job_journal_shards(j);
     struct coord_admin_req req = {.op = COORD_ADMIN_SETUP, .timeout_ms = 60000};
     coord_spec_job_conf(&j->spec, &req.conf);
     snprintf(req.job, sizeof req.job, "%s", j->id);

@@ -387,6 +387,7 @@ static void on_bd_resharded(struct coord_job *j, const struct coord_admin_res *r
         if (ns < before)
             coord_shards_shrink(&j->shards, ns);
         coord_shards_addrs(&j->shards, ns, j->shards.addrs, sizeof j->shards.addrs);
+        job_journal_shards(j);
     }
     if (job_gone(j)) {
         j->bd.stage = BD_IDLE;
@@ -512,6 +513,7 @@ static void job_new_phase(struct coord_job *j, uint32_t nw)
     j->workers = nw;
     if (j->bd.profile)
         job_epoch_mark(j, at, smlt_now_mono());
+    job_journal_phase(j);
 }
 
 static void on_bd_workers(struct coord_job *j, const struct coord_admin_res *res)

@@ -110,7 +110,31 @@ static void replay_epoch(struct coord_job *j, json_t *rec)
 struct replay_ctx {
     struct coord_job *j;
     double last_t; /* the last record's time, an "interrupted" state aside */
+    int have_shards;
 };
+
+/* The job's shards as recorded (addresses, pids, tokens): a restarted coordinator adopts them. */
+static void replay_shards(struct coord_job *j, json_t *rec)
+{
+    struct coord_shards *sh = &j->shards;
+    const char *addrs = json_string_value(json_object_get(rec, "addrs"));
+    const char *tok = json_string_value(json_object_get(rec, "token"));
+    const char *adm = json_string_value(json_object_get(rec, "admin_token"));
+    json_t *pids = json_object_get(rec, "pids");
+    json_int_t n = json_integer_value(json_object_get(rec, "n"));
+    memset(sh, 0, sizeof *sh);
+    if (!addrs || !tok || n < 1 || n > COORD_SHARDS_MAX || strlen(addrs) >= sizeof sh->addrs ||
+        strlen(tok) >= sizeof sh->token || (adm && strlen(adm) >= sizeof sh->admin_token))
+        return;
+    sh->n = (uint32_t)n;
+    sh->local = json_is_true(json_object_get(rec, "local"));
+    snprintf(sh->addrs, sizeof sh->addrs, "%s", addrs);
+    snprintf(sh->token, sizeof sh->token, "%s", tok);
+    snprintf(sh->admin_token, sizeof sh->admin_token, "%s", adm ? adm : "");
+    sh->nic_mbps = (uint32_t)json_integer_value(json_object_get(rec, "nic_mbps"));
+    for (uint32_t i = 0; i < sh->n && i < json_array_size(pids); i++)
+        sh->pid[i] = (pid_t)json_integer_value(json_array_get(pids, i));
+}
 
 static int on_replay(const char *type, json_t *rec, void *arg)
 {
@@ -134,6 +158,16 @@ static int on_replay(const char *type, json_t *rec, void *arg)
         replay_state(j, rec, rec_t);
     } else if (!strcmp(type, "epoch")) {
         replay_epoch(j, rec);
+    } else if (!strcmp(type, "shards")) {
+        replay_shards(j, rec);
+        x->have_shards = j->shards.n > 0;
+    } else if (!strcmp(type, "phase")) {
+        j->phase_step = (uint64_t)json_integer_value(json_object_get(rec, "phase_step"));
+        j->phase_epoch = (uint32_t)json_integer_value(json_object_get(rec, "phase_epoch"));
+        j->workers = (uint32_t)json_integer_value(json_object_get(rec, "workers"));
+        j->memory_mb = (uint32_t)json_integer_value(json_object_get(rec, "memory_mb"));
+        if (json_integer_value(json_object_get(rec, "epochs_target")) > 0)
+            j->epochs_target = (uint32_t)json_integer_value(json_object_get(rec, "epochs_target"));
     } else if (!strcmp(type, "profile")) {
         json_decref(j->profile);
         j->profile = json_incref(rec);
@@ -160,12 +194,13 @@ void job_restore(struct coord *c, struct coord_job *j)
     struct replay_ctx x = {.j = j};
     coord_journal_replay(c->data_dir, j->id, on_replay, &x);
     if (!job_ended(j)) {
-        /* It was running when the coordinator went away; its shards and workers went with it
-         * (they die with their parent). Its history stays; it does not run again. */
+        /* It was running (or waiting to) when the coordinator went away: adopt its shards and
+         * go on from their step, or say why it cannot. */
         char err[256];
         j->journal = coord_journal_open(c->data_dir, j->id, err, sizeof err);
         j->log_fd = open(j->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        job_set_state(j, JOB_INTERRUPTED, "the coordinator restarted while the job ran");
+        j->resume_from_unix = x.last_t;
+        job_resume(j, x.have_shards);
     }
     if (j->state == JOB_INTERRUPTED && x.last_t > 0)
         j->ended_unix = x.last_t; /* last heard of, not when the coordinator came back */

@@ -60,9 +60,12 @@ static int start_more(struct coord_shards *s, uint32_t n, const char *ps_bin, co
         const char *env[] = {tok_env, adm_env, NULL};
         char nic[16];
         snprintf(nic, sizeof nic, "%u", s->nic_mbps);
+        /* Shards are persistent nodes: they outlive a coordinator that dies, so that its next
+         * run adopts them (coord_restore.c); one that nobody adopts exits on its own. */
         const char *argv[] = {ps_bin, "--shard", id, "--listen", "127.0.0.1:0", "--port-file", pf,
-                              "--log-level", "info", "--nic-mbps", nic, NULL};
-        struct smlt_proc_opts o = {.log_path = log, .die_with_parent = 1, .env = env};
+                              "--log-level", "info", "--nic-mbps", nic, "--orphan-exit",
+                              COORD_SHARDS_ORPHAN_EXIT_S, NULL};
+        struct smlt_proc_opts o = {.log_path = log, .die_with_parent = 0, .env = env};
         pid_t pid = smlt_proc_spawn(argv, &o);
         if (pid <= 0) {
             snprintf(err, errlen, "cannot start %s: %s", ps_bin, strerror(errno));
@@ -161,10 +164,7 @@ int coord_shards_external(struct coord_shards *s, const char *addrs, const char 
 int coord_shards_check(struct coord_shards *s)
 {
     for (uint32_t i = 0; i < s->n && s->local; i++) {
-        if (s->pid[i] <= 0)
-            continue;
-        int st;
-        if (waitpid(s->pid[i], &st, WNOHANG) == s->pid[i]) {
+        if (s->pid[i] > 0 && !smlt_proc_alive(s->pid[i])) {
             s->pid[i] = 0;
             return (int)i;
         }

@@ -12,6 +12,9 @@
 #include <sys/types.h>
 
 #define COORD_SHARDS_MAX 256
+/* A local shard whose coordinator has died exits after this many seconds with no connection,
+ * unless a restarted coordinator adopts it first (smlt-ps --orphan-exit). */
+#define COORD_SHARDS_ORPHAN_EXIT_S "300"
 
 struct coord_shards {
     uint32_t n;

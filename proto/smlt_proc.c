@@ -89,15 +89,33 @@ int smlt_proc_stop(pid_t pid, int grace_ms)
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid)
             return status;
-        if (r < 0)
+        /* Not our child (a process adopted from an earlier run): watch it by its pid. */
+        int child = !(r < 0 && errno == ECHILD);
+        if (r < 0 && child)
+            return -1;
+        if (!child && kill(pid, 0) != 0 && errno == ESRCH)
             return -1;
         if (waited >= grace_ms) {
             kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
+            if (child)
+                waitpid(pid, &status, 0);
             return status;
         }
         sleep_ms(5);
     }
+}
+
+int smlt_proc_alive(pid_t pid)
+{
+    if (pid <= 0)
+        return 0;
+    int st;
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r == pid)
+        return 0; /* our child, and it has exited (now reaped) */
+    if (r == 0)
+        return 1;
+    return kill(pid, 0) == 0 || errno == EPERM;
 }
 
 const char *smlt_proc_self_dir(void)

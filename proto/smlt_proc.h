@@ -35,4 +35,8 @@ int smlt_proc_stop(pid_t pid, int grace_ms);
  * programs such as smlt-ps next to smlt-bench. */
 const char *smlt_proc_self_dir(void);
 
+/* 1 while process pid runs: a child is reaped when it has exited (then 0); any other process
+ * is looked for by its pid. */
+int smlt_proc_alive(pid_t pid);
+
 #endif

@@ -34,6 +34,10 @@ static void usage(FILE *f)
             "  --max-conns N          connection limit (default %u)\n"
             "  --nic-mbps N           emulate a network card of N Mbit/s each way over all\n"
             "                         connections (a small node's; default: no limit)\n"
+            "  --orphan-exit S        once the process that started it has exited, exit after S\n"
+            "                         seconds with no connection (a local shard outlives its\n"
+            "                         coordinator so that a restarted one can adopt it; default:\n"
+            "                         never)\n"
             "  --log-level LEVEL      error, warn, info (default) or debug\n"
             "  --help                 this text\n"
             "  --version              print the version\n",
@@ -45,6 +49,35 @@ static int write_port_file(const char *path, int port)
     char text[16];
     int n = snprintf(text, sizeof text, "%d\n", port);
     return smlt_write_file_atomic(path, text, (size_t)n, 0);
+}
+
+/* --orphan-exit: the parent it started with, and since when the shard has had no connection
+ * after that parent went away. */
+struct orphan {
+    double after_s;
+    pid_t parent;
+    double idle_since; /* 0: a connection is open, or the parent is there */
+    struct ps_server *srv;
+    struct event_base *base;
+};
+
+static void on_orphan_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct orphan *o = arg;
+    if (getppid() == o->parent || ps_server_connections(o->srv) > 0) {
+        o->idle_since = 0;
+        return;
+    }
+    double t = smlt_now_mono();
+    if (o->idle_since == 0) {
+        o->idle_since = t;
+        log_info("the process that started this shard (pid %d) has exited; exiting after %.0f s "
+                 "with no connection",
+                 (int)o->parent, o->after_s);
+    } else if (t - o->idle_since >= o->after_s) {
+        log_info("no connection for %.0f s since its parent exited: shutting down", o->after_s);
+        event_base_loopexit(o->base, NULL);
+    }
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -60,10 +93,11 @@ int main(int argc, char **argv)
         {"token", required_argument, 0, 't'},     {"token-file", required_argument, 0, 'T'},
         {"admin-token", required_argument, 0, 'a'}, {"port-file", required_argument, 0, 'p'},
         {"max-conns", required_argument, 0, 'm'}, {"log-level", required_argument, 0, 'L'},
-        {"nic-mbps", required_argument, 0, 'n'},
+        {"nic-mbps", required_argument, 0, 'n'},  {"orphan-exit", required_argument, 0, 'o'},
         {"help", no_argument, 0, 'h'},            {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
     struct ps_server_conf conf = {.listen = "127.0.0.1:7000"};
+    struct orphan orphan = {0};
     const char *port_file = NULL;
     char *token = NULL;
     int level = SMLT_LOG_INFO;
@@ -123,6 +157,16 @@ int main(int argc, char **argv)
             conf.nic_bytes_per_s = (uint64_t)v * 1000000 / 8;
             break;
         }
+        case 'o': {
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*end || !*optarg || v < 1 || v > 86400 * 30) {
+                fprintf(stderr, "smlt-ps: --orphan-exit: want 1..2592000 (seconds), got \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            orphan.after_s = (double)v;
+            break;
+        }
         case 'L':
             level = smlt_log_parse_level(optarg);
             if (level < 0) {
@@ -172,6 +216,15 @@ int main(int argc, char **argv)
         event_base_free(base);
         return 1;
     }
+    struct event *orphan_ev = NULL;
+    if (orphan.after_s > 0) {
+        orphan.parent = getppid();
+        orphan.srv = srv;
+        orphan.base = base;
+        orphan_ev = event_new(base, -1, EV_PERSIST, on_orphan_tick, &orphan);
+        struct timeval sec = {1, 0};
+        event_add(orphan_ev, &sec);
+    }
     struct event *sigint = evsignal_new(base, SIGINT, on_signal, base);
     struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, base);
     event_add(sigint, NULL);
@@ -179,6 +232,8 @@ int main(int argc, char **argv)
     event_base_dispatch(base);
     event_free(sigint);
     event_free(sigterm);
+    if (orphan_ev)
+        event_free(orphan_ev);
     ps_server_free(srv);
     event_base_free(base);
     free(token);

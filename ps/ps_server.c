@@ -1228,3 +1228,8 @@ void ps_server_free(struct ps_server *srv)
     free(srv->admin_token);
     free(srv);
 }
+
+uint32_t ps_server_connections(const struct ps_server *s)
+{
+    return s->nconns;
+}

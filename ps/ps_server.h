@@ -39,6 +39,9 @@ int ps_server_port(const struct ps_server *s);
 /* 1 once a client asked the server to shut down (the loop has been told to exit). */
 int ps_server_shutdown_requested(const struct ps_server *s);
 
+/* The connections open now. */
+uint32_t ps_server_connections(const struct ps_server *s);
+
 /* Closes every connection and the listener, stops the shard's thread, frees everything. */
 void ps_server_free(struct ps_server *s);
 
