@@ -152,7 +152,9 @@ static const char *const top_keys[] = {
     "name", "model", "dataset", "cache_dir", "sync", "staleness", "optimizer", "batch_size",
     "epochs", "target_accuracy", "max_epochs", "workers", "min_workers", "max_workers", "shards",
     "max_shards", "deadline_s", "budget_usd", "platform", "prices", "ps", "seed",
-    "evaluate_every_epochs", "chaos", "statistical_efficiency", "dataset_options", NULL};
+    "evaluate_every_epochs", "chaos", "statistical_efficiency", "dataset_options", "checkpoint",
+    NULL};
+static const char *const checkpoint_keys[] = {"every_steps", "every_s", "keep", NULL};
 static const char *const dataset_opt_keys[] = {"label_column", "header", "scale", NULL};
 static const char *const optim_keys[] = {"kind", "lr", "momentum", "nesterov", "beta1", "beta2",
                                          "eps", "weight_decay", "decoupled", NULL};
@@ -166,7 +168,8 @@ static const struct {
     const char *name;
     const char *const *keys;
 } nested[] = {{"optimizer", optim_keys}, {"platform", platform_keys}, {"prices", prices_keys},
-              {"ps", ps_keys}, {"chaos", chaos_keys}, {"dataset_options", dataset_opt_keys}};
+              {"ps", ps_keys}, {"chaos", chaos_keys}, {"dataset_options", dataset_opt_keys},
+              {"checkpoint", checkpoint_keys}};
 
 /* Levenshtein distance, capped: anything above 3 is reported as 4. */
 static int distance(const char *a, const char *b)
@@ -749,6 +752,43 @@ static int parse_chaos(struct pctx *c, json_t *root, struct coord_spec *s)
     return 0;
 }
 
+/* Shard checkpoints: every_steps (the shards' version, the same steps on every shard) or
+ * every_s (turned into steps once the step time is measured), the newest `keep` kept;
+ * "checkpoint": false or every_steps 0 turns them off. */
+static int parse_checkpoint(struct pctx *c, json_t *root, struct coord_spec *s)
+{
+    s->checkpoint.every_s = COORD_SPEC_DEF_CHECKPOINT_S;
+    s->checkpoint.keep = COORD_SPEC_DEF_CHECKPOINT_KEEP;
+    json_t *v = field(root, "checkpoint");
+    if (v && json_is_false(v)) {
+        s->checkpoint.every_s = 0;
+        return 0;
+    }
+    json_t *obj;
+    int rc = get_obj(c, root, "checkpoint", checkpoint_keys, &obj);
+    if (rc <= 0)
+        return rc;
+    int64_t steps = 0;
+    int has_steps = get_int(c, obj, "every_steps", "checkpoint.every_steps", 0, 1000000000, &steps);
+    if (has_steps < 0)
+        return has_steps;
+    double secs = 0;
+    int has_s = get_num(c, obj, "every_s", "checkpoint.every_s", 1.0, 86400.0, 0, &secs);
+    if (has_s < 0)
+        return has_s;
+    if (has_steps && has_s)
+        return fail(c, "checkpoint: give every_steps or every_s, not both");
+    if (has_steps) {
+        s->checkpoint.every_steps = (uint64_t)steps;
+        s->checkpoint.every_s = 0;
+    } else if (has_s) {
+        s->checkpoint.every_s = secs;
+    }
+    if ((rc = get_u32(c, obj, "keep", "checkpoint.keep", 1, 100, &s->checkpoint.keep)) < 0)
+        return rc;
+    return 0;
+}
+
 /* Returns the number of external shards (0 without "ps") or SMLT_EINVAL. */
 static int parse_ps(struct pctx *c, json_t *root, struct coord_spec *s)
 {
@@ -1012,7 +1052,7 @@ static int parse_root(struct pctx *c, json_t *root, struct coord_spec *s)
     if ((rc = parse_chaos(c, root, s)) || (rc = parse_workers(c, root, s)) ||
         (rc = parse_shards(c, root, s, nps)) || (rc = parse_constraints(c, root, s)) ||
         (rc = parse_prices(c, root, s)) || (rc = parse_seed(c, root, s)) ||
-        (rc = parse_evaluation(c, root, s)))
+        (rc = parse_evaluation(c, root, s)) || (rc = parse_checkpoint(c, root, s)))
         return rc;
     return 0;
 }

@@ -54,6 +54,8 @@
  *               shards that run elsewhere; shards must equal the number of addresses
  *   seed        integer 0..2^63-1, or a decimal string for the whole uint64 range [1]
  *   evaluate_every_epochs integer 1..10000 [1]
+ *   checkpoint  object {every_steps integer 0..1e9 | every_s number 1..86400 [30], keep 1..100
+ *               [3]}, or false: shard checkpoints (a dead shard is replaced from them)
  *   chaos       object {slow_rank integer, slow_ms number 0..60000 [20]}: fault injection for
  *               tests and demonstrations: the first instance that serves rank slow_rank is a
  *               slow host, every step there takes slow_ms longer
@@ -114,6 +116,8 @@
 #define COORD_SPEC_DEF_CONCURRENCY 1000u
 #define COORD_SPEC_DEF_REGION "us-east-1"
 #define COORD_SPEC_DEF_SEED 1u
+#define COORD_SPEC_DEF_CHECKPOINT_S 30.0
+#define COORD_SPEC_DEF_CHECKPOINT_KEEP 3u
 
 enum coord_platform_kind {
     COORD_PLATFORM_LOCAL = 0,
@@ -184,6 +188,11 @@ struct coord_spec {
         int slow_rank;     /* -1: none */
         double slow_ms;
     } chaos;               /* fault injection: the first instance serving slow_rank is slow */
+    struct {
+        uint64_t every_steps; /* the shards checkpoint at multiples of it (0: see every_s) */
+        double every_s;       /* or about this often, once the step time is known (0: off) */
+        uint32_t keep;        /* checkpoints kept per shard */
+    } checkpoint;
 };
 
 /* Parses and validates len bytes of JSON (need not be NUL-terminated; borrowed for the call)

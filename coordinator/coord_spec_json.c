@@ -140,6 +140,18 @@ json_t *coord_spec_to_json(const struct coord_spec *s)
     ps_json(o, s, &nbad);
     seed_json(o, s->seed, &nbad);
     put(o, "evaluate_every_epochs", json_integer(s->evaluate_every_epochs), &nbad);
+    json_t *ck = json_object();
+    if (s->checkpoint.every_steps)
+        put(ck, "every_steps", json_integer((json_int_t)s->checkpoint.every_steps), &nbad);
+    else
+        put(ck, "every_s", json_real(s->checkpoint.every_s), &nbad);
+    put(ck, "keep", json_integer(s->checkpoint.keep), &nbad);
+    if (!s->checkpoint.every_steps && s->checkpoint.every_s <= 0) {
+        json_decref(ck);
+        put(o, "checkpoint", json_false(), &nbad);
+    } else {
+        put(o, "checkpoint", ck, &nbad);
+    }
     if (s->chaos.slow_rank >= 0) {
         json_t *ch = json_object();
         put(ch, "slow_rank", json_integer(s->chaos.slow_rank), &nbad);

@@ -634,6 +634,33 @@ START_TEST(enum_names)
 }
 END_TEST
 
+/* checkpoint: on by default (every 30 s, 3 kept), every_steps or every_s, false turns it off. */
+START_TEST(checkpoint)
+{
+    struct coord_spec s;
+    parse_ok(MIN_SPEC "}", &s);
+    ck_assert(s.checkpoint.every_s == 30 && s.checkpoint.every_steps == 0 && s.checkpoint.keep == 3);
+    round_trip(&s);
+    parse_ok(MIN_SPEC ",'checkpoint':{'every_steps':50,'keep':5}}", &s);
+    ck_assert(s.checkpoint.every_steps == 50 && s.checkpoint.every_s == 0 && s.checkpoint.keep == 5);
+    round_trip(&s);
+    parse_ok(MIN_SPEC ",'checkpoint':{'every_s':2.5}}", &s);
+    ck_assert(s.checkpoint.every_s == 2.5 && s.checkpoint.keep == 3);
+    round_trip(&s);
+    parse_ok(MIN_SPEC ",'checkpoint':false}", &s);
+    ck_assert(s.checkpoint.every_s == 0 && s.checkpoint.every_steps == 0);
+    round_trip(&s);
+    parse_ok(MIN_SPEC ",'checkpoint':{'every_steps':0}}", &s);
+    ck_assert(s.checkpoint.every_s == 0 && s.checkpoint.every_steps == 0);
+    parse_fails(MIN_SPEC ",'checkpoint':{'every_steps':5,'every_s':3}}",
+                "checkpoint: give every_steps or every_s, not both");
+    parse_fails(MIN_SPEC ",'checkpoint':{'every_s':0}}", "checkpoint.every_s: must be");
+    parse_fails(MIN_SPEC ",'checkpoint':{'keep':0}}", "checkpoint.keep: must be");
+    parse_fails(MIN_SPEC ",'checkpoint':{'every':5}}", "checkpoint.every");
+    parse_fails(MIN_SPEC ",'checkpoint':true}", "checkpoint: must be an object");
+}
+END_TEST
+
 START_TEST(dataset_options)
 {
     /* Defaults: today's loader (label in column 0, header detected, no scaling). */
@@ -737,6 +764,7 @@ static Suite *coord_spec_suite(void)
     tcase_add_test(tc, redacted_json);
     tcase_add_test(tc, enum_names);
     tcase_add_test(tc, dataset_options);
+    tcase_add_test(tc, checkpoint);
     suite_add_tcase(s, tc);
     return s;
 }
