@@ -63,7 +63,8 @@ struct ps_server {
     int port;
     uint32_t nconns;
     struct ps_client *clients;
-    struct ps_client *buf_waiters;
+    struct ps_client *buf_waiters; /* FIFO: the longest waiting gets the next buffer first */
+    struct ps_client *buf_waiters_tail;
     struct ps_pull_wait *pulls;
     struct ps_set_wait *sets;
     struct ps_client *conf_client; /* a Configure waiting for initialization to finish */
@@ -211,8 +212,12 @@ static void on_shard_advance(struct ps_shard *sh, void *arg)
 static void on_shard_buffer_free(struct ps_shard *sh, void *arg)
 {
     struct ps_server *srv = arg;
+    /* Resumed oldest first: their deferred events run in this order, so the first of them take
+     * the free buffers and the rest queue again behind each other in the same order. (A LIFO
+     * here let the latest waiters win every time: under 256 pushing connections some waited
+     * for a buffer longer than 30 s.) */
     struct ps_client *cl = srv->buf_waiters;
-    srv->buf_waiters = NULL;
+    srv->buf_waiters = srv->buf_waiters_tail = NULL;
     for (struct ps_client *next; cl; cl = next) {
         next = cl->wnext;
         cl->wnext = NULL;
@@ -919,8 +924,12 @@ static int on_payload(struct rpc_conn *c, const struct rpc_frame_hdr *h, const u
     if (!buf) {
         if (!cl->waiting_buf) {
             cl->waiting_buf = 1;
-            cl->wnext = srv->buf_waiters;
-            srv->buf_waiters = cl;
+            cl->wnext = NULL;
+            if (srv->buf_waiters_tail)
+                srv->buf_waiters_tail->wnext = cl;
+            else
+                srv->buf_waiters = cl;
+            srv->buf_waiters_tail = cl;
         }
         return RPC_CONN_WAIT;
     }
@@ -1037,9 +1046,12 @@ static void client_free(struct ps_client *cl)
         srv->clients = cl->next;
     if (cl->next)
         cl->next->prev = cl->prev;
-    for (struct ps_client **pp = &srv->buf_waiters; *pp; pp = &(*pp)->wnext) {
+    struct ps_client *prev_w = NULL;
+    for (struct ps_client **pp = &srv->buf_waiters; *pp; prev_w = *pp, pp = &(*pp)->wnext) {
         if (*pp == cl) {
             *pp = cl->wnext;
+            if (srv->buf_waiters_tail == cl)
+                srv->buf_waiters_tail = prev_w;
             break;
         }
     }

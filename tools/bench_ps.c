@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "bench_peers.h"
+#include "bench_storm.h"
 #include "smlt_admin.h"
 #include "smlt_limits.h"
 #include "smlt_log.h"
@@ -42,6 +43,10 @@ struct bench_opts {
     const char *addrs; /* use running shards instead of starting them */
     const char *token, *admin_token;
     const char *ps_bin;
+    int storm;              /* --storm: many connections for a while, memory watched */
+    double storm_seconds;
+    uint32_t storm_clients;
+    uint64_t storm_floats;
 };
 
 struct shard_procs {
@@ -68,8 +73,15 @@ static void usage(FILE *f)
             "  --token T         job token for --addrs shards (default: %s)\n"
             "  --admin-token T   admin token for --addrs shards (default: the job token)\n"
             "  --ps-bin PATH     smlt-ps to start (default: next to smlt-bench)\n"
-            "  --json            one JSON object per line per measured case\n",
-            BENCH_TOKEN);
+            "  --json            one JSON object per line per measured case\n\n"
+            "  --storm           instead: N clients, each connected to every shard, push and pull\n"
+            "                    (ASP) for S seconds; report requests, errors by kind, requests/s and\n"
+            "                    each shard's VmRSS after 1 s, at the middle and at the end. Exits 1 on\n"
+            "                    any error or an RSS growth over max(%d MB, %d%%)\n"
+            "  --storm-seconds S load time (default 60)\n"
+            "  --storm-clients N clients (default 256; 1..%u)\n"
+            "  --storm-floats N  model size in floats (default 1000000)\n",
+            BENCH_TOKEN, STORM_RSS_GROWTH_MB, STORM_RSS_GROWTH_PCT, BENCH_STORM_MAX_CLIENTS);
 }
 
 static int parse_size(const char *s, size_t *out)
@@ -458,6 +470,43 @@ static int bench_latency(const char *addrs, const struct bench_opts *o)
     return rc;
 }
 
+/* ---- the storm --------------------------------------------------------------------------- */
+
+/* Runs the storm (bench_storm.c) against the shards, prints the report and stops the shards.
+ * Returns the exit status: 1 on any error or an RSS growth past the bound. */
+static int bench_storm_main(const char *addrs, const struct bench_opts *o, struct shard_procs *sp)
+{
+    if (o->shards > BENCH_STORM_MAX_SHARDS) {
+        fprintf(stderr, "smlt-bench ps: --storm: at most %u shards\n", BENCH_STORM_MAX_SHARDS);
+        shards_stop(sp);
+        return 2;
+    }
+    struct bench_storm_conf sc = {.addrs = addrs,
+                                  .pids = sp->n ? sp->pid : NULL,
+                                  .token = o->token,
+                                  .admin_token = o->admin_token,
+                                  .clients = o->storm_clients,
+                                  .seconds = o->storm_seconds,
+                                  .floats = o->storm_floats};
+    struct bench_storm_result *res = calloc(1, sizeof *res);
+    int rc = res ? bench_storm_run(&sc, res) : SMLT_ENOMEM;
+    int status = 0;
+    if (rc) {
+        fprintf(stderr, "smlt-bench ps --storm: cannot run: %s\n", smlt_strerror(rc));
+        status = 1;
+    } else {
+        bench_storm_print(&sc, res, o->json);
+        if (bench_storm_errors(res))
+            status = 1;
+        for (uint32_t i = 0; i < res->nshards; i++)
+            if (bench_storm_rss_grew(res, i))
+                status = 1;
+    }
+    free(res);
+    shards_stop(sp);
+    return status;
+}
+
 /* ---- main -------------------------------------------------------------------------------- */
 
 static int reps_for(const struct bench_opts *o, size_t bytes)
@@ -542,8 +591,11 @@ int bench_ps_main(int argc, char **argv)
         {"addrs", required_argument, 0, 'a'},    {"token", required_argument, 0, 't'},
         {"admin-token", required_argument, 0, 'k'}, {"ps-bin", required_argument, 0, 'p'},
         {"json", no_argument, 0, 'j'},           {"help", no_argument, 0, 'h'},
+        {"storm", no_argument, 0, 'S'},          {"storm-seconds", required_argument, 0, 'D'},
+        {"storm-clients", required_argument, 0, 'C'}, {"storm-floats", required_argument, 0, 'F'},
         {0, 0, 0, 0}};
-    struct bench_opts o = {.shards = 2, .workers = {1, 4}, .nworkers = 2, .token = BENCH_TOKEN};
+    struct bench_opts o = {.shards = 2, .workers = {1, 4}, .nworkers = 2, .token = BENCH_TOKEN,
+                           .storm_seconds = 60, .storm_clients = 256, .storm_floats = 1000000};
     o.sizes[0] = 1000000;
     o.sizes[1] = 10000000;
     o.sizes[2] = 100000000;
@@ -626,6 +678,35 @@ int bench_ps_main(int argc, char **argv)
         case 'j':
             o.json = 1;
             break;
+        case 'S':
+            o.storm = 1;
+            break;
+        case 'D':
+            o.storm_seconds = atof(optarg);
+            if (!(o.storm_seconds >= 1 && o.storm_seconds <= 3600)) {
+                fprintf(stderr, "smlt-bench ps: --storm-seconds: want 1..3600\n");
+                return 2;
+            }
+            break;
+        case 'C': {
+            long v = atol(optarg);
+            if (v < 1 || v > (long)BENCH_STORM_MAX_CLIENTS) {
+                fprintf(stderr, "smlt-bench ps: --storm-clients: want 1..%u\n",
+                        BENCH_STORM_MAX_CLIENTS);
+                return 2;
+            }
+            o.storm_clients = (uint32_t)v;
+            break;
+        }
+        case 'F': {
+            long long v = atoll(optarg);
+            if (v < 1024 || v > (1ll << 28)) {
+                fprintf(stderr, "smlt-bench ps: --storm-floats: want 1024..%lld\n", 1ll << 28);
+                return 2;
+            }
+            o.storm_floats = (uint64_t)v;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;
@@ -648,6 +729,8 @@ int bench_ps_main(int argc, char **argv)
         }
         addrs = sp.addrs;
     }
+    if (o.storm)
+        return bench_storm_main(addrs, &o, &sp);
     struct bench_redis *redis = NULL;
     if (o.vs_redis) {
         rc = bench_peers_redis_start(&redis);
