@@ -34,6 +34,8 @@ static void usage(FILE *f)
             "  --max-conns N          connection limit (default %u)\n"
             "  --nic-mbps N           emulate a network card of N Mbit/s each way over all\n"
             "                         connections (a small node's; default: no limit)\n"
+            "  --checkpoint-dir DIR   where jobs that name no directory keep shard checkpoints\n"
+            "                         (DIR/shard-<id>/ckpt-<step>.smltck) and restore from\n"
             "  --log-level LEVEL      error, warn, info (default) or debug\n"
             "  --help                 this text\n"
             "  --version              print the version\n",
@@ -60,7 +62,7 @@ int main(int argc, char **argv)
         {"token", required_argument, 0, 't'},     {"token-file", required_argument, 0, 'T'},
         {"admin-token", required_argument, 0, 'a'}, {"port-file", required_argument, 0, 'p'},
         {"max-conns", required_argument, 0, 'm'}, {"log-level", required_argument, 0, 'L'},
-        {"nic-mbps", required_argument, 0, 'n'},
+        {"nic-mbps", required_argument, 0, 'n'},  {"checkpoint-dir", required_argument, 0, 'c'},
         {"help", no_argument, 0, 'h'},            {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
     struct ps_server_conf conf = {.listen = "127.0.0.1:7000"};
@@ -123,6 +125,13 @@ int main(int argc, char **argv)
             conf.nic_bytes_per_s = (uint64_t)v * 1000000 / 8;
             break;
         }
+        case 'c':
+            if (strlen(optarg) >= 512) {
+                fprintf(stderr, "smlt-ps: --checkpoint-dir: at most 511 bytes\n");
+                return 2;
+            }
+            conf.checkpoint_dir = optarg;
+            break;
         case 'L':
             level = smlt_log_parse_level(optarg);
             if (level < 0) {
