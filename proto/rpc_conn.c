@@ -969,6 +969,12 @@ const ProtobufCMessageDescriptor *rpc_msg_descriptor(uint8_t type)
         return &smlt__import_req__descriptor;
     case SMLT__MSG_TYPE__MSG_RETIRE:
         return &smlt__retire__descriptor;
+    case SMLT__MSG_TYPE__MSG_RESTORE:
+        return &smlt__restore_req__descriptor;
+    case SMLT__MSG_TYPE__MSG_LIST_CHECKPOINTS:
+        return &smlt__list_checkpoints__descriptor;
+    case SMLT__MSG_TYPE__MSG_CHECKPOINT_LIST:
+        return &smlt__checkpoint_list__descriptor;
     default:
         return NULL;
     }

@@ -87,6 +87,9 @@ int rpc_frame_type_known(uint8_t type)
     case SMLT__MSG_TYPE__MSG_EXPORT_REPLY:
     case SMLT__MSG_TYPE__MSG_IMPORT:
     case SMLT__MSG_TYPE__MSG_RETIRE:
+    case SMLT__MSG_TYPE__MSG_RESTORE:
+    case SMLT__MSG_TYPE__MSG_LIST_CHECKPOINTS:
+    case SMLT__MSG_TYPE__MSG_CHECKPOINT_LIST:
         return 1;
     default:
         return 0;

@@ -38,6 +38,8 @@ static void usage(FILE *f)
             "                         seconds with no connection (a local shard outlives its\n"
             "                         coordinator so that a restarted one can adopt it; default:\n"
             "                         never)\n"
+            "  --checkpoint-dir DIR   where jobs that name no directory keep shard checkpoints\n"
+            "                         (DIR/shard-<id>/ckpt-<step>.smltck) and restore from\n"
             "  --log-level LEVEL      error, warn, info (default) or debug\n"
             "  --help                 this text\n"
             "  --version              print the version\n",
@@ -94,6 +96,7 @@ int main(int argc, char **argv)
         {"admin-token", required_argument, 0, 'a'}, {"port-file", required_argument, 0, 'p'},
         {"max-conns", required_argument, 0, 'm'}, {"log-level", required_argument, 0, 'L'},
         {"nic-mbps", required_argument, 0, 'n'},  {"orphan-exit", required_argument, 0, 'o'},
+        {"checkpoint-dir", required_argument, 0, 'c'},
         {"help", no_argument, 0, 'h'},            {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
     struct ps_server_conf conf = {.listen = "127.0.0.1:7000"};
@@ -167,6 +170,13 @@ int main(int argc, char **argv)
             orphan.after_s = (double)v;
             break;
         }
+        case 'c':
+            if (strlen(optarg) >= 512) {
+                fprintf(stderr, "smlt-ps: --checkpoint-dir: at most 511 bytes\n");
+                return 2;
+            }
+            conf.checkpoint_dir = optarg;
+            break;
         case 'L':
             level = smlt_log_parse_level(optarg);
             if (level < 0) {

@@ -10,6 +10,7 @@
 #include <event2/listener.h>
 
 #include "part_map.h"
+#include "ps_ckpt.h"
 #include "ps_shard.h"
 #include "rpc_conn.h"
 #include "smlt.pb-c.h"
@@ -444,6 +445,14 @@ static int fill_conf(const Smlt__ShardConfig *m, struct ps_shard_conf *c, char *
         return SMLT_EINVAL;
     }
     c->await_import = m->has_await_import && m->await_import;
+    if (m->checkpoint_dir && strlen(m->checkpoint_dir) >= sizeof c->ckpt_dir) {
+        snprintf(err, errlen, "checkpoint_dir: longer than %zu bytes", sizeof c->ckpt_dir - 1);
+        return SMLT_EINVAL;
+    }
+    if (m->checkpoint_dir)
+        snprintf(c->ckpt_dir, sizeof c->ckpt_dir, "%s", m->checkpoint_dir);
+    c->ckpt_every = m->has_checkpoint_every_steps ? m->checkpoint_every_steps : 0;
+    c->ckpt_keep = m->has_checkpoint_keep ? m->checkpoint_keep : 0;
     return 0;
 }
 
@@ -473,6 +482,8 @@ static void handle_configure(struct ps_client *cl, const struct rpc_frame_hdr *h
         snprintf(err, sizeof err, "another configuration is in progress");
         rc = SMLT_EBUSY;
     } else if ((rc = fill_conf(m, &conf, err, sizeof err)) == 0) {
+        if (!conf.ckpt_dir[0] && srv->conf.checkpoint_dir)
+            snprintf(conf.ckpt_dir, sizeof conf.ckpt_dir, "%s", srv->conf.checkpoint_dir);
         map = part_map_from_pb(m->map, err, sizeof err);
         if (!map)
             rc = SMLT_EINVAL;
@@ -628,6 +639,14 @@ static void handle_stats(struct ps_client *cl, uint64_t req_id)
     SET(noise_g2, st.noise_g2);
     SET(noise_s, st.noise_s);
     SET(noise_steps, st.noise_steps);
+    SET(checkpoints_written, st.ckpt_written);
+    SET(checkpoints_failed, st.ckpt_failed);
+    SET(checkpoints_skipped, st.ckpt_skipped);
+    SET(checkpoints_corrupt, st.ckpt_corrupt);
+    SET(checkpoint_last_step, st.ckpt_last_step);
+    SET(checkpoint_copy_seconds, st.ckpt_copy_seconds);
+    SET(checkpoint_write_seconds, st.ckpt_write_seconds);
+    SET(checkpoint_bytes, st.ckpt_bytes);
 #undef SET
     rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_STATS, req_id, &m.base, NULL, 0, 0, NULL, NULL);
 }
@@ -800,6 +819,106 @@ static void handle_import(struct ps_client *cl, const struct rpc_frame_hdr *h, c
 }
 
 static void reply_retired(struct ps_client *cl, uint64_t req_id);
+
+/* ---- checkpoints ---------------------------------------------------------------------------- */
+
+/* The directory a checkpoint request means: its own, the job's, or the daemon's default. */
+static const char *ckpt_dir_of(struct ps_server *srv, const char *asked)
+{
+    if (asked && *asked)
+        return asked;
+    const struct ps_shard_conf *c = ps_shard_conf(srv->shard);
+    if (ps_shard_map(srv->shard) && c->ckpt_dir[0])
+        return c->ckpt_dir;
+    return srv->conf.checkpoint_dir && *srv->conf.checkpoint_dir ? srv->conf.checkpoint_dir : NULL;
+}
+
+/* Reads and installs a checkpoint. The file is read and checked on the loop thread: a restore
+ * is rare and the shard is not training while it happens. */
+static void handle_restore(struct ps_client *cl, const struct rpc_frame_hdr *h, const uint8_t *meta)
+{
+    struct ps_server *srv = cl->srv;
+    Smlt__RestoreReq *m = (Smlt__RestoreReq *)rpc_msg_unpack(h, meta);
+    char err[768] = "", report[1024] = "";
+    if (!m) {
+        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed RestoreReq");
+        return;
+    }
+    const char *dir = ckpt_dir_of(srv, m->dir);
+    struct ps_ckpt *ck = NULL;
+    uint32_t corrupt = 0;
+    uint32_t id = ps_shard_id(srv->shard);
+    int rc;
+    if (!ps_shard_map(srv->shard)) {
+        rc = SMLT_ENOTCONF;
+        snprintf(err, sizeof err, "configure the shard with the job's map before restoring");
+    } else if (!dir) {
+        rc = SMLT_EINVAL;
+        snprintf(err, sizeof err, "no checkpoint directory: name one, or start smlt-ps with "
+                                  "--checkpoint-dir");
+    } else {
+        rc = ps_ckpt_find(dir, id, m->has_step ? m->step : 0, &ck, report, sizeof report, &corrupt,
+                          err, sizeof err);
+        ps_shard_count_corrupt(srv->shard, corrupt);
+        if (rc == 0)
+            rc = ps_shard_restore(srv->shard, ck, err, sizeof err);
+    }
+    if (rc) {
+        if (rc != SMLT_EAGAIN)
+            log_warn("shard %u: restore refused: %s", id, err);
+        reply_error(cl, h->req_id, rc, err);
+    } else {
+        cancel_pulls(srv, SMLT_ESTALEMAP, "the shard was restored from a checkpoint");
+        Smlt__Ok ok = SMLT__OK__INIT;
+        ok.has_version = 1;
+        ok.version = ck->step;
+        ok.has_map_version = 1;
+        ok.map_version = ps_shard_map(srv->shard)->version;
+        rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_OK, h->req_id, &ok.base, NULL, 0, 0, NULL, NULL);
+    }
+    ps_ckpt_free(ck);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
+
+/* Lists the checkpoints that read back valid. Each file is read whole (every CRC checked) on
+ * the loop thread, as a restore does. */
+static void handle_list_ckpt(struct ps_client *cl, const struct rpc_frame_hdr *h,
+                             const uint8_t *meta)
+{
+    struct ps_server *srv = cl->srv;
+    Smlt__ListCheckpoints *m = (Smlt__ListCheckpoints *)rpc_msg_unpack(h, meta);
+    if (!m) {
+        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed ListCheckpoints");
+        return;
+    }
+    const char *dir = ckpt_dir_of(srv, m->dir);
+    char report[2048] = "";
+    uint64_t *steps = NULL;
+    size_t n = 0;
+    uint32_t corrupt = 0;
+    uint32_t id = ps_shard_id(srv->shard);
+    int rc = dir ? ps_ckpt_valid_steps(dir, id, &steps, &n, report, sizeof report, &corrupt)
+                 : SMLT_EINVAL;
+    ps_shard_count_corrupt(srv->shard, corrupt);
+    if (rc) {
+        reply_error(cl, h->req_id, rc, dir ? "cannot list the checkpoint directory"
+                                           : "no checkpoint directory: name one, or start "
+                                             "smlt-ps with --checkpoint-dir");
+    } else {
+        Smlt__CheckpointList r = SMLT__CHECKPOINT_LIST__INIT;
+        r.shard = id;
+        r.n_steps = n;
+        r.steps = steps;
+        r.has_corrupt = 1;
+        r.corrupt = corrupt;
+        if (report[0])
+            r.report = report;
+        rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_CHECKPOINT_LIST, h->req_id, &r.base, NULL, 0,
+                      0, NULL, NULL);
+    }
+    free(steps);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
 
 static void handle_retire(struct ps_client *cl, const struct rpc_frame_hdr *h, const uint8_t *meta)
 {
@@ -999,6 +1118,8 @@ static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const ui
     case SMLT__MSG_TYPE__MSG_EXPORT:
     case SMLT__MSG_TYPE__MSG_IMPORT:
     case SMLT__MSG_TYPE__MSG_RETIRE:
+    case SMLT__MSG_TYPE__MSG_RESTORE:
+    case SMLT__MSG_TYPE__MSG_LIST_CHECKPOINTS:
         if (!admin_ok) {
             reply_error(cl, h->req_id, SMLT_EPERM, "this request needs the admin token");
             break;
@@ -1011,6 +1132,10 @@ static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const ui
             handle_import(cl, h, meta, payload);
         else if (h->type == SMLT__MSG_TYPE__MSG_RETIRE)
             handle_retire(cl, h, meta);
+        else if (h->type == SMLT__MSG_TYPE__MSG_RESTORE)
+            handle_restore(cl, h, meta);
+        else if (h->type == SMLT__MSG_TYPE__MSG_LIST_CHECKPOINTS)
+            handle_list_ckpt(cl, h, meta);
         else if (h->type == SMLT__MSG_TYPE__MSG_CONFIGURE)
             handle_configure(cl, h, meta);
         else if (h->type == SMLT__MSG_TYPE__MSG_SET_PARAMS)

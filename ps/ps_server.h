@@ -27,6 +27,7 @@ struct ps_server_conf {
     uint32_t max_conns;      /* 0: SMLT_MAX_CONNS */
     uint64_t nic_bytes_per_s; /* an emulated network card: bytes/s each way over all
                                * connections (0: none; see rpc_rate_new()) */
+    const char *checkpoint_dir; /* default checkpoint directory of jobs that name none (NULL) */
 };
 
 /* Returns a server listening on conf->listen on base, or NULL with a message in err. */

@@ -37,6 +37,15 @@ struct ps_shard_conf {
     uint32_t staleness;  /* SSP bound */
     struct ps_optim_conf optim;
     int await_import;    /* resharding: not ready until ps_shard_import(..., final = 1) */
+    /* Checkpoints (ps_ckpt.h): when an update brings the version to a multiple of ckpt_every
+     * (BSP: every shard of the job checkpoints the same step), the range, its optimizer state
+     * and the exactly-once tables are copied on the apply thread (in order with updates) and
+     * written to ckpt_dir by the shard's writer thread; pushes and pulls never wait for the
+     * write. A checkpoint due while the previous one is still being written is skipped and
+     * counted. ckpt_every 0 or ckpt_dir "": none. ckpt_keep 0: PS_CKPT_DEFAULT_KEEP. */
+    char ckpt_dir[512];
+    uint64_t ckpt_every;
+    uint32_t ckpt_keep;
 };
 
 /* A range's state as it moves between shards when the shard count changes. */
@@ -63,6 +72,13 @@ struct ps_shard_stats {
      * coordinator sums the shards' sums, and b * noise_s / noise_g2 is B_simple in samples. */
     double noise_g2, noise_s;
     uint64_t noise_steps;
+    /* checkpoints: written, failed (write error), skipped (the previous one still being
+     * written), corrupt files found by restores and listings; the last one written: its step,
+     * the seconds its copy took (on the apply thread: what the data path paid) and its write
+     * (on the writer thread), its size in bytes */
+    uint64_t ckpt_written, ckpt_failed, ckpt_skipped, ckpt_corrupt;
+    uint64_t ckpt_last_step, ckpt_bytes;
+    double ckpt_copy_seconds, ckpt_write_seconds;
 };
 
 struct ps_shard;
@@ -169,6 +185,22 @@ int ps_shard_export(struct ps_shard *s, struct ps_shard_export *e);
 int ps_shard_import(struct ps_shard *s, uint64_t map_version, uint64_t lo, uint64_t hi,
                     const float *data, const struct ps_shard_export *meta, int final, char *err,
                     size_t errlen);
+
+struct ps_ckpt;
+
+/* Installs a checkpoint of this shard's range (borrowed): parameters, optimizer state and step
+ * count, version and clock, and the exactly-once tables (replaced, not merged: a push of a step
+ * the checkpoint had counted is a duplicate again, one after it is accepted again). A step
+ * partly pushed is dropped. The checkpoint must be of this shard id and range, the same job
+ * name and model, and the same optimizer. Returns 0, SMLT_EAGAIN (updates in flight or no free
+ * buffer: again shortly), SMLT_ENOTCONF, SMLT_EINVAL / SMLT_ERANGE with a message in err. */
+int ps_shard_restore(struct ps_shard *s, const struct ps_ckpt *c, char *err, size_t errlen);
+
+/* Counts corrupt checkpoint files found (for the stats). */
+void ps_shard_count_corrupt(struct ps_shard *s, uint32_t n);
+
+/* Blocks until a checkpoint being written has been written. For tests and shutdown. */
+void ps_shard_ckpt_wait(struct ps_shard *s);
 
 /* Parameter writes (updates and ps_shard_set_params()) are numbered in submission order:
  * ps_shard_set_params() returns 0 and the number of its write in *seq if seq is non-NULL;

@@ -4,7 +4,7 @@
 # -fsanitize=fuzzer) into build/fuzz, then runs each for SECONDS (default 30).
 #
 #   tools/fuzz.sh [SECONDS] [TARGET...]     targets: fuzz_frame fuzz_idx fuzz_csv fuzz_libsvm
-#                                                    fuzz_spec fuzz_resp
+#                                                    fuzz_spec fuzz_resp fuzz_ckpt
 #
 # Corpora live in build/fuzz/corpus/TARGET (seeded with a few valid inputs on the first run and
 # kept between runs); a crashing input is written to build/fuzz/artifacts/ and makes the script
@@ -13,7 +13,7 @@ set -eu
 cd "$(dirname "$0")/.."
 secs=${1:-30}
 [ $# -gt 0 ] && shift
-targets=${*:-"fuzz_frame fuzz_idx fuzz_csv fuzz_libsvm fuzz_spec fuzz_resp"}
+targets=${*:-"fuzz_frame fuzz_idx fuzz_csv fuzz_libsvm fuzz_spec fuzz_resp fuzz_ckpt"}
 build=build/fuzz
 command -v clang >/dev/null || { echo "fuzz.sh: clang is needed (apt-get install clang)" >&2; exit 2; }
 
@@ -74,6 +74,25 @@ put('fuzz_spec', 'scale', b'{"model":"mlp:784-10-10","dataset":"https://127.0.0.
     b'"dataset_options":{"scale":"minmax"}}')
 put('fuzz_spec', 'ssp', b'{"model":"lenet5","dataset":"http://127.0.0.1:1/d","target_accuracy":0.9,'
     b'"sync":"ssp","staleness":2,"prices":{"gb_s":0.00001}}')
+def ckpt(nstate, n, ranks, job, mp, floats):
+    import zlib
+    meta = b''.join(struct.pack('<Q', 3) for _ in range(ranks)) + \
+        b''.join(struct.pack('<Q', 2) for _ in range(ranks)) + job + mp
+    meta += struct.pack('<I', zlib.crc32(meta))
+    body = b''
+    for k in range(1 + nstate):
+        raw = b''.join(struct.pack('<f', floats(k, i)) for i in range(n))
+        hdr = struct.pack('<I', len(raw))
+        body += hdr + struct.pack('<I', zlib.crc32(raw, zlib.crc32(hdr))) + raw
+    total = 104 + len(meta) + len(body)
+    h = b'SMLTCKPT' + struct.pack('<IIII', 1, 0, 0, nstate) + struct.pack('<QQQ', 4, 16, 16 + n) + \
+        struct.pack('<IIQ', ranks, len(mp), total) + struct.pack('<II', len(job), 2) + \
+        struct.pack('<QQQ', 4, 4, 4) + struct.pack('<I', 0)
+    h += struct.pack('<I', zlib.crc32(h))
+    return h + meta + body
+# Adam-shaped (2 state arrays, 2 ranks) and SGD-shaped checkpoints; steer byte 7: fix all CRCs.
+put('fuzz_ckpt', 'adam', b'\x07' + ckpt(2, 24, 2, b'job', b'\x08\x01\x10\x40', lambda k, i: k + i * 0.5))
+put('fuzz_ckpt', 'sgd', b'\x00' + ckpt(0, 40, 1, b'', b'', lambda k, i: 0.0))
 PY
 
 failed=0

@@ -45,7 +45,9 @@ enum op_kind {
     OP_PREPARE,
     OP_EXPORT,
     OP_IMPORT,
-    OP_RETIRE
+    OP_RETIRE,
+    OP_RESTORE,
+    OP_LIST_CKPT
 };
 
 /* What an export brings back besides the floats. */
@@ -89,6 +91,12 @@ struct op {
     int final;                /* OP_IMPORT */
     int await_import;         /* OP_CONF */
     const struct part_map *retire_map; /* OP_RETIRE */
+    /* checkpoints */
+    const char *ckpt_dir;     /* OP_RESTORE, OP_LIST_CKPT: NULL for the shard's own */
+    uint64_t *ck_steps;       /* OP_LIST_CKPT: malloc'd on arrival, newest first */
+    size_t ck_n;
+    uint32_t ck_corrupt;
+    char *ck_report;          /* OP_LIST_CKPT: malloc'd, or NULL */
 };
 
 struct link {
@@ -248,6 +256,14 @@ static void fill_stats(struct smlt_shard_stats *o, const Smlt__ShardStats *m)
     o->noise_g2 = m->noise_g2;
     o->noise_s = m->noise_s;
     o->noise_steps = m->noise_steps;
+    o->checkpoints_written = m->checkpoints_written;
+    o->checkpoints_failed = m->checkpoints_failed;
+    o->checkpoints_skipped = m->checkpoints_skipped;
+    o->checkpoints_corrupt = m->checkpoints_corrupt;
+    o->checkpoint_last_step = m->checkpoint_last_step;
+    o->checkpoint_bytes = m->checkpoint_bytes;
+    o->checkpoint_copy_seconds = m->checkpoint_copy_seconds;
+    o->checkpoint_write_seconds = m->checkpoint_write_seconds;
 }
 
 static int on_payload(struct rpc_conn *conn, const struct rpc_frame_hdr *h, const uint8_t *meta,
@@ -393,6 +409,28 @@ static void on_frame(struct rpc_conn *conn, const struct rpc_frame_hdr *h, const
             jc->decoupled = x->optim->decoupled;
             o->xm.have_conf = 1;
         }
+        break;
+    }
+    case SMLT__MSG_TYPE__MSG_CHECKPOINT_LIST: {
+        Smlt__CheckpointList *cl = (Smlt__CheckpointList *)m;
+        if (o->kind != OP_LIST_CKPT || cl->n_steps > SMLT_MAX_META_LEN / 8) {
+            rc = SMLT_EPROTO;
+            break;
+        }
+        free(o->ck_steps);
+        free(o->ck_report);
+        o->ck_report = NULL;
+        o->ck_steps = malloc(sizeof(uint64_t) * (cl->n_steps ? cl->n_steps : 1));
+        if (!o->ck_steps) {
+            rc = SMLT_ENOMEM;
+            break;
+        }
+        if (cl->n_steps)
+            memcpy(o->ck_steps, cl->steps, sizeof(uint64_t) * cl->n_steps);
+        o->ck_n = cl->n_steps;
+        o->ck_corrupt = cl->corrupt;
+        if (cl->report)
+            o->ck_report = strdup(cl->report);
         break;
     }
     case SMLT__MSG_TYPE__MSG_STATS:
@@ -657,6 +695,15 @@ static void send_op(struct smlt_client *c, struct op *o)
             sc.has_await_import = 1;
             sc.await_import = 1;
         }
+        sc.checkpoint_dir = (char *)c->job.checkpoint_dir;
+        if (c->job.checkpoint_every) {
+            sc.has_checkpoint_every_steps = 1;
+            sc.checkpoint_every_steps = c->job.checkpoint_every;
+        }
+        if (c->job.checkpoint_keep) {
+            sc.has_checkpoint_keep = 1;
+            sc.checkpoint_keep = c->job.checkpoint_keep;
+        }
         rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_CONFIGURE, o->req_id, &sc.base, NULL, 0, 0,
                            NULL, NULL);
         part_map_pb_clear(&pm);
@@ -739,6 +786,22 @@ static void send_op(struct smlt_client *c, struct op *o)
                            RPC_SEND_REF, on_payload_released, o);
         break;
     }
+    case OP_RESTORE: {
+        Smlt__RestoreReq r = SMLT__RESTORE_REQ__INIT;
+        r.has_step = 1;
+        r.step = o->step;
+        r.dir = (char *)o->ckpt_dir;
+        rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_RESTORE, o->req_id, &r.base, NULL, 0, 0,
+                           NULL, NULL);
+        break;
+    }
+    case OP_LIST_CKPT: {
+        Smlt__ListCheckpoints r = SMLT__LIST_CHECKPOINTS__INIT;
+        r.dir = (char *)o->ckpt_dir;
+        rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_LIST_CHECKPOINTS, o->req_id, &r.base, NULL,
+                           0, 0, NULL, NULL);
+        break;
+    }
     case OP_RETIRE: {
         Smlt__Retire r = SMLT__RETIRE__INIT;
         Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
@@ -787,6 +850,8 @@ static void ops_free(struct smlt_client *c)
             free(c->ops[i].xm.last_counted);
             free(c->ops[i].xm.last_applied);
         }
+        free(c->ops[i].ck_steps);
+        free(c->ops[i].ck_report);
     }
     free(c->ops);
     c->ops = NULL;
@@ -1737,4 +1802,109 @@ out:
     free(m.last_applied);
     part_map_free(nm);
     return rc;
+}
+
+/* ---- checkpoints ----------------------------------------------------------------------- */
+
+struct ckpt_args {
+    const char *dir;
+    int one;          /* list: only shard `shard` */
+    uint32_t shard;
+    int restore;
+    uint64_t step;
+};
+
+static int fill_ckpt(struct smlt_client *c, void *arg)
+{
+    struct ckpt_args *a = arg;
+    int rc;
+    if (a->one) {
+        if (a->shard >= c->nlinks)
+            return SMLT_ERANGE;
+        if ((rc = batch_alloc(c, 1)))
+            return rc;
+        c->ops[0].kind = OP_LIST_CKPT;
+        c->ops[0].link = a->shard;
+    } else if ((rc = fill_per_shard(c, a->restore ? OP_RESTORE : OP_LIST_CKPT))) {
+        return rc;
+    }
+    for (size_t i = 0; i < c->nops; i++) {
+        c->ops[i].ckpt_dir = a->dir;
+        c->ops[i].step = a->step;
+    }
+    return 0;
+}
+
+int smlt_checkpoint_list(struct smlt_client *c, uint32_t shard, const char *dir, uint64_t *steps,
+                         size_t cap, size_t *n, uint32_t *corrupt, char *report, size_t reportlen)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    struct ckpt_args a = {.dir = dir, .one = 1, .shard = shard};
+    if ((rc = call_with_map_retry(c, fill_ckpt, &a)))
+        return rc;
+    const struct op *o = &c->ops[0];
+    for (size_t i = 0; i < o->ck_n && i < cap; i++)
+        steps[i] = o->ck_steps[i];
+    if (n)
+        *n = o->ck_n;
+    if (corrupt)
+        *corrupt = o->ck_corrupt;
+    if (report && reportlen)
+        snprintf(report, reportlen, "%s", o->ck_report ? o->ck_report : "");
+    return 0;
+}
+
+/* The newest step in every shard's list (each newest first). */
+static uint64_t newest_common(const struct smlt_client *c)
+{
+    const struct op *first = &c->ops[0];
+    for (size_t k = 0; k < first->ck_n; k++) {
+        uint64_t s = first->ck_steps[k];
+        int everywhere = 1;
+        for (size_t i = 1; i < c->nops && everywhere; i++) {
+            int found = 0;
+            for (size_t j = 0; j < c->ops[i].ck_n && !found; j++)
+                found = c->ops[i].ck_steps[j] == s;
+            everywhere = found;
+        }
+        if (everywhere)
+            return s;
+    }
+    return 0;
+}
+
+int smlt_restore_from(struct smlt_client *c, const char *dir, uint64_t step, uint64_t *restored)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    struct ckpt_args a = {.dir = dir, .step = step};
+    if (!step) {
+        if ((rc = call_with_map_retry(c, fill_ckpt, &a)))
+            return rc;
+        a.step = newest_common(c);
+        if (!a.step) {
+            size_t off = 0;
+            off += (size_t)snprintf(c->err, sizeof c->err, "no checkpoint step is valid on every shard:");
+            for (size_t i = 0; i < c->nops && off < sizeof c->err; i++)
+                off += (size_t)snprintf(c->err + off, sizeof c->err - off, " shard %u has %zu%s%s",
+                                        (unsigned)i, c->ops[i].ck_n,
+                                        c->ops[i].ck_report ? " (" : "",
+                                        c->ops[i].ck_report ? "corrupt ones skipped)" : "");
+            return SMLT_ENOTFOUND;
+        }
+    }
+    a.restore = 1;
+    if ((rc = call_with_map_retry(c, fill_ckpt, &a)))
+        return rc;
+    if (restored)
+        *restored = a.step;
+    return 0;
+}
+
+int smlt_restore(struct smlt_client *c, uint64_t step, uint64_t *restored)
+{
+    return smlt_restore_from(c, NULL, step, restored);
 }

@@ -13,10 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
 #include "part_map.h"
+#include "ps_ckpt.h"
 #include "ps_optim.h"
 #include "ps_shard.h"
 #include "smlt_error.h"
@@ -1187,6 +1189,137 @@ START_TEST(test_threaded_small_range)
 }
 END_TEST
 
+/* ---- checkpoints -------------------------------------------------------------------------- */
+
+static void tmpdir(char *d, size_t len)
+{
+    snprintf(d, len, "/tmp/test_ps_shard_ckpt.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(d));
+}
+
+static void rmdir_all(const char *d)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Checkpoints every 2 steps, the newest 2 kept; a restore of step 6 brings back parameters,
+ * Adam state and step count, version and the exactly-once table, so training the same two steps
+ * again ends bit for bit at the checkpoint of step 8; checkpoints of another shard, range or
+ * optimizer are refused. */
+START_TEST(test_ckpt_take_restore)
+{
+    char dir[256], err[512];
+    tmpdir(dir, sizeof dir);
+    struct ctx ctx;
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 2, 0, SMLT_OPT_ADAM, 0.125f);
+    snprintf(c.ckpt_dir, sizeof c.ckpt_dir, "%s", dir);
+    c.ckpt_every = 2;
+    c.ckpt_keep = 2;
+    struct ps_shard *s = mkshard(0, mkmap(1, 1000, 2), &c, &ctx);
+    size_t n = nof(s);
+    rng_seed(5);
+    float *g = grad_new(n);
+    for (uint64_t step = 0; step < 8; step++)
+        for (uint32_t r = 0; r < 2; r++)
+            ck_assert_int_eq(push(s, r, step, g), 0);
+    ck_assert_uint_eq(ps_shard_version(s), 8);
+    struct ps_shard_stats st;
+    stats(s, &st);
+    ck_assert_uint_eq(st.ckpt_written, 4);
+    ck_assert_uint_eq(st.ckpt_skipped, 0);
+    ck_assert_uint_eq(st.ckpt_last_step, 8);
+    uint64_t *steps;
+    size_t k;
+    ck_assert_int_eq(ps_ckpt_list(dir, 0, &steps, &k), 0);
+    ck_assert_uint_eq(k, 2); /* keep 2 */
+    ck_assert_uint_eq(steps[0], 8);
+    ck_assert_uint_eq(steps[1], 6);
+    free(steps);
+    struct ps_ckpt *ck = NULL;
+    ck_assert_int_eq(ps_ckpt_find(dir, 0, 6, &ck, NULL, 0, NULL, err, sizeof err), 0);
+    ck_assert_int_eq(ps_shard_restore(s, ck, err, sizeof err), 0);
+    ck_assert_uint_eq(ps_shard_version(s), 6);
+    ck_assert_uint_eq(ps_shard_clock(s), 6);
+    /* Steps up to 5 are duplicates again, 6 is open. */
+    ck_assert_int_eq(push(s, 0, 5, g), 1);
+    ck_assert_int_eq(push(s, 1, 5, g), 1);
+    ck_assert_int_eq(push(s, 0, 7, g), SMLT_ESTEP);
+    ps_ckpt_free(ck);
+    for (uint64_t step = 6; step < 8; step++)
+        for (uint32_t r = 0; r < 2; r++)
+            ck_assert_int_eq(push(s, r, step, g), 0);
+    ck_assert_int_eq(ps_ckpt_find(dir, 0, 8, &ck, NULL, 0, NULL, err, sizeof err), 0);
+    assert_params_eq(s, ck->params, "replayed from the checkpoint of step 6");
+    struct ps_shard_export e;
+    ck_assert_int_eq(ps_shard_export(s, &e), 0);
+    ck_assert_int_eq(memcmp(e.state, ck->state, 2 * n * sizeof(float)), 0);
+    ck_assert_uint_eq(e.updates, ck->updates);
+
+    /* Refusals: another shard id, another range, another optimizer. */
+    struct ctx c1, c2, c3;
+    struct ps_shard *other = mkshard(1, mkmap(1, 1000, 2), &c, &c1);
+    ck_assert_int_eq(ps_shard_restore(other, ck, err, sizeof err), SMLT_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "shard 0"));
+    struct ps_shard *wide = mkshard(0, mkmap(1, 2000, 2), &c, &c2);
+    ck_assert_int_eq(ps_shard_restore(wide, ck, err, sizeof err), SMLT_ERANGE);
+    struct ps_shard_conf sgd = mkconf(SMLT_SYNC_BSP, 2, 0, SMLT_OPT_SGD, 0.125f);
+    struct ps_shard *plain = mkshard(0, mkmap(1, 1000, 2), &sgd, &c3);
+    ck_assert_int_eq(ps_shard_restore(plain, ck, err, sizeof err), SMLT_EINVAL);
+    ps_ckpt_free(ck);
+    ps_shard_free(other);
+    ps_shard_free(wide);
+    ps_shard_free(plain);
+    free(g);
+    ps_shard_free(s);
+    rmdir_all(dir);
+}
+END_TEST
+
+/* With the apply and writer threads: every checkpoint due is written or, while the previous one
+ * is still being written, skipped and counted; pushes never wait for a write. */
+START_TEST(test_ckpt_threaded)
+{
+    char dir[256], err[256];
+    tmpdir(dir, sizeof dir);
+    struct event_base *base = event_base_new();
+    struct ctx ctx = {0};
+    struct ps_shard *s = ps_shard_new(0, base, &cbs, &ctx);
+    struct ps_shard_conf c = mkconf(SMLT_SYNC_BSP, 1, 0, SMLT_OPT_MOMENTUM, 0.125f);
+    snprintf(c.ckpt_dir, sizeof c.ckpt_dir, "%s", dir);
+    c.ckpt_every = 1;
+    ck_assert_int_eq(ps_shard_configure(s, mkmap(1, 600000, 1), &c, err, sizeof err), 0);
+    ps_shard_drain(s);
+    size_t n = nof(s);
+    rng_seed(9);
+    float *g = grad_new(n);
+    for (uint64_t step = 0; step < 20; step++) {
+        ck_assert_int_eq(ps_shard_push_check(s, 1, 0, step, 0, n, err, sizeof err), 0);
+        float *b = buf_get_wait(s);
+        memcpy(b, g, n * sizeof *b);
+        ck_assert_int_eq(ps_shard_push_commit(s, 0, step, b, err, sizeof err), 0);
+        for (int k = 0; k < 100000 && ps_shard_version(s) != step + 1; k++)
+            event_base_loop(base, EVLOOP_ONCE);
+    }
+    ps_shard_ckpt_wait(s);
+    struct ps_shard_stats st;
+    stats(s, &st);
+    ck_assert_uint_eq(st.ckpt_written + st.ckpt_skipped, 20);
+    ck_assert_uint_ge(st.ckpt_written, 1);
+    ck_assert_uint_eq(st.ckpt_failed, 0);
+    struct ps_ckpt *ck = NULL;
+    ck_assert_int_eq(ps_ckpt_find(dir, 0, st.ckpt_last_step, &ck, NULL, 0, NULL, err, sizeof err), 0);
+    ck_assert_uint_eq(ck->nstate, 1);
+    ck_assert_uint_eq(ck->version, st.ckpt_last_step);
+    ps_ckpt_free(ck);
+    free(g);
+    ps_shard_free(s);
+    event_base_free(base);
+    rmdir_all(dir);
+}
+END_TEST
+
 static Suite *ps_shard_suite(void)
 {
     Suite *s = suite_create("ps_shard");
@@ -1218,6 +1351,11 @@ static Suite *ps_shard_suite(void)
     tcase_add_test(tc, test_threaded_bsp);
     tcase_add_test(tc, test_threaded_small_range);
     tcase_add_test(tc, test_noise_scale_stats);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("checkpoints");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_ckpt_take_restore);
+    tcase_add_test(tc, test_ckpt_threaded);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -75,6 +75,12 @@ struct smlt_shard_stats {
      * shards (see ps/ps_shard.h) */
     double noise_g2, noise_s;
     uint64_t noise_steps;
+    /* shard checkpoints: written, failed, skipped (the previous one still being written),
+     * corrupt files found; the last one's step, copy seconds (what the data path paid), write
+     * seconds (on the shard's writer thread) and bytes */
+    uint64_t checkpoints_written, checkpoints_failed, checkpoints_skipped, checkpoints_corrupt;
+    uint64_t checkpoint_last_step, checkpoint_bytes;
+    double checkpoint_copy_seconds, checkpoint_write_seconds;
 };
 
 /* Connects to a configured job through any of its shards: addrs is a comma-separated list of

@@ -30,6 +30,13 @@ struct smlt_job_conf {
     uint64_t seed;        /* for random initializations */
     uint64_t map_version; /* version of the partition map to publish; 0 means 1. Reconfiguring a
                              running job with a higher version makes clients refresh their map */
+    /* Shard checkpoints: each shard writes checkpoint_dir/shard-<id>/ckpt-<step>.smltck when
+     * its version reaches a multiple of checkpoint_every (0: no checkpoints; under BSP every
+     * shard checkpoints the same steps) and keeps the newest checkpoint_keep (0: 3). NULL dir:
+     * the shard's --checkpoint-dir. */
+    const char *checkpoint_dir;
+    uint64_t checkpoint_every;
+    uint32_t checkpoint_keep;
 };
 
 SMLT_API void smlt_job_conf_default(struct smlt_job_conf *conf);
@@ -86,6 +93,27 @@ SMLT_API int smlt_unfreeze(struct smlt_client *c);
  * floats; state, if non-NULL, gets *nstate arrays of as many floats back to back (room for 2:
  * Adam keeps 2, momentum and AdaGrad 1, SGD 0). For checkpoints and checks. */
 SMLT_API int smlt_export(struct smlt_client *c, float *params, float *state, uint32_t *nstate);
+
+/* Lists shard `shard`'s checkpoints that read back valid (every CRC checked), newest first:
+ * up to cap steps into steps, their count in *n (which may exceed cap). Corrupt files are
+ * skipped; *corrupt (if non-NULL) gets how many, and report (if non-NULL, reportlen bytes)
+ * what was wrong with each. dir NULL: the shard's configured directory. (admin) */
+SMLT_API int smlt_checkpoint_list(struct smlt_client *c, uint32_t shard, const char *dir,
+                                  uint64_t *steps, size_t cap, size_t *n, uint32_t *corrupt,
+                                  char *report, size_t reportlen);
+
+/* Restores every shard of the job from its checkpoint of one step (admin): step 0 means the
+ * newest step for which every shard has a valid checkpoint (asked with ListCheckpoints first;
+ * corrupt files are skipped, so a corrupt newest one makes it the previous good step). The
+ * shards must be configured with the job's map (smlt_job_setup(), also onto a replacement
+ * process). Each installs parameters, optimizer state, version, clock and its exactly-once
+ * tables: pushes of steps before the restored one are duplicates again, pulls see the restored
+ * model. *restored (if non-NULL) gets the step. SMLT_ENOTFOUND when no step is common to all
+ * shards; smlt_client_errmsg() says which shard lacks what. Checkpoints are read from each
+ * shard's configured directory (smlt_restore_from() names one). */
+SMLT_API int smlt_restore(struct smlt_client *c, uint64_t step, uint64_t *restored);
+SMLT_API int smlt_restore_from(struct smlt_client *c, const char *dir, uint64_t step,
+                               uint64_t *restored);
 
 #ifdef __cplusplus
 }
