@@ -189,6 +189,7 @@ static void run_call(struct admin_q *q, struct call *k)
         /* (The client smlt_job_setup() makes is not ours until it returns: bounded by the
          * timeout, not interruptible.) */
         req->conf.job = req->job;
+        req->conf.checkpoint_dir = req->checkpoint_dir[0] ? req->checkpoint_dir : NULL;
         rc = worker_setup_job(req->addrs, req->token, req->model, &req->conf, err, sizeof err);
         if (rc)
             res_err(r, rc, err);
@@ -224,6 +225,12 @@ static void run_call(struct admin_q *q, struct call *k)
         break;
     case COORD_ADMIN_SHUTDOWN:
         rc = smlt_shutdown_shards(cl);
+        break;
+    case COORD_ADMIN_RESTORE:
+        rc = smlt_restore(cl, req->step, &r->step);
+        break;
+    case COORD_ADMIN_CHECKPOINT_EVERY:
+        rc = smlt_set_checkpoint_every(cl, req->step);
         break;
     case COORD_ADMIN_SETUP:
         break;

@@ -40,7 +40,10 @@ enum coord_admin_op {
     COORD_ADMIN_UPDATE_CONF, /* the expected worker count */
     COORD_ADMIN_EXPORT,      /* the whole model with its optimizer state */
     COORD_ADMIN_SAVE,        /* pull the model and write it to path (model file format) */
-    COORD_ADMIN_SHUTDOWN     /* ask every shard process to exit */
+    COORD_ADMIN_SHUTDOWN,    /* ask every shard process to exit */
+    COORD_ADMIN_RESTORE,     /* every shard restores the checkpoint of `step` (0: the newest
+                                step every shard has) */
+    COORD_ADMIN_CHECKPOINT_EVERY /* checkpoints at multiples of `step` from now on */
 };
 
 #define COORD_ADMIN_ADDRS_MAX (COORD_SHARDS_MAX * 24)
@@ -56,10 +59,12 @@ struct coord_admin_req {
     char new_addrs[COORD_ADMIN_ADDRS_MAX]; /* RESHARD */
     uint32_t workers;                  /* UPDATE_CONF */
     char path[1100];                   /* SAVE */
-    uint64_t step;                     /* SAVE: the step recorded in the file */
+    uint64_t step;                     /* SAVE: the step recorded in the file; RESTORE */
     char model[COORD_ADMIN_MODEL_MAX]; /* SETUP: the model spec */
     char job[64];                      /* SETUP: the job's name for the shards' logs */
-    struct smlt_job_conf conf;         /* SETUP (conf.job is replaced by job) */
+    struct smlt_job_conf conf;         /* SETUP (conf.job is replaced by job, and
+                                          conf.checkpoint_dir by checkpoint_dir) */
+    char checkpoint_dir[1100];         /* SETUP: "" for the shards' own --checkpoint-dir */
 };
 
 struct coord_admin_res {
@@ -67,7 +72,7 @@ struct coord_admin_res {
     int rc;                 /* 0 or a negative SMLT_E* code */
     char err[512];          /* what failed, in words */
     double seconds;         /* how long the call ran */
-    uint64_t step;          /* FREEZE, STOP_AT, RESHARD: the step it happened at */
+    uint64_t step;          /* FREEZE, STOP_AT, RESHARD, RESTORE: the step it happened at */
     /* STATS: per shard, stats_rc[k] is 0 when stats[k] was read */
     uint32_t nshards;
     struct smlt_shard_stats *stats;

@@ -44,6 +44,8 @@
 #define JOB_PROGRESS_EVERY_S 5.0  /* journal a progress record at most this often */
 #define JOB_TICK_S 1.0
 #define JOB_EPOCH_SLACK 0.1       /* statistical efficiency: a sliver of an epoch not trained */
+#define JOB_CKPT_PROVISIONAL 200  /* checkpoint.every_s: steps between checkpoints until the
+                                     step time is measured */
 
 enum job_state {
     JOB_QUEUED,
@@ -134,6 +136,15 @@ enum boundary_stage {
     BD_WORKERS   /* changing the shards' expected worker count */
 };
 
+/* A phase as recorded: where it starts and with how many workers (coord_recover.c restores
+ * the phase of a checkpoint's step). */
+struct job_phase_rec {
+    uint64_t phase_step;
+    uint32_t phase_epoch, workers;
+};
+
+#define JOB_PHASES_MAX 256
+
 struct coord_job {
     struct coord *c;
     char id[JOB_ID_MAX];
@@ -222,6 +233,15 @@ struct coord_job {
     enum job_state finish_state;
     char finish_why[1300];
     double resume_from_unix; /* a resumed job: when it was last heard of before the restart */
+    /* Recovery from a dead shard (coord_recover.c). */
+    struct job_phase_rec phases[JOB_PHASES_MAX];
+    uint32_t nphases;
+    uint64_t map_version;   /* of the shards' partition map */
+    int recovering;
+    uint64_t ckpt_every;    /* the checkpoint interval the shards have, in steps */
+    int ckpt_rate_set;      /* every_s was turned into steps for this phase */
+    uint32_t rc_shard, rc_conf_workers;
+    pid_t rc_pid;
     coord_done_fn end_cb;   /* coord_cancel()'s caller, told when the job has ended */
     void *end_arg;
     int model_saved;
@@ -340,6 +360,21 @@ void coord_restore_all(struct coord *c);
 /* Replays one job's journal into j (for coord_restore_all() and the unit suite); a job that
  * had not ended is resumed (job_resume()). */
 void job_restore(struct coord *c, struct coord_job *j);
+
+/* ---- coord_recover.c ---- */
+/* 1 when the job's shards take checkpoints (spec "checkpoint"). */
+int job_checkpoints(const struct coord_job *j);
+/* Local shard `shard` (pid) has exited: replaces it and restores every shard from the newest
+ * common checkpoint, then goes on (asynchronously). Returns 0 when recovery started (or
+ * failed the job itself), -1 when the job cannot recover that way (no checkpoints, not local
+ * shards, already recovering): the caller fails it. */
+int job_recover_shard(struct coord_job *j, uint32_t shard, pid_t pid);
+/* Fills an admin SETUP request from the job: model, conf (sync, optimizer, workers now),
+ * checkpoint directory, interval and keep. */
+void job_setup_req(const struct coord_job *j, struct coord_admin_req *req);
+/* spec checkpoint.every_s: once a rank's step time is known (in this phase), sets the shards'
+ * interval to the steps that take about every_s. */
+void job_checkpoint_rate(struct coord_job *j, const struct rank *r);
 
 /* ---- coord_resume.c ---- */
 /* A job that had not ended when the coordinator went away: a queued one starts; a running one

@@ -103,6 +103,30 @@ void job_charge_ps(struct coord_job *j)
     }
 }
 
+int job_checkpoints(const struct coord_job *j)
+{
+    return j->spec.checkpoint.every_steps > 0 || j->spec.checkpoint.every_s > 0;
+}
+
+void job_setup_req(const struct coord_job *j, struct coord_admin_req *req)
+{
+    coord_spec_job_conf(&j->spec, &req->conf);
+    req->conf.workers = j->workers ? j->workers : j->spec.workers;
+    snprintf(req->job, sizeof req->job, "%s", j->id);
+    snprintf(req->model, sizeof req->model, "%s", j->spec.model);
+    if (job_checkpoints(j)) {
+        /* Local shards write under the job's directory (a PersistentVolume on Kubernetes);
+         * external ones to their own --checkpoint-dir. every_s becomes steps once the step
+         * time is known (job_checkpoint_rate()); until then none are taken. */
+        if (j->shards.local)
+            snprintf(req->checkpoint_dir, sizeof req->checkpoint_dir, "%s/checkpoints", j->dir);
+        req->conf.checkpoint_every = j->spec.checkpoint.every_steps ? j->spec.checkpoint.every_steps
+                                     : j->ckpt_every                 ? j->ckpt_every
+                                                                     : JOB_CKPT_PROVISIONAL;
+        req->conf.checkpoint_keep = j->spec.checkpoint.keep;
+    }
+}
+
 struct coord_admin *job_admin(struct coord_job *j)
 {
     if (!j->admin)
@@ -166,6 +190,8 @@ void job_journal_shards(struct coord_job *j)
 
 void job_journal_phase(struct coord_job *j)
 {
+    if (j->nphases < JOB_PHASES_MAX)
+        j->phases[j->nphases++] = (struct job_phase_rec){j->phase_step, j->phase_epoch, j->workers};
     json_t *rec = json_pack("{s:I, s:i, s:i, s:i, s:i}", "phase_step", (json_int_t)j->phase_step,
                             "phase_epoch", (int)j->phase_epoch, "workers", (int)j->workers,
                             "memory_mb", (int)j->memory_mb, "epochs_target",
@@ -423,7 +449,17 @@ void job_on_tick(evutil_socket_t fd, short what, void *arg)
     struct coord_job *j = arg;
     if (job_ended(j) || j->finishing)
         return;
-    int dead = coord_shards_check(&j->shards);
+    struct timeval tv = {(time_t)JOB_TICK_S, 0};
+    int dead = j->recovering ? -1 : coord_shards_check(&j->shards);
+    if (dead >= 0 && job_recover_shard(j, (uint32_t)dead, j->shards.dead_pid) == 0) {
+        evtimer_add(j->tick_ev, &tv);
+        return;
+    }
+    if (j->recovering) {
+        job_charge_ps(j);
+        evtimer_add(j->tick_ev, &tv);
+        return;
+    }
     if (dead >= 0) {
         char msg[1200];
         snprintf(msg, sizeof msg, "parameter-server shard %d exited (see %s/shards.log)", dead,
@@ -450,7 +486,6 @@ void job_on_tick(evutil_socket_t fd, short what, void *arg)
         job_event(j, "deadline", "the deadline of %.0f s has passed at step %llu of %llu",
                   j->spec.deadline_s, (unsigned long long)j->step, (unsigned long long)j->total_steps);
     }
-    struct timeval tv = {(time_t)JOB_TICK_S, 0};
     evtimer_add(j->tick_ev, &tv);
 }
 
@@ -557,9 +592,11 @@ void job_on_start(evutil_socket_t fd, short what, void *arg)
     }
     j->ps_charged_at = smlt_now_mono();
     job_journal_shards(j);
+    j->workers = j->spec.workers;
+    j->map_version = 1;
+    if (!j->spec.checkpoint.every_steps && j->spec.checkpoint.every_s > 0)
+        j->ckpt_every = JOB_CKPT_PROVISIONAL;
     struct coord_admin_req req = {.op = COORD_ADMIN_SETUP, .timeout_ms = 60000};
-    coord_spec_job_conf(&j->spec, &req.conf);
-    snprintf(req.job, sizeof req.job, "%s", j->id);
-    snprintf(req.model, sizeof req.model, "%s", j->spec.model);
+    job_setup_req(j, &req);
     job_call(j, &req, on_setup);
 }

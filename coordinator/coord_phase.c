@@ -25,7 +25,7 @@
 /* Whether an admin call's result still matters: not when the job ended or is ending. */
 static int job_gone(const struct coord_job *j)
 {
-    return job_ended(j) || j->finishing;
+    return job_ended(j) || j->finishing || j->recovering;
 }
 
 /* The next epoch's figures (job_measure()) start at `step`, time t. */
@@ -387,6 +387,7 @@ static void on_bd_resharded(struct coord_job *j, const struct coord_admin_res *r
         if (ns < before)
             coord_shards_shrink(&j->shards, ns);
         coord_shards_addrs(&j->shards, ns, j->shards.addrs, sizeof j->shards.addrs);
+        j->map_version++; /* a reshard publishes the map at the next version */
         job_journal_shards(j);
     }
     if (job_gone(j)) {
@@ -511,6 +512,7 @@ static void job_new_phase(struct coord_job *j, uint32_t nw)
             rank_mark(&r->ep, r); /* its epoch figures start here */
     }
     j->workers = nw;
+    j->ckpt_rate_set = 0; /* the step time changes with the fan-out */
     if (j->bd.profile)
         job_epoch_mark(j, at, smlt_now_mono());
     job_journal_phase(j);

@@ -79,6 +79,7 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
         r->pf_invocations = r->tot.invocations;
     }
     r->last_report = smlt_now_mono();
+    job_checkpoint_rate(j, r);
     if (j->spe && j->profile_state == PROFILE_NONE)
         job_profile(j);
     uint64_t step = UINT64_MAX;

@@ -168,6 +168,9 @@ static int on_replay(const char *type, json_t *rec, void *arg)
         j->memory_mb = (uint32_t)json_integer_value(json_object_get(rec, "memory_mb"));
         if (json_integer_value(json_object_get(rec, "epochs_target")) > 0)
             j->epochs_target = (uint32_t)json_integer_value(json_object_get(rec, "epochs_target"));
+        if (j->nphases < JOB_PHASES_MAX)
+            j->phases[j->nphases++] =
+                (struct job_phase_rec){j->phase_step, j->phase_epoch, j->workers};
     } else if (!strcmp(type, "profile")) {
         json_decref(j->profile);
         j->profile = json_incref(rec);

@@ -55,6 +55,8 @@ static void on_resume_stats(struct coord_job *j, const struct coord_admin_res *r
         }
         if (res->stats[k].version < step)
             step = res->stats[k].version;
+        if (res->stats[k].map_version > j->map_version)
+            j->map_version = res->stats[k].map_version;
     }
     job_take_stats(j, res, NULL); /* the noise baseline */
     if (job_ranks_new(j) != 0) {

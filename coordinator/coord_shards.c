@@ -40,49 +40,87 @@ void coord_random_hex(char *buf, size_t n)
     buf[i] = '\0';
 }
 
+/* Starts the process of shard i and waits for its port. Returns the port (> 0), or a
+ * negative code with a message in err. */
+static int spawn_one(struct coord_shards *s, uint32_t i, const char *ps_bin, const char *dir,
+                     char *err, size_t errlen)
+{
+    char log[1024], id[16], pf[1024];
+    snprintf(log, sizeof log, "%s/shards.log", dir);
+    snprintf(id, sizeof id, "%u", i);
+    snprintf(pf, sizeof pf, "%s/shard%u.port", dir, i);
+    unlink(pf);
+    /* The tokens go through the environment: a command line is readable by every local user
+     * (/proc/PID/cmdline), the environment only by the owner. */
+    char tok_env[128], adm_env[128];
+    snprintf(tok_env, sizeof tok_env, "SMLT_TOKEN=%s", s->token);
+    snprintf(adm_env, sizeof adm_env, "SMLT_ADMIN_TOKEN=%s", s->admin_token);
+    const char *env[] = {tok_env, adm_env, NULL};
+    char nic[16];
+    snprintf(nic, sizeof nic, "%u", s->nic_mbps);
+    /* Shards are persistent nodes: they outlive a coordinator that dies, so that its next run
+     * adopts them (coord_resume.c); one that nobody adopts exits on its own. */
+    const char *argv[] = {ps_bin, "--shard", id, "--listen", "127.0.0.1:0", "--port-file", pf,
+                          "--log-level", "info", "--nic-mbps", nic, "--orphan-exit",
+                          COORD_SHARDS_ORPHAN_EXIT_S, NULL};
+    struct smlt_proc_opts o = {.log_path = log, .die_with_parent = 0, .env = env};
+    pid_t pid = smlt_proc_spawn(argv, &o);
+    if (pid <= 0) {
+        snprintf(err, errlen, "cannot start %s: %s", ps_bin, strerror(errno));
+        return SMLT_ESYS;
+    }
+    s->pid[i] = pid;
+    int port = smlt_proc_wait_port(pid, pf, 10000);
+    if (port <= 0) {
+        snprintf(err, errlen, "shard %u did not start (see %s)", i, log);
+        smlt_proc_stop(pid, 1000);
+        s->pid[i] = 0;
+        return port < 0 ? port : SMLT_EIO;
+    }
+    return port;
+}
+
 /* Starts shards s->n .. n-1. */
 static int start_more(struct coord_shards *s, uint32_t n, const char *ps_bin, const char *dir,
                       char *err, size_t errlen)
 {
-    char log[1024];
-    snprintf(log, sizeof log, "%s/shards.log", dir);
     size_t off = strlen(s->addrs);
     for (uint32_t i = s->n; i < n; i++) {
-        char id[16], pf[1024];
-        snprintf(id, sizeof id, "%u", i);
-        snprintf(pf, sizeof pf, "%s/shard%u.port", dir, i);
-        unlink(pf);
-        /* The tokens go through the environment: a command line is readable by every local
-         * user (/proc/PID/cmdline), the environment only by the owner. */
-        char tok_env[128], adm_env[128];
-        snprintf(tok_env, sizeof tok_env, "SMLT_TOKEN=%s", s->token);
-        snprintf(adm_env, sizeof adm_env, "SMLT_ADMIN_TOKEN=%s", s->admin_token);
-        const char *env[] = {tok_env, adm_env, NULL};
-        char nic[16];
-        snprintf(nic, sizeof nic, "%u", s->nic_mbps);
-        /* Shards are persistent nodes: they outlive a coordinator that dies, so that its next
-         * run adopts them (coord_restore.c); one that nobody adopts exits on its own. */
-        const char *argv[] = {ps_bin, "--shard", id, "--listen", "127.0.0.1:0", "--port-file", pf,
-                              "--log-level", "info", "--nic-mbps", nic, "--orphan-exit",
-                              COORD_SHARDS_ORPHAN_EXIT_S, NULL};
-        struct smlt_proc_opts o = {.log_path = log, .die_with_parent = 0, .env = env};
-        pid_t pid = smlt_proc_spawn(argv, &o);
-        if (pid <= 0) {
-            snprintf(err, errlen, "cannot start %s: %s", ps_bin, strerror(errno));
-            return SMLT_ESYS;
-        }
-        s->pid[i] = pid;
+        int port = spawn_one(s, i, ps_bin, dir, err, errlen);
+        if (port <= 0)
+            return port;
         s->n = i + 1;
-        int port = smlt_proc_wait_port(pid, pf, 10000);
-        if (port <= 0) {
-            snprintf(err, errlen, "shard %u did not start (see %s)", i, log);
-            smlt_proc_stop(pid, 1000);
-            s->pid[i] = 0;
-            s->n = i;
-            return port < 0 ? port : SMLT_EIO;
-        }
         off += (size_t)snprintf(s->addrs + off, sizeof s->addrs - off, "%s127.0.0.1:%d",
                                 i ? "," : "", port);
+    }
+    return 0;
+}
+
+int coord_shards_replace(struct coord_shards *s, uint32_t i, const char *ps_bin, const char *dir,
+                         char *err, size_t errlen)
+{
+    if (!s->local || i >= s->n) {
+        snprintf(err, errlen, "shard %u: not a local shard of this job", i);
+        return SMLT_EINVAL;
+    }
+    if (s->pid[i] > 0)
+        smlt_proc_stop(s->pid[i], 1000);
+    int port = spawn_one(s, i, ps_bin, dir, err, errlen);
+    if (port <= 0)
+        return port;
+    /* The address list with shard i's new port. */
+    char tmp[sizeof s->addrs], *save = NULL;
+    snprintf(tmp, sizeof tmp, "%s", s->addrs);
+    size_t off = 0;
+    uint32_t k = 0;
+    s->addrs[0] = '\0';
+    for (char *a = strtok_r(tmp, ",", &save); a; a = strtok_r(NULL, ",", &save), k++) {
+        if (k == i)
+            off += (size_t)snprintf(s->addrs + off, sizeof s->addrs - off, "%s127.0.0.1:%d",
+                                    k ? "," : "", port);
+        else
+            off += (size_t)snprintf(s->addrs + off, sizeof s->addrs - off, "%s%s", k ? "," : "",
+                                    a);
     }
     return 0;
 }
@@ -165,6 +203,7 @@ int coord_shards_check(struct coord_shards *s)
 {
     for (uint32_t i = 0; i < s->n && s->local; i++) {
         if (s->pid[i] > 0 && !smlt_proc_alive(s->pid[i])) {
+            s->dead_pid = s->pid[i];
             s->pid[i] = 0;
             return (int)i;
         }

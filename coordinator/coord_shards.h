@@ -24,6 +24,7 @@ struct coord_shards {
     char token[65], admin_token[65];
     double started;                  /* CLOCK_MONOTONIC seconds */
     uint32_t nic_mbps;               /* local shards' emulated network card (0: none) */
+    pid_t dead_pid;                  /* the last shard coord_shards_check() found gone */
 };
 
 /* Starts n local shards with `ps_bin`, ports and logs under dir, each with an emulated network
@@ -40,6 +41,11 @@ int coord_shards_external(struct coord_shards *s, const char *addrs, const char 
  * Returns 0 or a negative code with a message in err. */
 int coord_shards_grow(struct coord_shards *s, uint32_t n, const char *ps_bin, const char *dir,
                       char *err, size_t errlen);
+
+/* Starts a new local shard in place of shard i (same tokens, a new port): its pid and its
+ * address in addrs change. Returns 0 or a negative code with a message in err. */
+int coord_shards_replace(struct coord_shards *s, uint32_t i, const char *ps_bin, const char *dir,
+                         char *err, size_t errlen);
 
 /* Keeps the first n local shards and stops the others by pid (after they were retired by a
  * reshard). */

@@ -578,11 +578,14 @@ static void handle_update_conf(struct ps_client *cl, const struct rpc_frame_hdr 
                              m->has_weight_decay ? &m->weight_decay : NULL,
                              m->has_workers ? &m->workers : NULL,
                              m->has_staleness ? &m->staleness : NULL, err, sizeof err);
+    if (!rc && m->has_checkpoint_every_steps)
+        rc = ps_shard_set_checkpoint_every(srv->shard, m->checkpoint_every_steps, err, sizeof err);
     if (rc)
         reply_error(cl, h->req_id, rc, err);
     else {
-        log_info("shard %u: conf updated:%s%s%s", srv->conf.shard, m->has_lr ? " lr" : "",
-                 m->has_weight_decay ? " weight_decay" : "", m->has_workers ? " workers" : "");
+        log_info("shard %u: conf updated:%s%s%s%s", srv->conf.shard, m->has_lr ? " lr" : "",
+                 m->has_weight_decay ? " weight_decay" : "", m->has_workers ? " workers" : "",
+                 m->has_checkpoint_every_steps ? " checkpoint interval" : "");
         reply_ok(cl, h->req_id);
     }
 out:

@@ -1261,6 +1261,16 @@ int ps_shard_update(struct ps_shard *s, const float *lr, const float *weight_dec
     return 0;
 }
 
+int ps_shard_set_checkpoint_every(struct ps_shard *s, uint64_t every, char *err, size_t errlen)
+{
+    if (!s->conf.ckpt_dir[0] || (every && !s->ck)) {
+        snprintf(err, errlen, "the shard was configured without checkpoints");
+        return SMLT_EINVAL;
+    }
+    s->conf.ckpt_every = every;
+    return 0;
+}
+
 /* ---- accessors --------------------------------------------------------------------------- */
 
 const struct part_map *ps_shard_map(const struct ps_shard *s)

@@ -121,6 +121,11 @@ int ps_shard_ready(const struct ps_shard *s);
 int ps_shard_update(struct ps_shard *s, const float *lr, const float *weight_decay,
                     const uint32_t *workers, const uint32_t *staleness, char *err, size_t errlen);
 
+/* Checkpoints from now on at multiples of every (0: none). SMLT_EINVAL when the shard was
+ * configured without a checkpoint directory and interval (its copy buffers were not made).
+ * Loop thread. */
+int ps_shard_set_checkpoint_every(struct ps_shard *s, uint64_t every, char *err, size_t errlen);
+
 /* Checks a push before its payload is read. Returns 0 (receive it), 1 (a duplicate: drop it and
  * acknowledge), or SMLT_ENOTCONF, SMLT_EAGAIN, SMLT_ESTALEMAP, SMLT_ERANGE (must be the whole
  * range), SMLT_EINVAL (rank out of range), SMLT_ESTEP (with a message in err). */

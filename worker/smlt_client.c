@@ -77,7 +77,8 @@ struct op {
     uint64_t lo, hi, min_clock;
     uint64_t version, clock;
     /* update */
-    int has_lr, has_wd, has_workers;
+    int has_lr, has_wd, has_workers, has_ckpt_every;
+    uint64_t ckpt_every;
     float lr, wd;
     uint32_t workers;
     /* stats */
@@ -728,6 +729,8 @@ static void send_op(struct smlt_client *c, struct op *o)
         u.weight_decay = o->wd;
         u.has_workers = o->has_workers;
         u.workers = o->workers;
+        u.has_checkpoint_every_steps = o->has_ckpt_every;
+        u.checkpoint_every_steps = o->ckpt_every;
         rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_UPDATE_CONF, o->req_id, &u.base, NULL, 0, 0,
                            NULL, NULL);
         break;
@@ -1393,6 +1396,7 @@ int smlt_set_params(struct smlt_client *c, const float *model)
 struct update_args {
     const float *lr, *wd;
     const uint32_t *workers;
+    const uint64_t *ckpt_every;
 };
 
 static int fill_update(struct smlt_client *c, void *arg)
@@ -1413,6 +1417,10 @@ static int fill_update(struct smlt_client *c, void *arg)
             o->has_workers = 1;
             o->workers = *u->workers;
         }
+        if (u->ckpt_every) {
+            o->has_ckpt_every = 1;
+            o->ckpt_every = *u->ckpt_every;
+        }
     }
     return rc;
 }
@@ -1423,7 +1431,16 @@ int smlt_update_conf(struct smlt_client *c, const float *lr, const float *weight
     int rc = need_map(c);
     if (rc)
         return rc;
-    struct update_args u = {lr, weight_decay, workers};
+    struct update_args u = {lr, weight_decay, workers, NULL};
+    return call_with_map_retry(c, fill_update, &u);
+}
+
+int smlt_set_checkpoint_every(struct smlt_client *c, uint64_t every_steps)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    struct update_args u = {NULL, NULL, NULL, &every_steps};
     return call_with_map_retry(c, fill_update, &u);
 }
 

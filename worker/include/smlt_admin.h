@@ -94,6 +94,11 @@ SMLT_API int smlt_unfreeze(struct smlt_client *c);
  * Adam keeps 2, momentum and AdaGrad 1, SGD 0). For checkpoints and checks. */
 SMLT_API int smlt_export(struct smlt_client *c, float *params, float *state, uint32_t *nstate);
 
+/* Changes how often every shard checkpoints, from now on: at multiples of every_steps (0:
+ * none). The shards must have been configured with a checkpoint directory and an interval
+ * (struct smlt_job_conf). (admin) */
+SMLT_API int smlt_set_checkpoint_every(struct smlt_client *c, uint64_t every_steps);
+
 /* Lists shard `shard`'s checkpoints that read back valid (every CRC checked), newest first:
  * up to cap steps into steps, their count in *n (which may exceed cap). Corrupt files are
  * skipped; *corrupt (if non-NULL) gets how many, and report (if non-NULL, reportlen bytes)

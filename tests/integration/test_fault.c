@@ -1,0 +1,255 @@
+/* test_fault.c: a parameter-server shard dies mid-job and the job goes on (issue 11 item 2).
+ *
+ * A real coordinator runs an MLP on 2 workers and 2 local shards that checkpoint every 20
+ * steps. Each test kills one shard with SIGKILL by its pid once the job is well past a
+ * checkpoint:
+ *   - shard_killed_mid_job: the coordinator replaces the shard, restores every shard to the
+ *     newest common checkpoint and the job succeeds; the journal's "fault" event names the
+ *     shard and the steps lost; the replacement applied every step after the checkpoint once
+ *     (its updates_applied is the final version minus the restored step), and every shard
+ *     ends at the same version;
+ *   - corrupt_checkpoint_falls_back: the dead shard's newest checkpoint is damaged right after
+ *     the kill: the restore uses the previous good step, and the job still succeeds.
+ * Everything started is stopped by its pid. */
+#include <check.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "coord_test.h"
+
+static char root[256];
+static char dataset[256];
+static char data_dir[300];
+static struct test_daemon coord;
+
+static void setup(void)
+{
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGALRM, SIG_DFL);
+    snprintf(data_dir, sizeof data_dir, "%s/data.XXXXXX", root);
+    ck_assert_ptr_nonnull(mkdtemp(data_dir));
+    ck_assert_int_eq(ct_coord_start(&coord, data_dir, NULL), 0);
+}
+
+static void teardown(void)
+{
+    test_daemon_stop(&coord);
+    ct_rm_rf(data_dir);
+}
+
+static uint64_t past_step;
+static int past(const json_t *j)
+{
+    return !strcmp(ct_str(j, "state"), "running") && ct_num(j, "step") >= (double)past_step;
+}
+
+static const json_t *fault_event(const json_t *j)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(j, "events"), i, e)
+    if (!strcmp(ct_str(e, "kind"), "fault"))
+        return e;
+    return NULL;
+}
+
+/* The newest checkpoint file of a shard (by name: ckpt-<step>.smltck), or "" . */
+static void newest_checkpoint(const char *id, int shard, char *out, size_t len)
+{
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/jobs/%s/checkpoints/shard-%d", data_dir, id, shard);
+    out[0] = '\0';
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    unsigned long long best = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        unsigned long long step;
+        if (sscanf(e->d_name, "ckpt-%llu.smltck", &step) == 1 && step >= best) {
+            best = step;
+            snprintf(out, len, "%s/%s", dir, e->d_name);
+        }
+    }
+    closedir(d);
+}
+
+/* The shard id of an smlt-ps process, from its command line (--shard N). */
+static int shard_of(pid_t pid)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    for (size_t i = 0; i + 8 < n; i += strlen(buf + i) + 1)
+        if (!strcmp(buf + i, "--shard"))
+            return atoi(buf + i + 8);
+    return -1;
+}
+
+static unsigned long long corrupted_step;
+
+static json_t *run_and_kill(const char *id, int corrupt)
+{
+    past_step = 120;
+    json_t *j = ct_wait_until(coord.port, id, 120, past);
+    ck_assert_str_eq(ct_str(j, "state"), "running");
+    json_decref(j);
+    pid_t ps[8];
+    ck_assert_int_eq(ct_children(coord.pid, "smlt-ps", NULL, ps, 8), 2);
+    int victim = shard_of(ps[1]);
+    ck_assert(victim == 0 || victim == 1);
+    ck_assert_int_eq(kill(ps[1], SIGKILL), 0);
+    if (corrupt) {
+        /* Its newest checkpoint damaged (it writes no more): that step is no longer one every
+         * shard has, and the restore must take the one before. (The coordinator notices the
+         * death at its next tick, up to a second later.) */
+        char f[900];
+        newest_checkpoint(id, victim, f, sizeof f);
+        ck_assert_msg(f[0], "no checkpoint of shard %d yet", victim);
+        ck_assert_int_eq(sscanf(strrchr(f, '/'), "/ckpt-%llu.smltck", &corrupted_step), 1);
+        FILE *fp = fopen(f, "r+b");
+        ck_assert_ptr_nonnull(fp);
+        fseek(fp, 40, SEEK_SET);
+        int c = fgetc(fp);
+        fseek(fp, 40, SEEK_SET);
+        fputc(c ^ 0x55, fp);
+        fclose(fp);
+    }
+    j = ct_wait_job(coord.port, id, 300);
+    ck_assert_ptr_nonnull(j);
+    if (strcmp(ct_str(j, "state"), "succeeded")) {
+        char *d = json_dumps(j, JSON_INDENT(1));
+        fprintf(stderr, "%s\n", d);
+        free(d);
+    }
+    ck_assert_str_eq(ct_str(j, "state"), "succeeded");
+    return j;
+}
+
+static char *submit(void)
+{
+    char spec[1024], err[512];
+    snprintf(spec, sizeof spec,
+             "{\"model\": \"mlp:784-64-10\", \"dataset\": \"%s\", \"epochs\": %d, \"workers\": 2, "
+             "\"shards\": 2, \"checkpoint\": {\"every_steps\": 20, \"keep\": 4}, "
+             "\"optimizer\": {\"kind\": \"adam\", \"lr\": 0.001}}",
+             dataset, ct_quick() ? 40 : 60);
+    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    return id;
+}
+
+static void check_counters(const json_t *j, uint64_t restored, int killed)
+{
+    long long final = -1;
+    size_t i;
+    json_t *st;
+    json_array_foreach(json_object_get(j, "ps_stats"), i, st)
+    {
+        long long v = (long long)ct_num(st, "version");
+        if (final < 0)
+            final = v;
+        ck_assert_int_eq(v, final); /* every shard at the same step */
+        if (ct_num(st, "shard") == killed) /* the replacement applied each step after it once */
+            ck_assert_int_eq((long long)ct_num(st, "updates_applied"), v - (long long)restored);
+    }
+    ck_assert_int_eq(json_array_size(json_object_get(j, "ps_stats")), 2);
+    ck_assert(final >= (long long)ct_num(j, "step"));
+}
+
+/* The shard the fault event says died. */
+static int killed_shard(const json_t *e)
+{
+    const char *m = strstr(ct_str(e, "message"), "parameter-server shard ");
+    ck_assert_ptr_nonnull(m);
+    return atoi(m + strlen("parameter-server shard "));
+}
+
+/* The step the fault event says the shards were restored to. */
+static uint64_t restored_step(const json_t *e)
+{
+    const char *m = strstr(ct_str(e, "message"), "checkpoint of step ");
+    ck_assert_ptr_nonnull(m);
+    return strtoull(m + strlen("checkpoint of step "), NULL, 10);
+}
+
+START_TEST(shard_killed_mid_job)
+{
+    char *id = submit();
+    json_t *j = run_and_kill(id, 0);
+    const json_t *e = fault_event(j);
+    ck_assert_ptr_nonnull(e);
+    fprintf(stderr, "shard_killed_mid_job: %s\n", ct_str(e, "message"));
+    ck_assert_ptr_nonnull(strstr(ct_str(e, "message"), "steps lost"));
+    uint64_t r = restored_step(e);
+    ck_assert(r >= 100 && r % 20 == 0);
+    check_counters(j, r, killed_shard(e));
+    ck_assert(ct_num(j, "test_accuracy") > 0.7);
+    json_decref(j);
+    free(id);
+}
+END_TEST
+
+START_TEST(corrupt_checkpoint_falls_back)
+{
+    char *id = submit();
+    json_t *j = run_and_kill(id, 1);
+    const json_t *e = fault_event(j);
+    ck_assert_ptr_nonnull(e);
+    fprintf(stderr, "corrupt_checkpoint_falls_back: %s\n", ct_str(e, "message"));
+    uint64_t r = restored_step(e);
+    ck_assert(r % 20 == 0);
+    ck_assert_msg(r < corrupted_step, "restored step %llu, the damaged one was %llu",
+                  (unsigned long long)r, corrupted_step);
+    check_counters(j, r, killed_shard(e));
+    json_decref(j);
+    free(id);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("fault");
+    TCase *tc = tcase_create("shard");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 400);
+    tcase_add_test(tc, shard_killed_mid_job);
+    tcase_add_test(tc, corrupt_checkpoint_falls_back);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    snprintf(root, sizeof root, "/tmp/smlt-test-fault.XXXXXX");
+    if (!mkdtemp(root))
+        return 1;
+    if (ct_subset_dataset(dataset, sizeof dataset, 6000, 1000) != 0) {
+        ct_rm_rf(root);
+        fprintf(stderr, "test_fault: needs Fashion-MNIST in %s (Debian package "
+                        "dataset-fashion-mnist)\n", CT_FMNIST);
+        return 1;
+    }
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    ct_rm_rf(dataset);
+    ct_clean_noted(root);
+    ct_rm_rf(root);
+    curl_global_cleanup();
+    return failed ? 1 : 0;
+}
