@@ -863,7 +863,7 @@ static void handle_restore(struct ps_client *cl, const struct rpc_frame_hdr *h, 
             log_warn("shard %u: restore refused: %s", id, err);
         reply_error(cl, h->req_id, rc, err);
     } else {
-        cancel_pulls(srv, SMLT_ESTALEMAP, "the shard was restored from a checkpoint");
+        cancel_pulls(srv, SMLT_EAGAIN, "the shard was restored from a checkpoint; pull again");
         Smlt__Ok ok = SMLT__OK__INIT;
         ok.has_version = 1;
         ok.version = ck->step;
