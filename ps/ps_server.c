@@ -766,6 +766,10 @@ static void handle_export(struct ps_client *cl, const struct rpc_frame_hdr *h, c
     oc.decoupled = sc->optim.decoupled;
     r.sync = &sy;
     r.optim = &oc;
+    r.checkpoint_dir = sc->ckpt_dir[0] ? (char *)sc->ckpt_dir : NULL;
+    r.has_checkpoint_every_steps = r.has_checkpoint_keep = 1;
+    r.checkpoint_every_steps = sc->ckpt_every;
+    r.checkpoint_keep = sc->ckpt_keep;
     rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_EXPORT_REPLY, h->req_id, &r.base, buf, bytes, 0,
                   NULL, NULL);
     free(buf);
