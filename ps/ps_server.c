@@ -774,6 +774,10 @@ static void handle_export(struct ps_client *cl, const struct rpc_frame_hdr *h, c
     oc.decoupled = sc->optim.decoupled;
     r.sync = &sy;
     r.optim = &oc;
+    r.checkpoint_dir = sc->ckpt_dir[0] ? (char *)sc->ckpt_dir : NULL;
+    r.has_checkpoint_every_steps = r.has_checkpoint_keep = 1;
+    r.checkpoint_every_steps = sc->ckpt_every;
+    r.checkpoint_keep = sc->ckpt_keep;
     rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_EXPORT_REPLY, h->req_id, &r.base, buf, bytes, 0,
                   NULL, NULL);
     free(buf);
@@ -871,7 +875,7 @@ static void handle_restore(struct ps_client *cl, const struct rpc_frame_hdr *h, 
             log_warn("shard %u: restore refused: %s", id, err);
         reply_error(cl, h->req_id, rc, err);
     } else {
-        cancel_pulls(srv, SMLT_ESTALEMAP, "the shard was restored from a checkpoint");
+        cancel_pulls(srv, SMLT_EAGAIN, "the shard was restored from a checkpoint; pull again");
         Smlt__Ok ok = SMLT__OK__INIT;
         ok.has_version = 1;
         ok.version = ck->step;

@@ -58,6 +58,7 @@ struct xmeta {
     uint32_t nranks;
     int have_conf;
     struct smlt_job_conf conf;
+    char ckpt_dir[512]; /* conf.checkpoint_dir points here */
 };
 
 struct op {
@@ -130,6 +131,7 @@ struct smlt_client {
     struct event *wake_ev;  /* made active by smlt_client_interrupt() from another thread */
     atomic_int interrupted;
     struct smlt_job_conf job;
+    char job_ckpt_dir[512]; /* job.checkpoint_dir points here (or is NULL) */
     char err[512];
 };
 
@@ -408,6 +410,12 @@ static void on_frame(struct rpc_conn *conn, const struct rpc_frame_hdr *h, const
             jc->eps = x->optim->eps;
             jc->weight_decay = x->optim->weight_decay;
             jc->decoupled = x->optim->decoupled;
+            if (x->checkpoint_dir) {
+                snprintf(o->xm.ckpt_dir, sizeof o->xm.ckpt_dir, "%s", x->checkpoint_dir);
+                jc->checkpoint_dir = o->xm.ckpt_dir;
+            }
+            jc->checkpoint_every = x->checkpoint_every_steps;
+            jc->checkpoint_keep = x->checkpoint_keep;
             o->xm.have_conf = 1;
         }
         break;
@@ -1099,6 +1107,17 @@ int smlt_client_connect(struct smlt_client **out, const char *addrs,
     return 0;
 }
 
+/* Keeps a job's settings for later configurations (a reshard configures new shards), with its
+ * own copy of the checkpoint directory. */
+static void job_conf_set(struct smlt_client *c, const struct smlt_job_conf *conf)
+{
+    c->job = *conf;
+    if (conf->checkpoint_dir) {
+        snprintf(c->job_ckpt_dir, sizeof c->job_ckpt_dir, "%s", conf->checkpoint_dir);
+        c->job.checkpoint_dir = c->job_ckpt_dir;
+    }
+}
+
 static int fill_per_shard(struct smlt_client *c, enum op_kind kind)
 {
     if (batch_alloc(c, c->nlinks))
@@ -1159,7 +1178,7 @@ int smlt_job_setup(struct smlt_client **out, const char *addrs, const struct sml
         rc = SMLT_EINVAL;
         goto out;
     }
-    c->job = *conf;
+    job_conf_set(c, conf);
     if ((rc = install_map(c, m)) != 0)
         goto out;
     rc = fill_conf(c, NULL);
@@ -1529,6 +1548,9 @@ static int export_all(struct smlt_client *c, float *params, float **state_out, s
             m->nranks = o->xm.nranks;
         if (o->xm.have_conf && !m->have_conf) {
             m->conf = o->xm.conf;
+            memcpy(m->ckpt_dir, o->xm.ckpt_dir, sizeof m->ckpt_dir);
+            if (m->conf.checkpoint_dir)
+                m->conf.checkpoint_dir = m->ckpt_dir;
             m->have_conf = 1;
         }
     }
@@ -1757,7 +1779,7 @@ int smlt_reshard(struct smlt_client *c, const char *new_addrs, uint64_t *clock, 
         goto out;
     }
     frozen = 0; /* the old map's shards are reconfigured or retired from here on */
-    c->job = m.conf;
+    job_conf_set(c, &m.conf);
     c->job.job = c->map->job;
     if ((rc = fill_per_shard(c, OP_CONF)))
         goto out;
