@@ -115,7 +115,19 @@ int smlt_proc_alive(pid_t pid)
         return 0; /* our child, and it has exited (now reaped) */
     if (r == 0)
         return 1;
-    return kill(pid, 0) == 0 || errno == EPERM;
+    if (kill(pid, 0) != 0 && errno != EPERM)
+        return 0;
+    /* Killed but not yet reaped by its (new) parent: a zombie runs no more. */
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')');
+    return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
 }
 
 const char *smlt_proc_self_dir(void)
