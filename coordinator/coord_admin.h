@@ -73,7 +73,8 @@ struct coord_admin_res {
     char err[512];          /* what failed, in words */
     double seconds;         /* how long the call ran */
     uint64_t step;          /* FREEZE, STOP_AT, RESHARD, RESTORE: the step it happened at */
-    /* STATS: per shard, stats_rc[k] is 0 when stats[k] was read */
+    /* STATS: per shard, stats_rc[k] is 0 when stats[k] was read, SMLT_EAGAIN when the shard
+     * was not asked (the call's time was spent on others), else why it did not answer */
     uint32_t nshards;
     struct smlt_shard_stats *stats;
     int *stats_rc;

@@ -44,6 +44,8 @@
 #define JOB_PROGRESS_EVERY_S 5.0  /* journal a progress record at most this often */
 #define JOB_TICK_S 1.0
 #define JOB_EPOCH_SLACK 0.1       /* statistical efficiency: a sliver of an epoch not trained */
+#define JOB_HEARTBEAT_S 10.0      /* a STATS round to every shard this often, when idle */
+#define JOB_HEARTBEAT_MISSES 3    /* missed in a row: the shard is taken for dead */
 #define JOB_CKPT_PROVISIONAL 200  /* checkpoint.every_s: steps between checkpoints until the
                                      step time is measured */
 
@@ -240,6 +242,9 @@ struct coord_job {
     int recovering;
     uint64_t ckpt_every;    /* the checkpoint interval the shards have, in steps */
     int ckpt_rate_set;      /* every_s was turned into steps for this phase */
+    double hb_at;           /* the last heartbeat (a STATS round) sent */
+    int hb_pending;
+    uint8_t hb_miss[COORD_SHARDS_MAX]; /* heartbeats each shard missed in a row */
     uint32_t rc_shard, rc_conf_workers;
     pid_t rc_pid;
     coord_done_fn end_cb;   /* coord_cancel()'s caller, told when the job has ended */

@@ -14,6 +14,7 @@
  * log, its events and its journal records, and its cost, which comes from its ledger. */
 #include "coord_int.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -425,6 +426,52 @@ void job_check_done(struct coord_job *j)
 
 /* ---- the tick ---------------------------------------------------------------------------- */
 
+static void on_heartbeat(struct coord_job *j, const struct coord_admin_res *res)
+{
+    j->hb_pending = 0;
+    if (job_ended(j) || j->finishing || j->recovering || res->rc == SMLT_ECANCELED)
+        return;
+    if (res->rc || res->nshards != j->shards.n)
+        return; /* no shard to blame (reaching none of them is the connections' business) */
+    for (uint32_t k = 0; k < j->shards.n; k++) {
+        if (res->stats_rc[k] == SMLT_EAGAIN)
+            continue; /* not asked this time */
+        int ok = res->stats_rc[k] == 0;
+        j->hb_miss[k] = ok ? 0 : (uint8_t)(j->hb_miss[k] < 255 ? j->hb_miss[k] + 1 : 255);
+        if (j->hb_miss[k] < JOB_HEARTBEAT_MISSES)
+            continue;
+        j->hb_miss[k] = 0;
+        if (j->shards.local && j->shards.pid[k] > 0) {
+            /* Alive but not answering (hung, stopped): it is replaced like a dead one (the next
+             * tick sees it gone). */
+            job_event(j, "heartbeat", "shard %u (pid %d) missed %d heartbeats in a row: "
+                                      "killing it, so that it is replaced",
+                      k, (int)j->shards.pid[k], JOB_HEARTBEAT_MISSES);
+            kill(j->shards.pid[k], SIGKILL);
+        } else {
+            char msg[400];
+            snprintf(msg, sizeof msg, "parameter-server shard %u missed %d heartbeats in a row "
+                                      "(%.200s)",
+                     k, JOB_HEARTBEAT_MISSES, smlt_strerror(res->stats_rc[k]));
+            job_finish(j, JOB_FAILED, msg);
+            return;
+        }
+    }
+}
+
+/* A STATS round to every shard every JOB_HEARTBEAT_S while the admin queue is idle: a shard
+ * that stops answering is noticed even though its process runs. */
+static void job_heartbeat(struct coord_job *j)
+{
+    double t = smlt_now_mono();
+    if (j->hb_pending || t - j->hb_at < JOB_HEARTBEAT_S || (j->admin && coord_admin_pending(j->admin)))
+        return;
+    j->hb_at = t;
+    j->hb_pending = 1;
+    struct coord_admin_req req = {.op = COORD_ADMIN_STATS, .timeout_ms = 5000};
+    job_call(j, &req, on_heartbeat);
+}
+
 /* The budget is a hard limit: stop while the workers' next progress reports (at most a couple
  * of seconds away) and the shutdown still fit in it. */
 static void job_check_budget(struct coord_job *j)
@@ -468,6 +515,7 @@ void job_on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     job_charge_ps(j);
+    job_heartbeat(j);
     if (j->spec.budget_usd > 0 && !j->stopping)
         job_check_budget(j);
     if (j->unfreeze_pending && !j->barrier_pending)

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "smlt_error.h"
+#include "smlt_proc.h"
 
 /* The phase a step belongs to (the latest recorded phase that starts at or before it). */
 static const struct job_phase_rec *phase_of(const struct coord_job *j, uint64_t step)
@@ -179,6 +180,16 @@ int job_recover_shard(struct coord_job *j, uint32_t shard, pid_t pid)
     if (coord_shards_replace(&j->shards, shard, j->c->ps_bin, j->dir, err, sizeof err) != 0) {
         recover_failed(j, err);
         return 0;
+    }
+    /* Any other shard that died meanwhile is replaced too: the restore needs them all. */
+    for (uint32_t k = 0; k < j->shards.n; k++) {
+        if (k == shard || smlt_proc_alive(j->shards.pid[k]))
+            continue;
+        job_log(j, "shard %u (pid %d) has exited too: replacing it", k, (int)j->shards.pid[k]);
+        if (coord_shards_replace(&j->shards, k, j->c->ps_bin, j->dir, err, sizeof err) != 0) {
+            recover_failed(j, err);
+            return 0;
+        }
     }
     job_journal_shards(j);
     struct coord_admin_req req = {.op = COORD_ADMIN_SETUP, .timeout_ms = 60000};

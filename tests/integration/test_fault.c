@@ -8,6 +8,8 @@
  *     shard and the steps lost; the replacement applied every step after the checkpoint once
  *     (its updates_applied is the final version minus the restored step), and every shard
  *     ends at the same version;
+ *   - hung_shard_is_replaced: a shard stopped with SIGSTOP misses its heartbeats and is
+ *     killed and replaced the same way;
  *   - corrupt_checkpoint_falls_back: the dead shard's newest checkpoint is damaged right after
  *     the kill: the restore uses the previous good step, and the job still succeeds.
  * Everything started is stopped by its pid. */
@@ -219,6 +221,38 @@ START_TEST(corrupt_checkpoint_falls_back)
 }
 END_TEST
 
+/* A shard that hangs (SIGSTOP) answers no heartbeat: after three missed in a row (about 30 s)
+ * the coordinator kills it, and it is replaced like a dead one. */
+START_TEST(hung_shard_is_replaced)
+{
+    char *id = submit();
+    past_step = 120;
+    json_t *j = ct_wait_until(coord.port, id, 120, past);
+    ck_assert_str_eq(ct_str(j, "state"), "running");
+    json_decref(j);
+    pid_t ps[8];
+    ck_assert_int_eq(ct_children(coord.pid, "smlt-ps", NULL, ps, 8), 2);
+    ck_assert_int_eq(kill(ps[0], SIGSTOP), 0);
+    j = ct_wait_job(coord.port, id, 300);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "%s: %s", ct_str(j, "state"),
+                  ct_str(j, "error"));
+    int heartbeat = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(j, "events"), i, e)
+    heartbeat |= !strcmp(ct_str(e, "kind"), "heartbeat");
+    ck_assert(heartbeat);
+    const json_t *f = fault_event(j);
+    ck_assert_ptr_nonnull(f);
+    fprintf(stderr, "hung_shard_is_replaced: %s\n", ct_str(f, "message"));
+    check_counters(j, restored_step(f), killed_shard(f));
+    json_decref(j);
+    kill(ps[0], SIGKILL); /* (killed already, by the coordinator) */
+    free(id);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("fault");
@@ -227,6 +261,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 400);
     tcase_add_test(tc, shard_killed_mid_job);
     tcase_add_test(tc, corrupt_checkpoint_falls_back);
+    tcase_add_test(tc, hung_shard_is_replaced);
     suite_add_tcase(s, tc);
     return s;
 }
