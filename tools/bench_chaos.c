@@ -24,9 +24,10 @@
  *   caught up      the kill to the first poll whose step is past the step seen at the kill;
  *   steps redone   the highest cursor any rank reported between the kill and the job going
  *                  back minus the step it went on from, or a shard fault event's "steps lost"
- *                  if more (a lower bound: cursors are reported about once a second; for a
- *                  worker kill the shards' pushes_duplicate counts the redone pushes exactly,
- *                  for a shard kill a surviving shard's updates_applied - version does).
+ *                  if more (an estimate: cursors are reported about once a second; for a
+ *                  worker kill the shards' pushes_duplicate counts the pushes made twice,
+ *                  for a shard kill a surviving shard's updates_applied - version counts the
+ *                  steps applied twice).
  * At the end: the job's state, test accuracy, time, cost and the shards' exactly-once counters
  * (`ps_stats`: every shard at the same version; updates_applied == version on every shard of
  * a job that restored no checkpoint, >= version on a shard that was restored but not replaced;
