@@ -150,3 +150,20 @@ int bench_cluster_newest(struct bench_cluster *c, char *id, size_t idlen)
     json_decref(j);
     return best ? 0 : -1;
 }
+
+int bench_cluster_info(struct bench_cluster *c, char *url, size_t ulen, int *pid)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/cluster.json", c->home);
+    json_error_t je;
+    json_t *o = json_load_file(path, 0, &je);
+    const char *u = json_string_value(json_object_get(o, "url"));
+    json_int_t p = json_integer_value(json_object_get(o, "pid"));
+    int ok = u && p > 0;
+    if (ok) {
+        snprintf(url, ulen, "%s", u);
+        *pid = (int)p;
+    }
+    json_decref(o);
+    return ok ? 0 : -1;
+}

@@ -33,6 +33,10 @@ int bench_cluster_submit(struct bench_cluster *c, const char *spec, char *id, si
  * new JSON reference, or NULL. */
 json_t *bench_cluster_wait(struct bench_cluster *c, const char *id);
 
+/* The cluster's API URL and coordinator pid, from `smltctl up`'s cluster.json (they change when
+ * the coordinator is started again). Returns 0 or -1. */
+int bench_cluster_info(struct bench_cluster *c, char *url, size_t ulen, int *pid);
+
 /* The id of the newest job, or -1. */
 int bench_cluster_newest(struct bench_cluster *c, char *id, size_t idlen);
 

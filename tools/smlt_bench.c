@@ -5,6 +5,7 @@
 
 #include "bench_adapt.h"
 #include "bench_api.h"
+#include "bench_chaos.h"
 #include "bench_invoke.h"
 #include "bench_ps.h"
 #ifdef SMLT_HAVE_BENCH_TRAIN
@@ -20,6 +21,8 @@ static void usage(FILE *f)
                "  adapt   the scheduler on real jobs: scale out for a deadline, in for a budget,\n"
                "          more shards for a shard bottleneck\n"
                "  api     the coordinator's HTTP API latency while one job's shard is stopped\n"
+               "  chaos   a real job with a worker, a shard or the coordinator killed: recovery,\n"
+               "          steps redone, accuracy, time and cost against a clean run\n"
 #ifdef SMLT_HAVE_BENCH_TRAIN
                "  train   training throughput (samples/s) of the models vs PyTorch\n"
 #endif
@@ -41,6 +44,8 @@ int main(int argc, char **argv)
         return bench_adapt_main(argc - 1, argv + 1);
     if (!strcmp(argv[1], "api"))
         return bench_api_main(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "chaos"))
+        return bench_chaos_main(argc - 1, argv + 1);
 #ifdef SMLT_HAVE_BENCH_TRAIN
     if (!strcmp(argv[1], "train"))
         return bench_train_main(argc - 1, argv + 1);
