@@ -975,6 +975,12 @@ const ProtobufCMessageDescriptor *rpc_msg_descriptor(uint8_t type)
         return &smlt__list_checkpoints__descriptor;
     case SMLT__MSG_TYPE__MSG_CHECKPOINT_LIST:
         return &smlt__checkpoint_list__descriptor;
+    case SMLT__MSG_TYPE__MSG_SET_BACKUP:
+        return &smlt__set_backup__descriptor;
+    case SMLT__MSG_TYPE__MSG_PROMOTE:
+        return &smlt__promote__descriptor;
+    case SMLT__MSG_TYPE__MSG_SET_MAP:
+        return &smlt__set_map__descriptor;
     default:
         return NULL;
     }

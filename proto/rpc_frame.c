@@ -90,6 +90,9 @@ int rpc_frame_type_known(uint8_t type)
     case SMLT__MSG_TYPE__MSG_RESTORE:
     case SMLT__MSG_TYPE__MSG_LIST_CHECKPOINTS:
     case SMLT__MSG_TYPE__MSG_CHECKPOINT_LIST:
+    case SMLT__MSG_TYPE__MSG_SET_BACKUP:
+    case SMLT__MSG_TYPE__MSG_PROMOTE:
+    case SMLT__MSG_TYPE__MSG_SET_MAP:
         return 1;
     default:
         return 0;

@@ -50,8 +50,49 @@ struct ps_client {
     float *recv_buf;     /* a shard buffer the current payload is being read into */
     int waiting_buf;     /* on the server's list of connections waiting for a buffer */
     uint32_t pulls_waiting;
+    int is_primary;      /* a backup's connection from its primary: forwarded pushes */
+    int fwd_waiting;     /* its forwarded push waits for this shard's updates to catch up */
     struct ps_client *next, *prev;
     struct ps_client *wnext;
+};
+
+/* Replication, primary side: a push forwarded to the backup. It is counted here, and the
+ * worker acknowledged, only once the backup has answered (or was lost) and the backup
+ * connection no longer references the gradient; entries finish strictly in order. */
+struct ps_fwd {
+    struct ps_server *srv;
+    struct ps_client *cl; /* the pushing connection; NULL once it closed */
+    uint64_t req_id;      /* the worker's request id */
+    uint64_t fwd_id;      /* the request id on the backup connection */
+    uint32_t worker;
+    uint64_t step;
+    float *buf;           /* the gradient (a shard buffer), referenced by the backup's output */
+    int released;         /* the backup connection is done with buf */
+    int answered;         /* the backup's answer is in, or the backup is gone */
+    int backup_rc;        /* 0 counted, 1 duplicate, FWD_LOST, or a negative code */
+    struct ps_fwd *next;
+};
+
+#define FWD_LOST 2
+
+enum bk_state {
+    BK_NONE,     /* no backup */
+    BK_FREEZING, /* SetBackup: waiting for a step boundary */
+    BK_CONFIG,   /* frozen; the backup is being configured */
+    BK_SYNCING,  /* the range is on its way (Import); pushes are forwarded behind it */
+    BK_ON,       /* the backup is in sync: every counted push was counted there first */
+    BK_LOST      /* the backup's connection broke: this shard goes on alone */
+};
+
+struct ps_backup {
+    enum bk_state state;
+    char addr[256];
+    struct rpc_conn *conn;
+    struct ps_client *admin;   /* the SetBackup waiting for the build, or NULL */
+    uint64_t admin_req;
+    uint64_t next_id, conf_id, import_id;
+    struct ps_fwd *head, *tail;
+    uint64_t forwarded, acks, lag, lost, diverged;
 };
 
 struct ps_server {
@@ -75,6 +116,12 @@ struct ps_server {
     struct part_map *retired;          /* not in the job's map any more: every request is told so */
     struct rpc_rate *nic;            /* the emulated network card, or NULL */
     int shutdown;
+    /* replication */
+    int role;                        /* Smlt__ShardRole: SOLO, PRIMARY (bk), BACKUP */
+    struct ps_client *primary;       /* a backup: the connection of its primary */
+    uint64_t backup_ckpt_every;      /* a backup: its checkpoint interval, off until promoted */
+    struct ps_backup bk;             /* a primary: its backup */
+    struct event *fwd_ev;            /* finishes forwarded pushes (deferred, not in callbacks) */
     /* counters for /stats (connections add theirs when they close) */
     uint64_t pulls_served, pulls_timed_out, bytes_in, bytes_out, frames_bad, auth_failures;
     uint64_t stale_map_errors, conns_refused, payloads_compressed;
@@ -82,6 +129,14 @@ struct ps_server {
 
 static const struct rpc_limits lim_preauth = {SMLT_MAX_META_PREAUTH, SMLT_MAX_PAYLOAD_PREAUTH};
 static const struct rpc_limits lim_authed = {SMLT_MAX_META_LEN, SMLT_MAX_PAYLOAD};
+
+static void reply_retired(struct ps_client *cl, uint64_t req_id);
+static void conf_to_pb(const struct ps_shard_conf *sc, Smlt__SyncConf *sy, Smlt__OptimConf *oc);
+static void send_push_ack(struct ps_client *cl, uint64_t req_id, uint64_t step, int duplicate);
+static void fwd_push(struct ps_client *cl, uint64_t req_id, const Smlt__PushReq *m, float *buf);
+static void bk_try_build(struct ps_server *srv);
+static void bk_fail(struct ps_server *srv, int code, const char *msg);
+static void fwd_resume(struct ps_server *srv);
 
 /* ---- replies ----------------------------------------------------------------------------- */
 
@@ -192,6 +247,8 @@ static void on_shard_advance(struct ps_shard *sh, void *arg)
             pull_wait_free(srv, w);
         }
     }
+    bk_try_build(srv);
+    fwd_resume(srv);
     if (srv->freeze_client && ps_shard_frozen(sh)) {
         struct ps_client *fc = srv->freeze_client;
         srv->freeze_client = NULL;
@@ -232,6 +289,7 @@ static void on_shard_configured(struct ps_shard *sh, int err, void *arg)
     struct ps_server *srv = arg;
     struct ps_client *cl = srv->conf_client;
     srv->conf_client = NULL;
+    fwd_resume(srv);
     if (err == 0) {
         const struct part_map *m = ps_shard_map(sh);
         log_info("shard %u: configured: job \"%s\" map v%llu range [%llu, %llu) %s, %u workers, %s",
@@ -388,20 +446,32 @@ static void handle_push_done(struct ps_client *cl, const struct rpc_frame_hdr *h
         return;
     }
     char err[256] = "";
-    int rc = ps_shard_push_commit(srv->shard, m->worker, m->step, buf, err, sizeof err);
-    if (rc < 0) {
-        reply_error(cl, h->req_id, rc, err);
-    } else {
-        Smlt__PushAck ack = SMLT__PUSH_ACK__INIT;
-        ack.step = m->step;
-        ack.has_duplicate = 1;
-        ack.duplicate = rc == 1;
-        ack.has_version = ack.has_clock = 1;
-        ack.version = ps_shard_version(srv->shard);
-        ack.clock = ps_shard_clock(srv->shard);
-        rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_PUSH_ACK, h->req_id, &ack.base, NULL, 0, 0,
-                      NULL, NULL);
+    int rc;
+    if ((srv->bk.state == BK_SYNCING || srv->bk.state == BK_ON) && srv->bk.conn && !srv->retired) {
+        /* Replicated: the backup counts it first; it is counted here when the backup answers.
+         * Checked again now: a resend may have been counted while this payload arrived. */
+        const struct part_map *map = ps_shard_map(srv->shard);
+        rc = ps_shard_push_check(srv->shard, map ? map->version : 0, m->worker, m->step, m->lo,
+                                 m->hi, err, sizeof err);
+        if (rc == 0) {
+            fwd_push(cl, h->req_id, m, buf);
+        } else {
+            ps_shard_buf_put(srv->shard, buf);
+            if (rc == 1) {
+                ps_shard_count_duplicate(srv->shard);
+                send_push_ack(cl, h->req_id, m->step, 1);
+            } else {
+                reply_error(cl, h->req_id, rc, err);
+            }
+        }
+        protobuf_c_message_free_unpacked(&m->base, NULL);
+        return;
     }
+    rc = ps_shard_push_commit(srv->shard, m->worker, m->step, buf, err, sizeof err);
+    if (rc < 0)
+        reply_error(cl, h->req_id, rc, err);
+    else
+        send_push_ack(cl, h->req_id, m->step, rc == 1);
     protobuf_c_message_free_unpacked(&m->base, NULL);
 }
 
@@ -513,6 +583,23 @@ static void handle_configure(struct ps_client *cl, const struct rpc_frame_hdr *h
         cancel_pulls(srv, SMLT_ESTALEMAP, "the shard was reconfigured with a new map");
         part_map_free(srv->retired);
         srv->retired = NULL;
+        if (srv->bk.conn)
+            bk_fail(srv, SMLT_ECANCELED, "the shard was reconfigured");
+        srv->bk.state = BK_NONE;
+        if (srv->primary)
+            srv->primary->is_primary = 0;
+        srv->primary = NULL;
+        srv->role = SMLT__SHARD_ROLE__SHARD_SOLO;
+        if (m->has_backup && m->backup) {
+            /* Until promoted, only this connection pushes, and the primary checkpoints. */
+            srv->role = SMLT__SHARD_ROLE__SHARD_BACKUP;
+            srv->primary = cl;
+            cl->is_primary = 1;
+            srv->backup_ckpt_every = conf.ckpt_every;
+            if (conf.ckpt_every)
+                ps_shard_set_checkpoint_every(srv->shard, 0, err, sizeof err);
+            log_info("shard %u: a backup of %s", srv->conf.shard, rpc_conn_peer(cl->conn));
+        }
         if (ps_shard_ready(srv->shard)) {
             reply_ok(cl, h->req_id);
         } else {
@@ -650,6 +737,20 @@ static void handle_stats(struct ps_client *cl, uint64_t req_id)
     SET(checkpoint_copy_seconds, st.ckpt_copy_seconds);
     SET(checkpoint_write_seconds, st.ckpt_write_seconds);
     SET(checkpoint_bytes, st.ckpt_bytes);
+    int role = srv->role;
+    if (role == SMLT__SHARD_ROLE__SHARD_SOLO && srv->bk.state == BK_ON)
+        role = SMLT__SHARD_ROLE__SHARD_PRIMARY;
+    else if (role == SMLT__SHARD_ROLE__SHARD_SOLO && srv->bk.state != BK_NONE &&
+             srv->bk.state != BK_LOST)
+        role = SMLT__SHARD_ROLE__SHARD_BUILDING;
+    SET(role, (Smlt__ShardRole)role);
+    SET(backup_forwarded, srv->bk.forwarded);
+    SET(backup_acks, srv->bk.acks);
+    SET(backup_lag, srv->bk.lag);
+    SET(backup_lost, srv->bk.lost);
+    SET(backup_diverged, srv->bk.diverged);
+    if (srv->bk.state != BK_NONE)
+        m.backup_addr = srv->bk.addr;
 #undef SET
     rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_STATS, req_id, &m.base, NULL, 0, 0, NULL, NULL);
 }
@@ -757,21 +858,7 @@ static void handle_export(struct ps_client *cl, const struct rpc_frame_hdr *h, c
     const struct ps_shard_conf *sc = ps_shard_conf(srv->shard);
     Smlt__SyncConf sy = SMLT__SYNC_CONF__INIT;
     Smlt__OptimConf oc = SMLT__OPTIM_CONF__INIT;
-    sy.has_mode = sy.has_workers = sy.has_staleness = 1;
-    sy.mode = (Smlt__SyncMode)sc->mode;
-    sy.workers = sc->workers;
-    sy.staleness = sc->staleness;
-    oc.has_kind = oc.has_lr = oc.has_momentum = oc.has_nesterov = oc.has_beta1 = 1;
-    oc.has_beta2 = oc.has_eps = oc.has_weight_decay = oc.has_decoupled = 1;
-    oc.kind = (Smlt__OptimKind)sc->optim.kind;
-    oc.lr = sc->optim.lr;
-    oc.momentum = sc->optim.momentum;
-    oc.nesterov = sc->optim.nesterov;
-    oc.beta1 = sc->optim.beta1;
-    oc.beta2 = sc->optim.beta2;
-    oc.eps = sc->optim.eps;
-    oc.weight_decay = sc->optim.weight_decay;
-    oc.decoupled = sc->optim.decoupled;
+    conf_to_pb(sc, &sy, &oc);
     r.sync = &sy;
     r.optim = &oc;
     r.checkpoint_dir = sc->ckpt_dir[0] ? (char *)sc->ckpt_dir : NULL;
@@ -824,8 +911,6 @@ static void handle_import(struct ps_client *cl, const struct rpc_frame_hdr *h, c
     }
     protobuf_c_message_free_unpacked(&m->base, NULL);
 }
-
-static void reply_retired(struct ps_client *cl, uint64_t req_id);
 
 /* ---- checkpoints ---------------------------------------------------------------------------- */
 
@@ -927,6 +1012,521 @@ static void handle_list_ckpt(struct ps_client *cl, const struct rpc_frame_hdr *h
     protobuf_c_message_free_unpacked(&m->base, NULL);
 }
 
+/* Waiting pulls learn the new map with their answer. */
+static void cancel_pulls_retired(struct ps_server *srv)
+{
+    while (srv->pulls) {
+        reply_retired(srv->pulls->cl, srv->pulls->req_id);
+        pull_wait_free(srv, srv->pulls);
+    }
+}
+
+/* ---- replicated shards -------------------------------------------------------------------- */
+
+/* Primary and backup, not a chain: with two copies a chain is the same thing with the pulls
+ * moved to the tail, and pulls stay on the primary here (it has every counted push first). The
+ * primary forwards each push it is about to count over one connection to its backup, so the
+ * backup counts in the primary's order (the same sums, bit for bit) with the same exactly-once
+ * tables; the primary counts the push and acknowledges the worker only after the backup's ack.
+ * An acknowledged step is therefore on both, and a promoted backup loses none. */
+
+static void send_push_ack(struct ps_client *cl, uint64_t req_id, uint64_t step, int duplicate)
+{
+    struct ps_server *srv = cl->srv;
+    Smlt__PushAck ack = SMLT__PUSH_ACK__INIT;
+    ack.step = step;
+    ack.has_duplicate = 1;
+    ack.duplicate = duplicate;
+    ack.has_version = ack.has_clock = 1;
+    ack.version = ps_shard_version(srv->shard);
+    ack.clock = ps_shard_clock(srv->shard);
+    rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_PUSH_ACK, req_id, &ack.base, NULL, 0, 0, NULL, NULL);
+}
+
+static void conf_to_pb(const struct ps_shard_conf *sc, Smlt__SyncConf *sy, Smlt__OptimConf *oc)
+{
+    sy->has_mode = sy->has_workers = sy->has_staleness = 1;
+    sy->mode = (Smlt__SyncMode)sc->mode;
+    sy->workers = sc->workers;
+    sy->staleness = sc->staleness;
+    oc->has_kind = oc->has_lr = oc->has_momentum = oc->has_nesterov = oc->has_beta1 = 1;
+    oc->has_beta2 = oc->has_eps = oc->has_weight_decay = oc->has_decoupled = 1;
+    oc->kind = (Smlt__OptimKind)sc->optim.kind;
+    oc->lr = sc->optim.lr;
+    oc->momentum = sc->optim.momentum;
+    oc->nesterov = sc->optim.nesterov;
+    oc->beta1 = sc->optim.beta1;
+    oc->beta2 = sc->optim.beta2;
+    oc->eps = sc->optim.eps;
+    oc->weight_decay = sc->optim.weight_decay;
+    oc->decoupled = sc->optim.decoupled;
+}
+
+static void on_fwd_released(const void *data, size_t len, void *arg)
+{
+    struct ps_fwd *f = arg;
+    f->released = 1;
+    event_active(f->srv->fwd_ev, EV_READ, 0);
+}
+
+/* Ends a build of the backup that failed: the SetBackup gets the error, pushes are accepted
+ * again, the backup connection is dropped. */
+static void bk_fail(struct ps_server *srv, int code, const char *msg)
+{
+    struct ps_backup *bk = &srv->bk;
+    log_warn("shard %u: backup %s: %s", srv->conf.shard, bk->addr, msg);
+    if (bk->state == BK_FREEZING || bk->state == BK_CONFIG)
+        ps_shard_freeze(srv->shard, UINT64_MAX);
+    if (bk->admin)
+        reply_error(bk->admin, bk->admin_req, code, msg);
+    bk->admin = NULL;
+    bk->state = bk->state == BK_ON || bk->state == BK_SYNCING ? BK_LOST : BK_NONE;
+    if (bk->conn) {
+        rpc_conn_close(bk->conn, code);
+        /* pending forwards are finished by bk_on_close */
+    }
+}
+
+/* Counts a forwarded push here once its backup answered, and answers the worker. */
+static void fwd_finish(struct ps_server *srv, struct ps_fwd *f)
+{
+    char err[256] = "";
+    struct ps_backup *bk = &srv->bk;
+    if (srv->retired) {
+        /* The backup was promoted: this push belongs to the new primary. */
+        ps_shard_buf_put(srv->shard, f->buf);
+        if (f->cl)
+            reply_retired(f->cl, f->req_id);
+    } else if (f->backup_rc < 0) {
+        ps_shard_buf_put(srv->shard, f->buf);
+        if (f->cl)
+            reply_error(f->cl, f->req_id, f->backup_rc, "the backup refused this push");
+    } else {
+        int rc = ps_shard_push_commit(srv->shard, f->worker, f->step, f->buf, err, sizeof err);
+        if (f->backup_rc != FWD_LOST && rc != f->backup_rc) {
+            bk->diverged++;
+            log_warn("shard %u: push (rank %u, step %llu): backup %s, primary %d (%s)",
+                     srv->conf.shard, f->worker, (unsigned long long)f->step,
+                     f->backup_rc ? "duplicate" : "counted", rc, err);
+        }
+        if (f->cl) {
+            if (rc < 0)
+                reply_error(f->cl, f->req_id, rc, err);
+            else
+                send_push_ack(f->cl, f->req_id, f->step, rc == 1);
+        }
+    }
+}
+
+static void on_fwd_progress(evutil_socket_t fd, short what, void *arg)
+{
+    struct ps_server *srv = arg;
+    struct ps_backup *bk = &srv->bk;
+    struct ps_fwd *f;
+    while ((f = bk->head) && f->answered && f->released) {
+        bk->head = f->next;
+        if (!bk->head)
+            bk->tail = NULL;
+        bk->lag--;
+        fwd_finish(srv, f);
+        free(f);
+    }
+}
+
+/* Forwards a received push (takes buf) to the backup; counted here when it answers. */
+static void fwd_push(struct ps_client *cl, uint64_t req_id, const Smlt__PushReq *m, float *buf)
+{
+    struct ps_server *srv = cl->srv;
+    struct ps_backup *bk = &srv->bk;
+    struct ps_fwd *f = calloc(1, sizeof *f);
+    if (!f) {
+        ps_shard_buf_put(srv->shard, buf);
+        reply_error(cl, req_id, SMLT_ENOMEM, NULL);
+        return;
+    }
+    f->srv = srv;
+    f->cl = cl;
+    f->req_id = req_id;
+    f->fwd_id = ++bk->next_id;
+    f->worker = m->worker;
+    f->step = m->step;
+    f->buf = buf;
+    if (bk->tail)
+        bk->tail->next = f;
+    else
+        bk->head = f;
+    bk->tail = f;
+    bk->lag++;
+    bk->forwarded++;
+    Smlt__PushReq p = *m;
+    size_t bytes = (size_t)(m->hi - m->lo) * sizeof(float);
+    int rc = rpc_conn_send(bk->conn, SMLT__MSG_TYPE__MSG_PUSH, f->fwd_id, &p.base, buf, bytes,
+                           RPC_SEND_REF, on_fwd_released, f);
+    if (rc) {
+        /* The connection is going: bk_on_close finishes this one alone. */
+        log_debug("shard %u: forwarding to the backup failed: %s", srv->conf.shard,
+                  smlt_strerror(rc));
+    }
+}
+
+static void on_import_sent(const void *data, size_t len, void *arg)
+{
+    free((void *)data);
+}
+
+static void bk_send_import(struct ps_server *srv)
+{
+    struct ps_backup *bk = &srv->bk;
+    struct ps_shard_export e;
+    int rc = ps_shard_export(srv->shard, &e);
+    if (rc) {
+        bk_fail(srv, rc, "cannot export the range for the backup");
+        return;
+    }
+    size_t n = (size_t)(ps_shard_hi(srv->shard) - ps_shard_lo(srv->shard));
+    size_t bytes = (size_t)(1 + e.nstate) * n * sizeof(float);
+    if (bytes > SMLT_MAX_PAYLOAD) {
+        bk_fail(srv, SMLT_ETOOBIG, "the range and its optimizer state exceed one frame");
+        return;
+    }
+    /* Copied (the shard is frozen, so this is the state at the step boundary), then sent by
+     * reference and freed when written: pushes may go on as soon as it is queued, since
+     * forwarded pushes follow it on the same connection. */
+    float *x = malloc(bytes ? bytes : 1);
+    if (!x) {
+        bk_fail(srv, SMLT_ENOMEM, "out of memory for the backup's import");
+        return;
+    }
+    memcpy(x, e.params, n * sizeof(float));
+    if (e.nstate)
+        memcpy(x + n, e.state, (size_t)e.nstate * n * sizeof(float));
+    Smlt__ImportReq im = SMLT__IMPORT_REQ__INIT;
+    im.map_version = ps_shard_map(srv->shard)->version;
+    im.lo = ps_shard_lo(srv->shard);
+    im.hi = ps_shard_hi(srv->shard);
+    im.version = e.version;
+    im.clock = e.clock;
+    im.updates = e.updates;
+    im.nstate = e.nstate;
+    im.n_last_counted = im.n_last_applied = e.nranks;
+    im.last_counted = (uint64_t *)e.last_counted;
+    im.last_applied = (uint64_t *)e.last_applied;
+    im.has_final = im.final = 1;
+    bk->import_id = ++bk->next_id;
+    bk->state = BK_SYNCING;
+    rpc_conn_send(bk->conn, SMLT__MSG_TYPE__MSG_IMPORT, bk->import_id, &im.base, x, bytes,
+                  RPC_SEND_REF, on_import_sent, NULL);
+    ps_shard_freeze(srv->shard, UINT64_MAX);
+    log_info("shard %u: backup %s: range sent at step %llu; forwarding pushes", srv->conf.shard,
+             bk->addr, (unsigned long long)e.version);
+}
+
+/* Replies on the connection to the backup. */
+static void bk_on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const uint8_t *meta,
+                        void *payload, void *arg)
+{
+    struct ps_server *srv = arg;
+    struct ps_backup *bk = &srv->bk;
+    struct ps_fwd *f = NULL;
+    if (h->type == SMLT__MSG_TYPE__MSG_PUSH_ACK || h->type == SMLT__MSG_TYPE__MSG_ERROR)
+        for (f = bk->head; f && f->fwd_id != h->req_id; f = f->next)
+            ;
+    switch (h->type) {
+    case SMLT__MSG_TYPE__MSG_HELLO_OK:
+        break;
+    case SMLT__MSG_TYPE__MSG_OK:
+        if (h->req_id == bk->conf_id && bk->state == BK_CONFIG) {
+            bk_send_import(srv);
+        } else if (h->req_id == bk->import_id && bk->state == BK_SYNCING) {
+            bk->state = BK_ON;
+            log_info("shard %u: backup %s in sync", srv->conf.shard, bk->addr);
+            if (bk->admin)
+                reply_ok(bk->admin, bk->admin_req);
+            bk->admin = NULL;
+        }
+        break;
+    case SMLT__MSG_TYPE__MSG_PUSH_ACK: {
+        Smlt__PushAck *a = (Smlt__PushAck *)rpc_msg_unpack(h, meta);
+        if (f && !f->answered) {
+            f->answered = 1;
+            f->backup_rc = a && a->has_duplicate && a->duplicate ? 1 : 0;
+            bk->acks++;
+            event_active(srv->fwd_ev, EV_READ, 0);
+        }
+        if (a)
+            protobuf_c_message_free_unpacked(&a->base, NULL);
+        break;
+    }
+    case SMLT__MSG_TYPE__MSG_ERROR: {
+        Smlt__ErrorReply *er = (Smlt__ErrorReply *)rpc_msg_unpack(h, meta);
+        int code = er && er->code < 0 ? er->code : SMLT_EPROTO;
+        char msg[320];
+        snprintf(msg, sizeof msg, "%s", er && er->message ? er->message : smlt_strerror(code));
+        if (code == SMLT_ESTALEMAP && er && er->map && !srv->retired) {
+            /* Our backup was promoted: a newer primary serves this range. Fence ourselves. */
+            char e[256];
+            struct part_map *m = part_map_from_pb(er->map, e, sizeof e);
+            if (m && (!ps_shard_map(srv->shard) || m->version > ps_shard_map(srv->shard)->version)) {
+                log_warn("shard %u: the backup %s was promoted (map v%llu); retiring",
+                         srv->conf.shard, bk->addr, (unsigned long long)m->version);
+                srv->retired = m;
+                cancel_pulls_retired(srv);
+            } else {
+                part_map_free(m);
+            }
+        }
+        if (f) {
+            if (!f->answered) {
+                f->answered = 1;
+                f->backup_rc = code;
+                event_active(srv->fwd_ev, EV_READ, 0);
+            }
+        } else if (h->req_id == bk->conf_id || h->req_id == bk->import_id || h->req_id == 1) {
+            bk_fail(srv, code, msg);
+        } else {
+            log_warn("shard %u: backup %s: %s", srv->conf.shard, bk->addr, msg);
+        }
+        if (er)
+            protobuf_c_message_free_unpacked(&er->base, NULL);
+        break;
+    }
+    default:
+        log_warn("shard %u: backup %s sent message type %u", srv->conf.shard, bk->addr, h->type);
+        break;
+    }
+}
+
+static void bk_on_close(struct rpc_conn *c, int err, void *arg)
+{
+    struct ps_server *srv = arg;
+    struct ps_backup *bk = &srv->bk;
+    if (bk->conn != c)
+        return;
+    bk->conn = NULL;
+    if (bk->state != BK_NONE && bk->state != BK_LOST) {
+        bk->lost++;
+        log_warn("shard %u: lost the backup %s (%s); going on alone", srv->conf.shard, bk->addr,
+                 smlt_strerror(err));
+        if (bk->admin)
+            reply_error(bk->admin, bk->admin_req, err, "the backup's connection broke");
+        bk->admin = NULL;
+        if (bk->state == BK_CONFIG)
+            ps_shard_freeze(srv->shard, UINT64_MAX);
+        bk->state = bk->state == BK_CONFIG ? BK_NONE : BK_LOST;
+    }
+    /* Whatever the backup did not answer, this shard decides alone. The connection is freed
+     * right after this: every referenced payload has been released. */
+    for (struct ps_fwd *f = bk->head; f; f = f->next) {
+        if (!f->answered) {
+            f->answered = 1;
+            f->backup_rc = FWD_LOST;
+        }
+    }
+    /* The payload references are released when the connection is freed, right after this. */
+    event_active(srv->fwd_ev, EV_READ, 0);
+}
+
+static const struct rpc_conn_handler bk_handler = {
+    .on_frame = bk_on_frame,
+    .on_close = bk_on_close,
+};
+
+/* Connects to the backup and configures it as ours; called once the shard is frozen at a step
+ * boundary (the range is exported when the backup is configured). */
+static void bk_try_build(struct ps_server *srv)
+{
+    struct ps_backup *bk = &srv->bk;
+    if (bk->state != BK_FREEZING || !ps_shard_frozen(srv->shard))
+        return;
+    int err = 0;
+    bk->conn = rpc_conn_connect(srv->base, bk->addr, &lim_authed, &bk_handler, srv, &err);
+    if (!bk->conn) {
+        bk_fail(srv, err, "cannot connect to the backup");
+        return;
+    }
+    bk->state = BK_CONFIG;
+    Smlt__Hello hello = SMLT__HELLO__INIT;
+    const char *tok = srv->admin_token ? srv->admin_token : srv->token;
+    hello.proto_version = SMLT_PROTO_VERSION;
+    hello.token.data = (uint8_t *)tok;
+    hello.token.len = strlen(tok);
+    hello.has_role = 1;
+    hello.role = SMLT__ROLE__ROLE_ADMIN;
+    hello.client = "smlt-ps primary";
+    bk->next_id = 1; /* the Hello is request 1 */
+    rpc_conn_send(bk->conn, SMLT__MSG_TYPE__MSG_HELLO, 1, &hello.base, NULL, 0, 0, NULL, NULL);
+    const struct ps_shard_conf *sc = ps_shard_conf(srv->shard);
+    Smlt__ShardConfig cf = SMLT__SHARD_CONFIG__INIT;
+    Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
+    Smlt__SyncConf sy = SMLT__SYNC_CONF__INIT;
+    Smlt__OptimConf oc = SMLT__OPTIM_CONF__INIT;
+    if (part_map_to_pb(ps_shard_map(srv->shard), &pm) != 0) {
+        bk_fail(srv, SMLT_ENOMEM, "out of memory");
+        return;
+    }
+    conf_to_pb(sc, &sy, &oc);
+    cf.map = &pm;
+    cf.shard = ps_shard_id(srv->shard);
+    cf.sync = &sy;
+    cf.optim = &oc;
+    cf.has_await_import = cf.await_import = 1;
+    cf.has_backup = cf.backup = 1;
+    cf.checkpoint_dir = sc->ckpt_dir[0] ? (char *)sc->ckpt_dir : NULL;
+    cf.has_checkpoint_every_steps = cf.has_checkpoint_keep = 1;
+    cf.checkpoint_every_steps = sc->ckpt_every;
+    cf.checkpoint_keep = sc->ckpt_keep;
+    bk->conf_id = ++bk->next_id;
+    rpc_conn_send(bk->conn, SMLT__MSG_TYPE__MSG_CONFIGURE, bk->conf_id, &cf.base, NULL, 0, 0, NULL,
+                  NULL);
+    part_map_pb_clear(&pm);
+}
+
+static void handle_set_backup(struct ps_client *cl, const struct rpc_frame_hdr *h,
+                              const uint8_t *meta)
+{
+    struct ps_server *srv = cl->srv;
+    struct ps_backup *bk = &srv->bk;
+    Smlt__SetBackup *m = (Smlt__SetBackup *)rpc_msg_unpack(h, meta);
+    char err[320] = "";
+    int rc = 0;
+    const struct part_map *map = ps_shard_map(srv->shard);
+    if (!m) {
+        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed SetBackup");
+        return;
+    }
+    if (!map || !ps_shard_ready(srv->shard)) {
+        rc = map ? SMLT_EAGAIN : SMLT_ENOTCONF;
+        snprintf(err, sizeof err, "shard not ready");
+    } else if (m->map_version != map->version) {
+        rc = SMLT_ESTALEMAP;
+        snprintf(err, sizeof err, "SetBackup for map %llu; shard has %llu",
+                 (unsigned long long)m->map_version, (unsigned long long)map->version);
+    } else if (srv->role == SMLT__SHARD_ROLE__SHARD_BACKUP) {
+        rc = SMLT_EINVAL;
+        snprintf(err, sizeof err, "shard %u is itself a backup", srv->conf.shard);
+    } else if (bk->state != BK_NONE && bk->state != BK_LOST) {
+        rc = SMLT_EBUSY;
+        snprintf(err, sizeof err, "shard %u already has a backup (%s)", srv->conf.shard, bk->addr);
+    } else if (bk->conn || bk->head) {
+        rc = SMLT_EAGAIN;
+        snprintf(err, sizeof err, "the previous backup's connection is still closing");
+    } else if (srv->freeze_client) {
+        rc = SMLT_EBUSY;
+        snprintf(err, sizeof err, "a reshard is freezing this shard");
+    } else if (!m->addr[0] || strlen(m->addr) >= sizeof bk->addr) {
+        rc = SMLT_EINVAL;
+        snprintf(err, sizeof err, "backup address of %zu bytes", strlen(m->addr));
+    }
+    if (rc) {
+        reply_error(cl, h->req_id, rc, err);
+        goto out;
+    }
+    snprintf(bk->addr, sizeof bk->addr, "%s", m->addr);
+    bk->state = BK_FREEZING;
+    bk->admin = cl;
+    bk->admin_req = h->req_id;
+    uint64_t at = ps_shard_freeze(srv->shard, 0);
+    log_info("shard %u: building the backup %s from step %llu", srv->conf.shard, bk->addr,
+             (unsigned long long)at);
+    bk_try_build(srv);
+out:
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
+
+/* A map change that only moves addresses: SetMap on every shard, Promote on a backup. */
+static int install_map_msg(struct ps_server *srv, const Smlt__PartitionMap *pb, char *err,
+                           size_t errlen)
+{
+    struct part_map *map = part_map_from_pb(pb, err, errlen);
+    if (!map)
+        return SMLT_EINVAL;
+    return ps_shard_set_map(srv->shard, map, err, errlen);
+}
+
+static void handle_set_map(struct ps_client *cl, const struct rpc_frame_hdr *h, const uint8_t *meta)
+{
+    struct ps_server *srv = cl->srv;
+    Smlt__SetMap *m = (Smlt__SetMap *)rpc_msg_unpack(h, meta);
+    char err[320] = "";
+    if (!m) {
+        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed SetMap");
+        return;
+    }
+    int rc = install_map_msg(srv, m->map, err, sizeof err);
+    if (rc) {
+        reply_error(cl, h->req_id, rc, err);
+    } else {
+        log_info("shard %u: map v%llu installed", srv->conf.shard,
+                 (unsigned long long)ps_shard_map(srv->shard)->version);
+        reply_ok(cl, h->req_id);
+    }
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
+
+static void handle_promote(struct ps_client *cl, const struct rpc_frame_hdr *h, const uint8_t *meta)
+{
+    struct ps_server *srv = cl->srv;
+    Smlt__Promote *m = (Smlt__Promote *)rpc_msg_unpack(h, meta);
+    char err[320] = "";
+    int rc = 0;
+    if (!m) {
+        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed Promote");
+        return;
+    }
+    const struct part_map *cur = ps_shard_map(srv->shard);
+    if (srv->role != SMLT__SHARD_ROLE__SHARD_BACKUP) {
+        /* Promoted already (a retried call, maybe with a newer map): the map is all that is
+         * left to install. */
+        rc = install_map_msg(srv, m->map, err, sizeof err);
+        if (rc)
+            reply_error(cl, h->req_id, rc, err);
+        else
+            reply_ok(cl, h->req_id);
+        goto out;
+    } else if (!cur || m->map->version <= cur->version) {
+        rc = SMLT_ESTALEMAP;
+        snprintf(err, sizeof err, "Promote needs a map newer than v%llu",
+                 (unsigned long long)(cur ? cur->version : 0));
+    } else {
+        rc = install_map_msg(srv, m->map, err, sizeof err);
+    }
+    if (rc) {
+        reply_error(cl, h->req_id, rc, err);
+        goto out;
+    }
+    /* From now on the old primary's connection is an ordinary one: its forwarded pushes name
+     * the old map and are told "stale map" with the new one, which fences the old primary. */
+    srv->role = SMLT__SHARD_ROLE__SHARD_SOLO;
+    struct ps_client *p = srv->primary;
+    srv->primary = NULL;
+    if (p) {
+        p->is_primary = 0;
+        if (p->fwd_waiting) {
+            p->fwd_waiting = 0;
+            rpc_conn_resume_dest(p->conn);
+        }
+    }
+    if (srv->backup_ckpt_every &&
+        ps_shard_set_checkpoint_every(srv->shard, srv->backup_ckpt_every, err, sizeof err) != 0)
+        log_warn("shard %u: checkpoints stay off: %s", srv->conf.shard, err);
+    log_info("shard %u: promoted to primary at step %llu (map v%llu)", srv->conf.shard,
+             (unsigned long long)ps_shard_version(srv->shard),
+             (unsigned long long)ps_shard_map(srv->shard)->version);
+    reply_ok(cl, h->req_id);
+out:
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
+
+/* A backup: a forwarded push that waited for this shard's updates may be taken now. */
+static void fwd_resume(struct ps_server *srv)
+{
+    struct ps_client *p = srv->primary;
+    if (p && p->fwd_waiting) {
+        p->fwd_waiting = 0;
+        rpc_conn_resume_dest(p->conn);
+    }
+}
+
 static void handle_retire(struct ps_client *cl, const struct rpc_frame_hdr *h, const uint8_t *meta)
 {
     struct ps_server *srv = cl->srv;
@@ -943,11 +1543,7 @@ static void handle_retire(struct ps_client *cl, const struct rpc_frame_hdr *h, c
     srv->retired = map;
     log_info("shard %u: retired; clients are sent to map v%llu", srv->conf.shard,
              (unsigned long long)map->version);
-    /* Waiting pulls learn the new map with their answer. */
-    while (srv->pulls) {
-        reply_retired(srv->pulls->cl, srv->pulls->req_id);
-        pull_wait_free(srv, srv->pulls);
-    }
+    cancel_pulls_retired(srv);
     reply_ok(cl, h->req_id);
     protobuf_c_message_free_unpacked(&m->base, NULL);
 }
@@ -992,8 +1588,27 @@ static int on_payload(struct rpc_conn *c, const struct rpc_frame_hdr *h, const u
             reply_error(cl, h->req_id, SMLT_EPROTO, "malformed PushReq");
             return SMLT_EPROTO;
         }
-        rc = ps_shard_push_check(srv->shard, m->map_version, m->worker, m->step, m->lo, m->hi,
-                                 err, sizeof err);
+        int forwarded = srv->role == SMLT__SHARD_ROLE__SHARD_BACKUP && cl->is_primary;
+        if (srv->role == SMLT__SHARD_ROLE__SHARD_BACKUP && !cl->is_primary) {
+            snprintf(err, sizeof err, "shard %u here is a backup: push to its primary",
+                     srv->conf.shard);
+            protobuf_c_message_free_unpacked(&m->base, NULL);
+            reply_error(cl, h->req_id, SMLT_EPERM, err);
+            return SMLT_EPERM;
+        }
+        /* A backup takes its primary's pushes under whatever map the primary checked. */
+        const struct part_map *own = ps_shard_map(srv->shard);
+        rc = ps_shard_push_check(srv->shard, forwarded && own ? own->version : m->map_version,
+                                 m->worker, m->step, m->lo, m->hi, err, sizeof err);
+        if (forwarded && (rc == SMLT_EAGAIN ||
+                          (rc == SMLT_ESTEP && (ps_shard_conf(srv->shard)->mode != SMLT_SYNC_BSP ||
+                                                m->step >= ps_shard_version(srv->shard))))) {
+            /* Ahead of this backup's own updates (still being applied): wait for them. The
+             * connection stops reading, so later pushes keep their order behind this one. */
+            cl->fwd_waiting = 1;
+            protobuf_c_message_free_unpacked(&m->base, NULL);
+            return RPC_CONN_WAIT;
+        }
         if (rc == 0 && h->raw_len != (m->hi - m->lo) * sizeof(float)) {
             snprintf(err, sizeof err, "payload of %llu bytes for %llu floats",
                      (unsigned long long)h->raw_len, (unsigned long long)(m->hi - m->lo));
@@ -1127,6 +1742,9 @@ static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const ui
     case SMLT__MSG_TYPE__MSG_RETIRE:
     case SMLT__MSG_TYPE__MSG_RESTORE:
     case SMLT__MSG_TYPE__MSG_LIST_CHECKPOINTS:
+    case SMLT__MSG_TYPE__MSG_SET_BACKUP:
+    case SMLT__MSG_TYPE__MSG_PROMOTE:
+    case SMLT__MSG_TYPE__MSG_SET_MAP:
         if (!admin_ok) {
             reply_error(cl, h->req_id, SMLT_EPERM, "this request needs the admin token");
             break;
@@ -1143,6 +1761,12 @@ static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const ui
             handle_restore(cl, h, meta);
         else if (h->type == SMLT__MSG_TYPE__MSG_LIST_CHECKPOINTS)
             handle_list_ckpt(cl, h, meta);
+        else if (h->type == SMLT__MSG_TYPE__MSG_SET_BACKUP)
+            handle_set_backup(cl, h, meta);
+        else if (h->type == SMLT__MSG_TYPE__MSG_PROMOTE)
+            handle_promote(cl, h, meta);
+        else if (h->type == SMLT__MSG_TYPE__MSG_SET_MAP)
+            handle_set_map(cl, h, meta);
         else if (h->type == SMLT__MSG_TYPE__MSG_CONFIGURE)
             handle_configure(cl, h, meta);
         else if (h->type == SMLT__MSG_TYPE__MSG_SET_PARAMS)
@@ -1203,6 +1827,16 @@ static void client_free(struct ps_client *cl)
     }
     if (srv->conf_client == cl)
         srv->conf_client = NULL;
+    for (struct ps_fwd *f = srv->bk.head; f; f = f->next)
+        if (f->cl == cl)
+            f->cl = NULL;
+    if (srv->bk.admin == cl)
+        srv->bk.admin = NULL;
+    if (srv->primary == cl) {
+        log_warn("shard %u: the primary's connection closed; waiting to be promoted or "
+                 "configured again", srv->conf.shard);
+        srv->primary = NULL;
+    }
     if (srv->freeze_client == cl)
         srv->freeze_client = NULL;
     if (cl->recv_buf)
@@ -1310,6 +1944,11 @@ struct ps_server *ps_server_new(struct event_base *base, const struct ps_server_
         .on_buffer_free = on_shard_buffer_free,
         .on_configured = on_shard_configured,
     };
+    srv->fwd_ev = event_new(base, -1, 0, on_fwd_progress, srv);
+    if (!srv->fwd_ev) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     srv->shard = ps_shard_new(conf->shard, base, &cbs, srv);
     if (!srv->shard) {
         snprintf(err, errlen, "cannot start the shard's apply thread");
@@ -1358,8 +1997,19 @@ void ps_server_free(struct ps_server *srv)
      * buffers are released before the shard goes. */
     for (struct ps_client *cl = srv->clients; cl; cl = cl->next)
         rpc_conn_abort(cl->conn, SMLT_ECANCELED);
-    while (srv->clients)
+    if (srv->bk.conn)
+        rpc_conn_abort(srv->bk.conn, SMLT_ECANCELED);
+    while (srv->clients || srv->bk.conn)
         event_base_loop(srv->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    while (srv->bk.head) {
+        struct ps_fwd *f = srv->bk.head;
+        srv->bk.head = f->next;
+        if (srv->shard)
+            ps_shard_buf_put(srv->shard, f->buf);
+        free(f);
+    }
+    if (srv->fwd_ev)
+        event_free(srv->fwd_ev);
     while (srv->sets) {
         struct ps_set_wait *w = srv->sets;
         srv->sets = w->next;

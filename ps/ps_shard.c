@@ -1271,6 +1271,34 @@ int ps_shard_set_checkpoint_every(struct ps_shard *s, uint64_t every, char *err,
     return 0;
 }
 
+/* ---- replication ------------------------------------------------------------------------- */
+
+int ps_shard_set_map(struct ps_shard *s, struct part_map *map, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (!s->map || !s->ready) {
+        smlt_set_err(err, errlen, "shard %u is not configured and ready", s->id);
+        rc = s->map ? SMLT_EAGAIN : SMLT_ENOTCONF;
+    } else if (map->version < s->map->version) {
+        smlt_set_err(err, errlen, "map v%llu is older than the shard's v%llu",
+                     (unsigned long long)map->version, (unsigned long long)s->map->version);
+        rc = SMLT_ESTALEMAP;
+    } else if (s->id >= map->nshards || map->shards[s->id].lo != s->lo ||
+               map->shards[s->id].hi != s->hi || !part_map_same_model(s->map, map)) {
+        smlt_set_err(err, errlen, "map v%llu does not give shard %u its range [%llu, %llu) of "
+                     "the same model", (unsigned long long)map->version, s->id,
+                     (unsigned long long)s->lo, (unsigned long long)s->hi);
+        rc = SMLT_EINVAL;
+    }
+    if (rc || map->version == s->map->version) {
+        part_map_free(map);
+        return rc;
+    }
+    part_map_free(s->map);
+    s->map = map;
+    return 0;
+}
+
 /* ---- accessors --------------------------------------------------------------------------- */
 
 const struct part_map *ps_shard_map(const struct ps_shard *s)

@@ -212,6 +212,13 @@ void ps_shard_ckpt_wait(struct ps_shard *s);
  * ps_shard_seq_done() is the number of the last write whose result is visible to pulls. */
 uint64_t ps_shard_seq_done(const struct ps_shard *s);
 
+/* Replication and failover: installs map (taken, also on failure) in place of the current one
+ * without touching parameters, state or tables. The map must be of the same model, give this
+ * shard id the same range, and not be older (an equal version is a no-op). Pushes and pulls
+ * naming the old version get SMLT_ESTALEMAP with the new map from then on. Returns 0,
+ * SMLT_ENOTCONF / SMLT_EAGAIN (not ready), SMLT_ESTALEMAP (older), SMLT_EINVAL. */
+int ps_shard_set_map(struct ps_shard *s, struct part_map *map, char *err, size_t errlen);
+
 /* Accessors. map: NULL before configure. */
 const struct part_map *ps_shard_map(const struct ps_shard *s);
 uint32_t ps_shard_id(const struct ps_shard *s);

@@ -47,6 +47,9 @@ struct bench_opts {
     double storm_seconds;
     uint32_t storm_clients;
     uint64_t storm_floats;
+    uint32_t replicas[2];   /* --replicas: 1 (none) and/or 2 (a backup per shard) */
+    int nreplicas;
+    char backups[SMLT_MAX_SHARDS > 64 ? 64 : SMLT_MAX_SHARDS][24]; /* started backups' addrs */
 };
 
 struct shard_procs {
@@ -73,6 +76,8 @@ static void usage(FILE *f)
             "  --token T         job token for --addrs shards (default: %s)\n"
             "  --admin-token T   admin token for --addrs shards (default: the job token)\n"
             "  --ps-bin PATH     smlt-ps to start (default: next to smlt-bench)\n"
+            "  --replicas LIST   1 (no backup) and/or 2 (a backup per shard, smlt_set_backup), e.g.\n"
+            "                    1,2 to time both and print the ratio (default 1)\n"
             "  --json            one JSON object per line per measured case\n\n"
             "  --storm           instead: N clients, each connected to every shard, push and pull\n"
             "                    (ASP) for S seconds; report requests, errors by kind, requests/s and\n"
@@ -143,9 +148,13 @@ static int shards_start(struct shard_procs *sp, const struct bench_opts *o)
         snprintf(bin, sizeof bin, "%s/smlt-ps", smlt_proc_self_dir());
     snprintf(log, sizeof log, "%s/ps.log", sp->dir);
     size_t off = 0;
-    for (uint32_t i = 0; i < o->shards; i++) {
+    uint32_t procs = o->shards;
+    for (int r = 0; r < o->nreplicas; r++)
+        if (o->replicas[r] == 2)
+            procs = 2 * o->shards; /* then the backups: one per shard */
+    for (uint32_t i = 0; i < procs; i++) {
         char id[16], pf[256];
-        snprintf(id, sizeof id, "%u", i);
+        snprintf(id, sizeof id, "%u", i % o->shards);
         snprintf(pf, sizeof pf, "%s/port%u", sp->dir, i);
         const char *argv[] = {bin, "--shard", id, "--token", BENCH_TOKEN, "--listen", "127.0.0.1:0",
                               "--port-file", pf, "--log-level", "warn", NULL};
@@ -162,8 +171,12 @@ static int shards_start(struct shard_procs *sp, const struct bench_opts *o)
             shards_stop(sp);
             return port;
         }
-        off += (size_t)snprintf(sp->addrs + off, sizeof sp->addrs - off, "%s127.0.0.1:%d",
-                                i ? "," : "", port);
+        if (i >= o->shards)
+            snprintf(((struct bench_opts *)o)->backups[i - o->shards], sizeof o->backups[0],
+                     "127.0.0.1:%d", port);
+        else
+            off += (size_t)snprintf(sp->addrs + off, sizeof sp->addrs - off, "%s127.0.0.1:%d",
+                                    i ? "," : "", port);
     }
     return 0;
 }
@@ -171,7 +184,7 @@ static int shards_start(struct shard_procs *sp, const struct bench_opts *o)
 /* ---- a job of `bytes` bytes ---------------------------------------------------------------- */
 
 static int job_setup(const char *addrs, const struct bench_opts *o, size_t bytes, uint32_t workers,
-                     int sync)
+                     int sync, uint32_t replicas)
 {
     uint64_t shape[1] = {bytes / 4};
     struct smlt_tensor_def t = {.name = "blob", .ndims = 1, .shape = shape, .init = SMLT_INIT_ZERO};
@@ -189,6 +202,11 @@ static int job_setup(const char *addrs, const struct bench_opts *o, size_t bytes
     int rc = smlt_job_setup(&c, addrs, &co, &t, 1, &jc, err, sizeof err);
     if (rc)
         log_error("job setup on %s: %s", addrs, err);
+    for (uint32_t i = 0; !rc && replicas == 2 && i < o->shards; i++) {
+        rc = smlt_set_backup(c, i, o->backups[i]);
+        if (rc)
+            log_error("backup of shard %u at %s: %s", i, o->backups[i], smlt_client_errmsg(c));
+    }
     smlt_client_close(c);
     return rc;
 }
@@ -391,7 +409,7 @@ static int bench_latency(const char *addrs, const struct bench_opts *o)
 {
     const size_t bytes = 100000000;
     const int n = 2000, max = 1000000;
-    int rc = job_setup(addrs, o, bytes, 1, SMLT_SYNC_ASP);
+    int rc = job_setup(addrs, o, bytes, 1, SMLT_SYNC_ASP, 1);
     if (rc)
         return rc;
     double *idle = calloc(n, sizeof *idle), *busy = calloc(max, sizeof *busy);
@@ -517,14 +535,14 @@ static int reps_for(const struct bench_opts *o, size_t bytes)
 }
 
 static int bench_case(const char *addrs, const struct bench_opts *o, struct bench_redis *redis,
-                      size_t bytes, uint32_t W)
+                      size_t bytes, uint32_t W, uint32_t R, double *base_p50)
 {
     int reps = reps_for(o, bytes);
     size_t n = (size_t)W * (size_t)reps;
     double *ms = calloc(n, sizeof *ms), *peer = calloc(n, sizeof *peer);
     if (!ms || !peer)
         return SMLT_ENOMEM;
-    int rc = job_setup(addrs, o, bytes, W, SMLT_SYNC_BSP);
+    int rc = job_setup(addrs, o, bytes, W, SMLT_SYNC_BSP, R);
     if (!rc)
         rc = run_syncs(addrs, o, bytes, W, reps, ms);
     if (rc) {
@@ -536,7 +554,10 @@ static int bench_case(const char *addrs, const struct bench_opts *o, struct benc
     double p50 = bench_peers_percentile(ms, (int)n, 50), p99 = bench_peers_percentile(ms, (int)n, 99);
     double gbps = 2.0 * (double)bytes / (p50 * 1e-3) / 1e9;
     double rp50 = NAN, rp99 = NAN, tp50 = NAN, tp99 = NAN;
-    if (redis) {
+    double vs_r1 = R == 1 || isnan(*base_p50) ? NAN : p50 / *base_p50;
+    if (R == 1)
+        *base_p50 = p50;
+    if (redis && R == 1) {
         int prc = bench_peers_redis_sync(redis, bytes, (int)W, reps, peer);
         if (prc == 0) {
             rp50 = bench_peers_percentile(peer, (int)n, 50);
@@ -545,7 +566,7 @@ static int bench_case(const char *addrs, const struct bench_opts *o, struct benc
             log_warn("redis peer failed: %s", smlt_strerror(prc));
         }
     }
-    if (o->vs_tcp) {
+    if (o->vs_tcp && R == 1) {
         int prc = W == 1 ? bench_peers_tcp_sync(bytes, reps, peer)
                          : bench_peers_tcp_sync_multi(bytes, (int)W, reps, peer);
         if (prc == 0) {
@@ -557,8 +578,10 @@ static int bench_case(const char *addrs, const struct bench_opts *o, struct benc
     }
     if (o->json) {
         printf("{\"case\":\"sync\",\"size_bytes\":%zu,\"workers\":%u,\"shards\":%u,\"reps\":%d,"
-               "\"sync_ms_p50\":%.4f,\"sync_ms_p99\":%.4f,\"gb_per_s\":%.3f",
-               bytes, W, o->shards, reps, p50, p99, gbps);
+               "\"replicas\":%u,\"sync_ms_p50\":%.4f,\"sync_ms_p99\":%.4f,\"gb_per_s\":%.3f",
+               bytes, W, o->shards, reps, R, p50, p99, gbps);
+        if (!isnan(vs_r1))
+            printf(",\"vs_replicas_1\":%.3f", vs_r1);
         if (!isnan(rp50))
             printf(",\"redis_sync_ms_p50\":%.4f,\"redis_sync_ms_p99\":%.4f,\"vs_redis\":%.3f", rp50,
                    rp99, rp50 / p50);
@@ -567,8 +590,10 @@ static int bench_case(const char *addrs, const struct bench_opts *o, struct benc
                    p50 / tp50);
         printf("}\n");
     } else {
-        printf("%7.1f MB  W=%-2u S=%-2u  sync p50 %9.3f ms  p99 %9.3f ms  %6.2f GB/s", bytes / 1e6,
-               W, o->shards, p50, p99, gbps);
+        printf("%7.1f MB  W=%-2u S=%-2u R=%u  sync p50 %9.3f ms  p99 %9.3f ms  %6.2f GB/s",
+               bytes / 1e6, W, o->shards, R, p50, p99, gbps);
+        if (!isnan(vs_r1))
+            printf(" | x%.2f of R=1", vs_r1);
         if (!isnan(tp50))
             printf(" | tcp %9.3f ms (x%.2f)", tp50, p50 / tp50);
         if (!isnan(rp50))
@@ -593,9 +618,10 @@ int bench_ps_main(int argc, char **argv)
         {"json", no_argument, 0, 'j'},           {"help", no_argument, 0, 'h'},
         {"storm", no_argument, 0, 'S'},          {"storm-seconds", required_argument, 0, 'D'},
         {"storm-clients", required_argument, 0, 'C'}, {"storm-floats", required_argument, 0, 'F'},
-        {0, 0, 0, 0}};
+        {"replicas", required_argument, 0, 'P'}, {0, 0, 0, 0}};
     struct bench_opts o = {.shards = 2, .workers = {1, 4}, .nworkers = 2, .token = BENCH_TOKEN,
-                           .storm_seconds = 60, .storm_clients = 256, .storm_floats = 1000000};
+                           .storm_seconds = 60, .storm_clients = 256, .storm_floats = 1000000,
+                           .replicas = {1}, .nreplicas = 1};
     o.sizes[0] = 1000000;
     o.sizes[1] = 10000000;
     o.sizes[2] = 100000000;
@@ -675,6 +701,24 @@ int bench_ps_main(int argc, char **argv)
         case 'p':
             o.ps_bin = optarg;
             break;
+        case 'P': {
+            o.nreplicas = 0;
+            char *save = NULL, *list = strdup(optarg);
+            for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if ((strcmp(t, "1") && strcmp(t, "2")) || o.nreplicas >= 2) {
+                    fprintf(stderr, "smlt-bench ps: --replicas: want 1, 2 or 1,2\n");
+                    free(list);
+                    return 2;
+                }
+                o.replicas[o.nreplicas++] = (uint32_t)atoi(t);
+            }
+            free(list);
+            if (!o.nreplicas) {
+                fprintf(stderr, "smlt-bench ps: --replicas: want 1, 2 or 1,2\n");
+                return 2;
+            }
+            break;
+        }
         case 'j':
             o.json = 1;
             break;
@@ -718,6 +762,14 @@ int bench_ps_main(int argc, char **argv)
     struct shard_procs sp = {0};
     const char *addrs = o.addrs;
     int rc = 0;
+    if (addrs && (o.nreplicas > 1 || o.replicas[0] == 2)) {
+        fprintf(stderr, "smlt-bench ps: --replicas 2 starts its own shards and backups: no --addrs\n");
+        return 2;
+    }
+    if (o.shards > 64 && (o.nreplicas > 1 || o.replicas[0] == 2)) {
+        fprintf(stderr, "smlt-bench ps: --replicas 2: at most 64 shards\n");
+        return 2;
+    }
     if (addrs) {
         o.shards = 1;
         for (const char *p = addrs; *p; p++)
@@ -745,8 +797,11 @@ int bench_ps_main(int argc, char **argv)
         printf("smlt-bench ps: %u shards at %s; BSP, plain SGD, random (incompressible) gradients\n",
                o.shards, addrs);
     for (int wi = 0; wi < o.nworkers && !rc; wi++)
-        for (int si = 0; si < o.nsizes && !rc; si++)
-            rc = bench_case(addrs, &o, redis, o.sizes[si], o.workers[wi]);
+        for (int si = 0; si < o.nsizes && !rc; si++) {
+            double base = NAN;
+            for (int ri = 0; ri < o.nreplicas && !rc; ri++)
+                rc = bench_case(addrs, &o, redis, o.sizes[si], o.workers[wi], o.replicas[ri], &base);
+        }
     if (!rc && o.latency)
         rc = bench_latency(addrs, &o);
     bench_peers_redis_stop(redis);

@@ -47,7 +47,10 @@ enum op_kind {
     OP_IMPORT,
     OP_RETIRE,
     OP_RESTORE,
-    OP_LIST_CKPT
+    OP_LIST_CKPT,
+    OP_SET_BACKUP,
+    OP_PROMOTE,
+    OP_SET_MAP
 };
 
 /* What an export brings back besides the floats. */
@@ -92,7 +95,8 @@ struct op {
     struct xmeta xm;          /* OP_EXPORT: what came back; OP_IMPORT: what to send */
     int final;                /* OP_IMPORT */
     int await_import;         /* OP_CONF */
-    const struct part_map *retire_map; /* OP_RETIRE */
+    const struct part_map *retire_map; /* OP_RETIRE, OP_PROMOTE, OP_SET_MAP */
+    const char *backup_addr;  /* OP_SET_BACKUP */
     /* checkpoints */
     const char *ckpt_dir;     /* OP_RESTORE, OP_LIST_CKPT: NULL for the shard's own */
     uint64_t *ck_steps;       /* OP_LIST_CKPT: malloc'd on arrival, newest first */
@@ -265,6 +269,13 @@ static void fill_stats(struct smlt_shard_stats *o, const Smlt__ShardStats *m)
     o->checkpoints_corrupt = m->checkpoints_corrupt;
     o->checkpoint_last_step = m->checkpoint_last_step;
     o->checkpoint_bytes = m->checkpoint_bytes;
+    o->role = m->has_role ? (int)m->role : 0;
+    o->backup_forwarded = m->backup_forwarded;
+    o->backup_acks = m->backup_acks;
+    o->backup_lag = m->backup_lag;
+    o->backup_lost = m->backup_lost;
+    o->backup_diverged = m->backup_diverged;
+    snprintf(o->backup_addr, sizeof o->backup_addr, "%s", m->backup_addr ? m->backup_addr : "");
     o->checkpoint_copy_seconds = m->checkpoint_copy_seconds;
     o->checkpoint_write_seconds = m->checkpoint_write_seconds;
 }
@@ -813,6 +824,33 @@ static void send_op(struct smlt_client *c, struct op *o)
                            0, 0, NULL, NULL);
         break;
     }
+    case OP_SET_BACKUP: {
+        Smlt__SetBackup b = SMLT__SET_BACKUP__INIT;
+        b.addr = (char *)o->backup_addr;
+        b.map_version = mv;
+        rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_SET_BACKUP, o->req_id, &b.base, NULL, 0, 0,
+                           NULL, NULL);
+        break;
+    }
+    case OP_PROMOTE:
+    case OP_SET_MAP: {
+        Smlt__Promote pr = SMLT__PROMOTE__INIT;
+        Smlt__SetMap sm = SMLT__SET_MAP__INIT;
+        Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
+        if (part_map_to_pb(o->retire_map, &pm) != 0) {
+            rc = SMLT_ENOMEM;
+            break;
+        }
+        pr.map = sm.map = &pm;
+        if (o->kind == OP_PROMOTE)
+            rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_PROMOTE, o->req_id, &pr.base, NULL, 0,
+                               0, NULL, NULL);
+        else
+            rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_SET_MAP, o->req_id, &sm.base, NULL, 0,
+                               0, NULL, NULL);
+        part_map_pb_clear(&pm);
+        break;
+    }
     case OP_RETIRE: {
         Smlt__Retire r = SMLT__RETIRE__INIT;
         Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
@@ -947,6 +985,34 @@ static int batch_run(struct smlt_client *c)
     return stale ? SMLT_ESTALEMAP : rc;
 }
 
+/* After a shard stayed unreachable: asks the shards still connected for their map. Returns 1
+ * with c->new_map newer than ours, else 0 (the call's error message is kept). */
+static int map_from_others(struct smlt_client *c)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < c->nlinks; i++)
+        n += c->links[i].conn != NULL && c->links[i].ready;
+    if (n == 0 || !c->map)
+        return 0;
+    char saved[sizeof c->err];
+    memcpy(saved, c->err, sizeof saved);
+    if (batch_alloc(c, n))
+        return 0;
+    for (uint32_t i = 0, k = 0; i < c->nlinks; i++) {
+        if (c->links[i].conn && c->links[i].ready) {
+            c->ops[k].kind = OP_MAP;
+            c->ops[k++].link = i;
+        }
+    }
+    batch_run(c);
+    memcpy(c->err, saved, sizeof saved);
+    if (c->new_map && c->new_map->version > c->map->version)
+        return 1;
+    part_map_free(c->new_map);
+    c->new_map = NULL;
+    return 0;
+}
+
 /* Runs a call (a function that fills the batch) and retries it after installing a newer map
  * when a shard said ours was stale. */
 static int call_with_map_retry(struct smlt_client *c, int (*fill)(struct smlt_client *, void *),
@@ -958,8 +1024,12 @@ static int call_with_map_retry(struct smlt_client *c, int (*fill)(struct smlt_cl
         if (rc)
             return rc;
         rc = batch_run(c);
-        if (rc != SMLT_ESTALEMAP)
+        if (rc == SMLT_EIO && attempt < CLIENT_MAP_RETRIES && map_from_others(c)) {
+            /* A shard stayed unreachable, and the others know a newer map: it was replaced
+             * (a promoted backup). Go on with the new map. */
+        } else if (rc != SMLT_ESTALEMAP) {
             return rc;
+        }
         if (!c->new_map) {
             /* Told "stale" without a newer map attached: ask every shard for its map. */
             int mrc = fill_per_shard(c, OP_MAP);
@@ -1946,4 +2016,97 @@ int smlt_restore_from(struct smlt_client *c, const char *dir, uint64_t step, uin
 int smlt_restore(struct smlt_client *c, uint64_t step, uint64_t *restored)
 {
     return smlt_restore_from(c, NULL, step, restored);
+}
+
+/* ---- replicated shards ------------------------------------------------------------------- */
+
+struct backup_args {
+    uint32_t shard;
+    const char *addr;
+};
+
+static int fill_set_backup(struct smlt_client *c, void *arg)
+{
+    struct backup_args *a = arg;
+    if (a->shard >= c->nlinks) {
+        cl_seterr(c, "shard %u is not in the map (%u shards)", a->shard, c->nlinks);
+        return SMLT_EINVAL;
+    }
+    if (batch_alloc(c, 1))
+        return SMLT_ENOMEM;
+    c->ops[0].kind = OP_SET_BACKUP;
+    c->ops[0].link = a->shard;
+    c->ops[0].backup_addr = a->addr;
+    return 0;
+}
+
+int smlt_set_backup(struct smlt_client *c, uint32_t shard, const char *backup_addr)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    if (!backup_addr || !*backup_addr) {
+        cl_seterr(c, "no backup address");
+        return SMLT_EINVAL;
+    }
+    struct backup_args a = {shard, backup_addr};
+    return call_with_map_retry(c, fill_set_backup, &a);
+}
+
+int smlt_promote(struct smlt_client *c, uint32_t shard, const char *backup_addr)
+{
+    int rc = need_map(c);
+    if (rc)
+        return rc;
+    if (shard >= c->map->nshards || !backup_addr || !*backup_addr) {
+        cl_seterr(c, "promote: shard %u of %u, address \"%s\"", shard, c->map->nshards,
+                  backup_addr ? backup_addr : "");
+        return SMLT_EINVAL;
+    }
+    struct part_map *nm = part_map_dup(c->map);
+    char *addr = strdup(backup_addr);
+    struct smlt_client *t = NULL;
+    char e[256];
+    if (!nm || !addr) {
+        free(addr);
+        rc = SMLT_ENOMEM;
+        goto out;
+    }
+    nm->version++;
+    free(nm->shards[shard].addr);
+    nm->shards[shard].addr = addr;
+    /* 1. The backup becomes the primary of its range under the new map. */
+    if (!(t = client_new(&c->opts, e, sizeof e))) {
+        rc = SMLT_ENOMEM;
+        goto out;
+    }
+    if ((rc = links_resize(t, 1)))
+        goto out;
+    t->links[0] = (struct link){.c = t, .idx = 0, .shard = shard, .addr = strdup(backup_addr)};
+    t->links[0].retry_ev = evtimer_new(t->base, on_retry, &t->links[0]);
+    if ((rc = batch_alloc(t, 1)))
+        goto out;
+    t->ops[0].kind = OP_PROMOTE;
+    t->ops[0].retire_map = nm;
+    if ((rc = batch_run(t))) {
+        cl_seterr(c, "promote %s: %s", backup_addr, t->err[0] ? t->err : smlt_strerror(rc));
+        goto out;
+    }
+    /* 2. Every shard of the new map installs it: clients holding the old one are told "stale
+     *    map" with it and go to the new primary. (The promoted one has it already: a no-op.) */
+    struct part_map *mine = part_map_dup(nm);
+    if (!mine || (rc = install_map(c, mine))) {
+        part_map_free(mine);
+        rc = rc ? rc : SMLT_ENOMEM;
+        goto out;
+    }
+    if ((rc = fill_per_shard(c, OP_SET_MAP)))
+        goto out;
+    for (size_t i = 0; i < c->nops; i++)
+        c->ops[i].retire_map = c->map;
+    rc = batch_run(c);
+out:
+    smlt_client_close(t);
+    part_map_free(nm);
+    return rc;
 }

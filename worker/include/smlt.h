@@ -81,7 +81,19 @@ struct smlt_shard_stats {
     uint64_t checkpoints_written, checkpoints_failed, checkpoints_skipped, checkpoints_corrupt;
     uint64_t checkpoint_last_step, checkpoint_bytes;
     double checkpoint_copy_seconds, checkpoint_write_seconds;
+    /* replicated shards (smlt_set_backup()): role (SMLT_ROLE_*), the backup's address, pushes
+     * forwarded to the backup, its acknowledgements, forwarded and not yet acknowledged (the
+     * lag), backups lost (the primary went on alone), decisions that differed (must be 0) */
+    int role;
+    char backup_addr[64];
+    uint64_t backup_forwarded, backup_acks, backup_lag, backup_lost, backup_diverged;
 };
+
+/* struct smlt_shard_stats.role */
+#define SMLT_ROLE_SOLO 0     /* no backup */
+#define SMLT_ROLE_PRIMARY 1  /* a backup in sync: every acknowledged push is on both */
+#define SMLT_ROLE_BACKUP 2   /* applies its primary's pushes; refuses workers' pushes */
+#define SMLT_ROLE_BUILDING 3 /* a primary building its backup */
 
 /* Connects to a configured job through any of its shards: addrs is a comma-separated list of
  * "host:port" (one is enough; the partition map names the rest). Returns 0 and *out, or a

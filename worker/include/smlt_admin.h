@@ -120,6 +120,25 @@ SMLT_API int smlt_restore(struct smlt_client *c, uint64_t step, uint64_t *restor
 SMLT_API int smlt_restore_from(struct smlt_client *c, const char *dir, uint64_t step,
                                uint64_t *restored);
 
+/* Replicated shards (admin). Gives shard `shard` (its primary, as the map names it) a backup:
+ * backup_addr is a running smlt-ps started with the same job and admin tokens, configured or
+ * not. The primary builds it: it freezes at the next step boundary (pushes of later steps get
+ * SMLT_EAGAIN and clients retry them), configures the backup with the job's settings and map,
+ * sends it its range, optimizer state and exactly-once tables, and from then on forwards every
+ * push it counts, in order, acknowledging a worker only after the backup acknowledged. Returns
+ * 0 once the backup is in sync. If the backup is later lost, the primary goes on alone
+ * (ShardStats.backup_lost) and this may be called again with a new backup. */
+SMLT_API int smlt_set_backup(struct smlt_client *c, uint32_t shard, const char *backup_addr);
+
+/* Failover (admin): makes the backup at backup_addr the primary of shard `shard`. It gets a
+ * new map (c's version + 1, shard's address = backup_addr) with a Promote, then every shard of
+ * that map installs it, so clients holding the old map are told "stale map" and move; c holds
+ * the new map afterwards. The old primary must be gone (killed); if it is alive, its next
+ * forwarded push is refused by the promoted backup and it retires itself. No step is lost: the
+ * backup had counted every push that was acknowledged. Returns 0, or a negative code (the
+ * backup refused: not a backup, or it was promoted with another map). */
+SMLT_API int smlt_promote(struct smlt_client *c, uint32_t shard, const char *backup_addr);
+
 #ifdef __cplusplus
 }
 #endif
