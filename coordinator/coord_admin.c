@@ -232,6 +232,12 @@ static void run_call(struct admin_q *q, struct call *k)
     case COORD_ADMIN_CHECKPOINT_EVERY:
         rc = smlt_set_checkpoint_every(cl, req->step);
         break;
+    case COORD_ADMIN_SET_BACKUP:
+        rc = smlt_set_backup(cl, req->shard, req->new_addrs);
+        break;
+    case COORD_ADMIN_PROMOTE:
+        rc = smlt_promote(cl, req->shard, req->new_addrs);
+        break;
     case COORD_ADMIN_SETUP:
         break;
     }

@@ -43,7 +43,9 @@ enum coord_admin_op {
     COORD_ADMIN_SHUTDOWN,    /* ask every shard process to exit */
     COORD_ADMIN_RESTORE,     /* every shard restores the checkpoint of `step` (0: the newest
                                 step every shard has) */
-    COORD_ADMIN_CHECKPOINT_EVERY /* checkpoints at multiples of `step` from now on */
+    COORD_ADMIN_CHECKPOINT_EVERY, /* checkpoints at multiples of `step` from now on */
+    COORD_ADMIN_SET_BACKUP,  /* shard `shard` makes new_addrs its backup (smlt_set_backup) */
+    COORD_ADMIN_PROMOTE      /* shard `shard`'s backup at new_addrs takes over (smlt_promote) */
 };
 
 #define COORD_ADMIN_ADDRS_MAX (COORD_SHARDS_MAX * 24)
@@ -58,6 +60,7 @@ struct coord_admin_req {
     uint64_t base, align;              /* FREEZE */
     char new_addrs[COORD_ADMIN_ADDRS_MAX]; /* RESHARD */
     uint32_t workers;                  /* UPDATE_CONF */
+    uint32_t shard;                    /* SET_BACKUP, PROMOTE */
     char path[1100];                   /* SAVE */
     uint64_t step;                     /* SAVE: the step recorded in the file; RESTORE */
     char model[COORD_ADMIN_MODEL_MAX]; /* SETUP: the model spec */

@@ -242,6 +242,11 @@ struct coord_job {
     int recovering;
     uint64_t ckpt_every;    /* the checkpoint interval the shards have, in steps */
     int ckpt_rate_set;      /* every_s was turned into steps for this phase */
+    /* Replicated shards (coord_replica.c): the backups being built, one after another. */
+    uint32_t rp_shard;
+    int rp_pending, rp_done;
+    uint8_t rp_built[COORD_SHARDS_MAX];
+    void (*rp_then)(struct coord_job *j);
     double hb_at;           /* the last heartbeat (a STATS round) sent */
     int hb_pending;
     uint8_t hb_miss[COORD_SHARDS_MAX]; /* heartbeats each shard missed in a row */
@@ -380,6 +385,16 @@ void job_setup_req(const struct coord_job *j, struct coord_admin_req *req);
 /* spec checkpoint.every_s: once a rank's step time is known (in this phase), sets the shards'
  * interval to the steps that take about every_s. */
 void job_checkpoint_rate(struct coord_job *j, const struct rank *r);
+
+/* ---- coord_replica.c ---- */
+/* ps.replicas 2: starts a backup for every shard that has none and has its primary build it,
+ * one after another, then calls then (also at once when the job is not replicated). */
+void job_replicas_build(struct coord_job *j, void (*then)(struct coord_job *j));
+/* A replicated shard's primary (pid) has exited: its backup takes over. Returns 0 when that
+ * started, -1 when the shard has no backup in sync (the caller recovers otherwise). */
+int job_failover(struct coord_job *j, uint32_t shard, pid_t pid);
+/* A backup (pid) has exited: a new one is built. */
+void job_backup_lost(struct coord_job *j, uint32_t shard, pid_t pid);
 
 /* ---- coord_resume.c ---- */
 /* A job that had not ended when the coordinator went away: a queued one starts; a running one

@@ -85,7 +85,8 @@ void job_ledger_now(const struct coord_job *j, struct coord_ledger *l)
             coord_ledger_charge_invocation(l, &j->spec.prices, j->ranks[k].cur.memory_mb,
                                            t - j->ranks[k].cur.started);
     if (j->shards.n && j->ps_charged_at > 0)
-        coord_ledger_charge_ps(l, &j->spec.prices, j->shards.n, t - j->ps_charged_at);
+        coord_ledger_charge_ps(l, &j->spec.prices, coord_shards_nodes(&j->shards),
+                               t - j->ps_charged_at);
 }
 
 double job_cost(const struct coord_job *j)
@@ -99,7 +100,8 @@ void job_charge_ps(struct coord_job *j)
 {
     double t = smlt_now_mono();
     if (j->shards.n && j->ps_charged_at > 0) {
-        coord_ledger_charge_ps(&j->ledger, &j->spec.prices, j->shards.n, t - j->ps_charged_at);
+        coord_ledger_charge_ps(&j->ledger, &j->spec.prices, coord_shards_nodes(&j->shards),
+                               t - j->ps_charged_at);
         j->ps_charged_at = t;
     }
 }
@@ -175,15 +177,25 @@ void job_admin_target(const struct coord_job *j, struct coord_admin_req *req)
 
 void job_journal_shards(struct coord_job *j)
 {
-    json_t *pids = json_array();
-    for (uint32_t i = 0; i < j->shards.n; i++)
+    json_t *pids = json_array(), *bpids = json_array(), *baddrs = json_array();
+    for (uint32_t i = 0; i < j->shards.n; i++) {
         json_array_append_new(pids, json_integer(j->shards.local ? j->shards.pid[i] : 0));
+        json_array_append_new(bpids, json_integer(j->shards.bpid[i]));
+        json_array_append_new(baddrs, json_string(j->shards.baddr[i]));
+    }
     /* The tokens too: a restarted coordinator adopts the shards with them (the journal is
      * the owner's only, mode 0600). */
     json_t *rec = json_pack("{s:b, s:i, s:s, s:o, s:s, s:s, s:i}", "local", j->shards.local, "n",
                             (int)j->shards.n, "addrs", j->shards.addrs, "pids", pids, "token",
                             j->shards.token, "admin_token", j->shards.admin_token, "nic_mbps",
                             (int)j->shards.nic_mbps);
+    if (rec && j->shards.replicas > 1) {
+        json_object_set_new(rec, "replicas", json_integer(j->shards.replicas));
+        json_object_set(rec, "backup_pids", bpids);
+        json_object_set(rec, "backup_addrs", baddrs);
+    }
+    json_decref(bpids);
+    json_decref(baddrs);
     if (rec && j->journal)
         coord_journal_append(j->journal, "shards", rec, 1);
     json_decref(rec);
@@ -476,7 +488,8 @@ static void job_heartbeat(struct coord_job *j)
  * of seconds away) and the shutdown still fit in it. */
 static void job_check_budget(struct coord_job *j)
 {
-    double rate = coord_ledger_burn_rate(&j->spec.prices, j->workers, j->memory_mb, j->shards.n);
+    double rate = coord_ledger_burn_rate(&j->spec.prices, j->workers, j->memory_mb,
+                                         coord_shards_nodes(&j->shards));
     double spent = job_cost(j);
     if (spent + rate * 3.0 < j->spec.budget_usd)
         return;
@@ -498,10 +511,14 @@ void job_on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     struct timeval tv = {(time_t)JOB_TICK_S, 0};
     int dead = j->recovering ? -1 : coord_shards_check(&j->shards);
-    if (dead >= 0 && job_recover_shard(j, (uint32_t)dead, j->shards.dead_pid) == 0) {
+    if (dead >= 0 && (job_failover(j, (uint32_t)dead, j->shards.dead_pid) == 0 ||
+                      job_recover_shard(j, (uint32_t)dead, j->shards.dead_pid) == 0)) {
         evtimer_add(j->tick_ev, &tv);
         return;
     }
+    int dead_backup = j->recovering ? -1 : coord_shards_check_backups(&j->shards);
+    if (dead_backup >= 0)
+        job_backup_lost(j, (uint32_t)dead_backup, j->shards.dead_pid);
     if (j->recovering) {
         job_charge_ps(j);
         evtimer_add(j->tick_ev, &tv);
@@ -590,6 +607,7 @@ static void job_run(struct coord_job *j)
         return;
     }
     job_journal_phase(j);
+    j->rp_done = 1;
     job_go(j);
 }
 
@@ -599,6 +617,15 @@ static void on_start_baseline(struct coord_job *j, const struct coord_admin_res 
         return;
     job_take_stats(j, res, NULL); /* the baseline for the noise-scale figures */
     job_run(j);
+}
+
+/* The shards are configured (and, replicated, have their backups): the noise baseline. */
+static void job_baseline(struct coord_job *j)
+{
+    if (job_ended(j) || j->finishing)
+        return;
+    struct coord_admin_req req = {.op = COORD_ADMIN_STATS, .timeout_ms = 5000};
+    job_call(j, &req, on_start_baseline);
 }
 
 static void on_setup(struct coord_job *j, const struct coord_admin_res *res)
@@ -611,8 +638,7 @@ static void on_setup(struct coord_job *j, const struct coord_admin_res *res)
         job_finish(j, JOB_FAILED, msg);
         return;
     }
-    struct coord_admin_req req = {.op = COORD_ADMIN_STATS, .timeout_ms = 5000};
-    job_call(j, &req, on_start_baseline);
+    job_replicas_build(j, job_baseline);
 }
 
 void job_on_start(evutil_socket_t fd, short what, void *arg)
@@ -638,6 +664,7 @@ void job_on_start(evutil_socket_t fd, short what, void *arg)
         job_finish(j, JOB_FAILED, err);
         return;
     }
+    j->shards.replicas = j->spec.ps.replicas;
     j->ps_charged_at = smlt_now_mono();
     job_journal_shards(j);
     j->workers = j->spec.workers;

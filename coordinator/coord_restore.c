@@ -134,6 +134,15 @@ static void replay_shards(struct coord_job *j, json_t *rec)
     sh->nic_mbps = (uint32_t)json_integer_value(json_object_get(rec, "nic_mbps"));
     for (uint32_t i = 0; i < sh->n && i < json_array_size(pids); i++)
         sh->pid[i] = (pid_t)json_integer_value(json_array_get(pids, i));
+    sh->replicas = json_integer_value(json_object_get(rec, "replicas")) == 2 ? 2 : 1;
+    json_t *bpids = json_object_get(rec, "backup_pids"), *baddrs = json_object_get(rec, "backup_addrs");
+    for (uint32_t i = 0; sh->replicas > 1 && i < sh->n && i < json_array_size(bpids); i++) {
+        const char *a = json_string_value(json_array_get(baddrs, i));
+        if (!a || strlen(a) >= sizeof sh->baddr[i])
+            continue;
+        sh->bpid[i] = (pid_t)json_integer_value(json_array_get(bpids, i));
+        snprintf(sh->baddr[i], sizeof sh->baddr[i], "%s", a);
+    }
 }
 
 static int on_replay(const char *type, json_t *rec, void *arg)

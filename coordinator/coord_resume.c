@@ -83,6 +83,7 @@ static void on_resume_stats(struct coord_job *j, const struct coord_admin_res *r
         j->profile_state = PROFILE_DONE;
     j->bd_step = step;
     job_epoch_mark(j, step, now_m);
+    j->rp_done = 1;
     job_event(j, "resume",
               "the coordinator restarted: adopted %u shard%s at %s; every rank goes on from step "
               "%llu (the shards' step), %u workers, phase from step %llu",

@@ -42,13 +42,13 @@ void coord_random_hex(char *buf, size_t n)
 
 /* Starts the process of shard i and waits for its port. Returns the port (> 0), or a
  * negative code with a message in err. */
-static int spawn_one(struct coord_shards *s, uint32_t i, const char *ps_bin, const char *dir,
-                     char *err, size_t errlen)
+static int spawn_one(struct coord_shards *s, uint32_t i, int backup, const char *ps_bin,
+                     const char *dir, char *err, size_t errlen)
 {
     char log[1024], id[16], pf[1024];
     snprintf(log, sizeof log, "%s/shards.log", dir);
     snprintf(id, sizeof id, "%u", i);
-    snprintf(pf, sizeof pf, "%s/shard%u.port", dir, i);
+    snprintf(pf, sizeof pf, "%s/%s%u.port", dir, backup ? "backup" : "shard", i);
     unlink(pf);
     /* The tokens go through the environment: a command line is readable by every local user
      * (/proc/PID/cmdline), the environment only by the owner. */
@@ -69,12 +69,13 @@ static int spawn_one(struct coord_shards *s, uint32_t i, const char *ps_bin, con
         snprintf(err, errlen, "cannot start %s: %s", ps_bin, strerror(errno));
         return SMLT_ESYS;
     }
-    s->pid[i] = pid;
+    (backup ? s->bpid : s->pid)[i] = pid;
     int port = smlt_proc_wait_port(pid, pf, 10000);
     if (port <= 0) {
-        snprintf(err, errlen, "shard %u did not start (see %s)", i, log);
+        snprintf(err, errlen, "%s %u did not start (see %s)", backup ? "backup of shard" : "shard",
+                 i, log);
         smlt_proc_stop(pid, 1000);
-        s->pid[i] = 0;
+        (backup ? s->bpid : s->pid)[i] = 0;
         return port < 0 ? port : SMLT_EIO;
     }
     return port;
@@ -86,7 +87,7 @@ static int start_more(struct coord_shards *s, uint32_t n, const char *ps_bin, co
 {
     size_t off = strlen(s->addrs);
     for (uint32_t i = s->n; i < n; i++) {
-        int port = spawn_one(s, i, ps_bin, dir, err, errlen);
+        int port = spawn_one(s, i, 0, ps_bin, dir, err, errlen);
         if (port <= 0)
             return port;
         s->n = i + 1;
@@ -94,6 +95,62 @@ static int start_more(struct coord_shards *s, uint32_t n, const char *ps_bin, co
                                 i ? "," : "", port);
     }
     return 0;
+}
+
+/* Sets shard i's address in s->addrs. */
+static void set_addr(struct coord_shards *s, uint32_t i, const char *addr)
+{
+    char tmp[sizeof s->addrs], *save = NULL;
+    snprintf(tmp, sizeof tmp, "%s", s->addrs);
+    size_t off = 0;
+    uint32_t k = 0;
+    s->addrs[0] = '\0';
+    for (char *a = strtok_r(tmp, ",", &save); a; a = strtok_r(NULL, ",", &save), k++)
+        off += (size_t)snprintf(s->addrs + off, sizeof s->addrs - off, "%s%s", k ? "," : "",
+                                k == i ? addr : a);
+}
+
+int coord_shards_start_backup(struct coord_shards *s, uint32_t i, const char *ps_bin,
+                              const char *dir, char *err, size_t errlen)
+{
+    if (!s->local || i >= s->n) {
+        snprintf(err, errlen, "shard %u: not a local shard of this job", i);
+        return SMLT_EINVAL;
+    }
+    int port = spawn_one(s, i, 1, ps_bin, dir, err, errlen);
+    if (port <= 0)
+        return port;
+    snprintf(s->baddr[i], sizeof s->baddr[i], "127.0.0.1:%d", port);
+    return 0;
+}
+
+void coord_shards_promote(struct coord_shards *s, uint32_t i)
+{
+    s->pid[i] = s->bpid[i];
+    set_addr(s, i, s->baddr[i]);
+    s->bpid[i] = 0;
+    s->baddr[i][0] = '\0';
+}
+
+int coord_shards_check_backups(struct coord_shards *s)
+{
+    for (uint32_t i = 0; i < s->n && s->local && s->replicas > 1; i++) {
+        if (s->bpid[i] > 0 && !smlt_proc_alive(s->bpid[i])) {
+            s->dead_pid = s->bpid[i];
+            s->bpid[i] = 0;
+            s->baddr[i][0] = '\0';
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+uint32_t coord_shards_nodes(const struct coord_shards *s)
+{
+    uint32_t n = s->n;
+    for (uint32_t i = 0; i < s->n && s->local; i++)
+        n += s->bpid[i] > 0;
+    return n;
 }
 
 int coord_shards_replace(struct coord_shards *s, uint32_t i, const char *ps_bin, const char *dir,
@@ -105,23 +162,12 @@ int coord_shards_replace(struct coord_shards *s, uint32_t i, const char *ps_bin,
     }
     if (s->pid[i] > 0)
         smlt_proc_stop(s->pid[i], 1000);
-    int port = spawn_one(s, i, ps_bin, dir, err, errlen);
+    int port = spawn_one(s, i, 0, ps_bin, dir, err, errlen);
     if (port <= 0)
         return port;
-    /* The address list with shard i's new port. */
-    char tmp[sizeof s->addrs], *save = NULL;
-    snprintf(tmp, sizeof tmp, "%s", s->addrs);
-    size_t off = 0;
-    uint32_t k = 0;
-    s->addrs[0] = '\0';
-    for (char *a = strtok_r(tmp, ",", &save); a; a = strtok_r(NULL, ",", &save), k++) {
-        if (k == i)
-            off += (size_t)snprintf(s->addrs + off, sizeof s->addrs - off, "%s127.0.0.1:%d",
-                                    k ? "," : "", port);
-        else
-            off += (size_t)snprintf(s->addrs + off, sizeof s->addrs - off, "%s%s", k ? "," : "",
-                                    a);
-    }
+    char a[24];
+    snprintf(a, sizeof a, "127.0.0.1:%d", port);
+    set_addr(s, i, a);
     return 0;
 }
 
@@ -219,5 +265,8 @@ void coord_shards_stop(struct coord_shards *s)
         if (s->pid[i] > 0)
             smlt_proc_stop(s->pid[i], 3000);
         s->pid[i] = 0;
+        if (s->bpid[i] > 0)
+            smlt_proc_stop(s->bpid[i], 3000);
+        s->bpid[i] = 0;
     }
 }

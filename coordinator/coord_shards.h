@@ -25,6 +25,10 @@ struct coord_shards {
     double started;                  /* CLOCK_MONOTONIC seconds */
     uint32_t nic_mbps;               /* local shards' emulated network card (0: none) */
     pid_t dead_pid;                  /* the last shard coord_shards_check() found gone */
+    /* ps.replicas 2: each local shard's backup process, and its address ("" when none). */
+    uint32_t replicas;
+    pid_t bpid[COORD_SHARDS_MAX];
+    char baddr[COORD_SHARDS_MAX][24];
 };
 
 /* Starts n local shards with `ps_bin`, ports and logs under dir, each with an emulated network
@@ -46,6 +50,22 @@ int coord_shards_grow(struct coord_shards *s, uint32_t n, const char *ps_bin, co
  * address in addrs change. Returns 0 or a negative code with a message in err. */
 int coord_shards_replace(struct coord_shards *s, uint32_t i, const char *ps_bin, const char *dir,
                          char *err, size_t errlen);
+
+/* Starts a backup process for shard i (ps.replicas 2; same tokens, a new port): bpid[i] and
+ * baddr[i]. The primary makes it its backup (smlt_set_backup()). Returns 0 or a negative
+ * code with a message in err. */
+int coord_shards_start_backup(struct coord_shards *s, uint32_t i, const char *ps_bin,
+                              const char *dir, char *err, size_t errlen);
+
+/* Shard i's backup is its primary now (after smlt_promote()): pid and address move over, and
+ * shard i has no backup until another is started. */
+void coord_shards_promote(struct coord_shards *s, uint32_t i);
+
+/* Returns the index of a shard whose backup process has exited (and forgets it), or -1. */
+int coord_shards_check_backups(struct coord_shards *s);
+
+/* The PS nodes the job runs (a backup is a node too): what is billed. */
+uint32_t coord_shards_nodes(const struct coord_shards *s);
 
 /* Keeps the first n local shards and stops the others by pid (after they were retired by a
  * reshard). */

@@ -161,7 +161,7 @@ static const char *const optim_keys[] = {"kind", "lr", "momentum", "nesterov", "
 static const char *const platform_keys[] = {"kind", "memory_mb", "time_limit_s", "concurrency",
                                             "region", "arch", "ps_nic_mbps", NULL};
 static const char *const prices_keys[] = {"gb_s", "request", "ps_node_hour", NULL};
-static const char *const ps_keys[] = {"addrs", "token", "admin_token", NULL};
+static const char *const ps_keys[] = {"addrs", "token", "admin_token", "replicas", NULL};
 static const char *const chaos_keys[] = {"slow_rank", "slow_ms", NULL};
 
 static const struct {
@@ -789,17 +789,37 @@ static int parse_checkpoint(struct pctx *c, json_t *root, struct coord_spec *s)
     return 0;
 }
 
+/* Replicated shards keep their count: a reshard of a replicated job is not supported. */
+static int parse_replicas(struct pctx *c, json_t *root, struct coord_spec *s)
+{
+    if (s->ps.replicas < 2)
+        return 0;
+    if (field(root, "max_shards") && s->max_shards != s->shards)
+        return fail(c, "max_shards: must equal shards with ps.replicas 2 (a replicated job keeps "
+                       "its shard count)");
+    s->max_shards = s->shards;
+    return 0;
+}
+
 /* Returns the number of external shards (0 without "ps") or SMLT_EINVAL. */
 static int parse_ps(struct pctx *c, json_t *root, struct coord_spec *s)
 {
     json_t *obj;
+    s->ps.replicas = 1;
     int rc = get_obj(c, root, "ps", ps_keys, &obj);
     if (rc <= 0)
         return rc;
+    if ((rc = get_u32(c, obj, "replicas", "ps.replicas", 1, 2, &s->ps.replicas)) < 0)
+        return rc;
     if ((rc = get_str(c, obj, "addrs", "ps.addrs", s->ps.addrs, sizeof s->ps.addrs)) < 0)
         return rc;
+    if (rc == 0 && field(obj, "replicas") && json_object_size(obj) == 1)
+        return 0; /* local shards, replicated */
     if (rc == 0)
         return fail(c, "ps.addrs: required with \"ps\" (\"host:port,...\", one per shard)");
+    if (s->ps.replicas > 1)
+        return fail(c, "ps.replicas: 2 needs local shards (the coordinator starts the backups); "
+                       "drop ps.addrs");
     if ((rc = get_str(c, obj, "token", "ps.token", s->ps.token, sizeof s->ps.token)) < 0)
         return rc;
     if (rc == 0)
@@ -1050,7 +1070,8 @@ static int parse_root(struct pctx *c, json_t *root, struct coord_spec *s)
     if (nps < 0)
         return nps;
     if ((rc = parse_chaos(c, root, s)) || (rc = parse_workers(c, root, s)) ||
-        (rc = parse_shards(c, root, s, nps)) || (rc = parse_constraints(c, root, s)) ||
+        (rc = parse_shards(c, root, s, nps)) || (rc = parse_replicas(c, root, s)) ||
+        (rc = parse_constraints(c, root, s)) ||
         (rc = parse_prices(c, root, s)) || (rc = parse_seed(c, root, s)) ||
         (rc = parse_evaluation(c, root, s)) || (rc = parse_checkpoint(c, root, s)))
         return rc;

@@ -54,6 +54,9 @@
  *               shards that run elsewhere; shards must equal the number of addresses
  *   seed        integer 0..2^63-1, or a decimal string for the whole uint64 range [1]
  *   evaluate_every_epochs integer 1..10000 [1]
+ *   ps.replicas 1 or 2 [1]: with 2, every local shard has a backup that holds every
+ *               acknowledged step (a dead primary costs no progress); local shards only, and
+ *               the shard count stays fixed (max_shards = shards)
  *   checkpoint  object {every_steps integer 0..1e9 | every_s number 1..86400 [30], keep 1..100
  *               [3]}, or false: shard checkpoints (a dead shard is replaced from them)
  *   chaos       object {slow_rank integer, slow_ms number 0..60000 [20]}: fault injection for
@@ -155,6 +158,7 @@ struct coord_spec_ps {
     char addrs[COORD_SPEC_ADDRS_MAX]; /* "" when the coordinator runs the shards itself */
     char token[COORD_SPEC_TOKEN_MAX];
     char admin_token[COORD_SPEC_TOKEN_MAX]; /* "" if not given */
+    uint32_t replicas;   /* 1, or 2: every local shard has a backup (the shard count is fixed) */
 };
 
 struct coord_spec {

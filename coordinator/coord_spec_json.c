@@ -96,8 +96,14 @@ static json_t *platform_json(const struct coord_spec_platform *pl, int *nbad)
 /* The external shards (tokens in clear), only when the spec names them. */
 static void ps_json(json_t *o, const struct coord_spec *s, int *nbad)
 {
-    if (!s->ps.addrs[0])
+    if (!s->ps.addrs[0]) {
+        if (s->ps.replicas > 1) {
+            json_t *ps = json_object();
+            put(ps, "replicas", json_integer(s->ps.replicas), nbad);
+            put(o, "ps", ps, nbad);
+        }
         return;
+    }
     json_t *ps = json_object();
     put(ps, "addrs", json_string(s->ps.addrs), nbad);
     put(ps, "token", json_string(s->ps.token), nbad);
@@ -171,7 +177,8 @@ json_t *coord_spec_to_json_redacted(const struct coord_spec *s)
     json_t *ps = o ? json_object_get(o, "ps") : NULL;
     int nbad = 0;
     if (ps) {
-        put(ps, "token", json_string("***"), &nbad);
+        if (json_object_get(ps, "token"))
+            put(ps, "token", json_string("***"), &nbad);
         if (json_object_get(ps, "admin_token"))
             put(ps, "admin_token", json_string("***"), &nbad);
     }

@@ -10,6 +10,8 @@
  *     ends at the same version;
  *   - hung_shard_is_replaced: a shard stopped with SIGSTOP misses its heartbeats and is
  *     killed and replaced the same way;
+ *   - replica_primary_killed: with ps.replicas 2, a primary killed mid-job is replaced by its
+ *     backup with no step lost and no restore;
  *   - corrupt_checkpoint_falls_back: the dead shard's newest checkpoint is damaged right after
  *     the kill: the restore uses the previous good step, and the job still succeeds.
  * Everything started is stopped by its pid. */
@@ -253,6 +255,81 @@ START_TEST(hung_shard_is_replaced)
 }
 END_TEST
 
+/* The pid of the coordinator's smlt-ps child whose command line names `what` (its port file:
+ * "/shard0.port" for shard 0's primary, "/backup0.port" for its backup), or 0. */
+static pid_t ps_with(const char *what)
+{
+    pid_t ps[16];
+    int n = ct_children(coord.pid, "smlt-ps", NULL, ps, 16);
+    for (int k = 0; k < n; k++) {
+        char path[64], buf[2048];
+        snprintf(path, sizeof path, "/proc/%d/cmdline", (int)ps[k]);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        for (size_t i = 0; i < len; i++)
+            if (!buf[i])
+                buf[i] = ' ';
+        buf[len] = '\0';
+        if (strstr(buf, what))
+            return ps[k];
+    }
+    return 0;
+}
+
+/* ps.replicas 2: a primary killed mid-job; its backup takes over with every acknowledged step
+ * (no rollback: every shard applied every step once), a new backup is built, the job succeeds. */
+START_TEST(replica_primary_killed)
+{
+    char spec[1024], err[512];
+    snprintf(spec, sizeof spec,
+             "{\"model\": \"mlp:784-64-10\", \"dataset\": \"%s\", \"epochs\": %d, \"workers\": 2, "
+             "\"shards\": 2, \"ps\": {\"replicas\": 2}, \"checkpoint\": false, "
+             "\"optimizer\": {\"kind\": \"adam\", \"lr\": 0.001}}",
+             dataset, ct_quick() ? 40 : 60);
+    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    past_step = 120;
+    json_t *j = ct_wait_until(coord.port, id, 120, past);
+    ck_assert_str_eq(ct_str(j, "state"), "running");
+    json_decref(j);
+    ck_assert(ps_with("/backup0.port") > 0 && ps_with("/backup1.port") > 0);
+    pid_t primary = ps_with("/shard0.port");
+    ck_assert(primary > 0);
+    ck_assert_int_eq(kill(primary, SIGKILL), 0);
+    j = ct_wait_job(coord.port, id, 300);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "%s: %s", ct_str(j, "state"),
+                  ct_str(j, "error"));
+    const json_t *f = NULL;
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(j, "events"), i, e)
+    if (!strcmp(ct_str(e, "kind"), "failover") && !f)
+        f = e;
+    ck_assert_ptr_nonnull(f);
+    fprintf(stderr, "replica_primary_killed: %s\n", ct_str(f, "message"));
+    ck_assert_ptr_nonnull(strstr(ct_str(f, "message"), "0 steps lost"));
+    ck_assert_ptr_null(fault_event(j)); /* no restore */
+    json_t *st;
+    long long final = -1;
+    json_array_foreach(json_object_get(j, "ps_stats"), i, st)
+    {
+        long long v = (long long)ct_num(st, "version");
+        if (final < 0)
+            final = v;
+        ck_assert_int_eq(v, final);
+        /* Each primary (the promoted backup too: it applied every step as a backup) applied
+         * every step once. */
+        ck_assert_int_eq((long long)ct_num(st, "updates_applied"), v);
+    }
+    json_decref(j);
+    free(id);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("fault");
@@ -262,6 +339,7 @@ static Suite *suite(void)
     tcase_add_test(tc, shard_killed_mid_job);
     tcase_add_test(tc, corrupt_checkpoint_falls_back);
     tcase_add_test(tc, hung_shard_is_replaced);
+    tcase_add_test(tc, replica_primary_killed);
     suite_add_tcase(s, tc);
     return s;
 }
