@@ -661,6 +661,25 @@ START_TEST(checkpoint)
 }
 END_TEST
 
+/* ps.replicas: 2 for local shards (the shard count is pinned), refused with external ones. */
+START_TEST(replicas)
+{
+    struct coord_spec s;
+    parse_ok(MIN_SPEC "}", &s);
+    ck_assert_uint_eq(s.ps.replicas, 1);
+    parse_ok(MIN_SPEC ",'shards':3,'ps':{'replicas':2}}", &s);
+    ck_assert_uint_eq(s.ps.replicas, 2);
+    ck_assert_uint_eq(s.max_shards, 3);
+    ck_assert_int_eq(s.ps.addrs[0], 0);
+    round_trip(&s);
+    parse_fails(MIN_SPEC ",'ps':{'replicas':3}}", "ps.replicas: must be");
+    parse_fails(MIN_SPEC ",'shards':2,'max_shards':4,'ps':{'replicas':2}}",
+                "max_shards: must equal shards with ps.replicas 2");
+    parse_fails(MIN_SPEC ",'ps':{'replicas':2,'addrs':'127.0.0.1:5','token':'t'}}",
+                "ps.replicas: 2 needs local shards");
+}
+END_TEST
+
 START_TEST(dataset_options)
 {
     /* Defaults: today's loader (label in column 0, header detected, no scaling). */
@@ -765,6 +784,7 @@ static Suite *coord_spec_suite(void)
     tcase_add_test(tc, enum_names);
     tcase_add_test(tc, dataset_options);
     tcase_add_test(tc, checkpoint);
+    tcase_add_test(tc, replicas);
     suite_add_tcase(s, tc);
     return s;
 }
