@@ -401,5 +401,8 @@ void job_backup_lost(struct coord_job *j, uint32_t shard, pid_t pid);
  * adopts its shards (after checking their processes, their tokens and their step) and goes on
  * from the shards' step, the ledger continuing; otherwise it is INTERRUPTED with the reason. */
 void job_resume(struct coord_job *j, int have_shards);
+/* The bookkeeping a resumed job needs before it runs (ranks, phase, clock, the nodes billed
+ * for the downtime). Returns 0 or SMLT_ENOMEM. */
+int job_resume_setup(struct coord_job *j);
 
 #endif

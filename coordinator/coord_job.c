@@ -189,6 +189,8 @@ void job_journal_shards(struct coord_job *j)
                             (int)j->shards.n, "addrs", j->shards.addrs, "pids", pids, "token",
                             j->shards.token, "admin_token", j->shards.admin_token, "nic_mbps",
                             (int)j->shards.nic_mbps);
+    if (rec)
+        json_object_set_new(rec, "map_version", json_integer((json_int_t)j->map_version));
     if (rec && j->shards.replicas > 1) {
         json_object_set_new(rec, "replicas", json_integer(j->shards.replicas));
         json_object_set(rec, "backup_pids", bpids);

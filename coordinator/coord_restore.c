@@ -135,6 +135,8 @@ static void replay_shards(struct coord_job *j, json_t *rec)
     for (uint32_t i = 0; i < sh->n && i < json_array_size(pids); i++)
         sh->pid[i] = (pid_t)json_integer_value(json_array_get(pids, i));
     sh->replicas = json_integer_value(json_object_get(rec, "replicas")) == 2 ? 2 : 1;
+    if (json_integer_value(json_object_get(rec, "map_version")) > 0)
+        j->map_version = (uint64_t)json_integer_value(json_object_get(rec, "map_version"));
     json_t *bpids = json_object_get(rec, "backup_pids"), *baddrs = json_object_get(rec, "backup_addrs");
     for (uint32_t i = 0; sh->replicas > 1 && i < sh->n && i < json_array_size(bpids); i++) {
         const char *a = json_string_value(json_array_get(baddrs, i));

@@ -36,6 +36,32 @@ static void job_cannot_resume(struct coord_job *j, const char *why)
     job_set_state(j, JOB_INTERRUPTED, msg);
 }
 
+/* What a resumed job needs before it runs again: its ranks, the recorded phase's workers and
+ * memory size, its clock, and the PS nodes billed for the time it was away. Returns 0 or
+ * SMLT_ENOMEM. */
+int job_resume_setup(struct coord_job *j)
+{
+    if (!j->ranks && job_ranks_new(j) != 0)
+        return SMLT_ENOMEM;
+    if (!j->workers || j->workers > j->cap)
+        j->workers = j->spec.workers;
+    if (!j->memory_mb)
+        j->memory_mb = j->spec.platform.memory_mb;
+    j->spe = 0; /* the first report tells it again */
+    j->total_steps = 0;
+    double now_u = smlt_now_unix(), now_m = smlt_now_mono();
+    /* Elapsed time goes on from the job's start; the PS nodes ran while nobody watched. */
+    j->t_start = now_m - (now_u - j->started_unix);
+    if (j->resume_from_unix > 0)
+        coord_ledger_charge_ps(&j->ledger, &j->spec.prices, coord_shards_nodes(&j->shards),
+                               now_u - j->resume_from_unix);
+    j->resume_from_unix = 0;
+    j->ps_charged_at = now_m;
+    j->epoch_started = j->boundary_at = now_m;
+    j->rp_done = 1;
+    return 0;
+}
+
 static void on_resume_stats(struct coord_job *j, const struct coord_admin_res *res)
 {
     char why[700];
@@ -59,31 +85,17 @@ static void on_resume_stats(struct coord_job *j, const struct coord_admin_res *r
             j->map_version = res->stats[k].map_version;
     }
     job_take_stats(j, res, NULL); /* the noise baseline */
-    if (job_ranks_new(j) != 0) {
+    if (job_resume_setup(j) != 0) {
         job_cannot_resume(j, "out of memory");
         return;
     }
-    if (!j->workers || j->workers > j->cap)
-        j->workers = j->spec.workers;
-    if (!j->memory_mb)
-        j->memory_mb = j->spec.platform.memory_mb;
     for (uint32_t k = 0; k < j->workers; k++)
         j->ranks[k].next_step = step;
     j->step = step;
-    j->spe = 0; /* the first report tells it again */
-    j->total_steps = 0;
-    double now_u = smlt_now_unix(), now_m = smlt_now_mono();
-    /* Elapsed time goes on from the job's start; the PS nodes ran while nobody watched. */
-    j->t_start = now_m - (now_u - j->started_unix);
-    if (j->resume_from_unix > 0)
-        coord_ledger_charge_ps(&j->ledger, &j->spec.prices, j->shards.n,
-                               now_u - j->resume_from_unix);
-    j->ps_charged_at = now_m;
     if (j->profile || j->phase_step || step > 0)
         j->profile_state = PROFILE_DONE;
     j->bd_step = step;
-    job_epoch_mark(j, step, now_m);
-    j->rp_done = 1;
+    job_epoch_mark(j, step, smlt_now_mono());
     job_event(j, "resume",
               "the coordinator restarted: adopted %u shard%s at %s; every rank goes on from step "
               "%llu (the shards' step), %u workers, phase from step %llu",
@@ -126,8 +138,23 @@ void job_resume(struct coord_job *j, int have_shards)
     }
     for (uint32_t i = 0; j->shards.local && i < j->shards.n; i++) {
         if (!smlt_proc_alive(j->shards.pid[i])) {
+            pid_t gone = j->shards.pid[i];
+            if (job_checkpoints(j) && job_resume_setup(j) == 0) {
+                /* A shard died while the coordinator was away: it is replaced from the
+                 * checkpoints, as if it had died now (coord_recover.c). */
+                job_event(j, "resume", "the coordinator restarted and shard %u (pid %d) had "
+                                       "died meanwhile: replacing it from the checkpoints",
+                          i, (int)gone);
+                job_set_state(j, JOB_RUNNING, NULL);
+                j->tick_ev = evtimer_new(j->c->base, job_on_tick, j);
+                struct timeval sec = {(time_t)JOB_TICK_S, 0};
+                evtimer_add(j->tick_ev, &sec);
+                if (job_recover_shard(j, i, gone) == 0)
+                    return;
+            }
             char why[300];
-            snprintf(why, sizeof why, "its shard %u (pid %d) is gone", i, (int)j->shards.pid[i]);
+            snprintf(why, sizeof why, "its shard %u (pid %d) is gone%s", i, (int)gone,
+                     job_checkpoints(j) ? "" : " and the job takes no checkpoints");
             j->shards.pid[i] = 0;
             job_cannot_resume(j, why);
             return;

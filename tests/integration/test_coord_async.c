@@ -10,7 +10,8 @@
  *   - The coordinator is killed with SIGKILL while a job runs: its shards live on, the
  *     restarted coordinator adopts them and the job goes on from their step to success, every
  *     step applied once, the cost billed before the crash still billed (it read $0 once).
- *   - A job whose shard died meanwhile is interrupted, and says why.
+ *   - A job whose shard died meanwhile goes on from the checkpoints (the dead shard replaced);
+ *     without checkpoints it is interrupted, and says why.
  *   - /metrics passes `promtool check metrics` (it failed on an abbreviated unit once).
  * Everything started is stopped by its pid. */
 #include <check.h>
@@ -265,7 +266,7 @@ START_TEST(job_that_cannot_resume_says_why)
     char spec[1024], err[512];
     snprintf(spec, sizeof spec,
              "{\"model\": \"mlp:784-64-10\", \"dataset\": \"%s\", \"epochs\": 5000, "
-             "\"workers\": 2, \"shards\": 2}",
+             "\"workers\": 2, \"shards\": 2, \"checkpoint\": false}",
              dataset);
     char *id = ct_submit(coord.port, spec, err, sizeof err);
     ck_assert_msg(id != NULL, "submit: %s", err);
@@ -290,6 +291,56 @@ START_TEST(job_that_cannot_resume_says_why)
     /* The surviving shard is not ours to kill (its identity was not checked): it exits on
      * its own (--orphan-exit); the test stops it by its pid. */
     kill(ps[0], SIGTERM);
+    free(id);
+}
+END_TEST
+
+/* The coordinator and then one of the shards are killed: the restarted coordinator adopts
+ * the surviving shard, replaces the dead one from the checkpoints, and the job succeeds. */
+START_TEST(shard_died_while_coordinator_away)
+{
+    char spec[1024], err[512];
+    snprintf(spec, sizeof spec,
+             "{\"model\": \"mlp:784-64-10\", \"dataset\": \"%s\", \"epochs\": %d, "
+             "\"workers\": 2, \"shards\": 2, \"checkpoint\": {\"every_steps\": 20}}",
+             dataset, ct_quick() ? 30 : 50);
+    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    json_t *j = NULL;
+    char path[128];
+    snprintf(path, sizeof path, "/api/jobs/%s", id);
+    for (int t = 0; t < 600; t++) {
+        json_decref(j);
+        j = NULL;
+        ck_assert_int_eq(ct_http_json(coord.port, "GET", path, NULL, NULL, &j), 200);
+        if (ct_num(j, "step") >= 100)
+            break;
+        usleep(50 * 1000);
+    }
+    ck_assert_str_eq(ct_str(j, "state"), "running");
+    json_decref(j);
+    pid_t ps[8];
+    ck_assert_int_eq(shard_pids(ps, 8), 2);
+    kill_coordinator();
+    ck_assert_int_eq(kill(ps[0], SIGKILL), 0);
+    usleep(200 * 1000);
+    ck_assert_int_eq(ct_coord_start(&coord, data_dir, NULL), 0);
+    j = ct_wait_job(coord.port, id, 300);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "%s: %s %s", ct_str(j, "state"),
+                  ct_str(j, "error"), ct_str(j, "reason"));
+    ck_assert(has_event(j, "resume") && has_event(j, "fault"));
+    size_t i;
+    json_t *st;
+    long long final = -1;
+    json_array_foreach(json_object_get(j, "ps_stats"), i, st)
+    {
+        long long v = (long long)ct_num(st, "version");
+        if (final < 0)
+            final = v;
+        ck_assert_int_eq(v, final);
+    }
+    json_decref(j);
     free(id);
 }
 END_TEST
@@ -343,6 +394,7 @@ static Suite *suite(void)
     tcase_add_test(tc, api_answers_while_a_shard_is_stopped);
     tcase_add_test(tc, coordinator_killed_job_resumes);
     tcase_add_test(tc, job_that_cannot_resume_says_why);
+    tcase_add_test(tc, shard_died_while_coordinator_away);
     tcase_add_test(tc, metrics_pass_promtool);
     suite_add_tcase(s, tc);
     return s;
