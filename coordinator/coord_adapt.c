@@ -63,13 +63,18 @@ int job_take_stats(struct coord_job *j, const struct coord_admin_res *res, json_
         if (counters)
             json_array_append_new(
                 counters,
-                json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "shard", (int)k, "version",
-                          (json_int_t)st->version, "clock", (json_int_t)st->clock,
-                          "pushes_counted", (json_int_t)st->pushes_counted, "pushes_duplicate",
+                json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "shard",
+                          (int)k, "version", (json_int_t)st->version, "clock",
+                          (json_int_t)st->clock, "pushes_counted",
+                          (json_int_t)st->pushes_counted, "pushes_duplicate",
                           (json_int_t)st->pushes_duplicate, "pushes_rejected",
                           (json_int_t)st->pushes_rejected, "updates_applied",
                           (json_int_t)st->updates_applied, "map_version",
-                          (json_int_t)st->map_version));
+                          (json_int_t)st->map_version, "checkpoints_written",
+                          (json_int_t)st->checkpoints_written, "checkpoints_skipped",
+                          (json_int_t)st->checkpoints_skipped, "checkpoint_last_step",
+                          (json_int_t)st->checkpoint_last_step, "checkpoint_write_s",
+                          st->checkpoint_write_seconds));
     }
     /* The noise figures need every shard. */
     return got == n ? job_take_noise(j, g2, sn, steps, n) : got ? 0 : -1;
