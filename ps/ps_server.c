@@ -1,5 +1,7 @@
-/* ps_server.c: connections, handshake and request dispatch of one shard (see ps_server.h). */
-#include "ps_server.h"
+/* ps_server.c: connections, handshake and request dispatch of one shard (see ps_server.h).
+ * Replicated shards (forwarding to a backup, SetBackup, Promote, SetMap) are in ps_replica.c;
+ * the structs both share are in ps_server_int.h. */
+#include "ps_server_int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -22,127 +24,14 @@
  * reference to the parameter buffer, which the shard then keeps unchanged until written. */
 #define PS_PULL_COPY_MAX (64u << 10)
 
-struct ps_client;
-
-struct ps_pull_wait {
-    struct ps_client *cl;
-    uint64_t req_id;
-    uint64_t lo, hi, min_clock;
-    int may_compress;
-    struct event *timer;
-    struct ps_pull_wait *next, *prev;
-};
-
-struct ps_set_wait {
-    struct ps_client *cl;
-    uint64_t req_id;
-    uint64_t seq;
-    struct ps_set_wait *next;
-};
-
-struct ps_client {
-    struct ps_server *srv;
-    struct rpc_conn *conn;
-    int authed;
-    int admin;
-    uint32_t worker;
-    struct event *hs_timer;
-    float *recv_buf;     /* a shard buffer the current payload is being read into */
-    int waiting_buf;     /* on the server's list of connections waiting for a buffer */
-    uint32_t pulls_waiting;
-    int is_primary;      /* a backup's connection from its primary: forwarded pushes */
-    int fwd_waiting;     /* its forwarded push waits for this shard's updates to catch up */
-    struct ps_client *next, *prev;
-    struct ps_client *wnext;
-};
-
-/* Replication, primary side: a push forwarded to the backup. It is counted here, and the
- * worker acknowledged, only once the backup has answered (or was lost) and the backup
- * connection no longer references the gradient; entries finish strictly in order. */
-struct ps_fwd {
-    struct ps_server *srv;
-    struct ps_client *cl; /* the pushing connection; NULL once it closed */
-    uint64_t req_id;      /* the worker's request id */
-    uint64_t fwd_id;      /* the request id on the backup connection */
-    uint32_t worker;
-    uint64_t step;
-    float *buf;           /* the gradient (a shard buffer), referenced by the backup's output */
-    int released;         /* the backup connection is done with buf */
-    int answered;         /* the backup's answer is in, or the backup is gone */
-    int backup_rc;        /* 0 counted, 1 duplicate, FWD_LOST, or a negative code */
-    struct ps_fwd *next;
-};
-
-#define FWD_LOST 2
-
-enum bk_state {
-    BK_NONE,     /* no backup */
-    BK_FREEZING, /* SetBackup: waiting for a step boundary */
-    BK_CONFIG,   /* frozen; the backup is being configured */
-    BK_SYNCING,  /* the range is on its way (Import); pushes are forwarded behind it */
-    BK_ON,       /* the backup is in sync: every counted push was counted there first */
-    BK_LOST      /* the backup's connection broke: this shard goes on alone */
-};
-
-struct ps_backup {
-    enum bk_state state;
-    char addr[256];
-    struct rpc_conn *conn;
-    struct ps_client *admin;   /* the SetBackup waiting for the build, or NULL */
-    uint64_t admin_req;
-    uint64_t next_id, conf_id, import_id;
-    struct ps_fwd *head, *tail;
-    uint64_t forwarded, acks, lag, lost, diverged;
-};
-
-struct ps_server {
-    struct event_base *base;
-    struct evconnlistener *lis;
-    struct ps_shard *shard;
-    struct ps_server_conf conf;
-    char *token;
-    char *admin_token;
-    int port;
-    uint32_t nconns;
-    struct ps_client *clients;
-    struct ps_client *buf_waiters; /* FIFO: the longest waiting gets the next buffer first */
-    struct ps_client *buf_waiters_tail;
-    struct ps_pull_wait *pulls;
-    struct ps_set_wait *sets;
-    struct ps_client *conf_client; /* a Configure waiting for initialization to finish */
-    uint64_t conf_req;
-    struct ps_client *freeze_client; /* a ReshardPrepare waiting for the shard to freeze */
-    uint64_t freeze_req;
-    struct part_map *retired;          /* not in the job's map any more: every request is told so */
-    struct rpc_rate *nic;            /* the emulated network card, or NULL */
-    int shutdown;
-    /* replication */
-    int role;                        /* Smlt__ShardRole: SOLO, PRIMARY (bk), BACKUP */
-    struct ps_client *primary;       /* a backup: the connection of its primary */
-    uint64_t backup_ckpt_every;      /* a backup: its checkpoint interval, off until promoted */
-    struct ps_backup bk;             /* a primary: its backup */
-    struct event *fwd_ev;            /* finishes forwarded pushes (deferred, not in callbacks) */
-    /* counters for /stats (connections add theirs when they close) */
-    uint64_t pulls_served, pulls_timed_out, bytes_in, bytes_out, frames_bad, auth_failures;
-    uint64_t stale_map_errors, conns_refused, payloads_compressed;
-};
-
 static const struct rpc_limits lim_preauth = {SMLT_MAX_META_PREAUTH, SMLT_MAX_PAYLOAD_PREAUTH};
-static const struct rpc_limits lim_authed = {SMLT_MAX_META_LEN, SMLT_MAX_PAYLOAD};
-
-static void reply_retired(struct ps_client *cl, uint64_t req_id);
-static void conf_to_pb(const struct ps_shard_conf *sc, Smlt__SyncConf *sy, Smlt__OptimConf *oc);
-static void send_push_ack(struct ps_client *cl, uint64_t req_id, uint64_t step, int duplicate);
-static void fwd_push(struct ps_client *cl, uint64_t req_id, const Smlt__PushReq *m, float *buf);
-static void bk_try_build(struct ps_server *srv);
-static void bk_fail(struct ps_server *srv, int code, const char *msg);
-static void fwd_resume(struct ps_server *srv);
+const struct rpc_limits ps_server__lim_authed = {SMLT_MAX_META_LEN, SMLT_MAX_PAYLOAD};
 
 /* ---- replies ----------------------------------------------------------------------------- */
 
 /* Sends an error reply; with SMLT_ESTALEMAP it carries the current map, with SMLT_ESTEP the
  * shard's version and clock, so the client can recover without another round trip. */
-static void reply_error(struct ps_client *cl, uint64_t req_id, int code, const char *msg)
+void ps_server__reply_error(struct ps_client *cl, uint64_t req_id, int code, const char *msg)
 {
     struct ps_server *srv = cl->srv;
     Smlt__ErrorReply er = SMLT__ERROR_REPLY__INIT;
@@ -166,7 +55,7 @@ static void reply_error(struct ps_client *cl, uint64_t req_id, int code, const c
         part_map_pb_clear(&pm);
 }
 
-static void reply_ok(struct ps_client *cl, uint64_t req_id)
+void ps_server__reply_ok(struct ps_client *cl, uint64_t req_id)
 {
     Smlt__Ok ok = SMLT__OK__INIT;
     const struct part_map *map = ps_shard_map(cl->srv->shard);
@@ -177,6 +66,19 @@ static void reply_ok(struct ps_client *cl, uint64_t req_id)
         ok.map_version = map->version;
     }
     rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_OK, req_id, &ok.base, NULL, 0, 0, NULL, NULL);
+}
+
+void ps_server__send_push_ack(struct ps_client *cl, uint64_t req_id, uint64_t step, int duplicate)
+{
+    struct ps_server *srv = cl->srv;
+    Smlt__PushAck ack = SMLT__PUSH_ACK__INIT;
+    ack.step = step;
+    ack.has_duplicate = 1;
+    ack.duplicate = duplicate;
+    ack.has_version = ack.has_clock = 1;
+    ack.version = ps_shard_version(srv->shard);
+    ack.clock = ps_shard_clock(srv->shard);
+    rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_PUSH_ACK, req_id, &ack.base, NULL, 0, 0, NULL, NULL);
 }
 
 static void on_params_sent(const void *data, size_t len, void *arg)
@@ -191,7 +93,7 @@ static void send_pull(struct ps_client *cl, uint64_t req_id, uint64_t lo, uint64
     uint64_t version, clock;
     const float *p = ps_shard_params_ref(srv->shard, &version, &clock);
     if (!p) {
-        reply_error(cl, req_id, SMLT_ENOTCONF, "no parameters");
+        ps_server__reply_error(cl, req_id, SMLT_ENOTCONF, "no parameters");
         return;
     }
     Smlt__PullReply pr = SMLT__PULL_REPLY__INIT;
@@ -231,7 +133,7 @@ static void on_pull_timeout(evutil_socket_t fd, short what, void *arg)
     snprintf(msg, sizeof msg, "clock %llu not reached in time (shard %u at clock %llu)",
              (unsigned long long)w->min_clock, srv->conf.shard,
              (unsigned long long)ps_shard_clock(srv->shard));
-    reply_error(w->cl, w->req_id, SMLT_ETIMEDOUT, msg);
+    ps_server__reply_error(w->cl, w->req_id, SMLT_ETIMEDOUT, msg);
     srv->pulls_timed_out++;
     pull_wait_free(srv, w);
 }
@@ -247,19 +149,19 @@ static void on_shard_advance(struct ps_shard *sh, void *arg)
             pull_wait_free(srv, w);
         }
     }
-    bk_try_build(srv);
-    fwd_resume(srv);
+    ps_replica_try_build(srv);
+    ps_replica_resume(srv);
     if (srv->freeze_client && ps_shard_frozen(sh)) {
         struct ps_client *fc = srv->freeze_client;
         srv->freeze_client = NULL;
-        reply_ok(fc, srv->freeze_req);
+        ps_server__reply_ok(fc, srv->freeze_req);
     }
     uint64_t done = ps_shard_seq_done(sh);
     for (struct ps_set_wait **pp = &srv->sets; *pp;) {
         struct ps_set_wait *w = *pp;
         if (w->seq <= done) {
             *pp = w->next;
-            reply_ok(w->cl, w->req_id);
+            ps_server__reply_ok(w->cl, w->req_id);
             free(w);
         } else {
             pp = &w->next;
@@ -289,7 +191,7 @@ static void on_shard_configured(struct ps_shard *sh, int err, void *arg)
     struct ps_server *srv = arg;
     struct ps_client *cl = srv->conf_client;
     srv->conf_client = NULL;
-    fwd_resume(srv);
+    ps_replica_resume(srv);
     if (err == 0) {
         const struct part_map *m = ps_shard_map(sh);
         log_info("shard %u: configured: job \"%s\" map v%llu range [%llu, %llu) %s, %u workers, %s",
@@ -301,9 +203,9 @@ static void on_shard_configured(struct ps_shard *sh, int err, void *arg)
     if (!cl)
         return;
     if (err)
-        reply_error(cl, srv->conf_req, err, "parameter initialization failed");
+        ps_server__reply_error(cl, srv->conf_req, err, "parameter initialization failed");
     else
-        reply_ok(cl, srv->conf_req);
+        ps_server__reply_ok(cl, srv->conf_req);
 }
 
 /* ---- requests ---------------------------------------------------------------------------- */
@@ -313,7 +215,7 @@ static void handle_hello(struct ps_client *cl, const struct rpc_frame_hdr *h, co
     struct ps_server *srv = cl->srv;
     Smlt__Hello *m = (Smlt__Hello *)rpc_msg_unpack(h, meta);
     if (!m) {
-        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed Hello");
+        ps_server__reply_error(cl, h->req_id, SMLT_EPROTO, "malformed Hello");
         rpc_conn_close(cl->conn, SMLT_EPROTO);
         return;
     }
@@ -321,7 +223,7 @@ static void handle_hello(struct ps_client *cl, const struct rpc_frame_hdr *h, co
         char msg[96];
         snprintf(msg, sizeof msg, "protocol version %u not supported (server speaks %u)",
                  m->proto_version, SMLT_PROTO_VERSION);
-        reply_error(cl, h->req_id, SMLT_EVERSION, msg);
+        ps_server__reply_error(cl, h->req_id, SMLT_EVERSION, msg);
         rpc_conn_close(cl->conn, SMLT_EVERSION);
         goto out;
     }
@@ -331,7 +233,7 @@ static void handle_hello(struct ps_client *cl, const struct rpc_frame_hdr *h, co
         srv->auth_failures++;
         log_warn("shard %u: %s: wrong token (%s role); closing", srv->conf.shard,
                  rpc_conn_peer(cl->conn), is_admin_role ? "admin" : "worker");
-        reply_error(cl, h->req_id, SMLT_EAUTH, "wrong token");
+        ps_server__reply_error(cl, h->req_id, SMLT_EAUTH, "wrong token");
         rpc_conn_close(cl->conn, SMLT_EAUTH);
         goto out;
     }
@@ -342,7 +244,7 @@ static void handle_hello(struct ps_client *cl, const struct rpc_frame_hdr *h, co
         event_free(cl->hs_timer);
         cl->hs_timer = NULL;
     }
-    rpc_conn_set_limits(cl->conn, &lim_authed);
+    rpc_conn_set_limits(cl->conn, &ps_server__lim_authed);
     Smlt__HelloOk ok = SMLT__HELLO_OK__INIT;
     ok.proto_version = SMLT_PROTO_VERSION;
     ok.shard = srv->conf.shard;
@@ -362,13 +264,13 @@ static void handle_get_map(struct ps_client *cl, uint64_t req_id)
 {
     const struct part_map *map = ps_shard_map(cl->srv->shard);
     if (!map || !ps_shard_ready(cl->srv->shard)) {
-        reply_error(cl, req_id, map ? SMLT_EAGAIN : SMLT_ENOTCONF,
-                    map ? "shard initializing" : "shard has no job configured");
+        ps_server__reply_error(cl, req_id, map ? SMLT_EAGAIN : SMLT_ENOTCONF,
+                               map ? "shard initializing" : "shard has no job configured");
         return;
     }
     Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
     if (part_map_to_pb(map, &pm) != 0) {
-        reply_error(cl, req_id, SMLT_ENOMEM, NULL);
+        ps_server__reply_error(cl, req_id, SMLT_ENOMEM, NULL);
         return;
     }
     rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_MAP, req_id, &pm.base, NULL, 0, 0, NULL, NULL);
@@ -381,12 +283,12 @@ static void handle_pull(struct ps_client *cl, const struct rpc_frame_hdr *h, con
     Smlt__PullReq *m = (Smlt__PullReq *)rpc_msg_unpack(h, meta);
     char err[256] = "";
     if (!m) {
-        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed PullReq");
+        ps_server__reply_error(cl, h->req_id, SMLT_EPROTO, "malformed PullReq");
         return;
     }
     int rc = ps_shard_pull_check(srv->shard, m->map_version, m->lo, m->hi, err, sizeof err);
     if (rc) {
-        reply_error(cl, h->req_id, rc, err);
+        ps_server__reply_error(cl, h->req_id, rc, err);
         goto out;
     }
     int may_compress = !m->has_may_compress || m->may_compress;
@@ -399,18 +301,19 @@ static void handle_pull(struct ps_client *cl, const struct rpc_frame_hdr *h, con
     if (wait_ms == 0) {
         snprintf(err, sizeof err, "clock %llu not reached (shard at %llu) and no wait asked",
                  (unsigned long long)min_clock, (unsigned long long)ps_shard_clock(srv->shard));
-        reply_error(cl, h->req_id, SMLT_ETIMEDOUT, err);
+        ps_server__reply_error(cl, h->req_id, SMLT_ETIMEDOUT, err);
         goto out;
     }
     if (cl->pulls_waiting >= SMLT_MAX_PENDING_PULLS) {
-        reply_error(cl, h->req_id, SMLT_EBUSY, "too many waiting pulls on this connection");
+        ps_server__reply_error(cl, h->req_id, SMLT_EBUSY,
+                               "too many waiting pulls on this connection");
         goto out;
     }
     if (wait_ms > SMLT_MAX_PULL_WAIT_MS)
         wait_ms = SMLT_MAX_PULL_WAIT_MS;
     struct ps_pull_wait *w = calloc(1, sizeof *w);
     if (!w) {
-        reply_error(cl, h->req_id, SMLT_ENOMEM, NULL);
+        ps_server__reply_error(cl, h->req_id, SMLT_ENOMEM, NULL);
         goto out;
     }
     w->cl = cl;
@@ -440,7 +343,7 @@ static void handle_push_done(struct ps_client *cl, const struct rpc_frame_hdr *h
     cl->recv_buf = NULL;
     if (!m || !buf) {
         ps_shard_buf_put(srv->shard, buf);
-        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed PushReq");
+        ps_server__reply_error(cl, h->req_id, SMLT_EPROTO, "malformed PushReq");
         if (m)
             protobuf_c_message_free_unpacked(&m->base, NULL);
         return;
@@ -454,14 +357,14 @@ static void handle_push_done(struct ps_client *cl, const struct rpc_frame_hdr *h
         rc = ps_shard_push_check(srv->shard, map ? map->version : 0, m->worker, m->step, m->lo,
                                  m->hi, err, sizeof err);
         if (rc == 0) {
-            fwd_push(cl, h->req_id, m, buf);
+            ps_replica_forward(cl, h->req_id, m, buf);
         } else {
             ps_shard_buf_put(srv->shard, buf);
             if (rc == 1) {
                 ps_shard_count_duplicate(srv->shard);
-                send_push_ack(cl, h->req_id, m->step, 1);
+                ps_server__send_push_ack(cl, h->req_id, m->step, 1);
             } else {
-                reply_error(cl, h->req_id, rc, err);
+                ps_server__reply_error(cl, h->req_id, rc, err);
             }
         }
         protobuf_c_message_free_unpacked(&m->base, NULL);
@@ -469,9 +372,9 @@ static void handle_push_done(struct ps_client *cl, const struct rpc_frame_hdr *h
     }
     rc = ps_shard_push_commit(srv->shard, m->worker, m->step, buf, err, sizeof err);
     if (rc < 0)
-        reply_error(cl, h->req_id, rc, err);
+        ps_server__reply_error(cl, h->req_id, rc, err);
     else
-        send_push_ack(cl, h->req_id, m->step, rc == 1);
+        ps_server__send_push_ack(cl, h->req_id, m->step, rc == 1);
     protobuf_c_message_free_unpacked(&m->base, NULL);
 }
 
@@ -526,11 +429,30 @@ static int fill_conf(const Smlt__ShardConfig *m, struct ps_shard_conf *c, char *
     return 0;
 }
 
+void ps_server__conf_to_pb(const struct ps_shard_conf *sc, Smlt__SyncConf *sy, Smlt__OptimConf *oc)
+{
+    sy->has_mode = sy->has_workers = sy->has_staleness = 1;
+    sy->mode = (Smlt__SyncMode)sc->mode;
+    sy->workers = sc->workers;
+    sy->staleness = sc->staleness;
+    oc->has_kind = oc->has_lr = oc->has_momentum = oc->has_nesterov = oc->has_beta1 = 1;
+    oc->has_beta2 = oc->has_eps = oc->has_weight_decay = oc->has_decoupled = 1;
+    oc->kind = (Smlt__OptimKind)sc->optim.kind;
+    oc->lr = sc->optim.lr;
+    oc->momentum = sc->optim.momentum;
+    oc->nesterov = sc->optim.nesterov;
+    oc->beta1 = sc->optim.beta1;
+    oc->beta2 = sc->optim.beta2;
+    oc->eps = sc->optim.eps;
+    oc->weight_decay = sc->optim.weight_decay;
+    oc->decoupled = sc->optim.decoupled;
+}
+
 /* Answers every waiting pull with an error: the job they waited on changed. */
 static void cancel_pulls(struct ps_server *srv, int code, const char *why)
 {
     while (srv->pulls) {
-        reply_error(srv->pulls->cl, srv->pulls->req_id, code, why);
+        ps_server__reply_error(srv->pulls->cl, srv->pulls->req_id, code, why);
         pull_wait_free(srv, srv->pulls);
     }
 }
@@ -542,7 +464,7 @@ static void handle_configure(struct ps_client *cl, const struct rpc_frame_hdr *h
     char err[256] = "";
     Smlt__ShardConfig *m = (Smlt__ShardConfig *)rpc_msg_unpack(h, meta);
     if (!m) {
-        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed ShardConfig");
+        ps_server__reply_error(cl, h->req_id, SMLT_EPROTO, "malformed ShardConfig");
         return;
     }
     struct ps_shard_conf conf;
@@ -577,14 +499,14 @@ static void handle_configure(struct ps_client *cl, const struct rpc_frame_hdr *h
     if (rc) {
         part_map_free(map);
         log_warn("shard %u: configure refused: %s", srv->conf.shard, err);
-        reply_error(cl, h->req_id, rc, err);
+        ps_server__reply_error(cl, h->req_id, rc, err);
     } else {
         /* Waiting pulls were for the old configuration: tell them the new map. */
         cancel_pulls(srv, SMLT_ESTALEMAP, "the shard was reconfigured with a new map");
         part_map_free(srv->retired);
         srv->retired = NULL;
         if (srv->bk.conn)
-            bk_fail(srv, SMLT_ECANCELED, "the shard was reconfigured");
+            ps_replica_fail(srv, SMLT_ECANCELED, "the shard was reconfigured");
         srv->bk.state = BK_NONE;
         if (srv->primary)
             srv->primary->is_primary = 0;
@@ -601,7 +523,7 @@ static void handle_configure(struct ps_client *cl, const struct rpc_frame_hdr *h
             log_info("shard %u: a backup of %s", srv->conf.shard, rpc_conn_peer(cl->conn));
         }
         if (ps_shard_ready(srv->shard)) {
-            reply_ok(cl, h->req_id);
+            ps_server__reply_ok(cl, h->req_id);
         } else {
             srv->conf_client = cl;
             srv->conf_req = h->req_id;
@@ -620,7 +542,7 @@ static void handle_set_params_done(struct ps_client *cl, const struct rpc_frame_
     char err[256] = "";
     if (!m) {
         ps_shard_buf_put(srv->shard, owned);
-        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed SetParams");
+        ps_server__reply_error(cl, h->req_id, SMLT_EPROTO, "malformed SetParams");
         return;
     }
     uint64_t seq = 0;
@@ -629,9 +551,9 @@ static void handle_set_params_done(struct ps_client *cl, const struct rpc_frame_
                                  owned ? owned : (float *)payload, owned != NULL, reset, &seq, err,
                                  sizeof err);
     if (rc) {
-        reply_error(cl, h->req_id, rc, err);
+        ps_server__reply_error(cl, h->req_id, rc, err);
     } else if (seq <= ps_shard_seq_done(srv->shard)) {
-        reply_ok(cl, h->req_id);
+        ps_server__reply_ok(cl, h->req_id);
     } else {
         struct ps_set_wait *w = calloc(1, sizeof *w);
         if (w) {
@@ -641,7 +563,7 @@ static void handle_set_params_done(struct ps_client *cl, const struct rpc_frame_
             w->next = srv->sets;
             srv->sets = w;
         } else {
-            reply_ok(cl, h->req_id);
+            ps_server__reply_ok(cl, h->req_id);
         }
     }
     protobuf_c_message_free_unpacked(&m->base, NULL);
@@ -654,11 +576,11 @@ static void handle_update_conf(struct ps_client *cl, const struct rpc_frame_hdr 
     Smlt__UpdateConf *m = (Smlt__UpdateConf *)rpc_msg_unpack(h, meta);
     char err[256] = "";
     if (!m) {
-        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed UpdateConf");
+        ps_server__reply_error(cl, h->req_id, SMLT_EPROTO, "malformed UpdateConf");
         return;
     }
     if (!ps_shard_map(srv->shard)) {
-        reply_error(cl, h->req_id, SMLT_ENOTCONF, "shard has no job configured");
+        ps_server__reply_error(cl, h->req_id, SMLT_ENOTCONF, "shard has no job configured");
         goto out;
     }
     int rc = ps_shard_update(srv->shard, m->has_lr ? &m->lr : NULL,
@@ -668,12 +590,12 @@ static void handle_update_conf(struct ps_client *cl, const struct rpc_frame_hdr 
     if (!rc && m->has_checkpoint_every_steps)
         rc = ps_shard_set_checkpoint_every(srv->shard, m->checkpoint_every_steps, err, sizeof err);
     if (rc)
-        reply_error(cl, h->req_id, rc, err);
+        ps_server__reply_error(cl, h->req_id, rc, err);
     else {
         log_info("shard %u: conf updated:%s%s%s%s", srv->conf.shard, m->has_lr ? " lr" : "",
                  m->has_weight_decay ? " weight_decay" : "", m->has_workers ? " workers" : "",
                  m->has_checkpoint_every_steps ? " checkpoint interval" : "");
-        reply_ok(cl, h->req_id);
+        ps_server__reply_ok(cl, h->req_id);
     }
 out:
     protobuf_c_message_free_unpacked(&m->base, NULL);
@@ -763,18 +685,18 @@ static void handle_prepare(struct ps_client *cl, const struct rpc_frame_hdr *h, 
     Smlt__ReshardPrepare *m = (Smlt__ReshardPrepare *)rpc_msg_unpack(h, meta);
     char err[256] = "";
     if (!m) {
-        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed ReshardPrepare");
+        ps_server__reply_error(cl, h->req_id, SMLT_EPROTO, "malformed ReshardPrepare");
         return;
     }
     const struct part_map *map = ps_shard_map(srv->shard);
     if (!map || !ps_shard_ready(srv->shard)) {
-        reply_error(cl, h->req_id, map ? SMLT_EAGAIN : SMLT_ENOTCONF, "shard not ready");
+        ps_server__reply_error(cl, h->req_id, map ? SMLT_EAGAIN : SMLT_ENOTCONF, "shard not ready");
         goto out;
     }
     if (m->map_version != map->version) {
         snprintf(err, sizeof err, "reshard of map %llu; shard has %llu",
                  (unsigned long long)m->map_version, (unsigned long long)map->version);
-        reply_error(cl, h->req_id, SMLT_ESTALEMAP, err);
+        ps_server__reply_error(cl, h->req_id, SMLT_ESTALEMAP, err);
         goto out;
     }
     uint64_t clock = m->has_freeze_clock ? m->freeze_clock : 0;
@@ -783,7 +705,7 @@ static void handle_prepare(struct ps_client *cl, const struct rpc_frame_hdr *h, 
                                               : ps_shard_freeze(srv->shard, clock);
     if (clock == UINT64_MAX) {
         log_info("shard %u: resharding called off; pushes accepted again", srv->conf.shard);
-        reply_ok(cl, h->req_id);
+        ps_server__reply_ok(cl, h->req_id);
         goto out;
     }
     if (clock == 0 || stop) {
@@ -802,9 +724,9 @@ static void handle_prepare(struct ps_client *cl, const struct rpc_frame_hdr *h, 
     log_info("shard %u: freezing at clock %llu for resharding", srv->conf.shard,
              (unsigned long long)at);
     if (ps_shard_frozen(srv->shard)) {
-        reply_ok(cl, h->req_id);
+        ps_server__reply_ok(cl, h->req_id);
     } else if (srv->freeze_client) {
-        reply_error(cl, h->req_id, SMLT_EBUSY, "another reshard is waiting for this shard");
+        ps_server__reply_error(cl, h->req_id, SMLT_EBUSY, "another reshard is waiting for this shard");
     } else {
         srv->freeze_client = cl;
         srv->freeze_req = h->req_id;
@@ -819,7 +741,7 @@ static void handle_export(struct ps_client *cl, const struct rpc_frame_hdr *h, c
     Smlt__ExportReq *m = (Smlt__ExportReq *)rpc_msg_unpack(h, meta);
     char err[256] = "";
     if (!m) {
-        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed ExportReq");
+        ps_server__reply_error(cl, h->req_id, SMLT_EPROTO, "malformed ExportReq");
         return;
     }
     struct ps_shard_export e;
@@ -827,19 +749,21 @@ static void handle_export(struct ps_client *cl, const struct rpc_frame_hdr *h, c
     if (!rc)
         rc = ps_shard_export(srv->shard, &e);
     if (rc) {
-        reply_error(cl, h->req_id, rc, err[0] ? err : "updates in flight; export again shortly");
+        ps_server__reply_error(cl, h->req_id, rc,
+                               err[0] ? err : "updates in flight; export again shortly");
         goto out;
     }
     size_t n = (size_t)(m->hi - m->lo), off = (size_t)(m->lo - ps_shard_lo(srv->shard));
     size_t rn = (size_t)(ps_shard_hi(srv->shard) - ps_shard_lo(srv->shard));
     size_t bytes = (size_t)(1 + e.nstate) * n * sizeof(float);
     if (bytes > SMLT_MAX_PAYLOAD) {
-        reply_error(cl, h->req_id, SMLT_ETOOBIG, "export larger than one frame; ask for less");
+        ps_server__reply_error(cl, h->req_id, SMLT_ETOOBIG,
+                               "export larger than one frame; ask for less");
         goto out;
     }
     float *buf = malloc(bytes ? bytes : 1);
     if (!buf) {
-        reply_error(cl, h->req_id, SMLT_ENOMEM, NULL);
+        ps_server__reply_error(cl, h->req_id, SMLT_ENOMEM, NULL);
         goto out;
     }
     memcpy(buf, e.params + off, n * sizeof(float));
@@ -858,7 +782,7 @@ static void handle_export(struct ps_client *cl, const struct rpc_frame_hdr *h, c
     const struct ps_shard_conf *sc = ps_shard_conf(srv->shard);
     Smlt__SyncConf sy = SMLT__SYNC_CONF__INIT;
     Smlt__OptimConf oc = SMLT__OPTIM_CONF__INIT;
-    conf_to_pb(sc, &sy, &oc);
+    ps_server__conf_to_pb(sc, &sy, &oc);
     r.sync = &sy;
     r.optim = &oc;
     r.checkpoint_dir = sc->ckpt_dir[0] ? (char *)sc->ckpt_dir : NULL;
@@ -879,7 +803,7 @@ static void handle_import(struct ps_client *cl, const struct rpc_frame_hdr *h, c
     Smlt__ImportReq *m = (Smlt__ImportReq *)rpc_msg_unpack(h, meta);
     char err[256] = "";
     if (!m) {
-        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed ImportReq");
+        ps_server__reply_error(cl, h->req_id, SMLT_EPROTO, "malformed ImportReq");
         return;
     }
     struct ps_shard_export e = {.version = m->version,
@@ -902,12 +826,12 @@ static void handle_import(struct ps_client *cl, const struct rpc_frame_hdr *h, c
                              m->has_final && m->final, err, sizeof err);
     }
     if (rc)
-        reply_error(cl, h->req_id, rc, err);
+        ps_server__reply_error(cl, h->req_id, rc, err);
     else {
         if (m->has_final && m->final)
             log_info("shard %u: import complete at clock %llu; ready", srv->conf.shard,
                      (unsigned long long)m->clock);
-        reply_ok(cl, h->req_id);
+        ps_server__reply_ok(cl, h->req_id);
     }
     protobuf_c_message_free_unpacked(&m->base, NULL);
 }
@@ -933,7 +857,7 @@ static void handle_restore(struct ps_client *cl, const struct rpc_frame_hdr *h, 
     Smlt__RestoreReq *m = (Smlt__RestoreReq *)rpc_msg_unpack(h, meta);
     char err[768] = "", report[1024] = "";
     if (!m) {
-        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed RestoreReq");
+        ps_server__reply_error(cl, h->req_id, SMLT_EPROTO, "malformed RestoreReq");
         return;
     }
     const char *dir = ckpt_dir_of(srv, m->dir);
@@ -958,7 +882,7 @@ static void handle_restore(struct ps_client *cl, const struct rpc_frame_hdr *h, 
     if (rc) {
         if (rc != SMLT_EAGAIN)
             log_warn("shard %u: restore refused: %s", id, err);
-        reply_error(cl, h->req_id, rc, err);
+        ps_server__reply_error(cl, h->req_id, rc, err);
     } else {
         cancel_pulls(srv, SMLT_EAGAIN, "the shard was restored from a checkpoint; pull again");
         Smlt__Ok ok = SMLT__OK__INIT;
@@ -980,7 +904,7 @@ static void handle_list_ckpt(struct ps_client *cl, const struct rpc_frame_hdr *h
     struct ps_server *srv = cl->srv;
     Smlt__ListCheckpoints *m = (Smlt__ListCheckpoints *)rpc_msg_unpack(h, meta);
     if (!m) {
-        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed ListCheckpoints");
+        ps_server__reply_error(cl, h->req_id, SMLT_EPROTO, "malformed ListCheckpoints");
         return;
     }
     const char *dir = ckpt_dir_of(srv, m->dir);
@@ -993,9 +917,10 @@ static void handle_list_ckpt(struct ps_client *cl, const struct rpc_frame_hdr *h
                  : SMLT_EINVAL;
     ps_shard_count_corrupt(srv->shard, corrupt);
     if (rc) {
-        reply_error(cl, h->req_id, rc, dir ? "cannot list the checkpoint directory"
-                                           : "no checkpoint directory: name one, or start "
-                                             "smlt-ps with --checkpoint-dir");
+        ps_server__reply_error(cl, h->req_id, rc,
+                               dir ? "cannot list the checkpoint directory"
+                                   : "no checkpoint directory: name one, or start "
+                                     "smlt-ps with --checkpoint-dir");
     } else {
         Smlt__CheckpointList r = SMLT__CHECKPOINT_LIST__INIT;
         r.shard = id;
@@ -1013,519 +938,15 @@ static void handle_list_ckpt(struct ps_client *cl, const struct rpc_frame_hdr *h
 }
 
 /* Waiting pulls learn the new map with their answer. */
-static void cancel_pulls_retired(struct ps_server *srv)
+void ps_server__cancel_pulls_retired(struct ps_server *srv)
 {
     while (srv->pulls) {
-        reply_retired(srv->pulls->cl, srv->pulls->req_id);
+        ps_server__reply_retired(srv->pulls->cl, srv->pulls->req_id);
         pull_wait_free(srv, srv->pulls);
     }
 }
 
-/* ---- replicated shards -------------------------------------------------------------------- */
-
-/* Primary and backup, not a chain: with two copies a chain is the same thing with the pulls
- * moved to the tail, and pulls stay on the primary here (it has every counted push first). The
- * primary forwards each push it is about to count over one connection to its backup, so the
- * backup counts in the primary's order (the same sums, bit for bit) with the same exactly-once
- * tables; the primary counts the push and acknowledges the worker only after the backup's ack.
- * An acknowledged step is therefore on both, and a promoted backup loses none. */
-
-static void send_push_ack(struct ps_client *cl, uint64_t req_id, uint64_t step, int duplicate)
-{
-    struct ps_server *srv = cl->srv;
-    Smlt__PushAck ack = SMLT__PUSH_ACK__INIT;
-    ack.step = step;
-    ack.has_duplicate = 1;
-    ack.duplicate = duplicate;
-    ack.has_version = ack.has_clock = 1;
-    ack.version = ps_shard_version(srv->shard);
-    ack.clock = ps_shard_clock(srv->shard);
-    rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_PUSH_ACK, req_id, &ack.base, NULL, 0, 0, NULL, NULL);
-}
-
-static void conf_to_pb(const struct ps_shard_conf *sc, Smlt__SyncConf *sy, Smlt__OptimConf *oc)
-{
-    sy->has_mode = sy->has_workers = sy->has_staleness = 1;
-    sy->mode = (Smlt__SyncMode)sc->mode;
-    sy->workers = sc->workers;
-    sy->staleness = sc->staleness;
-    oc->has_kind = oc->has_lr = oc->has_momentum = oc->has_nesterov = oc->has_beta1 = 1;
-    oc->has_beta2 = oc->has_eps = oc->has_weight_decay = oc->has_decoupled = 1;
-    oc->kind = (Smlt__OptimKind)sc->optim.kind;
-    oc->lr = sc->optim.lr;
-    oc->momentum = sc->optim.momentum;
-    oc->nesterov = sc->optim.nesterov;
-    oc->beta1 = sc->optim.beta1;
-    oc->beta2 = sc->optim.beta2;
-    oc->eps = sc->optim.eps;
-    oc->weight_decay = sc->optim.weight_decay;
-    oc->decoupled = sc->optim.decoupled;
-}
-
-static void on_fwd_released(const void *data, size_t len, void *arg)
-{
-    struct ps_fwd *f = arg;
-    f->released = 1;
-    event_active(f->srv->fwd_ev, EV_READ, 0);
-}
-
-/* Ends a build of the backup that failed: the SetBackup gets the error, pushes are accepted
- * again, the backup connection is dropped. */
-static void bk_fail(struct ps_server *srv, int code, const char *msg)
-{
-    struct ps_backup *bk = &srv->bk;
-    log_warn("shard %u: backup %s: %s", srv->conf.shard, bk->addr, msg);
-    if (bk->state == BK_FREEZING || bk->state == BK_CONFIG)
-        ps_shard_freeze(srv->shard, UINT64_MAX);
-    if (bk->admin)
-        reply_error(bk->admin, bk->admin_req, code, msg);
-    bk->admin = NULL;
-    bk->state = bk->state == BK_ON || bk->state == BK_SYNCING ? BK_LOST : BK_NONE;
-    if (bk->conn) {
-        rpc_conn_close(bk->conn, code);
-        /* pending forwards are finished by bk_on_close */
-    }
-}
-
-/* Counts a forwarded push here once its backup answered, and answers the worker. */
-static void fwd_finish(struct ps_server *srv, struct ps_fwd *f)
-{
-    char err[256] = "";
-    struct ps_backup *bk = &srv->bk;
-    if (srv->retired) {
-        /* The backup was promoted: this push belongs to the new primary. */
-        ps_shard_buf_put(srv->shard, f->buf);
-        if (f->cl)
-            reply_retired(f->cl, f->req_id);
-    } else if (f->backup_rc < 0) {
-        ps_shard_buf_put(srv->shard, f->buf);
-        if (f->cl)
-            reply_error(f->cl, f->req_id, f->backup_rc, "the backup refused this push");
-    } else {
-        int rc = ps_shard_push_commit(srv->shard, f->worker, f->step, f->buf, err, sizeof err);
-        if (f->backup_rc != FWD_LOST && rc != f->backup_rc) {
-            bk->diverged++;
-            log_warn("shard %u: push (rank %u, step %llu): backup %s, primary %d (%s)",
-                     srv->conf.shard, f->worker, (unsigned long long)f->step,
-                     f->backup_rc ? "duplicate" : "counted", rc, err);
-        }
-        if (f->cl) {
-            if (rc < 0)
-                reply_error(f->cl, f->req_id, rc, err);
-            else
-                send_push_ack(f->cl, f->req_id, f->step, rc == 1);
-        }
-    }
-}
-
-static void on_fwd_progress(evutil_socket_t fd, short what, void *arg)
-{
-    struct ps_server *srv = arg;
-    struct ps_backup *bk = &srv->bk;
-    struct ps_fwd *f;
-    while ((f = bk->head) && f->answered && f->released) {
-        bk->head = f->next;
-        if (!bk->head)
-            bk->tail = NULL;
-        bk->lag--;
-        fwd_finish(srv, f);
-        free(f);
-    }
-}
-
-/* Forwards a received push (takes buf) to the backup; counted here when it answers. */
-static void fwd_push(struct ps_client *cl, uint64_t req_id, const Smlt__PushReq *m, float *buf)
-{
-    struct ps_server *srv = cl->srv;
-    struct ps_backup *bk = &srv->bk;
-    struct ps_fwd *f = calloc(1, sizeof *f);
-    if (!f) {
-        ps_shard_buf_put(srv->shard, buf);
-        reply_error(cl, req_id, SMLT_ENOMEM, NULL);
-        return;
-    }
-    f->srv = srv;
-    f->cl = cl;
-    f->req_id = req_id;
-    f->fwd_id = ++bk->next_id;
-    f->worker = m->worker;
-    f->step = m->step;
-    f->buf = buf;
-    if (bk->tail)
-        bk->tail->next = f;
-    else
-        bk->head = f;
-    bk->tail = f;
-    bk->lag++;
-    bk->forwarded++;
-    Smlt__PushReq p = *m;
-    size_t bytes = (size_t)(m->hi - m->lo) * sizeof(float);
-    int rc = rpc_conn_send(bk->conn, SMLT__MSG_TYPE__MSG_PUSH, f->fwd_id, &p.base, buf, bytes,
-                           RPC_SEND_REF, on_fwd_released, f);
-    if (rc) {
-        /* The connection is going: bk_on_close finishes this one alone. */
-        log_debug("shard %u: forwarding to the backup failed: %s", srv->conf.shard,
-                  smlt_strerror(rc));
-    }
-}
-
-static void on_import_sent(const void *data, size_t len, void *arg)
-{
-    free((void *)data);
-}
-
-static void bk_send_import(struct ps_server *srv)
-{
-    struct ps_backup *bk = &srv->bk;
-    struct ps_shard_export e;
-    int rc = ps_shard_export(srv->shard, &e);
-    if (rc) {
-        bk_fail(srv, rc, "cannot export the range for the backup");
-        return;
-    }
-    size_t n = (size_t)(ps_shard_hi(srv->shard) - ps_shard_lo(srv->shard));
-    size_t bytes = (size_t)(1 + e.nstate) * n * sizeof(float);
-    if (bytes > SMLT_MAX_PAYLOAD) {
-        bk_fail(srv, SMLT_ETOOBIG, "the range and its optimizer state exceed one frame");
-        return;
-    }
-    /* Copied (the shard is frozen, so this is the state at the step boundary), then sent by
-     * reference and freed when written: pushes may go on as soon as it is queued, since
-     * forwarded pushes follow it on the same connection. */
-    float *x = malloc(bytes ? bytes : 1);
-    if (!x) {
-        bk_fail(srv, SMLT_ENOMEM, "out of memory for the backup's import");
-        return;
-    }
-    memcpy(x, e.params, n * sizeof(float));
-    if (e.nstate)
-        memcpy(x + n, e.state, (size_t)e.nstate * n * sizeof(float));
-    Smlt__ImportReq im = SMLT__IMPORT_REQ__INIT;
-    im.map_version = ps_shard_map(srv->shard)->version;
-    im.lo = ps_shard_lo(srv->shard);
-    im.hi = ps_shard_hi(srv->shard);
-    im.version = e.version;
-    im.clock = e.clock;
-    im.updates = e.updates;
-    im.nstate = e.nstate;
-    im.n_last_counted = im.n_last_applied = e.nranks;
-    im.last_counted = (uint64_t *)e.last_counted;
-    im.last_applied = (uint64_t *)e.last_applied;
-    im.has_final = im.final = 1;
-    bk->import_id = ++bk->next_id;
-    bk->state = BK_SYNCING;
-    rpc_conn_send(bk->conn, SMLT__MSG_TYPE__MSG_IMPORT, bk->import_id, &im.base, x, bytes,
-                  RPC_SEND_REF, on_import_sent, NULL);
-    ps_shard_freeze(srv->shard, UINT64_MAX);
-    log_info("shard %u: backup %s: range sent at step %llu; forwarding pushes", srv->conf.shard,
-             bk->addr, (unsigned long long)e.version);
-}
-
-/* Replies on the connection to the backup. */
-static void bk_on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const uint8_t *meta,
-                        void *payload, void *arg)
-{
-    struct ps_server *srv = arg;
-    struct ps_backup *bk = &srv->bk;
-    struct ps_fwd *f = NULL;
-    if (h->type == SMLT__MSG_TYPE__MSG_PUSH_ACK || h->type == SMLT__MSG_TYPE__MSG_ERROR)
-        for (f = bk->head; f && f->fwd_id != h->req_id; f = f->next)
-            ;
-    switch (h->type) {
-    case SMLT__MSG_TYPE__MSG_HELLO_OK:
-        break;
-    case SMLT__MSG_TYPE__MSG_OK:
-        if (h->req_id == bk->conf_id && bk->state == BK_CONFIG) {
-            bk_send_import(srv);
-        } else if (h->req_id == bk->import_id && bk->state == BK_SYNCING) {
-            bk->state = BK_ON;
-            log_info("shard %u: backup %s in sync", srv->conf.shard, bk->addr);
-            if (bk->admin)
-                reply_ok(bk->admin, bk->admin_req);
-            bk->admin = NULL;
-        }
-        break;
-    case SMLT__MSG_TYPE__MSG_PUSH_ACK: {
-        Smlt__PushAck *a = (Smlt__PushAck *)rpc_msg_unpack(h, meta);
-        if (f && !f->answered) {
-            f->answered = 1;
-            f->backup_rc = a && a->has_duplicate && a->duplicate ? 1 : 0;
-            bk->acks++;
-            event_active(srv->fwd_ev, EV_READ, 0);
-        }
-        if (a)
-            protobuf_c_message_free_unpacked(&a->base, NULL);
-        break;
-    }
-    case SMLT__MSG_TYPE__MSG_ERROR: {
-        Smlt__ErrorReply *er = (Smlt__ErrorReply *)rpc_msg_unpack(h, meta);
-        int code = er && er->code < 0 ? er->code : SMLT_EPROTO;
-        char msg[320];
-        snprintf(msg, sizeof msg, "%s", er && er->message ? er->message : smlt_strerror(code));
-        if (code == SMLT_ESTALEMAP && er && er->map && !srv->retired) {
-            /* Our backup was promoted: a newer primary serves this range. Fence ourselves. */
-            char e[256];
-            struct part_map *m = part_map_from_pb(er->map, e, sizeof e);
-            if (m && (!ps_shard_map(srv->shard) || m->version > ps_shard_map(srv->shard)->version)) {
-                log_warn("shard %u: the backup %s was promoted (map v%llu); retiring",
-                         srv->conf.shard, bk->addr, (unsigned long long)m->version);
-                srv->retired = m;
-                cancel_pulls_retired(srv);
-            } else {
-                part_map_free(m);
-            }
-        }
-        if (f) {
-            if (!f->answered) {
-                f->answered = 1;
-                f->backup_rc = code;
-                event_active(srv->fwd_ev, EV_READ, 0);
-            }
-        } else if (h->req_id == bk->conf_id || h->req_id == bk->import_id || h->req_id == 1) {
-            bk_fail(srv, code, msg);
-        } else {
-            log_warn("shard %u: backup %s: %s", srv->conf.shard, bk->addr, msg);
-        }
-        if (er)
-            protobuf_c_message_free_unpacked(&er->base, NULL);
-        break;
-    }
-    default:
-        log_warn("shard %u: backup %s sent message type %u", srv->conf.shard, bk->addr, h->type);
-        break;
-    }
-}
-
-static void bk_on_close(struct rpc_conn *c, int err, void *arg)
-{
-    struct ps_server *srv = arg;
-    struct ps_backup *bk = &srv->bk;
-    if (bk->conn != c)
-        return;
-    bk->conn = NULL;
-    if (bk->state != BK_NONE && bk->state != BK_LOST) {
-        bk->lost++;
-        log_warn("shard %u: lost the backup %s (%s); going on alone", srv->conf.shard, bk->addr,
-                 smlt_strerror(err));
-        if (bk->admin)
-            reply_error(bk->admin, bk->admin_req, err, "the backup's connection broke");
-        bk->admin = NULL;
-        if (bk->state == BK_CONFIG)
-            ps_shard_freeze(srv->shard, UINT64_MAX);
-        bk->state = bk->state == BK_CONFIG ? BK_NONE : BK_LOST;
-    }
-    /* Whatever the backup did not answer, this shard decides alone. The connection is freed
-     * right after this: every referenced payload has been released. */
-    for (struct ps_fwd *f = bk->head; f; f = f->next) {
-        if (!f->answered) {
-            f->answered = 1;
-            f->backup_rc = FWD_LOST;
-        }
-    }
-    /* The payload references are released when the connection is freed, right after this. */
-    event_active(srv->fwd_ev, EV_READ, 0);
-}
-
-static const struct rpc_conn_handler bk_handler = {
-    .on_frame = bk_on_frame,
-    .on_close = bk_on_close,
-};
-
-/* Connects to the backup and configures it as ours; called once the shard is frozen at a step
- * boundary (the range is exported when the backup is configured). */
-static void bk_try_build(struct ps_server *srv)
-{
-    struct ps_backup *bk = &srv->bk;
-    if (bk->state != BK_FREEZING || !ps_shard_frozen(srv->shard))
-        return;
-    int err = 0;
-    bk->conn = rpc_conn_connect(srv->base, bk->addr, &lim_authed, &bk_handler, srv, &err);
-    if (!bk->conn) {
-        bk_fail(srv, err, "cannot connect to the backup");
-        return;
-    }
-    bk->state = BK_CONFIG;
-    Smlt__Hello hello = SMLT__HELLO__INIT;
-    const char *tok = srv->admin_token ? srv->admin_token : srv->token;
-    hello.proto_version = SMLT_PROTO_VERSION;
-    hello.token.data = (uint8_t *)tok;
-    hello.token.len = strlen(tok);
-    hello.has_role = 1;
-    hello.role = SMLT__ROLE__ROLE_ADMIN;
-    hello.client = "smlt-ps primary";
-    bk->next_id = 1; /* the Hello is request 1 */
-    rpc_conn_send(bk->conn, SMLT__MSG_TYPE__MSG_HELLO, 1, &hello.base, NULL, 0, 0, NULL, NULL);
-    const struct ps_shard_conf *sc = ps_shard_conf(srv->shard);
-    Smlt__ShardConfig cf = SMLT__SHARD_CONFIG__INIT;
-    Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
-    Smlt__SyncConf sy = SMLT__SYNC_CONF__INIT;
-    Smlt__OptimConf oc = SMLT__OPTIM_CONF__INIT;
-    if (part_map_to_pb(ps_shard_map(srv->shard), &pm) != 0) {
-        bk_fail(srv, SMLT_ENOMEM, "out of memory");
-        return;
-    }
-    conf_to_pb(sc, &sy, &oc);
-    cf.map = &pm;
-    cf.shard = ps_shard_id(srv->shard);
-    cf.sync = &sy;
-    cf.optim = &oc;
-    cf.has_await_import = cf.await_import = 1;
-    cf.has_backup = cf.backup = 1;
-    cf.checkpoint_dir = sc->ckpt_dir[0] ? (char *)sc->ckpt_dir : NULL;
-    cf.has_checkpoint_every_steps = cf.has_checkpoint_keep = 1;
-    cf.checkpoint_every_steps = sc->ckpt_every;
-    cf.checkpoint_keep = sc->ckpt_keep;
-    bk->conf_id = ++bk->next_id;
-    rpc_conn_send(bk->conn, SMLT__MSG_TYPE__MSG_CONFIGURE, bk->conf_id, &cf.base, NULL, 0, 0, NULL,
-                  NULL);
-    part_map_pb_clear(&pm);
-}
-
-static void handle_set_backup(struct ps_client *cl, const struct rpc_frame_hdr *h,
-                              const uint8_t *meta)
-{
-    struct ps_server *srv = cl->srv;
-    struct ps_backup *bk = &srv->bk;
-    Smlt__SetBackup *m = (Smlt__SetBackup *)rpc_msg_unpack(h, meta);
-    char err[320] = "";
-    int rc = 0;
-    const struct part_map *map = ps_shard_map(srv->shard);
-    if (!m) {
-        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed SetBackup");
-        return;
-    }
-    if (!map || !ps_shard_ready(srv->shard)) {
-        rc = map ? SMLT_EAGAIN : SMLT_ENOTCONF;
-        snprintf(err, sizeof err, "shard not ready");
-    } else if (m->map_version != map->version) {
-        rc = SMLT_ESTALEMAP;
-        snprintf(err, sizeof err, "SetBackup for map %llu; shard has %llu",
-                 (unsigned long long)m->map_version, (unsigned long long)map->version);
-    } else if (srv->role == SMLT__SHARD_ROLE__SHARD_BACKUP) {
-        rc = SMLT_EINVAL;
-        snprintf(err, sizeof err, "shard %u is itself a backup", srv->conf.shard);
-    } else if (bk->state != BK_NONE && bk->state != BK_LOST) {
-        rc = SMLT_EBUSY;
-        snprintf(err, sizeof err, "shard %u already has a backup (%s)", srv->conf.shard, bk->addr);
-    } else if (bk->conn || bk->head) {
-        rc = SMLT_EAGAIN;
-        snprintf(err, sizeof err, "the previous backup's connection is still closing");
-    } else if (srv->freeze_client) {
-        rc = SMLT_EBUSY;
-        snprintf(err, sizeof err, "a reshard is freezing this shard");
-    } else if (!m->addr[0] || strlen(m->addr) >= sizeof bk->addr) {
-        rc = SMLT_EINVAL;
-        snprintf(err, sizeof err, "backup address of %zu bytes", strlen(m->addr));
-    }
-    if (rc) {
-        reply_error(cl, h->req_id, rc, err);
-        goto out;
-    }
-    snprintf(bk->addr, sizeof bk->addr, "%s", m->addr);
-    bk->state = BK_FREEZING;
-    bk->admin = cl;
-    bk->admin_req = h->req_id;
-    uint64_t at = ps_shard_freeze(srv->shard, 0);
-    log_info("shard %u: building the backup %s from step %llu", srv->conf.shard, bk->addr,
-             (unsigned long long)at);
-    bk_try_build(srv);
-out:
-    protobuf_c_message_free_unpacked(&m->base, NULL);
-}
-
-/* A map change that only moves addresses: SetMap on every shard, Promote on a backup. */
-static int install_map_msg(struct ps_server *srv, const Smlt__PartitionMap *pb, char *err,
-                           size_t errlen)
-{
-    struct part_map *map = part_map_from_pb(pb, err, errlen);
-    if (!map)
-        return SMLT_EINVAL;
-    return ps_shard_set_map(srv->shard, map, err, errlen);
-}
-
-static void handle_set_map(struct ps_client *cl, const struct rpc_frame_hdr *h, const uint8_t *meta)
-{
-    struct ps_server *srv = cl->srv;
-    Smlt__SetMap *m = (Smlt__SetMap *)rpc_msg_unpack(h, meta);
-    char err[320] = "";
-    if (!m) {
-        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed SetMap");
-        return;
-    }
-    int rc = install_map_msg(srv, m->map, err, sizeof err);
-    if (rc) {
-        reply_error(cl, h->req_id, rc, err);
-    } else {
-        log_info("shard %u: map v%llu installed", srv->conf.shard,
-                 (unsigned long long)ps_shard_map(srv->shard)->version);
-        reply_ok(cl, h->req_id);
-    }
-    protobuf_c_message_free_unpacked(&m->base, NULL);
-}
-
-static void handle_promote(struct ps_client *cl, const struct rpc_frame_hdr *h, const uint8_t *meta)
-{
-    struct ps_server *srv = cl->srv;
-    Smlt__Promote *m = (Smlt__Promote *)rpc_msg_unpack(h, meta);
-    char err[320] = "";
-    int rc = 0;
-    if (!m) {
-        reply_error(cl, h->req_id, SMLT_EPROTO, "malformed Promote");
-        return;
-    }
-    const struct part_map *cur = ps_shard_map(srv->shard);
-    if (srv->role != SMLT__SHARD_ROLE__SHARD_BACKUP) {
-        /* Promoted already (a retried call, maybe with a newer map): the map is all that is
-         * left to install. */
-        rc = install_map_msg(srv, m->map, err, sizeof err);
-        if (rc)
-            reply_error(cl, h->req_id, rc, err);
-        else
-            reply_ok(cl, h->req_id);
-        goto out;
-    } else if (!cur || m->map->version <= cur->version) {
-        rc = SMLT_ESTALEMAP;
-        snprintf(err, sizeof err, "Promote needs a map newer than v%llu",
-                 (unsigned long long)(cur ? cur->version : 0));
-    } else {
-        rc = install_map_msg(srv, m->map, err, sizeof err);
-    }
-    if (rc) {
-        reply_error(cl, h->req_id, rc, err);
-        goto out;
-    }
-    /* From now on the old primary's connection is an ordinary one: its forwarded pushes name
-     * the old map and are told "stale map" with the new one, which fences the old primary. */
-    srv->role = SMLT__SHARD_ROLE__SHARD_SOLO;
-    struct ps_client *p = srv->primary;
-    srv->primary = NULL;
-    if (p) {
-        p->is_primary = 0;
-        if (p->fwd_waiting) {
-            p->fwd_waiting = 0;
-            rpc_conn_resume_dest(p->conn);
-        }
-    }
-    if (srv->backup_ckpt_every &&
-        ps_shard_set_checkpoint_every(srv->shard, srv->backup_ckpt_every, err, sizeof err) != 0)
-        log_warn("shard %u: checkpoints stay off: %s", srv->conf.shard, err);
-    log_info("shard %u: promoted to primary at step %llu (map v%llu)", srv->conf.shard,
-             (unsigned long long)ps_shard_version(srv->shard),
-             (unsigned long long)ps_shard_map(srv->shard)->version);
-    reply_ok(cl, h->req_id);
-out:
-    protobuf_c_message_free_unpacked(&m->base, NULL);
-}
-
-/* A backup: a forwarded push that waited for this shard's updates may be taken now. */
-static void fwd_resume(struct ps_server *srv)
-{
-    struct ps_client *p = srv->primary;
-    if (p && p->fwd_waiting) {
-        p->fwd_waiting = 0;
-        rpc_conn_resume_dest(p->conn);
-    }
-}
+/* ---- retiring ---------------------------------------------------------------------------- */
 
 static void handle_retire(struct ps_client *cl, const struct rpc_frame_hdr *h, const uint8_t *meta)
 {
@@ -1534,7 +955,7 @@ static void handle_retire(struct ps_client *cl, const struct rpc_frame_hdr *h, c
     char err[256] = "";
     struct part_map *map = m ? part_map_from_pb(m->map, err, sizeof err) : NULL;
     if (!map) {
-        reply_error(cl, h->req_id, SMLT_EPROTO, m ? err : "malformed Retire");
+        ps_server__reply_error(cl, h->req_id, SMLT_EPROTO, m ? err : "malformed Retire");
         if (m)
             protobuf_c_message_free_unpacked(&m->base, NULL);
         return;
@@ -1543,13 +964,13 @@ static void handle_retire(struct ps_client *cl, const struct rpc_frame_hdr *h, c
     srv->retired = map;
     log_info("shard %u: retired; clients are sent to map v%llu", srv->conf.shard,
              (unsigned long long)map->version);
-    cancel_pulls_retired(srv);
-    reply_ok(cl, h->req_id);
+    ps_server__cancel_pulls_retired(srv);
+    ps_server__reply_ok(cl, h->req_id);
     protobuf_c_message_free_unpacked(&m->base, NULL);
 }
 
 /* A retired shard answers every data-plane request with the map that replaced it. */
-static void reply_retired(struct ps_client *cl, uint64_t req_id)
+void ps_server__reply_retired(struct ps_client *cl, uint64_t req_id)
 {
     Smlt__ErrorReply er = SMLT__ERROR_REPLY__INIT;
     Smlt__PartitionMap pm = SMLT__PARTITION_MAP__INIT;
@@ -1572,12 +993,12 @@ static int on_payload(struct rpc_conn *c, const struct rpc_frame_hdr *h, const u
     char err[256] = "";
     int rc = 0;
     if (srv->retired && (h->type == SMLT__MSG_TYPE__MSG_PUSH || h->type == SMLT__MSG_TYPE__MSG_SET_PARAMS)) {
-        reply_retired(cl, h->req_id);
+        ps_server__reply_retired(cl, h->req_id);
         return SMLT_ESTALEMAP;
     }
     if (h->type == SMLT__MSG_TYPE__MSG_IMPORT) {
         if (!cl->admin && srv->admin_token) {
-            reply_error(cl, h->req_id, SMLT_EPERM, "Import needs the admin token");
+            ps_server__reply_error(cl, h->req_id, SMLT_EPERM, "Import needs the admin token");
             return SMLT_EPERM;
         }
         return 0; /* into the connection's scratch; ps_shard_import() copies it */
@@ -1585,7 +1006,7 @@ static int on_payload(struct rpc_conn *c, const struct rpc_frame_hdr *h, const u
     if (h->type == SMLT__MSG_TYPE__MSG_PUSH) {
         Smlt__PushReq *m = (Smlt__PushReq *)rpc_msg_unpack(h, meta);
         if (!m) {
-            reply_error(cl, h->req_id, SMLT_EPROTO, "malformed PushReq");
+            ps_server__reply_error(cl, h->req_id, SMLT_EPROTO, "malformed PushReq");
             return SMLT_EPROTO;
         }
         int forwarded = srv->role == SMLT__SHARD_ROLE__SHARD_BACKUP && cl->is_primary;
@@ -1593,7 +1014,7 @@ static int on_payload(struct rpc_conn *c, const struct rpc_frame_hdr *h, const u
             snprintf(err, sizeof err, "shard %u here is a backup: push to its primary",
                      srv->conf.shard);
             protobuf_c_message_free_unpacked(&m->base, NULL);
-            reply_error(cl, h->req_id, SMLT_EPERM, err);
+            ps_server__reply_error(cl, h->req_id, SMLT_EPERM, err);
             return SMLT_EPERM;
         }
         /* A backup takes its primary's pushes under whatever map the primary checked. */
@@ -1630,17 +1051,17 @@ static int on_payload(struct rpc_conn *c, const struct rpc_frame_hdr *h, const u
         }
         protobuf_c_message_free_unpacked(&m->base, NULL);
         if (rc < 0) {
-            reply_error(cl, h->req_id, rc, err);
+            ps_server__reply_error(cl, h->req_id, rc, err);
             return rc;
         }
     } else if (h->type == SMLT__MSG_TYPE__MSG_SET_PARAMS) {
         if (!cl->admin && srv->admin_token) {
-            reply_error(cl, h->req_id, SMLT_EPERM, "SetParams needs the admin token");
+            ps_server__reply_error(cl, h->req_id, SMLT_EPERM, "SetParams needs the admin token");
             return SMLT_EPERM;
         }
         Smlt__SetParams *m = (Smlt__SetParams *)rpc_msg_unpack(h, meta);
         if (!m) {
-            reply_error(cl, h->req_id, SMLT_EPROTO, "malformed SetParams");
+            ps_server__reply_error(cl, h->req_id, SMLT_EPROTO, "malformed SetParams");
             return SMLT_EPROTO;
         }
         rc = ps_shard_pull_check(srv->shard, m->map_version, m->lo, m->hi, err, sizeof err);
@@ -1652,13 +1073,13 @@ static int on_payload(struct rpc_conn *c, const struct rpc_frame_hdr *h, const u
         int whole = m->lo == ps_shard_lo(srv->shard) && m->hi == ps_shard_hi(srv->shard);
         protobuf_c_message_free_unpacked(&m->base, NULL);
         if (rc) {
-            reply_error(cl, h->req_id, rc, err);
+            ps_server__reply_error(cl, h->req_id, rc, err);
             return rc;
         }
         if (!whole)
             return 0; /* into the connection's scratch, copied by the shard */
     } else {
-        reply_error(cl, h->req_id, SMLT_EPROTO, "this message type carries no payload");
+        ps_server__reply_error(cl, h->req_id, SMLT_EPROTO, "this message type carries no payload");
         return SMLT_EPROTO;
     }
     float *buf = ps_shard_buf_get(srv->shard);
@@ -1689,7 +1110,8 @@ static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const ui
             handle_hello(cl, h, meta);
         } else {
             srv->auth_failures++;
-            reply_error(cl, h->req_id, SMLT_EAUTH, "send Hello with the job token first");
+            ps_server__reply_error(cl, h->req_id, SMLT_EAUTH,
+                                   "send Hello with the job token first");
             rpc_conn_close(c, SMLT_EAUTH);
         }
         return;
@@ -1703,7 +1125,7 @@ static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const ui
                 rpc_conn_send(c, SMLT__MSG_TYPE__MSG_MAP, h->req_id, &pm.base, NULL, 0, 0, NULL, NULL);
             part_map_pb_clear(&pm);
         } else if (h->type == SMLT__MSG_TYPE__MSG_PULL) {
-            reply_retired(cl, h->req_id);
+            ps_server__reply_retired(cl, h->req_id);
         }
         return;
     }
@@ -1746,7 +1168,7 @@ static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const ui
     case SMLT__MSG_TYPE__MSG_PROMOTE:
     case SMLT__MSG_TYPE__MSG_SET_MAP:
         if (!admin_ok) {
-            reply_error(cl, h->req_id, SMLT_EPERM, "this request needs the admin token");
+            ps_server__reply_error(cl, h->req_id, SMLT_EPERM, "this request needs the admin token");
             break;
         }
         if (h->type == SMLT__MSG_TYPE__MSG_RESHARD_PREPARE)
@@ -1762,11 +1184,11 @@ static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const ui
         else if (h->type == SMLT__MSG_TYPE__MSG_LIST_CHECKPOINTS)
             handle_list_ckpt(cl, h, meta);
         else if (h->type == SMLT__MSG_TYPE__MSG_SET_BACKUP)
-            handle_set_backup(cl, h, meta);
+            ps_replica_handle_set_backup(cl, h, meta);
         else if (h->type == SMLT__MSG_TYPE__MSG_PROMOTE)
-            handle_promote(cl, h, meta);
+            ps_replica_handle_promote(cl, h, meta);
         else if (h->type == SMLT__MSG_TYPE__MSG_SET_MAP)
-            handle_set_map(cl, h, meta);
+            ps_replica_handle_set_map(cl, h, meta);
         else if (h->type == SMLT__MSG_TYPE__MSG_CONFIGURE)
             handle_configure(cl, h, meta);
         else if (h->type == SMLT__MSG_TYPE__MSG_SET_PARAMS)
@@ -1775,19 +1197,19 @@ static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const ui
             handle_update_conf(cl, h, meta);
         else {
             log_info("shard %u: shutdown requested by %s", srv->conf.shard, rpc_conn_peer(c));
-            reply_ok(cl, h->req_id);
+            ps_server__reply_ok(cl, h->req_id);
             srv->shutdown = 1;
             struct timeval tv = {0, 100000}; /* let the reply go out */
             event_base_loopexit(srv->base, &tv);
         }
         break;
     case SMLT__MSG_TYPE__MSG_HELLO:
-        reply_error(cl, h->req_id, SMLT_EPROTO, "already authenticated");
+        ps_server__reply_error(cl, h->req_id, SMLT_EPROTO, "already authenticated");
         break;
     default:
         /* A reply type sent to a server: a confused or hostile peer. */
         srv->frames_bad++;
-        reply_error(cl, h->req_id, SMLT_EPROTO, "unexpected message type for a shard");
+        ps_server__reply_error(cl, h->req_id, SMLT_EPROTO, "unexpected message type for a shard");
         rpc_conn_close(c, SMLT_EPROTO);
         break;
     }
@@ -1864,7 +1286,7 @@ static void on_handshake_timeout(evutil_socket_t fd, short what, void *arg)
     cl->srv->auth_failures++;
     log_warn("shard %u: %s sent no Hello within %d s; closing", cl->srv->conf.shard,
              rpc_conn_peer(cl->conn), SMLT_HANDSHAKE_TIMEOUT_S);
-    reply_error(cl, 0, SMLT_ETIMEDOUT, "no Hello in time");
+    ps_server__reply_error(cl, 0, SMLT_ETIMEDOUT, "no Hello in time");
     rpc_conn_close(cl->conn, SMLT_ETIMEDOUT);
 }
 
@@ -1903,7 +1325,7 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
         srv->conns_refused++;
         log_warn("shard %u: connection limit %u reached; refusing %s", srv->conf.shard, max,
                  rpc_conn_peer(cl->conn));
-        reply_error(cl, 0, SMLT_EBUSY, "connection limit reached");
+        ps_server__reply_error(cl, 0, SMLT_EBUSY, "connection limit reached");
         rpc_conn_close(cl->conn, SMLT_EBUSY);
         return;
     }
@@ -1944,7 +1366,7 @@ struct ps_server *ps_server_new(struct event_base *base, const struct ps_server_
         .on_buffer_free = on_shard_buffer_free,
         .on_configured = on_shard_configured,
     };
-    srv->fwd_ev = event_new(base, -1, 0, on_fwd_progress, srv);
+    srv->fwd_ev = event_new(base, -1, 0, ps_replica_on_progress, srv);
     if (!srv->fwd_ev) {
         snprintf(err, errlen, "out of memory");
         goto fail;

@@ -8,7 +8,11 @@
  * Failures: a broken connection is re-established with backoff and its unanswered operations
  * are resent (a push carries (rank, step), which the shard counts once, so a resend is safe); a
  * "stale map" reply carries the new map, which is installed before the whole call is retried;
- * a shard that is still initializing ("try again") is asked again after a short pause. */
+ * a shard that is still initializing ("try again") is asked again after a short pause.
+ *
+ * This file holds the client, its links, sending operations and reading the replies, running a
+ * batch, and the data plane of smlt.h; the calls of smlt_admin.h are in smlt_admin.c, and the
+ * structs both share in smlt_client_priv.h. */
 #include "smlt_admin.h"
 
 #include <signal.h>
@@ -27,122 +31,16 @@
 #include "smlt_limits.h"
 #include "smlt_log.h"
 #include "smlt_client_int.h"
+#include "smlt_client_priv.h"
 
 #define CLIENT_DEFAULT_TIMEOUT_MS 60000
 #define CLIENT_DEFAULT_RETRIES 5
 #define CLIENT_MAP_RETRIES 4
 #define CLIENT_BACKOFF_MS 50
 
-enum op_kind {
-    OP_MAP,
-    OP_PUSH,
-    OP_PULL,
-    OP_CONF,
-    OP_SET,
-    OP_UPDATE,
-    OP_STATS,
-    OP_SHUTDOWN,
-    OP_PREPARE,
-    OP_EXPORT,
-    OP_IMPORT,
-    OP_RETIRE,
-    OP_RESTORE,
-    OP_LIST_CKPT,
-    OP_SET_BACKUP,
-    OP_PROMOTE,
-    OP_SET_MAP
-};
-
-/* What an export brings back besides the floats. */
-struct xmeta {
-    uint64_t version, clock, updates;
-    uint32_t nstate;
-    uint64_t *last_counted, *last_applied; /* malloc'd, nranks each */
-    uint32_t nranks;
-    int have_conf;
-    struct smlt_job_conf conf;
-    char ckpt_dir[512]; /* conf.checkpoint_dir points here */
-};
-
-struct op {
-    enum op_kind kind;
-    uint32_t link;    /* index into c->links */
-    uint64_t req_id;  /* of the latest send; 0 before */
-    int sent;
-    int done;
-    int rc;
-    int ref_out;      /* payload bytes still referenced by an output buffer */
-    int duplicate;
-    /* push / set */
-    const float *src;
-    uint64_t step;
-    /* pull */
-    float *dst;
-    uint64_t lo, hi, min_clock;
-    uint64_t version, clock;
-    /* update */
-    int has_lr, has_wd, has_workers, has_ckpt_every;
-    uint64_t ckpt_every;
-    float lr, wd;
-    uint32_t workers;
-    /* stats */
-    struct smlt_shard_stats *stats;
-    /* resharding */
-    uint64_t freeze;          /* OP_PREPARE: 0 tentative, N freeze at N, UINT64_MAX call off */
-    int stop;                 /* OP_PREPARE: the job stops there */
-    float *xbuf;              /* OP_EXPORT: the payload (malloc'd on arrival) */
-    size_t xlen;
-    struct xmeta xm;          /* OP_EXPORT: what came back; OP_IMPORT: what to send */
-    int final;                /* OP_IMPORT */
-    int await_import;         /* OP_CONF */
-    const struct part_map *retire_map; /* OP_RETIRE, OP_PROMOTE, OP_SET_MAP */
-    const char *backup_addr;  /* OP_SET_BACKUP */
-    /* checkpoints */
-    const char *ckpt_dir;     /* OP_RESTORE, OP_LIST_CKPT: NULL for the shard's own */
-    uint64_t *ck_steps;       /* OP_LIST_CKPT: malloc'd on arrival, newest first */
-    size_t ck_n;
-    uint32_t ck_corrupt;
-    char *ck_report;          /* OP_LIST_CKPT: malloc'd, or NULL */
-};
-
-struct link {
-    struct smlt_client *c;
-    uint32_t idx;
-    uint32_t shard; /* id in the map; UINT32_MAX for a bootstrap link */
-    char *addr;
-    struct rpc_conn *conn;
-    uint64_t hello_req;
-    int ready;
-    int fatal;      /* authentication refused: do not retry */
-    int attempts;   /* reconnects during the current call */
-    struct event *retry_ev;
-    uint64_t lo, hi;
-};
-
-struct smlt_client {
-    struct event_base *base;
-    struct smlt_client_opts opts;
-    char *token;
-    struct part_map *map;
-    struct part_map *new_map; /* from a stale-map reply, installed between attempts */
-    struct link *links;
-    uint32_t nlinks;
-    uint64_t next_req;
-    struct op *ops;
-    size_t nops;
-    struct event *timeout_ev;
-    int timed_out;
-    struct event *wake_ev;  /* made active by smlt_client_interrupt() from another thread */
-    atomic_int interrupted;
-    struct smlt_job_conf job;
-    char job_ckpt_dir[512]; /* job.checkpoint_dir points here (or is NULL) */
-    char err[512];
-};
-
 static const struct rpc_limits client_limits = {SMLT_MAX_META_LEN, SMLT_MAX_PAYLOAD};
 
-static void cl_seterr(struct smlt_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void cl_seterr(struct smlt_client *c, const char *fmt, ...)
+void smlt_client__seterr(struct smlt_client *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -152,7 +50,6 @@ static void cl_seterr(struct smlt_client *c, const char *fmt, ...)
 
 static void link_connect(struct link *l);
 static void send_op(struct smlt_client *c, struct op *o);
-static int fill_per_shard(struct smlt_client *c, enum op_kind kind);
 
 /* ---- operations -------------------------------------------------------------------------- */
 
@@ -206,7 +103,7 @@ static void handle_error_reply(struct smlt_client *c, struct link *l, const stru
         /* The handshake failed: every operation waiting on this shard fails with it. */
         if (code == SMLT_EAUTH || code == SMLT_EVERSION)
             l->fatal = 1;
-        cl_seterr(c, "shard %s: %s", l->addr, msg);
+        smlt_client__seterr(c, "shard %s: %s", l->addr, msg);
         for (size_t i = 0; i < c->nops; i++)
             if (c->ops[i].link == l->idx && !c->ops[i].done)
                 op_finish(c, &c->ops[i], code);
@@ -220,14 +117,14 @@ static void handle_error_reply(struct smlt_client *c, struct link *l, const stru
                 struct timeval tv = {0, 20000};
                 evtimer_add(l->retry_ev, &tv);
             } else {
-                cl_seterr(c, "shard %s: %s", l->addr, msg);
+                smlt_client__seterr(c, "shard %s: %s", l->addr, msg);
                 op_finish(c, o, code);
             }
         } else if (!o) {
             log_debug("client: shard %s: error for unknown request %llu: %s", l->addr,
                       (unsigned long long)h->req_id, msg);
             if (h->req_id == 0)
-                cl_seterr(c, "shard %s: %s", l->addr, msg);
+                smlt_client__seterr(c, "shard %s: %s", l->addr, msg);
         }
     }
     if (er)
@@ -310,8 +207,8 @@ static int on_payload(struct rpc_conn *conn, const struct rpc_frame_hdr *h, cons
         rc = SMLT_EPROTO; /* a reply nobody waits for (an earlier, timed-out call): drop it */
     } else if (r->lo != o->lo || r->hi != o->hi ||
                h->raw_len != (r->hi - r->lo) * sizeof(float)) {
-        cl_seterr(c, "shard %s: pull reply for [%llu, %llu) does not match the request", l->addr,
-                  (unsigned long long)r->lo, (unsigned long long)r->hi);
+        smlt_client__seterr(c, "shard %s: pull reply for [%llu, %llu) does not match the request",
+                            l->addr, (unsigned long long)r->lo, (unsigned long long)r->hi);
         op_finish(c, o, SMLT_EPROTO);
         rc = SMLT_EPROTO;
     } else {
@@ -342,7 +239,7 @@ static void on_frame(struct rpc_conn *conn, const struct rpc_frame_hdr *h, const
         return; /* late reply to an operation that already failed or timed out */
     ProtobufCMessage *m = rpc_msg_unpack(h, meta);
     if (!m) {
-        cl_seterr(c, "shard %s: malformed reply", l->addr);
+        smlt_client__seterr(c, "shard %s: malformed reply", l->addr);
         op_finish(c, o, SMLT_EPROTO);
         return;
     }
@@ -368,7 +265,7 @@ static void on_frame(struct rpc_conn *conn, const struct rpc_frame_hdr *h, const
         char e[256];
         struct part_map *map = part_map_from_pb((Smlt__PartitionMap *)m, e, sizeof e);
         if (!map) {
-            cl_seterr(c, "shard %s sent a bad map: %s", l->addr, e);
+            smlt_client__seterr(c, "shard %s sent a bad map: %s", l->addr, e);
             rc = SMLT_EPROTO;
         } else if (!c->new_map || map->version > c->new_map->version) {
             part_map_free(c->new_map);
@@ -469,7 +366,7 @@ static void on_close(struct rpc_conn *conn, int err, void *arg)
 {
     struct link *l = arg;
     if (!l)
-        return; /* detached by link_close() or install_map() */
+        return; /* detached by link_close() or smlt_client__install_map() */
     struct smlt_client *c = l->c;
     l->conn = NULL;
     l->ready = 0;
@@ -486,8 +383,8 @@ static void on_close(struct rpc_conn *conn, int err, void *arg)
     int max = c->opts.retries == 0 ? CLIENT_DEFAULT_RETRIES : c->opts.retries < 0 ? 0 : c->opts.retries;
     if (l->fatal || l->attempts >= max) {
         if (!l->fatal)
-            cl_seterr(c, "shard %s: connection lost (%s) after %d reconnects", l->addr,
-                      smlt_strerror(err), l->attempts);
+            smlt_client__seterr(c, "shard %s: connection lost (%s) after %d reconnects", l->addr,
+                                smlt_strerror(err), l->attempts);
         for (size_t i = 0; i < c->nops; i++)
             if (c->ops[i].link == l->idx && !c->ops[i].done)
                 op_finish(c, &c->ops[i], l->fatal ? c->ops[i].rc ? c->ops[i].rc : SMLT_EAUTH : SMLT_EIO);
@@ -508,7 +405,7 @@ static const struct rpc_conn_handler client_handler = {
     .on_close = on_close,
 };
 
-static void on_retry(evutil_socket_t fd, short what, void *arg)
+void smlt_client__on_retry(evutil_socket_t fd, short what, void *arg)
 {
     struct link *l = arg;
     struct smlt_client *c = l->c;
@@ -530,7 +427,7 @@ static void link_connect(struct link *l)
     l->ready = 0;
     l->conn = rpc_conn_connect(c->base, l->addr, &client_limits, &client_handler, l, &err);
     if (!l->conn) {
-        cl_seterr(c, "shard %s: %s", l->addr, smlt_strerror(err));
+        smlt_client__seterr(c, "shard %s: %s", l->addr, smlt_strerror(err));
         l->fatal = 1;
         for (size_t i = 0; i < c->nops; i++)
             if (c->ops[i].link == l->idx && !c->ops[i].done)
@@ -564,7 +461,7 @@ static void link_close(struct link *l)
     memset(l, 0, sizeof *l);
 }
 
-static int links_resize(struct smlt_client *c, uint32_t n)
+int smlt_client__links_resize(struct smlt_client *c, uint32_t n)
 {
     struct link *nl = calloc(n ? n : 1, sizeof *nl);
     if (!nl)
@@ -575,11 +472,11 @@ static int links_resize(struct smlt_client *c, uint32_t n)
 }
 
 /* Makes the links match map m: one per shard; connections to an address already open are kept. */
-static int install_map(struct smlt_client *c, struct part_map *m)
+int smlt_client__install_map(struct smlt_client *c, struct part_map *m)
 {
     struct link *old = c->links;
     uint32_t nold = c->nlinks;
-    if (links_resize(c, m->nshards) != 0) {
+    if (smlt_client__links_resize(c, m->nshards) != 0) {
         c->links = old;
         c->nlinks = nold;
         return SMLT_ENOMEM;
@@ -602,7 +499,7 @@ static int install_map(struct smlt_client *c, struct part_map *m)
             }
         }
         l->addr = strdup(m->shards[i].addr);
-        l->retry_ev = evtimer_new(c->base, on_retry, l);
+        l->retry_ev = evtimer_new(c->base, smlt_client__on_retry, l);
     }
     for (uint32_t k = 0; k < nold; k++) {
         if (old[k].conn) {
@@ -879,7 +776,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     c->timed_out = 1;
 }
 
-/* Nothing to do: waking the loop is enough, batch_run() sees the flag. */
+/* Nothing to do: waking the loop is enough, smlt_client__batch_run() sees the flag. */
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
 }
@@ -891,7 +788,7 @@ void smlt_client_interrupt(struct smlt_client *c)
         event_active(c->wake_ev, EV_READ, 0);
 }
 
-static void ops_free(struct smlt_client *c)
+void smlt_client__ops_free(struct smlt_client *c)
 {
     for (size_t i = 0; i < c->nops; i++) {
         free(c->ops[i].xbuf);
@@ -907,9 +804,9 @@ static void ops_free(struct smlt_client *c)
     c->nops = 0;
 }
 
-static int batch_alloc(struct smlt_client *c, size_t n)
+int smlt_client__batch_alloc(struct smlt_client *c, size_t n)
 {
-    ops_free(c);
+    smlt_client__ops_free(c);
     c->ops = calloc(n ? n : 1, sizeof *c->ops);
     c->nops = c->ops ? n : 0;
     return c->ops ? 0 : SMLT_ENOMEM;
@@ -918,10 +815,10 @@ static int batch_alloc(struct smlt_client *c, size_t n)
 /* Sends every operation of the batch and runs the loop until all are answered, failed or the
  * call's time is up. Returns 0 or the first failure's code (stale map first, so the caller can
  * refresh and retry). */
-static int batch_run(struct smlt_client *c)
+int smlt_client__batch_run(struct smlt_client *c)
 {
     if (atomic_load(&c->interrupted)) {
-        cl_seterr(c, "interrupted");
+        smlt_client__seterr(c, "interrupted");
         return SMLT_ECANCELED;
     }
     int timeout = c->opts.timeout_ms > 0 ? c->opts.timeout_ms : CLIENT_DEFAULT_TIMEOUT_MS;
@@ -957,9 +854,10 @@ static int batch_run(struct smlt_client *c)
         if (!o->done) {
             op_finish(c, o, c->timed_out ? SMLT_ETIMEDOUT : SMLT_ECANCELED);
             if (!c->err[0] && !c->timed_out && atomic_load(&c->interrupted))
-                cl_seterr(c, "interrupted");
+                smlt_client__seterr(c, "interrupted");
             if (!c->err[0] && c->timed_out)
-                cl_seterr(c, "shard %s: no reply within %d ms", c->links[o->link].addr, timeout);
+                smlt_client__seterr(c, "shard %s: no reply within %d ms", c->links[o->link].addr,
+                                    timeout);
         }
         if (o->rc == SMLT_ESTALEMAP)
             stale = 1;
@@ -996,7 +894,7 @@ static int map_from_others(struct smlt_client *c)
         return 0;
     char saved[sizeof c->err];
     memcpy(saved, c->err, sizeof saved);
-    if (batch_alloc(c, n))
+    if (smlt_client__batch_alloc(c, n))
         return 0;
     for (uint32_t i = 0, k = 0; i < c->nlinks; i++) {
         if (c->links[i].conn && c->links[i].ready) {
@@ -1004,7 +902,7 @@ static int map_from_others(struct smlt_client *c)
             c->ops[k++].link = i;
         }
     }
-    batch_run(c);
+    smlt_client__batch_run(c);
     memcpy(c->err, saved, sizeof saved);
     if (c->new_map && c->new_map->version > c->map->version)
         return 1;
@@ -1015,15 +913,14 @@ static int map_from_others(struct smlt_client *c)
 
 /* Runs a call (a function that fills the batch) and retries it after installing a newer map
  * when a shard said ours was stale. */
-static int call_with_map_retry(struct smlt_client *c, int (*fill)(struct smlt_client *, void *),
-                               void *arg)
+int smlt_client__call(struct smlt_client *c, int (*fill)(struct smlt_client *, void *), void *arg)
 {
     int rc = 0;
     for (int attempt = 0; attempt <= CLIENT_MAP_RETRIES; attempt++) {
         rc = fill(c, arg);
         if (rc)
             return rc;
-        rc = batch_run(c);
+        rc = smlt_client__batch_run(c);
         if (rc == SMLT_EIO && attempt < CLIENT_MAP_RETRIES && map_from_others(c)) {
             /* A shard stayed unreachable, and the others know a newer map: it was replaced
              * (a promoted backup). Go on with the new map. */
@@ -1032,9 +929,9 @@ static int call_with_map_retry(struct smlt_client *c, int (*fill)(struct smlt_cl
         }
         if (!c->new_map) {
             /* Told "stale" without a newer map attached: ask every shard for its map. */
-            int mrc = fill_per_shard(c, OP_MAP);
+            int mrc = smlt_client__fill_per_shard(c, OP_MAP);
             if (!mrc)
-                batch_run(c);
+                smlt_client__batch_run(c);
             if (!c->new_map || (c->map && c->new_map->version <= c->map->version)) {
                 part_map_free(c->new_map);
                 c->new_map = NULL;
@@ -1044,7 +941,7 @@ static int call_with_map_retry(struct smlt_client *c, int (*fill)(struct smlt_cl
         struct part_map *m = c->new_map;
         c->new_map = NULL;
         log_debug("client: installing partition map v%llu", (unsigned long long)m->version);
-        if ((rc = install_map(c, m)) != 0) {
+        if ((rc = smlt_client__install_map(c, m)) != 0) {
             part_map_free(m);
             return rc;
         }
@@ -1054,22 +951,8 @@ static int call_with_map_retry(struct smlt_client *c, int (*fill)(struct smlt_cl
 
 /* ---- public API -------------------------------------------------------------------------- */
 
-void smlt_job_conf_default(struct smlt_job_conf *j)
-{
-    memset(j, 0, sizeof *j);
-    j->job = "job";
-    j->sync = SMLT_SYNC_BSP;
-    j->workers = 1;
-    j->optim = SMLT_OPT_SGD;
-    j->lr = 0.01f;
-    j->momentum = 0.9f;
-    j->beta1 = 0.9f;
-    j->beta2 = 0.999f;
-    j->eps = 1e-8f;
-}
-
-static struct smlt_client *client_new(const struct smlt_client_opts *opts, char *errmsg,
-                                      size_t errlen)
+struct smlt_client *smlt_client__new(const struct smlt_client_opts *opts, char *errmsg,
+                                     size_t errlen)
 {
     if (!opts || !opts->token || !opts->token[0] || strlen(opts->token) > SMLT_MAX_TOKEN) {
         if (errmsg && errlen)
@@ -1100,7 +983,7 @@ static struct smlt_client *client_new(const struct smlt_client_opts *opts, char 
 
 static int fill_map_op(struct smlt_client *c, void *arg)
 {
-    if (batch_alloc(c, 1))
+    if (smlt_client__batch_alloc(c, 1))
         return SMLT_ENOMEM;
     c->ops[0].kind = OP_MAP;
     c->ops[0].link = 0;
@@ -1110,7 +993,7 @@ static int fill_map_op(struct smlt_client *c, void *arg)
 struct smlt_client *smlt_client_create(const struct smlt_client_opts *opts, char *errmsg,
                                        size_t errlen)
 {
-    return client_new(opts, errmsg, errlen);
+    return smlt_client__new(opts, errmsg, errlen);
 }
 
 int smlt_client_open(struct smlt_client *c, const char *addrs, char *errmsg, size_t errlen)
@@ -1125,23 +1008,23 @@ int smlt_client_open(struct smlt_client *c, const char *addrs, char *errmsg, siz
     for (char *a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
         while (*a == ' ')
             a++;
-        /* A bootstrap link to this address; install_map() keeps its connection if the map
-         * names the same address. */
+        /* A bootstrap link to this address; smlt_client__install_map() keeps its connection if
+         * the map names the same address. */
         free(c->links);
         c->links = NULL;
-        if (links_resize(c, 1) != 0) {
+        if (smlt_client__links_resize(c, 1) != 0) {
             rc = SMLT_ENOMEM;
             break;
         }
         c->links[0] = (struct link){.c = c, .idx = 0, .shard = UINT32_MAX, .addr = strdup(a)};
-        c->links[0].retry_ev = evtimer_new(c->base, on_retry, &c->links[0]);
+        c->links[0].retry_ev = evtimer_new(c->base, smlt_client__on_retry, &c->links[0]);
         rc = fill_map_op(c, NULL);
         if (!rc)
-            rc = batch_run(c);
+            rc = smlt_client__batch_run(c);
         if (rc == 0 && c->new_map) {
             struct part_map *m = c->new_map;
             c->new_map = NULL;
-            rc = install_map(c, m);
+            rc = smlt_client__install_map(c, m);
             break;
         }
         if (rc == SMLT_EAUTH || rc == SMLT_ENOTCONF || rc == SMLT_ECANCELED)
@@ -1165,7 +1048,7 @@ int smlt_client_connect(struct smlt_client **out, const char *addrs,
             snprintf(errmsg, errlen, "no shard address given");
         return SMLT_EINVAL;
     }
-    struct smlt_client *c = client_new(opts, errmsg, errlen);
+    struct smlt_client *c = smlt_client__new(opts, errmsg, errlen);
     if (!c)
         return SMLT_EINVAL;
     int rc = smlt_client_open(c, addrs, errmsg, errlen);
@@ -1177,93 +1060,14 @@ int smlt_client_connect(struct smlt_client **out, const char *addrs,
     return 0;
 }
 
-/* Keeps a job's settings for later configurations (a reshard configures new shards), with its
- * own copy of the checkpoint directory. */
-static void job_conf_set(struct smlt_client *c, const struct smlt_job_conf *conf)
+int smlt_client__fill_per_shard(struct smlt_client *c, enum op_kind kind)
 {
-    c->job = *conf;
-    if (conf->checkpoint_dir) {
-        snprintf(c->job_ckpt_dir, sizeof c->job_ckpt_dir, "%s", conf->checkpoint_dir);
-        c->job.checkpoint_dir = c->job_ckpt_dir;
-    }
-}
-
-static int fill_per_shard(struct smlt_client *c, enum op_kind kind)
-{
-    if (batch_alloc(c, c->nlinks))
+    if (smlt_client__batch_alloc(c, c->nlinks))
         return SMLT_ENOMEM;
     for (uint32_t i = 0; i < c->nlinks; i++) {
         c->ops[i].kind = kind;
         c->ops[i].link = i;
     }
-    return 0;
-}
-
-static int fill_conf(struct smlt_client *c, void *arg)
-{
-    return fill_per_shard(c, OP_CONF);
-}
-
-int smlt_job_setup(struct smlt_client **out, const char *addrs, const struct smlt_client_opts *opts,
-                   const struct smlt_tensor_def *t, size_t ntensors, const struct smlt_job_conf *conf,
-                   char *errmsg, size_t errlen)
-{
-    *out = NULL;
-    if (!addrs || !t || !conf || ntensors == 0 || ntensors > SMLT_MAX_TENSORS) {
-        if (errmsg && errlen)
-            snprintf(errmsg, errlen, "addresses, tensors (1..%u) and a job configuration are required",
-                     SMLT_MAX_TENSORS);
-        return SMLT_EINVAL;
-    }
-    struct smlt_client *c = client_new(opts, errmsg, errlen);
-    if (!c)
-        return SMLT_EINVAL;
-    char *list = strdup(addrs), *save = NULL;
-    const char *addr[SMLT_MAX_SHARDS];
-    uint32_t n = 0;
-    for (char *a = strtok_r(list, ",", &save); a && n < SMLT_MAX_SHARDS; a = strtok_r(NULL, ",", &save)) {
-        while (*a == ' ')
-            a++;
-        addr[n++] = a;
-    }
-    struct part_map_spec *spec = calloc(ntensors, sizeof *spec);
-    int rc = 0;
-    char e[256] = "";
-    if (!spec) {
-        rc = SMLT_ENOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < ntensors; i++) {
-        spec[i].name = t[i].name;
-        spec[i].ndims = t[i].ndims;
-        spec[i].shape = t[i].shape;
-        spec[i].init = t[i].init;
-        spec[i].init_scale = t[i].init_scale;
-    }
-    struct part_map *m = part_map_build(spec, (uint32_t)ntensors, n, addr,
-                                    conf->map_version ? conf->map_version : 1, conf->seed, conf->job, e,
-                                    sizeof e);
-    if (!m) {
-        snprintf(c->err, sizeof c->err, "%s", e);
-        rc = SMLT_EINVAL;
-        goto out;
-    }
-    job_conf_set(c, conf);
-    if ((rc = install_map(c, m)) != 0)
-        goto out;
-    rc = fill_conf(c, NULL);
-    if (!rc)
-        rc = batch_run(c);
-out:
-    free(spec);
-    free(list);
-    if (rc) {
-        if (errmsg && errlen)
-            snprintf(errmsg, errlen, "%s", c->err[0] ? c->err : smlt_strerror(rc));
-        smlt_client_close(c);
-        return rc;
-    }
-    *out = c;
     return 0;
 }
 
@@ -1277,7 +1081,7 @@ void smlt_client_close(struct smlt_client *c)
     }
     /* Let the deferred frees run (they call on_close with the links still valid). */
     if (c->base) {
-        ops_free(c);
+        smlt_client__ops_free(c);
         for (;;) {
             int open = 0;
             for (uint32_t i = 0; i < c->nlinks; i++)
@@ -1294,7 +1098,7 @@ void smlt_client_close(struct smlt_client *c)
     if (c->base)
         event_base_loop(c->base, EVLOOP_NONBLOCK);
     free(c->links);
-    ops_free(c);
+    smlt_client__ops_free(c);
     if (c->timeout_ev)
         event_free(c->timeout_ev);
     if (c->wake_ev)
@@ -1361,7 +1165,7 @@ struct xfer_args {
 static int fill_xfer(struct smlt_client *c, void *arg)
 {
     struct xfer_args *x = arg;
-    if (batch_alloc(c, (size_t)c->nlinks * 2))
+    if (smlt_client__batch_alloc(c, (size_t)c->nlinks * 2))
         return SMLT_ENOMEM;
     size_t n = 0;
     for (uint32_t i = 0; i < c->nlinks; i++) {
@@ -1399,7 +1203,7 @@ static uint64_t min_pull_clock(const struct smlt_client *c)
     return m == UINT64_MAX ? 0 : m;
 }
 
-static int need_map(struct smlt_client *c)
+int smlt_client__need_map(struct smlt_client *c)
 {
     if (!c || !c->map)
         return SMLT_ENOTCONF;
@@ -1408,30 +1212,30 @@ static int need_map(struct smlt_client *c)
 
 int smlt_push(struct smlt_client *c, uint64_t step, const float *grad)
 {
-    int rc = need_map(c);
+    int rc = smlt_client__need_map(c);
     if (rc)
         return rc;
     struct xfer_args x = {.step = step, .grad = grad, .push = 1};
-    return call_with_map_retry(c, fill_xfer, &x);
+    return smlt_client__call(c, fill_xfer, &x);
 }
 
 int smlt_pull_range(struct smlt_client *c, uint64_t lo, uint64_t hi, uint64_t min_clock,
                     int wait_ms, float *out, uint64_t *clock)
 {
-    int rc = need_map(c);
+    int rc = smlt_client__need_map(c);
     if (rc)
         return rc;
     if (lo > hi || hi > c->map->total) {
-        cl_seterr(c, "range [%llu, %llu) outside the model's %llu elements",
-                  (unsigned long long)lo, (unsigned long long)hi,
-                  (unsigned long long)c->map->total);
+        smlt_client__seterr(c, "range [%llu, %llu) outside the model's %llu elements",
+                            (unsigned long long)lo, (unsigned long long)hi,
+                            (unsigned long long)c->map->total);
         return SMLT_ERANGE;
     }
     int saved = c->opts.timeout_ms;
     if (min_clock && wait_ms > 0)
         c->opts.timeout_ms = wait_ms;
     struct xfer_args x = {.out = out, .lo = lo, .hi = hi, .min_clock = min_clock, .pull = 1};
-    rc = call_with_map_retry(c, fill_xfer, &x);
+    rc = smlt_client__call(c, fill_xfer, &x);
     c->opts.timeout_ms = saved;
     if (clock)
         *clock = min_pull_clock(c);
@@ -1440,7 +1244,7 @@ int smlt_pull_range(struct smlt_client *c, uint64_t lo, uint64_t hi, uint64_t mi
 
 int smlt_pull(struct smlt_client *c, uint64_t min_clock, int wait_ms, float *model, uint64_t *clock)
 {
-    int rc = need_map(c);
+    int rc = smlt_client__need_map(c);
     if (rc)
         return rc;
     return smlt_pull_range(c, 0, c->map->total, min_clock, wait_ms, model, clock);
@@ -1449,7 +1253,7 @@ int smlt_pull(struct smlt_client *c, uint64_t min_clock, int wait_ms, float *mod
 int smlt_sync(struct smlt_client *c, uint64_t step, const float *grad, float *model,
               uint64_t *clock)
 {
-    int rc = need_map(c);
+    int rc = smlt_client__need_map(c);
     if (rc)
         return rc;
     struct xfer_args x = {.step = step,
@@ -1460,77 +1264,10 @@ int smlt_sync(struct smlt_client *c, uint64_t step, const float *grad, float *mo
                           .min_clock = step + 1,
                           .push = 1,
                           .pull = 1};
-    rc = call_with_map_retry(c, fill_xfer, &x);
+    rc = smlt_client__call(c, fill_xfer, &x);
     if (clock)
         *clock = min_pull_clock(c);
     return rc;
-}
-
-static int fill_set(struct smlt_client *c, void *arg)
-{
-    int rc = fill_per_shard(c, OP_SET);
-    for (size_t i = 0; !rc && i < c->nops; i++)
-        c->ops[i].src = arg;
-    return rc;
-}
-
-int smlt_set_params(struct smlt_client *c, const float *model)
-{
-    int rc = need_map(c);
-    if (rc)
-        return rc;
-    return call_with_map_retry(c, fill_set, (void *)model);
-}
-
-struct update_args {
-    const float *lr, *wd;
-    const uint32_t *workers;
-    const uint64_t *ckpt_every;
-};
-
-static int fill_update(struct smlt_client *c, void *arg)
-{
-    struct update_args *u = arg;
-    int rc = fill_per_shard(c, OP_UPDATE);
-    for (size_t i = 0; !rc && i < c->nops; i++) {
-        struct op *o = &c->ops[i];
-        if (u->lr) {
-            o->has_lr = 1;
-            o->lr = *u->lr;
-        }
-        if (u->wd) {
-            o->has_wd = 1;
-            o->wd = *u->wd;
-        }
-        if (u->workers) {
-            o->has_workers = 1;
-            o->workers = *u->workers;
-        }
-        if (u->ckpt_every) {
-            o->has_ckpt_every = 1;
-            o->ckpt_every = *u->ckpt_every;
-        }
-    }
-    return rc;
-}
-
-int smlt_update_conf(struct smlt_client *c, const float *lr, const float *weight_decay,
-                     const uint32_t *workers)
-{
-    int rc = need_map(c);
-    if (rc)
-        return rc;
-    struct update_args u = {lr, weight_decay, workers, NULL};
-    return call_with_map_retry(c, fill_update, &u);
-}
-
-int smlt_set_checkpoint_every(struct smlt_client *c, uint64_t every_steps)
-{
-    int rc = need_map(c);
-    if (rc)
-        return rc;
-    struct update_args u = {NULL, NULL, NULL, &every_steps};
-    return call_with_map_retry(c, fill_update, &u);
 }
 
 struct stats_args {
@@ -1543,7 +1280,7 @@ static int fill_stats_op(struct smlt_client *c, void *arg)
     struct stats_args *s = arg;
     if (s->shard >= c->nlinks)
         return SMLT_ERANGE;
-    if (batch_alloc(c, 1))
+    if (smlt_client__batch_alloc(c, 1))
         return SMLT_ENOMEM;
     c->ops[0].kind = OP_STATS;
     c->ops[0].link = s->shard;
@@ -1553,560 +1290,9 @@ static int fill_stats_op(struct smlt_client *c, void *arg)
 
 int smlt_shard_stats(struct smlt_client *c, uint32_t shard, struct smlt_shard_stats *out)
 {
-    int rc = need_map(c);
+    int rc = smlt_client__need_map(c);
     if (rc)
         return rc;
     struct stats_args s = {shard, out};
-    return call_with_map_retry(c, fill_stats_op, &s);
-}
-
-static int fill_shutdown(struct smlt_client *c, void *arg)
-{
-    return fill_per_shard(c, OP_SHUTDOWN);
-}
-
-int smlt_shutdown_shards(struct smlt_client *c)
-{
-    int rc = need_map(c);
-    if (rc)
-        return rc;
-    return call_with_map_retry(c, fill_shutdown, NULL);
-}
-
-/* ---- live resharding ------------------------------------------------------------------- */
-
-static int fill_prepare(struct smlt_client *c, uint64_t freeze)
-{
-    int rc = fill_per_shard(c, OP_PREPARE);
-    for (size_t i = 0; !rc && i < c->nops; i++)
-        c->ops[i].freeze = freeze;
-    return rc;
-}
-
-static int fill_export(struct smlt_client *c)
-{
-    int rc = fill_per_shard(c, OP_EXPORT);
-    for (size_t i = 0; !rc && i < c->nops; i++) {
-        c->ops[i].lo = c->links[i].lo;
-        c->ops[i].hi = c->links[i].hi;
-    }
-    return rc;
-}
-
-/* Exports every shard's range into params (total floats) and state (nstate arrays of total),
- * merging the counters into *m (arrays malloc'd). state may be NULL to get only params and
- * the metadata. Runs with the current map; the shards need not be frozen (each export is a
- * consistent cut of its shard: nothing in flight). */
-static int export_all(struct smlt_client *c, float *params, float **state_out, struct xmeta *m)
-{
-    int rc = fill_export(c);
-    if (!rc)
-        rc = batch_run(c);
-    if (rc)
-        return rc;
-    uint64_t total = c->map->total;
-    memset(m, 0, sizeof *m);
-    m->nstate = c->ops[0].xm.nstate;
-    for (size_t i = 0; i < c->nops; i++) {
-        struct op *o = &c->ops[i];
-        if (o->xm.nstate != m->nstate) {
-            cl_seterr(c, "shards disagree on the optimizer state (%u vs %u arrays)", o->xm.nstate,
-                      m->nstate);
-            return SMLT_EPROTO;
-        }
-        if (o->xm.nranks > m->nranks)
-            m->nranks = o->xm.nranks;
-        if (o->xm.have_conf && !m->have_conf) {
-            m->conf = o->xm.conf;
-            memcpy(m->ckpt_dir, o->xm.ckpt_dir, sizeof m->ckpt_dir);
-            if (m->conf.checkpoint_dir)
-                m->conf.checkpoint_dir = m->ckpt_dir;
-            m->have_conf = 1;
-        }
-    }
-    float *state = NULL;
-    if (state_out) {
-        state = malloc(sizeof(float) * (size_t)total * (m->nstate ? m->nstate : 1));
-        if (!state)
-            return SMLT_ENOMEM;
-        *state_out = state;
-    }
-    m->last_counted = malloc(sizeof(uint64_t) * (m->nranks ? m->nranks : 1));
-    m->last_applied = malloc(sizeof(uint64_t) * (m->nranks ? m->nranks : 1));
-    if (!m->last_counted || !m->last_applied)
-        return SMLT_ENOMEM;
-    for (uint32_t r = 0; r < m->nranks; r++)
-        m->last_counted[r] = m->last_applied[r] = UINT64_MAX;
-    for (size_t i = 0; i < c->nops; i++) {
-        struct op *o = &c->ops[i];
-        size_t n = (size_t)(o->hi - o->lo);
-        memcpy(params + o->lo, o->xbuf, n * sizeof(float));
-        for (uint32_t k = 0; state && k < m->nstate; k++)
-            memcpy(state + (size_t)k * total + o->lo, o->xbuf + (size_t)(k + 1) * n,
-                   n * sizeof(float));
-        /* Frozen shards agree on these; ASP shards may not: the latest of each is kept. */
-        if (o->xm.version > m->version)
-            m->version = o->xm.version;
-        if (o->xm.clock > m->clock)
-            m->clock = o->xm.clock;
-        if (o->xm.updates > m->updates)
-            m->updates = o->xm.updates;
-        for (uint32_t r = 0; r < o->xm.nranks; r++) {
-            uint64_t a = o->xm.last_counted[r], b = o->xm.last_applied[r];
-            if (a != UINT64_MAX && (m->last_counted[r] == UINT64_MAX || a > m->last_counted[r]))
-                m->last_counted[r] = a;
-            if (b != UINT64_MAX && (m->last_applied[r] == UINT64_MAX || b > m->last_applied[r]))
-                m->last_applied[r] = b;
-        }
-    }
-    return 0;
-}
-
-int smlt_export(struct smlt_client *c, float *params, float *state, uint32_t *nstate)
-{
-    int rc = need_map(c);
-    if (rc)
-        return rc;
-    struct xmeta m;
-    float *st = NULL;
-    rc = export_all(c, params, state ? &st : NULL, &m);
-    if (!rc && state && st)
-        memcpy(state, st, sizeof(float) * (size_t)c->map->total * m.nstate);
-    if (!rc && nstate)
-        *nstate = m.nstate;
-    free(st);
-    free(m.last_counted);
-    free(m.last_applied);
-    return rc;
-}
-
-/* Sends Retire{map} to the shards at addrs through a short-lived client of their own (they are
- * not in c's map any more). Returns 0 or the first failure. */
-static int retire_shards(struct smlt_client *c, char **addrs, uint32_t n,
-                         const struct part_map *map)
-{
-    char e[256];
-    struct smlt_client *t = client_new(&c->opts, e, sizeof e);
-    if (!t)
-        return SMLT_ENOMEM;
-    int rc = links_resize(t, n);
-    for (uint32_t i = 0; !rc && i < n; i++) {
-        t->links[i] = (struct link){.c = t, .idx = i, .shard = UINT32_MAX, .addr = strdup(addrs[i])};
-        t->links[i].retry_ev = evtimer_new(t->base, on_retry, &t->links[i]);
-    }
-    if (!rc)
-        rc = fill_per_shard(t, OP_RETIRE);
-    for (size_t i = 0; !rc && i < t->nops; i++)
-        t->ops[i].retire_map = map;
-    if (!rc)
-        rc = batch_run(t);
-    if (rc)
-        cl_seterr(c, "retiring the old shards: %s", t->err[0] ? t->err : smlt_strerror(rc));
-    smlt_client_close(t);
-    return rc;
-}
-
-int smlt_freeze_at_boundary(struct smlt_client *c, uint64_t base, uint64_t align, uint64_t *step)
-{
-    int rc = need_map(c);
-    if (rc)
-        return rc;
-    if ((rc = fill_prepare(c, 0)) || (rc = batch_run(c)))
-        return rc;
-    uint64_t at = 0;
-    for (size_t i = 0; i < c->nops; i++)
-        if (c->ops[i].clock > at)
-            at = c->ops[i].clock;
-    uint64_t b = at <= base || !align ? (at > base ? at : base)
-                                      : base + (at - base + align - 1) / align * align;
-    if (b == 0)
-        b = align ? base + align : 1;
-    if ((rc = fill_prepare(c, b)))
-        return rc;
-    for (size_t i = 0; i < c->nops; i++)
-        c->ops[i].stop = 1;
-    if ((rc = batch_run(c)))
-        return rc;
-    for (size_t i = 0; i < c->nops; i++) {
-        if (c->ops[i].clock != b) {
-            /* A shard moved past the boundary between the two rounds: call it off. */
-            if (!fill_prepare(c, UINT64_MAX))
-                batch_run(c);
-            cl_seterr(c, "a shard passed step %llu before the barrier was set",
-                      (unsigned long long)b);
-            return SMLT_EAGAIN;
-        }
-    }
-    if (step)
-        *step = b;
-    return 0;
-}
-
-int smlt_unfreeze(struct smlt_client *c)
-{
-    int rc = need_map(c);
-    if (rc)
-        return rc;
-    if ((rc = fill_prepare(c, UINT64_MAX)))
-        return rc;
-    return batch_run(c);
-}
-
-int smlt_stop_at(struct smlt_client *c, uint64_t *step)
-{
-    int rc = need_map(c);
-    if (rc)
-        return rc;
-    if ((rc = fill_prepare(c, 0)) || (rc = batch_run(c)))
-        return rc;
-    uint64_t at = 1;
-    for (size_t i = 0; i < c->nops; i++)
-        if (c->ops[i].clock > at)
-            at = c->ops[i].clock;
-    if ((rc = fill_prepare(c, at)))
-        return rc;
-    for (size_t i = 0; i < c->nops; i++)
-        c->ops[i].stop = 1;
-    if ((rc = batch_run(c)))
-        return rc;
-    if (step)
-        *step = at;
-    return 0;
-}
-
-int smlt_reshard(struct smlt_client *c, const char *new_addrs, uint64_t *clock, char *err,
-                 size_t errlen)
-{
-    int rc = need_map(c);
-    if (rc)
-        return rc;
-    const char *addr[SMLT_MAX_SHARDS];
-    uint32_t n = 0;
-    char *list = strdup(new_addrs ? new_addrs : ""), *save = NULL;
-    for (char *a = strtok_r(list, ",", &save); a && n < SMLT_MAX_SHARDS; a = strtok_r(NULL, ",", &save)) {
-        while (*a == ' ')
-            a++;
-        if (*a)
-            addr[n++] = a;
-    }
-    float *params = NULL, *state = NULL, *slice = NULL;
-    struct xmeta m = {0};
-    struct part_map *nm = NULL;
-    char *retired[SMLT_MAX_SHARDS];
-    uint32_t nret = 0;
-    uint64_t total = c->map->total;
-    int frozen = 0;
-    if (n == 0) {
-        cl_seterr(c, "no shard addresses for the new map");
-        rc = SMLT_EINVAL;
-        goto out;
-    }
-    /* 1. Where can every shard freeze? Then all freeze at the latest of those steps. */
-    if ((rc = fill_prepare(c, 0)) || (rc = batch_run(c)))
-        goto out;
-    uint64_t at = 1;
-    for (size_t i = 0; i < c->nops; i++)
-        if (c->ops[i].clock > at)
-            at = c->ops[i].clock;
-    frozen = 1;
-    if ((rc = fill_prepare(c, at)) || (rc = batch_run(c)))
-        goto out;
-    /* 2. Everything the shards hold. */
-    params = malloc(sizeof(float) * (size_t)total);
-    if (!params) {
-        rc = SMLT_ENOMEM;
-        goto out;
-    }
-    if ((rc = export_all(c, params, &state, &m)))
-        goto out;
-    if (!m.have_conf) {
-        cl_seterr(c, "the shards did not say how the job is configured");
-        rc = SMLT_EPROTO;
-        goto out;
-    }
-    /* 3. The new map, and the shards leaving it told where to send their clients. */
-    char e[256];
-    nm = part_map_reshard(c->map, n, addr, e, sizeof e);
-    if (!nm) {
-        cl_seterr(c, "%s", e);
-        rc = SMLT_EINVAL;
-        goto out;
-    }
-    /* The shards leaving are told only at the end, once the new map's shards are ready:
-     * telling them sends their clients to the new map. */
-    for (uint32_t i = 0; i < c->nlinks; i++) {
-        int kept = 0;
-        for (uint32_t q = 0; q < n && !kept; q++)
-            kept = !strcmp(c->links[i].addr, addr[q]);
-        if (!kept)
-            retired[nret++] = strdup(c->links[i].addr);
-    }
-    /* 4. The new shards: configured to wait for their ranges, then given them. */
-    struct part_map *keep = nm;
-    nm = NULL;
-    if ((rc = install_map(c, keep))) {
-        part_map_free(keep);
-        goto out;
-    }
-    frozen = 0; /* the old map's shards are reconfigured or retired from here on */
-    job_conf_set(c, &m.conf);
-    c->job.job = c->map->job;
-    if ((rc = fill_per_shard(c, OP_CONF)))
-        goto out;
-    for (size_t i = 0; i < c->nops; i++)
-        c->ops[i].await_import = 1;
-    if ((rc = batch_run(c)))
-        goto out;
-    size_t maxn = 0;
-    for (uint32_t i = 0; i < c->nlinks; i++)
-        if (c->links[i].hi - c->links[i].lo > maxn)
-            maxn = (size_t)(c->links[i].hi - c->links[i].lo);
-    slice = malloc(sizeof(float) * (1 + m.nstate) * (maxn ? maxn : 1) * c->nlinks);
-    if (!slice || (rc = fill_per_shard(c, OP_IMPORT))) {
-        rc = rc ? rc : SMLT_ENOMEM;
-        goto out;
-    }
-    for (uint32_t i = 0; i < c->nlinks; i++) {
-        struct op *o = &c->ops[i];
-        size_t len = (size_t)(c->links[i].hi - c->links[i].lo);
-        float *dst = slice + (size_t)i * (1 + m.nstate) * (maxn ? maxn : 1);
-        memcpy(dst, params + c->links[i].lo, len * sizeof(float));
-        for (uint32_t k = 0; k < m.nstate; k++)
-            memcpy(dst + (size_t)(k + 1) * len, state + (size_t)k * total + c->links[i].lo,
-                   len * sizeof(float));
-        o->lo = c->links[i].lo;
-        o->hi = c->links[i].hi;
-        o->src = dst;
-        o->xm = m;
-        o->final = 1;
-    }
-    if ((rc = batch_run(c)))
-        goto out;
-    if (nret && (rc = retire_shards(c, retired, nret, c->map)) != 0)
-        goto out;
-    if (clock)
-        *clock = m.clock;
-out:
-    for (uint32_t i = 0; i < nret; i++)
-        free(retired[i]);
-    if (rc && frozen) {
-        /* Call the move off: the old shards take pushes again. */
-        int saved = rc;
-        char msg[sizeof c->err];
-        snprintf(msg, sizeof msg, "%s", c->err);
-        if (!fill_prepare(c, UINT64_MAX))
-            batch_run(c);
-        rc = saved;
-        snprintf(c->err, sizeof c->err, "%s", msg);
-    }
-    if (rc && err && errlen)
-        snprintf(err, errlen, "%s", c->err[0] ? c->err : smlt_strerror(rc));
-    /* The import ops borrowed m's arrays and slice: drop the batch before freeing them. */
-    ops_free(c);
-    free(list);
-    free(params);
-    free(state);
-    free(slice);
-    free(m.last_counted);
-    free(m.last_applied);
-    part_map_free(nm);
-    return rc;
-}
-
-/* ---- checkpoints ----------------------------------------------------------------------- */
-
-struct ckpt_args {
-    const char *dir;
-    int one;          /* list: only shard `shard` */
-    uint32_t shard;
-    int restore;
-    uint64_t step;
-};
-
-static int fill_ckpt(struct smlt_client *c, void *arg)
-{
-    struct ckpt_args *a = arg;
-    int rc;
-    if (a->one) {
-        if (a->shard >= c->nlinks)
-            return SMLT_ERANGE;
-        if ((rc = batch_alloc(c, 1)))
-            return rc;
-        c->ops[0].kind = OP_LIST_CKPT;
-        c->ops[0].link = a->shard;
-    } else if ((rc = fill_per_shard(c, a->restore ? OP_RESTORE : OP_LIST_CKPT))) {
-        return rc;
-    }
-    for (size_t i = 0; i < c->nops; i++) {
-        c->ops[i].ckpt_dir = a->dir;
-        c->ops[i].step = a->step;
-    }
-    return 0;
-}
-
-int smlt_checkpoint_list(struct smlt_client *c, uint32_t shard, const char *dir, uint64_t *steps,
-                         size_t cap, size_t *n, uint32_t *corrupt, char *report, size_t reportlen)
-{
-    int rc = need_map(c);
-    if (rc)
-        return rc;
-    struct ckpt_args a = {.dir = dir, .one = 1, .shard = shard};
-    if ((rc = call_with_map_retry(c, fill_ckpt, &a)))
-        return rc;
-    const struct op *o = &c->ops[0];
-    for (size_t i = 0; i < o->ck_n && i < cap; i++)
-        steps[i] = o->ck_steps[i];
-    if (n)
-        *n = o->ck_n;
-    if (corrupt)
-        *corrupt = o->ck_corrupt;
-    if (report && reportlen)
-        snprintf(report, reportlen, "%s", o->ck_report ? o->ck_report : "");
-    return 0;
-}
-
-/* The newest step in every shard's list (each newest first). */
-static uint64_t newest_common(const struct smlt_client *c)
-{
-    const struct op *first = &c->ops[0];
-    for (size_t k = 0; k < first->ck_n; k++) {
-        uint64_t s = first->ck_steps[k];
-        int everywhere = 1;
-        for (size_t i = 1; i < c->nops && everywhere; i++) {
-            int found = 0;
-            for (size_t j = 0; j < c->ops[i].ck_n && !found; j++)
-                found = c->ops[i].ck_steps[j] == s;
-            everywhere = found;
-        }
-        if (everywhere)
-            return s;
-    }
-    return 0;
-}
-
-int smlt_restore_from(struct smlt_client *c, const char *dir, uint64_t step, uint64_t *restored)
-{
-    int rc = need_map(c);
-    if (rc)
-        return rc;
-    struct ckpt_args a = {.dir = dir, .step = step};
-    if (!step) {
-        if ((rc = call_with_map_retry(c, fill_ckpt, &a)))
-            return rc;
-        a.step = newest_common(c);
-        if (!a.step) {
-            size_t off = 0;
-            off += (size_t)snprintf(c->err, sizeof c->err, "no checkpoint step is valid on every shard:");
-            for (size_t i = 0; i < c->nops && off < sizeof c->err; i++)
-                off += (size_t)snprintf(c->err + off, sizeof c->err - off, " shard %u has %zu%s%s",
-                                        (unsigned)i, c->ops[i].ck_n,
-                                        c->ops[i].ck_report ? " (" : "",
-                                        c->ops[i].ck_report ? "corrupt ones skipped)" : "");
-            return SMLT_ENOTFOUND;
-        }
-    }
-    a.restore = 1;
-    if ((rc = call_with_map_retry(c, fill_ckpt, &a)))
-        return rc;
-    if (restored)
-        *restored = a.step;
-    return 0;
-}
-
-int smlt_restore(struct smlt_client *c, uint64_t step, uint64_t *restored)
-{
-    return smlt_restore_from(c, NULL, step, restored);
-}
-
-/* ---- replicated shards ------------------------------------------------------------------- */
-
-struct backup_args {
-    uint32_t shard;
-    const char *addr;
-};
-
-static int fill_set_backup(struct smlt_client *c, void *arg)
-{
-    struct backup_args *a = arg;
-    if (a->shard >= c->nlinks) {
-        cl_seterr(c, "shard %u is not in the map (%u shards)", a->shard, c->nlinks);
-        return SMLT_EINVAL;
-    }
-    if (batch_alloc(c, 1))
-        return SMLT_ENOMEM;
-    c->ops[0].kind = OP_SET_BACKUP;
-    c->ops[0].link = a->shard;
-    c->ops[0].backup_addr = a->addr;
-    return 0;
-}
-
-int smlt_set_backup(struct smlt_client *c, uint32_t shard, const char *backup_addr)
-{
-    int rc = need_map(c);
-    if (rc)
-        return rc;
-    if (!backup_addr || !*backup_addr) {
-        cl_seterr(c, "no backup address");
-        return SMLT_EINVAL;
-    }
-    struct backup_args a = {shard, backup_addr};
-    return call_with_map_retry(c, fill_set_backup, &a);
-}
-
-int smlt_promote(struct smlt_client *c, uint32_t shard, const char *backup_addr)
-{
-    int rc = need_map(c);
-    if (rc)
-        return rc;
-    if (shard >= c->map->nshards || !backup_addr || !*backup_addr) {
-        cl_seterr(c, "promote: shard %u of %u, address \"%s\"", shard, c->map->nshards,
-                  backup_addr ? backup_addr : "");
-        return SMLT_EINVAL;
-    }
-    struct part_map *nm = part_map_dup(c->map);
-    char *addr = strdup(backup_addr);
-    struct smlt_client *t = NULL;
-    char e[256];
-    if (!nm || !addr) {
-        free(addr);
-        rc = SMLT_ENOMEM;
-        goto out;
-    }
-    nm->version++;
-    free(nm->shards[shard].addr);
-    nm->shards[shard].addr = addr;
-    /* 1. The backup becomes the primary of its range under the new map. */
-    if (!(t = client_new(&c->opts, e, sizeof e))) {
-        rc = SMLT_ENOMEM;
-        goto out;
-    }
-    if ((rc = links_resize(t, 1)))
-        goto out;
-    t->links[0] = (struct link){.c = t, .idx = 0, .shard = shard, .addr = strdup(backup_addr)};
-    t->links[0].retry_ev = evtimer_new(t->base, on_retry, &t->links[0]);
-    if ((rc = batch_alloc(t, 1)))
-        goto out;
-    t->ops[0].kind = OP_PROMOTE;
-    t->ops[0].retire_map = nm;
-    if ((rc = batch_run(t))) {
-        cl_seterr(c, "promote %s: %s", backup_addr, t->err[0] ? t->err : smlt_strerror(rc));
-        goto out;
-    }
-    /* 2. Every shard of the new map installs it: clients holding the old one are told "stale
-     *    map" with it and go to the new primary. (The promoted one has it already: a no-op.) */
-    struct part_map *mine = part_map_dup(nm);
-    if (!mine || (rc = install_map(c, mine))) {
-        part_map_free(mine);
-        rc = rc ? rc : SMLT_ENOMEM;
-        goto out;
-    }
-    if ((rc = fill_per_shard(c, OP_SET_MAP)))
-        goto out;
-    for (size_t i = 0; i < c->nops; i++)
-        c->ops[i].retire_map = c->map;
-    rc = batch_run(c);
-out:
-    smlt_client_close(t);
-    part_map_free(nm);
-    return rc;
+    return smlt_client__call(c, fill_stats_op, &s);
 }
