@@ -362,7 +362,8 @@ int job_schedule(struct coord_job *j, uint32_t epoch, uint64_t at, const struct 
 
 /* ---- coord_view.c: views and metrics ---- */
 json_t *job_measure(const struct coord_job *j, uint64_t step, double t, const char *time_key);
-json_t *job_summary(struct coord_job *j);
+/* The job's summary, with its cost so far (job_cost(), or a ledger read just before). */
+json_t *job_summary(struct coord_job *j, double cost);
 
 /* ---- coord_restore.c ---- */
 /* Restores every job recorded under c->data_dir (coord_new()). */

@@ -288,6 +288,27 @@ static int replay_line(const char *job_id, unsigned long lineno, const char *lin
     return rc;
 }
 
+/* Appends take bytes to the line being read, growing it up to COORD_JOURNAL_MAX_LINE (the
+ * caller checks the length first). Returns 0 or SMLT_ENOMEM. */
+static int line_append(char **line, size_t *cap, size_t *len, const char *src, size_t take)
+{
+    if (*len + take > *cap) {
+        size_t ncap = *cap;
+        while (ncap < *len + take)
+            ncap *= 2;
+        if (ncap > COORD_JOURNAL_MAX_LINE)
+            ncap = COORD_JOURNAL_MAX_LINE;
+        char *g = realloc(*line, ncap);
+        if (!g)
+            return SMLT_ENOMEM;
+        *line = g;
+        *cap = ncap;
+    }
+    memcpy(*line + *len, src, take);
+    *len += take;
+    return 0;
+}
+
 int coord_journal_replay(const char *data_dir, const char *job_id, coord_journal_fn fn,
                          void *arg)
 {
@@ -326,22 +347,8 @@ int coord_journal_replay(const char *data_dir, const char *job_id, coord_journal
             if (!overflow && len + take >= COORD_JOURNAL_MAX_LINE) {
                 overflow = 1;
             } else if (!overflow) {
-                if (len + take > cap) {
-                    size_t ncap = cap;
-                    while (ncap < len + take)
-                        ncap *= 2;
-                    if (ncap > COORD_JOURNAL_MAX_LINE)
-                        ncap = COORD_JOURNAL_MAX_LINE;
-                    char *g = realloc(line, ncap);
-                    if (!g) {
-                        rc = SMLT_ENOMEM;
-                        goto out;
-                    }
-                    line = g;
-                    cap = ncap;
-                }
-                memcpy(line + len, chunk + i, take);
-                len += take;
+                if ((rc = line_append(&line, &cap, &len, chunk + i, take)))
+                    goto out;
             }
             i += take;
             if (!nl)

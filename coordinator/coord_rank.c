@@ -306,6 +306,22 @@ static struct rank *rank_of_inv(struct coord *c, const char *inv, struct coord_j
     return &j->ranks[rk];
 }
 
+/* Start latency: from invoking to the worker asking for its work. A cold start pays for
+ * starting the process; loading data and connecting come after (init_s). */
+static void rank_count_start(struct rank *r, int warm)
+{
+    r->cur.hello_at = smlt_now_mono();
+    r->cur.warm = warm;
+    double dt = r->cur.hello_at - r->cur.started;
+    if (warm) {
+        r->tot.warm_starts++;
+        r->tot.warm_start_s += dt;
+    } else {
+        r->tot.cold_starts++;
+        r->tot.cold_start_s += dt;
+    }
+}
+
 static int rpc_hello(const char *inv, const uint8_t *token, size_t toklen, int warm, uint32_t pid,
                      Smlt__Assignment *a, char *err, size_t errlen, void *arg)
 {
@@ -376,17 +392,7 @@ static int rpc_hello(const char *inv, const uint8_t *token, size_t toklen, int w
             a->chaos_delay_us = (uint32_t)(s->chaos.slow_ms * 1000.0);
         }
     }
-    /* Start latency: from invoking to the worker asking for its work. A cold start pays for
-     * starting the process; loading data and connecting come after (init_s). */
-    r->cur.hello_at = smlt_now_mono();
-    r->cur.warm = warm;
-    if (warm) {
-        r->tot.warm_starts++;
-        r->tot.warm_start_s += r->cur.hello_at - r->cur.started;
-    } else {
-        r->tot.cold_starts++;
-        r->tot.cold_start_s += r->cur.hello_at - r->cur.started;
-    }
+    rank_count_start(r, warm);
     return 0;
 }
 

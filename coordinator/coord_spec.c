@@ -4,8 +4,10 @@
  * The parser walks the fields in a fixed order and stops at the first problem, so a message
  * always names one field. Unknown keys are looked for first, at every level, so a typo is
  * reported as such rather than as the missing field it was meant to be. JSON null counts as
- * "not given". */
+ * "not given". Checking a dataset's files or URL and a list of shard addresses is
+ * coord_spec_source.c's. */
 #include "coord_spec.h"
+#include "coord_spec_int.h"
 
 #include <errno.h>
 #include <float.h>
@@ -23,14 +25,7 @@
 
 _Static_assert(COORD_SPEC_MODEL_MAX == NN_SPEC_MAX, "model spec sizes differ");
 
-struct pctx {
-    char *err;
-    size_t errlen;
-};
-
-static int fail(struct pctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int fail(struct pctx *c, const char *fmt, ...)
+int coord_spec__fail(struct pctx *c, const char *fmt, ...)
 {
     if (c->err && c->errlen) {
         va_list ap;
@@ -92,7 +87,7 @@ static void fmt_double(double v, char *buf, size_t n)
 
 /* Writes at most max bytes of s to buf, control and non-ASCII bytes as '?', with "..." when
  * cut. buf must hold max + 4 bytes. */
-static void fmt_clean(const char *s, size_t len, size_t max, char *buf)
+void coord_spec__fmt_clean(const char *s, size_t len, size_t max, char *buf)
 {
     size_t i, o = 0;
     for (i = 0; i < len && i < max; i++) {
@@ -118,7 +113,7 @@ static void describe(const json_t *v, char *buf, size_t n)
         snprintf(buf, n, "an array");
         break;
     case JSON_STRING:
-        fmt_clean(json_string_value(v), json_string_length(v), 48, tmp);
+        coord_spec__fmt_clean(json_string_value(v), json_string_length(v), 48, tmp);
         snprintf(buf, n, "\"%s\"", tmp);
         break;
     case JSON_INTEGER:
@@ -143,7 +138,7 @@ static int bad(struct pctx *c, const char *path, const char *want, const json_t 
 {
     char got[96];
     describe(v, got, sizeof got);
-    return fail(c, "%s: must be %s (got %s)", path, want, got);
+    return coord_spec__fail(c, "%s: must be %s (got %s)", path, want, got);
 }
 
 /* ---- unknown keys -------------------------------------------------------------------------- */
@@ -214,7 +209,7 @@ static int check_keys(struct pctx *c, json_t *obj, const char *prefix, const cha
         if (known(keys, k))
             continue;
         char clean[80], hint[96] = "";
-        fmt_clean(k, strlen(k), 64, clean);
+        coord_spec__fmt_clean(k, strlen(k), 64, clean);
         int best = 4;
         for (int i = 0; keys[i]; i++) {
             int d = distance(k, keys[i]);
@@ -237,7 +232,7 @@ static int check_keys(struct pctx *c, json_t *obj, const char *prefix, const cha
                 if (known(nested[n].keys, k) && strcmp(k, "kind"))
                     snprintf(hint, sizeof hint, " (did you mean \"%s.%s\"?)", nested[n].name, k);
         }
-        return fail(c, "%s%s: unknown field%s", prefix, clean, hint);
+        return coord_spec__fail(c, "%s%s: unknown field%s", prefix, clean, hint);
     }
     return 0;
 }
@@ -326,12 +321,12 @@ static int get_str(struct pctx *c, json_t *obj, const char *key, const char *pat
     const char *s = json_string_value(v);
     size_t len = json_string_length(v);
     if (len == 0)
-        return fail(c, "%s: must not be empty", path);
+        return coord_spec__fail(c, "%s: must not be empty", path);
     if (len >= dstsz)
-        return fail(c, "%s: too long (%zu bytes, at most %zu)", path, len, dstsz - 1);
+        return coord_spec__fail(c, "%s: too long (%zu bytes, at most %zu)", path, len, dstsz - 1);
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return fail(c, "%s: must not contain control characters", path);
+            return coord_spec__fail(c, "%s: must not contain control characters", path);
     memcpy(dst, s, len + 1);
     return 1;
 }
@@ -376,120 +371,7 @@ static int get_obj(struct pctx *c, json_t *obj, const char *key, const char *con
     return 1;
 }
 
-/* ---- dataset ------------------------------------------------------------------------------- */
-
-static int check_file(struct pctx *c, const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) < 0)
-        return errno == ENOENT ? fail(c, "dataset: %s: no such file", path)
-                               : fail(c, "dataset: %s: %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return fail(c, "dataset: %s: is a directory (a file is needed here)", path);
-    return 0;
-}
-
-static int has_file(const char *dir, const char *name)
-{
-    char path[COORD_SPEC_PATH_MAX + 64];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
-        return 1;
-    snprintf(path, sizeof path, "%s/%s.gz", dir, name);
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static int check_dir(struct pctx *c, const char *dir)
-{
-    struct stat st;
-    if (!*dir)
-        return fail(c, "dataset: empty directory name");
-    if (stat(dir, &st) < 0)
-        return errno == ENOENT ? fail(c, "dataset: %s: no such directory", dir)
-                               : fail(c, "dataset: %s: %s", dir, strerror(errno));
-    if (!S_ISDIR(st.st_mode))
-        return fail(c, "dataset: %s: not a directory", dir);
-    static const char *const need[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte"};
-    for (int i = 0; i < 2; i++)
-        if (!has_file(dir, need[i]))
-            return fail(c, "dataset: %s: no %s(.gz) in it", dir, need[i]);
-    return 0;
-}
-
-/* "csv:TRAIN[,TEST]" / "libsvm:TRAIN[,TEST]": one or two local files. */
-static int check_files(struct pctx *c, const char *kind, const char *list)
-{
-    char buf[COORD_SPEC_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", list);
-    char *comma = strchr(buf, ',');
-    if (comma)
-        *comma = 0;
-    if (!buf[0] || (comma && (!comma[1] || strchr(comma + 1, ','))))
-        return fail(c, "dataset: '%s:%s' must be %s:TRAIN or %s:TRAIN,TEST", kind, list, kind,
-                    kind);
-    int rc = check_file(c, buf);
-    if (rc == 0 && comma)
-        rc = check_file(c, comma + 1);
-    return rc;
-}
-
-/* Syntax of an http(s) URL prefix: scheme://host[:port][/path], no spaces. */
-static int check_url(struct pctx *c, const char *url, const char *rest)
-{
-    for (const char *p = url; *p; p++)
-        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
-            return fail(c, "dataset: '%s': a URL must not contain spaces", url);
-    const char *h = rest, *end;
-    if (*h == '[') {
-        end = strchr(h, ']');
-        if (!end || end == h + 1)
-            return fail(c, "dataset: '%s': bad IPv6 host", url);
-        end++;
-    } else {
-        end = h;
-        while (*end && (('a' <= *end && *end <= 'z') || ('A' <= *end && *end <= 'Z') ||
-                        ('0' <= *end && *end <= '9') || *end == '.' || *end == '-' || *end == '_'))
-            end++;
-        if (end == h)
-            return fail(c, "dataset: '%s': the URL has no host", url);
-    }
-    if (*end == ':') {
-        const char *p = end + 1;
-        long port = 0;
-        while ('0' <= *p && *p <= '9' && port <= 65535)
-            port = port * 10 + (*p++ - '0');
-        if (p == end + 1 || port < 1 || port > 65535 || (*p && *p != '/'))
-            return fail(c, "dataset: '%s': bad port", url);
-        end = p;
-    }
-    if (*end && *end != '/')
-        return fail(c, "dataset: '%s': bad character '%c' after the host", url, *end);
-    return 0;
-}
-
-static int check_dataset(struct pctx *c, const char *d)
-{
-    if (!strncmp(d, "csv:", 4))
-        return check_files(c, "csv", d + 4);
-    if (!strncmp(d, "libsvm:", 7))
-        return check_files(c, "libsvm", d + 7);
-    if (!strncmp(d, "http://", 7))
-        return check_url(c, d, d + 7);
-    if (!strncmp(d, "https://", 8))
-        return check_url(c, d, d + 8);
-    if (!strncmp(d, "file://", 7))
-        return check_dir(c, d + 7);
-    const char *sep = strstr(d, "://");
-    if (sep) {
-        int n = (int)(sep - d) > 16 ? 16 : (int)(sep - d);
-        return fail(c,
-                    "dataset: unsupported scheme '%.*s' (expected a directory, file://, http://, "
-                    "https://, csv:PATH or libsvm:PATH)",
-                    n, d);
-    }
-    return check_dir(c, d);
-}
+/* ---- dataset options ------------------------------------------------------------------------ */
 
 /* dataset_options: how the worker reads the files. label_column and header only mean something
  * for a CSV file. */
@@ -517,7 +399,7 @@ static int parse_dataset_options(struct pctx *c, json_t *root, struct coord_spec
         else
             return bad(c, "dataset_options.label_column", want, v);
         if (!csv)
-            return fail(c, "dataset_options.label_column: only meaningful with a csv: dataset "
+            return coord_spec__fail(c, "dataset_options.label_column: only meaningful with a csv: dataset "
                            "(LIBSVM and IDX files say which value is the label)");
     }
     if ((v = field(obj, "header"))) {
@@ -529,52 +411,12 @@ static int parse_dataset_options(struct pctx *c, json_t *root, struct coord_spec
         else
             return bad(c, "dataset_options.header", "\"auto\", true or false", v);
         if (!csv)
-            return fail(c, "dataset_options.header: only meaningful with a csv: dataset");
+            return coord_spec__fail(c, "dataset_options.header: only meaningful with a csv: dataset");
     }
     if ((rc = get_enum(c, obj, "scale", "dataset_options.scale", scale_names,
                        NNAMES(scale_names), &d->scale)) < 0)
         return rc;
     return 0;
-}
-
-/* ---- ps.addrs ------------------------------------------------------------------------------ */
-
-/* Checks "host:port,..." and returns the number of addresses, or SMLT_EINVAL. */
-static int count_addrs(struct pctx *c, const char *addrs)
-{
-    int n = 0;
-    const char *p = addrs;
-    for (;;) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        char one[300];
-        if (len == 0 || len >= sizeof one)
-            return fail(c, "ps.addrs: %s address in '%.64s'", len ? "overlong" : "empty", addrs);
-        memcpy(one, p, len);
-        one[len] = 0;
-        char *colon = strrchr(one, ':');
-        char *close = strrchr(one, ']');
-        int ok = colon && colon != one && (!close || close < colon) && colon[1];
-        if (ok && one[0] == '[' && (!close || close + 1 != colon))
-            ok = 0;
-        long port = 0;
-        for (char *q = colon ? colon + 1 : one; ok && *q; q++) {
-            if (*q < '0' || *q > '9' || port > 65535)
-                ok = 0;
-            else
-                port = port * 10 + (*q - '0');
-        }
-        if (!ok || port < 1 || port > 65535) {
-            char clean[80];
-            fmt_clean(one, len, 64, clean);
-            return fail(c, "ps.addrs: '%s' is not host:port", clean);
-        }
-        if (++n > (int)COORD_SPEC_MAX_SHARDS)
-            return fail(c, "ps.addrs: more than %u addresses", COORD_SPEC_MAX_SHARDS);
-        if (!e)
-            return n;
-        p = e + 1;
-    }
 }
 
 /* ---- the parser ---------------------------------------------------------------------------- */
@@ -596,16 +438,16 @@ static int parse_model(struct pctx *c, json_t *root, struct coord_spec *s)
     char given[COORD_SPEC_MODEL_MAX], nerr[256] = "";
     json_t *v = field(root, "model");
     if (!v)
-        return fail(c, "model: required (a model spec such as \"mlp:784-128-10\" or \"lenet5\")");
+        return coord_spec__fail(c, "model: required (a model spec such as \"mlp:784-128-10\" or \"lenet5\")");
     if (json_is_string(v) && json_string_length(v) >= sizeof given)
-        return fail(c, "model: too long (%zu bytes, at most %zu)", json_string_length(v),
+        return coord_spec__fail(c, "model: too long (%zu bytes, at most %zu)", json_string_length(v),
                     sizeof given - 1);
     int rc = get_str(c, root, "model", "model", given, sizeof given);
     if (rc < 0)
         return rc;
     size_t np = 0;
     if (nn_spec_check(given, s->model, sizeof s->model, &np, nerr, sizeof nerr) != 0)
-        return fail(c, "model: %s", nerr[0] ? nerr : "invalid model spec");
+        return coord_spec__fail(c, "model: %s", nerr[0] ? nerr : "invalid model spec");
     s->model_params = np;
     return 0;
 }
@@ -649,7 +491,7 @@ static int parse_optimizer(struct pctx *c, json_t *root, struct coord_spec *s)
     for (size_t i = 0; i < sizeof f32 / sizeof f32[0]; i++) {
         double x = *(const double *)((const char *)o + f32[i].off);
         if (x > FLT_MAX || (x > 0.0 && x < FLT_MIN))
-            return fail(c, "optimizer.%s: %g is out of float32 range", f32[i].key, x);
+            return coord_spec__fail(c, "optimizer.%s: %g is out of float32 range", f32[i].key, x);
     }
     /* Settings of another optimizer are a mistake, not something to ignore. */
     static const struct {
@@ -665,7 +507,7 @@ static int parse_optimizer(struct pctx *c, json_t *root, struct coord_spec *s)
                  "\"adam\" or \"adagrad\""}};
     for (size_t i = 0; i < sizeof only / sizeof only[0]; i++)
         if (field(obj, only[i].key) && !(only[i].kinds & (1u << o->kind)))
-            return fail(c, "optimizer.%s: only meaningful with kind %s (kind is \"%s\")",
+            return coord_spec__fail(c, "optimizer.%s: only meaningful with kind %s (kind is \"%s\")",
                         only[i].key, only[i].which, optim_names[o->kind]);
     return 0;
 }
@@ -690,7 +532,7 @@ static int parse_platform(struct pctx *c, json_t *root, struct coord_spec *s)
     json_t *mem = field(obj, "memory_mb");
     if (json_is_integer(mem) && (json_integer_value(mem) < COORD_SPEC_MIN_MEMORY_MB ||
                                  json_integer_value(mem) > COORD_SPEC_MAX_MEMORY_MB))
-        return fail(c, "platform.memory_mb: %" JSON_INTEGER_FORMAT " is outside %u..%u",
+        return coord_spec__fail(c, "platform.memory_mb: %" JSON_INTEGER_FORMAT " is outside %u..%u",
                     json_integer_value(mem), COORD_SPEC_MIN_MEMORY_MB, COORD_SPEC_MAX_MEMORY_MB);
     if ((rc = get_u32(c, obj, "memory_mb", "platform.memory_mb", COORD_SPEC_MIN_MEMORY_MB,
                       COORD_SPEC_MAX_MEMORY_MB, &p->memory_mb)) < 0 ||
@@ -705,11 +547,11 @@ static int parse_platform(struct pctx *c, json_t *root, struct coord_spec *s)
                       &p->ps_nic_mbps)) < 0)
         return rc;
     if (p->ps_nic_mbps && p->kind != COORD_PLATFORM_LOCAL)
-        return fail(c, "platform.ps_nic_mbps: only the local platform emulates a shard's "
+        return coord_spec__fail(c, "platform.ps_nic_mbps: only the local platform emulates a shard's "
                        "network card");
     for (const char *q = p->region; *q; q++)
         if (!(('a' <= *q && *q <= 'z') || ('0' <= *q && *q <= '9') || *q == '-'))
-            return fail(c, "platform.region: '%s' must be lower-case letters, digits and '-'",
+            return coord_spec__fail(c, "platform.region: '%s' must be lower-case letters, digits and '-'",
                         p->region);
     return 0;
 }
@@ -743,7 +585,7 @@ static int parse_chaos(struct pctx *c, json_t *root, struct coord_spec *s)
     if ((rc = get_u32(c, obj, "slow_rank", "chaos.slow_rank", 0, COORD_SPEC_MAX_WORKERS - 1, &r)) < 0)
         return rc;
     if (rc == 0)
-        return fail(c, "chaos.slow_rank: required with \"chaos\"");
+        return coord_spec__fail(c, "chaos.slow_rank: required with \"chaos\"");
     s->chaos.slow_rank = (int)r;
     if ((rc = get_num(c, obj, "slow_ms", "chaos.slow_ms", 0.0, 60000.0, 0, &s->chaos.slow_ms)) < 0)
         return rc;
@@ -777,7 +619,7 @@ static int parse_checkpoint(struct pctx *c, json_t *root, struct coord_spec *s)
     if (has_s < 0)
         return has_s;
     if (has_steps && has_s)
-        return fail(c, "checkpoint: give every_steps or every_s, not both");
+        return coord_spec__fail(c, "checkpoint: give every_steps or every_s, not both");
     if (has_steps) {
         s->checkpoint.every_steps = (uint64_t)steps;
         s->checkpoint.every_s = 0;
@@ -795,7 +637,7 @@ static int parse_replicas(struct pctx *c, json_t *root, struct coord_spec *s)
     if (s->ps.replicas < 2)
         return 0;
     if (field(root, "max_shards") && s->max_shards != s->shards)
-        return fail(c, "max_shards: must equal shards with ps.replicas 2 (a replicated job keeps "
+        return coord_spec__fail(c, "max_shards: must equal shards with ps.replicas 2 (a replicated job keeps "
                        "its shard count)");
     s->max_shards = s->shards;
     return 0;
@@ -816,18 +658,18 @@ static int parse_ps(struct pctx *c, json_t *root, struct coord_spec *s)
     if (rc == 0 && field(obj, "replicas") && json_object_size(obj) == 1)
         return 0; /* local shards, replicated */
     if (rc == 0)
-        return fail(c, "ps.addrs: required with \"ps\" (\"host:port,...\", one per shard)");
+        return coord_spec__fail(c, "ps.addrs: required with \"ps\" (\"host:port,...\", one per shard)");
     if (s->ps.replicas > 1)
-        return fail(c, "ps.replicas: 2 needs local shards (the coordinator starts the backups); "
+        return coord_spec__fail(c, "ps.replicas: 2 needs local shards (the coordinator starts the backups); "
                        "drop ps.addrs");
     if ((rc = get_str(c, obj, "token", "ps.token", s->ps.token, sizeof s->ps.token)) < 0)
         return rc;
     if (rc == 0)
-        return fail(c, "ps.token: required with \"ps\" (the job token the shards expect)");
+        return coord_spec__fail(c, "ps.token: required with \"ps\" (the job token the shards expect)");
     if ((rc = get_str(c, obj, "admin_token", "ps.admin_token", s->ps.admin_token,
                       sizeof s->ps.admin_token)) < 0)
         return rc;
-    return count_addrs(c, s->ps.addrs);
+    return coord_spec__count_addrs(c, s->ps.addrs);
 }
 
 static int parse_seed(struct pctx *c, json_t *root, struct coord_spec *s)
@@ -853,7 +695,7 @@ static int parse_seed(struct pctx *c, json_t *root, struct coord_spec *s)
     errno = 0;
     unsigned long long x = strtoull(str, NULL, 10);
     if (errno == ERANGE)
-        return fail(c, "seed: %s is more than 2^64 - 1", str);
+        return coord_spec__fail(c, "seed: %s is more than 2^64 - 1", str);
     s->seed = x;
     return 0;
 }
@@ -872,9 +714,9 @@ static int parse_source(struct pctx *c, json_t *root, struct coord_spec *s)
     if ((rc = get_str(c, root, "dataset", "dataset", s->dataset, sizeof s->dataset)) < 0)
         return rc;
     if (rc == 0)
-        return fail(c, "dataset: required (a directory of IDX files, an http(s):// URL, "
+        return coord_spec__fail(c, "dataset: required (a directory of IDX files, an http(s):// URL, "
                        "csv:PATH or libsvm:PATH)");
-    if ((rc = check_dataset(c, s->dataset)))
+    if ((rc = coord_spec__check_dataset(c, s->dataset)))
         return rc;
     if ((rc = parse_dataset_options(c, root, s)))
         return rc;
@@ -894,7 +736,7 @@ static int parse_sync(struct pctx *c, json_t *root, struct coord_spec *s)
                       &s->staleness)) < 0)
         return rc;
     if (rc == 1 && s->sync != SMLT_SYNC_SSP)
-        return fail(c, "staleness: only meaningful with sync \"ssp\" (sync is \"%s\")",
+        return coord_spec__fail(c, "staleness: only meaningful with sync \"ssp\" (sync is \"%s\")",
                     sync_names[s->sync]);
     if (rc == 0)
         s->staleness = s->sync == SMLT_SYNC_SSP ? COORD_SPEC_DEF_STALENESS : 0;
@@ -912,14 +754,14 @@ static int parse_length(struct pctx *c, json_t *root, struct coord_spec *s)
                                &s->target_accuracy)) < 0)
         return have_target;
     if (!have_epochs && !have_target)
-        return fail(c, "epochs: give epochs or target_accuracy (or both: the job stops at "
+        return coord_spec__fail(c, "epochs: give epochs or target_accuracy (or both: the job stops at "
                        "whichever comes first)");
     s->max_epochs = COORD_SPEC_DEF_MAX_EPOCHS;
     if ((have_max = get_u32(c, root, "max_epochs", "max_epochs", 1, COORD_SPEC_MAX_EPOCHS,
                             &s->max_epochs)) < 0)
         return have_max;
     if (have_max && have_epochs)
-        return fail(c, "max_epochs: only meaningful without epochs (epochs already bounds the "
+        return coord_spec__fail(c, "max_epochs: only meaningful without epochs (epochs already bounds the "
                        "job)");
     if (have_epochs)
         s->max_epochs = s->epochs;
@@ -950,7 +792,7 @@ static int parse_platform_fit(struct pctx *c, json_t *root, struct coord_spec *s
     /* A worker holds the parameters and their gradients (4 bytes each) at the least: a model
      * that cannot fit the function's memory would only fail on every worker. */
     if ((double)s->model_params * 8.0 > (double)s->platform.memory_mb * 1048576.0)
-        return fail(c, "model: %" PRIu64 " parameters need at least %.0f MB in each worker "
+        return coord_spec__fail(c, "model: %" PRIu64 " parameters need at least %.0f MB in each worker "
                        "(parameters and gradients); platform.memory_mb is %u",
                     s->model_params, (double)s->model_params * 8.0 / 1048576.0,
                     s->platform.memory_mb);
@@ -967,14 +809,14 @@ static int parse_workers(struct pctx *c, json_t *root, struct coord_spec *s)
                       COORD_SPEC_MAX_WORKERS, &s->workers)) < 0)
         return rc;
     if (s->workers > s->platform.concurrency)
-        return fail(c, "workers: %u is more than platform.concurrency (%u)", s->workers,
+        return coord_spec__fail(c, "workers: %u is more than platform.concurrency (%u)", s->workers,
                     s->platform.concurrency);
     s->min_workers = 1;
     if ((rc = get_u32(c, root, "min_workers", "min_workers", COORD_SPEC_MIN_WORKERS,
                       COORD_SPEC_MAX_WORKERS, &s->min_workers)) < 0)
         return rc;
     if (s->min_workers > s->workers)
-        return fail(c, "min_workers: %u is more than workers (%u)", s->min_workers, s->workers);
+        return coord_spec__fail(c, "min_workers: %u is more than workers (%u)", s->min_workers, s->workers);
     uint64_t defmax = 4ull * s->workers;
     if (defmax > COORD_SPEC_MAX_WORKERS)
         defmax = COORD_SPEC_MAX_WORKERS;
@@ -985,9 +827,9 @@ static int parse_workers(struct pctx *c, json_t *root, struct coord_spec *s)
                       COORD_SPEC_MAX_WORKERS, &s->max_workers)) < 0)
         return rc;
     if (s->max_workers < s->workers)
-        return fail(c, "max_workers: %u is less than workers (%u)", s->max_workers, s->workers);
+        return coord_spec__fail(c, "max_workers: %u is less than workers (%u)", s->max_workers, s->workers);
     if (s->max_workers > s->platform.concurrency)
-        return fail(c, "max_workers: %u is more than platform.concurrency (%u)", s->max_workers,
+        return coord_spec__fail(c, "max_workers: %u is more than platform.concurrency (%u)", s->max_workers,
                     s->platform.concurrency);
     return 0;
 }
@@ -1001,10 +843,10 @@ static int parse_shards(struct pctx *c, json_t *root, struct coord_spec *s, int 
                       &s->shards)) < 0)
         return rc;
     if (nps > 0 && s->shards != (uint32_t)nps)
-        return fail(c, "shards: %u, but ps.addrs names %d shard%s", s->shards, nps,
+        return coord_spec__fail(c, "shards: %u, but ps.addrs names %d shard%s", s->shards, nps,
                     nps == 1 ? "" : "s");
     if (nps > 0 && s->platform.ps_nic_mbps)
-        return fail(c, "platform.ps_nic_mbps: the shards of ps.addrs run elsewhere, on their "
+        return coord_spec__fail(c, "platform.ps_nic_mbps: the shards of ps.addrs run elsewhere, on their "
                        "own network");
     s->max_shards = nps > 0 ? s->shards
                             : (s->shards > COORD_SPEC_DEF_MAX_SHARDS ? s->shards
@@ -1013,7 +855,7 @@ static int parse_shards(struct pctx *c, json_t *root, struct coord_spec *s, int 
                       COORD_SPEC_MAX_SHARDS, &s->max_shards)) < 0)
         return rc;
     if (s->max_shards < s->shards)
-        return fail(c, "max_shards: %u is less than shards (%u)", s->max_shards, s->shards);
+        return coord_spec__fail(c, "max_shards: %u is less than shards (%u)", s->max_shards, s->shards);
     return 0;
 }
 
@@ -1029,7 +871,7 @@ static int parse_constraints(struct pctx *c, json_t *root, struct coord_spec *s)
     if (json_is_number(budget) && json_number_value(budget) <= 0.0) {
         char got[64];
         describe(budget, got, sizeof got);
-        return fail(c, "budget_usd: must be > 0 (got %s); leave it out for no budget", got);
+        return coord_spec__fail(c, "budget_usd: must be > 0 (got %s); leave it out for no budget", got);
     }
     if ((rc = get_num(c, root, "budget_usd", "budget_usd", 0.0, COORD_SPEC_MAX_BUDGET_USD,
                       OPEN_LO, &s->budget_usd)) < 0)
@@ -1052,7 +894,7 @@ static int parse_evaluation(struct pctx *c, json_t *root, struct coord_spec *s)
                        &s->statistical_efficiency)) < 0)
         return rc;
     if (s->statistical_efficiency && s->sync != SMLT_SYNC_BSP)
-        return fail(c, "statistical_efficiency: needs sync \"bsp\" (the shards measure the "
+        return coord_spec__fail(c, "statistical_efficiency: needs sync \"bsp\" (the shards measure the "
                        "gradient noise scale from each step's gradients and their sum; sync is "
                        "\"%s\")", sync_names[s->sync]);
     return 0;
@@ -1086,15 +928,15 @@ int coord_spec_parse(const char *json, size_t len, struct coord_spec *out, char 
     if (err && errlen)
         err[0] = 0;
     if (!json || len == 0)
-        return fail(&c, "spec: empty (expected a JSON object)");
+        return coord_spec__fail(&c, "spec: empty (expected a JSON object)");
     if (len > COORD_SPEC_MAX_JSON) {
-        fail(&c, "spec: %zu bytes, at most %u", len, COORD_SPEC_MAX_JSON);
+        coord_spec__fail(&c, "spec: %zu bytes, at most %u", len, COORD_SPEC_MAX_JSON);
         return SMLT_ETOOBIG;
     }
     json_error_t je;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     if (!root)
-        return fail(&c, "spec: invalid JSON at line %d, column %d: %s", je.line, je.column,
+        return coord_spec__fail(&c, "spec: invalid JSON at line %d, column %d: %s", je.line, je.column,
                     je.text);
     int rc;
     if (!json_is_object(root))

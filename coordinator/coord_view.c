@@ -86,7 +86,7 @@ json_t *job_measure(const struct coord_job *j, uint64_t step, double t, const ch
 
 /* ---- views ------------------------------------------------------------------------------- */
 
-json_t *job_summary(struct coord_job *j)
+json_t *job_summary(struct coord_job *j, double cost)
 {
     double el = 0;
     if (j->started_unix > 0)
@@ -95,7 +95,7 @@ json_t *job_summary(struct coord_job *j)
                      j->id, "name", j->spec.name, "state", job_state_names[j->state],
                      "epoch", (json_int_t)(j->epoch_done + 1), "step", (json_int_t)j->step,
                      "total_steps", (json_int_t)j->total_steps, "train_loss", j->train_loss,
-                     "test_accuracy", j->test_acc, "cost_usd", job_cost(j), "workers",
+                     "test_accuracy", j->test_acc, "cost_usd", cost, "workers",
                      (int)j->workers, "shards", (int)j->shards.n, "elapsed_s", el, "submitted",
                      j->submitted_unix);
 }
@@ -104,7 +104,7 @@ json_t *coord_jobs_json(struct coord *c)
 {
     json_t *a = json_array();
     for (struct coord_job *j = c->jobs; j; j = j->next)
-        json_array_append_new(a, job_summary(j));
+        json_array_append_new(a, job_summary(j, job_cost(j)));
     return a;
 }
 
@@ -154,7 +154,9 @@ json_t *coord_job_json(struct coord *c, const char *id)
     struct coord_job *j = job_find(c, id);
     if (!j)
         return NULL;
-    json_t *o = job_summary(j);
+    struct coord_ledger led;
+    job_ledger_now(j, &led); /* one reading: its parts add up to cost_usd */
+    json_t *o = job_summary(j, coord_ledger_total(&led));
     json_object_set_new(o, "best_accuracy", json_real(j->best_acc));
     json_object_set_new(o, "test_loss", json_real(j->test_loss));
     json_object_set_new(o, "steps_per_epoch", json_integer((json_int_t)j->spe));
@@ -162,10 +164,7 @@ json_t *coord_job_json(struct coord *c, const char *id)
     json_object_set_new(o, "reason", json_string(j->reason));
     if (j->spec_json)
         json_object_set(o, "spec", j->spec_json);
-    struct coord_ledger led;
-    job_ledger_now(j, &led); /* one reading: its parts add up to cost_usd */
     json_object_set_new(o, "ledger", coord_ledger_to_json(&led));
-    json_object_set_new(o, "cost_usd", json_real(coord_ledger_total(&led)));
     /* The data epochs the job will train (more than max_epochs when statistical efficiency
      * counts a larger global batch's epochs for less; 0 in journals from before it). */
     if (j->epochs_target)

@@ -9,6 +9,7 @@ endif()
 add_library(smlt_coord_core STATIC
   ${CMAKE_CURRENT_LIST_DIR}/coord_spec.c
   ${CMAKE_CURRENT_LIST_DIR}/coord_spec_json.c
+  ${CMAKE_CURRENT_LIST_DIR}/coord_spec_source.c
   ${CMAKE_CURRENT_LIST_DIR}/coord_journal.c
   ${CMAKE_CURRENT_LIST_DIR}/coord_ledger.c)
 # coordinator/ is searched for "quoted" includes only (-iquote): a header there that shares a

@@ -573,6 +573,45 @@ void sched_free(struct sched *s)
     free(s);
 }
 
+/* The measurements of configuration c, or NULL when it was never measured. */
+static struct sched_group *group_find(struct sched *s, const struct sched_config *c)
+{
+    struct sched_group *g = NULL;
+    for (uint32_t i = 0; i < s->n_groups; i++)
+        if (s->g[i].c.workers == c->workers && s->g[i].c.shards == c->shards &&
+            s->g[i].c.memory_mb == c->memory_mb)
+            g = &s->g[i];
+    return g;
+}
+
+/* How wrong was the model about step_s on c? Errors on configurations already measured
+ * (known) size the margins; on new ones, the error per unit of novelty is the track record of
+ * extrapolating. */
+static void track_error(struct sched *s, const struct sched_config *c, double step_s, int known)
+{
+    double pred = sched__predict(s, c, NULL, NULL, NULL);
+    double u = known ? 0 : sched__novelty(s, c);
+    if (!(pred > 0))
+        return;
+    double e = (step_s - pred) / pred;
+    if (e > 0.5)
+        e = 0.5;
+    if (e < -0.5)
+        e = -0.5;
+    if (known) {
+        s->err_var = s->n_err == 0 ? e * e : 0.7 * s->err_var + 0.3 * e * e;
+        s->n_err++;
+    } else if (u > 0.02) {
+        double r = e / u;
+        if (r > 3)
+            r = 3;
+        if (r < -3)
+            r = -3;
+        s->ext_var = s->n_ext == 0 ? r * r : 0.7 * s->ext_var + 0.3 * r * r;
+        s->n_ext++;
+    }
+}
+
 void sched_observe(struct sched *s, const struct sched_obs *o)
 {
     if (!s || !o || o->steps == 0 || !(o->step_s > 0) || !isfinite(o->step_s))
@@ -585,35 +624,9 @@ void sched_observe(struct sched *s, const struct sched_obs *o)
     /* How wrong was the model about a configuration it had already measured? That error
      * (noise, drift, misfit) sizes the margins; the error of extrapolating to a configuration
      * never measured is the novelty term's business, not this one's. */
-    int known = 0;
-    for (uint32_t i = 0; i < s->n_groups; i++)
-        if (s->g[i].c.workers == c.workers && s->g[i].c.shards == c.shards &&
-            s->g[i].c.memory_mb == c.memory_mb)
-            known = 1;
-    if (s->fit.have_compute) {
-        double pred = sched__predict(s, &c, NULL, NULL, NULL);
-        double u = known ? 0 : sched__novelty(s, &c);
-        if (pred > 0) {
-            double e = (o->step_s - pred) / pred;
-            if (e > 0.5)
-                e = 0.5;
-            if (e < -0.5)
-                e = -0.5;
-            if (known) {
-                s->err_var = s->n_err == 0 ? e * e : 0.7 * s->err_var + 0.3 * e * e;
-                s->n_err++;
-            } else if (u > 0.02) {
-                /* The track record of extrapolating: error per unit of novelty. */
-                double r = e / u;
-                if (r > 3)
-                    r = 3;
-                if (r < -3)
-                    r = -3;
-                s->ext_var = s->n_ext == 0 ? r * r : 0.7 * s->ext_var + 0.3 * r * r;
-                s->n_ext++;
-            }
-        }
-    }
+    struct sched_group *g = group_find(s, &c);
+    if (s->fit.have_compute)
+        track_error(s, &c, o->step_s, g != NULL);
     if (o->cold_start_s > 0 && isfinite(o->cold_start_s)) {
         s->cold_sum += o->cold_start_s;
         s->cold_n += 1;
@@ -621,11 +634,6 @@ void sched_observe(struct sched *s, const struct sched_obs *o)
     if (s->seq == 0)
         s->anchor = c;
     s->seq++;
-    struct sched_group *g = NULL;
-    for (uint32_t i = 0; i < s->n_groups; i++)
-        if (s->g[i].c.workers == c.workers && s->g[i].c.shards == c.shards &&
-            s->g[i].c.memory_mb == c.memory_mb)
-            g = &s->g[i];
     if (!g) {
         if (s->n_groups < SCHED_MAX_GROUPS) {
             g = &s->g[s->n_groups++];

@@ -1,6 +1,7 @@
 /* smlt_proc.c: see smlt_proc.h. */
 #include "smlt_proc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -118,16 +119,89 @@ int smlt_proc_alive(pid_t pid)
     if (kill(pid, 0) != 0 && errno != EPERM)
         return 0;
     /* Killed but not yet reaped by its (new) parent: a zombie runs no more. */
-    char path[64], buf[256];
+    struct smlt_proc_info p;
+    if (smlt_proc_info(pid, &p) != 0)
+        return 1; /* (unreadable: it exists) */
+    return p.state != 'Z' && p.state != 'X';
+}
+
+/* Reads a whole small /proc file into buf (NUL-terminated). Returns its length or -1. */
+static ssize_t read_small(const char *path, char *buf, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t k = read(fd, buf, len - 1);
+    close(fd);
+    if (k < 0)
+        return -1;
+    buf[k] = '\0';
+    return k;
+}
+
+int smlt_proc_info(pid_t pid, struct smlt_proc_info *out)
+{
+    char path[64], stat[512];
+    memset(out, 0, sizeof *out);
+    out->pid = pid;
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *paren = strrchr(buf, ')');
-    return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
+    if (read_small(path, stat, sizeof stat) <= 0)
+        return -1;
+    /* "PID (comm) S PPID ...": comm may hold spaces and parentheses, so from the last ')'. */
+    const char *rp = strrchr(stat, ')');
+    int ppid = 0;
+    if (!rp || sscanf(rp + 1, " %c %d", &out->state, &ppid) != 2)
+        return -1;
+    out->ppid = (pid_t)ppid;
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    ssize_t k = read_small(path, out->args, sizeof out->args);
+    if (k < 0)
+        return -1;
+    for (ssize_t i = 0; i < k; i += (ssize_t)strlen(out->args + i) + 1)
+        out->argc++;
+    memcpy(out->line, out->args, (size_t)k + 1);
+    for (ssize_t i = 0; i + 1 < k; i++)
+        if (!out->line[i])
+            out->line[i] = ' ';
+    const char *slash = strrchr(out->args, '/');
+    out->base = slash ? slash + 1 : out->args;
+    return 0;
+}
+
+const char *smlt_proc_arg(const struct smlt_proc_info *p, const char *flag, char *out,
+                          size_t len)
+{
+    const char *a = p->args;
+    for (int i = 0; i + 1 < p->argc; i++, a += strlen(a) + 1)
+        if (!strcmp(a, flag)) {
+            snprintf(out, len, "%s", a + strlen(a) + 1);
+            return out;
+        }
+    return NULL;
+}
+
+int smlt_proc_find(const char *prog, pid_t ppid, const char *needle1, const char *needle2,
+                   pid_t *out, int max)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    struct smlt_proc_info p;
+    while ((e = readdir(d)) && n < max) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0 || pid == getpid() || smlt_proc_info((pid_t)pid, &p) != 0)
+            continue;
+        if (p.state == 'Z' || p.state == 'X' || (ppid > 0 && p.ppid != ppid) ||
+            (prog && strcmp(p.base, prog)) || (needle1 && !strstr(p.line, needle1)) ||
+            (needle2 && !strstr(p.line, needle2)))
+            continue;
+        out[n++] = (pid_t)pid;
+    }
+    closedir(d);
+    return n;
 }
 
 const char *smlt_proc_self_dir(void)

@@ -36,7 +36,33 @@ int smlt_proc_stop(pid_t pid, int grace_ms);
 const char *smlt_proc_self_dir(void);
 
 /* 1 while process pid runs: a child is reaped when it has exited (then 0); any other process
- * is looked for by its pid. */
+ * is looked for by its pid (a zombie, killed but not yet reaped, runs no more). */
 int smlt_proc_alive(pid_t pid);
+
+/* What /proc tells of a process: its parent, its state letter ('Z' a zombie), and its command
+ * line, the arguments NUL-separated in args (argc of them; the last ones cut when they do not
+ * fit) and joined by spaces in line. */
+struct smlt_proc_info {
+    pid_t pid, ppid;
+    char state;
+    int argc;
+    char args[4096];
+    char line[4096];
+    const char *base;       /* argv[0]'s base name (points into args) */
+};
+
+/* Reads pid's entry. Returns 0, or -1 when there is no such process. */
+int smlt_proc_info(pid_t pid, struct smlt_proc_info *out);
+
+/* The argument after `flag` on pid's command line ("--shard 3" -> "3"), copied to out; NULL
+ * when absent. */
+const char *smlt_proc_arg(const struct smlt_proc_info *p, const char *flag, char *out,
+                          size_t len);
+
+/* Finds running processes (not zombies, not this one): argv[0]'s base name is prog (NULL:
+ * any), the parent is ppid (0: any), and the joined command line contains every non-NULL
+ * needle (needles: up to 2). Stores up to max pids in out; returns how many. */
+int smlt_proc_find(const char *prog, pid_t ppid, const char *needle1, const char *needle2,
+                   pid_t *out, int max);
 
 #endif

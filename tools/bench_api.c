@@ -14,7 +14,6 @@
  * shard's timeout (up to 120 s). */
 #include "bench_api.h"
 
-#include <dirent.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -28,13 +27,8 @@
 #include <jansson.h>
 
 #include "bench_cluster.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "smlt_util.h"
+#include "smlt_proc.h"
 
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
@@ -66,10 +60,10 @@ static long http(const char *url, const char *method, const char *token, const c
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &got);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    double t0 = now_s();
+    double t0 = smlt_now_mono();
     CURLcode rc = curl_easy_perform(h);
     if (dt)
-        *dt = now_s() - t0;
+        *dt = smlt_now_mono() - t0;
     long status = -1;
     if (rc == CURLE_OK)
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
@@ -99,8 +93,8 @@ static struct lat measure(const char *url, const char *id, int rounds, double mi
     size_t cap = (size_t)rounds * 3;
     double *v = calloc(cap, sizeof *v);
     struct lat l = {0};
-    double until = now_s() + min_s;
-    for (int r = 0; r < rounds || now_s() < until; r++) {
+    double until = smlt_now_mono() + min_s;
+    for (int r = 0; r < rounds || smlt_now_mono() < until; r++) {
         if ((size_t)l.n + 3 > cap) {
             cap *= 2;
             v = realloc(v, cap * sizeof *v);
@@ -124,37 +118,9 @@ static struct lat measure(const char *url, const char *id, int rounds, double mi
 /* The pids of `smlt-ps` processes whose command line names the job's directory. */
 static int job_shards(const char *id, pid_t *out, int max)
 {
-    DIR *d = opendir("/proc");
-    if (!d)
-        return 0;
     char needle[96];
     snprintf(needle, sizeof needle, "/jobs/%s/", id);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < max) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        if (*end || pid <= 0)
-            continue;
-        char path[64], buf[4096];
-        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[len] = '\0';
-        const char *base = strrchr(buf, '/');
-        if (strcmp(base ? base + 1 : buf, "smlt-ps"))
-            continue;
-        for (size_t i = 0; i < len; i++)
-            if (!buf[i])
-                buf[i] = ' ';
-        if (strstr(buf, needle))
-            out[n++] = (pid_t)pid;
-    }
-    closedir(d);
-    return n;
+    return smlt_proc_find("smlt-ps", 0, needle, NULL, out, max);
 }
 
 struct slow {
@@ -194,8 +160,8 @@ static int wait_running(const char *url, const char *id, double limit_s)
 {
     char path[400];
     snprintf(path, sizeof path, "%s/api/jobs/%s", url, id);
-    double until = now_s() + limit_s;
-    while (now_s() < until) {
+    double until = smlt_now_mono() + limit_s;
+    while (smlt_now_mono() < until) {
         /* (The body is not kept: a GET that answers 200 while the job trains is enough; the
          * state is read through smltctl below.) */
         if (http(path, "GET", NULL, NULL, 10, NULL) == 200)

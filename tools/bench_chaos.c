@@ -35,7 +35,6 @@
  * its processes still running (command line naming the private state directory) killed by pid. */
 #include "bench_chaos.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -52,6 +51,8 @@
 
 #include "bench_cluster.h"
 #include "smlt_rand.h"
+#include "smlt_util.h"
+#include "smlt_proc.h"
 
 #define CHAOS_MAX_KILLS 3
 #define CHAOS_MAX_SHARDS 16
@@ -102,13 +103,6 @@ struct run {
     int acc_ok, ok;
     char saved_log[128]; /* coordinator log kept after a failure */
 };
-
-static double now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static double now_unix(void)
 {
@@ -244,96 +238,6 @@ static void take_event(const json_t *j, struct kill_rec *k, double *taken, struc
 
 /* ---- processes, through /proc ------------------------------------------------------------ */
 
-/* The command line with NULs as spaces, and argv[0]'s base name. Returns 0 or -1. */
-static int proc_cmdline(long pid, char *buf, size_t len, const char **base)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, len - 1, f);
-    fclose(f);
-    if (!n)
-        return -1;
-    buf[n] = '\0';
-    const char *s = strrchr(buf, '/');
-    *base = s ? s + 1 : buf;
-    /* argv[0] ends at the first NUL; the base name points into it, before the spaces. */
-    static char name[256];
-    snprintf(name, sizeof name, "%.255s", *base);
-    *base = name;
-    for (size_t i = 0; i + 1 < n; i++)
-        if (!buf[i])
-            buf[i] = ' ';
-    return 0;
-}
-
-static long proc_ppid(long pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%ld/status", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long pp = -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "PPid:", 5)) {
-            pp = strtol(line + 5, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return pp;
-}
-
-/* 1 while pid runs (not a zombie). */
-static int proc_running(long pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *rp = strrchr(buf, ')');
-    return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
-}
-
-/* The pids of processes named `name` whose command line holds every non-NULL needle and,
- * if ppid > 0, whose parent is ppid. Returns how many (at most max). */
-static int proc_find(const char *name, const char *n1, const char *n2, long ppid, int *out,
-                     int max)
-{
-    DIR *d = opendir("/proc");
-    if (!d)
-        return 0;
-    int n = 0;
-    struct dirent *e;
-    char buf[8192];
-    while ((e = readdir(d)) && n < max) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        if (*end || pid <= 0 || pid == getpid())
-            continue;
-        const char *base;
-        if (proc_cmdline(pid, buf, sizeof buf, &base) != 0)
-            continue;
-        if (name && strcmp(base, name))
-            continue;
-        if ((n1 && !strstr(buf, n1)) || (n2 && !strstr(buf, n2)))
-            continue;
-        if (ppid > 0 && proc_ppid(pid) != ppid)
-            continue;
-        if (!proc_running(pid))
-            continue;
-        out[n++] = (int)pid;
-    }
-    closedir(d);
-    return n;
-}
-
 /* ---- one run ----------------------------------------------------------------------------- */
 
 struct opts {
@@ -360,14 +264,14 @@ static int kill_one(struct bench_cluster *cl, struct run *r, uint64_t seed, int 
     char needle[128];
     switch (r->f) {
     case FAULT_WORKER:
-        n = proc_find("smlt-worker", NULL, NULL, coord_pid, pids, 64);
+        n = smlt_proc_find("smlt-worker", (pid_t)coord_pid, NULL, NULL, pids, 64);
         break;
     case FAULT_SHARD:
         snprintf(needle, sizeof needle, "/jobs/%s/", r->id);
-        n = proc_find("smlt-ps", cl->home, needle, 0, pids, 64);
+        n = smlt_proc_find("smlt-ps", 0, cl->home, needle, pids, 64);
         break;
     case FAULT_COORD:
-        if (proc_running(coord_pid)) {
+        if (smlt_proc_alive((pid_t)coord_pid)) {
             pids[0] = coord_pid;
             n = 1;
         }
@@ -380,13 +284,13 @@ static int kill_one(struct bench_cluster *cl, struct run *r, uint64_t seed, int 
     if (kill(pid, SIGKILL) != 0)
         return -1;
     if (r->f == FAULT_COORD) {
-        double t0 = now_mono();
-        while (proc_running(pid) && now_mono() - t0 < CHAOS_EXIT_LIMIT_S)
+        double t0 = smlt_now_mono();
+        while (smlt_proc_alive((pid_t)pid) && smlt_now_mono() - t0 < CHAOS_EXIT_LIMIT_S)
             sleep_ms(20);
         const char *up[] = {"up", NULL};
         if (bench_cluster_ctl(cl, up, NULL) != 0)
             fprintf(stderr, "smlt-bench chaos: smltctl up after the coordinator's kill failed\n");
-        *restart_s = now_mono() - t0;
+        *restart_s = smlt_now_mono() - t0;
         bench_cluster_info(cl, url, ulen, coord_pid_out);
     }
     return pid;
@@ -458,11 +362,11 @@ static int run_one(const struct opts *o, struct run *r, double D)
             r->k[b].plan_s = r->k[b - 1].plan_s;
             r->k[b - 1].plan_s = t;
         }
-    double t_sub = now_mono(), t0 = 0, taken = 0, limit = 120.0 + 10.0 * (D > 0 ? D : 30.0);
+    double t_sub = smlt_now_mono(), t0 = 0, taken = 0, limit = 120.0 + 10.0 * (D > 0 ? D : 30.0);
     long long last_step = 0;
     int next = 0, away = 0;
     for (;;) {
-        double now = now_mono();
+        double now = smlt_now_mono();
         if (now - t_sub > limit) {
             fprintf(stderr, "smlt-bench chaos: %s: the job did not end within %.0f s; "
                             "canceling it\n", fault_name[r->f], limit);
@@ -521,7 +425,7 @@ static int run_one(const struct opts *o, struct run *r, double D)
                 k->from = k->lost = -1;
                 k->step = last_step;
                 k->hi = ranks_max_cursor(j);
-                k->t_kill = now_mono();
+                k->t_kill = smlt_now_mono();
                 k->kill_unix = now_unix();
                 k->at_s = k->t_kill - t0;
                 k->pid = kill_one(&cl, r, o->seed, next, coord_pid, url, sizeof url, &coord_pid,
@@ -544,7 +448,7 @@ static int run_one(const struct opts *o, struct run *r, double D)
         }
         sleep_ms(CHAOS_POLL_MS);
     }
-    r->span_s = t0 > 0 ? now_mono() - t0 : 0;
+    r->span_s = t0 > 0 ? smlt_now_mono() - t0 : 0;
     json_decref(j);
     j = NULL;
     /* The final figures, as `smltctl status --json` prints them. */
@@ -582,7 +486,7 @@ down:
     bench_cluster_ctl(&cl, down, NULL);
     /* Anything of ours still running (a shard of an interrupted job, say): by pid. */
     int left[64];
-    int n = proc_find(NULL, cl.home, NULL, 0, left, 64);
+    int n = smlt_proc_find(NULL, 0, cl.home, NULL, left, 64);
     for (int i = 0; i < n; i++) {
         fprintf(stderr, "smlt-bench chaos: stopping pid %d, left running\n", left[i]);
         kill(left[i], SIGKILL);

@@ -18,23 +18,11 @@
 
 #include "data_set.h"
 #include "smlt_error.h"
+#include "smlt_util.h"
 
 #define IDX_TYPE_UBYTE 0x08
 #define IDX_MAX_DIMS 8
 #define GZ_BUFFER (256u << 10)
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 void data_load_opts_init(struct data_load_opts *o)
 {
@@ -61,7 +49,7 @@ static gzFile open_gz(const char *path, int *rc, char *err, size_t errlen)
     if (!f) {
         int e = errno;
         *rc = e == ENOENT ? SMLT_ENOTFOUND : SMLT_EIO;
-        set_err(err, errlen, "%s: cannot open: %s", path, e ? strerror(e) : "out of memory");
+        smlt_set_err(err, errlen, "%s: cannot open: %s", path, e ? strerror(e) : "out of memory");
         return NULL;
     }
     gzbuffer(f, GZ_BUFFER);
@@ -81,14 +69,14 @@ static int read_exact(gzFile f, const char *path, void *dst, size_t len, uint64_
         if (r < 0) {
             int zerr;
             const char *msg = gzerror(f, &zerr);
-            set_err(err, errlen, "%s: offset %llu: read error in %s: %s", path,
+            smlt_set_err(err, errlen, "%s: offset %llu: read error in %s: %s", path,
                     (unsigned long long)(at + got), what, msg);
             return -1;
         }
         if (r == 0) {
             int zerr;
             const char *msg = gzerror(f, &zerr);
-            set_err(err, errlen, "%s: truncated at offset %llu: %s needs %llu more bytes%s%s",
+            smlt_set_err(err, errlen, "%s: truncated at offset %llu: %s needs %llu more bytes%s%s",
                     path, (unsigned long long)(at + got), what,
                     (unsigned long long)(len - got), zerr ? "; zlib: " : "",
                     zerr ? msg : "");
@@ -112,12 +100,12 @@ static int idx_header(gzFile f, const char *path, uint32_t *dims, int *ndim, cha
     if (read_exact(f, path, h, 4, 0, "the IDX magic", err, errlen) < 0)
         return SMLT_ECORRUPT;
     if (h[0] || h[1] || h[3] < 1 || h[3] > IDX_MAX_DIMS) {
-        set_err(err, errlen, "%s: offset 0: bad IDX magic %02x %02x %02x %02x (expected "
+        smlt_set_err(err, errlen, "%s: offset 0: bad IDX magic %02x %02x %02x %02x (expected "
                 "00 00 <type> <1..%d dims>)", path, h[0], h[1], h[2], h[3], IDX_MAX_DIMS);
         return SMLT_ECORRUPT;
     }
     if (h[2] != IDX_TYPE_UBYTE) {
-        set_err(err, errlen, "%s: offset 2: unsupported IDX element type 0x%02x (only unsigned "
+        smlt_set_err(err, errlen, "%s: offset 2: unsupported IDX element type 0x%02x (only unsigned "
                 "bytes, 0x08)", path, h[2]);
         return SMLT_ECORRUPT;
     }
@@ -136,13 +124,13 @@ static int expect_eof(gzFile f, const char *path, uint64_t at, char *err, size_t
     unsigned char c;
     int r = gzread(f, &c, 1);
     if (r > 0) {
-        set_err(err, errlen, "%s: offset %llu: unexpected data after the IDX body", path,
+        smlt_set_err(err, errlen, "%s: offset %llu: unexpected data after the IDX body", path,
                 (unsigned long long)at);
         return SMLT_ECORRUPT;
     }
     if (r < 0) {
         int zerr;
-        set_err(err, errlen, "%s: offset %llu: %s", path, (unsigned long long)at,
+        smlt_set_err(err, errlen, "%s: offset %llu: %s", path, (unsigned long long)at,
                 gzerror(f, &zerr));
         return SMLT_ECORRUPT;
     }
@@ -169,7 +157,7 @@ static unsigned char *read_body(gzFile f, const char *path, uint64_t at, uint64_
             unsigned char *nb = realloc(buf, ncap);
             if (!nb) {
                 *rc = SMLT_ENOMEM;
-                set_err(err, errlen, "%s: out of memory reading %s", path, what);
+                smlt_set_err(err, errlen, "%s: out of memory reading %s", path, what);
                 free(buf);
                 return NULL;
             }
@@ -201,7 +189,7 @@ int data_load_idx(const char *images_path, const char *labels_path,
     uint32_t idims[IDX_MAX_DIMS], ldims[IDX_MAX_DIMS];
     int ind = 0, lnd = 0;
     if (!images_path || !labels_path || !out) {
-        set_err(err, errlen, "data_load_idx: missing argument");
+        smlt_set_err(err, errlen, "data_load_idx: missing argument");
         return SMLT_EINVAL;
     }
     *out = NULL;
@@ -213,16 +201,16 @@ int data_load_idx(const char *images_path, const char *labels_path,
         goto out;
     rc = SMLT_ECORRUPT;
     if (ind < 2) {
-        set_err(err, errlen, "%s: an images file needs at least 2 dimensions, has %d",
+        smlt_set_err(err, errlen, "%s: an images file needs at least 2 dimensions, has %d",
                 images_path, ind);
         goto out;
     }
     if (lnd != 1) {
-        set_err(err, errlen, "%s: a labels file has 1 dimension, this one %d", labels_path, lnd);
+        smlt_set_err(err, errlen, "%s: a labels file has 1 dimension, this one %d", labels_path, lnd);
         goto out;
     }
     if (idims[0] != ldims[0]) {
-        set_err(err, errlen, "dimension mismatch: %s has %u images but %s has %u labels",
+        smlt_set_err(err, errlen, "dimension mismatch: %s has %u images but %s has %u labels",
                 images_path, idims[0], labels_path, ldims[0]);
         goto out;
     }
@@ -235,12 +223,12 @@ int data_load_idx(const char *images_path, const char *labels_path,
     if (dim < 1 || dim > DATA_SET_MAX_DIM || n > DATA_SET_MAX_ROWS ||
         n * dim > DATA_SET_MAX_ELEMS) {
         rc = SMLT_ETOOBIG;
-        set_err(err, errlen, "%s: %llu images of %llu pixels exceed the limits", images_path,
+        smlt_set_err(err, errlen, "%s: %llu images of %llu pixels exceed the limits", images_path,
                 (unsigned long long)n, (unsigned long long)dim);
         goto out;
     }
     if (o.dim && (uint64_t)o.dim != dim) {
-        set_err(err, errlen, "%s: images have %llu pixels, expected %d", images_path,
+        smlt_set_err(err, errlen, "%s: images have %llu pixels, expected %d", images_path,
                 (unsigned long long)dim, o.dim);
         goto out;
     }
@@ -259,7 +247,7 @@ int data_load_idx(const char *images_path, const char *labels_path,
     for (uint64_t i = 0; i < n; i++) {
         if (lab[i] >= classes) {
             rc = SMLT_ERANGE;
-            set_err(err, errlen, "%s: offset %llu: label %u of item %llu is out of range "
+            smlt_set_err(err, errlen, "%s: offset %llu: label %u of item %llu is out of range "
                     "[0, %d)", labels_path, (unsigned long long)(hdr_l + i), lab[i],
                     (unsigned long long)i, classes);
             goto out;
@@ -270,7 +258,7 @@ int data_load_idx(const char *images_path, const char *labels_path,
         same++;
     if (o.train && n && same == n) {
         rc = SMLT_EINVAL;
-        set_err(err, errlen, "%s: every label is %u: a training set needs at least two classes",
+        smlt_set_err(err, errlen, "%s: every label is %u: a training set needs at least two classes",
                 labels_path, lab[0]);
         goto out;
     }
@@ -284,7 +272,7 @@ int data_load_idx(const char *images_path, const char *labels_path,
     y = malloc(sizeof(int32_t) * (n ? n : 1));
     if (!y) {
         rc = SMLT_ENOMEM;
-        set_err(err, errlen, "%s: out of memory for %llu labels", labels_path,
+        smlt_set_err(err, errlen, "%s: out of memory for %llu labels", labels_path,
                 (unsigned long long)n);
         goto out;
     }
@@ -295,7 +283,7 @@ int data_load_idx(const char *images_path, const char *labels_path,
     y = NULL;
     if (!*out) {
         rc = SMLT_ENOMEM;
-        set_err(err, errlen, "%s: out of memory", images_path);
+        smlt_set_err(err, errlen, "%s: out of memory", images_path);
         goto out;
     }
     rc = 0;
@@ -330,13 +318,13 @@ static int line_next(struct line_reader *r, char *err, size_t errlen)
         if (r->cap - r->len < 2) {
             size_t ncap = r->cap ? r->cap * 2 : 4096;
             if (ncap > DATA_LOAD_MAX_LINE + 2) {
-                set_err(err, errlen, "%s: line %ld: longer than %u bytes", r->path,
+                smlt_set_err(err, errlen, "%s: line %ld: longer than %u bytes", r->path,
                         r->lineno + 1, DATA_LOAD_MAX_LINE);
                 return SMLT_ETOOBIG;
             }
             char *nb = realloc(r->buf, ncap);
             if (!nb) {
-                set_err(err, errlen, "%s: out of memory", r->path);
+                smlt_set_err(err, errlen, "%s: out of memory", r->path);
                 return SMLT_ENOMEM;
             }
             r->buf = nb;
@@ -347,7 +335,7 @@ static int line_next(struct line_reader *r, char *err, size_t errlen)
             int zerr;
             const char *msg = gzerror(r->f, &zerr);
             if (zerr != Z_OK && zerr != Z_STREAM_END) {
-                set_err(err, errlen, "%s: line %ld: read error: %s", r->path, r->lineno + 1,
+                smlt_set_err(err, errlen, "%s: line %ld: read error: %s", r->path, r->lineno + 1,
                         msg);
                 return SMLT_ECORRUPT;
             }
@@ -366,7 +354,7 @@ static int line_next(struct line_reader *r, char *err, size_t errlen)
              * NUL byte inside the line (which strlen stopped at). */
             if (gzeof(r->f) && l > 0)
                 break;
-            set_err(err, errlen, "%s: line %ld: NUL byte in a text file", r->path,
+            smlt_set_err(err, errlen, "%s: line %ld: NUL byte in a text file", r->path,
                     r->lineno + 1);
             return SMLT_ECORRUPT;
         }
@@ -401,7 +389,7 @@ static int rows_push(struct rows *r, const char *path, char *err, size_t errlen)
         ncap = DATA_SET_MAX_ROWS;
     if (r->n >= ncap || (uint64_t)ncap * r->dim > DATA_SET_MAX_ELEMS) {
         if ((uint64_t)(r->n + 1) * r->dim > DATA_SET_MAX_ELEMS || r->n >= DATA_SET_MAX_ROWS) {
-            set_err(err, errlen, "%s: more than %llu values", path,
+            smlt_set_err(err, errlen, "%s: more than %llu values", path,
                     (unsigned long long)DATA_SET_MAX_ELEMS);
             return SMLT_ETOOBIG;
         }
@@ -418,7 +406,7 @@ static int rows_push(struct rows *r, const char *path, char *err, size_t errlen)
     r->cap = ncap;
     return 0;
 oom:
-    set_err(err, errlen, "%s: out of memory at row %zu", path, r->n + 1);
+    smlt_set_err(err, errlen, "%s: out of memory at row %zu", path, r->n + 1);
     return SMLT_ENOMEM;
 }
 
@@ -457,7 +445,7 @@ static int finish_labels(struct rows *r, int want_classes, int train, const char
     }
     if (has_neg) {
         if (!only_pm1) {
-            set_err(err, errlen, "%s: negative labels other than a -1/+1 binary labelling", path);
+            smlt_set_err(err, errlen, "%s: negative labels other than a -1/+1 binary labelling", path);
             return SMLT_ERANGE;
         }
         for (size_t i = 0; i < r->n; i++)
@@ -467,7 +455,7 @@ static int finish_labels(struct rows *r, int want_classes, int train, const char
     *classes = want_classes > 0 ? want_classes : (int)mx + 1;
     for (size_t i = 0; i < r->n; i++) {
         if (r->y[i] >= *classes) {
-            set_err(err, errlen, "%s: row %zu: label %d is out of range [0, %d): the labels "
+            smlt_set_err(err, errlen, "%s: row %zu: label %d is out of range [0, %d): the labels "
                     "(%s) must lie in 0..%d, one per class of %d", path, i + 1, (int)r->y[i],
                     *classes, where, *classes - 1, *classes);
             return SMLT_ERANGE;
@@ -477,7 +465,7 @@ static int finish_labels(struct rows *r, int want_classes, int train, const char
     while (i < r->n && r->y[i] == r->y[0])
         i++;
     if (train && r->n && i == r->n) {
-        set_err(err, errlen, "%s: every label (%s) is %d: a training set needs at least two "
+        smlt_set_err(err, errlen, "%s: every label (%s) is %d: a training set needs at least two "
                 "classes; is the label in another column?", path, where, (int)r->y[0]);
         return SMLT_EINVAL;
     }
@@ -507,7 +495,7 @@ static int rows_to_set(struct rows *r, int classes, const char *path, struct dat
     r->x = NULL;
     r->y = NULL;
     if (!*out) {
-        set_err(err, errlen, "%s: out of memory or sizes out of range", path);
+        smlt_set_err(err, errlen, "%s: out of memory or sizes out of range", path);
         return SMLT_ENOMEM;
     }
     return 0;
@@ -540,7 +528,7 @@ int data_load_csv(const char *path, const struct data_load_opts *oin, struct dat
     struct rows r = {0};
     int rc = 0, ncols = 0, classes = 0;
     if (!path || !out) {
-        set_err(err, errlen, "data_load_csv: missing argument");
+        smlt_set_err(err, errlen, "data_load_csv: missing argument");
         return SMLT_EINVAL;
     }
     *out = NULL;
@@ -574,7 +562,7 @@ int data_load_csv(const char *path, const struct data_load_opts *oin, struct dat
                 }
             }
             if (nf < 2) {
-                set_err(err, errlen, "%s: line %ld: a row needs a label and at least one "
+                smlt_set_err(err, errlen, "%s: line %ld: a row needs a label and at least one "
                         "feature, found %d field", path, lr.lineno, nf);
                 rc = SMLT_ECORRUPT;
                 goto out;
@@ -582,18 +570,18 @@ int data_load_csv(const char *path, const struct data_load_opts *oin, struct dat
             ncols = nf;
             r.dim = (size_t)nf - 1;
             if (o.header < DATA_LOAD_HEADER_AUTO || o.header > DATA_LOAD_HEADER_NO) {
-                set_err(err, errlen, "%s: bad header option %d", path, o.header);
+                smlt_set_err(err, errlen, "%s: bad header option %d", path, o.header);
                 rc = SMLT_EINVAL;
                 goto out;
             }
             if (o.label_col < -1 || o.label_col >= ncols) {
-                set_err(err, errlen, "%s: label column %d out of range (rows have %d fields)",
+                smlt_set_err(err, errlen, "%s: label column %d out of range (rows have %d fields)",
                         path, o.label_col, ncols);
                 rc = SMLT_EINVAL;
                 goto out;
             }
             if (o.dim && (size_t)o.dim != r.dim) {
-                set_err(err, errlen, "%s: line %ld: rows have %zu features, expected %d", path,
+                smlt_set_err(err, errlen, "%s: line %ld: rows have %zu features, expected %d", path,
                         lr.lineno, r.dim, o.dim);
                 rc = SMLT_ECORRUPT;
                 goto out;
@@ -602,7 +590,7 @@ int data_load_csv(const char *path, const struct data_load_opts *oin, struct dat
                 continue;
         }
         if (nf != ncols) {
-            set_err(err, errlen, "%s: line %ld: ragged row: %d fields, expected %d", path,
+            smlt_set_err(err, errlen, "%s: line %ld: ragged row: %d fields, expected %d", path,
                     lr.lineno, nf, ncols);
             rc = SMLT_ECORRUPT;
             goto out;
@@ -627,7 +615,7 @@ int data_load_csv(const char *path, const struct data_load_opts *oin, struct dat
                 while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
                     b--;
                 if (parse_label(a, b, &lab) < 0) {
-                    set_err(err, errlen, "%s: line %ld: column %d: label '%.*s' is not an "
+                    smlt_set_err(err, errlen, "%s: line %ld: column %d: label '%.*s' is not an "
                             "integer label", path, lr.lineno, col + 1, (int)(e - s > 40 ? 40 :
                             e - s), s);
                     rc = SMLT_ECORRUPT;
@@ -637,7 +625,7 @@ int data_load_csv(const char *path, const struct data_load_opts *oin, struct dat
             } else {
                 float v;
                 if (parse_float(s, e, &v) < 0) {
-                    set_err(err, errlen, "%s: line %ld: column %d: bad number '%.*s'", path,
+                    smlt_set_err(err, errlen, "%s: line %ld: column %d: bad number '%.*s'", path,
                             lr.lineno, col + 1, (int)(e - s > 40 ? 40 : e - s), s);
                     rc = SMLT_ECORRUPT;
                     goto out;
@@ -651,7 +639,7 @@ int data_load_csv(const char *path, const struct data_load_opts *oin, struct dat
     if (rc < 0)
         goto out;
     if (first) {
-        set_err(err, errlen, "%s: no rows", path);
+        smlt_set_err(err, errlen, "%s: no rows", path);
         rc = SMLT_ECORRUPT;
         goto out;
     }
@@ -689,7 +677,7 @@ static int sparse_grow(struct sparse *s, int entry, const char *path, char *err,
             return 0;
         size_t ncap = s->cap ? s->cap * 2 : 4096;
         if (ncap > DATA_SET_MAX_ELEMS) {
-            set_err(err, errlen, "%s: more than %llu entries", path,
+            smlt_set_err(err, errlen, "%s: more than %llu entries", path,
                     (unsigned long long)DATA_SET_MAX_ELEMS);
             return SMLT_ETOOBIG;
         }
@@ -708,7 +696,7 @@ static int sparse_grow(struct sparse *s, int entry, const char *path, char *err,
         return 0;
     size_t ncap = s->rcap ? s->rcap * 2 : 1024;
     if (ncap > (size_t)DATA_SET_MAX_ROWS + 1) {
-        set_err(err, errlen, "%s: more than %u rows", path, DATA_SET_MAX_ROWS);
+        smlt_set_err(err, errlen, "%s: more than %u rows", path, DATA_SET_MAX_ROWS);
         return SMLT_ETOOBIG;
     }
     size_t *ns = realloc(s->start, sizeof(size_t) * ncap);
@@ -722,7 +710,7 @@ static int sparse_grow(struct sparse *s, int entry, const char *path, char *err,
     s->rcap = ncap;
     return 0;
 oom:
-    set_err(err, errlen, "%s: out of memory", path);
+    smlt_set_err(err, errlen, "%s: out of memory", path);
     return SMLT_ENOMEM;
 }
 
@@ -737,12 +725,12 @@ int data_load_libsvm(const char *path, const struct data_load_opts *oin, struct 
     int rc = 0, classes = 0;
     uint32_t maxidx = 0;
     if (!path || !out) {
-        set_err(err, errlen, "data_load_libsvm: missing argument");
+        smlt_set_err(err, errlen, "data_load_libsvm: missing argument");
         return SMLT_EINVAL;
     }
     *out = NULL;
     if (o.dim < 0 || o.dim > DATA_SET_MAX_DIM) {
-        set_err(err, errlen, "%s: bad dimension %d", path, o.dim);
+        smlt_set_err(err, errlen, "%s: bad dimension %d", path, o.dim);
         return SMLT_EINVAL;
     }
     if (!(lr.f = open_gz(path, &rc, err, errlen)))
@@ -767,7 +755,7 @@ int data_load_libsvm(const char *path, const struct data_load_opts *oin, struct 
             float fv;
             if (parse_float(tok, tok + strlen(tok), &fv) < 0 || fv != floorf(fv) ||
                 fv < -1.0f || fv > (float)DATA_SET_MAX_CLASSES) {
-                set_err(err, errlen, "%s: line %ld: label '%.40s' is not an integer label",
+                smlt_set_err(err, errlen, "%s: line %ld: label '%.40s' is not an integer label",
                         path, lr.lineno, tok);
                 rc = SMLT_ECORRUPT;
                 goto out;
@@ -780,7 +768,7 @@ int data_load_libsvm(const char *path, const struct data_load_opts *oin, struct 
             char *colon = strchr(tok, ':');
             char *e;
             if (!colon || colon == tok) {
-                set_err(err, errlen, "%s: line %ld: bad token '%.40s' (expected index:value)",
+                smlt_set_err(err, errlen, "%s: line %ld: bad token '%.40s' (expected index:value)",
                         path, lr.lineno, tok);
                 rc = SMLT_ECORRUPT;
                 goto out;
@@ -789,20 +777,20 @@ int data_load_libsvm(const char *path, const struct data_load_opts *oin, struct 
             unsigned long ix = strtoul(tok, &e, 10);
             if (e != colon || errno || tok[0] == '-' || tok[0] == '+' || ix < 1 ||
                 ix > DATA_SET_MAX_DIM || (o.dim && ix > (unsigned long)o.dim)) {
-                set_err(err, errlen, "%s: line %ld: bad index in '%.40s' (expected 1..%d)", path,
+                smlt_set_err(err, errlen, "%s: line %ld: bad index in '%.40s' (expected 1..%d)", path,
                         lr.lineno, tok, o.dim ? o.dim : DATA_SET_MAX_DIM);
                 rc = SMLT_ECORRUPT;
                 goto out;
             }
             if (ix <= prev) {
-                set_err(err, errlen, "%s: line %ld: index %lu after %u: indices must increase",
+                smlt_set_err(err, errlen, "%s: line %ld: index %lu after %u: indices must increase",
                         path, lr.lineno, ix, prev);
                 rc = SMLT_ECORRUPT;
                 goto out;
             }
             float v;
             if (parse_float(colon + 1, colon + 1 + strlen(colon + 1), &v) < 0) {
-                set_err(err, errlen, "%s: line %ld: bad value in '%.40s'", path, lr.lineno, tok);
+                smlt_set_err(err, errlen, "%s: line %ld: bad value in '%.40s'", path, lr.lineno, tok);
                 rc = SMLT_ECORRUPT;
                 goto out;
             }
@@ -820,13 +808,13 @@ int data_load_libsvm(const char *path, const struct data_load_opts *oin, struct 
     if (rc < 0)
         goto out;
     if (sp.n == 0) {
-        set_err(err, errlen, "%s: no rows", path);
+        smlt_set_err(err, errlen, "%s: no rows", path);
         rc = SMLT_ECORRUPT;
         goto out;
     }
     r.dim = o.dim ? (size_t)o.dim : (maxidx ? maxidx : 1);
     if ((uint64_t)sp.n * r.dim > DATA_SET_MAX_ELEMS) {
-        set_err(err, errlen, "%s: %zu rows x %zu features exceed the limit", path, sp.n, r.dim);
+        smlt_set_err(err, errlen, "%s: %zu rows x %zu features exceed the limit", path, sp.n, r.dim);
         rc = SMLT_ETOOBIG;
         goto out;
     }
@@ -837,7 +825,7 @@ int data_load_libsvm(const char *path, const struct data_load_opts *oin, struct 
         memset(r.x, 0, xbytes);
     r.y = malloc(sizeof(int32_t) * sp.n);
     if (!r.x || !r.y) {
-        set_err(err, errlen, "%s: out of memory for %zu x %zu floats", path, sp.n, r.dim);
+        smlt_set_err(err, errlen, "%s: out of memory for %zu x %zu floats", path, sp.n, r.dim);
         rc = SMLT_ENOMEM;
         goto out;
     }

@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 #include <zlib.h>
 
+#include "smlt_proc.h"
 #include "smlt_util.h"
 
 int ct_quick(void)
@@ -292,51 +293,17 @@ json_t *ct_wait_job(int port, const char *id, double timeout_s)
 
 int ct_children(pid_t ppid, const char *prog, const char *arg, pid_t *out, int max)
 {
-    DIR *d = opendir("/proc");
-    int n = 0;
-    if (!d)
-        return 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < max) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        if (*end || pid <= 0)
+    pid_t all[256];
+    int n = 0, k = smlt_proc_find(prog, ppid, NULL, NULL, all, 256);
+    for (int i = 0; i < k && n < max; i++) {
+        struct smlt_proc_info p;
+        if (smlt_proc_info(all[i], &p) != 0)
             continue;
-        char path[64], buf[4096];
-        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-        int fd = open(path, O_RDONLY);
-        if (fd < 0)
+        /* `prog ARG` exactly: ARG the one argument after argv[0]. */
+        if (arg && (p.argc != 2 || strcmp(p.args + strlen(p.args) + 1, arg)))
             continue;
-        ssize_t k = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (k <= 0)
-            continue;
-        buf[k] = '\0';
-        const char *rp = strrchr(buf, ')');
-        char state;
-        int pp;
-        if (!rp || sscanf(rp + 1, " %c %d", &state, &pp) != 2 || pp != ppid || state == 'Z')
-            continue;
-        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
-        fd = open(path, O_RDONLY);
-        if (fd < 0)
-            continue;
-        k = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (k <= 0)
-            continue;
-        buf[k] = '\0';
-        const char *base = strrchr(buf, '/');
-        base = base ? base + 1 : buf;
-        size_t l0 = strlen(buf);
-        const char *a1 = (ssize_t)(l0 + 1) < k ? buf + l0 + 1 : NULL;
-        if (strcmp(base, prog))
-            continue;
-        if (arg && (!a1 || strcmp(a1, arg) || (ssize_t)(l0 + 1 + strlen(a1) + 1) < k))
-            continue;
-        out[n++] = (pid_t)pid;
+        out[n++] = all[i];
     }
-    closedir(d);
     return n;
 }
 
@@ -349,4 +316,29 @@ const char *ct_str(const json_t *o, const char *key)
 {
     const char *s = json_string_value(json_object_get(o, key));
     return s ? s : "";
+}
+
+int ct_main(const char *name, Suite *suite, char *root, size_t rootlen, char *dataset,
+            size_t dslen, unsigned ntrain, unsigned ntest)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    snprintf(root, rootlen, "/tmp/smlt-test-%s.XXXXXX", name);
+    if (!mkdtemp(root))
+        return 1;
+    if (dataset && ct_subset_dataset(dataset, dslen, ntrain, ntest) != 0) {
+        ct_rm_rf(root);
+        fprintf(stderr, "test_%s: needs Fashion-MNIST in %s (Debian package "
+                        "dataset-fashion-mnist)\n", name, CT_FMNIST);
+        return 1;
+    }
+    SRunner *sr = srunner_create(suite);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    if (dataset)
+        ct_rm_rf(dataset);
+    ct_clean_noted(root);
+    ct_rm_rf(root);
+    curl_global_cleanup();
+    return failed ? 1 : 0;
 }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <check.h>
 #include <jansson.h>
 
 #include "daemon.h"
@@ -68,6 +69,13 @@ int ct_job_over(const char *state);
 /* The pids of the processes whose parent is ppid and whose command line is `prog ARG`
  * (argv[0]'s base name prog, then exactly arg; arg NULL: any), up to max. Returns the count. */
 int ct_children(pid_t ppid, const char *prog, const char *arg, pid_t *out, int max);
+
+/* main() of a coordinator integration test: makes root (/tmp/smlt-test-NAME.XXXXXX, rootlen
+ * bytes), and with dataset (else NULL) a slice of ntrain and ntest Fashion-MNIST examples in
+ * it; runs the suite; removes what it made, the directories the tests noted too (a failed
+ * test ends its process without its teardown). Returns the process exit code. */
+int ct_main(const char *name, Suite *suite, char *root, size_t rootlen, char *dataset,
+            size_t dslen, unsigned ntrain, unsigned ntest);
 
 /* Values from a JSON object; 0 / "" when absent. */
 double ct_num(const json_t *o, const char *key);

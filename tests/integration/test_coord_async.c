@@ -27,18 +27,12 @@
 #include <curl/curl.h>
 
 #include "coord_test.h"
+#include "smlt_util.h"
 
 static char root[256];
 static char dataset[256];
 static char data_dir[300];
 static struct test_daemon coord;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void setup(void)
 {
@@ -108,19 +102,19 @@ START_TEST(api_answers_while_a_shard_is_stopped)
              dataset);
     char *b = ct_submit(coord.port, spec, err, sizeof err);
     ck_assert_msg(b != NULL, "submit: %s", err);
-    double worst = 0, t_end = now_s() + 6;
+    double worst = 0, t_end = smlt_now_mono() + 6;
     int requests = 0, b_done = 0;
     char bpath[128], apath[128];
     snprintf(apath, sizeof apath, "/api/jobs/%s", a);
     snprintf(bpath, sizeof bpath, "/api/jobs/%s", b);
-    while (now_s() < t_end || (!b_done && now_s() < t_end + 120)) {
+    while (smlt_now_mono() < t_end || (!b_done && smlt_now_mono() < t_end + 120)) {
         const char *paths[] = {"/api/jobs", apath, bpath, "/metrics"};
         for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++) {
-            double t0 = now_s();
+            double t0 = smlt_now_mono();
             json_t *o = NULL;
             long st = k == 3 ? ct_http(coord.port, "GET", paths[k], NULL, NULL, NULL)
                              : ct_http_json(coord.port, "GET", paths[k], NULL, NULL, &o);
-            double dt = now_s() - t0;
+            double dt = smlt_now_mono() - t0;
             if (dt > worst)
                 worst = dt;
             requests++;
@@ -402,23 +396,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    snprintf(root, sizeof root, "/tmp/smlt-test-coord-async.XXXXXX");
-    if (!mkdtemp(root))
-        return 1;
-    if (ct_subset_dataset(dataset, sizeof dataset, 6000, 1000) != 0) {
-        ct_rm_rf(root);
-        fprintf(stderr, "test_coord_async: needs Fashion-MNIST in %s (Debian package "
-                        "dataset-fashion-mnist)\n", CT_FMNIST);
-        return 1;
-    }
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    ct_rm_rf(dataset);
-    ct_clean_noted(root);
-    ct_rm_rf(root);
-    curl_global_cleanup();
-    return failed ? 1 : 0;
+    return ct_main("coord-async", suite(), root, sizeof root, dataset, sizeof dataset, 6000, 1000);
 }

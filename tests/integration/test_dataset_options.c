@@ -164,16 +164,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    snprintf(root, sizeof root, "/tmp/smlt-dsopt.XXXXXX");
-    if (!mkdtemp(root))
-        return 1;
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    ct_clean_noted(root);
-    ct_rm_rf(root);
-    curl_global_cleanup();
-    return failed ? 1 : 0;
+    return ct_main("dsopt", suite(), root, sizeof root, NULL, 0, 0, 0);
 }

@@ -28,6 +28,7 @@
 #include <curl/curl.h>
 
 #include "coord_test.h"
+#include "smlt_proc.h"
 
 static char root[256];
 static char dataset[256];
@@ -89,17 +90,10 @@ static void newest_checkpoint(const char *id, int shard, char *out, size_t len)
 /* The shard id of an smlt-ps process, from its command line (--shard N). */
 static int shard_of(pid_t pid)
 {
-    char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-    FILE *f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    for (size_t i = 0; i + 8 < n; i += strlen(buf + i) + 1)
-        if (!strcmp(buf + i, "--shard"))
-            return atoi(buf + i + 8);
-    return -1;
+    struct smlt_proc_info p;
+    char id[16];
+    ck_assert_int_eq(smlt_proc_info(pid, &p), 0);
+    return smlt_proc_arg(&p, "--shard", id, sizeof id) ? atoi(id) : -1;
 }
 
 static unsigned long long corrupted_step;
@@ -259,24 +253,8 @@ END_TEST
  * "/shard0.port" for shard 0's primary, "/backup0.port" for its backup), or 0. */
 static pid_t ps_with(const char *what)
 {
-    pid_t ps[16];
-    int n = ct_children(coord.pid, "smlt-ps", NULL, ps, 16);
-    for (int k = 0; k < n; k++) {
-        char path[64], buf[2048];
-        snprintf(path, sizeof path, "/proc/%d/cmdline", (int)ps[k]);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        for (size_t i = 0; i < len; i++)
-            if (!buf[i])
-                buf[i] = ' ';
-        buf[len] = '\0';
-        if (strstr(buf, what))
-            return ps[k];
-    }
-    return 0;
+    pid_t p = 0;
+    return smlt_proc_find("smlt-ps", coord.pid, what, NULL, &p, 1) == 1 ? p : 0;
 }
 
 /* ps.replicas 2: a primary killed mid-job; its backup takes over with every acknowledged step
@@ -346,23 +324,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    snprintf(root, sizeof root, "/tmp/smlt-test-fault.XXXXXX");
-    if (!mkdtemp(root))
-        return 1;
-    if (ct_subset_dataset(dataset, sizeof dataset, 6000, 1000) != 0) {
-        ct_rm_rf(root);
-        fprintf(stderr, "test_fault: needs Fashion-MNIST in %s (Debian package "
-                        "dataset-fashion-mnist)\n", CT_FMNIST);
-        return 1;
-    }
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    ct_rm_rf(dataset);
-    ct_clean_noted(root);
-    ct_rm_rf(root);
-    curl_global_cleanup();
-    return failed ? 1 : 0;
+    return ct_main("fault", suite(), root, sizeof root, dataset, sizeof dataset, 6000, 1000);
 }

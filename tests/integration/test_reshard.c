@@ -17,6 +17,7 @@
 #include "daemon.h"
 #include "smlt.h"
 #include "smlt_admin.h"
+#include "smlt_util.h"
 
 #define TOKEN "reshard-token"
 #define ADMIN "reshard-admin"
@@ -170,13 +171,6 @@ static void make_problem(void)
     }
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 struct wk {
     int rank, steps, rc;
     float w[D];
@@ -232,12 +226,12 @@ START_TEST(live_bsp)
      * failure, not a reason to reshard early. */
     struct smlt_shard_stats st;
     const double wait_s = 60.0;
-    double t0 = now_s();
+    double t0 = smlt_now_mono();
     for (;;) {
         ck_assert_int_eq(smlt_shard_stats(adm, 0, &st), 0);
         if (st.clock >= 50)
             break;
-        ck_assert_msg(now_s() - t0 < wait_s, "the workers reached step %llu of 50 in %.0f s",
+        ck_assert_msg(smlt_now_mono() - t0 < wait_s, "the workers reached step %llu of 50 in %.0f s",
                       (unsigned long long)st.clock, wait_s);
         usleep(10000);
     }

@@ -645,22 +645,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    /* A failed test ends its process without its teardown: the directories are removed here. */
-    snprintf(root, sizeof root, "/tmp/smlt-test-smltctl.XXXXXX");
-    if (!mkdtemp(root))
-        return 1;
-    if (ct_subset_dataset(dataset, sizeof dataset, 12000, 2000) != 0) {
-        ct_rm_rf(root);
-        return 1;
-    }
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    ct_rm_rf(dataset);
-    ct_clean_noted(root);
-    ct_rm_rf(root);
-    curl_global_cleanup();
-    return failed ? 1 : 0;
+    return ct_main("smltctl", suite(), root, sizeof root, dataset, sizeof dataset, 12000, 2000);
 }
