@@ -161,7 +161,7 @@ struct coord_job {
     int log_fd;
     struct coord_ledger ledger;
     double submitted_unix, started_unix, ended_unix;
-    double t_start, deadline_mono; /* CLOCK_MONOTONIC */
+    double t_start;         /* CLOCK_MONOTONIC */
     struct coord_shards shards;
     struct coord_admin *admin; /* the asynchronous admin client to the shards (job_admin()),
                                   made at the first call, freed once the job has ended */
@@ -251,6 +251,7 @@ struct coord_job {
     int hb_pending;
     uint8_t hb_miss[COORD_SHARDS_MAX]; /* heartbeats each shard missed in a row */
     uint32_t rc_shard, rc_conf_workers;
+    uint64_t rc_was;        /* the furthest step a surviving shard had reached */
     pid_t rc_pid;
     coord_done_fn end_cb;   /* coord_cancel()'s caller, told when the job has ended */
     void *end_arg;

@@ -651,8 +651,6 @@ void job_on_start(evutil_socket_t fd, short what, void *arg)
     job_set_state(j, JOB_STARTING, NULL);
     j->t_start = smlt_now_mono();
     j->started_unix = smlt_now_unix();
-    if (j->spec.deadline_s > 0)
-        j->deadline_mono = j->t_start - (j->started_unix - j->submitted_unix) + j->spec.deadline_s;
     /* (Local shards are child processes: starting one waits for its port file, not for the
      * network.) */
     if (j->spec.ps.addrs[0])
