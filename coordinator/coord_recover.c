@@ -76,7 +76,7 @@ static void on_recover_restored(struct coord_job *j, const struct coord_admin_re
         j->spe = 0; /* the first report of the restored phase tells it */
         j->total_steps = 0;
     }
-    uint64_t was = j->step;
+    uint64_t was = j->rc_was;
     if (workers > j->cap)
         workers = j->cap;
     j->workers = workers;
@@ -156,6 +156,8 @@ void job_checkpoint_rate(struct coord_job *j, const struct rank *r)
     job_call(j, &req, on_checkpoint_every);
 }
 
+static void on_recover_progress(struct coord_job *j, const struct coord_admin_res *res);
+
 int job_recover_shard(struct coord_job *j, uint32_t shard, pid_t pid)
 {
     if (!job_checkpoints(j) || !j->shards.local || !j->ranks || j->recovering)
@@ -176,10 +178,22 @@ int job_recover_shard(struct coord_job *j, uint32_t shard, pid_t pid)
     if (j->admin)
         coord_admin_cancel_all(j->admin);
     j->bd.stage = BD_IDLE;
+    /* Where the shards that live got to: the steps lost are counted from there (the job's own
+     * step, from the workers' reports, trails them). */
+    j->rc_was = j->step;
+    struct coord_admin_req req = {.op = COORD_ADMIN_STATS, .timeout_ms = 5000};
+    job_call(j, &req, on_recover_progress);
+    return 0;
+}
+
+/* Replaces the dead shards, configures every shard again and restores (recovery, step 2). */
+static void recover_replace(struct coord_job *j)
+{
+    uint32_t shard = j->rc_shard;
     char err[512] = "";
     if (coord_shards_replace(&j->shards, shard, j->c->ps_bin, j->dir, err, sizeof err) != 0) {
         recover_failed(j, err);
-        return 0;
+        return;
     }
     /* Any other shard that died meanwhile is replaced too: the restore needs them all. */
     for (uint32_t k = 0; k < j->shards.n; k++) {
@@ -188,7 +202,7 @@ int job_recover_shard(struct coord_job *j, uint32_t shard, pid_t pid)
         job_log(j, "shard %u (pid %d) has exited too: replacing it", k, (int)j->shards.pid[k]);
         if (coord_shards_replace(&j->shards, k, j->c->ps_bin, j->dir, err, sizeof err) != 0) {
             recover_failed(j, err);
-            return 0;
+            return;
         }
     }
     job_journal_shards(j);
@@ -199,5 +213,12 @@ int job_recover_shard(struct coord_job *j, uint32_t shard, pid_t pid)
     j->map_version++;
     req.conf.map_version = j->map_version;
     job_call(j, &req, on_recover_setup);
-    return 0;
+}
+
+static void on_recover_progress(struct coord_job *j, const struct coord_admin_res *res)
+{
+    for (uint32_t k = 0; !res->rc && k < res->nshards; k++)
+        if (res->stats_rc[k] == 0 && res->stats[k].version > j->rc_was)
+            j->rc_was = res->stats[k].version;
+    recover_replace(j);
 }
