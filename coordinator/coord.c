@@ -45,9 +45,12 @@ struct coord_job *job_alloc(struct coord *c, const char *id)
 
 void job_free(struct coord_job *j)
 {
-    for (uint32_t k = 0; j->ranks && k < j->cap; k++)
+    for (uint32_t k = 0; j->ranks && k < j->cap; k++) {
         if (j->ranks[k].retry_ev)
             event_free(j->ranks[k].retry_ev);
+        if (j->ranks[k].end_ev)
+            event_free(j->ranks[k].end_ev);
+    }
     free(j->ranks);
     if (j->tick_ev)
         event_free(j->tick_ev);
@@ -65,6 +68,7 @@ void job_free(struct coord_job *j)
     json_decref(j->events);
     json_decref(j->ps_stats);
     json_decref(j->spec_json);
+    json_decref(j->adopt);
     free(j);
 }
 
@@ -242,6 +246,42 @@ const char *coord_rpc_address(const struct coord *c)
     return coord_rpc_addr(c->rpc);
 }
 
+/* The worker RPC's listener. Where its port is left to us (":0"), it is the one used before a
+ * restart when that one is free again: worker instances that outlived the old coordinator
+ * dial that address to finish their slices (coord_adopt.c). The port is kept in
+ * DATA_DIR/rpc.addr. */
+static struct coord_rpc *rpc_listen(struct coord *c, const char *want, char *err, size_t errlen)
+{
+    char path[1100], addr[160];
+    snprintf(path, sizeof path, "%s/rpc.addr", c->data_dir);
+    const char *colon = strrchr(want, ':');
+    struct coord_rpc *r = NULL;
+    if (colon && !strcmp(colon + 1, "0")) {
+        char *prev = smlt_token_read(path);
+        const char *pc = prev ? strrchr(prev, ':') : NULL;
+        if (pc && atoi(pc + 1) > 0) {
+            snprintf(addr, sizeof addr, "%.*s:%d", (int)(colon - want), want, atoi(pc + 1));
+            r = coord_rpc_new(c->base, addr, &coord_rank_rpc, c, err, errlen);
+            if (!r)
+                log_warn("worker RPC: the port used before the restart is taken (%s); worker "
+                         "instances still running from before cannot reconnect, and their "
+                         "ranks are invoked again",
+                         err);
+        }
+        free(prev);
+    }
+    if (!r)
+        r = coord_rpc_new(c->base, want, &coord_rank_rpc, c, err, errlen);
+    if (!r)
+        return NULL;
+    const char *port = strrchr(coord_rpc_addr(r), ':');
+    snprintf(addr, sizeof addr, "%.*s%s\n", colon ? (int)(colon - want) : 0, want,
+             port ? port : ":0");
+    if (smlt_write_file_atomic(path, addr, strlen(addr), 0644) != 0)
+        log_warn("cannot write %s: %s", path, strerror(errno));
+    return r;
+}
+
 struct coord *coord_new(struct event_base *base, const struct coord_conf *conf, char *err,
                         size_t errlen)
 {
@@ -273,8 +313,7 @@ struct coord *coord_new(struct event_base *base, const struct coord_conf *conf, 
         snprintf(err, errlen, "cannot create the local function runtime");
         goto fail;
     }
-    c->rpc = coord_rpc_new(base, conf->rpc_listen ? conf->rpc_listen : "127.0.0.1:0",
-                           &coord_rank_rpc, c, err, errlen);
+    c->rpc = rpc_listen(c, conf->rpc_listen ? conf->rpc_listen : "127.0.0.1:0", err, errlen);
     if (!c->rpc)
         goto fail;
     /* The history of earlier jobs, newest last in the list walk (jobs are prepended). */

@@ -7,7 +7,8 @@
  * memory size enforced with RLIMIT_AS, the time limit enforced by SIGKILL at the limit, and an
  * instance that finished is kept warm for `keep_warm_s` and reused for the next invocation of
  * the same function (same process: its loaded data, model buffers and shard connections survive,
- * so a warm start skips initialization). Instances are always stopped by pid. */
+ * so a warm start skips initialization). Instances are always stopped by pid. They do not die
+ * with the coordinator: see coord_adopt.c. */
 #include "coord_backend.h"
 
 #include <errno.h>
@@ -16,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -271,7 +271,6 @@ static struct instance *inst_spawn(struct coord_backend *b, const struct inv *v)
         close(pin[1]);
         return NULL;
     }
-    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         close(pin[0]);
@@ -281,9 +280,9 @@ static struct instance *inst_spawn(struct coord_backend *b, const struct inv *v)
         return NULL;
     }
     if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(1);
+        /* No parent-death signal: an instance in the middle of a slice outlives a crash of the
+         * coordinator and finishes its slice for the restarted one (coord_adopt.c); an idle
+         * one exits at the end of its input, which the crash closes. */
         setpgid(0, 0);
         dup2(pin[0], 0);
         dup2(pout[1], 1);

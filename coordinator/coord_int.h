@@ -11,7 +11,8 @@
  *   coord_adapt.c    adaptation: the scheduler's feed, statistical efficiency, the gradient
  *                    noise scale, stragglers
  *   coord_view.c     the JSON views and /metrics
- *   coord_restore.c  journal replay after a restart
+ *   coord_restore.c  journal replay after a restart (coord_resume.c: the job goes on;
+ *                    coord_adopt.c: its worker instances that outlived the coordinator)
  *   coord_admin.c    the asynchronous admin client every call to the shards goes through
  *
  * Everything here runs on the coordinator's event loop thread; nothing blocks it on the
@@ -90,6 +91,14 @@ struct rank_inv {
     double hello_at;        /* when its worker said hello */
     int warm;               /* its instance had served before */
     pid_t pid;              /* the instance serving it */
+    /* Adopted after a restart of the coordinator (coord_adopt.c): its instance was started by
+     * the coordinator before, so the backend does not know it; its end comes from its Done,
+     * or from its process's end, or from the time limit kept here. */
+    int adopted;
+    int resumed;            /* adopted, and its worker has said hello again */
+    double limit_at;        /* adopted: the platform's time limit (CLOCK_MONOTONIC) */
+    int billed_before;      /* adopted, and running when the restored ledger was recorded
+                               (which charged its request and its time up to then) */
 };
 
 /* A rank's totals over the job (closed invocations; add cur for the running one). */
@@ -108,6 +117,7 @@ struct rank {
     int failures;
     uint64_t steps_at_fail; /* the cursor when the current run of failures began */
     struct event *retry_ev;
+    struct event *end_ev;   /* an adopted invocation's end, deferred out of the RPC handler */
     pid_t slow_pid;         /* chaos: the slow host this rank first ran on */
     int replace_next;       /* a straggler: its next invocation avoids the current instance */
     double last_cps;        /* compute seconds per step in its last invocation */
@@ -235,6 +245,9 @@ struct coord_job {
     enum job_state finish_state;
     char finish_why[1300];
     double resume_from_unix; /* a resumed job: when it was last heard of before the restart */
+    double ledger_unix;      /* when the restored ledger was recorded */
+    json_t *adopt;           /* restored: each rank's last invocation ("0": its journal record,
+                                with "ended" once it ended), for coord_adopt.c */
     /* Recovery from a dead shard (coord_recover.c). */
     struct job_phase_rec phases[JOB_PHASES_MAX];
     uint32_t nphases;
@@ -331,6 +344,33 @@ void job_admin_target(const struct coord_job *j, struct coord_admin_req *req);
 
 /* ---- coord_rank.c: ranks and invocations ---- */
 void rank_invoke(struct rank *r);
+/* The end of rank r's invocation inv (the backend's callback; coord_adopt.c calls it for an
+ * adopted one). */
+void rank_on_inv_end(uint64_t inv, const struct coord_inv_result *res, void *arg);
+/* Fills a's fields (borrowed from j and r) for rank r's current invocation. */
+void rank_assignment(struct coord_job *j, struct rank *r, Smlt__Assignment *a);
+
+/* ---- coord_adopt.c: worker instances that outlived a coordinator ---- */
+#define RANK_INV_ADOPTED (1ull << 63) /* an adopted invocation's id: this bit, and the rank */
+/* Replay of "invocation" and "invocation_end" records into j->adopt. */
+void job_adopt_replay(struct coord_job *j, const char *type, json_t *rec);
+/* Resuming job j: gives each active rank whose last invocation's instance still runs that
+ * invocation back (the worker reconnects and finishes its slice). Returns how many. Also
+ * continues each rank's invocation numbering. */
+uint32_t job_adopt(struct coord_job *j);
+/* Journal: an invocation began (its worker said hello) or ended. */
+void rank_journal_invocation(struct coord_job *j, const struct rank *r, double limit_s);
+void rank_journal_invocation_end(struct coord_job *j, const struct rank *r);
+/* A worker said hello again for r's current invocation (its connection was lost). */
+void rank_resumed(struct rank *r, uint32_t pid);
+/* r's adopted invocation reported Done: it ends (deferred). */
+void rank_adopted_done(struct rank *r);
+/* The tick: adopted instances that died or ran past their time limit. */
+void job_adopted_check(struct coord_job *j);
+/* Ends r's running invocation now (canceled), adopted or not. */
+void rank_cancel(struct rank *r);
+/* The pid of the instance running r's invocation, or 0. */
+pid_t rank_pid(const struct rank *r);
 void rank_on_retry(evutil_socket_t fd, short what, void *arg);
 void rank_mark(struct rank_mark *m, const struct rank *r);
 extern const struct coord_rpc_handler coord_rank_rpc;

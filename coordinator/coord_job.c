@@ -82,8 +82,9 @@ void job_ledger_now(const struct coord_job *j, struct coord_ledger *l)
     double t = smlt_now_mono();
     for (uint32_t k = 0; j->ranks && k < j->workers; k++)
         if (j->ranks[k].cur.id && j->ranks[k].cur.started > 0)
-            coord_ledger_charge_invocation(l, &j->spec.prices, j->ranks[k].cur.memory_mb,
-                                           t - j->ranks[k].cur.started);
+            (j->ranks[k].cur.billed_before ? coord_ledger_extend_invocation
+                                           : coord_ledger_charge_invocation)(
+                l, &j->spec.prices, j->ranks[k].cur.memory_mb, t - j->ranks[k].cur.started);
     if (j->shards.n && j->ps_charged_at > 0)
         coord_ledger_charge_ps(l, &j->spec.prices, coord_shards_nodes(&j->shards),
                                t - j->ps_charged_at);
@@ -403,7 +404,6 @@ void job_finish(struct coord_job *j, enum job_state st, const char *why)
 {
     if (job_ended(j) || j->finishing)
         return;
-    struct coord *c = j->c;
     j->finishing = 1;
     j->stopping = 1;
     j->finish_state = st;
@@ -413,8 +413,7 @@ void job_finish(struct coord_job *j, enum job_state st, const char *why)
     for (uint32_t k = 0; j->ranks && k < j->cap; k++) {
         struct rank *r = &j->ranks[k];
         evtimer_del(r->retry_ev);
-        if (r->cur.id)
-            coord_backend_cancel(c->backend, r->cur.id);
+        rank_cancel(r);
     }
     /* Whatever the job was waiting for from its shards no longer matters. */
     if (j->admin)
@@ -512,6 +511,9 @@ void job_on_tick(evutil_socket_t fd, short what, void *arg)
     if (job_ended(j) || j->finishing)
         return;
     struct timeval tv = {(time_t)JOB_TICK_S, 0};
+    job_adopted_check(j);
+    if (job_ended(j) || j->finishing)
+        return;
     int dead = j->recovering ? -1 : coord_shards_check(&j->shards);
     if (dead >= 0 && (job_failover(j, (uint32_t)dead, j->shards.dead_pid) == 0 ||
                       job_recover_shard(j, (uint32_t)dead, j->shards.dead_pid) == 0)) {

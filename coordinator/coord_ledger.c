@@ -53,16 +53,23 @@ static void update_total(struct coord_ledger *l)
 void coord_ledger_charge_invocation(struct coord_ledger *l, const struct coord_prices *p,
                                     uint32_t memory_mb, double duration_s)
 {
+    coord_ledger_extend_invocation(l, p, memory_mb, duration_s);
+    l->invocations++;
+    l->request_usd += p->request;
+    update_total(l);
+}
+
+void coord_ledger_extend_invocation(struct coord_ledger *l, const struct coord_prices *p,
+                                    uint32_t memory_mb, double duration_s)
+{
     uint64_t ms = coord_ledger_billed_ms(duration_s);
     double gbs = gb_seconds(memory_mb, ms);
-    l->invocations++;
     l->billed_ms += ms;
     l->mb_ms += (uint64_t)memory_mb * ms;
     if (duration_s > 0.0 && isfinite(duration_s))
         l->duration_s += duration_s;
     l->gb_s += gbs;
     l->function_usd += gbs * p->gb_s;
-    l->request_usd += p->request;
     update_total(l);
 }
 

@@ -61,6 +61,11 @@ double coord_ledger_invocation_cost(const struct coord_prices *p, uint32_t memor
 void coord_ledger_charge_invocation(struct coord_ledger *l, const struct coord_prices *p,
                                     uint32_t memory_mb, double duration_s);
 
+/* Charges more time of an invocation already charged (its request and count included): one
+ * that was running when a ledger was recorded and went on after (an adopted invocation). */
+void coord_ledger_extend_invocation(struct coord_ledger *l, const struct coord_prices *p,
+                                    uint32_t memory_mb, double duration_s);
+
 /* Charges `nodes` PS nodes for `seconds` (negative or NaN seconds charge nothing). */
 void coord_ledger_charge_ps(struct coord_ledger *l, const struct coord_prices *p, uint32_t nodes,
                             double seconds);

@@ -1,6 +1,6 @@
 /* coord_rank.c: ranks and their invocations. Each rank has a data cursor (the global step its
  * next invocation starts at, from the worker's last Progress or Done). An invocation is a
- * slice; when it ends (on_inv_end()) the rank goes on with a continuation, parks at an epoch
+ * slice; when it ends (rank_on_inv_end()) the rank goes on with a continuation, parks at an epoch
  * boundary or a barrier (coord_phase.c), finishes, or is re-invoked from its cursor after a
  * failure, with backoff. The worker RPC's handlers (hello: the Assignment; progress; done)
  * are here too. The parameter server counts each (rank, step) once, so steps a lost
@@ -120,6 +120,7 @@ static void rank_close_invocation(struct coord_job *j, struct rank *r)
     r->cur.compute_s = r->cur.comm_s = r->cur.init_s = 0;
     r->cur.id = 0;
     r->cur.name[0] = '\0';
+    r->cur.adopted = r->cur.resumed = r->cur.billed_before = 0;
 }
 
 /* An invocation ended without finishing its slice (failed, killed at the limit, crashed, or
@@ -134,9 +135,14 @@ static void rank_failed(struct rank *r, uint64_t inv, const struct coord_inv_res
     r->failures++;
     r->tot.lost++;
     const char *why = status == SMLT__DONE_STATUS__DONE_FAILED && err[0] ? err : res->detail;
-    job_event(j, "retry", "rank %u: invocation %llu ended without finishing its slice (%s); "
+    char what[64];
+    if (inv & RANK_INV_ADOPTED)
+        snprintf(what, sizeof what, "its adopted invocation");
+    else
+        snprintf(what, sizeof what, "invocation %llu", (unsigned long long)inv);
+    job_event(j, "retry", "rank %u: %s ended without finishing its slice (%s); "
                           "re-invoking from step %llu (failure %d of %d)",
-              r->rank, (unsigned long long)inv, why, (unsigned long long)r->next_step, r->failures,
+              r->rank, what, why, (unsigned long long)r->next_step, r->failures,
               JOB_MAX_FAILURES);
     if (r->failures >= JOB_MAX_FAILURES) {
         char msg[512];
@@ -158,14 +164,15 @@ static void rank_failed(struct rank *r, uint64_t inv, const struct coord_inv_res
 }
 
 /* The backend reports an invocation's end: bill it and decide what comes next for the rank. */
-static void on_inv_end(uint64_t inv, const struct coord_inv_result *res, void *arg)
+void rank_on_inv_end(uint64_t inv, const struct coord_inv_result *res, void *arg)
 {
     struct rank *r = arg;
     struct coord_job *j = r->job;
     if (r->cur.id != inv)
         return;
-    coord_ledger_charge_invocation(&j->ledger, &j->spec.prices, r->cur.memory_mb,
-                                   res->duration_s);
+    (r->cur.billed_before ? coord_ledger_extend_invocation : coord_ledger_charge_invocation)(
+        &j->ledger, &j->spec.prices, r->cur.memory_mb, res->duration_s);
+    rank_journal_invocation_end(j, r);
     r->tot.elapsed_s += res->duration_s;
     int status = -1; /* Smlt__DoneStatus, -1: unknown (lost) */
     char err[300] = "";
@@ -254,6 +261,7 @@ void rank_invoke(struct rank *r)
     coord_random_hex(r->cur.token, 32);
     r->cur.done_seen = 0;
     r->cur.done_error[0] = '\0';
+    r->cur.hello_at = 0;
     char payload[512];
     snprintf(payload, sizeof payload,
              "{\"coordinator\":\"%s\",\"invocation\":\"%s\",\"token\":\"%s\"}", coord_rpc_addr(c->rpc),
@@ -267,7 +275,7 @@ void rank_invoke(struct rank *r)
     r->replace_next = 0;
     r->cur.memory_mb = j->memory_mb;
     uint64_t inv = 0;
-    int rc = coord_backend_invoke(c->backend, &req, on_inv_end, r, &inv);
+    int rc = coord_backend_invoke(c->backend, &req, rank_on_inv_end, r, &inv);
     if (rc) {
         char msg[256];
         snprintf(msg, sizeof msg, "cannot invoke rank %u: %s", r->rank, smlt_strerror(rc));
@@ -322,20 +330,8 @@ static void rank_count_start(struct rank *r, int warm)
     }
 }
 
-static int rpc_hello(const char *inv, const uint8_t *token, size_t toklen, int warm, uint32_t pid,
-                     Smlt__Assignment *a, char *err, size_t errlen, void *arg)
+void rank_assignment(struct coord_job *j, struct rank *r, Smlt__Assignment *a)
 {
-    struct coord *c = arg;
-    struct coord_job *j = NULL;
-    struct rank *r = rank_of_inv(c, inv, &j);
-    if (!r || !rpc_token_equal(token, toklen, r->cur.token, strlen(r->cur.token))) {
-        snprintf(err, errlen, "unknown invocation or wrong token");
-        return SMLT_EAUTH;
-    }
-    if (job_ended(j)) {
-        snprintf(err, errlen, "job %s has ended", j->id);
-        return SMLT_ECANCELED;
-    }
     const struct coord_spec *s = &j->spec;
     static char ps_token[COORD_SPEC_TOKEN_MAX];
     snprintf(ps_token, sizeof ps_token, "%s", j->shards.token);
@@ -383,6 +379,30 @@ static int rpc_hello(const char *inv, const uint8_t *token, size_t toklen, int w
     a->step_base = j->phase_step;
     a->epoch_base = j->phase_epoch;
     a->stop_at_epoch_end = j->parks;
+}
+
+static int rpc_hello(const Smlt__WorkerHello *m, Smlt__Assignment *a, char *err, size_t errlen,
+                     void *arg)
+{
+    struct coord *c = arg;
+    struct coord_job *j = NULL;
+    struct rank *r = rank_of_inv(c, m->invocation, &j);
+    if (!r || !rpc_token_equal(m->token.data, m->token.len, r->cur.token, strlen(r->cur.token))) {
+        snprintf(err, errlen, "unknown invocation or wrong token");
+        return SMLT_EAUTH;
+    }
+    if (job_ended(j) || j->finishing) {
+        snprintf(err, errlen, "job %s has ended", j->id);
+        return SMLT_ECANCELED;
+    }
+    uint32_t pid = m->has_pid ? m->pid : 0;
+    rank_assignment(j, r, a);
+    if (m->has_resume && m->resume) {
+        /* Back after a lost connection, to finish the slice it was given. */
+        rank_resumed(r, pid);
+        return 0;
+    }
+    const struct coord_spec *s = &j->spec;
     r->cur.pid = (pid_t)pid;
     if (s->chaos.slow_rank == (int)r->rank && pid) {
         if (!r->slow_pid)
@@ -392,7 +412,8 @@ static int rpc_hello(const char *inv, const uint8_t *token, size_t toklen, int w
             a->chaos_delay_us = (uint32_t)(s->chaos.slow_ms * 1000.0);
         }
     }
-    rank_count_start(r, warm);
+    rank_count_start(r, m->has_warm && m->warm);
+    rank_journal_invocation(j, r, s->platform.time_limit_s);
     return 0;
 }
 
@@ -421,6 +442,7 @@ static void rpc_done(const char *inv, const Smlt__Done *d, void *arg)
     r->cur.done_seen = 1;
     r->cur.done_status = d->status;
     snprintf(r->cur.done_error, sizeof r->cur.done_error, "%s", d->error ? d->error : "");
+    rank_adopted_done(r); /* an adopted invocation ends with its Done */
     if (d->status == SMLT__DONE_STATUS__DONE_FAILED)
         job_log(j, "rank %u: worker failed: %s", r->rank, d->error ? d->error : "?");
 }

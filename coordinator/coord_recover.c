@@ -171,8 +171,7 @@ int job_recover_shard(struct coord_job *j, uint32_t shard, pid_t pid)
     for (uint32_t k = 0; k < j->cap; k++) {
         struct rank *r = &j->ranks[k];
         evtimer_del(r->retry_ev);
-        if (r->cur.id)
-            coord_backend_cancel(j->c->backend, r->cur.id);
+        rank_cancel(r);
     }
     coord_backend_drop_function(j->c->backend, j->id);
     if (j->admin)

@@ -3,8 +3,8 @@
  * one: its spec is parsed again from the one recorded at submission, its ledger is the last
  * one recorded (progress records carry it, so the billed cost survives a crash of
  * the coordinator), and its series, profile, events and model come back as they were. A job
- * that was running when the coordinator went away is INTERRUPTED: its shards and workers went
- * with it. */
+ * that was running when the coordinator went away is resumed (coord_resume.c): its shards and
+ * the worker instances still running its invocations are adopted (coord_adopt.c). */
 #include "coord_int.h"
 
 #include <fcntl.h>
@@ -49,12 +49,14 @@ static void restore_spec(struct coord_job *j, json_t *spec)
 }
 
 /* A ledger recorded with a record, when there is one. */
-static void restore_ledger(struct coord_job *j, json_t *rec)
+static void restore_ledger(struct coord_job *j, json_t *rec, double rec_t)
 {
     json_t *l = json_object_get(rec, "ledger");
     struct coord_ledger led;
-    if (l && coord_ledger_from_json(&led, l) == 0)
+    if (l && coord_ledger_from_json(&led, l) == 0) {
         j->ledger = led;
+        j->ledger_unix = rec_t;
+    }
 }
 
 static void replay_state(struct coord_job *j, json_t *rec, double rec_t)
@@ -69,7 +71,7 @@ static void replay_state(struct coord_job *j, json_t *rec, double rec_t)
         snprintf(j->error, sizeof j->error, "%s", e);
     if (why)
         snprintf(j->reason, sizeof j->reason, "%s", why);
-    restore_ledger(j, rec);
+    restore_ledger(j, rec, rec_t);
     if (json_object_get(rec, "step"))
         j->step = (uint64_t)json_integer_value(json_object_get(rec, "step"));
     if (st && !strcmp(st, "starting"))
@@ -188,11 +190,13 @@ static int on_replay(const char *type, json_t *rec, void *arg)
     } else if (!strcmp(type, "progress")) {
         j->step = (uint64_t)json_integer_value(json_object_get(rec, "step"));
         j->train_loss = json_real_value(json_object_get(rec, "train_loss"));
-        restore_ledger(j, rec);
+        restore_ledger(j, rec, rec_t);
     } else if (!strcmp(type, "event")) {
         if (json_array_size(j->events) >= JOB_EVENTS_MAX)
             json_array_remove(j->events, 0);
         json_array_append(j->events, rec);
+    } else if (!strcmp(type, "invocation") || !strcmp(type, "invocation_end")) {
+        job_adopt_replay(j, type, rec);
     } else if (!strcmp(type, "model")) {
         j->model_saved = 1;
         j->model_step = (uint64_t)json_integer_value(json_object_get(rec, "step"));

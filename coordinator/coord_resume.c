@@ -11,10 +11,12 @@
  *   - a running one adopts its shards: every local shard's process must still run, every
  *     shard must accept the recorded admin token (its identity: tokens are random per job),
  *     any barrier or stop left on them is lifted, and their step is read (the lowest version);
- *     then every rank is invoked from that step, in the recorded phase. Worker instances died
- *     with the old coordinator; a step a worker had half pushed is pushed again by its
- *     replacement, and the shards count each (rank, step) once. The ledger continues from
- *     its last record, and the PS nodes are billed for the time the coordinator was away;
+ *     then the worker instances still running their invocations are adopted (coord_adopt.c:
+ *     they reconnect and finish their slices), and every other rank is invoked from that
+ *     step, in the recorded phase; a step a lost worker had half pushed is pushed again by
+ *     its replacement, and the shards count each (rank, step) once. The ledger continues
+ *     from its last record, and the PS nodes are billed for the time the coordinator was
+ *     away;
  *   - anything else is INTERRUPTED with the reason it cannot go on. */
 #include "coord_int.h"
 
@@ -52,9 +54,11 @@ int job_resume_setup(struct coord_job *j)
     double now_u = smlt_now_unix(), now_m = smlt_now_mono();
     /* Elapsed time goes on from the job's start; the PS nodes ran while nobody watched. */
     j->t_start = now_m - (now_u - j->started_unix);
-    if (j->resume_from_unix > 0)
+    /* The PS nodes from when the restored ledger was recorded (it charged them up to then). */
+    double billed_to = j->ledger_unix > 0 ? j->ledger_unix : j->resume_from_unix;
+    if (billed_to > 0)
         coord_ledger_charge_ps(&j->ledger, &j->spec.prices, coord_shards_nodes(&j->shards),
-                               now_u - j->resume_from_unix);
+                               now_u - billed_to);
     j->resume_from_unix = 0;
     j->ps_charged_at = now_m;
     j->epoch_started = j->boundary_at = now_m;
@@ -92,15 +96,18 @@ static void on_resume_stats(struct coord_job *j, const struct coord_admin_res *r
     for (uint32_t k = 0; k < j->workers; k++)
         j->ranks[k].next_step = step;
     j->step = step;
+    uint32_t adopted = job_adopt(j);
     if (j->profile || j->phase_step || step > 0)
         j->profile_state = PROFILE_DONE;
     j->bd_step = step;
     job_epoch_mark(j, step, smlt_now_mono());
     job_event(j, "resume",
-              "the coordinator restarted: adopted %u shard%s at %s; every rank goes on from step "
-              "%llu (the shards' step), %u workers, phase from step %llu",
-              j->shards.n, j->shards.n == 1 ? "" : "s", j->shards.addrs,
-              (unsigned long long)step, j->workers, (unsigned long long)j->phase_step);
+              "the coordinator restarted: adopted %u shard%s at %s and %u running worker "
+              "instance%s; the other ranks go on from step %llu (the shards' step), %u workers, "
+              "phase from step %llu",
+              j->shards.n, j->shards.n == 1 ? "" : "s", j->shards.addrs, adopted,
+              adopted == 1 ? "" : "s", (unsigned long long)step, j->workers,
+              (unsigned long long)j->phase_step);
     job_go(j);
 }
 

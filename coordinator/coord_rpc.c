@@ -59,8 +59,7 @@ static void handle_hello(struct wconn *w, const struct rpc_frame_hdr *h, const u
     }
     Smlt__Assignment a = SMLT__ASSIGNMENT__INIT;
     char err[256] = "";
-    int rc = r->h.hello(m->invocation, m->token.data, m->token.len, m->has_warm && m->warm,
-                        m->has_pid ? m->pid : 0, &a, err, sizeof err, r->arg);
+    int rc = r->h.hello(m, &a, err, sizeof err, r->arg);
     if (rc) {
         if (rc == SMLT_EAUTH)
             r->st.auth_failures++;

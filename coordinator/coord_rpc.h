@@ -4,7 +4,9 @@
  * id and its random token, compared in constant time), gets its Assignment, sends Progress
  * (answered with ProgressAck, which can ask it to stop) and finally Done (answered with Ok).
  * A connection is bound to one invocation at a time; a warm instance sends a new WorkerHello
- * for its next invocation. Anything else is refused with an error, and a malformed frame
+ * for its next invocation, and a worker whose connection was lost says hello again on a new
+ * one, with resume set, to finish its invocation (after a restart of the coordinator, which
+ * adopts it). Anything else is refused with an error, and a malformed frame
  * closes that connection only. */
 #ifndef COORD_RPC_H
 #define COORD_RPC_H
@@ -18,11 +20,12 @@
 struct coord_rpc;
 
 struct coord_rpc_handler {
-    /* A worker claims invocation `inv` with token. Returns 0 and fills *a (the strings it
-     * points at must stay valid until the call returns), or a negative code with a message
-     * in err (SMLT_EAUTH for an unknown invocation or a wrong token). */
-    int (*hello)(const char *inv, const uint8_t *token, size_t toklen, int warm, uint32_t pid,
-                 Smlt__Assignment *a, char *err, size_t errlen, void *arg);
+    /* A worker claims invocation m->invocation with m->token (m->resume: it lost its
+     * connection mid-invocation and is back to finish the slice). Returns 0 and fills *a (the
+     * strings it points at must stay valid until the call returns), or a negative code with
+     * a message in err (SMLT_EAUTH for an unknown invocation or a wrong token). */
+    int (*hello)(const Smlt__WorkerHello *m, Smlt__Assignment *a, char *err, size_t errlen,
+                 void *arg);
     /* Progress of a claimed invocation. Returns 1 to ask the worker to stop. */
     int (*progress)(const char *inv, const Smlt__Progress *p, void *arg);
     /* The invocation's end as the worker reports it. */

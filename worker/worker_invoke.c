@@ -2,9 +2,11 @@
 #include "worker_invoke.h"
 #include "worker_resp.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cblas.h>
@@ -31,6 +33,11 @@ _Static_assert((int)SMLT__FEATURE_SCALE__SCALE_NONE == DATA_SET_SCALE_NONE &&
 
 #define INVOKE_MAX_LINE 65536
 #define INVOKE_RPC_TIMEOUT_S 30
+/* After losing the coordinator in the middle of an invocation: how often to dial it again,
+ * and how long to keep trying to report the slice's end (a restarted coordinator takes a few
+ * seconds to come back; one that does not come back must not keep the instance forever). */
+#define INVOKE_REDIAL_S 1.0
+#define INVOKE_DONE_RETRY_S 60
 
 /* The link to the coordinator for one invocation: a private loop and one connection. */
 struct link {
@@ -46,6 +53,15 @@ struct link {
     Smlt__Assignment *assignment;
     int stop; /* a ProgressAck asked us to stop */
     int closed;
+    /* The invocation being served, to say hello again on a new connection. */
+    char inv[128];
+    char token[128];
+    int in_inv;           /* the Assignment came: a new connection resumes this invocation */
+    uint64_t next_step;   /* where the slice is, for a resuming hello */
+    uint64_t resume_req;  /* the resuming hello's request, 0 when none is outstanding */
+    double next_dial;     /* not before this (CLOCK_MONOTONIC) */
+    unsigned resumes;     /* resuming hellos accepted */
+    int refused;          /* the coordinator answered the last call with an error */
 };
 
 static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const uint8_t *meta,
@@ -60,9 +76,26 @@ static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const ui
             l->stop = 1;
         if (a)
             protobuf_c_message_free_unpacked(&a->base, NULL);
+    } else if (h->type == SMLT__MSG_TYPE__MSG_ERROR && l->resume_req && h->req_id == l->resume_req) {
+        /* The coordinator does not know this invocation any more (it restarted without it,
+         * or the job moved on): the slice stops, and whoever runs the rank now goes on. */
+        Smlt__ErrorReply *e = (Smlt__ErrorReply *)rpc_msg_unpack(h, meta);
+        log_warn("invocation %s: the coordinator refused to resume it (%s); stopping the slice",
+                 l->inv, e && e->message ? e->message : "no reason");
+        if (e)
+            protobuf_c_message_free_unpacked(&e->base, NULL);
+        l->resume_req = 0;
+        l->stop = 1;
+        l->refused = 1;
+    } else if (h->type == SMLT__MSG_TYPE__MSG_ASSIGNMENT && l->resume_req &&
+               h->req_id == l->resume_req) {
+        l->resume_req = 0; /* accepted; the slice goes on as assigned before */
+        l->resumes++;
+        log_info("invocation %s: resumed with the coordinator at %s", l->inv, l->addr);
     } else if (h->type == SMLT__MSG_TYPE__MSG_ERROR && h->req_id == l->want_req) {
         Smlt__ErrorReply *e = (Smlt__ErrorReply *)rpc_msg_unpack(h, meta);
         l->err = e && e->code < 0 ? e->code : SMLT_EPROTO;
+        l->refused = 1;
         snprintf(l->errmsg, sizeof l->errmsg, "coordinator: %s",
                  e && e->message ? e->message : smlt_strerror(l->err));
         if (e)
@@ -87,6 +120,9 @@ static void on_close(struct rpc_conn *c, int err, void *arg)
         return;
     l->conn = NULL;
     l->closed = 1;
+    l->resume_req = 0;
+    if (l->in_inv)
+        l->next_dial = smlt_now_mono() + INVOKE_REDIAL_S;
     if (!l->got) {
         l->err = err ? err : SMLT_ECLOSED;
         snprintf(l->errmsg, sizeof l->errmsg, "coordinator %s: connection lost (%s)", l->addr,
@@ -97,24 +133,55 @@ static void on_close(struct rpc_conn *c, int err, void *arg)
 
 static const struct rpc_conn_handler link_handler = {.on_frame = on_frame, .on_close = on_close};
 
+/* Dials the coordinator when there is no connection. In the middle of an invocation (the
+ * connection was lost: the coordinator restarted) at most once per INVOKE_REDIAL_S, and the
+ * new connection first says hello again for the invocation, as a resume. */
+static int link_dial(struct link *l)
+{
+    if (l->conn)
+        return 0;
+    if (l->in_inv && smlt_now_mono() < l->next_dial) {
+        snprintf(l->errmsg, sizeof l->errmsg, "coordinator %s: connection lost", l->addr);
+        return SMLT_ECLOSED;
+    }
+    int err = 0;
+    static const struct rpc_limits lim = {SMLT_MAX_META_LEN, 0};
+    l->closed = 0;
+    l->conn = rpc_conn_connect(l->base, l->addr, &lim, &link_handler, l, &err);
+    if (!l->conn) {
+        l->next_dial = smlt_now_mono() + INVOKE_REDIAL_S;
+        snprintf(l->errmsg, sizeof l->errmsg, "coordinator %s: %s", l->addr, smlt_strerror(err));
+        return err;
+    }
+    if (!l->in_inv)
+        return 0;
+    Smlt__WorkerHello hello = SMLT__WORKER_HELLO__INIT;
+    hello.proto_version = SMLT_PROTO_VERSION;
+    hello.invocation = l->inv;
+    hello.token.data = (uint8_t *)l->token;
+    hello.token.len = strlen(l->token);
+    hello.has_pid = hello.has_warm = hello.has_resume = hello.has_next_step = 1;
+    hello.pid = (uint32_t)getpid();
+    hello.warm = 1;
+    hello.resume = 1;
+    hello.next_step = l->next_step;
+    l->resume_req = ++l->next_req;
+    return rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_WORKER_HELLO, l->resume_req, &hello.base,
+                         NULL, 0, 0, NULL, NULL);
+}
+
 /* Sends a frame and, with wait, runs the loop until its reply (or an error) arrives. */
 static int link_call(struct link *l, uint8_t type, const ProtobufCMessage *m, int wait)
 {
-    if (!l->conn) {
-        int err = 0;
-        static const struct rpc_limits lim = {SMLT_MAX_META_LEN, 0};
-        l->closed = 0;
-        l->conn = rpc_conn_connect(l->base, l->addr, &lim, &link_handler, l, &err);
-        if (!l->conn) {
-            snprintf(l->errmsg, sizeof l->errmsg, "coordinator %s: %s", l->addr, smlt_strerror(err));
-            return err;
-        }
-    }
+    int drc = link_dial(l);
+    if (drc)
+        return drc;
     uint64_t req = ++l->next_req;
     if (wait) {
         l->want_req = req;
         l->got = 0;
         l->err = 0;
+        l->refused = 0;
     }
     int rc = rpc_conn_send(l->conn, type, req, m, NULL, 0, 0, NULL, NULL);
     if (rc)
@@ -135,6 +202,24 @@ static int link_call(struct link *l, uint8_t type, const ProtobufCMessage *m, in
         return SMLT_ETIMEDOUT;
     }
     return l->err;
+}
+
+/* Reports the invocation's end. When the coordinator is away (it restarted), dials it again
+ * until it answers, for at most INVOKE_DONE_RETRY_S: the restarted coordinator adopts this
+ * invocation and needs its end to go on with the rank. */
+static int link_done(struct link *l, Smlt__Done *d)
+{
+    double until = smlt_now_mono() + INVOKE_DONE_RETRY_S;
+    for (;;) {
+        int rc = link_call(l, SMLT__MSG_TYPE__MSG_DONE, &d->base, 1);
+        if (rc == 0 || l->refused || !l->in_inv || smlt_now_mono() >= until)
+            return rc;
+        double wait = l->next_dial - smlt_now_mono();
+        if (wait < 0.05)
+            wait = 0.05;
+        struct timespec ts = {(time_t)wait, (long)((wait - (time_t)wait) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
 }
 
 struct run_ctx {
@@ -172,6 +257,7 @@ static int on_progress(const struct worker_report *r, void *arg)
     struct run_ctx *x = arg;
     double t = smlt_now_mono();
     static int64_t last_eval = -1;
+    x->l->next_step = r->next_step;
     /* Send at the configured pace, and at once when an evaluation result is new. The first
      * report goes after the first step: it tells the coordinator the steps per epoch, which
      * it needs before the workers pass the profile's end (see coord_job.c). */
@@ -236,6 +322,7 @@ static void serve_one(struct worker *w, struct link *l, const char *line, int se
         snprintf(l->addr, sizeof l->addr, "%s", coord);
     }
     l->stop = 0;
+    l->in_inv = 0;
     Smlt__WorkerHello hello = SMLT__WORKER_HELLO__INIT;
     hello.proto_version = SMLT_PROTO_VERSION;
     hello.invocation = (char *)inv;
@@ -252,6 +339,11 @@ static void serve_one(struct worker *w, struct link *l, const char *line, int se
     }
     Smlt__Assignment *a = l->assignment;
     l->assignment = NULL;
+    /* From here a lost connection is dialled again and this invocation resumed. */
+    snprintf(l->inv, sizeof l->inv, "%s", inv);
+    snprintf(l->token, sizeof l->token, "%s", token);
+    l->next_step = a->start_step;
+    l->in_inv = 1;
     struct worker_task t = {0};
     t.job = a->job;
     t.model = a->model;
@@ -300,7 +392,8 @@ static void serve_one(struct worker *w, struct link *l, const char *line, int se
             d.has_error_code = 1;
             d.error_code = r.err_code;
             d.error = r.err;
-            link_call(l, SMLT__MSG_TYPE__MSG_DONE, &d.base, 1);
+            link_done(l, &d);
+            l->in_inv = 0;
             respond(inv, &r, r.err);
             smlt__assignment__free_unpacked(a, NULL);
             json_decref(req);
@@ -338,9 +431,10 @@ static void serve_one(struct worker *w, struct link *l, const char *line, int se
         d.error = r.err;
         break;
     }
-    int drc = link_call(l, SMLT__MSG_TYPE__MSG_DONE, &d.base, 1);
+    int drc = link_done(l, &d);
     if (drc)
         log_warn("invocation %s: reporting Done: %s", inv, l->errmsg);
+    l->in_inv = 0;
     respond(inv, &r, rc ? r.err : NULL);
     smlt__assignment__free_unpacked(a, NULL);
     json_decref(req);
@@ -350,6 +444,9 @@ int worker_invoke_main(void)
 {
     smlt_log_init("smlt-worker", SMLT_LOG_INFO);
     openblas_set_num_threads(1);
+    /* The platform may go away while an invocation runs (the local runtime is the
+     * coordinator): the response then goes nowhere, and the loop ends at end of input. */
+    signal(SIGPIPE, SIG_IGN);
     struct worker *w = worker_new();
     struct link l = {0};
     l.base = event_base_new();

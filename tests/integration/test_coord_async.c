@@ -7,9 +7,10 @@
  *     within a second (a generous bound: it answers in milliseconds; the latency is measured
  *     by `smlt-bench api`), and a second job on its own shards trains to the end. With SIGCONT
  *     the first job goes on, the checkpoint is answered, and a cancel ends it.
- *   - The coordinator is killed with SIGKILL while a job runs: its shards live on, the
- *     restarted coordinator adopts them and the job goes on from their step to success, every
- *     step applied once, the cost billed before the crash still billed (it read $0 once).
+ *   - The coordinator is killed with SIGKILL while a job runs: its shards and its worker
+ *     instances live on, the restarted coordinator adopts them (an instance lost meanwhile is
+ *     invoked again from the shards' step) and the job goes on, every step applied once, the
+ *     cost billed before the crash still billed (it read $0 once).
  *   - A job whose shard died meanwhile goes on from the checkpoints (the dead shard replaced);
  *     without checkpoints it is interrupted, and says why.
  *   - /metrics passes `promtool check metrics` (it failed on an abbreviated unit once).
@@ -27,6 +28,7 @@
 #include <curl/curl.h>
 
 #include "coord_test.h"
+#include "smlt_proc.h"
 #include "smlt_util.h"
 
 static char root[256];
@@ -177,9 +179,11 @@ static int has_event(const json_t *j, const char *kind)
     return 0;
 }
 
-/* kill -9 of the coordinator mid-job: its shards live on, the restarted coordinator adopts
- * them, every rank goes on from the shards' step, the job succeeds with every step applied
- * once, and what was billed before the crash stays billed (it read $0 once). */
+/* kill -9 of the coordinator mid-job: its shards and worker instances live on; one instance
+ * is then lost. The restarted coordinator adopts the shards and the surviving instance (its
+ * worker reconnects and finishes its slice), invokes the lost one's rank from the shards'
+ * step, every step is applied once, and what was billed before the crash stays billed (it
+ * read $0 once). */
 START_TEST(coordinator_killed_job_resumes)
 {
     char spec[1024], err[512];
@@ -199,11 +203,19 @@ START_TEST(coordinator_killed_job_resumes)
     ck_assert_str_eq(ct_str(j, "state"), "running");
     double step_before = ct_num(j, "step");
     json_decref(j);
-    pid_t ps[8];
+    pid_t ps[8], ws[8];
     ck_assert_int_eq(shard_pids(ps, 8), 2);
+    ck_assert_int_eq(ct_children(coord.pid, "smlt-worker", "--invoke", ws, 8), 2);
     kill_coordinator();
     for (int k = 0; k < 2; k++)
         ck_assert_msg(kill(ps[k], 0) == 0, "shard %d died with the coordinator", k);
+    /* Its worker instances live on too; one of them is then lost while the coordinator is
+     * away: the restarted one adopts the other, which finishes its slice, and invokes the
+     * lost one's rank again from the shards' step. */
+    usleep(300 * 1000);
+    ck_assert_msg(smlt_proc_alive(ws[0]) && smlt_proc_alive(ws[1]),
+                  "a worker instance died with the coordinator");
+    ck_assert_int_eq(kill(ws[1], SIGKILL), 0);
 
     ck_assert_int_eq(ct_coord_start(&coord, data_dir, NULL), 0);
     /* It trains on from the shards' step: well past where it was. */
@@ -212,14 +224,22 @@ START_TEST(coordinator_killed_job_resumes)
         json_decref(j);
         j = NULL;
         ck_assert_int_eq(ct_http_json(coord.port, "GET", path, NULL, NULL, &j), 200);
-        if (!strcmp(ct_str(j, "state"), "running") && ct_num(j, "step") > step_before + 100)
-            break;
+        if (!strcmp(ct_str(j, "state"), "running") && ct_num(j, "step") > step_before + 100 &&
+            has_event(j, "adopt"))
+            break; /* (the adopted worker reconnects within a few seconds) */
         ck_assert_msg(!ct_job_over(ct_str(j, "state")), "the job ended: %s %s",
                       ct_str(j, "state"), ct_str(j, "reason"));
         usleep(100 * 1000);
     }
     ck_assert(has_event(j, "resume"));
+    ck_assert_msg(has_event(j, "adopt"), "no worker instance was adopted");
     ck_assert(ct_num(j, "step") > step_before + 100);
+    ck_assert_msg(smlt_proc_alive(ws[0]), "the adopted instance is gone");
+    /* The adopted instance runs its rank's invocation: the new coordinator invoked one
+     * instance only, for the lost one's rank. */
+    pid_t now[8];
+    int n = ct_children(coord.pid, "smlt-worker", "--invoke", now, 8);
+    ck_assert_msg(n == 1, "%d worker instances started by the restarted coordinator", n);
     json_decref(j);
     snprintf(path, sizeof path, "/api/jobs/%s/cancel", id);
     ck_assert_int_eq(ct_http_json(coord.port, "POST", path, CT_ADMIN, "", &j), 200);
@@ -249,6 +269,10 @@ START_TEST(coordinator_killed_job_resumes)
     for (int t = 0; t < 100 && (kill(ps[0], 0) == 0 || kill(ps[1], 0) == 0); t++)
         usleep(100 * 1000);
     ck_assert(kill(ps[0], 0) != 0 && kill(ps[1], 0) != 0);
+    /* And the adopted instance was stopped with its job's cancel. */
+    for (int t = 0; t < 100 && smlt_proc_alive(ws[0]); t++)
+        usleep(100 * 1000);
+    ck_assert(!smlt_proc_alive(ws[0]));
     free(id);
 }
 END_TEST
