@@ -260,6 +260,7 @@ struct coord_job {
     int rp_pending, rp_done;
     uint8_t rp_built[COORD_SHARDS_MAX];
     void (*rp_then)(struct coord_job *j);
+    void (*rp_after)(struct coord_job *j); /* job_replicas_rebuild()'s then */
     double hb_at;           /* the last heartbeat (a STATS round) sent */
     int hb_pending;
     uint8_t hb_miss[COORD_SHARDS_MAX]; /* heartbeats each shard missed in a row */
@@ -437,6 +438,9 @@ void job_replicas_build(struct coord_job *j, void (*then)(struct coord_job *j));
 int job_failover(struct coord_job *j, uint32_t shard, pid_t pid);
 /* A backup (pid) has exited: a new one is built. */
 void job_backup_lost(struct coord_job *j, uint32_t shard, pid_t pid);
+/* After a restore of every shard: builds every backup again from its restored primary (a new
+ * process for one that is gone), then calls then (at once when the job is not replicated). */
+void job_replicas_rebuild(struct coord_job *j, void (*then)(struct coord_job *j));
 
 /* ---- coord_resume.c ---- */
 /* A job that had not ended when the coordinator went away: a queued one starts; a running one

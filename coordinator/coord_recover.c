@@ -111,11 +111,17 @@ static void on_recover_restored(struct coord_job *j, const struct coord_admin_re
     recover_resume(j);
 }
 
-static void recover_resume(struct coord_job *j)
+static void recover_invoke(struct coord_job *j)
 {
     j->recovering = 0;
     for (uint32_t k = 0; k < j->workers; k++)
         rank_invoke(&j->ranks[k]);
+}
+
+/* Replicated shards get their backups back first: the restore's configuration dropped them. */
+static void recover_resume(struct coord_job *j)
+{
+    job_replicas_rebuild(j, recover_invoke);
 }
 
 static void on_recover_setup(struct coord_job *j, const struct coord_admin_res *res)

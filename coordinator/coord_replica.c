@@ -10,13 +10,18 @@
  *   - then it starts a new backup process and has the new primary build it, so the shard is
  *     replicated again.
  * A backup that dies is replaced the same way. A "failover" event records it. Checkpoints go
- * on as well (the promoted primary writes them from then on). */
+ * on as well (the promoted primary writes them from then on).
+ * When a primary and its backup are both lost, nothing can be promoted: the job restores the
+ * checkpoints (coord_recover.c), which configures every primary again and so drops every
+ * backup; job_replicas_rebuild() then builds each one again from its restored primary (a new
+ * process where the old one is gone) before the ranks go on. */
 #include "coord_int.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "smlt_error.h"
+#include "smlt_proc.h"
 
 static void replica_next(struct coord_job *j);
 
@@ -127,6 +132,15 @@ int job_failover(struct coord_job *j, uint32_t shard, pid_t pid)
     if (j->shards.replicas < 2 || !j->shards.local || shard >= j->shards.n ||
         !j->shards.bpid[shard] || !j->shards.baddr[shard][0] || j->rp_pending)
         return -1;
+    if (!smlt_proc_alive(j->shards.bpid[shard])) {
+        /* Primary and backup both gone: nothing to promote; the checkpoints restore it
+         * (coord_recover.c), and the backups are built again after. */
+        job_log(j, "shard %u (pid %d) exited and so did its backup (pid %d)", shard, (int)pid,
+                (int)j->shards.bpid[shard]);
+        j->shards.bpid[shard] = 0;
+        j->shards.baddr[shard][0] = '\0';
+        return -1;
+    }
     j->recovering = 1; /* the phases wait while the map changes */
     j->rc_pid = pid;
     j->rp_shard = shard;
@@ -136,6 +150,42 @@ int job_failover(struct coord_job *j, uint32_t shard, pid_t pid)
     snprintf(req.new_addrs, sizeof req.new_addrs, "%s", j->shards.baddr[shard]);
     job_call(j, &req, on_promoted);
     return 0;
+}
+
+static void after_rebuild(struct coord_job *j)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < j->shards.n; i++)
+        n += j->shards.bpid[i] > 0;
+    job_event(j, "replicas", "after the restore, %u of %u shards have a backup in sync again", n,
+              j->shards.n);
+    void (*then)(struct coord_job *) = j->rp_after;
+    j->rp_after = NULL;
+    if (then)
+        then(j);
+}
+
+void job_replicas_rebuild(struct coord_job *j, void (*then)(struct coord_job *j))
+{
+    if (j->shards.replicas < 2 || !j->shards.local) {
+        if (then)
+            then(j);
+        return;
+    }
+    for (uint32_t i = 0; i < j->shards.n; i++) {
+        if (j->shards.bpid[i] > 0 && !smlt_proc_alive(j->shards.bpid[i])) {
+            job_log(j, "the backup of shard %u (pid %d) is gone: starting a new one", i,
+                    (int)j->shards.bpid[i]);
+            j->shards.bpid[i] = 0;
+            j->shards.baddr[i][0] = '\0';
+        }
+    }
+    memset(j->rp_built, 0, sizeof j->rp_built); /* every one: the primaries dropped them */
+    j->rp_pending = 1;
+    j->rp_shard = 0;
+    j->rp_after = then;
+    j->rp_then = after_rebuild;
+    replica_next(j);
 }
 
 void job_backup_lost(struct coord_job *j, uint32_t shard, pid_t pid)
