@@ -123,6 +123,18 @@ uint32_t job_adopt(struct coord_job *j)
     return n;
 }
 
+int job_adopt_pending(struct coord *c, const char *inv)
+{
+    char id[JOB_ID_MAX];
+    const char *slash = strchr(inv, '/');
+    if (!slash || (size_t)(slash - inv) >= sizeof id)
+        return 0;
+    memcpy(id, inv, (size_t)(slash - inv));
+    id[slash - inv] = '\0';
+    struct coord_job *j = job_find(c, id);
+    return j && j->adopt && !job_ended(j);
+}
+
 void rank_journal_invocation(struct coord_job *j, const struct rank *r, double limit_s)
 {
     double now_u = smlt_now_unix();

@@ -359,6 +359,9 @@ void job_adopt_replay(struct coord_job *j, const char *type, json_t *rec);
  * invocation back (the worker reconnects and finishes its slice). Returns how many. Also
  * continues each rank's invocation numbering. */
 uint32_t job_adopt(struct coord_job *j);
+/* 1 while the job of invocation inv ("JOB/RANK/SEQ") is being resumed and has not yet taken
+ * its invocations back (a worker saying hello again then is told to try again). */
+int job_adopt_pending(struct coord *c, const char *inv);
 /* Journal: an invocation began (its worker said hello) or ended. */
 void rank_journal_invocation(struct coord_job *j, const struct rank *r, double limit_s);
 void rank_journal_invocation_end(struct coord_job *j, const struct rank *r);

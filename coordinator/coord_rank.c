@@ -387,6 +387,10 @@ static int rpc_hello(const Smlt__WorkerHello *m, Smlt__Assignment *a, char *err,
     struct coord *c = arg;
     struct coord_job *j = NULL;
     struct rank *r = rank_of_inv(c, m->invocation, &j);
+    if (!r && m->has_resume && m->resume && job_adopt_pending(c, m->invocation)) {
+        snprintf(err, errlen, "the coordinator is resuming the job; try again");
+        return SMLT_EAGAIN;
+    }
     if (!r || !rpc_token_equal(m->token.data, m->token.len, r->cur.token, strlen(r->cur.token))) {
         snprintf(err, errlen, "unknown invocation or wrong token");
         return SMLT_EAUTH;

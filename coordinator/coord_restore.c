@@ -220,6 +220,10 @@ void job_restore(struct coord *c, struct coord_job *j)
         j->resume_from_unix = x.last_t;
         job_resume(j, x.have_shards);
     }
+    if (job_ended(j)) {
+        json_decref(j->adopt); /* only a resumed job takes its invocations back */
+        j->adopt = NULL;
+    }
     if (j->state == JOB_INTERRUPTED && x.last_t > 0)
         j->ended_unix = x.last_t; /* last heard of, not when the coordinator came back */
 }

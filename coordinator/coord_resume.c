@@ -147,6 +147,9 @@ void job_resume(struct coord_job *j, int have_shards)
         if (!smlt_proc_alive(j->shards.pid[i])) {
             pid_t gone = j->shards.pid[i];
             if (job_checkpoints(j) && job_resume_setup(j) == 0) {
+                /* Its running instances are taken back first, so that the recovery stops
+                 * them with the others: nothing from before the restore may reach it. */
+                job_adopt(j);
                 /* A shard died while the coordinator was away: it is replaced from the
                  * checkpoints, as if it had died now (coord_recover.c). */
                 job_event(j, "resume", "the coordinator restarted and shard %u (pid %d) had "

@@ -80,13 +80,32 @@ static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const ui
         /* The coordinator does not know this invocation any more (it restarted without it,
          * or the job moved on): the slice stops, and whoever runs the rank now goes on. */
         Smlt__ErrorReply *e = (Smlt__ErrorReply *)rpc_msg_unpack(h, meta);
-        log_warn("invocation %s: the coordinator refused to resume it (%s); stopping the slice",
-                 l->inv, e && e->message ? e->message : "no reason");
+        int again = e && e->code == SMLT_EAGAIN;
+        if (again) {
+            /* It has restarted and not yet resumed the job: dial again shortly. */
+            log_info("invocation %s: %s", l->inv, e->message ? e->message : "not yet");
+        } else {
+            log_warn("invocation %s: the coordinator refused to resume it (%s); stopping the "
+                     "slice",
+                     l->inv, e && e->message ? e->message : "no reason");
+            l->stop = 1;
+            l->refused = 1;
+        }
         if (e)
             protobuf_c_message_free_unpacked(&e->base, NULL);
         l->resume_req = 0;
-        l->stop = 1;
-        l->refused = 1;
+        if (again && l->conn) {
+            rpc_conn_set_arg(l->conn, NULL);
+            rpc_conn_abort(l->conn, SMLT_ECANCELED);
+            l->conn = NULL;
+            l->closed = 1;
+            l->next_dial = smlt_now_mono() + INVOKE_REDIAL_S / 2;
+            if (!l->got) {
+                l->err = SMLT_EAGAIN;
+                snprintf(l->errmsg, sizeof l->errmsg, "coordinator %s: not ready", l->addr);
+                l->got = 1;
+            }
+        }
     } else if (h->type == SMLT__MSG_TYPE__MSG_ASSIGNMENT && l->resume_req &&
                h->req_id == l->resume_req) {
         l->resume_req = 0; /* accepted; the slice goes on as assigned before */
