@@ -94,8 +94,8 @@ int smlt_proc_stop(pid_t pid, int grace_ms)
         int child = !(r < 0 && errno == ECHILD);
         if (r < 0 && child)
             return -1;
-        if (!child && kill(pid, 0) != 0 && errno == ESRCH)
-            return -1;
+        if (!child && !smlt_proc_alive(pid))
+            return -1; /* gone, or a zombie its new parent has not reaped yet */
         if (waited >= grace_ms) {
             kill(pid, SIGKILL);
             if (child)
