@@ -13,6 +13,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "coord_dash.h"
 #include "rpc_conn.h"
 #include "smlt_error.h"
 #include "smlt_log.h"
@@ -25,6 +26,7 @@ struct coord_http {
     struct coord *c;
     char *admin_token;
     int port;
+    int reads_need_token; /* listening beyond loopback: reads need the token too */
 };
 
 static void send_json(struct evhttp_request *req, int code, json_t *body)
@@ -352,6 +354,11 @@ static void on_request(struct evhttp_request *req, void *arg)
         send_error(req, 400, "bad request URI");
     else if (!strcmp(path, "/api/health"))
         serve_health(h, req);
+    else if (coord_dash_serve(req, path, is_get))
+        ; /* the dashboard's page and files (they hold no job data) */
+    else if (h->reads_need_token && !authorized(h, req))
+        send_error(req, 401, "this coordinator listens beyond loopback: every call needs the "
+                             "admin token (Authorization: Bearer ...)");
     else if (!strcmp(path, "/metrics"))
         serve_metrics(h, req, is_get);
     else if (!strcmp(path, "/api/jobs") || !strcmp(path, "/api/jobs/"))
@@ -366,6 +373,16 @@ static void on_request(struct evhttp_request *req, void *arg)
         serve_job_action(h, req, id, sub, is_post);
     if (u)
         evhttp_uri_free(u);
+}
+
+/* 1 when addr ("HOST:PORT") binds a loopback address only. */
+static int addr_is_loopback(const char *addr)
+{
+    const char *colon = strrchr(addr, ':');
+    size_t n = colon ? (size_t)(colon - addr) : strlen(addr);
+    if (n >= 4 && !strncmp(addr, "127.", 4))
+        return 1;
+    return (n == 5 && !strncmp(addr, "[::1]", 5)) || (n == 9 && !strncmp(addr, "localhost", 9));
 }
 
 struct coord_http *coord_http_new(struct event_base *base, struct coord *c, const char *addr,
@@ -390,6 +407,7 @@ struct coord_http *coord_http_new(struct event_base *base, struct coord *c, cons
     evhttp_set_timeout(h->http, 60);
     evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD);
     evhttp_set_gencb(h->http, on_request, h);
+    h->reads_need_token = !addr_is_loopback(addr);
     int fd = rpc_net_listen(addr, 128, &h->port);
     if (fd < 0 || !evhttp_accept_socket_with_handle(h->http, fd)) {
         snprintf(err, errlen, "cannot listen on %s: %s", addr, fd < 0 ? smlt_strerror(fd) : "accept");

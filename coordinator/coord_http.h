@@ -12,8 +12,11 @@
  *   GET  /api/jobs/ID/logs?tail=N    the job's log (text/plain), last N lines (default 200)
  *   GET  /metrics                    Prometheus text exposition
  *
+ *   GET  /                           the dashboard (coord_dash.h); /dashboard/NAME its files
+ *
  * Mutating calls (POST) need "Authorization: Bearer ADMIN_TOKEN"; a wrong or missing token is
- * 401. Errors are {"error": "..."} with 400, 401, 404, 405, 409, 413 or 500. Request bodies are
+ * 401. When the server listens on an address other than loopback, every call but
+ * /api/health and the dashboard's own files needs it too. Errors are {"error": "..."} with 400, 401, 404, 405, 409, 413 or 500. Request bodies are
  * capped at 1 MiB. The server binds 127.0.0.1 unless told otherwise. */
 #ifndef COORD_HTTP_H
 #define COORD_HTTP_H

@@ -75,13 +75,25 @@ json_t *job_measure(const struct coord_job *j, uint64_t step, double t, const ch
         wait *= f;
         other = 0;
     }
-    return json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:i, s:i, s:f}", "step",
+    /* The invocations so far, cold and warm (the dashboard draws them over the epochs). */
+    uint64_t cold = 0, warm = 0;
+    for (uint32_t k = 0; j->ranks && k < j->cap; k++) {
+        cold += j->ranks[k].tot.cold_starts;
+        warm += j->ranks[k].tot.warm_starts;
+    }
+    json_t *m = json_pack("{s:I, s:I}", "cold_starts", (json_int_t)cold, "warm_starts",
+                          (json_int_t)warm);
+    json_t *o = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:i, s:i, s:f}", "step",
                      (json_int_t)step, "elapsed_s", t - j->t_start, time_key, dt, "compute_s",
                      compute, "comm_s", comm, "wait_s", wait, "other_s", other < 0 ? 0.0 : other,
                      "step_s", steps ? dt / (double)steps : 0.0, "samples_per_s",
                      dt > 0 ? (double)steps * w * j->spec.batch_size / dt : 0.0,
                      "worker_step_s", wst, "workers", (int)j->workers, "shards",
                      (int)j->shards.n, "cost_usd", job_cost(j));
+    if (o && m)
+        json_object_update(o, m);
+    json_decref(m);
+    return o;
 }
 
 /* ---- views ------------------------------------------------------------------------------- */
@@ -91,13 +103,21 @@ json_t *job_summary(struct coord_job *j, double cost)
     double el = 0;
     if (j->started_unix > 0)
         el = (j->ended_unix > 0 ? j->ended_unix : smlt_now_unix()) - j->started_unix;
-    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:i, s:i, s:f, s:f}", "id",
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:i, s:i, s:f, s:f, s:f}", "id",
                      j->id, "name", j->spec.name, "state", job_state_names[j->state],
                      "epoch", (json_int_t)(j->epoch_done + 1), "step", (json_int_t)j->step,
                      "total_steps", (json_int_t)j->total_steps, "train_loss", j->train_loss,
                      "test_accuracy", j->test_acc, "cost_usd", cost, "workers",
                      (int)j->workers, "shards", (int)j->shards.n, "elapsed_s", el, "submitted",
-                     j->submitted_unix);
+                     j->submitted_unix, "started", j->started_unix);
+    if (o) {
+        json_object_set_new(o, "budget_usd", json_real(j->spec.budget_usd));
+        json_object_set_new(o, "deadline_s", json_real(j->spec.deadline_s));
+        if (job_ended(j) && (j->error[0] || j->reason[0]))
+            json_object_set_new(o, j->state == JOB_FAILED ? "error" : "reason",
+                                json_string(j->state == JOB_FAILED ? j->error : j->reason));
+    }
+    return o;
 }
 
 json_t *coord_jobs_json(struct coord *c)
@@ -171,8 +191,6 @@ json_t *coord_job_json(struct coord *c, const char *id)
         json_object_set_new(o, "epochs_target", json_integer(j->epochs_target));
     if (j->epochs_target && j->spec.statistical_efficiency)
         json_object_set_new(o, "reference_epochs_done", json_real(j->ref_done));
-    json_object_set_new(o, "budget_usd", json_real(j->spec.budget_usd));
-    json_object_set_new(o, "deadline_s", json_real(j->spec.deadline_s));
     json_object_set_new(o, "max_epochs", json_integer(j->spec.max_epochs));
     json_object_set_new(o, "target_accuracy", json_real(j->spec.target_accuracy));
     if (j->spec.deadline_s > 0 && !job_ended(j))

@@ -31,10 +31,15 @@ int test_daemon_start(struct test_daemon *d, const char *name, const char *const
     const char *argv[64];
     int n = 0;
     argv[n++] = test_bin(name);
-    for (int i = 0; args && args[i] && n < 58; i++)
+    int has_listen = 0;
+    for (int i = 0; args && args[i] && n < 58; i++) {
+        has_listen |= !strcmp(args[i], "--listen");
         argv[n++] = args[i];
-    argv[n++] = "--listen";
-    argv[n++] = "127.0.0.1:0";
+    }
+    if (!has_listen) { /* loopback unless the test gives its own (in its own namespace) */
+        argv[n++] = "--listen";
+        argv[n++] = "127.0.0.1:0";
+    }
     argv[n++] = "--port-file";
     argv[n++] = port_file;
     argv[n] = NULL;

@@ -1,0 +1,134 @@
+// tests/browser/dashboard.cjs: drives Debian's Chromium (headless, through npm playwright-core,
+// a test-only dependency) against a coordinator that runs a real job. Started by
+// tests/integration/test_dashboard.c, which has made the job and scaled it:
+//
+//   node dashboard.cjs --url http://127.0.0.1:PORT --token T --job ID [--screenshot F.png]
+//
+// Checks, each failing the run with a message:
+//   - the job list shows the job, with its state and workers x shards;
+//   - logging in goes through the form, and the token appears in no URL the page requests;
+//   - the job page's charts hold one point per epoch that the API reports, and the manual
+//     scale is annotated on them (a mark of kind "scale");
+//   - a bad spec submitted through the form is refused with the message next to the field it
+//     names;
+//   - at a narrow width (390 px) the page does not scroll sideways;
+//   - the browser console shows no error, and no page error is thrown.
+// Exit status 0 when all pass; the screenshot (laptop width) is written where asked.
+"use strict";
+
+const path = require("path");
+const os = require("os");
+
+function arg(name, def) {
+  const i = process.argv.indexOf("--" + name);
+  return i > 0 ? process.argv[i + 1] : def;
+}
+
+const url = arg("url");
+const token = arg("token");
+const job = arg("job");
+const shot = arg("screenshot", "");
+const npmDir = process.env.SMLT_NPM_DIR || path.join(os.homedir(), ".cache", "smlt", "npm");
+const chromium = process.env.SMLT_CHROMIUM || "/usr/bin/chromium";
+
+function fail(msg) {
+  console.error("dashboard test: " + msg);
+  process.exit(1);
+}
+
+async function main() {
+  if (!url || !token || !job) fail("usage: dashboard.cjs --url URL --token T --job ID");
+  let pw;
+  try {
+    pw = require(path.join(npmDir, "node_modules", "playwright-core"));
+  } catch (e) {
+    fail("npm playwright-core is not in " + npmDir + " (tools/test.sh installs it): " + e.message);
+  }
+  const browser = await pw.chromium.launch({ executablePath: chromium,
+    args: ["--no-sandbox", "--disable-gpu"] });
+  const errors = [];
+  const urls = [];
+  try {
+    const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const page = await ctx.newPage();
+    // The one error expected: the refused spec's 400, while that step runs (Chromium logs every
+    // 4xx response to the console).
+    let refusing = false;
+    page.on("console", (m) => {
+      if (m.type() !== "error") return;
+      if (refusing && /status of 400/.test(m.text())) return;
+      errors.push("console: " + m.text());
+    });
+    page.on("pageerror", (e) => errors.push("page error: " + e.message));
+    page.on("request", (r) => urls.push(r.url()));
+
+    // The job list.
+    await page.goto(url + "/#/", { waitUntil: "load" });
+    const row = page.locator(`tr[data-job="${job}"]`);
+    await row.waitFor({ timeout: 15000 });
+    const rowText = await row.innerText();
+    if (!/succeeded|running/.test(rowText)) fail("job row without its state: " + rowText);
+    if (!/\d+ \u00d7 \d+/.test(rowText)) fail("job row without workers x shards: " + rowText);
+
+    // Log in through the form.
+    await page.fill("#token", token);
+    await page.click("#login button");
+    await page.locator("#who").waitFor({ state: "visible", timeout: 5000 });
+
+    // The job page: one point per epoch of the API's series, and the scale annotated.
+    await page.goto(url + "/#/jobs/" + encodeURIComponent(job), { waitUntil: "load" });
+    const api = await (await page.request.get(url + "/api/jobs/" + encodeURIComponent(job))).json();
+    const epochs = (api.series || []).length;
+    if (epochs < 2) fail("the API reports " + epochs + " epochs; the test needs 2 or more");
+    await page.waitForFunction((n) => {
+      const c = document.querySelector("#c-quality");
+      return c && c.dataset.points === String(n);
+    }, epochs, { timeout: 15000 });
+    const got = await page.evaluate(() => {
+      const out = {};
+      for (const [k, ch] of Object.entries(window.smltCharts))
+        out[k] = { points: ch.canvas.dataset.points, first: (ch.data.datasets[0] || { data: [] }).data.length };
+      out.marks = window.smltCharts.quality.options.plugins.smltMarks.marks.map((m) => m.kind);
+      return out;
+    });
+    for (const name of ["quality", "split", "spend", "finish", "fanout"]) {
+      if (!got[name]) fail("no chart " + name);
+      if (got[name].first !== epochs)
+        fail(`chart ${name} has ${got[name].first} points; the API reports ${epochs} epochs`);
+    }
+    if (!got.marks.includes("scale")) fail("no annotation of the scale on the charts: " + got.marks.join(","));
+    const evScale = await page.locator('ol.events li[data-kind="scale"]').count();
+    if (!evScale) fail("the scale is not in the events list");
+    if (shot) await page.screenshot({ path: shot, fullPage: true });
+
+    // A refused spec: the message goes next to the field it names.
+    await page.goto(url + "/#/submit", { waitUntil: "load" });
+    await page.locator("#submit").waitFor();
+    await page.fill('#submit input[name="budget_usd"]', "-1");
+    refusing = true;
+    await page.click('#submit button[type="submit"]');
+    const fe = page.locator('#submit .field-error[data-for="budget_usd"]');
+    await fe.waitFor({ timeout: 5000 });
+    refusing = false;
+    const feText = await fe.innerText();
+    if (!/budget_usd/.test(feText)) fail("the refusal next to budget_usd says: " + feText);
+
+    // A narrow screen: no sideways scrolling.
+    await page.setViewportSize({ width: 390, height: 800 });
+    await page.goto(url + "/#/jobs/" + encodeURIComponent(job), { waitUntil: "load" });
+    await page.waitForFunction(() => document.querySelector("#c-quality") &&
+      document.querySelector("#c-quality").dataset.points !== undefined, null, { timeout: 15000 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth -
+      document.documentElement.clientWidth);
+    if (overflow > 1) fail("the job page scrolls sideways by " + overflow + " px at 390 px wide");
+
+    for (const u of urls) if (u.includes(token)) fail("the token went into a URL: " + u);
+    if (errors.length) fail("browser errors:\n  " + errors.join("\n  "));
+    console.log(`dashboard test: ok (${epochs} epochs charted, marks: ${got.marks.join(",")}, ` +
+      `${urls.length} requests, no console errors)`);
+  } finally {
+    await browser.close();
+  }
+}
+
+main().catch((e) => fail(e.stack || String(e)));
