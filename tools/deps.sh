@@ -8,8 +8,14 @@
 SMLT_BUILD_PKGS="gcc make cmake pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
   libopenblas-dev liblz4-dev check zlib1g-dev libcurl4-openssl-dev libjansson-dev"
 # What the tests and benchmarks run against: Redis (the store peer), Fashion-MNIST, promtool
-# (Debian prometheus: /metrics is checked with it).
-SMLT_TEST_PKGS="redis-server dataset-fashion-mnist prometheus"
+# and the Prometheus server (Debian prometheus), headless Chromium for the dashboard's browser
+# test (driven by npm playwright-core: smlt_install_npm_test below).
+SMLT_TEST_PKGS="redis-server dataset-fashion-mnist prometheus chromium"
+# The dashboard's charts: Chart.js, served by the coordinator from this package.
+SMLT_BUILD_PKGS="$SMLT_BUILD_PKGS libjs-chart.js"
+# Test-only npm packages, kept outside the build tree (slow to fetch again).
+SMLT_NPM_DIR=${SMLT_NPM_DIR:-$HOME/.cache/smlt/npm}
+SMLT_NPM_TEST="playwright-core@1.65.2"
 # The PyTorch peer of the training benchmark (large: only for the main job / benchmarks).
 SMLT_BENCH_PKGS="python3-torch python3-numpy"
 
@@ -42,6 +48,20 @@ smlt_install_deps() {
         >/dev/null || return 1
 }
 
+# smlt_install_npm_test: node and npm (Debian's, when the machine has none), then the
+# test-only npm packages into $SMLT_NPM_DIR unless they are there already.
+smlt_install_npm_test() {
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        smlt_install_deps nodejs npm || return 1
+    fi
+    [ -d "$SMLT_NPM_DIR/node_modules/playwright-core" ] && return 0
+    echo "smlt: installing the test-only npm packages into $SMLT_NPM_DIR" >&2
+    mkdir -p "$SMLT_NPM_DIR" || return 1
+    # shellcheck disable=SC2086
+    npm install --prefix "$SMLT_NPM_DIR" --no-audit --no-fund --loglevel=error $SMLT_NPM_TEST \
+        >/dev/null || return 1
+}
+
 # smlt_build DIR [cmake args...]: configures and builds into DIR.
 smlt_build() {
     local dir=$1 rc=0
@@ -60,7 +80,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     for group in "${@:-build}"; do
         case $group in
         build) smlt_install_deps $SMLT_BUILD_PKGS ;;
-        test) smlt_install_deps $SMLT_BUILD_PKGS $SMLT_TEST_PKGS ;;
+        test) smlt_install_deps $SMLT_BUILD_PKGS $SMLT_TEST_PKGS && smlt_install_npm_test ;;
         bench) smlt_install_deps $SMLT_BUILD_PKGS $SMLT_TEST_PKGS $SMLT_BENCH_PKGS ;;
         *) echo "usage: bash tools/deps.sh [build|test|bench]..." >&2; exit 2 ;;
         esac

@@ -10,6 +10,6 @@ SMLT_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=tools/deps.sh
 . "$SMLT_ROOT/tools/deps.sh"
 # shellcheck disable=SC2086
-smlt_install_deps $SMLT_BUILD_PKGS $SMLT_TEST_PKGS
+smlt_install_deps $SMLT_BUILD_PKGS dataset-fashion-mnist
 smlt_build "$SMLT_ROOT/build" -DCMAKE_BUILD_TYPE=Release
 exec "$SMLT_ROOT/build/bin/smltctl" demo "$@"

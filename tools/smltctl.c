@@ -41,6 +41,7 @@ static const char main_help[] =
     "  logs JOB [--tail N]  the job's log\n"
     "  model JOB -o FILE    download the job's saved model, check it and list its tensors\n"
     "  checkpoint JOB       save a running job's model now\n"
+    "  dashboard            the dashboard's URL and how to log in to it\n"
     "  help COMMAND         help on one command (also: COMMAND --help)\n"
     "\n"
     "Global flags (before or after the command):\n"
@@ -128,6 +129,11 @@ static const struct help_entry helps[] = {
               "Exits 0 if the job succeeded, 1 if it failed, was canceled or was stopped (its\n"
               "budget ran out). Ctrl-C stops watching, not the job.\n"
               "  --interval S   seconds between polls (default 0.5)\n"},
+    {"dashboard", "usage: smltctl dashboard [--show-token] [--json]\n"
+                  "Print the URL of the coordinator's dashboard (its job list, live charts of a\n"
+                  "job and the scheduler's decisions on them) and how to log in: the admin token\n"
+                  "goes into the page's \"Admin token\" field, and stays in that browser tab.\n"
+                  "  --show-token   print the admin token too (the local cluster's, or --token)\n"},
     {"cancel", "usage: smltctl cancel JOB\n"
                "Stop a job; its model so far is saved (fetch it with `smltctl model`).\n"},
     {"scale", "usage: smltctl scale JOB [--workers N] [--shards M]\n"
@@ -692,7 +698,8 @@ static const struct command commands[] = {
     {"status", smltctl_cmd_status}, {"watch", smltctl_cmd_watch},
     {"cancel", smltctl_cmd_cancel}, {"scale", smltctl_cmd_scale},
     {"logs", smltctl_cmd_logs},     {"model", smltctl_cmd_model},
-    {"checkpoint", smltctl_cmd_checkpoint}, {NULL, NULL}};
+    {"checkpoint", smltctl_cmd_checkpoint}, {"dashboard", smltctl_cmd_dashboard},
+    {NULL, NULL}};
 
 static int is_help(const char *a)
 {

@@ -156,6 +156,7 @@ int smltctl_cmd_scale(struct smltctl *c, int argc, char **argv);
 int smltctl_cmd_logs(struct smltctl *c, int argc, char **argv);
 int smltctl_cmd_model(struct smltctl *c, int argc, char **argv);
 int smltctl_cmd_checkpoint(struct smltctl *c, int argc, char **argv);
+int smltctl_cmd_dashboard(struct smltctl *c, int argc, char **argv);
 
 /* Used by demo: starts the local cluster unless one is up (quiet: one line). */
 int smltctl_cluster_up(struct smltctl *c, const char *const *extra_args, int quiet);

@@ -438,3 +438,57 @@ int smltctl_cmd_demo(struct smltctl *c, int argc, char **argv)
                id, id, id);
     return rc;
 }
+
+/* `smltctl dashboard`: where the dashboard is, and how to log in to it. */
+int smltctl_cmd_dashboard(struct smltctl *c, int argc, char **argv)
+{
+    int show = 0;
+    for (int i = 0; i < argc; i++) {
+        int r = smltctl_global_opt(c, argc, argv, &i);
+        if (r < 0)
+            return SMLTCTL_USAGE;
+        if (r == 1)
+            continue;
+        if (!strcmp(argv[i], "--show-token"))
+            show = 1;
+        else
+            return smltctl_usage_error("dashboard", "unexpected argument %s", argv[i]);
+    }
+    int rc = smltctl_resolve(c);
+    if (rc)
+        return rc;
+    json_t *h = NULL;
+    rc = smltctl_api(c, "GET", "/api/health", NULL, &h, "the coordinator");
+    json_decref(h);
+    if (rc)
+        return rc;
+    struct smltctl_cluster cl;
+    int local = smltctl_cluster_read(c, &cl) == 0 && c->token[0] && !strcmp(cl.token, c->token);
+    if (c->json) {
+        json_t *o = json_pack("{s:s, s:s, s:b}", "url", c->url, "login",
+                              "paste the admin token into the page's \"Admin token\" field",
+                              "token_known", c->token[0] != 0);
+        if (o && show && c->token[0])
+            json_object_set_new(o, "token", json_string(c->token));
+        smltctl_print_json(o);
+        json_decref(o);
+        return SMLTCTL_OK;
+    }
+    printf("Open %s/ in a browser.\n\n", c->url);
+    printf("Reading needs no login on loopback. To submit, cancel, scale, checkpoint or download\n"
+           "models, log in with the admin token: paste it into the \"Admin token\" field at the\n"
+           "top of the page. It stays in that browser tab only (never in a URL).\n");
+    if (show && c->token[0])
+        printf("\nThe admin token: %s\n", c->token);
+    else if (local)
+        printf("\nThis local cluster's token is \"token\" in %s (mode 0600);\n"
+               "`smltctl dashboard --show-token` prints it.\n",
+               smltctl_state_path(c, "cluster.json"));
+    else if (c->token[0])
+        printf("\nUse the token you passed with --token or SMLT_TOKEN.\n");
+    else
+        printf("\nAsk the coordinator's operator for its admin token (--admin-token-file, or\n"
+               "DATA_DIR/admin-token where it generated one).\n");
+    printf("\nFrom another machine, forward the port first: ssh -L PORT:127.0.0.1:PORT HOST.\n");
+    return SMLTCTL_OK;
+}

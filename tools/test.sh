@@ -16,6 +16,8 @@ for a in "$@"; do
 done
 # shellcheck disable=SC2086
 smlt_install_deps $SMLT_BUILD_PKGS $SMLT_TEST_PKGS
+smlt_install_npm_test
+export SMLT_NPM_DIR
 start=$(date +%s)
 echo "== Release build (build/)"
 smlt_build "$SMLT_ROOT/build" -DCMAKE_BUILD_TYPE=Release -DSMLT_TESTS=ON

@@ -583,6 +583,15 @@ START_TEST(up_status_down)
     ck_assert_str_eq(r->out, "job-0001\n");
     CTL(r, "watch", "job-0001");
     EXPECT(r, 0);
+    /* The dashboard: its URL, and where the token is (printed only when asked). */
+    CTL(r, "dashboard");
+    EXPECT(r, 0);
+    ck_assert_ptr_nonnull(strstr(r->out, ct_str(c, "url")));
+    ck_assert_ptr_nonnull(strstr(r->out, "Admin token"));
+    ck_assert_ptr_null(strstr(r->out, ct_str(c, "token")));
+    CTL(r, "dashboard", "--show-token");
+    EXPECT(r, 0);
+    ck_assert_ptr_nonnull(strstr(r->out, ct_str(c, "token")));
     /* The token goes only to the cluster it belongs to. */
     CTL(r, "--url", "http://127.0.0.1:1", "cancel", "job-0001");
     EXPECT(r, 4);
