@@ -74,8 +74,8 @@
     const frac = j.total_steps > 0 ? Math.min(1, j.step / j.total_steps) : 0;
     const bar = el("span", { class: "progress", title: (100 * frac).toFixed(0) + " %" },
       el("span", { style: "width:" + (100 * frac).toFixed(1) + "%" }));
-    return el("td", {}, bar, "epoch " + j.epoch + ", step " + j.step +
-      (j.total_steps ? " of " + j.total_steps : ""));
+    return el("td", {}, bar, "epoch " + j.epoch,
+      el("span", { class: "steps", text: "step " + j.step + (j.total_steps ? " of " + j.total_steps : "") }));
   }
 
   function spendCell(j) {
