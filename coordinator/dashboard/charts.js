@@ -45,14 +45,18 @@
 
   function epochOf(s) { return (s.epoch === undefined ? 0 : s.epoch) + 1; }
 
-  /* An event's place on the epoch axis: interpolated between the epochs' end times. */
+  /* An event's place on the epoch axis: interpolated between the epochs' end times, in the
+   * order they were recorded (after a restore to an earlier step the epochs come again: an
+   * event between the last epoch before it and the first after sits just after the former). */
   function eventX(job, t) {
     const series = job.series || [];
     const since = (t - (job.started || job.submitted || t));
     let prevX = 0, prevT = 0;
     for (const s of series) {
-      const x = epochOf(s), et = s.elapsed_s || 0;
+      let x = epochOf(s);
+      const et = s.elapsed_s || 0;
       if (since <= et) {
+        if (x <= prevX) x = prevX + 1;
         const f = et > prevT ? (since - prevT) / (et - prevT) : 1;
         return prevX + Math.max(0, Math.min(1, f)) * (x - prevX);
       }
@@ -60,6 +64,17 @@
       prevT = et;
     }
     return prevX;
+  }
+
+  /* The epochs as they stand (the last record of each: a restore to an earlier checkpoint
+   * trains epochs again) and those a fault lost (earlier records of an epoch trained again). */
+  function splitSeries(series) {
+    const last = new Map();
+    series.forEach((s, i) => last.set(epochOf(s), i));
+    const kept = [], lost = [];
+    series.forEach((s, i) => (last.get(epochOf(s)) === i ? kept : lost).push(s));
+    kept.sort((a, b) => epochOf(a) - epochOf(b));
+    return { kept, lost };
   }
 
   function markColor(kind) {
@@ -162,7 +177,7 @@
     return values.reduce((a, b) => (b > a ? b : a), floor || 0);
   }
 
-  function quality(job, series, marks) {
+  function quality(job, series, marks, lost) {
     const acc = pts(series, (s) => 100 * (s.test_accuracy || 0));
     const cfg = {
       data: { datasets: [
@@ -172,6 +187,10 @@
       ] },
       options: baseOptions("loss"),
     };
+    if (lost.length)
+      cfg.data.datasets.push(line("train loss of epochs lost to a fault (trained again)",
+        pts(lost, (s) => s.train_loss || 0), COLORS.grey,
+        { showLine: false, pointStyle: "crossRot", pointRadius: 5 }));
     cfg.options.scales.y2 = { position: "right", min: 0, max: 100,
       title: { display: true, text: "test accuracy (%)" }, grid: { drawOnChartArea: false } };
     const yMax = maxOf(series.map((s) => Math.max(s.train_loss || 0, s.test_loss || 0)), 0.1);
@@ -294,11 +313,11 @@
   function render(root, job) {
     if (!window.Chart) return false;
     if (!window.Chart.registry.plugins.get("smltMarks")) window.Chart.register(marksPlugin);
-    const series = (job.series || []).slice().sort((a, b) => epochOf(a) - epochOf(b));
+    const { kept: series, lost } = splitSeries(job.series || []);
     const marks = marksOf(job);
     const c = (id) => root.querySelector("#" + id);
     const n = series.length;
-    put("quality", c("c-quality"), quality(job, series, marks), n, marks.length);
+    put("quality", c("c-quality"), quality(job, series, marks, lost), n, marks.length);
     put("split", c("c-split"), split(job, series), n, 0);
     put("workers", c("c-workers"), workers(job, series), n, 0);
     put("spend", c("c-spend"), spend(job, series, marks), n, marks.length);
@@ -316,5 +335,5 @@
     }
   }
 
-  window.SmltCharts = { render, clear, marksOf };
+  window.SmltCharts = { render, clear, marksOf, splitSeries };
 })();
