@@ -8,8 +8,10 @@
  * instance that already ran the same function (keeping its process state: data, buffers,
  * connections) instead of a cold start.
  *
- * This issue ships the embedded local backend (coord_backend_local.c): worker processes on this
- * machine. The AWS Lambda, OpenFaaS and Knative backends implement the same interface.
+ * The embedded local backend (coord_backend_local.c) runs worker processes on this machine; the
+ * HTTP backends (coord_backend_http.c: OpenFaaS, Knative) and AWS Lambda
+ * (coord_backend_lambda.c) implement the same operations over the network. The functions
+ * below dispatch to them (coord_backend.c).
  * Single-threaded: call from the coordinator's event loop thread; callbacks come from it. */
 #ifndef COORD_BACKEND_H
 #define COORD_BACKEND_H
@@ -57,7 +59,21 @@ struct coord_backend_stats {
     double gb_s;
 };
 
+/* A backend: its operations, first in every implementation's struct. */
 struct coord_backend;
+struct coord_backend_ops {
+    const char *name; /* "local", "lambda", "openfaas", "knative" */
+    int (*invoke)(struct coord_backend *b, const struct coord_inv_req *req, coord_inv_fn cb,
+                  void *arg, uint64_t *inv);
+    int (*cancel)(struct coord_backend *b, uint64_t inv);
+    pid_t (*pid)(struct coord_backend *b, uint64_t inv);
+    void (*drop_function)(struct coord_backend *b, const char *function);
+    void (*stats)(const struct coord_backend *b, struct coord_backend_stats *st);
+    void (*free)(struct coord_backend *b);
+};
+struct coord_backend {
+    const struct coord_backend_ops *ops;
+};
 
 struct coord_backend_local_conf {
     const char *worker_bin;  /* the worker bootstrap executable (smlt-worker) */
@@ -79,8 +95,8 @@ int coord_backend_invoke(struct coord_backend *b, const struct coord_inv_req *re
  * COORD_INV_CANCELED. Returns 0 or SMLT_ENOTFOUND. */
 int coord_backend_cancel(struct coord_backend *b, uint64_t inv);
 
-/* The pid of the instance running invocation inv, or 0 (queued / unknown). For tests that
- * kill a worker mid-slice, and for logs. */
+/* The pid of the instance running invocation inv, or 0 (queued / unknown / not on this
+ * machine). For tests that kill a worker mid-slice, and for logs. */
 pid_t coord_backend_pid(struct coord_backend *b, uint64_t inv);
 
 /* Stops the idle instances of a function (its job ended). */
@@ -90,5 +106,8 @@ void coord_backend_stats(const struct coord_backend *b, struct coord_backend_sta
 
 /* Kills every instance (by pid), fails queued invocations with COORD_INV_CANCELED, frees b. */
 void coord_backend_free(struct coord_backend *b);
+
+/* The platform's name ("local", ...). */
+const char *coord_backend_name(const struct coord_backend *b);
 
 #endif

@@ -35,7 +35,7 @@
 struct instance;
 
 struct inv {
-    struct coord_backend *b;
+    struct local *b;
     uint64_t id;
     char function[LOCAL_FUNC_MAX];
     char *payload;
@@ -55,7 +55,7 @@ struct inv {
 enum inst_state { INST_BUSY, INST_IDLE };
 
 struct instance {
-    struct coord_backend *b;
+    struct local *b;
     pid_t pid;
     int in_fd;
     struct bufferevent *out;
@@ -68,7 +68,8 @@ struct instance {
     struct instance *next, *prev;
 };
 
-struct coord_backend {
+struct local {
+    struct coord_backend base_; /* first: a struct local is a struct coord_backend */
     struct event_base *base;
     struct coord_backend_local_conf conf;
     char *worker_bin;
@@ -89,7 +90,7 @@ static void inv_free(struct inv *v)
 }
 
 /* Ends an invocation: bill it, call back, free it. */
-static void inv_finish(struct coord_backend *b, struct inv *v, enum coord_inv_status st,
+static void inv_finish(struct local *b, struct inv *v, enum coord_inv_status st,
                        const char *response, int exit_status, const char *detail)
 {
     struct coord_inv_result r = {0};
@@ -116,9 +117,9 @@ static void inv_finish(struct coord_backend *b, struct inv *v, enum coord_inv_st
     cb(id, &r, arg);
 }
 
-static void start_waiting(struct coord_backend *b);
+static void start_waiting(struct local *b);
 
-static void inst_unlink(struct coord_backend *b, struct instance *in)
+static void inst_unlink(struct local *b, struct instance *in)
 {
     if (in->prev)
         in->prev->next = in->next;
@@ -133,7 +134,7 @@ static void inst_unlink(struct coord_backend *b, struct instance *in)
 /* The instance's process is gone (or must go): reap it, end its invocation, free it. */
 static void inst_dead(struct instance *in, const char *why)
 {
-    struct coord_backend *b = in->b;
+    struct local *b = in->b;
     int status = -1;
     /* Its stdout is closed: it has exited or is about to. Reap it if it is gone, else make
      * sure it goes (and then the signal in the status is ours). */
@@ -193,7 +194,7 @@ static void on_idle_timeout(evutil_socket_t fd, short what, void *arg)
 static void on_out_read(struct bufferevent *bev, void *arg)
 {
     struct instance *in = arg;
-    struct coord_backend *b = in->b;
+    struct local *b = in->b;
     struct evbuffer *buf = bufferevent_get_input(bev);
     for (;;) {
         size_t n = 0;
@@ -261,7 +262,7 @@ static int write_line(int fd, const char *s)
 }
 
 /* Starts a new instance for v. Returns it, or NULL (v is not touched). */
-static struct instance *inst_spawn(struct coord_backend *b, const struct inv *v)
+static struct instance *inst_spawn(struct local *b, const struct inv *v)
 {
     int pin[2], pout[2];
     if (pipe2(pin, O_CLOEXEC) != 0)
@@ -341,7 +342,7 @@ static struct instance *inst_spawn(struct coord_backend *b, const struct inv *v)
 }
 
 /* Runs v now: on a warm instance of its function if one is idle, else on a new one. */
-static void inv_start(struct coord_backend *b, struct inv *v)
+static void inv_start(struct local *b, struct inv *v)
 {
     struct instance *in = NULL;
     for (struct instance *x = b->insts; x; x = x->next) {
@@ -390,7 +391,7 @@ static void inv_start(struct coord_backend *b, struct inv *v)
     }
 }
 
-static void start_waiting(struct coord_backend *b)
+static void start_waiting(struct local *b)
 {
     while (b->wait_head && b->busy < b->conf.concurrency) {
         struct inv *v = b->wait_head;
@@ -402,14 +403,27 @@ static void start_waiting(struct coord_backend *b)
     }
 }
 
+static int local_invoke(struct coord_backend *base_, const struct coord_inv_req *req,
+                        coord_inv_fn cb, void *arg, uint64_t *inv);
+static int local_cancel(struct coord_backend *base_, uint64_t inv);
+static pid_t local_pid(struct coord_backend *base_, uint64_t inv);
+static void local_drop_function(struct coord_backend *base_, const char *function);
+static void local_stats(const struct coord_backend *base_, struct coord_backend_stats *st);
+static void local_free(struct coord_backend *base_);
+
+static const struct coord_backend_ops local_ops = {
+    .name = "local", .invoke = local_invoke, .cancel = local_cancel, .pid = local_pid,
+    .drop_function = local_drop_function, .stats = local_stats, .free = local_free};
+
 struct coord_backend *coord_backend_local_new(struct event_base *base,
                                               const struct coord_backend_local_conf *conf)
 {
     if (!conf || !conf->worker_bin)
         return NULL;
-    struct coord_backend *b = calloc(1, sizeof *b);
+    struct local *b = calloc(1, sizeof *b);
     if (!b)
         return NULL;
+    b->base_.ops = &local_ops;
     b->base = base;
     b->conf = *conf;
     if (b->conf.concurrency == 0)
@@ -418,7 +432,7 @@ struct coord_backend *coord_backend_local_new(struct event_base *base,
         b->conf.keep_warm_s = 60;
     b->worker_bin = strdup(conf->worker_bin);
     b->conf.worker_bin = b->worker_bin;
-    return b;
+    return &b->base_;
 }
 
 static void on_start_waiting(evutil_socket_t fd, short what, void *arg)
@@ -426,9 +440,10 @@ static void on_start_waiting(evutil_socket_t fd, short what, void *arg)
     start_waiting(arg);
 }
 
-int coord_backend_invoke(struct coord_backend *b, const struct coord_inv_req *req, coord_inv_fn cb,
-                         void *arg, uint64_t *inv)
+static int local_invoke(struct coord_backend *base_, const struct coord_inv_req *req,
+                        coord_inv_fn cb, void *arg, uint64_t *inv)
 {
+    struct local *b = (struct local *)base_;
     if (!req || !req->function || !req->payload || !cb || strchr(req->payload, '\n') ||
         strlen(req->function) >= LOCAL_FUNC_MAX || req->memory_mb < 128 || req->time_limit_s == 0)
         return SMLT_EINVAL;
@@ -473,8 +488,9 @@ static void on_deferred_cancel(evutil_socket_t fd, short what, void *arg)
     inv_finish(v->b, v, COORD_INV_CANCELED, NULL, -1, "canceled while queued");
 }
 
-int coord_backend_cancel(struct coord_backend *b, uint64_t inv)
+static int local_cancel(struct coord_backend *base_, uint64_t inv)
 {
+    struct local *b = (struct local *)base_;
     for (struct instance *in = b->insts; in; in = in->next) {
         if (in->cur && in->cur->id == inv) {
             in->cur->canceled = 1;
@@ -500,16 +516,18 @@ int coord_backend_cancel(struct coord_backend *b, uint64_t inv)
     return SMLT_ENOTFOUND;
 }
 
-pid_t coord_backend_pid(struct coord_backend *b, uint64_t inv)
+static pid_t local_pid(struct coord_backend *base_, uint64_t inv)
 {
+    struct local *b = (struct local *)base_;
     for (struct instance *in = b->insts; in; in = in->next)
         if (in->cur && in->cur->id == inv)
             return in->pid;
     return 0;
 }
 
-void coord_backend_drop_function(struct coord_backend *b, const char *function)
+static void local_drop_function(struct coord_backend *base_, const char *function)
 {
+    struct local *b = (struct local *)base_;
     for (struct instance *in = b->insts; in; in = in->next) {
         if (in->state == INST_IDLE && !strcmp(in->function, function)) {
             evtimer_del(in->idle_ev);
@@ -518,16 +536,16 @@ void coord_backend_drop_function(struct coord_backend *b, const char *function)
     }
 }
 
-void coord_backend_stats(const struct coord_backend *b, struct coord_backend_stats *st)
+static void local_stats(const struct coord_backend *base_, struct coord_backend_stats *st)
 {
+    const struct local *b = (const struct local *)base_;
     *st = b->st;
     st->running = b->busy;
 }
 
-void coord_backend_free(struct coord_backend *b)
+static void local_free(struct coord_backend *base_)
 {
-    if (!b)
-        return;
+    struct local *b = (struct local *)base_;
     while (b->wait_head) {
         struct inv *v = b->wait_head;
         b->wait_head = v->next;
