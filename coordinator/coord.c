@@ -84,9 +84,10 @@ int coord_submit(struct coord *c, const char *json, size_t len, char *id, size_t
         free(spec);
         return rc == SMLT_ETOOBIG ? SMLT_EINVAL : rc;
     }
-    if (spec->platform.kind != COORD_PLATFORM_LOCAL) {
-        snprintf(err, errlen, "platform.kind: \"%s\" is not available from this coordinator; "
-                              "use \"local\"", coord_spec_platform_name(spec->platform.kind));
+    if (spec->platform.kind != c->platform) {
+        snprintf(err, errlen, "platform.kind: \"%s\" is not served by this coordinator, which "
+                              "runs its workers on \"%s\" (smlt-coordinator --platform)",
+                 coord_spec_platform_name(spec->platform.kind), coord_spec_platform_name(c->platform));
         c->refused++;
         free(spec);
         return SMLT_EINVAL;
@@ -282,6 +283,42 @@ static struct coord_rpc *rpc_listen(struct coord *c, const char *want, char *err
     return r;
 }
 
+/* The function platform conf names: the embedded runtime, or a backend over the network. */
+static struct coord_backend *backend_new(struct coord *c, const struct coord_conf *conf, char *err,
+                                         size_t errlen)
+{
+    const char *p = conf->platform ? conf->platform : "local";
+    unsigned conc = conf->concurrency ? conf->concurrency : 64;
+    struct coord_backend *b = NULL;
+    c->platform = -1;
+    for (int k = COORD_PLATFORM_LOCAL; k <= COORD_PLATFORM_KNATIVE; k++)
+        if (!strcmp(p, coord_spec_platform_name(k)))
+            c->platform = k;
+    if (c->platform == COORD_PLATFORM_LOCAL) {
+        struct coord_backend_local_conf bc = {.worker_bin = c->worker_bin, .concurrency = conc,
+                                              .keep_warm_s = conf->keep_warm_s > 0 ? conf->keep_warm_s : 60,
+                                              .memory_limit = !conf->no_memory_limit};
+        b = coord_backend_local_new(c->base, &bc);
+        if (!b)
+            snprintf(err, errlen, "cannot create the local function runtime");
+    } else if (c->platform == COORD_PLATFORM_OPENFAAS || c->platform == COORD_PLATFORM_KNATIVE) {
+        int kn = c->platform == COORD_PLATFORM_KNATIVE;
+        struct coord_backend_http_conf hc = {.knative = kn,
+                                             .url = kn ? conf->function_url : conf->gateway,
+                                             .function = conf->function, .concurrency = conc};
+        b = coord_backend_http_new(c->base, &hc, err, errlen);
+    } else if (c->platform == COORD_PLATFORM_LAMBDA) {
+        struct coord_backend_lambda_conf lc = {.function = conf->function, .region = conf->region,
+                                               .qualifier = conf->qualifier,
+                                               .endpoint = conf->lambda_endpoint,
+                                               .concurrency = conc};
+        b = coord_backend_lambda_new(c->base, &lc, err, errlen);
+    } else {
+        snprintf(err, errlen, "--platform: \"%s\" is not one of local, lambda, openfaas, knative", p);
+    }
+    return b;
+}
+
 struct coord *coord_new(struct event_base *base, const struct coord_conf *conf, char *err,
                         size_t errlen)
 {
@@ -304,15 +341,11 @@ struct coord *coord_new(struct event_base *base, const struct coord_conf *conf, 
         snprintf(err, errlen, "cannot create %s: %s", jobs, strerror(errno));
         goto fail;
     }
-    struct coord_backend_local_conf bc = {.worker_bin = c->worker_bin,
-                                          .concurrency = conf->concurrency ? conf->concurrency : 64,
-                                          .keep_warm_s = conf->keep_warm_s > 0 ? conf->keep_warm_s : 60,
-                                          .memory_limit = !conf->no_memory_limit};
-    c->backend = coord_backend_local_new(base, &bc);
-    if (!c->backend) {
-        snprintf(err, errlen, "cannot create the local function runtime");
+    c->backend = backend_new(c, conf, err, errlen);
+    if (!c->backend)
         goto fail;
-    }
+    if (conf->rpc_advertise)
+        snprintf(c->rpc_advertise, sizeof c->rpc_advertise, "%s", conf->rpc_advertise);
     c->rpc = rpc_listen(c, conf->rpc_listen ? conf->rpc_listen : "127.0.0.1:0", err, errlen);
     if (!c->rpc)
         goto fail;

@@ -25,6 +25,15 @@ struct coord_conf {
     unsigned concurrency;    /* local backend: instances at once (default 64) */
     double keep_warm_s;      /* local backend: idle instance lifetime (default 60) */
     int no_memory_limit;     /* local backend: do not enforce memory_mb */
+    /* The function platform: "local" (default), "openfaas", "knative" or "lambda" */
+    const char *platform;
+    const char *function;    /* openfaas, lambda: the function's name */
+    const char *gateway;     /* openfaas: the gateway's URL */
+    const char *function_url; /* knative: the service's URL */
+    const char *region;      /* lambda: the AWS region (default: AWS_REGION, us-east-1) */
+    const char *qualifier;   /* lambda: the version or alias invoked (default none: $LATEST) */
+    const char *lambda_endpoint; /* lambda: the Invoke API's base URL (emulators) */
+    const char *rpc_advertise; /* HOST:PORT workers dial for the RPC (default: where it listens) */
 };
 
 /* Returns a coordinator on base, with the history of earlier jobs restored from their

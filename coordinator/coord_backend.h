@@ -82,6 +82,36 @@ struct coord_backend_local_conf {
     int memory_limit;        /* enforce memory_mb with RLIMIT_AS (default on) */
 };
 
+/* OpenFaaS (POST GATEWAY/function/NAME) or Knative (POST URL) instances of smlt-worker --http
+ * (coord_backend_http.c). */
+struct coord_backend_http_conf {
+    int knative;             /* 1: url is the Knative service's; 0: OpenFaaS gateway + function */
+    const char *url;         /* the gateway (http://host:8080) or the service URL */
+    const char *function;    /* OpenFaaS: the function's name */
+    uint32_t concurrency;    /* requests at once; more wait (default 64) */
+    int max_retries;         /* 429/502/503/504/unreachable retried this often (default 8) */
+};
+
+/* Returns the HTTP backend (copies conf), or NULL with a message in err. */
+struct coord_backend *coord_backend_http_new(struct event_base *base,
+                                             const struct coord_backend_http_conf *conf,
+                                             char *err, size_t errlen);
+
+/* AWS Lambda's Invoke API, SigV4-signed (coord_backend_lambda.c). */
+struct coord_backend_lambda_conf {
+    const char *function;    /* the function's plain name (not an ARN) */
+    const char *region;      /* NULL: AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config, us-east-1 */
+    const char *qualifier;   /* version or alias (NULL: $LATEST) */
+    const char *endpoint;    /* NULL: https://lambda.REGION.amazonaws.com (an emulator's URL) */
+    uint32_t concurrency;    /* Invokes at once (default 64) */
+};
+
+/* Returns the lambda backend, or NULL with a message in err (no function, an ARN, no
+ * credentials anywhere). */
+struct coord_backend *coord_backend_lambda_new(struct event_base *base,
+                                               const struct coord_backend_lambda_conf *conf,
+                                               char *err, size_t errlen);
+
 /* Returns the local backend on base (copies conf), or NULL. */
 struct coord_backend *coord_backend_local_new(struct event_base *base,
                                               const struct coord_backend_local_conf *conf);

@@ -279,6 +279,8 @@ struct coord {
     char *data_dir;
     char ps_bin[1024], worker_bin[1024];
     struct coord_backend *backend;
+    int platform;            /* enum coord_platform_kind the backend serves */
+    char rpc_advertise[128]; /* what workers dial ("" : the RPC's own address) */
     struct coord_rpc *rpc;
     struct coord_job *jobs;
     unsigned next_seq;

@@ -37,6 +37,16 @@ static void usage(FILE *f)
             "  --concurrency N         local runtime: instances running at once (default 64)\n"
             "  --keep-warm S           local runtime: seconds an idle instance is kept (default 60)\n"
             "  --no-memory-limit       local runtime: do not enforce the functions' memory size\n"
+            "  --platform P            where workers run: local (default, the embedded runtime),\n"
+            "                          openfaas, knative or lambda\n"
+            "  --function NAME         openfaas, lambda: the worker function's name\n"
+            "  --gateway URL           openfaas: the gateway (POST URL/function/NAME)\n"
+            "  --function-url URL      knative: the worker service's URL\n"
+            "  --region R              lambda: the AWS region (default AWS_REGION, ~/.aws/config)\n"
+            "  --qualifier Q           lambda: the version or alias to invoke\n"
+            "  --lambda-endpoint URL   lambda: the Invoke API's base URL (emulators)\n"
+            "  --rpc-advertise H:P     the worker RPC address workers dial (default: where it\n"
+            "                          listens; set it when workers run elsewhere)\n"
             "  --port-file FILE        write the HTTP port to FILE once listening\n"
             "  --log-level LEVEL       error, warn, info (default), debug\n"
             "  --help, --version\n");
@@ -81,7 +91,11 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"concurrency", required_argument, 0, 'c'}, {"keep-warm", required_argument, 0, 'k'},
         {"no-memory-limit", no_argument, 0, 'M'}, {"port-file", required_argument, 0, 'p'},
         {"log-level", required_argument, 0, 'L'}, {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},         {0, 0, 0, 0}};
+        {"version", no_argument, 0, 'V'},         {"platform", required_argument, 0, 'P'},
+        {"function", required_argument, 0, 'F'},  {"gateway", required_argument, 0, 'G'},
+        {"function-url", required_argument, 0, 'U'}, {"region", required_argument, 0, 'R'},
+        {"qualifier", required_argument, 0, 'Q'}, {"lambda-endpoint", required_argument, 0, 'E'},
+        {"rpc-advertise", required_argument, 0, 'v'}, {0, 0, 0, 0}};
     *o = (struct options){
         .listen = "127.0.0.1:8080",
         .token = getenv("SMLT_ADMIN_TOKEN") ? strdup(getenv("SMLT_ADMIN_TOKEN")) : NULL,
@@ -118,6 +132,14 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'k': o->conf.keep_warm_s = atof(optarg); break;
         case 'M': o->conf.no_memory_limit = 1; break;
         case 'p': o->port_file = optarg; break;
+        case 'P': o->conf.platform = optarg; break;
+        case 'F': o->conf.function = optarg; break;
+        case 'G': o->conf.gateway = optarg; break;
+        case 'U': o->conf.function_url = optarg; break;
+        case 'R': o->conf.region = optarg; break;
+        case 'Q': o->conf.qualifier = optarg; break;
+        case 'E': o->conf.lambda_endpoint = optarg; break;
+        case 'v': o->conf.rpc_advertise = optarg; break;
         case 'L':
             o->level = smlt_log_parse_level(optarg);
             if (o->level < 0) {

@@ -264,7 +264,8 @@ void rank_invoke(struct rank *r)
     r->cur.hello_at = 0;
     char payload[512];
     snprintf(payload, sizeof payload,
-             "{\"coordinator\":\"%s\",\"invocation\":\"%s\",\"token\":\"%s\"}", coord_rpc_addr(c->rpc),
+             "{\"coordinator\":\"%s\",\"invocation\":\"%s\",\"token\":\"%s\"}",
+             c->rpc_advertise[0] ? c->rpc_advertise : coord_rpc_addr(c->rpc),
              r->cur.name, r->cur.token);
     struct coord_inv_req req = {.function = j->id,
                                 .payload = payload,
