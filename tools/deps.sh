@@ -9,8 +9,9 @@ SMLT_BUILD_PKGS="gcc make cmake pkg-config libevent-dev libprotobuf-c-dev protob
   libopenblas-dev liblz4-dev check zlib1g-dev libcurl4-openssl-dev libjansson-dev"
 # What the tests and benchmarks run against: Redis (the store peer), Fashion-MNIST, promtool
 # and the Prometheus server (Debian prometheus), headless Chromium for the dashboard's browser
-# test (driven by npm playwright-core: smlt_install_npm_test below).
-SMLT_TEST_PKGS="redis-server dataset-fashion-mnist prometheus chromium"
+# test (driven by npm playwright-core: smlt_install_npm_test below), botocore (Debian's signer,
+# against which the lambda backend's SigV4 is checked).
+SMLT_TEST_PKGS="redis-server dataset-fashion-mnist prometheus chromium python3-botocore"
 # The dashboard's charts: Chart.js, served by the coordinator from this package.
 SMLT_BUILD_PKGS="$SMLT_BUILD_PKGS libjs-chart.js"
 # Test-only npm packages, kept outside the build tree (slow to fetch again).
