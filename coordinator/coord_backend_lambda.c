@@ -7,7 +7,7 @@
  * signed with SigV4 by libcurl (CURLOPT_AWS_SIGV4 "aws:amz:REGION:lambda"), a session token in
  * x-amz-security-token. The function is named by its plain name, with the version or alias
  * as Qualifier: libcurl signs an ARN in the path differently from AWS (it does not encode it
- * twice), so ARNs are refused with that reason. Credentials: coord_aws.h.
+ * twice), so ARNs are refused with that reason. Credentials: smlt_aws.h.
  *
  * The answer: 200 is the function's response (the worker's response line), unless
  * X-Amz-Function-Error says the function failed ("Task timed out" is the time limit). 429
@@ -23,14 +23,14 @@
 
 #include <jansson.h>
 
-#include "coord_aws.h"
+#include "smlt_aws.h"
 #include "smlt_log.h"
 #include "smlt_util.h"
 
 #define LAMBDA_REFRESH_S 300.0 /* refetch container credentials this long before they expire */
 
 struct lam {
-    struct coord_aws_creds creds;
+    struct smlt_aws_creds creds;
     int have_creds;
     uint64_t fetching;          /* the container endpoint request running, 0 when none */
     char cont_url[512], cont_auth[1024];
@@ -46,9 +46,9 @@ static void on_creds(const struct coord_curl_resp *r, void *arg)
     struct hb *b = arg;
     struct lam *l = b->plat_state;
     l->fetching = 0;
-    struct coord_aws_creds c;
+    struct smlt_aws_creds c;
     char err[256] = "";
-    if (r->status != 200 || coord_aws_parse_container(r->body, &c, err, sizeof err) != 0) {
+    if (r->status != 200 || smlt_aws_parse_container(r->body, &c, err, sizeof err) != 0) {
         snprintf(l->err, sizeof l->err, "container credentials endpoint %s: %s", l->cont_url,
                  r->status != 200 ? (r->status ? "an HTTP error" : r->error) : err);
         log_warn("lambda: %s", l->err);
@@ -110,7 +110,7 @@ static double billed_from_log(const char *b64, int *cold)
 {
     char log[8192];
     *cold = 0;
-    if (!b64 || coord_base64_decode(b64, log, sizeof log) < 0)
+    if (!b64 || smlt_base64_decode(b64, log, sizeof log) < 0)
         return -1;
     const char *rep = strstr(log, "REPORT ");
     if (!rep)
@@ -206,7 +206,7 @@ struct coord_backend *coord_backend_lambda_new(struct event_base *base,
                                                char *err, size_t errlen)
 {
     char region[64];
-    coord_aws_region(conf->region, region, sizeof region);
+    smlt_aws_region(conf->region, region, sizeof region);
     char *url = invoke_url(conf, region, err, errlen);
     if (!url)
         return NULL;
@@ -221,9 +221,9 @@ struct coord_backend *coord_backend_lambda_new(struct event_base *base,
     b->url = url;
     b->plat_state = l;
     snprintf(l->sigv4, sizeof l->sigv4, "aws:amz:%s:lambda", region);
-    if (coord_aws_static_creds(&l->creds) == 0) {
+    if (smlt_aws_static_creds(&l->creds) == 0) {
         l->have_creds = 1;
-    } else if (coord_aws_container_endpoint(l->cont_url, sizeof l->cont_url, l->cont_auth,
+    } else if (smlt_aws_container_endpoint(l->cont_url, sizeof l->cont_url, l->cont_auth,
                                             sizeof l->cont_auth)) {
         snprintf(l->cont_hdr, sizeof l->cont_hdr, "Authorization: %s", l->cont_auth);
         fetch_creds(b);

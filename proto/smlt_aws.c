@@ -1,5 +1,5 @@
-/* coord_aws.c: see coord_aws.h. */
-#include "coord_aws.h"
+/* smlt_aws.c: see smlt_aws.h. */
+#include "smlt_aws.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -77,7 +77,7 @@ static void aws_file(const char *var, const char *def, char *out, size_t len)
         snprintf(out, len, "%s/.aws/%s", home ? home : "", def);
 }
 
-int coord_aws_static_creds(struct coord_aws_creds *c)
+int smlt_aws_static_creds(struct smlt_aws_creds *c)
 {
     memset(c, 0, sizeof *c);
     if (env("AWS_ACCESS_KEY_ID") && env("AWS_SECRET_ACCESS_KEY")) {
@@ -106,7 +106,7 @@ int coord_aws_static_creds(struct coord_aws_creds *c)
     return -1;
 }
 
-int coord_aws_container_endpoint(char *url, size_t urllen, char *auth, size_t authlen)
+int smlt_aws_container_endpoint(char *url, size_t urllen, char *auth, size_t authlen)
 {
     auth[0] = '\0';
     if (env("AWS_CONTAINER_CREDENTIALS_FULL_URI"))
@@ -129,7 +129,7 @@ int coord_aws_container_endpoint(char *url, size_t urllen, char *auth, size_t au
     return 1;
 }
 
-int coord_aws_parse_container(const char *json, struct coord_aws_creds *c, char *err,
+int smlt_aws_parse_container(const char *json, struct smlt_aws_creds *c, char *err,
                               size_t errlen)
 {
     memset(c, 0, sizeof *c);
@@ -157,7 +157,7 @@ int coord_aws_parse_container(const char *json, struct coord_aws_creds *c, char 
     return 0;
 }
 
-void coord_aws_region(const char *flag, char *out, size_t len)
+void smlt_aws_region(const char *flag, char *out, size_t len)
 {
     const char *r = flag && *flag ? flag : env("AWS_REGION") ? env("AWS_REGION")
                                                               : env("AWS_DEFAULT_REGION");
@@ -184,7 +184,7 @@ static int b64_value(int ch)
     return ch == '+' ? 62 : ch == '/' ? 63 : -1;
 }
 
-long coord_base64_decode(const char *in, char *out, size_t outlen)
+long smlt_base64_decode(const char *in, char *out, size_t outlen)
 {
     size_t n = 0;
     unsigned acc = 0;
