@@ -17,7 +17,9 @@
  *               struct holds the canonical spec
  *   dataset     string: a local directory holding train-images-idx3-ubyte(.gz) and
  *               train-labels-idx1-ubyte(.gz), "file://DIR", an http(s):// URL prefix (syntax
- *               only), or "csv:TRAIN[,TEST]" / "libsvm:TRAIN[,TEST]" naming local files.
+ *               only), "s3://BUCKET/PREFIX" (syntax only; the workers GET the objects
+ *               SigV4-signed, worker/data_fetch.c), or "csv:TRAIN[,TEST]" /
+ *               "libsvm:TRAIN[,TEST]" naming local files.
  *               Relative paths are checked against the parser's working directory; smltctl
  *               makes them absolute before submitting
  *   dataset_options object {label_column integer 0..COORD_SPEC_MAX_LABEL_COLUMN or "last"

@@ -102,6 +102,27 @@ static int check_url(struct pctx *c, const char *url, const char *rest)
     return 0;
 }
 
+/* s3://BUCKET[/PREFIX]: a bucket name as S3 allows (3-63 of a-z 0-9 . -, starting and ending
+ * with a letter or digit), a prefix without spaces. The objects are not looked at here: the
+ * workers fetch them with their own credentials. */
+static int check_s3(struct pctx *c, const char *d)
+{
+    const char *b = d + 5, *slash = strchr(b, '/');
+    size_t n = slash ? (size_t)(slash - b) : strlen(b);
+    int ok = n >= 3 && n <= 63;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (b[i] >= 'a' && b[i] <= 'z') || (b[i] >= '0' && b[i] <= '9') || b[i] == '.' ||
+             b[i] == '-';
+    ok = ok && b[0] != '.' && b[0] != '-' && b[n - 1] != '.' && b[n - 1] != '-';
+    if (!ok)
+        return coord_spec__fail(c, "dataset: '%s': the bucket must be 3-63 characters of a-z, "
+                                   "0-9, '.' and '-', starting and ending with a letter or digit",
+                                d);
+    if (strpbrk(d, " \t\n"))
+        return coord_spec__fail(c, "dataset: '%s': no spaces in an S3 prefix", d);
+    return 0;
+}
+
 int coord_spec__check_dataset(struct pctx *c, const char *d)
 {
     if (!strncmp(d, "csv:", 4))
@@ -114,12 +135,14 @@ int coord_spec__check_dataset(struct pctx *c, const char *d)
         return check_url(c, d, d + 8);
     if (!strncmp(d, "file://", 7))
         return check_dir(c, d + 7);
+    if (!strncmp(d, "s3://", 5))
+        return check_s3(c, d);
     const char *sep = strstr(d, "://");
     if (sep) {
         int n = (int)(sep - d) > 16 ? 16 : (int)(sep - d);
         return coord_spec__fail(c,
                     "dataset: unsupported scheme '%.*s' (expected a directory, file://, http://, "
-                    "https://, csv:PATH or libsvm:PATH)",
+                    "https://, s3://, csv:PATH or libsvm:PATH)",
                     n, d);
     }
     return check_dir(c, d);

@@ -1,5 +1,6 @@
-/* data_fetch.c: dataset files from a local directory or an HTTP(S) URL prefix, with an
- * on-disk cache written atomically (temporary file + fsync + rename).
+/* data_fetch.c: dataset files from a local directory, an HTTP(S) URL prefix or an S3 prefix
+ * (s3://bucket/prefix: SigV4-signed GETs, credentials as the AWS SDKs find them: smlt_aws.h),
+ * with an on-disk cache written atomically (temporary file + fsync + rename).
  *
  * Used by the worker's loading phase and by smlt-bench; the parsing is data_load.c's job.
  * libcurl's easy interface does the transfer, restricted to http and https (also across
@@ -23,6 +24,7 @@
 
 #include "data_load.h"
 #include "data_set.h"
+#include "smlt_aws.h"
 #include "smlt_error.h"
 #include "smlt_log.h"
 #include "smlt_util.h"
@@ -45,11 +47,6 @@ uint64_t data_fetch_downloads(void)
     return (uint64_t)atomic_load(&fetch_downloads);
 }
 
-static int is_url(const char *s)
-{
-    return !strncmp(s, "http://", 7) || !strncmp(s, "https://", 8);
-}
-
 /* Length of s without trailing slashes (but at least 1 when s is not empty). */
 static size_t trimmed_len(const char *s)
 {
@@ -58,6 +55,109 @@ static size_t trimmed_len(const char *s)
         n--;
     return n;
 }
+
+static int is_url(const char *s)
+{
+    return !strncmp(s, "http://", 7) || !strncmp(s, "https://", 8) || !strncmp(s, "s3://", 5);
+}
+
+static size_t s3_sink(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct { char *p; size_t n; } *k = arg;
+    size_t len = size * nmemb;
+    if (k->n + len >= 65536)
+        return 0;
+    memcpy(k->p + k->n, ptr, len);
+    k->n += len;
+    return len;
+}
+
+/* How to sign an S3 GET: the SigV4 scope and the key pair, found once per call. */
+struct s3_sign {
+    char sigv4[96];
+    struct smlt_aws_creds creds;
+    char tok_hdr[2100];
+};
+
+/* Fetches the container endpoint's credentials with a plain GET (the worker may block). */
+static int s3_container_creds(struct smlt_aws_creds *c, char *err, size_t errlen)
+{
+    char url[512], auth[1024], hdr[1100];
+    if (!smlt_aws_container_endpoint(url, sizeof url, auth, sizeof auth)) {
+        smlt_set_err(err, errlen, "s3: no AWS credentials: set AWS_ACCESS_KEY_ID and "
+                                  "AWS_SECRET_ACCESS_KEY, a profile in ~/.aws/credentials, or "
+                                  "the container credentials endpoint");
+        return SMLT_EINVAL;
+    }
+    CURL *h = curl_easy_init();
+    char body[65536];
+    struct { char *p; size_t n; } sink = {body, 0};
+    struct curl_slist *hl = NULL;
+    if (auth[0]) {
+        snprintf(hdr, sizeof hdr, "Authorization: %s", auth);
+        hl = curl_slist_append(NULL, hdr);
+    }
+    long status = 0;
+    CURLcode cc = CURLE_FAILED_INIT;
+    if (h) {
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, s3_sink);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+        cc = curl_easy_perform(h);
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(h);
+    }
+    curl_slist_free_all(hl);
+    body[sink.n < sizeof body ? sink.n : sizeof body - 1] = '\0';
+    char perr[256];
+    if (cc != CURLE_OK || status != 200 || smlt_aws_parse_container(body, c, perr, sizeof perr)) {
+        smlt_set_err(err, errlen, "s3: container credentials endpoint %s: %s", url,
+                     cc != CURLE_OK ? curl_easy_strerror(cc) : status != 200 ? "HTTP error" : perr);
+        return SMLT_EIO;
+    }
+    return 0;
+}
+
+/* The https URL of s3://bucket/prefix/name: path style under AWS_ENDPOINT_URL_S3 (or
+ * AWS_ENDPOINT_URL) for S3-compatible stores, else the bucket's virtual host. */
+static int s3_url(const char *source, const char *name, const char *region, char *url, size_t len)
+{
+    const char *bucket = source + 5, *slash = strchr(bucket, '/');
+    int blen = slash ? (int)(slash - bucket) : (int)strlen(bucket);
+    const char *prefix = slash ? slash + 1 : "";
+    int plen = (int)trimmed_len(prefix);
+    if (!prefix[0])
+        plen = 0;
+    const char *ep = getenv("AWS_ENDPOINT_URL_S3");
+    if (!ep || !*ep)
+        ep = getenv("AWS_ENDPOINT_URL");
+    int n;
+    if (ep && *ep)
+        n = snprintf(url, len, "%.*s/%.*s/%.*s%s%s", (int)trimmed_len(ep), ep, blen, bucket, plen,
+                     prefix, plen ? "/" : "", name);
+    else
+        n = snprintf(url, len, "https://%.*s.s3.%s.amazonaws.com/%.*s%s%s", blen, bucket, region,
+                     plen, prefix, plen ? "/" : "", name);
+    return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+static int s3_sign_init(struct s3_sign *sg, char *region, size_t rlen, char *err, size_t errlen)
+{
+    smlt_aws_region(NULL, region, rlen);
+    snprintf(sg->sigv4, sizeof sg->sigv4, "aws:amz:%s:s3", region);
+    if (smlt_aws_static_creds(&sg->creds) != 0) {
+        int rc = s3_container_creds(&sg->creds, err, errlen);
+        if (rc)
+            return rc;
+    }
+    snprintf(sg->tok_hdr, sizeof sg->tok_hdr, "x-amz-security-token: %s", sg->creds.session_token);
+    return 0;
+}
+
 
 static int name_ok(const char *name)
 {
@@ -137,9 +237,11 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
     return len;
 }
 
-/* Downloads url to dst through a temporary file in the same directory. */
-static int download(const char *url, const char *dst, char *err, size_t errlen)
+/* Downloads url to dst through a temporary file in the same directory; sg: sign it (S3). */
+static int download(const char *url, const struct s3_sign *sg, const char *dst, char *err,
+                    size_t errlen)
 {
+    struct curl_slist *hl = NULL;
     char tmp[DATA_FETCH_PATH_MAX];
     int rc = SMLT_EIO;
     CURL *c = NULL;
@@ -175,6 +277,18 @@ static int download(const char *url, const char *dst, char *err, size_t errlen)
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+    if (sg) {
+        /* S3 wants the payload's hash in a header (an empty body's for a GET), signed. */
+        hl = curl_slist_append(hl, "x-amz-content-sha256: "
+                                   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        if (sg->creds.session_token[0])
+            hl = curl_slist_append(hl, sg->tok_hdr);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+        curl_easy_setopt(c, CURLOPT_AWS_SIGV4, sg->sigv4);
+        curl_easy_setopt(c, CURLOPT_USERNAME, sg->creds.access_key);
+        curl_easy_setopt(c, CURLOPT_PASSWORD, sg->creds.secret_key);
+        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L); /* a signature is for one host */
+    }
     CURLcode cc = curl_easy_perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -219,6 +333,7 @@ static int download(const char *url, const char *dst, char *err, size_t errlen)
 out:
     if (c)
         curl_easy_cleanup(c);
+    curl_slist_free_all(hl);
     if (s.f)
         fclose(s.f);
     if (rc < 0)
@@ -264,13 +379,17 @@ int data_fetch_file(const char *source, const char *name, const char *cache_dir,
         }
         return 0;
     }
-    char dir[DATA_FETCH_PATH_MAX], url[DATA_FETCH_PATH_MAX];
+    char dir[DATA_FETCH_PATH_MAX], url[DATA_FETCH_PATH_MAX], region[64] = "";
     if (data_fetch_cache_dir(source, cache_dir, dir, sizeof dir) < 0) {
         smlt_set_err(err, errlen, "%s: cache path too long", source);
         return SMLT_EINVAL;
     }
+    int s3 = !strncmp(source, "s3://", 5);
+    if (s3)
+        smlt_aws_region(NULL, region, sizeof region);
     int n = snprintf(out, outlen, "%s/%s", dir, name);
-    int u = snprintf(url, sizeof url, "%.*s/%s", (int)trimmed_len(source), source, name);
+    int u = s3 ? (s3_url(source, name, region, url, sizeof url) == 0 ? 1 : -1)
+               : snprintf(url, sizeof url, "%.*s/%s", (int)trimmed_len(source), source, name);
     if (n < 0 || (size_t)n >= outlen || u < 0 || (size_t)u >= sizeof url) {
         smlt_set_err(err, errlen, "%s/%s: path too long", source, name);
         return SMLT_EINVAL;
@@ -288,7 +407,14 @@ int data_fetch_file(const char *source, const char *name, const char *cache_dir,
         smlt_set_err(err, errlen, "curl_global_init failed");
         return SMLT_EIO;
     }
-    return download(url, out, err, errlen);
+    if (!s3)
+        return download(url, NULL, out, err, errlen);
+    struct s3_sign *sg = calloc(1, sizeof *sg);
+    int rc = sg ? s3_sign_init(sg, region, sizeof region, err, errlen) : SMLT_ENOMEM;
+    if (rc == 0)
+        rc = download(url, sg, out, err, errlen);
+    free(sg);
+    return rc;
 }
 
 /* Inflates the gzip file src into dst through a temporary file renamed into place. Returns 0

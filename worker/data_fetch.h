@@ -1,8 +1,12 @@
 /* data_fetch.h: finds a dataset's files in a local directory or fetches them over HTTP(S)
  * into an on-disk cache.
  *
- * A dataset source is either a local directory or an http:// or https:// URL prefix under
- * which the files live (file:// URLs name a directory). Fetched files go to
+ * A dataset source is either a local directory, an http:// or https:// URL prefix under
+ * which the files live (file:// URLs name a directory), or an S3 prefix, s3://BUCKET/PREFIX:
+ * its objects are fetched with SigV4-signed GETs (service s3, the region and credentials as
+ * the AWS SDKs find them: proto/smlt_aws.h), from the bucket's virtual host, or path-style
+ * under AWS_ENDPOINT_URL_S3 (or AWS_ENDPOINT_URL) for S3-compatible stores. Presigned HTTPS
+ * URLs are plain URLs. Fetched files go to
  *   <cache root>/<16 hex digits of a hash of the URL prefix>/<file name>
  * where the cache root is the cache_dir argument, else $SMLT_CACHE_DIR, else
  * /tmp/smlt-cache. A file is downloaded to a temporary name in the same directory and renamed

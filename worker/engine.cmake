@@ -20,5 +20,5 @@ if(CMAKE_C_COMPILER_ID STREQUAL "GNU")
                               COMPILE_OPTIONS "-fno-tree-loop-distribute-patterns")
 endif()
 target_include_directories(smlt_engine PUBLIC ${CMAKE_CURRENT_LIST_DIR})
-target_link_libraries(smlt_engine PUBLIC smlt_nn_spec smlt_proto PkgConfig::OPENBLAS PkgConfig::ZLIB
+target_link_libraries(smlt_engine PUBLIC smlt_nn_spec smlt_proto smlt_aws PkgConfig::OPENBLAS PkgConfig::ZLIB
                       PkgConfig::CURL Threads::Threads m)

@@ -294,6 +294,7 @@ START_TEST(valid_variants)
         "{'model':'mlp:4-3-2','dataset':'https://data.example.org:8443/a/b/','epochs':1}",
         "{'model':'mlp:4-3-2','dataset':'http://[::1]:8080/d','epochs':1}",
         "{'model':'mlp:4-3-2','dataset':'http://127.0.0.1','epochs':1}",
+        "{'model':'mlp:4-3-2','dataset':'s3://my-bucket.example/fmnist/','epochs':1}",
         /* optimizers */
         MIN_SPEC ",'optimizer':{'kind':'sgd','lr':0.1,'weight_decay':0.0005}}",
         MIN_SPEC ",'optimizer':{'kind':'momentum','momentum':0,'nesterov':true}}",
@@ -531,7 +532,10 @@ START_TEST(errors_name_the_field)
         {"{'model':'mlp:4-3-2','dataset':'http://h:/x','epochs':1}", "bad port"},
         {"{'model':'mlp:4-3-2','dataset':'http://h x/','epochs':1}", "a URL must not contain spaces"},
         {"{'model':'mlp:4-3-2','dataset':'http://h?x','epochs':1}", "bad character `?` after the host"},
-        {"{'model':'mlp:4-3-2','dataset':'s3://bucket/x','epochs':1}", "dataset: unsupported scheme `s3`"},
+        {"{'model':'mlp:4-3-2','dataset':'s3://B_ad/x','epochs':1}", "the bucket must be 3-63 characters"},
+        {"{'model':'mlp:4-3-2','dataset':'s3://ab','epochs':1}", "the bucket must be 3-63 characters"},
+        {"{'model':'mlp:4-3-2','dataset':'s3://bucket/a b','epochs':1}", "no spaces in an S3 prefix"},
+        {"{'model':'mlp:4-3-2','dataset':'ftp://h/x','epochs':1}", "dataset: unsupported scheme `ftp`"},
         /* contradictions between sections */
         {MIN_SPEC ",'platform':{'concurrency':2},'workers':3}", "workers: 3 is more than platform.concurrency (2)"},
     };

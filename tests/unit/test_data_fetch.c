@@ -8,6 +8,7 @@
  * source changes, never made from a truncated stream (whose error the parser then reports). */
 #include <arpa/inet.h>
 #include <check.h>
+#include <jansson.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -87,6 +88,13 @@ static void serve_one(const struct srv *s, int c)
     if (lf >= 0) {
         write_all(lf, path, strlen(path));
         write_all(lf, "\n", 1);
+        close(lf);
+    }
+    char head[400]; /* the whole request head of the last request, for the S3 test */
+    snprintf(head, sizeof head, "%s.head", s->log);
+    lf = open(head, O_WRONLY | O_TRUNC | O_CREAT, 0644);
+    if (lf >= 0) {
+        write_all(lf, req, strlen(req));
         close(lf);
     }
     const char *name = strrchr(path, '/');
@@ -434,6 +442,93 @@ START_TEST(unpacked_copy)
 }
 END_TEST
 
+/* The last request's head as JSON headers {name: value}. */
+static json_t *last_headers(const struct srv *s)
+{
+    char path[400], buf[8192];
+    snprintf(path, sizeof path, "%s.head", s->log);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    json_t *h = json_object();
+    ck_assert_ptr_nonnull(fgets(buf, sizeof buf, f)); /* the request line */
+    while (fgets(buf, sizeof buf, f)) {
+        char *colon = strchr(buf, ':');
+        if (!colon)
+            continue;
+        *colon = '\0';
+        char *v = colon + 1;
+        while (*v == ' ')
+            v++;
+        v[strcspn(v, "\r\n")] = '\0';
+        json_object_set_new(h, buf, json_string(v));
+    }
+    fclose(f);
+    return h;
+}
+
+/* s3://bucket/prefix: a path-style GET under AWS_ENDPOINT_URL_S3, SigV4-signed for s3 with the
+ * environment's keys (checked against botocore's signer, Debian python3-botocore); without
+ * credentials it is refused with where they were looked for. */
+START_TEST(s3_signed_get)
+{
+    ck_assert_msg(system("/usr/bin/python3 -c 'import botocore' 2>/dev/null") == 0,
+                  "Debian's python3-botocore is missing (tools/test.sh installs it)");
+    char root[300], cache[300], out[DATA_FETCH_PATH_MAX], err[512], ep[64];
+    snprintf(root, sizeof root, "%s/s3root", tmpdir);
+    snprintf(cache, sizeof cache, "%s/cache", tmpdir);
+    ck_assert_int_eq(mkdir(root, 0755), 0);
+    write_small_idx(root, "train");
+    struct srv s;
+    srv_start(&s, root);
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", s.port);
+    setenv("AWS_ENDPOINT_URL_S3", ep, 1);
+    setenv("AWS_REGION", "eu-west-1", 1);
+    setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", 1);
+    unsetenv("AWS_SESSION_TOKEN");
+    const char *name = "train-labels-idx1-ubyte";
+    int rc = data_fetch_file("s3://my-bucket/fmnist/", name, cache, out, sizeof out, err,
+                             sizeof err);
+    ck_assert_msg(rc == 0, "%s", err);
+    char want[400];
+    snprintf(want, sizeof want, "%s/%s", root, name);
+    struct stat a, b;
+    ck_assert_int_eq(stat(out, &a), 0);
+    ck_assert_int_eq(stat(want, &b), 0);
+    ck_assert_int_eq(a.st_size, b.st_size);
+    json_t *h = last_headers(&s);
+    char url[300];
+    snprintf(url, sizeof url, "%s/my-bucket/fmnist/%s", ep, name);
+    json_t *o = json_pack("{s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:s}", "method", "GET", "url", url,
+                          "headers", h, "body", "", "access_key", "AKIDEXAMPLE", "secret_key",
+                          "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "region", "eu-west-1",
+                          "service", "s3");
+    char jf[400], cmd[1400], line[512] = "";
+    snprintf(jf, sizeof jf, "%s/sigv4.json", tmpdir);
+    json_dump_file(o, jf, 0);
+    json_decref(o);
+    const char *src = getenv("SMLT_SOURCE_DIR");
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/tools/sigv4_check.py < %s",
+             src ? src : ".", jf);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    if (!fgets(line, sizeof line, p))
+        line[0] = '\0';
+    pclose(p);
+    ck_assert_msg(!strncmp(line, "ok", 2), "SigV4 against botocore: %s", line);
+    /* No credentials anywhere: refused, saying where to put them. */
+    unsetenv("AWS_ACCESS_KEY_ID");
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent", 1);
+    setenv("AWS_CONFIG_FILE", "/nonexistent", 1);
+    rc = data_fetch_file("s3://my-bucket/fmnist", "train-images-idx3-ubyte", cache, out,
+                         sizeof out, err, sizeof err);
+    ck_assert_int_ne(rc, 0);
+    ck_assert_ptr_nonnull(strstr(err, "no AWS credentials"));
+    srv_stop(&s);
+}
+END_TEST
+
 static Suite *data_fetch_suite(void)
 {
     Suite *s = suite_create("data_fetch");
@@ -445,6 +540,7 @@ static Suite *data_fetch_suite(void)
     tcase_add_test(tc, http_fallback_404_and_short);
     tcase_add_test(tc, cache_dir_choice);
     tcase_add_test(tc, unpacked_copy);
+    tcase_add_test(tc, s3_signed_get);
     suite_add_tcase(s, tc);
     return s;
 }
