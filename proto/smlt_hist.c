@@ -2,10 +2,13 @@
 #include "smlt_hist.h"
 
 #include <math.h>
+#include <stdio.h>
 
+/* From 1 us: a small shard's optimizer step takes a few microseconds. */
 const double smlt_hist_le[SMLT_HIST_NLE] = {
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-    0.05,    0.1,      0.25,    0.5,    1,       2.5,    5,     10,     25,    60};
+    0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025,
+    0.0005,   0.001,     0.0025,   0.005,   0.01,     0.025,   0.05,   0.1,
+    0.25,     0.5,       1,        2.5,     5,        10,      25,     60};
 
 uint32_t smlt_hist_bucket(double v)
 {
@@ -38,6 +41,23 @@ void smlt_hist_head(struct evbuffer *out, const char *name, const char *type, co
     evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+void smlt_hist_sample(struct evbuffer *out, const char *name, const char *labels, double v)
+{
+    char num[32];
+    if (isnan(v))
+        snprintf(num, sizeof num, "NaN");
+    else if (isinf(v))
+        snprintf(num, sizeof num, "%sInf", v > 0 ? "+" : "-");
+    else if (v == floor(v) && fabs(v) < 9007199254740992.0)
+        snprintf(num, sizeof num, "%.0f", v);
+    else
+        snprintf(num, sizeof num, "%.9g", v);
+    if (labels && labels[0])
+        evbuffer_add_printf(out, "%s{%s} %s\n", name, labels, num);
+    else
+        evbuffer_add_printf(out, "%s %s\n", name, num);
+}
+
 void smlt_hist_write(struct evbuffer *out, const char *name, const char *labels,
                      const struct smlt_hist *h)
 {
@@ -51,11 +71,9 @@ void smlt_hist_write(struct evbuffer *out, const char *name, const char *labels,
     /* +Inf is the count itself (every observation is in some bucket). */
     evbuffer_add_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, l, sep,
                         (unsigned long long)h->count);
-    if (l[0]) {
-        evbuffer_add_printf(out, "%s_sum{%s} %.9g\n%s_count{%s} %llu\n", name, l, h->sum, name,
-                            l, (unsigned long long)h->count);
-    } else {
-        evbuffer_add_printf(out, "%s_sum %.9g\n%s_count %llu\n", name, h->sum, name,
-                            (unsigned long long)h->count);
-    }
+    char series[256];
+    snprintf(series, sizeof series, "%s_sum", name);
+    smlt_hist_sample(out, series, l, h->sum);
+    snprintf(series, sizeof series, "%s_count", name);
+    smlt_hist_sample(out, series, l, (double)h->count);
 }

@@ -1,7 +1,7 @@
 /* smlt_hist.h: a duration histogram for the Prometheus text exposition (format 0.0.4), shared
  * by smlt-ps (ps_metrics.c) and smlt-coordinator (coord_view.c).
  *
- * Every histogram has the same fixed buckets, 10 us to 60 s in 1-2.5-5 steps (SMLT_HIST_LE),
+ * Every histogram has the same fixed buckets, 1 us to 60 s in 1-2.5-5 steps (smlt_hist_le),
  * so a histogram is plain data: an all-zero struct is an empty histogram, it is copied with
  * `=`, and two are merged by adding. Observing is a short loop and a few additions: cheap
  * enough for the data path, and it never allocates. Not thread-safe: each histogram belongs to
@@ -14,7 +14,7 @@
 #include <event2/buffer.h>
 
 /* The buckets' upper bounds (le), in seconds, and their count; one more bucket, +Inf, follows. */
-#define SMLT_HIST_NLE 21
+#define SMLT_HIST_NLE 24
 extern const double smlt_hist_le[SMLT_HIST_NLE];
 
 struct smlt_hist {
@@ -36,6 +36,11 @@ void smlt_hist_observe_n(struct smlt_hist *h, double v, uint64_t n);
 /* Writes a metric family's header: "# HELP name help" and "# TYPE name type" (type "counter",
  * "gauge" or "histogram"). help must not hold a newline or a backslash. */
 void smlt_hist_head(struct evbuffer *out, const char *name, const char *type, const char *help);
+
+/* Writes one sample line, "name{labels} value" (labels as below). An integer value below 2^53
+ * prints in full, any other with 9 significant digits; NaN and infinities as Prometheus spells
+ * them. */
+void smlt_hist_sample(struct evbuffer *out, const char *name, const char *labels, double v);
 
 /* Writes h's series: name_bucket (cumulative, one per bound and +Inf), name_sum, name_count.
  * labels: NULL or "" for none, else `key="value"` pairs joined by commas, without braces

@@ -11,8 +11,7 @@ static void render_families(struct evbuffer *out, const struct ps_family *f, siz
 {
     for (size_t i = 0; i < n; i++) {
         smlt_hist_head(out, f[i].name, f[i].type, f[i].help);
-        /* %.17g: integer counters up to 2^53 print exactly, without an exponent. */
-        evbuffer_add_printf(out, "%s %.17g\n", f[i].name, f[i].v);
+        smlt_hist_sample(out, f[i].name, NULL, f[i].v);
     }
 }
 

@@ -25,7 +25,7 @@ START_TEST(bounds_ascend)
 {
     for (uint32_t i = 1; i < SMLT_HIST_NLE; i++)
         ck_assert(smlt_hist_le[i] > smlt_hist_le[i - 1]);
-    ck_assert(smlt_hist_le[0] <= 0.00001);
+    ck_assert(smlt_hist_le[0] <= 0.000001);
     ck_assert(smlt_hist_le[SMLT_HIST_NLE - 1] >= 60);
 }
 END_TEST
@@ -42,7 +42,7 @@ START_TEST(bucket_edges_are_inclusive)
     ck_assert_uint_eq(smlt_hist_bucket(NAN), 0);
     ck_assert_uint_eq(smlt_hist_bucket(1e6), SMLT_HIST_NLE);
     ck_assert_uint_eq(smlt_hist_bucket(INFINITY), SMLT_HIST_NLE);
-    ck_assert_uint_eq(smlt_hist_bucket(0.003), 8); /* (0.0025, 0.005] */
+    ck_assert_uint_eq(smlt_hist_bucket(0.003), 11); /* (0.0025, 0.005] */
 }
 END_TEST
 
@@ -55,10 +55,11 @@ START_TEST(observe_counts_and_sums)
     smlt_hist_observe(&h, -1); /* a clock that stepped back counts as 0 */
     smlt_hist_observe_n(&h, 0.02, 10);
     ck_assert_uint_eq(h.count, 14);
-    ck_assert_uint_eq(h.counts[8], 2);
-    ck_assert_uint_eq(h.counts[16], 1);
+    ck_assert_uint_eq(h.counts[smlt_hist_bucket(0.003)], 2);
+    ck_assert_uint_eq(h.counts[11], 2);
+    ck_assert_uint_eq(h.counts[19], 1); /* (1, 2.5] */
     ck_assert_uint_eq(h.counts[0], 1);
-    ck_assert_uint_eq(h.counts[10], 10);
+    ck_assert_uint_eq(h.counts[13], 10); /* (0.01, 0.025] */
     ck_assert_double_eq_tol(h.sum, 0.003 + 0.004 + 2.0 + 0.2, 1e-12);
     smlt_hist_observe(&h, INFINITY);
     ck_assert_uint_eq(h.counts[SMLT_HIST_NLE], 1);
@@ -99,12 +100,30 @@ START_TEST(write_is_cumulative_with_labels)
 }
 END_TEST
 
+START_TEST(sample_values)
+{
+    struct evbuffer *b = evbuffer_new();
+    smlt_hist_sample(b, "a_total", NULL, 123456789012345.0);
+    smlt_hist_sample(b, "b", "job_id=\"job-0001\"", 0.8656);
+    smlt_hist_sample(b, "c", NULL, 0.1 + 0.2);
+    smlt_hist_sample(b, "d", "", NAN);
+    smlt_hist_sample(b, "e", NULL, -INFINITY);
+    smlt_hist_sample(b, "f", NULL, 1e300);
+    char *s = text_of(b);
+    ck_assert_str_eq(s, "a_total 123456789012345\nb{job_id=\"job-0001\"} 0.8656\nc 0.3\n"
+                        "d NaN\ne -Inf\nf 1e+300\n");
+    free(s);
+    evbuffer_free(b);
+}
+END_TEST
+
 START_TEST(write_without_labels)
 {
     struct smlt_hist h = {0};
     struct evbuffer *b = evbuffer_new();
     smlt_hist_write(b, "smlt_y_seconds", NULL, &h);
     char *s = text_of(b);
+    ck_assert_ptr_nonnull(strstr(s, "smlt_y_seconds_bucket{le=\"1e-06\"} 0\n"));
     ck_assert_ptr_nonnull(strstr(s, "smlt_y_seconds_bucket{le=\"1e-05\"} 0\n"));
     ck_assert_ptr_nonnull(strstr(s, "smlt_y_seconds_bucket{le=\"+Inf\"} 0\n"));
     ck_assert_ptr_nonnull(strstr(s, "\nsmlt_y_seconds_sum 0\nsmlt_y_seconds_count 0\n"));
@@ -121,6 +140,7 @@ static Suite *smlt_hist_suite(void)
     tcase_add_test(tc, bucket_edges_are_inclusive);
     tcase_add_test(tc, observe_counts_and_sums);
     tcase_add_test(tc, write_is_cumulative_with_labels);
+    tcase_add_test(tc, sample_values);
     tcase_add_test(tc, write_without_labels);
     suite_add_tcase(s, tc);
     return s;
