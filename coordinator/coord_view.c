@@ -207,6 +207,57 @@ json_t *coord_job_json(struct coord *c, const char *id)
     return o;
 }
 
+/* The value of metrics_running_jobs()' family f for job j. */
+static double job_gauge(const struct coord_job *j, size_t f)
+{
+    switch (f) {
+    case 0: return (double)j->step;
+    case 1: return (double)j->workers;
+    case 2: return (double)j->shards.n;
+    case 3: return job_cost(j);
+    default: return isfinite(j->test_acc) ? j->test_acc : 0.0;
+    }
+}
+
+/* Gauges of the RUNNING jobs, one series each (label job_id: not "job", which Prometheus
+ * keeps for the scrape job and would rename exported_job). Jobs that are not running have
+ * none, so the series are as many as the jobs running at once. */
+static void metrics_running_jobs(struct coord *c, struct evbuffer *out)
+{
+    static const struct {
+        const char *name, *help;
+    } fam[] = {
+        {"smlt_job_step", "The step every rank of a running job has reached."},
+        {"smlt_job_workers", "Workers (ranks) of a running job in its current phase."},
+        {"smlt_job_shards", "Parameter-server shards of a running job."},
+        {"smlt_job_cost_usd", "Spend of a running job so far, in US dollars."},
+        {"smlt_job_test_accuracy", "Test accuracy of a running job at its last evaluation."},
+    };
+    for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
+        smlt_hist_head(out, fam[f].name, "gauge", fam[f].help);
+        for (struct coord_job *j = c->jobs; j; j = j->next) {
+            if (j->state != JOB_RUNNING)
+                continue;
+            char label[JOB_ID_MAX + 16];
+            snprintf(label, sizeof label, "job_id=\"%s\"", j->id);
+            smlt_hist_sample(out, fam[f].name, label, job_gauge(j, f));
+        }
+    }
+}
+
+static void metrics_histograms(struct coord *c, struct evbuffer *out)
+{
+    smlt_hist_head(out, "smlt_invocation_start_seconds", "histogram",
+                   "Time from invoking a worker function to its worker's hello, by cold or warm "
+                   "instance.");
+    smlt_hist_write(out, "smlt_invocation_start_seconds", "start=\"cold\"", &c->start_cold);
+    smlt_hist_write(out, "smlt_invocation_start_seconds", "start=\"warm\"", &c->start_warm);
+    smlt_hist_head(out, "smlt_step_seconds", "histogram",
+                   "Each rank's training step time (compute and communication), each step of "
+                   "a progress report's interval at the interval's mean.");
+    smlt_hist_write(out, "smlt_step_seconds", NULL, &c->step_time);
+}
+
 void coord_metrics(struct coord *c, struct evbuffer *out)
 {
     unsigned counts[JOB_NSTATES] = {0};
@@ -267,4 +318,6 @@ void coord_metrics(struct coord *c, struct evbuffer *out)
                         cost);
 #undef COUNTER
 #undef GAUGE
+    metrics_histograms(c, out);
+    metrics_running_jobs(c, out);
 }
