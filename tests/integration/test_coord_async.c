@@ -41,22 +41,12 @@ static struct test_daemon coord;
 
 static void setup(void)
 {
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGALRM, SIG_DFL);
-    snprintf(data_dir, sizeof data_dir, "%s/data.XXXXXX", root);
-    ck_assert_ptr_nonnull(mkdtemp(data_dir));
-    ck_assert_int_eq(ct_coord_start(&coord, data_dir, NULL), 0);
+    ct_fixture_setup(&coord, root, data_dir, sizeof data_dir);
 }
 
 static void teardown(void)
 {
-    test_daemon_stop(&coord);
-    ct_rm_rf(data_dir);
-}
-
-static int running_with_progress(const json_t *j)
-{
-    return !strcmp(ct_str(j, "state"), "running") && ct_num(j, "step") >= 3;
+    ct_fixture_teardown(&coord, data_dir);
 }
 
 /* A request that waits for the shards, made from its own thread. */
@@ -82,7 +72,7 @@ START_TEST(api_answers_while_a_shard_is_stopped)
              dataset);
     char *a = ct_submit(coord.port, spec, err, sizeof err);
     ck_assert_msg(a != NULL, "submit: %s", err);
-    json_t *j = ct_wait_until(coord.port, a, 120, running_with_progress);
+    json_t *j = ct_wait_until(coord.port, a, 120, ct_running_with_progress);
     ck_assert_str_eq(ct_str(j, "state"), "running");
     json_decref(j);
     /* The job's shards are the coordinator's smlt-ps children: stop one. */
@@ -196,7 +186,7 @@ START_TEST(coordinator_killed_job_resumes)
              dataset, 5000);
     char *id = ct_submit(coord.port, spec, err, sizeof err);
     ck_assert_msg(id != NULL, "submit: %s", err);
-    json_t *j = ct_wait_until(coord.port, id, 120, running_with_progress);
+    json_t *j = ct_wait_until(coord.port, id, 120, ct_running_with_progress);
     ck_assert_str_eq(ct_str(j, "state"), "running");
     json_decref(j);
     sleep(2);
@@ -291,7 +281,7 @@ START_TEST(job_that_cannot_resume_says_why)
              dataset);
     char *id = ct_submit(coord.port, spec, err, sizeof err);
     ck_assert_msg(id != NULL, "submit: %s", err);
-    json_t *j = ct_wait_until(coord.port, id, 120, running_with_progress);
+    json_t *j = ct_wait_until(coord.port, id, 120, ct_running_with_progress);
     json_decref(j);
     pid_t ps[8];
     ck_assert_int_eq(shard_pids(ps, 8), 2);
@@ -454,7 +444,7 @@ START_TEST(metrics_pass_promtool)
              dataset);
     char *id = ct_submit(coord.port, spec, err, sizeof err);
     ck_assert_msg(id != NULL, "submit: %s", err);
-    json_t *j = ct_wait_until(coord.port, id, 120, running_with_progress);
+    json_t *j = ct_wait_until(coord.port, id, 120, ct_running_with_progress);
     json_decref(j);
     char *body = NULL, out[4096] = "", series[128];
     ck_assert_int_eq(ct_http(coord.port, "GET", "/metrics", NULL, NULL, &body), 200);

@@ -12,7 +12,6 @@
  * the test says so and exits 77, which CTest reports as skipped. Everything started is stopped
  * by its pid (Prometheus also gets SIGTERM when the test's process dies). */
 #include <check.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,18 +50,13 @@ static void prom_stop(const char *why)
 
 static void setup(void)
 {
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGALRM, SIG_DFL);
-    snprintf(data_dir, sizeof data_dir, "%s/data.XXXXXX", root);
-    ck_assert_ptr_nonnull(mkdtemp(data_dir));
-    ck_assert_int_eq(ct_coord_start(&coord, data_dir, NULL), 0);
+    ct_fixture_setup(&coord, root, data_dir, sizeof data_dir);
 }
 
 static void teardown(void)
 {
     prom_stop(NULL);
-    test_daemon_stop(&coord);
-    ct_rm_rf(data_dir);
+    ct_fixture_teardown(&coord, data_dir);
 }
 
 /* Writes path: the shipped deploy/prometheus/prometheus.yml with the coordinator's address
@@ -165,11 +159,6 @@ out:
     return best;
 }
 
-static int running_with_progress(const json_t *j)
-{
-    return !strcmp(ct_str(j, "state"), "running") && ct_num(j, "step") >= 3;
-}
-
 START_TEST(prometheus_scrapes_coordinator_and_shards)
 {
     char spec[1024], err[512], config[400];
@@ -179,7 +168,7 @@ START_TEST(prometheus_scrapes_coordinator_and_shards)
              dataset);
     char *id = ct_submit(coord.port, spec, err, sizeof err);
     ck_assert_msg(id != NULL, "submit: %s", err);
-    json_decref(ct_wait_until(coord.port, id, 120, running_with_progress));
+    json_decref(ct_wait_until(coord.port, id, 120, ct_running_with_progress));
     snprintf(config, sizeof config, "%s/prometheus.yml", data_dir);
     write_config(config, coord.port);
     int port = free_port();
