@@ -52,6 +52,12 @@ json_t *coord_jobs_json(struct coord *c);
 /* One job in detail, with its time series and decisions (new reference), or NULL. */
 json_t *coord_job_json(struct coord *c, const char *id);
 
+/* Prometheus HTTP service discovery (new reference): a JSON array of target groups, one per
+ * metrics endpoint of a starting or running job's local shards and their backups:
+ * {"targets": ["127.0.0.1:P"], "labels": {"job_id": ID, "shard": "N", "role": "primary" or
+ * "backup"}}. Shards of jobs that are not running are left out. */
+json_t *coord_prometheus_targets(struct coord *c);
+
 /* Tells the caller of an asynchronous request (coord_cancel(), coord_checkpoint()) that it is
  * done: rc 0 or a negative code with a message in err; path, when not NULL, is the job's
  * model file. Called on the loop, never from inside the call that started the request. */

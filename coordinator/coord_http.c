@@ -190,6 +190,18 @@ static void serve_metrics(struct coord_http *h, struct evhttp_request *req, int 
     evhttp_send_reply(req, 200, "OK", o);
 }
 
+/* GET /api/prometheus/targets: Prometheus HTTP service discovery of the jobs' shards. */
+static void serve_prometheus_targets(struct coord_http *h, struct evhttp_request *req, int is_get)
+{
+    if (!is_get) {
+        send_error(req, 405, "use GET");
+        return;
+    }
+    json_t *o = coord_prometheus_targets(h->c);
+    send_json(req, 200, o);
+    json_decref(o);
+}
+
 /* POST /api/jobs: a new job from the spec in the body; 201 with its id. */
 static void submit_job(struct coord_http *h, struct evhttp_request *req)
 {
@@ -361,6 +373,8 @@ static void on_request(struct evhttp_request *req, void *arg)
                              "admin token (Authorization: Bearer ...)");
     else if (!strcmp(path, "/metrics"))
         serve_metrics(h, req, is_get);
+    else if (!strcmp(path, "/api/prometheus/targets"))
+        serve_prometheus_targets(h, req, is_get);
     else if (!strcmp(path, "/api/jobs") || !strcmp(path, "/api/jobs/"))
         serve_jobs(h, req, is_get, is_post);
     else if (strncmp(path, "/api/jobs/", 10) || sscanf(path + 10, "%127[^/]/%31s", id, sub) < 1)

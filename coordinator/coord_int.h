@@ -36,6 +36,7 @@
 #include "coord_spec.h"
 #include "sched.h"
 #include "smlt.pb-c.h"
+#include "smlt_hist.h"
 #include "smlt_util.h"
 
 #define JOB_ID_MAX 64
@@ -88,6 +89,8 @@ struct rank_inv {
     double loss, compute_s, comm_s, init_s;
     uint64_t steps;
     int cold;
+    uint64_t rep_steps;     /* steps and compute + comm seconds at its previous report */
+    double rep_s;           /* (for the smlt_step_seconds histogram) */
     double hello_at;        /* when its worker said hello */
     int warm;               /* its instance had served before */
     pid_t pid;              /* the instance serving it */
@@ -286,6 +289,9 @@ struct coord {
     unsigned next_seq;
     unsigned long long submitted, refused;
     struct coord_admin_stats admin_done; /* the admin queues of jobs that have ended */
+    /* /metrics histograms: invoke -> worker hello, by cold or warm instance; each rank's step
+     * time (compute + communication) from its reports */
+    struct smlt_hist start_cold, start_warm, step_time;
 };
 
 static inline int job_ended(const struct coord_job *j)

@@ -179,10 +179,13 @@ void job_admin_target(const struct coord_job *j, struct coord_admin_req *req)
 void job_journal_shards(struct coord_job *j)
 {
     json_t *pids = json_array(), *bpids = json_array(), *baddrs = json_array();
+    json_t *maddrs = json_array(), *bmaddrs = json_array();
     for (uint32_t i = 0; i < j->shards.n; i++) {
         json_array_append_new(pids, json_integer(j->shards.local ? j->shards.pid[i] : 0));
         json_array_append_new(bpids, json_integer(j->shards.bpid[i]));
         json_array_append_new(baddrs, json_string(j->shards.baddr[i]));
+        json_array_append_new(maddrs, json_string(j->shards.maddr[i]));
+        json_array_append_new(bmaddrs, json_string(j->shards.bmaddr[i]));
     }
     /* The tokens too: a restarted coordinator adopts the shards with them (the journal is
      * the owner's only, mode 0600). */
@@ -190,15 +193,20 @@ void job_journal_shards(struct coord_job *j)
                             (int)j->shards.n, "addrs", j->shards.addrs, "pids", pids, "token",
                             j->shards.token, "admin_token", j->shards.admin_token, "nic_mbps",
                             (int)j->shards.nic_mbps);
-    if (rec)
+    if (rec) {
         json_object_set_new(rec, "map_version", json_integer((json_int_t)j->map_version));
+        json_object_set(rec, "metrics_addrs", maddrs); /* their /metrics, for Prometheus */
+    }
     if (rec && j->shards.replicas > 1) {
         json_object_set_new(rec, "replicas", json_integer(j->shards.replicas));
         json_object_set(rec, "backup_pids", bpids);
         json_object_set(rec, "backup_addrs", baddrs);
+        json_object_set(rec, "backup_metrics_addrs", bmaddrs);
     }
     json_decref(bpids);
     json_decref(baddrs);
+    json_decref(maddrs);
+    json_decref(bmaddrs);
     if (rec && j->journal)
         coord_journal_append(j->journal, "shards", rec, 1);
     json_decref(rec);

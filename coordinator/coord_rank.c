@@ -57,8 +57,25 @@ static void job_take_eval(struct coord_job *j, const Smlt__Progress *p)
 }
 
 /* Takes the figures of a Progress (or Done's progress) into the rank and the job. */
+/* smlt_step_seconds: the steps this report adds to the invocation's, each at the interval's
+ * mean step time (compute + communication), so that the histogram's sum over its count is the
+ * mean step time and every step counts once. */
+static void rank_count_steps(struct coord_job *j, struct rank *r, const Smlt__Progress *p)
+{
+    double s = p->compute_s + p->comm_s;
+    if (p->steps > r->cur.rep_steps && s >= r->cur.rep_s) {
+        uint64_t ds = p->steps - r->cur.rep_steps;
+        smlt_hist_observe_n(&j->c->step_time, (s - r->cur.rep_s) / (double)ds, ds);
+    }
+    if (p->steps >= r->cur.rep_steps) {
+        r->cur.rep_steps = p->steps;
+        r->cur.rep_s = s;
+    }
+}
+
 static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progress *p)
 {
+    rank_count_steps(j, r, p);
     if (p->next_step > r->next_step || (p->next_step < r->next_step && p->next_step > 0))
         r->next_step = p->next_step;
     r->cur.loss = p->loss;
@@ -286,6 +303,8 @@ void rank_invoke(struct rank *r)
     r->cur.id = inv;
     r->cur.from_step = r->next_step;
     r->cur.started = smlt_now_mono();
+    r->cur.rep_steps = 0;
+    r->cur.rep_s = 0;
     r->tot.invocations++;
 }
 
@@ -322,6 +341,7 @@ static void rank_count_start(struct rank *r, int warm)
     r->cur.hello_at = smlt_now_mono();
     r->cur.warm = warm;
     double dt = r->cur.hello_at - r->cur.started;
+    smlt_hist_observe(warm ? &r->job->c->start_warm : &r->job->c->start_cold, dt);
     if (warm) {
         r->tot.warm_starts++;
         r->tot.warm_start_s += dt;

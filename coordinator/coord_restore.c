@@ -115,6 +115,16 @@ struct replay_ctx {
     int have_shards;
 };
 
+/* Addresses recorded one per shard (n of them; a missing or overlong one stays ""). */
+static void replay_addrs(char (*out)[24], uint32_t n, const json_t *a)
+{
+    for (uint32_t i = 0; i < n && i < json_array_size(a); i++) {
+        const char *s = json_string_value(json_array_get(a, i));
+        if (s && strlen(s) < sizeof out[i])
+            snprintf(out[i], sizeof out[i], "%s", s);
+    }
+}
+
 /* The job's shards as recorded (addresses, pids, tokens): a restarted coordinator adopts them. */
 static void replay_shards(struct coord_job *j, json_t *rec)
 {
@@ -139,6 +149,8 @@ static void replay_shards(struct coord_job *j, json_t *rec)
     sh->replicas = json_integer_value(json_object_get(rec, "replicas")) == 2 ? 2 : 1;
     if (json_integer_value(json_object_get(rec, "map_version")) > 0)
         j->map_version = (uint64_t)json_integer_value(json_object_get(rec, "map_version"));
+    replay_addrs(sh->maddr, sh->n, json_object_get(rec, "metrics_addrs"));
+    replay_addrs(sh->bmaddr, sh->n, json_object_get(rec, "backup_metrics_addrs"));
     json_t *bpids = json_object_get(rec, "backup_pids"), *baddrs = json_object_get(rec, "backup_addrs");
     for (uint32_t i = 0; sh->replicas > 1 && i < sh->n && i < json_array_size(bpids); i++) {
         const char *a = json_string_value(json_array_get(baddrs, i));

@@ -40,16 +40,34 @@ void coord_random_hex(char *buf, size_t n)
     buf[i] = '\0';
 }
 
+/* Reads the metrics port a shard just started wrote (before its data port, so it is there),
+ * into its maddr or bmaddr. Metrics are not needed to train: a shard without is logged. */
+static void read_metrics_port(struct coord_shards *s, uint32_t i, int backup, pid_t pid,
+                              const char *mpf)
+{
+    char *a = backup ? s->bmaddr[i] : s->maddr[i];
+    int port = smlt_proc_wait_port(pid, mpf, 1000);
+    if (port > 0)
+        snprintf(a, sizeof s->maddr[i], "127.0.0.1:%d", port);
+    else
+        a[0] = '\0';
+    if (port <= 0)
+        log_warn("%s %u (pid %d) wrote no metrics port to %s", backup ? "backup of shard" : "shard",
+                 i, (int)pid, mpf);
+}
+
 /* Starts the process of shard i and waits for its port. Returns the port (> 0), or a
  * negative code with a message in err. */
 static int spawn_one(struct coord_shards *s, uint32_t i, int backup, const char *ps_bin,
                      const char *dir, char *err, size_t errlen)
 {
-    char log[1024], id[16], pf[1024];
+    char log[1024], id[16], pf[1024], mpf[1040];
     snprintf(log, sizeof log, "%s/shards.log", dir);
     snprintf(id, sizeof id, "%u", i);
     snprintf(pf, sizeof pf, "%s/%s%u.port", dir, backup ? "backup" : "shard", i);
+    snprintf(mpf, sizeof mpf, "%s/%s%u.metrics.port", dir, backup ? "backup" : "shard", i);
     unlink(pf);
+    unlink(mpf);
     /* The tokens go through the environment: a command line is readable by every local user
      * (/proc/PID/cmdline), the environment only by the owner. */
     char tok_env[128], adm_env[128];
@@ -62,7 +80,8 @@ static int spawn_one(struct coord_shards *s, uint32_t i, int backup, const char 
      * adopts them (coord_resume.c); one that nobody adopts exits on its own. */
     const char *argv[] = {ps_bin, "--shard", id, "--listen", "127.0.0.1:0", "--port-file", pf,
                           "--log-level", "info", "--nic-mbps", nic, "--orphan-exit",
-                          COORD_SHARDS_ORPHAN_EXIT_S, NULL};
+                          COORD_SHARDS_ORPHAN_EXIT_S, "--metrics-listen", "127.0.0.1:0",
+                          "--metrics-port-file", mpf, NULL};
     struct smlt_proc_opts o = {.log_path = log, .die_with_parent = 0, .env = env};
     pid_t pid = smlt_proc_spawn(argv, &o);
     if (pid <= 0) {
@@ -78,6 +97,7 @@ static int spawn_one(struct coord_shards *s, uint32_t i, int backup, const char 
         (backup ? s->bpid : s->pid)[i] = 0;
         return port < 0 ? port : SMLT_EIO;
     }
+    read_metrics_port(s, i, backup, pid, mpf);
     return port;
 }
 
@@ -128,8 +148,10 @@ void coord_shards_promote(struct coord_shards *s, uint32_t i)
 {
     s->pid[i] = s->bpid[i];
     set_addr(s, i, s->baddr[i]);
+    memcpy(s->maddr[i], s->bmaddr[i], sizeof s->maddr[i]);
     s->bpid[i] = 0;
     s->baddr[i][0] = '\0';
+    s->bmaddr[i][0] = '\0';
 }
 
 int coord_shards_check_backups(struct coord_shards *s)
@@ -139,6 +161,7 @@ int coord_shards_check_backups(struct coord_shards *s)
             s->dead_pid = s->bpid[i];
             s->bpid[i] = 0;
             s->baddr[i][0] = '\0';
+            s->bmaddr[i][0] = '\0';
             return (int)i;
         }
     }
@@ -209,6 +232,7 @@ void coord_shards_shrink(struct coord_shards *s, uint32_t n)
         if (s->pid[i] > 0)
             smlt_proc_stop(s->pid[i], 3000);
         s->pid[i] = 0;
+        s->maddr[i][0] = '\0';
     }
     s->n = n;
     coord_shards_addrs(s, n, s->addrs, sizeof s->addrs);

@@ -2,7 +2,9 @@
  *
  * Locally the coordinator starts one `smlt-ps` child per shard on 127.0.0.1 port 0 (each
  * writes its port to a file in the job's directory), with a random job token and a random
- * admin token, and supervises them: a shard that exits is noticed by its pid. Elsewhere
+ * admin token, and supervises them: a shard that exits is noticed by its pid. Each local shard
+ * also serves Prometheus metrics on a loopback port of its own (smlt-ps --metrics-listen),
+ * recorded in maddr / bmaddr for the job view and /api/prometheus/targets. Elsewhere
  * (Kubernetes, given addresses) it only records the addresses and tokens it was given. Local
  * shards are stopped by pid (after the job's admin Shutdown). Nothing here talks to a shard. */
 #ifndef COORD_SHARDS_H
@@ -29,6 +31,9 @@ struct coord_shards {
     uint32_t replicas;
     pid_t bpid[COORD_SHARDS_MAX];
     char baddr[COORD_SHARDS_MAX][24];
+    /* Local shards' and backups' metrics addresses ("127.0.0.1:PORT"; "" when not known). */
+    char maddr[COORD_SHARDS_MAX][24];
+    char bmaddr[COORD_SHARDS_MAX][24];
 };
 
 /* Starts n local shards with `ps_bin`, ports and logs under dir, each with an emulated network

@@ -169,6 +169,18 @@ static void job_ranks_json(const struct coord_job *j, json_t *o, double *compute
                                   warm ? warm_s / (double)warm : 0.0));
 }
 
+/* Local shards' (or their backups') metrics addresses in shard order, null where none is
+ * known; [] for shards started elsewhere. */
+static json_t *shard_metrics_json(const struct coord_shards *sh, int backups)
+{
+    json_t *a = json_array();
+    for (uint32_t i = 0; sh->local && i < sh->n; i++) {
+        const char *m = backups ? sh->bmaddr[i] : sh->maddr[i];
+        json_array_append_new(a, m[0] ? json_string(m) : json_null());
+    }
+    return a;
+}
+
 json_t *coord_job_json(struct coord *c, const char *id)
 {
     struct coord_job *j = job_find(c, id);
@@ -220,9 +232,90 @@ json_t *coord_job_json(struct coord *c, const char *id)
     json_object_set_new(o, "model", j->model_saved ? json_string(j->model_path) : json_null());
     json_object_set_new(o, "model_step", json_integer((json_int_t)j->model_step));
     json_object_set_new(o, "ps_addrs", json_string(j->shards.addrs));
+    json_object_set_new(o, "ps_metrics", shard_metrics_json(&j->shards, 0));
+    if (j->shards.replicas > 1)
+        json_object_set_new(o, "ps_backup_metrics", shard_metrics_json(&j->shards, 1));
     if (j->ps_stats)
         json_object_set(o, "ps_stats", j->ps_stats);
     return o;
+}
+
+/* The value of metrics_running_jobs()' family f for job j. */
+static double job_gauge(const struct coord_job *j, size_t f)
+{
+    switch (f) {
+    case 0: return (double)j->step;
+    case 1: return (double)j->workers;
+    case 2: return (double)j->shards.n;
+    case 3: return job_cost(j);
+    default: return isfinite(j->test_acc) ? j->test_acc : 0.0;
+    }
+}
+
+/* Gauges of the RUNNING jobs, one series each (label job_id: not "job", which Prometheus
+ * keeps for the scrape job and would rename exported_job). Jobs that are not running have
+ * none, so the series are as many as the jobs running at once. */
+static void metrics_running_jobs(struct coord *c, struct evbuffer *out)
+{
+    static const struct {
+        const char *name, *help;
+    } fam[] = {
+        {"smlt_job_step", "The step every rank of a running job has reached."},
+        {"smlt_job_workers", "Workers (ranks) of a running job in its current phase."},
+        {"smlt_job_shards", "Parameter-server shards of a running job."},
+        {"smlt_job_cost_usd", "Spend of a running job so far, in US dollars."},
+        {"smlt_job_test_accuracy", "Test accuracy of a running job at its last evaluation."},
+    };
+    for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
+        smlt_hist_head(out, fam[f].name, "gauge", fam[f].help);
+        for (struct coord_job *j = c->jobs; j; j = j->next) {
+            if (j->state != JOB_RUNNING)
+                continue;
+            char label[JOB_ID_MAX + 16];
+            snprintf(label, sizeof label, "job_id=\"%s\"", j->id);
+            smlt_hist_sample(out, fam[f].name, label, job_gauge(j, f));
+        }
+    }
+}
+
+static void metrics_histograms(struct coord *c, struct evbuffer *out)
+{
+    smlt_hist_head(out, "smlt_invocation_start_seconds", "histogram",
+                   "Time from invoking a worker function to its worker's hello, by cold or warm "
+                   "instance.");
+    smlt_hist_write(out, "smlt_invocation_start_seconds", "start=\"cold\"", &c->start_cold);
+    smlt_hist_write(out, "smlt_invocation_start_seconds", "start=\"warm\"", &c->start_warm);
+    smlt_hist_head(out, "smlt_step_seconds", "histogram",
+                   "Each rank's training step time (compute and communication), each step of "
+                   "a progress report's interval at the interval's mean.");
+    smlt_hist_write(out, "smlt_step_seconds", NULL, &c->step_time);
+}
+
+/* One target group of Prometheus HTTP service discovery: the metrics address of a shard (or
+ * its backup) of job j, with labels that are strings. */
+static json_t *prometheus_target(const struct coord_job *j, uint32_t shard, const char *addr,
+                                 const char *role)
+{
+    char id[16];
+    snprintf(id, sizeof id, "%u", shard);
+    return json_pack("{s:[s], s:{s:s, s:s, s:s}}", "targets", addr, "labels", "job_id", j->id,
+                     "shard", id, "role", role);
+}
+
+json_t *coord_prometheus_targets(struct coord *c)
+{
+    json_t *a = json_array();
+    for (struct coord_job *j = c->jobs; j; j = j->next) {
+        if ((j->state != JOB_STARTING && j->state != JOB_RUNNING) || !j->shards.local)
+            continue;
+        for (uint32_t i = 0; i < j->shards.n; i++) {
+            if (j->shards.maddr[i][0])
+                json_array_append_new(a, prometheus_target(j, i, j->shards.maddr[i], "primary"));
+            if (j->shards.bmaddr[i][0])
+                json_array_append_new(a, prometheus_target(j, i, j->shards.bmaddr[i], "backup"));
+        }
+    }
+    return a;
 }
 
 void coord_metrics(struct coord *c, struct evbuffer *out)
@@ -285,4 +378,6 @@ void coord_metrics(struct coord *c, struct evbuffer *out)
                         cost);
 #undef COUNTER
 #undef GAUGE
+    metrics_histograms(c, out);
+    metrics_running_jobs(c, out);
 }

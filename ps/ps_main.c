@@ -1,7 +1,8 @@
 /* ps_main.c: smlt-ps, one parameter-server shard per process.
  *
  * Listens, writes its bound port to --port-file if asked (tests bind port 0), and serves
- * until SIGINT/SIGTERM or an admin Shutdown request. A job is set up on it over the wire
+ * until SIGINT/SIGTERM or an admin Shutdown request. With --metrics-listen it also serves
+ * GET /metrics for Prometheus (ps_http.c) on the same event loop. A job is set up on it over the wire
  * (Configure), by the coordinator or smlt-bench. */
 #include <getopt.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <cblas.h>
 #include <event2/event.h>
 
+#include "ps_http.h"
 #include "ps_server.h"
 #include "smlt_error.h"
 #include "smlt_limits.h"
@@ -31,6 +33,9 @@ static void usage(FILE *f)
             "  --admin-token TOKEN    token for configuration requests (or env SMLT_ADMIN_TOKEN);\n"
             "                         without one, the job token may configure\n"
             "  --port-file FILE       write the bound port to FILE once listening\n"
+            "  --metrics-listen HOST:PORT  serve GET /metrics (Prometheus text) there (port 0\n"
+            "                         picks one; default: no metrics endpoint)\n"
+            "  --metrics-port-file FILE  write the metrics port to FILE (before --port-file's)\n"
             "  --max-conns N          connection limit (default %u)\n"
             "  --nic-mbps N           emulate a network card of N Mbit/s each way over all\n"
             "                         connections (a small node's; default: no limit)\n"
@@ -88,7 +93,96 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(arg, NULL);
 }
 
-int main(int argc, char **argv)
+/* What the command line asks for. */
+struct ps_opts {
+    struct ps_server_conf conf;
+    double orphan_after_s;
+    const char *port_file, *metrics_listen, *metrics_port_file;
+    char *token; /* read from --token-file (freed at exit) */
+    int level;
+};
+
+/* Parses a whole number in lo..hi for --flag. Returns 0, or prints why and returns -1. */
+static int parse_ulong(const char *flag, const char *arg, unsigned long lo, unsigned long hi,
+                       const char *unit, unsigned long *out)
+{
+    char *end;
+    unsigned long v = strtoul(arg, &end, 10);
+    if (*end || !*arg || *arg == '-' || v < lo || v > hi) {
+        fprintf(stderr, "smlt-ps: --%s: want %lu..%lu%s, got \"%s\"\n", flag, lo, hi, unit, arg);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Takes one option. Returns 0, 1 to exit 0 (--help, --version) or 2 to exit 2 (said why). */
+static int take_opt(int c, const char *arg, struct ps_opts *o)
+{
+    unsigned long v;
+    switch (c) {
+    case 'l': o->conf.listen = arg; return 0;
+    case 't': o->conf.token = arg; return 0;
+    case 'a': o->conf.admin_token = arg; return 0;
+    case 'p': o->port_file = arg; return 0;
+    case 'M': o->metrics_listen = arg; return 0;
+    case 'P': o->metrics_port_file = arg; return 0;
+    case 's':
+        if (parse_ulong("shard", arg, 0, SMLT_MAX_SHARDS - 1, "", &v))
+            return 2;
+        o->conf.shard = (uint32_t)v;
+        return 0;
+    case 'T':
+        free(o->token);
+        o->token = smlt_token_read(arg);
+        if (!o->token) {
+            fprintf(stderr, "smlt-ps: --token-file: cannot read %s\n", arg);
+            return 2;
+        }
+        o->conf.token = o->token;
+        return 0;
+    case 'm':
+        if (parse_ulong("max-conns", arg, 1, SMLT_MAX_CONNS, "", &v))
+            return 2;
+        o->conf.max_conns = (uint32_t)v;
+        return 0;
+    case 'n':
+        if (parse_ulong("nic-mbps", arg, 0, 400000, " (Mbit/s)", &v))
+            return 2;
+        o->conf.nic_bytes_per_s = (uint64_t)v * 1000000 / 8;
+        return 0;
+    case 'o':
+        if (parse_ulong("orphan-exit", arg, 1, 86400 * 30, " (seconds)", &v))
+            return 2;
+        o->orphan_after_s = (double)v;
+        return 0;
+    case 'c':
+        if (strlen(arg) >= 512) {
+            fprintf(stderr, "smlt-ps: --checkpoint-dir: at most 511 bytes\n");
+            return 2;
+        }
+        o->conf.checkpoint_dir = arg;
+        return 0;
+    case 'L':
+        o->level = smlt_log_parse_level(arg);
+        if (o->level >= 0)
+            return 0;
+        fprintf(stderr, "smlt-ps: --log-level: want error, warn, info or debug\n");
+        return 2;
+    case 'h':
+        usage(stdout);
+        return 1;
+    case 'V':
+        printf("smlt-ps %s\n", SMLT_VERSION_STRING);
+        return 1;
+    default:
+        usage(stderr);
+        return 2;
+    }
+}
+
+/* Parses the command line into o. Returns -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, struct ps_opts *o)
 {
     static const struct option opts[] = {
         {"listen", required_argument, 0, 'l'},    {"shard", required_argument, 0, 's'},
@@ -97,135 +191,61 @@ int main(int argc, char **argv)
         {"max-conns", required_argument, 0, 'm'}, {"log-level", required_argument, 0, 'L'},
         {"nic-mbps", required_argument, 0, 'n'},  {"orphan-exit", required_argument, 0, 'o'},
         {"checkpoint-dir", required_argument, 0, 'c'},
+        {"metrics-listen", required_argument, 0, 'M'},
+        {"metrics-port-file", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},            {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
-    struct ps_server_conf conf = {.listen = "127.0.0.1:7000"};
-    struct orphan orphan = {0};
-    const char *port_file = NULL;
-    char *token = NULL;
-    int level = SMLT_LOG_INFO;
+    o->conf.listen = "127.0.0.1:7000";
+    o->conf.token = getenv("SMLT_TOKEN");
+    o->conf.admin_token = getenv("SMLT_ADMIN_TOKEN");
+    o->level = SMLT_LOG_INFO;
     int c;
-    conf.token = getenv("SMLT_TOKEN");
-    conf.admin_token = getenv("SMLT_ADMIN_TOKEN");
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        char *end;
-        switch (c) {
-        case 'l':
-            conf.listen = optarg;
-            break;
-        case 's': {
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (*end || v >= SMLT_MAX_SHARDS) {
-                fprintf(stderr, "smlt-ps: --shard: want 0..%u, got \"%s\"\n", SMLT_MAX_SHARDS - 1,
-                        optarg);
-                return 2;
-            }
-            conf.shard = (uint32_t)v;
-            break;
-        }
-        case 't':
-            conf.token = optarg;
-            break;
-        case 'T':
-            free(token);
-            token = smlt_token_read(optarg);
-            if (!token) {
-                fprintf(stderr, "smlt-ps: --token-file: cannot read %s\n", optarg);
-                return 2;
-            }
-            conf.token = token;
-            break;
-        case 'a':
-            conf.admin_token = optarg;
-            break;
-        case 'p':
-            port_file = optarg;
-            break;
-        case 'm': {
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (*end || v == 0 || v > SMLT_MAX_CONNS) {
-                fprintf(stderr, "smlt-ps: --max-conns: want 1..%u\n", SMLT_MAX_CONNS);
-                return 2;
-            }
-            conf.max_conns = (uint32_t)v;
-            break;
-        }
-        case 'n': {
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (*end || !*optarg || v > 400000) {
-                fprintf(stderr, "smlt-ps: --nic-mbps: want 0..400000 (Mbit/s), got \"%s\"\n",
-                        optarg);
-                return 2;
-            }
-            conf.nic_bytes_per_s = (uint64_t)v * 1000000 / 8;
-            break;
-        }
-        case 'o': {
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (*end || !*optarg || v < 1 || v > 86400 * 30) {
-                fprintf(stderr, "smlt-ps: --orphan-exit: want 1..2592000 (seconds), got \"%s\"\n",
-                        optarg);
-                return 2;
-            }
-            orphan.after_s = (double)v;
-            break;
-        }
-        case 'c':
-            if (strlen(optarg) >= 512) {
-                fprintf(stderr, "smlt-ps: --checkpoint-dir: at most 511 bytes\n");
-                return 2;
-            }
-            conf.checkpoint_dir = optarg;
-            break;
-        case 'L':
-            level = smlt_log_parse_level(optarg);
-            if (level < 0) {
-                fprintf(stderr, "smlt-ps: --log-level: want error, warn, info or debug\n");
-                return 2;
-            }
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'V':
-            printf("smlt-ps %s\n", SMLT_VERSION_STRING);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
+        int rc = take_opt(c, optarg, o);
+        if (rc)
+            return rc == 1 ? 0 : 2;
     }
     if (optind < argc) {
         fprintf(stderr, "smlt-ps: unexpected argument \"%s\"\n", argv[optind]);
         return 2;
     }
-    smlt_log_init("smlt-ps", level);
-    signal(SIGPIPE, SIG_IGN);
-    /* The apply thread is the shard's one math thread; OpenBLAS must not fan out behind it. */
-    openblas_set_num_threads(1);
+    if (o->metrics_port_file && !o->metrics_listen) {
+        fprintf(stderr, "smlt-ps: --metrics-port-file needs --metrics-listen\n");
+        return 2;
+    }
+    return -1;
+}
 
-    struct event_base *base = event_base_new();
-    if (!base) {
-        log_error("cannot create the event loop");
-        return 1;
-    }
+/* Starts the metrics endpoint (if asked) and writes the port files, the metrics port first:
+ * whoever waits for --port-file finds both. Returns 0, or -1 (logged). */
+static int start_endpoints(const struct ps_opts *o, struct event_base *base,
+                           struct ps_server *srv, struct ps_http **http)
+{
     char err[256] = "";
-    struct ps_server *srv = ps_server_new(base, &conf, err, sizeof err);
-    if (!srv) {
-        log_error("%s", err);
-        event_base_free(base);
-        return 1;
+    if (o->metrics_listen) {
+        *http = ps_http_new(base, srv, o->metrics_listen, err, sizeof err);
+        if (!*http) {
+            log_error("%s", err);
+            return -1;
+        }
+        log_info("shard %u: metrics on port %d (GET /metrics)", o->conf.shard,
+                 ps_http_port(*http));
+        if (o->metrics_port_file && write_port_file(o->metrics_port_file, ps_http_port(*http))) {
+            log_error("cannot write port file %s", o->metrics_port_file);
+            return -1;
+        }
     }
-    log_info("shard %u listening on port %d", conf.shard, ps_server_port(srv));
-    if (conf.nic_bytes_per_s)
-        log_info("shard %u: emulated network card of %.0f Mbit/s each way", conf.shard,
-                 (double)conf.nic_bytes_per_s * 8 / 1e6);
-    if (port_file && write_port_file(port_file, ps_server_port(srv)) != 0) {
-        log_error("cannot write port file %s", port_file);
-        ps_server_free(srv);
-        event_base_free(base);
-        return 1;
+    if (o->port_file && write_port_file(o->port_file, ps_server_port(srv)) != 0) {
+        log_error("cannot write port file %s", o->port_file);
+        return -1;
     }
+    return 0;
+}
+
+/* Runs the loop until a signal, a Shutdown or the orphan timer ends it. */
+static void serve(const struct ps_opts *o, struct event_base *base, struct ps_server *srv)
+{
+    struct orphan orphan = {.after_s = o->orphan_after_s};
     struct event *orphan_ev = NULL;
     if (orphan.after_s > 0) {
         orphan.parent = getppid();
@@ -244,9 +264,51 @@ int main(int argc, char **argv)
     event_free(sigterm);
     if (orphan_ev)
         event_free(orphan_ev);
-    ps_server_free(srv);
-    event_base_free(base);
-    free(token);
-    log_info("stopped");
-    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct ps_opts o = {0};
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0) {
+        free(o.token);
+        return rc;
+    }
+    smlt_log_init("smlt-ps", o.level);
+    signal(SIGPIPE, SIG_IGN);
+    /* The apply thread is the shard's one math thread; OpenBLAS must not fan out behind it. */
+    openblas_set_num_threads(1);
+
+    rc = 1;
+    struct ps_server *srv = NULL;
+    struct ps_http *http = NULL;
+    struct event_base *base = event_base_new();
+    if (!base) {
+        log_error("cannot create the event loop");
+        goto out;
+    }
+    char err[256] = "";
+    srv = ps_server_new(base, &o.conf, err, sizeof err);
+    if (!srv) {
+        log_error("%s", err);
+        goto out;
+    }
+    log_info("shard %u listening on port %d", o.conf.shard, ps_server_port(srv));
+    if (o.conf.nic_bytes_per_s)
+        log_info("shard %u: emulated network card of %.0f Mbit/s each way", o.conf.shard,
+                 (double)o.conf.nic_bytes_per_s * 8 / 1e6);
+    if (start_endpoints(&o, base, srv, &http) != 0)
+        goto out;
+    serve(&o, base, srv);
+    rc = 0;
+out:
+    ps_http_free(http); /* before the server whose counters it reads */
+    if (srv)
+        ps_server_free(srv);
+    if (base)
+        event_base_free(base);
+    free(o.token);
+    if (rc == 0)
+        log_info("stopped");
+    return rc;
 }

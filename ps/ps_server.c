@@ -19,6 +19,7 @@
 #include "smlt_error.h"
 #include "smlt_limits.h"
 #include "smlt_log.h"
+#include "smlt_util.h"
 
 /* Pull replies smaller than this are copied into the output buffer; larger ones are sent by
  * reference to the parameter buffer, which the shard then keeps unchanged until written. */
@@ -135,6 +136,7 @@ static void on_pull_timeout(evutil_socket_t fd, short what, void *arg)
              (unsigned long long)ps_shard_clock(srv->shard));
     ps_server__reply_error(w->cl, w->req_id, SMLT_ETIMEDOUT, msg);
     srv->pulls_timed_out++;
+    smlt_hist_observe(&srv->bsp_wait, smlt_now_mono() - w->since);
     pull_wait_free(srv, w);
 }
 
@@ -146,6 +148,7 @@ static void on_shard_advance(struct ps_shard *sh, void *arg)
         next = w->next;
         if (w->min_clock <= clock) {
             send_pull(w->cl, w->req_id, w->lo, w->hi, w->may_compress);
+            smlt_hist_observe(&srv->bsp_wait, smlt_now_mono() - w->since);
             pull_wait_free(srv, w);
         }
     }
@@ -295,6 +298,8 @@ static void handle_pull(struct ps_client *cl, const struct rpc_frame_hdr *h, con
     uint64_t min_clock = m->has_min_clock ? m->min_clock : 0;
     if (min_clock <= ps_shard_clock(srv->shard)) {
         send_pull(cl, h->req_id, m->lo, m->hi, may_compress);
+        if (min_clock > 0) /* a barrier already passed: no wait */
+            smlt_hist_observe(&srv->bsp_wait, 0);
         goto out;
     }
     uint32_t wait_ms = m->has_wait_ms ? m->wait_ms : 0;
@@ -322,6 +327,7 @@ static void handle_pull(struct ps_client *cl, const struct rpc_frame_hdr *h, con
     w->hi = m->hi;
     w->min_clock = min_clock;
     w->may_compress = may_compress;
+    w->since = smlt_now_mono();
     w->timer = evtimer_new(srv->base, on_pull_timeout, w);
     struct timeval tv = {wait_ms / 1000, (wait_ms % 1000) * 1000};
     evtimer_add(w->timer, &tv);
@@ -601,6 +607,19 @@ out:
     protobuf_c_message_free_unpacked(&m->base, NULL);
 }
 
+void ps_server__traffic(const struct ps_server *srv, uint64_t *bytes_in, uint64_t *bytes_out,
+                        uint64_t *frames_bad)
+{
+    *bytes_in = srv->bytes_in;
+    *bytes_out = srv->bytes_out;
+    *frames_bad = srv->frames_bad;
+    for (const struct ps_client *x = srv->clients; x; x = x->next) {
+        *bytes_in += rpc_conn_bytes_in(x->conn);
+        *bytes_out += rpc_conn_bytes_out(x->conn);
+        *frames_bad += rpc_conn_frames_bad(x->conn);
+    }
+}
+
 static void handle_stats(struct ps_client *cl, uint64_t req_id)
 {
     struct ps_server *srv = cl->srv;
@@ -609,12 +628,8 @@ static void handle_stats(struct ps_client *cl, uint64_t req_id)
     Smlt__ShardStats m = SMLT__SHARD_STATS__INIT;
     const struct part_map *map = ps_shard_map(srv->shard);
     const struct ps_shard_conf *c = ps_shard_conf(srv->shard);
-    uint64_t bin = srv->bytes_in, bout = srv->bytes_out, bad = srv->frames_bad;
-    for (struct ps_client *x = srv->clients; x; x = x->next) {
-        bin += rpc_conn_bytes_in(x->conn);
-        bout += rpc_conn_bytes_out(x->conn);
-        bad += rpc_conn_frames_bad(x->conn);
-    }
+    uint64_t bin, bout, bad;
+    ps_server__traffic(srv, &bin, &bout, &bad);
     uint64_t waiting = 0;
     for (struct ps_pull_wait *w = srv->pulls; w; w = w->next)
         waiting++;
@@ -791,6 +806,7 @@ static void handle_export(struct ps_client *cl, const struct rpc_frame_hdr *h, c
     r.checkpoint_keep = sc->ckpt_keep;
     rpc_conn_send(cl->conn, SMLT__MSG_TYPE__MSG_EXPORT_REPLY, h->req_id, &r.base, buf, bytes, 0,
                   NULL, NULL);
+    srv->reshard_exports++;
     free(buf);
 out:
     protobuf_c_message_free_unpacked(&m->base, NULL);
@@ -831,6 +847,7 @@ static void handle_import(struct ps_client *cl, const struct rpc_frame_hdr *h, c
         if (m->has_final && m->final)
             log_info("shard %u: import complete at clock %llu; ready", srv->conf.shard,
                      (unsigned long long)m->clock);
+        srv->reshard_imports++;
         ps_server__reply_ok(cl, h->req_id);
     }
     protobuf_c_message_free_unpacked(&m->base, NULL);
@@ -965,6 +982,7 @@ static void handle_retire(struct ps_client *cl, const struct rpc_frame_hdr *h, c
     log_info("shard %u: retired; clients are sent to map v%llu", srv->conf.shard,
              (unsigned long long)map->version);
     ps_server__cancel_pulls_retired(srv);
+    srv->reshard_retires++;
     ps_server__reply_ok(cl, h->req_id);
     protobuf_c_message_free_unpacked(&m->base, NULL);
 }
@@ -1329,6 +1347,7 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
         rpc_conn_close(cl->conn, SMLT_EBUSY);
         return;
     }
+    srv->conns_accepted++;
     cl->hs_timer = evtimer_new(srv->base, on_handshake_timeout, cl);
     struct timeval tv = {SMLT_HANDSHAKE_TIMEOUT_S, 0};
     evtimer_add(cl->hs_timer, &tv);

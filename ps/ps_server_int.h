@@ -16,6 +16,7 @@
 #include "ps_shard.h"
 #include "rpc_conn.h"
 #include "smlt.pb-c.h"
+#include "smlt_hist.h"
 
 struct ps_client;
 
@@ -25,6 +26,7 @@ struct ps_pull_wait {
     uint64_t lo, hi, min_clock;
     int may_compress;
     struct event *timer;
+    double since;         /* when it began to wait (CLOCK_MONOTONIC), for the bsp_wait histogram */
     struct ps_pull_wait *next, *prev;
 };
 
@@ -81,10 +83,18 @@ struct ps_server {
     /* counters for /stats (connections add theirs when they close) */
     uint64_t pulls_served, pulls_timed_out, bytes_in, bytes_out, frames_bad, auth_failures;
     uint64_t stale_map_errors, conns_refused, payloads_compressed;
+    /* for /metrics (ps_http.c) */
+    uint64_t conns_accepted, reshard_exports, reshard_imports, reshard_retires;
+    struct smlt_hist bsp_wait;       /* each pull's wait for its clock (0: none needed) */
 };
 
 /* The frame limits once a connection has authenticated (also those of the backup connection). */
 extern const struct rpc_limits ps_server__lim_authed;
+
+/* The traffic of every connection so far: closed ones' and the open ones' (bytes in and out,
+ * bad frames). */
+void ps_server__traffic(const struct ps_server *srv, uint64_t *bytes_in, uint64_t *bytes_out,
+                        uint64_t *frames_bad);
 
 /* Sends an ErrorReply; with SMLT_ESTALEMAP it carries the current map, with SMLT_ESTEP and
  * SMLT_ETIMEDOUT the shard's version and clock. msg NULL or "": smlt_strerror(code). */

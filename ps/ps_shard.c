@@ -725,6 +725,7 @@ static void ckpt_write(struct ps_shard *s, struct ckpt_task *t)
         s->st.ckpt_last_step = t->c.step;
         s->st.ckpt_bytes = bytes;
         s->st.ckpt_write_seconds = secs;
+        s->st.ckpt_write_seconds_total += secs;
     } else {
         s->st.ckpt_failed++;
     }
@@ -931,6 +932,7 @@ static void job_complete(struct ps_shard *s, struct ps_job *j)
             s->version++;
             s->st.updates_applied++;
             s->st.apply_seconds += j->secs;
+            smlt_hist_observe(&s->st.apply_hist, j->secs);
             if (j->bsp) {
                 s->count = 0;
                 s->step_closed = 0;

@@ -30,6 +30,7 @@
 #include "part_map.h"
 #include "ps_optim.h"
 #include "smlt_enum.h"
+#include "smlt_hist.h"
 
 struct ps_shard_conf {
     enum smlt_sync mode;
@@ -63,6 +64,7 @@ struct ps_shard_stats {
     uint64_t pushes_received, pushes_counted, pushes_duplicate, pushes_rejected;
     uint64_t updates_applied;
     double apply_seconds;
+    struct smlt_hist apply_hist; /* each update's optimizer step (its share of apply_seconds) */
     uint32_t bufs_allocated;
     /* Gradient noise scale (BSP): sums over sampled steps (every PS_NOISE_EVERY-th version,
      * the same steps on every shard) with W >= 2 pushes of unbiased
@@ -79,6 +81,7 @@ struct ps_shard_stats {
     uint64_t ckpt_written, ckpt_failed, ckpt_skipped, ckpt_corrupt;
     uint64_t ckpt_last_step, ckpt_bytes;
     double ckpt_copy_seconds, ckpt_write_seconds;
+    double ckpt_write_seconds_total; /* every write so far */
 };
 
 struct ps_shard;

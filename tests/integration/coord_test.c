@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,6 +172,26 @@ int ct_coord_start(struct test_daemon *d, const char *data_dir, const char *cons
         ct_note_dir(root, d->dir);
     }
     return rc;
+}
+
+void ct_fixture_setup(struct test_daemon *coord, const char *root, char *data_dir, size_t len)
+{
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGALRM, SIG_DFL);
+    snprintf(data_dir, len, "%s/data.XXXXXX", root);
+    ck_assert_ptr_nonnull(mkdtemp(data_dir));
+    ck_assert_int_eq(ct_coord_start(coord, data_dir, NULL), 0);
+}
+
+void ct_fixture_teardown(struct test_daemon *coord, const char *data_dir)
+{
+    test_daemon_stop(coord);
+    ct_rm_rf(data_dir);
+}
+
+int ct_running_with_progress(const json_t *job)
+{
+    return !strcmp(ct_str(job, "state"), "running") && ct_num(job, "step") >= 3;
 }
 
 /* ---- HTTP ------------------------------------------------------------------------------------ */

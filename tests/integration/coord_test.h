@@ -42,6 +42,13 @@ void ct_clean_noted(const char *root);
  * -1. */
 int ct_coord_start(struct test_daemon *d, const char *data_dir, const char *const *extra);
 
+/* The fixture of a test against one coordinator: the default SIGTERM and SIGALRM actions (a
+ * daemon test's process may have inherited others), a new directory ROOT/data.XXXXXX in
+ * data_dir (len bytes), and a coordinator on it (ct_coord_start()). Fails the test on error.
+ * ct_fixture_teardown() stops the coordinator by its pid and removes data_dir. */
+void ct_fixture_setup(struct test_daemon *coord, const char *root, char *data_dir, size_t len);
+void ct_fixture_teardown(struct test_daemon *coord, const char *data_dir);
+
 /* One HTTP request to 127.0.0.1:port. token: sent as a bearer token (NULL: none). body: sent
  * with POST (NULL: none). Returns the HTTP status, or -1 if the request failed; the body
  * (malloc'd, NUL-terminated) goes to *out when out is not NULL. */
@@ -62,6 +69,9 @@ json_t *ct_wait_job(int port, const char *id, double timeout_s);
 
 /* Polls until fn(job) returns non-zero or the job ends or timeout_s passes; returns the job. */
 json_t *ct_wait_until(int port, const char *id, double timeout_s, int (*fn)(const json_t *job));
+
+/* For ct_wait_until(): the job runs and has trained 3 steps or more. */
+int ct_running_with_progress(const json_t *job);
 
 /* 1 if the state names a job that has ended. */
 int ct_job_over(const char *state);

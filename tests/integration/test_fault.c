@@ -37,17 +37,12 @@ static struct test_daemon coord;
 
 static void setup(void)
 {
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGALRM, SIG_DFL);
-    snprintf(data_dir, sizeof data_dir, "%s/data.XXXXXX", root);
-    ck_assert_ptr_nonnull(mkdtemp(data_dir));
-    ck_assert_int_eq(ct_coord_start(&coord, data_dir, NULL), 0);
+    ct_fixture_setup(&coord, root, data_dir, sizeof data_dir);
 }
 
 static void teardown(void)
 {
-    test_daemon_stop(&coord);
-    ct_rm_rf(data_dir);
+    ct_fixture_teardown(&coord, data_dir);
 }
 
 static uint64_t past_step;

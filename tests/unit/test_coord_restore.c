@@ -103,12 +103,68 @@ START_TEST(spec_that_no_longer_parses)
 }
 END_TEST
 
+/* The shards record keeps each local shard's and backup's metrics address (for the job view
+ * and Prometheus discovery after a restart): what job_journal_shards() writes, the replay
+ * reads back. */
+START_TEST(shard_metrics_addresses_replayed)
+{
+    struct coord *c = fake_coord_new();
+    char err[256];
+    struct coord_job *j = job_alloc(c, "job-0003");
+    j->journal = coord_journal_open(c->data_dir, "job-0003", err, sizeof err);
+    ck_assert_ptr_nonnull(j->journal);
+    json_t *spec = json_loads(SPEC, 0, NULL);
+    json_t *rec = json_pack("{s:s, s:o, s:f}", "id", "job-0003", "spec", spec, "submitted",
+                            smlt_now_unix());
+    coord_journal_append(j->journal, "submitted", rec, 1);
+    json_decref(rec);
+    struct coord_shards *sh = &j->shards;
+    sh->n = 2;
+    sh->local = 1;
+    sh->replicas = 2;
+    snprintf(sh->addrs, sizeof sh->addrs, "127.0.0.1:7001,127.0.0.1:7002");
+    snprintf(sh->token, sizeof sh->token, "tok");
+    snprintf(sh->admin_token, sizeof sh->admin_token, "adm");
+    snprintf(sh->maddr[0], sizeof sh->maddr[0], "127.0.0.1:9101");
+    snprintf(sh->maddr[1], sizeof sh->maddr[1], "127.0.0.1:9102");
+    snprintf(sh->baddr[1], sizeof sh->baddr[1], "127.0.0.1:7012");
+    snprintf(sh->bmaddr[1], sizeof sh->bmaddr[1], "127.0.0.1:9112");
+    sh->bpid[1] = 12345;
+    job_journal_shards(j);
+    rec = json_pack("{s:s, s:s}", "state", "succeeded", "reason", "all epochs trained");
+    coord_journal_append(j->journal, "state", rec, 1);
+    json_decref(rec);
+    c->jobs = NULL;
+    job_free(j);
+
+    j = job_alloc(c, "job-0003");
+    job_restore(c, j);
+    ck_assert_int_eq(j->state, JOB_SUCCEEDED);
+    ck_assert_str_eq(j->shards.maddr[0], "127.0.0.1:9101");
+    ck_assert_str_eq(j->shards.maddr[1], "127.0.0.1:9102");
+    ck_assert_str_eq(j->shards.bmaddr[0], "");
+    ck_assert_str_eq(j->shards.bmaddr[1], "127.0.0.1:9112");
+    json_t *o = coord_job_json(c, "job-0003");
+    json_t *pm = json_object_get(o, "ps_metrics"), *bm = json_object_get(o, "ps_backup_metrics");
+    ck_assert_str_eq(json_string_value(json_array_get(pm, 1)), "127.0.0.1:9102");
+    ck_assert(json_is_null(json_array_get(bm, 0)));
+    ck_assert_str_eq(json_string_value(json_array_get(bm, 1)), "127.0.0.1:9112");
+    json_decref(o);
+    /* An ended job is no Prometheus target. */
+    o = coord_prometheus_targets(c);
+    ck_assert_int_eq(json_array_size(o), 0);
+    json_decref(o);
+    fake_coord_free(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("coord_restore");
     TCase *tc = tcase_create("replay");
     tcase_add_test(tc, interrupted_job_keeps_its_cost);
     tcase_add_test(tc, spec_that_no_longer_parses);
+    tcase_add_test(tc, shard_metrics_addresses_replayed);
     suite_add_tcase(s, tc);
     return s;
 }
