@@ -341,6 +341,8 @@ struct coord *coord_new(struct event_base *base, const struct coord_conf *conf, 
         snprintf(err, errlen, "cannot create %s: %s", jobs, strerror(errno));
         goto fail;
     }
+    if (coord_shards_set_hosts(conf->ps_listen_host, conf->ps_advertise_host, err, errlen) != 0)
+        goto fail;
     c->backend = backend_new(c, conf, err, errlen);
     if (!c->backend)
         goto fail;

@@ -34,6 +34,8 @@ struct coord_conf {
     const char *qualifier;   /* lambda: the version or alias invoked (default none: $LATEST) */
     const char *lambda_endpoint; /* lambda: the Invoke API's base URL (emulators) */
     const char *rpc_advertise; /* HOST:PORT workers dial for the RPC (default: where it listens) */
+    const char *ps_listen_host;    /* local shards listen here (default 127.0.0.1) */
+    const char *ps_advertise_host; /* and are dialled here (default: the listen host) */
 };
 
 /* Returns a coordinator on base, with the history of earlier jobs restored from their

@@ -47,6 +47,8 @@ static void usage(FILE *f)
             "  --lambda-endpoint URL   lambda: the Invoke API's base URL (emulators)\n"
             "  --rpc-advertise H:P     the worker RPC address workers dial (default: where it\n"
             "                          listens; set it when workers run elsewhere)\n"
+            "  --ps-listen-host H      local shards listen on H (default 127.0.0.1)\n"
+            "  --ps-advertise-host H   and workers dial them at H (default: the listen host)\n"
             "  --port-file FILE        write the HTTP port to FILE once listening\n"
             "  --log-level LEVEL       error, warn, info (default), debug\n"
             "  --help, --version\n");
@@ -95,7 +97,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"function", required_argument, 0, 'F'},  {"gateway", required_argument, 0, 'G'},
         {"function-url", required_argument, 0, 'U'}, {"region", required_argument, 0, 'R'},
         {"qualifier", required_argument, 0, 'Q'}, {"lambda-endpoint", required_argument, 0, 'E'},
-        {"rpc-advertise", required_argument, 0, 'v'}, {0, 0, 0, 0}};
+        {"rpc-advertise", required_argument, 0, 'v'}, {"ps-listen-host", required_argument, 0, 'H'},
+        {"ps-advertise-host", required_argument, 0, 'J'}, {0, 0, 0, 0}};
     *o = (struct options){
         .listen = "127.0.0.1:8080",
         .token = getenv("SMLT_ADMIN_TOKEN") ? strdup(getenv("SMLT_ADMIN_TOKEN")) : NULL,
@@ -140,6 +143,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'Q': o->conf.qualifier = optarg; break;
         case 'E': o->conf.lambda_endpoint = optarg; break;
         case 'v': o->conf.rpc_advertise = optarg; break;
+        case 'H': o->conf.ps_listen_host = optarg; break;
+        case 'J': o->conf.ps_advertise_host = optarg; break;
         case 'L':
             o->level = smlt_log_parse_level(optarg);
             if (o->level < 0) {

@@ -40,6 +40,30 @@ void coord_random_hex(char *buf, size_t n)
     buf[i] = '\0';
 }
 
+/* Where local shards listen, and the host their addresses name (what workers and the
+ * coordinator dial): loopback unless coord_shards_set_hosts() says otherwise. */
+static char bind_host[64] = "127.0.0.1";
+static char adv_host[18] = "127.0.0.1"; /* "host:port" fits an address (24) */
+
+int coord_shards_set_hosts(const char *bind, const char *adv, char *err, size_t errlen)
+{
+    if (!bind || !*bind)
+        bind = "127.0.0.1";
+    if (!adv || !*adv)
+        adv = strcmp(bind, "0.0.0.0") && strcmp(bind, "::") ? bind : "127.0.0.1";
+    /* An address is "host:port" in 23 bytes (coord_shards.h): an IP address or a short name. */
+    if (strlen(adv) + 6 > 23 || strlen(bind) + 2 > sizeof bind_host || strchr(adv, ',') ||
+        strchr(adv, ' ')) {
+        snprintf(err, errlen, "shards' advertised host '%s': at most 17 characters (an IP "
+                              "address or a short name), no commas",
+                 adv);
+        return SMLT_EINVAL;
+    }
+    snprintf(bind_host, sizeof bind_host, "%s", bind);
+    snprintf(adv_host, sizeof adv_host, "%s", adv);
+    return 0;
+}
+
 /* Reads the metrics port a shard just started wrote (before its data port, so it is there),
  * into its maddr or bmaddr. Metrics are not needed to train: a shard without is logged. */
 static void read_metrics_port(struct coord_shards *s, uint32_t i, int backup, pid_t pid,
@@ -48,7 +72,7 @@ static void read_metrics_port(struct coord_shards *s, uint32_t i, int backup, pi
     char *a = backup ? s->bmaddr[i] : s->maddr[i];
     int port = smlt_proc_wait_port(pid, mpf, 1000);
     if (port > 0)
-        snprintf(a, sizeof s->maddr[i], "127.0.0.1:%d", port);
+        snprintf(a, sizeof s->maddr[i], "%s:%hu", adv_host, (unsigned short)port);
     else
         a[0] = '\0';
     if (port <= 0)
@@ -78,9 +102,11 @@ static int spawn_one(struct coord_shards *s, uint32_t i, int backup, const char 
     snprintf(nic, sizeof nic, "%u", s->nic_mbps);
     /* Shards are persistent nodes: they outlive a coordinator that dies, so that its next run
      * adopts them (coord_resume.c); one that nobody adopts exits on its own. */
-    const char *argv[] = {ps_bin, "--shard", id, "--listen", "127.0.0.1:0", "--port-file", pf,
+    char listen[80];
+    snprintf(listen, sizeof listen, "%s:0", bind_host);
+    const char *argv[] = {ps_bin, "--shard", id, "--listen", listen, "--port-file", pf,
                           "--log-level", "info", "--nic-mbps", nic, "--orphan-exit",
-                          COORD_SHARDS_ORPHAN_EXIT_S, "--metrics-listen", "127.0.0.1:0",
+                          COORD_SHARDS_ORPHAN_EXIT_S, "--metrics-listen", listen,
                           "--metrics-port-file", mpf, NULL};
     struct smlt_proc_opts o = {.log_path = log, .die_with_parent = 0, .env = env};
     pid_t pid = smlt_proc_spawn(argv, &o);
@@ -111,8 +137,8 @@ static int start_more(struct coord_shards *s, uint32_t n, const char *ps_bin, co
         if (port <= 0)
             return port;
         s->n = i + 1;
-        off += (size_t)snprintf(s->addrs + off, sizeof s->addrs - off, "%s127.0.0.1:%d",
-                                i ? "," : "", port);
+        off += (size_t)snprintf(s->addrs + off, sizeof s->addrs - off, "%s%s:%d",
+                                i ? "," : "", adv_host, port);
     }
     return 0;
 }
@@ -140,7 +166,7 @@ int coord_shards_start_backup(struct coord_shards *s, uint32_t i, const char *ps
     int port = spawn_one(s, i, 1, ps_bin, dir, err, errlen);
     if (port <= 0)
         return port;
-    snprintf(s->baddr[i], sizeof s->baddr[i], "127.0.0.1:%d", port);
+    snprintf(s->baddr[i], sizeof s->baddr[i], "%s:%hu", adv_host, (unsigned short)port);
     return 0;
 }
 
@@ -189,7 +215,7 @@ int coord_shards_replace(struct coord_shards *s, uint32_t i, const char *ps_bin,
     if (port <= 0)
         return port;
     char a[24];
-    snprintf(a, sizeof a, "127.0.0.1:%d", port);
+    snprintf(a, sizeof a, "%s:%hu", adv_host, (unsigned short)port);
     set_addr(s, i, a);
     return 0;
 }

@@ -1,6 +1,7 @@
 /* coord_shards.h: the parameter-server shards of one job.
  *
- * Locally the coordinator starts one `smlt-ps` child per shard on 127.0.0.1 port 0 (each
+ * Locally the coordinator starts one `smlt-ps` child per shard on 127.0.0.1 (or the host
+ * coord_shards_set_hosts() gives) port 0 (each
  * writes its port to a file in the job's directory), with a random job token and a random
  * admin token, and supervises them: a shard that exits is noticed by its pid. Each local shard
  * also serves Prometheus metrics on a loopback port of its own (smlt-ps --metrics-listen),
@@ -85,6 +86,12 @@ int coord_shards_check(struct coord_shards *s);
 /* Stops local shards by pid (SIGTERM, then SIGKILL after 3 s). The orderly way first asks
  * them to exit over the wire (an admin Shutdown: coord_admin.h), which the job does before. */
 void coord_shards_stop(struct coord_shards *s);
+
+/* Local shards listen on bind (default 127.0.0.1; "0.0.0.0" for workers elsewhere) and are
+ * named by adv in the addresses workers get (default: bind, or 127.0.0.1 for a wildcard).
+ * For every job of the process, before any starts. Returns 0, or SMLT_EINVAL with a message
+ * in err (adv too long for an address). */
+int coord_shards_set_hosts(const char *bind, const char *adv, char *err, size_t errlen);
 
 /* Fills buf with n random hex characters (from /dev/urandom) and a NUL. */
 void coord_random_hex(char *buf, size_t n);
