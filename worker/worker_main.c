@@ -1,8 +1,9 @@
-/* worker_main.c: smlt-worker. As a function bootstrap it serves invocations in one of its
+/* worker_main.c: smlt-worker. As a function bootstrap it serves invocations in one of three
  * platform modes: --invoke (the local runtime's pipe, worker_invoke.h), the Lambda Runtime API
  * (--lambda, or no arguments at all with $AWS_LAMBDA_RUNTIME_API set: installed as a custom
- * runtime's `bootstrap`; worker_lambda.h). Started by hand or by a script, it trains one rank
- * of a job through the parameter server and prints progress per epoch. */
+ * runtime's `bootstrap`; worker_lambda.h) and --http (OpenFaaS, Knative; worker_http.h). Started
+ * by hand or by a script, it trains one rank of a job through the parameter server and prints
+ * progress per epoch. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "smlt_admin.h"
 #include "smlt_log.h"
 #include "smlt_util.h"
+#include "worker_http.h"
 #include "worker_invoke.h"
 #include "worker_lambda.h"
 #include "worker_train.h"
@@ -58,7 +60,10 @@ static void usage(FILE *f)
             "line per invocation on stdout (the coordinator's local runtime starts it so).\n"
             "\n       smlt-worker --lambda   (or no arguments, with AWS_LAMBDA_RUNTIME_API set)\n"
             "Serve the Lambda Runtime API at $AWS_LAMBDA_RUNTIME_API: a custom runtime's\n"
-            "bootstrap. $SMLT_LOG_LEVEL sets the log level.\n");
+            "bootstrap. $SMLT_LOG_LEVEL sets the log level.\n"
+            "\n       smlt-worker --http [--listen HOST:PORT] [--max-inflight N] [--port-file F]\n"
+            "Serve invocations over HTTP (OpenFaaS, Knative): POST / with the payload, GET\n"
+            "/_/health and /_/ready; on --listen, else 0.0.0.0:$PORT, else 127.0.0.1:8080.\n");
 }
 
 struct progress_ctx {
@@ -139,6 +144,8 @@ int main(int argc, char **argv)
     if ((argc == 2 && !strcmp(argv[1], "--lambda")) ||
         (argc == 1 && getenv("AWS_LAMBDA_RUNTIME_API")))
         return worker_lambda_main(NULL);
+    if (argc >= 2 && !strcmp(argv[1], "--http"))
+        return worker_http_main(argc, argv);
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
