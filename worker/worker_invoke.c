@@ -313,7 +313,9 @@ static int payload_parse(const char *text, struct payload *p, char *err, size_t 
     p->root = n ? json_loads(text, JSON_REJECT_DUPLICATES, &je) : NULL;
     if (!json_is_object(p->root)) {
         smlt_set_err(err, errlen, "%s; got %s%s", payload_shape,
-                     !n ? "an empty payload" : p->root ? "JSON that is not an object" : "no JSON: ",
+                     !n        ? "an empty payload"
+                     : p->root ? "JSON that is not an object"
+                               : "invalid JSON: ",
                      n && !p->root ? je.text : "");
         return SMLT_EINVAL;
     }
