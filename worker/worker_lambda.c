@@ -253,8 +253,9 @@ static int lambda_serve(struct lambda *L, struct worker_invoke *inv)
     if (rc == SMLT_EINVAL || !resp) {
         log_warn("invocation %s: %s", req, rc == SMLT_EINVAL ? err : "out of memory");
         snprintf(path, sizeof path, LAMBDA_PREFIX "/invocation/%s/error", req);
-        st = lambda_post_error(L, path, rc == SMLT_EINVAL ? "Smlt.InvalidEvent" : "Smlt.OutOfMemory",
-                               rc == SMLT_EINVAL ? err : "out of memory");
+        int bad = rc == SMLT_EINVAL;
+        st = lambda_post_error(L, path, bad ? "Smlt.InvalidEvent" : "Smlt.OutOfMemory",
+                               bad ? err : "out of memory");
     } else {
         snprintf(path, sizeof path, LAMBDA_PREFIX "/invocation/%s/response", req);
         st = lambda_call(L, path, resp, NULL, LAMBDA_POST_TIMEOUT_S, err, sizeof err);

@@ -1,17 +1,14 @@
 /* worker_lambda.h: smlt-worker as an AWS Lambda custom runtime (the `bootstrap` of a zip or
  * container image), speaking the Lambda Runtime API at $AWS_LAMBDA_RUNTIME_API (host:port).
  *
- * The loop, with libcurl, blocking (one invocation at a time):
- *   GET  /2018-06-01/runtime/invocation/next    no timeout; headers Lambda-Runtime-Aws-Request-Id,
- *                                               Lambda-Runtime-Deadline-Ms (epoch ms),
- *                                               Lambda-Runtime-Trace-Id (to _X_AMZN_TRACE_ID)
- *   POST /2018-06-01/runtime/invocation/ID/response   the response line (worker_invoke.h)
- *   POST /2018-06-01/runtime/invocation/ID/error      a malformed event: {"errorMessage": "...",
- *                                               "errorType": "Smlt.InvalidEvent"} and the header
- *                                               Lambda-Runtime-Function-Error-Type; the loop goes on
- *   POST /2018-06-01/runtime/init/error               before the loop: out of memory, a bad
- *                                               $SMLT_LOG_LEVEL, the Runtime API unreachable; then
- *                                               the process exits 1
+ * The loop, with libcurl, blocking (one invocation at a time), under /2018-06-01/runtime:
+ *   - GET invocation/next, with no timeout. Headers: Lambda-Runtime-Aws-Request-Id,
+ *     Lambda-Runtime-Deadline-Ms (epoch ms), Lambda-Runtime-Trace-Id (to _X_AMZN_TRACE_ID).
+ *   - POST invocation/ID/response: the response line (worker_invoke.h).
+ *   - POST invocation/ID/error for a malformed event: {"errorMessage": "...", "errorType":
+ *     "Smlt.InvalidEvent"} and the header Lambda-Runtime-Function-Error-Type; the loop goes on.
+ *   - POST init/error before the loop: out of memory, a bad $SMLT_LOG_LEVEL, the Runtime API
+ *     unreachable; then the process exits 1.
  * The event is the invocation payload. A valid invocation always gets /response, whatever came
  * of it (its "status" says: a coordinator that refuses it is "failed", not a function error).
  *

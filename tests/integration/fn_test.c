@@ -272,7 +272,8 @@ static void rapi_answer(struct rapi *a, struct evhttp_request *req, const char *
     int is_err = slash && !strcmp(slash, "/error");
     if (!e || (!is_err && strcmp(slash, "/response") != 0)) {
         record(a, "unknown_id", NULL, req, body_of(req));
-        reply(req, 400, "{\"errorMessage\":\"Invalid request ID\",\"errorType\":\"InvalidRequestID\"}");
+        reply(req, 400,
+              "{\"errorMessage\":\"Invalid request ID\",\"errorType\":\"InvalidRequestID\"}");
         return;
     }
     char *body = body_of(req);

@@ -14,7 +14,9 @@
  *   - malformed events (not JSON, a field missing, empty, over the size limit, a NUL byte) get
  *     POST .../error with errorType Smlt.InvalidEvent and its header, and the loop goes on: a
  *     valid invocation the coordinator refuses gets a response ("failed"), and a job trains;
- *   - the process is the same throughout, and SIGTERM ends an idle one with 0. */
+ *   - the process is the same throughout, and SIGTERM ends an idle one with 0;
+ *   - init failures (a bad SMLT_LOG_LEVEL) go to .../init/error with exit 1; an unreachable
+ *     Runtime API exits 1, an AWS_LAMBDA_RUNTIME_API that is not host:port exits 2. */
 #include <check.h>
 #include <signal.h>
 #include <stdio.h>
@@ -262,6 +264,60 @@ START_TEST(lambda_malformed_events)
 }
 END_TEST
 
+/* Waits up to timeout_s for pid to exit; returns its wait status, or -1. */
+static int wait_exit(pid_t pid, double timeout_s)
+{
+    double until = smlt_now_mono() + timeout_s;
+    int st = 0;
+    while (smlt_now_mono() < until) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return st;
+        usleep(10000);
+    }
+    smlt_proc_stop(pid, 1000);
+    return -1;
+}
+
+static pid_t spawn_env(const char *const *envs)
+{
+    char log[400];
+    snprintf(log, sizeof log, "%s/init.log", root);
+    const char *argv[] = {test_bin("smlt-worker"), NULL};
+    struct smlt_proc_opts o = {.log_path = log, .watchdog_s = 60, .die_with_parent = 1,
+                               .env = envs};
+    pid_t pid = smlt_proc_spawn(argv, &o);
+    ck_assert_int_gt(pid, 0);
+    return pid;
+}
+
+/* Init failures go to init/error and the process exits 1; an AWS_LAMBDA_RUNTIME_API that is
+ * not host:port ends it with 2 (there is nowhere to report it). */
+START_TEST(lambda_init_failures)
+{
+    struct rapi *a = rapi_start(60);
+    ck_assert_ptr_nonnull(a);
+    char env[64];
+    snprintf(env, sizeof env, "AWS_LAMBDA_RUNTIME_API=127.0.0.1:%d", rapi_port(a));
+    const char *bad_level[] = {env, "SMLT_LOG_LEVEL=chatty", NULL};
+    int st = wait_exit(spawn_env(bad_level), 20);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "bad SMLT_LOG_LEVEL: status %d", st);
+    ck_assert_int_eq(rapi_wait(a, "init_error", 1, 5), 1);
+    const struct rapi_rec *r = rapi_rec(a, 0);
+    ck_assert_str_eq(r->error_type, "Smlt.InitError");
+    ck_assert_msg(strstr(r->body, "SMLT_LOG_LEVEL") && strstr(r->body, "\"errorType\""), "%s",
+                  r->body);
+    ck_assert_int_eq(rapi_handed(a), 0);
+    rapi_stop(a);
+    /* Nothing listens there: GET next fails, and so does reporting it; exit 1. */
+    const char *unreachable[] = {"AWS_LAMBDA_RUNTIME_API=127.0.0.1:1", NULL};
+    st = wait_exit(spawn_env(unreachable), 20);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "unreachable: status %d", st);
+    const char *not_addr[] = {"AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:1/x", NULL};
+    st = wait_exit(spawn_env(not_addr), 20);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 2, "not host:port: status %d", st);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("worker_lambda");
@@ -271,6 +327,10 @@ static Suite *suite(void)
     tcase_add_test(tc, lambda_trains_in_deadline_slices);
     tcase_add_test(tc, lambda_malformed_events);
     suite_add_tcase(s, tc);
+    TCase *init = tcase_create("init");
+    tcase_set_timeout(init, 120);
+    tcase_add_test(init, lambda_init_failures);
+    suite_add_tcase(s, init);
     return s;
 }
 
