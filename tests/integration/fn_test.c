@@ -1,13 +1,13 @@
 /* fn_test.c: see fn_test.h. */
 #include "fn_test.h"
 
+#include <arpa/inet.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -127,6 +127,62 @@ void fn_bin_dir_rm(const char *dir)
     snprintf(path, sizeof path, "%s/smlt-ps", dir);
     unlink(path);
     rmdir(dir);
+}
+
+/* ---- the coordinator --------------------------------------------------------------------- */
+
+int fn_coord_start(struct fn_coord *c, const char *root, const char *relay_url)
+{
+    memset(c, 0, sizeof *c);
+    if (fn_bin_dir(root, c->bin_dir, sizeof c->bin_dir) != 0)
+        return -1;
+    setenv("SMLT_TEST_RELAY_URL", relay_url, 1);
+    snprintf(c->data_dir, sizeof c->data_dir, "%s/data.XXXXXX", root);
+    if (!mkdtemp(c->data_dir))
+        return -1;
+    const char *extra[] = {"--bin-dir", c->bin_dir, NULL};
+    return ct_coord_start(&c->d, c->data_dir, extra);
+}
+
+void fn_coord_stop(struct fn_coord *c)
+{
+    test_daemon_stop(&c->d);
+    if (c->bin_dir[0])
+        fn_bin_dir_rm(c->bin_dir);
+    if (c->data_dir[0])
+        ct_rm_rf(c->data_dir);
+    c->bin_dir[0] = c->data_dir[0] = '\0';
+}
+
+char *fn_submit(const struct fn_coord *c, const char *model, const char *dataset, int epochs,
+                int time_limit_s, char *err, size_t errlen)
+{
+    char spec[1024];
+    snprintf(spec, sizeof spec,
+             "{\"model\": \"%s\", \"dataset\": \"%s\", \"epochs\": %d, \"workers\": 1, "
+             "\"shards\": 1, \"batch_size\": 32, \"optimizer\": {\"lr\": 0.05}, "
+             "\"platform\": {\"time_limit_s\": %d}}",
+             model, dataset, epochs, time_limit_s);
+    return ct_submit(c->d.port, spec, err, errlen);
+}
+
+json_t *fn_wait_succeeded(struct fn_coord *c, const char *id, double bar, void (*dump)(void))
+{
+    json_t *j = ct_wait_job(c->d.port, id, 300);
+    if (!j || strcmp(ct_str(j, "state"), "succeeded") != 0) {
+        char *s = j ? json_dumps(j, JSON_INDENT(1)) : NULL;
+        fprintf(stderr, "job: %s\n", s ? s : "(none)");
+        free(s);
+        test_daemon_dump_log(&c->d);
+        if (dump)
+            dump();
+    }
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(ct_str(j, "state"), "succeeded");
+    ck_assert_int_eq((long long)ct_num(j, "step"), (long long)ct_num(j, "total_steps"));
+    ck_assert_msg(ct_num(j, "test_accuracy") >= bar, "test accuracy %.4f < %.2f",
+                  ct_num(j, "test_accuracy"), bar);
+    return j;
 }
 
 /* ---- the Runtime API server -------------------------------------------------------------- */

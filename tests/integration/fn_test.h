@@ -27,6 +27,8 @@
 
 #include <stddef.h>
 
+#include "coord_test.h"
+
 /* The relay's main(), for a test binary started as `smlt-worker --invoke`. Returns the exit
  * code (1 when the relay URL cannot be reached). */
 int fn_shim_main(void);
@@ -37,6 +39,31 @@ int fn_bin_dir(const char *root, char *dir, size_t dirlen);
 
 /* Removes what fn_bin_dir() made. */
 void fn_bin_dir_rm(const char *dir);
+
+/* A coordinator whose local runtime relays to relay_url: fn_bin_dir() and a new data directory
+ * under root, $SMLT_TEST_RELAY_URL set (the coordinator's workers inherit it), smlt-coordinator
+ * started on them (ct_coord_start). */
+struct fn_coord {
+    struct test_daemon d;
+    char bin_dir[300], data_dir[300];
+};
+
+/* Returns 0 or -1. */
+int fn_coord_start(struct fn_coord *c, const char *root, const char *relay_url);
+
+/* Stops the coordinator by its pid and removes its directories. Safe to call twice. */
+void fn_coord_stop(struct fn_coord *c);
+
+/* Submits a job of one worker and one shard: model on dataset, batch 32, lr 0.05, the given
+ * epochs and function time limit. Returns its id (malloc'd), or NULL with the refusal in err. */
+char *fn_submit(const struct fn_coord *c, const char *model, const char *dataset, int epochs,
+                int time_limit_s, char *err, size_t errlen);
+
+/* Waits up to 300 s for job id to end and checks (Check assertions) that it succeeded with
+ * every step trained and a test accuracy of bar or more; on failure the job and the
+ * coordinator's log are printed first, and dump() is called when not NULL. Returns the job (a
+ * new reference). */
+json_t *fn_wait_succeeded(struct fn_coord *c, const char *id, double bar, void (*dump)(void));
 
 struct rapi;
 

@@ -19,8 +19,8 @@
 
 static char root[256];
 static char dataset[256];
-static char data_dir[300], bin_dir[300], code_dir[300], fun_dir[1024];
-static struct test_daemon coord;
+static char code_dir[300], fun_dir[1024];
+static struct fn_coord fc;
 static pid_t relay_pid;
 static int relay_port;
 
@@ -59,24 +59,17 @@ static void setup(void)
     ck_assert_int_gt(relay_pid, 0);
     relay_port = smlt_proc_wait_port(relay_pid, port_file, 30000);
     ck_assert_msg(relay_port > 0, "fun_relay.cjs did not start (see %s)", log);
-    ck_assert_int_eq(fn_bin_dir(root, bin_dir, sizeof bin_dir), 0);
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/relay", relay_port);
-    setenv("SMLT_TEST_RELAY_URL", url, 1);
-    snprintf(data_dir, sizeof data_dir, "%s/data.XXXXXX", root);
-    ck_assert_ptr_nonnull(mkdtemp(data_dir));
-    const char *extra[] = {"--bin-dir", bin_dir, NULL};
-    ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
+    ck_assert_int_eq(fn_coord_start(&fc, root, url), 0);
 }
 
 static void teardown(void)
 {
-    test_daemon_stop(&coord);
+    fn_coord_stop(&fc);
     if (relay_pid > 0)
         smlt_proc_stop(relay_pid, 5000); /* fun destroys its bootstrap process */
     relay_pid = 0;
-    fn_bin_dir_rm(bin_dir);
-    ct_rm_rf(data_dir);
     ct_rm_rf(code_dir);
 }
 
@@ -92,21 +85,10 @@ START_TEST(fun_smoke)
     ck_assert_str_eq(ct_str(e, "errorType"), "Smlt.InvalidEvent");
     json_decref(e);
     json_decref(r);
-    char spec[1024], err[512];
-    snprintf(spec, sizeof spec,
-             "{\"model\": \"mlp:784-256-256-10\", \"dataset\": \"%s\", \"epochs\": 1, "
-             "\"workers\": 1, \"shards\": 1, \"batch_size\": 32, \"optimizer\": {\"lr\": 0.05}, "
-             "\"platform\": {\"time_limit_s\": 60}}",
-             dataset);
-    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    char err[512];
+    char *id = fn_submit(&fc, "mlp:784-256-256-10", dataset, 1, 60, err, sizeof err);
     ck_assert_msg(id != NULL, "submit: %s", err);
-    json_t *j = ct_wait_job(coord.port, id, 300);
-    if (!j || strcmp(ct_str(j, "state"), "succeeded"))
-        test_daemon_dump_log(&coord);
-    ck_assert_ptr_nonnull(j);
-    ck_assert_str_eq(ct_str(j, "state"), "succeeded");
-    ck_assert_msg(ct_num(j, "test_accuracy") >= 0.70, "test accuracy %.4f",
-                  ct_num(j, "test_accuracy"));
+    json_t *j = fn_wait_succeeded(&fc, id, 0.70, NULL);
     fprintf(stderr, "@vercel/fun: the job trained to %.4f in %.1f s\n",
             ct_num(j, "test_accuracy"), ct_num(j, "elapsed_s"));
     json_decref(j);

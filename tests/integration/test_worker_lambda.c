@@ -34,8 +34,8 @@
 
 static char root[256];
 static char dataset[256];
-static char data_dir[300], bin_dir[300], wdir[300];
-static struct test_daemon coord;
+static char wdir[300];
+static struct fn_coord fc;
 static struct rapi *api;
 static pid_t lambda_pid;
 
@@ -69,17 +69,12 @@ static void setup(void)
     signal(SIGALRM, SIG_DFL);
     api = rapi_start(60);
     ck_assert_ptr_nonnull(api);
-    ck_assert_int_eq(fn_bin_dir(root, bin_dir, sizeof bin_dir), 0);
     snprintf(wdir, sizeof wdir, "%s/lambda.XXXXXX", root);
     ck_assert_ptr_nonnull(mkdtemp(wdir));
     ct_note_dir(root, wdir);
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/test/relay", rapi_port(api));
-    setenv("SMLT_TEST_RELAY_URL", url, 1);
-    snprintf(data_dir, sizeof data_dir, "%s/data.XXXXXX", root);
-    ck_assert_ptr_nonnull(mkdtemp(data_dir));
-    const char *extra[] = {"--bin-dir", bin_dir, NULL};
-    ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
+    ck_assert_int_eq(fn_coord_start(&fc, root, url), 0);
     lambda_pid = start_lambda();
     ck_assert_int_gt(lambda_pid, 0);
 }
@@ -89,10 +84,8 @@ static void teardown(void)
     /* Idle on GET next: SIGTERM ends it at once, with 0. */
     int st = lambda_pid > 0 ? smlt_proc_stop(lambda_pid, 5000) : -1;
     lambda_pid = 0;
-    test_daemon_stop(&coord);
+    fn_coord_stop(&fc);
     rapi_stop(api);
-    fn_bin_dir_rm(bin_dir);
-    ct_rm_rf(data_dir);
     ct_rm_rf(wdir);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the idle Lambda worker ended with "
                   "status %d", st);
@@ -101,31 +94,10 @@ static void teardown(void)
 /* A job of one worker whose epoch takes a few seconds: several 3 s Lambda slices. */
 static char *submit(int epochs)
 {
-    char spec[1024], err[512];
-    snprintf(spec, sizeof spec,
-             "{\"model\": \"mlp:784-512-512-10\", \"dataset\": \"%s\", \"epochs\": %d, "
-             "\"workers\": 1, \"shards\": 1, \"batch_size\": 32, \"optimizer\": {\"lr\": 0.05}, "
-             "\"platform\": {\"time_limit_s\": 60}}",
-             dataset, epochs);
-    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    char err[512];
+    char *id = fn_submit(&fc, "mlp:784-512-512-10", dataset, epochs, 60, err, sizeof err);
     ck_assert_msg(id != NULL, "submit: %s", err);
     return id;
-}
-
-static void check_succeeded(json_t *j, double acc_bar)
-{
-    if (!j || strcmp(ct_str(j, "state"), "succeeded")) {
-        char *s = j ? json_dumps(j, JSON_INDENT(1)) : NULL;
-        fprintf(stderr, "job: %s\n", s ? s : "(none)");
-        free(s);
-        test_daemon_dump_log(&coord);
-        dump_lambda_log();
-    }
-    ck_assert_ptr_nonnull(j);
-    ck_assert_str_eq(ct_str(j, "state"), "succeeded");
-    ck_assert_int_eq((long long)ct_num(j, "step"), (long long)ct_num(j, "total_steps"));
-    ck_assert_msg(ct_num(j, "test_accuracy") >= acc_bar, "test accuracy %.4f < %.2f",
-                  ct_num(j, "test_accuracy"), acc_bar);
 }
 
 /* The response of record r, parsed. */
@@ -161,8 +133,7 @@ START_TEST(lambda_trains_in_deadline_slices)
     /* After two slices (the second warm), one event gets a deadline 0.6 s away. */
     wait_relayed(2, 120);
     rapi_set_deadline(api, 3.0, 0.6);
-    json_t *j = ct_wait_job(coord.port, id, 300);
-    check_succeeded(j, 0.70);
+    json_t *j = fn_wait_succeeded(&fc, id, 0.70, dump_lambda_log);
     int n = 0, warm = 0, time_up = 0, close = 0;
     double min_lead = 1e9, warm_init = 0, steps = 0;
     for (int i = 0; i < rapi_count(api); i++) {
@@ -238,7 +209,7 @@ START_TEST(lambda_malformed_events)
     }
     /* A well-formed invocation the coordinator does not know: a response, "failed". */
     char inv[400], path[400], rpc[128] = "";
-    snprintf(path, sizeof path, "%s/rpc.addr", data_dir);
+    snprintf(path, sizeof path, "%s/rpc.addr", fc.data_dir);
     FILE *f = fopen(path, "r");
     ck_assert_msg(f && fgets(rpc, sizeof rpc, f), "no %s", path);
     fclose(f);
@@ -254,8 +225,7 @@ START_TEST(lambda_malformed_events)
     ck_assert_msg(strstr(o.error, "unknown invocation") != NULL, "%s", o.error);
     /* The loop goes on: the same process trains a job. */
     char *id = submit(1);
-    json_t *j = ct_wait_job(coord.port, id, 300);
-    check_succeeded(j, 0.70);
+    json_t *j = fn_wait_succeeded(&fc, id, 0.70, dump_lambda_log);
     ck_assert_int_ge(relayed_responses(), 1);
     ck_assert_int_eq(rapi_wait(api, "init_error", 0, 0), 0);
     ck_assert(smlt_proc_alive(lambda_pid));
