@@ -38,6 +38,9 @@ _Static_assert((int)SMLT__FEATURE_SCALE__SCALE_NONE == DATA_SET_SCALE_NONE &&
  * seconds to come back; one that does not come back must not keep the instance forever). */
 #define INVOKE_REDIAL_S 1.0
 #define INVOKE_DONE_RETRY_S 60
+/* Once the platform wants the instance back (the stop flag): Done is retried this much longer
+ * at most, and a hello's reply is not waited for. */
+#define INVOKE_HALT_WAIT_S 5
 
 /* The link to the coordinator for one invocation: a private loop and one connection. */
 struct link {
@@ -64,7 +67,13 @@ struct link {
     int refused;          /* the coordinator answered the last call with an error */
     double respond_by;    /* the platform ends the invocation then (CLOCK_MONOTONIC): waiting
                              for a reply, and retrying Done, stop before it; 0: no limit */
+    const atomic_int *halt; /* the platform wants the instance back (may be NULL) */
 };
+
+static int link_halted(const struct link *l)
+{
+    return l->halt && atomic_load(l->halt);
+}
 
 /* The earlier of now + s and the platform's limit. */
 static double link_until(const struct link *l, double s)
@@ -219,10 +228,15 @@ static int link_call(struct link *l, uint8_t type, const ProtobufCMessage *m, in
         return 0;
     }
     double until = link_until(l, INVOKE_RPC_TIMEOUT_S);
-    while (!l->got && smlt_now_mono() < until) {
-        struct timeval tv = {1, 0};
+    /* A stop flag is looked at ten times a second: a hello is not waited for once it is set. */
+    struct timeval tv = {l->halt ? 0 : 1, l->halt ? 100000 : 0};
+    while (!l->got && smlt_now_mono() < until && (l->in_inv || !link_halted(l))) {
         event_base_loopexit(l->base, &tv);
         event_base_loop(l->base, EVLOOP_ONCE);
+    }
+    if (!l->got && link_halted(l) && !l->in_inv) {
+        snprintf(l->errmsg, sizeof l->errmsg, "the instance is stopping (SIGTERM)");
+        return SMLT_ECANCELED;
     }
     if (!l->got) {
         snprintf(l->errmsg, sizeof l->errmsg, "coordinator %s: no reply in time", l->addr);
@@ -239,6 +253,8 @@ static int link_done(struct link *l, Smlt__Done *d)
     double until = link_until(l, INVOKE_DONE_RETRY_S);
     for (;;) {
         int rc = link_call(l, SMLT__MSG_TYPE__MSG_DONE, &d->base, 1);
+        if (link_halted(l) && smlt_now_mono() + INVOKE_HALT_WAIT_S < until)
+            until = smlt_now_mono() + INVOKE_HALT_WAIT_S;
         if (rc == 0 || l->refused || !l->in_inv || smlt_now_mono() >= until)
             return rc;
         double wait = l->next_dial - smlt_now_mono();
@@ -603,6 +619,7 @@ int worker_invoke_serve(struct worker_invoke *s, const char *payload,
     }
     double t_recv = smlt_now_mono();
     s->l.respond_by = o ? o->respond_by : 0;
+    s->l.halt = o ? o->stop : NULL;
     Smlt__Assignment *a = serve_hello(s, &p);
     if (!a)
         *resp = response(p.inv, &r, s->l.errmsg);
@@ -611,6 +628,7 @@ int worker_invoke_serve(struct worker_invoke *s, const char *payload,
     if (a)
         smlt__assignment__free_unpacked(a, NULL);
     s->l.respond_by = 0;
+    s->l.halt = NULL;
     json_decref(p.root);
     return *resp ? 0 : SMLT_ENOMEM;
 }

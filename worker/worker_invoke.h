@@ -43,7 +43,9 @@ struct worker_invoke_opts {
     double respond_by;      /* CLOCK_MONOTONIC seconds: waiting for the coordinator (its
                                replies, retrying Done) stops before it; 0: no limit */
     const atomic_int *stop; /* borrowed; when set (from any thread), the slice ends after the
-                               step in progress, reporting where it got to (status "slice") */
+                               step in progress, reporting where it got to (status "slice");
+                               a hello's reply is no longer waited for, and Done is retried
+                               for 5 s more at most */
 };
 
 /* Returns a new instance with nothing loaded, or NULL when out of memory. */

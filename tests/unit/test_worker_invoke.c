@@ -2,7 +2,8 @@
  * without a coordinator: the payload's shape and limits (hostile payloads are refused with a
  * message naming what is wrong, and still get a "failed" response line, as --invoke writes it);
  * fields at their limit pass and one character more does not; and respond_by bounds the wait
- * for a coordinator that accepts the connection but never answers (the Lambda deadline's job). */
+ * for a coordinator that accepts the connection but never answers (the Lambda deadline's job),
+ * and so does the stop flag (SIGTERM). */
 #include <check.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -108,8 +109,9 @@ START_TEST(serve_malformed)
 }
 END_TEST
 
-/* A coordinator that takes the connection and says nothing: respond_by ends the wait. */
-START_TEST(respond_by_bounds_the_wait)
+/* A coordinator that takes connections and says nothing: a listening socket on loopback port
+ * 0, its address in coord. Returns the socket. */
+static int silent_coordinator(char *coord, size_t len)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -117,8 +119,15 @@ START_TEST(respond_by_bounds_the_wait)
     ck_assert_int_eq(listen(fd, 4), 0);
     socklen_t al = sizeof a;
     getsockname(fd, (struct sockaddr *)&a, &al);
+    snprintf(coord, len, "127.0.0.1:%d", ntohs(a.sin_port));
+    return fd;
+}
+
+/* A coordinator that never answers: respond_by ends the wait. */
+START_TEST(respond_by_bounds_the_wait)
+{
     char coord[64];
-    snprintf(coord, sizeof coord, "127.0.0.1:%d", ntohs(a.sin_port));
+    int fd = silent_coordinator(coord, sizeof coord);
     char *p = payload(coord, "job/0/1", "token");
     struct worker_invoke *s = worker_invoke_new();
     double t0 = smlt_now_mono();
@@ -139,6 +148,31 @@ START_TEST(respond_by_bounds_the_wait)
 }
 END_TEST
 
+/* The stop flag set (SIGTERM): the hello's reply is not waited for. */
+START_TEST(stop_ends_the_wait)
+{
+    char coord[64];
+    int fd = silent_coordinator(coord, sizeof coord);
+    char *p = payload(coord, "job/0/1", "token");
+    struct worker_invoke *s = worker_invoke_new();
+    atomic_int stop = 1;
+    struct worker_invoke_opts o = {.stop = &stop};
+    char *resp = NULL, err[512];
+    double t0 = smlt_now_mono();
+    ck_assert_int_eq(worker_invoke_serve(s, p, &o, &resp, err, sizeof err), 0);
+    double dt = smlt_now_mono() - t0;
+    struct worker_resp r;
+    ck_assert_int_eq(worker_resp_parse(resp, &r), 0);
+    ck_assert_int_eq(r.status, SMLT__DONE_STATUS__DONE_FAILED);
+    ck_assert_msg(strstr(r.error, "stopping"), "%s", r.error);
+    ck_assert_msg(dt < 1.0, "answered after %.3f s", dt);
+    free(resp);
+    free(p);
+    worker_invoke_free(s);
+    close(fd);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("worker_invoke");
@@ -147,6 +181,7 @@ static Suite *suite(void)
     tcase_add_test(tc, limits);
     tcase_add_test(tc, serve_malformed);
     tcase_add_test(tc, respond_by_bounds_the_wait);
+    tcase_add_test(tc, stop_ends_the_wait);
     suite_add_tcase(s, tc);
     return s;
 }
