@@ -67,4 +67,12 @@
 /* Seconds an unauthenticated connection may stay open before the handshake. */
 #define SMLT_HANDSHAKE_TIMEOUT_S 10
 
+/* A function invocation's payload, {"coordinator", "invocation", "token"} (a line on the local
+ * runtime's pipe, a Lambda event, an HTTP request body), and the longest of its three fields. */
+#define SMLT_MAX_INVOCATION 65536u
+#define SMLT_MAX_INVOCATION_FIELD 255u
+
+/* Invocations one `smlt-worker --http` instance runs at once (--max-inflight). */
+#define SMLT_MAX_INFLIGHT 64u
+
 #endif

@@ -3,6 +3,7 @@
 #include "worker_resp.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,19 +32,21 @@ _Static_assert((int)SMLT__FEATURE_SCALE__SCALE_NONE == DATA_SET_SCALE_NONE &&
                (int)SMLT__FEATURE_SCALE__SCALE_STANDARD == DATA_SET_SCALE_STANDARD,
                "FeatureScale");
 
-#define INVOKE_MAX_LINE 65536
 #define INVOKE_RPC_TIMEOUT_S 30
 /* After losing the coordinator in the middle of an invocation: how often to dial it again,
  * and how long to keep trying to report the slice's end (a restarted coordinator takes a few
  * seconds to come back; one that does not come back must not keep the instance forever). */
 #define INVOKE_REDIAL_S 1.0
 #define INVOKE_DONE_RETRY_S 60
+/* Once the platform wants the instance back (the stop flag): Done is retried this much longer
+ * at most, and a hello's reply is not waited for. */
+#define INVOKE_HALT_WAIT_S 5
 
 /* The link to the coordinator for one invocation: a private loop and one connection. */
 struct link {
     struct event_base *base;
     struct rpc_conn *conn;
-    char addr[200];
+    char addr[SMLT_MAX_INVOCATION_FIELD + 1];
     uint64_t next_req;
     /* the reply being waited for */
     uint64_t want_req;
@@ -54,15 +57,30 @@ struct link {
     int stop; /* a ProgressAck asked us to stop */
     int closed;
     /* The invocation being served, to say hello again on a new connection. */
-    char inv[128];
-    char token[128];
+    char inv[SMLT_MAX_INVOCATION_FIELD + 1];
+    char token[SMLT_MAX_INVOCATION_FIELD + 1];
     int in_inv;           /* the Assignment came: a new connection resumes this invocation */
     uint64_t next_step;   /* where the slice is, for a resuming hello */
     uint64_t resume_req;  /* the resuming hello's request, 0 when none is outstanding */
     double next_dial;     /* not before this (CLOCK_MONOTONIC) */
     unsigned resumes;     /* resuming hellos accepted */
     int refused;          /* the coordinator answered the last call with an error */
+    double respond_by;    /* the platform ends the invocation then (CLOCK_MONOTONIC): waiting
+                             for a reply, and retrying Done, stop before it; 0: no limit */
+    const atomic_int *halt; /* the platform wants the instance back (may be NULL) */
 };
+
+static int link_halted(const struct link *l)
+{
+    return l->halt && atomic_load(l->halt);
+}
+
+/* The earlier of now + s and the platform's limit. */
+static double link_until(const struct link *l, double s)
+{
+    double until = smlt_now_mono() + s;
+    return l->respond_by > 0 && l->respond_by < until ? l->respond_by : until;
+}
 
 static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const uint8_t *meta,
                      void *payload, void *arg)
@@ -209,28 +227,34 @@ static int link_call(struct link *l, uint8_t type, const ProtobufCMessage *m, in
         event_base_loop(l->base, EVLOOP_NONBLOCK);
         return 0;
     }
-    double until = smlt_now_mono() + INVOKE_RPC_TIMEOUT_S;
-    while (!l->got && smlt_now_mono() < until) {
-        struct timeval tv = {1, 0};
+    double until = link_until(l, INVOKE_RPC_TIMEOUT_S);
+    /* A stop flag is looked at ten times a second: a hello is not waited for once it is set. */
+    struct timeval tv = {l->halt ? 0 : 1, l->halt ? 100000 : 0};
+    while (!l->got && smlt_now_mono() < until && (l->in_inv || !link_halted(l))) {
         event_base_loopexit(l->base, &tv);
         event_base_loop(l->base, EVLOOP_ONCE);
     }
+    if (!l->got && link_halted(l) && !l->in_inv) {
+        snprintf(l->errmsg, sizeof l->errmsg, "the instance is stopping (SIGTERM)");
+        return SMLT_ECANCELED;
+    }
     if (!l->got) {
-        snprintf(l->errmsg, sizeof l->errmsg, "coordinator %s: no reply in %d s", l->addr,
-                 INVOKE_RPC_TIMEOUT_S);
+        snprintf(l->errmsg, sizeof l->errmsg, "coordinator %s: no reply in time", l->addr);
         return SMLT_ETIMEDOUT;
     }
     return l->err;
 }
 
 /* Reports the invocation's end. When the coordinator is away (it restarted), dials it again
- * until it answers, for at most INVOKE_DONE_RETRY_S: the restarted coordinator adopts this
- * invocation and needs its end to go on with the rank. */
+ * until it answers, for at most INVOKE_DONE_RETRY_S (and not past the platform's limit): the
+ * restarted coordinator adopts this invocation and needs its end to go on with the rank. */
 static int link_done(struct link *l, Smlt__Done *d)
 {
-    double until = smlt_now_mono() + INVOKE_DONE_RETRY_S;
+    double until = link_until(l, INVOKE_DONE_RETRY_S);
     for (;;) {
         int rc = link_call(l, SMLT__MSG_TYPE__MSG_DONE, &d->base, 1);
+        if (link_halted(l) && smlt_now_mono() + INVOKE_HALT_WAIT_S < until)
+            until = smlt_now_mono() + INVOKE_HALT_WAIT_S;
         if (rc == 0 || l->refused || !l->in_inv || smlt_now_mono() >= until)
             return rc;
         double wait = l->next_dial - smlt_now_mono();
@@ -241,12 +265,108 @@ static int link_done(struct link *l, Smlt__Done *d)
     }
 }
 
+/* ---- one invocation ---------------------------------------------------------------------- */
+
+struct worker_invoke {
+    struct worker *w;
+    struct link l;
+    unsigned served; /* invocations that reached the coordinator: the next hello says warm */
+};
+
+struct worker_invoke *worker_invoke_new(void)
+{
+    struct worker_invoke *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->w = worker_new();
+    s->l.base = event_base_new();
+    if (!s->w || !s->l.base) {
+        worker_invoke_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void worker_invoke_free(struct worker_invoke *s)
+{
+    if (!s)
+        return;
+    struct link *l = &s->l;
+    if (l->conn) {
+        rpc_conn_set_arg(l->conn, NULL);
+        rpc_conn_abort(l->conn, SMLT_ECANCELED);
+        event_base_loop(l->base, EVLOOP_NONBLOCK);
+    }
+    if (l->base)
+        event_base_free(l->base);
+    worker_free(s->w);
+    free(s);
+}
+
+/* The three fields of a payload, borrowed from its parsed JSON. */
+struct payload {
+    json_t *root;
+    const char *coord, *inv, *token;
+};
+
+static const char *const payload_shape =
+    "invocation payload must be {\"coordinator\": \"host:port\", \"invocation\": \"ID\", "
+    "\"token\": \"...\"}";
+
+/* Parses a payload into p (release p->root with json_decref, also on failure). Returns 0, or
+ * SMLT_EINVAL with a message in err: over SMLT_MAX_INVOCATION bytes, not JSON, not an object,
+ * a field missing, not a string, empty or longer than SMLT_MAX_INVOCATION_FIELD. */
+static int payload_parse(const char *text, struct payload *p, char *err, size_t errlen)
+{
+    memset(p, 0, sizeof *p);
+    size_t n = text ? strlen(text) : 0;
+    if (n > SMLT_MAX_INVOCATION) {
+        smlt_set_err(err, errlen, "invocation payload of %zu bytes is over the limit of %u", n,
+                     SMLT_MAX_INVOCATION);
+        return SMLT_EINVAL;
+    }
+    json_error_t je;
+    p->root = n ? json_loads(text, JSON_REJECT_DUPLICATES, &je) : NULL;
+    if (!json_is_object(p->root)) {
+        smlt_set_err(err, errlen, "%s; got %s%s", payload_shape,
+                     !n        ? "an empty payload"
+                     : p->root ? "JSON that is not an object"
+                               : "invalid JSON: ",
+                     n && !p->root ? je.text : "");
+        return SMLT_EINVAL;
+    }
+    const char *names[] = {"coordinator", "invocation", "token"};
+    const char **vals[] = {&p->coord, &p->inv, &p->token};
+    for (int i = 0; i < 3; i++) {
+        json_t *v = json_object_get(p->root, names[i]);
+        *vals[i] = json_string_value(v);
+        size_t len = *vals[i] ? strlen(*vals[i]) : 0;
+        if (!v || !*vals[i] || len == 0 || len > SMLT_MAX_INVOCATION_FIELD) {
+            smlt_set_err(err, errlen, "%s; \"%s\" %s", payload_shape, names[i],
+                         !v ? "is missing" : !*vals[i] ? "is not a string" :
+                         len ? "is too long" : "is empty");
+            return SMLT_EINVAL;
+        }
+    }
+    return 0;
+}
+
+int worker_invoke_check(const char *payload, char *err, size_t errlen)
+{
+    struct payload p;
+    int rc = payload_parse(payload, &p, err, errlen);
+    json_decref(p.root);
+    return rc;
+}
+
 struct run_ctx {
     struct link *l;
     const char *inv;
     double last_sent;
     double every_s;
-    int sent;          /* reports sent in this invocation */
+    int sent;             /* reports sent in this invocation */
+    int64_t last_eval;    /* the evaluation last reported */
+    const atomic_int *stop; /* the platform wants the instance back (may be NULL) */
 };
 
 static void fill_progress(Smlt__Progress *p, const char *inv, const struct worker_report *r)
@@ -275,13 +395,12 @@ static int on_progress(const struct worker_report *r, void *arg)
 {
     struct run_ctx *x = arg;
     double t = smlt_now_mono();
-    static int64_t last_eval = -1;
     x->l->next_step = r->next_step;
     /* Send at the configured pace, and at once when an evaluation result is new. The first
      * report goes after the first step: it tells the coordinator the steps per epoch, which
      * it needs before the workers pass the profile's end (see coord_job.c). */
-    if (!x->sent || t - x->last_sent >= x->every_s || r->eval_epoch != last_eval) {
-        last_eval = r->eval_epoch;
+    if (!x->sent || t - x->last_sent >= x->every_s || r->eval_epoch != x->last_eval) {
+        x->last_eval = r->eval_epoch;
         Smlt__Progress p = SMLT__PROGRESS__INIT;
         fill_progress(&p, x->inv, r);
         link_call(x->l, SMLT__MSG_TYPE__MSG_PROGRESS, &p.base, 0);
@@ -290,17 +409,30 @@ static int on_progress(const struct worker_report *r, void *arg)
     } else {
         event_base_loop(x->l->base, EVLOOP_NONBLOCK);
     }
-    return x->l->stop;
+    return x->l->stop || (x->stop && atomic_load(x->stop));
 }
 
-static void respond(const char *inv, const struct worker_report *r, const char *err)
+static int done_status(const struct worker_report *r, int failed)
+{
+    if (failed)
+        return SMLT__DONE_STATUS__DONE_FAILED;
+    switch (r->status) {
+    case WORKER_DONE:
+        return SMLT__DONE_STATUS__DONE_FINISHED;
+    case WORKER_SLICE_END:
+        return SMLT__DONE_STATUS__DONE_SLICE;
+    case WORKER_TIME_UP:
+        return SMLT__DONE_STATUS__DONE_TIME_UP;
+    default:
+        return SMLT__DONE_STATUS__DONE_FAILED;
+    }
+}
+
+/* Returns the response line for inv (NULL: a malformed payload) and r; err: a failure. */
+static char *response(const char *inv, const struct worker_report *r, const char *err)
 {
     struct worker_resp o = {.invocation = inv,
-                            .status = err                            ? SMLT__DONE_STATUS__DONE_FAILED
-                                      : r->status == WORKER_DONE      ? SMLT__DONE_STATUS__DONE_FINISHED
-                                      : r->status == WORKER_SLICE_END ? SMLT__DONE_STATUS__DONE_SLICE
-                                      : r->status == WORKER_TIME_UP   ? SMLT__DONE_STATUS__DONE_TIME_UP
-                                                                      : SMLT__DONE_STATUS__DONE_FAILED,
+                            .status = done_status(r, err != NULL),
                             .next_step = r->next_step,
                             .steps = r->steps,
                             .samples = r->samples,
@@ -308,186 +440,234 @@ static void respond(const char *inv, const struct worker_report *r, const char *
                             .elapsed_s = r->elapsed_s,
                             .init_s = r->init_s,
                             .cold = r->cold};
-    if (err)
-        snprintf(o.error, sizeof o.error, "%s", err);
-    char *s = worker_resp_format(&o);
-    printf("%s\n", s ? s : "{\"status\":\"failed\",\"error\":\"out of memory\"}");
-    fflush(stdout);
-    free(s);
+    if (err) {
+        /* Cut to the field (a coordinator's message can be longer). */
+        size_t n = strnlen(err, sizeof o.error - 1);
+        memcpy(o.error, err, n);
+        o.error[n] = '\0';
+    }
+    return worker_resp_format(&o);
 }
 
-/* Runs one invocation described by a payload line. */
-static void serve_one(struct worker *w, struct link *l, const char *line, int served)
+/* Reports the invocation's end to the coordinator (failed: r->err says why). */
+static void report_done(struct link *l, const char *inv, const struct worker_report *r,
+                        int failed)
 {
-    struct worker_report r;
-    memset(&r, 0, sizeof r);
-    r.eval_epoch = -1;
-    json_error_t je;
-    json_t *req = json_loads(line, 0, &je);
-    const char *coord = NULL, *inv = NULL, *token = NULL;
-    if (!req || json_unpack(req, "{s:s, s:s, s:s}", "coordinator", &coord, "invocation", &inv,
-                            "token", &token) != 0) {
-        respond(NULL, &r, "invocation payload must be {\"coordinator\", \"invocation\", \"token\"}");
-        json_decref(req);
-        return;
+    Smlt__Done d = SMLT__DONE__INIT;
+    Smlt__Progress p = SMLT__PROGRESS__INIT;
+    fill_progress(&p, inv, r);
+    d.invocation = (char *)inv;
+    d.progress = &p;
+    d.status = (Smlt__DoneStatus)done_status(r, failed);
+    if (d.status == SMLT__DONE_STATUS__DONE_FAILED) {
+        d.has_error_code = 1;
+        d.error_code = r->err_code;
+        d.error = (char *)r->err;
     }
-    double t_recv = smlt_now_mono();
-    if (strcmp(l->addr, coord) != 0) {
+    if (link_done(l, &d))
+        log_warn("invocation %s: reporting Done: %s", inv, l->errmsg);
+    l->in_inv = 0;
+}
+
+/* Says hello for the invocation p names and returns its Assignment (free it with
+ * smlt__assignment__free_unpacked), or NULL with the reason in l->errmsg. */
+static Smlt__Assignment *serve_hello(struct worker_invoke *s, const struct payload *p)
+{
+    struct link *l = &s->l;
+    if (strcmp(l->addr, p->coord) != 0) {
         if (l->conn) {
             rpc_conn_set_arg(l->conn, NULL);
             rpc_conn_abort(l->conn, SMLT_ECANCELED);
             l->conn = NULL;
         }
-        snprintf(l->addr, sizeof l->addr, "%s", coord);
+        snprintf(l->addr, sizeof l->addr, "%s", p->coord);
     }
     l->stop = 0;
     l->in_inv = 0;
+    l->errmsg[0] = '\0';
     Smlt__WorkerHello hello = SMLT__WORKER_HELLO__INIT;
     hello.proto_version = SMLT_PROTO_VERSION;
-    hello.invocation = (char *)inv;
-    hello.token.data = (uint8_t *)token;
-    hello.token.len = strlen(token);
+    hello.invocation = (char *)p->inv;
+    hello.token.data = (uint8_t *)p->token;
+    hello.token.len = strlen(p->token);
     hello.has_pid = hello.has_warm = 1;
     hello.pid = (uint32_t)getpid();
-    hello.warm = served > 0;
+    hello.warm = s->served++ > 0;
     int rc = link_call(l, SMLT__MSG_TYPE__MSG_WORKER_HELLO, &hello.base, 1);
     if (rc || !l->assignment) {
-        respond(inv, &r, l->errmsg[0] ? l->errmsg : smlt_strerror(rc ? rc : SMLT_EPROTO));
-        json_decref(req);
-        return;
+        if (!l->errmsg[0] || !rc)
+            snprintf(l->errmsg, sizeof l->errmsg, "%s", smlt_strerror(rc ? rc : SMLT_EPROTO));
+        if (l->assignment)
+            smlt__assignment__free_unpacked(l->assignment, NULL);
+        l->assignment = NULL;
+        return NULL;
     }
     Smlt__Assignment *a = l->assignment;
     l->assignment = NULL;
     /* From here a lost connection is dialled again and this invocation resumed. */
-    snprintf(l->inv, sizeof l->inv, "%s", inv);
-    snprintf(l->token, sizeof l->token, "%s", token);
+    snprintf(l->inv, sizeof l->inv, "%s", p->inv);
+    snprintf(l->token, sizeof l->token, "%s", p->token);
     l->next_step = a->start_step;
     l->in_inv = 1;
-    struct worker_task t = {0};
-    t.job = a->job;
-    t.model = a->model;
-    t.data = a->dataset;
-    t.cache_dir = a->cache_dir && a->cache_dir[0] ? a->cache_dir : NULL;
-    t.batch = (int)a->batch;
-    t.sync = (int)a->sync;
-    t.staleness = a->staleness;
-    t.rank = a->rank;
-    t.workers = a->workers;
-    t.seed = a->seed;
-    t.ps_addrs = a->ps_addrs;
-    char ps_token[SMLT_MAX_TOKEN + 1];
+    return a;
+}
+
+/* The task an Assignment describes (t borrows from a and ps_token). t_recv: when the
+ * invocation arrived, which the Assignment's deadline counts from; deadline: the platform's
+ * (0: none); the earlier of the two ends the slice. */
+static void task_of(const Smlt__Assignment *a, double t_recv, double deadline,
+                    struct worker_task *t, char ps_token[SMLT_MAX_TOKEN + 1])
+{
+    memset(t, 0, sizeof *t);
+    t->job = a->job;
+    t->model = a->model;
+    t->data = a->dataset;
+    t->cache_dir = a->cache_dir && a->cache_dir[0] ? a->cache_dir : NULL;
+    t->batch = (int)a->batch;
+    t->sync = (int)a->sync;
+    t->staleness = a->staleness;
+    t->rank = a->rank;
+    t->workers = a->workers;
+    t->seed = a->seed;
+    t->ps_addrs = a->ps_addrs;
     size_t tl = a->ps_token.len < SMLT_MAX_TOKEN ? a->ps_token.len : SMLT_MAX_TOKEN;
     memcpy(ps_token, a->ps_token.data, tl);
     ps_token[tl] = '\0';
-    t.token = ps_token;
-    t.start_step = a->start_step;
-    t.max_steps = a->max_steps;
-    t.total_steps = a->total_steps;
-    t.deadline = a->has_deadline_ms && a->deadline_ms ? t_recv + a->deadline_ms / 1000.0 : 0;
-    t.evaluate = a->has_evaluate && a->evaluate;
-    t.timeout_ms = a->has_timeout_ms ? (int)a->timeout_ms : 0;
-    t.step_base = a->has_step_base ? a->step_base : 0;
-    t.epoch_base = a->has_epoch_base ? a->epoch_base : 0;
-    t.stop_at_epoch_end = a->has_stop_at_epoch_end && a->stop_at_epoch_end;
-    t.chaos_delay_us = a->has_chaos_delay_us ? a->chaos_delay_us : 0;
-    t.data_opts.label_col = a->has_label_column ? a->label_column : 0;
-    t.data_opts.header = a->has_header ? (int)a->header : DATA_LOAD_HEADER_AUTO;
-    t.data_opts.scaling = a->has_scale ? (int)a->scale : DATA_SET_SCALE_NONE;
-    if (!t.total_steps) {
-        /* epochs * steps per epoch: needs the dataset size, which the run loads anyway; a
-         * first zero-step run prepares everything and reports steps_per_epoch. */
-        struct worker_task probe = t;
-        probe.total_steps = probe.start_step;
-        probe.max_steps = 0;
-        probe.stop_at_epoch_end = 0;
-        rc = worker_run(w, &probe, &r, NULL, NULL);
-        if (rc) {
-            Smlt__Done d = SMLT__DONE__INIT;
-            Smlt__Progress p = SMLT__PROGRESS__INIT;
-            fill_progress(&p, inv, &r);
-            d.invocation = (char *)inv;
-            d.status = SMLT__DONE_STATUS__DONE_FAILED;
-            d.progress = &p;
-            d.has_error_code = 1;
-            d.error_code = r.err_code;
-            d.error = r.err;
-            link_done(l, &d);
-            l->in_inv = 0;
-            respond(inv, &r, r.err);
-            smlt__assignment__free_unpacked(a, NULL);
-            json_decref(req);
-            return;
-        }
-        uint32_t epochs = a->has_epochs ? a->epochs : 1;
-        t.total_steps = t.step_base + r.steps_per_epoch * (epochs > t.epoch_base ? epochs - t.epoch_base : 0);
+    t->token = ps_token;
+    t->start_step = a->start_step;
+    t->max_steps = a->max_steps;
+    t->total_steps = a->total_steps;
+    t->deadline = a->has_deadline_ms && a->deadline_ms ? t_recv + a->deadline_ms / 1000.0 : 0;
+    if (deadline > 0 && (t->deadline == 0 || deadline < t->deadline))
+        t->deadline = deadline;
+    t->evaluate = a->has_evaluate && a->evaluate;
+    t->timeout_ms = a->has_timeout_ms ? (int)a->timeout_ms : 0;
+    t->step_base = a->has_step_base ? a->step_base : 0;
+    t->epoch_base = a->has_epoch_base ? a->epoch_base : 0;
+    t->stop_at_epoch_end = a->has_stop_at_epoch_end && a->stop_at_epoch_end;
+    t->chaos_delay_us = a->has_chaos_delay_us ? a->chaos_delay_us : 0;
+    t->data_opts.label_col = a->has_label_column ? a->label_column : 0;
+    t->data_opts.header = a->has_header ? (int)a->header : DATA_LOAD_HEADER_AUTO;
+    t->data_opts.scaling = a->has_scale ? (int)a->scale : DATA_SET_SCALE_NONE;
+}
+
+/* Without total_steps (epochs * steps per epoch: it needs the dataset's size, which the run
+ * loads anyway) a first zero-step run prepares everything and reports steps_per_epoch; sets
+ * t->total_steps from it. Returns 0, or the run's error (r says why). */
+static int size_task(struct worker *w, const Smlt__Assignment *a, struct worker_task *t,
+                     struct worker_report *r)
+{
+    if (t->total_steps)
+        return 0;
+    struct worker_task probe = *t;
+    probe.total_steps = probe.start_step;
+    probe.max_steps = 0;
+    probe.stop_at_epoch_end = 0;
+    int rc = worker_run(w, &probe, r, NULL, NULL);
+    if (rc)
+        return rc;
+    uint32_t epochs = a->has_epochs ? a->epochs : 1;
+    t->total_steps = t->step_base +
+                     r->steps_per_epoch * (epochs > t->epoch_base ? epochs - t->epoch_base : 0);
+    return 0;
+}
+
+/* Trains the assigned slice and reports Done. Returns the response line (or NULL). */
+static char *serve_slice(struct worker_invoke *s, const struct payload *p, Smlt__Assignment *a,
+                         double t_recv, const struct worker_invoke_opts *o)
+{
+    struct link *l = &s->l;
+    struct worker_report r;
+    memset(&r, 0, sizeof r);
+    r.eval_epoch = -1;
+    struct worker_task t;
+    char ps_token[SMLT_MAX_TOKEN + 1];
+    task_of(a, t_recv, o ? o->deadline : 0, &t, ps_token);
+    int rc = size_task(s->w, a, &t, &r);
+    if (rc) {
+        report_done(l, p->inv, &r, 1);
+        return response(p->inv, &r, r.err);
     }
-    struct run_ctx x = {.l = l, .inv = inv, .last_sent = smlt_now_mono(),
-                        .every_s = (a->has_progress_ms && a->progress_ms ? a->progress_ms : 1000) / 1000.0};
+    struct run_ctx x = {.l = l, .inv = p->inv, .last_sent = smlt_now_mono(),
+                        .every_s = (a->has_progress_ms && a->progress_ms ? a->progress_ms : 1000) /
+                                   1000.0,
+                        .last_eval = -1, .stop = o ? o->stop : NULL};
     double init_before = r.init_s;
     int cold_before = r.cold;
-    rc = worker_run(w, &t, &r, on_progress, &x);
+    rc = worker_run(s->w, &t, &r, on_progress, &x);
     r.init_s += init_before;
     r.cold |= cold_before;
-    Smlt__Done d = SMLT__DONE__INIT;
-    Smlt__Progress p = SMLT__PROGRESS__INIT;
-    fill_progress(&p, inv, &r);
-    d.invocation = (char *)inv;
-    d.progress = &p;
-    switch (r.status) {
-    case WORKER_DONE:
-        d.status = SMLT__DONE_STATUS__DONE_FINISHED;
-        break;
-    case WORKER_SLICE_END:
-        d.status = SMLT__DONE_STATUS__DONE_SLICE;
-        break;
-    case WORKER_TIME_UP:
-        d.status = SMLT__DONE_STATUS__DONE_TIME_UP;
-        break;
-    default:
-        d.status = SMLT__DONE_STATUS__DONE_FAILED;
-        d.has_error_code = 1;
-        d.error_code = r.err_code;
-        d.error = r.err;
-        break;
+    report_done(l, p->inv, &r, rc != 0);
+    return response(p->inv, &r, rc ? r.err : NULL);
+}
+
+int worker_invoke_serve(struct worker_invoke *s, const char *payload,
+                     const struct worker_invoke_opts *o, char **resp, char *err, size_t errlen)
+{
+    struct worker_report r;
+    memset(&r, 0, sizeof r);
+    r.eval_epoch = -1;
+    *resp = NULL;
+    struct payload p;
+    char msg[512];
+    int rc = payload_parse(payload, &p, msg, sizeof msg);
+    if (rc) {
+        json_decref(p.root);
+        smlt_set_err(err, errlen, "%s", msg);
+        *resp = response(NULL, &r, msg);
+        return *resp ? rc : SMLT_ENOMEM;
     }
-    int drc = link_done(l, &d);
-    if (drc)
-        log_warn("invocation %s: reporting Done: %s", inv, l->errmsg);
-    l->in_inv = 0;
-    respond(inv, &r, rc ? r.err : NULL);
-    smlt__assignment__free_unpacked(a, NULL);
-    json_decref(req);
+    double t_recv = smlt_now_mono();
+    s->l.respond_by = o ? o->respond_by : 0;
+    s->l.halt = o ? o->stop : NULL;
+    Smlt__Assignment *a = serve_hello(s, &p);
+    if (!a)
+        *resp = response(p.inv, &r, s->l.errmsg);
+    else
+        *resp = serve_slice(s, &p, a, t_recv, o);
+    if (a)
+        smlt__assignment__free_unpacked(a, NULL);
+    s->l.respond_by = 0;
+    s->l.halt = NULL;
+    json_decref(p.root);
+    return *resp ? 0 : SMLT_ENOMEM;
+}
+
+/* ---- the local runtime's pipe ------------------------------------------------------------ */
+
+void worker_invoke_init_process(void)
+{
+    openblas_set_num_threads(1);
+    /* The platform may go away while an invocation runs (the local runtime is the
+     * coordinator): the response then goes nowhere, and the loop ends at end of input. */
+    signal(SIGPIPE, SIG_IGN);
 }
 
 int worker_invoke_main(void)
 {
     smlt_log_init("smlt-worker", SMLT_LOG_INFO);
-    openblas_set_num_threads(1);
-    /* The platform may go away while an invocation runs (the local runtime is the
-     * coordinator): the response then goes nowhere, and the loop ends at end of input. */
-    signal(SIGPIPE, SIG_IGN);
-    struct worker *w = worker_new();
-    struct link l = {0};
-    l.base = event_base_new();
-    if (!w || !l.base)
+    worker_invoke_init_process();
+    struct worker_invoke *s = worker_invoke_new();
+    char *line = malloc(SMLT_MAX_INVOCATION + 2);
+    if (!s || !line) {
+        fprintf(stderr, "smlt-worker: out of memory\n");
+        worker_invoke_free(s);
+        free(line);
         return 1;
-    char *line = malloc(INVOKE_MAX_LINE);
-    int served = 0;
-    while (line && fgets(line, INVOKE_MAX_LINE, stdin)) {
+    }
+    while (fgets(line, SMLT_MAX_INVOCATION + 2, stdin)) {
         size_t n = strlen(line);
         if (n && line[n - 1] == '\n')
             line[--n] = '\0';
         if (!n)
             continue;
-        serve_one(w, &l, line, served++);
+        char *resp = NULL, err[512];
+        worker_invoke_serve(s, line, NULL, &resp, err, sizeof err);
+        printf("%s\n", resp ? resp : "{\"status\":\"failed\",\"error\":\"out of memory\"}");
+        fflush(stdout);
+        free(resp);
     }
     free(line);
-    if (l.conn) {
-        rpc_conn_set_arg(l.conn, NULL);
-        rpc_conn_abort(l.conn, SMLT_ECANCELED);
-        event_base_loop(l.base, EVLOOP_NONBLOCK);
-    }
-    event_base_free(l.base);
-    worker_free(w);
+    worker_invoke_free(s);
     return 0;
 }

@@ -1,6 +1,9 @@
-/* worker_main.c: smlt-worker started by hand or by a script: trains one rank of a job through
- * the parameter server and prints progress per epoch. (The coordinator starts the same binary as
- * a function with its invocation on stdin: see the --invoke mode in later issues.) */
+/* worker_main.c: smlt-worker. As a function bootstrap it serves invocations in one of three
+ * platform modes: --invoke (the local runtime's pipe, worker_invoke.h), the Lambda Runtime API
+ * (--lambda, or no arguments at all with $AWS_LAMBDA_RUNTIME_API set: installed as a custom
+ * runtime's `bootstrap`; worker_lambda.h) and --http (OpenFaaS, Knative; worker_http.h). Started
+ * by hand or by a script, it trains one rank of a job through the parameter server and prints
+ * progress per epoch. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +17,9 @@
 #include "smlt_admin.h"
 #include "smlt_log.h"
 #include "smlt_util.h"
+#include "worker_http.h"
 #include "worker_invoke.h"
+#include "worker_lambda.h"
 #include "worker_train.h"
 
 static void usage(FILE *f)
@@ -52,7 +57,13 @@ static void usage(FILE *f)
             "  --json              print one JSON object per epoch and one at the end\n"
             "\n       smlt-worker --invoke\n"
             "Serve function invocations: one JSON line per invocation on stdin, one JSON response\n"
-            "line per invocation on stdout (the coordinator's platform backends start it so).\n");
+            "line per invocation on stdout (the coordinator's local runtime starts it so).\n"
+            "\n       smlt-worker --lambda   (or no arguments, with AWS_LAMBDA_RUNTIME_API set)\n"
+            "Serve the Lambda Runtime API at $AWS_LAMBDA_RUNTIME_API: a custom runtime's\n"
+            "bootstrap. $SMLT_LOG_LEVEL sets the log level.\n"
+            "\n       smlt-worker --http [--listen HOST:PORT] [--max-inflight N] [--port-file F]\n"
+            "Serve invocations over HTTP (OpenFaaS, Knative): POST / with the payload, GET\n"
+            "/_/health and /_/ready; on --listen, else 0.0.0.0:$PORT, else 127.0.0.1:8080.\n");
 }
 
 struct progress_ctx {
@@ -130,6 +141,11 @@ int main(int argc, char **argv)
     jc.lr = 0.1f;
     if (argc == 2 && !strcmp(argv[1], "--invoke"))
         return worker_invoke_main();
+    if ((argc == 2 && !strcmp(argv[1], "--lambda")) ||
+        (argc == 1 && getenv("AWS_LAMBDA_RUNTIME_API")))
+        return worker_lambda_main(NULL);
+    if (argc >= 2 && !strcmp(argv[1], "--http"))
+        return worker_http_main(argc, argv);
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
