@@ -1,0 +1,278 @@
+/* test_platforms.c: the demo job on the coordinator's network platform backends, end to end.
+ *
+ * The workers are real `smlt-worker --http` instances (two processes, --max-inflight 2 each,
+ * on loopback port 0), the coordinator runs with `--platform openfaas` or `--platform
+ * knative` (coordinator/coord_backend_http.c: libcurl on its loop), and the shards are its own
+ * local smlt-ps processes:
+ *   - openfaas: the coordinator posts to a gateway of the test's own
+ *     (POST /function/smlt-worker), which routes each invocation to an instance with a free
+ *     slot and answers 429 when none has one (the platform's pushback, which the backend
+ *     retries with backoff);
+ *   - knative: the coordinator posts to the service URL, here the same router standing in for
+ *     Knative's activator (POST /).
+ * The demo job (the Fashion-MNIST MLP 784-256-128-10, 4 workers, 2 shards, BSP, momentum, a
+ * target of 88% test accuracy; a 4 s function time limit, so that slices end and warm
+ * instances serve the continuations) must succeed with every step applied once by every
+ * shard; a job naming another platform is refused. In the quick (sanitizer) pass the bar is 80% on a
+ * slice of the data. Everything started is stopped by its pid. */
+#include <check.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "coord_test.h"
+#include "rpc_conn.h"
+
+#define NINST 2
+#define SLOTS 2
+
+static char root[256];
+static char dataset[256];
+static char data_dir[300];
+static struct test_daemon coord;
+static struct test_daemon inst[NINST];
+
+/* ---- the router: the gateway (or activator) of the test's own ---------------------------- */
+
+struct router {
+    struct event_base *base;
+    struct evhttp *http;
+    int busy[NINST];
+    int port;
+    pthread_t th;
+    int stop_fd[2];
+    const char *path;        /* what the coordinator must POST to */
+    /* counters (loop thread; read after it stops) */
+    int routed, pushed_back, refused;
+};
+
+struct fwd {
+    struct router *r;
+    struct evhttp_request *req;
+    int k;
+};
+
+static void on_backend(struct evhttp_request *resp, void *arg)
+{
+    struct fwd *f = arg;
+    struct router *r = f->r;
+    r->busy[f->k]--;
+    struct evbuffer *out = evbuffer_new();
+    int code = resp ? evhttp_request_get_response_code(resp) : 502;
+    if (resp)
+        evbuffer_add_buffer(out, evhttp_request_get_input_buffer(resp));
+    evhttp_send_reply(f->req, code ? code : 502, "routed", out);
+    evbuffer_free(out);
+    free(f);
+}
+
+static void on_route(struct evhttp_request *req, void *arg)
+{
+    struct router *r = arg;
+    const char *uri = evhttp_request_get_uri(req);
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST || strcmp(uri, r->path)) {
+        r->refused++;
+        evhttp_send_reply(req, 404, "no such function", NULL);
+        return;
+    }
+    int k = -1;
+    for (int i = 0; i < NINST; i++)
+        if (r->busy[i] < SLOTS && (k < 0 || r->busy[i] < r->busy[k]))
+            k = i;
+    if (k < 0) {
+        r->pushed_back++;
+        evhttp_send_reply(req, 429, "every instance is busy", NULL);
+        return;
+    }
+    struct fwd *f = calloc(1, sizeof *f);
+    *f = (struct fwd){r, req, k};
+    struct evhttp_request *out = evhttp_request_new(on_backend, f);
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    evbuffer_add_buffer(evhttp_request_get_output_buffer(out), in);
+    evhttp_add_header(evhttp_request_get_output_headers(out), "Content-Type", "application/json");
+    evhttp_add_header(evhttp_request_get_output_headers(out), "Host", "127.0.0.1");
+    r->busy[k]++;
+    r->routed++;
+    /* A connection per invocation: one HTTP/1.1 connection runs its requests one after another,
+     * and a slice waiting under BSP for a rank queued behind it would wait forever. */
+    struct evhttp_connection *conn =
+        evhttp_connection_base_new(r->base, NULL, "127.0.0.1", (unsigned short)inst[k].port);
+    evhttp_connection_set_timeout(conn, 900);
+    evhttp_connection_free_on_completion(conn);
+    if (evhttp_make_request(conn, out, EVHTTP_REQ_POST, "/") != 0) {
+        r->busy[k]--;
+        evhttp_send_reply(req, 502, "cannot reach the instance", NULL);
+        free(f);
+    }
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    event_base_loopbreak(arg);
+}
+
+static void *router_run(void *arg)
+{
+    struct router *r = arg;
+    event_base_dispatch(r->base);
+    return NULL;
+}
+
+static void router_start(struct router *r, const char *path)
+{
+    memset(r, 0, sizeof *r);
+    r->path = path;
+    r->base = event_base_new();
+    r->http = evhttp_new(r->base);
+    evhttp_set_timeout(r->http, 900);
+    int fd = rpc_net_listen("127.0.0.1:0", 64, &r->port);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_ptr_nonnull(evhttp_accept_socket_with_handle(r->http, fd));
+    evhttp_set_gencb(r->http, on_route, r);
+    ck_assert_int_eq(pipe(r->stop_fd), 0);
+    event_base_once(r->base, r->stop_fd[0], EV_READ, on_stop, r->base, NULL);
+    ck_assert_int_eq(pthread_create(&r->th, NULL, router_run, r), 0);
+}
+
+static void router_stop(struct router *r)
+{
+    ck_assert_int_eq(write(r->stop_fd[1], "x", 1), 1);
+    pthread_join(r->th, NULL);
+    evhttp_free(r->http);
+    event_base_free(r->base);
+    close(r->stop_fd[0]);
+    close(r->stop_fd[1]);
+}
+
+/* ---- the test ---------------------------------------------------------------------------- */
+
+static void setup(void)
+{
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGALRM, SIG_DFL);
+    snprintf(data_dir, sizeof data_dir, "%s/data.XXXXXX", root);
+    ck_assert_ptr_nonnull(mkdtemp(data_dir));
+    char slots[8];
+    snprintf(slots, sizeof slots, "%d", SLOTS);
+    const char *args[] = {"--http", "--max-inflight", slots, NULL};
+    for (int i = 0; i < NINST; i++) {
+        ck_assert_int_eq(test_daemon_start(&inst[i], "smlt-worker", args, 600), 0);
+        ct_note_dir(root, inst[i].dir);
+    }
+}
+
+static void teardown(void)
+{
+    test_daemon_stop(&coord);
+    for (int i = 0; i < NINST; i++)
+        test_daemon_stop(&inst[i]);
+    ct_rm_rf(data_dir);
+}
+
+/* The demo job on the running coordinator, to success; checks the shards' counters. */
+static void demo_job(const char *platform)
+{
+    char spec[1024], err[512];
+    int quick = ct_quick();
+    snprintf(spec, sizeof spec,
+             "{\"name\": \"demo-%s\", \"model\": \"mlp:784-256-128-10\", \"dataset\": \"%s\", "
+             "\"workers\": 4, \"shards\": 2, \"max_epochs\": %d, \"target_accuracy\": %.2f, "
+             "\"optimizer\": {\"kind\": \"momentum\", \"lr\": 0.05}, "
+             "\"platform\": {\"kind\": \"%s\", \"time_limit_s\": 4}}",
+             platform, quick ? dataset : CT_FMNIST, quick ? 10 : 30, quick ? 0.80 : 0.88,
+             platform);
+    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    json_t *j = ct_wait_job(coord.port, id, 600);
+    ck_assert_ptr_nonnull(j);
+    if (strcmp(ct_str(j, "state"), "succeeded"))
+        test_daemon_dump_log(&coord);
+    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "%s: %s %s", ct_str(j, "state"),
+                  ct_str(j, "error"), ct_str(j, "reason"));
+    ck_assert_msg(ct_num(j, "test_accuracy") >= (quick ? 0.80 : 0.88), "accuracy %.4f",
+                  ct_num(j, "test_accuracy"));
+    size_t i;
+    json_t *st;
+    long long v0 = -1;
+    json_array_foreach(json_object_get(j, "ps_stats"), i, st)
+    {
+        long long v = (long long)ct_num(st, "version");
+        if (v0 < 0)
+            v0 = v;
+        ck_assert_int_eq(v, v0);
+        ck_assert_int_eq((long long)ct_num(st, "updates_applied"), v); /* each step once */
+    }
+    ck_assert_int_eq(json_array_size(json_object_get(j, "ps_stats")), 2);
+    const json_t *inv = json_object_get(j, "invocations");
+    /* The 4 s time limit cuts slices: continuations, served warm by the same instances. */
+    ck_assert(ct_num(inv, "total") > 4 && ct_num(inv, "warm") > 0);
+    fprintf(stderr, "test_platforms %s: %.2f%% test accuracy at step %.0f in %.1f s, %.0f "
+                    "invocations (%.0f cold), $%.6f\n",
+            platform, 100 * ct_num(j, "test_accuracy"), ct_num(j, "step"), ct_num(j, "elapsed_s"),
+            ct_num(inv, "total"), ct_num(inv, "cold"), ct_num(j, "cost_usd"));
+    json_decref(j);
+    /* A job for another platform is refused, naming the one served. */
+    snprintf(spec, sizeof spec,
+             "{\"model\": \"logreg:784-10\", \"dataset\": \"%s\", \"epochs\": 1}", dataset);
+    ck_assert_ptr_null(ct_submit(coord.port, spec, err, sizeof err));
+    ck_assert_msg(strstr(err, "platform.kind") && strstr(err, platform), "%s", err);
+    free(id);
+}
+
+START_TEST(demo_on_openfaas)
+{
+    struct router r;
+    router_start(&r, "/function/smlt-worker");
+    char gw[64];
+    snprintf(gw, sizeof gw, "http://127.0.0.1:%d", r.port);
+    const char *extra[] = {"--platform", "openfaas", "--gateway", gw, "--function", "smlt-worker",
+                           NULL};
+    ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
+    demo_job("openfaas");
+    router_stop(&r);
+    fprintf(stderr, "test_platforms openfaas: the gateway routed %d invocations, pushed back %d "
+                    "times\n",
+            r.routed, r.pushed_back);
+    ck_assert_int_gt(r.routed, 4);
+    ck_assert_int_eq(r.refused, 0);
+}
+END_TEST
+
+START_TEST(demo_on_knative)
+{
+    struct router r;
+    router_start(&r, "/");
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", r.port);
+    const char *extra[] = {"--platform", "knative", "--function-url", url, NULL};
+    ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
+    demo_job("knative");
+    router_stop(&r);
+    ck_assert_int_gt(r.routed, 4);
+    ck_assert_int_eq(r.refused, 0);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("platforms");
+    TCase *tc = tcase_create("platforms");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 700);
+    tcase_add_test(tc, demo_on_openfaas);
+    tcase_add_test(tc, demo_on_knative);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return ct_main("platforms", suite(), root, sizeof root, dataset, sizeof dataset, 6000, 1000);
+}
