@@ -22,10 +22,11 @@ SMLT_TEST_PKGS="$SMLT_TEST_PKGS $SMLT_CONTAINER_PKGS yamllint"
 SMLT_BUILD_PKGS="$SMLT_BUILD_PKGS libjs-chart.js"
 # Test-only npm packages, kept outside the build tree (slow to fetch again).
 SMLT_NPM_DIR=${SMLT_NPM_DIR:-$HOME/.cache/smlt/npm}
-# playwright-core drives Chromium for the dashboard's test; kubernetes-models and
-# @kubernetes-models/knative check deploy/'s manifests against their schemas, read by yaml.
+# playwright-core drives Chromium for the dashboard's test; kubernetes-models,
+# @kubernetes-models/knative and the CloudFormation specification of @aws-cdk/cfnspec check
+# deploy/'s manifests (tests/deploy/check_manifests.mjs), read by yaml.
 SMLT_NPM_TEST="playwright-core@1.65.2 kubernetes-models@5.1.0 @kubernetes-models/knative@4.0.0
-  yaml@2.9.1"
+  @aws-cdk/cfnspec@2.72.1 yaml@2.9.1"
 # The PyTorch peer of the training benchmark (large: only for the main job / benchmarks).
 SMLT_BENCH_PKGS="python3-torch python3-numpy"
 
