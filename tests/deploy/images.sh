@@ -16,7 +16,7 @@
 set -e
 SRC=${SMLT_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BIN=${1:-${SMLT_BIN_DIR:-$SRC/build/bin}}
-TAG=test
+TAG="test"
 fail() { echo "FAIL: $*"; exit 1; }
 
 if ! bash "$SRC/deploy/podman-setup.sh" --check; then

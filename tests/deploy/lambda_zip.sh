@@ -11,8 +11,10 @@
 set -e
 SRC=${SMLT_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BIN=${1:-${SMLT_BIN_DIR:-$SRC/build/bin}}
-command -v zip >/dev/null && command -v unzip >/dev/null ||
-    { echo "SKIP: zip or unzip is missing (tools/test.sh installs them)"; exit 77; }
+if ! command -v zip >/dev/null || ! command -v unzip >/dev/null; then
+    echo "SKIP: zip or unzip is missing (tools/test.sh installs them)"
+    exit 77
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
@@ -38,6 +40,7 @@ outside=$(echo "$list" | awk '$2 == "=>" {print $3}' | grep -v "^$PWD/lib/" || t
 echo "complete: $(echo "$list" | grep -c '=>') libraries, all from lib/"
 
 # The bootstrap, as Lambda starts it: from LAMBDA_TASK_ROOT, with nothing else set.
+# shellcheck disable=SC2016  # expanded by the inner shell, from its own environment
 out=$(env -i LAMBDA_TASK_ROOT="$PWD" /bin/sh -c 'cd / && "$LAMBDA_TASK_ROOT/bootstrap" --help') ||
     fail "bootstrap --help exited $?"
 echo "$out" | grep -q "smlt-worker --invoke" || fail "bootstrap --help did not print smlt-worker's usage"
