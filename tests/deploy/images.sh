@@ -6,6 +6,9 @@
 #   - the worker image, started with no arguments as OpenFaaS and Knative start it, serves
 #     `smlt-worker --http` on 8080: /_/health answers 200 through `podman run -p 127.0.0.1:H:8080`
 #     (when BIN_DIR's smlt-worker has --http; said and skipped when it has not);
+#   - the worker image, started with no arguments and AWS_LAMBDA_RUNTIME_API set as Lambda
+#     starts it, runs the Runtime API loop: it answers the invocation of a stub Runtime API
+#     (runtime_api.py, on 127.0.0.1 with --network host) (when smlt-worker has that mode);
 #   - the coordinator image answers /api/health, serves Chart.js from libjs-chart.js for its
 #     dashboard, and refuses a read without the admin token it generated;
 #   - the worker image holds no compiler or -dev package.
@@ -18,6 +21,8 @@ SRC=${SMLT_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 BIN=${1:-${SMLT_BIN_DIR:-$SRC/build/bin}}
 TAG="test"
 fail() { echo "FAIL: $*"; exit 1; }
+# shellcheck source=tests/deploy/runtime_api.sh
+. "$SRC/tests/deploy/runtime_api.sh"
 
 if ! bash "$SRC/deploy/podman-setup.sh" --check; then
     if [ "$(id -u)" = 0 ]; then
@@ -33,8 +38,11 @@ bash "$SRC/deploy/build-images.sh" --bins "$BIN" --tag $TAG
 echo "images built in $(( $(date +%s) - start )) s"
 
 ids=()
+tmp=$(mktemp -d)
 cleanup() {
     for id in "${ids[@]}"; do podman rm -f -t 2 "$id" >/dev/null 2>&1 || true; done
+    api_stop
+    rm -rf "$tmp"
 }
 trap cleanup EXIT
 
@@ -117,5 +125,16 @@ if "$BIN/smlt-worker" --help 2>&1 | grep -q -- "--http"; then
     echo "smlt-worker image: --http answers /_/health and /_/ready on 127.0.0.1:$port"
 else
     echo "SKIPPED PART: $BIN/smlt-worker has no --http mode yet: the function image's HTTP check waits for it"
+fi
+# The worker as a Lambda container image: no arguments, AWS_LAMBDA_RUNTIME_API set.
+if "$BIN/smlt-worker" --help 2>&1 | grep -q AWS_LAMBDA_RUNTIME_API; then
+    api_start "$tmp" || fail "cannot start the Runtime API stub"
+    id=$(podman run -d --network host -e AWS_LAMBDA_RUNTIME_API="$API_ADDR" localhost/smlt-worker:$TAG)
+    ids+=("$id")
+    api_answered || { cat "$tmp/api.log"; podman logs "$id" | tail -20; fail "the worker image did not run the Lambda Runtime API loop"; }
+    echo "smlt-worker image: Lambda mode: $(grep -m1 '^POST' "$tmp/api.log" | cut -c1-120)"
+    api_stop
+else
+    echo "SKIPPED PART: $BIN/smlt-worker has no Lambda Runtime API mode yet: the image's Lambda check waits for it"
 fi
 echo "images: all checks passed"

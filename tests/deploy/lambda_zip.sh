@@ -6,7 +6,10 @@
 #   - is complete: the bundled loader resolves every library of smlt-worker inside the zip
 #     (none from the host), so glibc's version on Lambda does not matter;
 #   - runs: the unzipped bootstrap runs smlt-worker --help through the bundled loader, with an
-#     empty environment as Lambda's LAMBDA_TASK_ROOT sets it.
+#     empty environment as Lambda's LAMBDA_TASK_ROOT sets it;
+#   - is a custom runtime: started as Lambda starts it (no arguments, AWS_LAMBDA_RUNTIME_API),
+#     it answers the invocation of a stub Runtime API (runtime_api.py), when smlt-worker has
+#     that mode.
 # Exit 77 (skipped) without zip/unzip.
 set -e
 SRC=${SMLT_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -15,8 +18,16 @@ if ! command -v zip >/dev/null || ! command -v unzip >/dev/null; then
     echo "SKIP: zip or unzip is missing (tools/test.sh installs them)"
     exit 77
 fi
+# shellcheck source=tests/deploy/runtime_api.sh
+. "$SRC/tests/deploy/runtime_api.sh"
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+wpid=""
+cleanup() {
+    [ -z "$wpid" ] || kill "$wpid" 2>/dev/null || true
+    api_stop
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
 bash "$SRC/deploy/lambda/package.sh" --bin "$BIN" -o "$tmp/a.zip"
@@ -61,4 +72,19 @@ wait "$pid" 2>/dev/null || true
 [ "$exe" = "$PWD/lib/ld-linux-x86-64.so.2" ] || fail "the worker ran on $exe, not the bundled loader"
 [ "${libc:-0}" -gt 0 ] || fail "the worker did not map the bundled libc"
 echo "runs on the bundled loader and libc"
+# As Lambda starts it: no arguments, the Runtime API's address in the environment.
+if env -i "$PWD/bootstrap" --help 2>&1 | grep -q AWS_LAMBDA_RUNTIME_API; then
+    api_start "$tmp" || fail "cannot start the Runtime API stub"
+    env -i LAMBDA_TASK_ROOT="$PWD" AWS_LAMBDA_RUNTIME_API="$API_ADDR" "$PWD/bootstrap" \
+        >"$tmp/worker.log" 2>&1 &
+    wpid=$!
+    api_answered || { cat "$tmp/api.log" "$tmp/worker.log"; fail "the zip's bootstrap did not run the Runtime API loop"; }
+    echo "custom runtime: $(grep -m1 '^POST' "$tmp/api.log" | cut -c1-120)"
+    kill "$wpid" 2>/dev/null || true
+    wait "$wpid" 2>/dev/null || true
+    wpid=""
+    api_stop
+else
+    echo "SKIPPED PART: smlt-worker has no Lambda Runtime API mode yet: the zip's loop check waits for it"
+fi
 echo "lambda zip: all checks passed"
