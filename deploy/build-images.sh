@@ -33,6 +33,12 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ -n "$tag" ] || { echo "smlt: no version in CMakeLists.txt: give --tag" >&2; exit 2; }
+for img in ${only//,/ }; do
+    case $img in
+    ps | worker | coordinator) ;;
+    *) echo "smlt: --only: unknown image $img (want ps, worker, coordinator)" >&2; exit 2 ;;
+    esac
+done
 
 say() { [ $quiet = 1 ] || echo "$@" >&2; }
 log=$(mktemp)
@@ -61,10 +67,6 @@ fi
 
 sizes=""
 for img in ${only//,/ }; do
-    case $img in
-    ps | worker | coordinator) ;;
-    *) echo "smlt: --only: unknown image $img" >&2; exit 2 ;;
-    esac
     name=localhost/smlt-$img:$tag
     say "== $name"
     start=$(date +%s)
