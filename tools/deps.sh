@@ -12,11 +12,21 @@ SMLT_BUILD_PKGS="gcc make cmake pkg-config libevent-dev libprotobuf-c-dev protob
 # test (driven by npm playwright-core: smlt_install_npm_test below), botocore (Debian's signer,
 # against which the lambda backend's SigV4 is checked).
 SMLT_TEST_PKGS="redis-server dataset-fashion-mnist prometheus chromium python3-botocore"
+# Containers and function packages (deploy/): podman with runc (deploy/podman-setup.sh writes its
+# configuration), mmdebstrap for the local Debian base image, zip for the Lambda package,
+# yamllint for the manifests (their schemas are checked with npm kubernetes-models below).
+SMLT_CONTAINER_PKGS="podman buildah runc fuse-overlayfs slirp4netns uidmap
+  containernetworking-plugins catatonit mmdebstrap zip unzip"
+SMLT_TEST_PKGS="$SMLT_TEST_PKGS $SMLT_CONTAINER_PKGS yamllint"
 # The dashboard's charts: Chart.js, served by the coordinator from this package.
 SMLT_BUILD_PKGS="$SMLT_BUILD_PKGS libjs-chart.js"
 # Test-only npm packages, kept outside the build tree (slow to fetch again).
 SMLT_NPM_DIR=${SMLT_NPM_DIR:-$HOME/.cache/smlt/npm}
-SMLT_NPM_TEST="playwright-core@1.65.2"
+# playwright-core drives Chromium for the dashboard's test; kubernetes-models,
+# @kubernetes-models/knative and the CloudFormation specification of @aws-cdk/cfnspec check
+# deploy/'s manifests (tests/deploy/check_manifests.mjs), read by yaml.
+SMLT_NPM_TEST="playwright-core@1.65.2 kubernetes-models@5.1.0 @kubernetes-models/knative@4.0.0
+  @aws-cdk/cfnspec@2.72.1 yaml@2.9.1"
 # The PyTorch peer of the training benchmark (large: only for the main job / benchmarks).
 SMLT_BENCH_PKGS="python3-torch python3-numpy"
 
@@ -55,7 +65,12 @@ smlt_install_npm_test() {
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
         smlt_install_deps nodejs npm || return 1
     fi
-    [ -d "$SMLT_NPM_DIR/node_modules/playwright-core" ] && return 0
+    local p missing=0
+    for p in $SMLT_NPM_TEST; do
+        # The name without its version (a scoped name starts with @).
+        [ -d "$SMLT_NPM_DIR/node_modules/${p%@*}" ] || missing=1
+    done
+    [ $missing = 0 ] && return 0
     echo "smlt: installing the test-only npm packages into $SMLT_NPM_DIR" >&2
     mkdir -p "$SMLT_NPM_DIR" || return 1
     # shellcheck disable=SC2086

@@ -555,7 +555,8 @@ int smltctl_http(struct smltctl *c, const char *method, const char *path, const 
     struct curl_slist *hdrs = NULL;
     char auth[SMLTCTL_TOKEN_MAX + 32];
     int is_post = !strcmp(method, "POST");
-    if (is_post && c->token[0]) {
+    /* Reads need the token too when the coordinator listens beyond loopback. */
+    if (c->token[0]) {
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->token);
         hdrs = curl_slist_append(hdrs, auth);
     }
