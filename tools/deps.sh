@@ -24,9 +24,10 @@ SMLT_BUILD_PKGS="$SMLT_BUILD_PKGS libjs-chart.js"
 SMLT_NPM_DIR=${SMLT_NPM_DIR:-$HOME/.cache/smlt/npm}
 # playwright-core drives Chromium for the dashboard's test; kubernetes-models,
 # @kubernetes-models/knative and the CloudFormation specification of @aws-cdk/cfnspec check
-# deploy/'s manifests (tests/deploy/check_manifests.mjs), read by yaml.
+# deploy/'s manifests (tests/deploy/check_manifests.mjs), read by yaml; @vercel/fun runs the
+# Lambda bootstrap through its Runtime API (test_worker_fun).
 SMLT_NPM_TEST="playwright-core@1.65.2 kubernetes-models@5.1.0 @kubernetes-models/knative@4.0.0
-  @aws-cdk/cfnspec@2.72.1 yaml@2.9.1"
+  @aws-cdk/cfnspec@2.72.1 yaml@2.9.1 @vercel/fun@1.3.6"
 # The PyTorch peer of the training benchmark (large: only for the main job / benchmarks).
 SMLT_BENCH_PKGS="python3-torch python3-numpy"
 
