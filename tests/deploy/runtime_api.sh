@@ -31,6 +31,6 @@ api_answered() {
 }
 
 api_stop() {
-    [ -n "$API_PID" ] && kill "$API_PID" 2>/dev/null && wait "$API_PID" 2>/dev/null
+    if [ -n "$API_PID" ]; then kill "$API_PID" 2>/dev/null; wait "$API_PID" 2>/dev/null || true; fi
     API_PID=""
 }

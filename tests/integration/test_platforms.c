@@ -38,6 +38,7 @@ static char dataset[256];
 static char data_dir[300];
 static struct test_daemon coord;
 static struct test_daemon inst[NINST];
+static int inst_port[NINST]; /* where the router sends each instance's invocations */
 
 /* ---- the router: the gateway (or activator) of the test's own ---------------------------- */
 
@@ -103,7 +104,7 @@ static void on_route(struct evhttp_request *req, void *arg)
     /* A connection per invocation: one HTTP/1.1 connection runs its requests one after another,
      * and a slice waiting under BSP for a rank queued behind it would wait forever. */
     struct evhttp_connection *conn =
-        evhttp_connection_base_new(r->base, NULL, "127.0.0.1", (unsigned short)inst[k].port);
+        evhttp_connection_base_new(r->base, NULL, "127.0.0.1", (unsigned short)inst_port[k]);
     evhttp_connection_set_timeout(conn, 900);
     evhttp_connection_free_on_completion(conn);
     if (evhttp_make_request(conn, out, EVHTTP_REQ_POST, "/") != 0) {
@@ -165,11 +166,15 @@ static void setup(void)
     for (int i = 0; i < NINST; i++) {
         ck_assert_int_eq(test_daemon_start(&inst[i], "smlt-worker", args, 600), 0);
         ct_note_dir(root, inst[i].dir);
+        inst_port[i] = inst[i].port;
     }
 }
 
+static void containers_stop(void);
+
 static void teardown(void)
 {
+    containers_stop();
     test_daemon_stop(&coord);
     for (int i = 0; i < NINST; i++)
         test_daemon_stop(&inst[i]);
@@ -260,6 +265,91 @@ START_TEST(demo_on_knative)
 }
 END_TEST
 
+/* ---- the same in containers of the worker image ------------------------------------------ */
+
+#define WORKER_IMAGE "localhost/smlt-worker:test" /* built by the deploy.images test */
+
+static char cids[NINST][80];
+
+/* A free loopback port (bound, then let go). */
+static int free_port(void)
+{
+    int port = 0, fd = rpc_net_listen("127.0.0.1:0", 1, &port);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    return port;
+}
+
+/* Starts instance i as a container of the worker image on the host's network (it reaches the
+ * coordinator's RPC and the shards on loopback), with the datasets mounted read-only. */
+static void container_start(int i)
+{
+    inst_port[i] = free_port();
+    char cmd[1600];
+    snprintf(cmd, sizeof cmd,
+             "podman run -d --rm --network host -v /usr/share/datasets:/usr/share/datasets:ro "
+             "-v %s:%s:ro %s --http --listen 127.0.0.1:%d --max-inflight %d",
+             root, root, WORKER_IMAGE, inst_port[i], SLOTS);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    if (!fgets(cids[i], sizeof cids[i], p))
+        cids[i][0] = '\0';
+    pclose(p);
+    cids[i][strcspn(cids[i], "\n")] = '\0';
+    ck_assert_msg(strlen(cids[i]) >= 12, "podman run %s did not start", WORKER_IMAGE);
+    for (int t = 0; t < 300; t++) {
+        char *body = NULL;
+        long st = ct_http(inst_port[i], "GET", "/_/health", NULL, NULL, &body);
+        free(body);
+        if (st == 200)
+            return;
+        usleep(100 * 1000);
+    }
+    ck_abort_msg("the container %s never answered /_/health", cids[i]);
+}
+
+/* Removes the containers started, by their ids. */
+static void containers_stop(void)
+{
+    for (int i = 0; i < NINST; i++) {
+        if (!cids[i][0])
+            continue;
+        char cmd[200];
+        snprintf(cmd, sizeof cmd, "podman rm -f -t 2 %s >/dev/null 2>&1", cids[i]);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove container %s\n", cids[i]);
+        cids[i][0] = '\0';
+    }
+}
+
+/* The demo on --platform knative with the workers in containers of the worker image (the
+ * image deploy.images builds from this build's binaries). The sanitizer pass has no image (its
+ * binaries need the sanitizer runtimes): there it says so and returns. */
+START_TEST(demo_on_knative_in_containers)
+{
+    if (system("podman image exists " WORKER_IMAGE " 2>/dev/null") != 0) {
+        ck_assert_msg(ct_quick(), "no %s: the deploy.images test builds it (ctest runs it "
+                                  "first: fixture smlt_images)", WORKER_IMAGE);
+        fprintf(stderr, "test_platforms: SKIP demo_on_knative_in_containers: no %s in the "
+                        "sanitizer pass (its binaries need the sanitizer runtimes)\n",
+                WORKER_IMAGE);
+        return;
+    }
+    for (int i = 0; i < NINST; i++)
+        container_start(i);
+    struct router r;
+    router_start(&r, "/");
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", r.port);
+    const char *extra[] = {"--platform", "knative", "--function-url", url, NULL};
+    ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
+    demo_job("knative");
+    router_stop(&r);
+    containers_stop();
+    ck_assert_int_gt(r.routed, 4);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("platforms");
@@ -268,6 +358,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 700);
     tcase_add_test(tc, demo_on_openfaas);
     tcase_add_test(tc, demo_on_knative);
+    tcase_add_test(tc, demo_on_knative_in_containers);
     suite_add_tcase(s, tc);
     return s;
 }
