@@ -51,14 +51,20 @@ static int past(const json_t *j)
     return !strcmp(ct_str(j, "state"), "running") && ct_num(j, "step") >= (double)past_step;
 }
 
-static const json_t *fault_event(const json_t *j)
+/* The job's first event of kind whose message contains needle (NULL: any), or NULL. */
+static const json_t *event_of(const json_t *j, const char *kind, const char *needle)
 {
     size_t i;
     json_t *e;
     json_array_foreach(json_object_get(j, "events"), i, e)
-    if (!strcmp(ct_str(e, "kind"), "fault"))
+    if (!strcmp(ct_str(e, "kind"), kind) && (!needle || strstr(ct_str(e, "message"), needle)))
         return e;
     return NULL;
+}
+
+static const json_t *fault_event(const json_t *j)
+{
+    return event_of(j, "fault", NULL);
 }
 
 /* The newest checkpoint file of a shard (by name: ckpt-<step>.smltck), or "" . */
@@ -303,19 +309,9 @@ START_TEST(replica_primary_killed)
 }
 END_TEST
 
-static int has_kind(const json_t *j, const char *kind)
-{
-    size_t i;
-    json_t *e;
-    json_array_foreach(json_object_get(j, "events"), i, e)
-    if (!strcmp(ct_str(e, "kind"), kind))
-        return 1;
-    return 0;
-}
-
 static int replicas_back(const json_t *j)
 {
-    return !strcmp(ct_str(j, "state"), "running") && has_kind(j, "replicas");
+    return !strcmp(ct_str(j, "state"), "running") && event_of(j, "replicas", NULL) != NULL;
 }
 
 /* ps.replicas 2 with checkpoints: a primary and its backup are both killed. Nothing can be
@@ -362,13 +358,10 @@ START_TEST(replica_pair_killed)
     ck_assert_ptr_nonnull(j);
     ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "%s: %s", ct_str(j, "state"),
                   ct_str(j, "error"));
-    const json_t *f = NULL;
+    const json_t *f = event_of(j, "failover", "shard 1");
+    ck_assert_ptr_nonnull(f);
     size_t i;
     json_t *ev;
-    json_array_foreach(json_object_get(j, "events"), i, ev)
-    if (!strcmp(ct_str(ev, "kind"), "failover") && strstr(ct_str(ev, "message"), "shard 1"))
-        f = ev;
-    ck_assert_ptr_nonnull(f);
     fprintf(stderr, "replica_pair_killed: %s\n", ct_str(f, "message"));
     ck_assert_ptr_nonnull(strstr(ct_str(f, "message"), "0 steps lost"));
     /* One restore only (the second loss cost nothing), and each step applied once: shard 0's
