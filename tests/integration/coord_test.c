@@ -74,7 +74,9 @@ out:
 int ct_subset_dataset(char *dir, size_t dirlen, unsigned ntrain, unsigned ntest)
 {
     snprintf(dir, dirlen, "/tmp/smlt-fmnist.XXXXXX");
-    if (!mkdtemp(dir))
+    /* Readable by all, like the dataset it slices: containers of the worker image read it as
+     * their own unprivileged user. */
+    if (!mkdtemp(dir) || chmod(dir, 0755) != 0)
         return -1;
     static const char *names[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                   "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
