@@ -11,7 +11,7 @@ SMLT_BUILD_PKGS="gcc make cmake pkg-config libevent-dev libprotobuf-c-dev protob
 # and the Prometheus server (Debian prometheus), headless Chromium for the dashboard's browser
 # test (driven by npm playwright-core: smlt_install_npm_test below), botocore (Debian's signer,
 # against which the lambda backend's SigV4 is checked).
-SMLT_TEST_PKGS="redis-server dataset-fashion-mnist prometheus chromium python3-botocore"
+SMLT_TEST_PKGS="redis-server dataset-fashion-mnist prometheus chromium python3-botocore openssl"
 # Containers and function packages (deploy/): podman with runc (deploy/podman-setup.sh writes its
 # configuration), mmdebstrap for the local Debian base image, zip for the Lambda package,
 # yamllint for the manifests (their schemas are checked with npm kubernetes-models below).

@@ -61,6 +61,20 @@ static int is_url(const char *s)
     return !strncmp(s, "http://", 7) || !strncmp(s, "https://", 8) || !strncmp(s, "s3://", 5);
 }
 
+/* Where libcurl finds the CAs it verifies HTTPS servers with: the file CURL_CA_BUNDLE or
+ * SSL_CERT_FILE names, else libcurl's built-in default (Debian's bundle). libcurl reads neither
+ * variable itself (the curl program does); the Lambda zip (deploy/lambda/package.sh) carries
+ * Debian's bundle and points both at it, because the hosts' CAs are not where Debian's libcurl
+ * looks. */
+static void set_ca(CURL *h)
+{
+    const char *ca = getenv("CURL_CA_BUNDLE");
+    if (!ca || !*ca)
+        ca = getenv("SSL_CERT_FILE");
+    if (ca && *ca)
+        curl_easy_setopt(h, CURLOPT_CAINFO, ca);
+}
+
 static size_t s3_sink(char *ptr, size_t size, size_t nmemb, void *arg)
 {
     struct { char *p; size_t n; } *k = arg;
@@ -105,6 +119,7 @@ static int s3_container_creds(struct smlt_aws_creds *c, char *err, size_t errlen
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
         curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        set_ca(h);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, s3_sink);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
         cc = curl_easy_perform(h);
@@ -269,6 +284,7 @@ static int download(const char *url, const struct s3_sign *sg, const char *dst, 
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
     curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    set_ca(c);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, FETCH_CONNECT_TIMEOUT_S);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, FETCH_LOW_SPEED_BYTES);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, FETCH_LOW_SPEED_TIME_S);

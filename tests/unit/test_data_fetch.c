@@ -5,7 +5,9 @@
  * a warm one does not (not even with the server gone), the uncompressed-name fallback, 404,
  * a body shorter than its Content-Length, a refused connection, and that a failed download
  * leaves nothing in the cache. Unpacked copies: made once, found again, remade when the
- * source changes, never made from a truncated stream (whose error the parser then reports). */
+ * source changes, never made from a truncated stream (whose error the parser then reports).
+ * HTTPS: against `openssl s_server` with a certificate of the test's own, trusted only through
+ * the CA bundle the environment names. */
 #include <arpa/inet.h>
 #include <check.h>
 #include <jansson.h>
@@ -337,6 +339,82 @@ START_TEST(http_fallback_404_and_short)
 }
 END_TEST
 
+/* An HTTPS server of openssl's own (`openssl s_server -WWW`, serving dir's files) with a
+ * self-signed certificate for 127.0.0.1 made in dir (cert.pem); returns its pid, the port in
+ * *port. */
+static pid_t tls_start(const char *dir, int *port)
+{
+    char cmd[1200], out[400];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+             "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout '%s/key.pem' "
+             "-out '%s/cert.pem' >/dev/null 2>&1",
+             dir, dir);
+    ck_assert_msg(system(cmd) == 0, "openssl req failed (is Debian's openssl installed?)");
+    snprintf(out, sizeof out, "%s/s_server.out", dir);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || chdir(dir) != 0)
+            _exit(127);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        alarm(60);
+        execlp("openssl", "openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
+               "cert.pem", "-key", "key.pem", "-WWW", (char *)NULL);
+        _exit(127);
+    }
+    *port = 0;
+    for (int t = 0; t < 100 && !*port; t++) {
+        usleep(50 * 1000);
+        FILE *f = fopen(out, "r");
+        char line[256];
+        while (f && fgets(line, sizeof line, f))
+            if (!strncmp(line, "ACCEPT 127.0.0.1:", 17))
+                *port = atoi(line + 17);
+        if (f)
+            fclose(f);
+    }
+    ck_assert_msg(*port > 0, "openssl s_server did not say its port");
+    return pid;
+}
+
+/* HTTPS datasets: the server's certificate is verified, against the bundle CURL_CA_BUNDLE or
+ * SSL_CERT_FILE names when set (the Lambda zip's way), else libcurl's default one, which does
+ * not know this self-signed certificate. */
+START_TEST(https_ca_bundle)
+{
+    char root[300], url[128], cache[300], err[512], path[4096], ca[400];
+    snprintf(root, sizeof root, "%s/tls", tmpdir);
+    ck_assert_int_eq(mkdir(root, 0755), 0);
+    write_small_idx(root, "mini");
+    int port;
+    pid_t pid = tls_start(root, &port);
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/", port);
+    snprintf(cache, sizeof cache, "%s/cache", tmpdir);
+    snprintf(ca, sizeof ca, "%s/cert.pem", root);
+    unsetenv("CURL_CA_BUNDLE");
+    unsetenv("SSL_CERT_FILE");
+    ck_assert_int_eq(data_fetch_file(url, "mini-labels-idx1-ubyte", cache, path, sizeof path,
+                                     err, sizeof err), SMLT_EIO);
+    ck_assert_msg(strstr(err, "certificate") != NULL, "%s", err);
+    setenv("SSL_CERT_FILE", ca, 1);
+    ck_assert_msg(data_fetch_file(url, "mini-labels-idx1-ubyte", cache, path, sizeof path, err,
+                                  sizeof err) == 0, "%s", err);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_size, 11);
+    unsetenv("SSL_CERT_FILE");
+    setenv("CURL_CA_BUNDLE", ca, 1);
+    ck_assert_msg(data_fetch_file(url, "mini-images-idx3-ubyte", cache, path, sizeof path, err,
+                                  sizeof err) == 0, "%s", err);
+    unsetenv("CURL_CA_BUNDLE");
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+}
+END_TEST
+
 START_TEST(cache_dir_choice)
 {
     char dir[DATA_FETCH_PATH_MAX], dir2[DATA_FETCH_PATH_MAX];
@@ -541,6 +619,7 @@ static Suite *data_fetch_suite(void)
     tcase_add_test(tc, cache_dir_choice);
     tcase_add_test(tc, unpacked_copy);
     tcase_add_test(tc, s3_signed_get);
+    tcase_add_test(tc, https_ca_bundle);
     suite_add_tcase(s, tc);
     return s;
 }
