@@ -10,7 +10,8 @@ SMLT_BUILD_PKGS="gcc make cmake pkg-config libevent-dev libprotobuf-c-dev protob
 # What the tests and benchmarks run against: Redis (the store peer), Fashion-MNIST, promtool
 # and the Prometheus server (Debian prometheus), headless Chromium for the dashboard's browser
 # test (driven by npm playwright-core: smlt_install_npm_test below), botocore (Debian's signer,
-# against which the lambda backend's SigV4 is checked).
+# against which the lambda backend's SigV4 is checked), openssl (test certificates and an HTTPS
+# server).
 SMLT_TEST_PKGS="redis-server dataset-fashion-mnist prometheus chromium python3-botocore openssl"
 # Containers and function packages (deploy/): podman with runc (deploy/podman-setup.sh writes its
 # configuration), mmdebstrap for the local Debian base image, zip for the Lambda package,

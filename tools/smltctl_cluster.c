@@ -260,7 +260,7 @@ int smltctl_cluster_up(struct smltctl *c, const char *const *extra, int quiet)
 
 int smltctl_cmd_up(struct smltctl *c, int argc, char **argv)
 {
-    const char *extra[10];
+    const char *extra[24];
     int n = 0;
     for (int i = 0; i < argc; i++) {
         const char *v;
@@ -273,9 +273,14 @@ int smltctl_cmd_up(struct smltctl *c, int argc, char **argv)
             extra[n++] = argv[i];
             continue;
         }
-        const char *flags[] = {"--concurrency", "--keep-warm", "--log-level"};
+        /* The runtime's, and the platform's: they go to the coordinator as they are. */
+        const char *flags[] = {"--concurrency", "--keep-warm",     "--log-level",
+                               "--platform",    "--function",      "--gateway",
+                               "--function-url", "--region",       "--qualifier",
+                               "--lambda-endpoint"};
+        const int nflags = (int)(sizeof flags / sizeof flags[0]);
         int matched = 0;
-        for (int k = 0; k < 3 && !matched; k++) {
+        for (int k = 0; k < nflags && !matched && n < 22; k++) {
             r = smltctl_opt(argc, argv, &i, flags[k], &v);
             if (r < 0)
                 return SMLTCTL_USAGE;

@@ -180,6 +180,7 @@ static const struct spec_flag spec_flags[] = {
     {"--budget", "budget_usd", F_USD},
     {"--time-limit", "platform.time_limit_s", F_DUR},
     {"--memory", "platform.memory_mb", F_INT},
+    {"--platform", "platform.kind", F_STR},
     {"--seed", "seed", F_INT},
     {"--label-column", "dataset_options.label_column", F_COL},
     {"--header", "dataset_options.header", F_BOOL},

@@ -635,6 +635,46 @@ START_TEST(up_status_down)
 }
 END_TEST
 
+/* `up --platform`: the coordinator runs its workers on that platform (here a Knative URL where
+ * nothing listens), so a job must name it, and a job that does not is refused for that. */
+START_TEST(up_on_a_platform)
+{
+    struct run *r = calloc(1, sizeof *r);
+    CTL(r, UP, "--platform", "knative", "--function-url", "http://127.0.0.1:1/");
+    EXPECT(r, 0);
+    char cj[600];
+    snprintf(cj, sizeof cj, "%s/cluster.json", home);
+    json_error_t je;
+    json_t *c = json_load_file(cj, 0, &je);
+    ck_assert_ptr_nonnull(c);
+    up_pid = (pid_t)ct_num(c, "pid");
+    json_decref(c);
+    ck_assert_int_gt(up_pid, 0);
+    guard = guard_start(up_pid, 300);
+    CTL(r, "submit", "--model", "logreg:784-10", "--data", dataset, "--epochs", "1");
+    EXPECT(r, 1);
+    ck_assert_msg(strstr(r->err, "platform.kind") && strstr(r->err, "knative"), "%s", r->err);
+    CTL(r, "submit", "--model", "logreg:784-10", "--data", dataset, "--epochs", "1",
+        "--platform", "knative");
+    EXPECT(r, 0);
+    ck_assert_str_eq(r->out, "job-0001\n");
+    CTL(r, "status", "job-0001", "--json");
+    EXPECT(r, 0);
+    json_t *j = json_loads(r->out, 0, &je);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(ct_str(json_object_get(json_object_get(j, "spec"), "platform"), "kind"),
+                     "knative");
+    json_decref(j);
+    CTL(r, "cancel", "job-0001");
+    EXPECT(r, 0);
+    CTL(r, "down");
+    EXPECT(r, 0);
+    waitpid(up_pid, NULL, 0);
+    up_pid = 0;
+    free(r);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("smltctl");
@@ -648,6 +688,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(up, up_setup, up_teardown);
     tcase_set_timeout(up, 300);
     tcase_add_test(up, up_status_down);
+    tcase_add_test(up, up_on_a_platform);
     suite_add_tcase(s, up);
     return s;
 }
