@@ -4,29 +4,26 @@
  * on loopback port 0), the coordinator runs with `--platform openfaas` or `--platform
  * knative` (coordinator/coord_backend_http.c: libcurl on its loop), and the shards are its own
  * local smlt-ps processes:
- *   - openfaas: the coordinator posts to a gateway of the test's own
- *     (POST /function/smlt-worker), which routes each invocation to an instance with a free
- *     slot and answers 429 when none has one (the platform's pushback, which the backend
- *     retries with backoff);
- *   - knative: the coordinator posts to the service URL, here the same router standing in for
+ *   - openfaas: the coordinator posts to a gateway (tools/bench_gateway.c, the one
+ *     `smlt-bench invoke --platform` runs) at POST /function/smlt-worker, which routes each
+ *     invocation to an instance with a free slot and answers 429 when none has one (the
+ *     platform's pushback, which the backend retries with backoff);
+ *   - knative: the coordinator posts to the service URL, here the same gateway standing in for
  *     Knative's activator (POST /).
  * The demo job (the Fashion-MNIST MLP 784-256-128-10, 4 workers, 2 shards, BSP, momentum, a
  * target of 88% test accuracy; a 4 s function time limit, 1 s in the quick pass whose job is
- * shorter, so that slices end and warm instances serve the continuations) must succeed with every step applied once by every
- * shard; a job naming another platform is refused. In the quick (sanitizer) pass the bar is 80% on a
- * slice of the data. Everything started is stopped by its pid. */
+ * shorter, so that slices end and warm instances serve the continuations) must succeed with
+ * every step applied once by every shard; a job naming another platform is refused. In the
+ * quick (sanitizer) pass the bar is 80% on a slice of the data. Everything started is stopped
+ * by its pid. */
 #include <check.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/event.h>
-#include <event2/http.h>
-
+#include "bench_gateway.h"
 #include "coord_test.h"
 #include "rpc_conn.h"
 
@@ -40,123 +37,31 @@ static struct test_daemon coord;
 static struct test_daemon inst[NINST];
 static int inst_port[NINST]; /* where the router sends each instance's invocations */
 
-/* ---- the router: the gateway (or activator) of the test's own ---------------------------- */
+/* ---- the router: the gateway (or activator) of the test's own --------------------------- */
 
 struct router {
-    struct event_base *base;
-    struct evhttp *http;
-    int busy[NINST];
+    struct bench_gateway *g;
     int port;
-    pthread_t th;
-    int stop_fd[2];
-    const char *path;        /* what the coordinator must POST to */
-    struct evhttp_connection **conns; /* every connection made, freed when the router stops */
-    int nconns;
-    /* counters (loop thread; read after it stops) */
-    int routed, pushed_back, refused;
+    int routed, pushed_back, refused; /* read after it stops */
 };
-
-struct fwd {
-    struct router *r;
-    struct evhttp_request *req;
-    int k;
-};
-
-static void on_backend(struct evhttp_request *resp, void *arg)
-{
-    struct fwd *f = arg;
-    struct router *r = f->r;
-    r->busy[f->k]--;
-    struct evbuffer *out = evbuffer_new();
-    int code = resp ? evhttp_request_get_response_code(resp) : 502;
-    if (resp)
-        evbuffer_add_buffer(out, evhttp_request_get_input_buffer(resp));
-    evhttp_send_reply(f->req, code ? code : 502, "routed", out);
-    evbuffer_free(out);
-    free(f);
-}
-
-static void on_route(struct evhttp_request *req, void *arg)
-{
-    struct router *r = arg;
-    const char *uri = evhttp_request_get_uri(req);
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST || strcmp(uri, r->path)) {
-        r->refused++;
-        evhttp_send_reply(req, 404, "no such function", NULL);
-        return;
-    }
-    int k = -1;
-    for (int i = 0; i < NINST; i++)
-        if (r->busy[i] < SLOTS && (k < 0 || r->busy[i] < r->busy[k]))
-            k = i;
-    if (k < 0) {
-        r->pushed_back++;
-        evhttp_send_reply(req, 429, "every instance is busy", NULL);
-        return;
-    }
-    struct fwd *f = calloc(1, sizeof *f);
-    *f = (struct fwd){r, req, k};
-    struct evhttp_request *out = evhttp_request_new(on_backend, f);
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    evbuffer_add_buffer(evhttp_request_get_output_buffer(out), in);
-    evhttp_add_header(evhttp_request_get_output_headers(out), "Content-Type", "application/json");
-    evhttp_add_header(evhttp_request_get_output_headers(out), "Host", "127.0.0.1");
-    r->busy[k]++;
-    r->routed++;
-    /* A connection per invocation: one HTTP/1.1 connection runs its requests one after another,
-     * and a slice waiting under BSP for a rank queued behind it would wait forever. */
-    struct evhttp_connection *conn =
-        evhttp_connection_base_new(r->base, NULL, "127.0.0.1", (unsigned short)inst_port[k]);
-    evhttp_connection_set_timeout(conn, 900);
-    r->conns = realloc(r->conns, (size_t)(r->nconns + 1) * sizeof *r->conns);
-    ck_assert_ptr_nonnull(r->conns);
-    r->conns[r->nconns++] = conn;
-    if (evhttp_make_request(conn, out, EVHTTP_REQ_POST, "/") != 0) {
-        r->busy[k]--;
-        evhttp_send_reply(req, 502, "cannot reach the instance", NULL);
-        free(f);
-    }
-}
-
-static void on_stop(evutil_socket_t fd, short what, void *arg)
-{
-    event_base_loopbreak(arg);
-}
-
-static void *router_run(void *arg)
-{
-    struct router *r = arg;
-    event_base_dispatch(r->base);
-    return NULL;
-}
 
 static void router_start(struct router *r, const char *path)
 {
+    char err[200];
     memset(r, 0, sizeof *r);
-    r->path = path;
-    r->base = event_base_new();
-    r->http = evhttp_new(r->base);
-    evhttp_set_timeout(r->http, 900);
-    int fd = rpc_net_listen("127.0.0.1:0", 64, &r->port);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_ptr_nonnull(evhttp_accept_socket_with_handle(r->http, fd));
-    evhttp_set_gencb(r->http, on_route, r);
-    ck_assert_int_eq(pipe(r->stop_fd), 0);
-    event_base_once(r->base, r->stop_fd[0], EV_READ, on_stop, r->base, NULL);
-    ck_assert_int_eq(pthread_create(&r->th, NULL, router_run, r), 0);
+    r->g = bench_gateway_start(path, inst_port, NINST, SLOTS, err, sizeof err);
+    ck_assert_msg(r->g != NULL, "%s", err);
+    r->port = bench_gateway_port(r->g);
 }
 
 static void router_stop(struct router *r)
 {
-    ck_assert_int_eq(write(r->stop_fd[1], "x", 1), 1);
-    pthread_join(r->th, NULL);
-    for (int i = 0; i < r->nconns; i++)
-        evhttp_connection_free(r->conns[i]);
-    free(r->conns);
-    evhttp_free(r->http);
-    event_base_free(r->base);
-    close(r->stop_fd[0]);
-    close(r->stop_fd[1]);
+    struct bench_gateway_counts c;
+    bench_gateway_stop(r->g, &c);
+    r->g = NULL;
+    r->routed = c.routed;
+    r->pushed_back = c.pushed_back;
+    r->refused = c.refused;
 }
 
 /* ---- the test ---------------------------------------------------------------------------- */
