@@ -68,13 +68,20 @@ int bench_cluster_ctl(struct bench_cluster *c, const char *const *args, char **o
 
 int bench_cluster_up(struct bench_cluster *c)
 {
+    return bench_cluster_up_with(c, NULL);
+}
+
+int bench_cluster_up_with(struct bench_cluster *c, const char *const *extra)
+{
     snprintf(c->home, sizeof c->home, "/tmp/smlt-bench-cluster.XXXXXX");
     if (!mkdtemp(c->home)) {
         perror("mkdtemp");
         return -1;
     }
     snprintf(c->ctl, sizeof c->ctl, "%s/smltctl", smlt_proc_self_dir());
-    const char *args[] = {"up", NULL};
+    const char *args[24] = {"up"};
+    for (int i = 0; extra && extra[i] && i < 22; i++)
+        args[i + 1] = extra[i];
     if (bench_cluster_ctl(c, args, NULL) != 0) {
         fprintf(stderr, "smltctl up failed\n");
         bench_cluster_down(c);

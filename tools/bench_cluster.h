@@ -18,6 +18,10 @@ struct bench_cluster {
 /* Makes a state directory and runs `smltctl up` there. Returns 0 or -1 (with a message). */
 int bench_cluster_up(struct bench_cluster *c);
 
+/* The same with more arguments for `smltctl up` (NULL-terminated; NULL for none), such as
+ * --platform and its options. */
+int bench_cluster_up_with(struct bench_cluster *c, const char *const *extra);
+
 /* Runs `smltctl down` and removes the state directory. */
 void bench_cluster_down(struct bench_cluster *c);
 

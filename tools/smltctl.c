@@ -89,7 +89,7 @@ static const struct help_entry helps[] = {
              "Stop the local cluster started by `smltctl up` (SIGTERM to its pid, then SIGKILL\n"
              "after 15 s) and remove STATE_DIR/cluster.json. Running jobs are canceled with their\n"
              "models saved; the data directory and its history stay.\n"},
-    {"demo", "usage: smltctl demo [--data DIR] [--max-epochs N] [--target ACC]\n"
+    {"demo", "usage: smltctl demo [--data DIR] [--max-epochs N] [--target ACC] [--platform P]\n"
              "Start the local cluster if it is not up, submit the Fashion-MNIST MLP\n"
              "(mlp:784-256-128-10, 4 function workers, 2 parameter-server shards, BSP, momentum)\n"
              "with a target test accuracy of 0.88, and watch it. The cluster keeps running: look\n"
@@ -97,6 +97,8 @@ static const struct help_entry helps[] = {
              "  --data DIR        the Fashion-MNIST IDX files (default " SMLTCTL_DEMO_DATA ")\n"
              "  --max-epochs N    bound on the epochs (default 30)\n"
              "  --target ACC      target test accuracy (default 0.88)\n"
+             "  --platform P      the job's platform.kind, for a cluster whose workers run on P\n"
+             "                    (`smltctl up --platform P ...`)\n"
              "Exits 0 if the job succeeded.\n"},
     {"submit",
      "usage: smltctl submit [SPEC.json | -] [flags] [--watch]\n"

@@ -355,7 +355,7 @@ int smltctl_cmd_down(struct smltctl *c, int argc, char **argv)
 
 int smltctl_cmd_demo(struct smltctl *c, int argc, char **argv)
 {
-    const char *data = SMLTCTL_DEMO_DATA;
+    const char *data = SMLTCTL_DEMO_DATA, *platform = NULL;
     long long max_epochs = DEMO_MAX_EPOCHS;
     double target = DEMO_TARGET;
     for (int i = 0; i < argc; i++) {
@@ -372,6 +372,10 @@ int smltctl_cmd_demo(struct smltctl *c, int argc, char **argv)
         } else if ((r = smltctl_opt(argc, argv, &i, "--max-epochs", &v)) != 0) {
             if (r < 0 || smltctl_parse_long("--max-epochs", v, 1, 10000, &max_epochs))
                 return SMLTCTL_USAGE;
+        } else if ((r = smltctl_opt(argc, argv, &i, "--platform", &v)) != 0) {
+            if (r < 0)
+                return SMLTCTL_USAGE;
+            platform = v;
         } else if ((r = smltctl_opt(argc, argv, &i, "--target", &v)) != 0) {
             if (r < 0 || smltctl_parse_double("--target", v, &target))
                 return SMLTCTL_USAGE;
@@ -416,6 +420,8 @@ int smltctl_cmd_demo(struct smltctl *c, int argc, char **argv)
                              "batch_size", DEMO_BATCH, "optimizer", "kind", "momentum", "lr",
                              DEMO_LR, "momentum", DEMO_MOMENTUM, "target_accuracy", target,
                              "max_epochs", (json_int_t)max_epochs);
+    if (platform)
+        json_object_set_new(spec, "platform", json_pack("{s:s}", "kind", platform));
     json_t *resp = NULL;
     int rc = smltctl_api(c, "POST", "/api/jobs", spec, &resp, NULL);
     json_decref(spec);
