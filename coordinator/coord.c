@@ -305,7 +305,9 @@ static struct coord_backend *backend_new(struct coord *c, const struct coord_con
         int kn = c->platform == COORD_PLATFORM_KNATIVE;
         struct coord_backend_http_conf hc = {.knative = kn,
                                              .url = kn ? conf->function_url : conf->gateway,
-                                             .function = conf->function, .concurrency = conc};
+                                             .function = conf->function, .concurrency = conc,
+                                             .async = conf->openfaas_async,
+                                             .callback_url = conf->callback_url};
         b = coord_backend_http_new(c->base, &hc, err, errlen);
     } else if (c->platform == COORD_PLATFORM_LAMBDA) {
         struct coord_backend_lambda_conf lc = {.function = conf->function, .region = conf->region,
@@ -317,6 +319,39 @@ static struct coord_backend *backend_new(struct coord *c, const struct coord_con
         snprintf(err, errlen, "--platform: \"%s\" is not one of local, lambda, openfaas, knative", p);
     }
     return b;
+}
+
+int coord_callback(struct coord *c, const struct coord_inv_callback *cb, char *err,
+                   size_t errlen)
+{
+    int rc = coord_backend_callback(c->backend, cb, err, errlen);
+    if (rc && !coord_backend_takes_callbacks(c->backend))
+        c->callbacks_unserved++; /* (a backend that takes callbacks counts its refusals) */
+    return rc;
+}
+
+int coord_set_callback_base(struct coord *c, const char *listen, int port, char *err,
+                            size_t errlen)
+{
+    if (!coord_backend_takes_callbacks(c->backend))
+        return 0;
+    const char *colon = strrchr(listen, ':');
+    size_t n = colon ? (size_t)(colon - listen) : strlen(listen);
+    static const char *const wild[] = {"", "0.0.0.0", "[::]", "::", "*", "[::0]", NULL};
+    for (int i = 0; wild[i]; i++) {
+        if (n == strlen(wild[i]) && !strncmp(listen, wild[i], n)) {
+            snprintf(err, errlen, "--openfaas-async: --listen %s is a wildcard address, which the "
+                                  "gateway's queue-worker cannot call back: give --callback-url "
+                                  "http://ADDRESS:PORT that it can reach", listen);
+            return SMLT_EINVAL;
+        }
+    }
+    char url[600];
+    snprintf(url, sizeof url, "http://%.*s:%d", (int)n, listen, port);
+    int rc = coord_backend_set_callback_base(c->backend, url, err, errlen);
+    if (rc == 0)
+        log_info("openfaas: asynchronous invocations, called back at %s/api/callback/", url);
+    return rc;
 }
 
 struct coord *coord_new(struct event_base *base, const struct coord_conf *conf, char *err,
@@ -343,6 +378,14 @@ struct coord *coord_new(struct event_base *base, const struct coord_conf *conf, 
     }
     if (coord_shards_set_hosts(conf->ps_listen_host, conf->ps_advertise_host, err, errlen) != 0)
         goto fail;
+    if (conf->openfaas_async && (!conf->platform || strcmp(conf->platform, "openfaas"))) {
+        snprintf(err, errlen, "--openfaas-async: only with --platform openfaas");
+        goto fail;
+    }
+    if (conf->callback_url && !conf->openfaas_async) {
+        snprintf(err, errlen, "--callback-url: only with --openfaas-async");
+        goto fail;
+    }
     c->backend = backend_new(c, conf, err, errlen);
     if (!c->backend)
         goto fail;

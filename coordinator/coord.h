@@ -16,6 +16,8 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "coord_backend.h"
+
 struct coord;
 
 struct coord_conf {
@@ -33,6 +35,9 @@ struct coord_conf {
     const char *region;      /* lambda: the AWS region (default: AWS_REGION, us-east-1) */
     const char *qualifier;   /* lambda: the version or alias invoked (default none: $LATEST) */
     const char *lambda_endpoint; /* lambda: the Invoke API's base URL (emulators) */
+    int openfaas_async;      /* openfaas: POST /async-function/NAME, answered by callback */
+    const char *callback_url; /* openfaas async: this coordinator's API as the gateway's
+                                 queue-worker reaches it (NULL: coord_set_callback_base()) */
     const char *rpc_advertise; /* HOST:PORT workers dial for the RPC (default: where it listens) */
     const char *ps_listen_host;    /* local shards listen here (default 127.0.0.1) */
     const char *ps_advertise_host; /* and are dialled here (default: the listen host) */
@@ -90,6 +95,18 @@ const char *coord_job_log_path(struct coord *c, const char *id);
 
 /* Appends Prometheus text exposition of the coordinator's metrics to out. */
 void coord_metrics(struct coord *c, struct evbuffer *out);
+
+/* An OpenFaaS queue-worker's callback (POST /api/callback/ID/SECRET) for an asynchronous
+ * invocation: see coord_backend_callback(), whose codes it returns with a message in err. */
+int coord_callback(struct coord *c, const struct coord_inv_callback *cb, char *err,
+                   size_t errlen);
+
+/* For openfaas_async without a callback_url: callbacks go to http://HOST:PORT, the API's own
+ * address as the daemon bound it (listen "HOST:PORT", port the one bound). Returns 0 (also
+ * when the platform takes no callbacks), or SMLT_EINVAL with a message when HOST is a
+ * wildcard (0.0.0.0, ::, none), which a queue-worker cannot dial: --callback-url is needed. */
+int coord_set_callback_base(struct coord *c, const char *listen, int port, char *err,
+                            size_t errlen);
 
 /* The worker RPC address (for logs). */
 const char *coord_rpc_address(const struct coord *c);

@@ -1,6 +1,8 @@
 /* coord_backend.c: the coord_backend.h calls, dispatched to the platform's operations. */
 #include "coord_backend.h"
 
+#include <stdio.h>
+
 #include "smlt_error.h"
 
 int coord_backend_invoke(struct coord_backend *b, const struct coord_inv_req *req, coord_inv_fn cb,
@@ -34,6 +36,29 @@ void coord_backend_free(struct coord_backend *b)
 {
     if (b)
         b->ops->free(b);
+}
+
+int coord_backend_callback(struct coord_backend *b, const struct coord_inv_callback *cb, char *err,
+                           size_t errlen)
+{
+    if (b->ops->callback)
+        return b->ops->callback(b, cb, err, errlen);
+    snprintf(err, errlen, "this coordinator's platform (%s) sends no callbacks", b->ops->name);
+    return SMLT_ENOTFOUND;
+}
+
+int coord_backend_takes_callbacks(const struct coord_backend *b)
+{
+    return b->ops->callback != NULL;
+}
+
+int coord_backend_set_callback_base(struct coord_backend *b, const char *url, char *err,
+                                    size_t errlen)
+{
+    if (b->ops->set_callback_base)
+        return b->ops->set_callback_base(b, url, err, errlen);
+    snprintf(err, errlen, "the %s platform takes no callbacks", b->ops->name);
+    return SMLT_EINVAL;
 }
 
 const char *coord_backend_name(const struct coord_backend *b)

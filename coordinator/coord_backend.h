@@ -55,8 +55,24 @@ typedef void (*coord_inv_fn)(uint64_t inv, const struct coord_inv_result *r, voi
 
 struct coord_backend_stats {
     uint64_t invocations, cold_starts, warm_starts, timeouts, crashes, queued;
+    uint64_t callbacks;          /* results that came by callback (OpenFaaS async) */
+    uint64_t callbacks_refused;  /* callbacks refused: unknown or ended, wrong secret, malformed */
     uint32_t running, idle, waiting;
     double gb_s;
+};
+
+/* What an asynchronous invocation's callback brought (OpenFaaS's queue-worker posts it to
+ * BASE/api/callback/ID/SECRET): every string borrowed for the call, NULL when absent. */
+#define COORD_CALLBACK_MAX_BODY (64u << 10) /* a response line is under 1 KiB */
+#define COORD_CALLBACK_SECRET_HEX 64        /* 32 random bytes, in hex */
+struct coord_inv_callback {
+    const char *target;          /* "ID/SECRET": the callback URL's path after /api/callback/ */
+    const char *body;            /* the function's response body, NUL-terminated */
+    size_t body_len;             /* over COORD_CALLBACK_MAX_BODY: refused (body may be NULL) */
+    const char *call_id;         /* X-Call-Id */
+    const char *function_status; /* X-Function-Status: the function's HTTP status (required) */
+    const char *function_name;   /* X-Function-Name */
+    const char *duration_s;      /* X-Duration-Seconds: what the function ran (billed from it) */
 };
 
 /* A backend: its operations, first in every implementation's struct. */
@@ -70,6 +86,10 @@ struct coord_backend_ops {
     void (*drop_function)(struct coord_backend *b, const char *function);
     void (*stats)(const struct coord_backend *b, struct coord_backend_stats *st);
     void (*free)(struct coord_backend *b);
+    /* Platforms answered by callback (NULL for the others). */
+    int (*callback)(struct coord_backend *b, const struct coord_inv_callback *cb, char *err,
+                    size_t errlen);
+    int (*set_callback_base)(struct coord_backend *b, const char *url, char *err, size_t errlen);
 };
 struct coord_backend {
     const struct coord_backend_ops *ops;
@@ -83,13 +103,19 @@ struct coord_backend_local_conf {
 };
 
 /* OpenFaaS (POST GATEWAY/function/NAME) or Knative (POST URL) instances of smlt-worker --http
- * (coord_backend_http.c). */
+ * (coord_backend_http.c). With async, OpenFaaS runs each invocation asynchronously: POST
+ * GATEWAY/async-function/NAME with X-Callback-Url: CALLBACK_URL/api/callback/ID/SECRET, 202
+ * Accepted, and the result comes to coord_backend_callback(). */
 struct coord_backend_http_conf {
     int knative;             /* 1: url is the Knative service's; 0: OpenFaaS gateway + function */
     const char *url;         /* the gateway (http://host:8080) or the service URL */
     const char *function;    /* OpenFaaS: the function's name */
     uint32_t concurrency;    /* requests at once; more wait (default 64) */
     int max_retries;         /* 429/502/503/504/unreachable retried this often (default 8) */
+    int async;               /* OpenFaaS: asynchronous invocations answered by callback */
+    const char *callback_url; /* async: the coordinator's API as the queue-worker reaches it
+                                 (NULL: set later with coord_backend_set_callback_base()) */
+    double grace_s;          /* past the time limit before an invocation is given up (0: 10) */
 };
 
 /* Returns the HTTP backend (copies conf), or NULL with a message in err. */
@@ -136,6 +162,26 @@ void coord_backend_stats(const struct coord_backend *b, struct coord_backend_sta
 
 /* Kills every instance (by pid), fails queued invocations with COORD_INV_CANCELED, frees b. */
 void coord_backend_free(struct coord_backend *b);
+
+/* A callback's result for an asynchronous invocation (OpenFaaS async): the invocation that
+ * cb->target names ends as its synchronous answer would have (its callback runs before this
+ * returns), unless the function's status is pushback (429, 502, 503, 504: submitted again,
+ * with backoff). Returns 0; or, with a message in err and nothing changed: SMLT_ENOTFOUND (no
+ * such invocation awaits a callback: unknown, ended or timed out, a duplicate; or a platform
+ * without callbacks), SMLT_EPERM (the wrong secret), SMLT_EINVAL (no valid X-Function-Status),
+ * SMLT_ETOOBIG (body over COORD_CALLBACK_MAX_BODY). The secret is checked before anything else
+ * is looked at. Every refusal is counted (callbacks_refused). */
+int coord_backend_callback(struct coord_backend *b, const struct coord_inv_callback *cb, char *err,
+                           size_t errlen);
+
+/* 1 when b's invocations are answered by callback. */
+int coord_backend_takes_callbacks(const struct coord_backend *b);
+
+/* Sets the base URL ("http://host:port", no trailing slash needed) callbacks are sent to, on a
+ * backend that takes them. Returns 0, or SMLT_EINVAL with a message (not http:// or https://,
+ * too long, or a backend without callbacks). */
+int coord_backend_set_callback_base(struct coord_backend *b, const char *url, char *err,
+                                    size_t errlen);
 
 /* The platform's name ("local", ...). */
 const char *coord_backend_name(const struct coord_backend *b);

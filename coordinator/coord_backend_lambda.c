@@ -168,7 +168,8 @@ static void lambda_free(struct hb *b)
     b->plat_state = NULL;
 }
 
-static const struct hplat lambda_plat = {"lambda", lambda_prepare, lambda_interpret, lambda_free};
+static const struct hplat lambda_plat = {"lambda", lambda_prepare, lambda_interpret, lambda_free,
+                                          NULL};
 
 static const struct coord_backend_ops lambda_ops = {
     .name = "lambda", .invoke = hb_invoke, .cancel = hb_cancel, .stats = hb_stats,

@@ -332,6 +332,48 @@ static void post_checkpoint(struct coord_http *h, struct evhttp_request *req, co
         reply_job(h, req, id, rc, err);
 }
 
+/* POST /api/callback/ID/SECRET: an OpenFaaS queue-worker's result of an asynchronous
+ * invocation (coord_backend_callback()). No admin token: the secret in the path is the
+ * invocation's own, and it is checked before anything else the request says. */
+static void serve_callback(struct coord_http *h, struct evhttp_request *req, const char *target,
+                           int is_post)
+{
+    if (!is_post) {
+        send_error(req, 405, "use POST");
+        return;
+    }
+    struct evkeyvalq *hd = evhttp_request_get_input_headers(req);
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(in);
+    char *body = NULL;
+    if (n <= COORD_CALLBACK_MAX_BODY) { /* a longer one is refused, after the secret */
+        body = malloc(n + 1);
+        if (!body) {
+            send_error(req, 500, "out of memory");
+            return;
+        }
+        evbuffer_remove(in, body, n);
+        body[n] = '\0';
+    }
+    struct coord_inv_callback cb = {.target = target, .body = body, .body_len = n,
+                                    .call_id = evhttp_find_header(hd, "X-Call-Id"),
+                                    .function_status = evhttp_find_header(hd, "X-Function-Status"),
+                                    .function_name = evhttp_find_header(hd, "X-Function-Name"),
+                                    .duration_s = evhttp_find_header(hd, "X-Duration-Seconds")};
+    char err[256] = "";
+    int rc = coord_callback(h->c, &cb, err, sizeof err);
+    free(body);
+    if (rc) {
+        send_error(req, rc == SMLT_EPERM ? 403 : rc == SMLT_EINVAL ? 400 : rc == SMLT_ETOOBIG ? 413
+                                                                                             : 404,
+                   err[0] ? err : smlt_strerror(rc));
+        return;
+    }
+    json_t *o = json_pack("{s:b}", "ok", 1);
+    send_json(req, 200, o);
+    json_decref(o);
+}
+
 /* POST /api/jobs/ID/{cancel,scale,checkpoint}, with the admin token. */
 static void serve_job_action(struct coord_http *h, struct evhttp_request *req, const char *id,
                              const char *sub, int is_post)
@@ -368,6 +410,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         serve_health(h, req);
     else if (coord_dash_serve(req, path, is_get))
         ; /* the dashboard's page and files (they hold no job data) */
+    else if (!strncmp(path, "/api/callback/", 14))
+        serve_callback(h, req, path + 14, is_post); /* its own secret, not the admin token */
     else if (h->reads_need_token && !authorized(h, req))
         send_error(req, 401, "this coordinator listens beyond loopback: every call needs the "
                              "admin token (Authorization: Bearer ...)");

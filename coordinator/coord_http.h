@@ -11,13 +11,19 @@
  *   GET  /api/jobs/ID/model          the saved model file (application/octet-stream)
  *   GET  /api/jobs/ID/logs?tail=N    the job's log (text/plain), last N lines (default 200)
  *   GET  /metrics                    Prometheus text exposition
+ *   POST /api/callback/ID/SECRET     an OpenFaaS queue-worker's result of an asynchronous
+ *                                    invocation (--openfaas-async): 200, or 404 (unknown,
+ *                                    ended, a second callback), 403 (wrong secret), 400 (no
+ *                                    X-Function-Status), 413 (body over 64 KiB); no token:
+ *                                    the secret is the invocation's own
  *
  *   GET  /                           the dashboard (coord_dash.h); /dashboard/NAME its files
  *
- * Mutating calls (POST) need "Authorization: Bearer ADMIN_TOKEN"; a wrong or missing token is
- * 401. When the server listens on an address other than loopback, every call but
- * /api/health and the dashboard's own files needs it too. Errors are {"error": "..."} with 400, 401, 404, 405, 409, 413 or 500. Request bodies are
- * capped at 1 MiB. The server binds 127.0.0.1 unless told otherwise. */
+ * Mutating calls (POST) but callbacks need "Authorization: Bearer ADMIN_TOKEN"; a wrong or
+ * missing token is 401. When the server listens on an address other than loopback, every call
+ * but /api/health, callbacks and the dashboard's own files needs it too. Errors are
+ * {"error": "..."} with 400, 401, 403, 404, 405, 409, 413 or 500. Request bodies are capped at
+ * 1 MiB (callbacks' at 64 KiB). The server binds 127.0.0.1 unless told otherwise. */
 #ifndef COORD_HTTP_H
 #define COORD_HTTP_H
 

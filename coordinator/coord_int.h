@@ -288,6 +288,7 @@ struct coord {
     struct coord_job *jobs;
     unsigned next_seq;
     unsigned long long submitted, refused;
+    unsigned long long callbacks_unserved; /* callbacks refused by a platform that takes none */
     struct coord_admin_stats admin_done; /* the admin queues of jobs that have ended */
     /* /metrics histograms: invoke -> worker hello, by cold or warm instance; each rank's step
      * time (compute + communication) from its reports */

@@ -41,6 +41,11 @@ static void usage(FILE *f)
             "                          openfaas, knative or lambda\n"
             "  --function NAME         openfaas, lambda: the worker function's name\n"
             "  --gateway URL           openfaas: the gateway (POST URL/function/NAME)\n"
+            "  --openfaas-async        openfaas: invoke asynchronously (POST\n"
+            "                          URL/async-function/NAME), answered by callback\n"
+            "  --callback-url URL      openfaas async: this API's base URL as the gateway's\n"
+            "                          queue-worker reaches it (default: http://--listen's\n"
+            "                          address, unless that is a wildcard)\n"
             "  --function-url URL      knative: the worker service's URL\n"
             "  --region R              lambda: the AWS region (default AWS_REGION, ~/.aws/config)\n"
             "  --qualifier Q           lambda: the version or alias to invoke\n"
@@ -98,7 +103,9 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"function-url", required_argument, 0, 'U'}, {"region", required_argument, 0, 'R'},
         {"qualifier", required_argument, 0, 'Q'}, {"lambda-endpoint", required_argument, 0, 'E'},
         {"rpc-advertise", required_argument, 0, 'v'}, {"ps-listen-host", required_argument, 0, 'H'},
-        {"ps-advertise-host", required_argument, 0, 'J'}, {0, 0, 0, 0}};
+        {"ps-advertise-host", required_argument, 0, 'J'},
+        {"openfaas-async", no_argument, 0, 'S'},  {"callback-url", required_argument, 0, 'C'},
+        {0, 0, 0, 0}};
     *o = (struct options){
         .listen = "127.0.0.1:8080",
         .token = getenv("SMLT_ADMIN_TOKEN") ? strdup(getenv("SMLT_ADMIN_TOKEN")) : NULL,
@@ -145,6 +152,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'v': o->conf.rpc_advertise = optarg; break;
         case 'H': o->conf.ps_listen_host = optarg; break;
         case 'J': o->conf.ps_advertise_host = optarg; break;
+        case 'S': o->conf.openfaas_async = 1; break;
+        case 'C': o->conf.callback_url = optarg; break;
         case 'L':
             o->level = smlt_log_parse_level(optarg);
             if (o->level < 0) {
@@ -200,6 +209,13 @@ static int serve(const struct options *o)
     struct coord_http *http = coord_http_new(base, co, o->listen, o->token, err, sizeof err);
     if (!http) {
         log_error("%s", err);
+        coord_free(co);
+        return 1;
+    }
+    if (o->conf.openfaas_async && !o->conf.callback_url &&
+        coord_set_callback_base(co, o->listen, coord_http_port(http), err, sizeof err) != 0) {
+        log_error("%s", err);
+        coord_http_free(http);
         coord_free(co);
         return 1;
     }

@@ -356,6 +356,11 @@ void coord_metrics(struct coord *c, struct evbuffer *out)
     COUNTER("warm_starts_total", "Invocations served by a warm instance.", bs.warm_starts);
     COUNTER("invocation_timeouts_total", "Invocations killed at the time limit.", bs.timeouts);
     COUNTER("invocation_crashes_total", "Invocations whose instance died.", bs.crashes);
+    COUNTER("invocation_callbacks_total", "Asynchronous invocations' results taken by callback.",
+            bs.callbacks);
+    COUNTER("invocation_callbacks_refused_total",
+            "Callbacks refused: unknown or ended invocation, wrong secret, malformed.",
+            bs.callbacks_refused + c->callbacks_unserved);
     COUNTER("rpc_connections_total", "Worker RPC connections accepted.", rs.conns);
     COUNTER("rpc_auth_failures_total", "Worker RPC handshakes refused.", rs.auth_failures);
     COUNTER("rpc_frames_bad_total", "Malformed frames on the worker RPC.", rs.frames_bad);

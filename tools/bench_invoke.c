@@ -12,12 +12,14 @@
  * plus the worker's initialization (loading the dataset, building the model, connecting).
  * Warm start: the same on an instance that kept all of that.
  *
- * --platform picks the backend (local, openfaas, knative, lambda, or all of them in one run).
+ * --platform picks the backend (local, openfaas, openfaas-async, knative, lambda, or all of
+ * them in one run).
  * Given a platform's endpoint (--gateway, --function-url, --lambda-endpoint), the bench drives
  * that deployment. Without one it runs the platform's stand-in on loopback, so that the
  * coordinator's real backend and the worker's real bootstrap mode are what is measured:
  *   - openfaas, knative: two `smlt-worker --http` instances (2 invocations at once each) behind
- *     tools/bench_gateway.c (POST /function/smlt-worker, or POST /);
+ *     tools/bench_gateway.c (POST /function/smlt-worker, /async-function/smlt-worker with
+ *     callbacks to the coordinator, or POST /);
  *   - lambda: the project's Invoke API emulator (tests/tools/lambda_emulator.py, with Debian's
  *     python3-botocore), which checks each request's SigV4 signature and runs smlt-worker as
  *     the function's `bootstrap` through the Runtime API.
@@ -154,8 +156,9 @@ static pid_t spawn_port(struct stand_in *s, const char *const *argv, const char 
     return pid;
 }
 
-/* The openfaas or knative stand-in: the worker instances and the gateway. */
-static int http_stand_in(struct stand_in *s, const char *path)
+/* The openfaas or knative stand-in: the worker instances and the gateway (async: OpenFaaS's
+ * /async-function with its queue and callbacks). */
+static int http_stand_in(struct stand_in *s, const char *path, int async)
 {
     char worker[PATH_MAX], slots[8];
     snprintf(worker, sizeof worker, "%s/smlt-worker", smlt_proc_self_dir());
@@ -170,7 +173,9 @@ static int http_stand_in(struct stand_in *s, const char *path)
             return -1;
     }
     char err[200];
-    s->gw = bench_gateway_start(path, s->ports, STAND_IN_INST, STAND_IN_SLOTS, err, sizeof err);
+    struct bench_gateway_opts o = {.path = path, .ports = s->ports, .n = STAND_IN_INST,
+                                   .slots = STAND_IN_SLOTS, .async = async};
+    s->gw = bench_gateway_start(&o, err, sizeof err);
     if (!s->gw) {
         fprintf(stderr, "smlt-bench invoke: %s\n", err);
         return -1;
@@ -224,15 +229,20 @@ static int platform_args(const char *p, const struct endpoints *e, struct stand_
         args[n++] = "--platform";
         args[n++] = p;
     }
-    if (!strcmp(p, "openfaas")) {
-        if (!e->gateway && http_stand_in(s, "/function/smlt-worker") != 0)
+    if (!strcmp(p, "openfaas") || !strcmp(p, "openfaas-async")) {
+        const int async = !strcmp(p, "openfaas-async");
+        if (!e->gateway && http_stand_in(s, async ? "/async-function/smlt-worker"
+                                                  : "/function/smlt-worker", async) != 0)
             return -1;
+        args[1] = "openfaas";
         args[n++] = "--gateway";
         args[n++] = e->gateway ? e->gateway : s->url;
         args[n++] = "--function";
         args[n++] = e->function ? e->function : "smlt-worker";
+        if (async) /* the callbacks come to the coordinator's --listen address */
+            args[n++] = "--openfaas-async";
     } else if (!strcmp(p, "knative")) {
-        if (!e->function_url && http_stand_in(s, "/") != 0)
+        if (!e->function_url && http_stand_in(s, "/", 0) != 0)
             return -1;
         if (!e->function_url)
             strncat(s->url, "/", sizeof s->url - strlen(s->url) - 1);
@@ -277,7 +287,8 @@ static int run_platform(const char *p, const char *data, const struct endpoints 
     }
     int rc = 1;
     const int local = !strcmp(p, "local");
-    const char *dargs[] = {"demo", "--data", data, local ? NULL : "--platform", p, NULL};
+    const char *kind = strncmp(p, "openfaas", 8) ? p : "openfaas"; /* the jobs' platform.kind */
+    const char *dargs[] = {"demo", "--data", data, local ? NULL : "--platform", kind, NULL};
     int drc = bench_cluster_ctl(&cl, dargs, NULL);
     char *out = NULL;
     json_t *j = NULL;
@@ -302,7 +313,7 @@ static int run_platform(const char *p, const char *data, const struct endpoints 
              "{\"name\":\"cut-3s\",\"model\":\"mlp:784-256-128-10\",\"dataset\":\"%s\","
              "\"epochs\":8,\"workers\":2,\"shards\":1,"
              "\"platform\":{\"kind\":\"%s\",\"time_limit_s\":3}}",
-             data, p);
+             data, kind);
     if (bench_cluster_submit(&cl, spec, cut->id, sizeof cut->id) != 0 ||
         !(j = bench_cluster_wait(&cl, cut->id))) {
         fprintf(stderr, "smlt-bench invoke: %s: the time-limited job did not run\n", p);
@@ -353,8 +364,9 @@ int bench_invoke_main(int argc, char **argv)
                    "Run the demo job and a job cut by a 3 s function time limit on a private\n"
                    "cluster; report cold vs warm start latency and the share of the job's time\n"
                    "spent outside training steps.\n"
-                   "  --platform P   local (default), openfaas, knative, lambda, or all (each in\n"
-                   "                 turn, then a table side by side)\n"
+                   "  --platform P   local (default), openfaas, openfaas-async (/async-function\n"
+                   "                 with callbacks), knative, lambda, or all (each in turn, then\n"
+                   "                 a table side by side)\n"
                    "Without an endpoint, each platform runs its stand-in on loopback: worker\n"
                    "--http instances behind a gateway (openfaas, knative), or the project's Lambda\n"
                    "emulator (tests/tools/lambda_emulator.py). With one, that deployment is used\n"
@@ -364,23 +376,25 @@ int bench_invoke_main(int argc, char **argv)
         default: return 2;
         }
     }
-    static const char *const all[] = {"local", "openfaas", "knative", "lambda"};
-    const char *list[4];
+    static const char *const all[] = {"local", "openfaas", "openfaas-async", "knative",
+                                      "lambda"};
+    enum { NPLAT = sizeof all / sizeof all[0] };
+    const char *list[NPLAT];
     int n = 0;
     if (!strcmp(which, "all")) {
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < NPLAT; i++)
             list[n++] = all[i];
     } else {
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < NPLAT; i++)
             if (!strcmp(which, all[i]))
                 list[n++] = all[i];
         if (!n) {
-            fprintf(stderr, "smlt-bench invoke: --platform: want local, openfaas, knative, "
-                            "lambda or all, not \"%s\"\n", which);
+            fprintf(stderr, "smlt-bench invoke: --platform: want local, openfaas, "
+                            "openfaas-async, knative, lambda or all, not \"%s\"\n", which);
             return 2;
         }
     }
-    struct figures demo[4], cut[4];
+    struct figures demo[NPLAT], cut[NPLAT];
     int rc = 0;
     memset(demo, 0, sizeof demo);
     memset(cut, 0, sizeof cut);

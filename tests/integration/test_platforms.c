@@ -8,6 +8,13 @@
  *     `smlt-bench invoke --platform` runs) at POST /function/smlt-worker, which routes each
  *     invocation to an instance with a free slot and answers 429 when none has one (the
  *     platform's pushback, which the backend retries with backoff);
+ *   - openfaas, asynchronously (--openfaas-async): the same gateway takes POST
+ *     /async-function/smlt-worker as OpenFaaS's gateway and queue-worker do: 202 Accepted with
+ *     an X-Call-Id at once (the first submission gets 503, which the backend retries), the
+ *     invocation queued until an instance has a free slot, run there, and its response posted
+ *     to the X-Callback-Url with X-Call-Id, X-Function-Status, X-Function-Name and
+ *     X-Duration-Seconds. After the first result it sends that callback again (the coordinator
+ *     must refuse it: 404) and once with a forged secret (403);
  *   - knative: the coordinator posts to the service URL, here the same gateway standing in for
  *     Knative's activator (POST /).
  * The demo job (the Fashion-MNIST MLP 784-256-128-10, 4 workers, 2 shards, BSP, momentum, a
@@ -42,26 +49,27 @@ static int inst_port[NINST]; /* where the router sends each instance's invocatio
 struct router {
     struct bench_gateway *g;
     int port;
-    int routed, pushed_back, refused; /* read after it stops */
+    struct bench_gateway_counts c; /* read after it stops */
 };
 
-static void router_start(struct router *r, const char *path)
+/* async: OpenFaaS's /async-function, pushing back the first submission, replaying the first
+ * callback taken, and watching for the admin token in callback URLs. */
+static void router_start(struct router *r, const char *path, int async)
 {
     char err[200];
     memset(r, 0, sizeof *r);
-    r->g = bench_gateway_start(path, inst_port, NINST, SLOTS, err, sizeof err);
+    struct bench_gateway_opts o = {.path = path, .ports = inst_port, .n = NINST, .slots = SLOTS,
+                                   .async = async, .push_back_first = async,
+                                   .replay_first = async, .watch = CT_ADMIN};
+    r->g = bench_gateway_start(&o, err, sizeof err);
     ck_assert_msg(r->g != NULL, "%s", err);
     r->port = bench_gateway_port(r->g);
 }
 
 static void router_stop(struct router *r)
 {
-    struct bench_gateway_counts c;
-    bench_gateway_stop(r->g, &c);
+    bench_gateway_stop(r->g, &r->c);
     r->g = NULL;
-    r->routed = c.routed;
-    r->pushed_back = c.pushed_back;
-    r->refused = c.refused;
 }
 
 /* ---- the test ---------------------------------------------------------------------------- */
@@ -93,8 +101,9 @@ static void teardown(void)
     ct_rm_rf(data_dir);
 }
 
-/* The demo job on the running coordinator, to success; checks the shards' counters. */
-static void demo_job(const char *platform)
+/* The demo job on the running coordinator, to success; checks the shards' counters. label
+ * names the case in what it prints. */
+static void demo_job(const char *platform, const char *label)
 {
     char spec[1024], err[512];
     int quick = ct_quick();
@@ -132,7 +141,7 @@ static void demo_job(const char *platform)
     ck_assert(ct_num(inv, "total") > 4 && ct_num(inv, "warm") > 0);
     fprintf(stderr, "test_platforms %s: %.2f%% test accuracy at step %.0f in %.1f s, %.0f "
                     "invocations (%.0f cold), $%.6f\n",
-            platform, 100 * ct_num(j, "test_accuracy"), ct_num(j, "step"), ct_num(j, "elapsed_s"),
+            label, 100 * ct_num(j, "test_accuracy"), ct_num(j, "step"), ct_num(j, "elapsed_s"),
             ct_num(inv, "total"), ct_num(inv, "cold"), ct_num(j, "cost_usd"));
     json_decref(j);
     /* A job for another platform is refused, naming the one served. */
@@ -146,34 +155,82 @@ static void demo_job(const char *platform)
 START_TEST(demo_on_openfaas)
 {
     struct router r;
-    router_start(&r, "/function/smlt-worker");
+    router_start(&r, "/function/smlt-worker", 0);
     char gw[64];
     snprintf(gw, sizeof gw, "http://127.0.0.1:%d", r.port);
     const char *extra[] = {"--platform", "openfaas", "--gateway", gw, "--function", "smlt-worker",
                            NULL};
     ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
-    demo_job("openfaas");
+    demo_job("openfaas", "openfaas");
     router_stop(&r);
     fprintf(stderr, "test_platforms openfaas: the gateway routed %d invocations, pushed back %d "
                     "times\n",
-            r.routed, r.pushed_back);
-    ck_assert_int_gt(r.routed, 4);
-    ck_assert_int_eq(r.refused, 0);
+            r.c.routed, r.c.pushed_back);
+    ck_assert_int_gt(r.c.routed, 4);
+    ck_assert_int_eq(r.c.refused, 0);
+}
+END_TEST
+
+/* The value of a /metrics sample of the coordinator (-1 when absent). */
+static double coord_metric(const char *name)
+{
+    char *body = NULL;
+    ck_assert_int_eq(ct_http(coord.port, "GET", "/metrics", CT_ADMIN, NULL, &body), 200);
+    double v = -1;
+    char *save = NULL;
+    for (char *line = strtok_r(body, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        if (!strncmp(line, name, strlen(name)) && line[strlen(name)] == ' ')
+            v = atof(line + strlen(name) + 1);
+    free(body);
+    return v;
+}
+
+START_TEST(demo_on_openfaas_async)
+{
+    struct router r;
+    router_start(&r, "/async-function/smlt-worker", 1);
+    char gw[64];
+    snprintf(gw, sizeof gw, "http://127.0.0.1:%d", r.port);
+    const char *extra[] = {"--platform", "openfaas", "--gateway", gw, "--function", "smlt-worker",
+                           "--openfaas-async", NULL};
+    ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
+    demo_job("openfaas", "openfaas async");
+    double cbs = coord_metric("smlt_invocation_callbacks_total");
+    double refused = coord_metric("smlt_invocation_callbacks_refused_total");
+    router_stop(&r);
+    const struct bench_gateway_counts *c = &r.c;
+    fprintf(stderr, "test_platforms openfaas async: the gateway accepted %d invocations (after "
+                    "pushing back %d), ran %d and called back %d: %d taken, %d refused; the "
+                    "second callback refused %d, the forged secret refused %d; the coordinator "
+                    "counted %.0f callbacks taken, %.0f refused\n",
+            c->accepted, c->pushed_back, c->routed, c->called_back, c->cb_ok, c->cb_other,
+            c->dup_refused, c->forged_refused, cbs, refused);
+    ck_assert_int_gt(c->accepted, 4);
+    ck_assert_int_eq(c->pushed_back, 1);
+    ck_assert_int_eq(c->refused, 0);
+    ck_assert_int_eq(c->watched, 0);          /* no admin token in a callback URL */
+    ck_assert_int_eq(c->routed, c->accepted); /* each accepted invocation ran once */
+    ck_assert_int_eq(c->cb_other, 0);
+    ck_assert_int_eq(c->cb_ok, c->called_back);
+    ck_assert_int_eq(c->dup_refused, 1);
+    ck_assert_int_eq(c->forged_refused, 1);
+    ck_assert_int_eq((int)cbs, c->cb_ok);
+    ck_assert_int_eq((int)refused, 2);
 }
 END_TEST
 
 START_TEST(demo_on_knative)
 {
     struct router r;
-    router_start(&r, "/");
+    router_start(&r, "/", 0);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", r.port);
     const char *extra[] = {"--platform", "knative", "--function-url", url, NULL};
     ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
-    demo_job("knative");
+    demo_job("knative", "knative");
     router_stop(&r);
-    ck_assert_int_gt(r.routed, 4);
-    ck_assert_int_eq(r.refused, 0);
+    ck_assert_int_gt(r.c.routed, 4);
+    ck_assert_int_eq(r.c.refused, 0);
 }
 END_TEST
 
@@ -252,15 +309,15 @@ START_TEST(demo_on_knative_in_containers)
     for (int i = 0; i < NINST; i++)
         container_start(i);
     struct router r;
-    router_start(&r, "/");
+    router_start(&r, "/", 0);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", r.port);
     const char *extra[] = {"--platform", "knative", "--function-url", url, NULL};
     ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
-    demo_job("knative");
+    demo_job("knative", "knative in containers");
     router_stop(&r);
     containers_stop();
-    ck_assert_int_gt(r.routed, 4);
+    ck_assert_int_gt(r.c.routed, 4);
 }
 END_TEST
 
@@ -271,6 +328,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 700);
     tcase_add_test(tc, demo_on_openfaas);
+    tcase_add_test(tc, demo_on_openfaas_async);
     tcase_add_test(tc, demo_on_knative);
     tcase_add_test(tc, demo_on_knative_in_containers);
     suite_add_tcase(s, tc);
