@@ -83,7 +83,7 @@ static const struct help_entry helps[] = {
            "                    sanitizer builds\n"
            "  --log-level L     the coordinator's: error, warn, info (default), debug\n"
            "  --platform P, --function NAME, --gateway URL, --function-url URL, --region R,\n"
-           "  --qualifier Q, --lambda-endpoint URL\n"
+           "  --qualifier Q, --lambda-endpoint URL, --openfaas-async, --callback-url URL\n"
            "                    passed to smlt-coordinator as they are (see its --help)\n"},
     {"down", "usage: smltctl down\n"
              "Stop the local cluster started by `smltctl up` (SIGTERM to its pid, then SIGKILL\n"

@@ -269,7 +269,7 @@ int smltctl_cmd_up(struct smltctl *c, int argc, char **argv)
             return SMLTCTL_USAGE;
         if (r > 0)
             continue;
-        if (!strcmp(argv[i], "--no-memory-limit")) {
+        if (!strcmp(argv[i], "--no-memory-limit") || !strcmp(argv[i], "--openfaas-async")) {
             extra[n++] = argv[i];
             continue;
         }
@@ -277,7 +277,7 @@ int smltctl_cmd_up(struct smltctl *c, int argc, char **argv)
         const char *flags[] = {"--concurrency", "--keep-warm",     "--log-level",
                                "--platform",    "--function",      "--gateway",
                                "--function-url", "--region",       "--qualifier",
-                               "--lambda-endpoint"};
+                               "--lambda-endpoint", "--callback-url"};
         const int nflags = (int)(sizeof flags / sizeof flags[0]);
         int matched = 0;
         for (int k = 0; k < nflags && !matched && n < 22; k++) {
