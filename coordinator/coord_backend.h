@@ -48,6 +48,9 @@ struct coord_inv_result {
     pid_t pid;
     int exit_status;        /* waitpid status when the instance ended, else -1 */
     char detail[160];       /* plain words: "killed at the 10 s time limit", "exit status 1" */
+    uint32_t memory_mb;     /* the memory size the platform says it billed duration_s at (Lambda's
+                               REPORT line: the function's configured size); 0: the size asked
+                               for in the request */
 };
 
 /* Called once per invocation when it ends (never from inside coord_backend_invoke()). */

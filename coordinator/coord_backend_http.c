@@ -128,7 +128,8 @@ static void hinv_finish(struct hb *b, struct hinv *v, enum coord_inv_status st, 
     r.cold = cold;
     r.exit_status = -1;
     snprintf(r.detail, sizeof r.detail, "%s", detail ? detail : "");
-    b->st.gb_s += (double)v->memory_mb / 1024.0 * ran_s;
+    r.memory_mb = v->billed_mb;
+    b->st.gb_s += (double)(v->billed_mb ? v->billed_mb : v->memory_mb) / 1024.0 * ran_s;
     if (st == COORD_INV_TIMEOUT)
         b->st.timeouts++;
     if (st == COORD_INV_CRASHED)
@@ -215,6 +216,7 @@ static void conclude(struct hb *b, struct hinv *v, const struct coord_curl_resp 
         return;
     if (o->retry) /* out of retries or time: the last pushback ends it */
         o->status = r->timed_out ? COORD_INV_TIMEOUT : COORD_INV_FAILED;
+    v->billed_mb = o->billed_mb;
     hinv_finish(b, v, o->status, o->response, o->billed_s >= 0 ? o->billed_s : r->total_s,
                 o->cold, o->detail);
 }

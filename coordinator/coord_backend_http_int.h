@@ -23,6 +23,7 @@ struct houtcome {
     int retry;              /* the platform pushed back: try again after a backoff */
     char *response;         /* COORD_INV_OK: the response line (malloc'd; taken) */
     double billed_s;        /* what the platform billed (< 0: it did not say; the duration) */
+    uint32_t billed_mb;     /* the memory size it billed at (0: it did not say; as asked) */
     int cold;               /* a new instance served it */
     int accepted;           /* queued by the platform: the answer comes by callback */
     char call_id[96];       /* with accepted: the platform's id of the call, if it gave one */
@@ -58,6 +59,7 @@ struct hinv {
     uint64_t id, req;
     char *payload;
     uint32_t memory_mb, time_limit_s;
+    uint32_t billed_mb;     /* the memory size the platform billed at, once it said (0: unknown) */
     coord_inv_fn cb;
     void *arg;
     double t_queued, t_start, t_deadline;

@@ -14,7 +14,8 @@
  * (TooManyRequestsException) and 5xx are the platform's pushback, retried by the engine; other
  * 4xx are refusals (a bad signature, no such function), which no retry mends. What Lambda
  * billed comes from the tail of the log it returns (X-Amz-Log-Result, base64): the REPORT
- * line's "Billed Duration", and "Init Duration" only on a cold start. */
+ * line's "Billed Duration" at its "Memory Size" (the function's, whatever the job's
+ * platform.memory_mb says), and "Init Duration" only on a cold start. */
 #include "coord_backend_http_int.h"
 
 #include <stdio.h>
@@ -105,17 +106,28 @@ static int lambda_prepare(struct hb *b, struct hinv *v, struct coord_curl_req *q
     return 0;
 }
 
-/* The REPORT line of the log tail: billed seconds (or -1), and whether it was a cold start. */
-static double billed_from_log(const char *b64, int *cold)
+/* The REPORT line of the log tail (base64): billed seconds (or -1), the memory size billed at
+ * (*mb, 0 when absent), and whether it was a cold start. The tail holds the function's own
+ * output too, which may say anything: the REPORT line is the last line that starts with
+ * "REPORT RequestId:", and its fields are read up to its end. */
+static double billed_from_log(const char *b64, int *cold, uint32_t *mb)
 {
     char log[8192];
     *cold = 0;
+    *mb = 0;
     if (!b64 || smlt_base64_decode(b64, log, sizeof log) < 0)
         return -1;
-    const char *rep = strstr(log, "REPORT ");
+    char *rep = NULL;
+    for (char *p = log; (p = strstr(p, "REPORT RequestId:")); p++)
+        if (p == log || p[-1] == '\n')
+            rep = p;
     if (!rep)
         return -1;
+    rep[strcspn(rep, "\n")] = '\0';
     *cold = strstr(rep, "Init Duration:") != NULL;
+    const char *ms = strstr(rep, "Memory Size:");
+    long m = ms ? strtol(ms + strlen("Memory Size:"), NULL, 10) : 0;
+    *mb = m >= 128 && m <= 10240 ? (uint32_t)m : 0; /* Lambda's range */
     const char *bd = strstr(rep, "Billed Duration:");
     return bd ? atof(bd + strlen("Billed Duration:")) / 1000.0 : -1;
 }
@@ -124,7 +136,7 @@ static void lambda_interpret(struct hb *b, const struct coord_curl_resp *r, stru
 {
     const char *ferr = r->keep[0], *etype = r->keep[2];
     int log_cold = 0;
-    o->billed_s = billed_from_log(r->keep[1], &log_cold);
+    o->billed_s = billed_from_log(r->keep[1], &log_cold, &o->billed_mb);
     if (r->status == 200 && !ferr) {
         char *line = strndup(r->body, r->body_len);
         size_t n = line ? strlen(line) : 0;

@@ -187,6 +187,10 @@ void rank_on_inv_end(uint64_t inv, const struct coord_inv_result *res, void *arg
     struct coord_job *j = r->job;
     if (r->cur.id != inv)
         return;
+    /* At the memory size the platform billed (a Lambda function's own, which the job's
+     * platform.memory_mb does not set), else the one asked for. */
+    if (res->memory_mb)
+        r->cur.memory_mb = res->memory_mb;
     (r->cur.billed_before ? coord_ledger_extend_invocation : coord_ledger_charge_invocation)(
         &j->ledger, &j->spec.prices, r->cur.memory_mb, res->duration_s);
     rank_journal_invocation_end(j, r);

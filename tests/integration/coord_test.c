@@ -149,8 +149,15 @@ void ct_clean_noted(const char *root)
 
 int ct_coord_start(struct test_daemon *d, const char *data_dir, const char *const *extra)
 {
+    return ct_coord_start_env(d, data_dir, extra, NULL);
+}
+
+int ct_coord_start_env(struct test_daemon *d, const char *data_dir, const char *const *extra,
+                       const char *const *env)
+{
     const char *args[32];
     int n = 0;
+    args[n++] = test_bin("smlt-coordinator");
     args[n++] = "--data-dir";
     args[n++] = data_dir;
     args[n++] = "--admin-token";
@@ -164,7 +171,7 @@ int ct_coord_start(struct test_daemon *d, const char *data_dir, const char *cons
     for (int i = 0; extra && extra[i] && n < 30; i++)
         args[n++] = extra[i];
     args[n] = NULL;
-    int rc = test_daemon_start(d, "smlt-coordinator", args, 600);
+    int rc = test_daemon_start_argv(d, args, env, 600);
     /* data_dir's parent is the test's root: note the daemon's own directory there. */
     char root[512];
     snprintf(root, sizeof root, "%s", data_dir);

@@ -42,6 +42,11 @@ void ct_clean_noted(const char *root);
  * -1. */
 int ct_coord_start(struct test_daemon *d, const char *data_dir, const char *const *extra);
 
+/* The same with env (NAME=VALUE strings, NULL-terminated, may be NULL) added to the
+ * coordinator's environment (credentials, say). */
+int ct_coord_start_env(struct test_daemon *d, const char *data_dir, const char *const *extra,
+                       const char *const *env);
+
 /* The fixture of a test against one coordinator: the default SIGTERM and SIGALRM actions (a
  * daemon test's process may have inherited others), a new directory ROOT/data.XXXXXX in
  * data_dir (len bytes), and a coordinator on it (ct_coord_start()). Fails the test on error.

@@ -21,6 +21,18 @@ const char *test_bin(const char *name)
 int test_daemon_start(struct test_daemon *d, const char *name, const char *const *args,
                       unsigned watchdog_s)
 {
+    const char *argv[60];
+    int n = 0;
+    argv[n++] = test_bin(name);
+    for (int i = 0; args && args[i] && n < 59; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return test_daemon_start_argv(d, argv, NULL, watchdog_s);
+}
+
+int test_daemon_start_argv(struct test_daemon *d, const char *const *args,
+                           const char *const *env, unsigned watchdog_s)
+{
     memset(d, 0, sizeof *d);
     snprintf(d->dir, sizeof d->dir, "/tmp/smlt-test.XXXXXX");
     if (!mkdtemp(d->dir))
@@ -30,9 +42,8 @@ int test_daemon_start(struct test_daemon *d, const char *name, const char *const
     snprintf(log_file, sizeof log_file, "%s/log", d->dir);
     const char *argv[64];
     int n = 0;
-    argv[n++] = test_bin(name);
     int has_listen = 0;
-    for (int i = 0; args && args[i] && n < 58; i++) {
+    for (int i = 0; args[i] && n < 58; i++) {
         has_listen |= !strcmp(args[i], "--listen");
         argv[n++] = args[i];
     }
@@ -45,7 +56,8 @@ int test_daemon_start(struct test_daemon *d, const char *name, const char *const
     argv[n] = NULL;
     struct smlt_proc_opts o = {.log_path = log_file,
                                .watchdog_s = watchdog_s ? watchdog_s : 300,
-                               .die_with_parent = 1};
+                               .die_with_parent = 1,
+                               .env = env};
     d->pid = smlt_proc_spawn(argv, &o);
     if (d->pid <= 0) {
         d->pid = 0;

@@ -26,6 +26,13 @@ const char *test_bin(const char *name);
 int test_daemon_start(struct test_daemon *d, const char *name, const char *const *args,
                       unsigned watchdog_s);
 
+/* The same for a program that is not one of the build's: argv[0] is its path (a script's
+ * interpreter, say), then its arguments (NULL-terminated); env (NAME=VALUE, NULL-terminated,
+ * may be NULL) is added to its environment. "--listen 127.0.0.1:0" (unless argv has
+ * --listen) and "--port-file DIR/port" are appended. */
+int test_daemon_start_argv(struct test_daemon *d, const char *const *argv,
+                           const char *const *env, unsigned watchdog_s);
+
 /* Stops the daemon by its pid and removes its directory. Returns the exit status as waitpid
  * reports it (or -1). Safe to call twice. */
 int test_daemon_stop(struct test_daemon *d);

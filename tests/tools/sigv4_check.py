@@ -6,7 +6,8 @@ Reads one JSON object on stdin: {"method", "url", "headers": {name: value}, "bod
 the server received them (Authorization and X-Amz-Date among them). Signs the same request
 with botocore (Debian python3-botocore), over the headers the given signature says it signed
 and at its X-Amz-Date, and prints "ok" (exit 0) when the signatures match, or both (exit 1).
-Used by tests/integration/test_lambda_backend.c; a test tool, not part of what ships."""
+Used by tests/unit/test_coord_backends.c and test_data_fetch.c; a test tool, not part of what
+ships. tests/tools/lambda_emulator.py checks every request it gets the same way."""
 import json
 import re
 import sys

@@ -7,7 +7,7 @@
  *   - Lambda: the Invoke API path with Qualifier and headers; the SigV4 Authorization header
  *     is checked against botocore's signer (Debian python3-botocore, tests/tools/
  *     sigv4_check.py) with a session token; the billed duration and a cold start are read
- *     from the log tail; a throttle (429 TooManyRequestsException) is retried, a function
+ *     from the log tail (its last REPORT line, at the Memory Size it names); a throttle (429 TooManyRequestsException) is retried, a function
  *     error is a crash, "Task timed out" a timeout, a 403 a refusal; credentials from the
  *     container endpoint (with its Authorization header) when the environment has none;
  *     an ARN as the function name is refused with the reason;
@@ -376,6 +376,7 @@ START_TEST(lambda_signs_bills_and_tells_errors_apart)
     ck_assert_int_eq(d.r.status, COORD_INV_OK);
     ck_assert_str_eq(d.response, RESP);
     ck_assert(d.r.duration_s > 1.2349 && d.r.duration_s < 1.2351); /* billed, from the log */
+    ck_assert_int_eq(d.r.memory_mb, 2048);
     ck_assert_int_eq(d.r.cold, 1);
     const struct seen *s = &f.seen[0];
     ck_assert_str_eq(s->uri, "/2015-03-31/functions/smlt-worker/invocations?Qualifier=live");
@@ -406,6 +407,49 @@ START_TEST(lambda_signs_bills_and_tells_errors_apart)
     lc.function = "arn:aws:lambda:eu-west-1:123456789012:function:smlt-worker";
     ck_assert_ptr_null(coord_backend_lambda_new(base, &lc, err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, "plain name"));
+    fake_stop(&f);
+    event_base_free(base);
+}
+END_TEST
+
+/* A warm invocation whose log tail holds lines of the function's own that look like REPORT
+ * lines: only Lambda's last line counts. The function has 3008 MB whatever was asked. */
+static const char *LOG_WARM_B64 =
+    "U1RBUlQgUmVxdWVzdElkOiAyIFZlcnNpb246IDEKd29ya2VyIHNheXM6IFJFUE9SVCBSZXF1ZXN0SWQ6IDIJQmls"
+    "bGVkIER1cmF0aW9uOiA3IG1zClJFUE9SVCBSZXF1ZXN0SWQ6IGZha2UJQmlsbGVkIER1cmF0aW9uOiA1IG1zCU1l"
+    "bW9yeSBTaXplOiAxMjggTUIKRU5EIFJlcXVlc3RJZDogMgpSRVBPUlQgUmVxdWVzdElkOiAyCUR1cmF0aW9uOiA5"
+    "OS41MCBtcwlCaWxsZWQgRHVyYXRpb246IDEwMCBtcwlNZW1vcnkgU2l6ZTogMzAwOCBNQglNYXggTWVtb3J5IFVz"
+    "ZWQ6IDYwIE1CCQo=";
+
+START_TEST(lambda_bills_the_report_line_at_its_memory_size)
+{
+    struct event_base *base = event_base_new();
+    struct fake f = {.codes = {200},
+                     .bodies = {"{\"invocation\":\"job-0001/0/1\",\"status\":\"slice\",\"cold\":false}"},
+                     .hdr_name = {"X-Amz-Log-Result"}, .hdr_value = {LOG_WARM_B64},
+                     .n_answers = 1};
+    fake_start(&f, base);
+    setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", 1);
+    unsetenv("AWS_SESSION_TOKEN");
+    char ep[64], err[256] = "";
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", f.port);
+    struct coord_backend_lambda_conf lc = {.function = "smlt-worker", .region = "eu-west-1",
+                                           .endpoint = ep};
+    struct coord_backend *b = coord_backend_lambda_new(base, &lc, err, sizeof err);
+    ck_assert_msg(b != NULL, "%s", err);
+    struct done d;
+    invoke(base, b, &d, 60); /* asks for 2048 MB */
+    ck_assert_int_eq(d.r.status, COORD_INV_OK);
+    ck_assert_msg(d.r.duration_s > 0.0999 && d.r.duration_s < 0.1001, "%f", d.r.duration_s);
+    ck_assert_int_eq(d.r.memory_mb, 3008);
+    ck_assert_int_eq(d.r.cold, 0);
+    struct coord_backend_stats st;
+    coord_backend_stats(b, &st);
+    ck_assert_msg(st.gb_s > 3008 / 1024.0 * 0.0999 && st.gb_s < 3008 / 1024.0 * 0.1001, "%f",
+                  st.gb_s);
+    ck_assert_int_eq(st.warm_starts, 1);
+    coord_backend_free(b);
     fake_stop(&f);
     event_base_free(base);
 }
@@ -752,6 +796,7 @@ static Suite *suite(void)
     tcase_add_test(tc, openfaas_posts_and_retries_pushback);
     tcase_add_test(tc, knative_posts_to_the_service);
     tcase_add_test(tc, lambda_signs_bills_and_tells_errors_apart);
+    tcase_add_test(tc, lambda_bills_the_report_line_at_its_memory_size);
     tcase_add_test(tc, lambda_credentials_from_the_container_endpoint);
     tcase_add_test(tc, openfaas_async_callback_completes_exactly_once);
     tcase_add_test(tc, openfaas_async_failures_timeouts_and_late_callbacks);
