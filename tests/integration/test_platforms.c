@@ -16,7 +16,9 @@
  *     X-Duration-Seconds. After the first result it sends that callback again (the coordinator
  *     must refuse it: 404) and once with a forged secret (403);
  *   - knative: the coordinator posts to the service URL, here the same gateway standing in for
- *     Knative's activator (POST /).
+ *     Knative's activator (POST /);
+ *   - openfaas and knative again with the instances in podman containers of the worker image
+ *     (host network, the datasets mounted read-only).
  * The demo job (the Fashion-MNIST MLP 784-256-128-10, 4 workers, 2 shards, BSP, momentum, a
  * target of 88% test accuracy; a 4 s function time limit, 1 s in the quick pass whose job is
  * shorter, so that slices end and warm instances serve the continuations) must succeed with
@@ -292,32 +294,49 @@ static void containers_stop(void)
     }
 }
 
-/* The demo on --platform knative with the workers in containers of the worker image (the
- * image deploy.images builds from this build's binaries). The sanitizer pass builds no image
- * (its binaries need the sanitizer runtimes): it uses the one the Release pass left, and where
- * there is none it says so and returns. */
-START_TEST(demo_on_knative_in_containers)
+/* The demo on platform (openfaas or knative) with the instances in containers of the worker
+ * image (the image deploy.images builds from this build's binaries). The sanitizer pass builds
+ * no image (its binaries need the sanitizer runtimes): it uses the one the Release pass left,
+ * and where there is none it says so and returns -1. 0 when it ran. */
+static int demo_in_containers(const char *platform)
 {
     if (system("podman image exists " WORKER_IMAGE " 2>/dev/null") != 0) {
         ck_assert_msg(ct_quick(), "no %s: the deploy.images test builds it (ctest runs it "
                                   "first: fixture smlt_images)", WORKER_IMAGE);
-        fprintf(stderr, "test_platforms: SKIP demo_on_knative_in_containers: no %s in the "
-                        "sanitizer pass (its binaries need the sanitizer runtimes)\n",
-                WORKER_IMAGE);
-        return;
+        fprintf(stderr, "test_platforms: SKIP the %s demo in containers: no %s in the sanitizer "
+                        "pass (its binaries need the sanitizer runtimes)\n",
+                platform, WORKER_IMAGE);
+        return -1;
     }
     for (int i = 0; i < NINST; i++)
         container_start(i);
+    const int openfaas = !strcmp(platform, "openfaas");
     struct router r;
-    router_start(&r, "/", 0);
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/", r.port);
-    const char *extra[] = {"--platform", "knative", "--function-url", url, NULL};
-    ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
-    demo_job("knative", "knative in containers");
+    router_start(&r, openfaas ? "/function/smlt-worker" : "/", 0);
+    char url[64], label[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", r.port, openfaas ? "" : "/");
+    const char *ofx[] = {"--platform", "openfaas", "--gateway", url, "--function", "smlt-worker",
+                         NULL};
+    const char *knx[] = {"--platform", "knative", "--function-url", url, NULL};
+    ck_assert_int_eq(ct_coord_start(&coord, data_dir, openfaas ? ofx : knx), 0);
+    snprintf(label, sizeof label, "%s in containers", platform);
+    demo_job(platform, label);
     router_stop(&r);
     containers_stop();
     ck_assert_int_gt(r.c.routed, 4);
+    ck_assert_int_eq(r.c.refused, 0);
+    return 0;
+}
+
+START_TEST(demo_on_knative_in_containers)
+{
+    demo_in_containers("knative");
+}
+END_TEST
+
+START_TEST(demo_on_openfaas_in_containers)
+{
+    demo_in_containers("openfaas");
 }
 END_TEST
 
@@ -331,6 +350,7 @@ static Suite *suite(void)
     tcase_add_test(tc, demo_on_openfaas_async);
     tcase_add_test(tc, demo_on_knative);
     tcase_add_test(tc, demo_on_knative_in_containers);
+    tcase_add_test(tc, demo_on_openfaas_in_containers);
     suite_add_tcase(s, tc);
     return s;
 }
