@@ -319,6 +319,50 @@ json_t *ct_wait_job(int port, const char *id, double timeout_s)
     return ct_wait_until(port, id, timeout_s, NULL);
 }
 
+void ct_each_step_once(const json_t *job, size_t shards)
+{
+    size_t i;
+    json_t *st;
+    long long v0 = -1;
+    ck_assert_int_eq(json_array_size(json_object_get(job, "ps_stats")), shards);
+    json_array_foreach(json_object_get(job, "ps_stats"), i, st)
+    {
+        long long v = (long long)ct_num(st, "version");
+        if (v0 < 0)
+            v0 = v;
+        ck_assert_int_eq(v, v0);
+        ck_assert_int_eq((long long)ct_num(st, "updates_applied"), v);
+    }
+    ck_assert_int_gt(v0, 0);
+}
+
+json_t *ct_demo_job(struct test_daemon *coord, const char *platform, const char *quick_dataset)
+{
+    const int quick = ct_quick();
+    const double target = quick ? 0.80 : 0.88;
+    char spec[1024], err[512];
+    snprintf(spec, sizeof spec,
+             "{\"name\": \"demo-%s\", \"model\": \"mlp:784-256-128-10\", \"dataset\": \"%s\", "
+             "\"workers\": 4, \"shards\": 2, \"max_epochs\": %d, \"target_accuracy\": %.2f, "
+             "\"optimizer\": {\"kind\": \"momentum\", \"lr\": 0.05}, "
+             "\"platform\": {\"kind\": \"%s\", \"time_limit_s\": %d}}",
+             platform, quick ? quick_dataset : CT_FMNIST, quick ? 10 : 30, target, platform,
+             quick ? 1 : 4);
+    char *id = ct_submit(coord->port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    json_t *j = ct_wait_job(coord->port, id, 600);
+    free(id);
+    ck_assert_ptr_nonnull(j);
+    if (strcmp(ct_str(j, "state"), "succeeded"))
+        test_daemon_dump_log(coord);
+    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "%s: %s %s", ct_str(j, "state"),
+                  ct_str(j, "error"), ct_str(j, "reason"));
+    ck_assert_msg(ct_num(j, "test_accuracy") >= target, "accuracy %.4f",
+                  ct_num(j, "test_accuracy"));
+    ct_each_step_once(j, 2);
+    return j;
+}
+
 /* ---- /proc --------------------------------------------------------------------------------- */
 
 int ct_children(pid_t ppid, const char *prog, const char *arg, pid_t *out, int max)

@@ -75,6 +75,18 @@ json_t *ct_wait_job(int port, const char *id, double timeout_s);
 /* Polls until fn(job) returns non-zero or the job ends or timeout_s passes; returns the job. */
 json_t *ct_wait_until(int port, const char *id, double timeout_s, int (*fn)(const json_t *job));
 
+/* Asserts that the job's shards (as many as shards) are at one version and that each applied
+ * every step once (updates_applied == version > 0). */
+void ct_each_step_once(const json_t *job, size_t shards);
+
+/* The demo job on platform (platform.kind) through the coordinator coord: the Fashion-MNIST MLP
+ * 784-256-128-10 on 4 workers and 2 shards, BSP, momentum, to 88% test accuracy within 30
+ * epochs with a 4 s function time limit (slices end, and continuations run); in the quick pass
+ * 80% within 10 epochs on the slice quick_dataset with 1 s slices. Asserts that it succeeded
+ * (the coordinator's log is printed when not), its accuracy, and each step applied once.
+ * Returns the job (a new reference). */
+json_t *ct_demo_job(struct test_daemon *coord, const char *platform, const char *quick_dataset);
+
 /* For ct_wait_until(): the job runs and has trained 3 steps or more. */
 int ct_running_with_progress(const json_t *job);
 

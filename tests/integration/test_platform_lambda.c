@@ -151,24 +151,6 @@ static int events_of(const json_t *job, const char *kind)
     return n;
 }
 
-/* Every shard applied every step once, and they agree on the version. */
-static void check_each_step_once(const json_t *j, size_t shards)
-{
-    size_t i;
-    json_t *st;
-    long long v0 = -1;
-    ck_assert_int_eq(json_array_size(json_object_get(j, "ps_stats")), shards);
-    json_array_foreach(json_object_get(j, "ps_stats"), i, st)
-    {
-        long long v = (long long)ct_num(st, "version");
-        if (v0 < 0)
-            v0 = v;
-        ck_assert_int_eq(v, v0);
-        ck_assert_int_eq((long long)ct_num(st, "updates_applied"), v);
-    }
-    ck_assert_int_gt(v0, 0);
-}
-
 /* The job's bill is the emulator's: as many invocations, the same billed ms and MB-ms (the
  * REPORT lines' Billed Duration at their Memory Size), and they are in its cost. */
 static void check_billed_as_reported(const json_t *j, const json_t *e)
@@ -359,25 +341,7 @@ START_TEST(demo_on_lambda)
     const char *args[] = {"--timeout", "60", NULL};
     emu_start(args);
     coord_start(GOOD_ENV, NULL);
-    int quick = ct_quick();
-    char spec[1024], err[512];
-    snprintf(spec, sizeof spec,
-             "{\"name\": \"demo-lambda\", \"model\": \"mlp:784-256-128-10\", \"dataset\": \"%s\", "
-             "\"workers\": 4, \"shards\": 2, \"max_epochs\": %d, \"target_accuracy\": %.2f, "
-             "\"optimizer\": {\"kind\": \"momentum\", \"lr\": 0.05}, "
-             "\"platform\": {\"kind\": \"lambda\", \"time_limit_s\": %d}}",
-             quick ? dataset : CT_FMNIST, quick ? 10 : 30, quick ? 0.80 : 0.88, quick ? 1 : 4);
-    char *id = ct_submit(coord.port, spec, err, sizeof err);
-    ck_assert_msg(id != NULL, "submit: %s", err);
-    json_t *j = ct_wait_job(coord.port, id, 600);
-    ck_assert_ptr_nonnull(j);
-    if (strcmp(ct_str(j, "state"), "succeeded"))
-        test_daemon_dump_log(&coord);
-    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "%s: %s %s", ct_str(j, "state"),
-                  ct_str(j, "error"), ct_str(j, "reason"));
-    ck_assert_msg(ct_num(j, "test_accuracy") >= (quick ? 0.80 : 0.88), "accuracy %.4f",
-                  ct_num(j, "test_accuracy"));
-    check_each_step_once(j, 2);
+    json_t *j = ct_demo_job(&coord, "lambda", dataset);
     const json_t *inv = json_object_get(j, "invocations");
     json_t *e = emu_stats();
     /* One cold start per worker; the continuations found their instances warm. */
@@ -403,7 +367,6 @@ START_TEST(demo_on_lambda)
             bootstrap);
     json_decref(e);
     json_decref(j);
-    free(id);
     coord_stop_clean();
 }
 END_TEST
@@ -486,7 +449,7 @@ START_TEST(throttles_are_retried)
         test_daemon_dump_log(&coord);
     ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "%s: %s", ct_str(j, "state"),
                   ct_str(j, "error"));
-    check_each_step_once(j, 1);
+    ct_each_step_once(j, 1);
     /* The 429s were the backend's to retry: no rank saw an invocation fail. */
     ck_assert_int_eq(events_of(j, "retry"), 0);
     json_t *e = emu_stats();

@@ -108,36 +108,7 @@ static void teardown(void)
 static void demo_job(const char *platform, const char *label)
 {
     char spec[1024], err[512];
-    int quick = ct_quick();
-    snprintf(spec, sizeof spec,
-             "{\"name\": \"demo-%s\", \"model\": \"mlp:784-256-128-10\", \"dataset\": \"%s\", "
-             "\"workers\": 4, \"shards\": 2, \"max_epochs\": %d, \"target_accuracy\": %.2f, "
-             "\"optimizer\": {\"kind\": \"momentum\", \"lr\": 0.05}, "
-             "\"platform\": {\"kind\": \"%s\", \"time_limit_s\": %d}}",
-             platform, quick ? dataset : CT_FMNIST, quick ? 10 : 30, quick ? 0.80 : 0.88,
-             platform, quick ? 1 : 4);
-    char *id = ct_submit(coord.port, spec, err, sizeof err);
-    ck_assert_msg(id != NULL, "submit: %s", err);
-    json_t *j = ct_wait_job(coord.port, id, 600);
-    ck_assert_ptr_nonnull(j);
-    if (strcmp(ct_str(j, "state"), "succeeded"))
-        test_daemon_dump_log(&coord);
-    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "%s: %s %s", ct_str(j, "state"),
-                  ct_str(j, "error"), ct_str(j, "reason"));
-    ck_assert_msg(ct_num(j, "test_accuracy") >= (quick ? 0.80 : 0.88), "accuracy %.4f",
-                  ct_num(j, "test_accuracy"));
-    size_t i;
-    json_t *st;
-    long long v0 = -1;
-    json_array_foreach(json_object_get(j, "ps_stats"), i, st)
-    {
-        long long v = (long long)ct_num(st, "version");
-        if (v0 < 0)
-            v0 = v;
-        ck_assert_int_eq(v, v0);
-        ck_assert_int_eq((long long)ct_num(st, "updates_applied"), v); /* each step once */
-    }
-    ck_assert_int_eq(json_array_size(json_object_get(j, "ps_stats")), 2);
+    json_t *j = ct_demo_job(&coord, platform, dataset);
     const json_t *inv = json_object_get(j, "invocations");
     /* The 4 s time limit cuts slices: continuations, served warm by the same instances. */
     ck_assert(ct_num(inv, "total") > 4 && ct_num(inv, "warm") > 0);
@@ -151,7 +122,6 @@ static void demo_job(const char *platform, const char *label)
              "{\"model\": \"logreg:784-10\", \"dataset\": \"%s\", \"epochs\": 1}", dataset);
     ck_assert_ptr_null(ct_submit(coord.port, spec, err, sizeof err));
     ck_assert_msg(strstr(err, "platform.kind") && strstr(err, platform), "%s", err);
-    free(id);
 }
 
 START_TEST(demo_on_openfaas)
