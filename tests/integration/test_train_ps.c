@@ -206,7 +206,7 @@ struct worker_proc {
  * data directory). */
 static void worker_start(struct worker_proc *w, int r, int ep)
 {
-    char rank[8], wk[8], bs[8], e[8];
+    char rank[12], wk[12], bs[12], e[12]; /* any int */
     snprintf(rank, sizeof rank, "%d", r);
     snprintf(wk, sizeof wk, "%d", WORKERS);
     snprintf(bs, sizeof bs, "%d", BATCH);
