@@ -134,7 +134,11 @@ static SSL_CTX *ctx_base(int server, char *err, size_t errlen)
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS);
     SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES);
+    /* A peer that closes without close_notify ends the stream (libevent then reports an end
+     * of file, not an error): every frame is length-prefixed, so a cut frame is seen as cut
+     * anyway, and neither rpc_conn nor evhttp sends close_notify. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF |
                                  (server ? SSL_OP_CIPHER_SERVER_PREFERENCE : 0));
     return ctx;
 }
@@ -151,8 +155,12 @@ static int load_identity(SSL_CTX *ctx, const char *cert, const char *key, char *
     }
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
         return fail(ctx, err, errlen, "certificate file %s: no PEM certificate in it", cert);
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+            return fail(ctx, err, errlen, "key file %s does not match certificate file %s", key,
+                        cert);
         return fail(ctx, err, errlen, "key file %s: no PEM private key in it", key);
+    }
     if (SSL_CTX_check_private_key(ctx) != 1)
         return fail(ctx, err, errlen, "key file %s does not match certificate file %s", key, cert);
     return 0;
