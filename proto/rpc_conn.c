@@ -16,6 +16,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "smlt.pb-c.h"
@@ -46,6 +47,7 @@ struct rpc_conn {
                                 openssl bufferevent that does all of the I/O */
     int tls;                 /* TLS: input comes decrypted from bev's input evbuffer */
     int tls_up;              /* TLS: the handshake completed */
+    int accepted;            /* the server's end of the connection */
     char why[256];           /* what went wrong, in words (rpc_conn_errmsg()) */
     uint8_t *ib;             /* input buffer: headers, metadata, small payloads; bytes */
     size_t ib_cap, ib_head, ib_tail; /* [ib_head, ib_tail) not yet consumed */
@@ -116,10 +118,23 @@ static void conn_defer(struct rpc_conn *c, unsigned flag)
     event_active(c->defer_ev, EV_TIMEOUT, 0);
 }
 
+/* TLS, a refused handshake: reads and drops what the peer sent that OpenSSL did not read (a
+ * plaintext client's Hello, a TLS 1.3 client's first frames), so that closing the socket
+ * sends a FIN after our last bytes, not a reset that could overtake them. Bounded. */
+static void tls_drain_socket(struct rpc_conn *c)
+{
+    int fd = bufferevent_getfd(c->bev);
+    char sink[4096];
+    for (int i = 0; fd >= 0 && i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+        ;
+}
+
 static void conn_free(struct rpc_conn *c)
 {
     if (c->h.on_close)
         c->h.on_close(c, c->close_err ? c->close_err : SMLT_ECLOSED, c->arg);
+    if (c->tls && !c->tls_up && c->accepted)
+        tls_drain_socket(c);
     if (c->read_ev)
         event_free(c->read_ev);
     if (c->rate_ev)
@@ -626,6 +641,31 @@ static void on_bev_write(struct bufferevent *bev, void *arg)
     }
 }
 
+/* TLS, the server's end: the first bytes were no TLS record, so the client most likely
+ * speaks our protocol in plaintext. OpenSSL sends no alert then ("doesn't look like TLS"),
+ * so the client would only see the connection close and try again: tell it, in plaintext,
+ * with an ErrorReply it can read (request id 0). Written straight to the socket, best
+ * effort. */
+static void tls_tell_plain_peer(struct rpc_conn *c)
+{
+    int fd = bufferevent_getfd(c->bev);
+    Smlt__ErrorReply er = SMLT__ERROR_REPLY__INIT;
+    er.code = SMLT_ETLS;
+    er.message = "this port speaks TLS: connect with TLS (trust the server's CA)";
+    uint8_t buf[SMLT_FRAME_HDR_LEN + 256];
+    size_t mlen = protobuf_c_message_get_packed_size(&er.base);
+    if (fd < 0 || mlen > sizeof buf - SMLT_FRAME_HDR_LEN)
+        return;
+    struct rpc_frame_hdr h = {.version = SMLT_PROTO_VERSION,
+                              .type = SMLT__MSG_TYPE__MSG_ERROR,
+                              .meta_len = (uint32_t)mlen};
+    rpc_frame_hdr_encode(buf, &h);
+    protobuf_c_message_pack(&er.base, buf + SMLT_FRAME_HDR_LEN);
+    tls_drain_socket(c);
+    if (send(fd, buf, SMLT_FRAME_HDR_LEN + mlen, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        log_debug("conn %s: cannot tell the plaintext peer: %s", c->peer, strerror(errno));
+}
+
 /* TLS: the connection failed: an OpenSSL error (the handshake, a certificate, an alert from
  * the peer, a bad record) is SMLT_ETLS, said in c->why and logged; a plain socket error is
  * what it would be without TLS. */
@@ -644,6 +684,8 @@ static int conn_tls_failed(struct rpc_conn *c)
     char d[160];
     smlt_tls_describe(bufferevent_openssl_get_ssl(c->bev), e, d, sizeof d);
     const char *what = c->tls_up ? "connection" : "handshake";
+    if (c->accepted && !c->tls_up && ERR_GET_REASON(e) == SSL_R_WRONG_VERSION_NUMBER)
+        tls_tell_plain_peer(c);
     snprintf(c->why, sizeof c->why, "TLS %s with %s failed: %s", what, c->peer, d);
     log_warn("conn %s: TLS %s failed: %s", c->peer, what, d);
     return SMLT_ETLS;
@@ -799,6 +841,7 @@ struct rpc_conn *rpc_conn_new_fd_tls(struct event_base *base, int fd, struct sml
         bufferevent_free(bev);
         return NULL;
     }
+    c->accepted = 1;
     if (tls)
         conn_update_read(c);
     else if (conn_arm_read(c, fd) != 0) {
