@@ -16,6 +16,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -40,6 +41,9 @@ enum conn_state { ST_HDR, ST_DEST, ST_PAYLOAD, ST_DISCARD };
  * there because without one libevent reads 4 KiB at a time. */
 #define RPC_TLS_READ (256u << 10)
 #define RPC_TLS_READ_HIGH (16u << 20)
+/* TLS read-ahead: OpenSSL fills a buffer this big with one recv(2) and decrypts records out
+ * of it, instead of two recv(2) calls per 16 KiB record (see tls_kick()). */
+#define RPC_TLS_READ_AHEAD (256u << 10)
 
 struct rpc_conn {
     struct event_base *base;
@@ -110,6 +114,7 @@ struct ref_ctx {
 static void conn_process(struct rpc_conn *c);
 static void conn_update_read(struct rpc_conn *c);
 static void conn_tls_drain(struct rpc_conn *c);
+static void tls_kick(struct rpc_conn *c);
 static size_t copied_out(const struct rpc_conn *c);
 
 static void conn_defer(struct rpc_conn *c, unsigned flag)
@@ -463,6 +468,21 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     conn_read(arg, fd);
 }
 
+/* TLS with read-ahead: OpenSSL holds records it has read off the socket and not yet
+ * decrypted, which libevent's openssl bufferevent does not see (it reads on while
+ * SSL_pending(), the rest of the current record, is not 0, at most two records per read
+ * event). When the socket then has nothing more, no read event would come and those records
+ * would wait for the next bytes from the peer: make the bufferevent's read event active, so
+ * that it reads them on the next turn of the loop. Nothing when reading is off: enabling it
+ * again calls here. */
+static void tls_kick(struct rpc_conn *c)
+{
+    if (c->tls && c->tls_up && c->read_on && !c->closing &&
+        evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+        SSL_has_pending(bufferevent_openssl_get_ssl(c->bev)))
+        event_active(&c->bev->ev_read, EV_READ, 1);
+}
+
 /* TLS: takes what the openssl bufferevent has decrypted, as conn_read() takes bytes from a
  * socket, until none is left, reading stops (paused, waiting for a destination, out of rate
  * credit, closing) or the frame budget defers the rest. libevent calls back only when new
@@ -478,6 +498,7 @@ static void conn_tls_drain(struct rpc_conn *c)
         if (evbuffer_get_length(in) == left)
             break; /* nothing taken: no room or no credit; a timer or event resumes it */
     }
+    tls_kick(c);
 }
 
 static void on_bev_read(struct bufferevent *bev, void *arg)
@@ -612,10 +633,13 @@ static void conn_update_read(struct rpc_conn *c)
     if (c->tls) {
         /* The bufferevent stops pulling records off the socket; what it has decrypted stays
          * in its input until conn_tls_drain() takes it. */
-        if (want && !c->read_on)
+        if (want && !c->read_on) {
             bufferevent_enable(c->bev, EV_READ);
-        else if (!want && c->read_on)
+            c->read_on = 1;
+            tls_kick(c);
+        } else if (!want && c->read_on) {
             bufferevent_disable(c->bev, EV_READ);
+        }
     } else if (want && !c->read_on) {
         event_add(c->read_ev, NULL);
     } else if (!want && c->read_on) {
@@ -701,6 +725,8 @@ static void on_bev_event(struct bufferevent *bev, short what, void *arg)
         c->tls_up = c->tls;
         if (c->closing)
             return;
+        /* The handshake may have read the peer's first frames ahead into OpenSSL. */
+        tls_kick(c);
         if (c->h.on_connected)
             c->h.on_connected(c, c->arg);
         return;
@@ -809,6 +835,14 @@ static void peer_name(const struct sockaddr *sa, char *out, size_t cap)
     }
 }
 
+/* Read-ahead for rpc_conn's own sessions only (evhttp's bufferevents would stall on it: they
+ * have no tls_kick()). */
+static void tls_read_ahead(SSL *ssl)
+{
+    SSL_set_read_ahead(ssl, 1);
+    SSL_set_default_read_buffer_len(ssl, RPC_TLS_READ_AHEAD);
+}
+
 struct rpc_conn *rpc_conn_new_fd_tls(struct event_base *base, int fd, struct smlt_tls *tls,
                                      const struct rpc_limits *lim,
                                      const struct rpc_conn_handler *h, void *arg)
@@ -825,6 +859,7 @@ struct rpc_conn *rpc_conn_new_fd_tls(struct event_base *base, int fd, struct sml
             close(fd);
             return NULL;
         }
+        tls_read_ahead(ssl);
         bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                              BEV_OPT_CLOSE_ON_FREE);
         if (!bev)
@@ -892,6 +927,7 @@ struct rpc_conn *rpc_conn_connect_tls(struct event_base *base, const char *addr,
             *err = SMLT_ETLS;
             return NULL;
         }
+        tls_read_ahead(ssl);
         bev = bufferevent_openssl_socket_new(base, sfd, ssl, BUFFEREVENT_SSL_CONNECTING,
                                              BEV_OPT_CLOSE_ON_FREE);
         if (!bev)
