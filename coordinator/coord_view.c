@@ -359,6 +359,9 @@ void coord_metrics(struct coord *c, struct evbuffer *out)
     COUNTER("rpc_connections_total", "Worker RPC connections accepted.", rs.conns);
     COUNTER("rpc_auth_failures_total", "Worker RPC handshakes refused.", rs.auth_failures);
     COUNTER("rpc_frames_bad_total", "Malformed frames on the worker RPC.", rs.frames_bad);
+    COUNTER("rpc_tls_failures_total",
+            "Worker RPC connections closed because TLS failed (refused handshakes).",
+            rs.tls_failures);
     GAUGE("invocations_running", "Invocations running now.", "%u", bs.running);
     GAUGE("invocations_waiting", "Invocations waiting for a concurrency slot.", "%u", bs.waiting);
     GAUGE("instances_idle", "Warm instances kept for reuse.", "%u", bs.idle);
