@@ -71,14 +71,18 @@ static double metric(int port, const char *name)
 }
 
 /* Speaks the wire protocol in plaintext to addr ("127.0.0.1:P"): a Hello frame, then reads
- * what comes back. Returns the type of the frame that came back, or -1 when none did. */
+ * what comes back. Returns the type of the frame that came back, -1 when none did, -2 when
+ * nothing listens there. */
 static int plaintext_hello(const char *addr)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET};
     sa.sin_port = htons((uint16_t)atoi(strrchr(addr, ':') + 1));
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -2;
+    }
     Smlt__Hello hello = SMLT__HELLO__INIT;
     hello.proto_version = SMLT_PROTO_VERSION;
     hello.token.data = (uint8_t *)"x";
@@ -140,6 +144,17 @@ static int run_smltctl(const char *const *args, const char *cacert_env, char *er
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+static int job_running(struct test_daemon *coord, const char *id)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/api/jobs/%s", id);
+    json_t *j = NULL;
+    ct_http_json(coord->port, "GET", path, NULL, NULL, &j);
+    int running = j && !strcmp(ct_str(j, "state"), "running");
+    json_decref(j);
+    return running;
+}
+
 /* Submits a small job and checks, while it trains, that its shards speak TLS only; returns
  * the ended job. */
 static json_t *train_over_tls(struct test_daemon *coord, const char *data_dir, const char *model)
@@ -168,14 +183,23 @@ static json_t *train_over_tls(struct test_daemon *coord, const char *data_dir, c
         char *comma = strchr(addr, ',');
         if (comma)
             *comma = '\0';
-        ck_assert_int_eq(plaintext_hello(addr), SMLT__MSG_TYPE__MSG_ERROR);
+        int type = plaintext_hello(addr);
         struct smlt_client *c = NULL;
         struct smlt_client_opts o = {.token = "x", .timeout_ms = 5000};
-        ck_assert_int_eq(smlt_client_connect(&c, addr, &o, err, sizeof err), SMLT_ETLS);
+        int rc = smlt_client_connect(&c, addr, &o, err, sizeof err);
+        if ((type != SMLT__MSG_TYPE__MSG_ERROR || rc != SMLT_ETLS) && !job_running(coord, id)) {
+            /* The job ended (and its shards with it) since it was seen running. */
+            fprintf(stderr, "the job ended before its shard %s could be tried in plaintext\n",
+                    addr);
+            goto done;
+        }
+        ck_assert_int_eq(type, SMLT__MSG_TYPE__MSG_ERROR);
+        ck_assert_int_eq(rc, SMLT_ETLS);
         ck_assert_msg(strstr(err, "speaks TLS"), "%s", err);
         fprintf(stderr, "shard %s refused a plaintext client while the job trained: %s\n", addr,
                 err);
     }
+done:
     json_decref(run);
     json_t *j = ct_wait_job(coord->port, id, 300);
     ck_assert_ptr_nonnull(j);
