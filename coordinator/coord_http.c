@@ -465,6 +465,8 @@ static struct bufferevent *on_https_bev(struct event_base *base, void *arg)
         ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                              BEV_OPT_CLOSE_ON_FREE)
             : NULL;
+    if (bev && smlt_tls_watch(ssl, h->tls, "HTTPS") != 0)
+        log_warn("HTTPS: out of memory: a failed handshake will not be counted");
     if (!bev) {
         /* Only out of memory gets here. NULL would make evhttp serve this connection in
          * plaintext, so the daemon stops instead (it may abort on out-of-memory for its own

@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include <openssl/x509v3.h>
 
 #include "smlt_error.h"
+#include "smlt_log.h"
 #include "smlt_util.h"
 
 /* TLS 1.2: ECDHE key exchange and AEAD ciphers only. TLS 1.3: every suite is AEAD; AES-128-GCM
@@ -29,7 +32,93 @@ struct smlt_tls {
     SSL_CTX *ctx;
     int server;
     atomic_int refs;
+    atomic_ullong hs_failures; /* watched sessions whose handshake failed */
 };
+
+/* ---- watched sessions (smlt_tls_watch()) --------------------------------------------------- */
+
+struct watch {
+    struct smlt_tls *t; /* a reference */
+    char what[16], peer[64], alert[80];
+    int done;
+};
+
+static int watch_idx = -1;
+static pthread_once_t watch_once = PTHREAD_ONCE_INIT;
+
+/* The session is being freed: a handshake that never completed is a failure. */
+static void on_watch_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                          void *argp)
+{
+    struct watch *w = ptr;
+    if (!w)
+        return;
+    if (!w->done) {
+        atomic_fetch_add(&w->t->hs_failures, 1);
+        log_warn("%s %s: TLS handshake failed: %s", w->what, w->peer[0] ? w->peer : "?",
+                 w->alert[0] ? w->alert : "no TLS from the peer, or it hung up");
+    }
+    smlt_tls_free(w->t);
+    free(w);
+}
+
+static void watch_init(void)
+{
+    watch_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, on_watch_free);
+}
+
+/* Records the peer (while the socket is there), an alert, the handshake's end. */
+static void on_watch_info(const SSL *ssl, int where, int ret)
+{
+    struct watch *w = SSL_get_ex_data(ssl, watch_idx);
+    if (!w)
+        return;
+    if (!w->peer[0]) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        char host[INET6_ADDRSTRLEN] = "";
+        int fd = SSL_get_fd(ssl);
+        if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+            int port = 0;
+            if (ss.ss_family == AF_INET) {
+                inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof host);
+                port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+            } else if (ss.ss_family == AF_INET6) {
+                inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof host);
+                port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+            }
+            snprintf(w->peer, sizeof w->peer, "%s:%d", host, port);
+        }
+    }
+    if (where & SSL_CB_HANDSHAKE_DONE)
+        w->done = 1;
+    if ((where & SSL_CB_ALERT) && !w->alert[0])
+        snprintf(w->alert, sizeof w->alert, "%s alert: %s",
+                 (where & SSL_CB_READ) ? "the peer sent an" : "sent an",
+                 SSL_alert_desc_string_long(ret));
+}
+
+int smlt_tls_watch(struct ssl_st *ssl, struct smlt_tls *t, const char *what)
+{
+    pthread_once(&watch_once, watch_init);
+    struct watch *w = watch_idx >= 0 ? calloc(1, sizeof *w) : NULL;
+    if (!w)
+        return SMLT_ENOMEM;
+    w->t = smlt_tls_ref(t);
+    snprintf(w->what, sizeof w->what, "%s", what);
+    if (SSL_set_ex_data(ssl, watch_idx, w) != 1) {
+        smlt_tls_free(w->t);
+        free(w);
+        return SMLT_ENOMEM;
+    }
+    SSL_set_info_callback(ssl, on_watch_info);
+    return 0;
+}
+
+unsigned long long smlt_tls_handshake_failures(const struct smlt_tls *t)
+{
+    return atomic_load(&((struct smlt_tls *)t)->hs_failures);
+}
 
 const char *smlt_tls_errors(char *buf, size_t len)
 {
@@ -193,6 +282,7 @@ static struct smlt_tls *wrap(SSL_CTX *ctx, int server)
     t->ctx = ctx;
     t->server = server;
     atomic_init(&t->refs, 1);
+    atomic_init(&t->hs_failures, 0);
     return t;
 }
 

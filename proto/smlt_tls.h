@@ -69,6 +69,16 @@ struct ssl_ctx_st *smlt_tls_ctx(struct smlt_tls *t);
  * name (also sent as SNI) or an IP address. Ignored for a server. */
 struct ssl_st *smlt_tls_ssl_new(struct smlt_tls *t, const char *peer, char *err, size_t errlen);
 
+/* For sessions whose I/O someone else runs (evhttp's): counts and logs their failed
+ * handshakes. When ssl (a session of server context t) is freed before its handshake
+ * completed, t's counter (smlt_tls_handshake_failures()) goes up by one and one line is
+ * logged: what ("HTTPS"), the peer, and the alert sent or received if there was one ("no TLS
+ * from the peer" when none: a plaintext client). Returns 0, or SMLT_ENOMEM (not watched). */
+int smlt_tls_watch(struct ssl_st *ssl, struct smlt_tls *t, const char *what);
+
+/* The failed handshakes of t's watched sessions so far. Any thread. */
+unsigned long long smlt_tls_handshake_failures(const struct smlt_tls *t);
+
 /* Writes why a TLS connection failed into buf (len bytes) as words: OpenSSL's reason for err
  * (an ERR_get_error() value, e.g. from bufferevent_get_openssl_error(); 0: none), with the
  * certificate verification result of ssl when a verification failed ("certificate verify

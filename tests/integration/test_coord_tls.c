@@ -246,11 +246,16 @@ START_TEST(job_over_tls)
     for (int i = 0; i < 50 && metric(coord.port, "smlt_rpc_tls_failures_total") < before + 1; i++)
         usleep(20000);
     ck_assert(metric(coord.port, "smlt_rpc_tls_failures_total") >= before + 1);
-    /* Plain HTTP on the HTTPS port: no answer; HTTPS right after: answered. */
+    /* Plain HTTP on the HTTPS port: no answer, and counted; HTTPS right after: answered. */
+    double http_before = metric(coord.port, "smlt_http_tls_failures_total");
     ct_use_tls(NULL, NULL, NULL);
     ck_assert_int_eq(ct_http(coord.port, "GET", "/api/health", NULL, NULL, NULL), -1);
     ct_use_tls(certf("ca.pem"), NULL, NULL);
     ck_assert_int_eq(ct_http(coord.port, "GET", "/api/health", NULL, NULL, NULL), 200);
+    for (int i = 0; i < 50 && metric(coord.port, "smlt_http_tls_failures_total") < http_before + 1;
+         i++)
+        usleep(20000);
+    ck_assert(metric(coord.port, "smlt_http_tls_failures_total") >= http_before + 1);
     ct_use_tls(NULL, NULL, NULL);
     ct_fixture_teardown(&coord, data_dir);
 }
