@@ -732,6 +732,14 @@ static void on_bev_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (c->tls && (what & BEV_EVENT_EOF) && !c->tls_up) {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        if (c->accepted && ssl && BIO_number_read(SSL_get_rbio(ssl)) == 0) {
+            /* Connected and hung up without a byte: a port probe (a load balancer's, a
+             * Kubernetes tcpSocket check), not a refusal. */
+            log_debug("conn %s: closed before the TLS handshake", c->peer);
+            rpc_conn_abort(c, SMLT_ECLOSED);
+            return;
+        }
         /* The peer hung up in the handshake: it refused our certificate or is no TLS peer. */
         snprintf(c->why, sizeof c->why, "TLS handshake with %s failed: %s", c->peer,
                  "the peer closed the connection");

@@ -53,7 +53,9 @@ static void on_watch_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, 
     struct watch *w = ptr;
     if (!w)
         return;
-    if (!w->done) {
+    /* A connection that sent nothing is a port probe, not a refusal. */
+    BIO *rb = parent ? SSL_get_rbio(parent) : NULL;
+    if (!w->done && rb && BIO_number_read(rb) > 0) {
         atomic_fetch_add(&w->t->hs_failures, 1);
         log_warn("%s %s: TLS handshake failed: %s", w->what, w->peer[0] ? w->peer : "?",
                  w->alert[0] ? w->alert : "no TLS from the peer, or it hung up");

@@ -4,11 +4,14 @@
  * bit for bit where the same job ends through two plaintext shards (4 MB of parameters, so
  * every payload takes the drained path); mutual TLS admits the CA's client certificate only.
  * Refusals, each with the shard still serving a good client afterwards and counting it in
- * tls_failures: a plaintext client on the TLS port, a client whose CA did not sign the
+ * tls_failures (a port probe that sends nothing is not one): a plaintext client on the TLS port, a client whose CA did not sign the
  * shard's certificate, a TLS client on a plaintext port, and under mutual TLS a client with
  * no certificate or one from another CA. Every shard is stopped by its pid. */
+#include <arpa/inet.h>
 #include <check.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +148,16 @@ static uint64_t tls_failures(const struct cluster *cl, const struct smlt_client_
     return st.tls_failures;
 }
 
+/* Connects to 127.0.0.1:port and hangs up without a byte, as a load balancer's check does. */
+static void probe(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    close(fd);
+}
+
 START_TEST(tls_same_as_plain)
 {
     float *plain = malloc(sizeof(float) * NPARAMS), *tls = malloc(sizeof(float) * NPARAMS);
@@ -185,6 +198,8 @@ START_TEST(tls_refusals)
     struct smlt_client_opts good = opts(TOKEN, 0, "ca.pem", NULL, NULL);
     setup_job(&cl, &(struct smlt_client_opts){.token = ADMIN, .admin = 1, .timeout_ms = 20000,
                                               .tls_ca = certf("ca.pem")});
+    /* a port probe (connect, hang up) is no refusal: not counted below */
+    probe(cl.shard[0].port);
     /* a plaintext client on the TLS port */
     struct smlt_client_opts plain = opts(TOKEN, 0, NULL, NULL, NULL);
     expect_refused(&cl, &plain, "speaks TLS");
