@@ -474,7 +474,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
  * event). When the socket then has nothing more, no read event would come and those records
  * would wait for the next bytes from the peer: make the bufferevent's read event active, so
  * that it reads them on the next turn of the loop. Nothing when reading is off: enabling it
- * again calls here. */
+ * again calls here. (libevent 2.1 has no call that makes an openssl bufferevent read again;
+ * its read event is reached through the public struct of event2/bufferevent_struct.h.) */
 static void tls_kick(struct rpc_conn *c)
 {
     if (c->tls && c->tls_up && c->read_on && !c->closing &&
