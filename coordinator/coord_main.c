@@ -55,8 +55,9 @@ static void usage(FILE *f)
             "  --tls-ca FILE           CA certificates that sign the shards' certificates (and\n"
             "                          clients', with --tls-verify-client); workers get them in\n"
             "                          their invocations\n"
-            "  --tls-verify-client     mutual TLS: clients of the API, the RPC and the shards need\n"
-            "                          a certificate --tls-ca signs (workers: SMLT_TLS_CERT/KEY)\n"
+            "  --tls-verify-client     mutual TLS: clients of the API, the RPC and the shards\n"
+            "                          need a certificate --tls-ca signs (workers:\n"
+            "                          SMLT_TLS_CERT/KEY)\n"
             "  --port-file FILE        write the HTTP port to FILE once listening\n"
             "  --log-level LEVEL       error, warn, info (default), debug\n"
             "  --help, --version\n");

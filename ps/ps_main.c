@@ -1,11 +1,11 @@
 /* ps_main.c: smlt-ps, one parameter-server shard per process.
  *
  * Listens, writes its bound port to --port-file if asked (tests bind port 0), and serves
- * until SIGINT/SIGTERM or an admin Shutdown request. With --tls-cert and --tls-key every
+ * until SIGINT/SIGTERM or an admin Shutdown request. With --metrics-listen it also serves
+ * GET /metrics for Prometheus (ps_http.c) on the same event loop. A job is set up on it over
+ * the wire (Configure), by the coordinator or smlt-bench. With --tls-cert and --tls-key every
  * connection is TLS (its own to a backup too, trusting --tls-ca and presenting the same
- * certificate for mutual TLS); the metrics endpoint stays plain HTTP. With --metrics-listen it also serves
- * GET /metrics for Prometheus (ps_http.c) on the same event loop. A job is set up on it over the wire
- * (Configure), by the coordinator or smlt-bench. */
+ * certificate for mutual TLS); the metrics endpoint stays plain HTTP. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>

@@ -92,7 +92,8 @@ static int plaintext_hello(const char *addr)
     struct rpc_frame_hdr h = {.version = SMLT_PROTO_VERSION, .type = SMLT__MSG_TYPE__MSG_HELLO,
                               .req_id = 1, .meta_len = (uint32_t)mlen};
     rpc_frame_hdr_encode(buf, &h);
-    ck_assert_int_eq(write(fd, buf, SMLT_FRAME_HDR_LEN + mlen), (ssize_t)(SMLT_FRAME_HDR_LEN + mlen));
+    ssize_t len = (ssize_t)(SMLT_FRAME_HDR_LEN + mlen);
+    ck_assert_int_eq(write(fd, buf, (size_t)len), len);
     uint8_t in[SMLT_FRAME_HDR_LEN];
     size_t got = 0;
     struct pollfd p = {fd, POLLIN, 0};

@@ -4,9 +4,10 @@
  * bit for bit where the same job ends through two plaintext shards (4 MB of parameters, so
  * every payload takes the drained path); mutual TLS admits the CA's client certificate only.
  * Refusals, each with the shard still serving a good client afterwards and counting it in
- * tls_failures (a port probe that sends nothing is not one): a plaintext client on the TLS port, a client whose CA did not sign the
- * shard's certificate, a TLS client on a plaintext port, and under mutual TLS a client with
- * no certificate or one from another CA. Every shard is stopped by its pid. */
+ * tls_failures (a port probe that sends nothing is not one): a plaintext client on the TLS
+ * port, a client whose CA did not sign the shard's certificate, a TLS client on a plaintext
+ * port, and under mutual TLS a client with no certificate or one from another CA. Every shard
+ * is stopped by its pid. */
 #include <arpa/inet.h>
 #include <check.h>
 #include <math.h>
