@@ -11,8 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "smlt_client_int.h"
 #include "smlt_error.h"
+#include "smlt_limits.h"
 #include "smlt_log.h"
+#include "smlt_tls.h"
 
 struct coord_job *job_find(struct coord *c, const char *id)
 {
@@ -283,6 +286,66 @@ static struct coord_rpc *rpc_listen(struct coord *c, const char *want, char *err
     return r;
 }
 
+/* Reads the CA file for the invocations (at most SMLT_MAX_TLS_CA_PEM bytes). Returns 0 or
+ * SMLT_EINVAL with a message in err. */
+static int read_ca_pem(struct coord *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = malloc(SMLT_MAX_TLS_CA_PEM + 1);
+    size_t n = f && buf ? fread(buf, 1, SMLT_MAX_TLS_CA_PEM + 1, f) : 0;
+    int bad = !f || !buf || ferror(f) || n == 0 || n > SMLT_MAX_TLS_CA_PEM;
+    if (f)
+        fclose(f);
+    if (bad) {
+        snprintf(err, errlen, "--tls-ca %s: %s", path,
+                 !f ? strerror(errno) : n > SMLT_MAX_TLS_CA_PEM ? "over 32 KiB (workers get it in "
+                                                                  "every invocation)"
+                                                                : "cannot read it");
+        free(buf);
+        return SMLT_EINVAL;
+    }
+    buf[n] = '\0';
+    c->tls_ca_pem = buf;
+    return 0;
+}
+
+/* The TLS contexts of conf's tls_* options (none given: plain TCP, nothing to do). Returns 0
+ * or SMLT_EINVAL with a message in err that names the option or the file. */
+static int tls_setup(struct coord *c, const struct coord_conf *conf, char *err, size_t errlen)
+{
+    if (!conf->tls_cert && !conf->tls_key && !conf->tls_ca && !conf->tls_verify_client)
+        return 0;
+    if (!conf->tls_cert || !conf->tls_key) {
+        snprintf(err, errlen, "TLS needs both --tls-cert and --tls-key (--tls-ca and "
+                              "--tls-verify-client go with them)");
+        return SMLT_EINVAL;
+    }
+    char msg[512];
+    struct smlt_tls_conf sc = {.cert = conf->tls_cert, .key = conf->tls_key, .ca = conf->tls_ca,
+                               .verify_client = conf->tls_verify_client};
+    /* As a client of its shards it presents the same certificate (mutual TLS). */
+    struct smlt_tls_conf cc = {.cert = conf->tls_cert, .key = conf->tls_key, .ca = conf->tls_ca};
+    if (smlt_tls_server_new(&c->tls_server, &sc, msg, sizeof msg) != 0 ||
+        smlt_tls_client_new(&c->tls_client, &cc, msg, sizeof msg) != 0) {
+        snprintf(err, errlen, "TLS: %s", msg);
+        return SMLT_EINVAL;
+    }
+    if (conf->tls_ca && read_ca_pem(c, conf->tls_ca, err, errlen) != 0)
+        return SMLT_EINVAL;
+    if (coord_shards_set_tls(conf->tls_cert, conf->tls_key, conf->tls_ca, conf->tls_verify_client,
+                             err, errlen) != 0)
+        return SMLT_EINVAL;
+    /* Every call to the shards (the admin queues, job setup) goes through libsmlt clients:
+     * they all speak TLS now. */
+    smlt_client_set_default_tls(c->tls_client);
+    return 0;
+}
+
+struct smlt_tls *coord_tls_server(struct coord *c)
+{
+    return c->tls_server;
+}
+
 /* The function platform conf names: the embedded runtime, or a backend over the network. */
 static struct coord_backend *backend_new(struct coord *c, const struct coord_conf *conf, char *err,
                                          size_t errlen)
@@ -347,7 +410,9 @@ int coord_set_callback_base(struct coord *c, const char *listen, int port, char 
         }
     }
     char url[600];
-    snprintf(url, sizeof url, "http://%.*s:%d", (int)n, listen, port);
+    /* The API's own scheme: HTTPS when it serves TLS. */
+    snprintf(url, sizeof url, "http%s://%.*s:%d", coord_tls_server(c) ? "s" : "", (int)n, listen,
+             port);
     int rc = coord_backend_set_callback_base(c->backend, url, err, errlen);
     if (rc == 0)
         log_info("openfaas: asynchronous invocations, called back at %s/api/callback/", url);
@@ -386,6 +451,8 @@ struct coord *coord_new(struct event_base *base, const struct coord_conf *conf, 
         snprintf(err, errlen, "--callback-url: only with --openfaas-async");
         goto fail;
     }
+    if (tls_setup(c, conf, err, errlen) != 0)
+        goto fail;
     c->backend = backend_new(c, conf, err, errlen);
     if (!c->backend)
         goto fail;
@@ -394,6 +461,8 @@ struct coord *coord_new(struct event_base *base, const struct coord_conf *conf, 
     c->rpc = rpc_listen(c, conf->rpc_listen ? conf->rpc_listen : "127.0.0.1:0", err, errlen);
     if (!c->rpc)
         goto fail;
+    if (c->tls_server)
+        coord_rpc_set_tls(c->rpc, c->tls_server);
     /* The history of earlier jobs, newest last in the list walk (jobs are prepended). */
     coord_restore_all(c);
     return c;
@@ -436,6 +505,13 @@ void coord_free(struct coord *c)
         c->jobs = j->next;
         job_free(j);
     }
+    if (c->tls_client) {
+        smlt_client_set_default_tls(NULL);
+        coord_shards_set_tls(NULL, NULL, NULL, 0, NULL, 0);
+    }
+    smlt_tls_free(c->tls_server);
+    smlt_tls_free(c->tls_client);
+    free(c->tls_ca_pem);
     free(c->data_dir);
     free(c);
 }

@@ -19,6 +19,7 @@
 #include "coord_backend.h"
 
 struct coord;
+struct smlt_tls;
 
 struct coord_conf {
     const char *data_dir;    /* jobs/<id>/ journals, logs, models */
@@ -41,6 +42,14 @@ struct coord_conf {
     const char *rpc_advertise; /* HOST:PORT workers dial for the RPC (default: where it listens) */
     const char *ps_listen_host;    /* local shards listen here (default 127.0.0.1) */
     const char *ps_advertise_host; /* and are dialled here (default: the listen host) */
+    /* TLS (all unset: plain TCP everywhere). With tls_cert and tls_key, everything of the
+     * coordinator is TLS: the HTTP API (coord_http_set_tls()), the worker RPC, the local
+     * shards it starts (with the same certificate), its calls to the shards (trusting tls_ca,
+     * presenting the same certificate for mutual TLS), and its invocations tell the workers
+     * (the CA's PEM text travels in the payload). tls_verify_client: mutual TLS on its ports
+     * and its shards' (clients need a certificate that tls_ca signs). */
+    const char *tls_cert, *tls_key, *tls_ca;
+    int tls_verify_client;
 };
 
 /* Returns a coordinator on base, with the history of earlier jobs restored from their
@@ -110,6 +119,10 @@ int coord_set_callback_base(struct coord *c, const char *listen, int port, char 
 
 /* The worker RPC address (for logs). */
 const char *coord_rpc_address(const struct coord *c);
+
+/* The server TLS context of coord_conf's tls_* options (borrowed while c lives), or NULL
+ * when the coordinator runs without TLS: for the HTTP API. */
+struct smlt_tls *coord_tls_server(struct coord *c);
 
 /* Cancels every running job (saving their models), stops shards and instances, frees c. */
 void coord_free(struct coord *c);

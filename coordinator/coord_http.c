@@ -10,13 +10,16 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <openssl/ssl.h>
 
 #include "coord_dash.h"
 #include "rpc_conn.h"
 #include "smlt_error.h"
 #include "smlt_log.h"
+#include "smlt_tls.h"
 
 #define HTTP_MAX_BODY (1u << 20)
 #define HTTP_MAX_TAIL 100000
@@ -27,6 +30,7 @@ struct coord_http {
     char *admin_token;
     int port;
     int reads_need_token; /* listening beyond loopback: reads need the token too */
+    struct smlt_tls *tls; /* HTTPS: the server context (coord_http_set_tls()), or NULL */
 };
 
 static void send_json(struct evhttp_request *req, int code, json_t *body)
@@ -488,6 +492,39 @@ void coord_http_free(struct coord_http *h)
         return;
     if (h->http)
         evhttp_free(h->http);
+    smlt_tls_free(h->tls);
     free(h->admin_token);
     free(h);
+}
+
+/* HTTPS: evhttp asks for each accepted connection's bufferevent; it is an openssl one that
+ * runs the server's handshake first (evhttp sets its socket). A plaintext or refused client
+ * fails the handshake and is closed by evhttp; the server goes on. */
+static struct bufferevent *on_https_bev(struct event_base *base, void *arg)
+{
+    struct coord_http *h = arg;
+    char err[256];
+    SSL *ssl = smlt_tls_ssl_new(h->tls, NULL, err, sizeof err);
+    struct bufferevent *bev =
+        ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                             BEV_OPT_CLOSE_ON_FREE)
+            : NULL;
+    if (bev && smlt_tls_watch(ssl, h->tls, "HTTPS") != 0)
+        log_warn("HTTPS: out of memory: a failed handshake will not be counted");
+    if (!bev) {
+        /* Only out of memory gets here. NULL would make evhttp serve this connection in
+         * plaintext, so the daemon stops instead (it may abort on out-of-memory for its own
+         * allocations). */
+        log_error("HTTPS: %s", ssl ? "cannot create a bufferevent" : err);
+        abort();
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+void coord_http_set_tls(struct coord_http *h, struct smlt_tls *tls)
+{
+    smlt_tls_free(h->tls);
+    h->tls = smlt_tls_ref(tls);
+    evhttp_set_bevcb(h->http, on_https_bev, h);
 }

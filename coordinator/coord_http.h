@@ -39,6 +39,11 @@ struct coord_http *coord_http_new(struct event_base *base, struct coord *c, cons
 
 int coord_http_port(const struct coord_http *h);
 
+/* Serves HTTPS with the server context tls (a reference is taken) on every connection
+ * accepted from now on: call it right after coord_http_new(), before the loop runs. */
+struct smlt_tls;
+void coord_http_set_tls(struct coord_http *h, struct smlt_tls *tls);
+
 void coord_http_free(struct coord_http *h);
 
 #endif

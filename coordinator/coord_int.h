@@ -293,6 +293,11 @@ struct coord {
     /* /metrics histograms: invoke -> worker hello, by cold or warm instance; each rank's step
      * time (compute + communication) from its reports */
     struct smlt_hist start_cold, start_warm, step_time;
+    /* TLS (coord_conf's tls_*; all NULL without): the server context of the RPC and the HTTP
+     * API, the client context of every call to the shards, and the CA certificates as PEM
+     * text for the invocations (NULL: workers trust the system's CAs). */
+    struct smlt_tls *tls_server, *tls_client;
+    char *tls_ca_pem;
 };
 
 static inline int job_ended(const struct coord_job *j)

@@ -54,6 +54,15 @@ static void usage(FILE *f)
             "                          listens; set it when workers run elsewhere)\n"
             "  --ps-listen-host H      local shards listen on H (default 127.0.0.1)\n"
             "  --ps-advertise-host H   and workers dial them at H (default: the listen host)\n"
+            "  --tls-cert FILE         TLS everywhere: the API (HTTPS), the worker RPC, the local\n"
+            "                          shards (the same certificate) and the calls to them\n"
+            "  --tls-key FILE          the certificate's private key (PEM)\n"
+            "  --tls-ca FILE           CA certificates that sign the shards' certificates (and\n"
+            "                          clients', with --tls-verify-client); workers get them in\n"
+            "                          their invocations\n"
+            "  --tls-verify-client     mutual TLS: clients of the API, the RPC and the shards\n"
+            "                          need a certificate --tls-ca signs (workers:\n"
+            "                          SMLT_TLS_CERT/KEY)\n"
             "  --port-file FILE        write the HTTP port to FILE once listening\n"
             "  --log-level LEVEL       error, warn, info (default), debug\n"
             "  --help, --version\n");
@@ -105,6 +114,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"rpc-advertise", required_argument, 0, 'v'}, {"ps-listen-host", required_argument, 0, 'H'},
         {"ps-advertise-host", required_argument, 0, 'J'},
         {"openfaas-async", no_argument, 0, 'S'},  {"callback-url", required_argument, 0, 'C'},
+        {"tls-cert", required_argument, 0, 1000}, {"tls-key", required_argument, 0, 1001},
+        {"tls-ca", required_argument, 0, 1002},   {"tls-verify-client", no_argument, 0, 1003},
         {0, 0, 0, 0}};
     *o = (struct options){
         .listen = "127.0.0.1:8080",
@@ -154,6 +165,10 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'J': o->conf.ps_advertise_host = optarg; break;
         case 'S': o->conf.openfaas_async = 1; break;
         case 'C': o->conf.callback_url = optarg; break;
+        case 1000: o->conf.tls_cert = optarg; break;
+        case 1001: o->conf.tls_key = optarg; break;
+        case 1002: o->conf.tls_ca = optarg; break;
+        case 1003: o->conf.tls_verify_client = 1; break;
         case 'L':
             o->level = smlt_log_parse_level(optarg);
             if (o->level < 0) {
@@ -219,9 +234,12 @@ static int serve(const struct options *o)
         coord_free(co);
         return 1;
     }
-    log_info("API on http://%s:%d/api, worker RPC on %s, data in %s",
+    if (coord_tls_server(co))
+        coord_http_set_tls(http, coord_tls_server(co));
+    log_info("API on http%s://%s:%d/api, worker RPC on %s%s, data in %s",
+             coord_tls_server(co) ? "s" : "",
              strncmp(o->listen, "0.0.0.0", 7) ? "127.0.0.1" : "0.0.0.0", coord_http_port(http),
-             coord_rpc_address(co), o->conf.data_dir);
+             coord_rpc_address(co), coord_tls_server(co) ? " (TLS)" : "", o->conf.data_dir);
     if (o->port_file) {
         char p[32];
         snprintf(p, sizeof p, "%d", coord_http_port(http));

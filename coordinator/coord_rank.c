@@ -266,6 +266,25 @@ void rank_on_inv_end(uint64_t inv, const struct coord_inv_result *res, void *arg
     rank_failed(r, inv, res, status, err);
 }
 
+/* The invocation's payload (malloc'd; NULL when out of memory): where the coordinator is,
+ * which invocation and its token, and with TLS on, "tls": true and the CA certificates to
+ * verify the coordinator and the shards with ("tls_ca", PEM text: a function instance needs
+ * no file of its own). */
+static char *invocation_payload(struct coord *c, const struct rank *r)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s}", "coordinator",
+                          c->rpc_advertise[0] ? c->rpc_advertise : coord_rpc_addr(c->rpc),
+                          "invocation", r->cur.name, "token", r->cur.token);
+    if (o && c->tls_client) {
+        json_object_set_new(o, "tls", json_true());
+        if (c->tls_ca_pem)
+            json_object_set_new(o, "tls_ca", json_string(c->tls_ca_pem));
+    }
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return text;
+}
+
 void rank_invoke(struct rank *r)
 {
     struct coord_job *j = r->job;
@@ -283,11 +302,11 @@ void rank_invoke(struct rank *r)
     r->cur.done_seen = 0;
     r->cur.done_error[0] = '\0';
     r->cur.hello_at = 0;
-    char payload[512];
-    snprintf(payload, sizeof payload,
-             "{\"coordinator\":\"%s\",\"invocation\":\"%s\",\"token\":\"%s\"}",
-             c->rpc_advertise[0] ? c->rpc_advertise : coord_rpc_addr(c->rpc),
-             r->cur.name, r->cur.token);
+    char *payload = invocation_payload(c, r);
+    if (!payload) {
+        job_finish(j, JOB_FAILED, "out of memory for an invocation payload");
+        return;
+    }
     struct coord_inv_req req = {.function = j->id,
                                 .payload = payload,
                                 .memory_mb = j->memory_mb,
@@ -298,6 +317,7 @@ void rank_invoke(struct rank *r)
     r->cur.memory_mb = j->memory_mb;
     uint64_t inv = 0;
     int rc = coord_backend_invoke(c->backend, &req, rank_on_inv_end, r, &inv);
+    free(payload);
     if (rc) {
         char msg[256];
         snprintf(msg, sizeof msg, "cannot invoke rank %u: %s", r->rank, smlt_strerror(rc));
@@ -375,6 +395,8 @@ void rank_assignment(struct coord_job *j, struct rank *r, Smlt__Assignment *a)
     a->ps_addrs = j->shards.addrs;
     a->ps_token.data = (uint8_t *)ps_token;
     a->ps_token.len = strlen(ps_token);
+    a->has_ps_tls = 1;
+    a->ps_tls = j->c->tls_client != NULL;
     a->start_step = r->next_step;
     a->has_total_steps = 1;
     a->total_steps = j->total_steps;

@@ -12,6 +12,7 @@
 #include "smlt_error.h"
 #include "smlt_limits.h"
 #include "smlt_log.h"
+#include "smlt_tls.h"
 
 #define RPC_INV_MAX 64
 
@@ -32,6 +33,7 @@ struct coord_rpc {
     struct wconn *conns;
     unsigned nconns;
     struct coord_rpc_stats st;
+    struct smlt_tls *tls; /* a server context: TLS on every connection, or NULL */
 };
 
 static const struct rpc_limits lim_pre = {SMLT_MAX_META_PREAUTH, 0};
@@ -137,6 +139,8 @@ static void on_close(struct rpc_conn *c, int err, void *arg)
     struct wconn *w = arg;
     struct coord_rpc *r = w->r;
     r->st.frames_bad += rpc_conn_frames_bad(c);
+    if (err == SMLT_ETLS)
+        r->st.tls_failures++; /* rpc_conn logged why */
     if (w->prev)
         w->prev->next = w->next;
     else
@@ -173,7 +177,7 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
         return;
     }
     w->r = r;
-    w->conn = rpc_conn_new_fd(r->base, fd, &lim_pre, &rpc_handler, w);
+    w->conn = rpc_conn_new_fd_tls(r->base, fd, r->tls, &lim_pre, &rpc_handler, w);
     if (!w->conn) {
         free(w);
         return;
@@ -225,6 +229,12 @@ struct coord_rpc *coord_rpc_new(struct event_base *base, const char *addr,
     return r;
 }
 
+void coord_rpc_set_tls(struct coord_rpc *r, struct smlt_tls *tls)
+{
+    smlt_tls_free(r->tls);
+    r->tls = tls ? smlt_tls_ref(tls) : NULL;
+}
+
 const char *coord_rpc_addr(const struct coord_rpc *r)
 {
     return r->addr;
@@ -245,5 +255,6 @@ void coord_rpc_free(struct coord_rpc *r)
         rpc_conn_abort(w->conn, SMLT_ECANCELED);
     while (r->conns)
         event_base_loop(r->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    smlt_tls_free(r->tls);
     free(r);
 }

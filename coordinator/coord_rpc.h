@@ -40,9 +40,15 @@ struct coord_rpc *coord_rpc_new(struct event_base *base, const char *addr,
 /* "host:port" workers should dial (static per server). */
 const char *coord_rpc_addr(const struct coord_rpc *r);
 
+/* Serves TLS with the server context tls on every connection accepted from now on (a
+ * reference is taken; call it right after coord_rpc_new(), before the loop runs). */
+struct smlt_tls;
+void coord_rpc_set_tls(struct coord_rpc *r, struct smlt_tls *tls);
+
 /* Counters for /metrics. */
 struct coord_rpc_stats {
     unsigned long long conns, auth_failures, frames_bad, progress, done;
+    unsigned long long tls_failures; /* connections closed because TLS failed */
 };
 void coord_rpc_stats(const struct coord_rpc *r, struct coord_rpc_stats *st);
 

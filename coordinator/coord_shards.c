@@ -64,6 +64,30 @@ int coord_shards_set_hosts(const char *bind, const char *adv, char *err, size_t 
     return 0;
 }
 
+/* TLS of the local shards (coord_shards_set_tls()): absolute paths; cert "" for none. */
+static char tls_cert[4096], tls_key[4096], tls_ca[4096];
+static int tls_verify;
+
+int coord_shards_set_tls(const char *cert, const char *key, const char *ca, int verify_client,
+                         char *err, size_t errlen)
+{
+    tls_cert[0] = tls_key[0] = tls_ca[0] = '\0';
+    tls_verify = 0;
+    if (!cert)
+        return 0;
+    const char *in[] = {cert, key, ca};
+    char *out[] = {tls_cert, tls_key, tls_ca};
+    for (int i = 0; i < 3; i++) {
+        if (in[i] && !realpath(in[i], out[i])) {
+            snprintf(err, errlen, "%s: %s", in[i], strerror(errno));
+            tls_cert[0] = '\0';
+            return SMLT_EINVAL;
+        }
+    }
+    tls_verify = verify_client;
+    return 0;
+}
+
 /* Reads the metrics port a shard just started wrote (before its data port, so it is there),
  * into its maddr or bmaddr. Metrics are not needed to train: a shard without is logged. */
 static void read_metrics_port(struct coord_shards *s, uint32_t i, int backup, pid_t pid,
@@ -104,10 +128,24 @@ static int spawn_one(struct coord_shards *s, uint32_t i, int backup, const char 
      * adopts them (coord_resume.c); one that nobody adopts exits on its own. */
     char listen[80];
     snprintf(listen, sizeof listen, "%s:0", bind_host);
-    const char *argv[] = {ps_bin, "--shard", id, "--listen", listen, "--port-file", pf,
-                          "--log-level", "info", "--nic-mbps", nic, "--orphan-exit",
-                          COORD_SHARDS_ORPHAN_EXIT_S, "--metrics-listen", listen,
-                          "--metrics-port-file", mpf, NULL};
+    const char *argv[32] = {ps_bin, "--shard", id, "--listen", listen, "--port-file", pf,
+                            "--log-level", "info", "--nic-mbps", nic, "--orphan-exit",
+                            COORD_SHARDS_ORPHAN_EXIT_S, "--metrics-listen", listen,
+                            "--metrics-port-file", mpf};
+    int na = 17;
+    if (tls_cert[0]) {
+        argv[na++] = "--tls-cert";
+        argv[na++] = tls_cert;
+        argv[na++] = "--tls-key";
+        argv[na++] = tls_key;
+        if (tls_ca[0]) {
+            argv[na++] = "--tls-ca";
+            argv[na++] = tls_ca;
+        }
+        if (tls_verify)
+            argv[na++] = "--tls-verify-client";
+    }
+    argv[na] = NULL;
     struct smlt_proc_opts o = {.log_path = log, .die_with_parent = 0, .env = env};
     pid_t pid = smlt_proc_spawn(argv, &o);
     if (pid <= 0) {

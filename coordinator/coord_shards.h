@@ -37,6 +37,12 @@ struct coord_shards {
     char bmaddr[COORD_SHARDS_MAX][24];
 };
 
+/* Local shards started from now on serve TLS with this certificate and key (and --tls-ca,
+ * --tls-verify-client; NULL cert: plain again). The paths are made absolute. Returns 0 or
+ * SMLT_EINVAL with a message in err (a path that does not resolve). */
+int coord_shards_set_tls(const char *cert, const char *key, const char *ca, int verify_client,
+                         char *err, size_t errlen);
+
 /* Starts n local shards with `ps_bin`, ports and logs under dir, each with an emulated network
  * card of nic_mbps Mbit/s (0: none). Returns 0 or a negative code with a message in err
  * (shards already started are stopped). */

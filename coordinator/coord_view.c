@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "smlt_tls.h"
+
 /* A rank's compute and communication per step in the interval since its epoch mark (from the
  * same reports as its step count), or, when it has not reported in the interval, over its
  * current invocation. Returns 0 when it has no figures at all. */
@@ -364,6 +366,11 @@ void coord_metrics(struct coord *c, struct evbuffer *out)
     COUNTER("rpc_connections_total", "Worker RPC connections accepted.", rs.conns);
     COUNTER("rpc_auth_failures_total", "Worker RPC handshakes refused.", rs.auth_failures);
     COUNTER("rpc_frames_bad_total", "Malformed frames on the worker RPC.", rs.frames_bad);
+    COUNTER("rpc_tls_failures_total",
+            "Worker RPC connections closed because TLS failed (refused handshakes).",
+            rs.tls_failures);
+    COUNTER("http_tls_failures_total", "HTTPS connections whose TLS handshake failed.",
+            c->tls_server ? smlt_tls_handshake_failures(c->tls_server) : 0ull);
     GAUGE("invocations_running", "Invocations running now.", "%u", bs.running);
     GAUGE("invocations_waiting", "Invocations waiting for a concurrency slot.", "%u", bs.waiting);
     GAUGE("instances_idle", "Warm instances kept for reuse.", "%u", bs.idle);

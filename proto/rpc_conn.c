@@ -15,10 +15,15 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "smlt.pb-c.h"
 #include "smlt_error.h"
 #include "smlt_log.h"
+#include "smlt_tls.h"
 #include "smlt_util.h"
 
 enum conn_state { ST_HDR, ST_DEST, ST_PAYLOAD, ST_DISCARD };
@@ -30,10 +35,24 @@ enum conn_state { ST_HDR, ST_DEST, ST_PAYLOAD, ST_DISCARD };
  * goes out in few writev calls, bounded so one connection cannot hog a wakeup. */
 #define RPC_MAX_SINGLE_IO (4u << 20)
 #define RPC_FLUSH_TIMEOUT_S 5
+/* TLS: what the openssl bufferevent asks OpenSSL for per read (at most two records come back
+ * per socket wakeup either way). Its input is drained on every read callback, and reading is
+ * disabled whenever this connection stops reading, so the watermark is never reached: it is
+ * there because without one libevent reads 4 KiB at a time. */
+#define RPC_TLS_READ (256u << 10)
+#define RPC_TLS_READ_HIGH (16u << 20)
+/* TLS read-ahead: OpenSSL fills a buffer this big with one recv(2) and decrypts records out
+ * of it, instead of two recv(2) calls per 16 KiB record (see tls_kick()). */
+#define RPC_TLS_READ_AHEAD (256u << 10)
 
 struct rpc_conn {
     struct event_base *base;
-    struct bufferevent *bev; /* output only: its reading is never enabled */
+    struct bufferevent *bev; /* plain: output only, its reading is never enabled; TLS: an
+                                openssl bufferevent that does all of the I/O */
+    int tls;                 /* TLS: input comes decrypted from bev's input evbuffer */
+    int tls_up;              /* TLS: the handshake completed */
+    int accepted;            /* the server's end of the connection */
+    char why[256];           /* what went wrong, in words (rpc_conn_errmsg()) */
     uint8_t *ib;             /* input buffer: headers, metadata, small payloads; bytes */
     size_t ib_cap, ib_head, ib_tail; /* [ib_head, ib_tail) not yet consumed */
     struct event *read_ev;   /* the one read event on the socket */
@@ -94,6 +113,8 @@ struct ref_ctx {
 
 static void conn_process(struct rpc_conn *c);
 static void conn_update_read(struct rpc_conn *c);
+static void conn_tls_drain(struct rpc_conn *c);
+static void tls_kick(struct rpc_conn *c);
 static size_t copied_out(const struct rpc_conn *c);
 
 static void conn_defer(struct rpc_conn *c, unsigned flag)
@@ -102,10 +123,23 @@ static void conn_defer(struct rpc_conn *c, unsigned flag)
     event_active(c->defer_ev, EV_TIMEOUT, 0);
 }
 
+/* TLS, a refused handshake: reads and drops what the peer sent that OpenSSL did not read (a
+ * plaintext client's Hello, a TLS 1.3 client's first frames), so that closing the socket
+ * sends a FIN after our last bytes, not a reset that could overtake them. Bounded. */
+static void tls_drain_socket(struct rpc_conn *c)
+{
+    int fd = bufferevent_getfd(c->bev);
+    char sink[4096];
+    for (int i = 0; fd >= 0 && i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+        ;
+}
+
 static void conn_free(struct rpc_conn *c)
 {
     if (c->h.on_close)
         c->h.on_close(c, c->close_err ? c->close_err : SMLT_ECLOSED, c->arg);
+    if (c->tls && !c->tls_up && c->accepted)
+        tls_drain_socket(c);
     if (c->read_ev)
         event_free(c->read_ev);
     if (c->rate_ev)
@@ -144,8 +178,11 @@ static void on_defer(evutil_socket_t fd, short what, void *arg)
         conn_free(c);
         return;
     }
-    if ((flags & DEFER_PROCESS) && !c->closing)
+    if ((flags & DEFER_PROCESS) && !c->closing) {
         conn_process(c);
+        if (c->tls)
+            conn_tls_drain(c);
+    }
 }
 
 void rpc_conn_abort(struct rpc_conn *c, int err)
@@ -181,9 +218,29 @@ void rpc_conn_close(struct rpc_conn *c, int err)
     bufferevent_enable(c->bev, EV_WRITE);
 }
 
+/* 1 when the connection's first bytes are a TLS record (handshake 0x16 or alert 0x15, then
+ * major version 3): its peer speaks TLS and this end does not. */
+static int looks_like_tls(const struct rpc_conn *c)
+{
+    const uint8_t *b = c->ib + c->ib_head;
+    return !c->tls && c->bytes_in == 0 && c->ib_tail - c->ib_head >= 2 &&
+           (b[0] == 0x16 || b[0] == 0x15) && b[1] == 0x03;
+}
+
 static void conn_bad_frame(struct rpc_conn *c, enum rpc_frame_status st, const char *why,
                            uint64_t req_id)
 {
+    if (looks_like_tls(c)) {
+        /* A TLS client on a plaintext port, or a plaintext client of a TLS server (whose
+         * alert this is): say so, once, instead of "bad magic". */
+        c->frames_bad++;
+        snprintf(c->why, sizeof c->why,
+                 "the peer speaks TLS and this end does not (check the TLS options of both)");
+        log_warn("conn %s: %s; closing", c->peer, c->why);
+        rpc_conn_send_error(c, req_id, SMLT_ETLS, "%s", c->why);
+        rpc_conn_close(c, SMLT_ETLS);
+        return;
+    }
     int code = st == RPC_FRAME_TOO_BIG ? SMLT_ETOOBIG : SMLT_EPROTO;
     c->frames_bad++;
     log_warn("conn %s: bad frame (%s): %s; closing", c->peer, rpc_frame_status_str(st),
@@ -299,6 +356,22 @@ static void on_rate(evutil_socket_t fd, short what, void *arg)
     struct rpc_conn *c = arg;
     c->rate_wait = 0;
     conn_update_read(c);
+    if (c->tls)
+        conn_tls_drain(c);
+}
+
+/* recv(2) for both kinds of connection. Plain: from the socket. TLS: from the plaintext the
+ * openssl bufferevent has decrypted into its input evbuffer (one copy, straight into buf);
+ * -1 with EAGAIN when none is left (the end of the stream comes as an event). */
+static ssize_t conn_recv(struct rpc_conn *c, int fd, void *buf, size_t len)
+{
+    if (!c->tls)
+        return recv(fd, buf, len, 0);
+    int n = evbuffer_remove(bufferevent_get_input(c->bev), buf, len);
+    if (n > 0)
+        return n;
+    errno = EAGAIN;
+    return -1;
 }
 
 /* Reads the rest of the current payload straight into its buffer. Returns 0 to go on reading
@@ -319,7 +392,7 @@ static int conn_read_direct(struct rpc_conn *c, int fd)
         }
         if ((want = rate_allow(c, want)) == 0)
             return 1; /* on_rate() resumes reading */
-        ssize_t n = recv(fd, to, want, 0);
+        ssize_t n = conn_recv(c, fd, to, want);
         if (n > 0) {
             rate_spend(c, (size_t)n);
             c->got += (uint64_t)n;
@@ -346,11 +419,11 @@ static int conn_read_direct(struct rpc_conn *c, int fd)
     return c->closing;
 }
 
-/* The socket is readable: a payload in direct mode is read into its buffer; otherwise bytes go
- * into the input buffer and whole frames are handled from there. */
-static void on_read(evutil_socket_t fd, short what, void *arg)
+/* The socket is readable (plain), or the openssl bufferevent has plaintext for us (TLS): a
+ * payload in direct mode is read into its buffer; otherwise bytes go into the input buffer and
+ * whole frames are handled from there. */
+static void conn_read(struct rpc_conn *c, int fd)
 {
-    struct rpc_conn *c = arg;
     if (c->closing)
         return;
     if (c->direct) {
@@ -370,7 +443,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         size_t want = rate_allow(c, c->ib_cap - c->ib_tail);
         if (want == 0)
             return; /* on_rate() resumes reading */
-        ssize_t n = recv(fd, c->ib + c->ib_tail, want, 0);
+        ssize_t n = conn_recv(c, fd, c->ib + c->ib_tail, want);
         if (n == 0) {
             rpc_conn_abort(c, SMLT_ECLOSED);
             return;
@@ -388,6 +461,50 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         c->ib_tail += (size_t)n;
     }
     conn_process(c);
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    conn_read(arg, fd);
+}
+
+/* TLS with read-ahead: OpenSSL holds records it has read off the socket and not yet
+ * decrypted, which libevent's openssl bufferevent does not see (it reads on while
+ * SSL_pending(), the rest of the current record, is not 0, at most two records per read
+ * event). When the socket then has nothing more, no read event would come and those records
+ * would wait for the next bytes from the peer: make the bufferevent's read event active, so
+ * that it reads them on the next turn of the loop. Nothing when reading is off: enabling it
+ * again calls here. (libevent 2.1 has no call that makes an openssl bufferevent read again;
+ * its read event is reached through the public struct of event2/bufferevent_struct.h.) */
+static void tls_kick(struct rpc_conn *c)
+{
+    if (c->tls && c->tls_up && c->read_on && !c->closing &&
+        evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+        SSL_has_pending(bufferevent_openssl_get_ssl(c->bev)))
+        event_active(&c->bev->ev_read, EV_READ, 1);
+}
+
+/* TLS: takes what the openssl bufferevent has decrypted, as conn_read() takes bytes from a
+ * socket, until none is left, reading stops (paused, waiting for a destination, out of rate
+ * credit, closing) or the frame budget defers the rest. libevent calls back only when new
+ * plaintext arrives, so what is left here is taken again when reading resumes
+ * (on_defer(), on_rate()). */
+static void conn_tls_drain(struct rpc_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t left;
+    while ((left = evbuffer_get_length(in)) > 0 && c->read_on && !c->closing &&
+           !(c->defer_flags & DEFER_PROCESS)) {
+        conn_read(c, -1);
+        if (evbuffer_get_length(in) == left)
+            break; /* nothing taken: no room or no credit; a timer or event resumes it */
+    }
+    tls_kick(c);
+}
+
+static void on_bev_read(struct bufferevent *bev, void *arg)
+{
+    conn_tls_drain(arg);
 }
 
 /* Asks the handler where the current frame's payload goes and sets up receiving it.
@@ -512,12 +629,23 @@ static void conn_process(struct rpc_conn *c)
 
 static void conn_update_read(struct rpc_conn *c)
 {
-    int want = !c->closing && c->read_ev && c->st != ST_DEST && !c->rate_wait &&
+    int want = !c->closing && (c->read_ev || c->tls) && c->st != ST_DEST && !c->rate_wait &&
                !((c->pauses || c->out_paused) && c->st == ST_HDR);
-    if (want && !c->read_on)
+    if (c->tls) {
+        /* The bufferevent stops pulling records off the socket; what it has decrypted stays
+         * in its input until conn_tls_drain() takes it. */
+        if (want && !c->read_on) {
+            bufferevent_enable(c->bev, EV_READ);
+            c->read_on = 1;
+            tls_kick(c);
+        } else if (!want && c->read_on) {
+            bufferevent_disable(c->bev, EV_READ);
+        }
+    } else if (want && !c->read_on) {
         event_add(c->read_ev, NULL);
-    else if (!want && c->read_on)
+    } else if (!want && c->read_on) {
         event_del(c->read_ev);
+    }
     c->read_on = want;
 }
 
@@ -538,19 +666,96 @@ static void on_bev_write(struct bufferevent *bev, void *arg)
     }
 }
 
+/* TLS, the server's end: the first bytes were no TLS record, so the client most likely
+ * speaks our protocol in plaintext. OpenSSL sends no alert then ("doesn't look like TLS"),
+ * so the client would only see the connection close and try again: tell it, in plaintext,
+ * with an ErrorReply it can read (request id 0). Written straight to the socket, best
+ * effort. */
+static void tls_tell_plain_peer(struct rpc_conn *c)
+{
+    int fd = bufferevent_getfd(c->bev);
+    Smlt__ErrorReply er = SMLT__ERROR_REPLY__INIT;
+    er.code = SMLT_ETLS;
+    er.message = "this port speaks TLS: connect with TLS (trust the server's CA)";
+    uint8_t buf[SMLT_FRAME_HDR_LEN + 256];
+    size_t mlen = protobuf_c_message_get_packed_size(&er.base);
+    if (fd < 0 || mlen > sizeof buf - SMLT_FRAME_HDR_LEN)
+        return;
+    struct rpc_frame_hdr h = {.version = SMLT_PROTO_VERSION,
+                              .type = SMLT__MSG_TYPE__MSG_ERROR,
+                              .meta_len = (uint32_t)mlen};
+    rpc_frame_hdr_encode(buf, &h);
+    protobuf_c_message_pack(&er.base, buf + SMLT_FRAME_HDR_LEN);
+    tls_drain_socket(c);
+    if (send(fd, buf, SMLT_FRAME_HDR_LEN + mlen, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        log_debug("conn %s: cannot tell the plaintext peer: %s", c->peer, strerror(errno));
+}
+
+/* TLS: the connection failed: an OpenSSL error (the handshake, a certificate, an alert from
+ * the peer, a bad record) is SMLT_ETLS, said in c->why and logged; a plain socket error is
+ * what it would be without TLS. */
+static int conn_tls_failed(struct rpc_conn *c)
+{
+    unsigned long e = bufferevent_get_openssl_error(c->bev);
+    while (bufferevent_get_openssl_error(c->bev) != 0)
+        ; /* the first error is the cause; later ones repeat it */
+    int sock = EVUTIL_SOCKET_ERROR();
+    if (!e && sock && sock != EAGAIN && sock != EWOULDBLOCK) {
+        snprintf(c->why, sizeof c->why, "connection with %s: %s", c->peer, strerror(sock));
+        log_debug("conn %s: %s", c->peer, c->why);
+        return sock == ECONNREFUSED || sock == ECONNRESET || sock == EPIPE ? SMLT_ECLOSED
+                                                                            : SMLT_EIO;
+    }
+    char d[160];
+    smlt_tls_describe(bufferevent_openssl_get_ssl(c->bev), e, d, sizeof d);
+    const char *what = c->tls_up ? "connection" : "handshake";
+    if (c->accepted && !c->tls_up && ERR_GET_REASON(e) == SSL_R_WRONG_VERSION_NUMBER)
+        tls_tell_plain_peer(c);
+    snprintf(c->why, sizeof c->why, "TLS %s with %s failed: %s", what, c->peer, d);
+    log_warn("conn %s: TLS %s failed: %s", c->peer, what, d);
+    return SMLT_ETLS;
+}
+
 static void on_bev_event(struct bufferevent *bev, short what, void *arg)
 {
     struct rpc_conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
         /* A refused connect can be seen first by our read (which takes the socket error and
-         * aborts); libevent then reports "connected": ignore it on a closing connection. */
+         * aborts); libevent then reports "connected": ignore it on a closing connection. TLS:
+         * both ends get this once the handshake is through. */
+        c->tls_up = c->tls;
         if (c->closing)
             return;
+        /* The handshake may have read the peer's first frames ahead into OpenSSL. */
+        tls_kick(c);
         if (c->h.on_connected)
             c->h.on_connected(c, c->arg);
         return;
     }
+    if (c->tls && (what & BEV_EVENT_EOF) && !c->tls_up) {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        if (c->accepted && ssl && BIO_number_read(SSL_get_rbio(ssl)) == 0) {
+            /* Connected and hung up without a byte: a port probe (a load balancer's, a
+             * Kubernetes tcpSocket check), not a refusal. */
+            log_debug("conn %s: closed before the TLS handshake", c->peer);
+            rpc_conn_abort(c, SMLT_ECLOSED);
+            return;
+        }
+        /* The peer hung up in the handshake: it refused our certificate or is no TLS peer. */
+        snprintf(c->why, sizeof c->why, "TLS handshake with %s failed: %s", c->peer,
+                 "the peer closed the connection");
+        log_warn("conn %s: TLS handshake failed: the peer closed the connection", c->peer);
+        rpc_conn_abort(c, SMLT_ETLS);
+        return;
+    }
+    if (c->tls && (what & BEV_EVENT_ERROR)) {
+        rpc_conn_abort(c, conn_tls_failed(c));
+        return;
+    }
     if (what & BEV_EVENT_EOF) {
+        /* TLS: frames decrypted before the end (an error reply, typically) come first. */
+        if (c->tls)
+            conn_tls_drain(c);
         rpc_conn_abort(c, SMLT_ECLOSED);
     } else if (what & BEV_EVENT_TIMEOUT) {
         rpc_conn_abort(c, SMLT_ETIMEDOUT);
@@ -561,7 +766,7 @@ static void on_bev_event(struct bufferevent *bev, short what, void *arg)
     }
 }
 
-static struct rpc_conn *conn_alloc(struct event_base *base, struct bufferevent *bev,
+static struct rpc_conn *conn_alloc(struct event_base *base, struct bufferevent *bev, int tls,
                                    const struct rpc_limits *lim, const struct rpc_conn_handler *h,
                                    void *arg)
 {
@@ -579,8 +784,16 @@ static struct rpc_conn *conn_alloc(struct event_base *base, struct bufferevent *
     c->arg = arg;
     c->lim = *lim;
     c->st = ST_HDR;
+    c->tls = tls;
     bufferevent_set_max_single_write(bev, RPC_MAX_SINGLE_IO);
-    bufferevent_setcb(bev, NULL, on_bev_write, on_bev_event, c);
+    if (tls) {
+        bufferevent_set_max_single_read(bev, RPC_TLS_READ);
+        bufferevent_setwatermark(bev, EV_READ, 0, RPC_TLS_READ_HIGH);
+        /* A peer that closes without close_notify is an end of stream, not an error: frames
+         * are length-prefixed, so a cut one is seen as cut anyway. */
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    }
+    bufferevent_setcb(bev, tls ? on_bev_read : NULL, on_bev_write, on_bev_event, c);
     bufferevent_setwatermark(bev, EV_WRITE, SMLT_OUTBUF_HIGH / 2, 0);
     bufferevent_enable(bev, EV_WRITE);
     return c;
@@ -631,23 +844,51 @@ static void peer_name(const struct sockaddr *sa, char *out, size_t cap)
     }
 }
 
-struct rpc_conn *rpc_conn_new_fd(struct event_base *base, int fd, const struct rpc_limits *lim,
-                                 const struct rpc_conn_handler *h, void *arg)
+/* Read-ahead for rpc_conn's own sessions only (evhttp's bufferevents would stall on it: they
+ * have no tls_kick()). */
+static void tls_read_ahead(SSL *ssl)
+{
+    SSL_set_read_ahead(ssl, 1);
+    SSL_set_default_read_buffer_len(ssl, RPC_TLS_READ_AHEAD);
+}
+
+struct rpc_conn *rpc_conn_new_fd_tls(struct event_base *base, int fd, struct smlt_tls *tls,
+                                     const struct rpc_limits *lim,
+                                     const struct rpc_conn_handler *h, void *arg)
 {
     evutil_make_socket_nonblocking(fd);
     evutil_make_socket_closeonexec(fd);
     fd_tune(fd);
-    struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev;
+    if (tls) {
+        char err[256];
+        SSL *ssl = smlt_tls_ssl_new(tls, NULL, err, sizeof err);
+        if (!ssl) {
+            log_warn("conn fd%d: %s", fd, err);
+            close(fd);
+            return NULL;
+        }
+        tls_read_ahead(ssl);
+        bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                             BEV_OPT_CLOSE_ON_FREE);
+        if (!bev)
+            SSL_free(ssl);
+    } else {
+        bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!bev) {
         close(fd);
         return NULL;
     }
-    struct rpc_conn *c = conn_alloc(base, bev, lim, h, arg);
+    struct rpc_conn *c = conn_alloc(base, bev, tls != NULL, lim, h, arg);
     if (!c) {
         bufferevent_free(bev);
         return NULL;
     }
-    if (conn_arm_read(c, fd) != 0) {
+    c->accepted = 1;
+    if (tls)
+        conn_update_read(c);
+    else if (conn_arm_read(c, fd) != 0) {
         c->h.on_close = NULL; /* the caller learns of the failure from the NULL return */
         conn_free(c);
         return NULL;
@@ -661,9 +902,15 @@ struct rpc_conn *rpc_conn_new_fd(struct event_base *base, int fd, const struct r
     return c;
 }
 
-struct rpc_conn *rpc_conn_connect(struct event_base *base, const char *addr,
-                                  const struct rpc_limits *lim, const struct rpc_conn_handler *h,
-                                  void *arg, int *err)
+struct rpc_conn *rpc_conn_new_fd(struct event_base *base, int fd, const struct rpc_limits *lim,
+                                 const struct rpc_conn_handler *h, void *arg)
+{
+    return rpc_conn_new_fd_tls(base, fd, NULL, lim, h, arg);
+}
+
+struct rpc_conn *rpc_conn_connect_tls(struct event_base *base, const char *addr,
+                                      struct smlt_tls *tls, const struct rpc_limits *lim,
+                                      const struct rpc_conn_handler *h, void *arg, int *err)
 {
     struct sockaddr_storage ss;
     int sl;
@@ -678,13 +925,31 @@ struct rpc_conn *rpc_conn_connect(struct event_base *base, const char *addr,
         return NULL;
     }
     fd_bufs(sfd);
-    struct bufferevent *bev = bufferevent_socket_new(base, sfd, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev;
+    if (tls) {
+        char msg[256];
+        /* The server's certificate must name the host dialled (a name or an IP address). */
+        SSL *ssl = smlt_tls_ssl_new(tls, addr, msg, sizeof msg);
+        if (!ssl) {
+            log_warn("conn %s: %s", addr, msg);
+            close(sfd);
+            *err = SMLT_ETLS;
+            return NULL;
+        }
+        tls_read_ahead(ssl);
+        bev = bufferevent_openssl_socket_new(base, sfd, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                             BEV_OPT_CLOSE_ON_FREE);
+        if (!bev)
+            SSL_free(ssl);
+    } else {
+        bev = bufferevent_socket_new(base, sfd, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!bev) {
         close(sfd);
         *err = SMLT_ENOMEM;
         return NULL;
     }
-    struct rpc_conn *c = conn_alloc(base, bev, lim, h, arg);
+    struct rpc_conn *c = conn_alloc(base, bev, tls != NULL, lim, h, arg);
     if (!c) {
         bufferevent_free(bev);
         *err = SMLT_ENOMEM;
@@ -698,13 +963,22 @@ struct rpc_conn *rpc_conn_connect(struct event_base *base, const char *addr,
         return c;
     }
     int fd = bufferevent_getfd(bev);
-    if (fd < 0 || conn_arm_read(c, fd) != 0) {
+    if (fd < 0 || (!tls && conn_arm_read(c, fd) != 0)) {
         rpc_conn_abort(c, SMLT_EIO);
         return c;
     }
+    if (tls)
+        conn_update_read(c); /* the bufferevent reads: it runs the handshake first */
     fd_tune(fd);
     evutil_make_socket_closeonexec(fd);
     return c;
+}
+
+struct rpc_conn *rpc_conn_connect(struct event_base *base, const char *addr,
+                                  const struct rpc_limits *lim, const struct rpc_conn_handler *h,
+                                  void *arg, int *err)
+{
+    return rpc_conn_connect_tls(base, addr, NULL, lim, h, arg, err);
 }
 
 static void on_ref_cleanup(const void *data, size_t len, void *extra)
@@ -909,6 +1183,16 @@ uint64_t rpc_conn_bytes_out(const struct rpc_conn *c)
 uint64_t rpc_conn_frames_bad(const struct rpc_conn *c)
 {
     return c->frames_bad;
+}
+
+int rpc_conn_is_tls(const struct rpc_conn *c)
+{
+    return c->tls;
+}
+
+const char *rpc_conn_errmsg(const struct rpc_conn *c)
+{
+    return c->why;
 }
 
 const ProtobufCMessageDescriptor *rpc_msg_descriptor(uint8_t type)

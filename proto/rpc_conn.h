@@ -10,6 +10,18 @@
  * lz4-compressed payloads land in a per-connection scratch buffer and are decoded into the
  * handler's buffer.
  *
+ * TLS (rpc_conn_new_fd_tls(), rpc_conn_connect_tls() with a context from smlt_tls.h): all of
+ * the I/O goes through an openssl bufferevent, which reads and decrypts records into its input
+ * evbuffer. The zero-copy receive cannot hold there (recv(2) would return ciphertext), so a
+ * payload is drained from that evbuffer straight into the handler's buffer (evbuffer_remove):
+ * one copy after decryption, no intermediate buffer; headers and small payloads go through
+ * the connection's input buffer as on a plain connection. Sending is the same on both: a
+ * referenced payload is encrypted from the caller's memory as it goes out. Plain connections
+ * keep the direct recv(2) path; nothing on it changes with TLS compiled in. A TLS failure
+ * (handshake, certificate, an alert) closes the connection with SMLT_ETLS and a line in
+ * words (rpc_conn_errmsg()), and a plain connection whose peer answers with TLS records is
+ * closed with SMLT_ETLS too, instead of "bad frame".
+ *
  * Each connection is a state machine: HDR (waiting for header + metadata) -> DEST (waiting for
  * the handler to name a payload buffer) -> PAYLOAD (receiving, buffered or direct) -> HDR.
  * A frame the parser refuses gets an error reply, the connection is closed after that reply is
@@ -31,6 +43,7 @@
 #include "rpc_frame.h"
 
 struct rpc_conn;
+struct smlt_tls;
 
 /* on_payload return value: no destination buffer available yet; stop reading this connection
  * until rpc_conn_resume_dest() is called, then on_payload is asked again. */
@@ -76,6 +89,19 @@ struct rpc_conn *rpc_conn_new_fd(struct event_base *base, int fd, const struct r
 struct rpc_conn *rpc_conn_connect(struct event_base *base, const char *addr,
                                   const struct rpc_limits *lim, const struct rpc_conn_handler *h,
                                   void *arg, int *err);
+
+/* The same over TLS when tls is not NULL (a server context for an accepted socket, a client
+ * context to connect; borrowed: it must outlive the connection, as contexts are reference-
+ * counted its owner keeps one). An accepted connection runs the server's handshake before
+ * its first frame; a connecting one verifies that the server's certificate names addr's host.
+ * Frames sent before the handshake are queued. on_connected follows the handshake. tls NULL:
+ * rpc_conn_new_fd() / rpc_conn_connect(). */
+struct rpc_conn *rpc_conn_new_fd_tls(struct event_base *base, int fd, struct smlt_tls *tls,
+                                     const struct rpc_limits *lim,
+                                     const struct rpc_conn_handler *h, void *arg);
+struct rpc_conn *rpc_conn_connect_tls(struct event_base *base, const char *addr,
+                                      struct smlt_tls *tls, const struct rpc_limits *lim,
+                                      const struct rpc_conn_handler *h, void *arg, int *err);
 
 /* Sends one frame: type, request id, meta (packed with protobuf-c; NULL for none) and an
  * optional payload of len bytes treated per opts. With RPC_SEND_REF the bytes must stay valid
@@ -137,6 +163,12 @@ uint64_t rpc_conn_bytes_in(const struct rpc_conn *c);
 uint64_t rpc_conn_bytes_out(const struct rpc_conn *c);
 /* Frames this connection refused (malformed, oversized). */
 uint64_t rpc_conn_frames_bad(const struct rpc_conn *c);
+/* 1 for a TLS connection. */
+int rpc_conn_is_tls(const struct rpc_conn *c);
+/* Why the connection failed, in words ("TLS handshake with 127.0.0.1:7000 failed: certificate
+ * verify failed: unable to get local issuer certificate"); "" when the code says it all.
+ * Valid while the connection lives (in on_close too). */
+const char *rpc_conn_errmsg(const struct rpc_conn *c);
 
 /* Returns the protobuf-c descriptor of type's metadata message, NULL for unknown types. */
 const ProtobufCMessageDescriptor *rpc_msg_descriptor(uint8_t type);

@@ -27,6 +27,7 @@ static const struct {
     {"SMLT_EINTERNAL", "internal error"},
     {"SMLT_ESYS", "system call failed"},
     {"SMLT_EAGAIN", "temporarily unavailable, try again"},
+    {"SMLT_ETLS", "TLS failed (handshake, certificate, or TLS on one end only)"},
 };
 
 const char *smlt_strerror(int code)

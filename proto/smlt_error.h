@@ -38,7 +38,9 @@ enum smlt_err {
     SMLT_EINTERNAL = -19,  /* internal error (a bug) */
     SMLT_ESYS = -20,       /* system call failed (see errno in the message) */
     SMLT_EAGAIN = -21,     /* try again later (e.g. shard resharding) */
-    SMLT_ERR_MIN = -21
+    SMLT_ETLS = -22,       /* TLS handshake or certificate verification failed, or one end
+                              speaks TLS and the other does not */
+    SMLT_ERR_MIN = -22
 };
 
 /* Returns a static, human-readable description of code (0 or a negative SMLT_E*). Never NULL. */

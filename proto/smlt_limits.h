@@ -72,6 +72,10 @@
 #define SMLT_MAX_INVOCATION 65536u
 #define SMLT_MAX_INVOCATION_FIELD 255u
 
+/* The CA certificates (PEM text) an invocation may carry in its "tls_ca" field, so that a
+ * function instance verifies the coordinator and the shards without a file of its own. */
+#define SMLT_MAX_TLS_CA_PEM (32u << 10)
+
 /* Invocations one `smlt-worker --http` instance runs at once (--max-inflight). */
 #define SMLT_MAX_INFLIGHT 64u
 

@@ -41,6 +41,7 @@ static void snapshot(const struct ps_http *h, struct ps_metrics *m)
     m->conns_accepted = srv->conns_accepted;
     m->conns_refused = srv->conns_refused;
     m->auth_failures = srv->auth_failures;
+    m->tls_failures = srv->tls_failures;
     ps_server__traffic(srv, &m->bytes_in, &m->bytes_out, &m->frames_bad);
     m->pushes_received = st.pushes_received;
     m->pushes_counted = st.pushes_counted;

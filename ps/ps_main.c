@@ -2,8 +2,10 @@
  *
  * Listens, writes its bound port to --port-file if asked (tests bind port 0), and serves
  * until SIGINT/SIGTERM or an admin Shutdown request. With --metrics-listen it also serves
- * GET /metrics for Prometheus (ps_http.c) on the same event loop. A job is set up on it over the wire
- * (Configure), by the coordinator or smlt-bench. */
+ * GET /metrics for Prometheus (ps_http.c) on the same event loop. A job is set up on it over
+ * the wire (Configure), by the coordinator or smlt-bench. With --tls-cert and --tls-key every
+ * connection is TLS (its own to a backup too, trusting --tls-ca and presenting the same
+ * certificate for mutual TLS); the metrics endpoint stays plain HTTP. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@
 #include "smlt_error.h"
 #include "smlt_limits.h"
 #include "smlt_log.h"
+#include "smlt_tls.h"
 #include "smlt_util.h"
 
 static void usage(FILE *f)
@@ -45,6 +48,13 @@ static void usage(FILE *f)
             "                         never)\n"
             "  --checkpoint-dir DIR   where jobs that name no directory keep shard checkpoints\n"
             "                         (DIR/shard-<id>/ckpt-<step>.smltck) and restore from\n"
+            "  --tls-cert FILE        serve TLS with this certificate (PEM, chain leaf first);\n"
+            "                         with it, every connection is TLS (default: plain TCP)\n"
+            "  --tls-key FILE         the certificate's private key (PEM)\n"
+            "  --tls-ca FILE          CA certificates (PEM): trusted for the backup this shard\n"
+            "                         dials, and for clients with --tls-verify-client\n"
+            "  --tls-verify-client    mutual TLS: refuse clients without a certificate that\n"
+            "                         --tls-ca signs\n"
             "  --log-level LEVEL      error, warn, info (default) or debug\n"
             "  --help                 this text\n"
             "  --version              print the version\n",
@@ -100,6 +110,7 @@ struct ps_opts {
     const char *port_file, *metrics_listen, *metrics_port_file;
     char *token; /* read from --token-file (freed at exit) */
     int level;
+    struct smlt_tls_conf tls; /* --tls-*: cert and key given, every connection is TLS */
 };
 
 /* Parses a whole number in lo..hi for --flag. Returns 0, or prints why and returns -1. */
@@ -163,6 +174,10 @@ static int take_opt(int c, const char *arg, struct ps_opts *o)
         }
         o->conf.checkpoint_dir = arg;
         return 0;
+    case 'C': o->tls.cert = arg; return 0;
+    case 'K': o->tls.key = arg; return 0;
+    case 'A': o->tls.ca = arg; return 0;
+    case 'Y': o->tls.verify_client = 1; return 0;
     case 'L':
         o->level = smlt_log_parse_level(arg);
         if (o->level >= 0)
@@ -193,6 +208,8 @@ static int parse_args(int argc, char **argv, struct ps_opts *o)
         {"checkpoint-dir", required_argument, 0, 'c'},
         {"metrics-listen", required_argument, 0, 'M'},
         {"metrics-port-file", required_argument, 0, 'P'},
+        {"tls-cert", required_argument, 0, 'C'},  {"tls-key", required_argument, 0, 'K'},
+        {"tls-ca", required_argument, 0, 'A'},    {"tls-verify-client", no_argument, 0, 'Y'},
         {"help", no_argument, 0, 'h'},            {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
     o->conf.listen = "127.0.0.1:7000";
@@ -213,7 +230,24 @@ static int parse_args(int argc, char **argv, struct ps_opts *o)
         fprintf(stderr, "smlt-ps: --metrics-port-file needs --metrics-listen\n");
         return 2;
     }
+    if (!o->tls.cert != !o->tls.key || ((o->tls.ca || o->tls.verify_client) && !o->tls.cert)) {
+        fprintf(stderr, "smlt-ps: TLS needs both --tls-cert and --tls-key (--tls-ca and "
+                        "--tls-verify-client go with them)\n");
+        return 2;
+    }
     return -1;
+}
+
+/* The TLS contexts of --tls-*: the server's, and the client's for its backup connections
+ * (trusting --tls-ca, or the system's CAs; presenting the same certificate, which mutual TLS
+ * between shards needs). Returns 0, or SMLT_EINVAL with a message in err. */
+static int make_tls(struct ps_opts *o, char *err, size_t errlen)
+{
+    int rc = smlt_tls_server_new(&o->conf.tls, &o->tls, err, errlen);
+    if (rc)
+        return rc;
+    struct smlt_tls_conf cc = {.cert = o->tls.cert, .key = o->tls.key, .ca = o->tls.ca};
+    return smlt_tls_client_new(&o->conf.tls_client, &cc, err, errlen);
 }
 
 /* Starts the metrics endpoint (if asked) and writes the port files, the metrics port first:
@@ -287,13 +321,19 @@ int main(int argc, char **argv)
         log_error("cannot create the event loop");
         goto out;
     }
-    char err[256] = "";
+    char err[512] = "";
+    if (o.tls.cert && make_tls(&o, err, sizeof err) != 0) {
+        log_error("%s", err);
+        goto out;
+    }
     srv = ps_server_new(base, &o.conf, err, sizeof err);
     if (!srv) {
         log_error("%s", err);
         goto out;
     }
-    log_info("shard %u listening on port %d", o.conf.shard, ps_server_port(srv));
+    log_info("shard %u listening on port %d%s", o.conf.shard, ps_server_port(srv),
+             !o.conf.tls ? "" : o.tls.verify_client ? " (TLS, client certificates required)"
+                                                    : " (TLS)");
     if (o.conf.nic_bytes_per_s)
         log_info("shard %u: emulated network card of %.0f Mbit/s each way", o.conf.shard,
                  (double)o.conf.nic_bytes_per_s * 8 / 1e6);
@@ -307,6 +347,8 @@ out:
         ps_server_free(srv);
     if (base)
         event_base_free(base);
+    smlt_tls_free(o.conf.tls);
+    smlt_tls_free(o.conf.tls_client);
     free(o.token);
     if (rc == 0)
         log_info("stopped");

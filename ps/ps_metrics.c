@@ -31,6 +31,10 @@ static void render_traffic(struct evbuffer *out, const struct ps_metrics *m)
          "Handshakes refused (wrong token) or not made in time.", (double)m->auth_failures},
         {"smlt_ps_frames_bad_total", "counter", "Malformed frames (each closed its connection).",
          (double)m->frames_bad},
+        {"smlt_ps_tls_failures_total", "counter",
+         "Connections closed because TLS failed: refused handshakes (plaintext clients on a "
+         "TLS port, certificates the CA does not sign) and TLS clients on a plaintext port.",
+         (double)m->tls_failures},
         {"smlt_ps_received_bytes_total", "counter", "Bytes received on every connection.",
          (double)m->bytes_in},
         {"smlt_ps_sent_bytes_total", "counter", "Bytes sent on every connection.",

@@ -20,7 +20,7 @@ struct ps_metrics {
     int configured;                 /* a job is configured */
     /* connections and traffic (bytes of frames, on the wire) */
     uint32_t conns_open;
-    uint64_t conns_accepted, conns_refused, auth_failures, frames_bad;
+    uint64_t conns_accepted, conns_refused, auth_failures, frames_bad, tls_failures;
     uint64_t bytes_in, bytes_out;
     /* the data plane */
     uint64_t pushes_received, pushes_counted, pushes_duplicate, pushes_rejected;

@@ -306,7 +306,8 @@ void ps_replica_try_build(struct ps_server *srv)
         return;
     int err = 0;
     bk->conn =
-        rpc_conn_connect(srv->base, bk->addr, &ps_server__lim_authed, &bk_handler, srv, &err);
+        rpc_conn_connect_tls(srv->base, bk->addr, srv->conf.tls_client, &ps_server__lim_authed,
+                             &bk_handler, srv, &err);
     if (!bk->conn) {
         ps_replica_fail(srv, err, "cannot connect to the backup");
         return;

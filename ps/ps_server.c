@@ -19,6 +19,7 @@
 #include "smlt_error.h"
 #include "smlt_limits.h"
 #include "smlt_log.h"
+#include "smlt_tls.h"
 #include "smlt_util.h"
 
 /* Pull replies smaller than this are copied into the output buffer; larger ones are sent by
@@ -662,6 +663,7 @@ static void handle_stats(struct ps_client *cl, uint64_t req_id)
     SET(connections, srv->nconns);
     SET(apply_seconds, st.apply_seconds);
     SET(conns_refused, srv->conns_refused);
+    SET(tls_failures, srv->tls_failures);
     SET(lr, c->optim.lr);
     SET(noise_g2, st.noise_g2);
     SET(noise_s, st.noise_s);
@@ -1294,6 +1296,8 @@ static void on_close(struct rpc_conn *c, int err, void *arg)
     srv->bytes_in += rpc_conn_bytes_in(c);
     srv->bytes_out += rpc_conn_bytes_out(c);
     srv->frames_bad += rpc_conn_frames_bad(c);
+    if (err == SMLT_ETLS)
+        srv->tls_failures++; /* rpc_conn logged why */
     log_debug("shard %u: %s closed: %s", srv->conf.shard, rpc_conn_peer(c), smlt_strerror(err));
     client_free(cl);
 }
@@ -1325,7 +1329,7 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
         return;
     }
     cl->srv = srv;
-    cl->conn = rpc_conn_new_fd(srv->base, fd, &lim_preauth, &ps_handler, cl);
+    cl->conn = rpc_conn_new_fd_tls(srv->base, fd, srv->conf.tls, &lim_preauth, &ps_handler, cl);
     if (!cl->conn) {
         free(cl);
         return;
@@ -1375,6 +1379,13 @@ struct ps_server *ps_server_new(struct event_base *base, const struct ps_server_
         return NULL;
     srv->base = base;
     srv->conf = *conf;
+    if (conf->tls && !conf->tls_client) {
+        snprintf(err, errlen, "a TLS shard needs a client context for its backup connections");
+        free(srv);
+        return NULL;
+    }
+    srv->conf.tls = conf->tls ? smlt_tls_ref(conf->tls) : NULL;
+    srv->conf.tls_client = conf->tls_client ? smlt_tls_ref(conf->tls_client) : NULL;
     srv->token = strdup(conf->token);
     srv->admin_token = conf->admin_token && conf->admin_token[0] ? strdup(conf->admin_token) : NULL;
     srv->conf.token = srv->token;
@@ -1461,6 +1472,8 @@ void ps_server_free(struct ps_server *srv)
     part_map_free(srv->retired);
     free(srv->token);
     free(srv->admin_token);
+    smlt_tls_free(srv->conf.tls);
+    smlt_tls_free(srv->conf.tls_client);
     free(srv);
 }
 

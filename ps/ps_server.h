@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 struct ps_server;
+struct smlt_tls;
 
 struct ps_server_conf {
     const char *listen;      /* "127.0.0.1:0" */
@@ -28,6 +29,10 @@ struct ps_server_conf {
     uint64_t nic_bytes_per_s; /* an emulated network card: bytes/s each way over all
                                * connections (0: none; see rpc_rate_new()) */
     const char *checkpoint_dir; /* default checkpoint directory of jobs that name none (NULL) */
+    struct smlt_tls *tls;     /* a server context: every connection is TLS (NULL: plain TCP).
+                                 The server takes a reference */
+    struct smlt_tls *tls_client; /* a client context for its own connections (to a backup);
+                                 with tls, required. The server takes a reference */
 };
 
 /* Returns a server listening on conf->listen on base, or NULL with a message in err. */

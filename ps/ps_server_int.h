@@ -83,6 +83,7 @@ struct ps_server {
     /* counters for /stats (connections add theirs when they close) */
     uint64_t pulls_served, pulls_timed_out, bytes_in, bytes_out, frames_bad, auth_failures;
     uint64_t stale_map_errors, conns_refused, payloads_compressed;
+    uint64_t tls_failures; /* connections closed with SMLT_ETLS */
     /* for /metrics (ps_http.c) */
     uint64_t conns_accepted, reshard_exports, reshard_imports, reshard_retires;
     struct smlt_hist bsp_wait;       /* each pull's wait for its clock (0: none needed) */

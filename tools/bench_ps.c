@@ -5,7 +5,10 @@
  * ceiling). Also the latency of small pulls while a big push is in flight on the same shards.
  *
  * Gradients are random floats (incompressible, as dense gradients are), so lz4 stays off and
- * the figures are those of the data plane itself. Every process this starts is stopped by pid. */
+ * the figures are those of the data plane itself. With --tls every case runs twice in one
+ * run, through plaintext shards and through TLS shards (certificates from
+ * tools/make-test-certs.sh in a temporary directory), and prints both and their ratio. Every
+ * process this starts is stopped by pid. */
 #include "bench_ps.h"
 
 #include <errno.h>
@@ -50,6 +53,10 @@ struct bench_opts {
     uint32_t replicas[2];   /* --replicas: 1 (none) and/or 2 (a backup per shard) */
     int nreplicas;
     char backups[SMLT_MAX_SHARDS > 64 ? 64 : SMLT_MAX_SHARDS][24]; /* started backups' addrs */
+    int tls;                /* --tls: each case also through TLS shards */
+    char certs[128];        /* their certificates (make-test-certs.sh's files) */
+    const char *tls_ca;     /* the case running now is TLS: its clients trust this CA file */
+    int tls_shards;         /* shards_start() starts TLS shards */
 };
 
 struct shard_procs {
@@ -78,6 +85,8 @@ static void usage(FILE *f)
             "  --ps-bin PATH     smlt-ps to start (default: next to smlt-bench)\n"
             "  --replicas LIST   1 (no backup) and/or 2 (a backup per shard, smlt_set_backup), e.g.\n"
             "                    1,2 to time both and print the ratio (default 1)\n"
+            "  --tls             run each case through plaintext shards and through TLS shards\n"
+            "                    (certificates from tools/make-test-certs.sh) and print the ratio\n"
             "  --json            one JSON object per line per measured case\n\n"
             "  --storm           instead: N clients, each connected to every shard, push and pull\n"
             "                    (ASP) for S seconds; report requests, errors by kind, requests/s and\n"
@@ -156,8 +165,12 @@ static int shards_start(struct shard_procs *sp, const struct bench_opts *o)
         char id[16], pf[256];
         snprintf(id, sizeof id, "%u", i % o->shards);
         snprintf(pf, sizeof pf, "%s/port%u", sp->dir, i);
+        char cert[192], key[192];
+        snprintf(cert, sizeof cert, "%s/server.pem", o->certs);
+        snprintf(key, sizeof key, "%s/server.key", o->certs);
         const char *argv[] = {bin, "--shard", id, "--token", BENCH_TOKEN, "--listen", "127.0.0.1:0",
-                              "--port-file", pf, "--log-level", "warn", NULL};
+                              "--port-file", pf, "--log-level", "warn",
+                              o->tls_shards ? "--tls-cert" : NULL, cert, "--tls-key", key, NULL};
         struct smlt_proc_opts po = {.log_path = log, .die_with_parent = 1, .watchdog_s = 3600};
         pid_t pid = smlt_proc_spawn(argv, &po);
         if (pid <= 0) {
@@ -196,7 +209,8 @@ static int job_setup(const char *addrs, const struct bench_opts *o, size_t bytes
     jc.lr = 1e-6f; /* plain SGD; tiny so the model stays bounded over many steps */
     struct smlt_client_opts co = {.token = o->admin_token ? o->admin_token : o->token,
                                   .admin = 1,
-                                  .timeout_ms = 120000};
+                                  .timeout_ms = 120000,
+                                  .tls_ca = o->tls_ca};
     struct smlt_client *c = NULL;
     char err[256];
     int rc = smlt_job_setup(&c, addrs, &co, &t, 1, &jc, err, sizeof err);
@@ -261,7 +275,8 @@ static int read_all(int fd, void *p, size_t n)
 static void sync_worker(const char *addrs, const struct bench_opts *o, uint32_t rank, size_t bytes,
                         int reps, int ready_fd, int go_fd, int out_fd)
 {
-    struct smlt_client_opts co = {.token = o->token, .worker = rank, .timeout_ms = 120000};
+    struct smlt_client_opts co = {.token = o->token, .worker = rank, .timeout_ms = 120000,
+                                  .tls_ca = o->tls_ca};
     struct smlt_client *c = NULL;
     char err[256];
     int rc = smlt_client_connect(&c, addrs, &co, err, sizeof err);
@@ -525,6 +540,52 @@ static int bench_storm_main(const char *addrs, const struct bench_opts *o, struc
     return status;
 }
 
+/* ---- TLS shards ------------------------------------------------------------------------- */
+
+/* --tls: makes test certificates (tools/make-test-certs.sh) in a temporary directory and
+ * starts a second set of shards with them. Returns 0, or a code (said on stderr). */
+static int tls_shards_start(struct shard_procs *sp, struct bench_opts *o)
+{
+    snprintf(o->certs, sizeof o->certs, "/tmp/smlt-bench-certs.XXXXXX");
+    if (!mkdtemp(o->certs)) {
+        o->certs[0] = '\0';
+        fprintf(stderr, "smlt-bench ps: --tls: cannot make a directory: %s\n", strerror(errno));
+        return SMLT_ESYS;
+    }
+    const char *src = getenv("SMLT_SOURCE_DIR");
+#ifdef SMLT_SOURCE_DIR_DEFAULT
+    if (!src || !*src)
+        src = SMLT_SOURCE_DIR_DEFAULT;
+#endif
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s/tools/make-test-certs.sh' '%s' >/dev/null",
+             src ? src : ".", o->certs);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "smlt-bench ps: --tls: %s failed (set SMLT_SOURCE_DIR to the source "
+                        "tree; openssl must be installed)\n", cmd);
+        return SMLT_ESYS;
+    }
+    o->tls_shards = 1;
+    int rc = shards_start(sp, o);
+    o->tls_shards = 0;
+    if (rc)
+        fprintf(stderr, "smlt-bench ps: cannot start %u TLS shards: %s\n", o->shards,
+                smlt_strerror(rc));
+    return rc;
+}
+
+static void tls_shards_stop(struct shard_procs *sp, struct bench_opts *o)
+{
+    shards_stop(sp);
+    if (o->certs[0]) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", o->certs);
+        if (system(cmd) != 0)
+            log_warn("cannot remove %s", o->certs);
+        o->certs[0] = '\0';
+    }
+}
+
 /* ---- main -------------------------------------------------------------------------------- */
 
 static int reps_for(const struct bench_opts *o, size_t bytes)
@@ -534,9 +595,12 @@ static int reps_for(const struct bench_opts *o, size_t bytes)
     return bytes <= 1000000 ? 100 : bytes <= 10000000 ? 30 : 11;
 }
 
+/* Times one case. base_p50: in, R=1's p50 (NAN when not run yet); out, set on R=1. With
+ * o->tls_ca (a TLS case) plain_p50 is the same case's plaintext p50, to compare with. */
 static int bench_case(const char *addrs, const struct bench_opts *o, struct bench_redis *redis,
-                      size_t bytes, uint32_t W, uint32_t R, double *base_p50)
+                      size_t bytes, uint32_t W, uint32_t R, double *base_p50, double *plain_p50)
 {
+    int tls = o->tls_ca != NULL;
     int reps = reps_for(o, bytes);
     size_t n = (size_t)W * (size_t)reps;
     double *ms = calloc(n, sizeof *ms), *peer = calloc(n, sizeof *peer);
@@ -555,9 +619,12 @@ static int bench_case(const char *addrs, const struct bench_opts *o, struct benc
     double gbps = 2.0 * (double)bytes / (p50 * 1e-3) / 1e9;
     double rp50 = NAN, rp99 = NAN, tp50 = NAN, tp99 = NAN;
     double vs_r1 = R == 1 || isnan(*base_p50) ? NAN : p50 / *base_p50;
+    double vs_plain = tls && !isnan(*plain_p50) ? p50 / *plain_p50 : NAN;
     if (R == 1)
         *base_p50 = p50;
-    if (redis && R == 1) {
+    if (!tls)
+        *plain_p50 = p50;
+    if (redis && R == 1 && !tls) {
         int prc = bench_peers_redis_sync(redis, bytes, (int)W, reps, peer);
         if (prc == 0) {
             rp50 = bench_peers_percentile(peer, (int)n, 50);
@@ -566,7 +633,7 @@ static int bench_case(const char *addrs, const struct bench_opts *o, struct benc
             log_warn("redis peer failed: %s", smlt_strerror(prc));
         }
     }
-    if (o->vs_tcp && R == 1) {
+    if (o->vs_tcp && R == 1 && !tls) {
         int prc = W == 1 ? bench_peers_tcp_sync(bytes, reps, peer)
                          : bench_peers_tcp_sync_multi(bytes, (int)W, reps, peer);
         if (prc == 0) {
@@ -578,8 +645,11 @@ static int bench_case(const char *addrs, const struct bench_opts *o, struct benc
     }
     if (o->json) {
         printf("{\"case\":\"sync\",\"size_bytes\":%zu,\"workers\":%u,\"shards\":%u,\"reps\":%d,"
-               "\"replicas\":%u,\"sync_ms_p50\":%.4f,\"sync_ms_p99\":%.4f,\"gb_per_s\":%.3f",
-               bytes, W, o->shards, reps, R, p50, p99, gbps);
+               "\"replicas\":%u,\"tls\":%s,\"sync_ms_p50\":%.4f,\"sync_ms_p99\":%.4f,"
+               "\"gb_per_s\":%.3f",
+               bytes, W, o->shards, reps, R, tls ? "true" : "false", p50, p99, gbps);
+        if (!isnan(vs_plain))
+            printf(",\"vs_plain\":%.3f", vs_plain);
         if (!isnan(vs_r1))
             printf(",\"vs_replicas_1\":%.3f", vs_r1);
         if (!isnan(rp50))
@@ -590,8 +660,11 @@ static int bench_case(const char *addrs, const struct bench_opts *o, struct benc
                    p50 / tp50);
         printf("}\n");
     } else {
-        printf("%7.1f MB  W=%-2u S=%-2u R=%u  sync p50 %9.3f ms  p99 %9.3f ms  %6.2f GB/s",
-               bytes / 1e6, W, o->shards, R, p50, p99, gbps);
+        printf("%7.1f MB  W=%-2u S=%-2u R=%u%s  sync p50 %9.3f ms  p99 %9.3f ms  %6.2f GB/s",
+               bytes / 1e6, W, o->shards, R, !o->tls ? "" : tls ? " TLS  " : " plain", p50, p99,
+               gbps);
+        if (!isnan(vs_plain))
+            printf(" | x%.2f of plain", vs_plain);
         if (!isnan(vs_r1))
             printf(" | x%.2f of R=1", vs_r1);
         if (!isnan(tp50))
@@ -618,7 +691,8 @@ int bench_ps_main(int argc, char **argv)
         {"json", no_argument, 0, 'j'},           {"help", no_argument, 0, 'h'},
         {"storm", no_argument, 0, 'S'},          {"storm-seconds", required_argument, 0, 'D'},
         {"storm-clients", required_argument, 0, 'C'}, {"storm-floats", required_argument, 0, 'F'},
-        {"replicas", required_argument, 0, 'P'}, {0, 0, 0, 0}};
+        {"replicas", required_argument, 0, 'P'}, {"tls", no_argument, 0, 'X'},
+        {0, 0, 0, 0}};
     struct bench_opts o = {.shards = 2, .workers = {1, 4}, .nworkers = 2, .token = BENCH_TOKEN,
                            .storm_seconds = 60, .storm_clients = 256, .storm_floats = 1000000,
                            .replicas = {1}, .nreplicas = 1};
@@ -722,6 +796,9 @@ int bench_ps_main(int argc, char **argv)
         case 'j':
             o.json = 1;
             break;
+        case 'X':
+            o.tls = 1;
+            break;
         case 'S':
             o.storm = 1;
             break;
@@ -770,6 +847,14 @@ int bench_ps_main(int argc, char **argv)
         fprintf(stderr, "smlt-bench ps: --replicas 2: at most 64 shards\n");
         return 2;
     }
+    if (o.tls && (addrs || o.storm || o.nreplicas > 1 || o.replicas[0] == 2)) {
+        fprintf(stderr, "smlt-bench ps: --tls starts its own shards (no --addrs, --storm or "
+                        "--replicas 2)\n");
+        return 2;
+    }
+    struct shard_procs sp_tls = {0};
+    if (o.tls && (rc = tls_shards_start(&sp_tls, &o)) != 0)
+        return 1;
     if (addrs) {
         o.shards = 1;
         for (const char *p = addrs; *p; p++)
@@ -777,6 +862,7 @@ int bench_ps_main(int argc, char **argv)
     } else {
         if ((rc = shards_start(&sp, &o)) != 0) {
             fprintf(stderr, "smlt-bench ps: cannot start %u shards: %s\n", o.shards, smlt_strerror(rc));
+            tls_shards_stop(&sp_tls, &o);
             return 1;
         }
         addrs = sp.addrs;
@@ -790,22 +876,38 @@ int bench_ps_main(int argc, char **argv)
             fprintf(stderr, "smlt-bench ps: --vs-redis: cannot start redis-server: %s\n",
                     smlt_strerror(rc));
             shards_stop(&sp);
+            tls_shards_stop(&sp_tls, &o);
             return 1;
         }
     }
     if (!o.json)
-        printf("smlt-bench ps: %u shards at %s; BSP, plain SGD, random (incompressible) gradients\n",
-               o.shards, addrs);
+        printf("smlt-bench ps: %u shards at %s%s%s; BSP, plain SGD, random (incompressible) "
+               "gradients\n",
+               o.shards, addrs, o.tls ? ", TLS shards at " : "", o.tls ? sp_tls.addrs : "");
+    char ca[192];
+    snprintf(ca, sizeof ca, "%s/ca.pem", o.certs);
     for (int wi = 0; wi < o.nworkers && !rc; wi++)
         for (int si = 0; si < o.nsizes && !rc; si++) {
-            double base = NAN;
-            for (int ri = 0; ri < o.nreplicas && !rc; ri++)
-                rc = bench_case(addrs, &o, redis, o.sizes[si], o.workers[wi], o.replicas[ri], &base);
+            double base = NAN, plain = NAN;
+            for (int ri = 0; ri < o.nreplicas && !rc; ri++) {
+                o.tls_ca = NULL;
+                rc = bench_case(addrs, &o, redis, o.sizes[si], o.workers[wi], o.replicas[ri],
+                                &base, &plain);
+                if (rc || !o.tls)
+                    continue;
+                /* The same case through the TLS shards, right after, in the same run. */
+                double tls_base = NAN;
+                o.tls_ca = ca;
+                rc = bench_case(sp_tls.addrs, &o, NULL, o.sizes[si], o.workers[wi],
+                                o.replicas[ri], &tls_base, &plain);
+                o.tls_ca = NULL;
+            }
         }
     if (!rc && o.latency)
         rc = bench_latency(addrs, &o);
     bench_peers_redis_stop(redis);
     shards_stop(&sp);
+    tls_shards_stop(&sp_tls, &o);
     if (rc) {
         fprintf(stderr, "smlt-bench ps: failed: %s\n", smlt_strerror(rc));
         return 1;

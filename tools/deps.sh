@@ -6,7 +6,7 @@
 
 # Build and library dependencies (see README: Dependencies).
 SMLT_BUILD_PKGS="gcc make cmake pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
-  libopenblas-dev liblz4-dev check zlib1g-dev libcurl4-openssl-dev libjansson-dev"
+  libopenblas-dev liblz4-dev check zlib1g-dev libcurl4-openssl-dev libjansson-dev libssl-dev"
 # What the tests and benchmarks run against: Redis (the store peer), Fashion-MNIST, promtool
 # and the Prometheus server (Debian prometheus), headless Chromium for the dashboard's browser
 # test (driven by npm playwright-core: smlt_install_npm_test below), botocore (Debian's signer,

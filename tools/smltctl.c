@@ -48,6 +48,10 @@ static const char main_help[] =
     "  --url URL            the coordinator's API (default: the local cluster's; env SMLT_URL)\n"
     "  --token T            its admin token for submit/cancel/scale/checkpoint (default: the\n"
     "                       local cluster's; env SMLT_TOKEN)\n"
+    "  --cacert FILE        CA certificates (PEM) to trust for an https:// coordinator\n"
+    "                       (default: the system's; env SMLT_CACERT)\n"
+    "  --cert F --key F     a client certificate and its key (PEM) for a coordinator that\n"
+    "                       requires one (mutual TLS; env SMLT_CERT, SMLT_KEY)\n"
     "  --json               machine-readable output from the read commands\n"
     "\n"
     "Exit codes:\n"
@@ -230,6 +234,21 @@ int smltctl_global_opt(struct smltctl *c, int argc, char **argv, int *i)
     if ((r = smltctl_opt(argc, argv, i, "--token", &v)) != 0) {
         if (r > 0)
             c->token_flag = v;
+        return r;
+    }
+    if ((r = smltctl_opt(argc, argv, i, "--cacert", &v)) != 0) {
+        if (r > 0)
+            c->cacert_flag = v;
+        return r;
+    }
+    if ((r = smltctl_opt(argc, argv, i, "--cert", &v)) != 0) {
+        if (r > 0)
+            c->cert_flag = v;
+        return r;
+    }
+    if ((r = smltctl_opt(argc, argv, i, "--key", &v)) != 0) {
+        if (r > 0)
+            c->key_flag = v;
         return r;
     }
     return 0;
@@ -586,6 +605,17 @@ int smltctl_http(struct smltctl *c, const char *method, const char *path, const 
     curl_easy_setopt(h, CURLOPT_USERAGENT, "smltctl/" SMLT_VERSION_STRING);
     /* A proxy from the environment must not get between us and a loopback coordinator. */
     curl_easy_setopt(h, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
+    /* HTTPS: the CA that signed the coordinator's certificate (libcurl checks the name). */
+    const char *ca = c->cacert_flag ? c->cacert_flag : getenv("SMLT_CACERT");
+    if (ca && *ca)
+        curl_easy_setopt(h, CURLOPT_CAINFO, ca);
+    const char *crt = c->cert_flag ? c->cert_flag : getenv("SMLT_CERT");
+    const char *key = c->key_flag ? c->key_flag : getenv("SMLT_KEY");
+    if (crt && *crt) {
+        curl_easy_setopt(h, CURLOPT_SSLCERT, crt);
+        if (key && *key)
+            curl_easy_setopt(h, CURLOPT_SSLKEY, key);
+    }
     CURLcode rc = curl_easy_perform(h);
     long code = 0;
     long os_errno = 0;
@@ -616,6 +646,16 @@ int smltctl_http(struct smltctl *c, const char *method, const char *path, const 
     } else if (rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT) {
         snprintf(why, sizeof why, "not a usable URL (%s)", errbuf[0] ? errbuf : curl_easy_strerror(rc));
         hint = " — check --url";
+    } else if (rc == CURLE_PEER_FAILED_VERIFICATION) {
+        snprintf(why, sizeof why, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        hint = " — pass the CA that signed its certificate with --cacert (or SMLT_CACERT)";
+    } else if (rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_SSL_CACERT_BADFILE) {
+        snprintf(why, sizeof why, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        hint = rc == CURLE_SSL_CACERT_BADFILE ? " — check --cacert"
+                                              : " — does it serve HTTPS? (an http:// URL if not)";
+    } else if (rc == CURLE_GOT_NOTHING && !strncmp(c->url, "http://", 7)) {
+        snprintf(why, sizeof why, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        hint = " — it may serve HTTPS: use an https:// URL (and --cacert)";
     } else {
         snprintf(why, sizeof why, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
     }

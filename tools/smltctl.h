@@ -38,6 +38,8 @@ enum {
 /* The command line's global settings and where to find the coordinator. */
 struct smltctl {
     const char *url_flag, *token_flag; /* --url, --token (NULL: not given) */
+    const char *cacert_flag;           /* --cacert (NULL: not given) */
+    const char *cert_flag, *key_flag;  /* --cert, --key: a client certificate (mutual TLS) */
     int json;                          /* --json */
     char state_dir[PATH_MAX];          /* $SMLT_HOME or ~/.smlt */
     char url[SMLTCTL_URL_MAX];         /* resolved by smltctl_resolve(); no trailing slash */

@@ -15,6 +15,7 @@
  * structs both share in smlt_client_priv.h. */
 #include "smlt_admin.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdarg.h>
@@ -30,6 +31,7 @@
 #include "smlt.pb-c.h"
 #include "smlt_limits.h"
 #include "smlt_log.h"
+#include "smlt_tls.h"
 #include "smlt_client_int.h"
 #include "smlt_client_priv.h"
 
@@ -99,10 +101,13 @@ static void handle_error_reply(struct smlt_client *c, struct link *l, const stru
             part_map_free(m);
         }
     }
-    if (h->req_id == l->hello_req) {
-        /* The handshake failed: every operation waiting on this shard fails with it. */
-        if (code == SMLT_EAUTH || code == SMLT_EVERSION)
+    if (h->req_id == l->hello_req || (code == SMLT_ETLS && h->req_id == 0)) {
+        /* The handshake failed (a TLS shard tells a plaintext client so with request id 0):
+         * every operation waiting on this shard fails with it. */
+        if (code == SMLT_EAUTH || code == SMLT_EVERSION || code == SMLT_ETLS)
             l->fatal = 1;
+        if (code == SMLT_ETLS)
+            l->fatal_rc = SMLT_ETLS;
         smlt_client__seterr(c, "shard %s: %s", l->addr, msg);
         for (size_t i = 0; i < c->nops; i++)
             if (c->ops[i].link == l->idx && !c->ops[i].done)
@@ -153,6 +158,7 @@ static void fill_stats(struct smlt_shard_stats *o, const Smlt__ShardStats *m)
     o->bytes_out = m->bytes_out;
     o->frames_bad = m->frames_bad;
     o->auth_failures = m->auth_failures;
+    o->tls_failures = m->tls_failures;
     o->stale_map_errors = m->stale_map_errors;
     o->connections = m->connections;
     o->apply_seconds = m->apply_seconds;
@@ -380,6 +386,14 @@ static void on_close(struct rpc_conn *conn, int err, void *arg)
     }
     if (!pending)
         return;
+    if (err == SMLT_ETLS) {
+        /* A certificate refused (by either end) or TLS on one end only: a reconnect would
+         * fail the same way. */
+        const char *why = rpc_conn_errmsg(conn);
+        l->fatal = 1;
+        l->fatal_rc = SMLT_ETLS;
+        smlt_client__seterr(c, "shard %s: %s", l->addr, why[0] ? why : smlt_strerror(err));
+    }
     int max = c->opts.retries == 0 ? CLIENT_DEFAULT_RETRIES : c->opts.retries < 0 ? 0 : c->opts.retries;
     if (l->fatal || l->attempts >= max) {
         if (!l->fatal)
@@ -387,7 +401,11 @@ static void on_close(struct rpc_conn *conn, int err, void *arg)
                                 smlt_strerror(err), l->attempts);
         for (size_t i = 0; i < c->nops; i++)
             if (c->ops[i].link == l->idx && !c->ops[i].done)
-                op_finish(c, &c->ops[i], l->fatal ? c->ops[i].rc ? c->ops[i].rc : SMLT_EAUTH : SMLT_EIO);
+                op_finish(c, &c->ops[i],
+                          !l->fatal       ? SMLT_EIO
+                          : c->ops[i].rc  ? c->ops[i].rc
+                          : l->fatal_rc   ? l->fatal_rc
+                                          : SMLT_EAUTH);
         return;
     }
     /* Reconnect after a backoff that grows with each attempt; unanswered operations follow. */
@@ -425,7 +443,8 @@ static void link_connect(struct link *l)
     struct smlt_client *c = l->c;
     int err = 0;
     l->ready = 0;
-    l->conn = rpc_conn_connect(c->base, l->addr, &client_limits, &client_handler, l, &err);
+    l->conn = rpc_conn_connect_tls(c->base, l->addr, c->tls, &client_limits, &client_handler, l,
+                                   &err);
     if (!l->conn) {
         smlt_client__seterr(c, "shard %s: %s", l->addr, smlt_strerror(err));
         l->fatal = 1;
@@ -828,6 +847,7 @@ int smlt_client__batch_run(struct smlt_client *c)
     for (uint32_t i = 0; i < c->nlinks; i++) {
         c->links[i].attempts = 0;
         c->links[i].fatal = 0;
+        c->links[i].fatal_rc = 0;
     }
     evtimer_add(c->timeout_ev, &tv);
     for (size_t i = 0; i < c->nops; i++)
@@ -951,6 +971,18 @@ int smlt_client__call(struct smlt_client *c, int (*fill)(struct smlt_client *, v
 
 /* ---- public API -------------------------------------------------------------------------- */
 
+/* smlt_client_set_default_tls()'s context. */
+static pthread_mutex_t default_tls_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct smlt_tls *default_tls;
+
+void smlt_client_set_default_tls(struct smlt_tls *tls)
+{
+    pthread_mutex_lock(&default_tls_mu);
+    smlt_tls_free(default_tls);
+    default_tls = tls ? smlt_tls_ref(tls) : NULL;
+    pthread_mutex_unlock(&default_tls_mu);
+}
+
 struct smlt_client *smlt_client__new(const struct smlt_client_opts *opts, char *errmsg,
                                      size_t errlen)
 {
@@ -968,6 +1000,22 @@ struct smlt_client *smlt_client__new(const struct smlt_client_opts *opts, char *
     if (!c)
         return NULL;
     c->opts = *opts;
+    c->opts.tls_ca = c->opts.tls_ca_pem = c->opts.tls_cert = c->opts.tls_key = NULL;
+    if (opts->tls || opts->tls_ca || opts->tls_ca_pem || opts->tls_cert || opts->tls_key) {
+        struct smlt_tls_conf tc = {.ca = opts->tls_ca, .ca_pem = opts->tls_ca_pem,
+                                   .cert = opts->tls_cert, .key = opts->tls_key};
+        char err[512];
+        if (smlt_tls_client_new(&c->tls, &tc, err, sizeof err) != 0) {
+            if (errmsg && errlen)
+                snprintf(errmsg, errlen, "TLS: %s", err);
+            free(c);
+            return NULL;
+        }
+    } else {
+        pthread_mutex_lock(&default_tls_mu);
+        c->tls = default_tls ? smlt_tls_ref(default_tls) : NULL;
+        pthread_mutex_unlock(&default_tls_mu);
+    }
     c->token = strdup(opts->token);
     c->opts.token = c->token;
     c->base = event_base_new();
@@ -1107,6 +1155,7 @@ void smlt_client_close(struct smlt_client *c)
         event_base_free(c->base);
     part_map_free(c->map);
     part_map_free(c->new_map);
+    smlt_tls_free(c->tls);
     free(c->token);
     free(c);
 }

@@ -16,6 +16,13 @@ struct smlt_client *smlt_client_create(const struct smlt_client_opts *opts, char
                                        size_t errlen);
 int smlt_client_open(struct smlt_client *c, const char *addrs, char *errmsg, size_t errlen);
 
+/* A TLS client context that every client of this process created without TLS options
+ * uses (a reference is taken; NULL: plain TCP again): how a daemon with TLS options talks
+ * TLS to all of its shards (the coordinator's admin calls and job setup). Set it before the
+ * threads that create clients start; clients already made keep what they had. */
+struct smlt_tls;
+void smlt_client_set_default_tls(struct smlt_tls *tls);
+
 /* Makes the call running on c (in another thread) return SMLT_ECANCELED as soon as its event
  * loop wakes, and every later call on c too. The one function of a client that another thread
  * may call while c is in use; it needs libevent's thread support (evthread_use_pthreads())

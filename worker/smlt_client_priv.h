@@ -99,7 +99,8 @@ struct link {
     struct rpc_conn *conn;
     uint64_t hello_req;
     int ready;
-    int fatal;      /* authentication refused: do not retry */
+    int fatal;      /* authentication or TLS refused: do not retry */
+    int fatal_rc;   /* what the fatal failure was (0: SMLT_EAUTH) */
     int attempts;   /* reconnects during the current call */
     struct event *retry_ev;
     uint64_t lo, hi;
@@ -107,7 +108,8 @@ struct link {
 
 struct smlt_client {
     struct event_base *base;
-    struct smlt_client_opts opts;
+    struct smlt_client_opts opts; /* the TLS fields are NULL: they went into tls */
+    struct smlt_tls *tls;         /* a client context: every link is TLS (NULL: plain) */
     char *token;
     struct part_map *map;
     struct part_map *new_map; /* from a stale-map reply, installed between attempts */

@@ -20,6 +20,7 @@
 #include "smlt.pb-c.h"
 #include "smlt_limits.h"
 #include "smlt_log.h"
+#include "smlt_tls.h"
 #include "smlt_util.h"
 #include "worker_train.h"
 
@@ -46,6 +47,7 @@ _Static_assert((int)SMLT__FEATURE_SCALE__SCALE_NONE == DATA_SET_SCALE_NONE &&
 struct link {
     struct event_base *base;
     struct rpc_conn *conn;
+    struct smlt_tls *tls;    /* borrowed from the instance: TLS to the coordinator, or NULL */
     char addr[SMLT_MAX_INVOCATION_FIELD + 1];
     uint64_t next_req;
     /* the reply being waited for */
@@ -162,8 +164,12 @@ static void on_close(struct rpc_conn *c, int err, void *arg)
         l->next_dial = smlt_now_mono() + INVOKE_REDIAL_S;
     if (!l->got) {
         l->err = err ? err : SMLT_ECLOSED;
-        snprintf(l->errmsg, sizeof l->errmsg, "coordinator %s: connection lost (%s)", l->addr,
-                 smlt_strerror(l->err));
+        const char *why = rpc_conn_errmsg(c);
+        if (why[0])
+            snprintf(l->errmsg, sizeof l->errmsg, "coordinator %s: %s", l->addr, why);
+        else
+            snprintf(l->errmsg, sizeof l->errmsg, "coordinator %s: connection lost (%s)",
+                     l->addr, smlt_strerror(l->err));
         l->got = 1;
     }
 }
@@ -184,7 +190,7 @@ static int link_dial(struct link *l)
     int err = 0;
     static const struct rpc_limits lim = {SMLT_MAX_META_LEN, 0};
     l->closed = 0;
-    l->conn = rpc_conn_connect(l->base, l->addr, &lim, &link_handler, l, &err);
+    l->conn = rpc_conn_connect_tls(l->base, l->addr, l->tls, &lim, &link_handler, l, &err);
     if (!l->conn) {
         l->next_dial = smlt_now_mono() + INVOKE_REDIAL_S;
         snprintf(l->errmsg, sizeof l->errmsg, "coordinator %s: %s", l->addr, smlt_strerror(err));
@@ -271,6 +277,12 @@ struct worker_invoke {
     struct worker *w;
     struct link l;
     unsigned served; /* invocations that reached the coordinator: the next hello says warm */
+    /* TLS: the instance's files from its environment (SMLT_TLS_CA, SMLT_TLS_CERT,
+     * SMLT_TLS_KEY; NULL when unset), the client context of the current settings, and those
+     * settings (the invocation's CA text, or "" for none: tls_sig NULL means plain). */
+    char *env_ca, *env_cert, *env_key;
+    struct smlt_tls *tls;
+    char *tls_sig;
 };
 
 struct worker_invoke *worker_invoke_new(void)
@@ -280,6 +292,12 @@ struct worker_invoke *worker_invoke_new(void)
         return NULL;
     s->w = worker_new();
     s->l.base = event_base_new();
+    const char *ev[] = {"SMLT_TLS_CA", "SMLT_TLS_CERT", "SMLT_TLS_KEY"};
+    char **dst[] = {&s->env_ca, &s->env_cert, &s->env_key};
+    for (int i = 0; i < 3; i++) {
+        const char *v = getenv(ev[i]);
+        *dst[i] = v && *v ? strdup(v) : NULL;
+    }
     if (!s->w || !s->l.base) {
         worker_invoke_free(s);
         return NULL;
@@ -300,13 +318,20 @@ void worker_invoke_free(struct worker_invoke *s)
     if (l->base)
         event_base_free(l->base);
     worker_free(s->w);
+    smlt_tls_free(s->tls);
+    free(s->tls_sig);
+    free(s->env_ca);
+    free(s->env_cert);
+    free(s->env_key);
     free(s);
 }
 
-/* The three fields of a payload, borrowed from its parsed JSON. */
+/* The fields of a payload, borrowed from its parsed JSON. */
 struct payload {
     json_t *root;
     const char *coord, *inv, *token;
+    int tls;            /* "tls": true: the coordinator and the shards speak TLS */
+    const char *tls_ca; /* "tls_ca": the CA certificates to verify them (PEM text), or NULL */
 };
 
 static const char *const payload_shape =
@@ -348,6 +373,57 @@ static int payload_parse(const char *text, struct payload *p, char *err, size_t 
             return SMLT_EINVAL;
         }
     }
+    /* Optional: TLS, and the CA to trust (a function instance has no file of its own). */
+    json_t *tls = json_object_get(p->root, "tls"), *ca = json_object_get(p->root, "tls_ca");
+    if (tls && !json_is_boolean(tls)) {
+        smlt_set_err(err, errlen, "invocation payload: \"tls\" must be true or false");
+        return SMLT_EINVAL;
+    }
+    if (ca && (!json_is_string(ca) || !json_string_length(ca) ||
+               json_string_length(ca) > SMLT_MAX_TLS_CA_PEM)) {
+        smlt_set_err(err, errlen,
+                     "invocation payload: \"tls_ca\" must be the CA certificates as PEM text, "
+                     "1 to %u bytes",
+                     SMLT_MAX_TLS_CA_PEM);
+        return SMLT_EINVAL;
+    }
+    p->tls = json_is_true(tls) || ca;
+    p->tls_ca = ca ? json_string_value(ca) : NULL;
+    return 0;
+}
+
+/* Makes the instance's link speak TLS as the payload says: a client context from the
+ * invocation's CA text, or the SMLT_TLS_CA file, else the system's CAs, with the
+ * SMLT_TLS_CERT / SMLT_TLS_KEY client certificate if set; kept while the settings stay the
+ * same (warm invocations), and the connection dropped when they change. Returns 0, or
+ * SMLT_EINVAL with a message in err. */
+static int link_tls(struct worker_invoke *s, const struct payload *p, char *err, size_t errlen)
+{
+    const char *want = p->tls ? (p->tls_ca ? p->tls_ca : "") : NULL;
+    if ((!want && !s->tls_sig) || (want && s->tls_sig && !strcmp(want, s->tls_sig)))
+        return 0;
+    struct link *l = &s->l;
+    if (l->conn) {
+        rpc_conn_set_arg(l->conn, NULL);
+        rpc_conn_abort(l->conn, SMLT_ECANCELED);
+        l->conn = NULL;
+    }
+    smlt_tls_free(s->tls);
+    s->tls = NULL;
+    l->tls = NULL;
+    free(s->tls_sig);
+    s->tls_sig = NULL;
+    if (!want)
+        return 0;
+    struct smlt_tls_conf tc = {.ca = s->env_ca, .ca_pem = p->tls_ca, .cert = s->env_cert,
+                               .key = s->env_key};
+    char msg[512];
+    if (smlt_tls_client_new(&s->tls, &tc, msg, sizeof msg) != 0) {
+        smlt_set_err(err, errlen, "TLS: %s", msg);
+        return SMLT_EINVAL;
+    }
+    s->tls_sig = strdup(want);
+    l->tls = s->tls;
     return 0;
 }
 
@@ -474,6 +550,8 @@ static void report_done(struct link *l, const char *inv, const struct worker_rep
 static Smlt__Assignment *serve_hello(struct worker_invoke *s, const struct payload *p)
 {
     struct link *l = &s->l;
+    if (link_tls(s, p, l->errmsg, sizeof l->errmsg) != 0)
+        return NULL;
     if (strcmp(l->addr, p->coord) != 0) {
         if (l->conn) {
             rpc_conn_set_arg(l->conn, NULL);
@@ -583,6 +661,9 @@ static char *serve_slice(struct worker_invoke *s, const struct payload *p, Smlt_
     struct worker_task t;
     char ps_token[SMLT_MAX_TOKEN + 1];
     task_of(a, t_recv, o ? o->deadline : 0, &t, ps_token);
+    if (a->has_ps_tls && a->ps_tls)
+        t.tls = (struct worker_tls){.on = 1, .ca = s->env_ca, .ca_pem = p->tls_ca,
+                                    .cert = s->env_cert, .key = s->env_key};
     int rc = size_task(s->w, a, &t, &r);
     if (rc) {
         report_done(l, p->inv, &r, 1);

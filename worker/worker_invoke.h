@@ -2,6 +2,10 @@
  *
  * An invocation's payload is a JSON object:
  *   {"coordinator": "host:port", "invocation": "ID", "token": "..."}
+ * and, from a coordinator with TLS, "tls": true and "tls_ca": the CA certificates as PEM text
+ * (at most SMLT_MAX_TLS_CA_PEM bytes): the worker then speaks TLS to the coordinator and to
+ * the shards (the Assignment's ps_tls), trusting that CA and the file of SMLT_TLS_CA (or the
+ * system's CAs with neither), and presents SMLT_TLS_CERT / SMLT_TLS_KEY for mutual TLS.
  * The worker connects to the coordinator over the protobuf-c RPC, proves the invocation with
  * its token, receives its Assignment (what to train, where the shards are, from which step, for
  * how long), trains it with worker_run() while sending Progress, reports Done, and answers with
@@ -53,7 +57,8 @@ struct worker_invoke *worker_invoke_new(void);
 void worker_invoke_free(struct worker_invoke *s);
 
 /* Checks that payload is an invocation: a JSON object of at most SMLT_MAX_INVOCATION bytes with
- * the three string fields, each 1 to SMLT_MAX_INVOCATION_FIELD characters (extra fields are
+ * the three string fields, each 1 to SMLT_MAX_INVOCATION_FIELD characters, and, if present, a
+ * boolean "tls" and a "tls_ca" string of 1 to SMLT_MAX_TLS_CA_PEM bytes (other fields are
  * ignored). Returns 0 or SMLT_EINVAL with a message in err. */
 int worker_invoke_check(const char *payload, char *err, size_t errlen);
 

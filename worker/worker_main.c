@@ -15,7 +15,9 @@
 #include "data_set.h"
 #include "nn_model.h"
 #include "smlt_admin.h"
+#include "smlt_client_int.h"
 #include "smlt_log.h"
+#include "smlt_tls.h"
 #include "smlt_util.h"
 #include "worker_http.h"
 #include "worker_invoke.h"
@@ -55,6 +57,11 @@ static void usage(FILE *f)
             "  --cache-dir DIR     cache for datasets fetched over HTTP\n"
             "  --log-level LEVEL   error, warn, info (default), debug\n"
             "  --json              print one JSON object per epoch and one at the end\n"
+            "  --tls-ca FILE       the shards speak TLS: verify them with these CA certificates\n"
+            "                      (PEM; env SMLT_TLS_CA)\n"
+            "  --tls-cert F --tls-key F  a client certificate for shards that require one\n"
+            "                      (mutual TLS; env SMLT_TLS_CERT, SMLT_TLS_KEY)\n"
+            "  --tls               TLS with the system's CAs (implied by the options above)\n"
             "\n       smlt-worker --invoke\n"
             "Serve function invocations: one JSON line per invocation on stdin, one JSON response\n"
             "line per invocation on stdout (the coordinator's local runtime starts it so).\n"
@@ -63,7 +70,10 @@ static void usage(FILE *f)
             "bootstrap. $SMLT_LOG_LEVEL sets the log level.\n"
             "\n       smlt-worker --http [--listen HOST:PORT] [--max-inflight N] [--port-file F]\n"
             "Serve invocations over HTTP (OpenFaaS, Knative): POST / with the payload, GET\n"
-            "/_/health and /_/ready; on --listen, else 0.0.0.0:$PORT, else 127.0.0.1:8080.\n");
+            "/_/health and /_/ready; on --listen, else 0.0.0.0:$PORT, else 127.0.0.1:8080.\n"
+            "\nIn every invocation mode TLS follows the invocation (\"tls\", \"tls_ca\"); the\n"
+            "environment adds SMLT_TLS_CA (a CA file) and SMLT_TLS_CERT / SMLT_TLS_KEY (a client\n"
+            "certificate for mutual TLS).\n");
 }
 
 struct progress_ctx {
@@ -130,6 +140,8 @@ int main(int argc, char **argv)
         {"lr-decay-epochs", required_argument, 0, 'D'}, {"lr-decay", required_argument, 0, 'F'},
         {"label-column", required_argument, 0, 'C'}, {"header", required_argument, 0, 'H'},
         {"scale", required_argument, 0, 'X'},
+        {"tls", no_argument, 0, 'T'},             {"tls-ca", required_argument, 0, 'A'},
+        {"tls-cert", required_argument, 0, 'R'},  {"tls-key", required_argument, 0, 'K'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     struct worker_task t = {.batch = 64, .sync = SMLT_SYNC_BSP, .staleness = 2, .seed = 1,
                             .workers = 1, .evaluate = 1};
@@ -146,6 +158,9 @@ int main(int argc, char **argv)
         return worker_lambda_main(NULL);
     if (argc >= 2 && !strcmp(argv[1], "--http"))
         return worker_http_main(argc, argv);
+    t.tls.ca = getenv("SMLT_TLS_CA");
+    t.tls.cert = getenv("SMLT_TLS_CERT");
+    t.tls.key = getenv("SMLT_TLS_KEY");
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
@@ -202,6 +217,10 @@ int main(int argc, char **argv)
             if (level < 0) { fprintf(stderr, "smlt-worker: --log-level: bad level\n"); return 2; }
             break;
         case 'j': json = 1; break;
+        case 'T': t.tls.on = 1; break;
+        case 'A': t.tls.ca = optarg; break;
+        case 'R': t.tls.cert = optarg; break;
+        case 'K': t.tls.key = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -215,7 +234,19 @@ int main(int argc, char **argv)
     }
     smlt_log_init("smlt-worker", level);
     openblas_set_num_threads(1);
-    char err[256];
+    char err[512];
+    if (t.tls.on || t.tls.ca || t.tls.cert || t.tls.key) {
+        /* TLS for every client of this run: the job setup's too. */
+        struct smlt_tls *tls = NULL;
+        struct smlt_tls_conf tc = {.ca = t.tls.ca, .cert = t.tls.cert, .key = t.tls.key};
+        if (smlt_tls_client_new(&tls, &tc, err, sizeof err) != 0) {
+            fprintf(stderr, "smlt-worker: TLS: %s\n", err);
+            return 2;
+        }
+        smlt_client_set_default_tls(tls);
+        smlt_tls_free(tls);
+        t.tls.on = 1;
+    }
     if (setup) {
         jc.job = "manual";
         jc.sync = t.sync;

@@ -29,6 +29,7 @@ struct worker {
     uint32_t it_rank, it_workers;
     uint64_t it_seed;
     char *ps_addrs, *token;
+    char *tls_sig;           /* the TLS settings the client was made with (tls_signature()) */
     uint32_t client_rank;
     struct smlt_client *c;
     float *xb;
@@ -50,6 +51,21 @@ static void rep_err(struct worker_report *r, int code, const char *fmt, ...)
 static int streq(const char *a, const char *b)
 {
     return a && b && !strcmp(a, b);
+}
+
+/* The TLS settings as one string (malloc'd; NULL when out of memory), to tell whether a warm
+ * client was made with the settings a task asks for. */
+static char *tls_signature(const struct worker_tls *t)
+{
+    const char *f[] = {t->ca, t->cert, t->key, t->ca_pem};
+    size_t n = 8;
+    for (int i = 0; i < 4; i++)
+        n += (f[i] ? strlen(f[i]) : 0) + 1;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%d|%s|%s|%s|%s", t->on, f[0] ? f[0] : "", f[1] ? f[1] : "",
+                 f[2] ? f[2] : "", f[3] ? f[3] : "");
+    return s;
 }
 
 static void set_str(char **dst, const char *src)
@@ -76,6 +92,7 @@ void worker_free(struct worker *w)
     free(w->model_spec);
     free(w->ps_addrs);
     free(w->token);
+    free(w->tls_sig);
     free(w->xb);
     free(w->yb);
     free(w);
@@ -360,20 +377,31 @@ static int prepare(struct worker *w, const struct worker_task *t, struct worker_
         w->it_workers = t->workers;
         w->it_seed = t->seed;
     }
+    char *sig = tls_signature(&t->tls);
+    if (!sig) {
+        rep_err(r, SMLT_ENOMEM, "out of memory");
+        return SMLT_ENOMEM;
+    }
     if (!w->c || !streq(w->ps_addrs, t->ps_addrs) || !streq(w->token, t->token) ||
-        w->client_rank != t->rank) {
+        w->client_rank != t->rank || !streq(w->tls_sig, sig)) {
         smlt_client_close(w->c);
         w->c = NULL;
         r->cold = 1;
         struct smlt_client_opts o = {.token = t->token, .worker = t->rank,
-                                     .timeout_ms = t->timeout_ms};
+                                     .timeout_ms = t->timeout_ms, .tls = t->tls.on,
+                                     .tls_ca = t->tls.ca, .tls_ca_pem = t->tls.ca_pem,
+                                     .tls_cert = t->tls.cert, .tls_key = t->tls.key};
         rc = smlt_client_connect(&w->c, t->ps_addrs, &o, err, sizeof err);
         if (rc) {
+            free(sig);
             rep_err(r, rc, "parameter server %s: %s", t->ps_addrs, err);
             return rc;
         }
         set_str(&w->ps_addrs, t->ps_addrs);
         set_str(&w->token, t->token);
+        free(w->tls_sig);
+        w->tls_sig = sig;
+        sig = NULL;
         w->client_rank = t->rank;
         if ((rc = check_layout(w, r)) != 0) {
             smlt_client_close(w->c);
@@ -381,6 +409,7 @@ static int prepare(struct worker *w, const struct worker_task *t, struct worker_
             return rc;
         }
     }
+    free(sig); /* NULL when the client took it */
     return 0;
 }
 

@@ -72,6 +72,13 @@ struct worker_task {
     uint32_t epoch_base;
     int stop_at_epoch_end;  /* end the slice at the next epoch boundary (WORKER_SLICE_END) */
     uint32_t chaos_delay_us; /* fault injection: every step takes this much longer (a slow host) */
+    /* TLS to the shards (all zero: plain TCP): as smlt_client_opts' tls fields (borrowed) */
+    struct worker_tls {
+        int on;              /* the shards speak TLS */
+        const char *ca;      /* CA file (PEM) */
+        const char *ca_pem;  /* or the CA certificates as PEM text (from the invocation) */
+        const char *cert, *key; /* a client certificate and key for mutual TLS (PEM files) */
+    } tls;
 };
 
 enum worker_status {

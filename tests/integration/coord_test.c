@@ -224,11 +224,20 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+static const char *ct_cafile, *ct_cert, *ct_key; /* ct_use_tls() */
+
+void ct_use_tls(const char *cafile, const char *cert, const char *key)
+{
+    ct_cafile = cafile;
+    ct_cert = cert;
+    ct_key = key;
+}
+
 long ct_http(int port, const char *method, const char *path, const char *token, const char *body,
              char **out)
 {
     char url[1024], auth[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    snprintf(url, sizeof url, "http%s://127.0.0.1:%d%s", ct_cafile ? "s" : "", port, path);
     CURL *h = curl_easy_init();
     if (!h)
         return -1;
@@ -252,6 +261,12 @@ long ct_http(int port, const char *method, const char *path, const char *token, 
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+    if (ct_cafile)
+        curl_easy_setopt(h, CURLOPT_CAINFO, ct_cafile);
+    if (ct_cafile && ct_cert) {
+        curl_easy_setopt(h, CURLOPT_SSLCERT, ct_cert);
+        curl_easy_setopt(h, CURLOPT_SSLKEY, ct_key);
+    }
     long code = -1;
     if (curl_easy_perform(h) == CURLE_OK)
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);

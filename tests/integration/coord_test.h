@@ -54,6 +54,11 @@ int ct_coord_start_env(struct test_daemon *d, const char *data_dir, const char *
 void ct_fixture_setup(struct test_daemon *coord, const char *root, char *data_dir, size_t len);
 void ct_fixture_teardown(struct test_daemon *coord, const char *data_dir);
 
+/* From now on ct_http() speaks HTTPS and trusts the CA certificates in cafile, presenting
+ * the client certificate cert with its key when given (paths kept as given; cafile NULL:
+ * plain HTTP again). */
+void ct_use_tls(const char *cafile, const char *cert, const char *key);
+
 /* One HTTP request to 127.0.0.1:port. token: sent as a bearer token (NULL: none). body: sent
  * with POST (NULL: none). Returns the HTTP status, or -1 if the request failed; the body
  * (malloc'd, NUL-terminated) goes to *out when out is not NULL. */

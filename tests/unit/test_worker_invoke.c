@@ -3,7 +3,7 @@
  * message naming what is wrong, and still get a "failed" response line, as --invoke writes it);
  * fields at their limit pass and one character more does not; and respond_by bounds the wait
  * for a coordinator that accepts the connection but never answers (the Lambda deadline's job),
- * and so does the stop flag (SIGTERM). */
+ * and so does the stop flag (SIGTERM). The optional TLS fields are checked too. */
 #include <check.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -87,6 +87,58 @@ START_TEST(limits)
     big[n - 1] = '\0';
     ck_assert_int_eq(worker_invoke_check(big, err, sizeof err), 0);
     free(big);
+}
+END_TEST
+
+/* The optional TLS fields: "tls" a boolean, "tls_ca" PEM text of 1..SMLT_MAX_TLS_CA_PEM
+ * bytes; CA text that is no certificate fails the invocation with OpenSSL's words, before
+ * anything is dialled. */
+START_TEST(tls_fields)
+{
+    static const struct {
+        const char *extra, *says;
+    } bad[] = {
+        {"\"tls\": \"yes\"", "\"tls\" must be true or false"},
+        {"\"tls\": 1", "\"tls\" must be true or false"},
+        {"\"tls_ca\": 7", "\"tls_ca\" must be"},
+        {"\"tls_ca\": \"\"", "\"tls_ca\" must be"},
+    };
+    char text[512], err[512];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(text, sizeof text,
+                 "{\"coordinator\": \"h:1\", \"invocation\": \"i\", \"token\": \"t\", %s}",
+                 bad[i].extra);
+        ck_assert_int_eq(worker_invoke_check(text, err, sizeof err), SMLT_EINVAL);
+        ck_assert_msg(strstr(err, bad[i].says), "%s: %s", text, err);
+    }
+    /* at the limit, and one byte over */
+    size_t n = SMLT_MAX_TLS_CA_PEM + 200;
+    char *big = malloc(n), *ca = malloc(SMLT_MAX_TLS_CA_PEM + 2);
+    memset(ca, 'A', SMLT_MAX_TLS_CA_PEM + 1);
+    ca[SMLT_MAX_TLS_CA_PEM] = '\0';
+    snprintf(big, n, "{\"coordinator\": \"h:1\", \"invocation\": \"i\", \"token\": \"t\", "
+                     "\"tls\": true, \"tls_ca\": \"%s\"}", ca);
+    ck_assert_int_eq(worker_invoke_check(big, err, sizeof err), 0);
+    ca[SMLT_MAX_TLS_CA_PEM] = 'A';
+    ca[SMLT_MAX_TLS_CA_PEM + 1] = '\0';
+    snprintf(big, n, "{\"coordinator\": \"h:1\", \"invocation\": \"i\", \"token\": \"t\", "
+                     "\"tls_ca\": \"%s\"}", ca);
+    ck_assert_int_eq(worker_invoke_check(big, err, sizeof err), SMLT_EINVAL);
+    ck_assert_msg(strstr(err, "tls_ca"), "%s", err);
+    free(ca);
+    free(big);
+    /* served: the CA text is no certificate, the invocation fails saying so */
+    struct worker_invoke *s = worker_invoke_new();
+    char *resp = NULL;
+    const char *p = "{\"coordinator\": \"127.0.0.1:1\", \"invocation\": \"j/0/1\", "
+                    "\"token\": \"t\", \"tls\": true, \"tls_ca\": \"not a certificate\"}";
+    ck_assert_int_eq(worker_invoke_serve(s, p, NULL, &resp, err, sizeof err), 0);
+    struct worker_resp r;
+    ck_assert_int_eq(worker_resp_parse(resp, &r), 0);
+    ck_assert_int_eq(r.status, SMLT__DONE_STATUS__DONE_FAILED);
+    ck_assert_msg(strstr(r.error, "TLS") && strstr(r.error, "no PEM certificate"), "%s", r.error);
+    free(resp);
+    worker_invoke_free(s);
 }
 END_TEST
 
@@ -180,6 +232,7 @@ static Suite *suite(void)
     tcase_add_test(tc, shapes_refused);
     tcase_add_test(tc, limits);
     tcase_add_test(tc, serve_malformed);
+    tcase_add_test(tc, tls_fields);
     tcase_add_test(tc, respond_by_bounds_the_wait);
     tcase_add_test(tc, stop_ends_the_wait);
     suite_add_tcase(s, tc);

@@ -43,6 +43,19 @@ struct smlt_client_opts {
     int retries;         /* reconnects per shard per call after a broken connection; 0 means 5,
                             negative means none */
     int no_compress;     /* never lz4-compress pushes (by default: when a sample says it pays) */
+    /* TLS to the shards (all unset: plain TCP). Any of these turns it on. Each shard's
+     * certificate must be signed by a CA of tls_ca (a PEM file) or tls_ca_pem (PEM text; a
+     * function instance gets it in its invocation), or with only `tls` set by one of the
+     * system's CAs, and must name the host or IP address the client dials. tls_cert and
+     * tls_key (PEM files) are presented to shards that require client certificates (mutual
+     * TLS). The files and text are read when the client is created. A TLS failure (a
+     * certificate refused either way, TLS on one end only) is SMLT_ETLS, not retried, and
+     * smlt_client_errmsg() / errmsg give OpenSSL's reason. */
+    int tls;
+    const char *tls_ca;
+    const char *tls_ca_pem;
+    const char *tls_cert;
+    const char *tls_key;
 };
 
 /* A tensor of the model, for smlt_job_setup() and smlt_client_tensor(). */
@@ -87,6 +100,8 @@ struct smlt_shard_stats {
     int role;
     char backup_addr[64];
     uint64_t backup_forwarded, backup_acks, backup_lag, backup_lost, backup_diverged;
+    /* connections closed because TLS failed (a refused handshake, TLS on one end only) */
+    uint64_t tls_failures;
 };
 
 /* struct smlt_shard_stats.role */
