@@ -55,6 +55,7 @@ struct bench_gateway {
     struct gw_job *qhead, *qtail;     /* async: waiting for a slot */
     struct gw_job *running;           /* async: at an instance (freed at the stop if still) */
     struct gw_cb *cbs;                /* callbacks awaiting the coordinator's answer */
+    struct gw_fwd *fwds;              /* sync: invocations at an instance */
     atomic_int cb_pending;
     int replays;
     pthread_t th;
@@ -62,10 +63,13 @@ struct bench_gateway {
     struct bench_gateway_counts counts;
 };
 
+/* A synchronous invocation at an instance; on the live list until it answers (or the stop
+ * frees it with its connection). */
 struct gw_fwd {
     struct bench_gateway *g;
     struct evhttp_request *req;
     int k;
+    struct gw_fwd *prev, *next;
 };
 
 static double mono_s(void)
@@ -126,9 +130,20 @@ static int gw_to_instance(struct bench_gateway *g, int k, struct evbuffer *body,
 
 /* ---- synchronous ------------------------------------------------------------------------- */
 
+static void fwd_unlink(struct gw_fwd *f)
+{
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        f->g->fwds = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+}
+
 static void on_backend(struct evhttp_request *resp, void *arg)
 {
     struct gw_fwd *f = arg;
+    fwd_unlink(f);
     f->g->busy[f->k]--;
     struct evbuffer *out = evbuffer_new();
     int code = resp ? evhttp_request_get_response_code(resp) : 502;
@@ -150,11 +165,16 @@ static void on_sync(struct bench_gateway *g, struct evhttp_request *req)
     }
     struct gw_fwd *f = calloc(1, sizeof *f);
     if (f)
-        *f = (struct gw_fwd){g, req, k};
+        *f = (struct gw_fwd){g, req, k, NULL, NULL};
     if (!f || gw_to_instance(g, k, evhttp_request_get_input_buffer(req), on_backend, f) != 0) {
         free(f);
         evhttp_send_reply(req, 502, "cannot reach the instance", NULL);
+        return;
     }
+    f->next = g->fwds;
+    if (g->fwds)
+        g->fwds->prev = f;
+    g->fwds = f;
 }
 
 /* ---- asynchronous ------------------------------------------------------------------------ */
@@ -405,6 +425,11 @@ static void gw_free(struct bench_gateway *g)
     free(g->conns);
     job_list_free(g->qhead);
     job_list_free(g->running);
+    while (g->fwds) {
+        struct gw_fwd *f = g->fwds;
+        fwd_unlink(f);
+        free(f);
+    }
     while (g->cbs) {
         struct gw_cb *x = g->cbs;
         cb_unlink(x);
