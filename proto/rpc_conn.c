@@ -852,6 +852,34 @@ static void tls_read_ahead(SSL *ssl)
     SSL_set_default_read_buffer_len(ssl, RPC_TLS_READ_AHEAD);
 }
 
+/* The bufferevent of a new connection on fd: plain, or TLS when tls is set (host: the name
+ * the server's certificate must carry, for a connection we dial; NULL when we accepted it).
+ * NULL with *why SMLT_ETLS (logged) or SMLT_ENOMEM; fd stays the caller's to close then. */
+static struct bufferevent *bev_new(struct event_base *base, int fd, struct smlt_tls *tls,
+                                   const char *host, int *why)
+{
+    *why = SMLT_ENOMEM;
+    if (!tls)
+        return bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    char msg[256];
+    SSL *ssl = smlt_tls_ssl_new(tls, host, msg, sizeof msg);
+    if (!ssl) {
+        if (host)
+            log_warn("conn %s: %s", host, msg);
+        else
+            log_warn("conn fd%d: %s", fd, msg);
+        *why = SMLT_ETLS;
+        return NULL;
+    }
+    tls_read_ahead(ssl);
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, fd, ssl, host ? BUFFEREVENT_SSL_CONNECTING : BUFFEREVENT_SSL_ACCEPTING,
+        BEV_OPT_CLOSE_ON_FREE);
+    if (!bev)
+        SSL_free(ssl);
+    return bev;
+}
+
 struct rpc_conn *rpc_conn_new_fd_tls(struct event_base *base, int fd, struct smlt_tls *tls,
                                      const struct rpc_limits *lim,
                                      const struct rpc_conn_handler *h, void *arg)
@@ -859,23 +887,8 @@ struct rpc_conn *rpc_conn_new_fd_tls(struct event_base *base, int fd, struct sml
     evutil_make_socket_nonblocking(fd);
     evutil_make_socket_closeonexec(fd);
     fd_tune(fd);
-    struct bufferevent *bev;
-    if (tls) {
-        char err[256];
-        SSL *ssl = smlt_tls_ssl_new(tls, NULL, err, sizeof err);
-        if (!ssl) {
-            log_warn("conn fd%d: %s", fd, err);
-            close(fd);
-            return NULL;
-        }
-        tls_read_ahead(ssl);
-        bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                             BEV_OPT_CLOSE_ON_FREE);
-        if (!bev)
-            SSL_free(ssl);
-    } else {
-        bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-    }
+    int why;
+    struct bufferevent *bev = bev_new(base, fd, tls, NULL, &why);
     if (!bev) {
         close(fd);
         return NULL;
@@ -925,28 +938,10 @@ struct rpc_conn *rpc_conn_connect_tls(struct event_base *base, const char *addr,
         return NULL;
     }
     fd_bufs(sfd);
-    struct bufferevent *bev;
-    if (tls) {
-        char msg[256];
-        /* The server's certificate must name the host dialled (a name or an IP address). */
-        SSL *ssl = smlt_tls_ssl_new(tls, addr, msg, sizeof msg);
-        if (!ssl) {
-            log_warn("conn %s: %s", addr, msg);
-            close(sfd);
-            *err = SMLT_ETLS;
-            return NULL;
-        }
-        tls_read_ahead(ssl);
-        bev = bufferevent_openssl_socket_new(base, sfd, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                             BEV_OPT_CLOSE_ON_FREE);
-        if (!bev)
-            SSL_free(ssl);
-    } else {
-        bev = bufferevent_socket_new(base, sfd, BEV_OPT_CLOSE_ON_FREE);
-    }
+    /* The server's certificate must name the host dialled (a name or an IP address). */
+    struct bufferevent *bev = bev_new(base, sfd, tls, addr, err);
     if (!bev) {
         close(sfd);
-        *err = SMLT_ENOMEM;
         return NULL;
     }
     struct rpc_conn *c = conn_alloc(base, bev, tls != NULL, lim, h, arg);
