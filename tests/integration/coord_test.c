@@ -334,6 +334,29 @@ json_t *ct_wait_job(int port, const char *id, double timeout_s)
     return ct_wait_until(port, id, timeout_s, NULL);
 }
 
+int ct_test_certs_make(char *dir, size_t dirlen)
+{
+    const char *src = getenv("SMLT_SOURCE_DIR");
+    snprintf(dir, dirlen, "/tmp/smlt-test-certs.XXXXXX");
+    if (!src || !mkdtemp(dir)) {
+        fprintf(stderr, "test certificates: need SMLT_SOURCE_DIR and /tmp\n");
+        return -1;
+    }
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "'%s/tools/make-test-certs.sh' '%s' >/dev/null", src, dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "test certificates: %s failed\n", cmd);
+        ct_rm_rf(dir);
+        return -1;
+    }
+    return 0;
+}
+
+void ct_test_certs_remove(const char *dir)
+{
+    ct_rm_rf(dir);
+}
+
 void ct_each_step_once(const json_t *job, size_t shards)
 {
     size_t i;

@@ -80,6 +80,12 @@ json_t *ct_wait_job(int port, const char *id, double timeout_s);
 /* Polls until fn(job) returns non-zero or the job ends or timeout_s passes; returns the job. */
 json_t *ct_wait_until(int port, const char *id, double timeout_s, int (*fn)(const json_t *job));
 
+/* Makes a test CA and certificates (tools/make-test-certs.sh of SMLT_SOURCE_DIR) in a new
+ * directory /tmp/smlt-test-certs.XXXXXX, whose path goes to dir. Returns 0, or -1 with a
+ * message on stderr. ct_test_certs_remove() removes it. */
+int ct_test_certs_make(char *dir, size_t dirlen);
+void ct_test_certs_remove(const char *dir);
+
 /* Asserts that the job's shards (as many as shards) are at one version and that each applied
  * every step once (updates_applied == version > 0). */
 void ct_each_step_once(const json_t *job, size_t shards);

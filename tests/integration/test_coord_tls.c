@@ -335,22 +335,10 @@ static Suite *suite(void)
 
 int main(void)
 {
-    const char *src = getenv("SMLT_SOURCE_DIR");
-    snprintf(certs, sizeof certs, "/tmp/smlt-test-coord-tls-certs.XXXXXX");
-    if (!src || !mkdtemp(certs)) {
-        fprintf(stderr, "test_coord_tls: needs SMLT_SOURCE_DIR and /tmp\n");
+    if (ct_test_certs_make(certs, sizeof certs) != 0)
         return 1;
-    }
-    char cmd[1400];
-    snprintf(cmd, sizeof cmd, "'%s/tools/make-test-certs.sh' '%s' >/dev/null", src, certs);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "test_coord_tls: %s failed\n", cmd);
-        return 1;
-    }
     int rc = ct_main("coord_tls", suite(), root, sizeof root, dataset, sizeof dataset, 12000,
                      2000);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", certs);
-    if (system(cmd) != 0)
-        fprintf(stderr, "test_coord_tls: could not remove %s\n", certs);
+    ct_test_certs_remove(certs);
     return rc;
 }

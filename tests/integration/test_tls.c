@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "coord_test.h"
 #include "daemon.h"
 #include "smlt_admin.h"
 
@@ -279,24 +280,12 @@ static Suite *suite(void)
 
 int main(void)
 {
-    const char *src = getenv("SMLT_SOURCE_DIR");
-    snprintf(g_certs, sizeof g_certs, "/tmp/smlt-test-tls.XXXXXX");
-    if (!src || !mkdtemp(g_certs)) {
-        fprintf(stderr, "test_tls: needs SMLT_SOURCE_DIR and /tmp\n");
+    if (ct_test_certs_make(g_certs, sizeof g_certs) != 0)
         return 1;
-    }
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s/tools/make-test-certs.sh' '%s' >/dev/null", src, g_certs);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "test_tls: %s failed\n", cmd);
-        return 1;
-    }
     SRunner *sr = srunner_create(suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_certs);
-    if (system(cmd) != 0)
-        fprintf(stderr, "test_tls: could not remove %s\n", g_certs);
+    ct_test_certs_remove(g_certs);
     return failed ? 1 : 0;
 }
