@@ -1160,6 +1160,12 @@ void rpc_conn_set_arg(struct rpc_conn *c, void *arg)
     c->arg = arg;
 }
 
+void rpc_conn_set_handler(struct rpc_conn *c, const struct rpc_conn_handler *h, void *arg)
+{
+    c->h = *h;
+    c->arg = arg;
+}
+
 int rpc_conn_is_closing(const struct rpc_conn *c)
 {
     return c->closing;
@@ -1260,6 +1266,14 @@ const ProtobufCMessageDescriptor *rpc_msg_descriptor(uint8_t type)
         return &smlt__promote__descriptor;
     case SMLT__MSG_TYPE__MSG_SET_MAP:
         return &smlt__set_map__descriptor;
+    case SMLT__MSG_TYPE__MSG_NODE_HOST:
+        return &smlt__node_host__descriptor;
+    case SMLT__MSG_TYPE__MSG_NODE_DROP:
+        return &smlt__node_drop__descriptor;
+    case SMLT__MSG_TYPE__MSG_NODE_STATS:
+        return &smlt__node_stats_req__descriptor;
+    case SMLT__MSG_TYPE__MSG_NODE_INFO:
+        return &smlt__node_info__descriptor;
     default:
         return NULL;
     }
@@ -1273,12 +1287,24 @@ ProtobufCMessage *rpc_msg_unpack(const struct rpc_frame_hdr *h, const uint8_t *m
     return protobuf_c_message_unpack(d, NULL, h->meta_len, meta);
 }
 
+const char *rpc_addr_route(const char *addr)
+{
+    const char *r = addr ? strchr(addr, '/') : NULL;
+    return r ? r + 1 : "";
+}
+
 int rpc_net_resolve(const char *addr, struct sockaddr_storage *ss, int *sslen)
 {
-    char host[256];
+    char host[256], hp[320];
     const char *port;
     if (!addr)
         return SMLT_EINVAL;
+    size_t hpl = strcspn(addr, "/"); /* "host:port/route": the route is not dialled */
+    if (hpl >= sizeof hp)
+        return SMLT_EINVAL;
+    memcpy(hp, addr, hpl);
+    hp[hpl] = '\0';
+    addr = hp;
     if (addr[0] == '[') {
         const char *e = strchr(addr, ']');
         if (!e || e[1] != ':' || (size_t)(e - addr - 1) >= sizeof host)

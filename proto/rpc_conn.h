@@ -158,6 +158,9 @@ size_t rpc_conn_outbuf_len(const struct rpc_conn *c);
 const char *rpc_conn_peer(const struct rpc_conn *c);
 void *rpc_conn_arg(const struct rpc_conn *c);
 void rpc_conn_set_arg(struct rpc_conn *c, void *arg);
+/* Hands the connection to another owner: its callbacks and argument from the next event on
+ * (callable from inside on_frame: the frames after the current one go to h). */
+void rpc_conn_set_handler(struct rpc_conn *c, const struct rpc_conn_handler *h, void *arg);
 int rpc_conn_is_closing(const struct rpc_conn *c);
 uint64_t rpc_conn_bytes_in(const struct rpc_conn *c);
 uint64_t rpc_conn_bytes_out(const struct rpc_conn *c);
@@ -178,7 +181,13 @@ const ProtobufCMessageDescriptor *rpc_msg_descriptor(uint8_t type);
  * required field. */
 ProtobufCMessage *rpc_msg_unpack(const struct rpc_frame_hdr *h, const uint8_t *meta);
 
-/* Resolves "host:port" / "[v6]:port" into ss. Returns 0 or SMLT_EINVAL. */
+/* A shard's address on a PS node is "host:port/route": the node listens on one port for all
+ * the shards it hosts, and a client names the one it wants in its Hello (Hello.route). Returns
+ * the route of addr (after the first '/'), or "" when it has none. */
+const char *rpc_addr_route(const char *addr);
+
+/* Resolves "host:port" / "[v6]:port" (a "/route" after it is ignored) into ss. Returns 0 or
+ * SMLT_EINVAL. */
 int rpc_net_resolve(const char *addr, struct sockaddr_storage *ss, int *sslen);
 
 /* Opens a listening TCP socket on addr ("127.0.0.1:0" picks a free port). Returns the fd

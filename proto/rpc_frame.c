@@ -93,6 +93,10 @@ int rpc_frame_type_known(uint8_t type)
     case SMLT__MSG_TYPE__MSG_SET_BACKUP:
     case SMLT__MSG_TYPE__MSG_PROMOTE:
     case SMLT__MSG_TYPE__MSG_SET_MAP:
+    case SMLT__MSG_TYPE__MSG_NODE_HOST:
+    case SMLT__MSG_TYPE__MSG_NODE_DROP:
+    case SMLT__MSG_TYPE__MSG_NODE_STATS:
+    case SMLT__MSG_TYPE__MSG_NODE_INFO:
         return 1;
     default:
         return 0;

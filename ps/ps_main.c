@@ -1,4 +1,5 @@
-/* ps_main.c: smlt-ps, one parameter-server shard per process.
+/* ps_main.c: smlt-ps, one parameter-server shard per process, or with --node a PS node that
+ * hosts the shards of many jobs on one port (ps_node.h).
  *
  * Listens, writes its bound port to --port-file if asked (tests bind port 0), and serves
  * until SIGINT/SIGTERM or an admin Shutdown request. With --metrics-listen it also serves
@@ -17,6 +18,7 @@
 #include <event2/event.h>
 
 #include "ps_http.h"
+#include "ps_node.h"
 #include "ps_server.h"
 #include "smlt_error.h"
 #include "smlt_limits.h"
@@ -28,7 +30,17 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: smlt-ps [options]\n"
-            "Serve one shard of a parameter server.\n\n"
+            "       smlt-ps --node --memory-mb N --admin-token-file FILE [options]\n"
+            "Serve one shard of a parameter server, or (--node) the shards of many jobs that a\n"
+            "coordinator's pool places on this node, on one port.\n\n"
+            "  --node                 be a PS node: shards come and go by the coordinator's\n"
+            "                         NodeHost / NodeDrop, authenticated with the pool token\n"
+            "  --memory-mb N          (--node) memory the node may reserve for shards; a shard\n"
+            "                         that does not fit is refused with a message (default 1024)\n"
+            "  --admin-token-file FILE  read the admin token (with --node: the pool token) from\n"
+            "                         FILE\n"
+            "  --name NAME            (--node) the node's name in the coordinator's view\n"
+            "                         (default: the host name)\n"
             "  --listen HOST:PORT     address to listen on (default 127.0.0.1:7000; port 0 picks one)\n"
             "  --shard N              this shard's id in the partition map (default 0)\n"
             "  --token TOKEN          the job token clients must present (or env SMLT_TOKEN)\n"
@@ -109,6 +121,10 @@ struct ps_opts {
     double orphan_after_s;
     const char *port_file, *metrics_listen, *metrics_port_file;
     char *token; /* read from --token-file (freed at exit) */
+    char *admin_token; /* read from --admin-token-file (freed at exit) */
+    int node;           /* --node */
+    unsigned long memory_mb;
+    const char *name;
     int level;
     struct smlt_tls_conf tls; /* --tls-*: cert and key given, every connection is TLS */
 };
@@ -174,6 +190,22 @@ static int take_opt(int c, const char *arg, struct ps_opts *o)
         }
         o->conf.checkpoint_dir = arg;
         return 0;
+    case 'N': o->node = 1; return 0;
+    case 'E': o->name = arg; return 0;
+    case 'G':
+        if (parse_ulong("memory-mb", arg, 1, 1ul << 22, " (MiB)", &v))
+            return 2;
+        o->memory_mb = v;
+        return 0;
+    case 'F':
+        free(o->admin_token);
+        o->admin_token = smlt_token_read(arg);
+        if (!o->admin_token) {
+            fprintf(stderr, "smlt-ps: --admin-token-file: cannot read %s\n", arg);
+            return 2;
+        }
+        o->conf.admin_token = o->admin_token;
+        return 0;
     case 'C': o->tls.cert = arg; return 0;
     case 'K': o->tls.key = arg; return 0;
     case 'A': o->tls.ca = arg; return 0;
@@ -210,6 +242,8 @@ static int parse_args(int argc, char **argv, struct ps_opts *o)
         {"metrics-port-file", required_argument, 0, 'P'},
         {"tls-cert", required_argument, 0, 'C'},  {"tls-key", required_argument, 0, 'K'},
         {"tls-ca", required_argument, 0, 'A'},    {"tls-verify-client", no_argument, 0, 'Y'},
+        {"node", no_argument, 0, 'N'},            {"memory-mb", required_argument, 0, 'G'},
+        {"admin-token-file", required_argument, 0, 'F'}, {"name", required_argument, 0, 'E'},
         {"help", no_argument, 0, 'h'},            {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
     o->conf.listen = "127.0.0.1:7000";
@@ -228,6 +262,15 @@ static int parse_args(int argc, char **argv, struct ps_opts *o)
     }
     if (o->metrics_port_file && !o->metrics_listen) {
         fprintf(stderr, "smlt-ps: --metrics-port-file needs --metrics-listen\n");
+        return 2;
+    }
+    if (o->node && (!o->conf.admin_token || !o->conf.admin_token[0])) {
+        fprintf(stderr, "smlt-ps: --node needs the pool token (--admin-token-file, --admin-token "
+                        "or env SMLT_ADMIN_TOKEN)\n");
+        return 2;
+    }
+    if (!o->node && (o->memory_mb || o->name)) {
+        fprintf(stderr, "smlt-ps: --memory-mb and --name go with --node\n");
         return 2;
     }
     if (!o->tls.cert != !o->tls.key || ((o->tls.ca || o->tls.verify_client) && !o->tls.cert)) {
@@ -300,6 +343,59 @@ static void serve(const struct ps_opts *o, struct event_base *base, struct ps_se
         event_free(orphan_ev);
 }
 
+/* --node: serves until SIGINT / SIGTERM. Returns the exit code. */
+static int run_node(const struct ps_opts *o, struct event_base *base)
+{
+    char err[512] = "";
+    struct ps_node_conf nc = {
+        .listen = o->conf.listen,
+        .name = o->name,
+        .token = o->conf.admin_token,
+        .capacity_bytes = (uint64_t)(o->memory_mb ? o->memory_mb : 1024) << 20,
+        .checkpoint_dir = o->conf.checkpoint_dir,
+        .max_conns = o->conf.max_conns,
+        .tls = o->conf.tls,
+        .tls_client = o->conf.tls_client,
+    };
+    struct ps_node *n = ps_node_new(base, &nc, err, sizeof err);
+    if (!n) {
+        log_error("%s", err);
+        return 1;
+    }
+    int rc = 1;
+    log_info("node listening on port %d, %llu MiB for shards%s", ps_node_port(n),
+             (unsigned long long)(nc.capacity_bytes >> 20),
+             !nc.tls ? "" : o->tls.verify_client ? " (TLS, client certificates required)"
+                                                 : " (TLS)");
+    if (o->metrics_listen) {
+        int mp = ps_node_http(n, o->metrics_listen, err, sizeof err);
+        if (mp < 0) {
+            log_error("%s", err);
+            goto out;
+        }
+        log_info("node: /healthz and /metrics on port %d", mp);
+        if (o->metrics_port_file && write_port_file(o->metrics_port_file, mp) != 0) {
+            log_error("cannot write port file %s", o->metrics_port_file);
+            goto out;
+        }
+    }
+    if (o->port_file && write_port_file(o->port_file, ps_node_port(n)) != 0) {
+        log_error("cannot write port file %s", o->port_file);
+        goto out;
+    }
+    struct event *sigint = evsignal_new(base, SIGINT, on_signal, base);
+    struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, base);
+    event_add(sigint, NULL);
+    event_add(sigterm, NULL);
+    event_base_dispatch(base);
+    event_free(sigint);
+    event_free(sigterm);
+    rc = 0;
+out:
+    ps_node_free(n);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct ps_opts o = {0};
@@ -326,6 +422,10 @@ int main(int argc, char **argv)
         log_error("%s", err);
         goto out;
     }
+    if (o.node) {
+        rc = run_node(&o, base);
+        goto out;
+    }
     srv = ps_server_new(base, &o.conf, err, sizeof err);
     if (!srv) {
         log_error("%s", err);
@@ -350,6 +450,7 @@ out:
     smlt_tls_free(o.conf.tls);
     smlt_tls_free(o.conf.tls_client);
     free(o.token);
+    free(o.admin_token);
     if (rc == 0)
         log_info("stopped");
     return rc;

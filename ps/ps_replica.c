@@ -321,6 +321,7 @@ void ps_replica_try_build(struct ps_server *srv)
     hello.has_role = 1;
     hello.role = SMLT__ROLE__ROLE_ADMIN;
     hello.client = "smlt-ps primary";
+    hello.route = (char *)rpc_addr_route(bk->addr); /* a backup on a PS node */
     bk->next_id = 1; /* the Hello is request 1 */
     rpc_conn_send(bk->conn, SMLT__MSG_TYPE__MSG_HELLO, 1, &hello.base, NULL, 0, 0, NULL, NULL);
     const struct ps_shard_conf *sc = ps_shard_conf(srv->shard);

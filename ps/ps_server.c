@@ -13,12 +13,14 @@
 
 #include "part_map.h"
 #include "ps_ckpt.h"
+#include "ps_optim.h"
 #include "ps_shard.h"
 #include "rpc_conn.h"
 #include "smlt.pb-c.h"
 #include "smlt_error.h"
 #include "smlt_limits.h"
 #include "smlt_log.h"
+#include "smlt_mem.h"
 #include "smlt_tls.h"
 #include "smlt_util.h"
 
@@ -498,6 +500,13 @@ static void handle_configure(struct ps_client *cl, const struct rpc_frame_hdr *h
                      (unsigned long long)map->version);
         ps_shard_set_id(srv->shard, m->shard);
         srv->conf.shard = m->shard;
+    }
+    if (rc == 0 && srv->conf.reserve) {
+        /* A node's shard: what the range takes must fit in what the node has. */
+        uint64_t n = map->shards[m->shard].hi - map->shards[m->shard].lo;
+        uint64_t need = smlt_shard_mem_bytes(n, (unsigned)ps_optim_state_per_param(conf.optim.kind),
+                                             conf.workers, conf.ckpt_every && conf.ckpt_dir[0]);
+        rc = srv->conf.reserve(srv->conf.cb_arg, need, err, sizeof err);
     }
     if (rc == 0) {
         rc = ps_shard_configure(srv->shard, map, &conf, err, sizeof err);
@@ -1219,8 +1228,12 @@ static void on_frame(struct rpc_conn *c, const struct rpc_frame_hdr *h, const ui
             log_info("shard %u: shutdown requested by %s", srv->conf.shard, rpc_conn_peer(c));
             ps_server__reply_ok(cl, h->req_id);
             srv->shutdown = 1;
-            struct timeval tv = {0, 100000}; /* let the reply go out */
-            event_base_loopexit(srv->base, &tv);
+            if (srv->conf.on_shutdown) {
+                srv->conf.on_shutdown(srv, srv->conf.cb_arg);
+            } else {
+                struct timeval tv = {0, 100000}; /* let the reply go out */
+                event_base_loopexit(srv->base, &tv);
+            }
         }
         break;
     case SMLT__MSG_TYPE__MSG_HELLO:
@@ -1292,6 +1305,8 @@ static void client_free(struct ps_client *cl)
 static void on_close(struct rpc_conn *c, int err, void *arg)
 {
     struct ps_client *cl = arg;
+    if (!cl)
+        return; /* never had a client (out of memory at accept) */
     struct ps_server *srv = cl->srv;
     srv->bytes_in += rpc_conn_bytes_in(c);
     srv->bytes_out += rpc_conn_bytes_out(c);
@@ -1318,31 +1333,41 @@ static const struct rpc_conn_handler ps_handler = {
     .on_close = on_close,
 };
 
-static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+/* Adds a client for conn (rate-limited by the emulated card, if any). NULL: out of memory. */
+static struct ps_client *client_new(struct ps_server *srv, struct rpc_conn *conn)
 {
-    struct ps_server *srv = arg;
-    uint32_t max = srv->conf.max_conns ? srv->conf.max_conns : SMLT_MAX_CONNS;
     struct ps_client *cl = calloc(1, sizeof *cl);
-    if (!cl) {
-        close(fd);
-        return;
-    }
+    if (!cl)
+        return NULL;
     cl->srv = srv;
-    cl->conn = rpc_conn_new_fd_tls(srv->base, fd, srv->conf.tls, &lim_preauth, &ps_handler, cl);
-    if (!cl->conn) {
-        free(cl);
-        return;
-    }
-    rpc_conn_set_backpressure(cl->conn, 1);
-    if (srv->nic && rpc_conn_set_rate(cl->conn, srv->nic) != 0)
+    cl->conn = conn;
+    rpc_conn_set_backpressure(conn, 1);
+    if (srv->nic && rpc_conn_set_rate(conn, srv->nic) != 0)
         log_warn("shard %u: %s is not rate-limited (out of memory)", srv->conf.shard,
-                 rpc_conn_peer(cl->conn));
+                 rpc_conn_peer(conn));
     srv->nconns++;
     cl->next = srv->clients;
     if (srv->clients)
         srv->clients->prev = cl;
     srv->clients = cl;
+    return cl;
+}
+
+static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    struct ps_server *srv = arg;
+    uint32_t max = srv->conf.max_conns ? srv->conf.max_conns : SMLT_MAX_CONNS;
+    struct rpc_conn *conn =
+        rpc_conn_new_fd_tls(srv->base, fd, srv->conf.tls, &lim_preauth, &ps_handler, NULL);
+    if (!conn)
+        return;
+    struct ps_client *cl = client_new(srv, conn);
+    if (!cl) {
+        rpc_conn_abort(conn, SMLT_ENOMEM);
+        return;
+    }
+    rpc_conn_set_arg(conn, cl);
     if (srv->nconns > max) {
         srv->conns_refused++;
         log_warn("shard %u: connection limit %u reached; refusing %s", srv->conf.shard, max,
@@ -1355,6 +1380,27 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     cl->hs_timer = evtimer_new(srv->base, on_handshake_timeout, cl);
     struct timeval tv = {SMLT_HANDSHAKE_TIMEOUT_S, 0};
     evtimer_add(cl->hs_timer, &tv);
+}
+
+int ps_server_adopt(struct ps_server *srv, struct rpc_conn *conn, const struct rpc_frame_hdr *h,
+                    const uint8_t *meta)
+{
+    struct ps_client *cl = client_new(srv, conn);
+    if (!cl)
+        return SMLT_ENOMEM;
+    srv->conns_accepted++;
+    rpc_conn_set_handler(conn, &ps_handler, cl);
+    handle_hello(cl, h, meta);
+    return 0;
+}
+
+void ps_server_brief(const struct ps_server *s, int *configured, uint64_t *version,
+                     uint32_t *conns)
+{
+    const struct part_map *map = ps_shard_map(s->shard);
+    *configured = map && ps_shard_ready(s->shard);
+    *version = ps_shard_version(s->shard);
+    *conns = s->nconns;
 }
 
 static void on_accept_error(struct evconnlistener *lis, void *arg)
@@ -1410,6 +1456,8 @@ struct ps_server *ps_server_new(struct event_base *base, const struct ps_server_
         snprintf(err, errlen, "cannot set up the emulated network card");
         goto fail;
     }
+    if (conf->hosted)
+        return srv;
     int fd = rpc_net_listen(conf->listen ? conf->listen : "127.0.0.1:0", 1024, &srv->port);
     if (fd < 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", conf->listen ? conf->listen : "?",

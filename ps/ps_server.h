@@ -33,13 +33,37 @@ struct ps_server_conf {
                                  The server takes a reference */
     struct smlt_tls *tls_client; /* a client context for its own connections (to a backup);
                                  with tls, required. The server takes a reference */
+    /* A shard hosted by a PS node (ps_node.h): no listener of its own; the node hands it the
+     * connections whose Hello names its route (ps_server_adopt()). */
+    int hosted;
+    /* Called (on the loop) when an admin Shutdown asked this shard to go, after the reply is
+     * queued; NULL: the loop exits, as a one-shard process does. */
+    void (*on_shutdown)(struct ps_server *srv, void *arg);
+    /* Called by Configure with the bytes the configured range will take
+     * (smlt_shard_mem_bytes()); non-zero refuses the configuration with the message in err.
+     * NULL: no bound. */
+    int (*reserve)(void *arg, uint64_t bytes, char *err, size_t errlen);
+    void *cb_arg;
 };
 
 /* Returns a server listening on conf->listen on base, or NULL with a message in err. */
 struct ps_server *ps_server_new(struct event_base *base, const struct ps_server_conf *conf,
                                 char *err, size_t errlen);
 
-/* The bound TCP port. */
+/* Takes over conn, accepted by a PS node, whose first frame (h, meta) is a Hello naming this
+ * shard: the server answers it as its own listener's connections' (token check and all) and
+ * serves the connection from then on. Call from inside the node's on_frame. Returns 0, or
+ * SMLT_ENOMEM (conn untouched). */
+struct rpc_conn;
+struct rpc_frame_hdr;
+int ps_server_adopt(struct ps_server *srv, struct rpc_conn *conn, const struct rpc_frame_hdr *h,
+                    const uint8_t *meta);
+
+/* The shard's state for a node's NodeInfo: configured, its version, its connections. */
+void ps_server_brief(const struct ps_server *s, int *configured, uint64_t *version,
+                     uint32_t *conns);
+
+/* The bound TCP port (0 when hosted). */
 int ps_server_port(const struct ps_server *s);
 
 /* 1 once a client asked the server to shut down (the loop has been told to exit). */

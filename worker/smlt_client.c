@@ -463,6 +463,7 @@ static void link_connect(struct link *l)
     hello.has_worker = 1;
     hello.worker = c->opts.worker;
     hello.client = "libsmlt " SMLT_VERSION;
+    hello.route = (char *)rpc_addr_route(l->addr); /* a shard on a PS node */
     l->hello_req = ++c->next_req;
     rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_HELLO, l->hello_req, &hello.base, NULL, 0, 0, NULL,
                   NULL);
@@ -981,6 +982,14 @@ void smlt_client_set_default_tls(struct smlt_tls *tls)
     smlt_tls_free(default_tls);
     default_tls = tls ? smlt_tls_ref(tls) : NULL;
     pthread_mutex_unlock(&default_tls_mu);
+}
+
+struct smlt_tls *smlt_client__default_tls(void)
+{
+    pthread_mutex_lock(&default_tls_mu);
+    struct smlt_tls *t = default_tls ? smlt_tls_ref(default_tls) : NULL;
+    pthread_mutex_unlock(&default_tls_mu);
+    return t;
 }
 
 struct smlt_client *smlt_client__new(const struct smlt_client_opts *opts, char *errmsg,

@@ -29,4 +29,40 @@ void smlt_client_set_default_tls(struct smlt_tls *tls);
  * enabled before c was created, and c must stay alive for the call (the caller's lock). */
 void smlt_client_interrupt(struct smlt_client *c);
 
+/* The default TLS context (a new reference, or NULL): for the project's other clients. */
+struct smlt_tls *smlt_client__default_tls(void);
+
+/* ---- PS nodes (smlt-ps --node; smlt_node.c) ---------------------------------------------
+ * One blocking request on a connection of its own to the node at addr ("host:port"), with the
+ * pool token, over the default TLS context; every wait is bounded by timeout_ms. Each returns
+ * 0, or a negative SMLT_E* code with a message in err (the node's own when it refused). */
+struct smlt_node_host {
+    const char *route;        /* the shard's route on the node */
+    const char *job;
+    uint32_t shard;
+    const char *token, *admin_token;
+    uint64_t memory_bytes;    /* reserved on the node */
+    int backup;
+};
+struct smlt_node_shard {
+    char route[48], job[72];
+    uint32_t shard, connections;
+    uint64_t memory_bytes, version;
+    int configured, backup;
+};
+struct smlt_node_info {
+    char node[128];
+    uint64_t boot_id, capacity_bytes, used_bytes, refused;
+    double uptime_s;
+    uint32_t nshards;
+    struct smlt_node_shard *shards; /* malloc'd: smlt_node_info_free() */
+};
+int smlt_node_host(const char *addr, const char *pool_token, const struct smlt_node_host *h,
+                   int timeout_ms, char *err, size_t errlen);
+int smlt_node_drop(const char *addr, const char *pool_token, const char *route, int timeout_ms,
+                   char *err, size_t errlen);
+int smlt_node_stats(const char *addr, const char *pool_token, int timeout_ms,
+                    struct smlt_node_info *out, char *err, size_t errlen);
+void smlt_node_info_free(struct smlt_node_info *info);
+
 #endif
