@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "coord_pool.h"
 #include "smlt_client_int.h"
 #include "smlt_error.h"
 #include "smlt_limits.h"
@@ -453,6 +454,12 @@ struct coord *coord_new(struct event_base *base, const struct coord_conf *conf, 
     }
     if (tls_setup(c, conf, err, errlen) != 0)
         goto fail;
+    /* The pool before the journal: jobs adopted from it find their nodes. */
+    if (conf->ps_pool) {
+        if (coord_pool_new(&c->pool, conf->ps_pool, conf->ps_pool_token, err, errlen) != 0)
+            goto fail;
+        coord_shards_set_pool(c->pool);
+    }
     c->backend = backend_new(c, conf, err, errlen);
     if (!c->backend)
         goto fail;
@@ -504,6 +511,10 @@ void coord_free(struct coord *c)
         struct coord_job *j = c->jobs;
         c->jobs = j->next;
         job_free(j);
+    }
+    if (c->pool) {
+        coord_shards_set_pool(NULL);
+        coord_pool_free(c->pool); /* after the drops the jobs' ends queued */
     }
     if (c->tls_client) {
         smlt_client_set_default_tls(NULL);

@@ -50,6 +50,9 @@ struct coord_conf {
      * and its shards' (clients need a certificate that tls_ca signs). */
     const char *tls_cert, *tls_key, *tls_ca;
     int tls_verify_client;
+    /* The PS node pool (coord_pool.h): "host:port,..." or "dns:NAME:PORT", and its token.
+     * NULL: local shards (processes the coordinator starts). */
+    const char *ps_pool, *ps_pool_token;
 };
 
 /* Returns a coordinator on base, with the history of earlier jobs restored from their
@@ -73,6 +76,11 @@ json_t *coord_job_json(struct coord *c, const char *id);
  * {"targets": ["127.0.0.1:P"], "labels": {"job_id": ID, "shard": "N", "role": "primary" or
  * "backup"}}. Shards of jobs that are not running are left out. */
 json_t *coord_prometheus_targets(struct coord *c);
+
+/* GET /api/nodes: {"mode": "local"|"pool", "pool": SPEC, "nodes": [...]}: each PS node of the
+ * pool with its state (connecting, up, down), capacity, reservations, shards and what the
+ * coordinator placed on it. */
+json_t *coord_nodes_json(struct coord *c);
 
 /* Tells the caller of an asynchronous request (coord_cancel(), coord_checkpoint()) that it is
  * done: rc 0 or a negative code with a message in err; path, when not NULL, is the job's

@@ -62,6 +62,7 @@ struct coord_admin {
 
 static void call_free(struct call *k)
 {
+    free(k->req.hosts);
     free(k->res.stats);
     free(k->res.stats_rc);
     free(k->res.params);
@@ -178,6 +179,30 @@ static void run_export(struct smlt_client *cl, struct call *k)
         res_err(r, rc, smlt_client_errmsg(cl));
 }
 
+/* Hosts the shards placed on pool nodes (NodeHost), in order. Returns 0, or the first
+ * refusal's code (res set). */
+static int run_hosts(struct call *k)
+{
+    struct coord_admin_req *req = &k->req;
+    for (uint32_t i = 0; i < req->nhosts; i++) {
+        const struct coord_admin_host *h = &req->hosts[i];
+        struct smlt_node_host nh = {.route = h->route, .job = h->job, .shard = h->shard,
+                                    .token = req->job_token, .admin_token = req->token,
+                                    .memory_bytes = h->memory_bytes, .backup = h->backup};
+        char err[400] = "";
+        int ms = req->timeout_ms < 10000 ? req->timeout_ms : 10000;
+        int rc = smlt_node_host(h->node, req->pool_token, &nh, ms, err, sizeof err);
+        if (rc) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "placing shard %u%s: %.400s", h->shard,
+                     h->backup ? "'s backup" : "", err);
+            res_err(&k->res, rc, msg);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static void run_call(struct admin_q *q, struct call *k)
 {
     struct coord_admin_req *req = &k->req;
@@ -185,6 +210,8 @@ static void run_call(struct admin_q *q, struct call *k)
     char err[512] = "";
     int rc = 0;
     r->op = req->op;
+    if (req->nhosts && run_hosts(k) != 0)
+        return;
     if (req->op == COORD_ADMIN_SETUP) {
         /* (The client smlt_job_setup() makes is not ours until it returns: bounded by the
          * timeout, not interruptible.) */

@@ -48,7 +48,7 @@ enum coord_admin_op {
     COORD_ADMIN_PROMOTE      /* shard `shard`'s backup at new_addrs takes over (smlt_promote) */
 };
 
-#define COORD_ADMIN_ADDRS_MAX (COORD_SHARDS_MAX * 24)
+#define COORD_ADMIN_ADDRS_MAX (COORD_SHARDS_MAX * COORD_ADDR_LEN)
 #define COORD_ADMIN_MODEL_MAX 256
 
 struct coord_admin_req {
@@ -68,6 +68,13 @@ struct coord_admin_req {
     struct smlt_job_conf conf;         /* SETUP (conf.job is replaced by job, and
                                           conf.checkpoint_dir by checkpoint_dir) */
     char checkpoint_dir[1100];         /* SETUP: "" for the shards' own --checkpoint-dir */
+    /* Any call: shards placed on pool nodes (coord_shards_take_hosting()) that the thread
+     * hosts (NodeHost with pool_token) before it does the call; one refused fails the call
+     * with the node's message. Malloc'd, taken by coord_admin_call(). */
+    struct coord_admin_host *hosts;
+    uint32_t nhosts;
+    char job_token[65];                /* hosts: the shards' job token */
+    char pool_token[256];
 };
 
 struct coord_admin_res {

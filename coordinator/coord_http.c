@@ -206,6 +206,18 @@ static void serve_prometheus_targets(struct coord_http *h, struct evhttp_request
     json_decref(o);
 }
 
+/* GET /api/nodes: the PS nodes of the pool (coord_nodes_json()). */
+static void serve_nodes(struct coord_http *h, struct evhttp_request *req, int is_get)
+{
+    if (!is_get) {
+        send_error(req, 405, "use GET");
+        return;
+    }
+    json_t *o = coord_nodes_json(h->c);
+    send_json(req, 200, o);
+    json_decref(o);
+}
+
 /* POST /api/jobs: a new job from the spec in the body; 201 with its id. */
 static void submit_job(struct coord_http *h, struct evhttp_request *req)
 {
@@ -423,6 +435,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         serve_metrics(h, req, is_get);
     else if (!strcmp(path, "/api/prometheus/targets"))
         serve_prometheus_targets(h, req, is_get);
+    else if (!strcmp(path, "/api/nodes"))
+        serve_nodes(h, req, is_get);
     else if (!strcmp(path, "/api/jobs") || !strcmp(path, "/api/jobs/"))
         serve_jobs(h, req, is_get, is_post);
     else if (strncmp(path, "/api/jobs/", 10) || sscanf(path + 10, "%127[^/]/%31s", id, sub) < 1)

@@ -202,7 +202,7 @@ struct coord_job {
         struct job_rates rates;
         double t;
         char when[48];
-        char old_addrs[COORD_SHARDS_MAX * 24];
+        char old_addrs[COORD_SHARDS_MAX * COORD_ADDR_LEN];
     } bd;
     /* The profiling phase of a scheduled job: the first steps of epoch 1, after which the
      * scheduler makes its first decision (see job_profile()). */
@@ -297,6 +297,7 @@ struct coord {
      * API, the client context of every call to the shards, and the CA certificates as PEM
      * text for the invocations (NULL: workers trust the system's CAs). */
     struct smlt_tls *tls_server, *tls_client;
+    struct coord_pool *pool;         /* --ps-pool, or NULL */
     char *tls_ca_pem;
 };
 
@@ -434,6 +435,8 @@ void job_restore(struct coord *c, struct coord_job *j);
 /* ---- coord_recover.c ---- */
 /* 1 when the job's shards take checkpoints (spec "checkpoint"). */
 int job_checkpoints(const struct coord_job *j);
+uint64_t job_shard_mem(const struct coord_job *j);
+
 /* Local shard `shard` (pid) has exited: replaces it and restores every shard from the newest
  * common checkpoint, then goes on (asynchronously). Returns 0 when recovery started (or
  * failed the job itself), -1 when the job cannot recover that way (no checkpoints, not local

@@ -21,8 +21,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "coord_pool.h"
+#include "smlt_enum.h"
 #include "smlt_error.h"
 #include "smlt_log.h"
+#include "smlt_mem.h"
 
 const char *const job_state_names[JOB_NSTATES] = {"queued",  "starting",    "running",
                                                   "succeeded", "failed",   "canceled",
@@ -122,7 +125,7 @@ void job_setup_req(const struct coord_job *j, struct coord_admin_req *req)
         /* Local shards write under the job's directory (a PersistentVolume on Kubernetes);
          * external ones to their own --checkpoint-dir. every_s becomes steps once the step
          * time is known (job_checkpoint_rate()); until then none are taken. */
-        if (j->shards.local)
+        if (j->shards.local && !j->shards.pool)
             snprintf(req->checkpoint_dir, sizeof req->checkpoint_dir, "%s/checkpoints", j->dir);
         req->conf.checkpoint_every = j->spec.checkpoint.every_steps ? j->spec.checkpoint.every_steps
                                      : j->ckpt_every                 ? j->ckpt_every
@@ -196,6 +199,20 @@ void job_journal_shards(struct coord_job *j)
     if (rec) {
         json_object_set_new(rec, "map_version", json_integer((json_int_t)j->map_version));
         json_object_set(rec, "metrics_addrs", maddrs); /* their /metrics, for Prometheus */
+    }
+    if (rec && j->shards.pool) {
+        /* Pool shards: their nodes are in their addresses; the boot ids say whether a node
+         * still holds what it held (coord_shards_pool_adopt()). */
+        json_t *boots = json_array(), *bboots = json_array();
+        for (uint32_t i = 0; i < j->shards.n; i++) {
+            json_array_append_new(boots, json_integer((json_int_t)(j->shards.boot[i] >> 1)));
+            json_array_append_new(bboots, json_integer((json_int_t)(j->shards.bboot[i] >> 1)));
+        }
+        json_object_set_new(rec, "pool", json_true());
+        json_object_set_new(rec, "pool_gen", json_integer(j->shards.gen));
+        json_object_set_new(rec, "pool_mem", json_integer((json_int_t)j->shards.mem_bytes));
+        json_object_set_new(rec, "boots", boots);
+        json_object_set_new(rec, "backup_boots", bboots);
     }
     if (rec && j->shards.replicas > 1) {
         json_object_set_new(rec, "replicas", json_integer(j->shards.replicas));
@@ -271,6 +288,19 @@ static void on_job_call(const struct coord_admin_res *res, void *arg)
     jc.fn(jc.j, res);
 }
 
+/* Shards placed on pool nodes since the last call go with this one (hosted first). */
+static void job_attach_hosting(struct coord_job *j, struct coord_admin_req *req)
+{
+    coord_shards_take_hosting(&j->shards, &req->hosts, &req->nhosts);
+    if (!req->nhosts)
+        return;
+    snprintf(req->job_token, sizeof req->job_token, "%s", j->shards.token);
+    snprintf(req->pool_token, sizeof req->pool_token, "%s",
+             coord_shards_pool() ? coord_pool_token(coord_shards_pool()) : "");
+    /* (The node gets the job's admin token from req->token, the one every call presents.) */
+    snprintf(req->token, sizeof req->token, "%s", j->shards.admin_token);
+}
+
 void job_call(struct coord_job *j, struct coord_admin_req *req, job_step_fn fn)
 {
     struct job_call *jc = calloc(1, sizeof *jc);
@@ -279,8 +309,12 @@ void job_call(struct coord_job *j, struct coord_admin_req *req, job_step_fn fn)
         jc->fn = fn;
         if (!req->addrs[0])
             job_admin_target(j, req);
+        job_attach_hosting(j, req);
         if (job_admin(j) && coord_admin_call(j->admin, req, on_job_call, jc))
             return;
+        free(req->hosts); /* (the shards they were fail at their next call) */
+        req->hosts = NULL;
+        req->nhosts = 0;
         free(jc);
     }
     struct coord_admin_res res = {.op = req->op, .rc = SMLT_ENOMEM};
@@ -326,7 +360,9 @@ void job_save_model(struct coord_job *j, job_saved_fn cb, void *arg)
     *sc = (struct save_call){j, j->step, cb, arg};
     snprintf(req.path, sizeof req.path, "%s", j->model_path);
     job_admin_target(j, &req);
+    job_attach_hosting(j, &req);
     if (!job_admin(j) || !coord_admin_call(j->admin, &req, on_saved, sc)) {
+        free(req.hosts);
         free(sc);
         if (cb)
             cb(j, SMLT_ENOMEM, "out of memory", arg);
@@ -387,7 +423,7 @@ static void finish_stop(struct coord_job *j)
     }
     int alive = 0;
     for (uint32_t i = 0; j->shards.local && i < j->shards.n; i++)
-        alive |= j->shards.pid[i] > 0;
+        alive |= j->shards.pool ? coord_shards_up(&j->shards, i, 0) : j->shards.pid[i] > 0;
     if (!alive || !j->shards.addrs[0]) {
         finish_done(j);
         return;
@@ -462,13 +498,13 @@ static void on_heartbeat(struct coord_job *j, const struct coord_admin_res *res)
         if (j->hb_miss[k] < JOB_HEARTBEAT_MISSES)
             continue;
         j->hb_miss[k] = 0;
-        if (j->shards.local && j->shards.pid[k] > 0) {
+        if (j->shards.local && (j->shards.pid[k] > 0 || j->shards.pool)) {
             /* Alive but not answering (hung, stopped): it is replaced like a dead one (the next
              * tick sees it gone). */
             job_event(j, "heartbeat", "shard %u (pid %d) missed %d heartbeats in a row: "
                                       "killing it, so that it is replaced",
                       k, (int)j->shards.pid[k], JOB_HEARTBEAT_MISSES);
-            kill(j->shards.pid[k], SIGKILL);
+            coord_shards_kill(&j->shards, k);
         } else {
             char msg[400];
             snprintf(msg, sizeof msg, "parameter-server shard %u missed %d heartbeats in a row "
@@ -653,6 +689,18 @@ static void on_setup(struct coord_job *j, const struct coord_admin_res *res)
     job_replicas_build(j, job_baseline);
 }
 
+/* What a shard reserves on a pool node: its range at the job's shard count, at the most
+ * workers, with checkpoints (smlt_mem.h). A reshard to fewer shards grows the ranges: each
+ * shard's node checks the new need at Configure. */
+uint64_t job_shard_mem(const struct coord_job *j)
+{
+    uint64_t per = j->spec.model_params / (j->spec.shards ? j->spec.shards : 1) + 16;
+    int k = j->spec.optimizer.kind;
+    unsigned slots = k == SMLT_OPT_ADAM ? 2 : k == SMLT_OPT_SGD ? 0 : 1;
+    uint32_t w = j->spec.max_workers > j->spec.workers ? j->spec.max_workers : j->spec.workers;
+    return smlt_shard_mem_bytes(per, slots, w, job_checkpoints(j));
+}
+
 void job_on_start(evutil_socket_t fd, short what, void *arg)
 {
     struct coord_job *j = arg;
@@ -667,6 +715,9 @@ void job_on_start(evutil_socket_t fd, short what, void *arg)
         rc = coord_shards_external(&j->shards, j->spec.ps.addrs, j->spec.ps.token,
                                    j->spec.ps.admin_token[0] ? j->spec.ps.admin_token : NULL, err,
                                    sizeof err);
+    else if (coord_shards_pool())
+        rc = coord_shards_start_pool(&j->shards, j->spec.shards, j->id, job_shard_mem(j), err,
+                                     sizeof err);
     else
         rc = coord_shards_start(&j->shards, j->spec.shards, j->spec.platform.ps_nic_mbps,
                                 j->c->ps_bin, j->dir, err, sizeof err);

@@ -54,6 +54,11 @@ static void usage(FILE *f)
             "                          listens; set it when workers run elsewhere)\n"
             "  --ps-listen-host H      local shards listen on H (default 127.0.0.1)\n"
             "  --ps-advertise-host H   and workers dial them at H (default: the listen host)\n"
+            "  --ps-pool NODES         place shards on PS nodes (smlt-ps --node) instead of\n"
+            "                          starting them: host:port,... or dns:NAME:PORT (every\n"
+            "                          address NAME resolves to: a headless Service)\n"
+            "  --ps-pool-token-file F  the pool token the nodes were started with (or env\n"
+            "                          SMLT_POOL_TOKEN)\n"
             "  --tls-cert FILE         TLS everywhere: the API (HTTPS), the worker RPC, the local\n"
             "                          shards (the same certificate) and the calls to them\n"
             "  --tls-key FILE          the certificate's private key (PEM)\n"
@@ -92,6 +97,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 struct options {
     const char *listen, *port_file;
     char *token; /* owned; NULL when none was given */
+    char *pool_token; /* owned: --ps-pool-token-file's */
     struct coord_conf conf;
     int level;
 };
@@ -116,6 +122,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"openfaas-async", no_argument, 0, 'S'},  {"callback-url", required_argument, 0, 'C'},
         {"tls-cert", required_argument, 0, 1000}, {"tls-key", required_argument, 0, 1001},
         {"tls-ca", required_argument, 0, 1002},   {"tls-verify-client", no_argument, 0, 1003},
+        {"ps-pool", required_argument, 0, 1004},  {"ps-pool-token-file", required_argument, 0, 1005},
         {0, 0, 0, 0}};
     *o = (struct options){
         .listen = "127.0.0.1:8080",
@@ -169,6 +176,17 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 1001: o->conf.tls_key = optarg; break;
         case 1002: o->conf.tls_ca = optarg; break;
         case 1003: o->conf.tls_verify_client = 1; break;
+        case 1004: o->conf.ps_pool = optarg; break;
+        case 1005:
+            free(o->pool_token);
+            o->pool_token = smlt_token_read(optarg);
+            if (!o->pool_token) {
+                fprintf(stderr, "smlt-coordinator: --ps-pool-token-file: cannot read %s\n",
+                        optarg);
+                return 2;
+            }
+            o->conf.ps_pool_token = o->pool_token;
+            break;
         case 'L':
             o->level = smlt_log_parse_level(optarg);
             if (o->level < 0) {
@@ -183,6 +201,13 @@ static int parse_options(int argc, char **argv, struct options *o)
     }
     if (optind < argc) {
         fprintf(stderr, "smlt-coordinator: unexpected argument \"%s\"\n", argv[optind]);
+        return 2;
+    }
+    if (o->conf.ps_pool && !o->conf.ps_pool_token)
+        o->conf.ps_pool_token = getenv("SMLT_POOL_TOKEN");
+    if (o->conf.ps_pool && (!o->conf.ps_pool_token || !o->conf.ps_pool_token[0])) {
+        fprintf(stderr, "smlt-coordinator: --ps-pool needs the pool token "
+                        "(--ps-pool-token-file or env SMLT_POOL_TOKEN)\n");
         return 2;
     }
     return -1;
@@ -279,6 +304,7 @@ int main(int argc, char **argv)
         return 1;
     rc = serve(&o);
     free(o.token);
+    free(o.pool_token);
     if (rc == 0)
         log_info("stopped");
     return rc;

@@ -202,7 +202,7 @@ static void recover_replace(struct coord_job *j)
     }
     /* Any other shard that died meanwhile is replaced too: the restore needs them all. */
     for (uint32_t k = 0; k < j->shards.n; k++) {
-        if (k == shard || smlt_proc_alive(j->shards.pid[k]))
+        if (k == shard || coord_shards_up(&j->shards, k, 0))
             continue;
         job_log(j, "shard %u (pid %d) has exited too: replacing it", k, (int)j->shards.pid[k]);
         if (coord_shards_replace(&j->shards, k, j->c->ps_bin, j->dir, err, sizeof err) != 0) {

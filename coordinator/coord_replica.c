@@ -52,7 +52,7 @@ static void on_backup_set(struct coord_job *j, const struct coord_admin_res *res
  * them in order), then calls rp_then. */
 static void replica_next(struct coord_job *j)
 {
-    while (j->rp_shard < j->shards.n && j->shards.bpid[j->rp_shard] > 0 &&
+    while (j->rp_shard < j->shards.n && coord_shards_has_backup(&j->shards, j->rp_shard) &&
            j->shards.baddr[j->rp_shard][0] && j->rp_built[j->rp_shard])
         j->rp_shard++;
     if (j->rp_shard >= j->shards.n) {
@@ -66,7 +66,7 @@ static void replica_next(struct coord_job *j)
     }
     uint32_t i = j->rp_shard;
     char err[512] = "";
-    if (!j->shards.bpid[i] &&
+    if (!coord_shards_has_backup(&j->shards, i) &&
         coord_shards_start_backup(&j->shards, i, j->c->ps_bin, j->dir, err, sizeof err) != 0) {
         struct coord_admin_res res = {.op = COORD_ADMIN_SET_BACKUP, .rc = SMLT_ESYS};
         snprintf(res.err, sizeof res.err, "%s", err);
@@ -88,7 +88,7 @@ void job_replicas_build(struct coord_job *j, void (*then)(struct coord_job *j))
     }
     memset(j->rp_built, 0, sizeof j->rp_built);
     for (uint32_t i = 0; i < j->shards.n; i++)
-        j->rp_built[i] = j->shards.bpid[i] > 0 && j->rp_done; /* running ones stay */
+        j->rp_built[i] = coord_shards_has_backup(&j->shards, i) && j->rp_done; /* running ones stay */
     j->rp_pending = 1;
     j->rp_shard = 0;
     j->rp_then = then;
@@ -112,7 +112,7 @@ static void on_promoted(struct coord_job *j, const struct coord_admin_res *res)
         job_finish(j, JOB_FAILED, msg);
         return;
     }
-    char was[24];
+    char was[COORD_ADDR_LEN];
     snprintf(was, sizeof was, "%s", j->shards.baddr[i]);
     pid_t bpid = j->shards.bpid[i];
     coord_shards_promote(&j->shards, i);
@@ -130,15 +130,15 @@ static void on_promoted(struct coord_job *j, const struct coord_admin_res *res)
 int job_failover(struct coord_job *j, uint32_t shard, pid_t pid)
 {
     if (j->shards.replicas < 2 || !j->shards.local || shard >= j->shards.n ||
-        !j->shards.bpid[shard] || !j->shards.baddr[shard][0] || j->rp_pending)
+        !coord_shards_has_backup(&j->shards, shard) || !j->shards.baddr[shard][0] ||
+        j->rp_pending)
         return -1;
-    if (!smlt_proc_alive(j->shards.bpid[shard])) {
+    if (!coord_shards_up(&j->shards, shard, 1)) {
         /* Primary and backup both gone: nothing to promote; the checkpoints restore it
          * (coord_recover.c), and the backups are built again after. */
         job_log(j, "shard %u (pid %d) exited and so did its backup (pid %d)", shard, (int)pid,
                 (int)j->shards.bpid[shard]);
-        j->shards.bpid[shard] = 0;
-        j->shards.baddr[shard][0] = '\0';
+        coord_shards_forget_backup(&j->shards, shard);
         return -1;
     }
     j->recovering = 1; /* the phases wait while the map changes */
@@ -156,7 +156,7 @@ static void after_rebuild(struct coord_job *j)
 {
     uint32_t n = 0;
     for (uint32_t i = 0; i < j->shards.n; i++)
-        n += j->shards.bpid[i] > 0;
+        n += coord_shards_has_backup(&j->shards, i);
     job_event(j, "replicas", "after the restore, %u of %u shards have a backup in sync again", n,
               j->shards.n);
     void (*then)(struct coord_job *) = j->rp_after;
@@ -173,11 +173,10 @@ void job_replicas_rebuild(struct coord_job *j, void (*then)(struct coord_job *j)
         return;
     }
     for (uint32_t i = 0; i < j->shards.n; i++) {
-        if (j->shards.bpid[i] > 0 && !smlt_proc_alive(j->shards.bpid[i])) {
+        if (coord_shards_has_backup(&j->shards, i) && !coord_shards_up(&j->shards, i, 1)) {
             job_log(j, "the backup of shard %u (pid %d) is gone: starting a new one", i,
                     (int)j->shards.bpid[i]);
-            j->shards.bpid[i] = 0;
-            j->shards.baddr[i][0] = '\0';
+            coord_shards_forget_backup(&j->shards, i);
         }
     }
     memset(j->rp_built, 0, sizeof j->rp_built); /* every one: the primaries dropped them */

@@ -159,6 +159,21 @@ static void replay_shards(struct coord_job *j, json_t *rec)
         sh->bpid[i] = (pid_t)json_integer_value(json_array_get(bpids, i));
         snprintf(sh->baddr[i], sizeof sh->baddr[i], "%s", a);
     }
+    if (json_is_true(json_object_get(rec, "pool"))) {
+        /* Boot ids are journaled halved (JSON integers are signed); a node's is odd. */
+        json_t *boots = json_object_get(rec, "boots"), *bboots = json_object_get(rec, "backup_boots");
+        sh->pool = 1;
+        sh->gen = (uint32_t)json_integer_value(json_object_get(rec, "pool_gen"));
+        sh->mem_bytes = (uint64_t)json_integer_value(json_object_get(rec, "pool_mem"));
+        snprintf(sh->job, sizeof sh->job, "%.39s", j->id);
+        for (uint32_t i = 0; i < sh->n; i++) {
+            json_int_t b = json_integer_value(json_array_get(boots, i));
+            json_int_t bb = json_integer_value(json_array_get(bboots, i));
+            sh->boot[i] = b ? (uint64_t)b << 1 | 1 : 0;
+            sh->bboot[i] = bb ? (uint64_t)bb << 1 | 1 : 0;
+        }
+        coord_shards_pool_adopt(sh);
+    }
 }
 
 static int on_replay(const char *type, json_t *rec, void *arg)

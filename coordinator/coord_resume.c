@@ -143,7 +143,8 @@ void job_resume(struct coord_job *j, int have_shards)
                              "shards were recorded, or the job died while starting them)");
         return;
     }
-    for (uint32_t i = 0; j->shards.local && i < j->shards.n; i++) {
+    /* (Pool shards are checked by their nodes' state from the first tick on.) */
+    for (uint32_t i = 0; j->shards.local && !j->shards.pool && i < j->shards.n; i++) {
         if (!smlt_proc_alive(j->shards.pid[i])) {
             pid_t gone = j->shards.pid[i];
             if (job_checkpoints(j) && job_resume_setup(j) == 0) {

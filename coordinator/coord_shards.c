@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "coord_pool.h"
 #include "smlt_error.h"
 #include "smlt_log.h"
 #include "smlt_proc.h"
@@ -181,6 +183,20 @@ static int start_more(struct coord_shards *s, uint32_t n, const char *ps_bin, co
     return 0;
 }
 
+void coord_shards_addr(const struct coord_shards *s, uint32_t i, char *out, size_t len)
+{
+    const char *a = s->addrs;
+    for (uint32_t k = 0; k < i && a; k++) {
+        a = strchr(a, ',');
+        a = a ? a + 1 : NULL;
+    }
+    size_t l = a ? strcspn(a, ",") : 0;
+    if (l >= len)
+        l = len - 1;
+    memcpy(out, a ? a : "", l);
+    out[l] = '\0';
+}
+
 /* Sets shard i's address in s->addrs. */
 static void set_addr(struct coord_shards *s, uint32_t i, const char *addr)
 {
@@ -194,6 +210,196 @@ static void set_addr(struct coord_shards *s, uint32_t i, const char *addr)
                                 k == i ? addr : a);
 }
 
+
+/* ---- the pool ---------------------------------------------------------------------------- */
+
+static struct coord_pool *the_pool;
+
+void coord_shards_set_pool(struct coord_pool *pool)
+{
+    the_pool = pool;
+}
+
+struct coord_pool *coord_shards_pool(void)
+{
+    return the_pool;
+}
+
+/* This job's shards and backups per pool node. */
+static void pool_load(const struct coord_shards *s, uint32_t *load)
+{
+    memset(load, 0, COORD_POOL_MAX * sizeof *load);
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (s->node[i] >= 0 && s->node[i] < COORD_POOL_MAX)
+            load[s->node[i]]++;
+        if (s->bnode[i] >= 0 && s->bnode[i] < COORD_POOL_MAX)
+            load[s->bnode[i]]++;
+    }
+}
+
+/* Places shard i (or its backup) on a node other than avoid: its address into out, its node
+ * and the node's boot id into *node, *boot, and a NodeHost queued. */
+static int pool_place(struct coord_shards *s, uint32_t i, int backup, int avoid, char *out,
+                      int *node, uint64_t *boot, char *err, size_t errlen)
+{
+    uint32_t load[COORD_POOL_MAX];
+    pool_load(s, load);
+    int k = coord_pool_place(the_pool, s->mem_bytes, load, avoid, err, errlen);
+    if (k < 0)
+        return SMLT_ENOMEM;
+    struct coord_admin_host *h = realloc(s->hosting, (s->nhosting + 1) * sizeof *h);
+    if (!h) {
+        snprintf(err, errlen, "out of memory");
+        return SMLT_ENOMEM;
+    }
+    s->hosting = h;
+    h = &s->hosting[s->nhosting++];
+    memset(h, 0, sizeof *h);
+    coord_pool_addr(the_pool, k, h->node, sizeof h->node);
+    snprintf(h->route, sizeof h->route, "%.24s.%u.%u", s->job, i, ++s->gen);
+    snprintf(h->job, sizeof h->job, "%s", s->job);
+    h->shard = i;
+    h->backup = backup;
+    h->memory_bytes = s->mem_bytes;
+    snprintf(out, COORD_ADDR_LEN, "%s/%s", h->node, h->route);
+    *node = k;
+    coord_pool_state(the_pool, k, boot);
+    return 0;
+}
+
+/* Drops the shard at addr on node k (nothing when it is gone). */
+static void pool_drop(int k, const char *addr)
+{
+    const char *route = strchr(addr, '/');
+    if (the_pool && k >= 0 && route)
+        coord_pool_drop(the_pool, k, route + 1);
+}
+
+int coord_shards_start_pool(struct coord_shards *s, uint32_t n, const char *job,
+                            uint64_t mem_bytes, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    if (!the_pool) {
+        snprintf(err, errlen, "no PS pool");
+        return SMLT_EINVAL;
+    }
+    if (n == 0 || n > COORD_SHARDS_MAX) {
+        snprintf(err, errlen, "shards: %u outside 1..%u", n, COORD_SHARDS_MAX);
+        return SMLT_EINVAL;
+    }
+    s->local = s->pool = 1;
+    snprintf(s->job, sizeof s->job, "%s", job);
+    s->mem_bytes = mem_bytes;
+    for (uint32_t i = 0; i < COORD_SHARDS_MAX; i++)
+        s->node[i] = s->bnode[i] = -1;
+    coord_random_hex(s->token, 32);
+    coord_random_hex(s->admin_token, 32);
+    size_t off = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        char a[COORD_ADDR_LEN];
+        int rc = pool_place(s, i, 0, -1, a, &s->node[i], &s->boot[i], err, errlen);
+        if (rc) {
+            coord_shards_stop(s);
+            return rc;
+        }
+        s->n = i + 1;
+        off += (size_t)snprintf(s->addrs + off, sizeof s->addrs - off, "%s%s", i ? "," : "", a);
+    }
+    s->started = smlt_now_mono();
+    return 0;
+}
+
+void coord_shards_take_hosting(struct coord_shards *s, struct coord_admin_host **hosts,
+                               uint32_t *n)
+{
+    *hosts = s->hosting;
+    *n = s->nhosting;
+    s->hosting = NULL;
+    s->nhosting = 0;
+}
+
+/* The pool node of address a ("host:port/route"), added to the pool if new. */
+static int node_of(const char *a)
+{
+    char hp[COORD_ADDR_LEN];
+    size_t l = strcspn(a, "/");
+    if (!the_pool || !a[l] || l >= sizeof hp)
+        return -1;
+    memcpy(hp, a, l);
+    hp[l] = '\0';
+    return coord_pool_find(the_pool, hp);
+}
+
+void coord_shards_pool_adopt(struct coord_shards *s)
+{
+    char tmp[sizeof s->addrs], *save = NULL;
+    snprintf(tmp, sizeof tmp, "%s", s->addrs);
+    uint32_t k = 0;
+    for (char *a = strtok_r(tmp, ",", &save); a && k < COORD_SHARDS_MAX;
+         a = strtok_r(NULL, ",", &save), k++)
+        s->node[k] = node_of(a);
+    for (uint32_t i = 0; i < s->n; i++)
+        s->bnode[i] = s->baddr[i][0] ? node_of(s->baddr[i]) : -1;
+    for (uint32_t i = s->n; i < COORD_SHARDS_MAX; i++)
+        s->node[i] = s->bnode[i] = -1;
+}
+
+/* A pool shard on node k placed when the node's boot id was *boot is there. */
+static int pool_up(int k, uint64_t *boot)
+{
+    if (!the_pool || k < 0)
+        return 0;
+    uint64_t now = 0;
+    int st = coord_pool_state(the_pool, k, &now);
+    if (st == COORD_NODE_DOWN)
+        return 0;
+    if (st == COORD_NODE_UP && *boot && now != *boot)
+        return 0; /* it restarted: what it held is gone */
+    if (st == COORD_NODE_UP && !*boot)
+        *boot = now;
+    return 1;
+}
+
+int coord_shards_up(const struct coord_shards *s, uint32_t i, int backup)
+{
+    if (!s->local || i >= s->n)
+        return 0;
+    if (s->pool) {
+        uint64_t b = backup ? s->bboot[i] : s->boot[i];
+        return !(backup ? 0 : s->lost[i]) && pool_up(backup ? s->bnode[i] : s->node[i], &b);
+    }
+    pid_t p = backup ? s->bpid[i] : s->pid[i];
+    return p > 0 && smlt_proc_alive(p);
+}
+
+int coord_shards_has_backup(const struct coord_shards *s, uint32_t i)
+{
+    return s->pool ? s->bnode[i] >= 0 : s->bpid[i] > 0;
+}
+
+void coord_shards_forget_backup(struct coord_shards *s, uint32_t i)
+{
+    if (s->pool)
+        pool_drop(s->bnode[i], s->baddr[i]);
+    s->bpid[i] = 0;
+    s->bnode[i] = -1;
+    s->baddr[i][0] = '\0';
+    s->bmaddr[i][0] = '\0';
+}
+
+void coord_shards_kill(struct coord_shards *s, uint32_t i)
+{
+    if (!s->pool) {
+        if (s->pid[i] > 0)
+            kill(s->pid[i], SIGKILL);
+        return;
+    }
+    char a[COORD_ADDR_LEN];
+    coord_shards_addr(s, i, a, sizeof a);
+    pool_drop(s->node[i], a);
+    s->lost[i] = 1;
+}
+
 int coord_shards_start_backup(struct coord_shards *s, uint32_t i, const char *ps_bin,
                               const char *dir, char *err, size_t errlen)
 {
@@ -201,6 +407,9 @@ int coord_shards_start_backup(struct coord_shards *s, uint32_t i, const char *ps
         snprintf(err, errlen, "shard %u: not a local shard of this job", i);
         return SMLT_EINVAL;
     }
+    if (s->pool) /* never on its primary's node */
+        return pool_place(s, i, 1, s->node[i], s->baddr[i], &s->bnode[i], &s->bboot[i], err,
+                          errlen);
     int port = spawn_one(s, i, 1, ps_bin, dir, err, errlen);
     if (port <= 0)
         return port;
@@ -211,6 +420,10 @@ int coord_shards_start_backup(struct coord_shards *s, uint32_t i, const char *ps
 void coord_shards_promote(struct coord_shards *s, uint32_t i)
 {
     s->pid[i] = s->bpid[i];
+    s->node[i] = s->bnode[i];
+    s->boot[i] = s->bboot[i];
+    s->lost[i] = 0;
+    s->bnode[i] = -1;
     set_addr(s, i, s->baddr[i]);
     memcpy(s->maddr[i], s->bmaddr[i], sizeof s->maddr[i]);
     s->bpid[i] = 0;
@@ -221,11 +434,9 @@ void coord_shards_promote(struct coord_shards *s, uint32_t i)
 int coord_shards_check_backups(struct coord_shards *s)
 {
     for (uint32_t i = 0; i < s->n && s->local && s->replicas > 1; i++) {
-        if (s->bpid[i] > 0 && !smlt_proc_alive(s->bpid[i])) {
+        if (coord_shards_has_backup(s, i) && !coord_shards_up(s, i, 1)) {
             s->dead_pid = s->bpid[i];
-            s->bpid[i] = 0;
-            s->baddr[i][0] = '\0';
-            s->bmaddr[i][0] = '\0';
+            coord_shards_forget_backup(s, i);
             return (int)i;
         }
     }
@@ -236,7 +447,7 @@ uint32_t coord_shards_nodes(const struct coord_shards *s)
 {
     uint32_t n = s->n;
     for (uint32_t i = 0; i < s->n && s->local; i++)
-        n += s->bpid[i] > 0;
+        n += coord_shards_has_backup(s, i);
     return n;
 }
 
@@ -246,6 +457,23 @@ int coord_shards_replace(struct coord_shards *s, uint32_t i, const char *ps_bin,
     if (!s->local || i >= s->n) {
         snprintf(err, errlen, "shard %u: not a local shard of this job", i);
         return SMLT_EINVAL;
+    }
+    if (s->pool) {
+        char a[COORD_ADDR_LEN], was[COORD_ADDR_LEN];
+        coord_shards_addr(s, i, was, sizeof was);
+        pool_drop(s->node[i], was); /* (a node that is down is not asked) */
+        int old = s->node[i];
+        s->node[i] = -1;
+        /* Not where its backup is, and if it can be helped, not where it was. */
+        int rc = pool_place(s, i, 0, s->bnode[i] >= 0 ? s->bnode[i] : old, a, &s->node[i],
+                            &s->boot[i], err, errlen);
+        if (rc && s->bnode[i] < 0)
+            rc = pool_place(s, i, 0, -1, a, &s->node[i], &s->boot[i], err, errlen);
+        if (rc)
+            return rc;
+        s->lost[i] = 0;
+        set_addr(s, i, a);
+        return 0;
     }
     if (s->pid[i] > 0)
         smlt_proc_stop(s->pid[i], 1000);
@@ -285,6 +513,19 @@ int coord_shards_grow(struct coord_shards *s, uint32_t n, const char *ps_bin, co
                  s->n, n);
         return SMLT_EINVAL;
     }
+    if (s->pool) {
+        size_t off = strlen(s->addrs);
+        for (uint32_t i = s->n; i < n; i++) {
+            char a[COORD_ADDR_LEN];
+            int rc = pool_place(s, i, 0, -1, a, &s->node[i], &s->boot[i], err, errlen);
+            if (rc)
+                return rc;
+            s->lost[i] = 0;
+            s->n = i + 1;
+            off += (size_t)snprintf(s->addrs + off, sizeof s->addrs - off, ",%s", a);
+        }
+        return 0;
+    }
     return start_more(s, n, ps_bin, dir, err, errlen);
 }
 
@@ -293,6 +534,14 @@ void coord_shards_shrink(struct coord_shards *s, uint32_t n)
     if (!s->local || n >= s->n)
         return;
     for (uint32_t i = n; i < s->n; i++) {
+        if (s->pool) {
+            char a[COORD_ADDR_LEN];
+            coord_shards_addr(s, i, a, sizeof a);
+            pool_drop(s->node[i], a);
+            s->node[i] = -1;
+            if (coord_shards_has_backup(s, i))
+                coord_shards_forget_backup(s, i);
+        }
         if (s->pid[i] > 0)
             smlt_proc_stop(s->pid[i], 3000);
         s->pid[i] = 0;
@@ -335,7 +584,13 @@ int coord_shards_external(struct coord_shards *s, const char *addrs, const char 
 
 int coord_shards_check(struct coord_shards *s)
 {
-    for (uint32_t i = 0; i < s->n && s->local; i++) {
+    for (uint32_t i = 0; i < s->n && s->pool; i++) {
+        if (s->node[i] >= 0 && !coord_shards_up(s, i, 0)) {
+            s->dead_pid = 0;
+            return (int)i;
+        }
+    }
+    for (uint32_t i = 0; i < s->n && s->local && !s->pool; i++) {
         if (s->pid[i] > 0 && !smlt_proc_alive(s->pid[i])) {
             s->dead_pid = s->pid[i];
             s->pid[i] = 0;
@@ -349,6 +604,17 @@ void coord_shards_stop(struct coord_shards *s)
 {
     if (!s->local)
         return;
+    for (uint32_t i = 0; i < s->n && s->pool; i++) {
+        char a[COORD_ADDR_LEN];
+        coord_shards_addr(s, i, a, sizeof a);
+        pool_drop(s->node[i], a);
+        s->node[i] = -1;
+        if (coord_shards_has_backup(s, i))
+            coord_shards_forget_backup(s, i);
+    }
+    free(s->hosting);
+    s->hosting = NULL;
+    s->nhosting = 0;
     for (uint32_t i = 0; i < s->n; i++) {
         if (s->pid[i] > 0)
             smlt_proc_stop(s->pid[i], 3000);

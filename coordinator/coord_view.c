@@ -7,8 +7,10 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "coord_pool.h"
 #include "smlt_tls.h"
 
 /* A rank's compute and communication per step in the interval since its epoch mark (from the
@@ -183,6 +185,70 @@ static json_t *shard_metrics_json(const struct coord_shards *sh, int backups)
     return a;
 }
 
+json_t *coord_nodes_json(struct coord *c)
+{
+    json_t *a = json_array();
+    if (!c->pool)
+        return json_pack("{s:s, s:o}", "mode", "local", "nodes", a);
+    struct coord_pool_node *v = calloc(COORD_POOL_MAX, sizeof *v);
+    uint32_t n = v ? coord_pool_nodes(c->pool, v, COORD_POOL_MAX) : 0;
+    static const char *const state[] = {"connecting", "up", "down"};
+    for (uint32_t i = 0; i < n && i < COORD_POOL_MAX; i++) {
+        /* The jobs' shards and backups on it, as the coordinator placed them. */
+        json_t *held = json_array();
+        for (const struct coord_job *j = c->jobs; j; j = j->next) {
+            if (job_ended(j) || !j->shards.pool)
+                continue;
+            for (uint32_t k = 0; k < j->shards.n; k++) {
+                if (j->shards.node[k] == (int)i)
+                    json_array_append_new(held, json_pack("{s:s, s:i, s:s}", "job", j->id,
+                                                          "shard", (int)k, "role", "primary"));
+                if (j->shards.bnode[k] == (int)i)
+                    json_array_append_new(held, json_pack("{s:s, s:i, s:s}", "job", j->id,
+                                                          "shard", (int)k, "role", "backup"));
+            }
+        }
+        json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:i, s:i, s:I, s:o}", "addr",
+                              v[i].addr, "name", v[i].name, "state", state[v[i].state % 3],
+                              "capacity_bytes", (json_int_t)v[i].capacity_bytes, "used_bytes",
+                              (json_int_t)v[i].used_bytes, "free_bytes",
+                              (json_int_t)(v[i].capacity_bytes > v[i].used_bytes
+                                               ? v[i].capacity_bytes - v[i].used_bytes
+                                               : 0),
+                              "shards", (int)v[i].shards, "configured", (int)v[i].configured,
+                              "connections", (int)v[i].connections, "refused",
+                              (json_int_t)v[i].refused, "placed", held);
+        json_object_set_new(o, "since_ok_s",
+                            v[i].since_ok_s < 0 ? json_null() : json_real(v[i].since_ok_s));
+        if (v[i].err[0])
+            json_object_set_new(o, "error", json_string(v[i].err));
+        json_array_append_new(a, o);
+    }
+    free(v);
+    return json_pack("{s:s, s:s, s:o}", "mode", "pool", "pool", coord_pool_spec(c->pool),
+                     "nodes", a);
+}
+
+/* A pool job's shards' nodes in shard order ("host:port"; backups' in "backup"). */
+static json_t *shard_nodes_json(const struct coord_job *j)
+{
+    json_t *a = json_array();
+    for (uint32_t i = 0; i < j->shards.n; i++) {
+        char addr[COORD_ADDR_LEN], b[COORD_ADDR_LEN] = "";
+        coord_shards_addr(&j->shards, i, addr, sizeof addr);
+        addr[strcspn(addr, "/")] = '\0';
+        json_t *o = json_pack("{s:i, s:s, s:b}", "shard", (int)i, "node", addr, "up",
+                              coord_shards_up(&j->shards, i, 0));
+        if (coord_shards_has_backup(&j->shards, i)) {
+            snprintf(b, sizeof b, "%s", j->shards.baddr[i]);
+            b[strcspn(b, "/")] = '\0';
+            json_object_set_new(o, "backup_node", json_string(b));
+        }
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
 json_t *coord_job_json(struct coord *c, const char *id)
 {
     struct coord_job *j = job_find(c, id);
@@ -234,6 +300,8 @@ json_t *coord_job_json(struct coord *c, const char *id)
     json_object_set_new(o, "model", j->model_saved ? json_string(j->model_path) : json_null());
     json_object_set_new(o, "model_step", json_integer((json_int_t)j->model_step));
     json_object_set_new(o, "ps_addrs", json_string(j->shards.addrs));
+    if (j->shards.pool)
+        json_object_set_new(o, "ps_nodes", shard_nodes_json(j));
     json_object_set_new(o, "ps_metrics", shard_metrics_json(&j->shards, 0));
     if (j->shards.replicas > 1)
         json_object_set_new(o, "ps_backup_metrics", shard_metrics_json(&j->shards, 1));
