@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -80,13 +81,22 @@ static int resolve(struct coord_pool *p, char *err, size_t errlen)
     }
     int count = 0;
     for (struct addrinfo *a = res; a; a = a->ai_next) {
-        char host[INET6_ADDRSTRLEN], addr[96];
+        char host[NI_MAXHOST], addr[NI_MAXHOST + 16];
         const void *src = a->ai_family == AF_INET
                               ? (const void *)&((struct sockaddr_in *)a->ai_addr)->sin_addr
                               : (const void *)&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
         if (!inet_ntop(a->ai_family, src, host, sizeof host))
             continue;
-        if (a->ai_family == AF_INET6)
+        /* A StatefulSet's pod behind a headless Service has a name of its own under the
+         * Service's (its PTR record: smlt-ps-0.smlt-ps.NS.svc.cluster.local): that name is
+         * what the node's certificate can name, so it is the address when there is one. */
+        char ptr[NI_MAXHOST];
+        size_t nl = strlen(p->dns_name), pl;
+        if (getnameinfo(a->ai_addr, a->ai_addrlen, ptr, sizeof ptr, NULL, 0, NI_NAMEREQD) == 0 &&
+            (pl = strlen(ptr)) > nl + 1 && ptr[pl - nl - 1] == '.' &&
+            !strcasecmp(ptr + pl - nl, p->dns_name) && pl + 8 < sizeof host)
+            snprintf(host, sizeof host, "%s", ptr);
+        if (a->ai_family == AF_INET6 && !strchr(host, '.'))
             snprintf(addr, sizeof addr, "[%s]:%s", host, p->dns_port);
         else
             snprintf(addr, sizeof addr, "%s:%s", host, p->dns_port);

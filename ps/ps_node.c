@@ -36,6 +36,7 @@ struct hosted {
     int backup;
     uint64_t reserved;        /* bytes */
     char *token, *admin_token; /* as NodeHost gave them: a retry must match */
+    char ckpt_dir[1100];      /* the node's DIR/<job> (the server borrows it) */
     struct ps_server *srv;
     struct event *drop_ev;    /* frees it, once dropped */
     struct hosted *next;
@@ -243,9 +244,9 @@ static int host(struct ps_node *n, const Smlt__NodeHost *m, char *err, size_t er
     h->admin_token = m->admin_token.len
                          ? strndup((const char *)m->admin_token.data, m->admin_token.len)
                          : NULL;
-    char ck[1100] = "";
+    char *ck = h->ckpt_dir;
     if (n->ckpt_dir) {
-        snprintf(ck, sizeof ck, "%s/%s", n->ckpt_dir, m->job);
+        snprintf(ck, sizeof h->ckpt_dir, "%s/%s", n->ckpt_dir, m->job);
         if (mkdir(ck, 0750) != 0 && errno != EEXIST)
             log_warn("node %s: cannot create %s: %s", n->name, ck, strerror(errno));
     }
