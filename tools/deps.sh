@@ -19,6 +19,11 @@ SMLT_TEST_PKGS="redis-server dataset-fashion-mnist prometheus chromium python3-b
 SMLT_CONTAINER_PKGS="podman buildah runc fuse-overlayfs slirp4netns uidmap
   containernetworking-plugins catatonit mmdebstrap zip unzip"
 SMLT_TEST_PKGS="$SMLT_TEST_PKGS $SMLT_CONTAINER_PKGS yamllint"
+# kubectl renders deploy/k8s's kustomize overlays (tests/deploy/k8s.sh): Debian's
+# kubernetes-client (kubectl 1.20, kustomize v2), unless a kubectl is installed already. Another
+# package then owns /usr/bin/kubectl (a vendor's kubectl, kustomize v5), and installing Debian's
+# over it would fail; the overlays render the same with both.
+command -v kubectl >/dev/null || SMLT_TEST_PKGS="$SMLT_TEST_PKGS kubernetes-client"
 # The dashboard's charts: Chart.js, served by the coordinator from this package.
 SMLT_BUILD_PKGS="$SMLT_BUILD_PKGS libjs-chart.js"
 # Test-only npm packages, kept outside the build tree (slow to fetch again).
