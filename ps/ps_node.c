@@ -144,10 +144,18 @@ static void unlink_from(struct hosted **list, struct hosted *h)
     }
 }
 
-/* Frees a dropped shard from its own timer (not inside its server's callbacks). */
+/* Frees a dropped shard from its own timer (not inside its server's callbacks): its
+ * connections are aborted first, and it is freed once they are gone (their frees are deferred
+ * events of this loop, which ps_server_free() must not run from inside it). */
 static void on_drop(evutil_socket_t fd, short what, void *arg)
 {
     struct hosted *h = arg;
+    if (h->srv && !ps_server_idle(h->srv)) {
+        ps_server_abort_conns(h->srv);
+        struct timeval tv = {0, 20000};
+        evtimer_add(h->drop_ev, &tv);
+        return;
+    }
     unlink_from(&h->node->dropping, h);
     hosted_free(h);
 }

@@ -1495,10 +1495,7 @@ void ps_server_free(struct ps_server *srv)
         evconnlistener_free(srv->lis);
     /* Abort every connection and let their deferred frees run, so referenced parameter
      * buffers are released before the shard goes. */
-    for (struct ps_client *cl = srv->clients; cl; cl = cl->next)
-        rpc_conn_abort(cl->conn, SMLT_ECANCELED);
-    if (srv->bk.conn)
-        rpc_conn_abort(srv->bk.conn, SMLT_ECANCELED);
+    ps_server_abort_conns(srv);
     while (srv->clients || srv->bk.conn)
         event_base_loop(srv->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
     while (srv->bk.head) {
@@ -1523,6 +1520,19 @@ void ps_server_free(struct ps_server *srv)
     smlt_tls_free(srv->conf.tls);
     smlt_tls_free(srv->conf.tls_client);
     free(srv);
+}
+
+void ps_server_abort_conns(struct ps_server *srv)
+{
+    for (struct ps_client *cl = srv->clients; cl; cl = cl->next)
+        rpc_conn_abort(cl->conn, SMLT_ECANCELED);
+    if (srv->bk.conn)
+        rpc_conn_abort(srv->bk.conn, SMLT_ECANCELED);
+}
+
+int ps_server_idle(const struct ps_server *srv)
+{
+    return !srv->clients && !srv->bk.conn;
 }
 
 uint32_t ps_server_connections(const struct ps_server *s)

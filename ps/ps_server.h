@@ -72,7 +72,14 @@ int ps_server_shutdown_requested(const struct ps_server *s);
 /* The connections open now. */
 uint32_t ps_server_connections(const struct ps_server *s);
 
-/* Closes every connection and the listener, stops the shard's thread, frees everything. */
+/* Aborts every connection (each is freed from a deferred event). A hosted shard is freed from
+ * inside its node's loop, where ps_server_free() cannot run the loop to let them go: the node
+ * aborts them, waits on its loop until ps_server_idle(), then frees the server. */
+void ps_server_abort_conns(struct ps_server *srv);
+int ps_server_idle(const struct ps_server *srv);
+
+/* Closes every connection and the listener, stops the shard's thread, frees everything (when
+ * connections are open, it runs the loop until they are gone: not from inside the loop). */
 void ps_server_free(struct ps_server *s);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,7 @@ struct bench_gateway {
     char path[GW_PATH_MAX], function[64], watch[128];
     int port, n, slots, async, push_back_first, replay_first;
     int ports[GW_MAX_INST];
+    char hosts[GW_MAX_INST][64];
     int busy[GW_MAX_INST];
     struct evhttp_connection **conns; /* every connection made: freed at the stop */
     int nconns, capconns;
@@ -113,14 +115,14 @@ static int gw_pick(const struct bench_gateway *g)
 static int gw_to_instance(struct bench_gateway *g, int k, struct evbuffer *body,
                           void (*cb)(struct evhttp_request *, void *), void *arg)
 {
-    struct evhttp_connection *conn = gw_connect(g, "127.0.0.1", g->ports[k]);
+    struct evhttp_connection *conn = gw_connect(g, g->hosts[k], g->ports[k]);
     struct evhttp_request *out = conn ? evhttp_request_new(cb, arg) : NULL;
     if (!out)
         return -1;
     evbuffer_add_buffer(evhttp_request_get_output_buffer(out), body);
     struct evkeyvalq *h = evhttp_request_get_output_headers(out);
     evhttp_add_header(h, "Content-Type", "application/json");
-    evhttp_add_header(h, "Host", "127.0.0.1");
+    evhttp_add_header(h, "Host", g->hosts[k]);
     if (evhttp_make_request(conn, out, EVHTTP_REQ_POST, "/") != 0)
         return -1; /* libevent freed the request */
     g->busy[k]++;
@@ -470,6 +472,8 @@ struct bench_gateway *bench_gateway_start(const struct bench_gateway_opts *o, ch
     g->push_back_first = o->push_back_first;
     g->replay_first = o->replay_first;
     memcpy(g->ports, o->ports, (size_t)o->n * sizeof *o->ports);
+    for (int i = 0; i < o->n; i++)
+        snprintf(g->hosts[i], sizeof g->hosts[i], "%s", o->hosts ? o->hosts[i] : "127.0.0.1");
     atomic_init(&g->cb_pending, 0);
     int fd = -1;
     if (!(g->base = event_base_new()) || !(g->http = evhttp_new(g->base)) ||
@@ -478,9 +482,10 @@ struct bench_gateway *bench_gateway_start(const struct bench_gateway_opts *o, ch
         goto fail;
     }
     evhttp_set_timeout(g->http, GW_TIMEOUT_S);
-    if ((fd = rpc_net_listen("127.0.0.1:0", 64, &g->port)) < 0 ||
+    const char *lis = o->listen ? o->listen : "127.0.0.1:0";
+    if ((fd = rpc_net_listen(lis, 64, &g->port)) < 0 ||
         !evhttp_accept_socket_with_handle(g->http, fd)) {
-        snprintf(err, errlen, "gateway: cannot listen on 127.0.0.1");
+        snprintf(err, errlen, "gateway: cannot listen on %s", lis);
         if (fd >= 0)
             close(fd);
         goto fail;
@@ -515,4 +520,102 @@ void bench_gateway_stop(struct bench_gateway *g, struct bench_gateway_counts *c)
     if (c)
         *c = g->counts;
     gw_free(g);
+}
+
+/* ---- smlt-bench gateway ------------------------------------------------------------------ */
+
+static volatile sig_atomic_t gw_main_stop;
+
+static void gw_main_signal(int sig)
+{
+    gw_main_stop = sig;
+}
+
+static void gw_main_usage(FILE *f)
+{
+    fprintf(f, "usage: smlt-bench gateway --instances HOST:PORT,... [--listen HOST:PORT]\n"
+               "                          [--slots N] [--path P] [--async] [--port-file F]\n"
+               "A function platform's front door (the Knative activator's POST /, or OpenFaaS's\n"
+               "gateway with --path /function/NAME; --async adds its queue-worker) in front of\n"
+               "smlt-worker --http instances, until SIGINT or SIGTERM. Default: listen on\n"
+               "127.0.0.1:0, 1 slot per instance, path /.\n");
+}
+
+int bench_gateway_main(int argc, char **argv)
+{
+    const char *listen = "127.0.0.1:0", *path = "/", *port_file = NULL, *instances = NULL;
+    int slots = 1, async = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help")) {
+            gw_main_usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--async")) {
+            async = 1;
+        } else if (v && !strcmp(a, "--listen")) {
+            listen = argv[++i];
+        } else if (v && !strcmp(a, "--path")) {
+            path = argv[++i];
+        } else if (v && !strcmp(a, "--port-file")) {
+            port_file = argv[++i];
+        } else if (v && !strcmp(a, "--instances")) {
+            instances = argv[++i];
+        } else if (v && !strcmp(a, "--slots")) {
+            slots = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "smlt-bench gateway: unknown or incomplete option \"%s\"\n", a);
+            gw_main_usage(stderr);
+            return 2;
+        }
+    }
+    int ports[GW_MAX_INST], n = 0;
+    char hostbuf[GW_MAX_INST][64];
+    const char *hosts[GW_MAX_INST];
+    char *copy = instances ? strdup(instances) : NULL, *save = NULL;
+    for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save)) {
+        char *c = strrchr(t, ':');
+        if (n == GW_MAX_INST || !c || c == t || (size_t)(c - t) >= sizeof hostbuf[0] ||
+            atoi(c + 1) <= 0 || atoi(c + 1) > 65535) {
+            fprintf(stderr, "smlt-bench gateway: bad instance \"%s\" (HOST:PORT, at most %d)\n",
+                    t, GW_MAX_INST);
+            free(copy);
+            return 2;
+        }
+        memcpy(hostbuf[n], t, (size_t)(c - t));
+        hostbuf[n][c - t] = '\0';
+        hosts[n] = hostbuf[n];
+        ports[n++] = atoi(c + 1);
+    }
+    free(copy);
+    if (n == 0 || slots < 1) {
+        gw_main_usage(stderr);
+        return 2;
+    }
+    struct bench_gateway_opts o = {.path = path, .ports = ports, .hosts = hosts, .n = n,
+                                   .slots = slots, .async = async, .listen = listen};
+    char err[256];
+    struct bench_gateway *g = bench_gateway_start(&o, err, sizeof err);
+    if (!g) {
+        fprintf(stderr, "smlt-bench gateway: %s\n", err);
+        return 1;
+    }
+    signal(SIGINT, gw_main_signal);
+    signal(SIGTERM, gw_main_signal);
+    fprintf(stderr, "smlt-bench gateway: port %d, %d instances, %d slots each\n",
+            bench_gateway_port(g), n, slots);
+    if (port_file) {
+        FILE *f = fopen(port_file, "w");
+        if (!f || fprintf(f, "%d\n", bench_gateway_port(g)) < 0 || fclose(f) != 0) {
+            fprintf(stderr, "smlt-bench gateway: cannot write %s\n", port_file);
+            bench_gateway_stop(g, NULL);
+            return 1;
+        }
+    }
+    while (!gw_main_stop)
+        pause();
+    struct bench_gateway_counts c;
+    bench_gateway_stop(g, &c);
+    fprintf(stderr, "smlt-bench gateway: routed %d, pushed back %d, refused %d\n", c.routed,
+            c.pushed_back, c.refused);
+    return 0;
 }

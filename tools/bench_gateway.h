@@ -22,7 +22,9 @@ struct bench_gateway;
 
 struct bench_gateway_opts {
     const char *path;     /* what invocations are posted to */
-    const int *ports;     /* the instances, on 127.0.0.1 */
+    const int *ports;     /* the instances' ports */
+    const char *const *hosts; /* their hosts (IP addresses; NULL: all 127.0.0.1) */
+    const char *listen;   /* where the gateway listens (NULL: "127.0.0.1:0") */
     int n;                /* how many (1..16) */
     int slots;            /* invocations each takes at once */
     int async;            /* OpenFaaS's /async-function: 202, queue, callback */
@@ -46,7 +48,8 @@ struct bench_gateway_counts {
     int watched;        /* callback URLs containing opts.watch */
 };
 
-/* Starts a gateway on 127.0.0.1, port 0. Returns NULL with a message in err. */
+/* Starts a gateway (on 127.0.0.1, port 0, unless o->listen says otherwise). Returns NULL with
+ * a message in err. */
 struct bench_gateway *bench_gateway_start(const struct bench_gateway_opts *o, char *err,
                                           size_t errlen);
 
@@ -56,5 +59,9 @@ int bench_gateway_port(const struct bench_gateway *g);
 /* Waits up to 5 s for the answers to the callbacks posted, stops its thread, closes every
  * connection and frees it; its counts go to *c (may be NULL). */
 void bench_gateway_stop(struct bench_gateway *g, struct bench_gateway_counts *c);
+
+/* `smlt-bench gateway`: a gateway in front of instances elsewhere (deploy/podman/cluster.sh's
+ * function platform), until SIGINT or SIGTERM. */
+int bench_gateway_main(int argc, char **argv);
 
 #endif

@@ -6,6 +6,7 @@
 #include "bench_adapt.h"
 #include "bench_api.h"
 #include "bench_chaos.h"
+#include "bench_gateway.h"
 #include "bench_invoke.h"
 #include "bench_ps.h"
 #ifdef SMLT_HAVE_BENCH_TRAIN
@@ -17,6 +18,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: smlt-bench COMMAND [options]\n\n"
                "  ps      parameter-server sync: push+pull through smlt-ps shards, vs Redis and raw TCP\n"
+               "  gateway a function platform's front door for smlt-worker --http instances\n"
                "  invoke  function invocation overhead: cold vs warm starts, time outside training\n"
                "  adapt   the scheduler on real jobs: scale out for a deadline, in for a budget,\n"
                "          more shards for a shard bottleneck\n"
@@ -40,6 +42,8 @@ int main(int argc, char **argv)
         return bench_ps_main(argc - 1, argv + 1);
     if (!strcmp(argv[1], "invoke"))
         return bench_invoke_main(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "gateway"))
+        return bench_gateway_main(argc - 1, argv + 1);
     if (!strcmp(argv[1], "adapt"))
         return bench_adapt_main(argc - 1, argv + 1);
     if (!strcmp(argv[1], "api"))
