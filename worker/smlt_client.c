@@ -32,6 +32,7 @@
 #include "smlt_limits.h"
 #include "smlt_log.h"
 #include "smlt_tls.h"
+#include "smlt_util.h"
 #include "smlt_client_int.h"
 #include "smlt_client_priv.h"
 
@@ -604,7 +605,9 @@ static void send_op(struct smlt_client *c, struct op *o)
             p.has_min_clock = 1;
             p.min_clock = o->min_clock;
             p.has_wait_ms = 1;
-            p.wait_ms = (uint32_t)(c->opts.timeout_ms > 0 ? c->opts.timeout_ms : CLIENT_DEFAULT_TIMEOUT_MS);
+            int w = c->opts.timeout_ms > 0 ? c->opts.timeout_ms : CLIENT_DEFAULT_TIMEOUT_MS;
+            double left = c->deadline > 0 ? (c->deadline - smlt_now_mono()) * 1000 : w;
+            p.wait_ms = (uint32_t)(left < w ? (left > 1 ? left : 1) : w);
         }
         rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_PULL, o->req_id, &p.base, NULL, 0, 0, NULL,
                            NULL);
@@ -842,6 +845,14 @@ int smlt_client__batch_run(struct smlt_client *c)
         return SMLT_ECANCELED;
     }
     int timeout = c->opts.timeout_ms > 0 ? c->opts.timeout_ms : CLIENT_DEFAULT_TIMEOUT_MS;
+    int by_deadline = 0;
+    if (c->deadline > 0) {
+        double left = (c->deadline - smlt_now_mono()) * 1000;
+        if (left < timeout) {
+            timeout = left > 1 ? (int)left : 1;
+            by_deadline = 1;
+        }
+    }
     struct timeval tv = {timeout / 1000, (timeout % 1000) * 1000};
     c->timed_out = 0;
     c->err[0] = '\0';
@@ -876,7 +887,10 @@ int smlt_client__batch_run(struct smlt_client *c)
             op_finish(c, o, c->timed_out ? SMLT_ETIMEDOUT : SMLT_ECANCELED);
             if (!c->err[0] && !c->timed_out && atomic_load(&c->interrupted))
                 smlt_client__seterr(c, "interrupted");
-            if (!c->err[0] && c->timed_out)
+            if (!c->err[0] && c->timed_out && by_deadline)
+                smlt_client__seterr(c, "shard %s: no reply before the slice's time was up",
+                                    c->links[o->link].addr);
+            else if (!c->err[0] && c->timed_out)
                 smlt_client__seterr(c, "shard %s: no reply within %d ms", c->links[o->link].addr,
                                     timeout);
         }
@@ -982,6 +996,11 @@ void smlt_client_set_default_tls(struct smlt_tls *tls)
     smlt_tls_free(default_tls);
     default_tls = tls ? smlt_tls_ref(tls) : NULL;
     pthread_mutex_unlock(&default_tls_mu);
+}
+
+void smlt_client__set_deadline(struct smlt_client *c, double t)
+{
+    c->deadline = t;
 }
 
 struct smlt_tls *smlt_client__default_tls(void)

@@ -29,6 +29,12 @@ void smlt_client_set_default_tls(struct smlt_tls *tls);
  * enabled before c was created, and c must stay alive for the call (the caller's lock). */
 void smlt_client_interrupt(struct smlt_client *c);
 
+/* From now on no network wait of c's goes past t (CLOCK_MONOTONIC seconds; 0: none): a
+ * function's slice bounds its calls by its stop-by time, so that an instance whose shard has
+ * gone is free again soon after its time limit instead of after the client's timeout. A call
+ * that runs into it fails with SMLT_ETIMEDOUT ("the slice's time is up"). */
+void smlt_client__set_deadline(struct smlt_client *c, double t);
+
 /* The default TLS context (a new reference, or NULL): for the project's other clients. */
 struct smlt_tls *smlt_client__default_tls(void);
 

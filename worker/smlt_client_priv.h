@@ -122,6 +122,7 @@ struct smlt_client {
     int timed_out;
     struct event *wake_ev;  /* made active by smlt_client_interrupt() from another thread */
     atomic_int interrupted;
+    double deadline;      /* CLOCK_MONOTONIC; > 0: no wait goes past it (smlt_client__set_deadline) */
     struct smlt_job_conf job;
     char job_ckpt_dir[512]; /* job.checkpoint_dir points here (or is NULL) */
     char err[512];

@@ -12,6 +12,7 @@
 #include "data_set.h"
 #include "nn_model.h"
 #include "smlt_admin.h"
+#include "smlt_client_int.h"
 #include "smlt_log.h"
 #include "smlt_util.h"
 
@@ -445,8 +446,14 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
                                 "rank < workers and a sync mode");
         return SMLT_EINVAL;
     }
+    if (w->c)
+        smlt_client__set_deadline(w->c, 0); /* a warm client: the last slice's is over */
     int rc = prepare(w, t, r);
     r->init_s = smlt_now_mono() - t0;
+    /* No call of the slice waits past its stop-by time (and a second for the report): a shard
+     * that has gone must not hold the instance until the client's own timeout. */
+    if (!rc && w->c && t->deadline > 0)
+        smlt_client__set_deadline(w->c, t->deadline + 1.0);
     if (rc) {
         r->elapsed_s = smlt_now_mono() - t0;
         return rc;

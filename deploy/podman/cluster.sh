@@ -31,7 +31,7 @@ set -euo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 cmd=${1:-}
 [ -n "$cmd" ] && shift
-NAME=smlt-cluster TAG=0.1.0 SUBNET=10.89.77 WORKERS=2 BINS=$SRC/build/bin TLS=1 STATE=
+NAME=smlt-cluster TAG=0.1.0 SUBNET=10.89.77 WORKERS=3 BINS=$SRC/build/bin TLS=1 STATE=
 KILL_AT=0 TARGET=0.88 DATASET=/usr/share/datasets/fashion-mnist EPOCHS=30 SLICE_S=4
 while [ $# -gt 0 ]; do
     case $1 in
@@ -193,7 +193,8 @@ cmd_demo() {
             sleep 0.2
         done
         [ "$step" -ge "$KILL_AT" ] || die "$id did not reach step $KILL_AT"
-        local k=$((${node##*.} - 11)) cid
+        local host=${node%:*} cid
+        local k=$((${host##*.} - 11))
         cid=$(node_id "$k")
         say "step $step: killing node ps-$k ($node, container ${cid:0:12}), which holds shard 0"
         podman kill "$cid" >/dev/null
