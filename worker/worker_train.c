@@ -433,6 +433,13 @@ static uint64_t need_clock(const struct worker_task *t, uint64_t s)
     return 0;
 }
 
+/* A call that failed with SMLT_ETIMEDOUT because the slice's stop-by time (plus the second
+ * smlt_client__set_deadline() adds) came: the slice is over, which is not an error. */
+static int slice_over(const struct worker_task *t, int rc)
+{
+    return rc == SMLT_ETIMEDOUT && t->deadline > 0 && smlt_now_mono() >= t->deadline;
+}
+
 int worker_run(struct worker *w, const struct worker_task *t, struct worker_report *r,
                worker_progress_fn progress, void *arg)
 {
@@ -480,6 +487,13 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
     double tc = smlt_now_mono();
     rc = smlt_pull(w->c, need_clock(t, s), wait_ms, params, &clock);
     r->comm_s += smlt_now_mono() - tc;
+    if (slice_over(t, rc)) {
+        /* Its peers had not got there before its time was up: a slice of no steps. */
+        r->elapsed_s = smlt_now_mono() - t0;
+        r->next_step = s;
+        r->status = WORKER_TIME_UP;
+        return 0;
+    }
     if (rc) {
         rep_err(r, rc, "initial pull: %s", smlt_client_errmsg(w->c));
         r->elapsed_s = smlt_now_mono() - t0;
@@ -552,6 +566,16 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
             log_info("worker %u: the shards end this slice at step %llu (the job stops or "
                      "changes there)",
                      t->rank, (unsigned long long)s);
+            rc = 0;
+            break;
+        }
+        if (slice_over(t, rc)) {
+            /* The slice's time ran out inside the step (waiting for the slowest rank, or for
+             * a shard that has gone): it ends at step s, not done. Its push, if the shard
+             * counted it, is acknowledged as a duplicate when the next slice pushes s again. */
+            r->compute_s -= tb - ts;
+            r->comm_s -= tn - tb;
+            time_up = 1;
             rc = 0;
             break;
         }

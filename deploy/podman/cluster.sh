@@ -52,6 +52,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 STATE=${STATE:-$HOME/.cache/smlt/cluster-$NAME}
+# The other commands work on the cluster up made: its subnet is in the state.
+[ "$cmd" != up ] && [ -s "$STATE/subnet" ] && SUBNET=$(cat "$STATE/subnet")
 COORD_IP=$SUBNET.10
 GW_IP=$SUBNET.1
 NODES=3
