@@ -96,12 +96,25 @@ static void on_recover_restored(struct coord_job *j, const struct coord_admin_re
     j->ns_shards = 0; /* the next noise sample is a baseline */
     j->bd_step = at;
     job_epoch_mark(j, at, smlt_now_mono());
-    job_event(j, "fault",
-              "parameter-server shard %u (pid %d) exited at step %llu; replaced by pid %d and "
-              "every shard restored to the checkpoint of step %llu: %llu steps lost, trained "
-              "again from there by %u workers",
-              j->rc_shard, (int)j->rc_pid, (unsigned long long)was, (int)j->shards.pid[j->rc_shard],
-              (unsigned long long)at, (unsigned long long)(was > at ? was - at : 0), workers);
+    if (j->shards.pool) {
+        char addr[COORD_ADDR_LEN];
+        coord_shards_addr(&j->shards, j->rc_shard, addr, sizeof addr);
+        addr[strcspn(addr, "/")] = '\0';
+        job_event(j, "fault",
+                  "parameter-server shard %u was lost with its PS node at step %llu; placed "
+                  "again on node %s and every shard restored to the checkpoint of step %llu: "
+                  "%llu steps lost, trained again from there by %u workers",
+                  j->rc_shard, (unsigned long long)was, addr, (unsigned long long)at,
+                  (unsigned long long)(was > at ? was - at : 0), workers);
+    } else {
+        job_event(j, "fault",
+                  "parameter-server shard %u (pid %d) exited at step %llu; replaced by pid %d "
+                  "and every shard restored to the checkpoint of step %llu: %llu steps lost, "
+                  "trained again from there by %u workers",
+                  j->rc_shard, (int)j->rc_pid, (unsigned long long)was,
+                  (int)j->shards.pid[j->rc_shard], (unsigned long long)at,
+                  (unsigned long long)(was > at ? was - at : 0), workers);
+    }
     if (workers != j->rc_conf_workers) {
         /* The shards were configured with the current phase's count. */
         struct coord_admin_req req = {.op = COORD_ADMIN_UPDATE_CONF, .workers = workers};

@@ -118,11 +118,18 @@ static void on_promoted(struct coord_job *j, const struct coord_admin_res *res)
     coord_shards_promote(&j->shards, i);
     j->map_version++;
     j->recovering = 0;
-    job_event(j, "failover",
-              "parameter-server shard %u (pid %d) exited at step %llu; its backup (pid %d, %s) "
-              "took over with every acknowledged step: 0 steps lost; a new backup is being "
-              "built",
-              i, (int)j->rc_pid, (unsigned long long)j->step, (int)bpid, was);
+    if (j->shards.pool)
+        job_event(j, "failover",
+                  "parameter-server shard %u was lost with its PS node at step %llu; its backup "
+                  "(%s) took over with every acknowledged step: 0 steps lost; a new backup is "
+                  "being built",
+                  i, (unsigned long long)j->step, was);
+    else
+        job_event(j, "failover",
+                  "parameter-server shard %u (pid %d) exited at step %llu; its backup (pid %d, "
+                  "%s) took over with every acknowledged step: 0 steps lost; a new backup is "
+                  "being built",
+                  i, (int)j->rc_pid, (unsigned long long)j->step, (int)bpid, was);
     job_journal_shards(j);
     job_replicas_build(j, after_failover);
 }

@@ -393,6 +393,36 @@ static void print_event(const json_t *e)
            smltctl_jstr(e, "message"));
 }
 
+/* The PS pool's nodes under the jobs' table (nothing in local mode, or from a coordinator
+ * without /api/nodes). */
+static void print_nodes(struct smltctl *c)
+{
+    json_t *resp = NULL;
+    long status = 0;
+    char err[256];
+    if (smltctl_api_quiet(c, "GET", "/api/nodes", NULL, &resp, &status, err, sizeof err) != 0 ||
+        status != 200 || strcmp(smltctl_jstr(resp, "mode"), "pool")) {
+        json_decref(resp);
+        return;
+    }
+    printf("\nPS nodes (pool %s):\n", smltctl_jstr(resp, "pool"));
+    printf("  %-24s %-12s %-11s %9s %9s %7s %6s\n", "NODE", "NAME", "STATE", "CAPACITY", "FREE",
+           "SHARDS", "CONNS");
+    size_t i;
+    json_t *n;
+    json_array_foreach(json_object_get(resp, "nodes"), i, n)
+    {
+        printf("  %-24s %-12s %-11s %7.0f M %7.0f M %7lld %6lld\n", smltctl_jstr(n, "addr"),
+               smltctl_jstr(n, "name"), smltctl_jstr(n, "state"),
+               smltctl_jnum(n, "capacity_bytes") / 1048576.0,
+               smltctl_jnum(n, "free_bytes") / 1048576.0, smltctl_jint(n, "shards"),
+               smltctl_jint(n, "connections"));
+        if (*smltctl_jstr(n, "error") && strcmp(smltctl_jstr(n, "state"), "up"))
+            printf("    %s\n", smltctl_jstr(n, "error"));
+    }
+    json_decref(resp);
+}
+
 static void print_job(const json_t *j)
 {
     const json_t *spec = json_object_get(j, "spec");
@@ -469,6 +499,17 @@ static void print_job(const json_t *j)
     if (*smltctl_jstr(j, "ps_addrs"))
         printf(" at %s", smltctl_jstr(j, "ps_addrs"));
     printf("\n");
+    /* On a PS pool: the node of each shard (and of its backup). */
+    size_t k;
+    json_t *pn;
+    json_array_foreach(json_object_get(j, "ps_nodes"), k, pn)
+    {
+        printf("  shard %-6lld on node %s%s", smltctl_jint(pn, "shard"), smltctl_jstr(pn, "node"),
+               json_is_true(json_object_get(pn, "up")) ? "" : " (down)");
+        if (*smltctl_jstr(pn, "backup_node"))
+            printf(", backup on %s", smltctl_jstr(pn, "backup_node"));
+        printf("\n");
+    }
     if (inv && smltctl_jint(inv, "total") > 0) {
         double busy = smltctl_jnum(inv, "billed_s");
         double comp = smltctl_jnum(inv, "compute_s"), comm = smltctl_jnum(inv, "comm_s");
@@ -577,6 +618,8 @@ int smltctl_cmd_status(struct smltctl *c, int argc, char **argv)
     else
         print_table(json_object_get(resp, "jobs"));
     json_decref(resp);
+    if (!job && !c->json)
+        print_nodes(c);
     return SMLTCTL_OK;
 }
 

@@ -4,7 +4,9 @@
 #   - a coordinator (localhost/smlt-coordinator) at .10, with the PS pool --ps-pool;
 #   - three PS nodes (localhost/smlt-ps, `smlt-ps --node`) at .11 .. .13, sharing one
 #     checkpoint volume (so that a lost node's shards are restored on another);
-#   - worker function instances (localhost/smlt-worker, `smlt-worker --http`) at .21 ..,
+#   - worker function instances (localhost/smlt-worker, `smlt-worker --http`, two invocations
+#     each) at .21 .. (4 by default: twice the demo's ranks, so that the slices of a job being
+#     restored fit beside the ones still ending, as a platform's scale-out would make them),
 #     started from a Kubernetes Deployment with `podman kube play` (deploy/podman/workers.yaml);
 #   - the platform's front door in front of them, a Knative activator stand-in
 #     (`smlt-bench gateway`), on the host at the network's gateway address .1.
@@ -22,6 +24,7 @@
 # Fashion-MNIST MLP to --target (default 0.88) on 2 shards and 4 workers through the cluster
 # and prints the result; with --kill-node-at STEP it kills the node container holding shard 0
 # once the job passes STEP, and the job must still succeed with that shard on another node.
+# Slices are 6 s (--slice-s).
 # down: removes the containers (by the ids up recorded), the network and the gateway (by its
 # pid). Everything up made is recorded in --state (default ~/.cache/smlt/cluster-NAME).
 # Needs podman (deploy/podman-setup.sh installs and configures it) and, on the host, the
@@ -31,8 +34,8 @@ set -euo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 cmd=${1:-}
 [ -n "$cmd" ] && shift
-NAME=smlt-cluster TAG=0.1.0 SUBNET=10.89.77 WORKERS=3 BINS=$SRC/build/bin TLS=1 STATE=
-KILL_AT=0 TARGET=0.88 DATASET=/usr/share/datasets/fashion-mnist EPOCHS=30 SLICE_S=4
+NAME=smlt-cluster TAG=0.1.0 SUBNET=10.89.77 WORKERS=4 BINS=$SRC/build/bin TLS=1 STATE=
+KILL_AT=0 TARGET=0.88 DATASET=/usr/share/datasets/fashion-mnist EPOCHS=30 SLICE_S=6
 while [ $# -gt 0 ]; do
     case $1 in
     --name) NAME=$2; shift 2 ;;
