@@ -25,6 +25,7 @@ struct node_call {
     int done;
     int rc;
     int hello_ok;
+    int closed;      /* on_close ran: the connection frees itself */
     char *err;
     size_t errlen;
     struct smlt_node_info *info; /* NodeStats */
@@ -98,6 +99,7 @@ static void on_close(struct rpc_conn *c, int err, void *arg)
 {
     struct node_call *k = arg;
     char msg[256];
+    k->closed = 1;
     const char *why = rpc_conn_errmsg(c);
     snprintf(msg, sizeof msg, "connection closed: %s", why[0] ? why : smlt_strerror(err));
     finish(k, err ? err : SMLT_ECLOSED, msg);
@@ -159,9 +161,10 @@ static int node_call(const char *addr, const char *token, int timeout_ms, uint8_
         event_base_dispatch(k.base);
     if (!t)
         finish(&k, SMLT_ENOMEM, "out of memory");
-    rpc_conn_set_arg(c, NULL);
-    rpc_conn_set_handler(c, &(struct rpc_conn_handler){0}, NULL);
-    rpc_conn_abort(c, SMLT_ECANCELED);
+    if (!k.closed) {
+        rpc_conn_set_handler(c, &(struct rpc_conn_handler){0}, NULL);
+        rpc_conn_abort(c, SMLT_ECANCELED);
+    }
     event_base_loop(k.base, EVLOOP_NONBLOCK); /* the deferred free */
     if (t)
         event_free(t);
