@@ -143,6 +143,20 @@ static int parse_ulong(const char *flag, const char *arg, unsigned long lo, unsi
     return 0;
 }
 
+/* --FLAG FILE: the token in FILE into *owned (freed at exit), and *use. Returns 0, or 2 (said
+ * why). */
+static int read_token(const char *flag, const char *path, char **owned, const char **use)
+{
+    free(*owned);
+    *owned = smlt_token_read(path);
+    if (!*owned) {
+        fprintf(stderr, "smlt-ps: --%s: cannot read %s\n", flag, path);
+        return 2;
+    }
+    *use = *owned;
+    return 0;
+}
+
 /* Takes one option. Returns 0, 1 to exit 0 (--help, --version) or 2 to exit 2 (said why). */
 static int take_opt(int c, const char *arg, struct ps_opts *o)
 {
@@ -160,14 +174,7 @@ static int take_opt(int c, const char *arg, struct ps_opts *o)
         o->conf.shard = (uint32_t)v;
         return 0;
     case 'T':
-        free(o->token);
-        o->token = smlt_token_read(arg);
-        if (!o->token) {
-            fprintf(stderr, "smlt-ps: --token-file: cannot read %s\n", arg);
-            return 2;
-        }
-        o->conf.token = o->token;
-        return 0;
+        return read_token("token-file", arg, &o->token, &o->conf.token);
     case 'm':
         if (parse_ulong("max-conns", arg, 1, SMLT_MAX_CONNS, "", &v))
             return 2;
@@ -198,14 +205,7 @@ static int take_opt(int c, const char *arg, struct ps_opts *o)
         o->memory_mb = v;
         return 0;
     case 'F':
-        free(o->admin_token);
-        o->admin_token = smlt_token_read(arg);
-        if (!o->admin_token) {
-            fprintf(stderr, "smlt-ps: --admin-token-file: cannot read %s\n", arg);
-            return 2;
-        }
-        o->conf.admin_token = o->admin_token;
-        return 0;
+        return read_token("admin-token-file", arg, &o->admin_token, &o->conf.admin_token);
     case 'C': o->tls.cert = arg; return 0;
     case 'K': o->tls.key = arg; return 0;
     case 'A': o->tls.ca = arg; return 0;
