@@ -244,12 +244,15 @@ static int serve(const struct options *o)
     struct coord *co = base ? coord_new(base, &o->conf, err, sizeof err) : NULL;
     if (!co) {
         log_error("%s", err[0] ? err : "cannot start");
+        if (base)
+            event_base_free(base);
         return 1;
     }
     struct coord_http *http = coord_http_new(base, co, o->listen, o->token, err, sizeof err);
     if (!http) {
         log_error("%s", err);
         coord_free(co);
+        event_base_free(base);
         return 1;
     }
     if (o->conf.openfaas_async && !o->conf.callback_url &&
@@ -292,8 +295,11 @@ int main(int argc, char **argv)
 {
     struct options o;
     int rc = parse_options(argc, argv, &o);
-    if (rc >= 0)
+    if (rc >= 0) {
+        free(o.token);
+        free(o.pool_token);
         return rc;
+    }
     smlt_log_init("smlt-coordinator", o.level);
     signal(SIGPIPE, SIG_IGN);
     if (mkdir(o.conf.data_dir, 0755) != 0 && errno != EEXIST) {
