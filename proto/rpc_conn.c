@@ -51,6 +51,8 @@ struct rpc_conn {
                                 openssl bufferevent that does all of the I/O */
     int tls;                 /* TLS: input comes decrypted from bev's input evbuffer */
     int tls_up;              /* TLS: the handshake completed */
+    struct evbuffer_cb_entry *out_cb; /* TLS: on_out_drained() */
+    struct event *flush_ev;  /* TLS: sends the gathered records once the socket takes them */
     int accepted;            /* the server's end of the connection */
     char why[256];           /* what went wrong, in words (rpc_conn_errmsg()) */
     uint8_t *ib;             /* input buffer: headers, metadata, small payloads; bytes */
@@ -115,6 +117,8 @@ static void conn_process(struct rpc_conn *c);
 static void conn_update_read(struct rpc_conn *c);
 static void conn_tls_drain(struct rpc_conn *c);
 static void tls_kick(struct rpc_conn *c);
+static void tls_flush(struct rpc_conn *c);
+static size_t tls_unsent(const struct rpc_conn *c);
 static size_t copied_out(const struct rpc_conn *c);
 
 static void conn_defer(struct rpc_conn *c, unsigned flag)
@@ -144,6 +148,8 @@ static void conn_free(struct rpc_conn *c)
         event_free(c->read_ev);
     if (c->rate_ev)
         event_free(c->rate_ev);
+    if (c->flush_ev)
+        event_free(c->flush_ev);
     if (c->rate) {
         /* Leave the group now: the bufferevent may be finalized later, and the group freed
          * before that. */
@@ -156,6 +162,8 @@ static void conn_free(struct rpc_conn *c)
      * while the connection exists (bufferevent_free() may finalize the buffer later, from the
      * loop, after c is gone). */
     struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->out_cb)
+        evbuffer_remove_cb_entry(out, c->out_cb);
     evbuffer_drain(out, evbuffer_get_length(out));
     /* Any reference libevent still holds (it may finalize buffers from the loop later) must
      * not reach back into this connection. */
@@ -194,6 +202,8 @@ void rpc_conn_abort(struct rpc_conn *c, int err)
     if (!c->close_err)
         c->close_err = err;
     bufferevent_disable(c->bev, EV_WRITE);
+    if (c->flush_ev)
+        event_del(c->flush_ev);
     conn_update_read(c);
     c->direct = 0;
     conn_defer(c, DEFER_FREE);
@@ -207,15 +217,18 @@ void rpc_conn_close(struct rpc_conn *c, int err)
     c->close_err = err;
     conn_update_read(c);
     c->direct = 0;
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && tls_unsent(c) == 0) {
         rpc_conn_abort(c, err);
         return;
     }
-    /* Flush what is queued (the error reply, typically), then free from the write callback. */
+    /* Flush what is queued (the error reply, typically), then free from the write callback
+     * (TLS: or from on_flush(), when the last records wait in the gathering BIO). */
     struct timeval tv = {RPC_FLUSH_TIMEOUT_S, 0};
     bufferevent_set_timeouts(c->bev, NULL, &tv);
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     bufferevent_enable(c->bev, EV_WRITE);
+    if (tls_unsent(c))
+        tls_flush(c);
 }
 
 /* 1 when the connection's first bytes are a TLS record (handshake 0x16 or alert 0x15, then
@@ -654,7 +667,7 @@ static void on_bev_write(struct bufferevent *bev, void *arg)
     struct rpc_conn *c = arg;
     size_t len = evbuffer_get_length(bufferevent_get_output(bev));
     if (c->closing) {
-        if (len == 0)
+        if (len == 0 && tls_unsent(c) == 0)
             rpc_conn_abort(c, c->close_err);
         return;
     }
@@ -714,6 +727,57 @@ static int conn_tls_failed(struct rpc_conn *c)
     snprintf(c->why, sizeof c->why, "TLS %s with %s failed: %s", what, c->peer, d);
     log_warn("conn %s: TLS %s failed: %s", c->peer, what, d);
     return SMLT_ETLS;
+}
+
+static size_t tls_unsent(const struct rpc_conn *c)
+{
+    return c->tls ? smlt_tls_unsent(bufferevent_openssl_get_ssl(c->bev)) : 0;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct rpc_conn *c = arg;
+    if (what & EV_TIMEOUT) {
+        log_debug("conn %s: the last bytes were not taken in %d s", c->peer,
+                  RPC_FLUSH_TIMEOUT_S);
+        rpc_conn_abort(c, SMLT_ETIMEDOUT);
+        return;
+    }
+    tls_flush(c);
+}
+
+/* TLS: sends what the gathering BIO holds (smlt_tls_set_fd()). When the socket takes only
+ * part, flush_ev sends the rest once it is writable (with the flush timeout when closing);
+ * a closing connection whose output is all out is freed. */
+static void tls_flush(struct rpc_conn *c)
+{
+    if (!c->tls || c->freeing)
+        return;
+    int r = smlt_tls_flush(bufferevent_openssl_get_ssl(c->bev));
+    if (r < 0) {
+        int e = errno;
+        log_debug("conn %s: send: %s", c->peer, strerror(e));
+        rpc_conn_abort(c, e == ECONNRESET || e == EPIPE ? SMLT_ECLOSED : SMLT_EIO);
+        return;
+    }
+    if (r > 0) {
+        if (!c->flush_ev)
+            c->flush_ev = event_new(c->base, bufferevent_getfd(c->bev), EV_WRITE, on_flush, c);
+        struct timeval tv = {RPC_FLUSH_TIMEOUT_S, 0};
+        if (!c->flush_ev || event_add(c->flush_ev, c->closing ? &tv : NULL) != 0)
+            rpc_conn_abort(c, SMLT_ENOMEM);
+        return;
+    }
+    if (c->closing && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        rpc_conn_abort(c, c->close_err);
+}
+
+/* TLS: the bufferevent has encrypted a batch of output into the gathering BIO (and drained
+ * its plaintext): send it now, not when the BIO fills. */
+static void on_out_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    if (info->n_deleted)
+        tls_flush(arg);
 }
 
 static void on_bev_event(struct bufferevent *bev, short what, void *arg)
@@ -792,6 +856,12 @@ static struct rpc_conn *conn_alloc(struct event_base *base, struct bufferevent *
         /* A peer that closes without close_notify is an end of stream, not an error: frames
          * are length-prefixed, so a cut one is seen as cut anyway. */
         bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+        c->out_cb = evbuffer_add_cb(bufferevent_get_output(bev), on_out_drained, c);
+        if (!c->out_cb) {
+            event_free(c->defer_ev);
+            free(c);
+            return NULL;
+        }
     }
     bufferevent_setcb(bev, tls ? on_bev_read : NULL, on_bev_write, on_bev_event, c);
     bufferevent_setwatermark(bev, EV_WRITE, SMLT_OUTBUF_HIGH / 2, 0);
@@ -872,6 +942,10 @@ static struct bufferevent *bev_new(struct event_base *base, int fd, struct smlt_
         return NULL;
     }
     tls_read_ahead(ssl);
+    if (smlt_tls_set_fd(ssl, fd) != 0) {
+        SSL_free(ssl);
+        return NULL;
+    }
     struct bufferevent *bev = bufferevent_openssl_socket_new(
         base, fd, ssl, host ? BUFFEREVENT_SSL_CONNECTING : BUFFEREVENT_SSL_ACCEPTING,
         BEV_OPT_CLOSE_ON_FREE);
@@ -958,7 +1032,10 @@ struct rpc_conn *rpc_conn_connect_tls(struct event_base *base, const char *addr,
         return c;
     }
     int fd = bufferevent_getfd(bev);
-    if (fd < 0 || (!tls && conn_arm_read(c, fd) != 0)) {
+    /* TLS: libevent's connect gave the session a socket BIO of its own (the handshake has not
+     * begun): the gathering one again. */
+    if (fd < 0 || (tls && smlt_tls_set_fd(bufferevent_openssl_get_ssl(bev), fd) != 0) ||
+        (!tls && conn_arm_read(c, fd) != 0)) {
         rpc_conn_abort(c, SMLT_EIO);
         return c;
     }
@@ -1142,7 +1219,7 @@ void rpc_conn_set_limits(struct rpc_conn *c, const struct rpc_limits *lim)
 
 size_t rpc_conn_outbuf_len(const struct rpc_conn *c)
 {
-    return evbuffer_get_length(bufferevent_get_output(c->bev));
+    return evbuffer_get_length(bufferevent_get_output(c->bev)) + tls_unsent(c);
 }
 
 const char *rpc_conn_peer(const struct rpc_conn *c)

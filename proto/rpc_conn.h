@@ -16,10 +16,11 @@
  * payload is drained from that evbuffer straight into the handler's buffer (evbuffer_remove):
  * one copy after decryption, no intermediate buffer; headers and small payloads go through
  * the connection's input buffer as on a plain connection. Sending is the same on both: a
- * referenced payload is encrypted from the caller's memory as it goes out. Plain connections
- * keep the direct recv(2) path; nothing on it changes with TLS compiled in. A TLS failure
- * (handshake, certificate, an alert) closes the connection with SMLT_ETLS and a line in
- * words (rpc_conn_errmsg()), and a plain connection whose peer answers with TLS records is
+ * referenced payload is encrypted from the caller's memory as it goes out, and the records
+ * are gathered into large writes (smlt_tls_set_fd()) instead of one send(2) each. Plain
+ * connections keep the direct recv(2) path; nothing on it changes with TLS compiled in. A TLS
+ * failure (handshake, certificate, an alert) closes the connection with SMLT_ETLS and a line
+ * in words (rpc_conn_errmsg()), and a plain connection whose peer answers with TLS records is
  * closed with SMLT_ETLS too, instead of "bad frame".
  *
  * Each connection is a state machine: HDR (waiting for header + metadata) -> DEST (waiting for
@@ -151,7 +152,8 @@ int rpc_conn_set_rate(struct rpc_conn *c, struct rpc_rate *r);
 /* Replaces the limits on incoming frames (e.g. after authentication). */
 void rpc_conn_set_limits(struct rpc_conn *c, const struct rpc_limits *lim);
 
-/* Bytes queued for output, including referenced payloads not yet written. */
+/* Bytes queued for output, including referenced payloads not yet written (TLS: and the
+ * encrypted records gathered but not yet sent). */
 size_t rpc_conn_outbuf_len(const struct rpc_conn *c);
 
 /* Accessors. The peer string is "ip:port", valid while the connection lives. */
