@@ -16,7 +16,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
-#include <event2/bufferevent_struct.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -35,22 +34,21 @@ enum conn_state { ST_HDR, ST_DEST, ST_PAYLOAD, ST_DISCARD };
  * goes out in few writev calls, bounded so one connection cannot hog a wakeup. */
 #define RPC_MAX_SINGLE_IO (4u << 20)
 #define RPC_FLUSH_TIMEOUT_S 5
-/* TLS: what the openssl bufferevent asks OpenSSL for per read (at most two records come back
- * per socket wakeup either way). Its input is drained on every read callback, and reading is
- * disabled whenever this connection stops reading, so the watermark is never reached: it is
- * there because without one libevent reads 4 KiB at a time. */
-#define RPC_TLS_READ (256u << 10)
-#define RPC_TLS_READ_HIGH (16u << 20)
 /* TLS read-ahead: OpenSSL fills a buffer this big with one recv(2) and decrypts records out
  * of it, instead of two recv(2) calls per 16 KiB record (see tls_kick()). */
 #define RPC_TLS_READ_AHEAD (256u << 10)
 
 struct rpc_conn {
     struct event_base *base;
-    struct bufferevent *bev; /* plain: output only, its reading is never enabled; TLS: an
-                                openssl bufferevent that does all of the I/O */
-    int tls;                 /* TLS: input comes decrypted from bev's input evbuffer */
+    struct bufferevent *bev; /* output only, its reading is never enabled; TLS: an openssl
+                                bufferevent, which also runs the handshake */
+    int tls;                 /* TLS: input is SSL_read() from the socket after the handshake */
     int tls_up;              /* TLS: the handshake completed */
+    int tls_starved;         /* TLS: the last SSL_read() wanted bytes the socket did not have */
+    int tls_eof;             /* TLS: the stream ended (or failed, with close_err set) after
+                                the bytes tls_read() returned last */
+    struct evbuffer_cb_entry *out_cb; /* TLS: on_out_drained() */
+    struct event *flush_ev;  /* TLS: sends the gathered records once the socket takes them */
     int accepted;            /* the server's end of the connection */
     char why[256];           /* what went wrong, in words (rpc_conn_errmsg()) */
     uint8_t *ib;             /* input buffer: headers, metadata, small payloads; bytes */
@@ -115,6 +113,10 @@ static void conn_process(struct rpc_conn *c);
 static void conn_update_read(struct rpc_conn *c);
 static void conn_tls_drain(struct rpc_conn *c);
 static void tls_kick(struct rpc_conn *c);
+static void tls_flush(struct rpc_conn *c);
+static int conn_tls_fail(struct rpc_conn *c, unsigned long e, int sock);
+static int conn_arm_read(struct rpc_conn *c, int fd);
+static size_t tls_unsent(const struct rpc_conn *c);
 static size_t copied_out(const struct rpc_conn *c);
 
 static void conn_defer(struct rpc_conn *c, unsigned flag)
@@ -144,6 +146,8 @@ static void conn_free(struct rpc_conn *c)
         event_free(c->read_ev);
     if (c->rate_ev)
         event_free(c->rate_ev);
+    if (c->flush_ev)
+        event_free(c->flush_ev);
     if (c->rate) {
         /* Leave the group now: the bufferevent may be finalized later, and the group freed
          * before that. */
@@ -156,6 +160,8 @@ static void conn_free(struct rpc_conn *c)
      * while the connection exists (bufferevent_free() may finalize the buffer later, from the
      * loop, after c is gone). */
     struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->out_cb)
+        evbuffer_remove_cb_entry(out, c->out_cb);
     evbuffer_drain(out, evbuffer_get_length(out));
     /* Any reference libevent still holds (it may finalize buffers from the loop later) must
      * not reach back into this connection. */
@@ -194,6 +200,8 @@ void rpc_conn_abort(struct rpc_conn *c, int err)
     if (!c->close_err)
         c->close_err = err;
     bufferevent_disable(c->bev, EV_WRITE);
+    if (c->flush_ev)
+        event_del(c->flush_ev);
     conn_update_read(c);
     c->direct = 0;
     conn_defer(c, DEFER_FREE);
@@ -207,15 +215,18 @@ void rpc_conn_close(struct rpc_conn *c, int err)
     c->close_err = err;
     conn_update_read(c);
     c->direct = 0;
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && tls_unsent(c) == 0) {
         rpc_conn_abort(c, err);
         return;
     }
-    /* Flush what is queued (the error reply, typically), then free from the write callback. */
+    /* Flush what is queued (the error reply, typically), then free from the write callback
+     * (TLS: or from on_flush(), when the last records wait in the gathering BIO). */
     struct timeval tv = {RPC_FLUSH_TIMEOUT_S, 0};
     bufferevent_set_timeouts(c->bev, NULL, &tv);
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     bufferevent_enable(c->bev, EV_WRITE);
+    if (tls_unsent(c))
+        tls_flush(c);
 }
 
 /* 1 when the connection's first bytes are a TLS record (handshake 0x16 or alert 0x15, then
@@ -360,18 +371,64 @@ static void on_rate(evutil_socket_t fd, short what, void *arg)
         conn_tls_drain(c);
 }
 
-/* recv(2) for both kinds of connection. Plain: from the socket. TLS: from the plaintext the
- * openssl bufferevent has decrypted into its input evbuffer (one copy, straight into buf);
- * -1 with EAGAIN when none is left (the end of the stream comes as an event). */
+/* TLS: SSL_read()s up to len bytes of plaintext straight into buf, record after record
+ * (OpenSSL gives one record per call, decrypted in its own buffer and copied out). Returns
+ * as recv(2) does: bytes, 0 at the end of the stream, or -1 with errno (EAGAIN: the socket
+ * has no more now). The end or a failure met after some bytes comes on the next call. A TLS
+ * failure (an alert, a bad record) sets c->why and c->close_err (SMLT_ETLS) and is EPROTO. */
+static ssize_t tls_read(struct rpc_conn *c, uint8_t *buf, size_t len)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    size_t got = 0;
+    c->tls_starved = 0;
+    while (got < len && !c->tls_eof) {
+        size_t n = 0;
+        ERR_clear_error();
+        int r = SSL_read_ex(ssl, buf + got, len - got, &n);
+        if (r == 1) {
+            got += n;
+            continue;
+        }
+        int sys = errno, e = SSL_get_error(ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            /* (WANT_WRITE: only a renegotiation could ask for it, and it is off.) */
+            c->tls_starved = 1;
+            break;
+        }
+        if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 &&
+                                           sys == 0)) {
+            c->tls_eof = 1; /* close_notify, or a hang-up (SSL_OP_IGNORE_UNEXPECTED_EOF) */
+        } else if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+            c->tls_eof = -sys; /* a socket error: what it would be without TLS */
+        } else {
+            c->close_err = conn_tls_fail(c, ERR_get_error(), 0);
+            ERR_clear_error();
+            c->tls_eof = -EPROTO;
+        }
+    }
+    if (got)
+        return (ssize_t)got;
+    if (c->tls_eof < 0) {
+        errno = -c->tls_eof;
+        return -1;
+    }
+    if (c->tls_eof)
+        return 0;
+    errno = EAGAIN;
+    return -1;
+}
+
+/* recv(2) for both kinds of connection. Plain: from the socket. TLS: first what the openssl
+ * bufferevent decrypted into its input evbuffer itself (only when a write of its own waited
+ * for a read, i.e. never without renegotiation), then SSL_read() from the socket. */
 static ssize_t conn_recv(struct rpc_conn *c, int fd, void *buf, size_t len)
 {
     if (!c->tls)
         return recv(fd, buf, len, 0);
-    int n = evbuffer_remove(bufferevent_get_input(c->bev), buf, len);
-    if (n > 0)
-        return n;
-    errno = EAGAIN;
-    return -1;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (evbuffer_get_length(in) > 0)
+        return evbuffer_remove(in, buf, len);
+    return tls_read(c, buf, len);
 }
 
 /* Reads the rest of the current payload straight into its buffer. Returns 0 to go on reading
@@ -465,30 +522,29 @@ static void conn_read(struct rpc_conn *c, int fd)
 
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
-    conn_read(arg, fd);
+    struct rpc_conn *c = arg;
+    conn_read(c, fd);
+    tls_kick(c); /* a direct read may have stopped at its budget */
 }
 
-/* TLS with read-ahead: OpenSSL holds records it has read off the socket and not yet
- * decrypted, which libevent's openssl bufferevent does not see (it reads on while
- * SSL_pending(), the rest of the current record, is not 0, at most two records per read
- * event). When the socket then has nothing more, no read event would come and those records
- * would wait for the next bytes from the peer: make the bufferevent's read event active, so
- * that it reads them on the next turn of the loop. Nothing when reading is off: enabling it
- * again calls here. (libevent 2.1 has no call that makes an openssl bufferevent read again;
- * its read event is reached through the public struct of event2/bufferevent_struct.h.) */
+/* TLS with read-ahead: OpenSSL holds bytes it has read off the socket and not yet decrypted
+ * or returned, which epoll does not see. When reading stopped with some there (the input
+ * buffer or a direct read's budget was full, or reading was off), no read event would come
+ * for them until the peer sent more: make the read event active, so that they are read on
+ * the next turn of the loop. Not when the last SSL_read() found only part of a record: the
+ * rest comes from the socket. */
 static void tls_kick(struct rpc_conn *c)
 {
-    if (c->tls && c->tls_up && c->read_on && !c->closing &&
-        evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+    if (c->tls && c->read_on && !c->closing && !c->tls_starved &&
         SSL_has_pending(bufferevent_openssl_get_ssl(c->bev)))
-        event_active(&c->bev->ev_read, EV_READ, 1);
+        event_active(c->read_ev, EV_READ, 1);
 }
 
-/* TLS: takes what the openssl bufferevent has decrypted, as conn_read() takes bytes from a
- * socket, until none is left, reading stops (paused, waiting for a destination, out of rate
- * credit, closing) or the frame budget defers the rest. libevent calls back only when new
- * plaintext arrives, so what is left here is taken again when reading resumes
- * (on_defer(), on_rate()). */
+/* TLS: takes what the openssl bufferevent decrypted into its input itself (see conn_recv()),
+ * as conn_read() takes bytes from a socket, until none is left, reading stops (paused,
+ * waiting for a destination, out of rate credit, closing) or the frame budget defers the
+ * rest. libevent calls back only when new plaintext arrives, so what is left here is taken
+ * again when reading resumes (on_defer(), on_rate()). */
 static void conn_tls_drain(struct rpc_conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -627,26 +683,17 @@ static void conn_process(struct rpc_conn *c)
     conn_update_read(c);
 }
 
+/* Adds or removes the read event (TLS: there is one from the end of the handshake on). */
 static void conn_update_read(struct rpc_conn *c)
 {
-    int want = !c->closing && (c->read_ev || c->tls) && c->st != ST_DEST && !c->rate_wait &&
+    int want = !c->closing && c->read_ev && c->st != ST_DEST && !c->rate_wait &&
                !((c->pauses || c->out_paused) && c->st == ST_HDR);
-    if (c->tls) {
-        /* The bufferevent stops pulling records off the socket; what it has decrypted stays
-         * in its input until conn_tls_drain() takes it. */
-        if (want && !c->read_on) {
-            bufferevent_enable(c->bev, EV_READ);
-            c->read_on = 1;
-            tls_kick(c);
-        } else if (!want && c->read_on) {
-            bufferevent_disable(c->bev, EV_READ);
-        }
-    } else if (want && !c->read_on) {
+    if (want && !c->read_on)
         event_add(c->read_ev, NULL);
-    } else if (!want && c->read_on) {
+    else if (!want && c->read_on)
         event_del(c->read_ev);
-    }
     c->read_on = want;
+    tls_kick(c);
 }
 
 static void on_bev_write(struct bufferevent *bev, void *arg)
@@ -654,7 +701,7 @@ static void on_bev_write(struct bufferevent *bev, void *arg)
     struct rpc_conn *c = arg;
     size_t len = evbuffer_get_length(bufferevent_get_output(bev));
     if (c->closing) {
-        if (len == 0)
+        if (len == 0 && tls_unsent(c) == 0)
             rpc_conn_abort(c, c->close_err);
         return;
     }
@@ -691,15 +738,11 @@ static void tls_tell_plain_peer(struct rpc_conn *c)
         log_debug("conn %s: cannot tell the plaintext peer: %s", c->peer, strerror(errno));
 }
 
-/* TLS: the connection failed: an OpenSSL error (the handshake, a certificate, an alert from
- * the peer, a bad record) is SMLT_ETLS, said in c->why and logged; a plain socket error is
- * what it would be without TLS. */
-static int conn_tls_failed(struct rpc_conn *c)
+/* TLS: the connection failed: an OpenSSL error e (the handshake, a certificate, an alert from
+ * the peer, a bad record) is SMLT_ETLS, said in c->why and logged; a plain socket error (sock,
+ * an errno) is what it would be without TLS. */
+static int conn_tls_fail(struct rpc_conn *c, unsigned long e, int sock)
 {
-    unsigned long e = bufferevent_get_openssl_error(c->bev);
-    while (bufferevent_get_openssl_error(c->bev) != 0)
-        ; /* the first error is the cause; later ones repeat it */
-    int sock = EVUTIL_SOCKET_ERROR();
     if (!e && sock && sock != EAGAIN && sock != EWOULDBLOCK) {
         snprintf(c->why, sizeof c->why, "connection with %s: %s", c->peer, strerror(sock));
         log_debug("conn %s: %s", c->peer, c->why);
@@ -716,6 +759,66 @@ static int conn_tls_failed(struct rpc_conn *c)
     return SMLT_ETLS;
 }
 
+/* The same for a failure the openssl bufferevent reports (the handshake, a write). */
+static int conn_tls_failed(struct rpc_conn *c)
+{
+    unsigned long e = bufferevent_get_openssl_error(c->bev);
+    while (bufferevent_get_openssl_error(c->bev) != 0)
+        ; /* the first error is the cause; later ones repeat it */
+    return conn_tls_fail(c, e, EVUTIL_SOCKET_ERROR());
+}
+
+static size_t tls_unsent(const struct rpc_conn *c)
+{
+    return c->tls ? smlt_tls_unsent(bufferevent_openssl_get_ssl(c->bev)) : 0;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct rpc_conn *c = arg;
+    if (what & EV_TIMEOUT) {
+        log_debug("conn %s: the last bytes were not taken in %d s", c->peer,
+                  RPC_FLUSH_TIMEOUT_S);
+        rpc_conn_abort(c, SMLT_ETIMEDOUT);
+        return;
+    }
+    tls_flush(c);
+}
+
+/* TLS: sends what the gathering BIO holds (smlt_tls_set_fd()). When the socket takes only
+ * part, flush_ev sends the rest once it is writable (with the flush timeout when closing);
+ * a closing connection whose output is all out is freed. */
+static void tls_flush(struct rpc_conn *c)
+{
+    if (!c->tls || c->freeing)
+        return;
+    int r = smlt_tls_flush(bufferevent_openssl_get_ssl(c->bev));
+    if (r < 0) {
+        int e = errno;
+        log_debug("conn %s: send: %s", c->peer, strerror(e));
+        rpc_conn_abort(c, e == ECONNRESET || e == EPIPE ? SMLT_ECLOSED : SMLT_EIO);
+        return;
+    }
+    if (r > 0) {
+        if (!c->flush_ev)
+            c->flush_ev = event_new(c->base, bufferevent_getfd(c->bev), EV_WRITE, on_flush, c);
+        struct timeval tv = {RPC_FLUSH_TIMEOUT_S, 0};
+        if (!c->flush_ev || event_add(c->flush_ev, c->closing ? &tv : NULL) != 0)
+            rpc_conn_abort(c, SMLT_ENOMEM);
+        return;
+    }
+    if (c->closing && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        rpc_conn_abort(c, c->close_err);
+}
+
+/* TLS: the bufferevent has encrypted a batch of output into the gathering BIO (and drained
+ * its plaintext): send it now, not when the BIO fills. */
+static void on_out_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    if (info->n_deleted)
+        tls_flush(arg);
+}
+
 static void on_bev_event(struct bufferevent *bev, short what, void *arg)
 {
     struct rpc_conn *c = arg;
@@ -726,8 +829,18 @@ static void on_bev_event(struct bufferevent *bev, short what, void *arg)
         c->tls_up = c->tls;
         if (c->closing)
             return;
-        /* The handshake may have read the peer's first frames ahead into OpenSSL. */
-        tls_kick(c);
+        if (c->tls) {
+            /* From here on this connection reads the socket itself (SSL_read() into the
+             * input buffer or straight into a payload's destination), as a plain one does;
+             * the bufferevent writes. Arming the read event also kicks it for the first
+             * frames the handshake may have read ahead into OpenSSL. */
+            bufferevent_disable(bev, EV_READ);
+            int fd = bufferevent_getfd(bev);
+            if (fd < 0 || conn_arm_read(c, fd) != 0) {
+                rpc_conn_abort(c, SMLT_ENOMEM);
+                return;
+            }
+        }
         if (c->h.on_connected)
             c->h.on_connected(c, c->arg);
         return;
@@ -787,11 +900,15 @@ static struct rpc_conn *conn_alloc(struct event_base *base, struct bufferevent *
     c->tls = tls;
     bufferevent_set_max_single_write(bev, RPC_MAX_SINGLE_IO);
     if (tls) {
-        bufferevent_set_max_single_read(bev, RPC_TLS_READ);
-        bufferevent_setwatermark(bev, EV_READ, 0, RPC_TLS_READ_HIGH);
         /* A peer that closes without close_notify is an end of stream, not an error: frames
          * are length-prefixed, so a cut one is seen as cut anyway. */
         bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+        c->out_cb = evbuffer_add_cb(bufferevent_get_output(bev), on_out_drained, c);
+        if (!c->out_cb) {
+            event_free(c->defer_ev);
+            free(c);
+            return NULL;
+        }
     }
     bufferevent_setcb(bev, tls ? on_bev_read : NULL, on_bev_write, on_bev_event, c);
     bufferevent_setwatermark(bev, EV_WRITE, SMLT_OUTBUF_HIGH / 2, 0);
@@ -872,6 +989,10 @@ static struct bufferevent *bev_new(struct event_base *base, int fd, struct smlt_
         return NULL;
     }
     tls_read_ahead(ssl);
+    if (smlt_tls_set_fd(ssl, fd) != 0) {
+        SSL_free(ssl);
+        return NULL;
+    }
     struct bufferevent *bev = bufferevent_openssl_socket_new(
         base, fd, ssl, host ? BUFFEREVENT_SSL_CONNECTING : BUFFEREVENT_SSL_ACCEPTING,
         BEV_OPT_CLOSE_ON_FREE);
@@ -899,9 +1020,7 @@ struct rpc_conn *rpc_conn_new_fd_tls(struct event_base *base, int fd, struct sml
         return NULL;
     }
     c->accepted = 1;
-    if (tls)
-        conn_update_read(c);
-    else if (conn_arm_read(c, fd) != 0) {
+    if (!tls && conn_arm_read(c, fd) != 0) {
         c->h.on_close = NULL; /* the caller learns of the failure from the NULL return */
         conn_free(c);
         return NULL;
@@ -958,12 +1077,13 @@ struct rpc_conn *rpc_conn_connect_tls(struct event_base *base, const char *addr,
         return c;
     }
     int fd = bufferevent_getfd(bev);
-    if (fd < 0 || (!tls && conn_arm_read(c, fd) != 0)) {
+    /* TLS: libevent's connect gave the session a socket BIO of its own (the handshake has not
+     * begun): the gathering one again. The read event comes with the handshake's end. */
+    if (fd < 0 || (tls && smlt_tls_set_fd(bufferevent_openssl_get_ssl(bev), fd) != 0) ||
+        (!tls && conn_arm_read(c, fd) != 0)) {
         rpc_conn_abort(c, SMLT_EIO);
         return c;
     }
-    if (tls)
-        conn_update_read(c); /* the bufferevent reads: it runs the handshake first */
     fd_tune(fd);
     evutil_make_socket_closeonexec(fd);
     return c;
@@ -1142,7 +1262,7 @@ void rpc_conn_set_limits(struct rpc_conn *c, const struct rpc_limits *lim)
 
 size_t rpc_conn_outbuf_len(const struct rpc_conn *c)
 {
-    return evbuffer_get_length(bufferevent_get_output(c->bev));
+    return evbuffer_get_length(bufferevent_get_output(c->bev)) + tls_unsent(c);
 }
 
 const char *rpc_conn_peer(const struct rpc_conn *c)

@@ -10,17 +10,19 @@
  * lz4-compressed payloads land in a per-connection scratch buffer and are decoded into the
  * handler's buffer.
  *
- * TLS (rpc_conn_new_fd_tls(), rpc_conn_connect_tls() with a context from smlt_tls.h): all of
- * the I/O goes through an openssl bufferevent, which reads and decrypts records into its input
- * evbuffer. The zero-copy receive cannot hold there (recv(2) would return ciphertext), so a
- * payload is drained from that evbuffer straight into the handler's buffer (evbuffer_remove):
- * one copy after decryption, no intermediate buffer; headers and small payloads go through
- * the connection's input buffer as on a plain connection. Sending is the same on both: a
- * referenced payload is encrypted from the caller's memory as it goes out. Plain connections
- * keep the direct recv(2) path; nothing on it changes with TLS compiled in. A TLS failure
- * (handshake, certificate, an alert) closes the connection with SMLT_ETLS and a line in
- * words (rpc_conn_errmsg()), and a plain connection whose peer answers with TLS records is
- * closed with SMLT_ETLS too, instead of "bad frame".
+ * TLS (rpc_conn_new_fd_tls(), rpc_conn_connect_tls() with a context from smlt_tls.h): an
+ * openssl bufferevent runs the handshake and the output. After the handshake a TLS connection
+ * reads as a plain one does, with its own read event, but with SSL_read() instead of recv(2):
+ * a payload of at least SMLT_DIRECT_READ_MIN bytes is decrypted straight into the handler's
+ * buffer. What the zero-copy receive cannot avoid there is OpenSSL's own copy (it decrypts a
+ * record in its buffer and copies it out); recv(2) would return ciphertext. Sending is the
+ * same on both: a referenced payload is encrypted from the caller's memory as it goes out
+ * (OpenSSL copies it into its record buffer first), and the records are gathered into large
+ * writes (smlt_tls_set_fd()) instead of one send(2) each. Plain connections keep the direct
+ * recv(2) path; nothing on it changes with TLS compiled in. A TLS failure (handshake,
+ * certificate, an alert) closes the connection with SMLT_ETLS and a line in words
+ * (rpc_conn_errmsg()), and a plain connection whose peer answers with TLS records is closed
+ * with SMLT_ETLS too, instead of "bad frame".
  *
  * Each connection is a state machine: HDR (waiting for header + metadata) -> DEST (waiting for
  * the handler to name a payload buffer) -> PAYLOAD (receiving, buffered or direct) -> HDR.
@@ -151,7 +153,8 @@ int rpc_conn_set_rate(struct rpc_conn *c, struct rpc_rate *r);
 /* Replaces the limits on incoming frames (e.g. after authentication). */
 void rpc_conn_set_limits(struct rpc_conn *c, const struct rpc_limits *lim);
 
-/* Bytes queued for output, including referenced payloads not yet written. */
+/* Bytes queued for output, including referenced payloads not yet written (TLS: and the
+ * encrypted records gathered but not yet sent). */
 size_t rpc_conn_outbuf_len(const struct rpc_conn *c);
 
 /* Accessors. The peer string is "ip:port", valid while the connection lives. */

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -433,4 +434,203 @@ struct ssl_st *smlt_tls_ssl_new(struct smlt_tls *t, const char *peer, char *err,
         return NULL;
     }
     return ssl;
+}
+
+/* ---- the gathering write BIO (smlt_tls_set_fd()) ------------------------------------------ */
+
+/* Why: OpenSSL 3.0 hands each record to its write BIO separately, and over a socket BIO every
+ * record is one send(2) of 16 KiB: one trip through the TCP stack and one wakeup of the
+ * receiver per record. On loopback, 100 MB sent in 16 KiB writes cost the sender 54-66 ms of
+ * CPU and the receiver 42-43 ms, against 16-26 and 12 ms in 256 KiB writes. Copying the
+ * records, which AES-GCM has just written and which are still in the cache, costs far less
+ * (about 5 ms per 100 MB). */
+#define WBIO_MIN (64u << 10)
+#define WBIO_MAX (256u << 10)
+
+struct wbio {
+    int fd;
+    uint8_t *buf;
+    size_t cap, off, len; /* [off, len) not yet sent */
+    int err;              /* errno of a failed send: every later write fails with it */
+};
+
+static BIO_METHOD *wbio_meth;
+static int wbio_type;
+static pthread_once_t wbio_once = PTHREAD_ONCE_INIT;
+
+/* Sends [off, len). 0: all of it; 1: the socket is full; -1: failed (w->err). */
+static int wbio_send(struct wbio *w)
+{
+    if (w->err)
+        return -1;
+    while (w->off < w->len) {
+        ssize_t k = send(w->fd, w->buf + w->off, w->len - w->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k > 0) {
+            w->off += (size_t)k;
+            continue;
+        }
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 1;
+        w->err = k < 0 ? errno : EPIPE;
+        return -1;
+    }
+    w->off = w->len = 0;
+    return 0;
+}
+
+/* Takes as much of a record as fits; makes room by growing, then by sending. A full buffer
+ * on a full socket is a retry: OpenSSL keeps the record and writes it again. */
+static int wbio_write(BIO *b, const char *in, int inl)
+{
+    struct wbio *w = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (inl <= 0)
+        return 0;
+    if (w->err) {
+        errno = w->err;
+        return -1;
+    }
+    size_t n = (size_t)inl;
+    if (w->cap - w->len < n && w->cap < WBIO_MAX) {
+        size_t cap = w->cap ? w->cap * 2 : WBIO_MIN;
+        while (cap < w->len + n && cap < WBIO_MAX)
+            cap *= 2;
+        if (cap > WBIO_MAX)
+            cap = WBIO_MAX;
+        uint8_t *p = realloc(w->buf, cap);
+        if (!p) {
+            errno = ENOMEM;
+            return -1;
+        }
+        w->buf = p;
+        w->cap = cap;
+    }
+    if (w->cap - w->len < n) {
+        if (wbio_send(w) < 0) {
+            errno = w->err;
+            return -1;
+        }
+        if (w->off > 0) {
+            memmove(w->buf, w->buf + w->off, w->len - w->off);
+            w->len -= w->off;
+            w->off = 0;
+        }
+        if (w->len == w->cap) {
+            BIO_set_retry_write(b);
+            return -1;
+        }
+    }
+    if (n > w->cap - w->len)
+        n = w->cap - w->len;
+    memcpy(w->buf + w->len, in, n);
+    w->len += n;
+    return (int)n;
+}
+
+static long wbio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    struct wbio *w = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_C_GET_FD: /* libevent learns the socket (and closes it) through this */
+        if (ptr)
+            *(int *)ptr = w->fd;
+        return w->fd;
+    case BIO_CTRL_GET_CLOSE:
+        return BIO_get_shutdown(b);
+    case BIO_CTRL_SET_CLOSE: /* the socket is never closed here either way */
+        BIO_set_shutdown(b, (int)num);
+        return 1;
+    case BIO_CTRL_FLUSH: {
+        BIO_clear_retry_flags(b);
+        int r = wbio_send(w);
+        if (r > 0)
+            BIO_set_retry_write(b);
+        return r == 0 ? 1 : r > 0 ? 0 : -1;
+    }
+    case BIO_CTRL_WPENDING:
+        return (long)(w->len - w->off);
+    case BIO_CTRL_DUP:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int wbio_create(BIO *b)
+{
+    BIO_set_data(b, NULL);
+    BIO_set_init(b, 0);
+    return 1;
+}
+
+static int wbio_destroy(BIO *b)
+{
+    struct wbio *w = BIO_get_data(b);
+    if (w) {
+        free(w->buf);
+        free(w);
+    }
+    BIO_set_data(b, NULL);
+    return 1;
+}
+
+static void wbio_init(void)
+{
+    int type = BIO_get_new_index();
+    BIO_METHOD *m = type > 0 ? BIO_meth_new(type | BIO_TYPE_SOURCE_SINK, "smlt gather") : NULL;
+    if (m && BIO_meth_set_write(m, wbio_write) && BIO_meth_set_ctrl(m, wbio_ctrl) &&
+        BIO_meth_set_create(m, wbio_create) && BIO_meth_set_destroy(m, wbio_destroy)) {
+        wbio_type = type | BIO_TYPE_SOURCE_SINK;
+        wbio_meth = m;
+    } else {
+        BIO_meth_free(m);
+    }
+}
+
+/* The gathering BIO of ssl, or NULL. */
+static struct wbio *wbio_of(const SSL *ssl)
+{
+    BIO *b = ssl ? SSL_get_wbio(ssl) : NULL;
+    return b && wbio_meth && BIO_method_type(b) == wbio_type ? BIO_get_data(b) : NULL;
+}
+
+int smlt_tls_set_fd(struct ssl_st *ssl, int fd)
+{
+    pthread_once(&wbio_once, wbio_init);
+    BIO *rb = BIO_new_socket(fd, BIO_NOCLOSE);
+    BIO *wb = wbio_meth ? BIO_new(wbio_meth) : NULL;
+    struct wbio *w = calloc(1, sizeof *w);
+    if (!rb || !wb || !w) {
+        BIO_free(rb);
+        BIO_free(wb);
+        free(w);
+        return SMLT_ENOMEM;
+    }
+    w->fd = fd;
+    BIO_set_data(wb, w);
+    BIO_set_init(wb, 1);
+    BIO_set_shutdown(wb, BIO_NOCLOSE);
+    SSL_set_bio(ssl, rb, wb);
+    return 0;
+}
+
+int smlt_tls_flush(struct ssl_st *ssl)
+{
+    struct wbio *w = wbio_of(ssl);
+    if (!w)
+        return 0;
+    int r = wbio_send(w);
+    if (r < 0) {
+        errno = w->err;
+        return SMLT_EIO;
+    }
+    return r;
+}
+
+size_t smlt_tls_unsent(const struct ssl_st *ssl)
+{
+    const struct wbio *w = wbio_of(ssl);
+    return w ? w->len - w->off : 0;
 }

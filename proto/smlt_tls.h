@@ -14,8 +14,9 @@
  * ca_pem trusts the system's CA store).
  *
  * The connections themselves are rpc_conn's (rpc_conn_new_fd_tls(), rpc_conn_connect_tls())
- * and evhttp's: this module makes the SSL_CTX and the per-connection SSL, and turns OpenSSL's
- * error queue and verify results into one line of words.
+ * and evhttp's: this module makes the SSL_CTX and the per-connection SSL, gives rpc_conn's
+ * sessions their socket BIOs (smlt_tls_set_fd(): records are gathered into large writes),
+ * and turns OpenSSL's error queue and verify results into one line of words.
  *
  * A context is reference-counted (smlt_tls_ref / smlt_tls_free) and may be shared by threads:
  * OpenSSL's SSL_CTX is thread-safe once set up, and nothing here changes it afterwards. */
@@ -68,6 +69,25 @@ struct ssl_ctx_st *smlt_tls_ctx(struct smlt_tls *t);
  * ("host:port", "[v6]:port" or a bare host): the server's certificate must name it, as a DNS
  * name (also sent as SNI) or an IP address. Ignored for a server. */
 struct ssl_st *smlt_tls_ssl_new(struct smlt_tls *t, const char *peer, char *err, size_t errlen);
+
+/* Sets ssl up to run over the connected socket fd (borrowed: closing it stays the caller's):
+ * a plain socket BIO reads, and a gathering BIO writes. OpenSSL writes every record (at most
+ * 16 KiB) to its BIO on its own, which over a socket BIO is one send(2) per record; the
+ * gathering BIO copies records into a buffer (64 KiB, growing to 256 KiB while a bulk send
+ * fills it) and sends it when full, when OpenSSL flushes (the handshake, alerts), and when
+ * smlt_tls_flush() is called. The caller must call that after each batch of SSL_write()s.
+ * BIO_get_fd() of the write BIO gives fd, so libevent's bufferevent_openssl_socket_new()
+ * takes the session as it is. Returns 0 or SMLT_ENOMEM. */
+int smlt_tls_set_fd(struct ssl_st *ssl, int fd);
+
+/* Sends what the gathering BIO of ssl holds. Returns 0 when all of it is out, 1 when the
+ * socket took only part (call again once it is writable), SMLT_EIO with errno set when the
+ * socket failed (the session's next write fails the same way). 0 for a session without a
+ * gathering BIO. */
+int smlt_tls_flush(struct ssl_st *ssl);
+
+/* Bytes the gathering BIO of ssl holds, not yet sent (0 without one). */
+size_t smlt_tls_unsent(const struct ssl_st *ssl);
 
 /* For sessions whose I/O someone else runs (evhttp's): counts and logs their failed
  * handshakes. When ssl (a session of server context t) is freed before its handshake

@@ -5,10 +5,11 @@
  * CA with a certificate of its own. Contexts: every bad file or combination is refused with a
  * message that names it. Connections: two rpc_conns on one event loop over loopback TCP, one
  * accepted (server context) and one connecting (client context); frames, payloads read into a
- * named destination, compressed payloads, a destination that makes the connection wait, and
- * every refusal: a plaintext client on a TLS port, a TLS client on a plaintext port, a server
- * certificate from another CA, a certificate that does not name the address dialled, and under
- * mutual TLS no client certificate or one from another CA. A 20 s watchdog guards the loops. */
+ * named destination, compressed payloads, a destination that makes the connection wait, a
+ * sender stalled on a full socket (its records gathered and waiting), and every refusal: a
+ * plaintext client on a TLS port, a TLS client on a plaintext port, a server certificate from
+ * another CA, a certificate that does not name the address dialled, and under mutual TLS no
+ * client certificate or one from another CA. A 20 s watchdog guards the loops. */
 #include <check.h>
 #include <poll.h>
 #include <signal.h>
@@ -396,6 +397,50 @@ START_TEST(test_tls_frames)
 }
 END_TEST
 
+/* A payload far larger than both socket buffers while the receiver does not read: the
+ * sender's gathered records wait for the socket (and count in rpc_conn_outbuf_len()), then
+ * go out whole and in order once the receiver reads again; so does a large reply. */
+START_TEST(test_tls_full_socket)
+{
+    struct smlt_tls *srv = server_ctx(0), *cli = client_ctx("ca.pem", NULL, NULL);
+    struct pair p;
+    pair_open(&p, "127.0.0.1", cli, srv);
+    size_t big = 48u << 20, reply = 40u << 20;
+    uint8_t *data = pattern(big, 3);
+    p.b.dest = calloc(1, big);
+    p.b.dest_cap = big;
+    p.b.wait_once = 1;
+    ck_assert_int_eq(send_payload(p.a.c, 1, data, big, RPC_SEND_REF), 0);
+    ck_assert_int_eq(send_payload(p.a.c, 2, NULL, 0, 0), 0);
+    WAIT_UNTIL(p.base, p.b.waited);
+    /* run the loop until the sender's queue stops shrinking: the socket is full */
+    size_t q = rpc_conn_outbuf_len(p.a.c), prev;
+    do {
+        prev = q;
+        for (int i = 0; i < 50; i++)
+            event_base_loop(p.base, EVLOOP_NONBLOCK);
+        q = rpc_conn_outbuf_len(p.a.c);
+    } while (q != prev);
+    ck_assert_uint_gt(q, 0);
+    ck_assert_int_eq(p.b.frames, 0);
+    rpc_conn_resume_dest(p.b.c);
+    WAIT_UNTIL(p.base, p.b.frames == 2);
+    ck_assert_uint_eq(p.b.last_len, 0);
+    ck_assert(memcmp(p.b.dest, data, big) == 0);
+    WAIT_UNTIL(p.base, rpc_conn_outbuf_len(p.a.c) == 0);
+    ck_assert_int_eq(send_payload(p.b.c, 3, data, reply, RPC_SEND_REF), 0);
+    WAIT_UNTIL(p.base, p.a.frames == 1);
+    ck_assert_uint_eq(p.a.last_len, reply);
+    ck_assert(memcmp(p.a.last, data, reply) == 0);
+    ck_assert_uint_eq(rpc_conn_bytes_in(p.b.c), rpc_conn_bytes_out(p.a.c));
+    ck_assert_uint_eq(rpc_conn_bytes_in(p.a.c), rpc_conn_bytes_out(p.b.c));
+    free(data);
+    pair_close(&p);
+    smlt_tls_free(srv);
+    smlt_tls_free(cli);
+}
+END_TEST
+
 /* Both ends of a refused connection close; the server's with SMLT_ETLS and a reason. */
 static void expect_refusal(struct pair *p, const char *server_why, const char *client_why)
 {
@@ -489,6 +534,7 @@ static Suite *tls_suite(void)
     tcase_add_test(tc, test_ctx_errors);
     tcase_add_test(tc, test_ctx_good);
     tcase_add_test(tc, test_tls_frames);
+    tcase_add_test(tc, test_tls_full_socket);
     tcase_add_test(tc, test_tls_refusals);
     tcase_add_test(tc, test_tls_mutual);
     tcase_set_timeout(tc, 60);
