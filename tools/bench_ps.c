@@ -57,6 +57,7 @@ struct bench_opts {
     char certs[128];        /* their certificates (make-test-certs.sh's files) */
     const char *tls_ca;     /* the case running now is TLS: its clients trust this CA file */
     int tls_shards;         /* shards_start() starts TLS shards */
+    uint32_t nic_mbps;      /* the shards' emulated network card (0: none) */
 };
 
 struct shard_procs {
@@ -87,6 +88,8 @@ static void usage(FILE *f)
             "                    1,2 to time both and print the ratio (default 1)\n"
             "  --tls             run each case through plaintext shards and through TLS shards\n"
             "                    (certificates from tools/make-test-certs.sh) and print the ratio\n"
+            "  --nic-mbps N      each shard started gets an emulated network card of N Mbit/s each\n"
+            "                    way (smlt-ps --nic-mbps: a small node's link; default: none)\n"
             "  --json            one JSON object per line per measured case\n\n"
             "  --storm           instead: N clients, each connected to every shard, push and pull\n"
             "                    (ASP) for S seconds; report requests, errors by kind, requests/s and\n"
@@ -168,8 +171,10 @@ static int shards_start(struct shard_procs *sp, const struct bench_opts *o)
         char cert[192], key[192];
         snprintf(cert, sizeof cert, "%s/server.pem", o->certs);
         snprintf(key, sizeof key, "%s/server.key", o->certs);
+        char nic[16];
+        snprintf(nic, sizeof nic, "%u", o->nic_mbps);
         const char *argv[] = {bin, "--shard", id, "--token", BENCH_TOKEN, "--listen", "127.0.0.1:0",
-                              "--port-file", pf, "--log-level", "warn",
+                              "--port-file", pf, "--log-level", "warn", "--nic-mbps", nic,
                               o->tls_shards ? "--tls-cert" : NULL, cert, "--tls-key", key, NULL};
         struct smlt_proc_opts po = {.log_path = log, .die_with_parent = 1, .watchdog_s = 3600};
         pid_t pid = smlt_proc_spawn(argv, &po);
@@ -692,6 +697,7 @@ int bench_ps_main(int argc, char **argv)
         {"storm", no_argument, 0, 'S'},          {"storm-seconds", required_argument, 0, 'D'},
         {"storm-clients", required_argument, 0, 'C'}, {"storm-floats", required_argument, 0, 'F'},
         {"replicas", required_argument, 0, 'P'}, {"tls", no_argument, 0, 'X'},
+        {"nic-mbps", required_argument, 0, 'N'},
         {0, 0, 0, 0}};
     struct bench_opts o = {.shards = 2, .workers = {1, 4}, .nworkers = 2, .token = BENCH_TOKEN,
                            .storm_seconds = 60, .storm_clients = 256, .storm_floats = 1000000,
@@ -798,6 +804,13 @@ int bench_ps_main(int argc, char **argv)
             break;
         case 'X':
             o.tls = 1;
+            break;
+        case 'N':
+            o.nic_mbps = (uint32_t)atoi(optarg);
+            if (atoi(optarg) < 1 || atoi(optarg) > 400000) {
+                fprintf(stderr, "smlt-bench ps: --nic-mbps: want 1..400000\n");
+                return 2;
+            }
             break;
         case 'S':
             o.storm = 1;
