@@ -202,6 +202,18 @@ static int on_reserve(void *arg, uint64_t bytes, char *err, size_t errlen)
     return 0;
 }
 
+/* A NUL-terminated copy of n bytes (a protobuf bytes field has no NUL: strndup() would look
+ * for one past its end). */
+static char *dup_bytes(const uint8_t *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, p, n);
+        s[n] = '\0';
+    }
+    return s;
+}
+
 static int host(struct ps_node *n, const Smlt__NodeHost *m, char *err, size_t errlen)
 {
     if (!valid_name(m->route, ROUTE_MAX) || !valid_name(m->job, JOB_MAX)) {
@@ -248,10 +260,8 @@ static int host(struct ps_node *n, const Smlt__NodeHost *m, char *err, size_t er
     snprintf(h->job, sizeof h->job, "%s", m->job);
     h->shard = m->shard;
     h->backup = m->has_backup && m->backup;
-    h->token = strndup((const char *)m->token.data, m->token.len);
-    h->admin_token = m->admin_token.len
-                         ? strndup((const char *)m->admin_token.data, m->admin_token.len)
-                         : NULL;
+    h->token = dup_bytes(m->token.data, m->token.len);
+    h->admin_token = m->admin_token.len ? dup_bytes(m->admin_token.data, m->admin_token.len) : NULL;
     char *ck = h->ckpt_dir;
     if (n->ckpt_dir) {
         snprintf(ck, sizeof h->ckpt_dir, "%s/%s", n->ckpt_dir, m->job);
