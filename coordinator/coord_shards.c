@@ -275,6 +275,23 @@ static void pool_drop(int k, const char *addr)
         coord_pool_drop(the_pool, k, route + 1);
 }
 
+/* Drops shard i (the primary) from its node. */
+static void pool_drop_shard(const struct coord_shards *s, uint32_t i)
+{
+    char a[COORD_ADDR_LEN];
+    coord_shards_addr(s, i, a, sizeof a);
+    pool_drop(s->node[i], a);
+}
+
+/* Shard i and its backup leave their nodes for good (a shrink, the job's end). */
+static void pool_release(struct coord_shards *s, uint32_t i)
+{
+    pool_drop_shard(s, i);
+    s->node[i] = -1;
+    if (coord_shards_has_backup(s, i))
+        coord_shards_forget_backup(s, i);
+}
+
 int coord_shards_start_pool(struct coord_shards *s, uint32_t n, const char *job,
                             uint64_t mem_bytes, char *err, size_t errlen)
 {
@@ -394,9 +411,7 @@ void coord_shards_kill(struct coord_shards *s, uint32_t i)
             kill(s->pid[i], SIGKILL);
         return;
     }
-    char a[COORD_ADDR_LEN];
-    coord_shards_addr(s, i, a, sizeof a);
-    pool_drop(s->node[i], a);
+    pool_drop_shard(s, i);
     s->lost[i] = 1;
 }
 
@@ -459,9 +474,8 @@ int coord_shards_replace(struct coord_shards *s, uint32_t i, const char *ps_bin,
         return SMLT_EINVAL;
     }
     if (s->pool) {
-        char a[COORD_ADDR_LEN], was[COORD_ADDR_LEN];
-        coord_shards_addr(s, i, was, sizeof was);
-        pool_drop(s->node[i], was); /* (a node that is down is not asked) */
+        char a[COORD_ADDR_LEN];
+        pool_drop_shard(s, i); /* (a node that is down is not asked) */
         int old = s->node[i];
         s->node[i] = -1;
         /* Not where its backup is, and if it can be helped, not where it was. */
@@ -534,14 +548,8 @@ void coord_shards_shrink(struct coord_shards *s, uint32_t n)
     if (!s->local || n >= s->n)
         return;
     for (uint32_t i = n; i < s->n; i++) {
-        if (s->pool) {
-            char a[COORD_ADDR_LEN];
-            coord_shards_addr(s, i, a, sizeof a);
-            pool_drop(s->node[i], a);
-            s->node[i] = -1;
-            if (coord_shards_has_backup(s, i))
-                coord_shards_forget_backup(s, i);
-        }
+        if (s->pool)
+            pool_release(s, i);
         if (s->pid[i] > 0)
             smlt_proc_stop(s->pid[i], 3000);
         s->pid[i] = 0;
@@ -605,12 +613,7 @@ void coord_shards_stop(struct coord_shards *s)
     if (!s->local)
         return;
     for (uint32_t i = 0; i < s->n && s->pool; i++) {
-        char a[COORD_ADDR_LEN];
-        coord_shards_addr(s, i, a, sizeof a);
-        pool_drop(s->node[i], a);
-        s->node[i] = -1;
-        if (coord_shards_has_backup(s, i))
-            coord_shards_forget_backup(s, i);
+        pool_release(s, i);
     }
     free(s->hosting);
     s->hosting = NULL;

@@ -319,6 +319,18 @@ static int start_endpoints(const struct ps_opts *o, struct event_base *base,
     return 0;
 }
 
+/* Runs the loop until SIGINT or SIGTERM (or whatever else exits it). */
+static void dispatch_until_signal(struct event_base *base)
+{
+    struct event *sigint = evsignal_new(base, SIGINT, on_signal, base);
+    struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, base);
+    event_add(sigint, NULL);
+    event_add(sigterm, NULL);
+    event_base_dispatch(base);
+    event_free(sigint);
+    event_free(sigterm);
+}
+
 /* Runs the loop until a signal, a Shutdown or the orphan timer ends it. */
 static void serve(const struct ps_opts *o, struct event_base *base, struct ps_server *srv)
 {
@@ -332,13 +344,7 @@ static void serve(const struct ps_opts *o, struct event_base *base, struct ps_se
         struct timeval sec = {1, 0};
         event_add(orphan_ev, &sec);
     }
-    struct event *sigint = evsignal_new(base, SIGINT, on_signal, base);
-    struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, base);
-    event_add(sigint, NULL);
-    event_add(sigterm, NULL);
-    event_base_dispatch(base);
-    event_free(sigint);
-    event_free(sigterm);
+    dispatch_until_signal(base);
     if (orphan_ev)
         event_free(orphan_ev);
 }
@@ -383,13 +389,7 @@ static int run_node(const struct ps_opts *o, struct event_base *base)
         log_error("cannot write port file %s", o->port_file);
         goto out;
     }
-    struct event *sigint = evsignal_new(base, SIGINT, on_signal, base);
-    struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, base);
-    event_add(sigint, NULL);
-    event_add(sigterm, NULL);
-    event_base_dispatch(base);
-    event_free(sigint);
-    event_free(sigterm);
+    dispatch_until_signal(base);
     rc = 0;
 out:
     ps_node_free(n);

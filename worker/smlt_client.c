@@ -562,6 +562,18 @@ static void fill_optim(const struct smlt_job_conf *j, Smlt__OptimConf *o)
     o->decoupled = j->decoupled;
 }
 
+
+/* How long a call may wait now: the client's timeout, or less when the deadline
+ * (smlt_client__set_deadline()) comes first (*by_deadline, if given, says which). */
+static int wait_ms(const struct smlt_client *c, int *by_deadline)
+{
+    int w = c->opts.timeout_ms > 0 ? c->opts.timeout_ms : CLIENT_DEFAULT_TIMEOUT_MS;
+    double left = c->deadline > 0 ? (c->deadline - smlt_now_mono()) * 1000 : w;
+    if (by_deadline)
+        *by_deadline = left < w;
+    return left < w ? (left > 1 ? (int)left : 1) : w;
+}
+
 static void send_op(struct smlt_client *c, struct op *o)
 {
     struct link *l = &c->links[o->link];
@@ -605,9 +617,7 @@ static void send_op(struct smlt_client *c, struct op *o)
             p.has_min_clock = 1;
             p.min_clock = o->min_clock;
             p.has_wait_ms = 1;
-            int w = c->opts.timeout_ms > 0 ? c->opts.timeout_ms : CLIENT_DEFAULT_TIMEOUT_MS;
-            double left = c->deadline > 0 ? (c->deadline - smlt_now_mono()) * 1000 : w;
-            p.wait_ms = (uint32_t)(left < w ? (left > 1 ? left : 1) : w);
+            p.wait_ms = (uint32_t)wait_ms(c, NULL);
         }
         rc = rpc_conn_send(l->conn, SMLT__MSG_TYPE__MSG_PULL, o->req_id, &p.base, NULL, 0, 0, NULL,
                            NULL);
@@ -844,15 +854,8 @@ int smlt_client__batch_run(struct smlt_client *c)
         smlt_client__seterr(c, "interrupted");
         return SMLT_ECANCELED;
     }
-    int timeout = c->opts.timeout_ms > 0 ? c->opts.timeout_ms : CLIENT_DEFAULT_TIMEOUT_MS;
     int by_deadline = 0;
-    if (c->deadline > 0) {
-        double left = (c->deadline - smlt_now_mono()) * 1000;
-        if (left < timeout) {
-            timeout = left > 1 ? (int)left : 1;
-            by_deadline = 1;
-        }
-    }
+    int timeout = wait_ms(c, &by_deadline);
     struct timeval tv = {timeout / 1000, (timeout % 1000) * 1000};
     c->timed_out = 0;
     c->err[0] = '\0';
