@@ -312,7 +312,7 @@ void job_call(struct coord_job *j, struct coord_admin_req *req, job_step_fn fn)
         job_attach_hosting(j, req);
         if (job_admin(j) && coord_admin_call(j->admin, req, on_job_call, jc))
             return;
-        free(req->hosts); /* (the shards they were fail at their next call) */
+        free(req->hosts); /* (the shards placed fail at the next call, which finds none) */
         req->hosts = NULL;
         req->nhosts = 0;
         free(jc);
