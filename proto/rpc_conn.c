@@ -101,11 +101,14 @@ struct rpc_rate {
 
 #define RATE_TICK_MS 5
 #define RATE_MIN_READ (16u << 10) /* wait for this much credit rather than read in dribbles */
+#define RPC_RATE_PIECE (64u << 10) /* a capped TLS connection's referenced output, per chain */
 
 struct ref_ctx {
     struct rpc_conn *c; /* to count referenced bytes; NULL once the connection is freed */
     rpc_release_fn fn;
     void *arg;
+    const void *data; /* the whole payload (queued in pieces on a capped TLS connection) */
+    size_t len;
     struct ref_ctx *next, *prev; /* the connection's outstanding references */
 };
 
@@ -1099,6 +1102,8 @@ struct rpc_conn *rpc_conn_connect(struct event_base *base, const char *addr,
 static void on_ref_cleanup(const void *data, size_t len, void *extra)
 {
     struct ref_ctx *r = extra;
+    data = r->data;
+    len = r->len;
     if (r->c) {
         r->c->ref_bytes -= len;
         if (r->prev)
@@ -1116,6 +1121,28 @@ static void on_ref_cleanup(const void *data, size_t len, void *extra)
 static void free_zdata(const void *data, size_t len, void *arg)
 {
     free((void *)data);
+}
+
+/* Queues len bytes at data by reference; r (filled in but for data, len and the list) is
+ * called back once all of them are out. A TLS connection with an emulated card gets them
+ * in pieces: the openssl bufferevent hands SSL_write() whole chains whatever its rate limit
+ * allows (evbuffer_peek()'s last extent runs to the chain's end), so one chain of 100 MB
+ * would go out at once, around the cap. Only the last piece calls back. */
+static void add_ref(struct rpc_conn *c, struct evbuffer *out, const void *data, size_t len,
+                    struct ref_ctx *r)
+{
+    r->data = data;
+    r->len = len;
+    if (c->refs)
+        c->refs->prev = r;
+    c->refs = r;
+    c->ref_bytes += len;
+    const uint8_t *p = data;
+    if (c->tls && c->rate) {
+        for (; len > RPC_RATE_PIECE; p += RPC_RATE_PIECE, len -= RPC_RATE_PIECE)
+            evbuffer_add_reference(out, p, RPC_RATE_PIECE, NULL, NULL);
+    }
+    evbuffer_add_reference(out, p, len, on_ref_cleanup, r);
 }
 
 /* Queued output the connection holds a copy of (references pin memory that exists anyway). */
@@ -1182,11 +1209,7 @@ int rpc_conn_send(struct rpc_conn *c, uint8_t type, uint64_t req_id, const Proto
             goto out;
         }
         *r = (struct ref_ctx){.c = c, .fn = free_zdata, .arg = NULL, .next = c->refs};
-        if (c->refs)
-            c->refs->prev = r;
-        c->refs = r;
-        c->ref_bytes += (size_t)h.payload_len;
-        evbuffer_add_reference(out, zdata, (size_t)h.payload_len, on_ref_cleanup, r);
+        add_ref(c, out, zdata, (size_t)h.payload_len, r);
     } else if (len && (opts & RPC_SEND_REF)) {
         struct ref_ctx *r = malloc(sizeof *r);
         if (!r) {
@@ -1194,11 +1217,7 @@ int rpc_conn_send(struct rpc_conn *c, uint8_t type, uint64_t req_id, const Proto
             goto out;
         }
         *r = (struct ref_ctx){.c = c, .fn = release, .arg = release_arg, .next = c->refs};
-        if (c->refs)
-            c->refs->prev = r;
-        c->refs = r;
-        c->ref_bytes += len;
-        evbuffer_add_reference(out, payload, len, on_ref_cleanup, r);
+        add_ref(c, out, payload, len, r);
         released = 1; /* release now belongs to the evbuffer */
     } else if (len) {
         evbuffer_add(out, payload, len);

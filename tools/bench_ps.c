@@ -89,8 +89,7 @@ static void usage(FILE *f)
             "  --tls             run each case through plaintext shards and through TLS shards\n"
             "                    (certificates from tools/make-test-certs.sh) and print the ratio\n"
             "  --nic-mbps N      each shard started gets an emulated network card of N Mbit/s each\n"
-            "                    way (smlt-ps --nic-mbps: a small node's link; default: none; not\n"
-            "                    with --tls: the card does not cap what TLS shards send)\n"
+            "                    way (smlt-ps --nic-mbps: a small node's link; default: none)\n"
             "  --json            one JSON object per line per measured case\n\n"
             "  --storm           instead: N clients, each connected to every shard, push and pull\n"
             "                    (ASP) for S seconds; report requests, errors by kind, requests/s and\n"
@@ -859,13 +858,6 @@ int bench_ps_main(int argc, char **argv)
     }
     if (o.shards > 64 && (o.nreplicas > 1 || o.replicas[0] == 2)) {
         fprintf(stderr, "smlt-bench ps: --replicas 2: at most 64 shards\n");
-        return 2;
-    }
-    if (o.tls && o.nic_mbps) {
-        /* A TLS connection's gathered writes go to the socket around the bufferevent's
-         * rate-limit group, so the card would cap plain shards' pulls and not TLS shards'. */
-        fprintf(stderr, "smlt-bench ps: --nic-mbps with --tls is not a fair comparison yet: the "
-                        "emulated card does not cap what TLS shards send\n");
         return 2;
     }
     if (o.tls && (addrs || o.storm || o.nreplicas > 1 || o.replicas[0] == 2)) {

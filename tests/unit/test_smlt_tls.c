@@ -27,6 +27,7 @@
 #include "smlt_error.h"
 #include "smlt_limits.h"
 #include "smlt_tls.h"
+#include "smlt_util.h"
 
 static const struct rpc_limits lim_full = {SMLT_MAX_META_LEN, SMLT_MAX_PAYLOAD};
 
@@ -441,6 +442,70 @@ START_TEST(test_tls_full_socket)
 }
 END_TEST
 
+/* The emulated network card on a TLS connection: a referenced reply (a pull's tensor) goes
+ * out no faster than the cap (the openssl bufferevent writes whole evbuffer chains, so it is
+ * queued in pieces), arrives whole, and is released once; the capped end's inbound is capped
+ * too. A lower bound only: a slow machine only adds time. */
+static int g_released;
+
+static void on_release(const void *data, size_t len, void *arg)
+{
+    g_released++;
+    ck_assert_ptr_eq(data, arg);
+    ck_assert_uint_eq(len, 6u << 20);
+}
+
+START_TEST(test_tls_rate_cap)
+{
+    struct smlt_tls *srv = server_ctx(0), *cli = client_ctx("ca.pem", NULL, NULL);
+    struct pair p;
+    pair_open(&p, "127.0.0.1", cli, srv);
+    const uint64_t rate = 16u << 20; /* bytes/s each way */
+    struct rpc_rate *r = rpc_rate_new(p.base, rate);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(rpc_conn_set_rate(p.b.c, r), 0); /* b is "the shard" */
+    const size_t n = 6u << 20;
+    uint8_t *data = pattern(n, 5);
+    p.b.dest = calloc(1, n);
+    p.b.dest_cap = n;
+    double floor_s = 0.8 * (double)n / (double)rate;
+    double t0 = smlt_now_mono();
+    ck_assert_int_eq(send_payload(p.a.c, 1, data, n, RPC_SEND_REF), 0);
+    WAIT_UNTIL(p.base, p.b.frames == 1);
+    double in_s = smlt_now_mono() - t0;
+    ck_assert(memcmp(p.b.dest, data, n) == 0);
+    g_released = 0;
+    t0 = smlt_now_mono();
+    Smlt__Ping ping = SMLT__PING__INIT;
+    ck_assert_int_eq(rpc_conn_send(p.b.c, SMLT__MSG_TYPE__MSG_PULL_REPLY, 2, &ping.base, data,
+                                   n, RPC_SEND_REF, on_release, data),
+                     0);
+    WAIT_UNTIL(p.base, p.a.frames == 1);
+    double out_s = smlt_now_mono() - t0;
+    ck_assert_uint_eq(p.a.last_len, n);
+    ck_assert(memcmp(p.a.last, data, n) == 0);
+    WAIT_UNTIL(p.base, g_released == 1);
+    ck_assert_uint_eq(rpc_conn_outbuf_len(p.b.c), 0);
+    fprintf(stderr, "TLS rate cap 16 MiB/s: 6 MiB in %.3f s, out %.3f s\n", in_s, out_s);
+    ck_assert_msg(in_s >= floor_s, "6 MiB in %.3f s: faster than the 16 MiB/s cap", in_s);
+    ck_assert_msg(out_s >= floor_s, "6 MiB out %.3f s: faster than the 16 MiB/s cap", out_s);
+    /* a referenced reply still queued when the connection goes is released once, too */
+    g_released = 0;
+    ck_assert_int_eq(rpc_conn_send(p.b.c, SMLT__MSG_TYPE__MSG_PULL_REPLY, 3, &ping.base, data,
+                                   n, RPC_SEND_REF, on_release, data),
+                     0);
+    for (int i = 0; i < 5; i++)
+        event_base_loop(p.base, EVLOOP_NONBLOCK);
+    rpc_conn_abort(p.b.c, SMLT_ECANCELED);
+    WAIT_UNTIL(p.base, g_released == 1);
+    pair_close(&p);
+    rpc_rate_free(r);
+    free(data);
+    smlt_tls_free(srv);
+    smlt_tls_free(cli);
+}
+END_TEST
+
 /* Both ends of a refused connection close; the server's with SMLT_ETLS and a reason. */
 static void expect_refusal(struct pair *p, const char *server_why, const char *client_why)
 {
@@ -535,6 +600,7 @@ static Suite *tls_suite(void)
     tcase_add_test(tc, test_ctx_good);
     tcase_add_test(tc, test_tls_frames);
     tcase_add_test(tc, test_tls_full_socket);
+    tcase_add_test(tc, test_tls_rate_cap);
     tcase_add_test(tc, test_tls_refusals);
     tcase_add_test(tc, test_tls_mutual);
     tcase_set_timeout(tc, 60);
