@@ -15,6 +15,10 @@ void part_map_split(uint64_t total, uint32_t nshards, uint64_t *lo, uint64_t *hi
         uint64_t end;
         if (i + 1 == nshards) {
             end = total;
+        } else if (total < (uint64_t)nshards * SMLT_PART_MAP_ALIGN) {
+            /* A model too small for aligned cuts: the ideal cuts themselves, so that no shard
+             * is left empty (an empty range cannot take a push) while total >= nshards. */
+            end = (uint64_t)((unsigned __int128)total * (i + 1) / nshards);
         } else {
             /* Ideal cut at total*(i+1)/nshards, rounded to the alignment (never past total). */
             unsigned __int128 cut = (unsigned __int128)total * (i + 1) / nshards;

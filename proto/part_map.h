@@ -4,7 +4,10 @@
  * Tensors are laid out back to back (tensor i occupies [offset, offset+length)); the shards'
  * ranges [lo, hi) are contiguous, in shard-id order, and together cover [0, total). Ranges are
  * balanced by size, not by tensor: a boundary may cut through a tensor. Boundaries are rounded to
- * SMLT_PART_MAP_ALIGN elements so that every shard's slice starts 64-byte aligned.
+ * SMLT_PART_MAP_ALIGN elements so that every shard's slice starts 64-byte aligned, except in a
+ * model of fewer than nshards * SMLT_PART_MAP_ALIGN elements, whose cuts are unaligned so that
+ * no shard's range is empty while there is an element for each (a shard with an empty range
+ * cannot take a push: only a model with fewer elements than shards has one).
  *
  * A map is plain data owned by whoever built or decoded it (part_map_free()). It is shared by the
  * shard daemon, the client library and the coordinator. Not thread-safe; copy it to share. */

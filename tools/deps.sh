@@ -5,7 +5,7 @@
 # something is missing. Needs root (or sudo) on Debian 12.
 
 # Build and library dependencies (see README: Dependencies).
-SMLT_BUILD_PKGS="gcc make cmake pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
+SMLT_BUILD_PKGS="gcc make cmake pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler python3-dev
   libopenblas-dev liblz4-dev check zlib1g-dev libcurl4-openssl-dev libjansson-dev libssl-dev"
 # What the tests and benchmarks run against: Redis (the store peer), Fashion-MNIST, promtool
 # and the Prometheus server (Debian prometheus), headless Chromium for the dashboard's browser
@@ -13,6 +13,9 @@ SMLT_BUILD_PKGS="gcc make cmake pkg-config libevent-dev libprotobuf-c-dev protob
 # against which the lambda backend's SigV4 is checked), openssl (test certificates and an HTTPS
 # server).
 SMLT_TEST_PKGS="redis-server dataset-fashion-mnist prometheus chromium python3-botocore openssl"
+# The smlt Python package's tests (tests/python/): torch and numpy buffers, and a venv into which
+# `pip install worker/python` installs offline.
+SMLT_TEST_PKGS="$SMLT_TEST_PKGS python3-torch python3-numpy python3-venv python3-pip python3-setuptools"
 # Containers and function packages (deploy/): podman with runc (deploy/podman-setup.sh writes its
 # configuration), mmdebstrap for the local Debian base image, zip for the Lambda package,
 # yamllint for the manifests (their schemas are checked with npm kubernetes-models below).

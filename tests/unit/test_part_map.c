@@ -94,8 +94,13 @@ static void check_split(uint64_t total, uint32_t n)
                       (unsigned long long)prev);
         REQUIRE(hi[i] >= lo[i], "T=%llu n=%u: shard %u negative", (unsigned long long)total,
                       n, i);
-        /* every cut is aligned unless it is the end of the model */
-        REQUIRE(hi[i] % SMLT_PART_MAP_ALIGN == 0 || hi[i] == total,
+        /* every cut is aligned unless it is the end of the model or the model is too small
+         * for aligned cuts; then no shard is empty while there is an element for each */
+        if (total >= n && total < (uint64_t)n * SMLT_PART_MAP_ALIGN)
+            REQUIRE(hi[i] > lo[i], "T=%llu n=%u: shard %u empty", (unsigned long long)total, n,
+                    i);
+        REQUIRE(hi[i] % SMLT_PART_MAP_ALIGN == 0 || hi[i] == total ||
+                    total < (uint64_t)n * SMLT_PART_MAP_ALIGN,
                       "T=%llu n=%u: boundary %llu not aligned", (unsigned long long)total, n,
                       (unsigned long long)hi[i]);
         uint64_t sz = hi[i] - lo[i];
@@ -222,6 +227,12 @@ START_TEST(test_build_errors)
     ck_assert_ptr_nonnull(ok);
     part_map_free(ok);
     t[1].name = "b";
+    /* 30 elements over 30 shards: one each, none empty */
+    ok = part_map_build(t, 3, 30, NULL, 1, 1, "j", err, sizeof err);
+    ck_assert_ptr_nonnull(ok);
+    for (uint32_t i = 0; i < 30; i++)
+        ck_assert_uint_eq(ok->shards[i].hi - ok->shards[i].lo, 1);
+    part_map_free(ok);
     /* zero dimension, no dimensions, too many dimensions */
     t[0].shape = s0;
     t[0].ndims = 2;
