@@ -13,7 +13,8 @@
 #     same with every kubectl, passes yamllint, and leaves out what podman kube play cannot run;
 #   - broken overlays are refused: rendered ones changed in known ways (--cluster-negative,
 #     --negative), and broken copies of the sources (a JSON patch to a rule that is not there,
-#     --memory-mb past the limit, the NetworkPolicies left out).
+#     --memory-mb past the limit, the NetworkPolicies left out, the coordinator's volumes
+#     renamed under the podman overlay).
 # Exit 77 (skipped) when kubectl, yamllint, openssl, node or the npm packages are missing:
 # tools/test.sh installs them (Debian's kubernetes-client, kubectl 1.20 with kustomize v2, where
 # no kubectl is installed).
@@ -128,7 +129,7 @@ echo "== broken copies of the sources must be refused"
 fresh() {
     rm -rf "$tmp/src"
     mkdir -p "$tmp/src/deploy"
-    cp -r deploy/k8s deploy/knative "$tmp/src/deploy/"
+    cp -r deploy/k8s deploy/knative deploy/podman "$tmp/src/deploy/"
 }
 refused() { echo "refused as it should be: $*"; }
 fresh
@@ -158,4 +159,13 @@ if check --cluster knative "$tmp/broken.yaml" 2>"$tmp/why" >/dev/null ||
     exit 1
 fi
 refused "the NetworkPolicies left out: $(grep -m1 "NetworkPolicy" "$tmp/why")"
+fresh
+sed -i 's/- name: admin-token$/- name: admin-secret/' "$tmp/src/deploy/k8s/base/coordinator.yaml"
+grep -q 'admin-secret' "$tmp/src/deploy/k8s/base/coordinator.yaml" ||
+    { echo "FAIL: could not break coordinator.yaml"; exit 1; }
+if "${kubectls[0]}" kustomize "$tmp/src/deploy/podman/k8s-overlay" >/dev/null 2>&1; then
+    echo "FAIL: the podman overlay rendered over a base whose volumes are not where it tests them"
+    exit 1
+fi
+refused "the podman overlay over a base with the coordinator's volumes renamed"
 echo "k8s: all checks passed"
