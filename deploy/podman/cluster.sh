@@ -1,20 +1,26 @@
 #!/bin/bash
 # deploy/podman/cluster.sh: a small SMLT-C cluster on one machine, each part in a podman
 # container with its own network namespace and address on a podman network of its own:
-#   - a coordinator (localhost/smlt-coordinator) at .10, with the PS pool --ps-pool;
+#   - a coordinator at .10, with the PS pool --ps-pool: the coordinator Deployment and its
+#     data PersistentVolumeClaim of deploy/k8s/base (the YAML a Kubernetes cluster takes),
+#     rendered through the overlay deploy/podman/k8s-overlay (which patches only what podman
+#     cannot do: the pool's addresses instead of cluster DNS, no probes or host ports, the
+#     Secrets as files) and run by `podman kube play`;
 #   - three PS nodes (localhost/smlt-ps, `smlt-ps --node`) at .11 .. .13, sharing one
-#     checkpoint volume (so that a lost node's shards are restored on another);
+#     checkpoint volume (so that a lost node's shards are restored on another), with
+#     `podman run` (podman does not play the base's StatefulSet);
 #   - worker function instances (localhost/smlt-worker, `smlt-worker --http`, two invocations
 #     each) at .21 .. (4 by default: twice the demo's ranks, so that the slices of a job being
 #     restored fit beside the ones still ending, as a platform's scale-out would make them),
 #     started from a Kubernetes Deployment with `podman kube play` (deploy/podman/workers.yaml);
 #   - the platform's front door in front of them, a Knative activator stand-in
 #     (`smlt-bench gateway`), on the host at the network's gateway address .1.
-# TLS is on everywhere (a test CA from tools/make-test-certs.sh naming every address), and
-# the pool token and the API's admin token are files the containers mount read-only.
+# TLS is on everywhere (a test CA from tools/make-test-certs.sh naming every address). The
+# Secrets are deploy/k8s/make-secrets.sh's (--dry-run: the pool token, the API's admin token,
+# the certificate), written to files that the containers mount read-only.
 #
 #   deploy/podman/cluster.sh up   [--tag TAG] [--name NAME] [--subnet A.B.C] [--workers N]
-#                                 [--bins DIR] [--state DIR] [--no-tls]
+#                                 [--bins DIR] [--state DIR]
 #   deploy/podman/cluster.sh demo [--kill-node-at STEP] [--target ACC] [--dataset DIR] ...
 #   deploy/podman/cluster.sh status | logs | down   [--name NAME] [--state DIR]
 #
@@ -25,16 +31,18 @@
 # and prints the result; with --kill-node-at STEP it kills the node container holding shard 0
 # once the job passes STEP, and the job must still succeed with that shard on another node.
 # Slices are 6 s (--slice-s).
-# down: removes the containers (by the ids up recorded), the network and the gateway (by its
-# pid). Everything up made is recorded in --state (default ~/.cache/smlt/cluster-NAME).
-# Needs podman (deploy/podman-setup.sh installs and configures it) and, on the host, the
-# build's smlt-bench and smltctl (--bins, default build/bin).
+# down: removes the pods and containers (by the ids and YAML files up recorded), the
+# coordinator's data volume, the network and the gateway (by its pid). Everything up made is
+# recorded in --state (default ~/.cache/smlt/cluster-NAME).
+# Needs podman (deploy/podman-setup.sh installs and configures it), kubectl (its kustomize and
+# `create secret --dry-run`; no cluster) and, on the host, the build's smlt-bench and smltctl
+# (--bins, default build/bin).
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 cmd=${1:-}
 [ -n "$cmd" ] && shift
-NAME=smlt-cluster TAG=0.1.0 SUBNET=10.89.77 WORKERS=4 BINS=$SRC/build/bin TLS=1 STATE=
+NAME=smlt-cluster TAG=0.1.0 SUBNET=10.89.77 WORKERS=4 BINS=$SRC/build/bin STATE=
 KILL_AT=0 TARGET=0.88 DATASET=/usr/share/datasets/fashion-mnist EPOCHS=30 SLICE_S=6
 while [ $# -gt 0 ]; do
     case $1 in
@@ -44,13 +52,12 @@ while [ $# -gt 0 ]; do
     --workers) WORKERS=$2; shift 2 ;;
     --bins) BINS=$(cd "$2" && pwd); shift 2 ;;
     --state) STATE=$2; shift 2 ;;
-    --no-tls) TLS=0; shift ;;
     --kill-node-at) KILL_AT=$2; shift 2 ;;
     --target) TARGET=$2; shift 2 ;;
     --epochs) EPOCHS=$2; shift 2 ;;
     --slice-s) SLICE_S=$2; shift 2 ;;
     --dataset) DATASET=$2; shift 2 ;;
-    -h | --help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cluster.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -63,22 +70,118 @@ NODES=3
 say() { echo "cluster.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
 
-# The API as the host reaches it (the coordinator's address on the network).
-api_url() {
-    if [ "$(cat "$STATE/tls")" = 1 ]; then echo "https://$COORD_IP:8080"; else echo "http://$COORD_IP:8080"; fi
-}
+# The API as the host reaches it (the coordinator's address on the network), with the admin
+# token of make-secrets.sh's smlt-admin-token.
+ADMIN_TOKEN=$STATE/secrets/smlt-admin-token/token
+api_url() { echo "https://$COORD_IP:8080"; }
 ctl() {
-    SMLT_URL=$(api_url) SMLT_TOKEN=$(cat "$STATE/admin-token") SMLT_CACERT=$STATE/certs/ca.pem \
+    SMLT_URL=$(api_url) SMLT_TOKEN=$(cat "$ADMIN_TOKEN") SMLT_CACERT=$STATE/certs/ca.pem \
         "$BINS/smltctl" "$@"
 }
 # One API GET as JSON on stdout.
 api_get() {
     curl -sS --max-time 10 --cacert "$STATE/certs/ca.pem" \
-        -H "Authorization: Bearer $(cat "$STATE/admin-token")" "$(api_url)$1"
+        -H "Authorization: Bearer $(cat "$ADMIN_TOKEN")" "$(api_url)$1"
+}
+
+# secret_files SECRETS_YAML DIR: what the kubelet does for a pod's secret volumes, for the
+# Secrets that `make-secrets.sh --dry-run` prints: each key of each Secret becomes the file
+# DIR/SECRET/KEY with the decoded value, mode 0440 and group 10001 (the pods' defaultMode 288
+# and fsGroup). Only that output's layout is read (`kubectl create secret -o yaml`: a `data:`
+# map of one-line base64 values, and `metadata.name`), so no YAML library is needed.
+secret_files() {
+    python3 - "$1" "$2" <<'EOF'
+import base64, os, sys
+src, out = sys.argv[1], sys.argv[2]
+for doc in open(src).read().split("\n---\n"):
+    name, data, section = None, {}, None
+    for line in doc.splitlines():
+        if line and not line.startswith(" "):
+            section = line.rstrip(":")
+        elif section == "data" and line.startswith("  ") and ": " in line:
+            k, v = line.strip().split(": ", 1)
+            data[k] = base64.b64decode(v)
+        elif section == "metadata" and line.startswith("  name: "):
+            name = line.split(": ", 1)[1].strip()
+    if not name:
+        continue
+    if not data:
+        sys.exit("cluster.sh: Secret %s has no data" % name)
+    os.makedirs(os.path.join(out, name), mode=0o755)
+    for k, v in data.items():
+        path = os.path.join(out, name, k)
+        with open(path, "wb") as f:
+            f.write(v)
+        os.chown(path, 0, 10001)
+        os.chmod(path, 0o440)
+EOF
+}
+
+# kube_objects FILE KIND...: the documents of a `kubectl kustomize` render whose kind is one
+# of KIND (the ones podman kube play runs), on stdout.
+kube_objects() {
+    python3 - "$@" <<'EOF'
+import sys
+docs = open(sys.argv[1]).read().split("\n---\n")
+keep = [d.strip("\n") for d in docs
+        if any(l == "kind: " + k for l in d.splitlines() for k in sys.argv[2:])]
+print("\n---\n".join(keep))
+EOF
+}
+
+# The coordinator: deploy/k8s/base's Deployment and PersistentVolumeClaim, through
+# deploy/podman/k8s-overlay, as a kustomization of this cluster's own in $STATE/kube that
+# prefixes the names with the cluster's (pods and volumes are the host's: two clusters must
+# not share them) and picks the image tag. $1 is the pool and $2 the function URL. Played at
+# the coordinator's address on the network.
+play_coordinator() {
+    local k=$STATE/kube yml=$STATE/coordinator.yaml rel
+    mkdir -p "$k"
+    rel=$(realpath --relative-to="$k" "$SRC/deploy/podman/k8s-overlay")
+    cat >"$k/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+bases:
+  - $rel
+namePrefix: $NAME-
+images:
+  - name: localhost/smlt-coordinator
+    newTag: "$TAG"
+EOF
+    # Kustomize v5 says that the v2 fields the overlays keep to are deprecated: those notes
+    # are dropped (as tests/deploy/k8s.sh does), anything else it says is shown.
+    kubectl kustomize "$k" >"$k/rendered.yaml" 2>"$k/err" ||
+        { cat "$k/err" >&2; die "kubectl kustomize $k failed"; }
+    grep -v "^# Warning: '\(bases\|patchesStrategicMerge\|patchesJson6902\)' is deprecated" \
+        "$k/err" >&2 || true
+    kube_objects "$k/rendered.yaml" Deployment PersistentVolumeClaim |
+        sed -e "s|@POOL@|$1|" -e "s|@COORD_IP@|$COORD_IP|" -e "s|@FUNCTION_URL@|$2|" \
+            -e "s|@DATASETS@|$(dirname "$DATASET")|" -e "s|@SECRETS@|$STATE/secrets|" >"$yml"
+    # podman 4.3 makes the pod's emptyDir `tmp` a volume named `tmp`, host-wide (removed with
+    # the pod): this cluster's gets a name of its own, so that two clusters do not share one.
+    sed -i "s|^\( *-\{0,1\} *\)name: tmp$|\1name: $NAME-tmp|" "$yml"
+    [ "$(grep -c "name: $NAME-tmp$" "$yml")" = 2 ] || die "$yml: the tmp volume was not renamed"
+    if grep -q '@[A-Z_]*@' "$yml"; then
+        die "$yml: a placeholder is left: $(grep -m1 '@[A-Z_]*@' "$yml")"
+    fi
+    if ! grep -q "^kind: Deployment" "$yml" || ! grep -q "^kind: PersistentVolumeClaim" "$yml"; then
+        die "$k/rendered.yaml has no coordinator Deployment or PersistentVolumeClaim"
+    fi
+    # Recorded before it runs, so that down removes what a failed play left.
+    echo "kube $yml" >>"$STATE/ids"
+    echo "volume $NAME-smlt-coordinator-data" >>"$STATE/ids"
+    podman kube play --network "$NAME" --ip "$COORD_IP" "$yml" >/dev/null
+    local id
+    id=$(podman ps -a --filter "pod=$NAME-smlt-coordinator-pod-0" \
+        --filter "name=$NAME-smlt-coordinator-pod-0-coordinator" --format '{{.ID}}')
+    [ -n "$id" ] || die "podman kube play started no coordinator container"
+    echo "podctr $id coordinator $COORD_IP" >>"$STATE/ids"
 }
 
 cmd_up() {
     command -v podman >/dev/null || die "podman is not installed (deploy/podman-setup.sh)"
+    command -v kubectl >/dev/null ||
+        die "kubectl is not installed (apt-get install kubernetes-client): it renders deploy/k8s"
     for x in smltctl smlt-bench; do
         [ -x "$BINS/$x" ] || die "$BINS/$x is missing (build first, or give --bins)"
     done
@@ -89,35 +192,36 @@ cmd_up() {
     [ -e "$STATE/ids" ] && die "a cluster is up already (state in $STATE): down first"
     mkdir -p "$STATE"
     : >"$STATE/ids"
-    echo "$TLS" >"$STATE/tls"
     echo "$SUBNET" >"$STATE/subnet"
-    # Tokens and certificates: files the containers (user 10001) read. Test material only.
-    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$STATE/pool-token"
-    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$STATE/admin-token"
+    # The certificate (test material only) names every address, and make-secrets.sh makes the
+    # Secrets of deploy/k8s from it: smlt-tls (tls.crt, tls.key, ca.crt), smlt-pool-token and
+    # smlt-admin-token (random tokens, key `token`), as files the containers (user 10001) read.
     local names=("$COORD_IP") i
     for ((i = 0; i < NODES; i++)); do names+=("$SUBNET.$((11 + i))"); done
     bash "$SRC/tools/make-test-certs.sh" "$STATE/certs" "${names[@]}" >/dev/null
-    chmod 0644 "$STATE"/certs/* "$STATE/pool-token" "$STATE/admin-token"
-    mkdir -p "$STATE/checkpoints" "$STATE/data"
-    chown 10001:10001 "$STATE/checkpoints" "$STATE/data"
-    chmod 0755 "$STATE/checkpoints" "$STATE/data" "$STATE/certs"
+    chmod 0644 "$STATE"/certs/*
+    bash "$SRC/deploy/k8s/make-secrets.sh" --tls-dir "$STATE/certs" --dry-run \
+        >"$STATE/secrets.yaml" 2>"$STATE/secrets.err" || { cat "$STATE/secrets.err" >&2; exit 1; }
+    secret_files "$STATE/secrets.yaml" "$STATE/secrets"
+    mkdir -p "$STATE/checkpoints"
+    chown 10001:10001 "$STATE/checkpoints"
+    chmod 0755 "$STATE/checkpoints" "$STATE/certs" "$STATE/secrets"
     if ! podman network exists "$NAME"; then
         podman network create --subnet "$SUBNET.0/24" --gateway "$GW_IP" "$NAME" >/dev/null
         echo "network $NAME" >>"$STATE/ids"
     fi
-    local tlsopt=()
-    [ "$TLS" = 1 ] && tlsopt=(--tls-cert /etc/smlt/tls/server.pem --tls-key /etc/smlt/tls/server.key
-        --tls-ca /etc/smlt/tls/ca.pem)
-    local mounts=(-v "$STATE/certs:/etc/smlt/tls:ro" -v "$STATE/pool-token:/etc/smlt/pool/token:ro")
-    # The PS nodes.
+    # The PS nodes: the Secrets where deploy/k8s/base/ps.yaml mounts them.
     local pool="" id
     for ((i = 0; i < NODES; i++)); do
         local ip=$SUBNET.$((11 + i))
         id=$(podman run -d --name "$NAME-ps-$i" --hostname "ps-$i" --network "$NAME" --ip "$ip" \
-            "${mounts[@]}" -v "$STATE/checkpoints:/var/lib/smlt/checkpoints" \
+            -v "$STATE/secrets/smlt-tls:/etc/smlt/tls:ro" \
+            -v "$STATE/secrets/smlt-pool-token:/etc/smlt/pool:ro" \
+            -v "$STATE/checkpoints:/var/lib/smlt/checkpoints" \
             "localhost/smlt-ps:$TAG" --node --listen 0.0.0.0:7000 --memory-mb 512 --name "ps-$i" \
             --admin-token-file /etc/smlt/pool/token --checkpoint-dir /var/lib/smlt/checkpoints \
-            --metrics-listen 0.0.0.0:9100 "${tlsopt[@]}")
+            --metrics-listen 0.0.0.0:9100 --tls-cert /etc/smlt/tls/tls.crt \
+            --tls-key /etc/smlt/tls/tls.key --tls-ca /etc/smlt/tls/ca.crt)
         echo "container $id ps-$i $ip" >>"$STATE/ids"
         pool+="${pool:+,}$ip:7000"
     done
@@ -144,15 +248,7 @@ cmd_up() {
     for _ in $(seq 50); do [ -s "$STATE/gateway.port" ] && break; sleep 0.1; done
     [ -s "$STATE/gateway.port" ] || die "the gateway did not start (see $STATE/gateway.log)"
     # The coordinator.
-    id=$(podman run -d --name "$NAME-coordinator" --hostname coordinator --network "$NAME" \
-        --ip "$COORD_IP" "${mounts[@]}" -v "$STATE/admin-token:/etc/smlt/admin/token:ro" \
-        -v "$STATE/data:/var/lib/smlt" -v "$(dirname "$DATASET"):$(dirname "$DATASET"):ro" \
-        "localhost/smlt-coordinator:$TAG" --listen 0.0.0.0:8080 --rpc-listen 0.0.0.0:7070 \
-        --rpc-advertise "$COORD_IP:7070" --data-dir /var/lib/smlt \
-        --admin-token-file /etc/smlt/admin/token --platform knative \
-        --function-url "http://$GW_IP:$(cat "$STATE/gateway.port")/" \
-        --ps-pool "$pool" --ps-pool-token-file /etc/smlt/pool/token "${tlsopt[@]}")
-    echo "container $id coordinator $COORD_IP" >>"$STATE/ids"
+    play_coordinator "$pool" "http://$GW_IP:$(cat "$STATE/gateway.port")/"
     # Ready: the API answers and sees every node up.
     local up=0
     for _ in $(seq 150); do
@@ -163,9 +259,9 @@ cmd_up() {
         sleep 0.2
     done
     [ "$up" = "$NODES" ] || { cmd_logs; die "the coordinator does not see $NODES nodes up"; }
-    say "up: coordinator $(api_url), $NODES PS nodes ($pool), $WORKERS worker instances ($wips)" \
-        "behind the gateway $GW_IP:$(cat "$STATE/gateway.port")"
-    say "try: SMLT_URL=$(api_url) SMLT_TOKEN=\$(cat $STATE/admin-token)" \
+    say "up: coordinator $(api_url) (pod $NAME-smlt-coordinator-pod-0), $NODES PS nodes ($pool)," \
+        "$WORKERS worker instances ($wips) behind the gateway $GW_IP:$(cat "$STATE/gateway.port")"
+    say "try: SMLT_URL=$(api_url) SMLT_TOKEN=\$(cat $ADMIN_TOKEN)" \
         "SMLT_CACERT=$STATE/certs/ca.pem $BINS/smltctl status"
 }
 
@@ -237,7 +333,7 @@ cmd_logs() {
     [ -e "$STATE/ids" ] || return 0
     local id name
     while read -r kind id name _; do
-        [ "$kind" = container ] || continue
+        [ "$kind" = container ] || [ "$kind" = podctr ] || continue
         echo "---- $name ($id) ----"
         podman logs --tail 40 "$id" 2>&1 || true
     done <"$STATE/ids"
@@ -248,12 +344,18 @@ cmd_logs() {
 cmd_down() {
     [ -e "$STATE/ids" ] || { say "no cluster is up (state in $STATE)"; return 0; }
     local kind a
-    # Containers and pods first (by id), then the gateway (by pid), then the network.
+    # Containers and pods first (by id), then the gateway (by pid), then the volumes and the
+    # network. A podctr is in a kube pod: `kube down` removes it.
     while read -r kind a _; do
         case $kind in
         container) podman rm -f -t 2 "$a" >/dev/null 2>&1 || true ;;
         kube) podman kube down "$a" >/dev/null 2>&1 || true ;;
         pid) kill "$a" 2>/dev/null || true ;;
+        esac
+    done <"$STATE/ids"
+    while read -r kind a _; do
+        case $kind in
+        volume) podman volume rm -f "$a" >/dev/null 2>&1 || true ;;
         esac
     done <"$STATE/ids"
     while read -r kind a _; do
@@ -269,5 +371,5 @@ demo) cmd_demo ;;
 status) cmd_status ;;
 logs) cmd_logs ;;
 down) cmd_down ;;
-*) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -9,9 +9,12 @@
 #     coordinator's Deployment, Service and data volume, NetworkPolicies, ServiceAccounts and
 #     Role, --memory-mb within the memory limit, the Lambda overlay's load balancers), with the
 #     Secrets that deploy/k8s/make-secrets.sh makes, whose test certificate names every node;
+#   - deploy/podman/k8s-overlay (the coordinator deploy/podman/cluster.sh plays) renders the
+#     same with every kubectl, passes yamllint, and leaves out what podman kube play cannot run;
 #   - broken overlays are refused: rendered ones changed in known ways (--cluster-negative,
 #     --negative), and broken copies of the sources (a JSON patch to a rule that is not there,
-#     --memory-mb past the limit, the NetworkPolicies left out).
+#     --memory-mb past the limit, the NetworkPolicies left out, the coordinator's volumes
+#     renamed under the podman overlay).
 # Exit 77 (skipped) when kubectl, yamllint, openssl, node or the npm packages are missing:
 # tools/test.sh installs them (Debian's kubernetes-client, kubectl 1.20 with kustomize v2, where
 # no kubectl is installed).
@@ -94,12 +97,39 @@ for dir in deploy/k8s/overlays/*/; do
     check --negative "$tmp/$o.0.yaml" | tail -1
 done
 
+echo "== deploy/podman/k8s-overlay (the coordinator that deploy/podman/cluster.sh plays)"
+# The same objects with every kubectl, lint-clean, and in its Deployment none of what podman
+# kube play cannot run (the overlay's coordinator.yaml says why for each): no probes, ports,
+# downward-API env or secret volumes, and the base's command as it is.
+i=0
+for k in "${kubectls[@]}"; do
+    render "$k" deploy/podman/k8s-overlay "$tmp/podman.$i.yaml"
+    [ $i = 0 ] || check --same "$tmp/podman.0.yaml" "$tmp/podman.$i.yaml"
+    i=$((i + 1))
+done
+yamllint --strict -c deploy/yamllint.yml "$tmp/podman.0.yaml"
+sed -n '/^kind: Deployment/,/^---/p' "$tmp/podman.0.yaml" >"$tmp/podman-coordinator.yaml"
+grep -q '^  name: smlt-coordinator$' "$tmp/podman-coordinator.yaml" ||
+    { echo "FAIL: the podman overlay renders no coordinator Deployment"; exit 1; }
+for bad in livenessProbe readinessProbe containerPort fieldRef 'secret:' 'dns:'; do
+    if grep -q "$bad" "$tmp/podman-coordinator.yaml"; then
+        echo "FAIL: the podman overlay's coordinator still has $bad, which podman kube play cannot run"
+        exit 1
+    fi
+done
+for want in '- /usr/local/bin/smlt-coordinator' '- /etc/smlt/tls/tls.crt' 'claimName: smlt-coordinator-data' \
+    'readOnlyRootFilesystem: true' '@POOL@' '@SECRETS@/smlt-tls'; do
+    grep -qF -- "$want" "$tmp/podman-coordinator.yaml" ||
+        { echo "FAIL: the podman overlay's coordinator has no $want"; exit 1; }
+done
+echo "the podman overlay renders the base's coordinator with what podman cannot run patched out"
+
 echo "== broken copies of the sources must be refused"
 # A copy with deploy/'s layout (the Knative overlay reads ../../../knative).
 fresh() {
     rm -rf "$tmp/src"
     mkdir -p "$tmp/src/deploy"
-    cp -r deploy/k8s deploy/knative "$tmp/src/deploy/"
+    cp -r deploy/k8s deploy/knative deploy/podman "$tmp/src/deploy/"
 }
 refused() { echo "refused as it should be: $*"; }
 fresh
@@ -129,4 +159,13 @@ if check --cluster knative "$tmp/broken.yaml" 2>"$tmp/why" >/dev/null ||
     exit 1
 fi
 refused "the NetworkPolicies left out: $(grep -m1 "NetworkPolicy" "$tmp/why")"
+fresh
+sed -i 's/- name: admin-token$/- name: admin-secret/' "$tmp/src/deploy/k8s/base/coordinator.yaml"
+grep -q 'admin-secret' "$tmp/src/deploy/k8s/base/coordinator.yaml" ||
+    { echo "FAIL: could not break coordinator.yaml"; exit 1; }
+if "${kubectls[0]}" kustomize "$tmp/src/deploy/podman/k8s-overlay" >/dev/null 2>&1; then
+    echo "FAIL: the podman overlay rendered over a base whose volumes are not where it tests them"
+    exit 1
+fi
+refused "the podman overlay over a base with the coordinator's volumes renamed"
 echo "k8s: all checks passed"
