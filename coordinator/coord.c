@@ -73,7 +73,43 @@ void job_free(struct coord_job *j)
     json_decref(j->ps_stats);
     json_decref(j->spec_json);
     json_decref(j->adopt);
+    free(j->model_source);
     free(j);
+}
+
+/* A torch job's training file: the spec's model_source, else the file its model names (read
+ * here, on the coordinator's machine: a small local file), kept as dir/model.py for setting
+ * up the shards and for a restarted coordinator, and in memory for the workers' assignments.
+ * Returns 0 or SMLT_EINVAL / SMLT_EIO with a message. */
+static int job_keep_source(struct coord_job *j, const char *json, size_t len, char *err,
+                           size_t errlen)
+{
+    json_t *root = json_loadb(json, len, 0, NULL);
+    const char *src = json_string_value(json_object_get(root, "model_source"));
+    int given = src != NULL;
+    char *text = src ? strdup(src) : NULL;
+    json_decref(root);
+    if (!given) {
+        const char *file = j->spec.model + 7;
+        text = smlt_file_read(file, COORD_SPEC_SOURCE_MAX, NULL);
+        if (!text) {
+            snprintf(err, errlen, "model: cannot read the training file %s: %s (give its text "
+                     "as model_source, as `smltctl submit --model python:FILE.py` does)", file,
+                     errno == E2BIG ? "larger than 48 KiB" : strerror(errno));
+            return SMLT_EINVAL;
+        }
+    }
+    if (!text)
+        return SMLT_ENOMEM;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/model.py", j->dir);
+    if (smlt_write_file_atomic(path, text, strlen(text), 0644) != 0) {
+        snprintf(err, errlen, "cannot keep the training file in %s: %s", path, strerror(errno));
+        free(text);
+        return SMLT_EIO;
+    }
+    j->model_source = text;
+    return 0;
 }
 
 int coord_submit(struct coord *c, const char *json, size_t len, char *id, size_t idlen, char *err,
@@ -115,6 +151,13 @@ int coord_submit(struct coord *c, const char *json, size_t len, char *id, size_t
         c->jobs = j->next;
         job_free(j);
         return SMLT_EIO;
+    }
+    if (coord_spec_is_python(j->spec.model) &&
+        (rc = job_keep_source(j, json, len, err, errlen)) != 0) {
+        c->jobs = j->next;
+        job_free(j);
+        c->refused++;
+        return rc;
     }
     j->log_fd = open(j->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     j->submitted_unix = smlt_now_unix();
@@ -291,21 +334,16 @@ static struct coord_rpc *rpc_listen(struct coord *c, const char *want, char *err
  * SMLT_EINVAL with a message in err. */
 static int read_ca_pem(struct coord *c, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    char *buf = malloc(SMLT_MAX_TLS_CA_PEM + 1);
-    size_t n = f && buf ? fread(buf, 1, SMLT_MAX_TLS_CA_PEM + 1, f) : 0;
-    int bad = !f || !buf || ferror(f) || n == 0 || n > SMLT_MAX_TLS_CA_PEM;
-    if (f)
-        fclose(f);
-    if (bad) {
+    size_t n = 0;
+    char *buf = smlt_file_read(path, SMLT_MAX_TLS_CA_PEM, &n);
+    if (!buf || n == 0) {
         snprintf(err, errlen, "--tls-ca %s: %s", path,
-                 !f ? strerror(errno) : n > SMLT_MAX_TLS_CA_PEM ? "over 32 KiB (workers get it in "
-                                                                  "every invocation)"
-                                                                : "cannot read it");
+                 buf ? "the file is empty"
+                 : errno == E2BIG ? "over 32 KiB (workers get it in every invocation)"
+                                  : strerror(errno));
         free(buf);
         return SMLT_EINVAL;
     }
-    buf[n] = '\0';
     c->tls_ca_pem = buf;
     return 0;
 }

@@ -23,6 +23,7 @@
 #include "smlt_error.h"
 #include "smlt_log.h"
 #include "smlt_util.h"
+#include "worker_py.h"
 #include "worker_setup.h"
 
 #define ADMIN_DEFAULT_TIMEOUT_MS 30000
@@ -217,7 +218,12 @@ static void run_call(struct admin_q *q, struct call *k)
          * timeout, not interruptible.) */
         req->conf.job = req->job;
         req->conf.checkpoint_dir = req->checkpoint_dir[0] ? req->checkpoint_dir : NULL;
-        rc = worker_setup_job(req->addrs, req->token, req->model, &req->conf, err, sizeof err);
+        if (req->path[0])
+            rc = worker_setup_python(req->addrs, req->token, req->path, &req->conf,
+                                     &r->nparams, err, sizeof err);
+        else
+            rc = worker_setup_job(req->addrs, req->token, req->model, &req->conf, err,
+                                  sizeof err);
         if (rc)
             res_err(r, rc, err);
         return;

@@ -61,7 +61,7 @@ struct coord_admin_req {
     char new_addrs[COORD_ADMIN_ADDRS_MAX]; /* RESHARD */
     uint32_t workers;                  /* UPDATE_CONF */
     uint32_t shard;                    /* SET_BACKUP, PROMOTE */
-    char path[1100];                   /* SAVE */
+    char path[1100];                   /* SAVE; SETUP: a torch job's training file ("": none) */
     uint64_t step;                     /* SAVE: the step recorded in the file; RESTORE */
     char model[COORD_ADMIN_MODEL_MAX]; /* SETUP: the model spec */
     char job[64];                      /* SETUP: the job's name for the shards' logs */
@@ -88,7 +88,7 @@ struct coord_admin_res {
     uint32_t nshards;
     struct smlt_shard_stats *stats;
     int *stats_rc;
-    /* EXPORT */
+    /* EXPORT; SETUP of a torch job: its parameter count */
     uint64_t nparams;
     float *params, *state;  /* state: nstate arrays of nparams floats */
     uint32_t nstate;

@@ -171,6 +171,7 @@ struct coord_job {
     char reason[SCHED_REASON_MAX + 64];       /* why it ended (target accuracy reached, ...) */
     struct coord_journal *journal;
     char dir[1024], model_path[1100], log_path[1100];
+    char *model_source;   /* a torch job's training file (kept in dir/model.py), or NULL */
     int log_fd;
     struct coord_ledger ledger;
     double submitted_unix, started_unix, ended_unix;

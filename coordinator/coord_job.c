@@ -121,6 +121,8 @@ void job_setup_req(const struct coord_job *j, struct coord_admin_req *req)
     req->conf.workers = j->workers ? j->workers : j->spec.workers;
     snprintf(req->job, sizeof req->job, "%s", j->id);
     snprintf(req->model, sizeof req->model, "%s", j->spec.model);
+    if (coord_spec_is_python(j->spec.model))
+        snprintf(req->path, sizeof req->path, "%s/model.py", j->dir); /* job_keep_source() */
     if (job_checkpoints(j)) {
         /* Local shards write under the job's directory (a PersistentVolume on Kubernetes);
          * external ones to their own --checkpoint-dir. every_s becomes steps once the step
@@ -686,6 +688,8 @@ static void on_setup(struct coord_job *j, const struct coord_admin_res *res)
         job_finish(j, JOB_FAILED, msg);
         return;
     }
+    if (coord_spec_is_python(j->spec.model) && res->nparams)
+        j->spec.model_params = res->nparams; /* a torch job's size, known now */
     job_replicas_build(j, job_baseline);
 }
 

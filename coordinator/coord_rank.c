@@ -383,6 +383,7 @@ void rank_assignment(struct coord_job *j, struct rank *r, Smlt__Assignment *a)
     a->job = j->id;
     a->invocation = r->cur.name;
     a->model = (char *)s->model;
+    a->model_source = j->model_source; /* a torch job's training file, else NULL */
     a->dataset = (char *)s->dataset;
     a->batch = s->batch_size;
     a->sync = (Smlt__SyncMode)s->sync;

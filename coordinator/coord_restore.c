@@ -6,7 +6,9 @@
  * that was running when the coordinator went away is resumed (coord_resume.c): its shards and
  * the worker instances still running its invocations are adopted (coord_adopt.c). */
 #include "coord_int.h"
+#include "smlt_log.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,14 @@ static void restore_spec(struct coord_job *j, json_t *spec)
     json_decref(j->spec_json);
     if (j->have_spec) {
         j->spec_json = coord_spec_to_json_redacted(&j->spec);
+        if (coord_spec_is_python(j->spec.model) && !j->model_source) {
+            /* the training file job_keep_source() kept (a job that runs on needs it) */
+            char path[1200];
+            snprintf(path, sizeof path, "%s/model.py", j->dir);
+            if (!(j->model_source = smlt_file_read(path, COORD_SPEC_SOURCE_MAX, NULL)))
+                log_warn("job %s: cannot read its training file %s: %s", j->id, path,
+                         strerror(errno));
+        }
         return;
     }
     memset(&j->spec, 0, sizeof j->spec);

@@ -148,7 +148,7 @@ static const char *const top_keys[] = {
     "epochs", "target_accuracy", "max_epochs", "workers", "min_workers", "max_workers", "shards",
     "max_shards", "deadline_s", "budget_usd", "platform", "prices", "ps", "seed",
     "evaluate_every_epochs", "chaos", "statistical_efficiency", "dataset_options", "checkpoint",
-    NULL};
+    "model_source", NULL};
 static const char *const checkpoint_keys[] = {"every_steps", "every_s", "keep", NULL};
 static const char *const dataset_opt_keys[] = {"label_column", "header", "scale", NULL};
 static const char *const optim_keys[] = {"kind", "lr", "momentum", "nesterov", "beta1", "beta2",
@@ -433,6 +433,39 @@ static void derive_name(const char *model, char *name, size_t n)
     name[o] = 0;
 }
 
+int coord_spec_is_python(const char *model)
+{
+    return model && !strncmp(model, "python:", 7);
+}
+
+/* "python:FILE.py": a torch job. The file's text comes as model_source (smltctl reads it), or
+ * the coordinator reads FILE itself when it has no model_source (coord_submit()); its tensors
+ * are known once the shards are set up (smlt.job describe). */
+static int parse_python_model(struct pctx *c, json_t *root, const char *given,
+                              struct coord_spec *s)
+{
+    const char *file = given + 7;
+    size_t n = strlen(file);
+    if (n < 4 || strcmp(file + n - 3, ".py") || file[n - 4] == '/')
+        return coord_spec__fail(c, "model: \"%s\": a torch job names its training file as "
+                                   "python:FILE.py", given);
+    for (const char *p = file; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return coord_spec__fail(c, "model: control characters in the file name");
+    json_t *src = json_object_get(root, "model_source");
+    if (src && !json_is_string(src))
+        return bad(c, "model_source", "the training file's text (a string)", src);
+    if (src && json_string_length(src) > COORD_SPEC_SOURCE_MAX)
+        return coord_spec__fail(c, "model_source: %zu bytes, at most %u",
+                                json_string_length(src), COORD_SPEC_SOURCE_MAX);
+    if (src && (json_string_length(src) == 0 ||
+                strlen(json_string_value(src)) != json_string_length(src)))
+        return coord_spec__fail(c, "model_source: empty, or holds a NUL character");
+    snprintf(s->model, sizeof s->model, "%s", given);
+    s->model_params = 0;
+    return 0;
+}
+
 static int parse_model(struct pctx *c, json_t *root, struct coord_spec *s)
 {
     char given[COORD_SPEC_MODEL_MAX], nerr[256] = "";
@@ -446,6 +479,10 @@ static int parse_model(struct pctx *c, json_t *root, struct coord_spec *s)
     if (rc < 0)
         return rc;
     size_t np = 0;
+    if (coord_spec_is_python(given))
+        return parse_python_model(c, root, given, s);
+    if (json_object_get(root, "model_source"))
+        return coord_spec__fail(c, "model_source: only with a \"python:FILE.py\" model");
     if (nn_spec_check(given, s->model, sizeof s->model, &np, nerr, sizeof nerr) != 0)
         return coord_spec__fail(c, "model: %s", nerr[0] ? nerr : "invalid model spec");
     s->model_params = np;
@@ -716,7 +753,8 @@ static int parse_source(struct pctx *c, json_t *root, struct coord_spec *s)
     if (rc == 0)
         return coord_spec__fail(c, "dataset: required (a directory of IDX files, an http(s):// URL, "
                        "csv:PATH or libsvm:PATH)");
-    if ((rc = coord_spec__check_dataset(c, s->dataset)))
+    /* A torch job's dataset is its training file's to read (train_data(dataset)). */
+    if (!coord_spec_is_python(s->model) && (rc = coord_spec__check_dataset(c, s->dataset)))
         return rc;
     if ((rc = parse_dataset_options(c, root, s)))
         return rc;

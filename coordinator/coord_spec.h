@@ -83,6 +83,7 @@
 #define COORD_SPEC_MAX_JSON (64u << 10) /* bytes of spec JSON accepted */
 #define COORD_SPEC_NAME_MAX 128         /* name: bytes including the NUL */
 #define COORD_SPEC_MODEL_MAX 256        /* = NN_SPEC_MAX */
+#define COORD_SPEC_SOURCE_MAX (48u << 10) /* a torch job's training file ("model_source") */
 #define COORD_SPEC_PATH_MAX 1024        /* dataset, cache_dir */
 #define COORD_SPEC_ADDRS_MAX 8192       /* ps.addrs */
 #define COORD_SPEC_REGION_MAX 64
@@ -165,8 +166,10 @@ struct coord_spec_ps {
 
 struct coord_spec {
     char name[COORD_SPEC_NAME_MAX];
-    char model[COORD_SPEC_MODEL_MAX];  /* canonical nn_model spec */
-    uint64_t model_params;             /* derived: the model's parameter count */
+    char model[COORD_SPEC_MODEL_MAX];  /* canonical nn_model spec, or "python:FILE.py" (a torch
+                                          job: its training file, worker/python/smlt/job.py) */
+    uint64_t model_params;             /* derived: the model's parameter count (a torch job:
+                                          0 until its shards are set up) */
     char dataset[COORD_SPEC_PATH_MAX];
     struct coord_spec_dataset_opts dataset_options;
     char cache_dir[COORD_SPEC_PATH_MAX]; /* "" = the worker's default */
@@ -209,6 +212,9 @@ struct coord_spec {
  * dataset's local files. */
 int coord_spec_parse(const char *json, size_t len, struct coord_spec *out, char *err,
                      size_t errlen);
+
+/* Whether model (a spec's "model") names a torch job's training file ("python:FILE.py"). */
+int coord_spec_is_python(const char *model);
 
 /* Returns the canonical spec as a new JSON object (json_decref() it): every field with its
  * value or default, fields that do not apply left out (staleness without ssp, max_epochs with

@@ -140,6 +140,26 @@ int smlt_sync_dir(const char *dir)
     return rc < 0 ? -1 : 0;
 }
 
+char *smlt_file_read(const char *path, size_t max, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = malloc(max + 2);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    int e = !buf ? ENOMEM : ferror(f) ? (errno ? errno : EIO) : n > max ? E2BIG : 0;
+    fclose(f);
+    if (e) {
+        free(buf);
+        errno = e;
+        return NULL;
+    }
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
 char *smlt_token_read(const char *path)
 {
     FILE *f = fopen(path, "r");

@@ -46,6 +46,11 @@ int smlt_write_file_atomic(const char *path, const void *data, size_t len, unsig
  * crash. Returns 0 or -1 with errno. */
 int smlt_sync_dir(const char *dir);
 
+/* Reads a whole file of at most max bytes. Returns a new NUL-terminated string (free() it)
+ * with its length in *len (may be NULL), or NULL with errno: the file's, E2BIG when it is
+ * larger than max, ENOMEM. */
+char *smlt_file_read(const char *path, size_t max, size_t *len);
+
 /* Reads a token from a file: the first line, without its line end and trailing blanks.
  * Returns a new string (free() it), or NULL with errno: the file cannot be read (its errno),
  * is empty (ENODATA), or its first line is longer than SMLT_MAX_TOKEN bytes (E2BIG). */

@@ -243,6 +243,34 @@ static json_t *load_spec(const char *path)
     return o;
 }
 
+/* A torch job ("model": "python:FILE.py"): the coordinator may run on another machine, so the
+ * training file travels in the spec (model_source), read here; the model keeps FILE's base
+ * name. Returns 0, or -1 after saying why. */
+static int attach_source(json_t *spec)
+{
+    const char *model = json_string_value(json_object_get(spec, "model"));
+    if (!model || strncmp(model, "python:", 7) || json_object_get(spec, "model_source"))
+        return 0;
+    const char *file = model + 7;
+    size_t n = 0;
+    char *text = smlt_file_read(file, 48u << 10, &n);
+    if (!text) {
+        smltctl_err("%s: %s", file, errno == E2BIG ? "larger than 48 KiB" : strerror(errno));
+        return -1;
+    }
+    const char *base = strrchr(file, '/');
+    char name[512];
+    snprintf(name, sizeof name, "python:%s", base ? base + 1 : file);
+    json_object_set_new(spec, "model_source", json_stringn(text, n));
+    json_object_set_new(spec, "model", json_string(name));
+    free(text);
+    if (!json_is_string(json_object_get(spec, "model_source"))) {
+        smltctl_err("%s: not UTF-8 text", file);
+        return -1;
+    }
+    return 0;
+}
+
 int smltctl_cmd_submit(struct smltctl *c, int argc, char **argv)
 {
     const char *file = NULL;
@@ -315,6 +343,10 @@ int smltctl_cmd_submit(struct smltctl *c, int argc, char **argv)
             }
             json_object_set_new(spec, path_keys[i], json_string(out));
         }
+    }
+    if (attach_source(spec) != 0) {
+        json_decref(spec);
+        return SMLTCTL_ERR;
     }
     json_t *resp = NULL;
     char err[1024];

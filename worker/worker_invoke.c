@@ -599,6 +599,7 @@ static void task_of(const Smlt__Assignment *a, double t_recv, double deadline,
     memset(t, 0, sizeof *t);
     t->job = a->job;
     t->model = a->model;
+    t->model_source = a->model_source;
     t->data = a->dataset;
     t->cache_dir = a->cache_dir && a->cache_dir[0] ? a->cache_dir : NULL;
     t->batch = (int)a->batch;

@@ -22,6 +22,7 @@
 #include "worker_http.h"
 #include "worker_invoke.h"
 #include "worker_lambda.h"
+#include "worker_py.h"
 #include "worker_train.h"
 
 static void usage(FILE *f)
@@ -253,11 +254,25 @@ int main(int argc, char **argv)
         jc.workers = t.workers;
         jc.staleness = t.staleness;
         jc.seed = t.seed;
-        int rc = worker_setup_job(t.ps_addrs, admin ? admin : t.token, t.model, &jc, err, sizeof err);
+        int rc = !strncmp(t.model, "python:", 7)
+                     ? worker_setup_python(t.ps_addrs, admin ? admin : t.token, t.model + 7, &jc,
+                                           NULL, err, sizeof err)
+                     : worker_setup_job(t.ps_addrs, admin ? admin : t.token, t.model, &jc, err,
+                                        sizeof err);
         if (rc) {
             fprintf(stderr, "smlt-worker: setup: %s\n", err);
             return 1;
         }
+    }
+    if (!strncmp(t.model, "python:", 7)) {
+        /* By hand, a torch job's ranks are the smlt package's (worker/python/examples/
+         * ps_only.py); through the coordinator, this bootstrap runs them. */
+        if (setup)
+            return 0;
+        fprintf(stderr, "smlt-worker: a python: model trains through the coordinator, or by hand "
+                        "with the smlt package (worker/python/examples/ps_only.py); --setup "
+                        "sets up its shards\n");
+        return 2;
     }
     /* Size the job in steps from the data: load it once here (the run below reuses it). */
     struct worker *w = worker_new();

@@ -15,6 +15,7 @@
 #include "smlt_client_int.h"
 #include "smlt_log.h"
 #include "smlt_util.h"
+#include "worker_py.h"
 
 #define WORKER_EVAL_BATCH 512
 
@@ -35,6 +36,7 @@ struct worker {
     struct smlt_client *c;
     float *xb;
     int32_t *yb;
+    struct worker_py *py;    /* a torch job's Python runner (warm between slices) */
 };
 
 static void rep_err(struct worker_report *r, int code, const char *fmt, ...)
@@ -85,6 +87,7 @@ void worker_free(struct worker *w)
     if (!w)
         return;
     smlt_client_close(w->c);
+    worker_py_free(w->py);
     data_set_iter_free(w->it);
     nn_model_free(w->m);
     data_set_free(w->train);
@@ -452,6 +455,18 @@ int worker_run(struct worker *w, const struct worker_task *t, struct worker_repo
         rep_err(r, SMLT_EINVAL, "task needs model, data, PS addresses, token, batch >= 1, "
                                 "rank < workers and a sync mode");
         return SMLT_EINVAL;
+    }
+    if (!strncmp(t->model, "python:", 7)) {
+        /* A torch job: its training file runs in the Python child (worker_py.h). */
+        char file[4096];
+        int rc = worker_py_source_file(t->model, t->model_source, file, sizeof file, r->err,
+                                       sizeof r->err);
+        if (rc) {
+            r->status = WORKER_FAILED;
+            r->err_code = rc;
+            return rc;
+        }
+        return worker_py_run(&w->py, t, file, r, progress, arg);
     }
     if (w->c)
         smlt_client__set_deadline(w->c, 0); /* a warm client: the last slice's is over */

@@ -41,7 +41,8 @@ struct worker_data_opts {
 
 struct worker_task {
     const char *job;        /* job id, for logs */
-    const char *model;      /* model spec (nn_model.h) */
+    const char *model;      /* model spec (nn_model.h), or "python:FILE.py" (worker_py.h) */
+    const char *model_source; /* a python: model's training file (its text) */
     const char *data;       /* dataset: a directory or http(s) URL holding the IDX files
                                (train-*, t10k-*), or "csv:TRAIN[,TEST]" / "libsvm:TRAIN[,TEST]" */
     const char *cache_dir;  /* for URL datasets; NULL: default */
