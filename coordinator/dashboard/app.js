@@ -173,7 +173,8 @@
       $("input[name=workers]", view).value = j.workers;
       $("input[name=shards]", view).value = j.shards;
     }
-    $(".job-id", view).textContent = j.id + (j.name ? " " + j.name : "");
+    $(".job-id", view).textContent = j.id + (j.name ? " " + j.name : "") +
+      (j.spec && j.spec.model ? " \u00b7 " + j.spec.model : "");
     const st = $(".state", view);
     st.textContent = j.state;
     st.className = "state " + j.state;
@@ -256,6 +257,13 @@
         const v = form.elements[name].value.trim();
         if (v === "") continue;
         body[name] = form.elements[name].type === "number" ? Number(v) : v;
+      }
+      /* A torch job: the training file's text goes in the spec (the coordinator may not
+       * see this machine's files), named python:FILE.py. */
+      const file = form.elements.model_file.files[0];
+      if (file) {
+        body.model = "python:" + file.name;
+        body.model_source = await file.text();
       }
       Object.assign(body, spec);
       const r = await api("POST", "/api/jobs", body);

@@ -11,6 +11,8 @@
 //     scale is annotated on them (a mark of kind "scale");
 //   - a bad spec submitted through the form is refused with the message next to the field it
 //     names;
+//   - a torch job submitted through the form with its training file (worker/python/examples/
+//     fmnist_cnn.py) is accepted as "python:fmnist_cnn.py" and its page names it;
 //   - at a narrow width (390 px) the page does not scroll sideways;
 //   - the browser console shows no error, and no page error is thrown.
 // Exit status 0 when all pass; the screenshot (laptop width) is written where asked.
@@ -113,6 +115,30 @@ async function main() {
     refusing = false;
     const feText = await fe.innerText();
     if (!/budget_usd/.test(feText)) fail("the refusal next to budget_usd says: " + feText);
+
+    // A torch job from the form: its training file is read by the page and sent with the
+    // spec; the job page names it. Canceled right away (its training is python.test_torch_job's).
+    const cnn = path.join(__dirname, "..", "..", "worker", "python", "examples", "fmnist_cnn.py");
+    await page.goto(url + "/#/submit", { waitUntil: "load" });
+    await page.locator("#submit").waitFor();
+    await page.fill('#submit input[name="budget_usd"]', "");
+    await page.fill('#submit input[name="epochs"]', "1");
+    await page.fill('#submit input[name="workers"]', "1");
+    await page.fill('#submit input[name="shards"]', "1");
+    await page.setInputFiles('#submit input[name="model_file"]', cnn);
+    await page.click('#submit button[type="submit"]');
+    await page.waitForFunction(() => location.hash.startsWith("#/jobs/"), null, { timeout: 10000 });
+    const torchJob = decodeURIComponent((await page.evaluate(() => location.hash)).slice(7));
+    const tj = await (await fetch(url + "/api/jobs/" + encodeURIComponent(torchJob),
+      { headers: { Authorization: "Bearer " + token } })).json();
+    if (tj.spec.model !== "python:fmnist_cnn.py")
+      fail("the torch job from the form has model " + JSON.stringify(tj.spec.model));
+    await page.waitForFunction(() => document.body.innerText.includes("python:fmnist_cnn.py"),
+      null, { timeout: 10000 });
+    const cr = await fetch(url + "/api/jobs/" + encodeURIComponent(torchJob) + "/cancel",
+      { method: "POST", headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
+        body: "{}" });
+    if (cr.status !== 200) fail("canceling the torch job: HTTP " + cr.status);
 
     // A narrow screen: no sideways scrolling.
     await page.setViewportSize({ width: 390, height: 800 });
