@@ -773,6 +773,44 @@ START_TEST(dataset_options)
 }
 END_TEST
 
+/* A torch job: "python:FILE.py" with its text as model_source; the dataset is the file's to
+ * read; the canonical form leaves the text out (the coordinator keeps it as the job's file). */
+START_TEST(python_models)
+{
+    struct coord_spec s;
+    char err[512] = "";
+    const char *ok = expand("{'model':'python:cnn.py','model_source':'def model(): pass','dataset':"
+                            "'anything the file reads','epochs':2}");
+    ck_assert_msg(coord_spec_parse(ok, strlen(ok), &s, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(s.model, "python:cnn.py");
+    ck_assert_uint_eq(s.model_params, 0);
+    ck_assert(coord_spec_is_python(s.model));
+    ck_assert(!coord_spec_is_python("mlp:784-10"));
+    round_trip(&s);
+    json_t *j = coord_spec_to_json(&s);
+    ck_assert_ptr_null(json_object_get(j, "model_source"));
+    json_decref(j);
+    parse_fails("{'model':'python:cnn','dataset':'x','epochs':1}",
+                "model: \"python:cnn\": a torch job names its training file as python:FILE.py");
+    parse_fails("{'model':'python:dir/.py','dataset':'x','epochs':1}", "python:FILE.py");
+    parse_fails("{'model':'python:a.py','model_source':3,'dataset':'x','epochs':1}",
+                "model_source: must be the training file");
+    parse_fails("{'model':'python:a.py','model_source':'','dataset':'x','epochs':1}",
+                "model_source: empty");
+    parse_fails(MIN_SPEC ",'model_source':'x = 1'}", "model_source: only with a \"python:FILE.py\" model");
+    /* too long: 48 KiB + 1 of text */
+    size_t n = COORD_SPEC_SOURCE_MAX + 1;
+    char *big = malloc(n + 200);
+    int k = snprintf(big, 200, "{\"model\":\"python:a.py\",\"dataset\":\"x\",\"epochs\":1,"
+                               "\"model_source\":\"");
+    memset(big + k, 'x', n);
+    strcpy(big + k + n, "\"}");
+    ck_assert_int_eq(coord_spec_parse(big, strlen(big), &s, err, sizeof err), SMLT_EINVAL);
+    ck_assert_msg(strstr(err, "model_source: 49153 bytes, at most 49152"), "%s", err);
+    free(big);
+}
+END_TEST
+
 static Suite *coord_spec_suite(void)
 {
     Suite *s = suite_create("coord_spec");
@@ -789,6 +827,7 @@ static Suite *coord_spec_suite(void)
     tcase_add_test(tc, dataset_options);
     tcase_add_test(tc, checkpoint);
     tcase_add_test(tc, replicas);
+    tcase_add_test(tc, python_models);
     suite_add_tcase(s, tc);
     return s;
 }
