@@ -159,21 +159,35 @@ static PyObject *Client_close(Client *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* A call that reads the whole model's worth of floats from obj (in place): push, set_params. */
+static PyObject *whole_model_call(Client *self, PyObject *obj, const char *what,
+                                  int (*fn)(struct smlt_client *, uint64_t, const float *),
+                                  uint64_t step)
+{
+    Py_buffer b;
+    if (get_floats(obj, &b, smlt_client_num_params(self->c), 0, what) != 0)
+        return NULL;
+    int rc;
+    UNLOCKED(self, rc = fn(self->c, step, b.buf));
+    PyBuffer_Release(&b);
+    if (rc)
+        return client_fail(self, rc);
+    Py_RETURN_NONE;
+}
+
+static int set_params_at(struct smlt_client *c, uint64_t step, const float *model)
+{
+    (void)step;
+    return smlt_set_params(c, model);
+}
+
 static PyObject *Client_push(Client *self, PyObject *args)
 {
     unsigned long long step;
     PyObject *grad;
     if (!PyArg_ParseTuple(args, "KO", &step, &grad) || !client_ready(self))
         return NULL;
-    Py_buffer g;
-    if (get_floats(grad, &g, smlt_client_num_params(self->c), 0, "push") != 0)
-        return NULL;
-    int rc;
-    UNLOCKED(self, rc = smlt_push(self->c, step, g.buf));
-    PyBuffer_Release(&g);
-    if (rc)
-        return client_fail(self, rc);
-    Py_RETURN_NONE;
+    return whole_model_call(self, grad, "push", smlt_push, step);
 }
 
 static PyObject *Client_pull(Client *self, PyObject *args, PyObject *kw)
@@ -257,15 +271,7 @@ static PyObject *Client_set_params(Client *self, PyObject *args)
     PyObject *model;
     if (!PyArg_ParseTuple(args, "O", &model) || !client_ready(self))
         return NULL;
-    Py_buffer m;
-    if (get_floats(model, &m, smlt_client_num_params(self->c), 0, "set_params") != 0)
-        return NULL;
-    int rc;
-    UNLOCKED(self, rc = smlt_set_params(self->c, m.buf));
-    PyBuffer_Release(&m);
-    if (rc)
-        return client_fail(self, rc);
-    Py_RETURN_NONE;
+    return whole_model_call(self, model, "set_params", set_params_at, 0);
 }
 
 static PyObject *Client_update_conf(Client *self, PyObject *args, PyObject *kw)
@@ -292,6 +298,17 @@ static PyObject *Client_update_conf(Client *self, PyObject *args, PyObject *kw)
     Py_RETURN_NONE;
 }
 
+/* (name, shape, offset, length) of a tensor, as tensors() and model_read() give them. */
+static PyObject *tensor_tuple(const struct smlt_tensor_info *ti)
+{
+    PyObject *shape = PyTuple_New(ti->ndims);
+    for (uint32_t d = 0; shape && d < ti->ndims; d++)
+        PyTuple_SET_ITEM(shape, d, PyLong_FromUnsignedLongLong(ti->shape[d]));
+    return shape ? Py_BuildValue("(sNKK)", ti->name, shape, (unsigned long long)ti->offset,
+                                 (unsigned long long)ti->length)
+                 : NULL;
+}
+
 static PyObject *Client_tensors(Client *self, PyObject *unused)
 {
     if (!client_ready(self))
@@ -301,11 +318,7 @@ static PyObject *Client_tensors(Client *self, PyObject *unused)
     for (uint32_t i = 0; list && i < n; i++) {
         struct smlt_tensor_info ti;
         smlt_client_tensor(self->c, i, &ti);
-        PyObject *shape = PyTuple_New(ti.ndims);
-        for (uint32_t d = 0; shape && d < ti.ndims; d++)
-            PyTuple_SET_ITEM(shape, d, PyLong_FromUnsignedLongLong(ti.shape[d]));
-        PyObject *t = shape ? Py_BuildValue("(sNKK)", ti.name, shape, ti.offset, ti.length)
-                            : NULL;
+        PyObject *t = tensor_tuple(&ti);
         if (!t) {
             Py_DECREF(list);
             return NULL;
@@ -401,6 +414,70 @@ static PyTypeObject ClientType = {
     .tp_getset = Client_getset,
 };
 
+/* A list of (name, shape) or (name, shape, init, scale) as tensor definitions. */
+struct defs {
+    PyObject *seq; /* the list, holding the names the definitions borrow */
+    Py_ssize_t n;
+    struct smlt_tensor_def *t;
+    uint64_t *shapes; /* DEFS_DIMS per tensor */
+    uint64_t total;   /* elements in all */
+};
+
+#define DEFS_DIMS 8
+
+static void defs_free(struct defs *d)
+{
+    PyMem_Free(d->t);
+    PyMem_Free(d->shapes);
+    Py_XDECREF(d->seq);
+}
+
+/* Fills d from tensors (what names the caller in messages). Returns 0, or -1 with an exception
+ * set (d freed either way by defs_free()). */
+static int defs_parse(PyObject *tensors, const char *what, struct defs *d)
+{
+    memset(d, 0, sizeof *d);
+    if (!(d->seq = PySequence_Fast(tensors, "tensors must be a list of (name, shape)")))
+        return -1;
+    d->n = PySequence_Fast_GET_SIZE(d->seq);
+    d->t = PyMem_Calloc(d->n ? (size_t)d->n : 1, sizeof *d->t);
+    d->shapes = PyMem_Calloc(d->n ? (size_t)d->n * DEFS_DIMS : 1, sizeof *d->shapes);
+    if (!d->t || !d->shapes) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < d->n; i++) {
+        PyObject *shape;
+        const char *name;
+        int init = SMLT_INIT_ZERO;
+        float scale = 0;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(d->seq, i), "sO|if", &name, &shape, &init,
+                              &scale))
+            return -1;
+        PyObject *ss = PySequence_Fast(shape, "a tensor's shape must be a sequence");
+        if (!ss)
+            return -1;
+        Py_ssize_t nd = PySequence_Fast_GET_SIZE(ss);
+        uint64_t len = 1, *sh = d->shapes + i * DEFS_DIMS;
+        for (Py_ssize_t k = 0; k < nd && k < DEFS_DIMS; k++) {
+            sh[k] = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(ss, k));
+            len *= sh[k];
+        }
+        Py_DECREF(ss);
+        if (PyErr_Occurred())
+            return -1;
+        if (nd < 1 || nd > DEFS_DIMS) {
+            PyErr_Format(PyExc_ValueError, "%s: tensor %s has %zd dimensions (1..%d)", what,
+                         name, nd, DEFS_DIMS);
+            return -1;
+        }
+        d->t[i] = (struct smlt_tensor_def){.name = name, .ndims = (uint32_t)nd, .shape = sh,
+                                           .init = init, .init_scale = scale};
+        d->total += len;
+    }
+    return 0;
+}
+
 /* job_setup(addrs, token, tensors, *, job, sync, workers, staleness, optim, lr, momentum,
  * nesterov, weight_decay, seed, checkpoint_dir, checkpoint_every) -> Client (admin): tensors
  * is a list of (name, shape) or (name, shape, init, scale). */
@@ -427,46 +504,10 @@ static PyObject *mod_job_setup(PyObject *m, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_TypeError, "job_setup: client_class must be a Client subclass");
         return NULL;
     }
-    PyObject *seq = PySequence_Fast(tensors, "job_setup: tensors must be a list");
-    if (!seq)
-        return NULL;
-    Py_ssize_t nt = PySequence_Fast_GET_SIZE(seq);
-    struct smlt_tensor_def *defs = PyMem_Calloc(nt ? (size_t)nt : 1, sizeof *defs);
-    uint64_t *shapes = PyMem_Calloc(nt ? (size_t)nt * 8 : 1, sizeof *shapes);
+    struct defs d;
     PyObject *ret = NULL;
-    if (!defs || !shapes) {
-        PyErr_NoMemory();
+    if (defs_parse(tensors, "job_setup", &d) != 0)
         goto out;
-    }
-    for (Py_ssize_t i = 0; i < nt; i++) {
-        PyObject *it = PySequence_Fast_GET_ITEM(seq, i), *shape;
-        const char *name;
-        int init = SMLT_INIT_ZERO;
-        float scale = 0;
-        if (!PyArg_ParseTuple(it, "sO|if", &name, &shape, &init, &scale))
-            goto out;
-        PyObject *ss = PySequence_Fast(shape, "job_setup: a tensor's shape must be a sequence");
-        if (!ss)
-            goto out;
-        Py_ssize_t nd = PySequence_Fast_GET_SIZE(ss);
-        if (nd < 1 || nd > 8) {
-            Py_DECREF(ss);
-            PyErr_Format(PyExc_ValueError, "job_setup: tensor %s has %zd dimensions (1..8)", name,
-                         nd);
-            goto out;
-        }
-        for (Py_ssize_t d = 0; d < nd; d++) {
-            shapes[i * 8 + d] = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(ss, d));
-            if (PyErr_Occurred()) {
-                Py_DECREF(ss);
-                goto out;
-            }
-        }
-        Py_DECREF(ss);
-        defs[i] = (struct smlt_tensor_def){.name = name, .ndims = (uint32_t)nd,
-                                           .shape = shapes + i * 8, .init = init,
-                                           .init_scale = scale};
-    }
     conf.job = job;
     conf.sync = sync;
     conf.workers = workers;
@@ -496,7 +537,7 @@ static PyObject *mod_job_setup(PyObject *m, PyObject *args, PyObject *kw)
     char err[512] = "";
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = smlt_job_setup(&cl->c, addrs, &o, defs, (size_t)nt, &conf, err, sizeof err);
+    rc = smlt_job_setup(&cl->c, addrs, &o, d.t, (size_t)d.n, &conf, err, sizeof err);
     Py_END_ALLOW_THREADS
     if (rc) {
         Py_DECREF(cl);
@@ -506,9 +547,7 @@ static PyObject *mod_job_setup(PyObject *m, PyObject *args, PyObject *kw)
     cl->timeout_ms = timeout_ms > 0 ? timeout_ms : 60000;
     ret = (PyObject *)cl;
 out:
-    PyMem_Free(defs);
-    PyMem_Free(shapes);
-    Py_DECREF(seq);
+    defs_free(&d);
     return ret;
 }
 
@@ -523,51 +562,17 @@ static PyObject *mod_model_write(PyObject *m, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "sOO|zK", kwlist, &path, &tensors, &values, &job,
                                      &step))
         return NULL;
-    PyObject *seq = PySequence_Fast(tensors, "model_write: tensors must be a list");
-    if (!seq)
-        return NULL;
-    Py_ssize_t nt = PySequence_Fast_GET_SIZE(seq);
-    struct smlt_tensor_def *defs = PyMem_Calloc(nt ? (size_t)nt : 1, sizeof *defs);
-    uint64_t *shapes = PyMem_Calloc(nt ? (size_t)nt * 8 : 1, sizeof *shapes);
+    struct defs d;
     PyObject *ret = NULL;
-    uint64_t total = 0;
-    if (!defs || !shapes) {
-        PyErr_NoMemory();
+    if (defs_parse(tensors, "model_write", &d) != 0)
         goto out;
-    }
-    for (Py_ssize_t i = 0; i < nt; i++) {
-        PyObject *shape;
-        const char *name;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "sO", &name, &shape))
-            goto out;
-        PyObject *ss = PySequence_Fast(shape, "model_write: a shape must be a sequence");
-        if (!ss)
-            goto out;
-        Py_ssize_t nd = PySequence_Fast_GET_SIZE(ss);
-        uint64_t len = 1;
-        for (Py_ssize_t d = 0; d < nd && d < 8; d++) {
-            shapes[i * 8 + d] = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(ss, d));
-            len *= shapes[i * 8 + d];
-        }
-        Py_DECREF(ss);
-        if (PyErr_Occurred())
-            goto out;
-        if (nd < 1 || nd > 8) {
-            PyErr_Format(PyExc_ValueError, "model_write: tensor %s has %zd dimensions (1..8)",
-                         name, nd);
-            goto out;
-        }
-        defs[i] = (struct smlt_tensor_def){.name = name, .ndims = (uint32_t)nd,
-                                           .shape = shapes + i * 8};
-        total += len;
-    }
     Py_buffer v;
-    if (get_floats(values, &v, total, 0, "model_write") != 0)
+    if (get_floats(values, &v, d.total, 0, "model_write") != 0)
         goto out;
     char err[512] = "";
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = smlt_model_write(path, defs, (size_t)nt, v.buf, total, job, step, err, sizeof err);
+    rc = smlt_model_write(path, d.t, (size_t)d.n, v.buf, d.total, job, step, err, sizeof err);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&v);
     if (rc) {
@@ -576,9 +581,7 @@ static PyObject *mod_model_write(PyObject *m, PyObject *args, PyObject *kw)
     }
     ret = Py_NewRef(Py_None);
 out:
-    PyMem_Free(defs);
-    PyMem_Free(shapes);
-    Py_DECREF(seq);
+    defs_free(&d);
     return ret;
 }
 
@@ -601,11 +604,7 @@ static PyObject *mod_model_read(PyObject *m, PyObject *args)
     for (uint32_t i = 0; list && i < nt; i++) {
         struct smlt_tensor_info ti;
         smlt_model_tensor(md, i, &ti);
-        PyObject *shape = PyTuple_New(ti.ndims);
-        for (uint32_t d = 0; shape && d < ti.ndims; d++)
-            PyTuple_SET_ITEM(shape, d, PyLong_FromUnsignedLongLong(ti.shape[d]));
-        PyObject *t = shape ? Py_BuildValue("(sNKK)", ti.name, shape, ti.offset, ti.length)
-                            : NULL;
+        PyObject *t = tensor_tuple(&ti);
         if (!t)
             goto out;
         PyList_SET_ITEM(list, i, t);
