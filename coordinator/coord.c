@@ -78,38 +78,27 @@ void job_free(struct coord_job *j)
 }
 
 /* A torch job's training file: the spec's model_source, else the file its model names (read
- * here, on the coordinator's machine: a small local file), kept as dir/model.py for setting
- * up the shards and for a restarted coordinator, and in memory for the workers' assignments.
- * Returns 0 or SMLT_EINVAL / SMLT_EIO with a message. */
-static int job_keep_source(struct coord_job *j, const char *json, size_t len, char *err,
-                           size_t errlen)
+ * here, on the coordinator's machine: a small local file). Returns it (free() it), or NULL
+ * with a message in err. */
+static char *job_source(const struct coord_spec *spec, const char *json, size_t len, char *err,
+                        size_t errlen)
 {
     json_t *root = json_loadb(json, len, 0, NULL);
     const char *src = json_string_value(json_object_get(root, "model_source"));
-    int given = src != NULL;
     char *text = src ? strdup(src) : NULL;
+    int given = src != NULL;
     json_decref(root);
-    if (!given) {
-        const char *file = j->spec.model + 7;
-        text = smlt_file_read(file, COORD_SPEC_SOURCE_MAX, NULL);
-        if (!text) {
-            snprintf(err, errlen, "model: cannot read the training file %s: %s (give its text "
-                     "as model_source, as `smltctl submit --model python:FILE.py` does)", file,
-                     errno == E2BIG ? "larger than 48 KiB" : strerror(errno));
-            return SMLT_EINVAL;
-        }
+    if (given) {
+        if (!text)
+            snprintf(err, errlen, "out of memory");
+        return text;
     }
-    if (!text)
-        return SMLT_ENOMEM;
-    char path[1200];
-    snprintf(path, sizeof path, "%s/model.py", j->dir);
-    if (smlt_write_file_atomic(path, text, strlen(text), 0644) != 0) {
-        snprintf(err, errlen, "cannot keep the training file in %s: %s", path, strerror(errno));
-        free(text);
-        return SMLT_EIO;
-    }
-    j->model_source = text;
-    return 0;
+    const char *file = spec->model + 7;
+    if (!(text = smlt_file_read(file, COORD_SPEC_SOURCE_MAX, NULL)))
+        snprintf(err, errlen, "model: cannot read the training file %s: %s (give its text as "
+                 "model_source, as `smltctl submit --model python:FILE.py` does)", file,
+                 errno == E2BIG ? "larger than 48 KiB" : strerror(errno));
+    return text;
 }
 
 int coord_submit(struct coord *c, const char *json, size_t len, char *id, size_t idlen, char *err,
@@ -124,12 +113,19 @@ int coord_submit(struct coord *c, const char *json, size_t len, char *id, size_t
         free(spec);
         return rc == SMLT_ETOOBIG ? SMLT_EINVAL : rc;
     }
+    char *source = NULL;
+    if (coord_spec_is_python(spec->model) && !(source = job_source(spec, json, len, err, errlen))) {
+        c->refused++;
+        free(spec);
+        return SMLT_EINVAL;
+    }
     if (spec->platform.kind != c->platform) {
         snprintf(err, errlen, "platform.kind: \"%s\" is not served by this coordinator, which "
                               "runs its workers on \"%s\" (smlt-coordinator --platform)",
                  coord_spec_platform_name(spec->platform.kind), coord_spec_platform_name(c->platform));
         c->refused++;
         free(spec);
+        free(source);
         return SMLT_EINVAL;
     }
     char jid[JOB_ID_MAX];
@@ -137,8 +133,10 @@ int coord_submit(struct coord *c, const char *json, size_t len, char *id, size_t
     struct coord_job *j = job_alloc(c, jid);
     if (!j) {
         free(spec);
+        free(source);
         return SMLT_ENOMEM;
     }
+    j->model_source = source; /* job_free() frees it */
     j->spec = *spec;
     free(spec);
     j->have_spec = 1;
@@ -152,12 +150,18 @@ int coord_submit(struct coord *c, const char *json, size_t len, char *id, size_t
         job_free(j);
         return SMLT_EIO;
     }
-    if (coord_spec_is_python(j->spec.model) &&
-        (rc = job_keep_source(j, json, len, err, errlen)) != 0) {
-        c->jobs = j->next;
-        job_free(j);
-        c->refused++;
-        return rc;
+    if (j->model_source) {
+        /* Kept with the job: its shards are set up from it, and a restarted coordinator
+         * reads it back (coord_restore.c). */
+        char path[1200];
+        snprintf(path, sizeof path, "%s/model.py", j->dir);
+        if (smlt_write_file_atomic(path, j->model_source, strlen(j->model_source), 0644) != 0) {
+            snprintf(err, errlen, "cannot keep the training file in %s: %s", path,
+                     strerror(errno));
+            c->jobs = j->next;
+            job_free(j);
+            return SMLT_EIO;
+        }
     }
     j->log_fd = open(j->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     j->submitted_unix = smlt_now_unix();
