@@ -15,7 +15,8 @@
  * worker_run(): gradient, then one BSP push+pull of the whole model per step) through 1 and
  * 2 local smlt-ps shards applying the same plain SGD (bench_train_ps.c), reported as
  * ps_samples_per_s with the per-step split into compute and communication.
- * `smlt-bench train --accuracy` is the time-to-accuracy mode (bench_train_ps.c). */
+ * `smlt-bench train --accuracy` is the time-to-accuracy mode (bench_train_ps.c);
+ * `smlt-bench train --torch` the torch binding's benchmark (bench_train_torch.c). */
 #include "bench_train.h"
 
 #include <cblas.h>
@@ -93,7 +94,10 @@ static void usage(FILE *f)
             "  --python PATH         interpreter for the peer (default /usr/bin/python3)\n"
             "  --json                one JSON object per model on stdout\n"
             "\n       smlt-bench train --accuracy [options]   (--accuracy --help for its options)\n"
-            "Time to a test accuracy: 2 smlt-worker processes and 2 shards (BSP) vs PyTorch DDP.\n");
+            "Time to a test accuracy: 2 smlt-worker processes and 2 shards (BSP) vs PyTorch DDP.\n"
+            "\n       smlt-bench train --torch [options]      (--torch --help for its options)\n"
+            "The torch binding: a torch training file through the shards vs PyTorch DDP (time to\n"
+            "accuracy), and smlt.Client.sync from Python vs smlt_sync from C (cost per step).\n");
 }
 
 /* Parses a positive int option value in [lo, hi]. */
@@ -503,6 +507,8 @@ int bench_train_main(int argc, char **argv)
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--accuracy"))
             return bench_train_accuracy_main(argc, argv);
+        else if (!strcmp(argv[i], "--torch"))
+            return bench_train_torch_main(argc, argv);
     struct bench_opts o;
     int rc = parse_opts(argc, argv, &o);
     if (rc)

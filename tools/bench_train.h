@@ -3,7 +3,8 @@
  * (tools/peer_torch_fmnist.py), same models, batch size and thread count, in the same run
  * (bench_train.c); and with --accuracy, time to a test accuracy with smlt-worker processes
  * and shards under BSP against PyTorch DDP (tools/peer_torch_ddp_fmnist.py)
- * (bench_train_ps.c). */
+ * (bench_train_ps.c); and with --torch, the torch binding (worker/python) against PyTorch
+ * DDP (time to accuracy) and against the C client (cost per sync) (bench_train_torch.c). */
 #ifndef BENCH_TRAIN_H
 #define BENCH_TRAIN_H
 
@@ -16,6 +17,11 @@ int bench_train_main(int argc, char **argv);
 /* The accuracy mode (bench_train_ps.c); called by bench_train_main() for --accuracy. Returns
  * an exit status: 0, 1 when a run failed or missed its target accuracy, 2 on bad usage. */
 int bench_train_accuracy_main(int argc, char **argv);
+
+/* The torch mode (bench_train_torch.c); called by bench_train_main() for --torch. Returns an
+ * exit status: 0, 1 when a part failed or the target accuracy was not reached, 2 on bad
+ * usage. */
+int bench_train_torch_main(int argc, char **argv);
 
 struct bench_ps_rate_opts {
     const char *spec;    /* model spec */
