@@ -52,13 +52,17 @@ import smlt.torch  # noqa: E402
 
 def setup():
     """The job on the shards, starting from describe's model (the serve ranks build the same
-    one from the same seed and then pull it)."""
-    m = smlt.job.build_model(smlt.job.load(args.model_file), args.seed)
+    one from the same seed and then pull it). Returns (parameters, total steps)."""
+    mod = smlt.job.load(args.model_file)
+    m = smlt.job.build_model(mod, args.seed)
     c = smlt.torch.setup(args.addrs, args.admin_token, m, sync="bsp", workers=args.workers,
                          optim="momentum", lr=args.lr, momentum=args.momentum, seed=args.seed)
     n = c.num_params
     c.close()
-    return n
+    # The task names the job's last step; a rank's steps per epoch are the runner's:
+    # (samples // workers) // batch.
+    spe = (len(mod.train_data(args.data)[0]) // args.workers) // args.batch
+    return n, spe * args.epochs
 
 
 def reader(p, rank, reports, errors):
@@ -79,7 +83,7 @@ def reader(p, rank, reports, errors):
 
 def main():
     t_wall = time.monotonic()
-    params = setup()
+    params, total = setup()
     env = dict(os.environ, SMLT_TORCH_THREADS="1", OPENBLAS_NUM_THREADS="1",
                OMP_NUM_THREADS="1")
     procs, threads = [], []
@@ -98,6 +102,7 @@ def main():
                     "batch": args.batch, "sync": smlt.job.SYNC_BSP, "rank": r,
                     "workers": args.workers, "seed": args.seed, "ps_addrs": args.addrs,
                     "token": args.token, "start_step": 0, "max_steps": args.max_steps,
+                    "total_steps": total,
                     "epochs": args.epochs, "deadline": 0, "evaluate": True,
                     "eval_every": args.eval_every, "lr": args.lr, "timeout_ms": 120000}
             p.stdin.write((json.dumps(task) + "\n").encode())

@@ -773,8 +773,8 @@ int bench_train_torch_main(int argc, char **argv)
     snprintf(wk, sizeof wk, "%d", o.workers);
     snprintf(bs, sizeof bs, "%d", o.batch);
     snprintf(ep, sizeof ep, "%d", o.epochs);
-    snprintf(lr, sizeof lr, "%.9g", (double)o.lr);
-    snprintf(mo, sizeof mo, "%.9g", (double)o.momentum);
+    snprintf(lr, sizeof lr, "%g", (double)o.lr);
+    snprintf(mo, sizeof mo, "%g", (double)o.momentum);
     snprintf(ev, sizeof ev, "%d", o.eval_every);
     snprintf(tg, sizeof tg, "%.6g", (double)o.target);
     snprintf(sd, sizeof sd, "%d", o.seed);
