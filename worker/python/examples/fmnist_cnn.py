@@ -4,7 +4,7 @@
         --dataset /usr/share/datasets/fashion-mnist --workers 2 --shards 2 --epochs 3
 
 Two 5x5 convolutions (16 and 32 channels) with max pooling, then 1568 -> 128 -> 10: 215 k
-parameters. Reaches 90% test accuracy in 3-4 epochs with momentum SGD (lr 0.05, momentum
+parameters. Reaches 90% test accuracy in about 4.3 epochs (step 2000 with 2 workers) with momentum SGD (lr 0.05, momentum
 0.9) at batch 64. See smlt.job for the interface (model, train_data, test_data)."""
 import torch
 from torch import nn
