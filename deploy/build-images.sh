@@ -87,7 +87,9 @@ for img in ${only//,/ }; do
     name=localhost/smlt-$img:$tag
     say "== $name"
     start=$(date +%s)
-    target=$img extra=()
+    # WORKER_RUNTIME is always given: podman resolves a stage named through a build argument
+    # only when the argument is passed (its default alone reads as an image name).
+    target=$img extra=(--build-arg WORKER_RUNTIME=runtime-worker)
     if [ "${img%-torch}" != "$img" ]; then
         target=${img%-torch}
         extra=(--build-arg WORKER_RUNTIME=runtime-torch)
