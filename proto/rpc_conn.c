@@ -1189,18 +1189,22 @@ int rpc_conn_send(struct rpc_conn *c, uint8_t type, uint64_t req_id, const Proto
     }
     uint8_t hb[SMLT_FRAME_HDR_LEN];
     rpc_frame_hdr_encode(hb, &h);
-    evbuffer_add(out, hb, sizeof hb);
-    if (mlen) {
-        struct evbuffer_iovec vec;
-        if (evbuffer_reserve_space(out, (ev_ssize_t)mlen, &vec, 1) < 1) {
-            free(zdata);
-            rc = SMLT_ENOMEM;
-            goto out;
-        }
-        protobuf_c_message_pack(meta, vec.iov_base);
-        vec.iov_len = mlen;
-        evbuffer_commit_space(out, &vec, 1);
+    /* Header and metadata go into space reserved in one piece. Not evbuffer_add(): libevent
+     * 2.1 appends to the last chain holding data, and when that is a referenced payload it
+     * makes a new chain as large as that payload (hundreds of KiB malloc'd and freed per
+     * frame, which glibc hands back to the kernel each time); reserving space skips the
+     * reference and uses or makes a chain of the size asked. */
+    struct evbuffer_iovec vec;
+    if (evbuffer_reserve_space(out, (ev_ssize_t)(sizeof hb + mlen), &vec, 1) < 1) {
+        free(zdata);
+        rc = SMLT_ENOMEM;
+        goto out;
     }
+    memcpy(vec.iov_base, hb, sizeof hb);
+    if (mlen)
+        protobuf_c_message_pack(meta, (uint8_t *)vec.iov_base + sizeof hb);
+    vec.iov_len = sizeof hb + mlen;
+    evbuffer_commit_space(out, &vec, 1);
     if (zdata) {
         struct ref_ctx *r = malloc(sizeof *r);
         if (!r) {
@@ -1220,7 +1224,13 @@ int rpc_conn_send(struct rpc_conn *c, uint8_t type, uint64_t req_id, const Proto
         add_ref(c, out, payload, len, r);
         released = 1; /* release now belongs to the evbuffer */
     } else if (len) {
-        evbuffer_add(out, payload, len);
+        if (evbuffer_reserve_space(out, (ev_ssize_t)len, &vec, 1) == 1) { /* as above */
+            memcpy(vec.iov_base, payload, len);
+            vec.iov_len = len;
+            evbuffer_commit_space(out, &vec, 1);
+        } else {
+            evbuffer_add(out, payload, len);
+        }
     }
     c->bytes_out += SMLT_FRAME_HDR_LEN + mlen + h.payload_len;
     if (c->backpressure && !c->out_paused && copied_out(c) > SMLT_OUTBUF_HIGH)
