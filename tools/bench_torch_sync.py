@@ -10,7 +10,7 @@ lz4-compress it), and prints {"ready": 1, "params": N, "tensors": K}. Then for e
 "run N" on stdin it pulls the model (untimed: it learns the clock, which the C client moved),
 times N syncs and prints {"steps": N, "s": seconds, "first_step": S}. It ends at the end of
 its input. "wrap_us" in the ready line is the Python layer's own work per sync (the two torch
-tensors made buffers: smlt._buf), timed without the network."""
+tensors made buffers: Client._view), timed without the network."""
 import argparse
 import json
 import os
@@ -42,17 +42,17 @@ def main():
     params, grads = smlt.torch.flatten(model)
     g = torch.Generator().manual_seed(args.seed)
     grads.copy_(torch.randn(grads.numel(), generator=g) * 1e-3)
-    # What the Python layer of Client.sync does before the C call (turning the two torch
-    # tensors into buffers), without the network: a part of the binding's cost per sync.
-    wrap_us = None
-    if hasattr(smlt, "_buf"):
-        k = 20000
-        t0 = time.perf_counter()
-        for _ in range(k):
-            smlt._buf(grads, "sync")
-            smlt._buf(params, "sync")
-        wrap_us = round(1e6 * (time.perf_counter() - t0) / k, 3)
     with smlt.Client(args.addrs, args.token, rank=0) as c:
+        # What the Python layer of Client.sync does before the C call (the two torch tensors
+        # made buffers: Client._view), without the network: a part of the binding's cost.
+        wrap_us = None
+        if hasattr(c, "_view"):
+            k = 20000
+            t0 = time.perf_counter()
+            for _ in range(k):
+                c._view(grads, "sync")
+                c._view(params, "sync")
+            wrap_us = round(1e6 * (time.perf_counter() - t0) / k, 3)
         print(json.dumps({"ready": 1, "params": c.num_params, "tensors": len(c.tensors()),
                           "wrap_us": wrap_us}), flush=True)
         for line in sys.stdin:

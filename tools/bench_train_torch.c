@@ -431,13 +431,15 @@ struct btt_phase {
     double ratio;   /* the median over the rounds of (Python / C) of the round's pair */
 };
 
-/* (b) runs two phases. libsmlt allocates and frees large buffers in every call, and glibc
- * returns them to the kernel (brk/munmap, then page faults) while its mmap and trim
- * thresholds are at their defaults; a process that has freed a large block already (every
- * Python process that built a torch model has) runs with raised thresholds and does not.
- * So phase 0 is the C client as a fresh C process has it; phase 1 raises this process's
- * thresholds (mallopt) to where the Python process's are, and compares the binding with the
- * same C client in the same allocator state: that ratio is the binding's own cost. */
+/* (b) runs two phases. A process that has freed a large block (every Python process that
+ * built a torch model has) runs with glibc's mmap and trim thresholds raised; a fresh C
+ * process has them at their defaults, where any large block malloc'd and freed per call goes
+ * back to the kernel each time (brk/munmap, then page faults). Phase 0 is the C client as a
+ * fresh C process has it; phase 1 raises this process's thresholds (mallopt) to where the
+ * Python process's are: that ratio is the binding's own cost. The two agree while libsmlt
+ * allocates nothing large per call; a gap between them says it does again (it did, until
+ * rpc_conn_send() stopped libevent from sizing each header's chain like the payload queued
+ * before it). */
 struct btt_sync {
     int ok;
     uint64_t params;

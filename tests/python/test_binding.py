@@ -185,6 +185,30 @@ class TorchTest(unittest.TestCase):
                 g = torch.ones(N, requires_grad=True)  # detached for the push, not copied
                 c.push(0, g)
 
+    def test_kept_views_follow_the_tensor(self):
+        """A tensor passed again is read through its kept view only while it still has the
+        same memory: one whose storage was replaced, or that became non-contiguous in place,
+        is looked at again (written where it now lives, or refused)."""
+        import torch
+        with self.setup_layout() as admin:
+            admin.set_params(torch.arange(N, dtype=torch.float32))
+            with smlt.Client(self.shards.addrs, self.shards.token) as c:
+                t = torch.zeros(N)
+                c.pull(t)
+                c.pull(t)  # the kept view
+                t.set_(torch.zeros(N))  # new storage, same tensor object
+                c.pull(t)
+                self.assertTrue(torch.equal(t, torch.arange(N, dtype=torch.float32)))
+                m = torch.zeros(N // 2, 2)
+                flat = m.view(N)
+                c.pull(flat)
+                flat.set_(m.storage(), 0, (N // 2, 2), (1, N // 2))  # in place: transposed
+                with self.assertRaisesRegex(ValueError, "not contiguous"):
+                    c.pull(flat)
+                t.resize_(N - 1)
+                with self.assertRaisesRegex(ValueError, "15 float32"):
+                    c.pull(t)
+
     def setup_layout(self):
         return smlt.job_setup(self.shards.addrs, self.shards.admin_token, LAYOUT, workers=1,
                               optim="sgd", lr=0.5)

@@ -70,6 +70,30 @@ class Client(_smlt.Client):
     A connection to a job's shards. Use it as a context manager, or close() it."""
 
     _staging = None
+    _views = None  # id(tensor) -> (tensor, data_ptr, numel, its numpy view): see _view()
+
+    def _view(self, x, what):
+        """_buf(x) for this client's calls, with the numpy views of the torch tensors it is
+        given kept (a training loop passes the same flat tensors every step, and making the
+        view costs more than the rest of the Python layer). A kept view is used only while its
+        tensor still has the same memory, size and contiguity."""
+        v = self._views
+        if v is not None:
+            e = v.get(id(x))
+            if (e is not None and e[0] is x and e[1] == x.data_ptr() and e[2] == x.numel()
+                    and x.is_contiguous()):
+                return e[3]
+        b = _buf(x, what)
+        if b is not x:  # a torch tensor's view
+            if v is None or len(v) >= 16:
+                v = self._views = {}
+            v[id(x)] = (x, x.data_ptr(), x.numel(), b)
+        return b
+
+    def close(self):
+        """close(): closes every connection; later calls raise smlt.Error(SMLT_ECLOSED)."""
+        self._views = None
+        _smlt.Client.close(self)
 
     def __enter__(self):
         return self
@@ -118,7 +142,7 @@ class Client(_smlt.Client):
         place), or a dict of every tensor's gradient by name (gathered: one copy)."""
         if isinstance(grad, dict):
             grad = self._gather(grad, "push")
-        return super().push(step, _buf(grad, "push"))
+        return _smlt.Client.push(self, step, self._view(grad, "push"))
 
     def pull(self, out, min_clock=0, wait_ms=-1):
         """pull(out, min_clock=0, wait_ms=timeout) -> clock: the whole model into out (a flat
@@ -129,10 +153,11 @@ class Client(_smlt.Client):
             clock = super().pull(st, min_clock, wait_ms)
             self._scatter(st, out, "pull")
             return clock
-        return super().pull(_buf(out, "pull"), min_clock, wait_ms)
+        return _smlt.Client.pull(self, self._view(out, "pull"), min_clock, wait_ms)
 
     def pull_range(self, lo, hi, out, min_clock=0, wait_ms=-1):
-        return super().pull_range(lo, hi, _buf(out, "pull_range"), min_clock, wait_ms)
+        return _smlt.Client.pull_range(self, lo, hi, self._view(out, "pull_range"), min_clock,
+                                       wait_ms)
 
     def sync(self, step, grad, out):
         """sync(step, grad, out) -> clock: BSP's exchange for step: pushes grad and pulls the
@@ -140,7 +165,7 @@ class Client(_smlt.Client):
         if isinstance(grad, dict) or isinstance(out, dict):
             self.push(step, grad)
             return self.pull(out, step + 1)
-        return super().sync(step, _buf(grad, "sync"), _buf(out, "sync"))
+        return _smlt.Client.sync(self, step, self._view(grad, "sync"), self._view(out, "sync"))
 
     def set_params(self, model):
         """set_params(model): writes the whole model (admin: a Client made with admin=True or
