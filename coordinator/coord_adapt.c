@@ -245,6 +245,52 @@ void job_decision_point(struct coord_job *j, uint64_t at, double *steps, double 
     j->bd_comm = comm;
 }
 
+/* Of the interval from t0 to t, the part before its last rank began training: the starts of
+ * the invocations begun in it (after a change of fan-out; a torch runner's start, importing
+ * torch and loading its data, takes seconds where a step takes milliseconds). The scheduler
+ * counts starts apart (cold_start_s), so the step time it observes leaves them out. */
+static double interval_start_lag(const struct coord_job *j, double t0, double t)
+{
+    double ready = t0;
+    for (uint32_t k = 0; k < j->workers; k++) {
+        const struct rank_inv *c = &j->ranks[k].cur;
+        if (c->started >= t0 && c->ready_at > ready)
+            ready = c->ready_at;
+    }
+    double lag = ready - t0, most = 0.9 * (t - t0);
+    return lag < 0 ? 0 : lag > most ? most : lag;
+}
+
+/* What a cold start of one of the job's ranks takes, invocation to its first step, as
+ * measured so far (the platform's start and the runner's own: a torch runner imports torch
+ * and loads its data); dflt before any was measured. */
+double job_start_estimate(const struct coord_job *j, double dflt)
+{
+    double cold = 0;
+    uint64_t ncold = 0;
+    for (uint32_t k = 0; k < j->cap; k++) {
+        cold += j->ranks[k].tot.cold_start_s + j->ranks[k].tot.init_s;
+        ncold += j->ranks[k].tot.cold_starts;
+    }
+    return ncold ? cold / (double)ncold : dflt;
+}
+
+/* The budget guard of a decision: whatever runs next must be able to start and reach a halt
+ * (JOB_BUDGET_MARGIN_S) within what is left, since ranks stop only at a step. A change that
+ * adds workers starts cold instances; where what is left cannot pay for their start, the job
+ * stops here, at the boundary where every rank already is. Returns 1 to stop. */
+static int budget_allows(struct coord_job *j, const struct sched_decision *d)
+{
+    if (!(j->spec.budget_usd > 0) || d->verdict != SCHED_CHANGE || d->next.workers <= j->workers)
+        return 1;
+    uint32_t mem = d->next.memory_mb ? d->next.memory_mb : j->memory_mb;
+    double rate = coord_ledger_burn_rate(&j->spec.prices, d->next.workers, mem,
+                                         j->shards.local ? d->next.shards
+                                                         : coord_shards_nodes(&j->shards));
+    double need = rate * (job_start_estimate(j, 1.0) + JOB_BUDGET_MARGIN_S);
+    return job_cost(j) + need < j->spec.budget_usd;
+}
+
 /* The scheduler for the job, made at its first decision point from the spec's bounds and
  * prices and what the job measured of its cold starts. Returns 0 when it refused them. */
 static int job_sched_new(struct coord_job *j)
@@ -272,13 +318,7 @@ static int job_sched_new(struct coord_job *j)
     sj.price_gb_s = j->spec.prices.gb_s;
     sj.price_request = j->spec.prices.request;
     sj.price_ps_node_hour = j->spec.prices.ps_node_hour;
-    double cold = 0;
-    uint64_t ncold = 0;
-    for (uint32_t k = 0; k < j->cap; k++) {
-        cold += j->ranks[k].tot.cold_start_s + j->ranks[k].tot.init_s;
-        ncold += j->ranks[k].tot.cold_starts;
-    }
-    sj.cold_start_s = ncold ? cold / (double)ncold : 1.0;
+    sj.cold_start_s = job_start_estimate(j, 1.0);
     if (j->spec.platform.kind == COORD_PLATFORM_LOCAL) {
         /* The local runtime's workers reach the shards over loopback: no per-function link
          * limit worth the name (the Lambda prior of 600 Mbit/s would make every
@@ -332,6 +372,8 @@ int job_schedule(struct coord_job *j, uint32_t epoch, uint64_t at, const struct 
     if (!(j->spec.deadline_s > 0 || j->spec.budget_usd > 0) || !j->spe || !steps)
         return 0;
     double epoch_s = t - j->boundary_at;
+    if (!pr)
+        epoch_s -= interval_start_lag(j, j->boundary_at, t);
     if (pr) {
         /* The profile: its steps after each worker's first (see job_profile_rates()). */
         dc = pr->compute_s;
@@ -377,6 +419,18 @@ int job_schedule(struct coord_job *j, uint32_t epoch, uint64_t at, const struct 
         job_log(j, "decision after the profile (step %llu): %s", (unsigned long long)at, d.reason);
     else
         job_log(j, "decision at epoch %u: %s", epoch, d.reason);
+    if (d.verdict == SCHED_CHANGE && !budget_allows(j, &d)) {
+        snprintf(j->reason, sizeof j->reason,
+                 "budget of $%.6f: $%.6f spent at step %llu leaves too little to start %u more "
+                 "workers (%.1f s each, as measured) and still stop within it: stopped here, "
+                 "model saved",
+                 j->spec.budget_usd, job_cost(j), (unsigned long long)at,
+                 d.next.workers - j->workers, job_start_estimate(j, 1.0));
+        job_event(j, "budget", "%s", j->reason);
+        j->stopping = 1;
+        j->end_state = JOB_STOPPED;
+        return 1;
+    }
     if (d.verdict == SCHED_STOP_BUDGET) {
         snprintf(j->reason, sizeof j->reason, "%s", d.reason);
         j->stopping = 1;

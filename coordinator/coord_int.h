@@ -47,6 +47,7 @@
 #define JOB_TICK_S 1.0
 #define JOB_EPOCH_SLACK 0.1       /* statistical efficiency: a sliver of an epoch not trained */
 #define JOB_HEARTBEAT_S 10.0      /* a STATS round to every shard this often, when idle */
+#define JOB_BUDGET_MARGIN_S 3.0   /* the budget stop: time for the next reports and the halt */
 #define JOB_HEARTBEAT_MISSES 3    /* missed in a row: the shard is taken for dead */
 #define JOB_CKPT_PROVISIONAL 200  /* checkpoint.every_s: steps between checkpoints until the
                                      step time is measured */
@@ -92,6 +93,8 @@ struct rank_inv {
     uint64_t rep_steps;     /* steps and compute + comm seconds at its previous report */
     double rep_s;           /* (for the smlt_step_seconds histogram) */
     double hello_at;        /* when its worker said hello */
+    double ready_at;        /* when it began training (its first report with steps, less the
+                             * seconds of those steps); 0 before */
     int warm;               /* its instance had served before */
     pid_t pid;              /* the instance serving it */
     /* Adopted after a restart of the coordinator (coord_adopt.c): its instance was started by
@@ -418,6 +421,7 @@ void job_check_stragglers(struct coord_job *j);
 double job_epochs_left_hint(const struct coord_job *j, double done);
 int job_profile_rates(const struct coord_job *j, uint64_t at, struct job_rates *pr);
 void job_decision_point(struct coord_job *j, uint64_t at, double *steps, double *dc, double *dm);
+double job_start_estimate(const struct coord_job *j, double dflt);
 int job_schedule(struct coord_job *j, uint32_t epoch, uint64_t at, const struct job_rates *pr,
                  double t, uint32_t *nw, uint32_t *ns);
 

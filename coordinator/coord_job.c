@@ -532,13 +532,24 @@ static void job_heartbeat(struct coord_job *j)
 }
 
 /* The budget is a hard limit: stop while the workers' next progress reports (at most a couple
- * of seconds away) and the shutdown still fit in it. */
+ * of seconds away) and the shutdown still fit in it. A rank still starting reaches the halt
+ * only once started (a torch runner takes seconds): its expected rest of the start counts. */
 static void job_check_budget(struct coord_job *j)
 {
     double rate = coord_ledger_burn_rate(&j->spec.prices, j->workers, j->memory_mb,
                                          coord_shards_nodes(&j->shards));
-    double spent = job_cost(j);
-    if (spent + rate * 3.0 < j->spec.budget_usd)
+    double spent = job_cost(j), now = smlt_now_mono(), start = -1, wait = 0;
+    for (uint32_t k = 0; k < j->workers; k++) {
+        const struct rank_inv *c = &j->ranks[k].cur;
+        if (!c->id || c->ready_at > 0)
+            continue;
+        if (start < 0)
+            start = job_start_estimate(j, 0);
+        double left = start - (now - c->started);
+        if (left > wait)
+            wait = left;
+    }
+    if (spent + rate * (JOB_BUDGET_MARGIN_S + wait) < j->spec.budget_usd)
         return;
     snprintf(j->reason, sizeof j->reason,
              "budget of $%.6f reached ($%.6f spent at step %llu): stopped after the current "
@@ -688,8 +699,14 @@ static void on_setup(struct coord_job *j, const struct coord_admin_res *res)
         job_finish(j, JOB_FAILED, msg);
         return;
     }
-    if (coord_spec_is_python(j->spec.model) && res->nparams)
+    if (coord_spec_is_python(j->spec.model) && res->nparams &&
+        res->nparams != j->spec.model_params) {
         j->spec.model_params = res->nparams; /* a torch job's size, known now */
+        json_t *rec = json_pack("{s:I}", "model_params", (json_int_t)res->nparams);
+        if (rec && j->journal)
+            coord_journal_append(j->journal, "params", rec, 1);
+        json_decref(rec);
+    }
     job_replicas_build(j, job_baseline);
 }
 

@@ -83,6 +83,8 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
     r->cur.comm_s = p->comm_s;
     r->cur.init_s = p->init_s;
     r->cur.steps = p->steps;
+    if (!r->cur.ready_at && p->steps > 0)
+        r->cur.ready_at = smlt_now_mono() - (p->compute_s + p->comm_s);
     r->cur.cold = p->cold;
     if (p->has_steps_per_epoch && p->steps_per_epoch && !j->spe) {
         j->spe = p->steps_per_epoch;
@@ -302,6 +304,7 @@ void rank_invoke(struct rank *r)
     r->cur.done_seen = 0;
     r->cur.done_error[0] = '\0';
     r->cur.hello_at = 0;
+    r->cur.ready_at = 0;
     char *payload = invocation_payload(c, r);
     if (!payload) {
         job_finish(j, JOB_FAILED, "out of memory for an invocation payload");

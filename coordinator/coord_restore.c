@@ -211,6 +211,11 @@ static int on_replay(const char *type, json_t *rec, void *arg)
     } else if (!strcmp(type, "shards")) {
         replay_shards(j, rec);
         x->have_shards = j->shards.n > 0;
+    } else if (!strcmp(type, "params")) {
+        /* a torch job's size, learnt at its set-up (which a restart does not repeat) */
+        json_int_t np = json_integer_value(json_object_get(rec, "model_params"));
+        if (np > 0 && coord_spec_is_python(j->spec.model))
+            j->spec.model_params = (uint64_t)np;
     } else if (!strcmp(type, "phase")) {
         j->phase_step = (uint64_t)json_integer_value(json_object_get(rec, "phase_step"));
         j->phase_epoch = (uint32_t)json_integer_value(json_object_get(rec, "phase_epoch"));

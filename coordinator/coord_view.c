@@ -271,6 +271,7 @@ json_t *coord_job_json(struct coord *c, const char *id)
         json_object_set_new(o, "epochs_target", json_integer(j->epochs_target));
     if (j->epochs_target && j->spec.statistical_efficiency)
         json_object_set_new(o, "reference_epochs_done", json_real(j->ref_done));
+    json_object_set_new(o, "model_params", json_integer((json_int_t)j->spec.model_params));
     json_object_set_new(o, "max_epochs", json_integer(j->spec.max_epochs));
     json_object_set_new(o, "target_accuracy", json_real(j->spec.target_accuracy));
     if (j->spec.deadline_s > 0 && !job_ended(j))

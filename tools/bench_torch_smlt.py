@@ -14,7 +14,9 @@ whose pipe fills would block, and BSP would stop them all).
 Clock: the runner reports elapsed, init (loading, connecting) and evaluation seconds; rank
 0's training time at an evaluation is elapsed - init - eval. Every rank evaluates at the same
 steps, not rank 0 alone, so no rank computes while another evaluates (the DDP peer stops all
-ranks with barriers around rank 0's evaluation). Rank 0's accuracies are the ones reported.
+ranks with barriers around rank 0's evaluation); the runner counts the first exchange after an
+evaluation, which waits for the other rank's evaluation, as evaluation time, as those barriers
+make it for DDP. Rank 0's accuracies are the ones reported.
 
 Prints one JSON line. Every process it starts is stopped by its pid."""
 import argparse

@@ -158,6 +158,39 @@ START_TEST(shard_metrics_addresses_replayed)
 }
 END_TEST
 
+/* A torch job's size is learnt at its set-up, which a restart does not repeat: the params
+ * record brings it back (the scheduler's model size and the job view's model_params). */
+START_TEST(torch_job_size_replayed)
+{
+    struct coord *c = fake_coord_new();
+    char err[256];
+    struct coord_journal *jr = coord_journal_open(c->data_dir, "job-0004", err, sizeof err);
+    ck_assert_ptr_nonnull(jr);
+    json_t *spec = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i}", "model", "python:mlp.py",
+                             "model_source", "def model():\n    pass\n", "dataset",
+                             FAKE_DATASET, "epochs", 2, "workers", 1, "shards", 1);
+    json_t *rec = json_pack("{s:s, s:o, s:f}", "id", "job-0004", "spec", spec, "submitted",
+                            smlt_now_unix());
+    coord_journal_append(jr, "submitted", rec, 1);
+    json_decref(rec);
+    rec = json_pack("{s:I}", "model_params", (json_int_t)50890);
+    coord_journal_append(jr, "params", rec, 1);
+    json_decref(rec);
+    rec = json_pack("{s:s, s:s}", "state", "succeeded", "reason", "all epochs trained");
+    coord_journal_append(jr, "state", rec, 1);
+    json_decref(rec);
+    coord_journal_close(jr);
+    struct coord_job *j = job_alloc(c, "job-0004");
+    job_restore(c, j);
+    ck_assert_msg(j->state == JOB_SUCCEEDED, "state %d: %s", j->state, j->error);
+    ck_assert_uint_eq(j->spec.model_params, 50890);
+    json_t *o = coord_job_json(c, "job-0004");
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "model_params")), 50890);
+    json_decref(o);
+    fake_coord_free(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("coord_restore");
@@ -165,6 +198,7 @@ static Suite *suite(void)
     tcase_add_test(tc, interrupted_job_keeps_its_cost);
     tcase_add_test(tc, spec_that_no_longer_parses);
     tcase_add_test(tc, shard_metrics_addresses_replayed);
+    tcase_add_test(tc, torch_job_size_replayed);
     suite_add_tcase(s, tc);
     return s;
 }

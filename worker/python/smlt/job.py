@@ -235,7 +235,7 @@ class Runner:
             return fail(e.code, "initial pull: %s" % e.message)
         rep["comm_s"] += time.monotonic() - tc
         loss_sum, loss_n, prev_loss, step_ema = 0.0, 0, -1.0, 0.0
-        time_up = stop = False
+        time_up = stop = after_eval = False
         model, x, y = self.model, self.x, self.y
         lr_step = t.get("lr_decay_step", 0)
         while s < end and not stop:
@@ -284,7 +284,13 @@ class Runner:
                         s = clock
                         continue
                 return fail(e.code, "step %d: %s" % (s, e.message))
-            rep["comm_s"] += time.monotonic() - tb
+            if after_eval:
+                # The first exchange after an evaluation waits for the other ranks' own
+                # evaluations: that is evaluation time, as DDP's barriers around it make it.
+                rep["eval_s"] += time.monotonic() - tb
+                after_eval = False
+            else:
+                rep["comm_s"] += time.monotonic() - tb
             s += 1
             rep["steps"] += 1
             rep["samples"] += len(idx)
@@ -302,6 +308,7 @@ class Runner:
                 rep["test_acc"], rep["test_loss"] = self.evaluate()
                 rep["eval_s"] += time.monotonic() - te
                 rep["eval_step"] = s
+                after_eval = t["workers"] > 1
                 if epoch_end:
                     rep["eval_epoch"] = t.get("epoch_base", 0) + (s - t.get("step_base", 0)) // spe - 1
             if epoch_end:
