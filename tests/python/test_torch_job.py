@@ -15,9 +15,11 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from coordinator import Coordinator  # noqa: E402
 
 BIN = os.environ.get("SMLT_BIN_DIR", os.path.join(os.getcwd(), "bin"))
 SRC = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -53,36 +55,12 @@ class TorchJobTest(unittest.TestCase):
     def setUp(self):
         if not os.path.isdir(DATA):
             self.skipTest("no Fashion-MNIST in %s (apt-get install dataset-fashion-mnist)" % DATA)
-        self.tmp = tempfile.TemporaryDirectory(prefix="smlt-torchjob-")
-        pf = os.path.join(self.tmp.name, "port")
         self.token = "torch-job-test-token"
-        self.log = open(os.path.join(self.tmp.name, "coordinator.log"), "w")
-        self.coord = subprocess.Popen(
-            [os.path.join(BIN, "smlt-coordinator"), "--listen", "127.0.0.1:0", "--port-file", pf,
-             "--data-dir", os.path.join(self.tmp.name, "data"), "--admin-token", self.token,
-             "--bin-dir", BIN, "--log-level", "info"], stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 30
-        while not (os.path.exists(pf) and os.path.getsize(pf) > 0):
-            self.assertIsNone(self.coord.poll(), "the coordinator exited")
-            self.assertLess(time.monotonic(), deadline, "the coordinator did not start")
-            time.sleep(0.05)
-        with open(pf) as f:
-            self.url = "http://127.0.0.1:%d" % int(f.read().strip())
+        self.c = Coordinator(self.token, "smlt-torchjob-")
+        self.url = self.c.url
 
     def tearDown(self):
-        # The coordinator stops its shards and worker instances itself on SIGTERM.
-        if self.coord.poll() is None:
-            self.coord.send_signal(signal.SIGTERM)
-            try:
-                self.coord.wait(30)
-            except subprocess.TimeoutExpired:
-                self.coord.kill()
-                self.coord.wait()
-        self.log.close()
-        if os.environ.get("SMLT_TEST_VERBOSE"):
-            with open(os.path.join(self.tmp.name, "coordinator.log")) as f:
-                sys.stderr.write(f.read()[-8000:])
-        self.tmp.cleanup()
+        self.c.stop()
 
     def smltctl(self, *args):
         r = subprocess.run([os.path.join(BIN, "smltctl"), "--url", self.url, "--token",
@@ -95,7 +73,7 @@ class TorchJobTest(unittest.TestCase):
 
     def runners(self):
         """(bootstrap pid, Python runner pid) of every worker instance the coordinator runs."""
-        for w in children(self.coord.pid):
+        for w in children(self.c.pid):
             if "smlt-worker" not in cmdline(w):
                 continue
             for p in children(w):

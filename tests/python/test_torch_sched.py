@@ -20,8 +20,6 @@ Run by CTest (python.test_torch_sched); SMLT_BIN_DIR is the build's bin director
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +29,9 @@ import urllib.request
 
 import numpy as np
 
-BIN = os.environ.get("SMLT_BIN_DIR", os.path.join(os.getcwd(), "bin"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from coordinator import Coordinator  # noqa: E402
+
 DATA = "/usr/share/datasets/fashion-mnist"
 CNN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "worker", "python",
                    "examples", "fmnist_cnn.py")
@@ -83,35 +83,16 @@ class TorchSchedTest(unittest.TestCase):
         with open(os.path.join(cls.tmp, "mlp.py"), "w") as f:
             f.write(MLP)
         cls.source = MLP
-        pf = os.path.join(cls.tmp, "port")
-        cls.log = open(os.path.join(cls.tmp, "coordinator.log"), "w")
-        cls.coord = subprocess.Popen(
-            [os.path.join(BIN, "smlt-coordinator"), "--listen", "127.0.0.1:0", "--port-file", pf,
-             "--data-dir", os.path.join(cls.tmp, "state"), "--admin-token", TOKEN,
-             "--bin-dir", BIN, "--log-level", "info"], stdout=cls.log, stderr=cls.log)
-        deadline = time.monotonic() + 30
-        while not (os.path.exists(pf) and os.path.getsize(pf) > 0):
-            if cls.coord.poll() is not None or time.monotonic() > deadline:
-                cls.tearDownClass()
-                raise RuntimeError("the coordinator did not start")
-            time.sleep(0.05)
-        with open(pf) as f:
-            cls.url = "http://127.0.0.1:%d" % int(f.read().strip())
+        try:
+            cls.c = Coordinator(TOKEN, "smlt-torchsched-coord-")
+        except Exception:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+            raise
+        cls.url = cls.c.url
 
     @classmethod
     def tearDownClass(cls):
-        # The coordinator stops its shards and worker instances itself on SIGTERM.
-        if cls.coord.poll() is None:
-            cls.coord.send_signal(signal.SIGTERM)
-            try:
-                cls.coord.wait(30)
-            except subprocess.TimeoutExpired:
-                cls.coord.kill()
-                cls.coord.wait()
-        cls.log.close()
-        if os.environ.get("SMLT_TEST_VERBOSE"):
-            with open(os.path.join(cls.tmp, "coordinator.log")) as f:
-                sys.stderr.write(f.read()[-8000:])
+        cls.c.stop()
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def api(self, method, path, body=None):
