@@ -473,6 +473,81 @@ START_TEST(throttles_are_retried)
 }
 END_TEST
 
+/* A torch job on Lambda: the bootstrap runs the training file in its Python child, inside the
+ * instance, as on the container platforms. On AWS the function is the smlt-worker-torch
+ * container image (Python, torch and the smlt package); here the zip's bootstrap finds the
+ * build's package through SMLT_PYTHONPATH, which the emulator passes to its instances as
+ * Lambda passes a function's environment. 2 workers, 1 shard, 3 epochs of a small torch MLP:
+ * two cold starts, every step applied once, every request signed right. The sanitizer build
+ * makes no Python package (its libsmlt would need the sanitizer runtime in python3): skipped
+ * there, with this message. */
+START_TEST(torch_job_on_lambda)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    fprintf(stderr, "test_platform_lambda: torch_job_on_lambda: SKIPPED in the sanitizer pass "
+                    "(no Python package in a sanitizer build; the Release pass runs it)\n");
+    return;
+#else
+    const char *bin = getenv("SMLT_BIN_DIR");
+    ck_assert_msg(bin != NULL, "SMLT_BIN_DIR is not set (ctest sets it)");
+    char pkg[600];
+    snprintf(pkg, sizeof pkg, "%s/../python/smlt/__init__.py", bin);
+    ck_assert_msg(access(pkg, R_OK) == 0, "no smlt package at %s (the build makes it with "
+                  "python3-dev)", pkg);
+    snprintf(pkg, sizeof pkg, "%s/../python", bin);
+    setenv("SMLT_PYTHONPATH", pkg, 1);
+    const char *args[] = {"--timeout", "120", NULL};
+    emu_start(args);
+    unsetenv("SMLT_PYTHONPATH");
+    coord_start(GOOD_ENV, NULL);
+    static const char *src =
+        "import torch\n"
+        "import smlt.data\n\n\n"
+        "def model():\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 64),\n"
+        "                               torch.nn.ReLU(), torch.nn.Linear(64, 10))\n\n\n"
+        "def train_data(dataset):\n"
+        "    return smlt.data.idx_split(dataset, 'train')\n\n\n"
+        "def test_data(dataset):\n"
+        "    return smlt.data.idx_split(dataset, 't10k')\n";
+    json_t *spec = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:{s:s, s:f}, s:{s:s}}",
+                             "model", "python:mlp.py", "model_source", src, "dataset", dataset,
+                             "epochs", 3, "workers", 2, "shards", 1, "batch_size", 64,
+                             "optimizer", "kind", "momentum", "lr", 0.05, "platform", "kind",
+                             "lambda");
+    char *body = json_dumps(spec, JSON_COMPACT), err[512];
+    json_decref(spec);
+    char *id = ct_submit(coord.port, body, err, sizeof err);
+    free(body);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    json_t *j = ct_wait_job(coord.port, id, 400);
+    ck_assert_ptr_nonnull(j);
+    if (strcmp(ct_str(j, "state"), "succeeded"))
+        test_daemon_dump_log(&coord);
+    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "%s: %s", ct_str(j, "state"),
+                  ct_str(j, "error"));
+    ck_assert_msg(ct_num(j, "test_accuracy") >= 0.7, "test accuracy %.4f",
+                  ct_num(j, "test_accuracy"));
+    ct_each_step_once(j, 1);
+    const json_t *inv = json_object_get(j, "invocations");
+    json_t *e = emu_stats();
+    ck_assert_int_eq((long long)ct_num(inv, "cold"), 2);
+    ck_assert_int_eq((long long)ct_num(e, "cold_starts"), 2);
+    ck_assert_int_eq((long long)ct_num(inv, "total"), (long long)ct_num(e, "invocations"));
+    ck_assert_int_eq((long long)ct_num(e, "signatures_ok"), (long long)ct_num(e, "requests"));
+    check_billed_as_reported(j, e);
+    fprintf(stderr, "test_platform_lambda: torch job %s on Lambda: %.2f%% test accuracy at step "
+                    "%.0f in %.1f s, %.0f invocations, %.0f ms billed (bootstrap %s)\n",
+            id, 100 * ct_num(j, "test_accuracy"), ct_num(j, "step"), ct_num(j, "elapsed_s"),
+            ct_num(inv, "total"), ct_num(e, "billed_ms"), bootstrap);
+    json_decref(e);
+    json_decref(j);
+    free(id);
+    coord_stop_clean();
+#endif
+}
+END_TEST
+
 /* ---- the bootstrap ----------------------------------------------------------------------- */
 
 /* Sets bootstrap: the Lambda zip's, made and unzipped into zip_dir, or smlt-worker (see the
@@ -532,6 +607,7 @@ static Suite *suite(void)
     tcase_add_test(tc, demo_on_lambda);
     tcase_add_test(tc, wrong_credentials_fail_the_job);
     tcase_add_test(tc, throttles_are_retried);
+    tcase_add_test(tc, torch_job_on_lambda);
     suite_add_tcase(s, tc);
     return s;
 }
