@@ -266,12 +266,18 @@ static double interval_start_lag(const struct coord_job *j, double t0, double t)
  * and loads its data); dflt before any was measured. */
 double job_start_estimate(const struct coord_job *j, double dflt)
 {
-    double cold = 0;
-    uint64_t ncold = 0;
+    double cold = 0, ready = 0;
+    uint64_t ncold = 0, nready = 0;
     for (uint32_t k = 0; k < j->cap; k++) {
         cold += j->ranks[k].tot.cold_start_s + j->ranks[k].tot.init_s;
         ncold += j->ranks[k].tot.cold_starts;
+        ready += j->ranks[k].tot.ready_cold_s;
+        nready += j->ranks[k].tot.ready_cold_n;
     }
+    /* Invoke to first step, where measured: what a runner reports as its init leaves out its
+     * own start (a torch runner's interpreter and `import torch`, seconds). */
+    if (nready)
+        return ready / (double)nready;
     return ncold ? cold / (double)ncold : dflt;
 }
 

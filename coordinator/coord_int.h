@@ -112,6 +112,8 @@ struct rank_totals {
     uint64_t invocations, cold_starts, warm_starts, lost;
     double cold_start_s, warm_start_s; /* invoke -> Assignment handed out */
     double compute_s, comm_s, init_s, elapsed_s;
+    double ready_cold_s;    /* cold invocations' time from invoke to their first step */
+    uint64_t ready_cold_n;
 };
 
 struct rank {

@@ -83,9 +83,15 @@ static void take_progress(struct coord_job *j, struct rank *r, const Smlt__Progr
     r->cur.comm_s = p->comm_s;
     r->cur.init_s = p->init_s;
     r->cur.steps = p->steps;
-    if (!r->cur.ready_at && p->steps > 0)
-        r->cur.ready_at = smlt_now_mono() - (p->compute_s + p->comm_s);
     r->cur.cold = p->cold;
+    if (!r->cur.ready_at && p->steps > 0) {
+        r->cur.ready_at = smlt_now_mono() - (p->compute_s + p->comm_s);
+        if (r->cur.cold && r->cur.ready_at > r->cur.started) {
+            /* a cold start, invocation to first step, whatever the runner reports as init */
+            r->tot.ready_cold_s += r->cur.ready_at - r->cur.started;
+            r->tot.ready_cold_n++;
+        }
+    }
     if (p->has_steps_per_epoch && p->steps_per_epoch && !j->spe) {
         j->spe = p->steps_per_epoch;
         j->total_steps = j->phase_step + j->spe * (j->epochs_target - j->phase_epoch);
