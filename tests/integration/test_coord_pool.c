@@ -170,7 +170,7 @@ static char *submit(int replicas)
     snprintf(spec, sizeof spec,
              "{\"model\": \"mlp:784-64-10\", \"dataset\": \"%s\", \"epochs\": %d, \"workers\": 2, "
              "\"shards\": 2, %s, \"optimizer\": {\"kind\": \"adam\", \"lr\": 0.001}}",
-             dataset, ct_quick() ? 12 : 60,
+             dataset, ct_quick() ? 30 : 60,
              replicas ? "\"ps\": {\"replicas\": 2}, \"checkpoint\": false"
                       : "\"checkpoint\": {\"every_steps\": 20, \"keep\": 4}");
     char *id = ct_submit(coord.port, spec, err, sizeof err);
