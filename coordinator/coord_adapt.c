@@ -285,15 +285,16 @@ double job_start_estimate(const struct coord_job *j, double dflt)
  * (JOB_BUDGET_MARGIN_S) within what is left, since ranks stop only at a step. A change that
  * adds workers starts cold instances; where what is left cannot pay for their start, the job
  * stops here, at the boundary where every rank already is. Returns 1 to stop. */
-static int budget_allows(struct coord_job *j, const struct sched_decision *d)
+static int budget_allows(struct coord_job *j, const struct sched_decision *d, double *start)
 {
+    *start = job_start_estimate(j, 1.0);
     if (!(j->spec.budget_usd > 0) || d->verdict != SCHED_CHANGE || d->next.workers <= j->workers)
         return 1;
     uint32_t mem = d->next.memory_mb ? d->next.memory_mb : j->memory_mb;
     double rate = coord_ledger_burn_rate(&j->spec.prices, d->next.workers, mem,
                                          j->shards.local ? d->next.shards
                                                          : coord_shards_nodes(&j->shards));
-    double need = rate * (job_start_estimate(j, 1.0) + JOB_BUDGET_MARGIN_S);
+    double need = rate * (*start + JOB_BUDGET_MARGIN_S);
     return job_cost(j) + need < j->spec.budget_usd;
 }
 
@@ -425,13 +426,14 @@ int job_schedule(struct coord_job *j, uint32_t epoch, uint64_t at, const struct 
         job_log(j, "decision after the profile (step %llu): %s", (unsigned long long)at, d.reason);
     else
         job_log(j, "decision at epoch %u: %s", epoch, d.reason);
-    if (d.verdict == SCHED_CHANGE && !budget_allows(j, &d)) {
+    double start;
+    if (d.verdict == SCHED_CHANGE && !budget_allows(j, &d, &start)) {
         snprintf(j->reason, sizeof j->reason,
                  "budget of $%.6f: $%.6f spent at step %llu leaves too little to start %u more "
                  "workers (%.1f s each, as measured) and still stop within it: stopped here, "
                  "model saved",
                  j->spec.budget_usd, job_cost(j), (unsigned long long)at,
-                 d.next.workers - j->workers, job_start_estimate(j, 1.0));
+                 d.next.workers - j->workers, start);
         job_event(j, "budget", "%s", j->reason);
         j->stopping = 1;
         j->end_state = JOB_STOPPED;
