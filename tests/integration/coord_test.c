@@ -401,6 +401,58 @@ json_t *ct_demo_job(struct test_daemon *coord, const char *platform, const char 
     return j;
 }
 
+int ct_no_torch(const char *label)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    fprintf(stderr, "%s: SKIPPED in the sanitizer pass (no Python package in a sanitizer build; "
+                    "the Release pass runs it)\n",
+            label);
+    return 1;
+#else
+    (void)label;
+    return 0;
+#endif
+}
+
+json_t *ct_torch_job(struct test_daemon *coord, const char *platform, const char *dataset,
+                     int epochs, int time_limit_s)
+{
+    static const char *src =
+        "import torch\n"
+        "import smlt.data\n\n\n"
+        "def model():\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 64),\n"
+        "                               torch.nn.ReLU(), torch.nn.Linear(64, 10))\n\n\n"
+        "def train_data(dataset):\n"
+        "    return smlt.data.idx_split(dataset, 'train')\n\n\n"
+        "def test_data(dataset):\n"
+        "    return smlt.data.idx_split(dataset, 't10k')\n";
+    json_t *spec = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:{s:s, s:f}, s:{s:s}}",
+                             "model", "python:mlp.py", "model_source", src, "dataset", dataset,
+                             "epochs", epochs, "workers", 2, "shards", 1, "batch_size", 64,
+                             "optimizer", "kind", "momentum", "lr", 0.05, "platform", "kind",
+                             platform);
+    if (time_limit_s > 0)
+        json_object_set_new(json_object_get(spec, "platform"), "time_limit_s",
+                            json_integer(time_limit_s));
+    char *body = json_dumps(spec, JSON_COMPACT), err[512];
+    json_decref(spec);
+    char *id = ct_submit(coord->port, body, err, sizeof err);
+    free(body);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    json_t *j = ct_wait_job(coord->port, id, 400);
+    free(id);
+    ck_assert_ptr_nonnull(j);
+    if (strcmp(ct_str(j, "state"), "succeeded"))
+        test_daemon_dump_log(coord);
+    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "%s: %s", ct_str(j, "state"),
+                  ct_str(j, "error"));
+    ck_assert_msg(ct_num(j, "test_accuracy") >= 0.7, "test accuracy %.4f",
+                  ct_num(j, "test_accuracy"));
+    ct_each_step_once(j, 1);
+    return j;
+}
+
 /* ---- /proc --------------------------------------------------------------------------------- */
 
 int ct_children(pid_t ppid, const char *prog, const char *arg, pid_t *out, int max)

@@ -98,6 +98,20 @@ void ct_each_step_once(const json_t *job, size_t shards);
  * Returns the job (a new reference). */
 json_t *ct_demo_job(struct test_daemon *coord, const char *platform, const char *quick_dataset);
 
+/* 1 when this build has no smlt Python package for torch jobs: the sanitizer build (its libsmlt
+ * would need the sanitizer runtime inside python3). Prints why, naming the test (label), and
+ * the caller returns: the Release pass runs it. */
+int ct_no_torch(const char *label);
+
+/* A torch job on platform (platform.kind) through coord: "model": "python:mlp.py" with its
+ * source in the spec (a torch MLP 784-64-10 on dataset, smlt.data's IDX splits), epochs
+ * epochs, 2 workers, 1 shard, momentum; time_limit_s > 0 sets the function time limit, so that
+ * slices end and the warm Python runners serve the continuations. Asserts that it succeeded
+ * (the coordinator's log is printed when not), past 70% test accuracy, with each step applied
+ * once. Returns the job (a new reference). */
+json_t *ct_torch_job(struct test_daemon *coord, const char *platform, const char *dataset,
+                     int epochs, int time_limit_s);
+
 /* For ct_wait_until(): the job runs and has trained 3 steps or more. */
 int ct_running_with_progress(const json_t *job);
 

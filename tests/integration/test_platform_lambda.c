@@ -483,11 +483,8 @@ END_TEST
  * there, with this message. */
 START_TEST(torch_job_on_lambda)
 {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    fprintf(stderr, "test_platform_lambda: torch_job_on_lambda: SKIPPED in the sanitizer pass "
-                    "(no Python package in a sanitizer build; the Release pass runs it)\n");
-    return;
-#else
+    if (ct_no_torch("test_platform_lambda: torch_job_on_lambda"))
+        return;
     const char *bin = getenv("SMLT_BIN_DIR");
     ck_assert_msg(bin != NULL, "SMLT_BIN_DIR is not set (ctest sets it)");
     char pkg[600];
@@ -500,35 +497,7 @@ START_TEST(torch_job_on_lambda)
     emu_start(args);
     unsetenv("SMLT_PYTHONPATH");
     coord_start(GOOD_ENV, NULL);
-    static const char *src =
-        "import torch\n"
-        "import smlt.data\n\n\n"
-        "def model():\n"
-        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 64),\n"
-        "                               torch.nn.ReLU(), torch.nn.Linear(64, 10))\n\n\n"
-        "def train_data(dataset):\n"
-        "    return smlt.data.idx_split(dataset, 'train')\n\n\n"
-        "def test_data(dataset):\n"
-        "    return smlt.data.idx_split(dataset, 't10k')\n";
-    json_t *spec = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:{s:s, s:f}, s:{s:s}}",
-                             "model", "python:mlp.py", "model_source", src, "dataset", dataset,
-                             "epochs", 3, "workers", 2, "shards", 1, "batch_size", 64,
-                             "optimizer", "kind", "momentum", "lr", 0.05, "platform", "kind",
-                             "lambda");
-    char *body = json_dumps(spec, JSON_COMPACT), err[512];
-    json_decref(spec);
-    char *id = ct_submit(coord.port, body, err, sizeof err);
-    free(body);
-    ck_assert_msg(id != NULL, "submit: %s", err);
-    json_t *j = ct_wait_job(coord.port, id, 400);
-    ck_assert_ptr_nonnull(j);
-    if (strcmp(ct_str(j, "state"), "succeeded"))
-        test_daemon_dump_log(&coord);
-    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "%s: %s", ct_str(j, "state"),
-                  ct_str(j, "error"));
-    ck_assert_msg(ct_num(j, "test_accuracy") >= 0.7, "test accuracy %.4f",
-                  ct_num(j, "test_accuracy"));
-    ct_each_step_once(j, 1);
+    json_t *j = ct_torch_job(&coord, "lambda", dataset, 3, 0);
     const json_t *inv = json_object_get(j, "invocations");
     json_t *e = emu_stats();
     ck_assert_int_eq((long long)ct_num(inv, "cold"), 2);
@@ -538,13 +507,11 @@ START_TEST(torch_job_on_lambda)
     check_billed_as_reported(j, e);
     fprintf(stderr, "test_platform_lambda: torch job %s on Lambda: %.2f%% test accuracy at step "
                     "%.0f in %.1f s, %.0f invocations, %.0f ms billed (bootstrap %s)\n",
-            id, 100 * ct_num(j, "test_accuracy"), ct_num(j, "step"), ct_num(j, "elapsed_s"),
-            ct_num(inv, "total"), ct_num(e, "billed_ms"), bootstrap);
+            ct_str(j, "id"), 100 * ct_num(j, "test_accuracy"), ct_num(j, "step"),
+            ct_num(j, "elapsed_s"), ct_num(inv, "total"), ct_num(e, "billed_ms"), bootstrap);
     json_decref(e);
     json_decref(j);
-    free(id);
     coord_stop_clean();
-#endif
 }
 END_TEST
 

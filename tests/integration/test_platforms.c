@@ -23,8 +23,12 @@
  * target of 88% test accuracy; a 4 s function time limit, 1 s in the quick pass whose job is
  * shorter, so that slices end and warm instances serve the continuations) must succeed with
  * every step applied once by every shard; a job naming another platform is refused. In the
- * quick (sanitizer) pass the bar is 80% on a slice of the data. Everything started is stopped
- * by its pid. */
+ * quick (sanitizer) pass the bar is 80% on a slice of the data.
+ * Then a torch job ("model": "python:mlp.py", coord_test.h's ct_torch_job(): 2 workers, 1
+ * shard, 10 epochs of Fashion-MNIST in 4 s slices) on openfaas with the instances of this build, and on knative with the
+ * instances in containers of the smlt-worker-torch image: it must succeed past 70% with every
+ * step applied once and warm continuations (the sanitizer build makes no Python package: those
+ * two say so and return). Everything started is stopped by its pid, every container by its id. */
 #include <check.h>
 #include <signal.h>
 #include <stdio.h>
@@ -209,6 +213,7 @@ END_TEST
 /* ---- the same in containers of the worker image ------------------------------------------ */
 
 #define WORKER_IMAGE "localhost/smlt-worker:test" /* built by the deploy.images test */
+#define TORCH_IMAGE "localhost/smlt-worker-torch:test" /* built by deploy.torch_images */
 
 static char cids[NINST][80];
 
@@ -224,21 +229,21 @@ static int free_port(void)
 /* Starts instance i as a container of the worker image on the host's network (it reaches the
  * coordinator's RPC and the shards on loopback), with the datasets mounted read-only: Debian's
  * and the test's slice of it (the quick pass trains on the slice). */
-static void container_start(int i)
+static void container_start(int i, const char *image)
 {
     inst_port[i] = free_port();
     char cmd[1600];
     snprintf(cmd, sizeof cmd,
              "podman run -d --rm --network host -v /usr/share/datasets:/usr/share/datasets:ro "
              "-v %s:%s:ro -v %s:%s:ro %s --http --listen 127.0.0.1:%d --max-inflight %d",
-             root, root, dataset, dataset, WORKER_IMAGE, inst_port[i], SLOTS);
+             root, root, dataset, dataset, image, inst_port[i], SLOTS);
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     if (!fgets(cids[i], sizeof cids[i], p))
         cids[i][0] = '\0';
     pclose(p);
     cids[i][strcspn(cids[i], "\n")] = '\0';
-    ck_assert_msg(strlen(cids[i]) >= 12, "podman run %s did not start", WORKER_IMAGE);
+    ck_assert_msg(strlen(cids[i]) >= 12, "podman run %s did not start", image);
     for (int t = 0; t < 300; t++) {
         char *body = NULL;
         long st = ct_http(inst_port[i], "GET", "/_/health", NULL, NULL, &body);
@@ -279,7 +284,7 @@ static int demo_in_containers(const char *platform)
         return -1;
     }
     for (int i = 0; i < NINST; i++)
-        container_start(i);
+        container_start(i, WORKER_IMAGE);
     const int openfaas = !strcmp(platform, "openfaas");
     struct router r;
     router_start(&r, openfaas ? "/function/smlt-worker" : "/", 0);
@@ -310,6 +315,70 @@ START_TEST(demo_on_openfaas_in_containers)
 }
 END_TEST
 
+/* ---- torch jobs ---------------------------------------------------------------------------- */
+
+/* What a torch job on a network platform shows: every invocation routed by the gateway, the 4 s
+ * time limit cutting slices whose continuations warm instances served (their Python runners
+ * kept up between slices). */
+static void torch_job_check(const json_t *j, const struct router *r, const char *label)
+{
+    const json_t *inv = json_object_get(j, "invocations");
+    fprintf(stderr, "test_platforms %s: torch job %s: %.2f%% test accuracy at step %.0f in "
+                    "%.1f s, %.0f invocations (%.0f cold, %.0f warm), the gateway routed %d\n",
+            label, ct_str(j, "id"), 100 * ct_num(j, "test_accuracy"), ct_num(j, "step"),
+            ct_num(j, "elapsed_s"), ct_num(inv, "total"), ct_num(inv, "cold"),
+            ct_num(inv, "warm"), r->c.routed);
+    ck_assert(ct_num(inv, "total") > 2 && ct_num(inv, "warm") > 0);
+    ck_assert_int_eq(r->c.routed, (int)ct_num(inv, "total"));
+    ck_assert_int_eq(r->c.refused, 0);
+}
+
+/* A torch job ("model": "python:mlp.py") on OpenFaaS, the instances `smlt-worker --http` of
+ * this build: each slot's bootstrap runs the training file in its Python child, which finds
+ * the build's smlt package next to the binary (BIN/../python). */
+START_TEST(torch_job_on_openfaas)
+{
+    if (ct_no_torch("test_platforms: torch_job_on_openfaas"))
+        return;
+    struct router r;
+    router_start(&r, "/function/smlt-worker", 0);
+    char gw[64];
+    snprintf(gw, sizeof gw, "http://127.0.0.1:%d", r.port);
+    const char *extra[] = {"--platform", "openfaas", "--gateway", gw, "--function", "smlt-worker",
+                           NULL};
+    ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
+    json_t *j = ct_torch_job(&coord, "openfaas", CT_FMNIST, 10, 4);
+    router_stop(&r);
+    torch_job_check(j, &r, "openfaas");
+    json_decref(j);
+}
+END_TEST
+
+/* The same on Knative, the instances containers of the smlt-worker-torch image in --http mode
+ * (its own python3-torch and installed smlt package, as a cluster would run it). */
+START_TEST(torch_job_on_knative_in_containers)
+{
+    if (ct_no_torch("test_platforms: torch_job_on_knative_in_containers"))
+        return;
+    ck_assert_msg(system("podman image exists " TORCH_IMAGE " 2>/dev/null") == 0,
+                  "no %s: the deploy.torch_images test builds it (ctest runs it first: fixture "
+                  "smlt_torch_images)", TORCH_IMAGE);
+    for (int i = 0; i < NINST; i++)
+        container_start(i, TORCH_IMAGE);
+    struct router r;
+    router_start(&r, "/", 0);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", r.port);
+    const char *extra[] = {"--platform", "knative", "--function-url", url, NULL};
+    ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
+    json_t *j = ct_torch_job(&coord, "knative", CT_FMNIST, 10, 4);
+    router_stop(&r);
+    containers_stop();
+    torch_job_check(j, &r, "knative in containers");
+    json_decref(j);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("platforms");
@@ -321,6 +390,8 @@ static Suite *suite(void)
     tcase_add_test(tc, demo_on_knative);
     tcase_add_test(tc, demo_on_knative_in_containers);
     tcase_add_test(tc, demo_on_openfaas_in_containers);
+    tcase_add_test(tc, torch_job_on_openfaas);
+    tcase_add_test(tc, torch_job_on_knative_in_containers);
     suite_add_tcase(s, tc);
     return s;
 }
