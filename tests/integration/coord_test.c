@@ -374,11 +374,32 @@ void ct_each_step_once(const json_t *job, size_t shards)
     ck_assert_int_gt(v0, 0);
 }
 
+/* Submits spec through coord and waits up to timeout_s for it to end; asserts that it
+ * succeeded (printing the coordinator's log when not) with test accuracy target or more.
+ * Returns the job (a new reference). */
+static json_t *job_to_success(struct test_daemon *coord, const char *spec, double timeout_s,
+                              double target)
+{
+    char err[512];
+    char *id = ct_submit(coord->port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    json_t *j = ct_wait_job(coord->port, id, timeout_s);
+    free(id);
+    ck_assert_ptr_nonnull(j);
+    if (strcmp(ct_str(j, "state"), "succeeded"))
+        test_daemon_dump_log(coord);
+    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "%s: %s %s", ct_str(j, "state"),
+                  ct_str(j, "error"), ct_str(j, "reason"));
+    ck_assert_msg(ct_num(j, "test_accuracy") >= target, "test accuracy %.4f below %.2f",
+                  ct_num(j, "test_accuracy"), target);
+    return j;
+}
+
 json_t *ct_demo_job(struct test_daemon *coord, const char *platform, const char *quick_dataset)
 {
     const int quick = ct_quick();
     const double target = quick ? 0.80 : 0.88;
-    char spec[1024], err[512];
+    char spec[1024];
     snprintf(spec, sizeof spec,
              "{\"name\": \"demo-%s\", \"model\": \"mlp:784-256-128-10\", \"dataset\": \"%s\", "
              "\"workers\": 4, \"shards\": 2, \"max_epochs\": %d, \"target_accuracy\": %.2f, "
@@ -386,17 +407,7 @@ json_t *ct_demo_job(struct test_daemon *coord, const char *platform, const char 
              "\"platform\": {\"kind\": \"%s\", \"time_limit_s\": %d}}",
              platform, quick ? quick_dataset : CT_FMNIST, quick ? 10 : 30, target, platform,
              quick ? 1 : 4);
-    char *id = ct_submit(coord->port, spec, err, sizeof err);
-    ck_assert_msg(id != NULL, "submit: %s", err);
-    json_t *j = ct_wait_job(coord->port, id, 600);
-    free(id);
-    ck_assert_ptr_nonnull(j);
-    if (strcmp(ct_str(j, "state"), "succeeded"))
-        test_daemon_dump_log(coord);
-    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "%s: %s %s", ct_str(j, "state"),
-                  ct_str(j, "error"), ct_str(j, "reason"));
-    ck_assert_msg(ct_num(j, "test_accuracy") >= target, "accuracy %.4f",
-                  ct_num(j, "test_accuracy"));
+    json_t *j = job_to_success(coord, spec, 600, target);
     ct_each_step_once(j, 2);
     return j;
 }
@@ -435,20 +446,11 @@ json_t *ct_torch_job(struct test_daemon *coord, const char *platform, const char
     if (time_limit_s > 0)
         json_object_set_new(json_object_get(spec, "platform"), "time_limit_s",
                             json_integer(time_limit_s));
-    char *body = json_dumps(spec, JSON_COMPACT), err[512];
+    char *body = json_dumps(spec, JSON_COMPACT);
     json_decref(spec);
-    char *id = ct_submit(coord->port, body, err, sizeof err);
+    ck_assert_ptr_nonnull(body);
+    json_t *j = job_to_success(coord, body, 400, 0.7);
     free(body);
-    ck_assert_msg(id != NULL, "submit: %s", err);
-    json_t *j = ct_wait_job(coord->port, id, 400);
-    free(id);
-    ck_assert_ptr_nonnull(j);
-    if (strcmp(ct_str(j, "state"), "succeeded"))
-        test_daemon_dump_log(coord);
-    ck_assert_msg(!strcmp(ct_str(j, "state"), "succeeded"), "%s: %s", ct_str(j, "state"),
-                  ct_str(j, "error"));
-    ck_assert_msg(ct_num(j, "test_accuracy") >= 0.7, "test accuracy %.4f",
-                  ct_num(j, "test_accuracy"));
     ct_each_step_once(j, 1);
     return j;
 }

@@ -78,6 +78,22 @@ static void router_stop(struct router *r)
     r->g = NULL;
 }
 
+/* Starts the router for platform (openfaas, asynchronously when async, or knative) and the
+ * coordinator, with the platform's flags, pointed at it. */
+static void platform_start(struct router *r, const char *platform, int async)
+{
+    const int openfaas = !strcmp(platform, "openfaas");
+    router_start(r, openfaas ? (async ? "/async-function/smlt-worker" : "/function/smlt-worker")
+                             : "/",
+                 async);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", r->port, openfaas ? "" : "/");
+    const char *ofx[] = {"--platform", "openfaas", "--gateway", url, "--function", "smlt-worker",
+                         async ? "--openfaas-async" : NULL, NULL};
+    const char *knx[] = {"--platform", "knative", "--function-url", url, NULL};
+    ck_assert_int_eq(ct_coord_start(&coord, data_dir, openfaas ? ofx : knx), 0);
+}
+
 /* ---- the test ---------------------------------------------------------------------------- */
 
 static void setup(void)
@@ -131,12 +147,7 @@ static void demo_job(const char *platform, const char *label)
 START_TEST(demo_on_openfaas)
 {
     struct router r;
-    router_start(&r, "/function/smlt-worker", 0);
-    char gw[64];
-    snprintf(gw, sizeof gw, "http://127.0.0.1:%d", r.port);
-    const char *extra[] = {"--platform", "openfaas", "--gateway", gw, "--function", "smlt-worker",
-                           NULL};
-    ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
+    platform_start(&r, "openfaas", 0);
     demo_job("openfaas", "openfaas");
     router_stop(&r);
     fprintf(stderr, "test_platforms openfaas: the gateway routed %d invocations, pushed back %d "
@@ -164,12 +175,7 @@ static double coord_metric(const char *name)
 START_TEST(demo_on_openfaas_async)
 {
     struct router r;
-    router_start(&r, "/async-function/smlt-worker", 1);
-    char gw[64];
-    snprintf(gw, sizeof gw, "http://127.0.0.1:%d", r.port);
-    const char *extra[] = {"--platform", "openfaas", "--gateway", gw, "--function", "smlt-worker",
-                           "--openfaas-async", NULL};
-    ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
+    platform_start(&r, "openfaas", 1);
     demo_job("openfaas", "openfaas async");
     double cbs = coord_metric("smlt_invocation_callbacks_total");
     double refused = coord_metric("smlt_invocation_callbacks_refused_total");
@@ -198,11 +204,7 @@ END_TEST
 START_TEST(demo_on_knative)
 {
     struct router r;
-    router_start(&r, "/", 0);
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/", r.port);
-    const char *extra[] = {"--platform", "knative", "--function-url", url, NULL};
-    ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
+    platform_start(&r, "knative", 0);
     demo_job("knative", "knative");
     router_stop(&r);
     ck_assert_int_gt(r.c.routed, 4);
@@ -285,15 +287,9 @@ static int demo_in_containers(const char *platform)
     }
     for (int i = 0; i < NINST; i++)
         container_start(i, WORKER_IMAGE);
-    const int openfaas = !strcmp(platform, "openfaas");
     struct router r;
-    router_start(&r, openfaas ? "/function/smlt-worker" : "/", 0);
-    char url[64], label[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", r.port, openfaas ? "" : "/");
-    const char *ofx[] = {"--platform", "openfaas", "--gateway", url, "--function", "smlt-worker",
-                         NULL};
-    const char *knx[] = {"--platform", "knative", "--function-url", url, NULL};
-    ck_assert_int_eq(ct_coord_start(&coord, data_dir, openfaas ? ofx : knx), 0);
+    platform_start(&r, platform, 0);
+    char label[64];
     snprintf(label, sizeof label, "%s in containers", platform);
     demo_job(platform, label);
     router_stop(&r);
@@ -341,12 +337,7 @@ START_TEST(torch_job_on_openfaas)
     if (ct_no_torch("test_platforms: torch_job_on_openfaas"))
         return;
     struct router r;
-    router_start(&r, "/function/smlt-worker", 0);
-    char gw[64];
-    snprintf(gw, sizeof gw, "http://127.0.0.1:%d", r.port);
-    const char *extra[] = {"--platform", "openfaas", "--gateway", gw, "--function", "smlt-worker",
-                           NULL};
-    ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
+    platform_start(&r, "openfaas", 0);
     json_t *j = ct_torch_job(&coord, "openfaas", CT_FMNIST, 10, 4);
     router_stop(&r);
     torch_job_check(j, &r, "openfaas");
@@ -366,11 +357,7 @@ START_TEST(torch_job_on_knative_in_containers)
     for (int i = 0; i < NINST; i++)
         container_start(i, TORCH_IMAGE);
     struct router r;
-    router_start(&r, "/", 0);
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/", r.port);
-    const char *extra[] = {"--platform", "knative", "--function-url", url, NULL};
-    ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
+    platform_start(&r, "knative", 0);
     json_t *j = ct_torch_job(&coord, "knative", CT_FMNIST, 10, 4);
     router_stop(&r);
     containers_stop();
