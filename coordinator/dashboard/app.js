@@ -1,5 +1,6 @@
-/* app.js: the dashboard's pages (#/ the jobs, #/jobs/ID one job, #/submit), drawn from the
- * coordinator's JSON API, polled every two seconds while the tab is visible.
+/* app.js: the dashboard's pages (#/ the jobs, #/jobs/ID one job, #/submit, #/nodes the PS
+ * node pool), drawn from the coordinator's JSON API, polled every two seconds while the tab is
+ * visible.
  *
  * The admin token is typed into the login form and kept in this tab's sessionStorage only; it
  * goes to the coordinator in an "Authorization: Bearer" header, never in a URL (the model is
@@ -229,6 +230,64 @@
     });
   }
 
+  /* ---- the PS nodes ---- */
+  function bytes(v) {
+    if (!(v >= 0)) return "-";
+    if (v >= 1 << 30) return (v / (1 << 30)).toFixed(2) + " GiB";
+    return (v / (1 << 20)).toFixed(v >= 100 << 20 ? 0 : 1) + " MiB";
+  }
+
+  function memoryCell(n) {
+    const frac = n.capacity_bytes > 0 ? Math.min(1, n.used_bytes / n.capacity_bytes) : 0;
+    const bar = el("span", { class: "progress", title: (100 * frac).toFixed(0) + " %" },
+      el("span", { style: "width:" + (100 * frac).toFixed(1) + "%" }));
+    return el("td", {}, bar, bytes(n.used_bytes) + " of " + bytes(n.capacity_bytes),
+      el("span", { class: "steps", text: bytes(n.free_bytes) + " free" }));
+  }
+
+  function placedCell(n) {
+    const td = el("td", { class: "placed" });
+    const placed = n.placed || [];
+    if (!placed.length) td.append(el("span", { class: "muted", text: "none" }));
+    placed.forEach((p, i) => {
+      if (i) td.append(", ");
+      td.append(el("a", { href: "#/jobs/" + encodeURIComponent(p.job), text: p.job }),
+        " shard " + p.shard + (p.role === "backup" ? " (backup)" : ""));
+    });
+    return td;
+  }
+
+  async function showNodes(view) {
+    const r = await api("GET", "/api/nodes");
+    if (r.status !== 200) return;
+    if (view.dataset.page !== "nodes") {
+      view.replaceChildren($("#t-nodes").content.cloneNode(true));
+      view.dataset.page = "nodes";
+    }
+    const local = r.body.mode !== "pool";
+    const nodes = r.body.nodes || [];
+    $(".local", view).hidden = !local;
+    $(".table-wrap", view).hidden = local;
+    const up = nodes.filter((n) => n.state === "up").length;
+    $(".pool", view).textContent = local ? "" :
+      nodes.length + " nodes, " + up + " up \u00b7 pool " + (r.body.pool || "");
+    const rows = [];
+    for (const n of nodes) {
+      rows.push(el("tr", { "data-node": n.addr },
+        el("td", {}, el("b", { text: n.name || n.addr }), n.name && n.name !== n.addr ?
+          el("span", { class: "steps", text: n.addr }) : null),
+        el("td", {}, el("span", { class: "state " + n.state, text: n.state })),
+        memoryCell(n),
+        el("td", { text: String(n.shards) + (n.refused ? " (" + n.refused + " refused)" : "") }),
+        placedCell(n),
+        el("td", { text: String(n.connections) }),
+        el("td", { text: n.since_ok_s === null || n.since_ok_s === undefined ? "never" :
+          dur(n.since_ok_s) + " ago" })));
+      if (n.error) rows.push(el("tr", {}, el("td", { class: "why", colspan: "7", text: n.error })));
+    }
+    $("tbody", view).replaceChildren(...rows);
+  }
+
   /* ---- submit ---- */
   function showSubmit(view) {
     if (view.dataset.page === "submit") return;
@@ -299,6 +358,7 @@
     try {
       if (route.startsWith("#/jobs/")) await showJob(view, decodeURIComponent(route.slice(7)));
       else if (route === "#/submit") showSubmit(view);
+      else if (route === "#/nodes") await showNodes(view);
       else await showJobs(view);
     } catch (e) {
       notice("The coordinator does not answer (" + e.message + "); retrying.", true);

@@ -3,6 +3,11 @@
 // tests/integration/test_dashboard.c, which has made the job and scaled it:
 //
 //   node dashboard.cjs --url http://127.0.0.1:PORT --token T --job ID [--screenshot F.png]
+//   node dashboard.cjs --url ... --token T --job ID --nodes N [--screenshot F.png]
+//
+// With --nodes, only the nodes page, against a coordinator with a pool of N PS nodes that runs
+// the job: N rows, each node up with its memory shown, the job's shards listed on the nodes
+// the API places them on (linked to the job's page), and no console errors.
 //
 // Checks, each failing the run with a message:
 //   - the job list shows the job, with its state and workers x shards;
@@ -13,6 +18,7 @@
 //     names;
 //   - a torch job submitted through the form with its training file (worker/python/examples/
 //     fmnist_cnn.py) is accepted as "python:fmnist_cnn.py" and its page names it;
+//   - the nodes page says the coordinator is in local mode (no pool);
 //   - at a narrow width (390 px) the page does not scroll sideways;
 //   - the browser console shows no error, and no page error is thrown.
 // Exit status 0 when all pass; the screenshot (laptop width) is written where asked.
@@ -30,6 +36,7 @@ const url = arg("url");
 const token = arg("token");
 const job = arg("job");
 const shot = arg("screenshot", "");
+const nodes = +arg("nodes", "0");
 const npmDir = process.env.SMLT_NPM_DIR || path.join(os.homedir(), ".cache", "smlt", "npm");
 const chromium = process.env.SMLT_CHROMIUM || "/usr/bin/chromium";
 
@@ -76,6 +83,19 @@ async function main() {
     await page.fill("#token", token);
     await page.click("#login button");
     await page.locator("#who").waitFor({ state: "visible", timeout: 5000 });
+
+    if (nodes > 0) {
+      await checkNodes(page, url, token, job, nodes);
+      if (shot) await page.screenshot({ path: shot, fullPage: true });
+      for (const u of urls) if (u.includes(token)) fail("the token went into a URL: " + u);
+      if (errors.length) fail("browser errors:\n  " + errors.join("\n  "));
+      console.log(`dashboard test: nodes ok (${nodes} nodes, the job's shards placed on them)`);
+      return;
+    }
+
+    // The nodes page of a coordinator without a pool: local mode, said.
+    await page.goto(url + "/#/nodes", { waitUntil: "load" });
+    await page.locator("#view .local").waitFor({ state: "visible", timeout: 10000 });
 
     // The job page: one point per epoch of the API's series, and the scale annotated.
     await page.goto(url + "/#/jobs/" + encodeURIComponent(job), { waitUntil: "load" });
@@ -165,6 +185,36 @@ async function main() {
   } finally {
     await browser.close();
   }
+}
+
+// The nodes page against the pool's API: a row per node, up, its memory, and each of the job's
+// shards on the node the API places it on.
+async function checkNodes(page, url, token, job, n) {
+  await page.goto(url + "/#/nodes", { waitUntil: "load" });
+  await page.waitForFunction((k) => document.querySelectorAll("table.nodes tr[data-node]").length === k,
+    n, { timeout: 15000 });
+  const api = await (await fetch(url + "/api/nodes", { headers: { Authorization: "Bearer " + token } })).json();
+  if (api.mode !== "pool" || api.nodes.length !== n)
+    fail("the API reports mode " + api.mode + " with " + (api.nodes || []).length + " nodes; want a pool of " + n);
+  let placed = 0;
+  for (const node of api.nodes) {
+    const row = page.locator(`table.nodes tr[data-node="${node.addr}"]`);
+    await page.waitForFunction((a) => {
+      const r = document.querySelector(`table.nodes tr[data-node="${a}"]`);
+      return r && r.innerText.includes("up");
+    }, node.addr, { timeout: 15000 });
+    const text = await row.innerText();
+    if (!/ of \d/.test(text) || !/free/.test(text)) fail("node " + node.addr + " without its memory: " + text);
+    for (const p of node.placed || []) {
+      if (p.job !== job) continue;
+      placed++;
+      const want = p.role === "backup" ? `shard ${p.shard} (backup)` : `shard ${p.shard}`;
+      if (!text.includes(job + " " + want)) fail(`node ${node.addr}: the API places ${job} ${want} there; the row says: ${text}`);
+      const links = await row.locator(`a[href="#/jobs/${encodeURIComponent(job)}"]`).count();
+      if (!links) fail("node " + node.addr + ": no link to " + job);
+    }
+  }
+  if (!placed) fail("the API places none of " + job + "'s shards on the pool");
 }
 
 main().catch((e) => fail(e.stack || String(e)));

@@ -6,7 +6,10 @@
  * playwright-core (both installed by tools/test.sh; playwright-core in ~/.cache/smlt/npm):
  * the job list, logging in through the form, the job page's charts (one point per epoch the
  * API reports, the scale annotated), a refused spec shown next to its field, a narrow screen,
- * and no console errors. Also here, without a browser: the page and its files are served,
+ * the nodes page in local mode, and no console errors. A second run of the browser, against a
+ * coordinator with a pool of two PS nodes (smlt-ps --node) and a job running on it, checks the
+ * nodes page: each node up, its memory, and the job's shards where the API places them. Also
+ * here, without a browser: the page and its files are served,
  * Chart.js from Debian's libjs-chart.js, and a coordinator listening beyond loopback wants the
  * token for reads too (but not for the page itself). Everything started is stopped by pid. */
 #include <check.h>
@@ -29,6 +32,9 @@ static char root[256];
 static char dataset[256];
 static char data_dir[300];
 static struct test_daemon coord;
+#define NODES 2
+#define POOL_TOKEN "test-dashboard-pool-token"
+static struct test_daemon node[NODES];
 
 static void setup(void)
 {
@@ -40,6 +46,8 @@ static void setup(void)
 static void teardown(void)
 {
     test_daemon_stop(&coord);
+    for (int i = 0; i < NODES; i++)
+        test_daemon_stop(&node[i]);
     ct_rm_rf(data_dir);
 }
 
@@ -119,15 +127,18 @@ START_TEST(reads_need_the_token_beyond_loopback)
 }
 END_TEST
 
-/* Runs the browser script; returns its exit status (or -1). */
-static int run_browser(const char *id, const char *shot)
+/* Runs the browser script (nodes > 0: its nodes page check against a pool of that many);
+ * returns its exit status (or -1). */
+static int run_browser(const char *id, const char *shot, int nodes)
 {
     char url[64], script[1100];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", coord.port);
     const char *src = getenv("SMLT_SOURCE_DIR");
     snprintf(script, sizeof script, "%s/tests/browser/dashboard.cjs", src ? src : ".");
+    char n[16];
+    snprintf(n, sizeof n, "%d", nodes);
     const char *argv[] = {"/usr/bin/node", script, "--url", url, "--token", CT_ADMIN, "--job", id,
-                          "--screenshot", shot, NULL};
+                          "--screenshot", shot, nodes > 0 ? "--nodes" : NULL, n, NULL};
     struct smlt_proc_opts o = {.watchdog_s = 240};
     pid_t pid = smlt_proc_spawn(argv, &o);
     if (pid <= 0)
@@ -164,10 +175,58 @@ START_TEST(browser_shows_the_job)
     json_decref(j);
     char shot[400];
     snprintf(shot, sizeof shot, "%s/dashboard.png", root);
-    int rc = run_browser(id, shot);
+    int rc = run_browser(id, shot, 0);
     ck_assert_msg(rc == 0, "the browser test failed (exit %d; its message is above)", rc);
     ck_assert_int_eq(access(shot, R_OK), 0);
     free(id);
+}
+END_TEST
+
+/* The nodes page: a coordinator with a pool of two PS nodes, and a job whose two shards it
+ * placed there, running while the browser looks (canceled after). */
+START_TEST(browser_shows_the_nodes)
+{
+    ck_assert_msg(access("/usr/bin/chromium", X_OK) == 0,
+                  "Debian's chromium is missing (tools/test.sh installs it)");
+    char pool[200] = "", token_file[320];
+    for (int i = 0; i < NODES; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "node-%d", i);
+        const char *args[] = {"--node", "--admin-token", POOL_TOKEN, "--memory-mb", "64",
+                              "--name", name, NULL};
+        ck_assert_int_eq(test_daemon_start(&node[i], "smlt-ps", args, 600), 0);
+        ct_note_dir(root, node[i].dir);
+        snprintf(pool + strlen(pool), sizeof pool - strlen(pool), "%s%s", i ? "," : "",
+                 node[i].addr);
+    }
+    snprintf(token_file, sizeof token_file, "%s/pool-token", data_dir);
+    FILE *f = fopen(token_file, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%s\n", POOL_TOKEN);
+    fclose(f);
+    const char *extra[] = {"--ps-pool", pool, "--ps-pool-token-file", token_file, NULL};
+    ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
+    char spec[512], err[512];
+    snprintf(spec, sizeof spec,
+             "{\"model\": \"mlp:784-64-10\", \"dataset\": \"%s\", \"epochs\": 500, "
+             "\"workers\": 1, \"shards\": 2}",
+             dataset);
+    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    json_t *j = ct_wait_until(coord.port, id, 120, ct_running_with_progress);
+    ck_assert_msg(ct_running_with_progress(j), "the job did not start on the pool");
+    json_decref(j);
+    char shot[400];
+    snprintf(shot, sizeof shot, "%s/nodes.png", root);
+    int rc = run_browser(id, shot, NODES);
+    char path[160];
+    snprintf(path, sizeof path, "/api/jobs/%s/cancel", id);
+    ck_assert_int_eq(ct_http_json(coord.port, "POST", path, CT_ADMIN, "{}", &j), 200);
+    json_decref(j);
+    free(id);
+    ck_assert_msg(rc == 0, "the browser test of the nodes page failed (exit %d; its message is "
+                  "above)", rc);
+    ck_assert_int_eq(access(shot, R_OK), 0);
 }
 END_TEST
 
@@ -180,6 +239,7 @@ static Suite *suite(void)
     tcase_add_test(tc, page_and_files_are_served);
     tcase_add_test(tc, reads_need_the_token_beyond_loopback);
     tcase_add_test(tc, browser_shows_the_job);
+    tcase_add_test(tc, browser_shows_the_nodes);
     suite_add_tcase(s, tc);
     return s;
 }
