@@ -149,22 +149,32 @@ static int run_browser(const char *id, const char *shot, int nodes)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* Submits an MLP (784-64-10) on the slice for epochs epochs, on workers workers and 2 shards
+ * (more: more of the spec, starting with a comma, or ""), and waits until ready(job); returns
+ * its id (malloc'd). */
+static char *mlp_job(int epochs, int workers, const char *more, int (*ready)(const json_t *))
+{
+    char spec[1024], err[512];
+    snprintf(spec, sizeof spec,
+             "{\"model\": \"mlp:784-64-10\", \"dataset\": \"%s\", \"epochs\": %d, "
+             "\"workers\": %d, \"shards\": 2%s}",
+             dataset, epochs, workers, more);
+    char *id = ct_submit(coord.port, spec, err, sizeof err);
+    ck_assert_msg(id != NULL, "submit: %s", err);
+    json_t *j = ct_wait_until(coord.port, id, 120, ready);
+    ck_assert_msg(ready(j), "job %s is %s, not yet where the test needs it", id, ct_str(j, "state"));
+    json_decref(j);
+    return id;
+}
+
 START_TEST(browser_shows_the_job)
 {
     ck_assert_msg(access("/usr/bin/chromium", X_OK) == 0,
                   "Debian's chromium is missing (tools/test.sh installs it)");
     ck_assert_msg(access("/usr/bin/node", X_OK) == 0, "node is missing (tools/test.sh installs it)");
     ck_assert_int_eq(ct_coord_start(&coord, data_dir, NULL), 0);
-    char spec[1024], err[512];
-    snprintf(spec, sizeof spec,
-             "{\"model\": \"mlp:784-64-10\", \"dataset\": \"%s\", \"epochs\": %d, "
-             "\"workers\": 2, \"shards\": 2, \"max_workers\": 3}",
-             dataset, ct_quick() ? 4 : 6);
-    char *id = ct_submit(coord.port, spec, err, sizeof err);
-    ck_assert_msg(id != NULL, "submit: %s", err);
-    json_t *j = ct_wait_until(coord.port, id, 120, past_first_epoch);
-    ck_assert_msg(past_first_epoch(j), "the job did not get through an epoch");
-    json_decref(j);
+    char *id = mlp_job(ct_quick() ? 4 : 6, 2, ", \"max_workers\": 3", past_first_epoch);
+    json_t *j;
     char path[160];
     snprintf(path, sizeof path, "/api/jobs/%s/scale", id);
     ck_assert_int_eq(ct_http_json(coord.port, "POST", path, CT_ADMIN, "{\"workers\": 3}", &j), 200);
@@ -206,16 +216,8 @@ START_TEST(browser_shows_the_nodes)
     fclose(f);
     const char *extra[] = {"--ps-pool", pool, "--ps-pool-token-file", token_file, NULL};
     ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
-    char spec[512], err[512];
-    snprintf(spec, sizeof spec,
-             "{\"model\": \"mlp:784-64-10\", \"dataset\": \"%s\", \"epochs\": 500, "
-             "\"workers\": 1, \"shards\": 2}",
-             dataset);
-    char *id = ct_submit(coord.port, spec, err, sizeof err);
-    ck_assert_msg(id != NULL, "submit: %s", err);
-    json_t *j = ct_wait_until(coord.port, id, 120, ct_running_with_progress);
-    ck_assert_msg(ct_running_with_progress(j), "the job did not start on the pool");
-    json_decref(j);
+    char *id = mlp_job(500, 1, "", ct_running_with_progress);
+    json_t *j;
     char shot[400];
     snprintf(shot, sizeof shot, "%s/nodes.png", root);
     int rc = run_browser(id, shot, NODES);
