@@ -133,6 +133,7 @@ static void poll_one(struct coord_pool *p, uint32_t i)
         nd->v.used_bytes = info.used_bytes;
         nd->v.refused = info.refused;
         nd->v.shards = info.nshards;
+        nd->v.metrics_port = info.metrics_port;
         nd->v.configured = nd->v.connections = 0;
         for (uint32_t k = 0; k < info.nshards; k++) {
             nd->v.configured += info.shards[k].configured != 0;

@@ -33,6 +33,7 @@ struct coord_pool_node {
     uint64_t boot_id;          /* 0 before it answered */
     uint64_t capacity_bytes, used_bytes, refused;
     uint32_t shards, configured, connections;
+    uint32_t metrics_port;     /* its GET /metrics port on the same host (0: none) */
     double since_ok_s;         /* since its last answer (-1: never answered) */
     char err[200];             /* why its last poll failed ("" when it answered) */
 };

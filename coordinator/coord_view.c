@@ -185,15 +185,40 @@ static json_t *shard_metrics_json(const struct coord_shards *sh, int backups)
     return a;
 }
 
+/* Node v's GET /metrics address: its host with the metrics port it reported ("host:port",
+ * "[v6]:port"). Returns 0, or -1 when it serves none (or has not answered). */
+static int node_metrics_addr(const struct coord_pool_node *v, char *out, size_t len)
+{
+    const char *colon = strrchr(v->addr, ':');
+    if (!v->metrics_port || !colon)
+        return -1;
+    snprintf(out, len, "%.*s:%u", (int)(colon - v->addr), v->addr, v->metrics_port);
+    return 0;
+}
+
+/* The pool's nodes as the monitor last saw them (malloc'd, *n of them; NULL when no pool or
+ * out of memory). */
+static struct coord_pool_node *pool_nodes(struct coord *c, uint32_t *n)
+{
+    *n = 0;
+    struct coord_pool_node *v = c->pool ? calloc(COORD_POOL_MAX, sizeof *v) : NULL;
+    if (v) {
+        *n = coord_pool_nodes(c->pool, v, COORD_POOL_MAX);
+        if (*n > COORD_POOL_MAX)
+            *n = COORD_POOL_MAX;
+    }
+    return v;
+}
+
 json_t *coord_nodes_json(struct coord *c)
 {
     json_t *a = json_array();
     if (!c->pool)
         return json_pack("{s:s, s:o}", "mode", "local", "nodes", a);
-    struct coord_pool_node *v = calloc(COORD_POOL_MAX, sizeof *v);
-    uint32_t n = v ? coord_pool_nodes(c->pool, v, COORD_POOL_MAX) : 0;
+    uint32_t n;
+    struct coord_pool_node *v = pool_nodes(c, &n);
     static const char *const state[] = {"connecting", "up", "down"};
-    for (uint32_t i = 0; i < n && i < COORD_POOL_MAX; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         /* The jobs' shards and backups on it, as the coordinator placed them. */
         json_t *held = json_array();
         for (const struct coord_job *j = c->jobs; j; j = j->next) {
@@ -220,6 +245,11 @@ json_t *coord_nodes_json(struct coord *c)
                               (json_int_t)v[i].refused, "placed", held);
         json_object_set_new(o, "since_ok_s",
                             v[i].since_ok_s < 0 ? json_null() : json_real(v[i].since_ok_s));
+        char maddr[96];
+        json_object_set_new(o, "metrics_addr",
+                            node_metrics_addr(&v[i], maddr, sizeof maddr) == 0
+                                ? json_string(maddr)
+                                : json_null());
         if (v[i].err[0])
             json_object_set_new(o, "error", json_string(v[i].err));
         json_array_append_new(a, o);
@@ -386,6 +416,18 @@ json_t *coord_prometheus_targets(struct coord *c)
                 json_array_append_new(a, prometheus_target(j, i, j->shards.bmaddr[i], "backup"));
         }
     }
+    /* The pool's nodes that serve /metrics (smlt-ps --node --metrics-listen), up or not: a
+     * node down shows as a target down. */
+    uint32_t n;
+    struct coord_pool_node *v = pool_nodes(c, &n);
+    for (uint32_t i = 0; i < n; i++) {
+        char maddr[96];
+        if (node_metrics_addr(&v[i], maddr, sizeof maddr) == 0)
+            json_array_append_new(a, json_pack("{s:[s], s:{s:s, s:s}}", "targets", maddr,
+                                               "labels", "role", "node", "node",
+                                               v[i].name[0] ? v[i].name : v[i].addr));
+    }
+    free(v);
     return a;
 }
 

@@ -58,6 +58,7 @@ struct ps_node {
     struct evconnlistener *lis;
     int port;
     struct evhttp *http;
+    int http_port;            /* /metrics and /healthz (0: not served) */
     struct hosted *shards;
     struct hosted *dropping;  /* dropped, freed by their drop_ev */
     struct pend *pends;
@@ -337,6 +338,8 @@ static void send_info(struct ps_node *n, struct rpc_conn *c, uint64_t req_id)
     info.used_bytes = n->used;
     info.refused = n->refused;
     info.uptime_s = smlt_now_mono() - n->started;
+    info.has_metrics_port = n->http_port > 0;
+    info.metrics_port = (uint32_t)n->http_port;
     info.n_shards = cnt;
     info.shards = shp;
     rpc_conn_send(c, SMLT__MSG_TYPE__MSG_NODE_INFO, req_id, &info.base, NULL, 0, 0, NULL, NULL);
@@ -611,6 +614,7 @@ int ps_node_http(struct ps_node *n, const char *addr, char *err, size_t errlen)
     evhttp_set_max_body_size(n->http, 4096);
     evhttp_set_timeout(n->http, 10);
     evhttp_set_gencb(n->http, on_http, n);
+    n->http_port = port;
     return port;
 }
 

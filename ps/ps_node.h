@@ -17,7 +17,8 @@
  * --checkpoint-dir, so a shard restored on another node that shares DIR finds them.
  *
  * With a metrics address the node serves GET /healthz (200 "ok" while it serves) and
- * GET /metrics (the node's capacity, reservations and shards, Prometheus text). */
+ * GET /metrics (the node's capacity, reservations and shards, Prometheus text); NodeInfo
+ * reports that port (metrics_port), so that the coordinator lists the node for Prometheus. */
 #ifndef PS_NODE_H
 #define PS_NODE_H
 

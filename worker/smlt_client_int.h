@@ -60,6 +60,7 @@ struct smlt_node_info {
     char node[128];
     uint64_t boot_id, capacity_bytes, used_bytes, refused;
     double uptime_s;
+    uint32_t metrics_port; /* its GET /metrics port (0: none) */
     uint32_t nshards;
     struct smlt_node_shard *shards; /* malloc'd: smlt_node_info_free() */
 };

@@ -51,6 +51,7 @@ static void take_info(struct node_call *k, const Smlt__NodeInfo *m)
     o->used_bytes = m->used_bytes;
     o->refused = m->refused;
     o->uptime_s = m->uptime_s;
+    o->metrics_port = m->has_metrics_port ? m->metrics_port : 0;
     o->shards = calloc(m->n_shards ? m->n_shards : 1, sizeof *o->shards);
     if (!o->shards)
         return;

@@ -412,6 +412,37 @@ json_t *ct_demo_job(struct test_daemon *coord, const char *platform, const char 
     return j;
 }
 
+void ct_pool_start(struct test_daemon *coord, const char *data_dir, struct test_daemon *node,
+                   int n, const char *mb, const char *const *node_extra)
+{
+    char root[300], pool[1024] = "", token_file[320];
+    snprintf(root, sizeof root, "%s", data_dir);
+    char *slash = strrchr(root, '/');
+    if (slash)
+        *slash = '\0';
+    for (int i = 0; i < n; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "node-%d", i);
+        const char *args[32] = {"--node", "--admin-token", CT_POOL, "--memory-mb", mb, "--name",
+                                name};
+        int k = 7;
+        for (int e = 0; node_extra && node_extra[e] && k < 31; e++)
+            args[k++] = node_extra[e];
+        args[k] = NULL;
+        ck_assert_int_eq(test_daemon_start(&node[i], "smlt-ps", args, 600), 0);
+        ct_note_dir(root, node[i].dir);
+        size_t len = strlen(pool);
+        snprintf(pool + len, sizeof pool - len, "%s%s", i ? "," : "", node[i].addr);
+    }
+    snprintf(token_file, sizeof token_file, "%s/pool-token", data_dir);
+    FILE *f = fopen(token_file, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%s\n", CT_POOL);
+    fclose(f);
+    const char *extra[] = {"--ps-pool", pool, "--ps-pool-token-file", token_file, NULL};
+    ck_assert_int_eq(ct_coord_start(coord, data_dir, extra), 0);
+}
+
 int ct_no_torch(const char *label)
 {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)

@@ -98,6 +98,15 @@ void ct_each_step_once(const json_t *job, size_t shards);
  * Returns the job (a new reference). */
 json_t *ct_demo_job(struct test_daemon *coord, const char *platform, const char *quick_dataset);
 
+/* A pool of PS nodes for a coordinator (--ps-pool). ct_pool_start() starts n smlt-ps --node
+ * processes (pool token CT_POOL, --memory-mb mb, --name node-I, plus node_extra: NULL-
+ * terminated, may be NULL), notes their directories in data_dir's parent, writes the token to
+ * data_dir/pool-token, and starts coord on data_dir with --ps-pool naming them. Fails the test
+ * on error; the caller stops the nodes (test_daemon_stop()). */
+#define CT_POOL "test-pool-token"
+void ct_pool_start(struct test_daemon *coord, const char *data_dir, struct test_daemon *node,
+                   int n, const char *mb, const char *const *node_extra);
+
 /* 1 when this build has no smlt Python package for torch jobs: the sanitizer build (its libsmlt
  * would need the sanitizer runtime inside python3). Prints why, naming the test (label), and
  * the caller returns: the Release pass runs it. */

@@ -33,7 +33,6 @@ static char dataset[256];
 static char data_dir[300];
 static struct test_daemon coord;
 #define NODES 2
-#define POOL_TOKEN "test-dashboard-pool-token"
 static struct test_daemon node[NODES];
 
 static void setup(void)
@@ -198,24 +197,7 @@ START_TEST(browser_shows_the_nodes)
 {
     ck_assert_msg(access("/usr/bin/chromium", X_OK) == 0,
                   "Debian's chromium is missing (tools/test.sh installs it)");
-    char pool[200] = "", token_file[320];
-    for (int i = 0; i < NODES; i++) {
-        char name[16];
-        snprintf(name, sizeof name, "node-%d", i);
-        const char *args[] = {"--node", "--admin-token", POOL_TOKEN, "--memory-mb", "64",
-                              "--name", name, NULL};
-        ck_assert_int_eq(test_daemon_start(&node[i], "smlt-ps", args, 600), 0);
-        ct_note_dir(root, node[i].dir);
-        snprintf(pool + strlen(pool), sizeof pool - strlen(pool), "%s%s", i ? "," : "",
-                 node[i].addr);
-    }
-    snprintf(token_file, sizeof token_file, "%s/pool-token", data_dir);
-    FILE *f = fopen(token_file, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "%s\n", POOL_TOKEN);
-    fclose(f);
-    const char *extra[] = {"--ps-pool", pool, "--ps-pool-token-file", token_file, NULL};
-    ck_assert_int_eq(ct_coord_start(&coord, data_dir, extra), 0);
+    ct_pool_start(&coord, data_dir, node, NODES, "64", NULL);
     char *id = mlp_job(500, 1, "", ct_running_with_progress);
     json_t *j;
     char shot[400];

@@ -6,7 +6,10 @@
  * 127.0.0.1:8080, so that it scrapes the coordinator's /metrics and finds the shards through
  * the coordinator's /api/prometheus/targets. The test then asks Prometheus's HTTP API that the
  * coordinator target and the job's shard targets are up, and that smlt_ps_pushes_total of the
- * job and the coordinator's smlt_step_seconds_count have samples above 0.
+ * job and the coordinator's smlt_step_seconds_count have samples above 0. A second case runs the
+ * coordinator with a pool of two PS nodes (smlt-ps --node --metrics-listen 127.0.0.1:0) and a
+ * job on them: Prometheus finds both nodes through the same discovery (role "node"), scrapes
+ * them up, and reads the shards they host from smlt_ps_node_shards.
  *
  * Without /usr/bin/prometheus (Debian package prometheus; `tools/deps.sh test` installs it)
  * the test says so and exits 77, which CTest reports as skipped. Everything started is stopped
@@ -29,6 +32,8 @@ static char root[256];
 static char dataset[256];
 static char data_dir[300];
 static struct test_daemon coord;
+#define NODES 2
+static struct test_daemon node[NODES]; /* the pool case's */
 static pid_t prom;
 static char prom_log[400];
 
@@ -57,6 +62,8 @@ static void teardown(void)
 {
     prom_stop(NULL);
     ct_fixture_teardown(&coord, data_dir);
+    for (int i = 0; i < NODES; i++)
+        test_daemon_stop(&node[i]);
 }
 
 /* Writes path: the shipped deploy/prometheus/prometheus.yml with the coordinator's address
@@ -120,19 +127,19 @@ static void prom_start(const char *config, int port)
     }
 }
 
-/* 1 when Prometheus has an active target of scrape job `job` (with label job_id = id when id
- * is not NULL, and role = "primary") whose health is "up". */
-static int target_up(const json_t *targets, const char *job, const char *id)
+/* How many active targets of scrape job `job` Prometheus has up with label role = role (when
+ * not NULL) and job_id = id (when not NULL). */
+static int targets_up(const json_t *targets, const char *job, const char *role, const char *id)
 {
     json_t *act = json_object_get(json_object_get(targets, "data"), "activeTargets");
+    int n = 0;
     for (size_t i = 0; i < json_array_size(act); i++) {
         json_t *t = json_array_get(act, i), *l = json_object_get(t, "labels");
         if (strcmp(ct_str(l, "job"), job) || strcmp(ct_str(t, "health"), "up"))
             continue;
-        if (!id || (!strcmp(ct_str(l, "job_id"), id) && !strcmp(ct_str(l, "role"), "primary")))
-            return 1;
+        n += (!role || !strcmp(ct_str(l, "role"), role)) && (!id || !strcmp(ct_str(l, "job_id"), id));
     }
-    return 0;
+    return n;
 }
 
 /* The largest value Prometheus has now for the metric `name` (of job job_id when not NULL),
@@ -159,28 +166,47 @@ out:
     return best;
 }
 
-START_TEST(prometheus_scrapes_coordinator_and_shards)
+/* Submits a long MLP job on workers workers and 2 shards, waits until it trains, and starts
+ * Prometheus with the shipped config pointed at the coordinator; returns the job id
+ * (malloc'd) and Prometheus's port in *port. */
+static char *job_and_prometheus(int workers, int *port)
 {
     char spec[1024], err[512], config[400];
     snprintf(spec, sizeof spec,
              "{\"model\": \"mlp:784-64-10\", \"dataset\": \"%s\", \"epochs\": 5000, "
-             "\"workers\": 2, \"shards\": 2}",
-             dataset);
+             "\"workers\": %d, \"shards\": 2}",
+             dataset, workers);
     char *id = ct_submit(coord.port, spec, err, sizeof err);
     ck_assert_msg(id != NULL, "submit: %s", err);
     json_decref(ct_wait_until(coord.port, id, 120, ct_running_with_progress));
     snprintf(config, sizeof config, "%s/prometheus.yml", data_dir);
     write_config(config, coord.port);
-    int port = free_port();
-    prom_start(config, port);
+    *port = free_port();
+    prom_start(config, *port);
+    return id;
+}
+
+/* Cancels job id (and frees it). */
+static void job_cancel(char *id)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/api/jobs/%s/cancel", id);
+    ck_assert_int_eq(ct_http(coord.port, "POST", path, CT_ADMIN, "", NULL), 200);
+    free(id);
+}
+
+START_TEST(prometheus_scrapes_coordinator_and_shards)
+{
+    int port;
+    char *id = job_and_prometheus(2, &port);
     /* Every target is scraped within one scrape interval (5 s) of being discovered. */
     int coord_up = 0, shard_up = 0;
     double pushes = -1, steps = -1, until = smlt_now_mono() + 90;
     while (smlt_now_mono() < until && (!coord_up || !shard_up || pushes <= 0 || steps <= 0)) {
         json_t *t = NULL;
         if (ct_http_json(port, "GET", "/api/v1/targets", NULL, NULL, &t) == 200) {
-            coord_up = target_up(t, "smlt-coordinator", NULL);
-            shard_up = target_up(t, "smlt-ps", id);
+            coord_up = targets_up(t, "smlt-coordinator", NULL, NULL) > 0;
+            shard_up = targets_up(t, "smlt-ps", "primary", id) > 0;
         }
         json_decref(t);
         pushes = query_max(port, "smlt_ps_pushes_total", id);
@@ -194,10 +220,59 @@ START_TEST(prometheus_scrapes_coordinator_and_shards)
     ck_assert_msg(steps > 0, "smlt_step_seconds_count: %g", steps);
     fprintf(stderr, "prometheus: both targets up; smlt_ps_pushes_total %.0f, "
                     "smlt_step_seconds_count %.0f\n", pushes, steps);
-    char path[128];
-    snprintf(path, sizeof path, "/api/jobs/%s/cancel", id);
-    ck_assert_int_eq(ct_http(coord.port, "POST", path, CT_ADMIN, "", NULL), 200);
-    free(id);
+    job_cancel(id);
+}
+END_TEST
+
+
+/* For ct_wait_until() on GET /api/nodes: every node up with its metrics address. */
+static int nodes_with_metrics(int port)
+{
+    json_t *o = NULL;
+    int n = 0;
+    if (ct_http_json(port, "GET", "/api/nodes", CT_ADMIN, NULL, &o) == 200) {
+        json_t *a = json_object_get(o, "nodes");
+        for (size_t i = 0; i < json_array_size(a); i++) {
+            json_t *v = json_array_get(a, i);
+            n += !strcmp(ct_str(v, "state"), "up") && ct_str(v, "metrics_addr")[0];
+        }
+    }
+    json_decref(o);
+    return n;
+}
+
+START_TEST(prometheus_scrapes_pool_nodes)
+{
+    /* This case's coordinator runs the pool. */
+    test_daemon_stop(&coord);
+    const char *metrics[] = {"--metrics-listen", "127.0.0.1:0", NULL};
+    ct_pool_start(&coord, data_dir, node, NODES, "64", metrics);
+    double until = smlt_now_mono() + 30;
+    while (nodes_with_metrics(coord.port) < NODES && smlt_now_mono() < until)
+        usleep(200 * 1000);
+    ck_assert_msg(nodes_with_metrics(coord.port) == NODES,
+                  "GET /api/nodes does not show both nodes up with their metrics address");
+    int port;
+    char *id = job_and_prometheus(1, &port);
+    int up = 0;
+    double shards = -1;
+    until = smlt_now_mono() + 90;
+    while (smlt_now_mono() < until && (up < NODES || shards < 1)) {
+        json_t *t = NULL;
+        if (ct_http_json(port, "GET", "/api/v1/targets", NULL, NULL, &t) == 200)
+            up = targets_up(t, "smlt-ps", "node", NULL);
+        json_decref(t);
+        shards = query_max(port, "smlt_ps_node_shards", NULL);
+        usleep(500 * 1000);
+    }
+    prom_stop(up < NODES || shards < 1 ? "nodes not scraped" : NULL);
+    job_cancel(id);
+    for (int i = 0; i < NODES; i++)
+        test_daemon_stop(&node[i]);
+    ck_assert_msg(up == NODES, "%d of the %d pool nodes are up as Prometheus targets", up, NODES);
+    ck_assert_msg(shards >= 1, "smlt_ps_node_shards: %g", shards);
+    fprintf(stderr, "prometheus: %d pool nodes up as targets (role node); smlt_ps_node_shards "
+                    "max %.0f\n", up, shards);
 }
 END_TEST
 
@@ -208,6 +283,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 400);
     tcase_add_test(tc, prometheus_scrapes_coordinator_and_shards);
+    tcase_add_test(tc, prometheus_scrapes_pool_nodes);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -226,6 +226,10 @@ START_TEST(node_refusals)
             mport = atoi(strstr(line, "on port ") + 8);
     fclose(f);
     ck_assert_int_gt(mport, 0);
+    /* NodeInfo reports that port (the coordinator lists it for Prometheus). */
+    node_info(&info);
+    ck_assert_int_eq((int)info.metrics_port, mport);
+    smlt_node_info_free(&info);
     ck_assert_int_eq(ct_http(mport, "GET", "/healthz", NULL, NULL, &body), 200);
     ck_assert_str_eq(body, "ok\n");
     free(body);
