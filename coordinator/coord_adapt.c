@@ -285,17 +285,15 @@ double job_start_estimate(const struct coord_job *j, double dflt)
  * (JOB_BUDGET_MARGIN_S) within what is left, since ranks stop only at a step. A change that
  * adds workers starts cold instances; where what is left cannot pay for their start, the job
  * stops here, at the boundary where every rank already is. Returns 1 to stop. */
-static int budget_allows(struct coord_job *j, const struct sched_decision *d, double *start)
+static int budget_allows(const struct coord_job *j, const struct sched_decision *d, double *start)
 {
     *start = job_start_estimate(j, 1.0);
     if (!(j->spec.budget_usd > 0) || d->verdict != SCHED_CHANGE || d->next.workers <= j->workers)
         return 1;
     uint32_t mem = d->next.memory_mb ? d->next.memory_mb : j->memory_mb;
-    double rate = coord_ledger_burn_rate(&j->spec.prices, d->next.workers, mem,
-                                         j->shards.local ? d->next.shards
-                                                         : coord_shards_nodes(&j->shards));
-    double need = rate * (*start + JOB_BUDGET_MARGIN_S);
-    return job_cost(j) + need < j->spec.budget_usd;
+    return job_budget_fits(j, d->next.workers, mem,
+                           j->shards.local ? d->next.shards : coord_shards_nodes(&j->shards),
+                           *start);
 }
 
 /* The scheduler for the job, made at its first decision point from the spec's bounds and

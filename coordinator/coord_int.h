@@ -329,6 +329,10 @@ void job_event_add(struct coord_job *j, json_t *e);
 void job_ledger_now(const struct coord_job *j, struct coord_ledger *l);
 /* The cost so far: job_ledger_now()'s total. */
 double job_cost(const struct coord_job *j);
+/* 1 while the budget pays for workers instances of memory_mb and nodes PS nodes running wait_s
+ * more seconds and then JOB_BUDGET_MARGIN_S to reach a halt (ranks stop only at a step). */
+int job_budget_fits(const struct coord_job *j, uint32_t workers, uint32_t memory_mb,
+                    uint32_t nodes, double wait_s);
 void job_set_state(struct coord_job *j, enum job_state st, const char *why);
 void job_charge_ps(struct coord_job *j);
 void job_on_start(evutil_socket_t fd, short what, void *arg);

@@ -531,14 +531,19 @@ static void job_heartbeat(struct coord_job *j)
     job_call(j, &req, on_heartbeat);
 }
 
+int job_budget_fits(const struct coord_job *j, uint32_t workers, uint32_t memory_mb,
+                    uint32_t nodes, double wait_s)
+{
+    double rate = coord_ledger_burn_rate(&j->spec.prices, workers, memory_mb, nodes);
+    return job_cost(j) + rate * (wait_s + JOB_BUDGET_MARGIN_S) < j->spec.budget_usd;
+}
+
 /* The budget is a hard limit: stop while the workers' next progress reports (at most a couple
  * of seconds away) and the shutdown still fit in it. A rank still starting reaches the halt
  * only once started (a torch runner takes seconds): its expected rest of the start counts. */
 static void job_check_budget(struct coord_job *j)
 {
-    double rate = coord_ledger_burn_rate(&j->spec.prices, j->workers, j->memory_mb,
-                                         coord_shards_nodes(&j->shards));
-    double spent = job_cost(j), now = smlt_now_mono(), start = -1, wait = 0;
+    double now = smlt_now_mono(), start = -1, wait = 0;
     for (uint32_t k = 0; k < j->workers; k++) {
         const struct rank_inv *c = &j->ranks[k].cur;
         if (!c->id || c->ready_at > 0)
@@ -549,12 +554,12 @@ static void job_check_budget(struct coord_job *j)
         if (left > wait)
             wait = left;
     }
-    if (spent + rate * (JOB_BUDGET_MARGIN_S + wait) < j->spec.budget_usd)
+    if (job_budget_fits(j, j->workers, j->memory_mb, coord_shards_nodes(&j->shards), wait))
         return;
     snprintf(j->reason, sizeof j->reason,
              "budget of $%.6f reached ($%.6f spent at step %llu): stopped after the current "
              "step, model saved",
-             j->spec.budget_usd, spent, (unsigned long long)j->step);
+             j->spec.budget_usd, job_cost(j), (unsigned long long)j->step);
     job_event(j, "budget", "%s", j->reason);
     j->stopping = 1;
     j->end_state = JOB_STOPPED;

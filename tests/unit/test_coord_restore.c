@@ -9,6 +9,20 @@
 static const char *SPEC = "{\"model\": \"logreg:784-10\", \"dataset\": \"" FAKE_DATASET "\", "
                           "\"epochs\": 4, \"workers\": 2, \"shards\": 1, \"budget_usd\": 5}";
 
+/* Appends rec (a new reference, taken) to the journal jr as a record of type. */
+static void put(struct coord_journal *jr, const char *type, json_t *rec)
+{
+    ck_assert_ptr_nonnull(rec);
+    coord_journal_append(jr, type, rec, 1);
+    json_decref(rec);
+}
+
+/* The state record of a job that trained all its epochs. */
+static json_t *succeeded(void)
+{
+    return json_pack("{s:s, s:s}", "state", "succeeded", "reason", "all epochs trained");
+}
+
 /* Records what a live job writes: submitted, starting, running, progress with a ledger. */
 static void write_running_job(struct coord *c, const char *id, const struct coord_ledger *l)
 {
@@ -17,19 +31,13 @@ static void write_running_job(struct coord *c, const char *id, const struct coor
     ck_assert_ptr_nonnull(jr);
     json_t *spec = json_loads(SPEC, 0, NULL);
     json_t *rec = json_pack("{s:s, s:o, s:f}", "id", id, "spec", spec, "submitted", smlt_now_unix());
-    coord_journal_append(jr, "submitted", rec, 1);
-    json_decref(rec);
-    rec = json_pack("{s:s}", "state", "starting");
-    coord_journal_append(jr, "state", rec, 1);
-    json_decref(rec);
-    rec = json_pack("{s:s}", "state", "running");
-    coord_journal_append(jr, "state", rec, 1);
-    json_decref(rec);
+    put(jr, "submitted", rec);
+    put(jr, "state", json_pack("{s:s}", "state", "starting"));
+    put(jr, "state", json_pack("{s:s}", "state", "running"));
     rec = json_pack("{s:I, s:f, s:f, s:i, s:i, s:f, s:o}", "step", (json_int_t)120, "elapsed_s",
                     6.0, "train_loss", 0.7, "workers", 2, "shards", 1, "cost_usd",
                     coord_ledger_total(l), "ledger", coord_ledger_to_json(l));
-    coord_journal_append(jr, "progress", rec, 1);
-    json_decref(rec);
+    put(jr, "progress", rec);
     coord_journal_close(jr);
 }
 
@@ -81,11 +89,8 @@ START_TEST(spec_that_no_longer_parses)
                             "/nonexistent/dir", "max_epochs", 7, "deadline_s", 60.0, "name",
                             "old", "ps", "addrs", "127.0.0.1:5", "token", "secret", "submitted",
                             smlt_now_unix());
-    coord_journal_append(jr, "submitted", rec, 1);
-    json_decref(rec);
-    rec = json_pack("{s:s, s:s}", "state", "succeeded", "reason", "all epochs trained");
-    coord_journal_append(jr, "state", rec, 1);
-    json_decref(rec);
+    put(jr, "submitted", rec);
+    put(jr, "state", succeeded());
     coord_journal_close(jr);
     struct coord_job *j = job_alloc(c, "job-0002");
     job_restore(c, j);
@@ -116,8 +121,7 @@ START_TEST(shard_metrics_addresses_replayed)
     json_t *spec = json_loads(SPEC, 0, NULL);
     json_t *rec = json_pack("{s:s, s:o, s:f}", "id", "job-0003", "spec", spec, "submitted",
                             smlt_now_unix());
-    coord_journal_append(j->journal, "submitted", rec, 1);
-    json_decref(rec);
+    put(j->journal, "submitted", rec);
     struct coord_shards *sh = &j->shards;
     sh->n = 2;
     sh->local = 1;
@@ -131,9 +135,7 @@ START_TEST(shard_metrics_addresses_replayed)
     snprintf(sh->bmaddr[1], sizeof sh->bmaddr[1], "127.0.0.1:9112");
     sh->bpid[1] = 12345;
     job_journal_shards(j);
-    rec = json_pack("{s:s, s:s}", "state", "succeeded", "reason", "all epochs trained");
-    coord_journal_append(j->journal, "state", rec, 1);
-    json_decref(rec);
+    put(j->journal, "state", succeeded());
     c->jobs = NULL;
     job_free(j);
 
@@ -171,14 +173,9 @@ START_TEST(torch_job_size_replayed)
                              FAKE_DATASET, "epochs", 2, "workers", 1, "shards", 1);
     json_t *rec = json_pack("{s:s, s:o, s:f}", "id", "job-0004", "spec", spec, "submitted",
                             smlt_now_unix());
-    coord_journal_append(jr, "submitted", rec, 1);
-    json_decref(rec);
-    rec = json_pack("{s:I}", "model_params", (json_int_t)50890);
-    coord_journal_append(jr, "params", rec, 1);
-    json_decref(rec);
-    rec = json_pack("{s:s, s:s}", "state", "succeeded", "reason", "all epochs trained");
-    coord_journal_append(jr, "state", rec, 1);
-    json_decref(rec);
+    put(jr, "submitted", rec);
+    put(jr, "params", json_pack("{s:I}", "model_params", (json_int_t)50890));
+    put(jr, "state", succeeded());
     coord_journal_close(jr);
     struct coord_job *j = job_alloc(c, "job-0004");
     job_restore(c, j);
