@@ -11,9 +11,11 @@
  * (b) The binding's own cost per step: on the same shards, a job with the training file's
  *     tensors (one worker, BSP), R rounds of N syncs from Python (smlt.Client.sync on
  *     smlt.torch's flat torch buffers; tools/bench_torch_sync.py) interleaved with R rounds
- *     of N smlt_sync calls from C in this process, same sizes, dense data both ways, each
- *     round's two halves back to back. The median over the rounds of the pair's ratio
- *     (Python / C) is the binding's overhead.
+ *     of N smlt_sync calls from C in this process and with R rounds of N syncs from Python
+ *     through ctypes (libsmlt's smlt_sync on the same torch buffers: the binding the package
+ *     could have used instead of its extension), same sizes, dense data every way, each
+ *     round's three parts back to back. The median over the rounds of the ratio to the
+ *     round's C part (Python / C, ctypes / C) is each binding's overhead.
  *
  * The Python processes run with PYTHONPATH=<this binary's dir>/../python (build/python) in
  * front, and the interpreter given by --python (default /usr/bin/python3, Debian's, which
@@ -65,7 +67,8 @@ static void btt_usage(FILE *f)
             "The torch binding: (a) time to a test accuracy of a torch training file through\n"
             "smlt-ps shards (`python3 -m smlt.job serve` ranks, BSP) vs PyTorch DDP (gloo), same\n"
             "model, batches, optimizer and evaluation cadence; (b) the binding's cost per BSP\n"
-            "sync: smlt.Client.sync on torch buffers vs smlt_sync from C, same shards and sizes.\n\n"
+            "sync: smlt.Client.sync on torch buffers vs smlt_sync from C, same shards and sizes,\n"
+            "and vs smlt_sync called through ctypes from Python on the same buffers.\n\n"
             "  --model-file PATH    training file (default worker/python/examples/fmnist_cnn.py)\n"
             "  --workers N          ranks on both sides (default 2)\n"
             "  --shards N           local smlt-ps shards (default 2)\n"
@@ -424,11 +427,13 @@ static double jd(const json_t *o, const char *k)
 
 /* ---- (b): the binding's cost per sync ------------------------------------------------------ */
 
-/* One phase of (b): rounds of Python and C syncs, each round's two halves back to back. */
+/* One phase of (b): rounds of syncs from Python (the extension), C and ctypes, each round's
+ * three parts back to back. */
 struct btt_phase {
-    double py_ms[BTT_MAX_ROUNDS], c_ms[BTT_MAX_ROUNDS];
-    double py_med, c_med;
-    double ratio;   /* the median over the rounds of (Python / C) of the round's pair */
+    double py_ms[BTT_MAX_ROUNDS], c_ms[BTT_MAX_ROUNDS], ct_ms[BTT_MAX_ROUNDS];
+    double py_med, c_med, ct_med;
+    double ratio;    /* the median over the rounds of (Python / C) of the round's parts */
+    double ct_ratio; /* the same of (ctypes / C) */
 };
 
 /* (b) runs two phases. A process that has freed a large block (every Python process that
@@ -480,10 +485,11 @@ static double c_round(struct smlt_client *c, int n, const float *grad, float *mo
     return smlt_now_mono() - t0;
 }
 
-/* Asks the Python child for n syncs; returns its seconds, or < 0. */
-static double py_round(FILE *in, FILE *out, int n)
+/* Asks the Python child for n syncs (verb "run": the extension, "ctypes": through ctypes);
+ * returns its seconds, or < 0. */
+static double py_round(FILE *in, FILE *out, const char *verb, int n)
 {
-    fprintf(in, "run %d\n", n);
+    fprintf(in, "%s %d\n", verb, n);
     fflush(in);
     json_t *j = read_json_line(out);
     double s = j ? jd(j, "s") : -1;
@@ -550,29 +556,34 @@ static int run_sync(const struct btt_opts *o, struct btt_run *r, const char *scr
             mallopt(M_MMAP_THRESHOLD, 32 << 20);
             mallopt(M_TRIM_THRESHOLD, 64 << 20);
         }
-        if (c_round(c, warm, grad, model) < 0 || py_round(in, out, warm) < 0)
+        if (c_round(c, warm, grad, model) < 0 || py_round(in, out, "run", warm) < 0 ||
+            py_round(in, out, "ctypes", warm) < 0)
             goto out;
         for (int i = 0; i < o->sync_rounds; i++) {
-            double tc, tp;
-            if (i % 2 == 0) {
-                tc = c_round(c, o->sync_steps, grad, model);
-                tp = tc < 0 ? -1 : py_round(in, out, o->sync_steps);
-            } else {
-                tp = py_round(in, out, o->sync_steps);
-                tc = tp < 0 ? -1 : c_round(c, o->sync_steps, grad, model);
+            /* The three parts in turn: C first in one round, Python in the next, ctypes in
+             * the one after. */
+            double *ms[3] = {ph->c_ms, ph->py_ms, ph->ct_ms};
+            for (int k = 0; k < 3; k++) {
+                int which = (i + k) % 3;
+                double t = which == 0   ? c_round(c, o->sync_steps, grad, model)
+                           : which == 1 ? py_round(in, out, "run", o->sync_steps)
+                                        : py_round(in, out, "ctypes", o->sync_steps);
+                if (t < 0)
+                    goto out;
+                ms[which][i] = 1e3 * t / o->sync_steps;
             }
-            if (tc < 0 || tp < 0)
-                goto out;
-            ph->c_ms[i] = 1e3 * tc / o->sync_steps;
-            ph->py_ms[i] = 1e3 * tp / o->sync_steps;
         }
         ph->c_med = median_of(ph->c_ms, o->sync_rounds);
         ph->py_med = median_of(ph->py_ms, o->sync_rounds);
-        /* Each round's pair ran back to back: their ratio cancels slower drifts. */
-        double pair[BTT_MAX_ROUNDS];
-        for (int i = 0; i < o->sync_rounds; i++)
+        ph->ct_med = median_of(ph->ct_ms, o->sync_rounds);
+        /* Each round's parts ran back to back: their ratio cancels slower drifts. */
+        double pair[BTT_MAX_ROUNDS], ct_pair[BTT_MAX_ROUNDS];
+        for (int i = 0; i < o->sync_rounds; i++) {
             pair[i] = ph->c_ms[i] > 0 ? ph->py_ms[i] / ph->c_ms[i] : 0;
+            ct_pair[i] = ph->c_ms[i] > 0 ? ph->ct_ms[i] / ph->c_ms[i] : 0;
+        }
         ph->ratio = median_of(pair, o->sync_rounds);
+        ph->ct_ratio = median_of(ct_pair, o->sync_rounds);
     }
     res->ok = 1;
     rc = 0;
@@ -645,19 +656,23 @@ static void print_report(const struct btt_opts *o, const char *model_file, const
             for (int k = 0; k < 2; k++) {
                 const struct btt_phase *ph = &sy->ph[k];
                 printf("\"%s\":{\"py_ms_per_sync\":%.4f,\"c_ms_per_sync\":%.4f,"
-                       "\"ratio\":%.4f,\"overhead_pct\":%.2f,\"py_ms\":[", pname[k], ph->py_med,
-                       ph->c_med, ph->ratio, 100 * (ph->ratio - 1));
+                       "\"ratio\":%.4f,\"overhead_pct\":%.2f,\"ctypes_ms_per_sync\":%.4f,"
+                       "\"ctypes_ratio\":%.4f,\"py_ms\":[", pname[k], ph->py_med, ph->c_med,
+                       ph->ratio, 100 * (ph->ratio - 1), ph->ct_med, ph->ct_ratio);
                 for (int i = 0; i < o->sync_rounds; i++)
                     printf("%s%.4f", i ? "," : "", ph->py_ms[i]);
                 printf("],\"c_ms\":[");
                 for (int i = 0; i < o->sync_rounds; i++)
                     printf("%s%.4f", i ? "," : "", ph->c_ms[i]);
+                printf("],\"ctypes_ms\":[");
+                for (int i = 0; i < o->sync_rounds; i++)
+                    printf("%s%.4f", i ? "," : "", ph->ct_ms[i]);
                 printf("]},");
             }
             /* the binding's own cost: against the C client in the same allocator state */
             jnum_or_null("py_wrapper_us_per_sync", sy->wrap_us, 0);
-            printf("\"ratio\":%.4f,\"overhead_pct\":%.2f}}\n", sy->ph[1].ratio,
-                   100 * (sy->ph[1].ratio - 1));
+            printf("\"ratio\":%.4f,\"overhead_pct\":%.2f,\"ctypes_ratio\":%.4f}}\n",
+                   sy->ph[1].ratio, 100 * (sy->ph[1].ratio - 1), sy->ph[1].ct_ratio);
         } else {
             printf("\"binding\":null}\n");
         }
@@ -712,11 +727,14 @@ static void print_report(const struct btt_opts *o, const char *model_file, const
                                       "C with the thresholds raised as in Python"};
         for (int k = 0; k < 2; k++) {
             const struct btt_phase *ph = &sy->ph[k];
-            printf("  %-42s Python %.4f ms, C %.4f ms; Python / C per round %.4f (%+.2f%%)\n",
-                   what[k], ph->py_med, ph->c_med, ph->ratio, 100 * (ph->ratio - 1));
+            printf("  %-42s Python %.4f ms, C %.4f ms; Python / C per round %.4f (%+.2f%%)\n"
+                   "  %-42s ctypes %.4f ms; ctypes / C per round %.4f (%+.2f%%)\n",
+                   what[k], ph->py_med, ph->c_med, ph->ratio, 100 * (ph->ratio - 1), "",
+                   ph->ct_med, ph->ct_ratio, 100 * (ph->ct_ratio - 1));
         }
-        printf("  the binding's own cost (same allocator state): %+.2f%% per sync",
-               100 * (sy->ph[1].ratio - 1));
+        printf("  the binding's own cost (same allocator state): %+.2f%% per sync (through "
+               "ctypes instead: %+.2f%%)",
+               100 * (sy->ph[1].ratio - 1), 100 * (sy->ph[1].ct_ratio - 1));
         if (sy->wrap_us >= 0)
             printf("; of it, the Python layer's buffer conversion %.1f us per sync", sy->wrap_us);
         printf("\n");
@@ -806,7 +824,7 @@ int bench_train_torch_main(int argc, char **argv)
     }
     if (o.do_sync) {
         if (!o.json)
-            fprintf(stderr, "smlt-bench train --torch: syncs from Python and from C ...\n");
+            fprintf(stderr, "smlt-bench train --torch: syncs from Python (the extension, ctypes) and from C ...\n");
         if (run_sync(&o, &r, sync_script, model_file, &sy) != 0)
             failed = 1;
     }
