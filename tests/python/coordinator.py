@@ -1,6 +1,7 @@
 """Test helper: a real smlt-coordinator on loopback port 0 (local platform), in a temporary
 directory, stopped by its process id (it stops its own shards and worker instances on
 SIGTERM)."""
+import json
 import os
 import signal
 import subprocess
@@ -34,6 +35,18 @@ class Coordinator:
             time.sleep(0.05)
         with open(pf) as f:
             self.url = "http://127.0.0.1:%d" % int(f.read().strip())
+
+    def smltctl(self, *args):
+        """Runs smltctl against this coordinator; its stdout (RuntimeError when it fails)."""
+        r = subprocess.run([os.path.join(self.bin, "smltctl"), "--url", self.url, "--token",
+                            self.token] + list(args), capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError("smltctl %s: %s%s" % (args, r.stdout, r.stderr))
+        return r.stdout
+
+    def job(self, jid):
+        """The job's view (smltctl --json status)."""
+        return json.loads(self.smltctl("--json", "status", jid))
 
     def stop(self):
         if self.proc.poll() is None:

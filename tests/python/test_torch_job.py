@@ -62,15 +62,6 @@ class TorchJobTest(unittest.TestCase):
     def tearDown(self):
         self.c.stop()
 
-    def smltctl(self, *args):
-        r = subprocess.run([os.path.join(BIN, "smltctl"), "--url", self.url, "--token",
-                            self.token] + list(args), capture_output=True, text=True, timeout=60)
-        self.assertEqual(r.returncode, 0, "smltctl %s: %s%s" % (args, r.stdout, r.stderr))
-        return r.stdout
-
-    def job(self, jid):
-        return json.loads(self.smltctl("--json", "status", jid))
-
     def runners(self):
         """(bootstrap pid, Python runner pid) of every worker instance the coordinator runs."""
         for w in children(self.c.pid):
@@ -86,14 +77,14 @@ class TorchJobTest(unittest.TestCase):
                               "--data", DATA], capture_output=True, text=True)
         self.assertNotEqual(bad.returncode, 0)
         self.assertIn("x.py", bad.stderr)
-        jid = self.smltctl("submit", "--model", "python:" + EXAMPLE, "--data", DATA,
+        jid = self.c.smltctl("submit", "--model", "python:" + EXAMPLE, "--data", DATA,
                            "--workers", "2", "--shards", "2", "--batch", "64",
                            "--optimizer", "momentum", "--lr", "0.05", "--momentum", "0.9",
                            "--target-accuracy", "0.9", "--max-epochs", "10").strip()
         killed = None
         deadline = time.monotonic() + 1200
         while True:
-            j = self.job(jid)
+            j = self.c.job(jid)
             if j["state"] in ("succeeded", "failed", "canceled"):
                 break
             self.assertLess(time.monotonic(), deadline, "the job did not end: %s" % j["state"])
